@@ -1,0 +1,34 @@
+"""Fire-and-forget events from an agent to the local agent-telemetry daemon.
+
+    from agent_telemetry import track
+    track("agent.run.completed", {"duration_ms": 812})
+
+`track()` never raises and never blocks: events go to a background thread that writes them
+to the daemon's `ingest.sock`, and are dropped (and counted in `stats()`) when the daemon is
+down or not reading for long. `AGENT_TELEMETRY_DISABLED=1` turns every call into a no-op.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+from agent_telemetry._client import Client
+from agent_telemetry._paths import ingest_socket_path, runtime_dir
+from agent_telemetry._wire import encode_event, uuid7
+
+__all__ = [
+    "configure",
+    "encode_event",
+    "flush",
+    "ingest_socket_path",
+    "runtime_dir",
+    "stats",
+    "track",
+    "uuid7",
+]
+
+_client = Client()
+
+track = _client.track
+flush = _client.flush
+stats = _client.stats
+configure = _client.configure

@@ -1,0 +1,3 @@
+"""The reference custom backend for agent-telemetry: aiohttp on PostgreSQL."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""`agent-telemetry-server serve | migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import asyncpg
+import click
+import structlog
+from aiohttp import web
+
+from agent_telemetry_server import __version__, logs
+from agent_telemetry_server.app import apply_migrations, create_app
+from agent_telemetry_server.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from agent_telemetry_server.migrate import MigrationError
+
+# As uvicorn does: a server that could not start exits with its own code, so a supervisor
+# can tell "misconfigured, don't restart in a loop" from a crash.
+STARTUP_FAILURE = 3
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV,
+    help=f"TOML config file (or ${CONFIG_ENV}).",
+)
+database_option = click.option("--database-url", help="PostgreSQL URL; $DATABASE_URL when absent.")
+
+
+def _settings(config_path: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config_path).with_overrides(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _startup_failure(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(STARTUP_FAILURE)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="agent-telemetry-server")
+def main() -> None:
+    """The reference backend for agent-telemetry's `http` sender, on PostgreSQL."""
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to bind (default 8080).")
+@database_option
+def serve(
+    config_path: Path | None, host: str | None, port: int | None, database_url: str | None
+) -> None:
+    """Migrate the database if needed, then serve the API.
+
+    Example: TELEMETRY_API_KEYS=k1,k2 agent-telemetry-server serve --database-url postgresql://...
+    """
+    settings = _settings(config_path, host=host, port=port, database_url=database_url)
+    try:
+        settings.require_database_url()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not settings.api_keys:
+        raise click.ClickException("no ingest keys: set TELEMETRY_API_KEYS or api_keys in config")
+    logs.configure()
+    log = structlog.get_logger("agent_telemetry_server")
+    if not settings.read_keys:
+        log.warning("no read keys configured: stats and analytics will answer 401")
+    app = create_app(settings)
+
+    def announce(*_args: object) -> None:
+        log.info("serving", host=settings.host, port=settings.port, version=__version__)
+
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,  # aiohttp's access log records client addresses; ours does not
+            print=announce,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+    except MigrationError as exc:
+        _startup_failure(str(exc))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _startup_failure(f"{type(exc).__name__}: {exc}")
+    log.info("stopped")
+
+
+@main.command("migrate")
+@config_option
+@database_option
+def migrate_command(config_path: Path | None, database_url: str | None) -> None:
+    """Apply pending database migrations and exit.
+
+    Example: agent-telemetry-server migrate --database-url postgresql://...
+    """
+    settings = _settings(config_path, database_url=database_url)
+    try:
+        settings.require_database_url()
+        applied = asyncio.run(apply_migrations(settings))
+    except (ConfigError, MigrationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _startup_failure(f"{type(exc).__name__}: {exc}")
+        return
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("database is up to date")

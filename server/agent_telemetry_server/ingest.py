@@ -1,0 +1,124 @@
+"""Writing one batch: idempotency record, COPY into staging, insert-or-skip, rollup upsert.
+
+All in one transaction, so the client's 200 means every accepted event, its rollup
+contribution and the idempotency record are committed together, or none is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from agent_telemetry_server.validation import COLUMNS, Batch, fingerprint
+
+# Data-modifying CTEs run exactly once even when unread; the final SELECT only counts.
+# ORDER BY gives concurrent batches the same lock order, which keeps deadlocks away.
+_INSERT_AND_ROLL_UP = f"""
+WITH inserted AS (
+    INSERT INTO events ({", ".join(COLUMNS)})
+    SELECT {", ".join(COLUMNS)} FROM staging_events ORDER BY uuid
+    ON CONFLICT DO NOTHING
+    RETURNING ts, event, agent, anonymous_id, is_error
+), rolled AS (
+    INSERT INTO rollup_daily AS r (day, event, agent, anonymous_id, events, errors)
+    SELECT (ts AT TIME ZONE 'UTC')::date, event, coalesce(agent, ''), anonymous_id,
+           count(*), count(*) FILTER (WHERE is_error)
+    FROM inserted
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, event, agent, anonymous_id) DO UPDATE
+    SET events = r.events + excluded.events, errors = r.errors + excluded.errors
+)
+SELECT count(*) FROM inserted
+"""
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was used before for a different batch."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    body: dict[str, Any]
+    replayed: bool
+
+
+async def _claim_key(conn: asyncpg.Connection, anonymous_id: uuid.UUID, key: str, fp: str) -> bool:
+    """Insert the key's row; False when it already exists (a concurrent twin waits here)."""
+    claimed = await conn.fetchval(
+        "INSERT INTO idempotency_keys (anonymous_id, idempotency_key, fingerprint)"
+        " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+        anonymous_id,
+        key,
+        fp,
+    )
+    return bool(claimed)
+
+
+async def write_batch(
+    conn: asyncpg.Connection, batch: Batch, idempotency_key: str | None
+) -> IngestResult:
+    fp = fingerprint(batch.records, batch.rejected)
+    async with conn.transaction():
+        if idempotency_key is not None and not await _claim_key(
+            conn, batch.anonymous_id, idempotency_key, fp
+        ):
+            row = await conn.fetchrow(
+                "SELECT fingerprint, response FROM idempotency_keys"
+                " WHERE anonymous_id = $1 AND idempotency_key = $2",
+                batch.anonymous_id,
+                idempotency_key,
+            )
+            assert row is not None
+            if row["fingerprint"] != fp:
+                raise IdempotencyConflict("Idempotency-Key was used for a different batch")
+            return IngestResult(orjson.loads(row["response"]), replayed=True)
+        accepted = 0
+        if batch.records:
+            await conn.copy_records_to_table(
+                "staging_events", records=[r.as_row() for r in batch.records], columns=COLUMNS
+            )
+            accepted = int(await conn.fetchval(_INSERT_AND_ROLL_UP))
+        body = {
+            "accepted": accepted,
+            "duplicates": len(batch.records) - accepted,
+            "rejected": batch.rejected,
+        }
+        if idempotency_key is not None:
+            await conn.execute(
+                "UPDATE idempotency_keys SET response = $3"
+                " WHERE anonymous_id = $1 AND idempotency_key = $2",
+                batch.anonymous_id,
+                idempotency_key,
+                orjson.dumps(body).decode(),
+            )
+    return IngestResult(body, replayed=False)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    events_deleted: int
+    rollup_rows_deleted: int
+    idempotency_keys_deleted: int
+
+
+def _count(status: str) -> int:
+    """asyncpg's command tag, e.g. 'DELETE 12' → 12."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def erase(conn: asyncpg.Connection, anonymous_id: uuid.UUID) -> Erasure:
+    """Delete one installation's raw rows, rollup rows and batch records. Idempotent."""
+    async with conn.transaction():
+        events = await conn.execute("DELETE FROM events WHERE anonymous_id = $1", anonymous_id)
+        rollups = await conn.execute(
+            "DELETE FROM rollup_daily WHERE anonymous_id = $1", anonymous_id
+        )
+        keys = await conn.execute(
+            "DELETE FROM idempotency_keys WHERE anonymous_id = $1", anonymous_id
+        )
+    return Erasure(_count(events), _count(rollups), _count(keys))

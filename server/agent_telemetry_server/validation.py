@@ -1,0 +1,256 @@
+"""Batch and event validation. Pure: no I/O, plain dicts in, records or reasons out.
+
+Error rule (used by /api/v1/analytics/errors and the rollups): an event is an error when
+its name ends in `.error` or `.failed`, or `properties.status == "error"`, or
+`properties.error` is present and not null, false or "".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+EVENT_FIELDS = frozenset({"uuid", "event", "timestamp", "properties", "received_at", "agent"})
+BODY_FIELDS = frozenset({"anonymous_id", "events"})
+MAX_NAME_LENGTH = 200
+ERROR_RULE = (
+    "an event is an error when its name ends in '.error' or '.failed', or properties.status"
+    " is 'error', or properties.error is present and not null, false or ''"
+)
+# Clocks drift; a day ahead is clearly wrong, a few minutes is not.
+MAX_FUTURE = timedelta(days=1)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+class BodyError(ValueError):
+    """The request body as a whole is unusable (400)."""
+
+
+class EventTooLarge(ValueError):
+    """One event is over the per-event limit (413 for the whole request)."""
+
+    def __init__(self, index: int, size: int, limit: int) -> None:
+        super().__init__(f"event {index} is {size} bytes, over the {limit}-byte limit")
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One valid event, in the column order of the `events` table."""
+
+    uuid: uuid.UUID
+    ts: datetime
+    received_at: datetime | None
+    anonymous_id: uuid.UUID
+    event: str
+    agent: str | None
+    is_error: bool
+    duration_ms: float | None
+    properties: str  # encoded JSON, passed to jsonb as text
+
+    def as_row(self) -> tuple[Any, ...]:
+        return (
+            self.uuid,
+            self.ts,
+            self.received_at,
+            self.anonymous_id,
+            self.event,
+            self.agent,
+            self.is_error,
+            self.duration_ms,
+            self.properties,
+        )
+
+
+COLUMNS = (
+    "uuid",
+    "ts",
+    "received_at",
+    "anonymous_id",
+    "event",
+    "agent",
+    "is_error",
+    "duration_ms",
+    "properties",
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    anonymous_id: uuid.UUID
+    records: list[EventRecord]
+    rejected: list[dict[str, Any]]
+    total: int
+
+
+class _Reject(ValueError):
+    pass
+
+
+def parse_uuid(value: Any, name: str) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise _Reject(f"{name}: must be a UUID string")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _Reject(f"{name}: not a valid UUID") from None
+
+
+def parse_time(value: Any, name: str) -> datetime:
+    """RFC 3339 with an offset (`Z` or `±hh:mm`); naive times are refused, not guessed."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        raise _Reject(f"{name}: must be an RFC 3339 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Reject(f"{name}: not RFC 3339") from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise _Reject(f"{name}: needs a date, a time and a UTC offset")
+    return parsed
+
+
+def is_error(event: str, properties: dict[str, Any]) -> bool:
+    """The documented error rule (module docstring)."""
+    if event.endswith((".error", ".failed")):
+        return True
+    if properties.get("status") == "error":
+        return True
+    return properties.get("error") not in (None, False, "")
+
+
+def duration_ms(properties: dict[str, Any]) -> float | None:
+    """`properties.duration_ms` when it is a finite, non-negative number."""
+    value = properties.get("duration_ms")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _name(value: Any, field: str, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise _Reject(f"{field}: must be a string of 1 to {MAX_NAME_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise _Reject(f"{field}: contains control characters")
+    return value
+
+
+def parse_event(
+    raw: Any, index: int, anonymous_id: uuid.UUID, now: datetime, max_event_bytes: int
+) -> EventRecord:
+    """One wire event → EventRecord. Raises _Reject (a reason) or EventTooLarge."""
+    if not isinstance(raw, dict):
+        raise _Reject("event must be a JSON object")
+    unknown = sorted(set(raw) - EVENT_FIELDS)
+    if unknown:
+        raise _Reject(f"unknown field {unknown[0]!r}")
+    for required in ("uuid", "event", "timestamp"):
+        if required not in raw:
+            raise _Reject(f"{required}: required")
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, dict):
+        raise _Reject("properties: must be a JSON object")
+    encoded = orjson.dumps(properties)
+    size = len(encoded) + len(str(raw.get("event"))) + len(str(raw.get("agent") or ""))
+    if size > max_event_bytes:
+        raise EventTooLarge(index, size, max_event_bytes)
+    # PostgreSQL text and jsonb cannot hold U+0000; orjson writes it as \u0000.
+    if b"\\u0000" in encoded and _has_nul(properties):
+        raise _Reject("properties: contains a NUL character")
+    event_uuid = parse_uuid(raw["uuid"], "uuid")
+    name = _name(raw["event"], "event", required=True)
+    assert name is not None
+    agent = _name(raw.get("agent"), "agent", required=False)
+    if agent is None and isinstance(properties.get("agent"), str):
+        # The shim's examples put the agent in properties; use it when the source is absent.
+        agent = _name(properties["agent"][:MAX_NAME_LENGTH], "properties.agent", required=False)
+    ts = parse_time(raw["timestamp"], "timestamp")
+    if ts - now > MAX_FUTURE:
+        raise _Reject("timestamp: more than a day in the future")
+    received = raw.get("received_at")
+    received_at = None if received is None else parse_time(received, "received_at")
+    return EventRecord(
+        uuid=event_uuid,
+        ts=ts,
+        received_at=received_at,
+        anonymous_id=anonymous_id,
+        event=name,
+        agent=agent,
+        is_error=is_error(name, properties),
+        duration_ms=duration_ms(properties),
+        properties=encoded.decode(),
+    )
+
+
+def parse_envelope(body: Any, max_events: int) -> tuple[uuid.UUID, list[Any]]:
+    """The batch envelope → (anonymous_id, raw events). Raises BodyError (400)."""
+    if not isinstance(body, dict):
+        raise BodyError("body must be a JSON object")
+    unknown = sorted(set(body) - BODY_FIELDS)
+    if unknown:
+        raise BodyError(f"unknown field {unknown[0]!r}")
+    try:
+        anonymous_id = parse_uuid(body.get("anonymous_id"), "anonymous_id")
+    except _Reject as exc:
+        raise BodyError(str(exc)) from None
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise BodyError("events: must be a JSON array")
+    if len(events) > max_events:
+        raise EventTooLarge(-1, len(events), max_events)
+    return anonymous_id, events
+
+
+def parse_events(
+    anonymous_id: uuid.UUID, events: list[Any], now: datetime, max_event_bytes: int
+) -> Batch:
+    """Validate each event; the valid ones become records, the others reasons by index."""
+    records: list[EventRecord] = []
+    rejected: list[dict[str, Any]] = []
+    for index, raw in enumerate(events):
+        try:
+            records.append(parse_event(raw, index, anonymous_id, now, max_event_bytes))
+        except _Reject as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    return Batch(anonymous_id, records, rejected, len(events))
+
+
+def valid_idempotency_key(value: str) -> bool:
+    """Printable ASCII without spaces, at most 200 characters (a batch id is a UUID)."""
+    return bool(_IDEMPOTENCY_KEY.match(value))
+
+
+def fingerprint(records: list[EventRecord], rejected: list[dict[str, Any]]) -> str:
+    """What makes two requests "the same batch": its event uuids and rejected indexes.
+
+    Not a hash of the bytes, so a client that re-encodes a batch on retry still matches.
+    """
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.uuid.bytes):
+        digest.update(record.uuid.bytes)
+    for item in rejected:
+        digest.update(str(item["index"]).encode() + b",")
+    return digest.hexdigest()

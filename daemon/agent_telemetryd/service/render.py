@@ -46,7 +46,7 @@ def template_text(name: str) -> str:
 
 def render_systemd_service(executable: Path) -> str:
     """The user unit with ``ExecStart=`` pointing at ``executable`` (absolute)."""
-    return template_text(SERVICE_UNIT).replace(_EXEC, _systemd_word(_absolute(executable)))
+    return template_text(SERVICE_UNIT).replace(_EXEC, _systemd_exec_path(_absolute(executable)))
 
 
 def render_systemd_socket() -> str:
@@ -69,10 +69,11 @@ def _absolute(path: Path) -> str:
     return str(path)
 
 
-def _systemd_word(word: str) -> str:
-    """One ExecStart= word that systemd reads back as exactly ``word``."""
-    # systemd expands %-specifiers and $VARIABLES inside ExecStart= even within quotes.
-    word = word.replace("%", "%%").replace("$", "$$")
+def _systemd_exec_path(word: str) -> str:
+    """The program word of ExecStart= that systemd reads back as exactly ``word``."""
+    # %-specifiers are expanded everywhere, even within quotes. "$" needs no escape here:
+    # systemd never substitutes variables in the program path, so "$$" would stay doubled.
+    word = word.replace("%", "%%")
     if not _NEEDS_QUOTES.search(word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,84 @@
+"""What every command needs: the config, whether the daemon runs, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
+from agent_telemetryd.config import Config, ConfigError, load_config
+from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
+from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.store.database import connect, open_buffer
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def get_config() -> Config:
+    try:
+        return load_config()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def daemon_pid(config: Config) -> int | None:
+    return running_pid(config.paths.lock_file)
+
+
+def api(config: Config) -> ApiClient:
+    return ApiClient(config.paths.api_socket)
+
+
+def call_api(config: Config, method: str, path: str, body: Any = None) -> Any:
+    try:
+        return api(config).json(method, path, body)
+    except (ApiError, DaemonUnavailableError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@contextlib.contextmanager
+def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
+    """The buffer opened read-only (WAL lets it sit beside a running daemon), or None."""
+    if not config.paths.database.exists():
+        yield None
+        return
+    try:
+        conn = connect(config.paths.database, readonly=True)
+    except sqlite3.Error as error:
+        raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
+    try:
+        yield conn
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def offline_buffer(config: Config) -> Iterator[sqlite3.Connection]:
+    """Write access with the daemon down: hold its lock so it cannot start meanwhile."""
+    ensure_private_dir(config.paths.runtime_dir)
+    lock = DaemonLock(config.paths.lock_file)
+    try:
+        lock.acquire()
+    except AlreadyRunningError as error:
+        raise click.ClickException(f"{error}; try again") from None
+    try:
+        conn = open_buffer(config.paths.database)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        lock.release()
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")

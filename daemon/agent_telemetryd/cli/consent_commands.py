@@ -1,0 +1,72 @@
+"""mode, enable, disable: the user's consent (DESIGN §8)."""
+
+from __future__ import annotations
+
+import click
+
+from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
+from agent_telemetryd.consent import decide, read_stored, write_stored
+from agent_telemetryd.mode_change import revoke_pending
+
+_NEXT_STEPS = {
+    "off": "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
+    "local": "Events are kept for you only and never sent. "
+    "Send them to the configured backend: agent-telemetry enable",
+    "upload": "Events received from now on are uploaded on schedule. "
+    "Stop: agent-telemetry disable (pending events then stay local for good)",
+}
+
+
+def set_mode(mode: str) -> None:
+    config = get_config()
+    if daemon_pid(config) is not None:
+        result = call_api(config, "POST", "/v1/mode", {"mode": mode, "via": "cli"})
+        effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
+    else:
+        before = decide(config, read_stored(config.paths.consent_file))
+        stored = write_stored(config.paths.consent_file, mode, via="cli")
+        after = decide(config, stored)
+        if before.uploads and not after.uploads and config.paths.database.exists():
+            with offline_buffer(config) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                revoke_pending(conn)
+                conn.execute("COMMIT")
+        effective, source, reason = after.mode, after.source, after.reason
+    click.echo(f"Mode: {effective}")
+    if effective != mode:
+        click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
+    click.echo(_NEXT_STEPS[effective])
+
+
+@click.command()
+@click.argument("mode", type=click.Choice(["off", "local", "upload"]))
+def mode(mode: str) -> None:
+    """Set the consent mode: off, local (the default) or upload.
+
+    \b
+    Example:
+        agent-telemetry mode local
+    """
+    set_mode(mode)
+
+
+@click.command()
+def enable() -> None:
+    """Upload events received from now on (same as `mode upload`).
+
+    \b
+    Example:
+        agent-telemetry enable
+    """
+    set_mode("upload")
+
+
+@click.command()
+def disable() -> None:
+    """Stop uploading; keep events locally (same as `mode local`).
+
+    \b
+    Example:
+        agent-telemetry disable
+    """
+    set_mode("local")

@@ -1,0 +1,35 @@
+"""What the daemon's parts share while it runs; held behind one typed aiohttp AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.store.buffer import Buffer
+
+# A part of the daemon (the uploader, say) adds its own section to `status`.
+StatusSection = Callable[[], Awaitable[dict[str, Any]]]
+# Called after the effective mode changed: (before, after).
+ModeListener = Callable[[ConsentState, ConsentState], Awaitable[None]]
+
+
+@dataclass
+class DaemonContext:
+    config: Config
+    consent: ConsentState
+    ingestor: Ingestor | None = None
+    buffer: Buffer | None = None
+    http_url: str | None = None
+    dashboard_token: str = ""
+    started_at: float = 0.0
+    status_sections: list[StatusSection] = field(default_factory=list)
+    mode_listeners: list[ModeListener] = field(default_factory=list)
+
+
+CONTEXT = web.AppKey("context", DaemonContext)

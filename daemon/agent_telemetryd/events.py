@@ -1,0 +1,171 @@
+"""Parse, validate and normalise one event as agents send it (DESIGN §5). No I/O.
+
+Every rejection is an `EventError` whose message names the field and says what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuid_module
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+ALLOWED_FIELDS = ("event", "properties", "timestamp", "uuid", "agent")
+_ALLOWED = frozenset(ALLOWED_FIELDS)
+MAX_EVENT_NAME = 200
+MAX_AGENT_NAME = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class EventError(ValueError):
+    """An event that cannot be kept; the message is safe to log (it never holds values)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_event_bytes: int = 32 * 1024
+    max_depth: int = 10
+    max_keys: int = 256
+
+
+@dataclass(slots=True)
+class Event:
+    """A valid event; `uuid` and `ts_ms` may still be None until the daemon stamps them."""
+
+    event: str
+    properties: dict[str, Any]
+    ts_ms: int | None
+    uuid: str | None
+    agent: str | None
+
+
+def parse_line(line: bytes | str) -> Any:
+    """Decode one JSON document; raises EventError that says what is wrong with it."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        message = str(error)
+        if "utf-8" in message.lower() or "surrogate" in message.lower():
+            raise EventError("not valid UTF-8") from None
+        raise EventError(f"not valid JSON ({message.split(':', 1)[0]})") from None
+
+
+def validate(document: Any, limits: Limits) -> Event:
+    """Check one decoded event against the wire contract and return it normalised."""
+    if not isinstance(document, dict):
+        raise EventError(f"an event must be a JSON object, not {_json_type(document)}")
+    unknown = document.keys() - _ALLOWED
+    if unknown:
+        field = sorted(unknown)[0]
+        raise EventError(f"unknown field {field[:50]!r} (allowed: {', '.join(ALLOWED_FIELDS)})")
+    return Event(
+        event=_event_name(document.get("event")),
+        properties=_properties(document.get("properties"), limits),
+        ts_ms=_timestamp(document.get("timestamp")),
+        uuid=_uuid(document.get("uuid")),
+        agent=_agent(document.get("agent")),
+    )
+
+
+def _event_name(value: Any) -> str:
+    if value is None:
+        raise EventError("field 'event' is required")
+    if not isinstance(value, str):
+        raise EventError(f"field 'event' must be a string, not {_json_type(value)}")
+    if not 1 <= len(value) <= MAX_EVENT_NAME:
+        raise EventError(f"field 'event' must be 1-{MAX_EVENT_NAME} characters, got {len(value)}")
+    if _CONTROL.search(value):
+        raise EventError("field 'event' must not contain control characters")
+    return value
+
+
+def _properties(value: Any, limits: Limits) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"field 'properties' must be an object, not {_json_type(value)}")
+    keys = _count_keys(value, limits.max_depth, 1)
+    if keys > limits.max_keys:
+        raise EventError(f"field 'properties' has {keys} keys; the limit is {limits.max_keys}")
+    size = len(orjson.dumps(value))
+    if size > limits.max_event_bytes:
+        raise EventError(
+            f"field 'properties' is {size} bytes encoded; the limit is {limits.max_event_bytes}"
+        )
+    return value
+
+
+def _count_keys(node: Any, max_depth: int, depth: int) -> int:
+    """Keys in all nested objects; raises when nesting is deeper than `max_depth`."""
+    if depth > max_depth:
+        raise EventError(f"field 'properties' is nested deeper than {max_depth} levels")
+    if isinstance(node, dict):
+        total = len(node)
+        for child in node.values():
+            if isinstance(child, dict | list):
+                total += _count_keys(child, max_depth, depth + 1)
+        return total
+    total = 0
+    for child in node:
+        if isinstance(child, dict | list):
+            total += _count_keys(child, max_depth, depth + 1)
+    return total
+
+
+def _timestamp(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"field 'timestamp' must be an RFC 3339 string, not {_json_type(value)}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(
+            "field 'timestamp' is not RFC 3339 (e.g. 2026-11-24T21:00:00.123Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise EventError("field 'timestamp' needs a UTC offset (e.g. Z or +01:00)")
+    return int(moment.timestamp() * 1000)
+
+
+def _uuid(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"field 'uuid' must be a string, not {_json_type(value)}")
+    if _CANONICAL_UUID.match(value):
+        return value
+    try:
+        return str(uuid_module.UUID(value))
+    except ValueError:
+        raise EventError("field 'uuid' is not a UUID") from None
+
+
+def _agent(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"field 'agent' must be a string, not {_json_type(value)}")
+    if not 1 <= len(value) <= MAX_AGENT_NAME or _CONTROL.search(value):
+        raise EventError(
+            f"field 'agent' must be 1-{MAX_AGENT_NAME} characters without control characters"
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

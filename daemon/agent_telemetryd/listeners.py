@@ -1,0 +1,93 @@
+"""The daemon's listening sockets: taken from systemd when activated, else bound here.
+
+Either way the rest of the daemon gets plain listening sockets, so socket activation and
+a self-started daemon share one code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_telemetryd.config import Config
+from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.service.activation import inherited_sockets
+
+
+class ListenError(RuntimeError):
+    """A socket could not be bound; the message says which and why."""
+
+
+@dataclass
+class Listeners:
+    ingest: socket.socket
+    api: socket.socket
+    http: socket.socket | None
+    owned_paths: list[Path] = field(default_factory=list)  # files to remove at shutdown
+
+    @property
+    def http_url(self) -> str | None:
+        if self.http is None:
+            return None
+        host, port = self.http.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        for sock in (self.ingest, self.api, self.http):
+            if sock is not None:
+                sock.close()
+        for path in self.owned_paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def open_listeners(config: Config) -> Listeners:
+    """Bind (or adopt) ingest.sock, api.sock and the loopback HTTP port. Call under the lock."""
+    inherited = inherited_sockets()
+    paths = config.paths
+    ensure_private_dir(paths.runtime_dir)
+    owned: list[Path] = []
+    ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned)
+    api = inherited.get("api") or _bind_unix(paths.api_socket, owned)
+    http = inherited.get("http")
+    if http is None and config.http_port is not None:
+        http = _bind_tcp(config.http_host, config.http_port)
+    return Listeners(ingest, api, http, owned)
+
+
+def _bind_unix(path: Path, owned: list[Path]) -> socket.socket:
+    # Only called while holding the daemon lock, so a socket file here is stale: the
+    # daemon that made it is gone (killed, crashed). Remove it and bind afresh.
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the file is born 0600: no window where others could connect
+    try:
+        sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        raise ListenError(f"cannot bind {path}: {error.strerror}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(512)
+    sock.setblocking(False)
+    owned.append(path)
+    return sock
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        hint = " (set AGENT_TELEMETRY_HTTP_PORT to another port, 0, or off)"
+        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,38 @@
+"""Applying a consent change to a running daemon (DESIGN §8).
+
+Leaving `upload` makes every pending event ineligible for good (they become local-only)
+and tells listeners — the uploader stops before its next request. Leaving `off` opens
+the buffer, which `off` never creates.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import structlog
+
+from agent_telemetryd.consent import ConsentState, StoredConsent, decide
+from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.store.buffer import Buffer
+
+log = structlog.get_logger("agent_telemetryd.consent")
+
+
+def revoke_pending(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("UPDATE events SET upload = 'local' WHERE upload = 'pending'").rowcount)
+
+
+async def apply_mode(context: DaemonContext, stored: StoredConsent | None) -> ConsentState:
+    before = context.consent
+    after = decide(context.config, stored)
+    context.consent = after
+    if after.keeps and context.buffer is None:
+        context.buffer = await Buffer.open_for(context.config)
+    if before.uploads and not after.uploads and context.buffer is not None:
+        revoked = await context.buffer.writer.run(revoke_pending)
+        log.info("upload_consent_withdrawn", pending_made_local=revoked)
+    if before.mode != after.mode:
+        log.info("mode_changed", mode=after.mode, previous=before.mode, source=after.source)
+        for listener in context.mode_listeners:
+            await listener(before, after)
+    return after

@@ -1,0 +1,73 @@
+"""Where the daemon keeps its config, buffer and sockets (DESIGN §4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from agent_telemetry._paths import runtime_dir
+
+APP_NAME = "agent-telemetry"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_file: Path
+    consent_file: Path
+    data_dir: Path
+    runtime_dir: Path
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "buffer.sqlite3"
+
+    @property
+    def dashboard_token(self) -> Path:
+        return self.data_dir / "dashboard-token"
+
+    @property
+    def anonymous_id_file(self) -> Path:
+        return self.data_dir / "anonymous-id"
+
+    @property
+    def ingest_socket(self) -> Path:
+        return self.runtime_dir / "ingest.sock"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.runtime_dir / "api.sock"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.runtime_dir / "daemon.lock"
+
+
+def resolve_paths(environ: Mapping[str, str] = os.environ) -> Paths:
+    """Paths from `AGENT_TELEMETRY_HOME` when set, else the platform's user dirs."""
+    home = environ.get("AGENT_TELEMETRY_HOME")
+    if home:
+        root = Path(home).expanduser().absolute()
+        config_file = root / "config.toml"
+        data_dir = root / "data"
+    else:
+        config_file = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+        data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    override = environ.get("AGENT_TELEMETRY_CONFIG")
+    if override:
+        config_file = Path(override).expanduser().absolute()
+    return Paths(
+        config_file=config_file,
+        consent_file=config_file.parent / "consent.json",
+        data_dir=data_dir,
+        runtime_dir=Path(runtime_dir(environ)),
+    )
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` (and parents) and make it 0700: sockets and the buffer are the user's alone."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)

@@ -1,0 +1,108 @@
+"""The control API on api.sock: status, export, clear, mode. Used by the CLI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agent_telemetryd.consent import read_stored, write_stored
+from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.export import FORMATS, Renderer
+from agent_telemetryd.mode_change import apply_mode
+from agent_telemetryd.status import build_status, read_buffer
+from agent_telemetryd.store import queries
+
+routes = web.RouteTableDef()
+
+
+async def current_status(context: DaemonContext) -> dict[str, Any]:
+    if context.buffer is not None:
+        buffer, stored, anonymous_id = await context.buffer.read(read_buffer)
+    else:
+        buffer, stored, anonymous_id = read_buffer(None)
+    extra: dict[str, Any] = {}
+    for section in context.status_sections:
+        extra.update(await section())
+    return build_status(
+        config=context.config,
+        consent=context.consent,
+        running=True,
+        pid=os.getpid(),
+        buffer=buffer,
+        stored_counters=stored,
+        memory_counters=_memory_counters(context),
+        anonymous_id=anonymous_id,
+        http_url=context.http_url,
+        extra=extra,
+    )
+
+
+def _memory_counters(context: DaemonContext) -> dict[str, int]:
+    counts = dict(context.ingestor.memory.values) if context.ingestor else {}
+    if context.buffer is not None:
+        for name, value in context.buffer.writer.unsaved.items():
+            counts[name] = counts.get(name, 0) + value
+    return counts
+
+
+@routes.get("/v1/status")
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(await current_status(request.app[CONTEXT]), dumps=_dumps)
+
+
+@routes.get("/v1/export")
+async def get_export(request: web.Request) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    try:
+        renderer = Renderer(request.query.get("format", "ndjson"))
+    except ValueError as error:
+        return web.json_response({"error": str(error)}, status=400)
+    response = web.StreamResponse(headers={"Content-Type": FORMATS[renderer.fmt]})
+    await response.prepare(request)
+    await response.write(renderer.begin())
+    last_id = 0
+    while context.buffer is not None:
+        # A page at a time on the reader thread: memory does not grow with the buffer.
+        page = await context.buffer.read(
+            lambda conn, after=last_id: list(queries.iter_export_page(conn, after, 2000))
+        )
+        if not page:
+            break
+        await response.write(b"".join(renderer.row(row) for _, row in page))
+        last_id = page[-1][0]
+    await response.write(renderer.end())
+    await response.write_eof()
+    return response
+
+
+@routes.post("/v1/clear")
+async def post_clear(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    deleted = await context.buffer.clear() if context.buffer is not None else 0
+    if context.ingestor is not None:
+        context.ingestor.memory.values.clear()
+    return web.json_response({"deleted": deleted})
+
+
+@routes.post("/v1/mode")
+async def post_mode(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    try:
+        body = await request.json(loads=orjson.loads)
+        mode = body["mode"]
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": 'body must be {"mode": "off|local|upload"}'}, status=400)
+    if mode not in ("off", "local", "upload"):
+        return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
+    write_stored(context.config.paths.consent_file, mode, via=str(body.get("via", "cli")))
+    state = await apply_mode(context, read_stored(context.config.paths.consent_file))
+    return web.json_response(
+        {"mode": state.mode, "mode_source": state.source, "mode_reason": state.reason}
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

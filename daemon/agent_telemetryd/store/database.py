@@ -1,0 +1,75 @@
+"""Opening the buffer file: pragmas, migrations, and recovery from a corrupt file."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import structlog
+
+from agent_telemetryd.store.migrations import migrate
+
+log = structlog.get_logger("agent_telemetryd.store")
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the pragmas every user of the buffer needs."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Readers and the writer meet here; wait rather than fail when the other holds a lock.
+    conn.execute("PRAGMA busy_timeout = 5000")
+    if not readonly:
+        # WAL: readers (CLI, dashboard, uploader) never block the writer, nor it them.
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode loses at most the last commits on power loss, never integrity;
+        # FULL would fsync every group commit and cap ingest at the disk's flush rate.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # Let the WAL grow a little more between checkpoints; fewer checkpoint stalls.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+def open_buffer(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the buffer; a corrupt file is moved aside."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return _open_and_migrate(path)
+    except sqlite3.DatabaseError as error:
+        aside = move_aside(path)
+        log.error(
+            "buffer_unreadable_moved_aside",
+            reason=str(error),
+            moved_to=str(aside),
+            action="started a fresh buffer",
+        )
+        return _open_and_migrate(path)
+
+
+def _open_and_migrate(path: Path) -> sqlite3.Connection:
+    conn = connect(path)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        migrate(conn)
+        # Created by the daemon for the user alone.
+        path.chmod(0o600)
+        return conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def move_aside(path: Path) -> Path:
+    """Rename the file and its WAL/SHM so a fresh buffer can start; nothing is deleted."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(Path(f"{target}{suffix}"))
+    return target

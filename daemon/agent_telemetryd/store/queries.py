@@ -1,0 +1,167 @@
+"""Reads and maintenance writes over a plain sqlite3 connection.
+
+The same functions serve the daemon (on its reader or writer thread) and the CLI when the
+daemon is down, so what `status` or `export` shows never depends on which one asked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+UPLOAD_STATES = ("local", "pending", "sent", "rate_limited", "quarantined")
+EXPORT_FIELDS = (
+    "uuid",
+    "event",
+    "timestamp",
+    "received_at",
+    "properties",
+    "upload",
+    "agent",
+    "pid",
+    "transport",
+    "consent",
+)
+
+
+def rfc3339_ms(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def counters(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: int(value) for name, value in conn.execute("SELECT name, value FROM counters")}
+
+
+def upload_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    counts = dict.fromkeys(UPLOAD_STATES, 0)
+    for state, count in conn.execute("SELECT upload, count(*) FROM events GROUP BY upload"):
+        counts[state] = int(count)
+    return counts
+
+
+def database_bytes(conn: sqlite3.Connection) -> int:
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return int(pages * size)
+
+
+def buffer_summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The `buffer` and `counters` parts of `status --json`."""
+    states = upload_state_counts(conn)
+    stored_counters = counters(conn)
+    return {
+        "buffer": {
+            "events": sum(states.values()),
+            "pending_upload": states["pending"],
+            "sent": states["sent"],
+            "local_only": states["local"],
+            "rate_limited": states["rate_limited"],
+            "quarantined": states["quarantined"],
+            "bytes": database_bytes(conn),
+        },
+        "stored_counters": stored_counters,
+    }
+
+
+def iter_export_page(
+    conn: sqlite3.Connection, after_id: int, limit: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(id, row) for up to `limit` events with id > after_id, in arrival order."""
+    rows = conn.execute(
+        "SELECT id, uuid, event, ts_ms, received_ms, properties, upload, agent, pid,"
+        " transport, consent FROM events WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    for row in rows:
+        yield (
+            row[0],
+            {
+                "uuid": row[1],
+                "event": row[2],
+                "timestamp": rfc3339_ms(row[3]),
+                "received_at": rfc3339_ms(row[4]),
+                "properties": orjson.loads(row[5]),
+                "upload": row[6],
+                "agent": row[7],
+                "pid": row[8],
+                "transport": row[9],
+                "consent": row[10],
+            },
+        )
+
+
+def iter_export(conn: sqlite3.Connection, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """Every stored event in arrival order, read a chunk at a time (memory stays flat)."""
+    last_id = 0
+    while True:
+        page = list(iter_export_page(conn, last_id, chunk))
+        if not page:
+            return
+        for _, row in page:
+            yield row
+        last_id = page[-1][0]
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def ensure_anonymous_id(conn: sqlite3.Connection) -> str:
+    """The installation's id: random (v4), made once, never derived from the machine."""
+    existing = get_meta(conn, "anonymous_id")
+    if existing:
+        return existing
+    new_id = str(uuid.uuid4())
+    set_meta(conn, "anonymous_id", new_id)
+    return new_id
+
+
+def reset_anonymous_id(conn: sqlite3.Connection) -> str:
+    new_id = str(uuid.uuid4())
+    set_meta(conn, "anonymous_id", new_id)
+    return new_id
+
+
+def clear_events(conn: sqlite3.Connection) -> int:
+    """Delete every event and reset the counts that describe them; returns rows deleted."""
+    deleted = conn.execute("DELETE FROM events").rowcount
+    conn.execute("DELETE FROM counters")
+    return int(deleted)
+
+
+def purge_older_than(conn: sqlite3.Connection, cutoff_ms: int, limit: int = 50_000) -> int:
+    """Delete up to `limit` events received before the cutoff; counted as retention drops."""
+    deleted = conn.execute(
+        "DELETE FROM events WHERE id IN"
+        " (SELECT id FROM events WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
+        (cutoff_ms, limit),
+    ).rowcount
+    if deleted:
+        for name, delta in (("stored", -deleted), ("dropped.retention", deleted)):
+            conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                (name, delta),
+            )
+    return int(deleted)
+
+
+def compact(conn: sqlite3.Connection) -> None:
+    """Give deleted pages back and empty the WAL, so cleared data is gone from disk too."""
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,0 +1,248 @@
+"""The one writer: group commit of everything agents send, on a thread of its own.
+
+Events arrive from many connections; each arrival becomes a `WriteRequest`. The writer
+takes every request waiting at that moment and commits them in one transaction, so
+the commit rate follows the disk, not the number of events. Other writes (marking
+sent, clearing, retention) run on the same thread between commits, so the buffer
+has exactly one writer and nobody waits on SQLite's lock.
+
+aiosqlite would cost a thread hop per statement; a group commit is several
+statements, so the whole transaction runs as one function on this thread instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("agent_telemetryd.store")
+T = TypeVar("T")
+
+INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
+    " transport, consent, upload, anonymous_id, daemon_version)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ADD_COUNTER = (
+    "INSERT INTO counters (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+)
+STORED = "stored"
+MAX_GROUP_EVENTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    refused: int
+
+
+@dataclass(slots=True)
+class WriteRequest:
+    rows: list[tuple[Any, ...]]
+    counters: dict[str, int] = field(default_factory=dict)
+    ack: asyncio.Future[WriteResult] | None = None
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
+    transaction: bool
+
+
+_STOP = object()
+
+
+class StoreFullError(RuntimeError):
+    pass
+
+
+class Writer:
+    def __init__(self, conn: sqlite3.Connection, *, max_events: int, max_bytes: int) -> None:
+        self._conn = conn
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
+        self._task: asyncio.Task[None] | None = None
+        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        self._stored = _counter(conn, STORED)
+        # Counts that could not be written (the disk failed); status adds them in.
+        self.unsaved: dict[str, int] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="buffer-writer")
+
+    def submit(
+        self, rows: list[tuple[Any, ...]], counters: dict[str, int] | None = None, *, ack: bool
+    ) -> asyncio.Future[WriteResult] | None:
+        """Queue rows for the next group commit; with `ack`, a future that resolves after it."""
+        future = asyncio.get_running_loop().create_future() if ack else None
+        self._queue.put_nowait(WriteRequest(rows, counters or {}, future))
+        return future
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+        """Run `fn(conn)` on the writer thread, in order with the commits around it."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(fn, future, transaction))
+        return await future
+
+    async def close(self) -> None:
+        """Commit everything queued so far, then stop the thread."""
+        if self._task is not None:
+            self._queue.put_nowait(_STOP)
+            await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            group: list[WriteRequest] = []
+            jobs: list[Any] = [item]
+            # Everything that arrived while the last commit ran goes into this one.
+            while not self._queue.empty() and sum(len(r.rows) for r in group) < MAX_GROUP_EVENTS:
+                jobs.append(self._queue.get_nowait())
+            for job in jobs:
+                if job is _STOP:
+                    stopping = True
+                elif isinstance(job, WriteRequest):
+                    group.append(job)
+                else:
+                    if group:
+                        await self._commit_group(loop, group)
+                        group = []
+                    await self._run_job(loop, job)
+            if group:
+                await self._commit_group(loop, group)
+
+    async def _commit_group(
+        self, loop: asyncio.AbstractEventLoop, group: list[WriteRequest]
+    ) -> None:
+        try:
+            results = await loop.run_in_executor(self._executor, self._commit, group)
+        except sqlite3.Error as error:
+            lost = sum(len(request.rows) for request in group)
+            for request in group:
+                for name, value in request.counters.items():
+                    self.unsaved[name] = self.unsaved.get(name, 0) + value
+            self.unsaved["dropped.write_error"] = self.unsaved.get("dropped.write_error", 0) + lost
+            log.error("buffer_write_failed", reason=str(error), events_lost=lost)
+            for request in group:
+                if request.ack is not None and not request.ack.done():
+                    request.ack.set_exception(StoreFullError(f"buffer write failed: {error}"))
+            return
+        for request, result in zip(group, results, strict=True):
+            if request.ack is not None and not request.ack.done():
+                request.ack.set_result(result)
+
+    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        try:
+            result = await loop.run_in_executor(
+                self._executor, self._in_transaction, job.fn, job.transaction
+            )
+        except Exception as error:
+            if not job.done.done():
+                job.done.set_exception(error)
+            return
+        if not job.done.done():
+            job.done.set_result(result)
+
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T], transaction: bool) -> T:
+        conn = self._conn
+        if not transaction:
+            return fn(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        # A job may have deleted rows (clear, retention); re-read the cheap running total.
+        self._stored = _counter(conn, STORED)
+        return result
+
+    def _commit(self, group: list[WriteRequest]) -> list[WriteResult]:
+        conn = self._conn
+        totals: dict[str, int] = {}
+        results = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for request in group:
+                rows = request.rows
+                refused = 0
+                room = self._make_room(conn, len(rows), totals)
+                if room < len(rows):
+                    refused = len(rows) - room
+                    rows = rows[:room]
+                before = conn.total_changes
+                if rows:
+                    conn.executemany(INSERT_EVENT, rows)
+                inserted = conn.total_changes - before
+                duplicates = len(rows) - inserted
+                self._stored += inserted
+                _add(totals, request.counters)
+                _add(totals, {STORED: inserted, "dropped.duplicate": duplicates})
+                _add(totals, {"dropped.buffer_full": refused})
+                results.append(WriteResult(inserted, duplicates, refused))
+            conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._stored = _counter(conn, STORED)
+            raise
+        if any(result.refused for result in results):
+            log.warning("buffer_full_events_refused", refused=sum(r.refused for r in results))
+        return results
+
+    def _make_room(self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int]) -> int:
+        """How many of `incoming` rows fit, after evicting the oldest already-sent rows."""
+        over_rows = self._stored + incoming - self._max_events
+        over_bytes = self._used_bytes(conn) > self._max_bytes
+        if over_rows <= 0 and not over_bytes:
+            return incoming
+        # Evict at least a small slice when over the byte cap, so one insert can proceed.
+        want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
+        evicted = conn.execute(
+            "DELETE FROM events WHERE id IN"
+            " (SELECT id FROM events WHERE upload = 'sent' ORDER BY id LIMIT ?)",
+            (want,),
+        ).rowcount
+        if evicted:
+            self._stored -= evicted
+            _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
+        if self._used_bytes(conn) > self._max_bytes:
+            return 0
+        return max(0, min(incoming, self._max_events - self._stored))
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._page_size
+
+
+def _counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:
+    items = deltas.items() if isinstance(deltas, dict) else deltas
+    for name, value in items:
+        if value:
+            totals[name] = totals.get(name, 0) + value

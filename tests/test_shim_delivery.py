@@ -1,0 +1,511 @@
+"""The Python shim against a real Unix socket listener standing in for the daemon.
+
+Process-level behaviour (exit flush, fork, a stalled or missing daemon) runs the shim in a
+subprocess, as an agent would; the listener records every line per connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class Listener:
+    """Accepts connections on `path` and keeps each connection's complete lines."""
+
+    def __init__(self, path: Path, reading: bool = True) -> None:
+        self.path = path
+        self.connections: list[list[bytes]] = []
+        self.torn: list[bytes] = []  # bytes a connection left without a final newline
+        self.reading = threading.Event()
+        if reading:
+            self.reading.set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._conns: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            lines: list[bytes] = []
+            with self._lock:
+                self.connections.append(lines)
+                self._conns.append(conn)
+            threading.Thread(target=self._read, args=(conn, lines), daemon=True).start()
+
+    def _read(self, conn: socket.socket, lines: list[bytes]) -> None:
+        self.reading.wait()
+        rest = b""
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            *complete, rest = (rest + data).split(b"\n")
+            with self._lock:
+                lines.extend(complete)
+        if rest:
+            self.torn.append(rest)
+
+    @property
+    def lines(self) -> list[bytes]:
+        with self._lock:
+            return [line for conn in self.connections for line in conn]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.lines) >= count:
+                return True
+            time.sleep(0.01)
+        return len(self.lines) >= count
+
+    def close(self) -> None:
+        """Stop like a daemon that exits: no more accepts, every connection closed."""
+        self._server.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    # Short path: a Unix socket path must fit in 107 bytes.
+    path = Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
+    (path / "run").mkdir(mode=0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def listener(home: Path) -> Iterator[Listener]:
+    server = Listener(home / "run" / "ingest.sock")
+    yield server
+    server.close()
+
+
+def agent_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
+    env.update(AGENT_TELEMETRY_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def run_agent(home: Path, code: str, timeout: float = 30, **env: str) -> tuple[str, float]:
+    """Run `code` as a script named agent_script.py; return stdout and when it exited."""
+    script = home / "agent_script.py"
+    script.write_text(textwrap.dedent(code))
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        env=agent_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    exited = time.time()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    return proc.stdout, exited
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_no_daemon_track_returns_fast_and_exit_is_not_delayed(home: Path) -> None:
+    out, exited = run_agent(
+        home,
+        """
+        import json, time
+        from agent_telemetry import track, stats
+        start = time.perf_counter()
+        for i in range(10_000):
+            track("agent.step", {"i": i})
+        elapsed = time.perf_counter() - start
+        time.sleep(0.2)  # let the writer find that nobody is listening
+        print(json.dumps({"elapsed": elapsed, "stats": stats(), "end": time.time()}))
+        """,
+    )
+    result = last_json(out)
+    assert result["elapsed"] < 1.0
+    assert result["stats"]["sent"] == 0
+    assert result["stats"]["connected"] is False
+    assert result["stats"]["queued"] == 10_000
+    # Nobody listening: the exit flush tries once and gives up, it does not sit out a budget.
+    assert exited - result["end"] < 0.4
+
+
+def test_burst_then_normal_exit_delivers_every_event(home: Path, listener: Listener) -> None:
+    run_agent(
+        home,
+        """
+        from agent_telemetry import track
+        for i in range(5_000):
+            track("agent.step", {"i": i, "ok": True})
+        """,
+    )
+    assert listener.wait_for(5_000, timeout=5)
+    time.sleep(0.1)
+    events = listener.events()
+    assert len(events) == 5_000
+    assert sorted(e["properties"]["i"] for e in events) == list(range(5_000))
+    assert len({e["uuid"] for e in events}) == 5_000
+    for e in events[:50]:
+        assert set(e) == {"event", "properties", "timestamp", "uuid", "agent"}
+        assert e["agent"] == "agent_script"  # the program's name, without .py
+        assert e["timestamp"].endswith("Z") and len(e["timestamp"]) == 24
+        assert uuid.UUID(e["uuid"]).version == 7
+    assert listener.torn == []
+
+
+def test_forked_child_sends_its_own_events_on_its_own_connection(
+    home: Path, listener: Listener
+) -> None:
+    out, _ = run_agent(
+        home,
+        """
+        import json, os
+        from agent_telemetry import track, flush
+        track("parent.before", {"pid": os.getpid()})
+        flush(5)  # the parent now holds an open connection the child must not write to
+        for i in range(2_000):  # still queued at fork: the parent's to send, not the child's
+            track("parent.queued", {"i": i})
+        pid = os.fork()
+        if pid == 0:
+            for i in range(1_000):
+                track("child.step", {"i": i, "pid": os.getpid()})
+        else:
+            os.waitpid(pid, 0)
+            track("parent.after", {"pid": os.getpid()})
+            print(json.dumps({"parent": os.getpid(), "child": pid}))
+        """,
+    )
+    pids = last_json(out)
+    assert listener.wait_for(1 + 2_000 + 1_000 + 1, timeout=5)
+    time.sleep(0.2)
+    assert listener.torn == []
+    names: dict[str, int] = {}
+    for conn in listener.connections:
+        events = [json.loads(line) for line in conn]
+        kinds = {e["event"].split(".")[0] for e in events}
+        assert len(kinds) <= 1, "parent and child lines on one connection"
+        for e in events:
+            names[e["event"]] = names.get(e["event"], 0) + 1
+            if e["event"] == "child.step":
+                assert e["properties"]["pid"] == pids["child"]
+    assert names == {
+        "parent.before": 1,
+        "parent.queued": 2_000,
+        "child.step": 1_000,
+        "parent.after": 1,
+    }
+
+
+def test_multiprocessing_fork_child_is_flushed_at_its_exit(home: Path, listener: Listener) -> None:
+    run_agent(
+        home,
+        """
+        import multiprocessing, os
+        from agent_telemetry import track
+
+        def work(n):
+            for i in range(n):
+                track("worker.step", {"i": i, "pid": os.getpid()})
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            procs = [ctx.Process(target=work, args=(500,)) for _ in range(3)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        """,
+    )
+    assert listener.wait_for(1_500, timeout=5)
+    time.sleep(0.1)
+    events = listener.events()
+    assert len(events) == 1_500
+    assert len({e["properties"]["pid"] for e in events}) == 3
+
+
+def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
+    home: Path,
+) -> None:
+    stalled = Listener(home / "run" / "ingest.sock", reading=False)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", STALLED_AGENT],
+            env=agent_env(home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        during = json.loads(proc.stdout.readline())
+        stalled.reading.set()  # the daemon catches up
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        after = json.loads(proc.stdout.readline())
+        proc.wait(timeout=10)
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        stalled.close()
+
+    calls = 200_000
+    assert during["median_us"] < 20
+    assert during["max_ms"] < 100
+    stats = during["stats"]
+    assert stats["dropped"] > 0
+    assert stats["drops"]["backlog_full"] == stats["dropped"]
+    assert stats["sent"] + stats["dropped"] + stats["queued"] == calls
+    assert after["flushed"] is True
+    lines = stalled.lines
+    # Every line that reached the daemon is whole and valid, and is counted as sent.
+    assert len(lines) == after["stats"]["sent"]
+    assert stalled.torn == []
+    uuids = {json.loads(line)["uuid"] for line in lines}
+    assert len(uuids) == len(lines)
+    assert after["stats"]["sent"] + after["stats"]["dropped"] == calls
+
+
+STALLED_AGENT = """
+import json, statistics, sys, time
+from agent_telemetry import track, stats, flush
+clock = time.perf_counter_ns
+costs = []
+for i in range(200_000):
+    t0 = clock()
+    track("agent.step", {"i": i, "note": "x" * 40})
+    costs.append(clock() - t0)
+time.sleep(0.3)
+print(json.dumps({
+    "median_us": statistics.median(costs) / 1000,
+    "max_ms": max(costs) / 1e6,
+    "stats": stats(),
+}))
+sys.stdin.readline()
+ok = flush(10)
+print(json.dumps({"flushed": ok, "stats": stats()}))
+"""
+
+
+def test_daemon_started_after_the_events_gets_the_backlog(home: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LATE_AGENT],
+        env=agent_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    before = json.loads(proc.stdout.readline())
+    assert before["sent"] == 0 and before["queued"] == 300
+    late = Listener(home / "run" / "ingest.sock")
+    try:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        after = json.loads(proc.stdout.readline())
+        proc.wait(timeout=10)
+        assert after["sent"] == 300  # by the writer's own retries: nobody called flush()
+        assert late.wait_for(300, timeout=2)
+        assert sorted(e["properties"]["i"] for e in late.events()) == list(range(300))
+    finally:
+        late.close()
+
+
+LATE_AGENT = """
+import json, sys, time
+from agent_telemetry import track, stats
+for i in range(300):
+    track("agent.step", {"i": i})
+time.sleep(0.5)  # a few reconnect attempts fail meanwhile
+print(json.dumps(stats()))
+sys.stdin.readline()
+deadline = time.monotonic() + 8  # more than the longest backoff (5 s)
+while stats()["sent"] < 300 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps(stats()))
+"""
+
+
+def test_daemon_restart_loses_nothing_sent_after_it(home: Path) -> None:
+    path = home / "run" / "ingest.sock"
+    first = Listener(path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESTART_AGENT],
+        env=agent_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert json.loads(proc.stdout.readline())["flushed"] is True
+    assert first.wait_for(100, timeout=2)
+    first.close()
+    second = Listener(path)
+    try:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["flushed"] is True
+        proc.wait(timeout=10)
+        assert second.wait_for(100, timeout=2)
+        assert sorted(e["properties"]["i"] for e in second.events()) == list(range(100, 200))
+        assert second.torn == []
+    finally:
+        second.close()
+
+
+RESTART_AGENT = """
+import json, sys
+from agent_telemetry import track, flush
+for i in range(100):
+    track("agent.step", {"i": i})
+print(json.dumps({"flushed": flush(5)}))
+sys.stdin.readline()
+for i in range(100, 200):
+    track("agent.step", {"i": i})
+print(json.dumps({"flushed": flush(5)}))
+"""
+
+
+def test_disabled_sends_nothing(home: Path, listener: Listener) -> None:
+    out, _ = run_agent(
+        home,
+        """
+        import json
+        from agent_telemetry import track, flush, stats
+        for i in range(100):
+            track("agent.step", {"i": i})
+        print(json.dumps({"flushed": flush(1), "stats": stats()}))
+        """,
+        AGENT_TELEMETRY_DISABLED="1",
+    )
+    result = last_json(out)
+    time.sleep(0.2)
+    assert listener.connections == []
+    assert result["stats"]["drops"]["disabled"] == 100
+    assert result["stats"]["sent"] == 0
+
+
+def test_bad_input_is_dropped_and_counted_never_raised(home: Path, listener: Listener) -> None:
+    out, _ = run_agent(
+        home,
+        """
+        import json
+        from agent_telemetry import track, flush, stats
+        track(123)
+        track(None, {"a": 1})
+        track("", {})
+        track("bad\\nname")
+        track("agent.step", {"f": object()})
+        track("agent.step", {"n": float("nan")})
+        track("agent.step", [1, 2, 3])
+        track("agent.step", {"a": 1}, colour="red")
+        track("agent.step", {"a": 1}, timestamp="yesterday")
+        track("agent.step", {"a": 1}, uuid="not-a-uuid")
+        track("agent.step", {"x": "y" * 70_000})
+        track("agent.ok", {"a": 1}, agent="planner", timestamp="2026-11-24T22:00:00.5+01:00")
+        print(json.dumps({"flushed": flush(5), "stats": stats()}))
+        """,
+    )
+    result = last_json(out)
+    assert result["flushed"] is True
+    assert result["stats"]["drops"]["invalid"] == 10
+    assert result["stats"]["drops"]["too_large"] == 1
+    assert result["stats"]["sent"] == 1
+    assert listener.wait_for(1)
+    time.sleep(0.1)
+    (event,) = listener.events()
+    assert event["event"] == "agent.ok"
+    assert event["agent"] == "planner"
+    assert event["timestamp"] == "2026-11-24T21:00:00.500Z"
+
+
+def test_agent_name_comes_from_the_environment(home: Path, listener: Listener) -> None:
+    run_agent(
+        home,
+        """
+        from agent_telemetry import track
+        track("agent.step")
+        """,
+        AGENT_TELEMETRY_AGENT="planner",
+    )
+    assert listener.wait_for(1)
+    (event,) = listener.events()
+    assert event["agent"] == "planner"
+    assert "properties" not in event
+
+
+def test_daemon_dying_mid_write_leaves_no_torn_line_at_the_next_one(home: Path) -> None:
+    path = home / "run" / "ingest.sock"
+    stalled = Listener(path, reading=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MID_WRITE_AGENT],
+        env=agent_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    before = json.loads(proc.stdout.readline())
+    assert before["queued"] > 0  # the socket is full: a chunk is half written
+    stalled.close()
+    fresh = Listener(path)
+    try:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        after = json.loads(proc.stdout.readline())
+        proc.wait(timeout=10)
+        assert after["flushed"] is True
+        assert fresh.wait_for(1, timeout=2)
+        time.sleep(0.2)
+        lines = fresh.lines
+        assert lines, "nothing resent after the daemon came back"
+        for line in lines:
+            assert json.loads(line)["event"] == "agent.step"
+        assert fresh.torn == []
+    finally:
+        fresh.close()
+
+
+MID_WRITE_AGENT = """
+import json, sys, time
+from agent_telemetry import track, stats, flush
+for i in range(20_000):
+    track("agent.step", {"i": i, "pad": "p" * 30})
+time.sleep(0.3)
+print(json.dumps(stats()))
+sys.stdin.readline()
+print(json.dumps({"flushed": flush(5), "stats": stats()}))
+"""

@@ -38,12 +38,16 @@ EXIT_OK = 0
 EXIT_STARTUP_FAILURE = 3
 DRAIN_SECONDS = 0.3
 
-# A part of the daemon that starts after the core (the uploader, the dashboard):
-# it gets the context and the apps to add routes to, and returns its async closer.
-Extension = Callable[
-    [DaemonContext, web.Application, web.Application], Awaitable[Callable[[], Awaitable[None]]]
-]
-EXTENSIONS: list[Extension] = []
+# A part of the daemon that starts after the core (the uploader, the dashboard): it gets
+# the context and the two apps (api.sock, loopback TCP) to add routes to, and returns
+# the coroutine function that stops it.
+Closer = Callable[[], Awaitable[None]]
+Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Closer]]
+
+
+def daemon_parts() -> tuple[Part, ...]:
+    """The parts started after the core, in order; they stop in reverse order."""
+    return ()
 
 
 class Daemon:
@@ -105,8 +109,8 @@ class Daemon:
         api_app = self._make_app(same_user_guard())
         api_app.add_routes(api_routes.routes)
         tcp_app = self._make_app(loopback_guard(self._allowed_origins))
-        for extension in EXTENSIONS:
-            self._closers.append(await extension(context, api_app, tcp_app))
+        for part in daemon_parts():
+            self._closers.append(await part(context, api_app, tcp_app))
         await self._start_app(api_app, self._listeners.api)
         if self._listeners.http is not None:
             await self._start_app(tcp_app, self._listeners.http)

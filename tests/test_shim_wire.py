@@ -1,0 +1,157 @@
+"""The shim's pure parts: socket paths, UUIDv7 and the encoded line."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent_telemetry import _wire, encode_event, ingest_socket_path, runtime_dir, uuid7
+from agent_telemetry._wire import MAX_LINE_BYTES, LineTooLarge, format_timestamp, uuid7_ms
+
+
+def test_home_puts_sockets_under_run() -> None:
+    env = {"AGENT_TELEMETRY_HOME": "/srv/at", "XDG_RUNTIME_DIR": "/run/user/1000"}
+    assert runtime_dir(env) == Path("/srv/at/run")
+    assert ingest_socket_path(env) == Path("/srv/at/run/ingest.sock")
+
+
+def test_xdg_runtime_dir_when_no_home() -> None:
+    env = {"XDG_RUNTIME_DIR": "/run/user/1000", "TMPDIR": "/var/folders/x"}
+    assert runtime_dir(env, "linux") == Path("/run/user/1000/agent-telemetry")
+    assert runtime_dir(env, "darwin") == Path("/run/user/1000/agent-telemetry")
+
+
+def test_macos_uses_tmpdir() -> None:
+    assert runtime_dir({"TMPDIR": "/var/folders/ab/T/"}, "darwin") == Path(
+        "/var/folders/ab/T/agent-telemetry"
+    )
+
+
+def test_linux_fallback_is_per_user_in_tmp() -> None:
+    assert runtime_dir({}, "linux") == Path(f"/tmp/agent-telemetry-{os.getuid()}")
+
+
+def test_empty_variables_count_as_unset() -> None:
+    env = {"AGENT_TELEMETRY_HOME": "", "XDG_RUNTIME_DIR": ""}
+    assert runtime_dir(env, "linux") == Path(f"/tmp/agent-telemetry-{os.getuid()}")
+
+
+def test_uuid7_is_version_7_with_the_rfc_variant_and_the_current_time() -> None:
+    before = time.time_ns() // 1_000_000
+    value = uuid7()
+    after = time.time_ns() // 1_000_000
+    parsed = uuid.UUID(value)
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert str(parsed) == value
+    assert before <= uuid7_ms(value) <= after
+
+
+@pytest.fixture
+def fresh_uuid_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the last millisecond, so tests may use fixed times in the past."""
+    monkeypatch.setattr(_wire, "_last_ms", 0)
+
+
+def test_uuid7_is_strictly_increasing_within_a_millisecond(fresh_uuid_state: None) -> None:
+    ms = 1_700_000_000_000
+    ids = [uuid7(ms) for _ in range(10_000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {uuid7_ms(i) for i in ids} == {ms}
+
+
+def test_uuid7_orders_by_time(fresh_uuid_state: None) -> None:
+    ids = [uuid7(ms) for ms in range(1_700_000_000_000, 1_700_000_000_050)]
+    assert ids == sorted(ids)
+    many = [uuid7() for _ in range(50_000)]
+    assert many == sorted(many) and len(set(many)) == len(many)
+
+
+def test_uuid7_for_an_earlier_time_keeps_that_time(fresh_uuid_state: None) -> None:
+    uuid7(1_700_000_000_100)
+    earlier = uuid7(1_700_000_000_000)
+    assert uuid7_ms(earlier) == 1_700_000_000_000
+    assert uuid.UUID(earlier).version == 7
+
+
+def test_timestamp_is_utc_with_milliseconds() -> None:
+    assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+    assert format_timestamp(1_795_554_000_123) == "2026-11-24T21:00:00.123Z"
+    assert format_timestamp(1_795_554_000_999) == "2026-11-24T21:00:00.999Z"
+    assert format_timestamp(1_795_554_001_000) == "2026-11-24T21:00:01.000Z"
+
+
+def test_encoded_line_is_compact_json_with_the_uuid_from_the_event_time() -> None:
+    line = encode_event(
+        "agent.run.completed", {"duration_ms": 812}, agent="planner", now_ms=1_795_554_000_123
+    )
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert b": " not in line and b", " not in line
+    doc = json.loads(line)
+    assert list(doc) == ["event", "properties", "timestamp", "uuid", "agent"]
+    assert doc["timestamp"] == "2026-11-24T21:00:00.123Z"
+    assert uuid7_ms(doc["uuid"]) == 1_795_554_000_123
+    assert doc["properties"] == {"duration_ms": 812}
+
+
+def test_explicit_timestamp_and_uuid_are_kept() -> None:
+    given = "01935c1e-7b2a-7c3d-8e4f-0123456789AB"
+    moment = datetime(2026, 11, 24, 22, 0, 0, 250_000, tzinfo=timezone(timedelta(hours=1)))
+    doc = json.loads(encode_event("e", timestamp=moment, uuid=given))
+    assert doc["uuid"] == given.lower()
+    assert doc["timestamp"] == "2026-11-24T21:00:00.250Z"
+    assert "properties" not in doc and "agent" not in doc
+
+
+def test_text_is_utf8_not_escaped() -> None:
+    line = encode_event("café", {"name": "naïve ☃"})
+    assert "naïve ☃".encode() in line
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((123,), {}),
+        (("",), {}),
+        (("x" * 201,), {}),
+        (("tab\there",), {}),
+        (("e", [1, 2]), {}),
+        (("e", {"f": object()}), {}),
+        (("e", {"n": float("inf")}), {}),
+        (("e", {"s": "\ud800"}), {}),
+        (("e",), {"timestamp": "2026-11-24T21:00:00"}),  # no offset
+        (("e",), {"timestamp": 1.5}),
+        (("e",), {"uuid": "nope"}),
+        (("e",), {"agent": ""}),
+    ],
+)
+def test_bad_events_are_refused(args: tuple, kwargs: dict) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        encode_event(*args, **kwargs)
+
+
+def test_lines_over_the_daemon_limit_are_refused() -> None:
+    with pytest.raises(LineTooLarge):
+        encode_event("e", {"blob": "x" * MAX_LINE_BYTES})
+    assert len(encode_event("e", {"blob": "x" * (MAX_LINE_BYTES - 200)})) <= MAX_LINE_BYTES
+
+
+def test_paths_module_has_no_side_effects_on_import(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    code = "import agent_telemetry._paths as p; print(p.ingest_socket_path())"
+    env = {**os.environ, "AGENT_TELEMETRY_HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(home / "run" / "ingest.sock")
+    assert not home.exists()

@@ -1,0 +1,142 @@
+"""The real daemon as a subprocess in a temporary AGENT_TELEMETRY_HOME, for tests and benches."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "agent-telemetry")
+
+# Settings of the machine running the tests must not leak into the daemon under test.
+_SCRUBBED_PREFIXES = ("AGENT_TELEMETRY_", "POSTHOG_", "TELEMETRY_")
+_SCRUBBED = {"CI", "DO_NOT_TRACK", "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}
+
+
+def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _SCRUBBED and not key.startswith(_SCRUBBED_PREFIXES)
+    }
+    env["AGENT_TELEMETRY_HOME"] = str(home)
+    env["AGENT_TELEMETRY_HTTP_PORT"] = "0"
+    env.update(extra or {})
+    return env
+
+
+def make_home() -> Path:
+    # Short: a Unix socket path must fit in 107 bytes.
+    return Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
+
+
+@dataclass
+class DaemonProcess:
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home / "daemon.log"
+
+    @property
+    def ingest_socket(self) -> Path:
+        return self.home / "run" / "ingest.sock"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.home / "run" / "api.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.home / "data" / "buffer.sqlite3"
+
+    def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [CLI, "daemon"], env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            if self.api_socket.exists():
+                result = self.cli("status", "--json", check=False)
+                if result.returncode == 0 and json.loads(result.stdout)["running"]:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def cli(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [CLI, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            input=input.decode() if input is not None else None,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"agent-telemetry {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def http_url(self) -> str:
+        url = self.status()["paths"]["http"]
+        assert url, "the daemon has no HTTP listener"
+        return str(url)
+
+    def export(self) -> list[dict[str, Any]]:
+        out = self.cli("export", "--format", "ndjson").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.home, ignore_errors=True)

@@ -101,14 +101,16 @@ def _echo_plan(plan: Plan, as_json: bool) -> None:
         "run": ("would run", "ran"),
     }
     for step in plan.steps:
+        described = step.describe()
+        if described in plan.tolerated:
+            # A clean-up command that found nothing to clean up (e.g. no earlier copy loaded).
+            click.echo(f"skipped: {described} ({plan.tolerated[described]})")
+            continue
         verb = verbs[step.kind][0 if plan.dry_run else 1]
-        click.echo(f"{verb}: {step.describe()}")
+        click.echo(f"{verb}: {described}")
         if plan.dry_run and step.content is not None:
             for line in step.content.splitlines():
                 click.echo(f"    {line}")
-    for failure in plan.tolerated:
-        # Clean-up commands with nothing to clean up (e.g. no earlier copy loaded).
-        click.echo(f"nothing to undo: {failure}")
     for note in plan.notes:
         click.echo(note)
 

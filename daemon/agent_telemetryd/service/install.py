@@ -94,8 +94,8 @@ class Plan:
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()
     dry_run: bool = False
-    # Commands that failed but were allowed to (``may_fail``), with their first error line.
-    tolerated: list[str] = field(default_factory=list)
+    # Commands that failed but were allowed to (``may_fail``): command → first error line.
+    tolerated: dict[str, str] = field(default_factory=dict)
 
     @property
     def files(self) -> list[Path]:
@@ -112,7 +112,7 @@ class Plan:
             "dry_run": self.dry_run,
             "steps": [s.to_dict() for s in self.steps],
             "notes": list(self.notes),
-            "tolerated_failures": list(self.tolerated),
+            "tolerated_failures": dict(self.tolerated),
         }
 
 
@@ -220,7 +220,7 @@ def plan_uninstall(
         # A unit that once failed stays listed as "not-found failed" until reset.
         Step("run", argv=("systemctl", "--user", "reset-failed", *SYSTEMD_UNITS), may_fail=True),
     ]
-    notes = ("the buffer, config and logs in the journal are kept",)
+    notes = ("kept: the event buffer, the config and the journal's logs",)
     return Plan("uninstall", platform, tuple(steps), notes)
 
 
@@ -305,7 +305,7 @@ def _execute(plan: Plan, run: Runner) -> Plan:
         if result.returncode == 0:
             continue
         if step.may_fail:
-            plan.tolerated.append(f"{step.describe()}: {first_line(result)}")
+            plan.tolerated[step.describe()] = first_line(result)
             continue
         undo = " (undo with: agent-telemetry service uninstall)" if plan.action == "install" else ""
         raise ServiceError(f"`{step.describe()}` failed: {first_line(result)}{undo}")

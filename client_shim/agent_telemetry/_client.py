@@ -141,7 +141,7 @@ class Client:
     # -- state ----------------------------------------------------------------------------
 
     def _fresh_state(self) -> None:
-        self.queue: deque[tuple[Any, Any, int, dict[str, Any]]] = deque()
+        self.queue: deque[tuple[Any, Any, int, dict[str, Any], str]] = deque()
         # True while the writer is asleep (or not started): only then does track() wake it.
         self.idle = True
         self._wake = threading.Event()
@@ -195,7 +195,7 @@ class Client:
             queue = self.queue
             if len(queue) >= MAX_QUEUE:
                 self._drop_oldest()
-            queue.append((event, properties, time.time_ns(), options))
+            queue.append((event, properties, time.time_ns(), options, self.agent))
             if self.idle:
                 self._wake_writer()
         except Exception:
@@ -339,14 +339,13 @@ class Client:
 
     def _encode_queued(self) -> None:
         queue, lines = self.queue, self._lines
-        agent = self.agent
         with self._state_lock:
             for _ in range(min(len(queue), ENCODE_BATCH)):
                 try:
                     item = queue.popleft()
                 except IndexError:
                     break
-                line = self._encode(item, agent)
+                line = self._encode(item)
                 if line is not None:
                     lines.append(line)
                     self._lines_bytes += len(line)
@@ -354,8 +353,8 @@ class Client:
                 self._lines_bytes -= len(lines.popleft())
                 self._writer_drops["backlog_full"] += 1
 
-    def _encode(self, item: tuple[Any, Any, int, dict[str, Any]], agent: str) -> bytes | None:
-        event, properties, time_ns, options = item
+    def _encode(self, item: tuple[Any, Any, int, dict[str, Any], str]) -> bytes | None:
+        event, properties, time_ns, options, agent = item
         timestamp = uuid = None
         try:
             if properties is _INVALID:

@@ -1,0 +1,155 @@
+"""install → events → restart on crash → uninstall, under a real `systemd --user`.
+
+The test starts its own user manager with a private HOME and XDG_RUNTIME_DIR, so it never
+touches the machine's real one. systemd refuses to run a user manager unless the machine was
+booted with systemd (it checks for /run/systemd/system); in a container that was not, the
+test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_service_daemon import AGENT_TELEMETRY, post_event, send_line
+
+SYSTEMD = shutil.which("systemd") or "/lib/systemd/systemd"
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.isdir("/run/systemd/system") and os.access(SYSTEMD, os.X_OK)),
+    reason="no systemd here to run `systemd --user` (machine not booted with systemd)",
+)
+
+
+class UserManager:
+    def __init__(self, root: Path) -> None:
+        self.home = root / "home"
+        self.runtime = root / "run"
+        self.home.mkdir()
+        self.runtime.mkdir(mode=0o700)
+        keep = ("PATH", "LANG", "TZ")
+        self.env = {k: os.environ[k] for k in keep if k in os.environ}
+        self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime))
+        self.process = subprocess.Popen(
+            [SYSTEMD, "--user"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, timeout=60, check=check
+        )
+
+    def systemctl(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return self.run("systemctl", "--user", *argv, check=False)
+
+    def show(self, *props: str) -> dict[str, str]:
+        args = [f"--property={p}" for p in props]
+        out = self.systemctl("show", "agent-telemetry.service", *args).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def wait_until(self, predicate: object, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():  # type: ignore[operator]
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; service: {self.show('ActiveState', 'MainPID')}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def manager() -> Iterator[UserManager]:
+    root = Path(tempfile.mkdtemp(prefix="at-um-", dir="/tmp"))  # short socket paths
+    user_manager = UserManager(root)
+    try:
+        deadline = time.monotonic() + 20
+        state = ""
+        while time.monotonic() < deadline and user_manager.process.poll() is None:
+            state = user_manager.systemctl("is-system-running").stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.skip(f"`systemd --user` did not come up here (state {state!r})")
+        yield user_manager
+    finally:
+        user_manager.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None:
+    # The documented way to move the HTTP port: a drop-in that resets ListenStream=.
+    port = free_port()
+    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text(
+        "[Socket]\nListenStream=\nListenStream=%t/agent-telemetry/ingest.sock\n"
+        f"ListenStream=%t/agent-telemetry/api.sock\nListenStream=127.0.0.1:{port}\n"
+    )
+
+    installed = manager.run(str(AGENT_TELEMETRY), "service", "install")
+    assert "ran: systemctl --user enable --now" in installed.stdout
+
+    status = json.loads(manager.run(str(AGENT_TELEMETRY), "service", "status", "--json").stdout)
+    assert status["installed"] and status["enabled"] and status["running"], status
+    first_pid = status["pid"]
+
+    ingest = manager.runtime / "agent-telemetry" / "ingest.sock"
+    send_line(ingest, {"event": "um.before_crash"})
+    assert post_event(port, {"event": "um.http"}) == 202
+
+    os.kill(first_pid, signal.SIGKILL)
+    manager.wait_until(
+        lambda: (
+            manager.show("MainPID")["MainPID"] not in ("0", str(first_pid))
+            and manager.show("ActiveState")["ActiveState"] == "active"
+        )
+    )
+    assert manager.show("NRestarts")["NRestarts"] == "1"
+    send_line(ingest, {"event": "um.after_restart"})
+
+    # Stop the daemon; the socket stays and starts it again on the next event.
+    manager.systemctl("stop", "agent-telemetry.service")
+    manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+    send_line(ingest, {"event": "um.activates"})
+    manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+    manager.systemctl("stop", "agent-telemetry.service")
+    manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+
+    export = manager.run(str(AGENT_TELEMETRY), "export", "--format", "ndjson").stdout
+    events = sorted(json.loads(line)["event"] for line in export.splitlines())
+    assert events == ["um.activates", "um.after_restart", "um.before_crash", "um.http"]
+
+    manager.run(str(AGENT_TELEMETRY), "service", "uninstall")
+    unit_dir = manager.home / ".config/systemd/user"
+    assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
+    assert manager.show("LoadState")["LoadState"] == "not-found"
+    assert not ingest.exists()  # RemoveOnStop=yes

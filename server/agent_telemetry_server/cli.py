@@ -101,6 +101,7 @@ def migrate_command(config_path: Path | None, database_url: str | None) -> None:
     Example: agent-telemetry-server migrate --database-url postgresql://...
     """
     settings = _settings(config_path, database_url=database_url)
+    logs.configure()
     try:
         settings.require_database_url()
         applied = asyncio.run(apply_migrations(settings))

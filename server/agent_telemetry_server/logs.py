@@ -70,3 +70,5 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     root.setLevel(level)
     # aiohttp's own access log prints the remote address; ours (access_log.py) replaces it.
     logging.getLogger("aiohttp.access").disabled = True
+    # APScheduler narrates every job run at INFO; our retention job logs its own outcome.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,171 @@
+"""The real `agent-telemetry-server` process: CLI, graceful stop, and no client address
+anywhere — not in its logs, not in any table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+from server_helpers import (
+    CLIENT_ADDRESS,
+    INGEST_KEYS,
+    READ_KEY,
+    Running,
+    client_session,
+    make_batch,
+    make_event,
+)
+
+from agent_telemetry_server.testing import TemporaryPostgres, create_database, free_port
+
+SCRIPT = str(Path(sys.executable).parent / "agent-telemetry-server")
+CANARY = "canary-property-value-7f3e"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TELEMETRY_API_KEYS"}}
+    env.update(extra)
+    return env
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRIPT, *args], capture_output=True, text=True, timeout=60, env=_env(**env)
+    )
+
+
+def _spawn(port: int, database_url: str, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [SCRIPT, "serve", "--port", str(port), "--database-url", database_url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_env(TELEMETRY_API_KEYS=",".join(INGEST_KEYS), TELEMETRY_READ_KEYS=READ_KEY),
+        )
+
+
+@pytest.fixture
+async def process(
+    database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Running, subprocess.Popen[bytes], Path]]:
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    proc = _spawn(port, database_url, log_path)
+    session = client_session()
+    running = Running(f"http://127.0.0.1:{port}", None, session)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                status, _ = await running.get("/api/v1/telemetry/health", key=None)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "server did not become healthy"
+            await asyncio.sleep(0.1)
+        yield running, proc, log_path
+    finally:
+        await session.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_no_client_address_in_logs_or_tables(
+    process: tuple[Running, subprocess.Popen[bytes], Path], database_url: str
+) -> None:
+    server, proc, log_path = process
+    gone = str(uuid.uuid4())
+    kept = str(uuid.uuid4())
+    events = [make_event(properties={"note": CANARY, "duration_ms": 5}) for _ in range(3)]
+    status, body, _ = await server.post_batch(make_batch(events, kept), idempotency_key="p1")
+    assert (status, body["accepted"]) == (200, 3)
+    await server.post_batch(make_batch(events, kept), idempotency_key="p1")  # replay
+    await server.post_batch(make_batch([make_event(), {"event": CANARY}], gone))
+    await server.post_batch(make_batch([]), key="wrong-key-" + CANARY)  # 401
+    await server.post_batch(None, raw=b"{" + CANARY.encode())  # 400
+    await server.get("/api/v1/analytics/performance")
+    await server.delete_user(gone)
+    # A request aiohttp itself rejects, which its own logger would report with the peer.
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(server.url.rsplit(":", 1)[1]), local_addr=(CLIENT_ADDRESS, 0)
+    )
+    writer.write(b"BOGUS / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    await writer.drain()
+    await reader.read(1000)
+    writer.close()
+
+    # Graceful stop: SIGTERM, exit 0, a last log line.
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    log = log_path.read_text()
+    lines = [orjson.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(line.get("route") == "/api/v1/telemetry/users/{anonymous_id}" for line in lines)
+    assert lines[-1]["event"] == "stopped"
+    for secret in (CLIENT_ADDRESS, CANARY, INGEST_KEYS[0], READ_KEY, gone, kept):
+        assert secret not in log, secret
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        assert {"events", "rollup_daily", "idempotency_keys", "schema_migrations"} <= set(tables)
+        dump = []
+        for table in tables:
+            dump += [r[0] for r in await conn.fetch(f'SELECT t::text FROM "{table}" AS t')]
+    finally:
+        await conn.close()
+    everything = "\n".join(dump)
+    assert kept in everything  # the dump does hold the data...
+    assert CLIENT_ADDRESS not in everything  # ...but never the client's address
+
+
+def test_migrate_command(postgres: TemporaryPostgres) -> None:
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_database(postgres.dsn(), name))
+    first = _cli("migrate", "--database-url", postgres.dsn(name))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[:2] == [
+        "applied 0001_meta.sql",
+        "applied 0002_events.plain.sql",
+    ]
+    again = _cli("migrate", DATABASE_URL=postgres.dsn(name))
+    assert (again.returncode, again.stdout) == (0, "database is up to date\n")
+
+
+def test_user_mistakes_are_one_line_without_traceback(tmp_path: Path) -> None:
+    cases = [
+        (("serve",), 1, "no database"),
+        (("serve", "--database-url", "postgresql://x@127.0.0.1:1/x"), 1, "no ingest keys"),
+        (("migrate", "--database-url", f"postgresql://x@127.0.0.1:{free_port()}/x"), 3, "Error:"),
+        (("serve", "--config", str(tmp_path / "missing.toml")), 1, "config file not found"),
+    ]
+    for args, code, text in cases:
+        result = _cli(*args)
+        assert result.returncode == code, (args, result.stderr)
+        assert text in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_config_with_keys_must_not_be_readable_by_others(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('api_keys = ["k1"]\ndatabase_url = "postgresql://u:pw@db/x"\n')
+    config.chmod(0o644)
+    result = _cli("migrate", "--config", str(config))
+    assert result.returncode == 1
+    assert "chmod 600" in result.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
 
 SENDERS = ("posthog", "http", "file", "none")
 MODES = ("off", "local", "upload")
@@ -47,6 +48,8 @@ class Config:
     file_path: Path | None = None
     upload_interval: float = 3600.0
     batch_size: int = 100
+    # First retry delay of the uploader's backoff (tests shorten it; doubles per retry).
+    upload_retry_base: float = 1.0
     rate_limit: tuple[RateRule, ...] = (RateRule(60, 60.0), RateRule(1000, 3600.0))
     http_host: str = "127.0.0.1"
     http_port: int | None = 7468
@@ -215,6 +218,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("file_path", "file.path", "AGENT_TELEMETRY_FILE", lambda v: Path(parse_text(v)).expanduser()),
     ("upload_interval", "upload_interval", "AGENT_TELEMETRY_UPLOAD_INTERVAL", parse_duration),
     ("batch_size", "batch_size", "AGENT_TELEMETRY_BATCH_SIZE", parse_positive_int),
+    ("upload_retry_base", "upload_retry_base", "AGENT_TELEMETRY_RETRY_BASE", parse_duration),
     ("rate_limit", "rate_limit", "AGENT_TELEMETRY_RATE_LIMIT", parse_rate_limit),
     ("http_host", "http_host", None, parse_loopback_host),
     ("http_port", "http_port", "AGENT_TELEMETRY_HTTP_PORT", parse_port),
@@ -330,3 +334,12 @@ def _check_sender_settings(config: Config) -> None:
         raise ConfigError("sender posthog needs POSTHOG_API_KEY (or posthog.api_key in the config)")
     if config.sender == "http" and not config.http_endpoint:
         raise ConfigError("sender http needs TELEMETRY_ENDPOINT (or http.endpoint in the config)")
+    # Events leave only over https (plain http to loopback alone): refused here, at load,
+    # so the daemon does not start and every command says why.
+    try:
+        if config.sender == "posthog":
+            check_endpoint(config.posthog_host, "posthog.host / POSTHOG_HOST")
+        if config.sender == "http" and config.http_endpoint:
+            check_endpoint(config.http_endpoint, "http.endpoint / TELEMETRY_ENDPOINT")
+    except EndpointError as error:
+        raise ConfigError(str(error)) from None

@@ -33,6 +33,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
+    """
+    -- Why the backend refused an event, so `agent-telemetry quarantine` can say.
+    ALTER TABLE events ADD COLUMN quarantine_reason TEXT;
+    -- One row per upload request: when, where, how many events, the body's hash, the answer.
+    CREATE TABLE upload_receipts (
+        id INTEGER PRIMARY KEY,
+        sent_ms INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

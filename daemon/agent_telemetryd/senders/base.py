@@ -1,0 +1,97 @@
+"""The one small interface every sender implements, and what it returns."""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent_telemetryd.upload.batching import Outbound, OutboundBatch
+
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The backend's answer to one request. `error` is a short reason, never our body."""
+
+    status: int | None  # HTTP status; None when no answer came
+    error: str | None = None
+    retry_after: float | None = None
+    body_sha256: str = ""
+    # Events a 2xx answer still refused, by index in the batch (the custom contract's
+    # `rejected` list): quarantined with the backend's reason instead of marked sent.
+    rejected: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureResult:
+    requested: bool  # an erasure request was sent
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """What `preview` shows: the request a send would make, secrets redacted."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "url": self.url, "headers": self.headers, "body": self.body}
+
+
+class Sender(abc.ABC):
+    name: str = ""
+    sends = True  # False for `none`: the uploader then leaves events pending
+    backend = ""  # where events go, for receipts and `status` (no secrets)
+
+    @abc.abstractmethod
+    async def send(self, batch: OutboundBatch) -> SendResult:
+        """Deliver one batch; never raises for backend or network trouble."""
+
+    @abc.abstractmethod
+    def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:
+        """The request `send` would make now, with secrets redacted (for `preview`)."""
+
+    async def erase(self, anonymous_ids: list[str]) -> ErasureResult:
+        """Ask the backend to delete what it holds for these ids."""
+        return ErasureResult(False, True, f"sender {self.name}: no remote data to erase")
+
+    async def health(self) -> SendResult:
+        return SendResult(status=None, error=f"sender {self.name} has no health check")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the sender holds (files); the HTTP session belongs to the part."""
+
+
+def rfc3339_ms(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_rfc3339(clock: float | None = None) -> str:
+    return rfc3339_ms(int((clock if clock is not None else time.time()) * 1000))
+
+
+def contract_event(event: Outbound) -> dict[str, Any]:
+    """One event in the custom contract's shape (also what the file sender writes)."""
+    return {
+        "uuid": event.uuid,
+        "event": event.event,
+        "timestamp": rfc3339_ms(event.ts_ms),
+        "properties": orjson.loads(event.properties),
+        "received_at": rfc3339_ms(event.received_ms),
+        "agent": event.agent,
+    }

@@ -1,0 +1,85 @@
+"""Append what would have been sent to a local NDJSON file (debugging, demos).
+
+One line per event, in the custom contract's event shape plus `anonymous_id` and the
+batch's `sent_at`. The file is the user's own: created 0600, nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import orjson
+
+from agent_telemetryd.senders.base import (
+    ErasureResult,
+    PreparedRequest,
+    Sender,
+    SendResult,
+    contract_event,
+    now_rfc3339,
+)
+from agent_telemetryd.upload.batching import OutboundBatch
+
+
+def lines(batch: OutboundBatch, sent_at: str) -> bytes:
+    return b"".join(
+        orjson.dumps({"anonymous_id": batch.anonymous_id, "sent_at": sent_at, **contract_event(e)})
+        + b"\n"
+        for e in batch.events
+    )
+
+
+class FileSender(Sender):
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.backend = f"file {path}"
+
+    async def send(self, batch: OutboundBatch) -> SendResult:
+        data = lines(batch, now_rfc3339())
+        try:
+            await asyncio.to_thread(self._append, data)
+        except OSError as error:
+            return SendResult(None, error=f"cannot write {self.path}: {error.strerror}")
+        return SendResult(200)
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:
+        body = [orjson.loads(line) for line in lines(batch, sent_at).splitlines()]
+        return PreparedRequest("APPEND", str(self.path), {}, body)
+
+    async def erase(self, anonymous_ids: list[str]) -> ErasureResult:
+        wanted = set(anonymous_ids)
+
+        def rewrite() -> int:
+            if not self.path.exists():
+                return 0
+            kept, removed = [], 0
+            with self.path.open("rb") as handle:
+                for line in handle:
+                    try:
+                        owner = orjson.loads(line).get("anonymous_id")
+                    except orjson.JSONDecodeError:
+                        owner = None
+                    if owner in wanted:
+                        removed += 1
+                    else:
+                        kept.append(line)
+            temporary = self.path.with_name(self.path.name + ".tmp")
+            temporary.write_bytes(b"".join(kept))
+            temporary.chmod(0o600)
+            temporary.replace(self.path)
+            return removed
+
+        removed = await asyncio.to_thread(rewrite)
+        return ErasureResult(True, True, f"removed {removed} lines from {self.path}")

@@ -1,0 +1,18 @@
+"""The `none` sender: nothing ever leaves the machine; events stay pending."""
+
+from __future__ import annotations
+
+from agent_telemetryd.senders.base import PreparedRequest, Sender, SendResult
+from agent_telemetryd.upload.batching import OutboundBatch
+
+
+class NoneSender(Sender):
+    name = "none"
+    sends = False
+    backend = "none"
+
+    async def send(self, batch: OutboundBatch) -> SendResult:
+        return SendResult(None, error="sender none sends nothing")
+
+    def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:
+        return PreparedRequest("NONE", "", {}, None)

@@ -1,0 +1,46 @@
+"""Retry delays: exponential backoff with jitter, and the backend's Retry-After. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.base <= 0 or self.factor < 1 or self.cap < self.base:
+            raise ValueError("backoff needs base > 0, factor >= 1 and cap >= base")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait before retry number `attempt` (1, 2, ...), `rand` in [0, 1).
+
+        "Equal jitter": half the exponential step is fixed, half random, so many
+        daemons that failed together do not retry together, yet none retries at once.
+        """
+        if attempt < 1:
+            raise ValueError("attempt counts from 1")
+        step = min(self.cap, self.base * self.factor ** (attempt - 1))
+        return step / 2 + step / 2 * rand
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)

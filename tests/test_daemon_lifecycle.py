@@ -1,0 +1,204 @@
+"""The daemon as a user meets it: one per user, private sockets, clean stops and restarts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import socket
+import stat
+import time
+import urllib.request
+
+from tests.conftest import DaemonFactory
+from tests.daemon_process import DaemonProcess
+from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
+
+
+def mode_bits(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sockets_are_private_to_the_user(daemon: DaemonProcess) -> None:
+    assert mode_bits(daemon.ingest_socket.parent) == 0o700
+    assert mode_bits(daemon.ingest_socket) == 0o600
+    assert mode_bits(daemon.api_socket) == 0o600
+    assert mode_bits(daemon.database) == 0o600
+
+
+def test_a_second_daemon_refuses_to_start_and_names_the_first(
+    daemon: DaemonProcess, daemon_factory: DaemonFactory
+) -> None:
+    second = daemon_factory(start=False, home=daemon.home)
+    second.log_path = daemon.home / "second.log"
+    second.start(wait=False)
+    assert second.proc is not None
+    assert second.proc.wait(15) != 0
+    assert f"already running (pid {daemon.proc.pid})" in second.log()
+    # The first one is untouched.
+    assert daemon.status()["pid"] == daemon.proc.pid
+
+
+def test_stale_sockets_from_a_killed_daemon_do_not_block_the_next_start(
+    daemon: DaemonProcess,
+) -> None:
+    daemon.kill()
+    assert daemon.ingest_socket.exists()  # left behind by SIGKILL
+    daemon.start()
+    send_lines(daemon.ingest_socket, b'{"event": "after.restart"}\n')
+    assert wait_for_rows(daemon, 1)["buffer"]["events"] == 1
+
+
+def test_sigterm_exits_zero_with_nothing_lost(daemon: DaemonProcess) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(daemon.ingest_socket))
+        sock.sendall(b"".join(b'{"event": "before.term"}\n' for _ in range(2000)))
+        assert daemon.stop(signal.SIGTERM) == 0
+    assert not daemon.ingest_socket.exists() and not daemon.api_socket.exists()
+    status = daemon.status()
+    assert status["running"] is False
+    assert status["buffer"]["events"] == 2000
+
+
+def test_tcp_refuses_foreign_host_and_origin(daemon: DaemonProcess) -> None:
+    url = daemon.http_url()
+
+    def code(headers: dict[str, str]) -> int:
+        request = urllib.request.Request(
+            f"{url}/v1/events", data=b'{"event": "x"}', headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert code({"Host": "evil.example"}) == 403
+    assert code({"Host": "evil.example:7468"}) == 403
+    assert code({"Origin": "https://evil.example"}) == 403
+    assert code({"Origin": "null"}) == 403
+    assert code({}) == 202
+    assert daemon.status()["buffer"]["events"] == 1
+
+
+def test_tcp_serves_no_control_or_read_api(daemon: DaemonProcess) -> None:
+    url = daemon.http_url()
+    for method, path in (("GET", "/v1/status"), ("GET", "/v1/export"), ("POST", "/v1/clear")):
+        request = urllib.request.Request(f"{url}{path}", method=method)
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise AssertionError(f"{method} {path} answered on TCP")
+        except urllib.error.HTTPError as error:
+            assert error.code in (404, 405)
+
+
+def test_export_round_trips_in_every_format(daemon: DaemonProcess) -> None:
+    sent = [
+        {"event": "export.check", "properties": {"n": 1, "text": 'comma, "quote"\nline'}},
+        {"event": "export.nested", "properties": {"deep": {"list": [1, 2.5, None, True]}}},
+        {"event": "export.empty"},
+    ]
+    post_events(daemon.http_url(), sent)
+    ndjson = daemon.export()
+    as_json = json.loads(daemon.cli("export", "--format", "json").stdout)
+    out = daemon.home / "events.csv"
+    daemon.cli("export", "--format", "csv", "-o", str(out))
+    as_csv = list(csv.DictReader(io.StringIO(out.read_text())))
+
+    expected = [(e["event"], e.get("properties", {})) for e in sent]
+    assert [(r["event"], r["properties"]) for r in ndjson] == expected
+    assert as_json == ndjson
+    assert [(r["event"], json.loads(r["properties"])) for r in as_csv] == expected
+    assert [r["uuid"] for r in as_csv] == [r["uuid"] for r in ndjson]
+    for row in ndjson:
+        assert set(row) >= {"uuid", "event", "timestamp", "received_at", "properties", "upload"}
+        assert row["upload"] == "local"
+
+
+def test_read_commands_work_with_the_daemon_down(daemon: DaemonProcess) -> None:
+    post_events(daemon.http_url(), [{"event": "kept"}] * 3)
+    assert daemon.stop() == 0
+    status = daemon.status()
+    assert (status["running"], status["pid"], status["buffer"]["events"]) == (False, None, 3)
+    assert [r["event"] for r in daemon.export()] == ["kept"] * 3
+    assert "Deleted 3 events" in daemon.cli("clear", "--yes").stdout
+    assert daemon.status()["buffer"]["events"] == 0
+
+
+def test_clear_with_the_daemon_up_empties_the_buffer_and_counters(daemon: DaemonProcess) -> None:
+    post_events(daemon.http_url(), [{"event": "gone"}] * 10)
+    refused = daemon.cli("clear", check=False)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert daemon.status()["buffer"]["events"] == 10
+    daemon.cli("clear", "--yes")
+    status = daemon.status()
+    assert status["buffer"]["events"] == 0 and status["counters"]["received"] == 0
+    assert daemon.export() == []
+
+
+def test_mode_off_keeps_nothing_and_creates_no_buffer(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory({"AGENT_TELEMETRY_MODE": "off"})
+    post_events(daemon.http_url(), [{"event": "ignored"}] * 5)
+    send_lines(daemon.ingest_socket, b'{"event": "ignored"}\n')
+    time.sleep(0.3)
+    status = daemon.status()
+    assert status["mode"] == "off" and status["mode_source"] == "env"
+    assert status["buffer"]["events"] == 0
+    assert status["counters"]["dropped"]["mode_off"] == 6
+    assert not (daemon.home / "data").exists()
+
+
+def test_ci_caps_upload_unless_asked_explicitly(daemon_factory: DaemonFactory) -> None:
+    home_config = {"AGENT_TELEMETRY_SENDER": "file"}
+    capped = daemon_factory({**home_config, "CI": "true"})
+    capped.cli("enable")
+    status = capped.status()
+    assert (status["mode"], status["mode_source"]) == ("local", "CI")
+    explicit = daemon_factory({**home_config, "CI": "true", "AGENT_TELEMETRY_MODE": "upload"})
+    status = explicit.status()
+    assert (status["mode"], status["mode_source"]) == ("upload", "env")
+
+
+def test_bad_config_is_one_clear_line_and_no_traceback(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(start=False)
+    (daemon.home / "config.toml").write_text('http_host = "0.0.0.0"\n')
+    result = daemon.cli("status", check=False)
+    assert result.returncode != 0
+    assert "http_host" in result.stderr and "loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+    daemon.start(wait=False)
+    assert daemon.proc.wait(15) != 0
+    assert "Traceback" not in daemon.log()
+
+    (daemon.home / "config.toml").write_text("batch_sise = 10\n")
+    result = daemon.cli("status", check=False)
+    assert "unknown setting batch_sise" in result.stderr
+
+
+def test_a_config_with_a_secret_readable_by_others_is_refused(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory(start=False)
+    config = daemon.home / "config.toml"
+    config.write_text('[posthog]\napi_key = "phc_secret"\n')
+    config.chmod(0o644)
+    result = daemon.cli("status", check=False)
+    assert result.returncode != 0 and "chmod 600" in result.stderr
+    assert "phc_secret" not in result.stderr
+    config.chmod(0o600)
+    assert daemon.cli("status", "--json").returncode == 0
+
+
+def test_a_corrupt_buffer_is_moved_aside_and_a_fresh_one_started(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory(start=False)
+    daemon.database.parent.mkdir(parents=True)
+    daemon.database.write_bytes(b"this is not a database" * 100)
+    daemon.start()
+    post_events(daemon.http_url(), [{"event": "fresh"}])
+    assert [r["event"] for r in daemon.export()] == ["fresh"]
+    aside = list(daemon.database.parent.glob("buffer.sqlite3.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
+    assert "buffer_unreadable_moved_aside" in daemon.log()

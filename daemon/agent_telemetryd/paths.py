@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,20 @@ class Paths:
         return self.runtime_dir / "daemon.lock"
 
 
-def resolve_paths(environ: Mapping[str, str] = os.environ) -> Paths:
-    """Paths from `AGENT_TELEMETRY_HOME` when set, else the platform's user dirs."""
+def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None = None) -> Paths:
+    """Paths from `AGENT_TELEMETRY_HOME` when set, else the platform's user dirs.
+
+    `platform` (a `sys.platform` value) is for tests that check another OS's choices.
+    """
     home = environ.get("AGENT_TELEMETRY_HOME")
     if home:
         root = Path(home).expanduser().absolute()
         config_file = root / "config.toml"
         data_dir = root / "data"
+    elif (platform or sys.platform) == "darwin":
+        support = Path(environ.get("HOME") or Path.home()) / "Library" / "Application Support"
+        config_file = support / APP_NAME / "config.toml"
+        data_dir = support / APP_NAME
     else:
         config_file = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
         data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
@@ -63,7 +71,7 @@ def resolve_paths(environ: Mapping[str, str] = os.environ) -> Paths:
         config_file=config_file,
         consent_file=config_file.parent / "consent.json",
         data_dir=data_dir,
-        runtime_dir=Path(runtime_dir(environ)),
+        runtime_dir=Path(runtime_dir(environ, platform)),
     )
 
 

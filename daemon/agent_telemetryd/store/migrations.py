@@ -48,6 +48,67 @@ MIGRATIONS: tuple[str, ...] = (
         error TEXT
     );
     """,
+    """
+    -- Dashboard rollups (dashboard/rollup.py). Events are folded in by id, off the ingest
+    -- path, so a trigger on INSERT never slows group commit; `dash_state.folded_id` is how
+    -- far the fold got, and queries add the unfolded tail (id > folded_id) live.
+    CREATE TABLE dash_state (one INTEGER PRIMARY KEY CHECK (one = 1), folded_id INTEGER NOT NULL);
+    INSERT INTO dash_state (one, folded_id) VALUES (1, 0);
+    -- Per UTC hour, agent and event name: how many events and how many were errors.
+    CREATE TABLE dash_hourly (
+        hour INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        event TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (hour, agent, event)
+    ) WITHOUT ROWID;
+    -- properties.duration_ms as a histogram: bucket = the value kept to 3 significant
+    -- digits (whole ms below 1 s), so percentiles are exact below 1 s and within 0.5% above.
+    CREATE TABLE dash_durations (
+        hour INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        event TEXT NOT NULL,
+        bucket REAL NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (hour, agent, event, bucket)
+    ) WITHOUT ROWID;
+    -- Deletes (retention, eviction, clear) take folded events out of the rollups, and
+    -- cells that reach zero go, so a cleared buffer keeps no agent or event names.
+    -- The expressions repeat dashboard/rollup.py's ERROR_SQL and BUCKET_SQL (a test
+    -- checks they agree). Events never change event, agent, received_ms or properties.
+    CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
+    WHEN old.id <= (SELECT folded_id FROM dash_state)
+    BEGIN
+        UPDATE dash_hourly SET events = events - 1, errors = errors - (
+            CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
+                THEN 1
+                WHEN NOT json_valid(old.properties) THEN 0
+                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false') THEN 1
+                WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
+                ELSE 0 END)
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event;
+        DELETE FROM dash_hourly
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND events <= 0;
+        UPDATE dash_durations SET n = n - 1
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND json_valid(old.properties)
+            AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
+            AND json_extract(old.properties, '$.duration_ms') >= 0
+            AND bucket = (
+                WITH v(d) AS (SELECT json_extract(old.properties, '$.duration_ms'))
+                SELECT CASE WHEN d < 1000 THEN round(d)
+                    WHEN d < 10000 THEN round(d / 10) * 10
+                    WHEN d < 100000 THEN round(d / 100) * 100
+                    WHEN d < 1000000 THEN round(d / 1000) * 1000
+                    WHEN d < 10000000 THEN round(d / 10000) * 10000
+                    ELSE round(d / 100000) * 100000 END FROM v);
+        DELETE FROM dash_durations
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND n <= 0;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -185,7 +185,8 @@ def parse_event(
     event_uuid = parse_uuid(raw["uuid"], "uuid")
     name = _name(raw["event"], "event", required=True)
     assert name is not None
-    agent = _name(raw.get("agent"), "agent", required=False)
+    # An empty agent means "not named", as null does (the daemon sends "" for unknown sources).
+    agent = _name(raw.get("agent") or None, "agent", required=False)
     if agent is None and isinstance(properties.get("agent"), str):
         # The shim's examples put the agent in properties; use it when the source is absent.
         agent = _name(properties["agent"][:MAX_NAME_LENGTH], "properties.agent", required=False)

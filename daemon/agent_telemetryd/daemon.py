@@ -47,7 +47,9 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
-    return ()
+    from agent_telemetryd.upload import part as upload_part
+
+    return (upload_part.attach,)
 
 
 class Daemon:

@@ -1,0 +1,75 @@
+"""The uploader as a part of the daemon: sender, schedule, routes, status, mode listener."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.senders.base import rfc3339_ms
+from agent_telemetryd.senders.factory import build_sender, new_session
+from agent_telemetryd.upload import pending, receipts, routes
+from agent_telemetryd.upload.backoff import Backoff
+from agent_telemetryd.upload.scheduler import UploadSchedule
+from agent_telemetryd.upload.uploader import Uploader, UploadSettings
+
+
+def settings_from(config: Config) -> UploadSettings:
+    base = config.upload_retry_base
+    return UploadSettings(
+        batch_size=config.batch_size, backoff=Backoff(base=base, cap=max(base, 60.0))
+    )
+
+
+async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.Application):
+    """Start the uploader; returns the coroutine function that stops it."""
+    session = new_session()
+    sender = build_sender(context.config, session)
+    uploader = Uploader(context, sender, settings_from(context.config))
+    schedule = UploadSchedule(uploader, context.config.upload_interval)
+    api_app[routes.UPLOADER] = uploader
+    api_app.add_routes(routes.routes)
+
+    async def on_mode_change(before: ConsentState, after: ConsentState) -> None:
+        schedule.set_active(after.uploads)
+        if not after.uploads:
+            await uploader.stop("upload was turned off during the flush; no further request")
+
+    async def status_section() -> dict[str, Any]:
+        buffer = context.buffer
+        last_ms, by_source = None, {}
+        if buffer is not None:
+            last_ms = await buffer.read(receipts.last_accepted_ms)
+            by_source = await buffer.read(pending.rate_limited_by_source)
+        next_run = schedule.next_run()
+        last = uploader.last_report
+        return {
+            "last_upload": rfc3339_ms(last_ms) if last_ms is not None else None,
+            "next_upload": (
+                next_run.astimezone().isoformat(timespec="seconds") if next_run else None
+            ),
+            "upload": {
+                "backend": sender.backend,
+                "interval_seconds": schedule.interval,
+                "batch_size": uploader.settings.batch_size,
+                "flush_running": uploader.running,
+                "last_flush": last.as_dict() if last is not None else None,
+                "rate_limited_by_source": by_source,
+            },
+        }
+
+    context.mode_listeners.append(on_mode_change)
+    context.status_sections.append(status_section)
+    schedule.start(active=context.consent.uploads)
+
+    async def close() -> None:
+        schedule.shutdown()
+        # Abandoning a request is safe: its events stay pending and are re-sent later.
+        await uploader.stop("the daemon is stopping")
+        await sender.close()
+        await session.close()
+
+    return close

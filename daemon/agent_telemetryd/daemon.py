@@ -22,11 +22,14 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import Limits
-from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.paths import ensure_private_dir
-from agent_telemetryd.receivers import api_routes, http_ingest
+from agent_telemetryd.privacy.allowlist import Allowlist
+from agent_telemetryd.privacy.scrub import default_scrubber
+from agent_telemetryd.ratelimit import UploadRateLimiter
+from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
@@ -50,6 +53,15 @@ def daemon_parts() -> tuple[Part, ...]:
     from agent_telemetryd.upload import part as upload_part
 
     return (upload_part.attach,)
+
+
+def privacy_transforms(config: Config) -> list[Transform]:
+    """Allowlist first (dropping is cheapest), then scrubbing of what is kept."""
+    transforms: list[Transform] = []
+    if config.allow_events is not None or config.allow_properties is not None:
+        transforms.append(Allowlist(config.allow_events, config.allow_properties))
+    transforms.append(default_scrubber(config.max_string_chars))
+    return transforms
 
 
 class Daemon:
@@ -101,6 +113,10 @@ class Daemon:
             mode=lambda: context.consent.mode,
             writer=lambda: context.buffer.writer if context.buffer else None,
             anonymous_id=lambda: context.buffer.anonymous_id if context.buffer else "",
+            transforms=privacy_transforms(self.config),
+            upload_gate=UploadRateLimiter(self.config.rate_limit)
+            if self.config.rate_limit
+            else None,
         )
         context.dashboard_token = self._dashboard_token()
         self._listeners = open_listeners(self.config)
@@ -164,6 +180,7 @@ class Daemon:
         app = web.Application(middlewares=[guard], client_max_size=http_ingest.MAX_BODY_BYTES)
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
+        app.add_routes(posthog_capture.routes)
         return app
 
     async def _start_app(self, app: web.Application, sock: object) -> None:

@@ -1,0 +1,146 @@
+"""What is kept is scrubbed; what a runaway source sends beyond its limit stays local; the
+PostHog SDK can post to the daemon unchanged."""
+
+from __future__ import annotations
+
+import time
+
+import posthog
+import pytest
+
+from agent_telemetryd.config import RateRule
+from agent_telemetryd.events import Event
+from agent_telemetryd.privacy.allowlist import Allowlist
+from agent_telemetryd.privacy.scrub import default_scrubber
+from agent_telemetryd.ratelimit import UploadRateLimiter
+from tests.conftest import DaemonFactory
+from tests.daemon_process import DaemonProcess
+from tests.test_daemon_ingest import post_events, wait_for_rows
+
+SCRUB = default_scrubber(max_string_chars=64, own_home="/home/runner")
+
+
+def scrubbed(value: object) -> object:
+    return SCRUB(Event("e", {"v": value}, None, None, None)).properties["v"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("mail alice@example.com now", "mail [email] now"),
+        ("/home/alice/projects/x.py", "~/projects/x.py"),
+        ("/Users/bob/Library", "~/Library"),
+        ("C:\\Users\\carol\\code", "~\\code"),
+        ("/home/runner/work", "~/work"),
+        ("from 192.168.1.20:8080", "from [ip]:8080"),
+        ("v6 2001:db8::8a2e:370:7334 seen", "v6 [ip] seen"),
+        ("key sk-proj-abcdefghijklmnopqrstuvwx", "key [secret]"),
+        ("ghp_" + "a" * 36, "[secret]"),
+        ("AKIAABCDEFGHIJKLMNOP", "[secret]"),
+        ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: [secret]"),
+        ("https://x.test/?token=abc123&q=1", "https://x.test/?[secret]&q=1"),
+        ("version 1.2.3 at 10:30", "version 1.2.3 at 10:30"),
+    ],
+)
+def test_scrubbing_redacts_personal_data_and_secrets(raw: str, expected: str) -> None:
+    assert scrubbed(raw) == expected
+
+
+def test_scrubbing_reaches_nested_values_and_secret_named_keys() -> None:
+    event = SCRUB(
+        Event(
+            "e",
+            {"nested": {"list": ["bob@corp.io", 3]}, "password": "hunter2", "n": 1.5},
+            None,
+            None,
+            None,
+        )
+    )
+    assert event.properties == {
+        "nested": {"list": ["[email]", 3]},
+        "password": "[secret]",
+        "n": 1.5,
+    }
+
+
+def test_long_strings_are_cut() -> None:
+    value = scrubbed("x" * 500)
+    assert isinstance(value, str) and len(value) == 64 and value.endswith("…[cut]")
+
+
+def test_allowlist_drops_other_events_and_properties() -> None:
+    allow = Allowlist(frozenset({"agent.run"}), frozenset({"duration_ms"}))
+    assert allow(Event("other", {}, None, None, None)) is None
+    kept = allow(Event("agent.run", {"duration_ms": 3, "prompt": "secret"}, None, None, None))
+    assert kept is not None and kept.properties == {"duration_ms": 3}
+
+
+def test_rate_limiter_allows_a_burst_then_keeps_the_rest_local() -> None:
+    limiter = UploadRateLimiter([RateRule(60, 60.0), RateRule(100, 3600.0)])
+    decisions = [limiter("runaway", 1000.0 + i * 0.1) for i in range(200)]
+    assert decisions.count(True) == 60
+    assert limiter("polite", 1000.0)  # another source has its own window
+    assert limiter("runaway", 1061.0)  # a minute later the window has room again
+    later = [limiter("runaway", 1200.0 + i) for i in range(100)]
+    assert later.count(True) == 39  # the hourly rule: 100 in all
+
+
+def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
+    post_events(
+        daemon.http_url(),
+        [
+            {
+                "event": "tool.call",
+                "properties": {
+                    "user": "alice@example.com",
+                    "cwd": "/home/alice/src/secret-project",
+                    "peer": "10.1.2.3",
+                    "header": "api key sk-live-0123456789abcdefghij",
+                },
+            }
+        ],
+    )
+    (row,) = daemon.export()
+    assert row["properties"] == {
+        "user": "[email]",
+        "cwd": "~/src/secret-project",
+        "peer": "[ip]",
+        "header": "api key [secret]",
+    }
+    raw = (
+        daemon.database.read_bytes() + daemon.database.with_name("buffer.sqlite3-wal").read_bytes()
+    )
+    for secret in (b"alice@example.com", b"/home/alice", b"10.1.2.3", b"sk-live-0123456789"):
+        assert secret not in raw
+
+
+def test_a_runaway_source_is_rate_limited_and_counted(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory({"AGENT_TELEMETRY_MODE": "upload", "AGENT_TELEMETRY_SENDER": "file"})
+    post_events(daemon.http_url(), [{"event": "spam", "agent": "runaway"}] * 200)
+    post_events(daemon.http_url(), [{"event": "fine", "agent": "polite"}] * 5)
+    status = daemon.status()
+    assert status["buffer"]["events"] == 205
+    assert status["buffer"]["pending_upload"] == 65
+    assert status["buffer"]["rate_limited"] == 140
+    states = [r["upload"] for r in daemon.export() if r["agent"] == "runaway"]
+    assert states.count("rate_limited") == 140 and states.count("pending") == 60
+
+
+def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None:
+    client = posthog.Posthog(
+        "phc_local_test_key", host=daemon.http_url(), sync_mode=True, gzip=True, max_retries=0
+    )
+    for i in range(20):
+        client.capture(
+            "sdk.event", distinct_id="alice@example.com", properties={"i": i, "plan": "pro"}
+        )
+    client.flush()
+    client.shutdown()
+    rows = wait_for_rows(daemon, 20) and daemon.export()
+    assert sorted(r["properties"]["i"] for r in rows) == list(range(20))
+    assert all(r["transport"] == "posthog" and r["event"] == "sdk.event" for r in rows)
+    assert all("distinct_id" not in r["properties"] for r in rows)
+    assert b"alice@example.com" not in daemon.database.read_bytes()
+    assert b"phc_local_test_key" not in daemon.database.read_bytes()
+    assert rows[0]["agent"] == "posthog-python"
+    time.sleep(0)

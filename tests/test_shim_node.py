@@ -1,0 +1,26 @@
+"""Runs the Node shim's own tests (`node --test`), so `make test` covers both shims."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_shim_suite_passes() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
+    proc = subprocess.run(
+        ["node", "--test", str(NODE_SHIM)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "# fail 0" in proc.stdout

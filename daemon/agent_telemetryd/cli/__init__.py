@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent_telemetryd import __version__
-from agent_telemetryd.cli import consent_commands, core_commands
+from agent_telemetryd.cli import consent_commands, core_commands, upload_commands
 from agent_telemetryd.cli.service import service
 
 
@@ -26,6 +26,11 @@ for command in (
     consent_commands.mode,
     consent_commands.enable,
     consent_commands.disable,
+    upload_commands.flush,
+    upload_commands.preview,
+    upload_commands.quarantine,
+    upload_commands.reset_id,
+    upload_commands.forget,
     service,
 ):
     main.add_command(command)

@@ -88,11 +88,21 @@ def format_status(report: dict[str, Any]) -> str:
         f"received:     {counters['received']}  rejected: {counters['rejected']}  "
         f"dropped: {dropped}",
         f"last upload:  {report.get('last_upload') or 'never'}",
+        f"next upload:  {report.get('next_upload') or 'not scheduled'}",
+        *_rate_limited_lines(report),
         f"buffer file:  {report['paths']['database']} ({buffer['bytes']} bytes)",
         f"ingest:       {report['paths']['ingest_socket']}",
         f"http:         {report['paths']['http'] or 'off'}",
     ]
     return "\n".join(lines)
+
+
+def _rate_limited_lines(report: dict[str, Any]) -> list[str]:
+    by_source = (report.get("upload") or {}).get("rate_limited_by_source") or {}
+    if not by_source:
+        return []
+    listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
+    return [f"rate limited: {listed} (kept locally, not uploaded)"]
 
 
 @click.command()

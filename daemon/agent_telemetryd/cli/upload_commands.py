@@ -1,0 +1,254 @@
+"""flush, preview, quarantine, reset-id, forget: what leaves the machine (DESIGN §9, §10)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+from typing import Any
+
+import click
+
+from agent_telemetryd.cli.common import (
+    api,
+    call_api,
+    daemon_pid,
+    get_config,
+    json_option,
+    offline_buffer,
+    print_json,
+    read_buffer,
+)
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.senders.factory import build_sender, new_session
+from agent_telemetryd.store import queries
+from agent_telemetryd.upload import pending
+from agent_telemetryd.upload.part import settings_from
+from agent_telemetryd.upload.preview import build_preview
+
+# A flush may wait on backoff and Retry-After; the CLI waits for its whole report.
+FLUSH_TIMEOUT = 900.0
+
+
+@click.command()
+@json_option
+def flush(as_json: bool) -> None:
+    """Upload pending events now and wait for the result.
+
+    Exits non-zero when the backend failed; the events then stay pending for the next run.
+
+    \b
+    Example:
+        agent-telemetry flush --json
+    """
+    config = get_config()
+    _require_daemon(config, "flush")
+    client = api(config)
+    client.timeout = FLUSH_TIMEOUT
+    try:
+        report = client.json("POST", "/v1/flush")
+    except Exception as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(_describe_flush(report))
+    if report.get("error"):
+        raise SystemExit(1)
+
+
+def _describe_flush(report: dict[str, Any]) -> str:
+    if report.get("skipped"):
+        return f"Nothing sent: {report['skipped']}."
+    lines = [f"Sent {report['events_sent']} events in {report['batches']} batches."]
+    if report.get("quarantined"):
+        lines.append(
+            f"Quarantined {report['quarantined']} events the backend refused "
+            "(see: agent-telemetry quarantine)."
+        )
+    if report.get("stopped"):
+        lines.append(f"Stopped: {report['stopped']}.")
+    if report.get("error"):
+        lines.append(f"Error: {report['error']}")
+    return "\n".join(lines)
+
+
+@click.command()
+@json_option
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Show at most this many requests.",
+)
+def preview(as_json: bool, max_requests: int) -> None:
+    """Show exactly the request bodies the next flush would send; sends nothing.
+
+    \b
+    Example:
+        agent-telemetry preview --json --max-requests 1
+    """
+    config = get_config()
+    if daemon_pid(config) is not None:
+        result = call_api(config, "GET", f"/v1/preview?max_requests={max_requests}")
+    else:
+        result = asyncio.run(_offline_preview(config, max_requests))
+    if as_json:
+        print_json(result)
+        return
+    if not result["sends"]:
+        click.echo(f"Nothing would be sent: {result['reason']}.")
+        return
+    for request in result["requests"]:
+        click.echo(f"{request['method']} {request['url']}")
+        for name, value in request["headers"].items():
+            click.echo(f"{name}: {value}")
+        click.echo(json.dumps(request["body"], indent=2))
+        click.echo()
+    more = result.get("more_requests", 0)
+    tail = f" (and about {more} more requests)" if more else ""
+    click.echo(
+        f"{result['pending']} events pending for {result['backend']}{tail}. {result['note']}."
+    )
+
+
+async def _offline_preview(config: Config, max_requests: int) -> dict[str, Any]:
+    consent = decide(config, read_stored(config.paths.consent_file))
+    async with new_session() as session:
+        sender = build_sender(config, session)
+        with read_buffer(config) as conn:
+            return build_preview(
+                conn,
+                consent=consent,
+                sender=sender,
+                settings=settings_from(config),
+                max_requests=max_requests,
+            )
+
+
+@click.command()
+@json_option
+def quarantine(as_json: bool) -> None:
+    """List the events the backend refused, with its reason; they are never re-sent.
+
+    \b
+    Example:
+        agent-telemetry quarantine --json
+    """
+    config = get_config()
+    if daemon_pid(config) is not None:
+        result = call_api(config, "GET", "/v1/quarantine")
+    else:
+        with read_buffer(config) as conn:
+            result = _read_quarantine(conn)
+    if as_json:
+        print_json(result)
+        return
+    if not result["total"]:
+        click.echo("No events are quarantined.")
+        return
+    for item in result["events"]:
+        click.echo(f"{item['timestamp']}  {item['uuid']}  {item['event']}  {item['reason']}")
+    shown = len(result["events"])
+    if result["total"] > shown:
+        click.echo(f"… and {result['total'] - shown} more")
+    click.echo(f"{result['total']} quarantined events.")
+
+
+def _read_quarantine(conn: sqlite3.Connection | None) -> dict[str, Any]:
+    if conn is None:
+        return {"total": 0, "events": []}
+    try:
+        return pending.quarantined(conn)
+    except sqlite3.OperationalError:  # a buffer from before quarantine reasons existed
+        return {"total": 0, "events": []}
+
+
+@click.command("reset-id")
+def reset_id() -> None:
+    """Make a new random anonymous id; events from now on carry it.
+
+    Events already kept stay under their old id and are never sent linked to the new one.
+
+    \b
+    Example:
+        agent-telemetry reset-id
+    """
+    config = get_config()
+    if daemon_pid(config) is not None:
+        new_id = call_api(config, "POST", "/v1/reset-id")["anonymous_id"]
+    elif config.paths.database.exists():
+        with offline_buffer(config) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            new_id = queries.reset_anonymous_id(conn)
+            conn.execute("COMMIT")
+    else:
+        raise click.ClickException("nothing stored yet: the anonymous id is made on first use")
+    click.echo(f"New anonymous id: {new_id}")
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def forget(yes: bool, as_json: bool) -> None:
+    """Delete every stored event, make a new anonymous id, and ask the backend to erase.
+
+    Sends nothing but the erasure request, and only where the backend has one.
+
+    \b
+    Example:
+        agent-telemetry forget --yes
+    """
+    config = get_config()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("forget deletes every stored event; pass --yes to confirm")
+        click.confirm("Delete every stored event and ask the backend to erase them?", abort=True)
+    if daemon_pid(config) is not None:
+        result = call_api(config, "POST", "/v1/forget")
+    else:
+        result = asyncio.run(_offline_forget(config))
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"Deleted {result['deleted']} events.")
+        if result.get("anonymous_id"):
+            click.echo(f"New anonymous id: {result['anonymous_id']}")
+        click.echo(f"Remote data: {result['erasure']['message']}.")
+    if result["erasure"]["requested"] and not result["erasure"]["ok"]:
+        raise SystemExit(1)
+
+
+async def _offline_forget(config: Config) -> dict[str, Any]:
+    ids: list[str] = []
+    deleted = 0
+    new_id = None
+    if config.paths.database.exists():
+        with offline_buffer(config) as conn:
+            ids = pending.sent_anonymous_ids(conn)
+            current = queries.get_meta(conn, "anonymous_id")
+            if current and current not in ids:
+                ids.append(current)
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = queries.clear_events(conn)
+            new_id = queries.reset_anonymous_id(conn)
+            conn.execute("COMMIT")
+            queries.compact(conn)
+    erasure: dict[str, Any] = {"requested": False, "ok": True, "message": "nothing was stored"}
+    if ids:
+        async with new_session() as session:
+            sender = build_sender(config, session)
+            result = await sender.erase(ids)
+            erasure = {"requested": result.requested, "ok": result.ok, "message": result.message}
+    return {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": erasure}
+
+
+def _require_daemon(config: Config, command: str) -> None:
+    if daemon_pid(config) is None:
+        raise click.ClickException(
+            f"{command} needs the daemon; start it with: agent-telemetry daemon "
+            "(or agent-telemetry service install)"
+        )

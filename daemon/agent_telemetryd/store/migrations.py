@@ -78,7 +78,6 @@ MIGRATIONS: tuple[str, ...] = (
     -- The expressions repeat dashboard/rollup.py's ERROR_SQL and BUCKET_SQL (a test
     -- checks they agree). Events never change event, agent, received_ms or properties.
     CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
-    WHEN old.id <= (SELECT folded_id FROM dash_state)
     BEGIN
         UPDATE dash_hourly SET events = events - 1, errors = errors - (
             CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
@@ -87,12 +86,14 @@ MIGRATIONS: tuple[str, ...] = (
                 WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false') THEN 1
                 WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
                 ELSE 0 END)
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event;
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state);
         DELETE FROM dash_hourly
         WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
             AND events <= 0;
         UPDATE dash_durations SET n = n - 1
         WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state)
             AND json_valid(old.properties)
             AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
             AND json_extract(old.properties, '$.duration_ms') >= 0
@@ -107,6 +108,10 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM dash_durations
         WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
             AND n <= 0;
+        -- SQLite reuses ids above the largest left: once the top rows are gone, new
+        -- events could get ids at or below folded_id and never be counted. Lower it.
+        UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
+        WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
     END;
     """,
 )

@@ -1,0 +1,262 @@
+"""The dashboard's numbers, each one SQL statement over the rollups plus the unfolded tail.
+
+Nothing here loads events into Python: every function returns at most a few hundred
+rows (one per time bucket, agent or event name), whatever the buffer holds. Times are
+when the daemon received an event (its own clock; an agent's clock may be wrong), in
+whole UTC hours; day buckets start at local midnight for the given UTC offset.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.dashboard.rollup import HOUR_MS, bucket_sql, error_sql, has_duration_sql
+
+TOP = 50  # agents / event names listed; the rest are summed into `others`
+CHOICES = 500  # names offered in the filter menus
+Params = dict[str, Any]
+
+
+def _where(f: Filters, *, tail: bool) -> tuple[str, Params]:
+    """Filter terms for the rollups (`tail=False`) or the events table (`tail=True`)."""
+    terms: list[str] = []
+    params: Params = {}
+    if tail:
+        # `+` keeps SQLite on the rowid range (the tail is small) rather than scanning
+        # the received_ms index over the whole time range.
+        terms.append("e.id > (SELECT folded_id FROM dash_state)")
+        hour = f"(+e.received_ms / {HOUR_MS})"
+        prefix = "e."
+    else:
+        hour, prefix = "hour", ""
+    if f.first_hour is not None:
+        terms.append(f"{hour} >= :first_hour")
+        params["first_hour"] = f.first_hour
+    if f.end_hour is not None:
+        terms.append(f"{hour} < :end_hour")
+        params["end_hour"] = f.end_hour
+    if f.agent is not None:
+        terms.append(f"{prefix}agent = :agent")
+        params["agent"] = f.agent
+    if f.event is not None:
+        terms.append(f"{prefix}event = :event")
+        params["event"] = f.event
+    return (" AND ".join(terms) or "1"), params
+
+
+def _counts_cte(f: Filters) -> tuple[str, Params]:
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    params.update(tail_params)
+    sql = (
+        "WITH cells(hour, agent, event, events, errors) AS ("
+        f" SELECT hour, agent, event, events, errors FROM dash_hourly WHERE {rollup}"
+        " UNION ALL"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, 1, {error_sql('e')}"
+        f" FROM events AS e WHERE {tail})"
+    )
+    return sql, params
+
+
+def _durations_cte(f: Filters) -> tuple[str, Params]:
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    params.update(tail_params)
+    sql = (
+        "WITH cells(hour, agent, event, bucket, n) AS ("
+        f" SELECT hour, agent, event, bucket, n FROM dash_durations WHERE {rollup}"
+        " UNION ALL"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, {bucket_sql('e')}, 1"
+        f" FROM events AS e WHERE {tail} AND {has_duration_sql('e')})"
+    )
+    return sql, params
+
+
+def _time_key(f: Filters) -> str:
+    """SQL for the bucket a cell's `hour` falls in (an hour, or a local day)."""
+    if f.bucket == "day":
+        return f"((hour * 60 + {int(f.tz_offset_min)}) / 1440)"
+    return "hour"
+
+
+def _bucket_start_ms(f: Filters, key: int) -> int:
+    if f.bucket == "day":
+        return (key * 1440 - f.tz_offset_min) * 60_000
+    return key * HOUR_MS
+
+
+def _rate(errors: int, events: int) -> float | None:
+    return round(errors / events, 6) if events else None
+
+
+def span(conn: sqlite3.Connection) -> dict[str, int | None]:
+    """First and last receipt time in the whole buffer (two index probes)."""
+    first, last = conn.execute("SELECT min(received_ms), max(received_ms) FROM events").fetchone()
+    return {"first_ms": first, "last_ms": last}
+
+
+def totals(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    cte, params = _counts_cte(f)
+    events, errors = conn.execute(
+        f"{cte} SELECT coalesce(sum(events), 0), coalesce(sum(errors), 0) FROM cells", params
+    ).fetchone()
+    return {"events": events, "errors": errors, "error_rate": _rate(errors, events)}
+
+
+def over_time(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
+    """Events and errors per bucket, with empty buckets between the first and last filled."""
+    cte, params = _counts_cte(f)
+    rows = conn.execute(
+        f"{cte} SELECT {_time_key(f)} AS k, sum(events), sum(errors) FROM cells"
+        " GROUP BY k ORDER BY k",
+        params,
+    ).fetchall()
+    if not rows:
+        return []
+    found = {k: (events, errors) for k, events, errors in rows}
+    series = []
+    for key in range(rows[0][0], rows[-1][0] + 1):
+        events, errors = found.get(key, (0, 0))
+        series.append(
+            {
+                "t_ms": _bucket_start_ms(f, key),
+                "events": events,
+                "errors": errors,
+                "error_rate": _rate(errors, events),
+            }
+        )
+    return series
+
+
+def _breakdown(conn: sqlite3.Connection, f: Filters, column: str) -> dict[str, Any]:
+    cte, params = _counts_cte(f)
+    rows = conn.execute(
+        f"{cte} SELECT {column}, sum(events) AS n, sum(errors) FROM cells"
+        f" GROUP BY {column} ORDER BY n DESC, {column}",
+        params,
+    ).fetchall()
+    top = [
+        {"name": name, "events": events, "errors": errors, "error_rate": _rate(errors, events)}
+        for name, events, errors in rows[:TOP]
+    ]
+    rest = rows[TOP:]
+    others = {
+        "names": len(rest),
+        "events": sum(r[1] for r in rest),
+        "errors": sum(r[2] for r in rest),
+    }
+    return {"rows": top, "others": others}
+
+
+def by_agent(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    return _breakdown(conn, f, "agent")
+
+
+def by_event(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    return _breakdown(conn, f, "event")
+
+
+def choices(conn: sqlite3.Connection, f: Filters) -> dict[str, list[str]]:
+    """Agents and event names seen in the time range, for the filter menus."""
+    cte, params = _counts_cte(Filters(since_ms=f.since_ms, until_ms=f.until_ms))
+    found = {}
+    for column in ("agent", "event"):
+        found[column + "s"] = [
+            row[0]
+            for row in conn.execute(
+                f"{cte} SELECT DISTINCT {column} FROM cells ORDER BY 1 LIMIT {CHOICES}", params
+            )
+        ]
+    return found
+
+
+def _percentiles(
+    conn: sqlite3.Connection, f: Filters, key: str, order: str, limit: int | None = None
+) -> list[tuple[Any, int, float, float, float]]:
+    """(key, count, p50, p95, max) per key: nearest rank over the histogram buckets,
+    i.e. the smallest value with at least p% of the durations at or below it."""
+    cte, params = _durations_cte(f)
+    sql = (
+        f"{cte}, d AS (SELECT {key} AS k, bucket, sum(n) AS n FROM cells GROUP BY k, bucket),"
+        " r AS (SELECT k, bucket,"
+        " sum(n) OVER (PARTITION BY k ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS cum,"
+        " sum(n) OVER (PARTITION BY k) AS total FROM d)"
+        " SELECT k, max(total) AS total,"
+        " min(CASE WHEN cum * 100 >= total * 50 THEN bucket END),"
+        " min(CASE WHEN cum * 100 >= total * 95 THEN bucket END),"
+        f" max(bucket) FROM r GROUP BY k ORDER BY {order}"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return conn.execute(sql, params).fetchall()
+
+
+def durations(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    """p50/p95 of `properties.duration_ms` overall, per time bucket and per event name."""
+    overall = _percentiles(conn, f, "0", "k")
+    count, p50, p95, top = overall[0][1:] if overall else (0, None, None, None)
+    return {
+        "count": count,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "max_ms": top,
+        "over_time": [
+            {"t_ms": _bucket_start_ms(f, k), "count": n, "p50_ms": a, "p95_ms": b}
+            for k, n, a, b, _ in _percentiles(conn, f, _time_key(f), "k")
+        ],
+        "by_event": [
+            {"name": k, "count": n, "p50_ms": a, "p95_ms": b, "max_ms": m}
+            for k, n, a, b, m in _percentiles(conn, f, "event", "total DESC, k", TOP)
+        ],
+    }
+
+
+def uploads(conn: sqlite3.Connection, limit: int = 50) -> dict[str, Any]:
+    """The uploader's receipts, newest first, when the buffer has them (migration 2)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'upload_receipts'"
+    ).fetchone()
+    if not exists:
+        return {"available": False, "recent": [], "totals": {}}
+    recent = [
+        dict(
+            zip(
+                ("sent_ms", "backend", "events", "status", "http_status", "error"), row, strict=True
+            )
+        )
+        for row in conn.execute(
+            "SELECT sent_ms, backend, events, status, http_status, error FROM upload_receipts"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+    ]
+    totals = {
+        status: {"batches": batches, "events": events}
+        for status, batches, events in conn.execute(
+            "SELECT status, count(*), coalesce(sum(events), 0) FROM upload_receipts GROUP BY status"
+        )
+    }
+    return {"available": True, "recent": recent, "totals": totals}
+
+
+def collect(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    """Every view the page shows, read in one transaction so they agree with each other."""
+    conn.execute("BEGIN")
+    try:
+        when = span(conn)
+        f = f.resolved(when["first_ms"], when["last_ms"])
+        return {
+            "filters": f.as_dict(),
+            "span": when,
+            "totals": totals(conn, f),
+            "over_time": over_time(conn, f),
+            "by_agent": by_agent(conn, f),
+            "by_event": by_event(conn, f),
+            "durations": durations(conn, f),
+            "choices": choices(conn, f),
+            "uploads": uploads(conn),
+        }
+    finally:
+        conn.execute("COMMIT")

@@ -1,0 +1,89 @@
+"""The dashboard's filters: a time range (whole UTC hours), an agent, an event name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from agent_telemetryd.dashboard.rollup import HOUR_MS
+
+BUCKETS = ("hour", "day", "auto")
+# Past this span an hourly chart has more bars than a screen has pixels for them.
+AUTO_DAY_AFTER_MS = 3 * 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """`since_ms`/`until_ms` are widened to whole hours, as the rollups are hourly."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    agent: str | None = None
+    event: str | None = None
+    bucket: str = "auto"
+    tz_offset_min: int = 0  # minutes east of UTC: where a "day" starts
+
+    def __post_init__(self) -> None:
+        if self.bucket not in BUCKETS:
+            raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {self.bucket!r}")
+        if not -14 * 60 <= self.tz_offset_min <= 14 * 60:
+            raise ValueError("tz must be a UTC offset in minutes, between -840 and 840")
+        since, until = self.since_ms, self.until_ms
+        if since is not None and until is not None and until <= since:
+            raise ValueError("until must be later than since")
+
+    @property
+    def first_hour(self) -> int | None:
+        return None if self.since_ms is None else self.since_ms // HOUR_MS
+
+    @property
+    def end_hour(self) -> int | None:
+        """Exclusive; an `until` inside an hour keeps that hour."""
+        return None if self.until_ms is None else -(-self.until_ms // HOUR_MS)
+
+    def resolved(self, first_ms: int | None, last_ms: int | None) -> Filters:
+        """`auto` becomes hours for spans up to three days, else days."""
+        if self.bucket != "auto":
+            return self
+        start = self.since_ms if self.since_ms is not None else first_ms
+        end = self.until_ms if self.until_ms is not None else last_ms
+        short = start is None or end is None or end - start <= AUTO_DAY_AFTER_MS
+        return replace(self, bucket="hour" if short else "day")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], now_ms: int) -> Filters:
+        """From URL parameters: since/until (epoch ms, or `24h`/`7d` back from now),
+        agent, event, bucket (hour|day|auto), tz (minutes east of UTC)."""
+        since = _time(query.get("since"), now_ms, "since")
+        until = _time(query.get("until"), now_ms, "until")
+        return cls(
+            since_ms=since,
+            until_ms=until,
+            agent=query.get("agent") or None,
+            event=query.get("event") or None,
+            bucket=query.get("bucket") or "auto",
+            tz_offset_min=_int(query.get("tz") or "0", "tz"),
+        )
+
+
+_UNITS_MS = {"h": HOUR_MS, "d": 24 * HOUR_MS}
+
+
+def _time(value: str | None, now_ms: int, name: str) -> int | None:
+    if not value:
+        return None
+    unit = _UNITS_MS.get(value[-1])
+    if unit is not None:
+        return now_ms - _int(value[:-1], name) * unit
+    return _int(value, name)
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None

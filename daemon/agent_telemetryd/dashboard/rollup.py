@@ -1,0 +1,127 @@
+"""What the dashboard counts, as SQL, and the fold that keeps its rollups current.
+
+An event is an *error* when any of these holds (the first that applies decides):
+- its name ends in `.error` or `.failed` (`tool.call.failed`, `llm.error`);
+- `properties.error` is present and not `null` or `false` (`{"error": "timeout"}`);
+- `properties.status` is `"error"` or `"failed"`.
+
+A *duration* is `properties.duration_ms` when it is a number >= 0. Durations are kept
+as a histogram whose buckets hold the value to 3 significant digits (whole ms below
+1 s): percentiles are exact for whole-ms durations under a second, within 0.5% above.
+
+Events are folded into the hourly rollups (`dash_hourly`, `dash_durations`, migration
+3) in id order by `fold()`, which runs on the buffer's writer thread when the dashboard
+is used — never on the ingest path, so group commit pays nothing for the dashboard.
+Every query adds the events not yet folded (id > `dash_state.folded_id`) straight from
+the events table, so answers are exact whether or not the fold has caught up, and
+also from a read-only connection (the report with the daemon down). A delete trigger
+takes folded events back out of the rollups. The expressions below are repeated in
+that trigger; `tests/test_dashboard_aggregates.py` checks both agree.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+HOUR_MS = 3_600_000
+# One fold step: a few hundred ms of writer time at most, so ingest never waits long.
+FOLD_CHUNK = 50_000
+
+
+def error_sql(alias: str) -> str:
+    """1 when the row `alias` is an error (see the module docstring), else 0."""
+    p = f"{alias}.properties"
+    return (
+        f"(CASE WHEN substr({alias}.event, -6) = '.error'"
+        f" OR substr({alias}.event, -7) = '.failed' THEN 1"
+        f" WHEN NOT json_valid({p}) THEN 0"
+        f" WHEN json_type({p}, '$.error') NOT IN ('null', 'false') THEN 1"
+        f" WHEN json_extract({p}, '$.status') IN ('error', 'failed') THEN 1"
+        " ELSE 0 END)"
+    )
+
+
+def has_duration_sql(alias: str) -> str:
+    p = f"{alias}.properties"
+    return (
+        f"(json_valid({p}) AND json_type({p}, '$.duration_ms') IN ('integer', 'real')"
+        f" AND json_extract({p}, '$.duration_ms') >= 0)"
+    )
+
+
+def bucket_sql(alias: str) -> str:
+    """The histogram bucket of a row's duration (only meaningful where it has one)."""
+    d = f"json_extract({alias}.properties, '$.duration_ms')"
+    return (
+        f"(CASE WHEN {d} < 1000 THEN round({d})"
+        f" WHEN {d} < 10000 THEN round({d} / 10) * 10"
+        f" WHEN {d} < 100000 THEN round({d} / 100) * 100"
+        f" WHEN {d} < 1000000 THEN round({d} / 1000) * 1000"
+        f" WHEN {d} < 10000000 THEN round({d} / 10000) * 10000"
+        f" ELSE round({d} / 100000) * 100000 END)"
+    )
+
+
+def folded_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT folded_id FROM dash_state").fetchone()
+    return int(row[0]) if row else 0
+
+
+def unfolded(conn: sqlite3.Connection) -> int:
+    """How many events the fold has not reached yet (a rowid range count: cheap)."""
+    row = conn.execute(
+        "SELECT count(*) FROM events WHERE id > (SELECT folded_id FROM dash_state)"
+    ).fetchone()
+    return int(row[0])
+
+
+def fold(conn: sqlite3.Connection, limit: int = FOLD_CHUNK) -> int:
+    """Fold up to `limit` more events into the rollups; returns how many were folded.
+
+    Run inside a write transaction (the writer's `run`), so the rollups and the
+    watermark move together and a reader sees either both or neither.
+    """
+    start = folded_id(conn)
+    row = conn.execute(
+        "SELECT id FROM events WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (start, limit - 1)
+    ).fetchone()
+    end = row[0] if row else conn.execute("SELECT max(id) FROM events").fetchone()[0]
+    if end is None or end <= start:
+        return 0
+    conn.execute(
+        "INSERT INTO dash_hourly (hour, agent, event, events, errors)"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, count(*), sum({error_sql('e')})"
+        " FROM events AS e WHERE e.id > ? AND e.id <= ? GROUP BY 1, 2, 3"
+        " ON CONFLICT (hour, agent, event) DO UPDATE"
+        " SET events = events + excluded.events, errors = errors + excluded.errors",
+        (start, end),
+    )
+    conn.execute(
+        "INSERT INTO dash_durations (hour, agent, event, bucket, n)"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, {bucket_sql('e')}, count(*)"
+        f" FROM events AS e WHERE e.id > ? AND e.id <= ? AND {has_duration_sql('e')}"
+        " GROUP BY 1, 2, 3, 4"
+        " ON CONFLICT (hour, agent, event, bucket) DO UPDATE SET n = n + excluded.n",
+        (start, end),
+    )
+    folded = conn.execute(
+        "SELECT count(*) FROM events WHERE id > ? AND id <= ?", (start, end)
+    ).fetchone()[0]
+    conn.execute("UPDATE dash_state SET folded_id = ?", (end,))
+    return int(folded)
+
+
+def fold_all(conn: sqlite3.Connection) -> int:
+    """Fold everything, a chunk per transaction (for the benchmark and offline use)."""
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = fold(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total += done
+        if done == 0:
+            return total

@@ -158,8 +158,9 @@ def test_no_daemon_track_returns_fast_and_exit_is_not_delayed(home: Path) -> Non
     assert result["stats"]["sent"] == 0
     assert result["stats"]["connected"] is False
     assert result["stats"]["queued"] == 10_000
-    # Nobody listening: the exit flush tries once and gives up, it does not sit out a budget.
-    assert exited - result["end"] < 0.4
+    # Nobody listening: the exit flush tries once and gives up at once; it does not sit out
+    # the 0.2 s it allows a stalled daemon (interpreter teardown itself is ~30 ms).
+    assert exited - result["end"] < 0.18
 
 
 def test_burst_then_normal_exit_delivers_every_event(home: Path, listener: Listener) -> None:
@@ -281,7 +282,7 @@ def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
 
     calls = 200_000
     assert during["median_us"] < 20
-    assert during["max_ms"] < 100
+    assert during["max_ms"] < 250  # room for a loaded machine's scheduler
     stats = during["stats"]
     assert stats["dropped"] > 0
     assert stats["drops"]["backlog_full"] == stats["dropped"]

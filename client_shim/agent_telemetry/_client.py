@@ -9,9 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import select
 import socket
-import struct
 import sys
 import threading
 import time
@@ -20,29 +18,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_telemetry._paths import ingest_socket_path
-from agent_telemetry._wire import MAX_AGENT_NAME, LineTooLarge, encode_event
+from agent_telemetry._settings import clean_agent, default_agent, env_disabled
+from agent_telemetry._socket import SEND_FLAGS, open_connection, wait_writable
+from agent_telemetry._wire import LineTooLarge, encode_event
 
-# Raw events waiting for the writer. Generous so that a tight loop of tens of thousands of
-# events, which outruns the writer while both share the GIL, is still delivered in full.
+# The backlog: events waiting for the writer, oldest dropped beyond this. Generous so that a
+# tight loop of tens of thousands of events, which outruns the writer while both share the
+# GIL, is still delivered in full to a healthy daemon.
 MAX_QUEUE = 50_000
-# Encoded lines waiting for the socket while the daemon is down or stalled.
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024
 ENCODE_BATCH = 1_000
+# Encode at most this far ahead of the socket, so big events cannot pile up as bytes too.
+ENCODE_AHEAD_BYTES = 1024 * 1024
 CHUNK_BYTES = 256 * 1024
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 5.0
-# How long the writer sleeps on a full socket before taking in more events (and dropping
-# the oldest when over the cap); it only runs while the daemon is not reading.
-STALL_POLL = 0.05
+# A full socket is waited on in slices this long, so that configure() still takes effect
+# while the daemon is not reading.
+STALL_POLL = 0.25
 EXIT_BUDGET = 0.5
 EXIT_STALL = 0.2
 
 _OPTIONS = frozenset(("timestamp", "uuid", "agent"))
-_TRUE = frozenset(("1", "true", "yes", "on"))
-# Python ignores SIGPIPE, but a host program may not; a dead daemon must not kill the agent.
-_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
-_SO_NOSIGPIPE = 0x1022  # macOS <sys/socket.h>; Python does not export it
-_LOCAL_PEERCRED = 0x001  # macOS <sys/un.h>, level SOL_LOCAL (0)
 
 
 class _Invalid:
@@ -50,44 +46,6 @@ class _Invalid:
 
 
 _INVALID = _Invalid()
-
-
-def _env_disabled() -> bool:
-    return os.environ.get("AGENT_TELEMETRY_DISABLED", "").strip().lower() in _TRUE
-
-
-def _clean_agent(name: str) -> str:
-    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")
-    return name[:MAX_AGENT_NAME]
-
-
-def default_agent() -> str:
-    """`AGENT_TELEMETRY_AGENT`, else the program's name (`python -m pkg` gives `pkg`)."""
-    name = _clean_agent(os.environ.get("AGENT_TELEMETRY_AGENT", ""))
-    if name:
-        return name
-    argv = getattr(sys, "argv", None) or [""]
-    path = argv[0] or ""
-    name = os.path.basename(path)
-    if name.endswith(".py"):
-        name = name[:-3]
-    if name == "__main__":
-        name = os.path.basename(os.path.dirname(path))
-    if name in ("", "-c", "-m"):
-        name = "python"
-    return _clean_agent(name) or "python"
-
-
-def _peer_uid(sock: socket.socket, path: str) -> int:
-    """The uid of the process listening on `sock`: only the user's own daemon gets events."""
-    if hasattr(socket, "SO_PEERCRED"):
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", raw)[1]
-    if sys.platform == "darwin":
-        # struct xucred { u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]; }
-        raw = sock.getsockopt(0, _LOCAL_PEERCRED, 76)
-        return struct.unpack_from("Ii", raw)[1]
-    return os.stat(path).st_uid
 
 
 def _coerce_properties(value: object) -> dict[str, Any] | _Invalid:
@@ -111,8 +69,8 @@ class Client:
     def _read_settings(
         self, agent: str | None = None, socket_path: str | os.PathLike[str] | None = None
     ) -> None:
-        self.disabled = _env_disabled()
-        self.agent = _clean_agent(agent) if agent else default_agent()
+        self.disabled = env_disabled()
+        self.agent = clean_agent(agent) if agent else default_agent()
         self.socket_path = os.fspath(socket_path) if socket_path else str(ingest_socket_path())
 
     def configure(
@@ -164,7 +122,7 @@ class Client:
         self.connect_failures = 0
         self.sent = 0
         self._caller_drops = {"backlog_full": 0, "invalid": 0, "disabled": 0}
-        self._writer_drops = {"backlog_full": 0, "invalid": 0, "too_large": 0}
+        self._writer_drops = {"invalid": 0, "too_large": 0}
 
     def _after_fork_in_child(self) -> None:
         # The child starts clean: the parent's queue is the parent's to send, its thread
@@ -296,7 +254,7 @@ class Client:
             caller = dict(self._caller_drops)
         writer = dict(self._writer_drops)
         drops = {
-            "backlog_full": caller["backlog_full"] + writer["backlog_full"],
+            "backlog_full": caller["backlog_full"],
             "invalid": caller["invalid"] + writer["invalid"],
             "too_large": writer["too_large"],
             "disabled": caller["disabled"],
@@ -341,6 +299,8 @@ class Client:
         queue, lines = self.queue, self._lines
         with self._state_lock:
             for _ in range(min(len(queue), ENCODE_BATCH)):
+                if self._lines_bytes >= ENCODE_AHEAD_BYTES:
+                    break
                 try:
                     item = queue.popleft()
                 except IndexError:
@@ -349,9 +309,6 @@ class Client:
                 if line is not None:
                     lines.append(line)
                     self._lines_bytes += len(line)
-            while self._lines_bytes > MAX_BACKLOG_BYTES and lines:
-                self._lines_bytes -= len(lines.popleft())
-                self._writer_drops["backlog_full"] += 1
 
     def _encode(self, item: tuple[Any, Any, int, dict[str, Any], str]) -> bytes | None:
         event, properties, time_ns, options, agent = item
@@ -416,18 +373,8 @@ class Client:
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _connect(self) -> bool:
-        path = self.socket_path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.connect(path)
-            if _peer_uid(sock, path) != os.geteuid():
-                raise PermissionError("ingest socket belongs to another user")
-            if sys.platform == "darwin":
-                sock.setsockopt(socket.SOL_SOCKET, _SO_NOSIGPIPE, 1)
-        except OSError:
-            # Missing, refused, listen queue full (EAGAIN) or not ours: try again later.
-            sock.close()
+        sock = open_connection(self.socket_path)
+        if sock is None:
             self.connect_failures += 1
             return False
         self._sock = sock
@@ -453,9 +400,9 @@ class Client:
         sock = self._sock
         assert sock is not None
         try:
-            written = sock.send(memoryview(self._chunk)[self._chunk_sent :], _SEND_FLAGS)
+            written = sock.send(memoryview(self._chunk)[self._chunk_sent :], SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
-            self._wait_writable(sock)
+            wait_writable(sock, STALL_POLL)
             return
         except OSError:
             self._disconnect()  # daemon gone or restarted: reconnect on the next step
@@ -470,12 +417,3 @@ class Client:
             if done == len(ends):
                 self._chunk, self._chunk_ends = b"", []
                 self._chunk_sent = self._chunk_done = 0
-
-    def _wait_writable(self, sock: socket.socket) -> None:
-        # poll(), not select(): an agent may well have more than 1024 files open.
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            poller.poll(STALL_POLL * 1000)
-        else:
-            select.select([], [sock], [], STALL_POLL)

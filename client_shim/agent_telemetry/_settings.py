@@ -1,0 +1,38 @@
+"""What the environment says about this process's events: disabled or not, and its name."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from agent_telemetry._wire import MAX_AGENT_NAME
+
+_TRUE = frozenset(("1", "true", "yes", "on"))
+
+
+def env_disabled() -> bool:
+    """True when `AGENT_TELEMETRY_DISABLED` is 1/true/yes/on."""
+    return os.environ.get("AGENT_TELEMETRY_DISABLED", "").strip().lower() in _TRUE
+
+
+def clean_agent(name: str) -> str:
+    """`name` without control characters, cut to what the daemon accepts."""
+    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")
+    return name[:MAX_AGENT_NAME]
+
+
+def default_agent() -> str:
+    """`AGENT_TELEMETRY_AGENT`, else the program's name (`python -m pkg` gives `pkg`)."""
+    name = clean_agent(os.environ.get("AGENT_TELEMETRY_AGENT", ""))
+    if name:
+        return name
+    argv = getattr(sys, "argv", None) or [""]
+    path = argv[0] or ""
+    name = os.path.basename(path)
+    if name.endswith(".py"):
+        name = name[:-3]
+    if name == "__main__":
+        name = os.path.basename(os.path.dirname(path))
+    if name in ("", "-c", "-m"):
+        name = "python"
+    return clean_agent(name) or "python"

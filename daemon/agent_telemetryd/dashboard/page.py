@@ -1,0 +1,88 @@
+"""The page, two ways: served live (assets by URL) or as one self-contained report file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+# What the daemon serves under /dashboard/assets/: library code and the page's own
+# script and style, no data — so they need no token.
+ASSETS: dict[str, str] = {
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+SCRIPTS = ("uPlot.iife.min.js", "dashboard.js")
+STYLES = ("uPlot.min.css", "dashboard.css")
+
+# The live page may talk to its own origin only; no inline code at all.
+LIVE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+    " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@cache
+def asset(name: str) -> str:
+    if name not in ASSETS and name != "dashboard.html":
+        raise KeyError(name)
+    return (resources.files("agent_telemetryd.dashboard") / "assets" / name).read_text("utf-8")
+
+
+def _fill(mode: str, title: str, csp: str, styles: str, scripts: str, data: str) -> str:
+    html = asset("dashboard.html")
+    for marker, value in (
+        ("<!--CSP-->", csp),
+        ("<!--TITLE-->", title),
+        ("<!--MODE-->", mode),
+        ("<!--STYLES-->", styles),
+        ("<!--DATA-->", data),
+        ("<!--SCRIPTS-->", scripts),
+    ):
+        html = html.replace(marker, value)
+    return html
+
+
+def live_page() -> str:
+    """The dashboard the daemon serves; its script fetches /dashboard/api/all."""
+    styles = "\n".join(f'<link rel="stylesheet" href="/dashboard/assets/{n}">' for n in STYLES)
+    scripts = "\n".join(f'<script src="/dashboard/assets/{n}"></script>' for n in SCRIPTS)
+    return _fill("live", "dashboard", "", styles, scripts, "")
+
+
+def embed_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no `</script>` or `<!--` can end it early."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def report_page(data: dict[str, Any]) -> str:
+    """One file, nothing fetched: library, script, style and data all inline.
+
+    Its CSP allows exactly these inline blocks (by hash) and no connection at all, so
+    even a bug cannot make the file reach the network.
+    """
+    styles = [asset(n) for n in STYLES]
+    scripts = [asset(n) for n in SCRIPTS]
+    csp = (
+        "default-src 'none'; img-src data:; connect-src 'none'; base-uri 'none';"
+        f" form-action 'none'; script-src {' '.join(_sha256(s) for s in scripts)};"
+        f" style-src {' '.join(_sha256(s) for s in styles)}"
+    )
+    return _fill(
+        "report",
+        "report",
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
+        "\n".join(f"<style>{s}</style>" for s in styles),
+        "\n".join(f"<script>{s}</script>" for s in scripts),
+        f'<script id="dashboard-data" type="application/json">{embed_json(data)}</script>',
+    )

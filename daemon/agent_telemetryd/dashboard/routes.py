@@ -1,0 +1,162 @@
+"""HTTP routes of the dashboard, on api.sock and (behind the token) on loopback TCP.
+
+On TCP the Host/Origin guard has already run (http_guard.loopback_guard); here every
+page and data route also needs the per-install token, as `?token=` or
+`Authorization: Bearer`: none is 401, a wrong one 403 (compared in constant time).
+api.sock needs no token: only the daemon's own user can connect to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.dashboard import page, rollup, views
+from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.receivers.http_guard import token_matches
+
+log = structlog.get_logger("agent_telemetryd.dashboard")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Fold in the background once this many events wait; below it the live tail is cheap.
+FOLD_AFTER = 2_000
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+class Dashboard:
+    def __init__(self, context: DaemonContext) -> None:
+        self.context = context
+        self._fold_task: asyncio.Task[None] | None = None
+
+    async def view(self, name: str, f: Filters) -> dict[str, Any]:
+        buffer = self.context.buffer
+        if buffer is None:
+            data = views.read_view(name, None, f)
+        else:
+            data, waiting = await buffer.read(
+                lambda conn: (views.read_view(name, conn, f), rollup.unfolded(conn))
+            )
+            if waiting >= FOLD_AFTER:
+                self._start_fold()
+        if name in views.WITH_HEALTH:
+            # Imported here: api_routes is the daemon's, and imports much of it.
+            from agent_telemetryd.receivers.api_routes import current_status
+
+            status = await current_status(self.context)
+            data["health"] = views.health(status)
+            data["http_url"] = self.context.http_url
+            data["generated_ms"] = int(time.time() * 1000)
+        return data
+
+    def _start_fold(self) -> None:
+        if self._fold_task is None or self._fold_task.done():
+            self._fold_task = asyncio.get_running_loop().create_task(self._fold(), name="fold")
+
+    async def _fold(self) -> None:
+        # A chunk per writer job, so group commits of new events slot in between.
+        total = 0
+        try:
+            while self.context.buffer is not None:
+                done = await self.context.buffer.writer.run(rollup.fold)
+                total += done
+                if done == 0:
+                    break
+        except Exception as error:  # a failed fold only costs speed: queries read the tail
+            log.error("dashboard_fold_failed", reason=str(error))
+        if total:
+            log.info("dashboard_folded", events=total)
+
+    async def close(self) -> None:
+        if self._fold_task is not None:
+            self._fold_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._fold_task
+
+
+def _given_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.query.get("token")
+
+
+def _refusal(request: web.Request, expected: str) -> web.Response | None:
+    given = _given_token(request)
+    if not given:
+        return web.json_response(
+            {"error": "the dashboard needs its token: run `agent-telemetry dashboard`"},
+            status=401,
+            headers={**NO_STORE, "WWW-Authenticate": "Bearer"},
+        )
+    if not token_matches(given, expected):
+        return web.json_response({"error": "wrong dashboard token"}, status=403, headers=NO_STORE)
+    return None
+
+
+def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
+    """The routes for one listener; `token=True` on TCP."""
+
+    def guarded(handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.StreamResponse:
+            if token:
+                refused = _refusal(request, dashboard.context.dashboard_token)
+                if refused is not None:
+                    return refused
+            return await handler(request)
+
+        return run
+
+    async def get_page(request: web.Request) -> web.Response:
+        return web.Response(
+            text=page.live_page(),
+            content_type="text/html",
+            headers={**NO_STORE, "Content-Security-Policy": page.LIVE_CSP},
+        )
+
+    async def get_asset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in page.ASSETS:
+            raise web.HTTPNotFound()
+        return web.Response(
+            text=page.asset(name),
+            content_type=page.ASSETS[name],
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def get_view(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in views.ENDPOINTS:
+            return web.json_response(
+                {"error": f"no such view; try one of {', '.join(views.ENDPOINTS)}"},
+                status=404,
+                headers=NO_STORE,
+            )
+        try:
+            f = Filters.from_query(request.query, int(time.time() * 1000))
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400, headers=NO_STORE)
+        data = await dashboard.view(name, f)
+        return web.json_response(data, dumps=_dumps, headers=NO_STORE)
+
+    return [
+        web.get("/dashboard", guarded(get_page)),
+        web.get("/dashboard/", guarded(get_page)),
+        web.get("/dashboard/assets/{name}", get_asset),
+        web.get("/dashboard/api/{name}", guarded(get_view)),
+    ]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,126 @@
+"""What each /dashboard/api/<name> endpoint answers, as plain functions of a connection.
+
+The daemon runs them on its reader thread; `agent-telemetry report` and the benchmark
+call them on a read-only connection of their own. Each reads in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from agent_telemetryd.dashboard import aggregates
+from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.store.database import connect
+from agent_telemetryd.store.migrations import migrate
+
+View = Callable[[sqlite3.Connection, Filters], Any]
+
+# The parts of `status --json` the page shows: consent, where events went, drops.
+HEALTH_KEYS = (
+    "running",
+    "mode",
+    "mode_source",
+    "mode_reason",
+    "mode_since",
+    "sender",
+    "buffer",
+    "counters",
+    "last_upload",
+    "next_upload",
+)
+
+
+def health(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: status.get(key) for key in HEALTH_KEYS}
+
+
+def _snapshot(view: View) -> View:
+    def run(conn: sqlite3.Connection, f: Filters) -> Any:
+        conn.execute("BEGIN")
+        try:
+            when = aggregates.span(conn)
+            return view(conn, f.resolved(when["first_ms"], when["last_ms"]))
+        finally:
+            conn.execute("COMMIT")
+
+    return run
+
+
+def summary(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    return {
+        "filters": f.as_dict(),
+        "span": aggregates.span(conn),
+        "totals": aggregates.totals(conn, f),
+        "choices": aggregates.choices(conn, f),
+    }
+
+
+def timeseries(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    return {"filters": f.as_dict(), "over_time": aggregates.over_time(conn, f)}
+
+
+ENDPOINTS: dict[str, View] = {
+    "summary": _snapshot(summary),
+    "timeseries": _snapshot(timeseries),
+    "agents": _snapshot(aggregates.by_agent),
+    "events": _snapshot(aggregates.by_event),
+    "durations": _snapshot(aggregates.durations),
+    "uploads": _snapshot(lambda conn, f: aggregates.uploads(conn)),
+    "all": aggregates.collect,
+}
+# These also carry the consent state and counters from `status`.
+WITH_HEALTH = frozenset({"summary", "uploads", "all"})
+
+
+def empty_buffer() -> sqlite3.Connection:
+    """An in-memory buffer with the current schema: the answer when there is no file
+    (mode off, or nothing stored yet) has the same shape as any other."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    migrate(conn)
+    return conn
+
+
+def without_rollups(conn: sqlite3.Connection) -> None:
+    """A buffer from before migration 3, opened read-only (the daemon has not been
+    restarted since the upgrade): empty TEMP rollups make every query read the events
+    table directly. Slower, but the same numbers."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dash_state'").fetchone():
+        return
+    conn.execute("CREATE TEMP TABLE dash_state (folded_id INTEGER NOT NULL)")
+    conn.execute("INSERT INTO temp.dash_state VALUES (0)")
+    conn.execute(
+        "CREATE TEMP TABLE dash_hourly (hour INTEGER, agent TEXT, event TEXT,"
+        " events INTEGER, errors INTEGER)"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE dash_durations (hour INTEGER, agent TEXT, event TEXT,"
+        " bucket REAL, n INTEGER)"
+    )
+
+
+def read_view(name: str, conn: sqlite3.Connection | None, f: Filters) -> dict[str, Any]:
+    own = conn is None
+    use = empty_buffer() if conn is None else conn
+    try:
+        return ENDPOINTS[name](use, f)
+    finally:
+        if own:
+            use.close()
+
+
+def report_data(database: Any, f: Filters, status: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """Everything the report embeds, read from the buffer file opened read-only."""
+    conn = connect(database, readonly=True) if database is not None else None
+    try:
+        if conn is not None:
+            without_rollups(conn)
+        data = read_view("all", conn, f)
+    finally:
+        if conn is not None:
+            conn.close()
+    data["health"] = health(status)
+    data["http_url"] = (status.get("paths") or {}).get("http")
+    data["generated_ms"] = now_ms
+    return data

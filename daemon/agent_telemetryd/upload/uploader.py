@@ -173,12 +173,39 @@ class Uploader:
             if not page:
                 break
             for batch in make_batches(page, settings.batch_size, settings.max_batch_bytes):
-                await self._deliver(batch, report, bisecting=False)
+                await self._deliver_batch(batch, report)
             after_id = page[-1].id
         if report.requests:
             await buffer.writer.run(receipts.prune)
 
-    async def _deliver(self, batch: OutboundBatch, report: FlushReport, *, bisecting: bool) -> None:
+    async def _deliver_batch(self, batch: OutboundBatch, report: FlushReport) -> None:
+        """Send one batch; quarantine what bisection found, unless nothing was accepted.
+
+        A backend that refuses *every* event (a broken deploy answering 400) must not
+        quarantine the whole backlog: events are quarantined only once the backend has
+        accepted something in this flush, which shows the refusal is about them.
+        """
+        suspects: list[tuple[OutboundBatch, str]] = []
+        await self._deliver(batch, report, bisecting=False, suspects=suspects)
+        if not suspects:
+            return
+        if report.batches == 0:
+            raise FlushEndedError(
+                f"the backend refused every event ({suspects[0][1]}); nothing was "
+                "quarantined and the events stay pending"
+            )
+        for suspect, reason in suspects:
+            await self._quarantine(suspect, reason)
+            report.quarantined += len(suspect)
+
+    async def _deliver(
+        self,
+        batch: OutboundBatch,
+        report: FlushReport,
+        *,
+        bisecting: bool,
+        suspects: list[tuple[OutboundBatch, str]],
+    ) -> None:
         settings = self.settings
         transient = rejections = 0
         while True:
@@ -201,7 +228,7 @@ class Uploader:
                     report.quarantined += 1
                     return
                 for half in split_batch(batch):
-                    await self._deliver(half, report, bisecting=bisecting)
+                    await self._deliver(half, report, bisecting=bisecting, suspects=suspects)
                 return
             if verdict is Verdict.REJECTED:
                 rejections += 1
@@ -209,11 +236,10 @@ class Uploader:
                 # several times already, so refusals now point at the events.
                 if bisecting or rejections >= settings.max_rejections:
                     if len(batch) == 1:
-                        await self._quarantine(batch, f"refused by the backend: {result.error}")
-                        report.quarantined += 1
+                        suspects.append((batch, f"refused by the backend: {result.error}"))
                         return
                     for half in split_batch(batch):
-                        await self._deliver(half, report, bisecting=True)
+                        await self._deliver(half, report, bisecting=True, suspects=suspects)
                     return
                 await self._sleep(settings.backoff.delay(rejections, self._rand()))
                 continue

@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from agent_telemetryd import __version__
-from agent_telemetryd.cli import consent_commands, core_commands, upload_commands
+from agent_telemetryd.cli import (
+    consent_commands,
+    core_commands,
+    dashboard_commands,
+    upload_commands,
+)
 from agent_telemetryd.cli.service import service
 
 
@@ -31,6 +36,8 @@ for command in (
     upload_commands.quarantine,
     upload_commands.reset_id,
     upload_commands.forget,
+    dashboard_commands.dashboard,
+    dashboard_commands.report,
     service,
 ):
     main.add_command(command)

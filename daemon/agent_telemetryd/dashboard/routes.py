@@ -150,7 +150,15 @@ def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
         data = await dashboard.view(name, f)
         return web.json_response(data, dumps=_dumps, headers=NO_STORE)
 
+    async def get_url(request: web.Request) -> web.Response:
+        base = dashboard.context.http_url
+        url = f"{base}/dashboard?token={dashboard.context.dashboard_token}" if base else None
+        return web.json_response({"url": url}, headers=NO_STORE)
+
+    # The tokenised URL, for `agent-telemetry dashboard`: api.sock only (same user).
+    own = [] if token else [web.get("/dashboard/url", get_url)]
     return [
+        *own,
         web.get("/dashboard", guarded(get_page)),
         web.get("/dashboard/", guarded(get_page)),
         web.get("/dashboard/assets/{name}", get_asset),

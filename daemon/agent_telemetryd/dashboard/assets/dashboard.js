@@ -115,7 +115,8 @@
     add("Daemon", h.running ? "running" : "not running");
     const b = h.buffer || {};
     add("Stored", `${fmt(b.events)} events (${fmt(b.pending_upload)} pending upload, ${fmt(b.sent)} sent, ${fmt(b.local_only)} local only, ${fmt(b.rate_limited)} rate-limited, ${fmt(b.quarantined)} quarantined)`);
-    add("Last upload", h.last_upload ? JSON.stringify(h.last_upload) : "never");
+    const lastUpload = h.last_upload;
+    add("Last upload", !lastUpload ? "never" : typeof lastUpload === "string" ? when(lastUpload) : JSON.stringify(lastUpload));
 
     const tbody = $("uploads").querySelector("tbody");
     tbody.replaceChildren();
@@ -163,7 +164,20 @@
     if (current && !values.includes(current)) select.add(new Option(current, current, false, true));
   }
 
-  function chartOpts(title, width, series, axisLabel, step) {
+  // The x axis spans the chosen range (not just the buckets with data), so a quiet
+  // week looks quiet; half a bucket of margin keeps the edge bars whole.
+  function xRange(d, xs, step) {
+    const f = d.filters;
+    let lo = xs[0];
+    let hi = xs[xs.length - 1];
+    if (f.since_ms) {
+      lo = Math.min(lo, f.since_ms / 1000);
+      hi = Math.max(hi, (f.until_ms || d.generated_ms || f.since_ms) / 1000 - step);
+    }
+    return [lo - step / 2, hi + step / 2];
+  }
+
+  function chartOpts(title, width, series, axisLabel, range) {
     const text = cssVar("--muted");
     const grid = cssVar("--grid");
     const axis = { stroke: text, grid: { stroke: grid }, ticks: { stroke: grid } };
@@ -172,7 +186,7 @@
       width,
       height: 240,
       series: [{}, ...series],
-      scales: { x: { time: true, range: (u, lo, hi) => [lo - step / 2, hi + step / 2] } },
+      scales: { x: { time: true, auto: false, range: () => range } },
       axes: [axis, { ...axis, label: axisLabel, size: 60 }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
@@ -189,17 +203,18 @@
     if (!show) return;
     const width = Math.max(320, $("chart-events").clientWidth || 800);
     const xs = series.map((p) => p.t_ms / 1000);
+    const range = xRange(d, xs, step);
     const bars = uPlot.paths.bars({ size: [0.8, 60] });
     const unit = d.filters.bucket === "day" ? "day" : "hour";
     $("events-unit").textContent = `events per ${unit}`;
     charts.push(new uPlot(chartOpts("events", width, [
       { label: "Events", stroke: cssVar("--accent"), fill: cssVar("--bar"), paths: bars, points: { show: false } },
       { label: "Errors", stroke: cssVar("--error"), fill: cssVar("--error"), paths: bars, points: { show: false } },
-    ], `events / ${unit}`, step), [xs, series.map((p) => p.events), series.map((p) => p.errors)], $("chart-events")));
+    ], `events / ${unit}`, range), [xs, series.map((p) => p.events), series.map((p) => p.errors)], $("chart-events")));
     charts.push(new uPlot(chartOpts("errors", width, [
       { label: "Error rate %", stroke: cssVar("--error"), width: 2, spanGaps: false,
         value: (u, v) => (v === null ? "–" : v.toFixed(2) + "%") },
-    ], "% errors", step), [xs, series.map((p) => (p.error_rate === null ? null : p.error_rate * 100))], $("chart-errors")));
+    ], "% errors", range), [xs, series.map((p) => (p.error_rate === null ? null : p.error_rate * 100))], $("chart-errors")));
     const dur = d.durations.over_time;
     $("durations-empty").hidden = dur.length > 0;
     $("chart-durations").hidden = dur.length === 0;
@@ -208,7 +223,7 @@
       charts.push(new uPlot(chartOpts("durations", width, [
         { label: "p50 ms", stroke: cssVar("--accent"), width: 2, value: (u, v) => ms(v) },
         { label: "p95 ms", stroke: cssVar("--p95"), width: 2, value: (u, v) => ms(v) },
-      ], "ms", step), [dx, dur.map((p) => p.p50_ms), dur.map((p) => p.p95_ms)], $("chart-durations")));
+      ], "ms", range), [dx, dur.map((p) => p.p50_ms), dur.map((p) => p.p95_ms)], $("chart-durations")));
     }
   }
 

@@ -1,0 +1,130 @@
+"""dashboard, report: your own data in a browser, live or as one offline file."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import webbrowser
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_buffer
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.status import build_status
+from agent_telemetryd.status import read_buffer as buffer_section
+
+
+@click.command()
+@click.option("--no-browser", is_flag=True, help="Print the URL; do not open a browser.")
+def dashboard(no_browser: bool) -> None:
+    """Open the local dashboard (a tokenised http://127.0.0.1 URL) in your browser.
+
+    The URL holds the dashboard token: anyone with it can read your events.
+
+    \b
+    Example:
+        agent-telemetry dashboard --no-browser
+    """
+    config = get_config()
+    if daemon_pid(config) is None:
+        raise click.ClickException(
+            "the daemon is not running: start it with `agent-telemetry daemon`"
+            " (or `agent-telemetry service install`); `agent-telemetry report -o report.html`"
+            " works without it"
+        )
+    url = call_api(config, "GET", "/dashboard/url").get("url")
+    if not url:
+        raise click.ClickException(
+            "the daemon's HTTP listener is off (AGENT_TELEMETRY_HTTP_PORT=off or http_port"
+            " in the config), so there is no dashboard URL; set a port and restart the daemon,"
+            " or use `agent-telemetry report -o report.html`"
+        )
+    click.echo(url)
+    if not no_browser and not webbrowser.open(url):
+        click.echo("(no browser found: open the URL above yourself)", err=True)
+
+
+@click.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the HTML file.",
+)
+@click.option("--since", help="Only events from this far back: `24h`, `7d`, or epoch ms.")
+@click.option("--agent", help="Only this agent's events.")
+@click.option("--event", "event_name", help="Only events with this name.")
+@click.option(
+    "--bucket",
+    type=click.Choice(["auto", "hour", "day"]),
+    default="auto",
+    show_default=True,
+    help="Chart buckets.",
+)
+def report(
+    output: Path, since: str | None, agent: str | None, event_name: str | None, bucket: str
+) -> None:
+    """Write the dashboard's views into one self-contained HTML file.
+
+    It opens from disk with no server and no network (charts, script and data are all
+    inside), and works with the daemon down: the buffer is read read-only.
+
+    \b
+    Example:
+        agent-telemetry report -o report.html --since 7d
+    """
+    from agent_telemetryd.dashboard.filters import Filters
+    from agent_telemetryd.dashboard.page import report_page
+    from agent_telemetryd.dashboard.views import report_data
+
+    config = get_config()
+    now_ms = int(time.time() * 1000)
+    offset = datetime.now().astimezone().utcoffset()
+    query = {
+        "since": since or "",
+        "agent": agent or "",
+        "event": event_name or "",
+        "bucket": bucket,
+        "tz": str(int(offset.total_seconds() // 60) if offset else 0),
+    }
+    try:
+        filters = Filters.from_query(query, now_ms)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    status = _status(config)
+    database = config.paths.database if config.paths.database.exists() else None
+    try:
+        data = report_data(database, filters, status, now_ms)
+    except sqlite3.Error as error:
+        raise click.ClickException(f"cannot read {database}: {error}") from None
+    try:
+        output.write_text(report_page(data), encoding="utf-8")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+    events = data["totals"]["events"]
+    click.echo(f"wrote {output} ({events} events; open it in any browser, no network needed)")
+
+
+def _status(config: Config) -> dict[str, Any]:
+    """The daemon's status when it runs (it has counters not yet on disk), else the file's."""
+    if daemon_pid(config) is not None:
+        return dict(call_api(config, "GET", "/v1/status"))
+    with read_buffer(config) as conn:
+        buffer, stored, anonymous_id = buffer_section(conn)
+    return build_status(
+        config=config,
+        consent=decide(config, read_stored(config.paths.consent_file)),
+        running=False,
+        pid=None,
+        buffer=buffer,
+        stored_counters=stored,
+        memory_counters={},
+        anonymous_id=anonymous_id,
+        http_url=None,
+    )

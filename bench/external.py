@@ -1,0 +1,82 @@
+"""Benches other parts of the project keep in bench/ (one module each, `run(quick)`),
+turned into rows of the one table. Their own printing is kept out of the table.
+
+Shapes understood: a list of `{"path", "events", "seconds"}` whose anchor row says
+"anchor" (bench/server_ingest.py); a dict with `"rows"` of Row-shaped dicts; otherwise a
+dict whose numeric values become one row each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import io
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from bench.report import Row
+
+MODULES = ("upload_flush", "dashboard_queries", "server_ingest")
+_ROW_FIELDS = {f.name for f in fields(Row)}
+
+
+def available() -> list[str]:
+    return [name for name in MODULES if importlib.util.find_spec(f"bench.{name}") is not None]
+
+
+def run(name: str, quick: bool) -> list[Row]:
+    module = importlib.import_module(f"bench.{name}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = module.run(quick)
+    return to_rows(name, result)
+
+
+def to_rows(section: str, result: Any) -> list[Row]:
+    if isinstance(result, Mapping) and isinstance(result.get("rows"), list):
+        return [_row(section, item) for item in result["rows"]]
+    if isinstance(result, list) and all(isinstance(r, Mapping) for r in result):
+        if all({"events", "seconds"} <= r.keys() for r in result):
+            return _rates(section, result)
+        return [_row(section, item) for item in result]
+    if isinstance(result, Mapping):
+        return [
+            Row(section, str(key), float(value), "")
+            for key, value in result.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+    return [Row(section, "result", None, "", note=repr(result)[:200])]
+
+
+def _row(section: str, item: Mapping[str, Any]) -> Row:
+    known = {k: v for k, v in item.items() if k in _ROW_FIELDS}
+    known.setdefault("section", section)
+    known.setdefault("name", str(item.get("path") or item.get("measure") or "?"))
+    known.setdefault("value", None)
+    known.setdefault("unit", "")
+    return Row(**known)
+
+
+def _rates(section: str, items: list[Mapping[str, Any]]) -> list[Row]:
+    anchors = [r for r in items if "anchor" in str(r.get("path", "")).lower()]
+    anchor = anchors[-1] if anchors else None
+    anchor_rate = anchor["events"] / anchor["seconds"] if anchor else None
+    rows = []
+    for item in items:
+        rate = item["events"] / item["seconds"]
+        if item is anchor:
+            rows.append(Row(section, str(item["path"]), rate, "events/s"))
+            continue
+        rows.append(
+            Row(
+                section,
+                str(item.get("path", "?")),
+                rate,
+                "events/s",
+                "anchor" if anchor else "",
+                anchor_rate,
+                rate / anchor_rate if anchor_rate else None,
+            )
+        )
+    return rows

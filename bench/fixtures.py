@@ -1,0 +1,156 @@
+"""What the benches share: a real daemon subprocess, realistic events, pre-filled buffers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent_telemetry._wire import encode_event, uuid7
+from agent_telemetryd import __version__
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.writer import INSERT_EVENT
+from tests.daemon_process import DaemonProcess, clean_environment, make_home
+
+EVENT_NAMES = ("agent.run.completed", "tool.call", "llm.request", "tool.call.failed")
+AGENTS = ("planner", "coder", "reviewer")
+
+
+def properties(i: int) -> dict[str, Any]:
+    """A typical small event: a duration, a model, token counts, a status."""
+    return {
+        "duration_ms": i % 997,
+        "model": "model-1",
+        "tokens_in": i % 4096,
+        "tokens_out": i % 512,
+        "status": "error" if i % 50 == 0 else "ok",
+        "tool": "search",
+    }
+
+
+def wire_lines(count: int, seed: int = 0) -> list[bytes]:
+    """NDJSON lines exactly as the Python shim writes them to ingest.sock."""
+    now_ms = time.time_ns() // 1_000_000
+    return [
+        encode_event(EVENT_NAMES[i % 4], properties(seed + i), agent=AGENTS[i % 3], now_ms=now_ms)
+        for i in range(count)
+    ]
+
+
+def buffer_rows(count: int, *, upload: str, received_ms: int | None = None) -> Iterator[tuple]:
+    """Rows as the ingestor hands them to the writer (the same 12 columns)."""
+    base = received_ms if received_ms is not None else int(time.time() * 1000)
+    consent = "local" if upload == "local" else "upload"
+    for i in range(count):
+        ms = base - (count - i) // 10  # spread over the past, ten events a millisecond
+        yield (
+            uuid7(ms),
+            EVENT_NAMES[i % 4],
+            ms,
+            ms,
+            orjson.dumps(properties(i)).decode(),
+            AGENTS[i % 3],
+            4242,
+            "unix",
+            consent,
+            upload,
+            "bench-anonymous-id",
+            __version__,
+        )
+
+
+def fill_buffer(path: Path, count: int, *, upload: str, chunk: int = 50_000) -> None:
+    """Append `count` rows straight into a (stopped) daemon's buffer, with its counters."""
+    conn = open_buffer(path)
+    try:
+        rows = buffer_rows(count, upload=upload)
+        done = 0
+        while done < count:
+            take = min(chunk, count - done)
+            batch = [next(rows) for _ in range(take)]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT_EVENT, batch)
+            for name in ("received", "stored"):
+                conn.execute(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name)"
+                    " DO UPDATE SET value = value + excluded.value",
+                    (name, take),
+                )
+            conn.execute("COMMIT")
+            done += take
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def daemon(
+    extra_env: Mapping[str, str] | None = None, home: Path | None = None, wait: bool = True
+) -> Iterator[DaemonProcess]:
+    """A real daemon in a temporary home; always stopped and removed afterwards."""
+    home = home or make_home()
+    env = clean_environment(
+        home, {"AGENT_TELEMETRY_HTTP_PORT": str(free_port()), **(extra_env or {})}
+    )
+    proc = DaemonProcess(home, env)
+    try:
+        proc.start(wait=wait)
+        yield proc
+    finally:
+        with contextlib.suppress(Exception):
+            if proc.proc is not None:
+                os.kill(proc.proc.pid, 18)  # SIGCONT, in case a bench left it stopped
+        with contextlib.suppress(Exception):
+            proc.stop()
+        proc.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_port(proc: DaemonProcess) -> int:
+    return int(proc.env["AGENT_TELEMETRY_HTTP_PORT"])
+
+
+def stored(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = 'stored'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def wait_stored(path: Path, target: int, timeout: float = 120.0, poll: float = 0.002) -> float:
+    """Block until the buffer's `stored` counter reaches `target`; returns when (monotonic)."""
+    conn = read_only(path)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if stored(conn) >= target:
+                return time.monotonic()
+            time.sleep(poll)
+        raise TimeoutError(f"buffer reached {stored(conn)} of {target} stored events")
+    finally:
+        conn.close()
+
+
+def wait_connectable(path: Path, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as sock, contextlib.suppress(OSError):
+            sock.connect(str(path))
+            return
+        time.sleep(0.005)
+    raise TimeoutError(f"{path} did not accept a connection in {timeout}s")

@@ -1,0 +1,240 @@
+"""Ingest: events/s committed from N producer processes over ingest.sock and over HTTP,
+against plain `sqlite3` `executemany` of the same rows into the same schema (the ceiling).
+
+Producers write pre-encoded shim lines as fast as the socket takes them; the clock runs
+from the moment they are released until the buffer's `stored` counter has them all. A
+separate run at the same load sends probe events and polls the buffer for each one:
+send -> commit latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent_telemetry._wire import encode_event, uuid7
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.writer import INSERT_EVENT
+from bench import fixtures
+from bench.report import Row, median, percentile
+
+SECTION = "ingest"
+HTTP_BATCH = 500
+HTTP_CONCURRENCY = 4
+ANCHOR_CHUNK = 10_000
+# Latency load: each producer sends PACE_LINES every PACE_SECONDS (~5k events/s).
+PACE_LINES = 50
+PACE_SECONDS = 0.01
+
+
+def _producer(path: str, lines: list[bytes], go: Any, ready: Any) -> None:
+    blob = b"".join(lines)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        ready.release()
+        go.wait()
+        sock.sendall(blob)
+
+
+def socket_run(proc: fixtures.DaemonProcess, producers: int, total: int) -> float:
+    """Events/s committed from `producers` processes sending `total` events together."""
+    ctx = multiprocessing.get_context("fork")
+    per = total // producers
+    go, ready = ctx.Event(), ctx.Semaphore(0)
+    base = fixtures.stored(fixtures.read_only(proc.database))
+    workers = [
+        ctx.Process(
+            target=_producer,
+            args=(str(proc.ingest_socket), fixtures.wire_lines(per, i * per), go, ready),
+        )
+        for i in range(producers)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    start = time.monotonic()
+    go.set()
+    end = fixtures.wait_stored(proc.database, base + per * producers)
+    for worker in workers:
+        worker.join()
+    return per * producers / (end - start)
+
+
+def _paced_producer(path: str, lines: list[bytes], go: Any, ready: Any, seconds: float) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        ready.release()
+        go.wait()
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            sock.sendall(b"".join(lines[i : i + PACE_LINES]))
+            i = (i + PACE_LINES) % (len(lines) - PACE_LINES)
+            time.sleep(PACE_SECONDS)
+
+
+def latency_run(proc: fixtures.DaemonProcess, producers: int, seconds: float) -> list[float]:
+    """Send -> commit seconds of probe events while `producers` send at a steady rate.
+
+    Saturating load would measure the backlog, not the daemon; at a steady rate well
+    under capacity the figure is what one event waits: parse, group commit, fsync-free WAL.
+    """
+    ctx = multiprocessing.get_context("fork")
+    go, ready = ctx.Event(), ctx.Semaphore(0)
+    workers = [
+        ctx.Process(
+            target=_paced_producer,
+            args=(
+                str(proc.ingest_socket),
+                fixtures.wire_lines(20_000, i * 20_000),
+                go,
+                ready,
+                seconds,
+            ),
+        )
+        for i in range(producers)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    samples: list[float] = []
+    conn = fixtures.read_only(proc.database)
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.connect(str(proc.ingest_socket))
+        go.set()
+        while any(w.is_alive() for w in workers) or not samples:
+            uuid = uuid7()
+            line = encode_event("bench.probe", {"n": len(samples)}, uuid=uuid, agent="probe")
+            sent = time.monotonic()
+            probe.sendall(line)
+            while conn.execute("SELECT 1 FROM events WHERE uuid = ?", (uuid,)).fetchone() is None:
+                time.sleep(0.0005)
+                if time.monotonic() - sent > 30:
+                    raise TimeoutError("probe event never committed")
+            samples.append(time.monotonic() - sent)
+            time.sleep(0.01)
+    conn.close()
+    for worker in workers:
+        worker.join()
+    return samples
+
+
+async def _http_post_all(port: int, bodies: list[bytes]) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    url = f"http://127.0.0.1:{port}/v1/events"
+    headers = {"Content-Type": "application/json", "X-Agent-Name": "bench"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            async with session.post(url, data=body, headers=headers) as response:
+                if response.status != 202:
+                    raise RuntimeError(f"HTTP ingest answered {response.status}")
+                await response.read()
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(client(session) for _ in range(HTTP_CONCURRENCY)))
+
+
+def http_run(proc: fixtures.DaemonProcess, total: int) -> float:
+    """Events/s committed from batches of HTTP_BATCH, answered after commit."""
+    lines = fixtures.wire_lines(total)
+    bodies = [
+        b'{"events":[' + b",".join(line.rstrip(b"\n") for line in lines[i : i + HTTP_BATCH]) + b"]}"
+        for i in range(0, total, HTTP_BATCH)
+    ]
+    start = time.monotonic()
+    asyncio.run(_http_post_all(fixtures.http_port(proc), bodies))
+    return total / (time.monotonic() - start)
+
+
+def executemany_ceiling(total: int) -> float:
+    """Plain sqlite3: the same rows, same schema and pragmas, 10k rows a transaction."""
+    rows = list(fixtures.buffer_rows(total, upload="local"))
+    with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
+        conn = open_buffer(Path(tmp) / "buffer.sqlite3")
+        start = time.monotonic()
+        for i in range(0, total, ANCHOR_CHUNK):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT_EVENT, rows[i : i + ANCHOR_CHUNK])
+            conn.execute("COMMIT")
+        elapsed = time.monotonic() - start
+        conn.close()
+    return total / elapsed
+
+
+def run(quick: bool) -> list[Row]:
+    total = 4_000 if quick else 200_000
+    reps = 1 if quick else 3
+    counts = (1, 4, 16)
+    ceiling: list[float] = []
+    by_producers: dict[int, list[float]] = {n: [] for n in counts}
+    http: list[float] = []
+    latency: list[float] = []
+    with fixtures.daemon() as proc:
+        for _ in range(reps):
+            # Interleaved so that a noisy moment on the machine hits every figure alike.
+            ceiling.append(executemany_ceiling(total))
+            for n in counts:
+                by_producers[n].append(socket_run(proc, n, total))
+            http.append(http_run(proc, total // 2))
+        latency = sorted(latency_run(proc, 4, 1.0 if quick else 5.0))
+    anchor = median(ceiling)
+    rows = [
+        Row(
+            SECTION,
+            "sqlite3 executemany (ceiling)",
+            anchor,
+            "events/s",
+            note=(f"{ANCHOR_CHUNK:,} rows a transaction, same schema (migrations 1-3) and pragmas"),
+        )
+    ]
+    for n in counts:
+        value = median(by_producers[n])
+        rows.append(
+            Row(
+                SECTION,
+                f"ingest.sock, {n} producer{'s' if n > 1 else ''}",
+                value,
+                "events/s",
+                "executemany",
+                anchor,
+                value / anchor,
+                ">= 150k/s and >= 0.40",
+                value >= 150_000 and value / anchor >= 0.40,
+            )
+        )
+    value = median(http)
+    rows.append(
+        Row(
+            SECTION,
+            f"HTTP /v1/events, batches of {HTTP_BATCH}",
+            value,
+            "events/s",
+            "executemany",
+            anchor,
+            value / anchor,
+        )
+    )
+    for q in (50, 99):
+        rows.append(
+            Row(
+                SECTION,
+                f"send -> commit p{q} (4 x ~5k/s steady)",
+                percentile(latency, q) * 1000,
+                "ms",
+            )
+        )
+    rows[0].note += f"; {total:,} events per run, median of {reps}"
+    return rows

@@ -1,0 +1,64 @@
+"""`python -m bench --quick` runs end to end and reports every row: the bench cannot rot.
+
+No figure is checked against a threshold here; these machines are shared and noisy, and
+the benchmark's figures are ratios read by people, not pass/fail conditions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OWN_SECTIONS = ("overhead", "ingest", "growth", "idle", "startup")
+EXPECTED = {
+    "agent overhead": [
+        "posthog capture() median (host unreachable)",
+        "track() median, daemon up",
+        "track() median, daemon down",
+        "track() median, daemon SIGSTOPped",
+        "track() p99.9, daemon SIGSTOPped",
+    ],
+    "ingest": [
+        "sqlite3 executemany (ceiling)",
+        "ingest.sock, 1 producer",
+        "ingest.sock, 4 producers",
+        "ingest.sock, 16 producers",
+        "HTTP /v1/events, batches of 500",
+        "send -> commit p50 (4 x ~5k/s steady)",
+        "send -> commit p99 (4 x ~5k/s steady)",
+    ],
+    "growth": [
+        "flush 1,000 pending, 1,000 sent before",
+        "flush 1,000 pending, 10,000 sent before",
+        "dashboard query (24 h), 10,000 sent before",
+    ],
+    "idle": ["daemon RSS", "daemon CPU time over 1 s", "daemon wake-ups (context switches)"],
+    "startup": ["exec -> accepting, empty buffer", "exec -> accepting, 20,000 pending"],
+}
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_reports_every_row(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--idle-seconds", "1",
+         "--only", ",".join(OWN_SECTIONS), "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=170,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["quick"] is True
+    assert report["machine"]["cpus"]
+    names = {(row["section"], row["name"]) for row in report["rows"]}
+    for section, rows in EXPECTED.items():
+        for name in rows:
+            assert (section, name) in names, f"missing row {section} / {name}"
+    # Every own row carries a figure, and the printed table shows each of them.
+    for row in report["rows"]:
+        assert row["value"] is not None, row
+        assert row["name"] in result.stdout

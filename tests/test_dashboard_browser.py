@@ -1,0 +1,160 @@
+"""The dashboard and the report in real headless Chromium, against a real daemon."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.chromium_cdp import Page, chromium
+from tests.daemon_process import DaemonProcess
+
+AGENTS = ("planner", "coder", "reviewer")
+NAMES = ("agent.run.completed", "tool.call.completed", "tool.call.failed", "llm.request")
+
+
+def seed_events(n: int = 120) -> list[dict[str, Any]]:
+    """Deterministic mix: three agents, four names, errors of every documented kind."""
+    events = []
+    for i in range(n):
+        props: dict[str, Any] = {}
+        if i % 3:
+            props["duration_ms"] = 10 + (i * 37) % 2000
+        if i % 11 == 0:
+            props["error"] = "timeout"
+        if i % 13 == 0:
+            props["status"] = "error"
+        events.append({"event": NAMES[i % 4], "agent": AGENTS[i % 3], "properties": props})
+    return events
+
+
+def post_events(daemon: DaemonProcess, events: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        daemon.http_url() + "/v1/events",
+        data=json.dumps({"events": events}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["accepted"] == len(events)
+
+
+def is_error(row: dict[str, Any]) -> bool:
+    """The documented rule, written independently of the SQL."""
+    props = row["properties"]
+    error = props.get("error")
+    return (
+        row["event"].endswith((".error", ".failed"))
+        or ("error" in props and error is not None and error is not False)
+        or props.get("status") in ("error", "failed")
+    )
+
+
+async def read_page(page: Page) -> dict[str, Any]:
+    await page.wait_for("document.body.dataset.ready === '1'")
+    return dict(
+        await page.evaluate(
+            """(() => {
+              const rows = (id) => Object.fromEntries([...document.querySelectorAll(
+                `#${id} tbody tr[data-name]`)].map((tr) => [tr.dataset.name, +tr.dataset.events]));
+              const canvases = [...document.querySelectorAll('.chart canvas')];
+              return {
+                total: +document.getElementById('total-events').dataset.value,
+                errors: +document.getElementById('total-errors').dataset.value,
+                agents: rows('by-agent'),
+                names: rows('by-event'),
+                charts: canvases.length,
+                inked: canvases.filter((c) => {
+                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+                  return false;
+                }).length,
+                mode: document.getElementById('consent').dataset.mode,
+              };
+            })()"""
+        )
+    )
+
+
+def expected_from(export: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "total": len(export),
+        "errors": sum(is_error(r) for r in export),
+        "agents": dict(Counter(r["agent"] for r in export)),
+        "names": dict(Counter(r["event"] for r in export)),
+    }
+
+
+async def test_dashboard_shows_the_counts_export_gives(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """The page of a running daemon shows the same totals, per-agent and per-name counts
+    (and error count) as `agent-telemetry export`; its charts draw; a screenshot is kept."""
+    post_events(daemon, seed_events())
+    expected = expected_from(daemon.export())
+    url = daemon.cli("dashboard", "--no-browser").stdout.strip()
+    assert url.startswith(daemon.http_url() + "/dashboard?token=")
+
+    async with chromium(tmp_path / "profile") as page:
+        await page.navigate(url)
+        shown = await read_page(page)
+        shot = await page.screenshot(tmp_path / "dashboard.png")
+        assert {k: shown[k] for k in expected} == expected
+        assert shown["charts"] == 3 and shown["inked"] == 3
+        assert shown["mode"] == "local"
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+        # The agent filter narrows every view to that agent's events.
+        await page.evaluate(
+            """(() => { const s = document.querySelector('#filters [name=agent]');
+                 s.value = 'coder'; document.body.dataset.ready = '';
+                 s.dispatchEvent(new Event('change', {bubbles: true})); })()"""
+        )
+        coder = await read_page(page)
+        assert coder["total"] == expected["agents"]["coder"]
+        assert coder["agents"] == {"coder": expected["agents"]["coder"]}
+        assert page.problems() == []
+
+
+async def test_report_renders_from_file_with_the_network_off(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """The report, made with the daemon down, opens from file:// with networking disabled:
+    charts drawn, counts equal to export, no request but the file itself, none failed."""
+    post_events(daemon, seed_events(90))
+    daemon.stop()
+    expected = expected_from(daemon.export())
+    report = tmp_path / "report.html"
+    daemon.cli("report", "-o", str(report))
+
+    async with chromium(tmp_path / "profile") as page:
+        await page.send(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        await page.navigate(report.as_uri())
+        shown = await read_page(page)
+        await page.screenshot(tmp_path / "report.png")
+        assert {k: shown[k] for k in expected} == expected
+        assert shown["charts"] == 3 and shown["inked"] == 3
+        assert page.requested_urls() == [report.as_uri()]
+        assert page.problems() == []
+
+
+async def test_empty_buffer_shows_how_to_send_an_event(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """With no events the page says so and shows how to send one, with the real URL."""
+    url = daemon.cli("dashboard", "--no-browser").stdout.strip()
+    async with chromium(tmp_path / "profile") as page:
+        await page.navigate(url)
+        await page.wait_for("document.body.dataset.ready === '1'")
+        empty = await page.evaluate(
+            "(() => { const e = document.getElementById('empty');"
+            " return {hidden: e.hidden, text: e.innerText}; })()"
+        )
+        assert empty["hidden"] is False
+        assert "No events yet" in empty["text"]
+        assert daemon.http_url() + "/v1/events" in empty["text"]
+        assert page.problems() == []

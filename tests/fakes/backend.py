@@ -43,6 +43,8 @@ class ThreadedBackend:
         self.arrived = threading.Event()  # set when a batch request arrives
         self.release = threading.Event()
         self.delay = 0.0  # seconds before answering each batch request
+        self.hold_after: int | None = None  # hold every batch request after this many
+        self._arrivals = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -95,6 +97,11 @@ class ThreadedBackend:
             return self.script.pop(0) if self.script else None
 
     async def pause_if_asked(self) -> None:
+        with self._lock:
+            self._arrivals += 1
+            arrivals = self._arrivals
+        if self.hold_after is not None and arrivals > self.hold_after:
+            self.hold.set()
         if self.hold.is_set():
             self.arrived.set()
             # A threading.Event set from the test thread: wait for it off the loop.

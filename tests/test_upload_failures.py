@@ -1,0 +1,205 @@
+"""A misbehaving backend never loses, duplicates without bound, or blocks anything.
+
+500s, 429 with Retry-After, 413, a 400 for one event, 401, and kill -9 mid-batch: the
+real daemon against the PostHog capture API double.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.daemon_process import CLI
+from tests.fakes.backend import Scripted
+from tests.fakes.posthog_backend import FakePostHog
+from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env, upload_states
+
+
+@pytest.fixture
+def posthog() -> Iterator[FakePostHog]:
+    backend = FakePostHog().start()
+    yield backend
+    backend.stop()
+
+
+def _uploading(factory: Factory, posthog: FakePostHog, **env: str):  # type: ignore[no-untyped-def]
+    daemon = factory(posthog_env(posthog.url, AGENT_TELEMETRY_MODE="upload", **env))
+    return daemon
+
+
+def test_500_500_200_delivers_everything(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """Two 500s then 200: the batch is retried with backoff; every event arrives, none lost."""
+    posthog.script = [Scripted(500), Scripted(503)]
+    daemon = _uploading(daemon_factory, posthog)
+    uuids = post_events(daemon, 30)
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["requests"]) == (0, 30, 3)
+    assert [r.status for r in posthog.batch_requests()] == [500, 503, 200]
+    assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+    # The same uuids each time: a retry is the same batch.
+    bodies = [[e["uuid"] for e in r.body["batch"]] for r in posthog.batch_requests()]
+    assert bodies[0] == bodies[1] == bodies[2]
+    receipts = [r for r in _receipts(daemon)]
+    assert [r["status"] for r in receipts][:3] == ["accepted", "retry", "retry"]
+    assert all(len(r["body_sha256"]) == 64 and r["events"] == 30 for r in receipts)
+
+
+def test_backend_down_ends_the_flush_and_keeps_events_pending(daemon_factory: Factory) -> None:
+    """Nothing listening: bounded tries, a non-zero exit, and the events stay pending."""
+    daemon = daemon_factory(posthog_env("http://127.0.0.1:9", AGENT_TELEMETRY_MODE="upload"))
+    post_events(daemon, 10)
+    result = daemon.cli("flush", check=False)
+    assert result.returncode == 1
+    assert "backend is unavailable" in result.stdout and "stay pending" in result.stdout
+    assert daemon.status()["buffer"]["pending_upload"] == 10
+
+
+def test_429_retry_after_is_honoured(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """429 with Retry-After: 2 → the next try comes no sooner than two seconds later."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "2"})]
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 5)
+    report = flush_json(daemon)
+    assert report["events_sent"] == 5
+    first, second = posthog.batch_requests()
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at >= 1.9
+
+
+def test_413_splits_batches_until_accepted(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """A backend that takes at most 30 events a request: batches halve until accepted."""
+    posthog.max_events = 30
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="100")
+    uuids = post_events(daemon, 200)
+    report = flush_json(daemon)
+    assert report["events_sent"] == 200 and report["quarantined"] == 0
+    accepted = [r for r in posthog.batch_requests() if r.status == 200]
+    assert all(len(r.body["batch"]) <= 30 for r in accepted)
+    assert {r.status for r in posthog.batch_requests()} == {200, 413}
+    assert sorted(e["uuid"] for e in posthog.accepted_events()) == sorted(uuids)
+
+
+def test_one_bad_event_is_quarantined_alone(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """400 for every batch holding one uuid: that event alone is quarantined, the rest go."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="50")
+    uuids = post_events(daemon, 120)
+    bad = uuids[37]
+    posthog.reject_uuids = {bad}
+    report = flush_json(daemon)
+    assert report["exit_code"] == 0
+    assert (report["events_sent"], report["quarantined"]) == (119, 1)
+    delivered = [e["uuid"] for e in posthog.accepted_events()]
+    assert sorted(delivered) == sorted(u for u in uuids if u != bad)
+    assert upload_states(daemon)[bad] == "quarantined"
+    listed = json.loads(daemon.cli("quarantine", "--json").stdout)
+    assert listed["total"] == 1 and listed["events"][0]["uuid"] == bad
+    assert "refused by the backend" in listed["events"][0]["reason"]
+    assert bad in daemon.cli("quarantine").stdout
+    assert daemon.status()["buffer"]["quarantined"] == 1
+    # Never re-sent.
+    count = len(posthog.batch_requests())
+    assert flush_json(daemon)["events_sent"] == 0 and len(posthog.batch_requests()) == count
+
+
+def test_backend_refusing_everything_quarantines_nothing(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """A backend answering 400 to every request: no event is blamed; all stay pending."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="8")
+    uuids = post_events(daemon, 8)
+    posthog.reject_uuids = set(uuids)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 1 and "refused every event" in report["error"]
+    assert daemon.status()["buffer"]["pending_upload"] == 8
+
+
+def test_wrong_api_key_fails_the_flush_and_blames_no_event(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    posthog.api_key = "phc_other"
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 10)
+    result = daemon.cli("flush", check=False)
+    assert result.returncode == 1 and "refused the upload" in result.stdout
+    assert "phc_test_key" not in result.stdout + result.stderr + daemon.log()
+    status = daemon.status()
+    assert status["buffer"]["pending_upload"] == 10 and status["buffer"]["quarantined"] == 0
+    assert len(posthog.batch_requests()) == 1
+
+
+def test_kill_9_mid_batch_resends_the_same_uuids(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """kill -9 while a batch is in flight: after restart it is re-sent, uuids unchanged,
+    nothing missing."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="25")
+    uuids = post_events(daemon, 60)
+    posthog.hold_after = 1  # the first batch is answered; the second hangs in flight
+    flushing = subprocess.Popen(
+        [CLI, "flush"], env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    assert posthog.arrived.wait(15)
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(10)
+    flushing.wait(10)
+    posthog.hold_after = None
+    posthog.hold.clear()
+    posthog.release.set()
+    posthog.wait_for(lambda: len(posthog.batch_requests()) == 2)
+    in_flight = [e["uuid"] for e in posthog.batch_requests()[1].body["batch"]]
+
+    daemon.start()
+    report = flush_json(daemon)
+    assert report["events_sent"] == 60 - 25
+    after = posthog.batch_requests()[2:]
+    resent = [e["uuid"] for e in after[0].body["batch"]]
+    assert resent == in_flight  # the same batch, the same uuids
+    everything = {e["uuid"] for e in posthog.all_sent_events()}
+    assert everything == set(uuids)
+    assert set(upload_states(daemon).values()) == {"sent"}
+
+
+def test_concurrent_flushes_share_one_run(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """Single flight: a flush asked for while one runs waits for it and reports its result."""
+    posthog.delay = 0.3
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="10")
+    post_events(daemon, 40)
+    runs = [
+        subprocess.Popen([CLI, "flush", "--json"], env=daemon.env, stdout=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    reports = [json.loads(run.communicate(timeout=30)[0]) for run in runs]
+    assert len({r["started_at"] for r in reports}) == 1
+    assert reports[0]["events_sent"] == 40
+    assert len(posthog.batch_requests()) == 4
+
+
+def _receipts(daemon) -> list[dict]:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT status, events, body_sha256, http_status FROM upload_receipts ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+    ordered = [
+        dict(zip(("status", "events", "body_sha256", "http_status"), r, strict=True)) for r in rows
+    ]
+    # Failed tries are written when they happen, the accepted one with its marks.
+    return sorted(ordered, key=lambda r: r["status"] != "accepted")
+
+
+def test_flush_needs_the_daemon(daemon_factory: Factory) -> None:
+    daemon = daemon_factory({}, start=False)
+    result = daemon.cli("flush", check=False)
+    assert result.returncode == 1 and "needs the daemon" in result.stderr
+    assert "Traceback" not in result.stderr
+    time.sleep(0)

@@ -145,11 +145,13 @@ class Daemon:
 
     async def shutdown(self) -> None:
         log.info("daemon_stopping")
-        # 1. Stop accepting, then give connected agents' already-written bytes a moment
-        #    to be read, so what a process wrote before SIGTERM is not left in the kernel.
+        # 1. Connections already queued on ingest.sock are accepted and what agents
+        #    wrote is read before the listener closes: closing first would drop the
+        #    backlog of not-yet-accepted connections, and their events with it.
         if self._ndjson_server is not None:
-            self._ndjson_server.close()
             await asyncio.sleep(DRAIN_SECONDS)
+            self._ndjson_server.close()
+            await asyncio.sleep(0.05)
         # 2. HTTP: finish requests under way (their events commit before they answer).
         for runner in self._runners:
             await runner.cleanup()

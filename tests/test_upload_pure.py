@@ -1,0 +1,102 @@
+"""The uploader's pure parts with plain values: batching, halving, backoff, Retry-After,
+verdicts, endpoint rules, schedule jitter."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
+from agent_telemetryd.upload.backoff import Backoff, parse_retry_after
+from agent_telemetryd.upload.batching import Outbound, batch_id, halves, make_batches
+from agent_telemetryd.upload.scheduler import jitter_for
+from agent_telemetryd.upload.verdicts import Verdict, classify
+
+
+def _row(n: int, anon: str = "a", props: str = "{}") -> Outbound:
+    return Outbound(n, f"u{n}", "e", 0, 0, props, "agent", anon)
+
+
+def test_batches_respect_count_and_keep_order() -> None:
+    batches = make_batches([_row(i) for i in range(250)], 100, 10**9)
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert [e.id for b in batches for e in b.events] == list(range(250))
+
+
+def test_batches_never_mix_anonymous_ids() -> None:
+    rows = [_row(1, "old"), _row(2, "old"), _row(3, "new"), _row(4, "old")]
+    assert [(b.anonymous_id, len(b)) for b in make_batches(rows, 100, 10**9)] == [
+        ("old", 2),
+        ("new", 1),
+        ("old", 1),
+    ]
+
+
+def test_batches_respect_the_byte_budget() -> None:
+    rows = [_row(i, props="x" * 1000) for i in range(10)]
+    batches = make_batches(rows, 100, 3000)
+    assert all(sum(e.approx_bytes for e in b.events) <= 3000 for b in batches)
+    assert sum(len(b) for b in batches) == 10
+
+
+def test_an_event_over_the_budget_still_gets_a_batch() -> None:
+    assert [len(b) for b in make_batches([_row(1, props="x" * 5000)], 100, 1000)] == [1]
+
+
+def test_halves_and_batch_id() -> None:
+    assert halves([1, 2, 3]) == ([1, 2], [3])
+    with pytest.raises(ValueError):
+        halves([1])
+    assert batch_id(["b", "a"]) == batch_id(["a", "b"]) != batch_id(["a"])
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    backoff = Backoff(base=1.0, factor=2.0, cap=8.0)
+    assert backoff.delay(1, 0.0) == 0.5 and backoff.delay(1, 0.999) < 1.0
+    assert backoff.delay(3, 0.0) == 2.0
+    assert backoff.delay(10, 0.999) < 8.0 and backoff.delay(10, 0.0) == 4.0
+    with pytest.raises(ValueError):
+        Backoff(base=0)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("2", now=0) == 2.0
+    assert parse_retry_after(None, now=0) is None
+    assert parse_retry_after("soon", now=0) is None
+    assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0) == 6.0
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, Verdict.ACCEPTED),
+        (202, Verdict.ACCEPTED),
+        (None, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (408, Verdict.RETRY),
+        (413, Verdict.SPLIT),
+        (400, Verdict.REJECTED),
+        (422, Verdict.REJECTED),
+        (401, Verdict.REFUSED),
+        (403, Verdict.REFUSED),
+        (404, Verdict.REFUSED),
+    ],
+)
+def test_verdicts(status: int | None, verdict: Verdict) -> None:
+    assert classify(status) is verdict
+
+
+def test_endpoints_https_or_loopback_only() -> None:
+    assert check_endpoint("https://us.i.posthog.com/", "x") == "https://us.i.posthog.com"
+    assert check_endpoint("http://127.0.0.1:8080", "x") == "http://127.0.0.1:8080"
+    assert check_endpoint("http://localhost:8080", "x") == "http://localhost:8080"
+    assert check_endpoint("http://[::1]:8080", "x") == "http://[::1]:8080"
+    for bad in ("http://example.com", "ftp://127.0.0.1", "https://u:p@example.com", "nope"):
+        with pytest.raises(EndpointError):
+            check_endpoint(bad, "x")
+
+
+def test_jitter_is_a_tenth_capped_at_five_minutes() -> None:
+    assert jitter_for(1.0) == 0.1
+    assert jitter_for(3600.0) == 300.0

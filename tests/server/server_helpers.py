@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -114,3 +121,46 @@ def make_batch(events: list[dict[str, Any]], anonymous_id: str | None = None) ->
 
 
 StartServer = Callable[..., Awaitable[Running]]
+
+
+SERVER_SCRIPT = str(Path(sys.executable).parent / "agent-telemetry-server")
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "TELEMETRY_API_KEYS", "TELEMETRY_READ_KEYS"}
+    }
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def serve(database_url: str, log_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The real `agent-telemetry-server serve` on 127.0.0.1:port, healthy; killed at the end."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [SERVER_SCRIPT, "serve", "--port", str(port), "--database-url", database_url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(TELEMETRY_API_KEYS=",".join(INGEST_KEYS), TELEMETRY_READ_KEYS=READ_KEY),
+        )
+    try:
+        deadline = time.monotonic() + 15
+        health = f"http://127.0.0.1:{port}/api/v1/telemetry/health"
+        while True:
+            try:
+                with urllib.request.urlopen(health, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

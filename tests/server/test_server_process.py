@@ -4,11 +4,8 @@ anywhere — not in its logs, not in any table."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,38 +17,24 @@ from server_helpers import (
     CLIENT_ADDRESS,
     INGEST_KEYS,
     READ_KEY,
+    SERVER_SCRIPT,
     Running,
     client_session,
     make_batch,
     make_event,
+    serve,
+    server_env,
 )
 
 from agent_telemetry_server.testing import TemporaryPostgres, create_database, free_port
 
-SCRIPT = str(Path(sys.executable).parent / "agent-telemetry-server")
 CANARY = "canary-property-value-7f3e"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TELEMETRY_API_KEYS"}}
-    env.update(extra)
-    return env
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SCRIPT, *args], capture_output=True, text=True, timeout=60, env=_env(**env)
+        [SERVER_SCRIPT, *args], capture_output=True, text=True, timeout=60, env=server_env(**env)
     )
-
-
-def _spawn(port: int, database_url: str, log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port), "--database-url", database_url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_env(TELEMETRY_API_KEYS=",".join(INGEST_KEYS), TELEMETRY_READ_KEYS=READ_KEY),
-        )
 
 
 @pytest.fixture
@@ -60,27 +43,12 @@ async def process(
 ) -> AsyncIterator[tuple[Running, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log_path = tmp_path / "server.log"
-    proc = _spawn(port, database_url, log_path)
     session = client_session()
-    running = Running(f"http://127.0.0.1:{port}", None, session)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                status, _ = await running.get("/api/v1/telemetry/health", key=None)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "server did not become healthy"
-            await asyncio.sleep(0.1)
-        yield running, proc, log_path
+        with serve(database_url, log_path, port) as proc:
+            yield Running(f"http://127.0.0.1:{port}", None, session), proc, log_path
     finally:
         await session.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 async def test_no_client_address_in_logs_or_tables(

@@ -1,0 +1,84 @@
+"""The whole way: the real daemon, `http` sender, upload enabled → `flush` → PostgreSQL,
+then `forget` → the server erases that anonymous id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from server_helpers import INGEST_KEYS, READ_KEY, serve
+
+from agent_telemetry_server.testing import free_port
+
+upload_helpers = pytest.importorskip("tests.fakes.upload_helpers")
+
+
+def _fetch(database_url: str, sql: str) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def _read(url: str, path: str) -> Any:
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {READ_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_daemon_flush_lands_once_and_forget_erases(
+    daemon_factory: Any, database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(database_url, tmp_path / "server.log", port):
+        daemon = daemon_factory(
+            {
+                **upload_helpers.FAST,
+                "AGENT_TELEMETRY_SENDER": "http",
+                "TELEMETRY_ENDPOINT": url,
+                "TELEMETRY_API_KEY": INGEST_KEYS[1],
+                "AGENT_TELEMETRY_BATCH_SIZE": "100",
+            }
+        )
+        daemon.cli("enable")
+        sent = upload_helpers.post_events(daemon, 250, agent="tester")
+        report = upload_helpers.flush_json(daemon)
+        assert (report["exit_code"], report["events_sent"], report["batches"]) == (0, 250, 3), (
+            report,
+            daemon.log()[-2000:],
+        )
+        anonymous_id = daemon.status()["anonymous_id"]
+        rows = _fetch(database_url, "SELECT uuid, anonymous_id, agent FROM events")
+        assert sorted(str(r["uuid"]) for r in rows) == sorted(sent)  # each exactly once
+        assert {(str(r["anonymous_id"]), r["agent"]) for r in rows} == {(anonymous_id, "tester")}
+
+        # Nothing is pending any more: a second flush sends nothing and adds no rows.
+        again = upload_helpers.flush_json(daemon)
+        assert (again["exit_code"], again["events_sent"]) == (0, 0)
+        assert _fetch(database_url, "SELECT count(*) FROM events")[0][0] == 250
+
+        stats = _read(url, "/api/v1/telemetry/stats?days=1")
+        assert (stats["events"], stats["unique_anonymous_ids"]) == (250, 1)
+        agents = _read(url, "/api/v1/analytics/agents?days=1")["agents"]
+        assert [(a["agent"], a["events"], a["errors"]) for a in agents] == [("tester", 250, 0)]
+        performance = _read(url, "/api/v1/analytics/performance?days=1")["performance"]
+        assert [(p["agent"], p["samples"], p["p50_ms"]) for p in performance] == [
+            ("tester", 250, 5.0)
+        ]
+
+        forget = json.loads(daemon.cli("forget", "--yes", "--json").stdout)
+        assert forget["erasure"]["ok"], forget
+        assert anonymous_id in forget["erased_ids"]
+        for table in ("events", "rollup_daily", "idempotency_keys"):
+            assert _fetch(database_url, f"SELECT count(*) FROM {table}")[0][0] == 0, table
+        assert _read(url, "/api/v1/telemetry/stats?days=1")["unique_anonymous_ids"] == 0

@@ -1,0 +1,168 @@
+"""One flush of a large backlog to a loopback PostHog-style backend: time and peak memory.
+
+The buffer is filled directly with N pending events (the cost measured is the upload,
+not ingest), then the real daemon is started in upload mode and `agent-telemetry flush`
+is timed. Peak resident memory of the daemon is read from /proc (VmHWM) before and after.
+
+    .venv/bin/python -m bench.upload_flush          # 100,000 events
+    .venv/bin/python -m bench.upload_flush --quick  # 5,000 events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agent_telemetryd import __version__
+from agent_telemetryd.store import queries
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.writer import INSERT_EVENT
+from tests.daemon_process import DaemonProcess, clean_environment, make_home
+
+FULL_EVENTS = 100_000
+QUICK_EVENTS = 5_000
+
+
+class CountingBackend:
+    """`POST /batch/`: gzip JSON in (aiohttp inflates it), count the events, answer 200."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.requests = 0
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _batch(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        self.events += len(body["batch"])
+        self.requests += 1
+        return web.json_response({"status": "Ok"})
+
+    def start(self) -> CountingBackend:
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_post("/batch/", self._batch)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+            self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def fill_buffer(database: Path, count: int) -> None:
+    conn = open_buffer(database)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        anonymous_id = queries.ensure_anonymous_id(conn)
+        now = int(time.time() * 1000)
+        properties = orjson.dumps({"duration_ms": 812, "model": "small", "tokens": 1234}).decode()
+        rows = (
+            (
+                str(uuid.uuid4()),
+                "agent.run.completed",
+                now,
+                now,
+                properties,
+                "bench",
+                1,
+                "unix",
+                "upload",
+                "pending",
+                anonymous_id,
+                __version__,
+            )
+            for _ in range(count)
+        )
+        conn.executemany(INSERT_EVENT, rows)
+        conn.execute("INSERT INTO counters (name, value) VALUES ('stored', ?)", (count,))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _memory_kib(pid: int) -> dict[str, int]:
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    count = QUICK_EVENTS if quick else FULL_EVENTS
+    backend = CountingBackend().start()
+    home = make_home()
+    env = clean_environment(
+        home,
+        {
+            "AGENT_TELEMETRY_MODE": "upload",
+            "AGENT_TELEMETRY_SENDER": "posthog",
+            "POSTHOG_API_KEY": "phc_bench",
+            "POSTHOG_HOST": backend.url,
+            "AGENT_TELEMETRY_RATE_LIMIT": "off",
+        },
+    )
+    daemon = DaemonProcess(home, env)
+    try:
+        fill_buffer(daemon.database, count)
+        daemon.start()
+        assert daemon.proc is not None
+        before = _memory_kib(daemon.proc.pid)
+        started = time.perf_counter()
+        report = json.loads(daemon.cli("flush", "--json", timeout=900).stdout)
+        seconds = time.perf_counter() - started
+        after = _memory_kib(daemon.proc.pid)
+    finally:
+        daemon.cleanup()
+        backend.stop()
+    return {
+        "events": count,
+        "events_sent": report["events_sent"],
+        "batches": report["batches"],
+        "backend_events": backend.events,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(report["events_sent"] / seconds) if seconds else 0,
+        "rss_before_mib": round(before["VmRSS"] / 1024, 1),
+        "peak_rss_mib": round(after["VmHWM"] / 1024, 1),
+        "rss_after_mib": round(after["VmRSS"] / 1024, 1),
+    }
+
+
+def main() -> None:
+    result = run(quick="--quick" in sys.argv)
+    width = max(len(key) for key in result)
+    print("upload flush to a loopback PostHog-style backend (batch size 100)")
+    for key, value in result.items():
+        print(f"  {key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

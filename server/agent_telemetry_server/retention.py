@@ -14,7 +14,7 @@ import structlog
 log = structlog.get_logger("agent_telemetry_server.retention")
 
 # Deleting in slices keeps each transaction (and its locks and WAL burst) short.
-_SLICE = 50_000
+_SLICE = 20_000
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,10 @@ def _count(status: str) -> int:
 async def _delete_events(conn: asyncpg.Connection, cutoff: datetime) -> int:
     total = 0
     while True:
+        # By key, not ctid: on a hypertable a ctid is only unique within one chunk.
         status = await conn.execute(
-            "DELETE FROM events WHERE ctid = ANY (ARRAY("
-            "  SELECT ctid FROM events WHERE ts < $1 LIMIT $2))",
+            "DELETE FROM events WHERE ts < $1 AND (uuid, ts) IN ("
+            "  SELECT uuid, ts FROM events WHERE ts < $1 LIMIT $2)",
             cutoff,
             _SLICE,
         )
@@ -57,7 +58,9 @@ async def run_retention(
     if storage == "timescaledb":
         # Whole chunks older than the cutoff go at the cost of a DROP TABLE each;
         # the DELETE below then trims the one chunk that straddles the cutoff.
-        dropped = await conn.fetch("SELECT drop_chunks('events', older_than => $1)", cutoff)
+        dropped = await conn.fetch(
+            "SELECT drop_chunks('events', older_than => $1::timestamptz)", cutoff
+        )
         chunks = len(dropped)
     events = await _delete_events(conn, cutoff)
     rollups = await conn.execute("DELETE FROM rollup_daily WHERE day < $1", cutoff.date())

@@ -6,8 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from server_helpers import READ_KEY, Running, StartServer, make_batch, make_event
 
+from agent_telemetry_server import retention
 from agent_telemetry_server.app import retention_job
 from agent_telemetry_server.state import SCHEDULER
 
@@ -55,17 +57,19 @@ async def test_erasure_needs_an_ingest_key_and_a_uuid(server: Running) -> None:
 
 
 async def test_retention_removes_old_rows_and_keeps_new_ones(
-    start_server: StartServer, db: asyncpg.Connection
+    start_server: StartServer, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Tiny delete slices, so the loop over slices is exercised too.
+    monkeypatch.setattr(retention, "_SLICE", 2)
     server = await start_server(retention_days=30)
     now = datetime.now(UTC)
-    old = [make_event(timestamp=now - timedelta(days=d)) for d in (31, 45, 200)]
+    old = [make_event(timestamp=now - timedelta(days=d)) for d in (31, 31, 45, 200, 201)]
     new = [make_event(timestamp=now - timedelta(days=d)) for d in (0, 1, 29)]
     anonymous_id = str(uuid.uuid4())
     _status, body, _ = await server.post_batch(
         make_batch(old + new, anonymous_id), idempotency_key="r"
     )
-    assert body["accepted"] == 6
+    assert body["accepted"] == 8
     await db.execute("UPDATE idempotency_keys SET created_at = now() - interval '3 days'")
 
     # The job the scheduler runs, run now rather than waiting for its interval.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid as uuid_module
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -58,17 +58,42 @@ def validate(document: Any, limits: Limits) -> Event:
     """Check one decoded event against the wire contract and return it normalised."""
     if not isinstance(document, dict):
         raise EventError(f"an event must be a JSON object, not {_json_type(document)}")
-    unknown = document.keys() - _ALLOWED
-    if unknown:
-        field = sorted(unknown)[0]
+    if not _ALLOWED.issuperset(document):
+        field = sorted(document.keys() - _ALLOWED)[0]
         raise EventError(f"unknown field {field[:50]!r} (allowed: {', '.join(ALLOWED_FIELDS)})")
+    get = document.get
+    # The common shapes take the short paths below; anything unusual goes through the
+    # full checks, which also word the error.
+    name = get("event")
+    if type(name) is not str or name not in _good_names:
+        name = _remember(_event_name(name))
+    agent = get("agent")
+    if agent is not None and (type(agent) is not str or agent not in _good_names):
+        agent = _agent(agent)
+        if len(agent) <= MAX_EVENT_NAME:
+            _remember(agent)
     return Event(
-        event=_event_name(document.get("event")),
-        properties=_properties(document.get("properties"), limits),
-        ts_ms=_timestamp(document.get("timestamp")),
-        uuid=_uuid(document.get("uuid")),
-        agent=_agent(document.get("agent")),
+        event=name,
+        properties=_properties(get("properties"), limits),
+        ts_ms=_timestamp(get("timestamp")),
+        uuid=_uuid(get("uuid")),
+        agent=agent,
     )
+
+
+# Event and agent names seen valid before: a set lookup instead of the checks each time.
+# Both limits and the control-character rule are the same for the two fields, up to
+# MAX_AGENT_NAME; longer names are remembered only as event names (see validate).
+_good_names: set[str] = set()
+_MAX_REMEMBERED = 4096
+
+
+def _remember(name: str) -> str:
+    if len(_good_names) >= _MAX_REMEMBERED:
+        _good_names.clear()
+    if len(name) <= MAX_AGENT_NAME:
+        _good_names.add(name)
+    return name
 
 
 def _event_name(value: Any) -> str:
@@ -88,7 +113,11 @@ def _properties(value: Any, limits: Limits) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise EventError(f"field 'properties' must be an object, not {_json_type(value)}")
-    keys = _count_keys(value, limits.max_depth, 1)
+    keys = len(value)
+    for child in value.values():
+        if isinstance(child, dict | list):  # nested: count (and bound the depth) in full
+            keys = _count_keys(value, limits.max_depth, 1)
+            break
     if keys > limits.max_keys:
         raise EventError(f"field 'properties' has {keys} keys; the limit is {limits.max_keys}")
     size = len(orjson.dumps(value))
@@ -119,6 +148,13 @@ def _count_keys(node: Any, max_depth: int, depth: int) -> int:
 def _timestamp(value: Any) -> int | None:
     if value is None:
         return None
+    # The shims' form, `2026-11-24T21:00:00.123Z`: the seconds part repeats across a burst,
+    # so its parse is remembered and only the milliseconds are read each time.
+    if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
+        seconds = _second_starts.get(value[:19])
+        millis = value[20:23]
+        if seconds is not None and millis.isascii() and millis.isdigit():
+            return seconds + int(millis)
     if not isinstance(value, str):
         raise EventError(f"field 'timestamp' must be an RFC 3339 string, not {_json_type(value)}")
     try:
@@ -129,7 +165,19 @@ def _timestamp(value: Any) -> int | None:
         ) from None
     if moment.tzinfo is None:
         raise EventError("field 'timestamp' needs a UTC offset (e.g. Z or +01:00)")
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: a float timestamp * 1000 can land a millisecond short.
+    delta = moment - _EPOCH
+    ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if len(value) == 24 and value[19] == "." and value[23] == "Z":
+        if len(_second_starts) >= _MAX_REMEMBERED:
+            _second_starts.clear()
+        _second_starts[value[:19]] = ms - int(value[20:23])
+    return ms
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# "YYYY-MM-DDTHH:MM:SS" (UTC) -> Unix milliseconds at the start of that second.
+_second_starts: dict[str, int] = {}
 
 
 def _uuid(value: Any) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,27 +91,60 @@ def cut_rule(max_chars: int) -> StringRule:
     return rule
 
 
+# Property values repeat (model names, tool names, statuses), and every rule is a pure
+# function of the string: remembering results skips the regexes for nearly every value.
+# Only short strings are remembered, and the memory is cleared when full, so it stays small.
+CACHE_ENTRIES = 8192
+CACHE_MAX_CHARS = 256
+
+
 class Scrubber:
     """An `Event -> Event` transform that redacts every string in the properties."""
 
     def __init__(self, rules: Sequence[StringRule]) -> None:
         self._rules = tuple(rules)
+        self._texts: dict[str, str] = {}
+        self._secret_keys: dict[str, bool] = {}
 
     def __call__(self, event: Event) -> Event:
         if not event.properties:
             return event
-        return replace(event, properties=self._object(event.properties))
+        # Not dataclasses.replace(): it costs several times a plain construction per event.
+        return Event(event.event, self._object(event.properties), event.ts_ms, event.uuid,
+                     event.agent)  # fmt: skip
 
     def text(self, value: str) -> str:
+        cached = self._texts.get(value)
+        if cached is not None:
+            return cached
+        clean = value
         for rule in self._rules:
-            value = rule(value)
-        return value
+            clean = rule(clean)
+        if len(value) <= CACHE_MAX_CHARS:
+            if len(self._texts) >= CACHE_ENTRIES:
+                self._texts.clear()
+            self._texts[value] = clean
+        return clean
+
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = _SECRET_KEY.search(key) is not None
+            if len(self._secret_keys) >= CACHE_ENTRIES:
+                self._secret_keys.clear()
+            self._secret_keys[key] = known
+        return known
 
     def _object(self, node: dict[str, Any]) -> dict[str, Any]:
         clean: dict[str, Any] = {}
         for key, value in node.items():
-            if isinstance(value, str) and value and _SECRET_KEY.search(key):
-                clean[key] = SECRET
+            kind = type(value)
+            if kind is str:
+                clean[key] = SECRET if value and self._is_secret_key(key) else self.text(value)
+            elif kind is int or kind is float or kind is bool or value is None:
+                clean[key] = value  # the common case: nothing in it to redact
+            elif isinstance(value, str):
+                clean[key] = SECRET if value and self._is_secret_key(key) else self.text(value)
             else:
                 clean[key] = self._value(value)
         return clean

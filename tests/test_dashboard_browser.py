@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.chromium_cdp import Page, chromium
+import pytest
+
+from tests.chromium_cdp import Page, chromium, chromium_path
 from tests.daemon_process import DaemonProcess
 
 AGENTS = ("planner", "coder", "reviewer")
@@ -158,3 +160,10 @@ async def test_empty_buffer_shows_how_to_send_an_event(
         assert "No events yet" in empty["text"]
         assert daemon.http_url() + "/v1/events" in empty["text"]
         assert page.problems() == []
+
+
+def test_a_missing_browser_fails_rather_than_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without chromium on PATH the browser tests fail: no browser, no proof."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        chromium_path()

@@ -96,7 +96,7 @@ def test_disable_mid_backlog_stops_at_once_and_for_good(
 ) -> None:
     """`disable` during a flush: no request after it; re-`enable` does not bring the
     backlog back."""
-    posthog.delay = 0.25
+    posthog.delay = 0.15
     daemon = daemon_factory(posthog_env(posthog.url, AGENT_TELEMETRY_BATCH_SIZE="10"))
     daemon.cli("enable")
     uuids = post_events(daemon, 300)

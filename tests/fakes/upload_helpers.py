@@ -29,7 +29,7 @@ def post_events(
 ) -> list[str]:
     """POST `count` events over the loopback HTTP ingest; returns their uuids (committed)."""
     uuids = [str(uuid_module.uuid4()) for _ in range(count)]
-    url = daemon.http_url() + "/v1/events"
+    url = _ingest_url(daemon)
     for start in range(0, count, 500):
         events = [
             {
@@ -50,6 +50,18 @@ def post_events(
             answer = json.loads(response.read())
         assert answer["accepted"] == len(events), answer
     return uuids
+
+
+_URLS: dict[tuple[int, int], str] = {}
+
+
+def _ingest_url(daemon: DaemonProcess) -> str:
+    # One `status` call per daemon run, not per batch of events: each CLI call costs.
+    assert daemon.proc is not None
+    key = (id(daemon), daemon.proc.pid)
+    if key not in _URLS:
+        _URLS[key] = daemon.http_url() + "/v1/events"
+    return _URLS[key]
 
 
 def flush_json(daemon: DaemonProcess, check: bool = True) -> dict[str, Any]:

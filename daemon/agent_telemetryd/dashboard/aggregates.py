@@ -92,8 +92,11 @@ def _rate(errors: int, events: int) -> float | None:
 
 
 def span(conn: sqlite3.Connection) -> dict[str, int | None]:
-    """First and last receipt time in the whole buffer (two index probes)."""
-    first, last = conn.execute("SELECT min(received_ms), max(received_ms) FROM events").fetchone()
+    """First and last receipt time in the whole buffer (two index probes: SQLite only
+    reads one end of the index when a statement has a single min() or max())."""
+    first, last = conn.execute(
+        "SELECT (SELECT min(received_ms) FROM events), (SELECT max(received_ms) FROM events)"
+    ).fetchone()
     return {"first_ms": first, "last_ms": last}
 
 

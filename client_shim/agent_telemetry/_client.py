@@ -35,7 +35,10 @@ BACKOFF_MAX = 5.0
 # A full socket is waited on in slices this long, so that configure() still takes effect
 # while the daemon is not reading.
 STALL_POLL = 0.25
-EXIT_BUDGET = 0.5
+# At exit: a daemon that stops taking bytes costs EXIT_STALL (a fraction of a second); one
+# that keeps reading — healthy but busy with other agents — may take up to EXIT_BUDGET, so
+# a burst from a short-lived process is delivered in full rather than cut at a fixed time.
+EXIT_BUDGET = 2.0
 EXIT_STALL = 0.2
 
 _OPTIONS = frozenset(("timestamp", "uuid", "agent"))
@@ -244,7 +247,8 @@ class Client:
             self._urgent = False
 
     def _at_exit(self) -> None:
-        # Bounded: a stalled daemon costs at most EXIT_STALL, a missing one one connect().
+        # Bounded: a stalled daemon costs at most EXIT_STALL, a missing one one connect(),
+        # a reading one at most EXIT_BUDGET.
         with contextlib.suppress(Exception):
             self._drain(EXIT_BUDGET, stall=EXIT_STALL, give_up_when_down=True)
 

@@ -13,8 +13,11 @@ import click
 
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
 from agent_telemetryd.config import Config, ConfigError, load_config
+from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.status import build_status
+from agent_telemetryd.status import read_buffer as buffer_section
 from agent_telemetryd.store.database import connect, open_buffer
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -82,3 +85,31 @@ def offline_buffer(config: Config) -> Iterator[sqlite3.Connection]:
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def read_status(config: Config) -> dict[str, Any]:
+    """The daemon's status when it runs (it has counters not yet on disk), else the file's."""
+    if daemon_pid(config) is not None:
+        return dict(call_api(config, "GET", "/v1/status"))
+    with read_buffer(config) as conn:
+        buffer, stored, anonymous_id = buffer_section(conn)
+    return build_status(
+        config=config,
+        consent=decide(config, read_stored(config.paths.consent_file)),
+        running=False,
+        pid=None,
+        buffer=buffer,
+        stored_counters=stored,
+        memory_counters={},
+        anonymous_id=anonymous_id,
+        http_url=None,
+    )
+
+
+def confirm_deletion(yes: bool, command: str, question: str) -> None:
+    """Ask before deleting; without a terminal to ask on, insist on --yes (never wait)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{command} deletes every stored event; pass --yes to confirm")
+    click.confirm(question, abort=True)

@@ -10,17 +10,16 @@ import click
 
 from agent_telemetryd.cli.common import (
     call_api,
+    confirm_deletion,
     daemon_pid,
     get_config,
     json_option,
     offline_buffer,
     print_json,
     read_buffer,
+    read_status,
 )
-from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.export import FORMATS, render_all
-from agent_telemetryd.status import build_status
-from agent_telemetryd.status import read_buffer as buffer_section
 from agent_telemetryd.store import queries
 
 
@@ -52,23 +51,7 @@ def status(as_json: bool) -> None:
         agent-telemetry status --json
     """
     config = get_config()
-    pid = daemon_pid(config)
-    if pid is not None:
-        report = call_api(config, "GET", "/v1/status")
-    else:
-        with read_buffer(config) as conn:
-            buffer, stored, anonymous_id = buffer_section(conn)
-        report = build_status(
-            config=config,
-            consent=decide(config, read_stored(config.paths.consent_file)),
-            running=False,
-            pid=None,
-            buffer=buffer,
-            stored_counters=stored,
-            memory_counters={},
-            anonymous_id=anonymous_id,
-            http_url=None,
-        )
+    report = read_status(config)
     if as_json:
         print_json(report)
     else:
@@ -150,10 +133,7 @@ def clear(yes: bool) -> None:
         agent-telemetry clear --yes
     """
     config = get_config()
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.ClickException("clear deletes every stored event; pass --yes to confirm")
-        click.confirm("Delete every stored event?", abort=True)
+    confirm_deletion(yes, "clear", "Delete every stored event?")
     if daemon_pid(config) is not None:
         deleted = call_api(config, "POST", "/v1/clear")["deleted"]
     elif config.paths.database.exists():

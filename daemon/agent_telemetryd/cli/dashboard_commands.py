@@ -7,15 +7,10 @@ import time
 import webbrowser
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_buffer
-from agent_telemetryd.config import Config
-from agent_telemetryd.consent import decide, read_stored
-from agent_telemetryd.status import build_status
-from agent_telemetryd.status import read_buffer as buffer_section
+from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
 
 
 @click.command()
@@ -97,7 +92,7 @@ def report(
         filters = Filters.from_query(query, now_ms)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    status = _status(config)
+    status = read_status(config)
     database = config.paths.database if config.paths.database.exists() else None
     try:
         data = report_data(database, filters, status, now_ms)
@@ -109,22 +104,3 @@ def report(
         raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
     events = data["totals"]["events"]
     click.echo(f"wrote {output} ({events} events; open it in any browser, no network needed)")
-
-
-def _status(config: Config) -> dict[str, Any]:
-    """The daemon's status when it runs (it has counters not yet on disk), else the file's."""
-    if daemon_pid(config) is not None:
-        return dict(call_api(config, "GET", "/v1/status"))
-    with read_buffer(config) as conn:
-        buffer, stored, anonymous_id = buffer_section(conn)
-    return build_status(
-        config=config,
-        consent=decide(config, read_stored(config.paths.consent_file)),
-        running=False,
-        pid=None,
-        buffer=buffer,
-        stored_counters=stored,
-        memory_counters={},
-        anonymous_id=anonymous_id,
-        http_url=None,
-    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import sys
 from typing import Any
 
 import click
@@ -13,6 +12,7 @@ import click
 from agent_telemetryd.cli.common import (
     api,
     call_api,
+    confirm_deletion,
     daemon_pid,
     get_config,
     json_option,
@@ -203,10 +203,7 @@ def forget(yes: bool, as_json: bool) -> None:
         agent-telemetry forget --yes
     """
     config = get_config()
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.ClickException("forget deletes every stored event; pass --yes to confirm")
-        click.confirm("Delete every stored event and ask the backend to erase them?", abort=True)
+    confirm_deletion(yes, "forget", "Delete every stored event and ask the backend to erase them?")
     if daemon_pid(config) is not None:
         result = call_api(config, "POST", "/v1/forget")
     else:

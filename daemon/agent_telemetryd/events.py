@@ -115,6 +115,9 @@ def _properties(value: Any, limits: Limits) -> dict[str, Any]:
         raise EventError(f"field 'properties' must be an object, not {_json_type(value)}")
     keys = len(value)
     for child in value.values():
+        kind = type(child)
+        if kind is str or kind is int or kind is float:
+            continue
         if isinstance(child, dict | list):  # nested: count (and bound the depth) in full
             keys = _count_keys(value, limits.max_depth, 1)
             break

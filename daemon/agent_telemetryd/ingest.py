@@ -111,37 +111,43 @@ class Ingestor:
         filtered = 0
         rate_limited = 0
         anonymous_id = self._anonymous_id() if mode != "off" else ""
+        # Everything the loop needs per event, bound once per batch: this runs for every event.
+        limits, transforms, gate = self._limits, self._transforms, self._upload_gate
+        dumps, append = orjson.dumps, rows.append
+        pid, transport, default_agent = source.pid, source.transport, source.agent or "unknown"
+        uploading = mode == "upload"
         for index, document in enumerate(documents):
             try:
-                event: Event | None = validate(document, self._limits)
+                event: Event | None = validate(document, limits)
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
-            for transform in self._transforms:
+            for transform in transforms:
                 event = transform(event)
                 if event is None:
                     break
             if event is None:
                 filtered += 1
                 continue
-            agent = event.agent or source.agent or "unknown"
+            agent = event.agent or default_agent
             upload = "local"
-            if mode == "upload":
-                if self._upload_gate is None or self._upload_gate(agent, now):
+            if uploading:
+                if gate is None or gate(agent, now):
                     upload = "pending"
                 else:
                     upload = "rate_limited"
                     rate_limited += 1
-            rows.append(
+            ts_ms = event.ts_ms
+            append(
                 (
                     event.uuid or uuid7(),
                     event.event,
-                    event.ts_ms if event.ts_ms is not None else received_ms,
+                    ts_ms if ts_ms is not None else received_ms,
                     received_ms,
-                    orjson.dumps(event.properties).decode(),
+                    dumps(event.properties).decode(),
                     agent,
-                    source.pid,
-                    source.transport,
+                    pid,
+                    transport,
                     mode,
                     upload,
                     anonymous_id,

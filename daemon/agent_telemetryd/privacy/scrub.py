@@ -136,11 +136,17 @@ class Scrubber:
         return known
 
     def _object(self, node: dict[str, Any]) -> dict[str, Any]:
+        # The two cache lookups are inlined: this loop runs for every property of every event.
+        texts, secret_keys = self._texts, self._secret_keys
         clean: dict[str, Any] = {}
         for key, value in node.items():
             kind = type(value)
             if kind is str:
-                clean[key] = SECRET if value and self._is_secret_key(key) else self.text(value)
+                if value and secret_keys.get(key, None) is not False and self._is_secret_key(key):
+                    clean[key] = SECRET
+                else:
+                    cached = texts.get(value)
+                    clean[key] = cached if cached is not None else self.text(value)
             elif kind is int or kind is float or kind is bool or value is None:
                 clean[key] = value  # the common case: nothing in it to redact
             elif isinstance(value, str):

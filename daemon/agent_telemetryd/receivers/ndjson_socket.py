@@ -49,6 +49,13 @@ class NdjsonProtocol(asyncio.Protocol):
                 return
             data = data[newline + 1 :]
             self._skipping = False
+        if not self._pending and data.endswith(b"\n"):
+            # The usual read: whole lines only, nothing held over, so no buffer copies.
+            # _take() still skips any line over the limit.
+            lines = data.split(b"\n")
+            lines.pop()  # the empty piece after the final newline
+            self._take(lines)
+            return
         self._pending += data
         last_newline = self._pending.rfind(b"\n")
         if last_newline == -1:
@@ -83,14 +90,14 @@ class NdjsonProtocol(asyncio.Protocol):
             )
 
     def _take(self, lines: list[bytes]) -> None:
-        good: list[bytes] = []
-        for line in lines:
-            if len(line) > self._max_line:
-                self._ingestor.reject_unparsable(
-                    f"line longer than {self._max_line} bytes; skipped", self._source
-                )
-            elif line.strip():
-                good.append(line)
+        limit = self._max_line
+        good = [line for line in lines if len(line) <= limit and line and not line.isspace()]
+        if len(good) != len(lines):
+            for line in lines:
+                if len(line) > limit:
+                    self._ingestor.reject_unparsable(
+                        f"line longer than {limit} bytes; skipped", self._source
+                    )
         if good:
             self._ingestor.accept_lines(good, self._source)
 

@@ -114,9 +114,14 @@ class Writer:
             item = await self._queue.get()
             group: list[WriteRequest] = []
             jobs: list[Any] = [item]
-            # Everything that arrived while the last commit ran goes into this one.
-            while not self._queue.empty() and sum(len(r.rows) for r in group) < MAX_GROUP_EVENTS:
-                jobs.append(self._queue.get_nowait())
+            # Everything that arrived while the last commit ran goes into this one (a running
+            # count: summing the group on every step made a long queue quadratic).
+            events = len(item.rows) if isinstance(item, WriteRequest) else 0
+            while not self._queue.empty() and events < MAX_GROUP_EVENTS:
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                if isinstance(job, WriteRequest):
+                    events += len(job.rows)
             for job in jobs:
                 if job is _STOP:
                     stopping = True

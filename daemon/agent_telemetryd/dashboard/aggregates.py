@@ -101,7 +101,10 @@ def span(conn: sqlite3.Connection) -> dict[str, int | None]:
 
 
 def totals(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    cte, params = _counts_cte(f)
+    return _totals(conn, *_counts_cte(f))
+
+
+def _totals(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, Any]:
     events, errors = conn.execute(
         f"{cte} SELECT coalesce(sum(events), 0), coalesce(sum(errors), 0) FROM cells", params
     ).fetchone()
@@ -110,10 +113,14 @@ def totals(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
 
 def over_time(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     """Events and errors per bucket, with empty buckets between the first and last filled."""
-    cte, params = _counts_cte(f)
+    return _over_time(conn, f, *_counts_cte(f), _time_key(f))
+
+
+def _over_time(
+    conn: sqlite3.Connection, f: Filters, cte: str, params: Params, key: str
+) -> list[dict[str, Any]]:
     rows = conn.execute(
-        f"{cte} SELECT {_time_key(f)} AS k, sum(events), sum(errors) FROM cells"
-        " GROUP BY k ORDER BY k",
+        f"{cte} SELECT {key} AS k, sum(events), sum(errors) FROM cells GROUP BY k ORDER BY k",
         params,
     ).fetchall()
     if not rows:
@@ -133,8 +140,7 @@ def over_time(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     return series
 
 
-def _breakdown(conn: sqlite3.Connection, f: Filters, column: str) -> dict[str, Any]:
-    cte, params = _counts_cte(f)
+def _breakdown(conn: sqlite3.Connection, cte: str, params: Params, column: str) -> dict[str, Any]:
     rows = conn.execute(
         f"{cte} SELECT {column}, sum(events) AS n, sum(errors) FROM cells"
         f" GROUP BY {column} ORDER BY n DESC, {column}",
@@ -154,16 +160,19 @@ def _breakdown(conn: sqlite3.Connection, f: Filters, column: str) -> dict[str, A
 
 
 def by_agent(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    return _breakdown(conn, f, "agent")
+    return _breakdown(conn, *_counts_cte(f), "agent")
 
 
 def by_event(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    return _breakdown(conn, f, "event")
+    return _breakdown(conn, *_counts_cte(f), "event")
 
 
 def choices(conn: sqlite3.Connection, f: Filters) -> dict[str, list[str]]:
     """Agents and event names seen in the time range, for the filter menus."""
-    cte, params = _counts_cte(Filters(since_ms=f.since_ms, until_ms=f.until_ms))
+    return _choices(conn, *_counts_cte(Filters(since_ms=f.since_ms, until_ms=f.until_ms)))
+
+
+def _choices(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, list[str]]:
     found = {}
     for column in ("agent", "event"):
         found[column + "s"] = [
@@ -175,14 +184,68 @@ def choices(conn: sqlite3.Connection, f: Filters) -> dict[str, list[str]]:
     return found
 
 
-def _percentiles(
-    conn: sqlite3.Connection, f: Filters, key: str, order: str, limit: int | None = None
-) -> list[tuple[Any, int, float, float, float]]:
-    """(key, count, p50, p95, max) per key: nearest rank over the histogram buckets,
-    i.e. the smallest value with at least p% of the durations at or below it."""
+# Per-request scratch tables: a CTE's rows, grouped once and read several times. TEMP
+# tables live in the connection's own (in-memory: `temp_store=MEMORY`) schema, so this
+# works on the report's read-only connection too, and no other connection sees them.
+_HISTOGRAM = "temp.dash_request_histogram"
+_COUNTS = "temp.dash_request_counts"
+
+
+def _materialise_counts(conn: sqlite3.Connection, f: Filters) -> tuple[str, Params]:
+    """Evaluate `_counts_cte` once into `_COUNTS`, grouped by (time key, agent, event),
+    and return a `cells` CTE over it for `_totals`, `_breakdown` and `_choices`.
+
+    `collect()` used to re-scan the hourly rollup and the tail for each of those views;
+    their keys are all coarsenings of (time key, agent, event). The CTE's `hour` column
+    holds the time key, so the over-time query must group by `hour` itself, not by
+    `_time_key(f)` again.
+    """
+    cte, params = _counts_cte(f)
+    conn.execute(f"DROP TABLE IF EXISTS {_COUNTS}")
+    conn.execute(
+        f"CREATE TABLE {_COUNTS} AS {cte}"
+        f" SELECT {_time_key(f)} AS t, agent, event, sum(events) AS events,"
+        " sum(errors) AS errors FROM cells GROUP BY t, agent, event",
+        params,
+    )
+    shared = (
+        "WITH cells(hour, agent, event, events, errors) AS ("
+        f" SELECT t, agent, event, events, errors FROM {_COUNTS})"
+    )
+    return shared, {}
+
+
+def _materialise_histogram(conn: sqlite3.Connection, f: Filters) -> None:
+    """Evaluate `_durations_cte` once into `_HISTOGRAM` as (event, bucket, n).
+
+    Both the per-event and the overall percentiles read it: the overall histogram is
+    the per-event one summed over events (a few thousand rows), so only one of them
+    pays for scanning and sorting the rollup. Grouping by (time key, event, bucket)
+    instead, to serve the over-time query as well, hardly shrinks the rows (a few
+    durations per hour and event) and cost more than it saved.
+    """
     cte, params = _durations_cte(f)
+    conn.execute(f"DROP TABLE IF EXISTS {_HISTOGRAM}")
+    conn.execute(
+        f"CREATE TABLE {_HISTOGRAM} AS {cte}"
+        " SELECT event, bucket, sum(n) AS n FROM cells GROUP BY event, bucket",
+        params,
+    )
+
+
+def _percentiles(
+    conn: sqlite3.Connection,
+    cells: str,
+    params: Params,
+    key: str,
+    order: str,
+    limit: int | None = None,
+) -> list[tuple[Any, int, float, float, float]]:
+    """(key, count, p50, p95, max) per key over the `cells` CTE (columns including
+    `bucket` and `n`): nearest rank over the histogram buckets, i.e. the smallest value
+    with at least p% of the durations at or below it."""
     sql = (
-        f"{cte}, d AS (SELECT {key} AS k, bucket, sum(n) AS n FROM cells GROUP BY k, bucket),"
+        f"{cells}, d AS (SELECT {key} AS k, bucket, sum(n) AS n FROM cells GROUP BY k, bucket),"
         " r AS (SELECT k, bucket,"
         " sum(n) OVER (PARTITION BY k ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS cum,"
         " sum(n) OVER (PARTITION BY k) AS total FROM d)"
@@ -198,7 +261,15 @@ def _percentiles(
 
 def durations(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     """p50/p95 of `properties.duration_ms` overall, per time bucket and per event name."""
-    overall = _percentiles(conn, f, "0", "k")
+    cte, params = _durations_cte(f)
+    over_time = _percentiles(conn, cte, params, _time_key(f), "k")
+    _materialise_histogram(conn, f)
+    try:
+        histogram = f"WITH cells AS (SELECT event, bucket, n FROM {_HISTOGRAM})"
+        overall = _percentiles(conn, histogram, {}, "0", "k")
+        by_event = _percentiles(conn, histogram, {}, "event", "total DESC, k", TOP)
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {_HISTOGRAM}")
     count, p50, p95, top = overall[0][1:] if overall else (0, None, None, None)
     return {
         "count": count,
@@ -207,11 +278,11 @@ def durations(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
         "max_ms": top,
         "over_time": [
             {"t_ms": _bucket_start_ms(f, k), "count": n, "p50_ms": a, "p95_ms": b}
-            for k, n, a, b, _ in _percentiles(conn, f, _time_key(f), "k")
+            for k, n, a, b, _ in over_time
         ],
         "by_event": [
             {"name": k, "count": n, "p50_ms": a, "p95_ms": b, "max_ms": m}
-            for k, n, a, b, m in _percentiles(conn, f, "event", "total DESC, k", TOP)
+            for k, n, a, b, m in by_event
         ],
     }
 
@@ -250,16 +321,23 @@ def collect(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     try:
         when = span(conn)
         f = f.resolved(when["first_ms"], when["last_ms"])
-        return {
-            "filters": f.as_dict(),
-            "span": when,
-            "totals": totals(conn, f),
-            "over_time": over_time(conn, f),
-            "by_agent": by_agent(conn, f),
-            "by_event": by_event(conn, f),
-            "durations": durations(conn, f),
-            "choices": choices(conn, f),
-            "uploads": uploads(conn),
-        }
+        try:
+            cells = _materialise_counts(conn, f)
+            # The menus ignore the agent and event filters; without those the cells
+            # are the same, so they can share the table too.
+            unfiltered = f.agent is None and f.event is None
+            return {
+                "filters": f.as_dict(),
+                "span": when,
+                "totals": _totals(conn, *cells),
+                "over_time": _over_time(conn, f, *cells, "hour"),
+                "by_agent": _breakdown(conn, *cells, "agent"),
+                "by_event": _breakdown(conn, *cells, "event"),
+                "durations": durations(conn, f),
+                "choices": _choices(conn, *cells) if unfiltered else choices(conn, f),
+                "uploads": uploads(conn),
+            }
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {_COUNTS}")
     finally:
         conn.execute("COMMIT")

@@ -41,12 +41,46 @@ def to_rows(section: str, result: Any) -> list[Row]:
             return _rates(section, result)
         return [_row(section, item) for item in result]
     if isinstance(result, Mapping):
-        return [
-            Row(section, str(key), float(value), "")
-            for key, value in result.items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
-        ]
+        rows = [Row(section, key, value, _unit(key)) for key, value in _flatten(result)]
+        _anchor(section, rows)
+        return rows
     return [Row(section, "result", None, "", note=repr(result)[:200])]
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_flatten(value, f"{name} "))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((name, float(value)))
+    return out
+
+
+def _unit(key: str) -> str:
+    for suffix, unit in (("_ms", "ms"), ("_s", "s"), ("_mib", "MiB"), ("_kib", "KiB"),
+                         ("per_second", "events/s"), ("seconds", "s")):  # fmt: skip
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def _anchor(section: str, rows: list[Row]) -> None:
+    """Pair the figures of known modules with the anchor they measured themselves."""
+    by_name = {row.name: row for row in rows}
+    if "count_star_ms" in by_name:  # dashboard_queries: a full scan is the anchor
+        anchor = by_name["count_star_ms"].value
+        for row in rows:
+            if row.unit == "ms" and row.name not in ("count_star_ms",) and anchor:
+                row.anchor, row.anchor_value = "SELECT count(*)", anchor
+                row.ratio = (row.value or 0) / anchor
+    if "peak_rss_mib" in by_name and "rss_before_mib" in by_name:  # upload_flush
+        peak, idle = by_name["peak_rss_mib"], by_name["rss_before_mib"]
+        if peak.value is not None and idle.value is not None:
+            peak.anchor, peak.anchor_value = "RSS before flush", idle.value
+            peak.ratio = peak.value / idle.value if idle.value else None
+            peak.target, peak.met = "< 20 MiB above", peak.value - idle.value < 20
 
 
 def _row(section: str, item: Mapping[str, Any]) -> Row:

@@ -129,6 +129,8 @@ def run(quick: bool) -> list[Row]:
                 "TELEMETRY_API_KEY": "bench",
                 "AGENT_TELEMETRY_RATE_LIMIT": "off",
                 "AGENT_TELEMETRY_HTTP_PORT": "off",
+                # Above the largest size: the default cap (5M) would evict as it ingests.
+                "AGENT_TELEMETRY_MAX_EVENTS": "20000000",
             },
         )
         proc = DaemonProcess(home, env)

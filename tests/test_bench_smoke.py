@@ -28,6 +28,7 @@ EXPECTED = {
         "ingest.sock, 1 producer",
         "ingest.sock, 4 producers",
         "ingest.sock, 16 producers",
+        "ingest.sock, best of the above",
         "HTTP /v1/events, batches of 500",
         "send -> commit p50 (4 x ~5k/s steady)",
         "send -> commit p99 (4 x ~5k/s steady)",

@@ -124,6 +124,9 @@ def test_a_runaway_source_is_rate_limited_and_counted(daemon_factory: DaemonFact
     assert status["buffer"]["rate_limited"] == 140
     states = [r["upload"] for r in daemon.export() if r["agent"] == "runaway"]
     assert states.count("rate_limited") == 140 and states.count("pending") == 60
+    assert status["upload"]["rate_limited_by_source"] == {"runaway": 140}
+    assert daemon.stop() == 0
+    assert daemon.status()["upload"]["rate_limited_by_source"] == {"runaway": 140}
 
 
 def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None:

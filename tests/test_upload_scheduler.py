@@ -23,5 +23,8 @@ def test_scheduled_upload_needs_no_command(daemon_factory: Factory) -> None:
         # Mode local pauses the schedule.
         daemon.cli("disable")
         assert daemon.status()["next_upload"] is None
+        # The last upload is read from the buffer, so it shows with the daemon down too.
+        assert daemon.stop() == 0
+        assert daemon.status()["last_upload"] == status["last_upload"]
     finally:
         posthog.stop()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.store import queries
+from agent_telemetryd.store.queries import rfc3339_ms
+from agent_telemetryd.upload import pending, receipts
 
 EMPTY_BUFFER = {
     "events": 0,
@@ -21,15 +24,27 @@ EMPTY_BUFFER = {
 }
 
 
-def read_buffer(conn: sqlite3.Connection | None) -> tuple[dict[str, Any], dict[str, int], str]:
-    """(buffer section, stored counters, anonymous id) from an open buffer, or empty ones."""
+@dataclass(frozen=True)
+class BufferFacts:
+    """What `status` reads from the buffer file: the same whether the daemon runs or not."""
+
+    buffer: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_BUFFER))
+    stored_counters: dict[str, int] = field(default_factory=dict)
+    anonymous_id: str = ""
+    last_upload_ms: int | None = None
+    rate_limited_by_source: dict[str, int] = field(default_factory=dict)
+
+
+def read_facts(conn: sqlite3.Connection | None) -> BufferFacts:
     if conn is None:
-        return dict(EMPTY_BUFFER), {}, ""
+        return BufferFacts()
     summary = queries.buffer_summary(conn)
-    return (
-        summary["buffer"],
-        summary["stored_counters"],
-        queries.get_meta(conn, "anonymous_id") or "",
+    return BufferFacts(
+        buffer=summary["buffer"],
+        stored_counters=summary["stored_counters"],
+        anonymous_id=queries.get_meta(conn, "anonymous_id") or "",
+        last_upload_ms=receipts.last_accepted_ms(conn),
+        rate_limited_by_source=pending.rate_limited_by_source(conn),
     )
 
 
@@ -39,14 +54,13 @@ def build_status(
     consent: ConsentState,
     running: bool,
     pid: int | None,
-    buffer: dict[str, Any],
-    stored_counters: dict[str, int],
+    facts: BufferFacts,
     memory_counters: dict[str, int],
-    anonymous_id: str,
     http_url: str | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    totals = dict(stored_counters)
+    buffer = facts.buffer
+    totals = dict(facts.stored_counters)
     for name, value in memory_counters.items():
         totals[name] = totals.get(name, 0) + value
     dropped = {
@@ -64,7 +78,7 @@ def build_status(
         "mode_reason": consent.reason,
         "mode_since": consent.since,
         "sender": config.sender,
-        "anonymous_id": anonymous_id or None,
+        "anonymous_id": facts.anonymous_id or None,
         "buffer": buffer,
         "counters": {
             "received": totals.get("received", 0),
@@ -73,7 +87,7 @@ def build_status(
             "dropped_total": sum(dropped.values()),
             "stored": buffer["events"],
         },
-        "last_upload": None,
+        "last_upload": rfc3339_ms(facts.last_upload_ms) if facts.last_upload_ms else None,
         "next_upload": None,
         "paths": {
             "ingest_socket": str(paths.ingest_socket),
@@ -83,6 +97,9 @@ def build_status(
             "config": str(paths.config_file),
         },
     }
+    status["upload"] = {"rate_limited_by_source": facts.rate_limited_by_source}
     if extra:
+        extra = dict(extra)
+        status["upload"].update(extra.pop("upload", {}))
         status.update(extra)
     return status

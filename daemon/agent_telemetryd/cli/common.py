@@ -16,8 +16,7 @@ from agent_telemetryd.config import Config, ConfigError, load_config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.paths import ensure_private_dir
-from agent_telemetryd.status import build_status
-from agent_telemetryd.status import read_buffer as buffer_section
+from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store.database import connect, open_buffer
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -92,16 +91,14 @@ def read_status(config: Config) -> dict[str, Any]:
     if daemon_pid(config) is not None:
         return dict(call_api(config, "GET", "/v1/status"))
     with read_buffer(config) as conn:
-        buffer, stored, anonymous_id = buffer_section(conn)
+        facts = read_facts(conn)
     return build_status(
         config=config,
         consent=decide(config, read_stored(config.paths.consent_file)),
         running=False,
         pid=None,
-        buffer=buffer,
-        stored_counters=stored,
+        facts=facts,
         memory_counters={},
-        anonymous_id=anonymous_id,
         http_url=None,
     )
 

@@ -12,17 +12,14 @@ from agent_telemetryd.consent import read_stored, write_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
 from agent_telemetryd.mode_change import apply_mode
-from agent_telemetryd.status import build_status, read_buffer
+from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store import queries
 
 routes = web.RouteTableDef()
 
 
 async def current_status(context: DaemonContext) -> dict[str, Any]:
-    if context.buffer is not None:
-        buffer, stored, anonymous_id = await context.buffer.read(read_buffer)
-    else:
-        buffer, stored, anonymous_id = read_buffer(None)
+    facts = await context.buffer.read(read_facts) if context.buffer else read_facts(None)
     extra: dict[str, Any] = {}
     for section in context.status_sections:
         extra.update(await section())
@@ -31,10 +28,8 @@ async def current_status(context: DaemonContext) -> dict[str, Any]:
         consent=context.consent,
         running=True,
         pid=os.getpid(),
-        buffer=buffer,
-        stored_counters=stored,
+        facts=facts,
         memory_counters=_memory_counters(context),
-        anonymous_id=anonymous_id,
         http_url=context.http_url,
         extra=extra,
     )

@@ -9,9 +9,8 @@ from aiohttp import web
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
-from agent_telemetryd.senders.base import rfc3339_ms
 from agent_telemetryd.senders.factory import build_sender, new_session
-from agent_telemetryd.upload import pending, receipts, routes
+from agent_telemetryd.upload import routes
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.scheduler import UploadSchedule
 from agent_telemetryd.upload.uploader import Uploader, UploadSettings
@@ -39,15 +38,11 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
             await uploader.stop("upload was turned off during the flush; no further request")
 
     async def status_section() -> dict[str, Any]:
-        buffer = context.buffer
-        last_ms, by_source = None, {}
-        if buffer is not None:
-            last_ms = await buffer.read(receipts.last_accepted_ms)
-            by_source = await buffer.read(pending.rate_limited_by_source)
+        # last_upload and rate_limited_by_source come from the buffer file (status.py),
+        # so `status` shows them with the daemon down too; these are the live parts.
         next_run = schedule.next_run()
         last = uploader.last_report
         return {
-            "last_upload": rfc3339_ms(last_ms) if last_ms is not None else None,
             "next_upload": (
                 next_run.astimezone().isoformat(timespec="seconds") if next_run else None
             ),
@@ -57,7 +52,6 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
                 "batch_size": uploader.settings.batch_size,
                 "flush_running": uploader.running,
                 "last_flush": last.as_dict() if last is not None else None,
-                "rate_limited_by_source": by_source,
             },
         }
 

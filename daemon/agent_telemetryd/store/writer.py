@@ -13,6 +13,7 @@ statements, so the whole transaction runs as one function on this thread instead
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -176,7 +177,7 @@ class Writer:
             result = fn(conn)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         # A job may have deleted rows (clear, retention); re-read the cheap running total.
         self._stored = _counter(conn, STORED)
@@ -208,7 +209,7 @@ class Writer:
             conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             self._stored = _counter(conn, STORED)
             raise
         if any(result.refused for result in results):
@@ -239,6 +240,14 @@ class Writer:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * self._page_size
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (a full disk, an I/O error); a failed
+    # ROLLBACK must not hide the error that caused it.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _counter(conn: sqlite3.Connection, name: str) -> int:

@@ -1,0 +1,230 @@
+"""The buffer under pressure: a full disk, the row cap, retention, a foreign user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.writer import Writer
+from tests.conftest import DaemonFactory
+from tests.daemon_process import DaemonProcess
+from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
+    mount_point = Path(f"/tmp/at-disk-{os.getpid()}-{time.monotonic_ns()}")
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount_point)],
+        check=True,
+    )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()
+
+
+def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
+    daemon_factory: DaemonFactory, tiny_disk: Path
+) -> None:
+    daemon = daemon_factory(start=False)
+    (daemon.home / "data").symlink_to(tiny_disk)
+    daemon.start()
+    url = daemon.http_url()
+    padding = "x" * 2000
+    codes = []
+    for batch in range(40):
+        events = [
+            {"event": "fill", "properties": {"b": batch, "i": i, "p": padding}} for i in range(50)
+        ]
+        codes.append(post_events(url, events)[0])
+        if codes[-1] == 503:
+            break
+    assert codes[-1] == 503, "the disk never filled"
+    assert set(codes[:-1]) == {202}
+    # ingest.sock keeps taking connections; what cannot be written is counted, not hidden.
+    send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
+    time.sleep(0.5)
+    status = daemon.status()
+    assert status["running"] is True
+    dropped = status["counters"]["dropped"]
+    assert dropped.get("write_error", 0) >= 10
+    accounted = status["counters"]["stored"] + status["counters"]["rejected"]
+    assert accounted + status["counters"]["dropped_total"] == status["counters"]["received"]
+    assert "buffer_write_failed" in daemon.log()
+    assert daemon.stop() == 0
+
+
+def test_row_cap_evicts_oldest_sent_then_refuses_new(daemon_factory: DaemonFactory) -> None:
+    sent_file = "sent.ndjson"
+    daemon = daemon_factory(
+        {
+            "AGENT_TELEMETRY_MAX_EVENTS": "100",
+            "AGENT_TELEMETRY_MODE": "upload",
+            "AGENT_TELEMETRY_SENDER": "file",
+            "AGENT_TELEMETRY_RATE_LIMIT": "off",
+        }
+    )
+    daemon.env["AGENT_TELEMETRY_FILE"] = str(daemon.home / sent_file)
+    daemon.stop()
+    daemon.start()
+    url = daemon.http_url()
+    post_events(url, [{"event": "first", "properties": {"i": i}} for i in range(60)])
+    daemon.cli("flush")
+    post_events(url, [{"event": "second", "properties": {"i": i}} for i in range(40)])
+    # Full: 60 sent + 40 pending. 30 more evict the 30 oldest sent rows.
+    assert (
+        post_events(url, [{"event": "third", "properties": {"i": i}} for i in range(30)])[0] == 202
+    )
+    rows = daemon.export()
+    assert len(rows) == 100
+    assert [r["properties"]["i"] for r in rows if r["event"] == "first"] == list(range(30, 60))
+    # 50 more: the last 30 sent rows go; then only unsent rows are left, which are never
+    # evicted for space, so the other 20 new events are refused and counted.
+    daemon.cli("mode", "local")
+    status, body = post_events(url, [{"event": "fourth"}] * 50)
+    assert status == 202 and body["accepted"] == 30 and body["refused_buffer_full"] == 20
+    assert not [r for r in daemon.export() if r["event"] == "first"]
+    counters = daemon.status()["counters"]
+    assert counters["dropped"]["evicted_sent"] == 60
+    assert counters["dropped"]["buffer_full"] == 20
+    assert (
+        counters["received"]
+        == counters["stored"] + counters["rejected"] + counters["dropped_total"]
+    )
+
+
+def test_retention_purges_only_events_older_than_the_window(tmp_path: Path) -> None:
+    async def scenario() -> tuple[dict[str, int], list[int]]:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=90
+        )
+        try:
+            day = 86_400_000
+            now_ms = int(time.time() * 1000)
+            rows = [
+                (
+                    f"00000000-0000-7000-8000-{age:012d}",
+                    "e",
+                    now_ms - age * day,
+                    now_ms - age * day,
+                    "{}",
+                    "a",
+                    None,
+                    "http",
+                    "local",
+                    "local",
+                    "id",
+                    "t",
+                )
+                for age in (200, 91, 89, 1, 0)
+            ]
+            ack = buffer.writer.submit(rows, {"received": 5}, ack=True)
+            assert ack is not None
+            await ack
+            # The hourly retention job runs at open as well; either run may do the purge.
+            await buffer.purge_expired()
+            ages = await buffer.read(
+                lambda c: [int(u[-12:]) for (u,) in c.execute("SELECT uuid FROM events")]
+            )
+            counts = await buffer.read(
+                lambda c: dict(c.execute("SELECT name, value FROM counters"))
+            )
+            return counts, sorted(ages)
+        finally:
+            await buffer.close()
+
+    counts, ages = asyncio.run(scenario())
+    assert ages == [0, 1, 89]
+    assert counts["dropped.retention"] == 2 and counts["stored"] == 3
+
+
+def test_a_foreign_user_cannot_use_the_sockets(daemon: DaemonProcess) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    # Loosen the file modes as a careless admin might: the uid check must still refuse.
+    daemon.home.chmod(0o755)
+    daemon.ingest_socket.parent.chmod(0o755)
+    daemon.ingest_socket.chmod(0o666)
+    daemon.api_socket.chmod(0o666)
+    script = f"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect({str(daemon.ingest_socket)!r})
+s.sendall(b'{{"event": "from.nobody"}}\\n')
+s.close()
+a = socket.socket(socket.AF_UNIX)
+a.connect({str(daemon.api_socket)!r})
+a.sendall(b"GET /v1/status HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+print(a.recv(100).split(b"\\r\\n")[0].decode())
+"""
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "403" in result.stdout
+    send_lines(daemon.ingest_socket, json.dumps({"event": "from.owner"}).encode() + b"\n")
+    wait_for_rows(daemon, 1)
+    time.sleep(0.3)
+    assert [r["event"] for r in daemon.export()] == ["from.owner"]
+    assert "foreign_peer_refused" in daemon.log()
+
+
+def test_writer_survives_a_failed_commit_and_writes_again(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=90
+        )
+        writer: Writer = buffer.writer
+        try:
+            row = (
+                "00000000-0000-7000-8000-000000000001",
+                "e",
+                1,
+                1,
+                "{}",
+                "a",
+                None,
+                "http",
+                "local",
+                "local",
+                "id",
+                "t",
+            )
+            bad = row[:-1]  # a value short: the whole group fails to commit
+            failed = writer.submit([bad], {"received": 1}, ack=True)
+            assert failed is not None
+            with pytest.raises(Exception, match="buffer write failed"):
+                await failed
+            ok = writer.submit([row], {"received": 1}, ack=True)
+            assert ok is not None
+            result = await ok
+            lost = writer.unsaved.get("dropped.write_error", 0)
+            return result.inserted, lost
+        finally:
+            await buffer.close()
+
+    assert asyncio.run(scenario()) == (1, 1)

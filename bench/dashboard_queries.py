@@ -120,6 +120,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         fold_s = timed(lambda: fold_all(writer), 1)
         rollup_rows = writer.execute(
             "SELECT (SELECT count(*) FROM dash_hourly) + (SELECT count(*) FROM dash_durations)"
+            " + (SELECT count(*) FROM dash_duration_hours)"
         ).fetchone()[0]
         scan_ms = 1000 * timed(
             lambda: reader.execute("SELECT count(*) FROM events").fetchone(), repeat

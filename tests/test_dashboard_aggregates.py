@@ -12,8 +12,10 @@ import pytest
 
 from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.dashboard.rollup import fold, fold_all, unfolded
-from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.dashboard.rollup import coarse_bucket_sql, fold, fold_all, unfolded
+from agent_telemetryd.dashboard.views import without_rollups
+from agent_telemetryd.store.database import connect, open_buffer
+from agent_telemetryd.store.migrations import MIGRATIONS
 
 H = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a whole hour
 HOUR = 3_600_000
@@ -226,3 +228,67 @@ def test_collect_on_an_empty_buffer(tmp_path: Path) -> None:
     assert data["over_time"] == []
     assert data["durations"]["count"] == 0
     assert data["by_agent"]["rows"] == []
+
+
+def test_day_buckets_keep_two_significant_digits(buffer: sqlite3.Connection) -> None:
+    """Per-day percentiles round the 3-digit bucket to 2 digits (1230 -> 1200); the
+    overall and per-event ones stay at 3, with or without an agent filter."""
+    result = aggregates.durations(buffer, Filters(bucket="day"))
+    assert [(p["t_ms"], p["count"], p["p50_ms"], p["p95_ms"]) for p in result["over_time"]] == [
+        (H, 9, 500, 1200)
+    ]
+    assert (result["p50_ms"], result["p95_ms"]) == (500, 1230)
+    # planner: 100 400 500 600 700 800 1234 -> p50 the 4th, p95 the 7th
+    planner = aggregates.durations(buffer, Filters(bucket="day", agent="planner"))
+    assert [(p["count"], p["p50_ms"], p["p95_ms"]) for p in planner["over_time"]] == [
+        (7, 600, 1200)
+    ]
+    assert planner["by_event"][0]["p95_ms"] == 1230
+
+
+def coarse_recount(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        f"SELECT hour, {coarse_bucket_sql('bucket')} AS b, sum(n) FROM dash_durations"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+
+
+def coarse_stored(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT hour, bucket, n FROM dash_duration_hours ORDER BY 1, 2").fetchall()
+
+
+def test_coarse_histogram_follows_the_fine_one(tmp_path: Path) -> None:
+    """dash_duration_hours stays dash_durations summed to 2 digits through folds (new
+    cells and added counts) and deletes, down to empty."""
+    conn = open_buffer(tmp_path / "b.sqlite3")
+    insert(conn, FIXTURE)
+    fold_some(conn, 7)
+    insert(conn, FIXTURE)  # the same cells again: the fold's upsert adds to them
+    fold_all(conn)
+    assert coarse_stored(conn) == coarse_recount(conn)
+    assert sum(n for _, _, n in coarse_stored(conn)) == 18
+    for (row_id,) in conn.execute("SELECT id FROM events ORDER BY id").fetchall():
+        conn.execute("DELETE FROM events WHERE id = ?", (row_id,))
+        assert coarse_stored(conn) == coarse_recount(conn)
+    assert coarse_stored(conn) == []
+
+
+def test_migration_4_fills_the_coarse_histogram(tmp_path: Path) -> None:
+    """A buffer folded under migration 3 gets dash_duration_hours filled on upgrade,
+    and a read-only reader of a version-3 file sees the same day percentiles."""
+    path = tmp_path / "b.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version = 3")
+    insert(old, FIXTURE)
+    fold_all(old)
+    old.close()
+    reader = connect(path, readonly=True)
+    without_rollups(reader)
+    before = aggregates.durations(reader, Filters(bucket="day"))
+    reader.close()
+    conn = open_buffer(path)
+    assert coarse_stored(conn) == coarse_recount(conn) != []
+    assert aggregates.durations(conn, Filters(bucket="day")) == before
+    assert before["over_time"][0]["p95_ms"] == 1200

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.dashboard.rollup import coarse_bucket_sql
 from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
 
@@ -83,21 +84,30 @@ def empty_buffer() -> sqlite3.Connection:
 
 
 def without_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 3, opened read-only (the daemon has not been
-    restarted since the upgrade): empty TEMP rollups make every query read the events
-    table directly. Slower, but the same numbers."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dash_state'").fetchone():
-        return
-    conn.execute("CREATE TEMP TABLE dash_state (folded_id INTEGER NOT NULL)")
-    conn.execute("INSERT INTO temp.dash_state VALUES (0)")
-    conn.execute(
-        "CREATE TEMP TABLE dash_hourly (hour INTEGER, agent TEXT, event TEXT,"
-        " events INTEGER, errors INTEGER)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE dash_durations (hour INTEGER, agent TEXT, event TEXT,"
-        " bucket REAL, n INTEGER)"
-    )
+    """A buffer from before migration 3 or 4, opened read-only (the daemon has not been
+    restarted since the upgrade): TEMP stand-ins make every query read what the file
+    has, the events table directly when it has no rollups at all. Slower, but the same
+    numbers."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dash_state'").fetchone():
+        conn.execute("CREATE TEMP TABLE dash_state (folded_id INTEGER NOT NULL)")
+        conn.execute("INSERT INTO temp.dash_state VALUES (0)")
+        conn.execute(
+            "CREATE TEMP TABLE dash_hourly (hour INTEGER, agent TEXT, event TEXT,"
+            " events INTEGER, errors INTEGER)"
+        )
+        conn.execute(
+            "CREATE TEMP TABLE dash_durations (hour INTEGER, agent TEXT, event TEXT,"
+            " bucket REAL, n INTEGER)"
+        )
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'dash_duration_hours'"
+    ).fetchone():
+        # Migration 4's table is dash_durations summed; a view gives the same rows.
+        conn.execute(
+            "CREATE TEMP VIEW dash_duration_hours (hour, bucket, n) AS"
+            f" SELECT hour, {coarse_bucket_sql('bucket')}, sum(n) FROM dash_durations"
+            " GROUP BY 1, 2"
+        )
 
 
 def read_view(name: str, conn: sqlite3.Connection | None, f: Filters) -> dict[str, Any]:

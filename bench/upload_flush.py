@@ -4,7 +4,7 @@ The buffer is filled directly with N pending events (the cost measured is the up
 not ingest), then the real daemon is started in upload mode and `agent-telemetry flush`
 is timed. Peak resident memory of the daemon is read from /proc (VmHWM) before and after.
 
-    .venv/bin/python -m bench.upload_flush          # 100,000 events
+    .venv/bin/python -m bench.upload_flush          # 1,000,000 events
     .venv/bin/python -m bench.upload_flush --quick  # 5,000 events
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.writer import INSERT_EVENT
 from tests.daemon_process import DaemonProcess, clean_environment, make_home
 
-FULL_EVENTS = 100_000
+FULL_EVENTS = 1_000_000
 QUICK_EVENTS = 5_000
 
 
@@ -116,6 +117,13 @@ def _memory_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (None: this one, where the backend runs)."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     count = QUICK_EVENTS if quick else FULL_EVENTS
     backend = CountingBackend().start()
@@ -136,9 +144,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         daemon.start()
         assert daemon.proc is not None
         before = _memory_kib(daemon.proc.pid)
+        daemon_cpu_before = _cpu_seconds(daemon.proc.pid)
+        backend_cpu_before = _cpu_seconds(None)
         started = time.perf_counter()
         report = json.loads(daemon.cli("flush", "--json", timeout=900).stdout)
         seconds = time.perf_counter() - started
+        daemon_cpu = _cpu_seconds(daemon.proc.pid) - daemon_cpu_before
+        backend_cpu = _cpu_seconds(None) - backend_cpu_before
         after = _memory_kib(daemon.proc.pid)
     finally:
         daemon.cleanup()
@@ -150,6 +162,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "backend_events": backend.events,
         "seconds": round(seconds, 2),
         "events_per_second": round(report["events_sent"] / seconds) if seconds else 0,
+        # Which side bounds the flush: CPU seconds per wall second of each (1.0 = a core).
+        "daemon_cpu_share": round(daemon_cpu / seconds, 2) if seconds else 0,
+        "backend_cpu_share": round(backend_cpu / seconds, 2) if seconds else 0,
         "rss_before_mib": round(before["VmRSS"] / 1024, 1),
         "peak_rss_mib": round(after["VmHWM"] / 1024, 1),
         "rss_after_mib": round(after["VmRSS"] / 1024, 1),

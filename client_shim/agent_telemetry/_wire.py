@@ -6,6 +6,7 @@ One event is one compact JSON object on one line:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -98,19 +99,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_second_cache: tuple[int, str] = (-1, "")
+@functools.lru_cache(maxsize=1024)
+def _second_prefix(seconds: int) -> str:
+    # Events come in bursts within a few seconds; strftime() is most of the cost.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def format_timestamp(ms: int) -> str:
     """RFC 3339 in UTC with milliseconds and `Z`, e.g. `2026-11-24T21:00:00.123Z`."""
-    global _second_cache
     seconds, millis = divmod(ms, 1000)
-    cached_second, prefix = _second_cache
-    if seconds != cached_second:
-        # Events come in bursts within one second; strftime() is most of the cost.
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second_cache = (seconds, prefix)
-    return f"{prefix}.{millis:03d}Z"
+    return f"{_second_prefix(seconds)}.{millis:03d}Z"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 (3.11 has datetime.UTC; keep it plain)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from agent_telemetry._wire import format_timestamp as rfc3339_ms
 from agent_telemetryd.upload.batching import Outbound, OutboundBatch
 
 REDACTED = "<redacted>"
@@ -74,11 +74,6 @@ class Sender(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the sender holds (files); the HTTP session belongs to the part."""
-
-
-def rfc3339_ms(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now_rfc3339(clock: float | None = None) -> str:

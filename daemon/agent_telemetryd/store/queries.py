@@ -9,10 +9,11 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from agent_telemetry._wire import format_timestamp as rfc3339_ms
 
 UPLOAD_STATES = ("local", "pending", "sent", "rate_limited", "quarantined")
 EXPORT_FIELDS = (
@@ -27,11 +28,6 @@ EXPORT_FIELDS = (
     "transport",
     "consent",
 )
-
-
-def rfc3339_ms(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def counters(conn: sqlite3.Connection) -> dict[str, int]:

@@ -282,7 +282,7 @@ def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
 
     calls = 200_000
     assert during["median_us"] < 20
-    assert during["max_ms"] < 250  # room for a loaded machine's scheduler
+    assert during["max_ms"] < 1000  # never blocked: a loaded machine may still pause a call
     stats = during["stats"]
     assert stats["dropped"] > 0
     assert stats["drops"]["backlog_full"] == stats["dropped"]

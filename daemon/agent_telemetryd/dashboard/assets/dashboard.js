@@ -186,7 +186,11 @@
       width,
       height: 240,
       series: [{}, ...series],
-      scales: { x: { time: true, auto: false, range: () => range } },
+      // Counts, rates and durations all start at zero: a bar that starts at 40 misleads.
+      scales: {
+        x: { time: true, auto: false, range: () => range },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
       axes: [axis, { ...axis, label: axisLabel, size: 60 }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },

@@ -20,6 +20,13 @@ from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 
 
+def buffer_row(number: int, received_ms: int) -> tuple[object, ...]:
+    """One row as the ingest path hands it to the writer (uuid ends in `number`)."""
+    uuid = f"00000000-0000-7000-8000-{number:012d}"
+    return (uuid, "e", received_ms, received_ms, "{}", "a", None, "http", "local", "local",
+            "id", "t")  # fmt: skip
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
@@ -114,23 +121,7 @@ def test_retention_purges_only_events_older_than_the_window(tmp_path: Path) -> N
         try:
             day = 86_400_000
             now_ms = int(time.time() * 1000)
-            rows = [
-                (
-                    f"00000000-0000-7000-8000-{age:012d}",
-                    "e",
-                    now_ms - age * day,
-                    now_ms - age * day,
-                    "{}",
-                    "a",
-                    None,
-                    "http",
-                    "local",
-                    "local",
-                    "id",
-                    "t",
-                )
-                for age in (200, 91, 89, 1, 0)
-            ]
+            rows = [buffer_row(age, now_ms - age * day) for age in (200, 91, 89, 1, 0)]
             ack = buffer.writer.submit(rows, {"received": 5}, ack=True)
             assert ack is not None
             await ack
@@ -200,20 +191,7 @@ def test_writer_survives_a_failed_commit_and_writes_again(tmp_path: Path) -> Non
         )
         writer: Writer = buffer.writer
         try:
-            row = (
-                "00000000-0000-7000-8000-000000000001",
-                "e",
-                1,
-                1,
-                "{}",
-                "a",
-                None,
-                "http",
-                "local",
-                "local",
-                "id",
-                "t",
-            )
+            row = buffer_row(1, 1)
             bad = row[:-1]  # a value short: the whole group fails to commit
             failed = writer.submit([bad], {"received": 1}, ack=True)
             assert failed is not None

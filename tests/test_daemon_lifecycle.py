@@ -202,3 +202,9 @@ def test_a_corrupt_buffer_is_moved_aside_and_a_fresh_one_started(
     aside = list(daemon.database.parent.glob("buffer.sqlite3.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
     assert "buffer_unreadable_moved_aside" in daemon.log()
+
+
+def test_enable_without_a_backend_says_nothing_will_be_sent(daemon: DaemonProcess) -> None:
+    out = daemon.cli("enable").stdout
+    assert "Mode: upload" in out and "No backend is configured" in out
+    assert "agent-telemetry disable" in out  # how to go back

@@ -36,6 +36,11 @@ def set_mode(mode: str) -> None:
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
     click.echo(_NEXT_STEPS[effective])
+    if effective == "upload" and config.sender == "none":
+        click.echo(
+            "No backend is configured, so nothing is sent yet: set POSTHOG_API_KEY, or "
+            "TELEMETRY_ENDPOINT and TELEMETRY_API_KEY (see README, Uploading)."
+        )
 
 
 @click.command()

@@ -27,7 +27,6 @@ class DaemonContext:
     buffer: Buffer | None = None
     http_url: str | None = None
     dashboard_token: str = ""
-    started_at: float = 0.0
     status_sections: list[StatusSection] = field(default_factory=list)
     mode_listeners: list[ModeListener] = field(default_factory=list)
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import secrets
 import signal
-import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -102,7 +101,6 @@ class Daemon:
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()
         context = self.context
-        context.started_at = time.time()
         if context.consent.keeps or paths.database.exists():
             context.buffer = await Buffer.open_for(self.config)
         context.ingestor = Ingestor(

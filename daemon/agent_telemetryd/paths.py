@@ -31,10 +31,6 @@ class Paths:
         return self.data_dir / "dashboard-token"
 
     @property
-    def anonymous_id_file(self) -> Path:
-        return self.data_dir / "anonymous-id"
-
-    @property
     def ingest_socket(self) -> Path:
         return self.runtime_dir / "ingest.sock"
 

@@ -26,7 +26,6 @@ class NdjsonProtocol(asyncio.Protocol):
         self._pending = bytearray()
         self._skipping = False  # inside an oversize line, dropping bytes until b"\n"
         self._source = Source("unix")
-        self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -39,7 +38,6 @@ class NdjsonProtocol(asyncio.Protocol):
             log.warning("foreign_peer_refused", peer_uid=uid, socket="ingest")
             transport.abort()
             return
-        self._transport = transport
         self._source = Source("unix", pid=pid)
 
     def data_received(self, data: bytes) -> None:

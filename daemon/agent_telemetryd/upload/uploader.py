@@ -28,8 +28,6 @@ from agent_telemetryd.upload.batching import OutboundBatch, make_batches, split_
 from agent_telemetryd.upload.verdicts import Verdict, classify
 
 log = structlog.get_logger("agent_telemetryd.upload")
-# Accepted batches whose "mark sent" commit may still be queued on the writer.
-MAX_MARKS_QUEUED = 4
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,6 @@ class Uploader:
         self._lock = asyncio.Lock()
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
-        self._marks: list[asyncio.Future[None]] = []
 
     @property
     def running(self) -> bool:
@@ -167,15 +164,13 @@ class Uploader:
         if buffer is None:
             return
         settings = self.settings
-        # Pages of several batches, the next one read while this one is sent, and the
-        # "mark sent" commits queued behind the next request rather than waited for: the
-        # database round trips overlap the network instead of adding to it.
+        # Pages of several batches, the next one read while this one is sent: the page
+        # reads overlap the network instead of adding to it.
         page_size = max(settings.batch_size, min(settings.batch_size * 10, 5000))
 
         def read_page(after_id: int) -> Awaitable[list[pending.Outbound]]:
             return buffer.read(lambda conn: pending.pending_page(conn, after_id, page_size))
 
-        self._marks = []
         next_page: asyncio.Future[list[pending.Outbound]] = asyncio.ensure_future(read_page(0))
         try:
             while True:
@@ -188,17 +183,8 @@ class Uploader:
                     await self._deliver_batch(batch, report)
         finally:
             next_page.cancel()
-            await self._settle_marks()
         if report.requests:
             await buffer.writer.run(receipts.prune)
-
-    async def _settle_marks(self) -> None:
-        """Wait for every queued "mark sent" commit; a failed one fails the flush."""
-        marks, self._marks = self._marks, []
-        results = await asyncio.gather(*marks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     async def _deliver_batch(self, batch: OutboundBatch, report: FlushReport) -> None:
         """Send one batch; quarantine what bisection found, unless nothing was accepted.
@@ -294,9 +280,8 @@ class Uploader:
             for event_id, reason in refused.items():
                 pending.quarantine(conn, [event_id], f"refused by the backend: {reason}")
 
-        self._marks.append(asyncio.ensure_future(self._writer().run(commit)))
-        if len(self._marks) > MAX_MARKS_QUEUED:
-            await self._marks.pop(0)
+        # Awaited before the next request: a crash re-sends at most the batch in flight.
+        await self._writer().run(commit)
         report.events_sent += len(sent_ids)
         report.quarantined += len(refused)
         report.batches += 1

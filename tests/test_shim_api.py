@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
@@ -18,51 +16,16 @@ import pytest
 
 import agent_telemetry
 from agent_telemetry import configure, flush, stats, track
-
-
-class Collector:
-    """A minimal ingest socket: every line from every connection, in arrival order."""
-
-    def __init__(self, path: Path) -> None:
-        self.lines: list[bytes] = []
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(path))
-        self._server.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn: socket.socket) -> None:
-        rest = b""
-        with conn:
-            while data := conn.recv(65536):
-                *complete, rest = (rest + data).split(b"\n")
-                self.lines.extend(complete)
-
-    def events(self, count: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """The events received, after waiting until there are `count` of them."""
-        deadline = time.monotonic() + timeout
-        while len(self.lines) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return [json.loads(line) for line in self.lines]
-
-    def close(self) -> None:
-        self._server.close()
+from tests.shim_listener import Listener
 
 
 @pytest.fixture
-def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Listener]:
     monkeypatch.delenv("AGENT_TELEMETRY_DISABLED", raising=False)
     monkeypatch.delenv("AGENT_TELEMETRY_AGENT", raising=False)
     home = Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
     path = home / "ingest.sock"
-    server = Collector(path)
+    server = Listener(path)
     configure(socket_path=path)
     yield server
     flush(1)
@@ -71,7 +34,7 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_properties_are_copied_when_track_is_called(collector: Collector) -> None:
+def test_properties_are_copied_when_track_is_called(collector: Listener) -> None:
     props = {"step": 1}
     track("agent.step", props)
     props["step"] = 2
@@ -81,13 +44,13 @@ def test_properties_are_copied_when_track_is_called(collector: Collector) -> Non
     assert event["properties"] == {"step": 1}
 
 
-def test_any_mapping_is_accepted(collector: Collector) -> None:
+def test_any_mapping_is_accepted(collector: Listener) -> None:
     track("agent.step", MappingProxyType({"k": "v"}))
     assert flush(2)
     assert collector.events(1)[0]["properties"] == {"k": "v"}
 
 
-def test_odd_input_never_raises_and_is_counted(collector: Collector) -> None:
+def test_odd_input_never_raises_and_is_counted(collector: Listener) -> None:
     class Hostile(Mapping[str, Any]):
         def __getitem__(self, key: str) -> Any:
             raise RuntimeError("no")
@@ -119,14 +82,14 @@ def _nested(depth: int) -> Any:
     return node
 
 
-def test_configure_names_the_agent_and_can_disable(collector: Collector) -> None:
-    configure(socket_path=collector._server.getsockname(), agent="planner")
+def test_configure_names_the_agent_and_can_disable(collector: Listener) -> None:
+    configure(socket_path=collector.path, agent="planner")
     track("agent.step")
-    configure(socket_path=collector._server.getsockname(), disabled=True)
+    configure(socket_path=collector.path, disabled=True)
     disabled_before = stats()["drops"]["disabled"]
     track("agent.hidden")
     assert stats()["drops"]["disabled"] == disabled_before + 1
-    configure(socket_path=collector._server.getsockname())  # back to the environment
+    configure(socket_path=collector.path)  # back to the environment
     track("agent.shown")
     assert flush(2)
     names = [(e["event"], e["agent"]) for e in collector.events(2)]
@@ -135,7 +98,7 @@ def test_configure_names_the_agent_and_can_disable(collector: Collector) -> None
     assert ("agent.shown", "planner") not in names  # a fresh configure() forgets the override
 
 
-def test_events_from_many_threads_all_arrive_whole(collector: Collector) -> None:
+def test_events_from_many_threads_all_arrive_whole(collector: Listener) -> None:
     def work(n: int) -> None:
         for i in range(2_000):
             track("agent.thread", {"thread": n, "i": i})

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,77 +21,21 @@ from typing import Any
 
 import pytest
 
+from tests.shim_listener import Listener
 
-class Listener:
-    """Accepts connections on `path` and keeps each connection's complete lines."""
 
-    def __init__(self, path: Path, reading: bool = True) -> None:
-        self.path = path
-        self.connections: list[list[bytes]] = []
-        self.torn: list[bytes] = []  # bytes a connection left without a final newline
-        self.reading = threading.Event()
-        if reading:
-            self.reading.set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._conns: list[socket.socket] = []
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(path))
-        self._server.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            lines: list[bytes] = []
-            with self._lock:
-                self.connections.append(lines)
-                self._conns.append(conn)
-            threading.Thread(target=self._read, args=(conn, lines), daemon=True).start()
-
-    def _read(self, conn: socket.socket, lines: list[bytes]) -> None:
-        self.reading.wait()
-        rest = b""
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            *complete, rest = (rest + data).split(b"\n")
-            with self._lock:
-                lines.extend(complete)
-        if rest:
-            self.torn.append(rest)
-
-    @property
-    def lines(self) -> list[bytes]:
-        with self._lock:
-            return [line for conn in self.connections for line in conn]
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.lines) >= count:
-                return True
-            time.sleep(0.01)
-        return len(self.lines) >= count
-
-    def close(self) -> None:
-        """Stop like a daemon that exits: no more accepts, every connection closed."""
-        self._server.close()
-        with self._lock:
-            for conn in self._conns:
-                conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-        self.path.unlink(missing_ok=True)
+def start_agent(script: str, home: Path) -> subprocess.Popen[str]:
+    """An agent process talking to the test over stdin/stdout, one JSON line at a time."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=agent_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    return proc
 
 
 @pytest.fixture
@@ -261,15 +203,7 @@ def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
 ) -> None:
     stalled = Listener(home / "run" / "ingest.sock", reading=False)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", STALLED_AGENT],
-            env=agent_env(home),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None and proc.stdin is not None
+        proc = start_agent(STALLED_AGENT, home)
         during = json.loads(proc.stdout.readline())
         stalled.reading.set()  # the daemon catches up
         proc.stdin.write("go\n")
@@ -319,15 +253,7 @@ print(json.dumps({"flushed": ok, "stats": stats()}))
 
 
 def test_daemon_started_after_the_events_gets_the_backlog(home: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LATE_AGENT],
-        env=agent_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
+    proc = start_agent(LATE_AGENT, home)
     before = json.loads(proc.stdout.readline())
     assert before["sent"] == 0 and before["queued"] == 300
     late = Listener(home / "run" / "ingest.sock")
@@ -361,15 +287,7 @@ print(json.dumps(stats()))
 def test_daemon_restart_loses_nothing_sent_after_it(home: Path) -> None:
     path = home / "run" / "ingest.sock"
     first = Listener(path)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RESTART_AGENT],
-        env=agent_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
+    proc = start_agent(RESTART_AGENT, home)
     assert json.loads(proc.stdout.readline())["flushed"] is True
     assert first.wait_for(100, timeout=2)
     first.close()
@@ -470,15 +388,7 @@ def test_agent_name_comes_from_the_environment(home: Path, listener: Listener) -
 def test_daemon_dying_mid_write_leaves_no_torn_line_at_the_next_one(home: Path) -> None:
     path = home / "run" / "ingest.sock"
     stalled = Listener(path, reading=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", MID_WRITE_AGENT],
-        env=agent_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
+    proc = start_agent(MID_WRITE_AGENT, home)
     before = json.loads(proc.stdout.readline())
     assert before["queued"] > 0  # the socket is full: a chunk is half written
     stalled.close()

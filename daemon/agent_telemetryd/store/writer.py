@@ -189,10 +189,13 @@ class Writer:
         results = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # The file size is read once per group commit, not per request: the byte cap
+            # may be passed by at most one group, and the hot path does two fewer queries.
+            over_bytes = self._used_bytes(conn) > self._max_bytes
             for request in group:
                 rows = request.rows
                 refused = 0
-                room = self._make_room(conn, len(rows), totals)
+                room = self._make_room(conn, len(rows), totals, over_bytes)
                 if room < len(rows):
                     refused = len(rows) - room
                     rows = rows[:room]
@@ -216,10 +219,11 @@ class Writer:
             log.warning("buffer_full_events_refused", refused=sum(r.refused for r in results))
         return results
 
-    def _make_room(self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int]) -> int:
+    def _make_room(
+        self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int], over_bytes: bool
+    ) -> int:
         """How many of `incoming` rows fit, after evicting the oldest already-sent rows."""
         over_rows = self._stored + incoming - self._max_events
-        over_bytes = self._used_bytes(conn) > self._max_bytes
         if over_rows <= 0 and not over_bytes:
             return incoming
         # Evict at least a small slice when over the byte cap, so one insert can proceed.

@@ -154,7 +154,10 @@ def test_a_foreign_user_cannot_use_the_sockets(daemon: DaemonProcess) -> None:
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect({str(daemon.ingest_socket)!r})
-s.sendall(b'{{"event": "from.nobody"}}\\n')
+try:
+    s.sendall(b'{{"event": "from.nobody"}}\\n')
+except (BrokenPipeError, ConnectionResetError):
+    pass  # the daemon may hang up on a foreign peer before the line is written
 s.close()
 a = socket.socket(socket.AF_UNIX)
 a.connect({str(daemon.api_socket)!r})

@@ -2,42 +2,62 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from agent_telemetryd import __version__
-from agent_telemetryd.cli import (
-    consent_commands,
-    core_commands,
-    dashboard_commands,
-    upload_commands,
+
+# Each command's module is imported only when that command runs: `status` must not pay for
+# aiohttp, APScheduler and the dashboard, and the daemon must not hold the service
+# installer's XML modules in memory for its whole life.
+COMMANDS: dict[str, str] = {
+    "daemon": "agent_telemetryd.cli.core_commands:daemon",
+    "status": "agent_telemetryd.cli.core_commands:status",
+    "export": "agent_telemetryd.cli.core_commands:export",
+    "clear": "agent_telemetryd.cli.core_commands:clear",
+    "mode": "agent_telemetryd.cli.consent_commands:mode",
+    "enable": "agent_telemetryd.cli.consent_commands:enable",
+    "disable": "agent_telemetryd.cli.consent_commands:disable",
+    "flush": "agent_telemetryd.cli.upload_commands:flush",
+    "preview": "agent_telemetryd.cli.upload_commands:preview",
+    "quarantine": "agent_telemetryd.cli.upload_commands:quarantine",
+    "reset-id": "agent_telemetryd.cli.upload_commands:reset_id",
+    "forget": "agent_telemetryd.cli.upload_commands:forget",
+    "dashboard": "agent_telemetryd.cli.dashboard_commands:dashboard",
+    "report": "agent_telemetryd.cli.dashboard_commands:report",
+    "service": "agent_telemetryd.cli.service:service",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module on first use (click's documented pattern)."""
+
+    def __init__(self, *args: object, lazy_commands: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy_commands:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = self.lazy_commands[cmd_name].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-from agent_telemetryd.cli.service import service
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agent-telemetry")
 def main() -> None:
     """agent-telemetry: a privacy-first telemetry sidecar for AI agents.
 
     Events from your agents stay on this machine unless you run `agent-telemetry enable`.
     """
-
-
-for command in (
-    core_commands.daemon,
-    core_commands.status,
-    core_commands.export,
-    core_commands.clear,
-    consent_commands.mode,
-    consent_commands.enable,
-    consent_commands.disable,
-    upload_commands.flush,
-    upload_commands.preview,
-    upload_commands.quarantine,
-    upload_commands.reset_id,
-    upload_commands.forget,
-    dashboard_commands.dashboard,
-    dashboard_commands.report,
-    service,
-):
-    main.add_command(command)

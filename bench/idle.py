@@ -19,6 +19,12 @@ from bench.report import Row
 SECTION = "idle"
 SETTLE = 2.0
 _TICK = os.sysconf("SC_CLK_TCK")
+# What the daemon imports from outside the standard library, loaded and left idle: the
+# floor under the daemon's RSS that no change to its own code can move.
+DEPENDENCIES = (
+    "asyncio, aiohttp.web, aiosqlite, apscheduler.schedulers.asyncio, click, orjson,"
+    " platformdirs, structlog"
+)
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -45,6 +51,9 @@ def sample(pid: int) -> dict[str, float]:
 def run(quick: bool, seconds: float | None = None) -> list[Row]:
     seconds = seconds if seconds is not None else (10.0 if quick else 60.0)
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    deps = subprocess.Popen(
+        [sys.executable, "-c", f"import {DEPENDENCIES}, time; time.sleep(3600)"]
+    )
     try:
         with fixtures.daemon() as proc:
             assert proc.proc is not None
@@ -53,9 +62,11 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
             start_d, start_b = sample(proc.proc.pid), sample(bare.pid)
             time.sleep(seconds)
             end_d, end_b = sample(proc.proc.pid), sample(bare.pid)
+            floor_mb = sample(deps.pid)["rss_mb"]
     finally:
-        bare.kill()
-        bare.wait()
+        for anchor in (bare, deps):
+            anchor.kill()
+            anchor.wait()
 
     def figures(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
         return {
@@ -77,6 +88,18 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
             "<= 40 MB",
             d["rss_mb"] <= 40,
             note=f"over {seconds:.0f} s after {SETTLE:.0f} s to settle",
+        ),
+        Row(
+            SECTION,
+            "daemon RSS vs its dependencies imported",
+            d["rss_mb"],
+            "MB",
+            "deps imported",
+            floor_mb,
+            d["rss_mb"] / floor_mb,
+            "",
+            None,
+            note=f"the anchor imports {DEPENDENCIES} and sleeps",
         ),
         Row(
             SECTION,

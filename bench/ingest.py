@@ -43,6 +43,21 @@ def _producer(path: str, lines: list[bytes], go: Any, ready: Any) -> None:
         sock.sendall(blob)
 
 
+def _wait_connected(workers: list[Any], ready: Any, timeout: float = 60.0) -> None:
+    """Every producer has connected; a producer that died first fails the run, not hangs it."""
+    deadline = time.monotonic() + timeout
+    connected = 0
+    while connected < len(workers):
+        if ready.acquire(timeout=0.2):
+            connected += 1
+            continue
+        dead = [w.exitcode for w in workers if w.exitcode is not None]
+        if dead:
+            raise RuntimeError(f"a producer exited ({dead[0]}) before connecting; daemon down?")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {connected} of {len(workers)} producers connected")
+
+
 def socket_run(proc: fixtures.DaemonProcess, producers: int, total: int) -> float:
     """Events/s committed from `producers` processes sending `total` events together."""
     ctx = multiprocessing.get_context("fork")
@@ -58,8 +73,7 @@ def socket_run(proc: fixtures.DaemonProcess, producers: int, total: int) -> floa
     ]
     for worker in workers:
         worker.start()
-    for _ in workers:
-        ready.acquire()
+    _wait_connected(workers, ready)
     start = time.monotonic()
     go.set()
     end = fixtures.wait_stored(proc.database, base + per * producers)
@@ -104,8 +118,7 @@ def latency_run(proc: fixtures.DaemonProcess, producers: int, seconds: float) ->
     ]
     for worker in workers:
         worker.start()
-    for _ in workers:
-        ready.acquire()
+    _wait_connected(workers, ready)
     samples: list[float] = []
     conn = fixtures.read_only(proc.database)
     with socket.socket(socket.AF_UNIX) as probe:
@@ -197,7 +210,9 @@ def run(quick: bool) -> list[Row]:
             "sqlite3 executemany (ceiling)",
             anchor,
             "events/s",
-            note=(f"{ANCHOR_CHUNK:,} rows a transaction, same schema (migrations 1-3) and pragmas"),
+            note=(
+                f"{ANCHOR_CHUNK:,} rows a transaction, same schema (every migration) and pragmas"
+            ),
         )
     ]
     for n in counts:

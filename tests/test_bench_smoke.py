@@ -38,7 +38,12 @@ EXPECTED = {
         "flush 1,000 pending, 10,000 sent before",
         "dashboard query (24 h), 10,000 sent before",
     ],
-    "idle": ["daemon RSS", "daemon CPU time over 1 s", "daemon wake-ups (context switches)"],
+    "idle": [
+        "daemon RSS",
+        "daemon RSS vs its dependencies imported",
+        "daemon CPU time over 1 s",
+        "daemon wake-ups (context switches)",
+    ],
     "startup": ["exec -> accepting, empty buffer", "exec -> accepting, 20,000 pending"],
 }
 

@@ -4,6 +4,11 @@ The buffer is filled directly with N pending events (the cost measured is the up
 not ingest), then the real daemon is started in upload mode and `agent-telemetry flush`
 is timed. Peak resident memory of the daemon is read from /proc (VmHWM) before and after.
 
+A loopback backend that answers at once makes the daemon the bound by construction. The
+second run gives the backend a fixed service time per request (SLOW_BACKEND_MS, less than
+one round trip to a cloud region) and compares the flush with what that backend allows:
+batch size / service time. The ratio is how much of the flush is the backend's.
+
     .venv/bin/python -m bench.upload_flush          # 1,000,000 events
     .venv/bin/python -m bench.upload_flush --quick  # 5,000 events
 """
@@ -31,12 +36,17 @@ from tests.daemon_process import DaemonProcess, clean_environment, make_home
 
 FULL_EVENTS = 1_000_000
 QUICK_EVENTS = 5_000
+SLOW_BACKEND_MS = 20
+SLOW_FULL_EVENTS = 50_000
+SLOW_QUICK_EVENTS = 1_000
+BATCH_SIZE = 100
 
 
 class CountingBackend:
     """`POST /batch/`: gzip JSON in (aiohttp inflates it), count the events, answer 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_ms: float = 0) -> None:
+        self.delay = delay_ms / 1000
         self.events = 0
         self.requests = 0
         self.url = ""
@@ -45,6 +55,8 @@ class CountingBackend:
 
     async def _batch(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.events += len(body["batch"])
         self.requests += 1
         return web.json_response({"status": "Ok"})
@@ -125,8 +137,17 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    count = QUICK_EVENTS if quick else FULL_EVENTS
-    backend = CountingBackend().start()
+    result = flush_once(QUICK_EVENTS if quick else FULL_EVENTS)
+    slow = flush_once(SLOW_QUICK_EVENTS if quick else SLOW_FULL_EVENTS, SLOW_BACKEND_MS)
+    result[f"backend_{SLOW_BACKEND_MS}ms_events_per_second"] = slow["events_per_second"]
+    result[f"backend_{SLOW_BACKEND_MS}ms_bound_per_second"] = round(
+        BATCH_SIZE / (SLOW_BACKEND_MS / 1000)
+    )
+    return result
+
+
+def flush_once(count: int, backend_ms: float = 0) -> dict[str, Any]:
+    backend = CountingBackend(backend_ms).start()
     home = make_home()
     env = clean_environment(
         home,
@@ -136,6 +157,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "POSTHOG_API_KEY": "phc_bench",
             "POSTHOG_HOST": backend.url,
             "AGENT_TELEMETRY_RATE_LIMIT": "off",
+            "AGENT_TELEMETRY_BATCH_SIZE": str(BATCH_SIZE),
         },
     )
     daemon = DaemonProcess(home, env)
@@ -174,7 +196,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     result = run(quick="--quick" in sys.argv)
     width = max(len(key) for key in result)
-    print("upload flush to a loopback PostHog-style backend (batch size 100)")
+    print(f"upload flush to a loopback PostHog-style backend (batch size {BATCH_SIZE})")
     for key, value in result.items():
         print(f"  {key:<{width}}  {value}")
 

@@ -21,6 +21,19 @@ from bench.report import Row, median, percentile
 
 SECTION = "agent overhead"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens on loopback
+EXIT_CALLS = 10_000
+# An agent that tracks and ends: its exit flush is what the user waits for at the end.
+_EXIT_AGENT = f"""
+import sys
+from agent_telemetry import configure, track
+configure(socket_path=sys.argv[1], agent="bench")
+for i in range({EXIT_CALLS}):
+    track("agent.step", {{"i": i}})
+"""
+_IDLE_AGENT = "import sys, agent_telemetry"
+# What each daemon state may add to the agent's run: none when nobody listens, the 0.2 s
+# a stalled daemon is given, the ≤ 2 s a reading daemon is given to take the backlog.
+_EXIT_BUDGET_MS = {"down": 100.0, "stopped": 300.0, "up": 2000.0}
 
 
 def _time_calls(call: object, calls: int) -> list[int]:
@@ -75,10 +88,18 @@ def _case(case: str, calls: int, socket_path: str) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_to_exit_ms(code: str, socket_path: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, socket_path], check=True, timeout=60)
+    return (time.perf_counter() - start) * 1000
+
+
 def run(quick: bool) -> list[Row]:
     calls = 10_000 if quick else 100_000
     reps = 1 if quick else 3
+    exit_reps = 1 if quick else 5
     results: dict[str, list[dict[str, float]]] = {}
+    exits: dict[str, list[float]] = {}
     with fixtures.daemon() as proc:
         assert proc.proc is not None
         sock = str(proc.ingest_socket)
@@ -90,6 +111,15 @@ def run(quick: bool) -> list[Row]:
             os.kill(proc.proc.pid, signal.SIGSTOP)
             try:
                 results.setdefault("stopped", []).append(_case("stopped", calls, sock))
+            finally:
+                os.kill(proc.proc.pid, signal.SIGCONT)
+        for _ in range(exit_reps):
+            exits.setdefault("idle", []).append(_run_to_exit_ms(_IDLE_AGENT, sock))
+            exits.setdefault("up", []).append(_run_to_exit_ms(_EXIT_AGENT, sock))
+            exits.setdefault("down", []).append(_run_to_exit_ms(_EXIT_AGENT, missing))
+            os.kill(proc.proc.pid, signal.SIGSTOP)
+            try:
+                exits.setdefault("stopped", []).append(_run_to_exit_ms(_EXIT_AGENT, sock))
             finally:
                 os.kill(proc.proc.pid, signal.SIGCONT)
     summary = {
@@ -144,6 +174,24 @@ def run(quick: bool) -> list[Row]:
                 anchor["p99.9"] / figures["p99.9"],
                 "< 1000 µs",
                 figures["p99.9"] < 1000,
+            )
+        )
+    idle_ms = median(exits["idle"])
+    for case, label in labels.items():
+        run_ms = median(exits[case])
+        budget = _EXIT_BUDGET_MS[case]
+        rows.append(
+            Row(
+                SECTION,
+                f"agent run to exit, {EXIT_CALLS:,} track(), {label}",
+                run_ms,
+                "ms",
+                "agent, no track()",
+                idle_ms,
+                run_ms / idle_ms,
+                f"< +{budget:,.0f} ms",
+                run_ms - idle_ms < budget,
+                note=f"a fresh interpreter each run, median of {exit_reps}" if case == "up" else "",
             )
         )
     return rows

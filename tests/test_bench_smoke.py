@@ -22,6 +22,9 @@ EXPECTED = {
         "track() median, daemon down",
         "track() median, daemon SIGSTOPped",
         "track() p99.9, daemon SIGSTOPped",
+        "agent run to exit, 10,000 track(), daemon up",
+        "agent run to exit, 10,000 track(), daemon down",
+        "agent run to exit, 10,000 track(), daemon SIGSTOPped",
     ],
     "ingest": [
         "sqlite3 executemany (ceiling)",

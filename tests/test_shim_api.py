@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -114,16 +112,11 @@ def test_events_from_many_threads_all_arrive_whole(collector: Listener) -> None:
     assert len({e["uuid"] for e in events}) == 8_000
 
 
-def test_track_costs_microseconds_with_no_daemon(tmp_path: Path) -> None:
+def test_track_with_no_daemon_queues_every_call_without_raising(tmp_path: Path) -> None:
+    # What a call costs in that state is measured in bench/ (overhead, "daemon down").
     configure(socket_path=tmp_path / "nobody.sock")
-    clock = time.perf_counter_ns
-    costs = []
     for i in range(20_000):
-        start = clock()
         track("agent.step", {"i": i})
-        costs.append(clock() - start)
-    # A behaviour check with room for a loaded machine; bench/ measures the real figure.
-    assert statistics.median(costs) < 20_000
     s = stats()
     assert s["connected"] is False
     assert s["queued"] + s["sent"] + s["dropped"] >= 20_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -60,8 +61,8 @@ def agent_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_agent(home: Path, code: str, timeout: float = 30, **env: str) -> tuple[str, float]:
-    """Run `code` as a script named agent_script.py; return stdout and when it exited."""
+def run_agent(home: Path, code: str, timeout: float = 30, **env: str) -> str:
+    """Run `code` as a script named agent_script.py to its exit; return its stdout."""
     script = home / "agent_script.py"
     script.write_text(textwrap.dedent(code))
     proc = subprocess.run(
@@ -71,38 +72,32 @@ def run_agent(home: Path, code: str, timeout: float = 30, **env: str) -> tuple[s
         text=True,
         timeout=timeout,
     )
-    exited = time.time()
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
-    return proc.stdout, exited
+    return proc.stdout
 
 
 def last_json(stdout: str) -> dict[str, Any]:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_no_daemon_track_returns_fast_and_exit_is_not_delayed(home: Path) -> None:
-    out, exited = run_agent(
+def test_no_daemon_track_queues_and_the_agent_exits_normally(home: Path) -> None:
+    # What the calls and the exit cost in this state is measured in bench/ (overhead).
+    out = run_agent(
         home,
         """
         import json, time
         from agent_telemetry import track, stats
-        start = time.perf_counter()
         for i in range(10_000):
             track("agent.step", {"i": i})
-        elapsed = time.perf_counter() - start
         time.sleep(0.2)  # let the writer find that nobody is listening
-        print(json.dumps({"elapsed": elapsed, "stats": stats(), "end": time.time()}))
+        print(json.dumps({"stats": stats()}))
         """,
     )
     result = last_json(out)
-    assert result["elapsed"] < 1.0
     assert result["stats"]["sent"] == 0
     assert result["stats"]["connected"] is False
     assert result["stats"]["queued"] == 10_000
-    # Nobody listening: the exit flush tries once and gives up at once; it does not sit out
-    # the 0.2 s it allows a stalled daemon (interpreter teardown itself is ~30 ms).
-    assert exited - result["end"] < 0.18
 
 
 def test_burst_then_normal_exit_delivers_every_event(home: Path, listener: Listener) -> None:
@@ -131,7 +126,7 @@ def test_burst_then_normal_exit_delivers_every_event(home: Path, listener: Liste
 def test_forked_child_sends_its_own_events_on_its_own_connection(
     home: Path, listener: Listener
 ) -> None:
-    out, _ = run_agent(
+    out = run_agent(
         home,
         """
         import json, os
@@ -198,12 +193,16 @@ def test_multiprocessing_fork_child_is_flushed_at_its_exit(home: Path, listener:
     assert len({e["properties"]["pid"] for e in events}) == 3
 
 
-def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
+def test_stalled_daemon_never_blocks_track_counts_drops_and_never_tears_a_line(
     home: Path,
 ) -> None:
     stalled = Listener(home / "run" / "ingest.sock", reading=False)
     try:
         proc = start_agent(STALLED_AGENT, home)
+        # The listener reads nothing until the agent has printed: a track() that waited
+        # for the socket would never get there.
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the agent did not finish its calls: track() blocked on a full socket"
         during = json.loads(proc.stdout.readline())
         stalled.reading.set()  # the daemon catches up
         proc.stdin.write("go\n")
@@ -215,8 +214,6 @@ def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
         stalled.close()
 
     calls = 200_000
-    assert during["median_us"] < 20
-    assert during["max_ms"] < 1000  # never blocked: a loaded machine may still pause a call
     stats = during["stats"]
     assert stats["dropped"] > 0
     assert stats["drops"]["backlog_full"] == stats["dropped"]
@@ -232,20 +229,12 @@ def test_stalled_daemon_keeps_track_fast_counts_drops_and_never_tears_a_line(
 
 
 STALLED_AGENT = """
-import json, statistics, sys, time
+import json, sys, time
 from agent_telemetry import track, stats, flush
-clock = time.perf_counter_ns
-costs = []
 for i in range(200_000):
-    t0 = clock()
     track("agent.step", {"i": i, "note": "x" * 40})
-    costs.append(clock() - t0)
 time.sleep(0.3)
-print(json.dumps({
-    "median_us": statistics.median(costs) / 1000,
-    "max_ms": max(costs) / 1e6,
-    "stats": stats(),
-}))
+print(json.dumps({"stats": stats()}))
 sys.stdin.readline()
 ok = flush(10)
 print(json.dumps({"flushed": ok, "stats": stats()}))
@@ -318,7 +307,7 @@ print(json.dumps({"flushed": flush(5)}))
 
 
 def test_disabled_sends_nothing(home: Path, listener: Listener) -> None:
-    out, _ = run_agent(
+    out = run_agent(
         home,
         """
         import json
@@ -337,7 +326,7 @@ def test_disabled_sends_nothing(home: Path, listener: Listener) -> None:
 
 
 def test_bad_input_is_dropped_and_counted_never_raised(home: Path, listener: Listener) -> None:
-    out, _ = run_agent(
+    out = run_agent(
         home,
         """
         import json

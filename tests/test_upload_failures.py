@@ -106,6 +106,43 @@ def test_one_bad_event_is_quarantined_alone(daemon_factory: Factory, posthog: Fa
     assert flush_json(daemon)["events_sent"] == 0 and len(posthog.batch_requests()) == count
 
 
+def test_a_bad_event_alone_in_the_first_batch_does_not_block_the_rest(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """A bad event under the old id, then `reset-id`, then good ones: the first batch is
+    that event alone and refused; it is quarantined and the rest go in the same flush."""
+    daemon = _uploading(daemon_factory, posthog)
+    [bad] = post_events(daemon, 1)
+    daemon.cli("reset-id")
+    good = post_events(daemon, 5)
+    posthog.reject_uuids = {bad}
+    report = flush_json(daemon)
+    assert report["exit_code"] == 0 and report["error"] is None
+    assert (report["events_sent"], report["quarantined"], report["batches"]) == (5, 1, 1)
+    assert [e["uuid"] for e in posthog.accepted_events()] == good
+    assert upload_states(daemon) == {bad: "quarantined", **dict.fromkeys(good, "sent")}
+    listed = json.loads(daemon.cli("quarantine", "--json").stdout)
+    assert [e["uuid"] for e in listed["events"]] == [bad]
+    assert "refused by the backend" in listed["events"][0]["reason"]
+    # The next flush has nothing to send and sends nothing.
+    count = len(posthog.batch_requests())
+    assert flush_json(daemon)["events_sent"] == 0 and len(posthog.batch_requests()) == count
+
+
+def test_a_bad_first_event_with_batches_of_one(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """Batch size 1 and the first event bad: held while nothing is accepted, quarantined
+    as soon as the next one is accepted."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="1")
+    uuids = post_events(daemon, 4)
+    posthog.reject_uuids = {uuids[0]}
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["quarantined"]) == (0, 3, 1)
+    assert [e["uuid"] for e in posthog.accepted_events()] == uuids[1:]
+    assert upload_states(daemon)[uuids[0]] == "quarantined"
+
+
 def test_backend_refusing_everything_quarantines_nothing(
     daemon_factory: Factory, posthog: FakePostHog
 ) -> None:
@@ -115,7 +152,32 @@ def test_backend_refusing_everything_quarantines_nothing(
     posthog.reject_uuids = set(uuids)
     report = flush_json(daemon, check=False)
     assert report["exit_code"] == 1 and "refused every event" in report["error"]
+    assert "8 events" in report["error"] and "nothing was quarantined" in report["error"]
+    assert report["quarantined"] == 0
     assert daemon.status()["buffer"]["pending_upload"] == 8
+
+
+def test_backend_refusing_everything_stops_after_two_batches(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """Refusing every batch: two batches are bisected, the third is never sent, nothing
+    is quarantined, and the next flush does the same (bounded) work again."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="4")
+    uuids = post_events(daemon, 12)
+    posthog.reject_uuids = set(uuids)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 1 and "refused every event" in report["error"]
+    assert "8 events" in report["error"] and "nothing was quarantined" in report["error"]
+    assert (report["events_sent"], report["quarantined"]) == (0, 0)
+    tried = {e["uuid"] for e in posthog.all_sent_events()}
+    assert tried == set(uuids[:8])
+    # Per batch of 4: three tries, then halves (2), then singles (4).
+    assert len(posthog.batch_requests()) == report["requests"] == 2 * (3 + 2 + 4)
+    status = daemon.status()["buffer"]
+    assert (status["pending_upload"], status["quarantined"]) == (12, 0)
+    again = flush_json(daemon, check=False)
+    assert again["exit_code"] == 1 and again["requests"] == report["requests"]
+    assert daemon.status()["buffer"]["pending_upload"] == 12
 
 
 def test_wrong_api_key_fails_the_flush_and_blames_no_event(

@@ -4,12 +4,14 @@ nothing. The same function runs in the daemon and in the CLI with the daemon dow
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.senders.base import Sender, now_rfc3339
 from agent_telemetryd.upload import pending
-from agent_telemetryd.upload.batching import make_batches
+from agent_telemetryd.upload.batching import Batcher, OutboundBatch, page_rows
 from agent_telemetryd.upload.uploader import UploadSettings
 
 
@@ -39,20 +41,12 @@ def build_preview(
             "more_requests": 0,
         }
     sent_at = now_rfc3339()
+    assert conn is not None
     requests: list[dict[str, Any]] = []
     shown = 0
-    after_id = 0
-    assert conn is not None
-    while len(requests) < max_requests:
-        page = pending.pending_page(conn, after_id, settings.batch_size)
-        if not page:
-            break
-        for batch in make_batches(page, settings.batch_size, settings.max_batch_bytes):
-            if len(requests) >= max_requests:
-                break
-            requests.append(sender.prepare(batch, sent_at).as_dict())
-            shown += len(batch)
-        after_id = page[-1].id
+    for batch in islice(_next_batches(conn, settings), max(max_requests, 0)):
+        requests.append(sender.prepare(batch, sent_at).as_dict())
+        shown += len(batch)
     remaining = total - shown
     return {
         **base,
@@ -65,3 +59,15 @@ def build_preview(
         "more_requests": -(-remaining // settings.batch_size) if remaining > 0 else 0,
         "note": "sent_at is set at each send; secrets are shown as <redacted>",
     }
+
+
+def _next_batches(conn: sqlite3.Connection, settings: UploadSettings) -> Iterator[OutboundBatch]:
+    """The batches of the next flush, in its order: the uploader's pages and `Batcher`,
+    read lazily so a preview of a few requests reads a page or two, not the backlog."""
+    batcher = Batcher(settings.batch_size, settings.max_batch_bytes)
+    size = page_rows(settings.batch_size)
+    after_id = 0
+    while page := pending.pending_page(conn, after_id, size):
+        yield from batcher.add(page)
+        after_id = page[-1].id
+    yield from batcher.finish()

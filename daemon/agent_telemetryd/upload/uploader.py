@@ -24,7 +24,7 @@ from agent_telemetryd.senders.base import Sender, SendResult, rfc3339_ms
 from agent_telemetryd.store.writer import Writer
 from agent_telemetryd.upload import pending, receipts
 from agent_telemetryd.upload.backoff import Backoff
-from agent_telemetryd.upload.batching import OutboundBatch, make_batches, split_batch
+from agent_telemetryd.upload.batching import Batcher, OutboundBatch, page_rows, split_batch
 from agent_telemetryd.upload.verdicts import Verdict, classify
 
 log = structlog.get_logger("agent_telemetryd.upload")
@@ -69,6 +69,33 @@ class FlushReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Refusals:
+    """Events the backend refused one by one (bisection's leaves, with its reason) before
+    it accepted anything in this flush: held pending, not quarantined, until it does."""
+
+    held: list[tuple[OutboundBatch, str]] = field(default_factory=list)
+    batches: int = 0  # batches refused whole, in a row, with nothing accepted
+
+    def hold(self, suspects: list[tuple[OutboundBatch, str]]) -> None:
+        self.held.extend(suspects)
+        self.batches += 1
+
+    def release(self) -> list[tuple[OutboundBatch, str]]:
+        held, self.held, self.batches = self.held, [], 0
+        return held
+
+    def ended(self) -> FlushEndedError:
+        events = sum(len(suspect) for suspect, _ in self.held)
+        reason = self.held[-1][1] if self.held else "no reason given"
+        noun = "event" if events == 1 else "events"
+        return FlushEndedError(
+            f"the backend refused every event it was sent ({events} {noun} in "
+            f"{self.batches} {'batch' if self.batches == 1 else 'batches'}; {reason}); "
+            "nothing was quarantined and the events stay pending"
+        )
 
 
 def _now() -> str:
@@ -164,13 +191,15 @@ class Uploader:
         if buffer is None:
             return
         settings = self.settings
-        # Pages of several batches, the next one read while this one is sent: the page
-        # reads overlap the network instead of adding to it.
-        page_size = max(settings.batch_size, min(settings.batch_size * 10, 5000))
+        size = page_rows(settings.batch_size)
 
         def read_page(after_id: int) -> Awaitable[list[pending.Outbound]]:
-            return buffer.read(lambda conn: pending.pending_page(conn, after_id, page_size))
+            return buffer.read(lambda conn: pending.pending_page(conn, after_id, size))
 
+        # The same pages and batches as `preview` (see Batcher), the next page read while
+        # this one is sent: the page reads overlap the network instead of adding to it.
+        batcher = Batcher(settings.batch_size, settings.max_batch_bytes)
+        refusals = _Refusals()
         next_page: asyncio.Future[list[pending.Outbound]] = asyncio.ensure_future(read_page(0))
         try:
             while True:
@@ -179,32 +208,40 @@ class Uploader:
                 if not page:
                     break
                 next_page = asyncio.ensure_future(read_page(page[-1].id))
-                for batch in make_batches(page, settings.batch_size, settings.max_batch_bytes):
-                    await self._deliver_batch(batch, report)
+                for batch in batcher.add(page):
+                    await self._deliver_batch(batch, report, refusals)
         finally:
             next_page.cancel()
+        for batch in batcher.finish():
+            await self._deliver_batch(batch, report, refusals)
+        if refusals.held:
+            raise refusals.ended()
         if report.requests:
             await buffer.writer.run(receipts.prune)
 
-    async def _deliver_batch(self, batch: OutboundBatch, report: FlushReport) -> None:
-        """Send one batch; quarantine what bisection found, unless nothing was accepted.
+    async def _deliver_batch(
+        self, batch: OutboundBatch, report: FlushReport, refusals: _Refusals
+    ) -> None:
+        """Send one batch; quarantine what bisection found, once the backend took something.
 
         A backend that refuses *every* event (a broken deploy answering 400) must not
-        quarantine the whole backlog: events are quarantined only once the backend has
-        accepted something in this flush, which shows the refusal is about them.
+        quarantine the whole backlog, so what is refused before anything was accepted in
+        this flush is held, pending, and the next batch is tried: once the backend accepts
+        something, the refusals are about those events and they are quarantined. A second
+        batch refused whole with nothing accepted ends the flush, quarantining nothing:
+        at most two batches are bisected against a backend that refuses everything.
         """
-        suspects: list[tuple[OutboundBatch, str]] = []
-        await self._deliver(batch, report, bisecting=False, suspects=suspects)
-        if not suspects:
+        found: list[tuple[OutboundBatch, str]] = []
+        await self._deliver(batch, report, bisecting=False, suspects=found, refusals=refusals)
+        if report.batches:
+            # `_accepted` already quarantined what was held before this batch.
+            await self._quarantine_suspects(found, report)
             return
-        if report.batches == 0:
-            raise FlushEndedError(
-                f"the backend refused every event ({suspects[0][1]}); nothing was "
-                "quarantined and the events stay pending"
-            )
-        for suspect, reason in suspects:
-            await self._quarantine(suspect, reason)
-            report.quarantined += len(suspect)
+        if not found:
+            return
+        refusals.hold(found)
+        if refusals.batches >= 2:
+            raise refusals.ended()
 
     async def _deliver(
         self,
@@ -213,6 +250,7 @@ class Uploader:
         *,
         bisecting: bool,
         suspects: list[tuple[OutboundBatch, str]],
+        refusals: _Refusals,
     ) -> None:
         settings = self.settings
         transient = rejections = 0
@@ -223,6 +261,9 @@ class Uploader:
             verdict = classify(result.status)
             if verdict is Verdict.ACCEPTED:
                 await self._accepted(batch, result, report)
+                # Held refusals are about their events now: quarantined before the next
+                # request, as every mark is.
+                await self._quarantine_suspects(refusals.release(), report)
                 return
             await self._record(batch, result, verdict)
             if verdict is Verdict.REFUSED:
@@ -236,7 +277,9 @@ class Uploader:
                     report.quarantined += 1
                     return
                 for half in split_batch(batch):
-                    await self._deliver(half, report, bisecting=bisecting, suspects=suspects)
+                    await self._deliver(
+                        half, report, bisecting=bisecting, suspects=suspects, refusals=refusals
+                    )
                 return
             if verdict is Verdict.REJECTED:
                 rejections += 1
@@ -247,7 +290,9 @@ class Uploader:
                         suspects.append((batch, f"refused by the backend: {result.error}"))
                         return
                     for half in split_batch(batch):
-                        await self._deliver(half, report, bisecting=True, suspects=suspects)
+                        await self._deliver(
+                            half, report, bisecting=True, suspects=suspects, refusals=refusals
+                        )
                     return
                 await self._sleep(settings.backoff.delay(rejections, self._rand()))
                 continue
@@ -285,6 +330,13 @@ class Uploader:
         report.events_sent += len(sent_ids)
         report.quarantined += len(refused)
         report.batches += 1
+
+    async def _quarantine_suspects(
+        self, suspects: list[tuple[OutboundBatch, str]], report: FlushReport
+    ) -> None:
+        for suspect, reason in suspects:
+            await self._quarantine(suspect, reason)
+            report.quarantined += len(suspect)
 
     async def _quarantine(self, batch: OutboundBatch, reason: str) -> None:
         ids = [event.id for event in batch.events]

@@ -7,6 +7,7 @@ import io
 import json
 import signal
 import socket
+import sqlite3
 import stat
 import time
 import urllib.request
@@ -20,11 +21,14 @@ def mode_bits(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_sockets_are_private_to_the_user(daemon: DaemonProcess) -> None:
+def test_sockets_and_buffer_files_are_private_to_the_user(daemon: DaemonProcess) -> None:
+    post_events(daemon.http_url(), [{"event": "private"}])
     assert mode_bits(daemon.ingest_socket.parent) == 0o700
     assert mode_bits(daemon.ingest_socket) == 0o600
     assert mode_bits(daemon.api_socket) == 0o600
-    assert mode_bits(daemon.database) == 0o600
+    # The WAL holds event contents too, and SQLite creates it with the process umask.
+    for path in (daemon.database, *daemon.database.parent.glob("buffer.sqlite3-*")):
+        assert mode_bits(path) == 0o600, path
 
 
 def test_a_second_daemon_refuses_to_start_and_names_the_first(
@@ -202,6 +206,26 @@ def test_a_corrupt_buffer_is_moved_aside_and_a_fresh_one_started(
     aside = list(daemon.database.parent.glob("buffer.sqlite3.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
     assert "buffer_unreadable_moved_aside" in daemon.log()
+
+
+def test_a_buffer_from_a_newer_version_is_one_clear_line_and_no_restart_loop(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory()
+    post_events(daemon.http_url(), [{"event": "kept"}])
+    daemon.stop()
+    conn = sqlite3.connect(daemon.database)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    # 3 is the unit's RestartPreventExitStatus: systemd does not restart into a loop.
+    assert daemon.proc.wait(15) == 3
+    assert "newer than this daemon" in daemon.log() and "Traceback" not in daemon.log()
+    cleared = daemon.cli("clear", "--yes", check=False)
+    assert cleared.returncode == 1 and "Traceback" not in cleared.stderr
+    assert "newer than this daemon" in cleared.stderr
+    assert not list(daemon.database.parent.glob("*.corrupt-*"))  # the user's data stays
 
 
 def test_enable_without_a_backend_says_nothing_will_be_sent(daemon: DaemonProcess) -> None:

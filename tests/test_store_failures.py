@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.writer import Writer
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
@@ -209,3 +211,19 @@ def test_writer_survives_a_failed_commit_and_writes_again(tmp_path: Path) -> Non
             await buffer.close()
 
     assert asyncio.run(scenario()) == (1, 1)
+
+
+def test_a_locked_buffer_is_not_taken_for_a_corrupt_one(tmp_path: Path) -> None:
+    """Busy, full or read-only is the user's data intact: never moved aside for it."""
+    path = tmp_path / "buffer.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("BEGIN IMMEDIATE")  # holds the write lock the migrations need
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            open_buffer(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    open_buffer(path).close()  # and once the lock is gone it opens as usual

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from agent_telemetryd.store.buffer import Buffer
 StatusSection = Callable[[], Awaitable[dict[str, Any]]]
 # Called after the effective mode changed: (before, after).
 ModeListener = Callable[[ConsentState, ConsentState], Awaitable[None]]
+# Held while the buffer is emptied: whatever was read from it must not leave meanwhile.
+ClearGuard = Callable[[], AbstractAsyncContextManager[None]]
 
 
 @dataclass
@@ -29,6 +32,7 @@ class DaemonContext:
     dashboard_token: str = ""
     status_sections: list[StatusSection] = field(default_factory=list)
     mode_listeners: list[ModeListener] = field(default_factory=list)
+    clear_guards: list[ClearGuard] = field(default_factory=list)
 
 
 CONTEXT = web.AppKey("context", DaemonContext)

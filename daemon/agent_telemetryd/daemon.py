@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -24,6 +26,7 @@ from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
+from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.scrub import default_scrubber
@@ -33,6 +36,7 @@ from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guar
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.migrations import MigrationError
 
 log = structlog.get_logger("agent_telemetryd")
 
@@ -83,7 +87,13 @@ class Daemon:
         try:
             try:
                 await self.startup()
-            except (AlreadyRunningError, ListenError, OSError) as error:
+            except (
+                AlreadyRunningError,
+                ListenError,
+                MigrationError,
+                OSError,
+                sqlite3.Error,
+            ) as error:
                 log.error("startup_failed", reason=str(error))
                 return EXIT_STARTUP_FAILURE
             self._notifier.ready()
@@ -103,6 +113,7 @@ class Daemon:
         context = self.context
         if context.consent.keeps or paths.database.exists():
             context.buffer = await Buffer.open_for(self.config)
+            await revoke_unless_uploading(context)
         context.ingestor = Ingestor(
             limits=Limits(
                 max_event_bytes=self.config.max_event_bytes,
@@ -226,4 +237,7 @@ class Daemon:
 
 
 def run_daemon(config: Config) -> int:
+    # Every file the daemon makes (the buffer and its -wal/-shm, the token, consent) holds
+    # the user's data or a secret: private from birth, not chmod-ed after.
+    os.umask(0o077)
     return asyncio.run(Daemon(config).serve())

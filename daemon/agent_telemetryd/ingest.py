@@ -122,10 +122,16 @@ class Ingestor:
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
-            for transform in transforms:
-                event = transform(event)
-                if event is None:
-                    break
+            try:
+                for transform in transforms:
+                    event = transform(event)
+                    if event is None:
+                        break
+            except Exception as error:  # one event lost, never the batch or the connection
+                # Kept unscrubbed would be worse than not kept: reject it, say so, go on.
+                log.error("event_transform_failed", error_type=type(error).__name__)
+                rejected.append(Rejection(index, "could not be scrubbed; not kept"))
+                continue
             if event is None:
                 filtered += 1
                 continue

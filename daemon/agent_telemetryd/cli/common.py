@@ -18,6 +18,7 @@ from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store.database import connect, open_buffer
+from agent_telemetryd.store.migrations import MigrationError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -72,7 +73,10 @@ def offline_buffer(config: Config) -> Iterator[sqlite3.Connection]:
     except AlreadyRunningError as error:
         raise click.ClickException(f"{error}; try again") from None
     try:
-        conn = open_buffer(config.paths.database)
+        try:
+            conn = open_buffer(config.paths.database)
+        except (MigrationError, sqlite3.Error) as error:
+            raise click.ClickException(f"cannot open {config.paths.database}: {error}") from None
         try:
             yield conn
         finally:

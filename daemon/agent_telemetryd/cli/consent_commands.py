@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
-from agent_telemetryd.consent import decide, read_stored, write_stored
+from agent_telemetryd.consent import decide, write_stored
 from agent_telemetryd.mode_change import revoke_pending
 
 _NEXT_STEPS = {
@@ -19,14 +19,17 @@ _NEXT_STEPS = {
 
 def set_mode(mode: str) -> None:
     config = get_config()
+    # The backend that matters is the one the daemon was started with, not this shell's.
+    sender = config.sender
     if daemon_pid(config) is not None:
         result = call_api(config, "POST", "/v1/mode", {"mode": mode, "via": "cli"})
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
+        sender = str(call_api(config, "GET", "/v1/status")["sender"])
     else:
-        before = decide(config, read_stored(config.paths.consent_file))
         stored = write_stored(config.paths.consent_file, mode, via="cli")
         after = decide(config, stored)
-        if before.uploads and not after.uploads and config.paths.database.exists():
+        # Whatever this shell's environment says the mode was before: nothing stays pending.
+        if not after.uploads and config.paths.database.exists():
             with offline_buffer(config) as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 revoke_pending(conn)
@@ -36,7 +39,7 @@ def set_mode(mode: str) -> None:
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
     click.echo(_NEXT_STEPS[effective])
-    if effective == "upload" and config.sender == "none":
+    if effective == "upload" and sender == "none":
         click.echo(
             "No backend is configured, so nothing is sent yet: set POSTHOG_API_KEY, or "
             "TELEMETRY_ENDPOINT and TELEMETRY_API_KEY (see README, Uploading)."

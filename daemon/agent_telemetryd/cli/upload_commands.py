@@ -24,7 +24,7 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.senders.factory import build_sender, new_session
 from agent_telemetryd.store import queries
-from agent_telemetryd.upload import pending
+from agent_telemetryd.upload import erasure, pending
 from agent_telemetryd.upload.part import settings_from
 from agent_telemetryd.upload.preview import build_preview
 
@@ -225,22 +225,20 @@ async def _offline_forget(config: Config) -> dict[str, Any]:
     new_id = None
     if config.paths.database.exists():
         with offline_buffer(config) as conn:
-            ids = pending.sent_anonymous_ids(conn)
-            current = queries.get_meta(conn, "anonymous_id")
-            if current and current not in ids:
-                ids.append(current)
+            ids = erasure.uploaded_ids(conn)
             conn.execute("BEGIN IMMEDIATE")
             deleted = queries.clear_events(conn)
             new_id = queries.reset_anonymous_id(conn)
             conn.execute("COMMIT")
             queries.compact(conn)
-    erasure: dict[str, Any] = {"requested": False, "ok": True, "message": "nothing was stored"}
-    if ids:
-        async with new_session() as session:
-            sender = build_sender(config, session)
-            result = await sender.erase(ids)
-            erasure = {"requested": result.requested, "ok": result.ok, "message": result.message}
-    return {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": erasure}
+    async with new_session() as session:
+        outcome = await erasure.request_erasure(build_sender(config, session), ids)
+    if outcome["confirmed"]:
+        with offline_buffer(config) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            erasure.mark_erased(conn, ids)
+            conn.execute("COMMIT")
+    return {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": outcome}
 
 
 def _require_daemon(config: Config, command: str) -> None:

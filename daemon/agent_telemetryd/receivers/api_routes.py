@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -76,7 +77,10 @@ async def get_export(request: web.Request) -> web.StreamResponse:
 @routes.post("/v1/clear")
 async def post_clear(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    deleted = await context.buffer.clear() if context.buffer is not None else 0
+    async with contextlib.AsyncExitStack() as guards:
+        for guard in context.clear_guards:
+            await guards.enter_async_context(guard())
+        deleted = await context.buffer.clear() if context.buffer is not None else 0
     if context.ingestor is not None:
         context.ingestor.memory.values.clear()
     return web.json_response({"deleted": deleted})

@@ -67,7 +67,15 @@ class Sender(abc.ABC):
 
     async def erase(self, anonymous_ids: list[str]) -> ErasureResult:
         """Ask the backend to delete what it holds for these ids."""
-        return ErasureResult(False, True, f"sender {self.name}: no remote data to erase")
+        return ErasureResult(
+            requested=False,
+            ok=False,
+            message=(
+                f"sender {self.name} cannot ask for erasure; events under anonymous id(s) "
+                f"{', '.join(anonymous_ids)} were uploaded before — run forget again with that "
+                "backend configured, or ask the team that receives them to delete them"
+            ),
+        )
 
     async def health(self) -> SendResult:
         return SendResult(status=None, error=f"sender {self.name} has no health check")

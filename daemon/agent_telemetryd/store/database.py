@@ -35,12 +35,29 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+# SQLite's primary result codes for a file that is not a usable database. Anything else
+# (busy, locked, full, read-only, cannot open) says nothing about the file's contents.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def is_corrupt(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
 def open_buffer(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the buffer; a corrupt file is moved aside."""
+    """Open (creating if needed) and migrate the buffer; a corrupt file is moved aside.
+
+    Only a corrupt file: a locked, full or read-only one is the user's data intact, and
+    moving it aside would also start a new anonymous id.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         return _open_and_migrate(path)
     except sqlite3.DatabaseError as error:
+        if not is_corrupt(error):
+            raise
         aside = move_aside(path)
         log.error(
             "buffer_unreadable_moved_aside",

@@ -196,6 +196,24 @@ MIGRATIONS: tuple[str, ...] = (
             ELSE round(old.bucket / 1000000) * 1000000 END);
     END;
     """,
+    # 5: every anonymous id something was uploaded under, kept through `clear`, retention
+    # and eviction until the backend confirms erasure: `forget` must not lose track of
+    # remote data because the local rows that went out are gone.
+    """
+    CREATE TABLE uploaded_ids (
+        anonymous_id TEXT PRIMARY KEY,
+        first_sent_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO uploaded_ids (anonymous_id, first_sent_ms)
+        SELECT anonymous_id, min(received_ms) FROM events
+        WHERE upload = 'sent' AND anonymous_id != '' GROUP BY anonymous_id;
+    CREATE TRIGGER uploaded_ids_on_sent AFTER UPDATE OF upload ON events
+    WHEN new.upload = 'sent' AND old.upload != 'sent' AND new.anonymous_id != ''
+    BEGIN
+        INSERT OR IGNORE INTO uploaded_ids (anonymous_id, first_sent_ms)
+        VALUES (new.anonymous_id, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

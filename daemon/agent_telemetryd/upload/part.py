@@ -56,6 +56,9 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
         }
 
     context.mode_listeners.append(on_mode_change)
+    context.clear_guards.append(
+        lambda: uploader.paused("the buffer is being cleared; no further request")
+    )
     context.status_sections.append(status_section)
     schedule.start(active=context.consent.uploads)
 

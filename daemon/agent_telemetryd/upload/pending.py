@@ -94,9 +94,3 @@ def rate_limited_by_source(conn: sqlite3.Connection) -> dict[str, int]:
         " GROUP BY agent ORDER BY agent"
     ).fetchall()
     return {agent: int(count) for agent, count in rows}
-
-
-def sent_anonymous_ids(conn: sqlite3.Connection) -> list[str]:
-    """Every anonymous id under which something was sent (what `forget` must erase)."""
-    rows = conn.execute("SELECT DISTINCT anonymous_id FROM events WHERE upload = 'sent'").fetchall()
-    return [row[0] for row in rows if row[0]]

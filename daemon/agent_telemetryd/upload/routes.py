@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from agent_telemetryd.context import CONTEXT
-from agent_telemetryd.upload import pending, receipts
+from agent_telemetryd.upload import erasure, pending, receipts
 from agent_telemetryd.upload.preview import build_preview
 from agent_telemetryd.upload.uploader import Uploader
 
@@ -79,36 +79,27 @@ async def post_reset_id(request: web.Request) -> web.Response:
 async def post_forget(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     uploader = request.app[UPLOADER]
-    # No request may leave after forget but the erasure: stop any flush first.
-    await uploader.stop("forget was requested")
-    buffer = context.buffer
-    ids: list[str] = []
-    deleted = 0
-    new_id = None
-    if buffer is not None:
-        ids = await buffer.read(pending.sent_anonymous_ids)
-        if buffer.anonymous_id and buffer.anonymous_id not in ids:
-            ids.append(buffer.anonymous_id)
-        deleted = await buffer.clear()
-        new_id = await buffer.reset_anonymous_id()
-    if context.ingestor is not None:
-        context.ingestor.memory.values.clear()
-    erasure = await uploader.sender.erase(ids) if ids else None
+    # No request may leave after forget but the erasure: no flush runs until it is done.
+    async with uploader.paused("forget was requested"):
+        buffer = context.buffer
+        ids: list[str] = []
+        deleted = 0
+        new_id = None
+        if buffer is not None:
+            ids = await buffer.read(erasure.uploaded_ids)
+            deleted = await buffer.clear()
+            new_id = await buffer.reset_anonymous_id()
+        if context.ingestor is not None:
+            context.ingestor.memory.values.clear()
+        outcome = await erasure.request_erasure(uploader.sender, ids)
+        if outcome["confirmed"] and buffer is not None:
+            await buffer.writer.run(lambda conn: erasure.mark_erased(conn, ids))
     log.info(
         "forget_done",
         events_deleted=deleted,
-        erasure_requested=bool(erasure and erasure.requested),
-        erasure_ok=bool(erasure and erasure.ok),
+        erasure_requested=outcome["requested"],
+        erasure_ok=outcome["ok"],
     )
     return _json(
-        {
-            "deleted": deleted,
-            "anonymous_id": new_id,
-            "erased_ids": ids,
-            "erasure": (
-                {"requested": erasure.requested, "ok": erasure.ok, "message": erasure.message}
-                if erasure is not None
-                else {"requested": False, "ok": True, "message": "nothing was ever stored"}
-            ),
-        }
+        {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": outcome}
     )

@@ -10,10 +10,11 @@ the same uuids, which a backend that dedupes on uuid stores once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -121,6 +122,7 @@ class Uploader:
         self._lock = asyncio.Lock()
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
+        self._pauses: list[str] = []
 
     @property
     def running(self) -> bool:
@@ -129,12 +131,31 @@ class Uploader:
     async def flush(self, trigger: str = "command") -> FlushReport:
         """Run one flush now, or join the one running, and return its report."""
         async with self._lock:
+            if self._pauses and not self.running:
+                started = _now()
+                return FlushReport(
+                    trigger=trigger,
+                    started_at=started,
+                    finished_at=started,
+                    skipped=f"uploads are paused: {self._pauses[-1]}",
+                )
             if not self.running:
                 self._current = asyncio.create_task(self._run(trigger), name="upload-flush")
             task = self._current
         assert task is not None
         # Shielded: a caller that goes away (CLI interrupted) does not cancel the flush.
         return await asyncio.shield(task)
+
+    @contextlib.asynccontextmanager
+    async def paused(self, reason: str) -> AsyncIterator[None]:
+        """Stop the running flush and start none until the block ends: what `clear` or
+        `forget` removes must not leave in a flush that read it just before."""
+        self._pauses.append(reason)
+        try:
+            await self.stop(reason)
+            yield
+        finally:
+            self._pauses.remove(reason)
 
     async def stop(self, reason: str = "stopped") -> None:
         """Cancel the running flush (its in-flight request too) and wait until it ended."""

@@ -76,10 +76,16 @@ _UNITS_MS = {"h": HOUR_MS, "d": 24 * HOUR_MS}
 def _time(value: str | None, now_ms: int, name: str) -> int | None:
     if not value:
         return None
-    unit = _UNITS_MS.get(value[-1])
-    if unit is not None:
-        return now_ms - _int(value[:-1], name) * unit
-    return _int(value, name)
+    try:
+        unit = _UNITS_MS.get(value[-1])
+        if unit is not None:
+            return now_ms - int(value[:-1]) * unit
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a time back from now such as 24h or 7d, or epoch milliseconds;"
+            f" not {value!r}"
+        ) from None
 
 
 def _int(value: str, name: str) -> int:

@@ -42,7 +42,7 @@ def _startup_failure(message: str) -> None:
     sys.exit(STARTUP_FAILURE)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agent-telemetry-server")
 def main() -> None:
     """The reference backend for agent-telemetry's `http` sender, on PostgreSQL."""

@@ -38,7 +38,7 @@ def scrubbed(value: object) -> object:
         ("ghp_" + "a" * 36, "[secret]"),
         ("AKIAABCDEFGHIJKLMNOP", "[secret]"),
         ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: [secret]"),
-        ("https://x.test/?token=abc123&q=1", "https://x.test/?[secret]&q=1"),
+        ("https://x.test/?token=abc123&q=1", "https://x.test/?token=[secret]&q=1"),
         ("version 1.2.3 at 10:30", "version 1.2.3 at 10:30"),
     ],
 )
@@ -96,6 +96,14 @@ def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
                     "cwd": "/home/alice/src/secret-project",
                     "peer": "10.1.2.3",
                     "header": "api key sk-live-0123456789abcdefghij",
+                    "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                    "password": ["hunter2"],
+                    "api_key": 12345678901234,
+                    "openai_key": "abcdefghij0123456789",
+                    "env": "PGPASSWORD=pw-in-env stripe sk_live_STRIPE0123456789abcd",
+                    "repo": "https://deploy:pw-in-url@git.example.test/r.git",
+                    "tokens_in": 10,
+                    "max_tokens": 4096,
                 },
             }
         ],
@@ -106,11 +114,31 @@ def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
         "cwd": "~/src/secret-project",
         "peer": "[ip]",
         "header": "api key [secret]",
+        "aws_secret_access_key": "[secret]",
+        "password": "[secret]",
+        "api_key": "[secret]",
+        "openai_key": "[secret]",
+        "env": "PGPASSWORD=[secret] stripe [secret]",
+        "repo": "https://[secret]@git.example.test/r.git",
+        "tokens_in": 10,
+        "max_tokens": 4096,
     }
     raw = (
         daemon.database.read_bytes() + daemon.database.with_name("buffer.sqlite3-wal").read_bytes()
     )
-    for secret in (b"alice@example.com", b"/home/alice", b"10.1.2.3", b"sk-live-0123456789"):
+    for secret in (
+        b"alice@example.com",
+        b"/home/alice",
+        b"10.1.2.3",
+        b"sk-live-0123456789",
+        b"wJalrXUtnFEMI",
+        b"hunter2",
+        b"12345678901234",
+        b"abcdefghij0123456789",
+        b"pw-in-env",
+        b"STRIPE0123456789",
+        b"pw-in-url",
+    ):
         assert secret not in raw
 
 

@@ -1,0 +1,205 @@
+"""The scrubber: secret-named properties lose their whole value, secret shapes are redacted
+wherever they sit in a string, and LLM token counts stay as they are (DESIGN §10)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent_telemetryd.events import Event
+from agent_telemetryd.privacy.scrub import (
+    ORDINARY,
+    SECRET,
+    SECRET_IF_STRING,
+    SECRET_IF_TOKEN,
+    SECRET_NAME,
+    classify_key,
+    default_scrubber,
+)
+
+SCRUB = default_scrubber(max_string_chars=4096, own_home="/home/runner")
+
+
+def scrub(properties: dict[str, object]) -> dict[str, object]:
+    return SCRUB(Event("e", properties, None, None, None)).properties
+
+
+def scrubbed(value: str) -> object:
+    return scrub({"v": value})["v"]
+
+
+def test_the_reported_secrets_are_redacted() -> None:
+    """Each of these came out of the scrubber unchanged before."""
+    properties = {
+        "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "secret_key": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+        "password": ["hunter2"],
+        "api_key": 12345678901234,
+        "openai_key": "abcdefghijklmnopqrstuvwxyz012345",
+    }
+    assert scrub(properties) == dict.fromkeys(properties, SECRET)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password", "DB_PASSWORD", "dbPassword", "user.passwd", "passphrase", "pwd",
+        "secret", "client_secret", "clientSecret", "AWS_SECRET_ACCESS_KEY",
+        "awsSecretAccessKey", "token", "access_token", "refreshToken", "id_token",
+        "csrftoken", "X-Auth-Token", "api_key", "apiKey", "API-KEY", "x-api-key", "apikey",
+        "access_key", "accessKey", "private_key", "privateKey", "credential",
+        "credentials", "auth", "Authorization", "oauth", "cookie", "Set-Cookie",
+        "session_id", "sessionId", "SESSIONID", "bearer", "signature", "key", "KEY",
+    ],
+)  # fmt: skip
+def test_secret_named_keys_lose_their_whole_value(key: str) -> None:
+    assert classify_key(key) == SECRET_NAME
+    for value in ("hunter2", 1234, 12.5, True, ["a", "b"], {"nested": "x"}):
+        assert scrub({key: value}) == {key: SECRET}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "tokens", "tokens_in", "tokens_out", "input_tokens", "output_tokens",
+        "total_tokens", "max_tokens", "token_count", "prompt_tokens",
+        "completion_tokens", "inputTokens", "maxTokens", "tokenCount", "max_token",
+        "cached_tokens", "reasoning_tokens", "tokenizer", "author", "authors", "cwd",
+        "session", "keyboard", "key_id", "passes", "duration_ms", "model", "status",
+        "tool", "error",
+    ],
+)  # fmt: skip
+def test_ordinary_keys_and_token_counts_are_kept(key: str) -> None:
+    assert classify_key(key) == ORDINARY
+    assert scrub({key: 812}) == {key: 812}
+    assert scrub({key: "search"}) == {key: "search"}
+
+
+def test_a_service_key_is_redacted_when_its_value_looks_like_a_key() -> None:
+    for key in ("openai_key", "anthropic_key", "stripe_key", "STRIPE_KEY", "openaikey"):
+        assert classify_key(key) == SECRET_IF_TOKEN
+        assert scrub({key: "a" * 16}) == {key: SECRET}
+    # Short or spaced values are ordinary text and go through the value rules only.
+    assert scrub({"cache_key": "abc"}) == {"cache_key": "abc"}
+    assert scrub({"hotkey": "ctrl shift alice@example.com"}) == {"hotkey": "ctrl shift [email]"}
+    assert scrub({"cache_key": 7}) == {"cache_key": 7}
+
+
+def test_pass_is_a_password_when_it_is_a_string_and_a_count_otherwise() -> None:
+    assert classify_key("db_pass") == SECRET_IF_STRING
+    assert scrub({"db_pass": "hunter2", "pass": 12}) == {"db_pass": SECRET, "pass": 12}
+
+
+def test_an_empty_secret_stays_empty() -> None:
+    """None or "" tells that no password was given, and gives nothing away."""
+    assert scrub({"password": None, "token": ""}) == {"password": None, "token": ""}
+
+
+def test_ordinary_keys_still_get_the_value_rules() -> None:
+    assert scrub(
+        {
+            "user": "alice@example.com",
+            "cwd": "/home/alice/src",
+            "peer": "10.1.2.3",
+            "note": "key ghp_" + "a" * 36,
+            "tokens_in": 10,
+            "nested": {"api_key": "x", "list": ["bob@corp.io"]},
+        }
+    ) == {
+        "user": "[email]",
+        "cwd": "~/src",
+        "peer": "[ip]",
+        "note": "key [secret]",
+        "tokens_in": 10,
+        "nested": {"api_key": SECRET, "list": ["[email]"]},
+    }
+
+
+A = "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY"  # 32 characters of key-looking text
+TOKENS = [
+    "sk-" + A,  # OpenAI
+    "sk-proj-" + A,
+    "sk-ant-api03-" + A,  # Anthropic
+    "ghp_" + A + "abcd",  # GitHub
+    "gho_" + A + "abcd",
+    "github_pat_11ABCDEFG0_" + A,
+    "xoxb-1234567890-" + A,  # Slack
+    "xoxp-1234567890-" + A,
+    "xoxo-1234567890-" + A,
+    "xoxa-1234567890-" + A,
+    "xoxs-1234567890-" + A,
+    "AKIAIOSFODNN7EXAMPLE",  # AWS
+    "ASIAIOSFODNN7EXAMPLE",
+    "AIzaSyA-" + A[:31],  # Google: 35 after AIza
+    "sk_live_" + A,  # Stripe
+    "rk_live_" + A,
+    "sk_test_" + A,
+    "phc_" + A,  # PostHog
+    "phx_" + A,
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9",  # JWT
+    "Bearer " + A,
+    "bearer abc123def",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
+    "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
+]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_token_shapes_are_redacted_alone_and_inside_text(token: str) -> None:
+    assert scrubbed(token) == SECRET
+    assert scrubbed(f"export X={token} # from ~/.env") == f"export X={SECRET} # from ~/.env"
+    assert scrubbed(f'{{"header": "{token}"}}') == f'{{"header": "{SECRET}"}}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://api.x.test/v1?password=hunter2&q=1", "https://api.x.test/v1?password=[secret]&q=1"),
+        ("https://x.test/?token=abc123&q=1", "https://x.test/?token=[secret]&q=1"),
+        ("https://maps.x.test/?key=abc&z=1", "https://maps.x.test/?key=[secret]&z=1"),
+        ("/a?api_key=abc&client_secret=d&p=2", "/a?api_key=[secret]&client_secret=[secret]&p=2"),
+        ("s3?X-Amz-Credential=a%2Fb&x=1", "s3?X-Amz-Credential=[secret]&x=1"),
+        ("s3?x=1&X-Amz-Signature=0a1b", "s3?x=1&X-Amz-Signature=[secret]"),
+        ("https://x.test/cb#access_token=abc&state=2", "https://x.test/cb#access_token=[secret]&state=2"),
+        ("clone https://alice:hunter2@git.x.test/r.git", "clone https://[secret]@git.x.test/r.git"),
+        ("postgres://app:s3cr3t@db.internal:5432/prod", "postgres://[secret]@db.internal:5432/prod"),
+        ("PGPASSWORD=hunter2 psql", "PGPASSWORD=[secret] psql"),
+        ("mysql --password=hunter2 -u root", "mysql --password=[secret] -u root"),
+        ('{"api_key": "abc123", "n": 1}', '{"api_key": "[secret]", "n": 1}'),
+        ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [secret]"),
+        ("Authorization: Bearer abc", "Authorization: Bearer [secret]"),
+        ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: [secret]"),
+    ],
+)  # fmt: skip
+def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -> None:
+    assert scrubbed(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tokens: 5, tokens_in=10, max_tokens=4096",
+        "the password is wrong",
+        "version 1.2.3 at 10:30",
+        "http://localhost:8080/path?q=1&page=2",
+        "ask the key question",
+        "skip-this-step-entirely-please",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert scrubbed(text) == text
+
+
+def test_key_decisions_are_remembered() -> None:
+    scrubber = default_scrubber()
+    for _ in range(3):
+        scrubber(Event("e", {"tokens_in": 1, "api_key": "x"}, None, None, None))
+    assert scrubber._ordinary_keys == {"tokens_in"}
+    assert scrubber._secret_keys == {"api_key": SECRET_NAME}
+
+
+@given(st.text(max_size=40))
+def test_any_key_name_is_classified(key: str) -> None:
+    assert classify_key(key) in (ORDINARY, SECRET_NAME, SECRET_IF_STRING, SECRET_IF_TOKEN)

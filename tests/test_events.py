@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_telemetryd.events import EventError, Limits, parse_line, validate
+from agent_telemetryd.events import EventError, Limits, log_reason, parse_line, validate
 
 LIMITS = Limits(max_event_bytes=1024, max_depth=3, max_keys=10)
 
@@ -84,6 +84,39 @@ def test_rejection_messages_never_echo_values() -> None:
         with pytest.raises(EventError) as caught:
             validate(document, LIMITS)
         assert secret not in str(caught.value)
+
+
+def test_an_unknown_field_is_named_to_the_client_but_not_in_logs() -> None:
+    """The HTTP answer names the field (the contract); the log line must not hold
+    client-chosen text, which can be anything, a password included."""
+    with pytest.raises(EventError) as caught:
+        validate({"event": "e", "zzz_my_password_hunter2": 1}, LIMITS)
+    reason = str(caught.value)
+    assert "unknown field 'zzz_my_password_hunter2'" in reason
+    logged = log_reason(reason)
+    assert "hunter2" not in logged
+    assert logged.startswith("unknown field") and "allowed: event, properties" in logged
+    assert "hunter2" not in log_reason(f"request body is {reason}")
+
+
+def test_log_reason_is_the_same_whatever_the_unknown_field_is_called() -> None:
+    """Whatever quotes or escapes repr() gave the name, none of it reaches the log."""
+    logged = set()
+    for field in ("it's", 'say "x"', "both ' and \" \\", "\n\x00", "é" * 60, "zz"):
+        with pytest.raises(EventError) as caught:
+            validate({"event": "e", field: 1}, LIMITS)
+        logged.add(log_reason(str(caught.value)))
+    assert len(logged) == 1
+    assert "unknown field" in logged.pop()
+
+
+def test_log_reason_keeps_every_other_reason() -> None:
+    """Those are fixed text: the log says as much as the client is told."""
+    for document in ([], {}, {"event": 3}, {"event": "e", "timestamp": "tomorrow"}):
+        with pytest.raises(EventError) as caught:
+            validate(document, LIMITS)
+        assert log_reason(str(caught.value)) == str(caught.value)
+    assert log_reason("line longer than 10 bytes; skipped") == "line longer than 10 bytes; skipped"
 
 
 json_values = st.recursive(

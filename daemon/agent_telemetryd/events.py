@@ -1,6 +1,8 @@
 """Parse, validate and normalise one event as agents send it (DESIGN §5). No I/O.
 
 Every rejection is an `EventError` whose message names the field and says what to fix.
+The client gets that message; logs get `log_reason(message)`, which leaves out the one
+thing in it a client chose: the name of an unknown field.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import orjson
 
 ALLOWED_FIELDS = ("event", "properties", "timestamp", "uuid", "agent")
 _ALLOWED = frozenset(ALLOWED_FIELDS)
+_ALLOWED_LIST = ", ".join(ALLOWED_FIELDS)
 MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -22,7 +25,25 @@ _CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 
 
 class EventError(ValueError):
-    """An event that cannot be kept; the message is safe to log (it never holds values)."""
+    """An event that cannot be kept. The message never holds values, but it may quote a
+    field name the client chose: log `log_reason(str(error))`, not the message."""
+
+
+UNKNOWN_FIELD = "unknown field"
+_UNKNOWN_FIELD_FOR_LOGS = f"{UNKNOWN_FIELD} (name not logged; allowed: {_ALLOWED_LIST})"
+
+
+def log_reason(reason: str) -> str:
+    """A rejection reason as logs may hold it: the same words without client-chosen text.
+
+    Logs never hold event contents (DESIGN §10), and an unknown field's name is content:
+    `{"zzz_my_password_hunter2": 1}` would put a password in the journal. Every other
+    reason is fixed text with field names of the contract, and is returned unchanged.
+    """
+    # Whatever comes before the phrase (a caller's prefix) stays; the quoted name after it
+    # goes, whatever quotes and escapes its repr() used.
+    before, found, _ = reason.partition(UNKNOWN_FIELD)
+    return before + _UNKNOWN_FIELD_FOR_LOGS if found else reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +81,7 @@ def validate(document: Any, limits: Limits) -> Event:
         raise EventError(f"an event must be a JSON object, not {_json_type(document)}")
     if not _ALLOWED.issuperset(document):
         field = sorted(document.keys() - _ALLOWED)[0]
-        raise EventError(f"unknown field {field[:50]!r} (allowed: {', '.join(ALLOWED_FIELDS)})")
+        raise EventError(f"{UNKNOWN_FIELD} {field[:50]!r} (allowed: {_ALLOWED_LIST})")
     get = document.get
     # The common shapes take the short paths below; anything unusual goes through the
     # full checks, which also word the error.

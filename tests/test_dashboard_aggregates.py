@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agent_telemetry_server.validation import is_error as server_is_error
 from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.dashboard.rollup import coarse_bucket_sql, fold, fold_all, unfolded
@@ -273,9 +274,10 @@ def test_coarse_histogram_follows_the_fine_one(tmp_path: Path) -> None:
     assert coarse_stored(conn) == []
 
 
-def test_migration_4_fills_the_coarse_histogram(tmp_path: Path) -> None:
-    """A buffer folded under migration 3 gets dash_duration_hours filled on upgrade,
-    and a read-only reader of a version-3 file sees the same day percentiles."""
+def test_an_old_folded_buffer_upgrades_to_the_same_day_percentiles(tmp_path: Path) -> None:
+    """A buffer folded under migration 3 is upgraded (migration 6 empties the rollups for a
+    re-fold under the current error rule); a read-only reader of the version-3 file, the
+    upgraded file, and the upgraded file re-folded all see the same day percentiles."""
     path = tmp_path / "b.sqlite3"
     old = sqlite3.connect(path, isolation_level=None)
     for script in MIGRATIONS[:3]:
@@ -289,6 +291,36 @@ def test_migration_4_fills_the_coarse_histogram(tmp_path: Path) -> None:
     before = aggregates.durations(reader, Filters(bucket="day"))
     reader.close()
     conn = open_buffer(path)
+    assert aggregates.durations(conn, Filters(bucket="day")) == before
+    fold_all(conn)
     assert coarse_stored(conn) == coarse_recount(conn) != []
     assert aggregates.durations(conn, Filters(bucket="day")) == before
     assert before["over_time"][0]["p95_ms"] == 1200
+
+
+def test_the_error_rule_matches_the_reference_server(tmp_path: Path) -> None:
+    """0 and "" in properties.error mean no error; status "failed" is one — folded or not,
+    and the same answers as the server's `is_error` for every case."""
+    cases = [
+        ({"error": 0}, False),
+        ({"error": ""}, False),
+        ({"error": 0.0}, False),
+        ({"error": None}, False),
+        ({"error": False}, False),
+        ({"error": "0"}, True),
+        ({"error": 3}, True),
+        ({"error": True}, True),
+        ({"error": {"code": 1}}, True),
+        ({"status": "failed"}, True),
+        ({"status": "ok"}, False),
+    ]
+    for folded in (False, True):
+        conn = open_buffer(tmp_path / f"rule-{folded}.sqlite3")
+        insert(conn, [(i, "coder", "agent.step", p) for i, (p, _) in enumerate(cases)])
+        if folded:
+            fold_all(conn)
+        errors = aggregates.totals(conn, Filters())["errors"]
+        assert errors == sum(expected for _, expected in cases)
+        conn.close()
+    for properties, expected in cases:
+        assert server_is_error("agent.step", properties) is expected, properties

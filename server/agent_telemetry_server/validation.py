@@ -1,9 +1,9 @@
 """Batch and event validation. Pure: no I/O, plain dicts in, records or reasons out.
 
 Error rule (used by /api/v1/analytics/errors and the rollups): an event is an error when
-its name ends in `.error` or `.failed`, or `properties.status == "error"`, or
+its name ends in `.error` or `.failed`, or `properties.status` is "error" or "failed", or
 `properties.error` is present and not null, false, 0 or "" (an error count or code of 0
-means none).
+means none). The daemon's dashboard applies the same rule (agent_telemetryd.dashboard.rollup).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ BODY_FIELDS = frozenset({"anonymous_id", "events"})
 MAX_NAME_LENGTH = 200
 ERROR_RULE = (
     "an event is an error when its name ends in '.error' or '.failed', or properties.status"
-    " is 'error', or properties.error is present and not null, false, 0 or ''"
+    " is 'error' or 'failed', or properties.error is present and not null, false, 0 or ''"
 )
 # Clocks drift; a day ahead is clearly wrong, a few minutes is not.
 MAX_FUTURE = timedelta(days=1)
@@ -123,7 +123,7 @@ def is_error(event: str, properties: dict[str, Any]) -> bool:
     """The documented error rule (module docstring)."""
     if event.endswith((".error", ".failed")):
         return True
-    if properties.get("status") == "error":
+    if properties.get("status") in ("error", "failed"):
         return True
     # `in` compares with ==, so this tuple also covers 0, 0.0 and False alike.
     return properties.get("error") not in (None, False, "")

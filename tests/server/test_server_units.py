@@ -41,6 +41,7 @@ ANON = uuid.uuid4()
         ("agent.run.completed", {"error": None}, False),
         ("agent.run.completed", {"error": False}, False),
         ("agent.run.completed", {"error": ""}, False),
+        ("agent.run.completed", {"status": "failed"}, True),
         ("agent.run.completed", {"status": "ok"}, False),
         ("agent.errors.shown", {}, False),
     ],

@@ -2,7 +2,8 @@
 
 An event is an *error* when any of these holds (the first that applies decides):
 - its name ends in `.error` or `.failed` (`tool.call.failed`, `llm.error`);
-- `properties.error` is present and not `null` or `false` (`{"error": "timeout"}`);
+- `properties.error` is present and not `null`, `false`, `0` or `""` (`{"error": "timeout"}`;
+  an error count or code of 0 means none);
 - `properties.status` is `"error"` or `"failed"`.
 
 A *duration* is `properties.duration_ms` when it is a number >= 0. Durations are kept
@@ -19,7 +20,8 @@ Every query adds the events not yet folded (id > `dash_state.folded_id`) straigh
 the events table, so answers are exact whether or not the fold has caught up, and
 also from a read-only connection (the report with the daemon down). A delete trigger
 takes folded events back out of the rollups. The expressions below are repeated in
-that trigger; `tests/test_dashboard_aggregates.py` checks both agree.
+that trigger (migration 6); `tests/test_dashboard_aggregates.py` checks both agree, and the
+reference server applies the same rule (`agent_telemetry_server.validation.is_error`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def error_sql(alias: str) -> str:
         f"(CASE WHEN substr({alias}.event, -6) = '.error'"
         f" OR substr({alias}.event, -7) = '.failed' THEN 1"
         f" WHEN NOT json_valid({p}) THEN 0"
-        f" WHEN json_type({p}, '$.error') NOT IN ('null', 'false') THEN 1"
+        f" WHEN json_type({p}, '$.error') NOT IN ('null', 'false')"
+        f" AND json_extract({p}, '$.error') NOT IN (0, '') THEN 1"
         f" WHEN json_extract({p}, '$.status') IN ('error', 'failed') THEN 1"
         " ELSE 0 END)"
     )

@@ -214,6 +214,54 @@ MIGRATIONS: tuple[str, ...] = (
         VALUES (new.anonymous_id, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
     END;
     """,
+    # 6: one error rule with the reference server: `properties.error` of 0 or "" is no
+    # error. The delete trigger takes the new rule, and the rollups are emptied so the
+    # next fold rebuilds them under it (a one-off, like the first fold after an upgrade).
+    """
+    DROP TRIGGER dash_events_deleted;
+    CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
+    BEGIN
+        UPDATE dash_hourly SET events = events - 1, errors = errors - (
+            CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
+                THEN 1
+                WHEN NOT json_valid(old.properties) THEN 0
+                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false')
+                    AND json_extract(old.properties, '$.error') NOT IN (0, '') THEN 1
+                WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
+                ELSE 0 END)
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state);
+        DELETE FROM dash_hourly
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND events <= 0;
+        UPDATE dash_durations SET n = n - 1
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state)
+            AND json_valid(old.properties)
+            AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
+            AND json_extract(old.properties, '$.duration_ms') >= 0
+            AND bucket = (
+                WITH v(d) AS (SELECT json_extract(old.properties, '$.duration_ms'))
+                SELECT CASE WHEN d < 1000 THEN round(d)
+                    WHEN d < 10000 THEN round(d / 10) * 10
+                    WHEN d < 100000 THEN round(d / 100) * 100
+                    WHEN d < 1000000 THEN round(d / 1000) * 1000
+                    WHEN d < 10000000 THEN round(d / 10000) * 10000
+                    ELSE round(d / 100000) * 100000 END FROM v);
+        DELETE FROM dash_durations
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND n <= 0;
+        -- SQLite reuses ids above the largest left: once the top rows are gone, new
+        -- events could get ids at or below folded_id and never be counted. Lower it.
+        UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
+        WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
+    END;
+    DELETE FROM dash_duration_hours;
+    DELETE FROM dash_durations;
+    DELETE FROM dash_duration_hours;
+    DELETE FROM dash_hourly;
+    UPDATE dash_state SET folded_id = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

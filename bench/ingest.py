@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 
 from agent_telemetry._wire import encode_event, uuid7
+from agent_telemetryd.events import Event
+from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.writer import INSERT_EVENT
 from bench import fixtures
@@ -249,4 +251,42 @@ def run(quick: bool) -> list[Row]:
             )
         )
     rows[0].note += f"; {total:,} events per run, median of {reps}"
+    rows.extend(hostile_scrub_rows())
     return rows
+
+
+# Shapes that make a careless pattern backtrack: long runs around an '@', a '://', '=' …
+HOSTILE_UNITS = ("a", "a.", "a-", "a:", "a@", "a=", "::", "a.b@", "://a:", "?token=", "\\")
+
+
+def hostile_scrub_rows(size: int = 30_000) -> list[Row]:
+    """Scrubbing runs on the event loop: one hostile value must cost what a plain one does."""
+    scrubber = default_scrubber(max_string_chars=size)
+
+    def cost(value: str) -> float:
+        event = Event("e", {"v": value}, None, None, None)
+        samples = []
+        for _ in range(3):
+            start = time.perf_counter()
+            scrubber(event)
+            samples.append(time.perf_counter() - start)
+        return median(samples) * 1000
+
+    plain = cost("x" * size)
+    worst_ms, worst = max(
+        (cost((unit * (size // len(unit)))[:size] + tail), f"{unit!r}+{tail!r}")
+        for unit in HOSTILE_UNITS
+        for tail in ("", "@", "!", " x@y.com")
+    )
+    return [
+        Row(
+            SECTION,
+            f"scrub one {size // 1000} KB value, worst hostile shape",
+            worst_ms,
+            "ms",
+            f"plain {size // 1000} KB value",
+            plain,
+            worst_ms / plain,
+            note=f"worst: {worst} repeated; {len(HOSTILE_UNITS) * 4} shapes, median of 3",
+        )
+    ]

@@ -35,6 +35,7 @@ EXPECTED = {
         "HTTP /v1/events, batches of 500",
         "send -> commit p50 (4 x ~5k/s steady)",
         "send -> commit p99 (4 x ~5k/s steady)",
+        "scrub one 30 KB value, worst hostile shape",
     ],
     "growth": [
         "flush 1,000 pending, 1,000 sent before",

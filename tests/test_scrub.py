@@ -203,3 +203,17 @@ def test_key_decisions_are_remembered() -> None:
 @given(st.text(max_size=40))
 def test_any_key_name_is_classified(key: str) -> None:
     assert classify_key(key) in (ORDINARY, SECRET_NAME, SECRET_IF_STRING, SECRET_IF_TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to bob@example.com today", "write to [email] today"),
+        ("x.y+z@mail.example.co.uk", "[email]"),
+        # Longer than an address can be (RFC 5321: 64 before the @): not an address. The
+        # bound is what keeps a 30 KB "aaa…@bbb…" value linear (bench: ingest, hostile).
+        ("a" * 65 + "@example.com", "a" * 65 + "@example.com"),
+    ],
+)
+def test_email_addresses_are_bounded_as_the_rfc_bounds_them(text: str, expected: str) -> None:
+    assert scrubbed(text) == expected

@@ -19,7 +19,7 @@ import structlog
 
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
-from agent_telemetryd.events import Event, EventError, Limits, parse_line, validate
+from agent_telemetryd.events import Event, EventError, Limits, log_reason, parse_line, validate
 from agent_telemetryd.store.writer import Writer, WriteResult
 
 log = structlog.get_logger("agent_telemetryd.ingest")
@@ -191,7 +191,7 @@ class Ingestor:
             if n <= 100 or n % 1000 == 0:
                 log.warning(
                     "event_rejected",
-                    reason=reason,
+                    reason=log_reason(reason),
                     transport=source.transport,
                     pid=source.pid,
                     rejected_so_far=n,

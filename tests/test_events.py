@@ -48,7 +48,7 @@ def test_uuid_is_canonicalised() -> None:
         ({"event": "e", "properties": {"a": {"b": {"c": {}}}}}, "nested deeper than 3"),
         ({"event": "e", "properties": {str(i): i for i in range(11)}}, "11 keys; the limit is 10"),
         ({"event": "e", "properties": {"s": "x" * 2000}}, "the limit is 1024"),
-        ({"event": "e", "timestamp": "2026-11-24 21:00"}, "needs a UTC offset"),
+        ({"event": "e", "timestamp": "2026-11-24 21:00:00"}, "needs a UTC offset"),
         ({"event": "e", "timestamp": "tomorrow"}, "not RFC 3339"),
         ({"event": "e", "timestamp": 1700000000}, "'timestamp' must be an RFC 3339 string"),
         ({"event": "e", "uuid": "not-a-uuid"}, "'uuid' is not a UUID"),
@@ -142,3 +142,19 @@ def test_any_json_object_is_either_valid_or_a_clean_event_error(document: dict) 
 def test_any_bytes_parse_or_fail_with_event_error(raw: bytes) -> None:
     with contextlib.suppress(EventError):
         parse_line(raw)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        ("20261124T210000Z", "not RFC 3339"),  # ISO 8601 basic form
+        ("2026-11-24T21:00:00", "needs a UTC offset"),
+        ("0001-01-01T00:00:00+01:00", "between 1970 and 9999"),  # year 0 once in UTC
+        ("1969-12-31T23:59:59Z", "between 1970 and 9999"),
+    ],
+)
+def test_timestamps_that_would_not_export_as_rfc3339_are_refused(
+    timestamp: str, reason: str
+) -> None:
+    with pytest.raises(EventError, match=reason):
+        validate({"event": "e", "timestamp": timestamp}, LIMITS)

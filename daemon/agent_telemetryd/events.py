@@ -182,6 +182,10 @@ def _timestamp(value: Any) -> int | None:
     if not isinstance(value, str):
         raise EventError(f"field 'timestamp' must be an RFC 3339 string, not {_json_type(value)}")
     try:
+        # fromisoformat also takes ISO 8601's basic form (20261124T210000Z), which is not
+        # RFC 3339 and which backends will not read.
+        if not _RFC3339.match(value):
+            raise ValueError(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise EventError(
@@ -192,6 +196,10 @@ def _timestamp(value: Any) -> int | None:
     # Integer arithmetic: a float timestamp * 1000 can land a millisecond short.
     delta = moment - _EPOCH
     ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if not 0 <= ms < _YEAR_10000_MS:
+        # Before 1970 the stored and exported form would not be RFC 3339 any more
+        # (year 0 after the UTC shift), and no agent event happened then.
+        raise EventError("field 'timestamp' must be between 1970 and 9999 in UTC")
     if len(value) == 24 and value[19] == "." and value[23] == "Z":
         if len(_second_starts) >= _MAX_REMEMBERED:
             _second_starts.clear()
@@ -200,6 +208,8 @@ def _timestamp(value: Any) -> int | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$")
+_YEAR_10000_MS = 253_402_300_800_000
 # "YYYY-MM-DDTHH:MM:SS" (UTC) -> Unix milliseconds at the start of that second.
 _second_starts: dict[str, int] = {}
 

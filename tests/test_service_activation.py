@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -191,3 +192,43 @@ def test_a_plain_mapping_is_accepted_and_cleared() -> None:
     environ = {"LISTEN_PID": "1", "LISTEN_FDS": "1", "OTHER": "kept"}
     assert inherited_sockets(environ) == {}
     assert environ == {"OTHER": "kept"}
+
+
+@pytest.mark.parametrize(
+    ("family", "address"), [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+)
+def test_the_daemon_refuses_an_inherited_tcp_socket_not_on_loopback(
+    family: socket.AddressFamily, address: str
+) -> None:
+    """`ListenStream=7468` in a drop-in listens on every interface: the daemon must not serve it."""
+    from tests.daemon_process import CLI, clean_environment, make_home
+
+    home = make_home()  # short: socket paths must fit in 107 bytes
+    run = home / "run"
+    run.mkdir(mode=0o700)
+    made = listening_sockets(run)
+    made[2].close()
+    made[2] = socket.socket(family, socket.SOCK_STREAM)
+    made[2].bind((address, 0))
+    made[2].listen()
+    port = made[2].getsockname()[1]
+    daemon = spawn_activated(
+        [CLI, "daemon"],
+        made,
+        ["agent-telemetry.socket"] * 3,
+        env=clean_environment(home),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        code = daemon.wait(timeout=30)
+        stderr = daemon.stderr.read() if daemon.stderr else ""
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        for sock in made:
+            sock.close()
+        shutil.rmtree(home, ignore_errors=True)
+    assert code == 3, stderr  # the startup-failure exit code
+    shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    assert f"listens on {shown}, not on loopback" in stderr, stderr

@@ -156,6 +156,21 @@ def parse_port(value: Any) -> int | None:
     return port
 
 
+def is_loopback_ip(text: str) -> bool:
+    """127.0.0.0/8 or ::1: what http_host may be, and the Host check takes (http_guard).
+
+    An IPv4-mapped form (::ffff:127.0.0.1) is refused: whether it counts as loopback
+    differs between Python versions, and no client needs it.
+    """
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return False
+    return address.is_loopback
+
+
 def parse_loopback_host(value: Any) -> str:
     host = str(value).strip()
     if host == "localhost":
@@ -164,9 +179,12 @@ def parse_loopback_host(value: Any) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address; only loopback is allowed") from None
-    if not address.is_loopback:
-        raise ValueError(f"{host} is not a loopback address; the daemon listens on loopback only")
-    return host
+    if not is_loopback_ip(host):
+        raise ValueError(
+            f"{host} is not a loopback address (127.0.0.0/8 or ::1);"
+            " the daemon listens on loopback only"
+        )
+    return str(address)  # one spelling: 0:0:0:0:0:0:0:1 is ::1, as the Host check sees it
 
 
 def parse_choice(choices: tuple[str, ...]) -> Callable[[Any], str]:

@@ -12,9 +12,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_telemetryd.config import Config
+from agent_telemetryd.config import Config, is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
-from agent_telemetryd.service.activation import inherited_sockets
+from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
 
 
 class ListenError(RuntimeError):
@@ -33,7 +33,8 @@ class Listeners:
         if self.http is None:
             return None
         host, port = self.http.getsockname()[:2]
-        return f"http://{host}:{port}"
+        # An IPv6 address in a URL takes brackets; the Origin allowlist is built from this.
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def close(self) -> None:
         for sock in (self.ingest, self.api, self.http):
@@ -47,6 +48,7 @@ class Listeners:
 def open_listeners(config: Config) -> Listeners:
     """Bind (or adopt) ingest.sock, api.sock and the loopback HTTP port. Call under the lock."""
     inherited = inherited_sockets()
+    _refuse_non_loopback(inherited)
     paths = config.paths
     ensure_private_dir(paths.runtime_dir)
     owned: list[Path] = []
@@ -56,6 +58,28 @@ def open_listeners(config: Config) -> Listeners:
     if http is None and config.http_port is not None:
         http = _bind_tcp(config.http_host, config.http_port)
     return Listeners(ingest, api, http, owned)
+
+
+def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
+    """A TCP socket from systemd must be bound to loopback, as one bound here is (DESIGN §6).
+
+    The .socket unit, not the daemon, chose its address: a drop-in with `ListenStream=7468`
+    listens on every interface, and serving it would take events and serve the dashboard
+    to the network. Then the daemon does not start, and says which address to change.
+    """
+    for name, sock in inherited.items():
+        if name not in SOCKET_NAMES or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            continue  # a Unix socket, or an fd<N> the daemon does not serve
+        host, port = sock.getsockname()[:2]
+        if is_loopback_ip(host):
+            continue
+        for other in inherited.values():
+            other.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError(
+            f"the {name} socket passed by systemd listens on {shown}, not on loopback;"
+            f" refusing to serve it (set ListenStream=127.0.0.1:{port} in the socket unit)"
+        )
 
 
 def _bind_unix(path: Path, owned: list[Path]) -> socket.socket:

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from agent_telemetryd.config import is_loopback_ip
 from agent_telemetryd.receivers.peer import is_same_user
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 
 def host_name(host_header: str) -> str:
@@ -27,14 +27,25 @@ def host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def is_loopback_host(host_header: str) -> bool:
+    """`localhost`, or an address http_host may be set to: all of 127.0.0.0/8 and ::1
+    (bracketed or not, with or without a port). A name that resolves to loopback is not
+    enough: that is what DNS rebinding looks like."""
+    name = host_name(host_header)
+    if name == "localhost":
+        return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return is_loopback_ip(name)
+
+
 def loopback_guard(allowed_origins: Callable[[], Iterable[str]]) -> web.Middleware:
     """Refuse a non-loopback Host (403) and a foreign Origin (403) on the TCP listener."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = request.headers.get("Host", "")
-        if host_name(host) not in LOOPBACK_HOSTS:
-            return _refuse("Host must be a loopback name (127.0.0.1, localhost, [::1])")
+        if not is_loopback_host(request.headers.get("Host", "")):
+            return _refuse("Host must be a loopback name (127.0.0.0/8, localhost, [::1])")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in set(allowed_origins()):
             return _refuse("Origin not allowed: this endpoint does not accept cross-site requests")

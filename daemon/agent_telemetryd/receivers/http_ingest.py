@@ -7,14 +7,36 @@ from typing import Any
 
 from aiohttp import web
 
-from agent_telemetryd.context import CONTEXT
+from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import EventError, parse_line
-from agent_telemetryd.ingest import Outcome, Source
+from agent_telemetryd.ingest import Outcome, Rejection, Source
 from agent_telemetryd.store.writer import StoreFullError
 
+# The most one request may carry, counted after any compression is undone (read_body,
+# posthog_capture.inflate_gzip); the apps' client_max_size too.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Asked of a client whose events the buffer could not take (a failed write, a full
+# buffer): the same short wait for both, as neither says when it will have cleared.
+RETRY_AFTER_SECONDS = "5"
+BUFFER_FULL = "buffer full"
+_READ_PIECE_BYTES = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 routes = web.RouteTableDef()
+
+
+class BodyError(ValueError):
+    """A request body that never became events: answered with `status` and counted as one
+    received, one rejected thing, as a bad line on ingest.sock is (DESIGN §8)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def too_large(what: str) -> BodyError:
+    return BodyError(
+        f"{what} more than {MAX_BODY_BYTES} bytes, the limit for a request body", status=413
+    )
 
 
 def agent_from_headers(request: web.Request) -> str | None:
@@ -24,56 +46,122 @@ def agent_from_headers(request: web.Request) -> str | None:
     return _CONTROL.sub("", name)[:100] or None
 
 
-async def read_json_body(request: web.Request) -> Any:
-    body = await request.read()
+async def read_body(request: web.Request) -> bytes:
+    """The body (a Content-Encoding undone by aiohttp as it arrives), at most the limit."""
+    body = bytearray()
     try:
-        return parse_line(body)
-    except EventError as error:
-        raise web.HTTPBadRequest(
-            text=f'{{"error": "request body is {error}"}}', content_type="application/json"
-        ) from None
+        # Piece by piece, not request.read(): that joins everything aiohttp has inflated
+        # so far into one more copy, which for a compression bomb is tens of MB at a time.
+        async for piece in request.content.iter_chunked(_READ_PIECE_BYTES):
+            body += piece
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large("request body is")
+    except web.RequestPayloadError:
+        # Left to aiohttp, a body that does not decode as its Content-Encoding is a 500
+        # with a traceback in the log. (A client gone mid-body lands here too; no one
+        # reads that answer, but its body is counted all the same.) Marking the body read
+        # to its end stops aiohttp from reading on after the answer, which would log a
+        # traceback each time: a journal flood for whoever sends bad bodies in a loop.
+        request.content.feed_eof()
+        encoding = _CONTROL.sub("", request.headers.get("Content-Encoding", ""))[:20]
+        reason = f"not valid {encoding} (its Content-Encoding)" if encoding else "incomplete"
+        raise BodyError(f"request body is {reason}") from None
+    return bytes(body)
 
 
-async def answer(outcome: Outcome, *, mode: str) -> web.Response:
-    """202 after commit with per-index rejections; 400 when nothing in it was valid."""
-    rejected = [{"index": r.index, "reason": r.reason} for r in outcome.rejected]
+def refuse_body(request: web.Request, error: BodyError, source: Source) -> None:
+    """Count a body that is not events; the reason is logged, the content never is."""
+    context = request.app[CONTEXT]
+    assert context.ingestor is not None
+    context.ingestor.reject_unparsable(str(error), source)
+
+
+async def answer(outcome: Outcome, documents: list[Any], context: DaemonContext) -> web.Response:
+    """202 after commit, invalid and refused events listed by index; 400 when nothing in it
+    was valid; 503 with Retry-After when the buffer could keep none of it."""
+    mode = context.consent.mode
+    rejected = list(outcome.rejected)
     inserted = duplicates = refused = 0
     if outcome.pending is not None:
         try:
             result = await outcome.pending
         except StoreFullError as error:
-            return web.json_response(
-                {"error": str(error)}, status=503, headers={"Retry-After": "5"}
-            )
+            return _retry_later({"error": str(error)})
         inserted, duplicates, refused = result.inserted, result.duplicates, result.refused
+    if refused:
+        indices = _refused_indices(documents, outcome, refused, context.config.allow_events)
+        rejected.extend(Rejection(index, BUFFER_FULL) for index in indices)
+        rejected.sort(key=lambda rejection: rejection.index)
     body: dict[str, Any] = {
         "accepted": inserted,
         "duplicates": duplicates,
-        "rejected": rejected,
+        "rejected": [{"index": r.index, "reason": r.reason} for r in rejected],
         "mode": mode,
     }
     if refused:
         body["refused_buffer_full"] = refused
+        if not inserted and not duplicates:
+            # Nothing of this request is in the buffer: a 2xx would tell the client its
+            # events were delivered (DESIGN §6: 202 only once they are committed).
+            body["error"] = (
+                f"{BUFFER_FULL}: the buffer is at its cap (store.max_events, store.max_bytes)"
+                " with events not yet sent; none of this request was kept"
+            )
+            return _retry_later(body)
     if rejected and not outcome.kept and not duplicates:
         return web.json_response(body, status=400)
     return web.json_response(body, status=202)
 
 
-@routes.post("/v1/events")
-async def post_events(request: web.Request) -> web.Response:
-    context = request.app[CONTEXT]
-    document = await read_json_body(request)
+def _retry_later(body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def _refused_indices(
+    documents: list[Any], outcome: Outcome, refused: int, allow_events: frozenset[str] | None
+) -> list[int]:
+    """Request indices of the refused events: the writer refuses the last `refused` rows.
+
+    The rows are the documents that were valid and not dropped by the allowlist, in order.
+    The outcome names the invalid ones; the allowlist drops by event name alone, so its
+    drops are found the same way. Should the count still not match, no index is given
+    rather than a wrong one (`refused_buffer_full` still says how many).
+    """
+    invalid = {rejection.index for rejection in outcome.rejected}
+    rows = [index for index in range(len(documents)) if index not in invalid]
+    if len(rows) != outcome.kept and allow_events is not None:
+        rows = [index for index in rows if documents[index].get("event") in allow_events]
+    if len(rows) != outcome.kept:
+        return []
+    return rows[len(rows) - refused :]
+
+
+def _events_in(body: bytes) -> list[Any]:
+    """One event, or `{"events": [...]}`, as a list of documents."""
+    try:
+        document = parse_line(body)
+    except EventError as error:
+        raise BodyError(f"request body is {error}") from None
     if isinstance(document, dict) and "events" in document and len(document) == 1:
         documents = document["events"]
         if not isinstance(documents, list):
-            return web.json_response({"error": "field 'events' must be an array"}, status=400)
-    else:
-        documents = [document]
+            raise BodyError("field 'events' must be an array")
+        return documents
+    return [document]
+
+
+@routes.post("/v1/events")
+async def post_events(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
     assert context.ingestor is not None
-    outcome = context.ingestor.accept_documents(
-        documents, Source("http", agent=agent_from_headers(request)), ack=True
-    )
-    return await answer(outcome, mode=context.consent.mode)
+    source = Source("http", agent=agent_from_headers(request))
+    try:
+        documents = _events_in(await read_body(request))
+    except BodyError as error:
+        refuse_body(request, error, source)
+        return web.json_response({"error": str(error)}, status=error.status)
+    outcome = context.ingestor.accept_documents(documents, source, ack=True)
+    return await answer(outcome, documents, context)
 
 
 @routes.get("/healthz")

@@ -84,7 +84,7 @@ def test_four_shim_processes_and_http_store_every_event_exactly_once(daemon: Dae
     send_lines(daemon.ingest_socket, again)
 
     deadline = time.monotonic() + 20
-    while daemon.status()["counters"]["dropped"].get("duplicate", 0) < 21_000:
+    while daemon.status()["counters"]["dropped_by_reason"].get("duplicate", 0) < 21_000:
         assert time.monotonic() < deadline, daemon.status()
         time.sleep(0.1)
     final = daemon.status()

@@ -149,7 +149,8 @@ def test_mode_off_keeps_nothing_and_creates_no_buffer(daemon_factory: DaemonFact
     status = daemon.status()
     assert status["mode"] == "off" and status["mode_source"] == "env"
     assert status["buffer"]["events"] == 0
-    assert status["counters"]["dropped"]["mode_off"] == 6
+    assert status["counters"]["dropped_by_reason"]["mode_off"] == 6
+    assert status["counters"]["dropped"] == 6
     assert not (daemon.home / "data").exists()
 
 

@@ -166,9 +166,9 @@ def test_a_full_buffer_answers_503_with_retry_after_not_202(
 
     assert len(daemon.export()) == 10
     counters = daemon.status()["counters"]
-    assert counters["dropped"]["buffer_full"] == 4
+    assert counters["dropped_by_reason"]["buffer_full"] == 4
     assert counters["received"] == (
-        counters["stored"] + counters["rejected"] + counters["dropped_total"]
+        counters["stored"] + counters["rejected"] + counters["dropped"]
     )
 
 
@@ -230,7 +230,7 @@ def test_bodies_that_are_not_events_count_as_received_and_rejected(
     counters = wait_for_counters(daemon, len(bad))
     assert (counters["received"], counters["rejected"]) == (len(bad), len(bad))
     assert counters["received"] == (
-        counters["stored"] + counters["rejected"] + counters["dropped_total"]
+        counters["stored"] + counters["rejected"] + counters["dropped"]
     )
     # The reason is logged (never the body), and no traceback.
     log = daemon.log()

@@ -68,10 +68,10 @@ def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
     time.sleep(0.5)
     status = daemon.status()
     assert status["running"] is True
-    dropped = status["counters"]["dropped"]
+    dropped = status["counters"]["dropped_by_reason"]
     assert dropped.get("write_error", 0) >= 10
     accounted = status["counters"]["stored"] + status["counters"]["rejected"]
-    assert accounted + status["counters"]["dropped_total"] == status["counters"]["received"]
+    assert accounted + status["counters"]["dropped"] == status["counters"]["received"]
     assert "buffer_write_failed" in daemon.log()
     assert daemon.stop() == 0
 
@@ -107,11 +107,11 @@ def test_row_cap_evicts_oldest_sent_then_refuses_new(daemon_factory: DaemonFacto
     assert status == 202 and body["accepted"] == 30 and body["refused_buffer_full"] == 20
     assert not [r for r in daemon.export() if r["event"] == "first"]
     counters = daemon.status()["counters"]
-    assert counters["dropped"]["evicted_sent"] == 60
-    assert counters["dropped"]["buffer_full"] == 20
+    assert counters["dropped_by_reason"]["evicted_sent"] == 60
+    assert counters["dropped_by_reason"]["buffer_full"] == 20
     assert (
         counters["received"]
-        == counters["stored"] + counters["rejected"] + counters["dropped_total"]
+        == counters["stored"] + counters["rejected"] + counters["dropped"]
     )
 
 

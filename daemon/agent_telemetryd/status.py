@@ -83,8 +83,9 @@ def build_status(
         "counters": {
             "received": totals.get("received", 0),
             "rejected": totals.get("rejected", 0),
-            "dropped": dropped,
-            "dropped_total": sum(dropped.values()),
+            # DESIGN §11: `dropped` is the total; the reasons that make it up beside it.
+            "dropped": sum(dropped.values()),
+            "dropped_by_reason": dropped,
             "stored": buffer["events"],
         },
         "last_upload": rfc3339_ms(facts.last_upload_ms) if facts.last_upload_ms else None,

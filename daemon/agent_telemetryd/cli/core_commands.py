@@ -61,7 +61,7 @@ def status(as_json: bool) -> None:
 def format_status(report: dict[str, Any]) -> str:
     running = f"running (pid {report['pid']})" if report["running"] else "not running"
     buffer, counters = report["buffer"], report["counters"]
-    dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped"].items()) or "none"
+    dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
     lines = [
         f"daemon:       {running}",
         f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",

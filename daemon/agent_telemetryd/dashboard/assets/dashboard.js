@@ -153,7 +153,7 @@
     line("Rejected (invalid)", c.rejected, "rejected");
     for (const [reason, n] of Object.entries(c.dropped || {})) line(`Dropped: ${reason}`, n, `dropped.${reason}`);
     if (!Object.keys(c.dropped || {}).length) line("Dropped", 0, "dropped");
-    setOutput("dropped", fmt(c.dropped_total || 0), c.dropped_total || 0);
+    setOutput("dropped", fmt(c.dropped || 0), c.dropped || 0);
     setOutput("rejected", fmt(c.rejected || 0), c.rejected || 0);
   }
 

@@ -181,18 +181,24 @@ def test_bad_config_is_one_clear_line_and_no_traceback(daemon_factory: DaemonFac
     assert "unknown setting batch_sise" in result.stderr
 
 
-def test_a_config_with_a_secret_readable_by_others_is_refused(
+def test_a_config_with_a_secret_readable_by_others_stops_the_daemon_but_not_opting_out(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory(start=False)
     config = daemon.home / "config.toml"
     config.write_text('[posthog]\napi_key = "phc_secret"\n')
     config.chmod(0o644)
-    result = daemon.cli("status", check=False)
-    assert result.returncode != 0 and "chmod 600" in result.stderr
-    assert "phc_secret" not in result.stderr
+    daemon.start(wait=False)
+    assert daemon.proc is not None and daemon.proc.wait(15) != 0
+    assert "chmod 600" in daemon.log() and "phc_secret" not in daemon.log()
+    # The user can still look and opt out: a loud warning, not a refusal.
+    for command in (["status", "--json"], ["mode", "off"], ["export"]):
+        result = daemon.cli(*command, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "Warning:" in result.stderr and "chmod 600" in result.stderr
+        assert "phc_secret" not in result.stderr + result.stdout
     config.chmod(0o600)
-    assert daemon.cli("status", "--json").returncode == 0
+    assert daemon.cli("status", "--json").stderr == ""
 
 
 def test_a_corrupt_buffer_is_moved_aside_and_a_fresh_one_started(

@@ -28,6 +28,10 @@ class ConfigError(ValueError):
     """A setting is wrong; the message names the key and where it was set."""
 
 
+class SecretsExposedError(ConfigError):
+    """The config file holds an API key and others can read it."""
+
+
 @dataclass(frozen=True)
 class RateRule:
     count: int
@@ -269,8 +273,14 @@ _SECRET_KEYS = ("posthog.api_key", "posthog.personal_api_key", "http.api_key")
 _KNOWN_TABLES = {"posthog", "http", "file", "limits", "store", "privacy"}
 
 
-def load_config(environ: Mapping[str, str] = os.environ, paths: Paths | None = None) -> Config:
-    """Defaults, then the config file, then the environment; raises ConfigError."""
+def load_config(
+    environ: Mapping[str, str] = os.environ,
+    paths: Paths | None = None,
+    *,
+    check_secrets_private: bool = True,
+) -> Config:
+    """Defaults, then the config file, then the environment; raises ConfigError
+    (SecretsExposedError for a config holding a key that others can read)."""
     paths = paths or resolve_paths(environ)
     document = _read_toml(paths.config_file)
     _reject_unknown_keys(document, paths.config_file)
@@ -298,7 +308,8 @@ def load_config(environ: Mapping[str, str] = os.environ, paths: Paths | None = N
             values["sender"], sources["sender"] = "posthog", sources["posthog_api_key"]
         elif values.get("http_endpoint"):
             values["sender"], sources["sender"] = "http", sources["http_endpoint"]
-    _check_secrets_private(document, paths.config_file)
+    if check_secrets_private:
+        _check_secrets_private(document, paths.config_file)
     config = Config(paths=paths, sources=sources, **values)
     _check_sender_settings(config)
     return config
@@ -341,7 +352,7 @@ def _check_secrets_private(document: Mapping[str, Any], path: Path) -> None:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise ConfigError(
+        raise SecretsExposedError(
             f"{path} holds an API key but is readable by others (mode {mode:o}); "
             f"run: chmod 600 {path}"
         )

@@ -34,7 +34,7 @@ def daemon() -> None:
     from agent_telemetryd.daemon import run_daemon
     from agent_telemetryd.logs import configure_logging
 
-    config = get_config()
+    config = get_config(strict=True)
     configure_logging(config.log_level)
     sys.exit(run_daemon(config))
 

@@ -64,8 +64,6 @@ def test_arbitrary_bodies_never_break_the_daemon(daemon: DaemonProcess) -> None:
     status = daemon.status()
     assert status["running"] is True
     counters = status["counters"]
-    assert counters["received"] == (
-        counters["stored"] + counters["rejected"] + counters["dropped"]
-    )
+    assert counters["received"] == (counters["stored"] + counters["rejected"] + counters["dropped"])
     assert counters["stored"] == status["buffer"]["events"]
     assert "Traceback" not in daemon.log()

@@ -167,9 +167,7 @@ def test_a_full_buffer_answers_503_with_retry_after_not_202(
     assert len(daemon.export()) == 10
     counters = daemon.status()["counters"]
     assert counters["dropped_by_reason"]["buffer_full"] == 4
-    assert counters["received"] == (
-        counters["stored"] + counters["rejected"] + counters["dropped"]
-    )
+    assert counters["received"] == (counters["stored"] + counters["rejected"] + counters["dropped"])
 
 
 def test_a_partly_full_buffer_lists_the_refused_events_by_index(
@@ -229,9 +227,7 @@ def test_bodies_that_are_not_events_count_as_received_and_rejected(
         assert status == 400, (path, body, answer)
     counters = wait_for_counters(daemon, len(bad))
     assert (counters["received"], counters["rejected"]) == (len(bad), len(bad))
-    assert counters["received"] == (
-        counters["stored"] + counters["rejected"] + counters["dropped"]
-    )
+    assert counters["received"] == (counters["stored"] + counters["rejected"] + counters["dropped"])
     # The reason is logged (never the body), and no traceback.
     log = daemon.log()
     assert "request body is not valid gzip (its Content-Encoding)" in log

@@ -109,10 +109,7 @@ def test_row_cap_evicts_oldest_sent_then_refuses_new(daemon_factory: DaemonFacto
     counters = daemon.status()["counters"]
     assert counters["dropped_by_reason"]["evicted_sent"] == 60
     assert counters["dropped_by_reason"]["buffer_full"] == 20
-    assert (
-        counters["received"]
-        == counters["stored"] + counters["rejected"] + counters["dropped"]
-    )
+    assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
 
 
 def test_retention_purges_only_events_older_than_the_window(tmp_path: Path) -> None:

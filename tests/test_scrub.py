@@ -217,3 +217,11 @@ def test_any_key_name_is_classified(key: str) -> None:
 )
 def test_email_addresses_are_bounded_as_the_rfc_bounds_them(text: str, expected: str) -> None:
     assert scrubbed(text) == expected
+
+
+def test_event_names_get_the_value_rules_too() -> None:
+    scrubber = default_scrubber()
+    event = scrubber(Event("login by bob@example.com from 10.1.2.3", None, None, None, None))
+    assert event.event == "login by [email] from [ip]"
+    plain = Event("agent.run.completed", {"n": 1}, None, None, None)
+    assert scrubber(plain).event == "agent.run.completed"

@@ -195,11 +195,14 @@ class Scrubber:
         self._secret_keys: dict[str, int] = {}
 
     def __call__(self, event: Event) -> Event:
-        if not event.properties:
+        # Names too: an agent may well report `login by bob@example.com` as an event name.
+        # Names repeat, so this is one dict lookup per event once the name was seen.
+        name = self.text(event.event)
+        if not event.properties and name is event.event:
             return event
         # Not dataclasses.replace(): it costs several times a plain construction per event.
-        return Event(event.event, self._object(event.properties), event.ts_ms, event.uuid,
-                     event.agent)  # fmt: skip
+        properties = self._object(event.properties) if event.properties else event.properties
+        return Event(name, properties, event.ts_ms, event.uuid, event.agent)
 
     def text(self, value: str) -> str:
         cached = self._texts.get(value)

@@ -32,14 +32,17 @@ def seed_events(n: int = 120) -> list[dict[str, Any]]:
     return events
 
 
-def post_events(daemon: DaemonProcess, events: list[dict[str, Any]]) -> None:
+def post_events(
+    daemon: DaemonProcess, events: list[dict[str, Any]], accepted: int | None = None
+) -> None:
     request = urllib.request.Request(
         daemon.http_url() + "/v1/events",
         data=json.dumps({"events": events}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        assert json.loads(response.read())["accepted"] == len(events)
+        want = len(events) if accepted is None else accepted
+        assert json.loads(response.read())["accepted"] == want
 
 
 def is_error(row: dict[str, Any]) -> bool:
@@ -48,7 +51,7 @@ def is_error(row: dict[str, Any]) -> bool:
     error = props.get("error")
     return (
         row["event"].endswith((".error", ".failed"))
-        or ("error" in props and error is not None and error is not False)
+        or error not in (None, False, "")  # 0 == False: a count or code of 0 is no error
         or props.get("status") in ("error", "failed")
     )
 
@@ -73,6 +76,9 @@ async def read_page(page: Page) -> dict[str, Any]:
                   return false;
                 }).length,
                 mode: document.getElementById('consent').dataset.mode,
+                accounting: Object.fromEntries(
+                  [...document.querySelectorAll('tr[data-counter]')].map((tr) => [
+                    tr.dataset.counter, +tr.cells[1].textContent.replace(/[^0-9]/g, '')])),
               };
             })()"""
         )
@@ -94,6 +100,10 @@ async def test_dashboard_shows_the_counts_export_gives(
     """The page of a running daemon shows the same totals, per-agent and per-name counts
     (and error count) as `agent-telemetry export`; its charts draw; a screenshot is kept."""
     post_events(daemon, seed_events())
+    base_uuid = "00000000-0000-7000-8000-0000000000"
+    again = [{"event": "twice", "uuid": f"{base_uuid}{i:02d}"} for i in range(5)]
+    post_events(daemon, again)
+    post_events(daemon, again, accepted=0)  # the same uuids: five duplicates, dropped
     expected = expected_from(daemon.export())
     url = daemon.cli("dashboard", "--no-browser").stdout.strip()
     assert url.startswith(daemon.http_url() + "/dashboard?token=")
@@ -105,6 +115,8 @@ async def test_dashboard_shows_the_counts_export_gives(
         assert {k: shown[k] for k in expected} == expected
         assert shown["charts"] == 3 and shown["inked"] == 3
         assert shown["mode"] == "local"
+        assert shown["accounting"]["dropped.duplicate"] == 5
+        assert shown["accounting"]["received"] == expected["total"] + 5
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
         # The agent filter narrows every view to that agent's events.

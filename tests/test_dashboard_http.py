@@ -5,14 +5,17 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import stat
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import DaemonFactory
-from tests.daemon_process import DaemonProcess, clean_environment, make_home
+from tests.daemon_process import CLI, DaemonProcess, clean_environment, make_home
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +157,36 @@ def test_report_command_without_a_daemon_or_buffer(
     html = out.read_text()
     assert 'data-mode="report"' in html and "No events yet" in html
     assert "<script src=" not in html and '<link rel="stylesheet"' not in html
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # the user's data, like the buffer
+
+
+def test_the_browser_is_never_handed_the_token_on_its_command_line(
+    shared: DaemonProcess, tmp_path: Path
+) -> None:
+    """Every local user can read a command line (`ps`): the browser gets a private file
+    that forwards to the tokenised URL, as Jupyter does it."""
+    argv_file = tmp_path / "argv"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$*" > {argv_file}\n')
+    browser.chmod(0o700)
+    env = {**shared.env, "BROWSER": str(browser)}
+    result = subprocess.run([CLI, "dashboard"], env=env, capture_output=True, text=True)
+    token = token_of(shared)
+    assert result.returncode == 0 and token in result.stdout  # printed for the user only
+    opened = argv_file.read_text()
+    assert opened.startswith("file://") and token not in opened
+    page = Path(urllib.parse.unquote(urllib.parse.urlsplit(opened).path))
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600 and token in page.read_text()
+
+
+def test_a_non_utf8_token_header_is_refused_not_a_server_error(shared: DaemonProcess) -> None:
+    url = urllib.parse.urlsplit(base_url(shared))
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /dashboard/api/summary HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 403")
+    token = token_of(shared)
+    status, _ = get(shared, f"/dashboard/api/summary?token={token}&since=99999999999999d")
+    assert status == 200  # as far back as it goes, not an overflow

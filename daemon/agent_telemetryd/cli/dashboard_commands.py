@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import os
 import sqlite3
 import time
 import webbrowser
@@ -39,8 +41,30 @@ def dashboard(no_browser: bool) -> None:
             " or use `agent-telemetry report -o report.html`"
         )
     click.echo(url)
-    if not no_browser and not webbrowser.open(url):
+    if not no_browser and not webbrowser.open(_redirect_file(config.paths.runtime_dir, url)):
         click.echo("(no browser found: open the URL above yourself)", err=True)
+
+
+def _redirect_file(runtime_dir: Path, url: str) -> str:
+    """A file:// URL of a private page that forwards to `url`, as Jupyter opens it: the
+    browser's command line, which every local user can read in `ps`, never holds the token."""
+    page = runtime_dir / "dashboard-open.html"
+    target = html.escape(url, quote=True)
+    _write_private(
+        page,
+        f'<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+        f'<meta http-equiv="refresh" content="0;url={target}">'
+        f'<title>agent-telemetry</title><a href="{target}">Open the dashboard</a>\n',
+    )
+    return page.as_uri()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Readable by the user alone from the first byte, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 @click.command()
@@ -99,7 +123,8 @@ def report(
     except sqlite3.Error as error:
         raise click.ClickException(f"cannot read {database}: {error}") from None
     try:
-        output.write_text(report_page(data), encoding="utf-8")
+        # The report holds event and agent names and counts: the user's data, like the buffer.
+        _write_private(output, report_page(data))
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
     events = data["totals"]["events"]

@@ -71,6 +71,7 @@ class Filters:
 
 
 _UNITS_MS = {"h": HOUR_MS, "d": 24 * HOUR_MS}
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def _time(value: str | None, now_ms: int, name: str) -> int | None:
@@ -78,9 +79,9 @@ def _time(value: str | None, now_ms: int, name: str) -> int | None:
         return None
     try:
         unit = _UNITS_MS.get(value[-1])
-        if unit is not None:
-            return now_ms - int(value[:-1]) * unit
-        return int(value)
+        moment = now_ms - int(value[:-1]) * unit if unit is not None else int(value)
+        # SQLite integers are 64-bit: "99999999999999d" back is simply "since 1970".
+        return min(max(moment, 0), _LATEST_MS)
     except ValueError:
         raise ValueError(
             f"{name} must be a time back from now such as 24h or 7d, or epoch milliseconds;"

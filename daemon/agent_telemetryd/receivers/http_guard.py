@@ -72,7 +72,10 @@ def token_matches(given: str | None, expected: str) -> bool:
     """Constant-time: how long a wrong token took must not tell how close it was."""
     if not given:
         return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: a wrong token, not a 500.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def _refuse(reason: str) -> web.Response:

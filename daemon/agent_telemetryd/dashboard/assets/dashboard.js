@@ -151,8 +151,9 @@
     line("Received", c.received, "received");
     line("Stored", c.stored, "stored");
     line("Rejected (invalid)", c.rejected, "rejected");
-    for (const [reason, n] of Object.entries(c.dropped || {})) line(`Dropped: ${reason}`, n, `dropped.${reason}`);
-    if (!Object.keys(c.dropped || {}).length) line("Dropped", 0, "dropped");
+    const reasons = Object.entries(c.dropped_by_reason || {});
+    for (const [reason, n] of reasons) line(`Dropped: ${reason}`, n, `dropped.${reason}`);
+    if (!reasons.length) line("Dropped", c.dropped || 0, "dropped");
     setOutput("dropped", fmt(c.dropped || 0), c.dropped || 0);
     setOutput("rejected", fmt(c.rejected || 0), c.rejected || 0);
   }

@@ -48,6 +48,7 @@ class Outcome:
     rejected: list[Rejection]
     pending: asyncio.Future[WriteResult] | None  # resolves after commit, when asked for
     kept: int
+    filtered: list[int]  # indices the allowlist dropped
 
 
 class Counters:
@@ -108,7 +109,7 @@ class Ingestor:
         now = self._clock()
         received_ms = int(now * 1000)
         mode = self._mode()
-        filtered = 0
+        filtered: list[int] = []  # indices the allowlist dropped
         rate_limited = 0
         anonymous_id = self._anonymous_id() if mode != "off" else ""
         # Everything the loop needs per event, bound once per batch: this runs for every event.
@@ -133,7 +134,7 @@ class Ingestor:
                 rejected.append(Rejection(index, "could not be scrubbed; not kept"))
                 continue
             if event is None:
-                filtered += 1
+                filtered.append(index)
                 continue
             agent = event.agent or default_agent
             upload = "local"
@@ -170,7 +171,7 @@ class Ingestor:
             "rejected": len(reasons),
         }
         if filtered:
-            counters["dropped.not_allowlisted"] = filtered
+            counters["dropped.not_allowlisted"] = len(filtered)
         if rate_limited:
             counters["rate_limited"] = rate_limited
         writer = self._writer() if mode != "off" else None
@@ -178,9 +179,9 @@ class Ingestor:
             for name, value in counters.items():
                 self.memory.add(name, value)
             self.memory.add("dropped.mode_off", len(rows))
-            return Outcome(rejected, None, 0)
+            return Outcome(rejected, None, 0, filtered)
         pending = writer.submit(rows, counters, ack=ack)
-        return Outcome(rejected, pending, len(rows))
+        return Outcome(rejected, pending, len(rows), filtered)
 
     def _log_rejections(self, reasons: list[str], source: Source) -> None:
         # Hostile input must not flood the journal: log the first hundred, then every

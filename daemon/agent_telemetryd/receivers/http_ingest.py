@@ -89,7 +89,7 @@ async def answer(outcome: Outcome, documents: list[Any], context: DaemonContext)
             return _retry_later({"error": str(error)})
         inserted, duplicates, refused = result.inserted, result.duplicates, result.refused
     if refused:
-        indices = _refused_indices(documents, outcome, refused, context.config.allow_events)
+        indices = _refused_indices(documents, outcome, refused)
         rejected.extend(Rejection(index, BUFFER_FULL) for index in indices)
         rejected.sort(key=lambda rejection: rejection.index)
     body: dict[str, Any] = {
@@ -117,22 +117,11 @@ def _retry_later(body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def _refused_indices(
-    documents: list[Any], outcome: Outcome, refused: int, allow_events: frozenset[str] | None
-) -> list[int]:
-    """Request indices of the refused events: the writer refuses the last `refused` rows.
-
-    The rows are the documents that were valid and not dropped by the allowlist, in order.
-    The outcome names the invalid ones; the allowlist drops by event name alone, so its
-    drops are found the same way. Should the count still not match, no index is given
-    rather than a wrong one (`refused_buffer_full` still says how many).
-    """
-    invalid = {rejection.index for rejection in outcome.rejected}
-    rows = [index for index in range(len(documents)) if index not in invalid]
-    if len(rows) != outcome.kept and allow_events is not None:
-        rows = [index for index in rows if documents[index].get("event") in allow_events]
-    if len(rows) != outcome.kept:
-        return []
+def _refused_indices(documents: list[Any], outcome: Outcome, refused: int) -> list[int]:
+    """Request indices of the refused events: the writer refuses the last `refused` rows,
+    and the rows are the documents neither rejected nor dropped by the allowlist, in order."""
+    skipped = {rejection.index for rejection in outcome.rejected}.union(outcome.filtered)
+    rows = [index for index in range(len(documents)) if index not in skipped]
     return rows[len(rows) - refused :]
 
 

@@ -97,6 +97,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         middlewares=[access_log_middleware, error_middleware],
         # Our own read_body enforces the real limit and answers 413 in JSON; this is a backstop.
         client_max_size=settings.max_body_bytes + 1024,
+        # body.read_body decodes gzip and deflate itself (its docstring says why).
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

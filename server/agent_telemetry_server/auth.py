@@ -22,7 +22,9 @@ def match_key(token: str | None, keys: tuple[str, ...]) -> int | None:
     """
     if token is None:
         return None
-    presented = token.encode()
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates; "surrogatepass"
+    # turns them into bytes no UTF-8 key can equal, so such a header is a wrong key (401).
+    presented = token.encode("utf-8", "surrogatepass")
     found: int | None = None
     for index, key in enumerate(keys):
         if hmac.compare_digest(presented, key.encode()) and found is None:

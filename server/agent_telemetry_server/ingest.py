@@ -2,6 +2,10 @@
 
 All in one transaction, so the client's 200 means every accepted event, its rollup
 contribution and the idempotency record are committed together, or none is.
+
+A batch and an erasure of the same anonymous id never overlap: both take that id's
+transaction-level advisory lock first. Without it an erasure deletes only what is
+committed, and a batch still in flight commits afterwards, bringing the erased id back.
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ SELECT count(*) FROM inserted
 """
 
 
+# The two-int form of the advisory lock (class, key) lives apart from the one-bigint form
+# that migrations use; the class number only marks these locks as "one anonymous id".
+_ANONYMOUS_ID_LOCK_CLASS = 0x4154_4944  # "ATID"
+
+
+async def _lock_anonymous_id(conn: asyncpg.Connection, anonymous_id: uuid.UUID) -> None:
+    """Wait for any other batch or erasure of this id; held until this transaction ends.
+
+    Ids whose hashes collide merely wait for each other.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+        _ANONYMOUS_ID_LOCK_CLASS,
+        anonymous_id,
+    )
+
+
 class IdempotencyConflict(ValueError):
     """The Idempotency-Key was used before for a different batch."""
 
@@ -64,6 +85,7 @@ async def write_batch(
 ) -> IngestResult:
     fp = fingerprint(batch.records, batch.rejected)
     async with conn.transaction():
+        await _lock_anonymous_id(conn, batch.anonymous_id)
         if idempotency_key is not None and not await _claim_key(
             conn, batch.anonymous_id, idempotency_key, fp
         ):
@@ -112,8 +134,12 @@ def _count(status: str) -> int:
 
 
 async def erase(conn: asyncpg.Connection, anonymous_id: uuid.UUID) -> Erasure:
-    """Delete one installation's raw rows, rollup rows and batch records. Idempotent."""
+    """Delete one installation's raw rows, rollup rows and batch records. Idempotent.
+
+    A batch of this id that is in flight finishes first and is deleted too.
+    """
     async with conn.transaction():
+        await _lock_anonymous_id(conn, anonymous_id)
         events = await conn.execute("DELETE FROM events WHERE anonymous_id = $1", anonymous_id)
         rollups = await conn.execute(
             "DELETE FROM rollup_daily WHERE anonymous_id = $1", anonymous_id

@@ -2,17 +2,23 @@
 
 Our own log calls pass only reasons and counts. Third-party records (aiohttp, asyncpg,
 APScheduler) are bridged through the same JSON renderer with their %-arguments dropped,
-because aiohttp fills them with the peer's address ("Error handling request from %s").
+because aiohttp fills them with the peer's address ("Error handling request from %s"),
+and with their exception reduced to its type (and code frames), because an exception's
+text can quote the request: aiohttp's BadHttpMessage repeats the bad header line, key
+and all.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 # Keys that must never reach a log line, whoever added them.
 _FORBIDDEN_KEYS = frozenset(
@@ -39,6 +45,33 @@ class DropArguments(logging.Filter):
         return True
 
 
+# What a client's malformed request raises inside aiohttp's protocol handler.
+_PROTOCOL_ERRORS = (HttpProcessingError, RequestPayloadError)
+
+
+class DropExceptionText(logging.Filter):
+    """Replace a foreign record's exception by its type: the text may quote request data.
+
+    aiohttp's protocol errors (a malformed request line or header, a broken body) are the
+    client's fault: they keep the type only, at WARNING. Any other exception keeps its
+    code frames too (file, line, source; never the values), for debugging.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        _type, exc, tb = record.exc_info
+        record.exc_info = None
+        record.exc_text = None
+        record.error_type = type(exc).__name__
+        if isinstance(exc, _PROTOCOL_ERRORS):
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        elif tb is not None:
+            record.traceback = "".join(traceback.format_tb(tb))
+        return True
+
+
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Send structlog and stdlib logging to `stream` (stderr) as one JSON object a line."""
     shared: list[Any] = [
@@ -55,7 +88,7 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(allow=("error_type", "traceback"))],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -65,6 +98,7 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(DropArguments())
+    handler.addFilter(DropExceptionText())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,6 +9,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from agent_telemetry_server.body import read_body
 from agent_telemetry_server.db import connection
 from agent_telemetry_server.ingest import IdempotencyConflict, erase, write_batch
 from agent_telemetry_server.responses import ApiError, enforce_rate, json_response, require_key
@@ -24,32 +25,6 @@ from agent_telemetry_server.validation import (
 log = structlog.get_logger("agent_telemetry_server.ingest")
 
 routes = web.RouteTableDef()
-
-# aiohttp gunzips (or inflates) the request stream itself; anything else we refuse.
-_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
-_CHUNK = 64 * 1024
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The decoded body, or 413 as soon as it passes `limit` (a gzip bomb stops early too)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"body is over the {limit}-byte limit")
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in _ENCODINGS:
-        raise ApiError(415, f"unsupported Content-Encoding {encoding[:40]!r}: use gzip")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"decoded body is over the {limit}-byte limit")
-            chunks.append(chunk)
-    except ApiError:
-        raise
-    except Exception as exc:  # aiohttp reports a corrupt gzip stream as a payload error
-        raise ApiError(400, "body could not be decoded") from exc
-    return b"".join(chunks)
 
 
 def _check_content_type(request: web.Request) -> None:
@@ -83,7 +58,13 @@ async def post_batch(request: web.Request) -> web.Response:
         ) from None
     enforce_rate(request, app[ANONYMOUS_ID_LIMITER], anonymous_id, "anonymous id")
     try:
-        batch = parse_events(anonymous_id, events, datetime.now(UTC), settings.max_event_bytes)
+        batch = parse_events(
+            anonymous_id,
+            events,
+            datetime.now(UTC),
+            settings.max_event_bytes,
+            settings.retention_days,
+        )
     except EventTooLarge as exc:
         raise ApiError(413, str(exc), index=exc.index) from None
     async with connection(app[POOL], settings.pool_acquire_timeout) as conn:

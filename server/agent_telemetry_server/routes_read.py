@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
@@ -18,13 +19,16 @@ from agent_telemetry_server.validation import ERROR_RULE
 routes = web.RouteTableDef()
 
 _DEFAULT_DAYS = 30
+# ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses, and a
+# short bound keeps int() away from its limit on very long numbers.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def _days(request: web.Request) -> int:
-    limit = request.app[SETTINGS].retention_days
+    highest = max(request.app[SETTINGS].retention_days, _DEFAULT_DAYS)
     text = request.query.get("days", str(_DEFAULT_DAYS))
-    if not text.isdigit() or not 1 <= int(text) <= max(limit, _DEFAULT_DAYS):
-        raise ApiError(400, f"days must be a whole number from 1 to {max(limit, _DEFAULT_DAYS)}")
+    if not _WHOLE_NUMBER.fullmatch(text) or not 1 <= int(text) <= highest:
+        raise ApiError(400, f"days must be a whole number from 1 to {highest}")
     return int(text)
 
 

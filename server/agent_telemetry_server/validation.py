@@ -13,10 +13,12 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from agent_telemetry_server.config import Settings
 
 EVENT_FIELDS = frozenset({"uuid", "event", "timestamp", "properties", "received_at", "agent"})
 BODY_FIELDS = frozenset({"anonymous_id", "events"})
@@ -27,6 +29,11 @@ ERROR_RULE = (
 )
 # Clocks drift; a day ahead is clearly wrong, a few minutes is not.
 MAX_FUTURE = timedelta(days=1)
+# No event predates the Unix epoch; a time near year 1 or 9999 would not even survive
+# the conversion to UTC on its way into PostgreSQL (an OverflowError, a 500 for the batch).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The server passes its configured retention; other callers (bench/) get the default.
+_DEFAULT_RETENTION_DAYS = Settings.retention_days
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -119,6 +126,30 @@ def parse_time(value: Any, name: str) -> datetime:
     return parsed
 
 
+def check_time(
+    value: datetime, name: str, now: datetime, retention_days: int | None = None
+) -> datetime:
+    """`value` if it is from 1970 on, inside the retention window, and at most a day ahead."""
+    if value < EPOCH:
+        raise _Reject(f"{name}: before 1970")
+    if value - now > MAX_FUTURE:
+        raise _Reject(f"{name}: more than a day in the future")
+    # As a difference, not `now - window`: that would overflow for a window of millennia.
+    if retention_days is not None and now - value > timedelta(days=retention_days):
+        raise _Reject(f"{name}: older than the {retention_days}-day retention window")
+    return value
+
+
+def clean_agent(value: str) -> str | None:
+    """`properties.agent` as an agent name: free-form text made one clean line, else None.
+
+    Properties are the client's own data, so an odd value there is tidied, never a reason
+    to refuse the event (the top-level `agent`, part of the contract, is checked strictly).
+    """
+    cleaned = " ".join(_CONTROL.sub(" ", value).split())[:MAX_NAME_LENGTH]
+    return cleaned or None
+
+
 def is_error(event: str, properties: dict[str, Any]) -> bool:
     """The documented error rule (module docstring)."""
     if event.endswith((".error", ".failed")):
@@ -159,7 +190,12 @@ def _name(value: Any, field: str, required: bool) -> str | None:
 
 
 def parse_event(
-    raw: Any, index: int, anonymous_id: uuid.UUID, now: datetime, max_event_bytes: int
+    raw: Any,
+    index: int,
+    anonymous_id: uuid.UUID,
+    now: datetime,
+    max_event_bytes: int,
+    retention_days: int = _DEFAULT_RETENTION_DAYS,
 ) -> EventRecord:
     """One wire event → EventRecord. Raises _Reject (a reason) or EventTooLarge."""
     if not isinstance(raw, dict):
@@ -190,12 +226,15 @@ def parse_event(
     agent = _name(raw.get("agent") or None, "agent", required=False)
     if agent is None and isinstance(properties.get("agent"), str):
         # The shim's examples put the agent in properties; use it when the source is absent.
-        agent = _name(properties["agent"][:MAX_NAME_LENGTH], "properties.agent", required=False)
-    ts = parse_time(raw["timestamp"], "timestamp")
-    if ts - now > MAX_FUTURE:
-        raise _Reject("timestamp: more than a day in the future")
+        agent = clean_agent(properties["agent"])
+    # An event older than the window would be stored only for the next retention run to
+    # delete it (on TimescaleDB, after making a chunk for its day).
+    ts = check_time(parse_time(raw["timestamp"], "timestamp"), "timestamp", now, retention_days)
     received = raw.get("received_at")
-    received_at = None if received is None else parse_time(received, "received_at")
+    received_at = None
+    if received is not None:
+        # Bounded only so it can be stored: retention goes by `ts`, not by this.
+        received_at = check_time(parse_time(received, "received_at"), "received_at", now)
     return EventRecord(
         uuid=event_uuid,
         ts=ts,
@@ -229,14 +268,20 @@ def parse_envelope(body: Any, max_events: int) -> tuple[uuid.UUID, list[Any]]:
 
 
 def parse_events(
-    anonymous_id: uuid.UUID, events: list[Any], now: datetime, max_event_bytes: int
+    anonymous_id: uuid.UUID,
+    events: list[Any],
+    now: datetime,
+    max_event_bytes: int,
+    retention_days: int = _DEFAULT_RETENTION_DAYS,
 ) -> Batch:
     """Validate each event; the valid ones become records, the others reasons by index."""
     records: list[EventRecord] = []
     rejected: list[dict[str, Any]] = []
     for index, raw in enumerate(events):
         try:
-            records.append(parse_event(raw, index, anonymous_id, now, max_event_bytes))
+            records.append(
+                parse_event(raw, index, anonymous_id, now, max_event_bytes, retention_days)
+            )
         except _Reject as exc:
             rejected.append({"index": index, "reason": str(exc)})
     return Batch(anonymous_id, records, rejected, len(events))

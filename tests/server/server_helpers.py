@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import subprocess
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -88,6 +90,22 @@ async def _json(resp: aiohttp.ClientResponse) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return text.decode(errors="replace")
+
+
+async def raw_request(url: str, request: bytes) -> bytes:
+    """Send `request` byte for byte from 127.0.0.2 (aiohttp's client would refuse to send
+    malformed ones); the answer, read until the server closes the connection, which it
+    does only once it has finished with the request."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(
+        parts.hostname, parts.port, local_addr=(CLIENT_ADDRESS, 0)
+    )
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
 
 
 def client_session() -> aiohttp.ClientSession:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -49,6 +51,78 @@ async def test_erasure_removes_rows_and_rollup_contribution(
     assert (body["events_deleted"], body["rollup_rows_deleted"]) == (0, 0)
 
 
+async def _lock_waits(db: asyncpg.Connection) -> int:
+    """How many sessions on this database are waiting for a lock right now."""
+    return int(
+        await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `condition` (it asks PostgreSQL, which cannot notify us) for up to 5 s."""
+    for _ in range(500):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_erasure_also_removes_a_batch_of_that_id_still_in_flight(
+    server: Running, db: asyncpg.Connection, database_url: str
+) -> None:
+    anonymous_id = uuid.uuid4()
+    blocker = await asyncpg.connect(database_url)
+    try:
+        held = blocker.transaction()
+        await held.start()
+        # An uncommitted claim of the batch's Idempotency-Key: the batch's own claim waits
+        # for it inside the batch's transaction, so the batch is held mid-flight.
+        await blocker.execute(
+            "INSERT INTO idempotency_keys (anonymous_id, idempotency_key, fingerprint)"
+            " VALUES ($1, 'in-flight', 'x')",
+            anonymous_id,
+        )
+        batch = asyncio.create_task(
+            server.post_batch(
+                make_batch([make_event(), make_event()], str(anonymous_id)),
+                idempotency_key="in-flight",
+            )
+        )
+
+        async def batch_waiting() -> bool:
+            return await _lock_waits(db) == 1
+
+        await _until(batch_waiting)
+        erasure = asyncio.create_task(server.delete_user(str(anonymous_id)))
+
+        async def erasure_done_or_queued() -> bool:
+            # Queued behind the batch; an erasure that does not wait has already answered.
+            return erasure.done() or await _lock_waits(db) == 2
+
+        await _until(erasure_done_or_queued)
+        await held.rollback()
+        status, body, _ = await batch
+        erasure_status, erased = await erasure
+    finally:
+        await blocker.close()
+    assert (status, body["accepted"]) == (200, 2)
+    assert erasure_status == 200
+    assert erased == {
+        "anonymous_id": str(anonymous_id),
+        "events_deleted": 2,
+        "rollup_rows_deleted": 1,
+        "idempotency_keys_deleted": 1,
+    }
+    for table in ("events", "rollup_daily", "idempotency_keys"):
+        count = await db.fetchval(
+            f"SELECT count(*) FROM {table} WHERE anonymous_id = $1", anonymous_id
+        )
+        assert count == 0, table
+
+
 async def test_erasure_needs_an_ingest_key_and_a_uuid(server: Running) -> None:
     status, _ = await server.delete_user(str(uuid.uuid4()), key=READ_KEY)
     assert status == 401
@@ -62,11 +136,14 @@ async def test_retention_removes_old_rows_and_keeps_new_ones(
     # Tiny delete slices, so the loop over slices is exercised too.
     monkeypatch.setattr(retention, "_SLICE", 2)
     server = await start_server(retention_days=30)
+    # Events already outside the window are refused at ingest, so the old ones are written
+    # through a second server on the same database, with a year's window.
+    writer = await start_server(retention_days=365)
     now = datetime.now(UTC)
     old = [make_event(timestamp=now - timedelta(days=d)) for d in (31, 31, 45, 200, 201)]
     new = [make_event(timestamp=now - timedelta(days=d)) for d in (0, 1, 29)]
     anonymous_id = str(uuid.uuid4())
-    _status, body, _ = await server.post_batch(
+    _status, body, _ = await writer.post_batch(
         make_batch(old + new, anonymous_id), idempotency_key="r"
     )
     assert body["accepted"] == 8

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from server_helpers import INGEST_KEYS, READ_KEY, Running, StartServer, make_batch, make_event
+import orjson
+import pytest
+from server_helpers import (
+    INGEST_KEYS,
+    READ_KEY,
+    Running,
+    StartServer,
+    make_batch,
+    make_event,
+    raw_request,
+)
 
 
 async def _count(db: asyncpg.Connection, table: str = "events") -> int:
@@ -226,3 +239,99 @@ async def test_locked_table_hits_the_statement_timeout_and_answers_503(
     assert status == 503
     assert "Retry-After" in headers
     assert await _count(db) == 0
+
+
+async def test_timestamps_before_1970_or_the_retention_window_are_rejected_one_by_one(
+    start_server: StartServer, db: asyncpg.Connection
+) -> None:
+    server = await start_server(retention_days=30)
+    now = datetime.now(UTC)
+    good = make_event(timestamp=now - timedelta(days=29))
+    year_one = make_event()
+    # Year 0 once in UTC: this one used to fail the whole batch with a 500.
+    year_one["timestamp"] = "0001-01-01T00:00:00+14:00"
+    old_century = make_event()
+    old_century["timestamp"] = "1900-01-01T00:00:00Z"
+    out_of_window = make_event(timestamp=now - timedelta(days=31))
+    bad_received = make_event(received_at="0001-01-01T00:00:00+14:00")
+    events = [good, year_one, old_century, out_of_window, bad_received]
+    status, body, _ = await server.post_batch(make_batch(events))
+    assert status == 200
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {"index": 1, "reason": "timestamp: before 1970"},
+        {"index": 2, "reason": "timestamp: before 1970"},
+        {"index": 3, "reason": "timestamp: older than the 30-day retention window"},
+        {"index": 4, "reason": "received_at: before 1970"},
+    ]
+    assert {str(r["uuid"]) for r in await db.fetch("SELECT uuid FROM events")} == {good["uuid"]}
+
+
+async def test_properties_agent_is_free_form_and_stored_cleaned(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    events = [
+        make_event(agent=None, properties={"agent": "plan\nner"}),
+        make_event(agent=None, properties={"agent": "\n\t"}),
+    ]
+    status, body, _ = await server.post_batch(make_batch(events))
+    assert (status, body) == (200, {"accepted": 2, "duplicates": 0, "rejected": []})
+    rows = {str(r["uuid"]): r for r in await db.fetch("SELECT uuid, agent, properties FROM events")}
+    assert rows[events[0]["uuid"]]["agent"] == "plan ner"
+    assert rows[events[1]["uuid"]]["agent"] is None
+    # The properties themselves are stored as sent.
+    assert orjson.loads(rows[events[0]["uuid"]]["properties"]) == {"agent": "plan\nner"}
+
+
+def _request(body: bytes, authorization: bytes, encoding: bytes = b"gzip") -> bytes:
+    return (
+        b"POST /api/v1/telemetry/batch HTTP/1.1\r\nHost: telemetry\r\n"
+        b"Authorization: " + authorization + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Encoding: " + encoding + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+
+
+def _status_and_body(answer: bytes) -> tuple[int, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def test_a_key_that_is_not_utf8_is_401(server: Running, db: asyncpg.Connection) -> None:
+    for key in (b"Bearer \xff\xfe", b"Bearer " + INGEST_KEYS[0].encode() + b"\xe9"):
+        answer = await raw_request(server.url, _request(gzip.compress(b"{}"), key))
+        status, body = _status_and_body(answer)
+        assert status == 401, key
+        assert orjson.loads(body) == {"error": "missing or wrong bearer key"}
+    assert await _count(db) == 0
+
+
+async def test_a_body_that_does_not_decode_is_a_clean_400(
+    server: Running, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    good = gzip.compress(orjson.dumps(make_batch([make_event() for _ in range(50)])))
+    key = f"Bearer {INGEST_KEYS[0]}".encode()
+    for broken in (
+        good[:20] + b"\xff" * 50 + good[70:],  # corrupt
+        good[:-10],  # cut short
+        good + b"trailing",  # bytes after the end of the stream
+    ):
+        # raw_request returns once the server has closed the connection, which comes after
+        # aiohttp is done with the request, including anything it would log about it.
+        status, body = _status_and_body(await raw_request(server.url, _request(broken, key)))
+        errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+        assert errors == []
+        assert (status, orjson.loads(body)) == (400, {"error": "body could not be decoded"})
+    assert await _count(db) == 0
+
+
+async def test_deflate_in_zlib_or_raw_form_is_accepted(server: Running) -> None:
+    key = f"Bearer {INGEST_KEYS[0]}".encode()
+    for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+        compressor = zlib.compressobj(wbits=wbits)
+        batch = orjson.dumps(make_batch([make_event()]))
+        body = compressor.compress(batch) + compressor.flush()
+        answer = await raw_request(server.url, _request(body, key, b"deflate"))
+        status, text = _status_and_body(answer)
+        assert (status, orjson.loads(text)["accepted"]) == (200, 1), wbits

@@ -22,6 +22,7 @@ from server_helpers import (
     client_session,
     make_batch,
     make_event,
+    raw_request,
     serve,
     server_env,
 )
@@ -100,6 +101,39 @@ async def test_no_client_address_in_logs_or_tables(
     everything = "\n".join(dump)
     assert kept in everything  # the dump does hold the data...
     assert CLIENT_ADDRESS not in everything  # ...but never the client's address
+
+
+async def test_malformed_requests_are_logged_without_what_they_quoted(
+    process: tuple[Running, subprocess.Popen[bytes], Path],
+) -> None:
+    """aiohttp's protocol errors quote the offending line; the log gets their type only."""
+    server, proc, log_path = process
+    secret = "SECRETik1"
+    anonymous_id = str(uuid.uuid4())
+    malformed = [
+        # A control character in a header: aiohttp's error repeats the whole header line.
+        b"POST /api/v1/telemetry/batch HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + secret.encode() + b"\x01zz\r\n\r\n",
+        # A bad request line that holds an anonymous id in its path.
+        b"DELETE /api/v1/telemetry/users/" + anonymous_id.encode() + b"\x01 HTTP/1.1\r\n"
+        b"Host: x\r\n\r\n",
+        # A header line that is too long, the key in it.
+        b"GET / HTTP/1.1\r\nX-Key: " + (secret * 2000).encode() + b"\r\n\r\n",
+    ]
+    for request in malformed:
+        answer = await raw_request(server.url, request)
+        assert answer.split(b" ", 2)[1] == b"400", answer[:100]
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    log = log_path.read_text()
+    for text in (secret, anonymous_id, CLIENT_ADDRESS, "Traceback"):
+        assert text not in log, text
+    lines = [orjson.loads(line) for line in log.splitlines() if line.strip()]
+    refused = [line for line in lines if line["logger"] == "aiohttp.server"]
+    assert len(refused) == len(malformed)
+    assert {line["level"] for line in refused} == {"warning"}
+    assert all(line["error_type"] for line in refused)
 
 
 def test_migrate_command(postgres: TemporaryPostgres) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -133,6 +134,14 @@ async def test_read_routes_need_a_read_key(loaded: Running) -> None:
         status, body = await loaded.get(f"/api/v1/telemetry/stats?days={days}")
         assert status == 400, days
         assert "days must be" in body["error"]
+
+
+async def test_days_must_be_a_short_run_of_ascii_digits(loaded: Running) -> None:
+    """str.isdigit() takes all of these, int() refuses most of them: a 400, never a 500."""
+    for days in ("²", "٣", "５", "1" * 5000, "7\n", " 7"):
+        for path in ("/api/v1/telemetry/stats", "/api/v1/analytics/errors"):
+            status, body = await loaded.get(f"{path}?days={quote(days)}")
+            assert (status, body["error"]) == (400, "days must be a whole number from 1 to 90")
 
 
 async def test_health_needs_no_key_and_reports_migrations(server: Running) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage
 
 from agent_telemetry_server import logs
 from agent_telemetry_server.auth import bearer_token, match_key
@@ -94,11 +95,52 @@ def test_timestamps_need_an_offset_and_not_far_future() -> None:
     ]
 
 
+def test_timestamps_from_before_1970_or_the_retention_window_are_refused() -> None:
+    batch = parse_events(
+        ANON,
+        [
+            _event(timestamp="0001-01-01T00:00:00+14:00"),
+            _event(timestamp="1969-12-31T23:59:59Z"),
+            _event(timestamp=(NOW - timedelta(days=8)).isoformat()),
+            _event(timestamp=(NOW - timedelta(days=6)).isoformat()),
+            _event(received_at="0001-01-01T00:00:00+14:00"),
+            _event(received_at="9999-12-31T23:59:59-14:00"),
+            # received_at is not held to the window: only timestamp decides what is kept.
+            _event(received_at=(NOW - timedelta(days=30)).isoformat()),
+        ],
+        NOW,
+        10_000,
+        retention_days=7,
+    )
+    assert [r["reason"] for r in batch.rejected] == [
+        "timestamp: before 1970",
+        "timestamp: before 1970",
+        "timestamp: older than the 7-day retention window",
+        "received_at: before 1970",
+        "received_at: more than a day in the future",
+    ]
+    assert len(batch.records) == 2
+
+
 def test_agent_falls_back_to_properties_agent() -> None:
     batch = parse_events(
         ANON, [_event(properties={"agent": "planner"}), _event(agent="x")], NOW, 10_000
     )
     assert [r.agent for r in batch.records] == ["planner", "x"]
+
+
+def test_properties_agent_is_cleaned_never_a_reason_to_refuse() -> None:
+    events = [
+        _event(properties={"agent": "plan\nner"}),
+        _event(properties={"agent": " \t\r\n"}),
+        _event(properties={"agent": ""}),
+        _event(properties={"agent": "a" * 500}),
+        _event(agent="top", properties={"agent": "x\ny"}),
+    ]
+    batch = parse_events(ANON, events, NOW, 10_000)
+    assert batch.rejected == []
+    assert [r.agent for r in batch.records] == ["plan ner", None, None, "a" * 200, "top"]
+    assert orjson.loads(batch.records[0].properties) == {"agent": "plan\nner"}
 
 
 def test_envelope_errors_and_the_event_count_limit() -> None:
@@ -152,6 +194,9 @@ def test_bearer_keys_match_in_constant_time_over_all_keys() -> None:
     assert match_key("k", ("k1", "k2")) is None
     assert match_key(None, ("k1",)) is None
     assert match_key("k1", ()) is None
+    # aiohttp hands over a header that is not UTF-8 with surrogate escapes: a wrong key.
+    assert match_key(b"k1\xff".decode("utf-8", "surrogateescape"), ("k1",)) is None
+    assert match_key("\ud800", ("k1",)) is None
 
 
 def test_settings_precedence_defaults_toml_env(tmp_path: Path) -> None:
@@ -203,3 +248,32 @@ def test_foreign_log_records_lose_their_arguments_and_forbidden_keys_are_dropped
     assert lines[1]["count"] == 3
     assert "remote" not in lines[1]
     assert "127.0.0.2" not in stream.getvalue()
+
+
+def test_foreign_exceptions_are_logged_by_type_never_by_text() -> None:
+    """aiohttp's protocol errors quote the request: only their type is logged, at WARNING."""
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    secret = "Bearer SECRETik1"
+    try:
+        server_logger = logging.getLogger("aiohttp.server")
+        try:
+            raise BadHttpMessage(f"Invalid header value char: b'Authorization: {secret}'")
+        except BadHttpMessage:
+            server_logger.exception("Error handling request from %s", "127.0.0.2")
+        try:
+            raise KeyError(secret)
+        except KeyError:
+            logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=True)
+    finally:
+        logging.getLogger().handlers.clear()
+    output = stream.getvalue()
+    assert secret not in output
+    assert "127.0.0.2" not in output
+    protocol, other = (orjson.loads(line) for line in output.splitlines())
+    assert protocol["error_type"] == "BadHttpMessage"
+    assert protocol["level"] == "warning"
+    assert "exception" not in protocol and "traceback" not in protocol
+    assert other["error_type"] == "KeyError"
+    assert other["level"] == "error"
+    assert "test_foreign_exceptions_are_logged_by_type_never_by_text" in other["traceback"]

@@ -14,9 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_telemetryd.upload.batching import Batcher, Outbound, make_batches, page_rows
+from agent_telemetryd.upload.batching import Batcher, Outbound, OutboundBatch, page_rows
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env
+
+
+def batches_at_once(rows: list[Outbound], max_events: int, max_bytes: int) -> list[OutboundBatch]:
+    """The batches of `rows` fed to a Batcher in one page."""
+    batcher = Batcher(max_events, max_bytes)
+    return [*batcher.add(rows), *batcher.finish()]
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ def test_batches_do_not_depend_on_paging(
         paged.extend(batcher.add(events[start:cut]))
         start = max(start, cut)
     paged.extend(batcher.finish())
-    whole = make_batches(events, max_events, 2000)
+    whole = batches_at_once(events, max_events, 2000)
     assert _uuids(paged) == _uuids(whole)
     assert [e.id for b in paged for e in b.events] == list(range(len(events)))
     assert all(len({e.anonymous_id for e in b.events}) == 1 for b in paged)

@@ -9,9 +9,10 @@ from agent_telemetryd.config import RateRule
 from agent_telemetryd.ratelimit import ALL_SOURCES_FACTOR, UploadRateLimiter
 from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
 from agent_telemetryd.upload.backoff import Backoff, parse_retry_after
-from agent_telemetryd.upload.batching import Outbound, batch_id, halves, make_batches
+from agent_telemetryd.upload.batching import Outbound, batch_id, halves
 from agent_telemetryd.upload.scheduler import jitter_for
 from agent_telemetryd.upload.verdicts import Verdict, classify
+from tests.test_upload_paging import batches_at_once
 
 
 def _row(n: int, anon: str = "a", props: str = "{}") -> Outbound:
@@ -19,14 +20,14 @@ def _row(n: int, anon: str = "a", props: str = "{}") -> Outbound:
 
 
 def test_batches_respect_count_and_keep_order() -> None:
-    batches = make_batches([_row(i) for i in range(250)], 100, 10**9)
+    batches = batches_at_once([_row(i) for i in range(250)], 100, 10**9)
     assert [len(b) for b in batches] == [100, 100, 50]
     assert [e.id for b in batches for e in b.events] == list(range(250))
 
 
 def test_batches_never_mix_anonymous_ids() -> None:
     rows = [_row(1, "old"), _row(2, "old"), _row(3, "new"), _row(4, "old")]
-    assert [(b.anonymous_id, len(b)) for b in make_batches(rows, 100, 10**9)] == [
+    assert [(b.anonymous_id, len(b)) for b in batches_at_once(rows, 100, 10**9)] == [
         ("old", 2),
         ("new", 1),
         ("old", 1),
@@ -35,13 +36,13 @@ def test_batches_never_mix_anonymous_ids() -> None:
 
 def test_batches_respect_the_byte_budget() -> None:
     rows = [_row(i, props="x" * 1000) for i in range(10)]
-    batches = make_batches(rows, 100, 3000)
+    batches = batches_at_once(rows, 100, 3000)
     assert all(sum(e.approx_bytes for e in b.events) <= 3000 for b in batches)
     assert sum(len(b) for b in batches) == 10
 
 
 def test_an_event_over_the_budget_still_gets_a_batch() -> None:
-    assert [len(b) for b in make_batches([_row(1, props="x" * 5000)], 100, 1000)] == [1]
+    assert [len(b) for b in batches_at_once([_row(1, props="x" * 5000)], 100, 1000)] == [1]
 
 
 def test_halves_and_batch_id() -> None:

@@ -24,7 +24,7 @@ def set_mode(mode: str) -> None:
     if daemon_pid(config) is not None:
         result = call_api(config, "POST", "/v1/mode", {"mode": mode, "via": "cli"})
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
-        sender = str(call_api(config, "GET", "/v1/status")["sender"])
+        sender = str(result["sender"])
     else:
         stored = write_stored(config.paths.consent_file, mode, via="cli")
         after = decide(config, stored)

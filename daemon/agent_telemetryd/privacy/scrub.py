@@ -198,7 +198,7 @@ class Scrubber:
         # Names too: an agent may well report `login by bob@example.com` as an event name.
         # Names repeat, so this is one dict lookup per event once the name was seen.
         name = self.text(event.event)
-        if not event.properties and name is event.event:
+        if not event.properties and name == event.event:
             return event
         # Not dataclasses.replace(): it costs several times a plain construction per event.
         properties = self._object(event.properties) if event.properties else event.properties
@@ -221,8 +221,8 @@ class Scrubber:
         kind = self._secret_keys.get(key)
         if kind is not None:
             return kind
-        kind = classify_key(key) if type(key) is str else ORDINARY
-        if type(key) is str and len(key) <= CACHE_MAX_CHARS:
+        kind = classify_key(key)
+        if len(key) <= CACHE_MAX_CHARS:
             if len(self._ordinary_keys) + len(self._secret_keys) >= CACHE_ENTRIES:
                 self._ordinary_keys.clear()
                 self._secret_keys.clear()

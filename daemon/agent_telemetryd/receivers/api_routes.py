@@ -99,7 +99,12 @@ async def post_mode(request: web.Request) -> web.Response:
     write_stored(context.config.paths.consent_file, mode, via=str(body.get("via", "cli")))
     state = await apply_mode(context, read_stored(context.config.paths.consent_file))
     return web.json_response(
-        {"mode": state.mode, "mode_source": state.source, "mode_reason": state.reason}
+        {
+            "mode": state.mode,
+            "mode_source": state.source,
+            "mode_reason": state.reason,
+            "sender": context.config.sender,
+        }
     )
 
 

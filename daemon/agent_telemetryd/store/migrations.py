@@ -256,9 +256,10 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
         WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
     END;
+    -- dash_duration_hours first: the delete trigger on dash_durations then finds nothing
+    -- to take back out, row by row.
     DELETE FROM dash_duration_hours;
     DELETE FROM dash_durations;
-    DELETE FROM dash_duration_hours;
     DELETE FROM dash_hourly;
     UPDATE dash_state SET folded_id = 0;
     """,

@@ -111,12 +111,6 @@ class Batcher:
         return batch
 
 
-def make_batches(rows: Sequence[Outbound], max_events: int, max_bytes: int) -> list[OutboundBatch]:
-    """Cut rows (in order) into batches, as `Batcher` does with them fed at once."""
-    batcher = Batcher(max_events, max_bytes)
-    return [*batcher.add(rows), *batcher.finish()]
-
-
 def halves(items: Sequence[T]) -> tuple[list[T], list[T]]:
     """Split in two, first half not smaller; a batch of one cannot be split."""
     if len(items) < 2:

@@ -123,6 +123,7 @@ class Uploader:
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
         self._pauses: list[str] = []
+        self._refusals = _Refusals()  # per flush: refused before anything was accepted
 
     @property
     def running(self) -> bool:
@@ -220,7 +221,7 @@ class Uploader:
         # The same pages and batches as `preview` (see Batcher), the next page read while
         # this one is sent: the page reads overlap the network instead of adding to it.
         batcher = Batcher(settings.batch_size, settings.max_batch_bytes)
-        refusals = _Refusals()
+        refusals = self._refusals = _Refusals()
         next_page: asyncio.Future[list[pending.Outbound]] = asyncio.ensure_future(read_page(0))
         try:
             while True:
@@ -230,19 +231,17 @@ class Uploader:
                     break
                 next_page = asyncio.ensure_future(read_page(page[-1].id))
                 for batch in batcher.add(page):
-                    await self._deliver_batch(batch, report, refusals)
+                    await self._deliver_batch(batch, report)
         finally:
             next_page.cancel()
         for batch in batcher.finish():
-            await self._deliver_batch(batch, report, refusals)
+            await self._deliver_batch(batch, report)
         if refusals.held:
             raise refusals.ended()
         if report.requests:
             await buffer.writer.run(receipts.prune)
 
-    async def _deliver_batch(
-        self, batch: OutboundBatch, report: FlushReport, refusals: _Refusals
-    ) -> None:
+    async def _deliver_batch(self, batch: OutboundBatch, report: FlushReport) -> None:
         """Send one batch; quarantine what bisection found, once the backend took something.
 
         A backend that refuses *every* event (a broken deploy answering 400) must not
@@ -253,7 +252,8 @@ class Uploader:
         at most two batches are bisected against a backend that refuses everything.
         """
         found: list[tuple[OutboundBatch, str]] = []
-        await self._deliver(batch, report, bisecting=False, suspects=found, refusals=refusals)
+        refusals = self._refusals
+        await self._deliver(batch, report, bisecting=False, suspects=found)
         if report.batches:
             # `_accepted` already quarantined what was held before this batch.
             await self._quarantine_suspects(found, report)
@@ -271,7 +271,6 @@ class Uploader:
         *,
         bisecting: bool,
         suspects: list[tuple[OutboundBatch, str]],
-        refusals: _Refusals,
     ) -> None:
         settings = self.settings
         transient = rejections = 0
@@ -282,9 +281,6 @@ class Uploader:
             verdict = classify(result.status)
             if verdict is Verdict.ACCEPTED:
                 await self._accepted(batch, result, report)
-                # Held refusals are about their events now: quarantined before the next
-                # request, as every mark is.
-                await self._quarantine_suspects(refusals.release(), report)
                 return
             await self._record(batch, result, verdict)
             if verdict is Verdict.REFUSED:
@@ -298,9 +294,7 @@ class Uploader:
                     report.quarantined += 1
                     return
                 for half in split_batch(batch):
-                    await self._deliver(
-                        half, report, bisecting=bisecting, suspects=suspects, refusals=refusals
-                    )
+                    await self._deliver(half, report, bisecting=bisecting, suspects=suspects)
                 return
             if verdict is Verdict.REJECTED:
                 rejections += 1
@@ -311,9 +305,7 @@ class Uploader:
                         suspects.append((batch, f"refused by the backend: {result.error}"))
                         return
                     for half in split_batch(batch):
-                        await self._deliver(
-                            half, report, bisecting=True, suspects=suspects, refusals=refusals
-                        )
+                        await self._deliver(half, report, bisecting=True, suspects=suspects)
                     return
                 await self._sleep(settings.backoff.delay(rejections, self._rand()))
                 continue
@@ -351,6 +343,9 @@ class Uploader:
         report.events_sent += len(sent_ids)
         report.quarantined += len(refused)
         report.batches += 1
+        # The backend accepts: refusals held before are about their events. Quarantined
+        # before the next request, as every mark is.
+        await self._quarantine_suspects(self._refusals.release(), report)
 
     async def _quarantine_suspects(
         self, suspects: list[tuple[OutboundBatch, str]], report: FlushReport

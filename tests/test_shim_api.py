@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +15,7 @@ import pytest
 
 import agent_telemetry
 from agent_telemetry import configure, flush, stats, track
+from agent_telemetry._client import Client
 from tests.shim_listener import Listener
 
 
@@ -114,21 +116,66 @@ def test_events_from_many_threads_all_arrive_whole(collector: Listener) -> None:
 
 def test_track_with_no_daemon_queues_every_call_without_raising(tmp_path: Path) -> None:
     # What a call costs in that state is measured in bench/ (overhead, "daemon down").
-    configure(socket_path=tmp_path / "nobody.sock")
+    # A client of its own: nobody will take these events, and they must not reach a later
+    # test's socket through the module's client.
+    client = Client()
+    client.configure(socket_path=tmp_path / "nobody.sock")
     for i in range(20_000):
-        track("agent.step", {"i": i})
-    s = stats()
+        client.track("agent.step", {"i": i})
+    s = client.stats()
     assert s["connected"] is False
-    assert s["queued"] + s["sent"] + s["dropped"] >= 20_000
-    # Nobody will take these; keep them from reaching a later test's socket.
-    agent_telemetry._client.queue.clear()
+    assert s["queued"] + s["sent"] + s["dropped"] == 20_000
 
 
 def test_stats_has_the_documented_keys() -> None:
     s = stats()
     assert {"queued", "sent", "dropped", "drops"} <= s.keys()
-    assert {"backlog_full", "invalid", "disabled"} <= s["drops"].keys()
+    assert s["drops"].keys() == {
+        "backlog_full",
+        "invalid",
+        "too_large",
+        "disabled",
+        "no_socket_path",
+    }
     assert s["dropped"] == sum(s["drops"].values())
+
+
+def test_stats_and_flush_from_a_signal_handler_during_stats_do_not_deadlock(
+    collector: Listener,
+) -> None:
+    """A handler that runs while this thread is inside stats() may call stats() again."""
+    import signal
+
+    calls = []
+
+    def handler(signum: int, frame: object) -> None:
+        calls.append(stats()["sent"])
+        track("agent.from_handler")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            stats()
+            track("agent.step")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert calls
+    assert flush(5)
+
+
+def test_nested_values_are_read_when_the_event_is_encoded() -> None:
+    """Documented: one level is copied at the call; deeper containers are not (see README)."""
+    client = Client()  # never started: nothing is encoded until flush
+    client.idle = False
+    nested = {"tools": ["search"]}
+    client.track("agent.step", nested)
+    nested["later"] = True  # the top level was copied
+    ((_, properties, *_),) = client.queue
+    assert properties == {"tools": ["search"]}
+    assert properties["tools"] is nested["tools"]  # the same list: not copied
 
 
 def test_public_names() -> None:

@@ -342,14 +342,17 @@ def test_bad_input_is_dropped_and_counted_never_raised(home: Path, listener: Lis
         track("agent.step", {"a": 1}, timestamp="yesterday")
         track("agent.step", {"a": 1}, uuid="not-a-uuid")
         track("agent.step", {"x": "y" * 70_000})
+        track("agent.step", {"x": "y" * 40_000})  # over the daemon's 32 KiB of properties
+        track("agent.step", {1: "a", "1": "b"})  # JSON would repeat the key "1"
+        track("agent.step", {"a": 1}, timestamp="0001-01-02T00:00:00Z")  # before 1970
         track("agent.ok", {"a": 1}, agent="planner", timestamp="2026-11-24T22:00:00.5+01:00")
         print(json.dumps({"flushed": flush(5), "stats": stats()}))
         """,
     )
     result = last_json(out)
     assert result["flushed"] is True
-    assert result["stats"]["drops"]["invalid"] == 10
-    assert result["stats"]["drops"]["too_large"] == 1
+    assert result["stats"]["drops"]["invalid"] == 12
+    assert result["stats"]["drops"]["too_large"] == 2
     assert result["stats"]["sent"] == 1
     assert listener.wait_for(1)
     time.sleep(0.1)
@@ -409,3 +412,196 @@ print(json.dumps(stats()))
 sys.stdin.readline()
 print(json.dumps({"flushed": flush(5), "stats": stats()}))
 """
+
+
+def test_a_signal_handler_tracking_while_the_writer_starts_never_starts_a_second_one(
+    home: Path, listener: Listener
+) -> None:
+    """track() from a signal handler during the first track() must not start a second writer.
+
+    Two writers would share one connection and one chunk: torn lines, duplicates, losses.
+    """
+    out = run_agent(home, SIGNAL_AGENT, timeout=60)
+    result = last_json(out)
+    assert result["handler_calls"] > 0
+    assert result["extra_writers"] == 0
+    assert result["flushed"] is True
+    assert listener.wait_for(result["sent"], timeout=5)
+    time.sleep(0.2)
+    lines = listener.lines
+    assert listener.torn == []
+    events = [json.loads(line) for line in lines]  # every line whole
+    assert len(events) == result["sent"] == result["tracked"] - result["dropped"]
+    assert len({e["uuid"] for e in events}) == len(events)
+    assert sum(e["event"] == "bulk" for e in events) == 40 * 200
+
+
+SIGNAL_AGENT = """
+import json, signal, threading
+from agent_telemetry._client import Client
+from agent_telemetry._paths import ingest_socket_path
+
+def writers():
+    return sum(1 for t in threading.enumerate() if t.name == "agent-telemetry-writer")
+
+extra_writers = handler_calls = 0
+clients = []
+for k in range(40):  # each Client starts its own writer on its first track()
+    client = Client()
+    client.configure(socket_path=ingest_socket_path())
+
+    def handler(signum, frame, client=client):
+        global handler_calls
+        handler_calls += 1
+        client.track("from.handler", {"n": handler_calls})
+
+    signal.signal(signal.SIGALRM, handler)
+    before = writers()
+    signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
+    client.track("first", {"k": k})
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    extra_writers += writers() - before - 1
+    for i in range(200):
+        client.track("bulk", {"k": k, "i": i, "pad": "x" * 200})
+    clients.append(client)
+flushed = all(c.flush(10) for c in clients)
+print(json.dumps({
+    "extra_writers": extra_writers,
+    "handler_calls": handler_calls,
+    "flushed": flushed,
+    "tracked": 40 * 201 + handler_calls,
+    "sent": sum(c.stats()["sent"] for c in clients),
+    "dropped": sum(c.stats()["dropped"] for c in clients),
+}))
+"""
+
+
+def test_caller_code_run_while_encoding_may_call_stats_and_flush(
+    home: Path, listener: Listener
+) -> None:
+    """A mapping whose items() calls stats() or flush() runs on the writer: no deadlock."""
+    out = run_agent(
+        home,
+        """
+        import json, logging, time
+        from agent_telemetry import track, flush, stats
+
+        class StatsHandler(logging.Handler):  # e.g. a handler that attaches telemetry stats
+            def emit(self, record):
+                stats()
+
+        log = logging.getLogger("attrs")
+        log.addHandler(StatsHandler())
+
+        class Attrs(dict):
+            def items(self):
+                log.warning("serialising attrs")
+                stats()
+                flush(0.1)  # on the writer thread: returns rather than wait for itself
+                return super().items()
+
+        track("agent.step", {"attrs": Attrs(k=1)})
+        start = time.monotonic()
+        ok = flush(0.5)
+        print(json.dumps({"flushed": ok, "took": time.monotonic() - start, "stats": stats()}))
+        """,
+        timeout=20,  # the hang guard: before the fix this never returned
+    )
+    result = last_json(out)
+    assert result["took"] < 1.0
+    assert result["flushed"] is True
+    assert result["stats"]["sent"] == 1
+    assert listener.wait_for(1)
+    assert listener.events()[0]["properties"] == {"attrs": {"k": 1}}
+
+
+@pytest.mark.parametrize("agent_home", ["~nosuchuser-at/x", "relative/home"])
+def test_import_never_raises_when_the_socket_path_cannot_be_worked_out(
+    home: Path, agent_home: str
+) -> None:
+    """An unknown user's ~, or a relative home in a deleted working directory: no socket."""
+    gone = home / "gone"
+    gone.mkdir()
+    script = home / "agent_script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os
+            os.chdir({str(gone)!r})
+            os.rmdir({str(gone)!r})  # the working directory no longer exists
+            from agent_telemetry import flush, stats, track
+            track("agent.step", {{"i": 1}})
+            track("agent.step", {{"i": 2}})
+            print(json.dumps({{"flushed": flush(0.2), "stats": stats()}}))
+            """
+        )
+    )
+    env = agent_env(home)
+    env["AGENT_TELEMETRY_HOME"] = agent_home
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    stats = last_json(proc.stdout)["stats"]
+    assert stats["socket_path"] is None
+    assert stats["drops"]["no_socket_path"] == 2
+    assert stats["dropped"] == 2 and stats["queued"] == 0
+
+
+def test_big_events_are_held_to_the_backlog_byte_cap_while_the_daemon_is_down(
+    home: Path,
+) -> None:
+    """Events of 30 KB each: at most about 8 MiB waits for the daemon, not every event."""
+    out = run_agent(
+        home,
+        """
+        import json, os, resource, time
+        from agent_telemetry import track, stats
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for i in range(6_000):  # 180 MB of distinct properties
+            track("agent.step", {"blob": os.urandom(15_000).hex()})
+        time.sleep(0.5)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"grew_mb": (peak - start) / 1024, "stats": stats()}))
+        """,
+    )
+    result = last_json(out)
+    stats = result["stats"]
+    assert stats["drops"]["backlog_full"] > 0
+    assert stats["queued"] + stats["dropped"] == 6_000
+    assert stats["queued"] * 30_000 < 9 * 1024 * 1024 + 1024 * 30_000
+    assert result["grew_mb"] < 80, result
+
+
+def test_events_tracked_after_the_exit_flush_are_still_delivered(
+    home: Path, listener: Listener
+) -> None:
+    """atexit handlers registered before the import, and logging.shutdown, run after it."""
+    run_agent(
+        home,
+        """
+        import atexit, logging
+
+        class Closing(logging.Handler):
+            def emit(self, record):
+                pass
+
+            def close(self):
+                track("from.logging.close")
+                super().close()
+
+        logging.getLogger().addHandler(Closing())
+        atexit.register(lambda: track("from.early.atexit"))
+
+        from agent_telemetry import track
+        track("from.main")
+        """,
+    )
+    assert listener.wait_for(3, timeout=5)
+    time.sleep(0.1)
+    assert sorted(e["event"] for e in listener.events()) == [
+        "from.early.atexit",
+        "from.logging.close",
+        "from.main",
+    ]

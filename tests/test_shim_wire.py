@@ -6,13 +6,19 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from agent_telemetry import _wire, encode_event, ingest_socket_path, runtime_dir, uuid7
-from agent_telemetry._wire import MAX_LINE_BYTES, LineTooLarge, format_timestamp, uuid7_ms
+from agent_telemetry._wire import (
+    MAX_LINE_BYTES,
+    MAX_PROPERTIES_BYTES,
+    LineTooLarge,
+    format_timestamp,
+    uuid7_ms,
+)
 
 
 def test_home_puts_sockets_under_run() -> None:
@@ -35,6 +41,10 @@ def test_macos_uses_tmpdir() -> None:
 
 def test_linux_fallback_is_per_user_in_tmp() -> None:
     assert runtime_dir({}, "linux") == Path(f"/tmp/agent-telemetry-{os.getuid()}")
+
+
+def test_tilde_in_home_is_expanded_as_the_daemon_and_the_node_shim_expand_it() -> None:
+    assert runtime_dir({"AGENT_TELEMETRY_HOME": "~/x"}) == Path.home() / "x" / "run"
 
 
 def test_empty_variables_count_as_unset() -> None:
@@ -140,7 +150,64 @@ def test_bad_events_are_refused(args: tuple, kwargs: dict) -> None:
 def test_lines_over_the_daemon_limit_are_refused() -> None:
     with pytest.raises(LineTooLarge):
         encode_event("e", {"blob": "x" * MAX_LINE_BYTES})
-    assert len(encode_event("e", {"blob": "x" * (MAX_LINE_BYTES - 200)})) <= MAX_LINE_BYTES
+    assert len(encode_event("e", {"blob": "x" * (MAX_PROPERTIES_BYTES - 20)})) <= MAX_LINE_BYTES
+
+
+def test_properties_over_the_daemons_32_kib_are_refused_as_too_large() -> None:
+    """The daemon refuses properties over 32 KiB encoded; the shim counts them instead."""
+    fits = {"blob": "x" * (MAX_PROPERTIES_BYTES - len('{"blob":""}'))}
+    encode_event("e", fits)
+    with pytest.raises(LineTooLarge):
+        encode_event("e", {"blob": fits["blob"] + "x"})
+    # Measured in UTF-8 bytes, as the daemon measures it, not in characters.
+    with pytest.raises(LineTooLarge):
+        encode_event("e", {"blob": "é" * (MAX_PROPERTIES_BYTES // 2)})
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {1: "a", "1": "b"},
+        {"nested": {True: 1, "true": 2}},
+        {"list": [{None: 1}]},
+        {float("nan"): 1},
+    ],
+)
+def test_property_names_that_are_not_strings_are_refused(properties: dict) -> None:
+    """JSON would write {1: "a", "1": "b"} with the key "1" twice: refused, not sent."""
+    with pytest.raises(TypeError):
+        encode_event("e", properties)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        datetime(1, 1, 2, tzinfo=UTC),
+        "0999-12-31T23:59:59Z",
+        datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
+        "9999-12-31T23:59:59-01:00",  # year 10000 in UTC
+    ],
+)
+def test_timestamps_outside_1970_to_9999_are_refused(timestamp: object) -> None:
+    """Before 1970 the year lost its zero padding ("1-01-02T…"); the daemon refuses both."""
+    with pytest.raises(ValueError):
+        encode_event("e", timestamp=timestamp)  # type: ignore[arg-type]
+
+
+def test_timestamps_at_the_edges_of_the_range_are_kept() -> None:
+    first = json.loads(encode_event("e", timestamp="1970-01-01T00:00:00Z"))
+    last = json.loads(encode_event("e", timestamp="9999-12-31T23:59:59.999Z"))
+    assert first["timestamp"] == "1970-01-01T00:00:00.000Z"
+    assert last["timestamp"] == "9999-12-31T23:59:59.999Z"
+
+
+def test_properties_nested_deeper_than_the_daemon_allows_are_refused() -> None:
+    node: object = 1
+    for _ in range(9):
+        node = {"k": node}
+    encode_event("e", {"k": node})  # 10 levels, the properties object included
+    with pytest.raises(ValueError):
+        encode_event("e", {"k": {"k": node}})
 
 
 def test_paths_module_has_no_side_effects_on_import(tmp_path: Path) -> None:

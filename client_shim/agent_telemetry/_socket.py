@@ -1,4 +1,4 @@
-"""The non-blocking connection to ingest.sock, and nothing else."""
+"""The non-blocking connection to ingest.sock, and what the writer waits on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 
 # Python ignores SIGPIPE, but a host program may not; a dead daemon must not kill the agent.
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -44,12 +45,70 @@ def open_connection(path: str) -> socket.socket | None:
     return sock
 
 
-def wait_writable(sock: socket.socket, timeout: float) -> None:
-    """Sleep until `sock` can take more bytes, or `timeout` seconds pass."""
+class Wakeup:
+    """What the writer thread sleeps on; any thread, or a signal handler, may raise it.
+
+    Not threading.Event: its set() takes a lock, so a signal handler calling track() while
+    the interrupted code was inside set() would wait for itself forever. Here set() is one
+    non-blocking send() on a socket pair, and the writer can wait for its connection to
+    take bytes and for a wakeup at once.
+    """
+
+    def __init__(self) -> None:
+        self._event: threading.Event | None = None
+        try:
+            self._reader, self._writer = socket.socketpair()
+            self._reader.setblocking(False)
+            self._writer.setblocking(False)
+        except OSError:
+            # Out of file descriptors: a plain Event still works outside signal handlers.
+            self._event = threading.Event()
+
+    def set(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            return
+        try:  # noqa: SIM105 (suppress() would cost more than the send itself)
+            self._writer.send(b"\0")
+        except OSError:
+            pass  # full: a wakeup is pending anyway
+
+    def clear(self) -> None:
+        if self._event is not None:
+            self._event.clear()
+            return
+        try:
+            while self._reader.recv(4096):
+                pass
+        except OSError:
+            pass  # drained
+
+    def wait(self, timeout: float | None = None, writable: socket.socket | None = None) -> None:
+        """Sleep until set, until `writable` can take more bytes, or `timeout` seconds pass."""
+        if self._event is not None:
+            if writable is None:
+                self._event.wait(timeout)
+            else:
+                _poll([], [writable], 0.01 if timeout is None else min(timeout, 0.01))
+            return
+        _poll([self._reader], [writable] if writable is not None else [], timeout)
+
+    def close(self) -> None:
+        if self._event is None:
+            self._reader.close()
+            self._writer.close()
+
+
+def _poll(
+    readable: list[socket.socket], writable: list[socket.socket], timeout: float | None
+) -> None:
     # poll(), not select(): an agent may well have more than 1024 files open.
     if hasattr(select, "poll"):
         poller = select.poll()
-        poller.register(sock, select.POLLOUT)
-        poller.poll(timeout * 1000)
+        for sock in readable:
+            poller.register(sock, select.POLLIN)
+        for sock in writable:
+            poller.register(sock, select.POLLOUT)
+        poller.poll(None if timeout is None else timeout * 1000)
     else:
-        select.select([], [sock], [], timeout)
+        select.select(readable, writable, [], timeout)

@@ -20,6 +20,12 @@ MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
 # The daemon skips longer lines unread (DESIGN §6); dropping them here saves the trip.
 MAX_LINE_BYTES = 64 * 1024
+# The daemon's default limits on `properties` (DESIGN §5): an event beyond them would be
+# refused there, so the shim drops and counts it instead of sending it.
+MAX_PROPERTIES_BYTES = 32 * 1024
+MAX_DEPTH = 10  # the properties object itself is level 1
+# Timestamps the daemon accepts: 1970-01-01 up to the end of year 9999, in UTC.
+MAX_TIMESTAMP_MS = 253_402_300_800_000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -38,7 +44,7 @@ _random_bits = random.Random(os.urandom(32)).getrandbits
 
 
 class LineTooLarge(ValueError):
-    """The encoded event is longer than the daemon accepts on one line."""
+    """The encoded event (or its properties) is larger than the daemon accepts."""
 
 
 def _seed_counter() -> int:
@@ -125,7 +131,36 @@ def timestamp_ms(value: datetime | str) -> int:
     else:
         raise TypeError("timestamp must be a datetime or an RFC 3339 string")
     delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if not 0 <= ms < MAX_TIMESTAMP_MS:
+        # Before 1970 strftime() would write a year without its zero padding ("1-01-02T…"),
+        # and the daemon refuses such times anyway.
+        raise ValueError("timestamp must be between 1970 and 9999 in UTC")
+    return ms
+
+
+def check_properties(properties: dict[str, Any]) -> None:
+    """Raise TypeError for a property name that is not a string, ValueError past MAX_DEPTH.
+
+    JSON would turn `{1: "a", "1": "b"}` into an object with the key "1" twice, which
+    readers resolve differently; such an event is refused instead.
+    """
+    _check_node(properties, 1)
+
+
+def _check_node(node: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"properties are nested deeper than {MAX_DEPTH} levels")
+    if isinstance(node, dict):
+        for key in node:
+            if not isinstance(key, str):
+                raise TypeError("property names must be strings")
+        children = node.values()
+    else:
+        children = node
+    for child in children:
+        if isinstance(child, (dict, list, tuple)):
+            _check_node(child, depth + 1)
 
 
 def check_name(field: str, value: object, limit: int) -> str:
@@ -161,21 +196,35 @@ def encode_event(
     `now_ms` is when the event happened (default: now); the uuid is made from it, so a
     line that is sent twice carries one uuid and the daemon keeps it once.
     """
-    document: dict[str, Any] = {"event": check_name("event", event, MAX_EVENT_NAME)}
+    # Built from parts so that the size of the properties alone is known, as the daemon
+    # measures it. UTF-8 strictly: a lone surrogate raises here instead of reaching the
+    # daemon as junk.
+    parts = [b'{"event":', _json_name(check_name("event", event, MAX_EVENT_NAME))]
     if properties is not None:
         if not isinstance(properties, dict):
             raise TypeError("properties must be a dict")
-        document["properties"] = properties
+        check_properties(properties)
+        body = _encode_json(properties).encode("utf-8")
+        if len(body) > MAX_PROPERTIES_BYTES:
+            raise LineTooLarge(
+                f"properties are {len(body)} bytes encoded; the limit is {MAX_PROPERTIES_BYTES}"
+            )
+        parts += (b',"properties":', body)
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
-    document["timestamp"] = format_timestamp(
-        now_ms if timestamp is None else timestamp_ms(timestamp)
-    )
-    document["uuid"] = uuid7(now_ms) if uuid is None else check_uuid(uuid)
+    stamp = format_timestamp(now_ms if timestamp is None else timestamp_ms(timestamp))
+    uuid = uuid7(now_ms) if uuid is None else check_uuid(uuid)
+    parts += (b',"timestamp":"', stamp.encode(), b'","uuid":"', uuid.encode(), b'"')
     if agent is not None:
-        document["agent"] = check_name("agent", agent, MAX_AGENT_NAME)
-    # UTF-8 strictly: a lone surrogate raises here instead of reaching the daemon as junk.
-    line = (_encode_json(document) + "\n").encode("utf-8")
+        parts += (b',"agent":', _json_name(check_name("agent", agent, MAX_AGENT_NAME)))
+    parts.append(b"}\n")
+    line = b"".join(parts)
     if len(line) > MAX_LINE_BYTES:
         raise LineTooLarge(f"event is {len(line)} bytes encoded; the limit is {MAX_LINE_BYTES}")
     return line
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_name(name: str) -> bytes:
+    # Event and agent names repeat: encode each once.
+    return _encode_json(name).encode("utf-8")

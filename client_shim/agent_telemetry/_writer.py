@@ -1,0 +1,255 @@
+"""The writer thread's half of the client: encode what track() queued, write it to the daemon.
+
+Only the writer thread runs these methods; `Client` (which inherits them) sets the shared
+state up in `_fresh_state()` and reads it under `_state_lock` for `pending()` and `stats()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from agent_telemetry._socket import SEND_FLAGS, Wakeup, open_connection
+from agent_telemetry._wire import LineTooLarge, encode_event
+
+# Encoded lines waiting for the socket, oldest dropped beyond this (the Node shim's cap too).
+BACKLOG_BYTES = 8 * 1024 * 1024
+ENCODE_BATCH = 1_000
+CHUNK_BYTES = 256 * 1024
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 5.0
+# A full socket is waited on in slices this long (track(), flush() and configure() also
+# end the wait early).
+STALL_POLL = 0.25
+
+_OPTIONS = frozenset(("timestamp", "uuid", "agent"))
+
+
+class Invalid:
+    """Stands in for properties that could not be copied; the writer counts the event."""
+
+
+INVALID = Invalid()
+
+Item = tuple[Any, Any, int, dict[str, Any], str]  # event, properties, time_ns, options, agent
+
+
+class Writer:
+    """Moves events from the queue to encoded lines, to a chunk, to the socket."""
+
+    queue: deque[Item]
+    idle: bool
+    socket_path: str | None
+    sent: int
+    connect_failures: int
+    _wake: Wakeup
+    _state_lock: threading.RLock
+    _sock: socket.socket | None
+    _encoding: int
+    _lines: deque[bytes]
+    _lines_bytes: int
+    _chunk: bytes
+    _chunk_sent: int
+    _chunk_ends: list[int]
+    _chunk_done: int
+    _backoff: float
+    _retry_at: float
+    _reconfigured: bool
+    _urgent: bool
+    _writer_drops: dict[str, int]
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception:
+                # Unexpected: start over on a fresh connection rather than stop for good.
+                # A batch taken for encoding is lost with it; pending() must not wait for it.
+                with self._state_lock:
+                    self._encoding = 0
+                self._disconnect()
+                time.sleep(BACKOFF_MIN)
+
+    def _step(self) -> None:
+        if self._reconfigured:
+            self._reconfigured = False
+            self._retry_at = 0.0
+            self._disconnect()
+        self._encode_queued()
+        if not self._chunk and not self._next_chunk():
+            self._sleep_until_woken()
+            return
+        if self._sock is None:
+            wait = self._retry_at - time.monotonic()
+            if self._urgent:
+                wait = min(wait, BACKOFF_MIN)  # flush() waits: retry at the shortest backoff
+            if wait > 0:
+                # Woken early by configure(), flush() or a growing queue: encode, look again.
+                self._wake.wait(wait)
+                self._wake.clear()
+                return
+            if not self._connect():
+                self._schedule_retry()
+                return
+        self._send()
+
+    def _encode_queued(self) -> None:
+        queue = self.queue
+        if not queue:
+            return
+        # Take a batch under the lock, encode it outside: encoding may run the caller's
+        # code (a mapping's items(), a tzinfo), which may call stats() or flush().
+        batch: list[Any] = []
+        with self._state_lock:
+            for _ in range(min(len(queue), ENCODE_BATCH)):
+                try:
+                    batch.append(queue.popleft())
+                except IndexError:
+                    break
+            self._encoding = len(batch)
+        lines: list[bytes] = []
+        size = 0
+        done = 0
+        drops = {"invalid": 0, "too_large": 0}
+        for index, item in enumerate(batch):
+            batch[index] = None  # let it go once encoded
+            line = self._encode(item)
+            del item
+            if type(line) is bytes:
+                lines.append(line)
+                size += len(line)
+            else:
+                drops[line] += 1  # type: ignore[index]
+            if size >= CHUNK_BYTES:  # big events: cap as we go, not after the whole batch
+                self._add_lines(lines, size, index + 1 - done, drops)
+                lines, size, done = [], 0, index + 1
+                drops = {"invalid": 0, "too_large": 0}
+        self._add_lines(lines, size, len(batch) - done, drops)
+
+    def _add_lines(
+        self, lines: list[bytes], size: int, encoded: int, drops: dict[str, int]
+    ) -> None:
+        with self._state_lock:
+            self._lines.extend(lines)
+            self._lines_bytes += size
+            self._encoding -= encoded
+            for reason, count in drops.items():
+                self._writer_drops[reason] += count
+            while self._lines_bytes > BACKLOG_BYTES and self._lines:
+                self._lines_bytes -= len(self._lines.popleft())  # oldest first
+                self._writer_drops["backlog_full"] += 1
+
+    def _encode(self, item: Item) -> bytes | str:
+        event, properties, time_ns, options, agent = item
+        timestamp = uuid = None
+        try:
+            if properties is INVALID:
+                raise TypeError("properties must be a mapping")
+            if options:
+                if not _OPTIONS.issuperset(options):
+                    raise TypeError("unknown option")
+                timestamp = options.get("timestamp")
+                uuid = options.get("uuid")
+                agent = options.get("agent") or agent
+            return encode_event(
+                event,
+                properties,
+                timestamp=timestamp,
+                uuid=uuid,
+                agent=agent,
+                now_ms=time_ns // 1_000_000,
+            )
+        except LineTooLarge:
+            return "too_large"
+        # TypeError, ValueError, RecursionError: all the caller's input. BaseException
+        # because encoding runs the caller's code, which must not end this thread.
+        except BaseException:
+            return "invalid"
+
+    def _next_chunk(self) -> bool:
+        lines = self._lines
+        if not lines:
+            return False
+        with self._state_lock:
+            parts: list[bytes] = []
+            ends: list[int] = []
+            size = 0
+            while lines and (size < CHUNK_BYTES or not parts):
+                line = lines.popleft()
+                parts.append(line)
+                size += len(line)
+                ends.append(size)
+            self._lines_bytes -= size
+            self._chunk, self._chunk_ends = b"".join(parts), ends
+            self._chunk_sent = self._chunk_done = 0
+        return True
+
+    def _sleep_until_woken(self) -> None:
+        self._wake.clear()
+        self.idle = True
+        # track() appends before it reads `idle`; this reads the queue after setting it.
+        # So either track() sees idle and wakes us, or we see its event here.
+        if self.queue or self._reconfigured:
+            self.idle = False
+            return
+        self._wake.wait()
+        self.idle = False
+
+    def _schedule_retry(self) -> None:
+        delay = BACKOFF_MIN if self._urgent else self._backoff
+        self._retry_at = time.monotonic() + delay
+        if not self._urgent:
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    def _connect(self) -> bool:
+        path = self.socket_path
+        sock = open_connection(path) if path is not None else None
+        if sock is None:
+            self.connect_failures += 1
+            return False
+        self._sock = sock
+        self._backoff = BACKOFF_MIN
+        return True
+
+    def _disconnect(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        if self._chunk_sent:
+            # Resend from the first line not written in full: the daemon discards the torn
+            # line, and a line it did get is kept once thanks to its uuid.
+            with self._state_lock:
+                done = self._chunk_done
+                start = self._chunk_ends[done - 1] if done else 0
+                self._chunk = self._chunk[start:]
+                self._chunk_ends = [end - start for end in self._chunk_ends[done:]]
+                self._chunk_sent = self._chunk_done = 0
+
+    def _send(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            written = sock.send(memoryview(self._chunk)[self._chunk_sent :], SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            # Not taking bytes: wait for room, or to be woken to encode (and cap) new events.
+            self._wake.wait(STALL_POLL, writable=sock)
+            self._wake.clear()
+            return
+        except OSError:
+            self._disconnect()  # daemon gone or restarted: reconnect on the next step
+            return
+        self._chunk_sent += written
+        ends, done = self._chunk_ends, self._chunk_done
+        while done < len(ends) and ends[done] <= self._chunk_sent:
+            done += 1
+        with self._state_lock:
+            self.sent += done - self._chunk_done
+            self._chunk_done = done
+            if done == len(ends):
+                self._chunk, self._chunk_ends = b"", []
+                self._chunk_sent = self._chunk_done = 0

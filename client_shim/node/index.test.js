@@ -213,3 +213,186 @@ test('a daemon that stops reading does not keep a script from exiting', async ()
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('a daemon that stops reading delays exit by about 500 ms, not twice that', async () => {
+  const home = tempHome();
+  const socketPath = path.join(home, 'run', 'ingest.sock');
+  const conns = [];
+  const server = net.createServer((conn) => {
+    conn.pause();
+    conns.push(conn);
+  });
+  await new Promise((resolve) => server.listen(socketPath, resolve));
+  try {
+    const result = await runAgent(
+      home,
+      `const { track } = require(SHIM);
+       for (let i = 0; i < 20000; i++) track('agent.step', { i, pad: 'p'.repeat(200) });
+       console.log(Date.now());`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    // One stall of 500 ms; no second one after a reconnect at 'beforeExit'.
+    assert.ok(result.exited - Number(result.stdout.trim()) < 900, 'exit waited twice on the daemon');
+  } finally {
+    for (const conn of conns) conn.destroy();
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('process.exit() right after track() still delivers the events', async () => {
+  const home = tempHome();
+  const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+  try {
+    const result = await runAgent(
+      home,
+      `const { track } = require(SHIM);
+       for (let i = 0; i < 2000; i++) track('agent.step', { i });
+       process.exit(0);`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(await waitFor(() => lines.length >= 2000, 3000), `only ${lines.length} arrived`);
+    const events = lines.map((l) => JSON.parse(l));
+    assert.equal(new Set(events.map((e) => e.uuid)).size, 2000);
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('track() does no file system work on the calling path', async () => {
+  const home = tempHome();
+  const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+  try {
+    const result = await runAgent(
+      home,
+      `const fs = require('node:fs');
+       let sync = 0;
+       for (const name of ['statSync', 'lstatSync', 'existsSync', 'accessSync']) {
+         const original = fs[name];
+         fs[name] = (...args) => { sync += 1; return original(...args); };
+       }
+       const { track, flush } = require(SHIM);
+       track('agent.step', { i: 1 });
+       const during = sync;
+       flush(2000).then((ok) => console.log(JSON.stringify({ during, ok })));`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { during: 0, ok: true });
+    assert.ok(await waitFor(() => lines.length >= 1));
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('values JSON would change or drop make the event invalid, as in Python', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  class Point {
+    constructor() {
+      this.x = 1;
+    }
+  }
+  let deep = 1;
+  for (let i = 0; i < 11; i++) deep = { k: deep };
+  const bad = [
+    { x: NaN },
+    { x: -Infinity },
+    { x: new Set([1]) },
+    { x: new Map([[1, 2]]) },
+    { x: undefined },
+    { f: () => 1 },
+    { x: Symbol('s') },
+    { x: new Date(0) },
+    { x: '\ud800' },
+    { ['\udc00']: 1 },
+    { list: [1, NaN] },
+    { list: [undefined] },
+    { nested: { x: new Point() } },
+    new Point(),
+    new Date(0),
+    deep, // 11 levels with the properties object itself
+  ];
+  const before = shim.stats().drops.invalid;
+  for (const properties of bad) shim.track('agent.step', properties);
+  assert.equal(shim.stats().drops.invalid - before, bad.length);
+  // Timestamps the daemon refuses: before 1970 or after 9999.
+  for (const timestamp of [new Date(-1), new Date(8.64e15), new Date(Date.UTC(10000, 0, 1)), '0999-12-31T00:00:00Z']) {
+    assert.throws(() => shim.encodeEvent('e', {}, { timestamp }), RangeError);
+  }
+  // These are fine.
+  const ok = JSON.parse(
+    shim.encodeEvent('e', { a: [1, 'x', null, true, { b: '😀' }], n: -0.5, o: Object.create(null) }, {
+      timestamp: new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999)),
+    }),
+  );
+  assert.equal(ok.timestamp, '9999-12-31T23:59:59.999Z');
+  assert.deepEqual(ok.properties.a[4], { b: '😀' });
+});
+
+test('properties over the daemon limit of 32 KiB are dropped as too_large', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  const fits = { blob: 'x'.repeat(32 * 1024 - '{"blob":""}'.length) };
+  assert.ok(shim.encodeEvent('e', fits));
+  const before = shim.stats().drops.too_large;
+  shim.track('e', { blob: fits.blob + 'x' });
+  shim.track('e', { blob: 'é'.repeat(16 * 1024) }); // 32 KiB of UTF-8 in 16 Ki characters
+  assert.equal(shim.stats().drops.too_large - before, 2);
+});
+
+test('an empty agent option falls back to the default name, as in Python', () => {
+  const doc = JSON.parse(shim.encodeEvent('e', {}, { agent: '' }));
+  assert.equal(doc.agent, shim.stats().agent);
+});
+
+test('a full backlog drops the oldest without slowing track() down', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  for (let i = 0; i < 60000; i++) shim.track('agent.fill', { i });
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < 20000; i++) shim.track('agent.fill', { i });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const s = shim.stats();
+  assert.ok(s.queued <= 50000, `queued ${s.queued}`);
+  assert.ok(s.drops.backlog_full >= 30000);
+  // Shifting one line off a full array per call cost ~25 µs a call.
+  assert.ok(seconds < 0.25, `20,000 calls on a full backlog took ${seconds} s`);
+});
+
+test('~ in AGENT_TELEMETRY_HOME is expanded as Python and the daemon expand it', () => {
+  const home = os.homedir();
+  assert.equal(shim.runtimeDir({ AGENT_TELEMETRY_HOME: '~/x' }, 'linux'), path.join(home, 'x', 'run'));
+  assert.equal(shim.runtimeDir({ AGENT_TELEMETRY_HOME: '~' }, 'linux'), path.join(home, 'run'));
+  const me = os.userInfo();
+  assert.equal(shim.runtimeDir({ AGENT_TELEMETRY_HOME: `~${me.username}/x` }, 'linux'), path.join(me.homedir, 'x', 'run'));
+  assert.throws(() => shim.runtimeDir({ AGENT_TELEMETRY_HOME: '~nosuchuser-at/x' }, 'linux'));
+});
+
+for (const [label, agentHome] of [
+  ['an unknown user home', '~nosuchuser-at/x'],
+  ['a relative home in a deleted working directory', 'relative/home'],
+]) {
+  test(`require() never throws with ${label}; events count as no_socket_path`, async () => {
+    const home = tempHome();
+    const gone = path.join(home, 'gone');
+    fs.mkdirSync(gone);
+    try {
+      const result = await runAgent(
+        home,
+        `process.chdir(${JSON.stringify(gone)});
+         require('node:fs').rmdirSync(${JSON.stringify(gone)});
+         const { track, stats } = require(SHIM);
+         track('agent.step', { i: 1 });
+         track('agent.step', { i: 2 });
+         console.log(JSON.stringify(stats()));`,
+        { AGENT_TELEMETRY_HOME: agentHome },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const s = JSON.parse(result.stdout);
+      assert.equal(s.socketPath, null);
+      assert.equal(s.drops.no_socket_path, 2);
+      assert.equal(s.queued, 0);
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+}

@@ -4,8 +4,59 @@ from __future__ import annotations
 
 import sqlite3
 
-# Each entry moves the schema from version i to i + 1. Never edit a released entry:
-# append a new one, so every existing buffer can be brought forward.
+# The dashboard's delete trigger: migration 3 made it, migration 6 remade it with the
+# error rule the reference server shares. One text, so the two differ only in that rule.
+_DASH_EVENTS_DELETED = """
+    CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
+    BEGIN
+        UPDATE dash_hourly SET events = events - 1, errors = errors - (
+            CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
+                THEN 1
+                WHEN NOT json_valid(old.properties) THEN 0
+{error_rule}
+                WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
+                ELSE 0 END)
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state);
+        DELETE FROM dash_hourly
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND events <= 0;
+        UPDATE dash_durations SET n = n - 1
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND old.id <= (SELECT folded_id FROM dash_state)
+            AND json_valid(old.properties)
+            AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
+            AND json_extract(old.properties, '$.duration_ms') >= 0
+            AND bucket = (
+                WITH v(d) AS (SELECT json_extract(old.properties, '$.duration_ms'))
+                SELECT CASE WHEN d < 1000 THEN round(d)
+                    WHEN d < 10000 THEN round(d / 10) * 10
+                    WHEN d < 100000 THEN round(d / 100) * 100
+                    WHEN d < 1000000 THEN round(d / 1000) * 1000
+                    WHEN d < 10000000 THEN round(d / 10000) * 10000
+                    ELSE round(d / 100000) * 100000 END FROM v);
+        DELETE FROM dash_durations
+        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
+            AND n <= 0;
+        -- SQLite reuses ids above the largest left: once the top rows are gone, new
+        -- events could get ids at or below folded_id and never be counted. Lower it.
+        UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
+        WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
+    END;
+"""
+_ERROR_RULE_V3 = """\
+                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false') THEN 1"""
+_ERROR_RULE_V6 = """\
+                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false')
+                    AND json_extract(old.properties, '$.error') NOT IN (0, '') THEN 1"""
+
+
+def _dash_events_deleted(error_rule: str) -> str:
+    return _DASH_EVENTS_DELETED.replace("{error_rule}", error_rule)
+
+
+# Each entry moves the schema from version i to i + 1. Never change the SQL of a released
+# entry: append a new one, so every existing buffer can be brought forward.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -77,43 +128,8 @@ MIGRATIONS: tuple[str, ...] = (
     -- cells that reach zero go, so a cleared buffer keeps no agent or event names.
     -- The expressions repeat dashboard/rollup.py's ERROR_SQL and BUCKET_SQL (a test
     -- checks they agree). Events never change event, agent, received_ms or properties.
-    CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
-    BEGIN
-        UPDATE dash_hourly SET events = events - 1, errors = errors - (
-            CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
-                THEN 1
-                WHEN NOT json_valid(old.properties) THEN 0
-                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false') THEN 1
-                WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
-                ELSE 0 END)
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND old.id <= (SELECT folded_id FROM dash_state);
-        DELETE FROM dash_hourly
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND events <= 0;
-        UPDATE dash_durations SET n = n - 1
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND old.id <= (SELECT folded_id FROM dash_state)
-            AND json_valid(old.properties)
-            AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
-            AND json_extract(old.properties, '$.duration_ms') >= 0
-            AND bucket = (
-                WITH v(d) AS (SELECT json_extract(old.properties, '$.duration_ms'))
-                SELECT CASE WHEN d < 1000 THEN round(d)
-                    WHEN d < 10000 THEN round(d / 10) * 10
-                    WHEN d < 100000 THEN round(d / 100) * 100
-                    WHEN d < 1000000 THEN round(d / 1000) * 1000
-                    WHEN d < 10000000 THEN round(d / 10000) * 10000
-                    ELSE round(d / 100000) * 100000 END FROM v);
-        DELETE FROM dash_durations
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND n <= 0;
-        -- SQLite reuses ids above the largest left: once the top rows are gone, new
-        -- events could get ids at or below folded_id and never be counted. Lower it.
-        UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
-        WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
-    END;
-    """,
+    """
+    + _dash_events_deleted(_ERROR_RULE_V3),
     """
     -- Long-range duration views (dashboard/aggregates.py). Sorting the hourly histogram
     -- (~400k cells at 1M events) per grouping cost 300-400 ms each; these let them stream.
@@ -219,43 +235,9 @@ MIGRATIONS: tuple[str, ...] = (
     # next fold rebuilds them under it (a one-off, like the first fold after an upgrade).
     """
     DROP TRIGGER dash_events_deleted;
-    CREATE TRIGGER dash_events_deleted AFTER DELETE ON events
-    BEGIN
-        UPDATE dash_hourly SET events = events - 1, errors = errors - (
-            CASE WHEN substr(old.event, -6) = '.error' OR substr(old.event, -7) = '.failed'
-                THEN 1
-                WHEN NOT json_valid(old.properties) THEN 0
-                WHEN json_type(old.properties, '$.error') NOT IN ('null', 'false')
-                    AND json_extract(old.properties, '$.error') NOT IN (0, '') THEN 1
-                WHEN json_extract(old.properties, '$.status') IN ('error', 'failed') THEN 1
-                ELSE 0 END)
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND old.id <= (SELECT folded_id FROM dash_state);
-        DELETE FROM dash_hourly
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND events <= 0;
-        UPDATE dash_durations SET n = n - 1
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND old.id <= (SELECT folded_id FROM dash_state)
-            AND json_valid(old.properties)
-            AND json_type(old.properties, '$.duration_ms') IN ('integer', 'real')
-            AND json_extract(old.properties, '$.duration_ms') >= 0
-            AND bucket = (
-                WITH v(d) AS (SELECT json_extract(old.properties, '$.duration_ms'))
-                SELECT CASE WHEN d < 1000 THEN round(d)
-                    WHEN d < 10000 THEN round(d / 10) * 10
-                    WHEN d < 100000 THEN round(d / 100) * 100
-                    WHEN d < 1000000 THEN round(d / 1000) * 1000
-                    WHEN d < 10000000 THEN round(d / 10000) * 10000
-                    ELSE round(d / 100000) * 100000 END FROM v);
-        DELETE FROM dash_durations
-        WHERE hour = old.received_ms / 3600000 AND agent = old.agent AND event = old.event
-            AND n <= 0;
-        -- SQLite reuses ids above the largest left: once the top rows are gone, new
-        -- events could get ids at or below folded_id and never be counted. Lower it.
-        UPDATE dash_state SET folded_id = (SELECT coalesce(max(id), 0) FROM events)
-        WHERE folded_id > (SELECT coalesce(max(id), 0) FROM events);
-    END;
+    """
+    + _dash_events_deleted(_ERROR_RULE_V6)
+    + """
     -- dash_duration_hours first: the delete trigger on dash_durations then finds nothing
     -- to take back out, row by row.
     DELETE FROM dash_duration_hours;

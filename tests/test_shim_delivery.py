@@ -501,14 +501,12 @@ def test_caller_code_run_while_encoding_may_call_stats_and_flush(
                 return super().items()
 
         track("agent.step", {"attrs": Attrs(k=1)})
-        start = time.monotonic()
         ok = flush(0.5)
-        print(json.dumps({"flushed": ok, "took": time.monotonic() - start, "stats": stats()}))
+        print(json.dumps({"flushed": ok, "stats": stats()}))
         """,
         timeout=20,  # the hang guard: before the fix this never returned
     )
     result = last_json(out)
-    assert result["took"] < 1.0
     assert result["flushed"] is True
     assert result["stats"]["sent"] == 1
     assert listener.wait_for(1)

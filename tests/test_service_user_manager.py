@@ -8,6 +8,7 @@ test is skipped with the reason.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,23 +27,28 @@ from tests.test_service_daemon import AGENT_TELEMETRY, post_event, send_line
 SYSTEMD = shutil.which("systemd") or "/lib/systemd/systemd"
 
 BOOTED_MARKER = Path("/run/systemd/system")
+MARKER_LOCK = Path(tempfile.gettempdir()) / "agent-telemetry-user-manager-test.lock"
 
 
 @pytest.fixture
 def booted_marker() -> Iterator[None]:
     """systemd refuses `--user` unless /run/systemd/system exists (sd_booted). In a container
     that was not booted with systemd, the test (as root) makes the marker for its own run
-    and removes it afterwards, so the real user manager can be exercised here and in CI."""
-    if BOOTED_MARKER.is_dir():
-        yield
-        return
-    if os.geteuid() != 0:
-        pytest.skip("not booted with systemd and not root: cannot run `systemd --user`")
-    BOOTED_MARKER.mkdir(parents=True)
-    try:
-        yield
-    finally:
-        BOOTED_MARKER.rmdir()
+    and removes it afterwards, so the real user manager can be exercised here and in CI.
+    The marker is machine-wide: two test runs at once take turns (a lock file), or one
+    would remove it under the other."""
+    with open(MARKER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if BOOTED_MARKER.is_dir():
+            yield
+            return
+        if os.geteuid() != 0:
+            pytest.skip("not booted with systemd and not root: cannot run `systemd --user`")
+        BOOTED_MARKER.mkdir(parents=True)
+        try:
+            yield
+        finally:
+            BOOTED_MARKER.rmdir()
 
 
 class UserManager:

@@ -31,9 +31,9 @@ for i in range({EXIT_CALLS}):
     track("agent.step", {{"i": i}})
 """
 _IDLE_AGENT = "import sys, agent_telemetry"
-# What each daemon state may add to the agent's run: none when nobody listens, the 0.2 s
+# What each daemon state may add to the agent's run: none when nobody listens, the 0.5 s
 # a stalled daemon is given, the ≤ 2 s a reading daemon is given to take the backlog.
-_EXIT_BUDGET_MS = {"down": 100.0, "stopped": 300.0, "up": 2000.0}
+_EXIT_BUDGET_MS = {"down": 100.0, "stopped": 600.0, "up": 2000.0}
 
 
 def _time_calls(call: object, calls: int) -> list[int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.posthog import app_host, batch_body
-from agent_telemetryd.upload.batching import Outbound, OutboundBatch
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env
 

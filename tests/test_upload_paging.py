@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_telemetryd.upload.batching import Batcher, Outbound, OutboundBatch, page_rows
+from agent_telemetryd.outbound import Outbound, OutboundBatch
+from agent_telemetryd.upload.batching import Batcher, page_rows
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 
 from agent_telemetryd.config import RateRule
+from agent_telemetryd.outbound import Outbound, batch_id
 from agent_telemetryd.ratelimit import ALL_SOURCES_FACTOR, UploadRateLimiter
 from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
-from agent_telemetryd.upload.backoff import Backoff, parse_retry_after
-from agent_telemetryd.upload.batching import Outbound, batch_id, halves
+from agent_telemetryd.senders.transport import parse_retry_after
+from agent_telemetryd.upload.backoff import Backoff
+from agent_telemetryd.upload.batching import halves
 from agent_telemetryd.upload.scheduler import jitter_for
 from agent_telemetryd.upload.verdicts import Verdict, classify
 from tests.test_upload_paging import batches_at_once

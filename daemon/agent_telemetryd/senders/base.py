@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from agent_telemetry._wire import format_timestamp as rfc3339_ms
-from agent_telemetryd.upload.batching import Outbound, OutboundBatch
+from agent_telemetryd.outbound import Outbound, OutboundBatch
 
 REDACTED = "<redacted>"
 

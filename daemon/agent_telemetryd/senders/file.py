@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import (
     ErasureResult,
     PreparedRequest,
@@ -20,7 +21,6 @@ from agent_telemetryd.senders.base import (
     contract_event,
     now_rfc3339,
 )
-from agent_telemetryd.upload.batching import OutboundBatch
 
 
 def lines(batch: OutboundBatch, sent_at: str) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders import transport
 from agent_telemetryd.senders.base import (
     REDACTED,
@@ -21,7 +22,6 @@ from agent_telemetryd.senders.base import (
     SendResult,
     contract_event,
 )
-from agent_telemetryd.upload.batching import OutboundBatch
 
 API = "/api/v1/telemetry"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import PreparedRequest, Sender, SendResult
-from agent_telemetryd.upload.batching import OutboundBatch
 
 
 class NoneSender(Sender):

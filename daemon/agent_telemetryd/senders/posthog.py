@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from agent_telemetryd import __version__
+from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders import transport
 from agent_telemetryd.senders.base import (
     REDACTED,
@@ -25,7 +26,6 @@ from agent_telemetryd.senders.base import (
     now_rfc3339,
     rfc3339_ms,
 )
-from agent_telemetryd.upload.batching import Outbound, OutboundBatch
 
 LIB = "agent-telemetry"
 PRIVACY_PROPERTIES: dict[str, Any] = {"$process_person_profile": False, "$geoip_disable": True}

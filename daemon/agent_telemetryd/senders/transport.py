@@ -11,13 +11,13 @@ import asyncio
 import gzip
 import hashlib
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
 from agent_telemetryd.senders.base import SendResult
-from agent_telemetryd.upload.backoff import parse_retry_after
 
 MAX_ANSWER_BYTES = 64 * 1024
 # gzip of a large body takes milliseconds; off the event loop so ingest never waits on it.
@@ -58,6 +58,24 @@ async def request(
     decoded = _decode(answer)
     error = None if 200 <= status < 300 else f"HTTP {status}{_answer_reason(decoded)}"
     return SendResult(status, error=error, retry_after=retry_after, body_sha256=sha), decoded
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
 
 
 def _decode(answer: bytes) -> Any:

@@ -1,9 +1,10 @@
-"""Retry delays: exponential backoff with jitter, and the backend's Retry-After. Pure."""
+"""Retry delays: exponential backoff with jitter. Pure.
+
+The backend's own Retry-After is read where its answer is (`senders.transport`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,21 +27,3 @@ class Backoff:
             raise ValueError("attempt counts from 1")
         step = min(self.cap, self.base * self.factor ** (attempt - 1))
         return step / 2 + step / 2 * rand
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent_telemetryd.upload.batching import Outbound
+from agent_telemetryd.outbound import Outbound
 
 MAX_REASON_CHARS = 300
 

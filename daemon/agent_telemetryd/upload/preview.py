@@ -9,9 +9,10 @@ from itertools import islice
 from typing import Any
 
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import Sender, now_rfc3339
 from agent_telemetryd.upload import pending
-from agent_telemetryd.upload.batching import Batcher, OutboundBatch, page_rows
+from agent_telemetryd.upload.batching import Batcher, page_rows
 from agent_telemetryd.upload.uploader import UploadSettings
 
 

@@ -21,11 +21,12 @@ from typing import Any
 import structlog
 
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.base import Sender, SendResult, rfc3339_ms
 from agent_telemetryd.store.writer import Writer
 from agent_telemetryd.upload import pending, receipts
 from agent_telemetryd.upload.backoff import Backoff
-from agent_telemetryd.upload.batching import Batcher, OutboundBatch, page_rows, split_batch
+from agent_telemetryd.upload.batching import Batcher, page_rows, split_batch
 from agent_telemetryd.upload.verdicts import Verdict, classify
 
 log = structlog.get_logger("agent_telemetryd.upload")
@@ -215,14 +216,14 @@ class Uploader:
         settings = self.settings
         size = page_rows(settings.batch_size)
 
-        def read_page(after_id: int) -> Awaitable[list[pending.Outbound]]:
+        def read_page(after_id: int) -> Awaitable[list[Outbound]]:
             return buffer.read(lambda conn: pending.pending_page(conn, after_id, size))
 
         # The same pages and batches as `preview` (see Batcher), the next page read while
         # this one is sent: the page reads overlap the network instead of adding to it.
         batcher = Batcher(settings.batch_size, settings.max_batch_bytes)
         refusals = self._refusals = _Refusals()
-        next_page: asyncio.Future[list[pending.Outbound]] = asyncio.ensure_future(read_page(0))
+        next_page: asyncio.Future[list[Outbound]] = asyncio.ensure_future(read_page(0))
         try:
             while True:
                 self._check_consent()

@@ -28,8 +28,8 @@ from typing import Any
 import orjson
 
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.dashboard.rollup import fold_all
 from agent_telemetryd.dashboard.views import ENDPOINTS
+from agent_telemetryd.store.dashboard_sql import fold_all
 from agent_telemetryd.store.database import connect, open_buffer
 
 DAY_MS = 86_400_000

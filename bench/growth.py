@@ -20,8 +20,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from agent_telemetryd.dashboard import aggregates, rollup
+from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.store import dashboard_sql
 from agent_telemetryd.store.database import open_buffer
 from bench import fixtures
 from bench.report import Row, median
@@ -95,7 +96,7 @@ def _dashboard_query(proc: DaemonProcess) -> float:
     conn = fixtures.read_only(proc.database)
     try:
         now = int(time.time() * 1000)
-        filters = Filters(since_ms=now - 24 * rollup.HOUR_MS, until_ms=now)
+        filters = Filters(since_ms=now - 24 * dashboard_sql.HOUR_MS, until_ms=now)
         times = []
         for _ in range(QUERY_REPS):
             start = time.perf_counter()
@@ -110,7 +111,7 @@ def _grow(proc: DaemonProcess, sent: int) -> None:
     fixtures.fill_buffer(proc.database, sent, upload="sent")
     conn = open_buffer(proc.database)
     try:
-        rollup.fold_all(conn)
+        dashboard_sql.fold_all(conn)
     finally:
         conn.close()
 

@@ -13,8 +13,8 @@ import pytest
 from agent_telemetry_server.validation import is_error as server_is_error
 from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.dashboard.rollup import coarse_bucket_sql, fold, fold_all, unfolded
 from agent_telemetryd.dashboard.views import without_rollups
+from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, fold, fold_all, unfolded
 from agent_telemetryd.store.database import connect, open_buffer
 from agent_telemetryd.store.migrations import MIGRATIONS
 

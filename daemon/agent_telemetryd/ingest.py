@@ -20,12 +20,19 @@ import structlog
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
 from agent_telemetryd.events import Event, EventError, Limits, log_reason, parse_line, validate
+from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
 
 log = structlog.get_logger("agent_telemetryd.ingest")
 
 # A transform returns the event to keep (possibly changed) or None to drop it quietly.
 Transform = Callable[[Event], Event | None]
+# Bound once: plain strings bind faster than the enum members on the hot path.
+LOCAL, PENDING, RATE_LIMITED = (
+    UploadState.LOCAL.value,
+    UploadState.PENDING.value,
+    UploadState.RATE_LIMITED.value,
+)
 # Says whether one more event from this source may become eligible for upload now.
 UploadGate = Callable[[str, float], bool]
 
@@ -105,7 +112,7 @@ class Ingestor:
         self, documents: list[Any], source: Source, *, ack: bool, extra_rejections: Iterable[str]
     ) -> Outcome:
         rejected: list[Rejection] = []
-        rows: list[tuple[Any, ...]] = []
+        rows: list[EventRow] = []
         now = self._clock()
         received_ms = int(now * 1000)
         mode = self._mode()
@@ -137,28 +144,28 @@ class Ingestor:
                 filtered.append(index)
                 continue
             agent = event.agent or default_agent
-            upload = "local"
+            upload = LOCAL
             if uploading:
                 if gate is None or gate(agent, now):
-                    upload = "pending"
+                    upload = PENDING
                 else:
-                    upload = "rate_limited"
+                    upload = RATE_LIMITED
                     rate_limited += 1
             ts_ms = event.ts_ms
             append(
-                (
-                    event.uuid or uuid7(),
-                    event.event,
-                    ts_ms if ts_ms is not None else received_ms,
-                    received_ms,
-                    dumps(event.properties).decode(),
-                    agent,
-                    pid,
-                    transport,
-                    mode,
-                    upload,
-                    anonymous_id,
-                    __version__,
+                EventRow(
+                    uuid=event.uuid or uuid7(),
+                    event=event.event,
+                    ts_ms=ts_ms if ts_ms is not None else received_ms,
+                    received_ms=received_ms,
+                    properties=dumps(event.properties).decode(),
+                    agent=agent,
+                    pid=pid,
+                    transport=transport,
+                    consent=mode,
+                    upload=upload,
+                    anonymous_id=anonymous_id,
+                    daemon_version=__version__,
                 )
             )
         reasons = [r.reason for r in rejected]

@@ -8,19 +8,14 @@ which `off` never creates.
 
 from __future__ import annotations
 
-import sqlite3
-
 import structlog
 
 from agent_telemetryd.consent import ConsentState, StoredConsent, decide
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.upload_queries import revoke_pending
 
 log = structlog.get_logger("agent_telemetryd.consent")
-
-
-def revoke_pending(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("UPDATE events SET upload = 'local' WHERE upload = 'pending'").rowcount)
 
 
 async def revoke_unless_uploading(context: DaemonContext) -> None:

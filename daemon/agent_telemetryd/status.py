@@ -6,29 +6,19 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_telemetry._wire import format_timestamp
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
-from agent_telemetryd.store import queries
-from agent_telemetryd.store.queries import rfc3339_ms
-from agent_telemetryd.upload import pending, receipts
-
-EMPTY_BUFFER = {
-    "events": 0,
-    "pending_upload": 0,
-    "sent": 0,
-    "local_only": 0,
-    "rate_limited": 0,
-    "quarantined": 0,
-    "bytes": 0,
-}
+from agent_telemetryd.store import queries, upload_queries
+from agent_telemetryd.upload import receipts
 
 
 @dataclass(frozen=True)
 class BufferFacts:
     """What `status` reads from the buffer file: the same whether the daemon runs or not."""
 
-    buffer: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_BUFFER))
+    buffer: dict[str, Any] = field(default_factory=lambda: dict(queries.EMPTY_BUFFER))
     stored_counters: dict[str, int] = field(default_factory=dict)
     anonymous_id: str = ""
     last_upload_ms: int | None = None
@@ -44,7 +34,7 @@ def read_facts(conn: sqlite3.Connection | None) -> BufferFacts:
         stored_counters=summary["stored_counters"],
         anonymous_id=queries.get_meta(conn, "anonymous_id") or "",
         last_upload_ms=receipts.last_accepted_ms(conn),
-        rate_limited_by_source=pending.rate_limited_by_source(conn),
+        rate_limited_by_source=upload_queries.rate_limited_by_source(conn),
     )
 
 
@@ -88,7 +78,7 @@ def build_status(
             "dropped_by_reason": dropped,
             "stored": buffer["events"],
         },
-        "last_upload": rfc3339_ms(facts.last_upload_ms) if facts.last_upload_ms else None,
+        "last_upload": format_timestamp(facts.last_upload_ms) if facts.last_upload_ms else None,
         "next_upload": None,
         "paths": {
             "ingest_socket": str(paths.ingest_socket),

@@ -6,7 +6,7 @@ import click
 
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
 from agent_telemetryd.consent import decide, write_stored
-from agent_telemetryd.mode_change import revoke_pending
+from agent_telemetryd.store.upload_queries import revoke_pending
 
 _NEXT_STEPS = {
     "off": "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",

@@ -23,8 +23,8 @@ from agent_telemetryd.cli.common import (
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.senders.factory import build_sender, new_session
-from agent_telemetryd.store import queries
-from agent_telemetryd.upload import erasure, pending
+from agent_telemetryd.store import queries, upload_queries
+from agent_telemetryd.upload import erasure
 from agent_telemetryd.upload.part import settings_from
 from agent_telemetryd.upload.preview import build_preview
 
@@ -162,7 +162,7 @@ def _read_quarantine(conn: sqlite3.Connection | None) -> dict[str, Any]:
     if conn is None:
         return {"total": 0, "events": []}
     try:
-        return pending.quarantined(conn)
+        return upload_queries.quarantined(conn)
     except sqlite3.OperationalError:  # a buffer from before quarantine reasons existed
         return {"total": 0, "events": []}
 

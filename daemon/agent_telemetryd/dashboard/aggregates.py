@@ -12,72 +12,17 @@ import sqlite3
 from typing import Any
 
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.dashboard.rollup import (
+from agent_telemetryd.store.dashboard_sql import (
     HOUR_MS,
-    bucket_sql,
-    coarse_bucket_sql,
-    error_sql,
-    has_duration_sql,
+    Params,
+    counts_cte,
+    histogram_sql,
+    over_time_cte,
+    span,
 )
 
 TOP = 50  # agents / event names listed; the rest are summed into `others`
 CHOICES = 500  # names offered in the filter menus
-Params = dict[str, Any]
-
-
-def _where(f: Filters, *, tail: bool) -> tuple[str, Params]:
-    """Filter terms for the rollups (`tail=False`) or the events table (`tail=True`)."""
-    terms: list[str] = []
-    params: Params = {}
-    if tail:
-        # `+` keeps SQLite on the rowid range (the tail is small) rather than scanning
-        # the received_ms index over the whole time range.
-        terms.append("e.id > (SELECT folded_id FROM dash_state)")
-        hour = f"(+e.received_ms / {HOUR_MS})"
-        prefix = "e."
-    else:
-        hour, prefix = "hour", ""
-    if f.first_hour is not None:
-        terms.append(f"{hour} >= :first_hour")
-        params["first_hour"] = f.first_hour
-    if f.end_hour is not None:
-        terms.append(f"{hour} < :end_hour")
-        params["end_hour"] = f.end_hour
-    if f.agent is not None:
-        terms.append(f"{prefix}agent = :agent")
-        params["agent"] = f.agent
-    if f.event is not None:
-        terms.append(f"{prefix}event = :event")
-        params["event"] = f.event
-    return (" AND ".join(terms) or "1"), params
-
-
-def _counts_cte(f: Filters) -> tuple[str, Params]:
-    rollup, params = _where(f, tail=False)
-    tail, tail_params = _where(f, tail=True)
-    params.update(tail_params)
-    sql = (
-        "WITH cells(hour, agent, event, events, errors) AS ("
-        f" SELECT hour, agent, event, events, errors FROM dash_hourly WHERE {rollup}"
-        " UNION ALL"
-        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, 1, {error_sql('e')}"
-        f" FROM events AS e WHERE {tail})"
-    )
-    return sql, params
-
-
-def _durations_cte(f: Filters) -> tuple[str, Params]:
-    rollup, params = _where(f, tail=False)
-    tail, tail_params = _where(f, tail=True)
-    params.update(tail_params)
-    sql = (
-        "WITH cells(hour, agent, event, bucket, n) AS ("
-        f" SELECT hour, agent, event, bucket, n FROM dash_durations WHERE {rollup}"
-        " UNION ALL"
-        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, {bucket_sql('e')}, 1"
-        f" FROM events AS e WHERE {tail} AND {has_duration_sql('e')})"
-    )
-    return sql, params
 
 
 def _time_key(f: Filters) -> str:
@@ -97,17 +42,8 @@ def _rate(errors: int, events: int) -> float | None:
     return round(errors / events, 6) if events else None
 
 
-def span(conn: sqlite3.Connection) -> dict[str, int | None]:
-    """First and last receipt time in the whole buffer (two index probes: SQLite only
-    reads one end of the index when a statement has a single min() or max())."""
-    first, last = conn.execute(
-        "SELECT (SELECT min(received_ms) FROM events), (SELECT max(received_ms) FROM events)"
-    ).fetchone()
-    return {"first_ms": first, "last_ms": last}
-
-
 def totals(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    return _totals(conn, *_counts_cte(f))
+    return _totals(conn, *counts_cte(f))
 
 
 def _totals(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, Any]:
@@ -119,7 +55,7 @@ def _totals(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, Any
 
 def over_time(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     """Events and errors per bucket, with empty buckets between the first and last filled."""
-    return _over_time(conn, f, *_counts_cte(f), _time_key(f))
+    return _over_time(conn, f, *counts_cte(f), _time_key(f))
 
 
 def _over_time(
@@ -166,16 +102,16 @@ def _breakdown(conn: sqlite3.Connection, cte: str, params: Params, column: str) 
 
 
 def by_agent(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    return _breakdown(conn, *_counts_cte(f), "agent")
+    return _breakdown(conn, *counts_cte(f), "agent")
 
 
 def by_event(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
-    return _breakdown(conn, *_counts_cte(f), "event")
+    return _breakdown(conn, *counts_cte(f), "event")
 
 
 def choices(conn: sqlite3.Connection, f: Filters) -> dict[str, list[str]]:
     """Agents and event names seen in the time range, for the filter menus."""
-    return _choices(conn, *_counts_cte(Filters(since_ms=f.since_ms, until_ms=f.until_ms)))
+    return _choices(conn, *counts_cte(Filters(since_ms=f.since_ms, until_ms=f.until_ms)))
 
 
 def _choices(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, list[str]]:
@@ -198,7 +134,7 @@ _COUNTS = "temp.dash_request_counts"
 
 
 def _materialise_counts(conn: sqlite3.Connection, f: Filters) -> tuple[str, Params]:
-    """Evaluate `_counts_cte` once into `_COUNTS`, grouped by (time key, agent, event),
+    """Evaluate `counts_cte` once into `_COUNTS`, grouped by (time key, agent, event),
     and return a `cells` CTE over it for `_totals`, `_breakdown` and `_choices`.
 
     `collect()` used to re-scan the hourly rollup and the tail for each of those views;
@@ -206,7 +142,7 @@ def _materialise_counts(conn: sqlite3.Connection, f: Filters) -> tuple[str, Para
     holds the time key, so the over-time query must group by `hour` itself, not by
     `_time_key(f)` again.
     """
-    cte, params = _counts_cte(f)
+    cte, params = counts_cte(f)
     conn.execute(f"DROP TABLE IF EXISTS {_COUNTS}")
     conn.execute(
         f"CREATE TABLE {_COUNTS} AS {cte}"
@@ -225,53 +161,16 @@ def _materialise_histogram(conn: sqlite3.Connection, f: Filters) -> None:
     """The filtered durations as (event, bucket, n) in `_HISTOGRAM`, keyed in that order.
 
     Both the per-event and the overall percentiles read it: the overall histogram is
-    the per-event one summed over events (a few thousand rows). The rollup part is
-    grouped on its own so SQLite walks `dash_durations_by_event` (migration 4) in
-    (event, bucket) order instead of sorting every hourly cell (~400k at 1M events, a
-    third of a second); a UNION ALL with the tail would force that sort again. The
-    tail (small) is then added cell by cell.
+    the per-event one summed over events (a few thousand rows). Filled without sorting
+    every hourly cell (~400k at 1M events, a third of a second): see `histogram_sql`.
     """
-    rollup, params = _where(f, tail=False)
-    tail, tail_params = _where(f, tail=True)
     conn.execute(f"DROP TABLE IF EXISTS {_HISTOGRAM}")
     conn.execute(
         f"CREATE TABLE {_HISTOGRAM} (event TEXT NOT NULL, bucket REAL NOT NULL,"
         " n INTEGER NOT NULL, PRIMARY KEY (event, bucket)) WITHOUT ROWID"
     )
-    conn.execute(
-        f"INSERT INTO {_HISTOGRAM} (event, bucket, n) SELECT event, bucket, sum(n)"
-        f" FROM dash_durations WHERE {rollup} GROUP BY event, bucket",
-        params,
-    )
-    conn.execute(
-        f"INSERT INTO {_HISTOGRAM} (event, bucket, n)"
-        f" SELECT e.event, {bucket_sql('e')}, 1 FROM events AS e"
-        f" WHERE {tail} AND {has_duration_sql('e')}"
-        " ON CONFLICT (event, bucket) DO UPDATE SET n = n + excluded.n",
-        tail_params,
-    )
-
-
-def _over_time_cte(f: Filters) -> tuple[str, Params]:
-    """The cells the over-time percentiles read: exact hourly cells for hour buckets;
-    for day buckets, 2-digit buckets, from `dash_duration_hours` (all agents and
-    events, ~4x fewer cells) when no agent or event filter needs the finer table."""
-    if f.bucket != "day":
-        return _durations_cte(f)
-    rollup, params = _where(f, tail=False)
-    tail, tail_params = _where(f, tail=True)
-    params.update(tail_params)
-    if f.agent is None and f.event is None:
-        source = f"SELECT hour, bucket, n FROM dash_duration_hours WHERE {rollup}"
-    else:
-        source = f"SELECT hour, {coarse_bucket_sql('bucket')}, n FROM dash_durations WHERE {rollup}"
-    sql = (
-        f"WITH cells(hour, bucket, n) AS ({source}"
-        " UNION ALL"
-        f" SELECT e.received_ms / {HOUR_MS}, {coarse_bucket_sql(bucket_sql('e'))}, 1"
-        f" FROM events AS e WHERE {tail} AND {has_duration_sql('e')})"
-    )
-    return sql, params
+    for sql, params in histogram_sql(_HISTOGRAM, f):
+        conn.execute(sql, params)
 
 
 def _percentiles(
@@ -302,8 +201,8 @@ def _percentiles(
 
 def durations(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     """p50/p95 of `properties.duration_ms` overall, per time bucket and per event name
-    (per day: to 2 significant digits, see `_over_time_cte`)."""
-    over_time = _percentiles(conn, *_over_time_cte(f), _time_key(f), "k")
+    (per day: to 2 significant digits, see `over_time_cte`)."""
+    over_time = _percentiles(conn, *over_time_cte(f), _time_key(f), "k")
     _materialise_histogram(conn, f)
     try:
         histogram = f"WITH cells AS (SELECT event, bucket, n FROM {_HISTOGRAM})"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from agent_telemetryd.dashboard.rollup import HOUR_MS
+from agent_telemetryd.store.dashboard_sql import HOUR_MS
 
 BUCKETS = ("hour", "day", "auto")
 # Past this span an hourly chart has more bars than a screen has pixels for them.

@@ -19,9 +19,10 @@ import structlog
 from aiohttp import web
 
 from agent_telemetryd.context import DaemonContext
-from agent_telemetryd.dashboard import page, rollup, views
+from agent_telemetryd.dashboard import page, views
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.receivers.http_guard import token_matches
+from agent_telemetryd.store import dashboard_sql
 
 log = structlog.get_logger("agent_telemetryd.dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,7 +47,7 @@ class Dashboard:
             data = views.read_view(name, None, f)
         else:
             data, waiting = await buffer.read(
-                lambda conn: (views.read_view(name, conn, f), rollup.unfolded(conn))
+                lambda conn: (views.read_view(name, conn, f), dashboard_sql.unfolded(conn))
             )
             if waiting >= FOLD_AFTER:
                 self._start_fold()
@@ -69,7 +70,7 @@ class Dashboard:
         total = 0
         try:
             while self.context.buffer is not None:
-                done = await self.context.buffer.writer.run(rollup.fold)
+                done = await self.context.buffer.writer.run(dashboard_sql.fold)
                 total += done
                 if done == 0:
                     break

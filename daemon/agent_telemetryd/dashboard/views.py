@@ -12,7 +12,7 @@ from typing import Any
 
 from agent_telemetryd.dashboard import aggregates
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.dashboard.rollup import coarse_bucket_sql
+from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, span
 from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
 
@@ -41,7 +41,7 @@ def _snapshot(view: View) -> View:
     def run(conn: sqlite3.Connection, f: Filters) -> Any:
         conn.execute("BEGIN")
         try:
-            when = aggregates.span(conn)
+            when = span(conn)
             return view(conn, f.resolved(when["first_ms"], when["last_ms"]))
         finally:
             conn.execute("COMMIT")
@@ -52,7 +52,7 @@ def _snapshot(view: View) -> View:
 def summary(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     return {
         "filters": f.as_dict(),
-        "span": aggregates.span(conn),
+        "span": span(conn),
         "totals": aggregates.totals(conn, f),
         "choices": aggregates.choices(conn, f),
     }

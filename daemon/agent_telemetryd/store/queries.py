@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from agent_telemetry._wire import format_timestamp as rfc3339_ms
+from agent_telemetry._wire import format_timestamp
+from agent_telemetryd.store.rows import UploadState
 
-UPLOAD_STATES = ("local", "pending", "sent", "rate_limited", "quarantined")
 EXPORT_FIELDS = (
     "uuid",
     "event",
@@ -34,10 +34,10 @@ def counters(conn: sqlite3.Connection) -> dict[str, int]:
     return {name: int(value) for name, value in conn.execute("SELECT name, value FROM counters")}
 
 
-def upload_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    counts = dict.fromkeys(UPLOAD_STATES, 0)
+def upload_state_counts(conn: sqlite3.Connection) -> dict[UploadState, int]:
+    counts = dict.fromkeys(UploadState, 0)
     for state, count in conn.execute("SELECT upload, count(*) FROM events GROUP BY upload"):
-        counts[state] = int(count)
+        counts[UploadState(state)] = int(count)
     return counts
 
 
@@ -47,6 +47,18 @@ def database_bytes(conn: sqlite3.Connection) -> int:
     return int(pages * size)
 
 
+# The `buffer` part of `status --json` when there is no buffer file (mode off, nothing yet).
+EMPTY_BUFFER: dict[str, int] = {
+    "events": 0,
+    "pending_upload": 0,
+    "sent": 0,
+    "local_only": 0,
+    "rate_limited": 0,
+    "quarantined": 0,
+    "bytes": 0,
+}
+
+
 def buffer_summary(conn: sqlite3.Connection) -> dict[str, Any]:
     """The `buffer` and `counters` parts of `status --json`."""
     states = upload_state_counts(conn)
@@ -54,11 +66,11 @@ def buffer_summary(conn: sqlite3.Connection) -> dict[str, Any]:
     return {
         "buffer": {
             "events": sum(states.values()),
-            "pending_upload": states["pending"],
-            "sent": states["sent"],
-            "local_only": states["local"],
-            "rate_limited": states["rate_limited"],
-            "quarantined": states["quarantined"],
+            "pending_upload": states[UploadState.PENDING],
+            "sent": states[UploadState.SENT],
+            "local_only": states[UploadState.LOCAL],
+            "rate_limited": states[UploadState.RATE_LIMITED],
+            "quarantined": states[UploadState.QUARANTINED],
             "bytes": database_bytes(conn),
         },
         "stored_counters": stored_counters,
@@ -80,8 +92,8 @@ def iter_export_page(
             {
                 "uuid": row[1],
                 "event": row[2],
-                "timestamp": rfc3339_ms(row[3]),
-                "received_at": rfc3339_ms(row[4]),
+                "timestamp": format_timestamp(row[3]),
+                "received_at": format_timestamp(row[4]),
                 "properties": orjson.loads(row[5]),
                 "upload": row[6],
                 "agent": row[7],

@@ -22,14 +22,11 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent_telemetryd.store.rows import INSERT_EVENT, EventRow, UploadState
+
 log = structlog.get_logger("agent_telemetryd.store")
 T = TypeVar("T")
 
-INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
-    " transport, consent, upload, anonymous_id, daemon_version)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
@@ -47,7 +44,7 @@ class WriteResult:
 
 @dataclass(slots=True)
 class WriteRequest:
-    rows: list[tuple[Any, ...]]
+    rows: list[EventRow]
     counters: dict[str, int] = field(default_factory=dict)
     ack: asyncio.Future[WriteResult] | None = None
 
@@ -83,7 +80,7 @@ class Writer:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="buffer-writer")
 
     def submit(
-        self, rows: list[tuple[Any, ...]], counters: dict[str, int] | None = None, *, ack: bool
+        self, rows: list[EventRow], counters: dict[str, int] | None = None, *, ack: bool
     ) -> asyncio.Future[WriteResult] | None:
         """Queue rows for the next group commit; with `ack`, a future that resolves after it."""
         future = asyncio.get_running_loop().create_future() if ack else None
@@ -201,7 +198,9 @@ class Writer:
                     rows = rows[:room]
                 before = conn.total_changes
                 if rows:
-                    conn.executemany(INSERT_EVENT, rows)
+                    # sqlite3 binds an exact tuple on its fast path; a NamedTuple row goes
+                    # through the sequence protocol, about 0.8 µs a row more.
+                    conn.executemany(INSERT_EVENT, map(tuple, rows))
                 inserted = conn.total_changes - before
                 duplicates = len(rows) - inserted
                 self._stored += inserted
@@ -230,7 +229,7 @@ class Writer:
         want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
         evicted = conn.execute(
             "DELETE FROM events WHERE id IN"
-            " (SELECT id FROM events WHERE upload = 'sent' ORDER BY id LIMIT ?)",
+            f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}' ORDER BY id LIMIT ?)",
             (want,),
         ).rowcount
         if evicted:

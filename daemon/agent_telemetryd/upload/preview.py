@@ -11,7 +11,7 @@ from typing import Any
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import Sender, now_rfc3339
-from agent_telemetryd.upload import pending
+from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload.batching import Batcher, page_rows
 from agent_telemetryd.upload.uploader import UploadSettings
 
@@ -32,7 +32,7 @@ def build_preview(
     if not sender.sends:
         reason = "sender is none: the next flush sends nothing"
         return {**base, "sends": False, "reason": reason, "pending": 0, "more_requests": 0}
-    total = pending.pending_count(conn) if conn is not None else 0
+    total = upload_queries.pending_count(conn) if conn is not None else 0
     if total == 0:
         return {
             **base,
@@ -68,7 +68,7 @@ def _next_batches(conn: sqlite3.Connection, settings: UploadSettings) -> Iterato
     batcher = Batcher(settings.batch_size, settings.max_batch_bytes)
     size = page_rows(settings.batch_size)
     after_id = 0
-    while page := pending.pending_page(conn, after_id, size):
+    while page := upload_queries.pending_page(conn, after_id, size):
         yield from batcher.add(page)
         after_id = page[-1].id
     yield from batcher.finish()

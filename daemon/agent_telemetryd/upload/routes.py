@@ -9,7 +9,8 @@ import structlog
 from aiohttp import web
 
 from agent_telemetryd.context import CONTEXT
-from agent_telemetryd.upload import erasure, pending, receipts
+from agent_telemetryd.store import upload_queries
+from agent_telemetryd.upload import erasure, receipts
 from agent_telemetryd.upload.preview import build_preview
 from agent_telemetryd.upload.uploader import Uploader
 
@@ -54,7 +55,7 @@ async def get_quarantine(request: web.Request) -> web.Response:
     buffer = request.app[CONTEXT].buffer
     if buffer is None:
         return _json({"total": 0, "events": []})
-    return _json(await buffer.read(pending.quarantined))
+    return _json(await buffer.read(upload_queries.quarantined))
 
 
 @routes.get("/v1/receipts")

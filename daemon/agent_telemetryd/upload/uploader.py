@@ -23,8 +23,9 @@ import structlog
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.base import Sender, SendResult, rfc3339_ms
+from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.writer import Writer
-from agent_telemetryd.upload import pending, receipts
+from agent_telemetryd.upload import receipts
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import Batcher, page_rows, split_batch
 from agent_telemetryd.upload.verdicts import Verdict, classify
@@ -217,7 +218,7 @@ class Uploader:
         size = page_rows(settings.batch_size)
 
         def read_page(after_id: int) -> Awaitable[list[Outbound]]:
-            return buffer.read(lambda conn: pending.pending_page(conn, after_id, size))
+            return buffer.read(lambda conn: upload_queries.pending_page(conn, after_id, size))
 
         # The same pages and batches as `preview` (see Batcher), the next page read while
         # this one is sent: the page reads overlap the network instead of adding to it.
@@ -335,9 +336,9 @@ class Uploader:
 
         def commit(conn: sqlite3.Connection) -> None:
             receipts.record(conn, receipt)
-            pending.mark_sent(conn, sent_ids)
+            upload_queries.mark_sent(conn, sent_ids)
             for event_id, reason in refused.items():
-                pending.quarantine(conn, [event_id], f"refused by the backend: {reason}")
+                upload_queries.quarantine(conn, [event_id], f"refused by the backend: {reason}")
 
         # Awaited before the next request: a crash re-sends at most the batch in flight.
         await self._writer().run(commit)
@@ -357,7 +358,7 @@ class Uploader:
 
     async def _quarantine(self, batch: OutboundBatch, reason: str) -> None:
         ids = [event.id for event in batch.events]
-        await self._writer().run(lambda conn: pending.quarantine(conn, ids, reason))
+        await self._writer().run(lambda conn: upload_queries.quarantine(conn, ids, reason))
         log.warning("events_quarantined", count=len(ids), reason=reason)
 
     async def _record(self, batch: OutboundBatch, result: SendResult, verdict: Verdict) -> None:

@@ -27,11 +27,29 @@ reference server applies the same rule (`agent_telemetry_server.validation.is_er
 from __future__ import annotations
 
 import sqlite3
+from typing import Any, Protocol
 
 HOUR_MS = 3_600_000
 # One fold step: a few hundred ms of writer time at most, so ingest never waits long.
 # 25k since migration 4's triggers and index roughly doubled the cost per folded event.
 FOLD_CHUNK = 25_000
+Params = dict[str, Any]
+
+
+class CellFilter(Protocol):
+    """What the cells are filtered by (the dashboard's `Filters`): whole UTC hours
+    [first_hour, end_hour), an agent, an event name, and the chart's bucket."""
+
+    @property
+    def first_hour(self) -> int | None: ...
+    @property
+    def end_hour(self) -> int | None: ...
+    @property
+    def agent(self) -> str | None: ...
+    @property
+    def event(self) -> str | None: ...
+    @property
+    def bucket(self) -> str: ...
 
 
 def error_sql(alias: str) -> str:
@@ -149,3 +167,111 @@ def fold_all(conn: sqlite3.Connection) -> int:
         total += done
         if done == 0:
             return total
+
+
+def span(conn: sqlite3.Connection) -> dict[str, int | None]:
+    """First and last receipt time in the whole buffer (two index probes: SQLite only
+    reads one end of the index when a statement has a single min() or max())."""
+    first, last = conn.execute(
+        "SELECT (SELECT min(received_ms) FROM events), (SELECT max(received_ms) FROM events)"
+    ).fetchone()
+    return {"first_ms": first, "last_ms": last}
+
+
+def _where(f: CellFilter, *, tail: bool) -> tuple[str, Params]:
+    """Filter terms for the rollups (`tail=False`) or the events table (`tail=True`)."""
+    terms: list[str] = []
+    params: Params = {}
+    if tail:
+        # `+` keeps SQLite on the rowid range (the tail is small) rather than scanning
+        # the received_ms index over the whole time range.
+        terms.append("e.id > (SELECT folded_id FROM dash_state)")
+        hour = f"(+e.received_ms / {HOUR_MS})"
+        prefix = "e."
+    else:
+        hour, prefix = "hour", ""
+    if f.first_hour is not None:
+        terms.append(f"{hour} >= :first_hour")
+        params["first_hour"] = f.first_hour
+    if f.end_hour is not None:
+        terms.append(f"{hour} < :end_hour")
+        params["end_hour"] = f.end_hour
+    if f.agent is not None:
+        terms.append(f"{prefix}agent = :agent")
+        params["agent"] = f.agent
+    if f.event is not None:
+        terms.append(f"{prefix}event = :event")
+        params["event"] = f.event
+    return (" AND ".join(terms) or "1"), params
+
+
+def counts_cte(f: CellFilter) -> tuple[str, Params]:
+    """`cells(hour, agent, event, events, errors)`: the hourly rollup plus the tail."""
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    params.update(tail_params)
+    sql = (
+        "WITH cells(hour, agent, event, events, errors) AS ("
+        f" SELECT hour, agent, event, events, errors FROM dash_hourly WHERE {rollup}"
+        " UNION ALL"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, 1, {error_sql('e')}"
+        f" FROM events AS e WHERE {tail})"
+    )
+    return sql, params
+
+
+def durations_cte(f: CellFilter) -> tuple[str, Params]:
+    """`cells(hour, agent, event, bucket, n)`: the duration histogram plus the tail."""
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    params.update(tail_params)
+    sql = (
+        "WITH cells(hour, agent, event, bucket, n) AS ("
+        f" SELECT hour, agent, event, bucket, n FROM dash_durations WHERE {rollup}"
+        " UNION ALL"
+        f" SELECT e.received_ms / {HOUR_MS}, e.agent, e.event, {bucket_sql('e')}, 1"
+        f" FROM events AS e WHERE {tail} AND {has_duration_sql('e')})"
+    )
+    return sql, params
+
+
+def over_time_cte(f: CellFilter) -> tuple[str, Params]:
+    """The cells the over-time percentiles read: exact hourly cells for hour buckets;
+    for day buckets, 2-digit buckets, from `dash_duration_hours` (all agents and
+    events, ~4x fewer cells) when no agent or event filter needs the finer table."""
+    if f.bucket != "day":
+        return durations_cte(f)
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    params.update(tail_params)
+    if f.agent is None and f.event is None:
+        source = f"SELECT hour, bucket, n FROM dash_duration_hours WHERE {rollup}"
+    else:
+        source = f"SELECT hour, {coarse_bucket_sql('bucket')}, n FROM dash_durations WHERE {rollup}"
+    sql = (
+        f"WITH cells(hour, bucket, n) AS ({source}"
+        " UNION ALL"
+        f" SELECT e.received_ms / {HOUR_MS}, {coarse_bucket_sql(bucket_sql('e'))}, 1"
+        f" FROM events AS e WHERE {tail} AND {has_duration_sql('e')})"
+    )
+    return sql, params
+
+
+def histogram_sql(table: str, f: CellFilter) -> tuple[tuple[str, Params], tuple[str, Params]]:
+    """Two inserts that fill `table (event, bucket, n)` with the filtered durations: the
+    rollup grouped on its own, so SQLite walks `dash_durations_by_event` (migration 4) in
+    (event, bucket) order instead of sorting every hourly cell, then the (small) tail
+    added cell by cell. A UNION ALL of the two would force that sort again."""
+    rollup, params = _where(f, tail=False)
+    tail, tail_params = _where(f, tail=True)
+    from_rollup = (
+        f"INSERT INTO {table} (event, bucket, n) SELECT event, bucket, sum(n)"
+        f" FROM dash_durations WHERE {rollup} GROUP BY event, bucket"
+    )
+    from_tail = (
+        f"INSERT INTO {table} (event, bucket, n)"
+        f" SELECT e.event, {bucket_sql('e')}, 1 FROM events AS e"
+        f" WHERE {tail} AND {has_duration_sql('e')}"
+        " ON CONFLICT (event, bucket) DO UPDATE SET n = n + excluded.n"
+    )
+    return (from_rollup, params), (from_tail, tail_params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -55,7 +55,24 @@ class Outcome:
     rejected: list[Rejection]
     pending: asyncio.Future[WriteResult] | None  # resolves after commit, when asked for
     kept: int
-    filtered: list[int]  # indices the allowlist dropped
+    # The document index of each row handed to the writer, in order: the writer names
+    # the rows it refused by position, and a client is answered by document index.
+    row_documents: list[int] = field(default_factory=list)
+
+    def documents_of(self, rows: Iterable[int]) -> list[int]:
+        """Document indices of rows named by their position in the write."""
+        return [self.row_documents[row] for row in rows]
+
+
+@dataclass(slots=True)
+class _Arrival:
+    """What one arrival's documents became: rows to keep, and what was not kept."""
+
+    rows: list[EventRow] = field(default_factory=list)
+    row_documents: list[int] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    filtered: int = 0  # dropped by the allowlist
+    rate_limited: int = 0
 
 
 class Counters:
@@ -111,47 +128,46 @@ class Ingestor:
     def _submit(
         self, documents: list[Any], source: Source, *, ack: bool, extra_rejections: Iterable[str]
     ) -> Outcome:
-        rejected: list[Rejection] = []
-        rows: list[EventRow] = []
         now = self._clock()
-        received_ms = int(now * 1000)
         mode = self._mode()
-        filtered: list[int] = []  # indices the allowlist dropped
-        rate_limited = 0
+        arrival = self._build_rows(documents, source, mode, now)
+        counters = self._count(arrival, len(documents), extra_rejections, source)
+        writer = self._writer() if mode != "off" else None
+        if writer is None:
+            for name, value in counters.items():
+                self.memory.add(name, value)
+            self.memory.add("dropped.mode_off", len(arrival.rows))
+            return Outcome(arrival.rejected, None, 0)
+        pending = writer.submit(arrival.rows, counters, ack=ack)
+        return Outcome(arrival.rejected, pending, len(arrival.rows), arrival.row_documents)
+
+    def _build_rows(self, documents: list[Any], source: Source, mode: str, now: float) -> _Arrival:
+        arrival = _Arrival()
+        received_ms = int(now * 1000)
         anonymous_id = self._anonymous_id() if mode != "off" else ""
         # Everything the loop needs per event, bound once per batch: this runs for every event.
-        limits, transforms, gate = self._limits, self._transforms, self._upload_gate
-        dumps, append = orjson.dumps, rows.append
+        prepare, gate, uploading = self._prepare, self._upload_gate, mode == "upload"
+        dumps, append, rejected = orjson.dumps, arrival.rows.append, arrival.rejected
         pid, transport, default_agent = source.pid, source.transport, source.agent or "unknown"
-        uploading = mode == "upload"
         for index, document in enumerate(documents):
             try:
-                event: Event | None = validate(document, limits)
+                event = prepare(document)
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
-            try:
-                for transform in transforms:
-                    event = transform(event)
-                    if event is None:
-                        break
-            except Exception as error:  # one event lost, never the batch or the connection
-                # Kept unscrubbed would be worse than not kept: reject it, say so, go on.
-                log.error("event_transform_failed", error_type=type(error).__name__)
-                rejected.append(Rejection(index, "could not be scrubbed; not kept"))
-                continue
             if event is None:
-                filtered.append(index)
+                arrival.filtered += 1
                 continue
             agent = event.agent or default_agent
-            upload = LOCAL
-            if uploading:
-                if gate is None or gate(agent, now):
-                    upload = PENDING
-                else:
-                    upload = RATE_LIMITED
-                    rate_limited += 1
+            if not uploading:
+                upload = LOCAL
+            elif gate is None or gate(agent, now):
+                upload = PENDING
+            else:
+                upload = RATE_LIMITED
+                arrival.rate_limited += 1
             ts_ms = event.ts_ms
+            arrival.row_documents.append(index)
             append(
                 EventRow(
                     uuid=event.uuid or uuid7(),
@@ -168,27 +184,42 @@ class Ingestor:
                     daemon_version=__version__,
                 )
             )
-        reasons = [r.reason for r in rejected]
+        return arrival
+
+    def _prepare(self, document: Any) -> Event | None:
+        """The event to keep, validated and transformed; None when a transform dropped it.
+        Raises EventError for an invalid event, and for one a transform failed on."""
+        event = validate(document, self._limits)
+        try:
+            for transform in self._transforms:
+                kept = transform(event)
+                if kept is None:
+                    return None
+                event = kept
+        except Exception as error:  # one event lost, never the batch or the connection
+            # Kept unscrubbed would be worse than not kept: reject it, say so, go on.
+            log.error("event_transform_failed", error_type=type(error).__name__)
+            raise EventError("could not be scrubbed; not kept") from None
+        return event
+
+    def _count(
+        self, arrival: _Arrival, documents: int, extra_rejections: Iterable[str], source: Source
+    ) -> dict[str, int]:
+        """The counters this arrival adds, in the same transaction as its rows."""
+        reasons = [r.reason for r in arrival.rejected]
         reasons.extend(extra_rejections)
         self._log_rejections(reasons, source)
         # Each line that failed to parse is a received thing too: received = kept + rejected
         # + dropped holds for every arrival, whatever it was.
         counters = {
-            "received": len(documents) + len(reasons) - len(rejected),
+            "received": documents + len(reasons) - len(arrival.rejected),
             "rejected": len(reasons),
         }
-        if filtered:
-            counters["dropped.not_allowlisted"] = len(filtered)
-        if rate_limited:
-            counters["rate_limited"] = rate_limited
-        writer = self._writer() if mode != "off" else None
-        if writer is None:
-            for name, value in counters.items():
-                self.memory.add(name, value)
-            self.memory.add("dropped.mode_off", len(rows))
-            return Outcome(rejected, None, 0, filtered)
-        pending = writer.submit(rows, counters, ack=ack)
-        return Outcome(rejected, pending, len(rows), filtered)
+        if arrival.filtered:
+            counters["dropped.not_allowlisted"] = arrival.filtered
+        if arrival.rate_limited:
+            counters["rate_limited"] = arrival.rate_limited
+        return counters
 
     def _log_rejections(self, reasons: list[str], source: Source) -> None:
         # Hostile input must not flood the journal: log the first hundred, then every

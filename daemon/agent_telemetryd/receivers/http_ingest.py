@@ -76,7 +76,7 @@ def refuse_body(request: web.Request, error: BodyError, source: Source) -> None:
     context.ingestor.reject_unparsable(str(error), source)
 
 
-async def answer(outcome: Outcome, documents: list[Any], context: DaemonContext) -> web.Response:
+async def answer(outcome: Outcome, context: DaemonContext) -> web.Response:
     """202 after commit, invalid and refused events listed by index; 400 when nothing in it
     was valid; 503 with Retry-After when the buffer could keep none of it."""
     mode = context.consent.mode
@@ -88,10 +88,10 @@ async def answer(outcome: Outcome, documents: list[Any], context: DaemonContext)
         except StoreFullError as error:
             return _retry_later({"error": str(error)})
         inserted, duplicates, refused = result.inserted, result.duplicates, result.refused
-    if refused:
-        indices = _refused_indices(documents, outcome, refused)
-        rejected.extend(Rejection(index, BUFFER_FULL) for index in indices)
-        rejected.sort(key=lambda rejection: rejection.index)
+        if refused:
+            refused_documents = outcome.documents_of(result.refused_rows)
+            rejected.extend(Rejection(index, BUFFER_FULL) for index in refused_documents)
+            rejected.sort(key=lambda rejection: rejection.index)
     body: dict[str, Any] = {
         "accepted": inserted,
         "duplicates": duplicates,
@@ -115,14 +115,6 @@ async def answer(outcome: Outcome, documents: list[Any], context: DaemonContext)
 
 def _retry_later(body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
-
-
-def _refused_indices(documents: list[Any], outcome: Outcome, refused: int) -> list[int]:
-    """Request indices of the refused events: the writer refuses the last `refused` rows,
-    and the rows are the documents neither rejected nor dropped by the allowlist, in order."""
-    skipped = {rejection.index for rejection in outcome.rejected}.union(outcome.filtered)
-    rows = [index for index in range(len(documents)) if index not in skipped]
-    return rows[len(rows) - refused :]
 
 
 def _events_in(body: bytes) -> list[Any]:
@@ -150,7 +142,7 @@ async def post_events(request: web.Request) -> web.Response:
         refuse_body(request, error, source)
         return web.json_response({"error": str(error)}, status=error.status)
     outcome = context.ingestor.accept_documents(documents, source, ack=True)
-    return await answer(outcome, documents, context)
+    return await answer(outcome, context)
 
 
 @routes.get("/healthz")

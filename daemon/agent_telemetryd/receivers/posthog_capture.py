@@ -116,7 +116,7 @@ async def capture(request: web.Request) -> web.Response:
         )
     documents = [to_wire_event(item) for item in items]
     outcome = context.ingestor.accept_documents(documents, source, ack=True)
-    response = await answer(outcome, documents, context)
+    response = await answer(outcome, context)
     if response.status == 202:
         # PostHog's SDKs treat exactly this as success.
         return web.json_response({"status": 1})

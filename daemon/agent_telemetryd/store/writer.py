@@ -39,7 +39,12 @@ MAX_GROUP_EVENTS = 20_000
 class WriteResult:
     inserted: int
     duplicates: int
-    refused: int
+    # Positions (in the request's rows) of the rows the full buffer could not take.
+    refused_rows: tuple[int, ...] = ()
+
+    @property
+    def refused(self) -> int:
+        return len(self.refused_rows)
 
 
 @dataclass(slots=True)
@@ -191,11 +196,10 @@ class Writer:
             over_bytes = self._used_bytes(conn) > self._max_bytes
             for request in group:
                 rows = request.rows
-                refused = 0
                 room = self._make_room(conn, len(rows), totals, over_bytes)
-                if room < len(rows):
-                    refused = len(rows) - room
-                    rows = rows[:room]
+                # When full, the tail of a request is refused: what arrived first is kept.
+                refused_rows = tuple(range(room, len(rows)))
+                rows = rows[:room]
                 before = conn.total_changes
                 if rows:
                     # sqlite3 binds an exact tuple on its fast path; a NamedTuple row goes
@@ -206,8 +210,8 @@ class Writer:
                 self._stored += inserted
                 _add(totals, request.counters)
                 _add(totals, {STORED: inserted, "dropped.duplicate": duplicates})
-                _add(totals, {"dropped.buffer_full": refused})
-                results.append(WriteResult(inserted, duplicates, refused))
+                _add(totals, {"dropped.buffer_full": len(refused_rows)})
+                results.append(WriteResult(inserted, duplicates, refused_rows))
             conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
             conn.execute("COMMIT")
         except BaseException:

@@ -12,8 +12,9 @@ from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.senders.factory import build_sender, new_session
 from agent_telemetryd.upload import routes
 from agent_telemetryd.upload.backoff import Backoff
+from agent_telemetryd.upload.flush import UploadSettings
 from agent_telemetryd.upload.scheduler import UploadSchedule
-from agent_telemetryd.upload.uploader import Uploader, UploadSettings
+from agent_telemetryd.upload.uploader import Uploader
 
 
 def settings_from(config: Config) -> UploadSettings:
@@ -27,7 +28,12 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
     """Start the uploader; returns the coroutine function that stops it."""
     session = new_session()
     sender = build_sender(context.config, session)
-    uploader = Uploader(context, sender, settings_from(context.config))
+    uploader = Uploader(
+        sender,
+        settings_from(context.config),
+        consent=lambda: context.consent,
+        buffer=lambda: context.buffer,
+    )
     schedule = UploadSchedule(uploader, context.config.upload_interval)
     api_app[routes.UPLOADER] = uploader
     api_app.add_routes(routes.routes)

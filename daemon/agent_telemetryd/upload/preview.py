@@ -13,7 +13,7 @@ from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import Sender, now_rfc3339
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload.batching import Batcher, page_rows
-from agent_telemetryd.upload.uploader import UploadSettings
+from agent_telemetryd.upload.flush import UploadSettings
 
 
 def build_preview(

@@ -6,6 +6,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from agent_telemetry._wire import format_timestamp
+
 # Receipts are small, but a long-lived install makes many: keep the most recent ones.
 KEEP_RECEIPTS = 10_000
 
@@ -48,8 +50,6 @@ def prune(conn: sqlite3.Connection, keep: int = KEEP_RECEIPTS) -> int:
 
 
 def recent(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    from agent_telemetryd.store.queries import rfc3339_ms
-
     rows = conn.execute(
         "SELECT sent_ms, backend, events, body_sha256, status, http_status, error"
         " FROM upload_receipts ORDER BY id DESC LIMIT ?",
@@ -57,7 +57,7 @@ def recent(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
     ).fetchall()
     return [
         {
-            "time": rfc3339_ms(row[0]),
+            "time": format_timestamp(row[0]),
             "backend": row[1],
             "events": row[2],
             "body_sha256": row[3],

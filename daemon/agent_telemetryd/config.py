@@ -13,6 +13,7 @@ import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,17 @@ from agent_telemetryd.paths import Paths, resolve_paths
 from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
 
 SENDERS = ("posthog", "http", "file", "none")
-MODES = ("off", "local", "upload")
+
+
+class Mode(StrEnum):
+    """The consent modes, the one place their names are spelled."""
+
+    OFF = "off"  # nothing kept, nothing sent
+    LOCAL = "local"  # kept for the user's own analytics, never sent (the default)
+    UPLOAD = "upload"  # kept, and sent on schedule
+
+
+MODES = tuple(mode.value for mode in Mode)
 DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
 
 

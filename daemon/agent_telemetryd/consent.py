@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent_telemetryd.config import MODES, Config
+from agent_telemetryd.config import MODES, Config, Mode
 
 POLICY_VERSION = 1
-DEFAULT_MODE = "local"
+DEFAULT_MODE = Mode.LOCAL
 _HISTORY_LIMIT = 100
 
 
@@ -34,11 +34,11 @@ class ConsentState:
 
     @property
     def uploads(self) -> bool:
-        return self.mode == "upload"
+        return self.mode == Mode.UPLOAD
 
     @property
     def keeps(self) -> bool:
-        return self.mode != "off"
+        return self.mode != Mode.OFF
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def write_stored(path: Path, mode: str, *, via: str, now: datetime | None = None
 def decide(config: Config, stored: StoredConsent | None) -> ConsentState:
     """The effective mode and what decided it."""
     if config.disabled:
-        return ConsentState("off", "AGENT_TELEMETRY_DISABLED", "AGENT_TELEMETRY_DISABLED is set")
+        return ConsentState(Mode.OFF, "AGENT_TELEMETRY_DISABLED", "AGENT_TELEMETRY_DISABLED is set")
     if config.source_of("mode") == "env" and config.mode:
         state = ConsentState(config.mode, "env", "AGENT_TELEMETRY_MODE is set")
     elif stored is not None:
@@ -113,13 +113,13 @@ def decide(config: Config, stored: StoredConsent | None) -> ConsentState:
         state = ConsentState(
             DEFAULT_MODE, "default", "no choice made yet: kept locally, never sent"
         )
-    if state.mode != "upload":
+    if state.mode != Mode.UPLOAD:
         return state
     if config.do_not_track:
-        return ConsentState("local", "DO_NOT_TRACK", "DO_NOT_TRACK is set: nothing is uploaded")
+        return ConsentState(Mode.LOCAL, "DO_NOT_TRACK", "DO_NOT_TRACK is set: nothing is uploaded")
     if config.ci and state.source != "env":
         return ConsentState(
-            "local",
+            Mode.LOCAL,
             "CI",
             "CI is set: upload needs AGENT_TELEMETRY_MODE=upload explicitly",
         )

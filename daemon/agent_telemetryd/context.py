@@ -34,5 +34,16 @@ class DaemonContext:
     mode_listeners: list[ModeListener] = field(default_factory=list)
     clear_guards: list[ClearGuard] = field(default_factory=list)
 
+    async def open_buffer(self) -> Buffer:
+        """Open the buffer the config names and hold it here."""
+        config = self.config
+        self.buffer = await Buffer.open(
+            config.paths.database,
+            max_events=config.max_events,
+            max_bytes=config.max_bytes,
+            retention_days=config.retention_days,
+        )
+        return self.buffer
+
 
 CONTEXT = web.AppKey("context", DaemonContext)

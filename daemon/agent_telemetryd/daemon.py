@@ -35,7 +35,6 @@ from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
-from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.migrations import MigrationError
 
 log = structlog.get_logger("agent_telemetryd")
@@ -112,7 +111,7 @@ class Daemon:
         self._lock.acquire()
         context = self.context
         if context.consent.keeps or paths.database.exists():
-            context.buffer = await Buffer.open_for(self.config)
+            await context.open_buffer()
             await revoke_unless_uploading(context)
         context.ingestor = Ingestor(
             limits=Limits(

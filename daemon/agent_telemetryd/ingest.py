@@ -19,6 +19,7 @@ import structlog
 
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
+from agent_telemetryd.config import Mode
 from agent_telemetryd.events import Event, EventError, Limits, log_reason, parse_line, validate
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
@@ -129,10 +130,10 @@ class Ingestor:
         self, documents: list[Any], source: Source, *, ack: bool, extra_rejections: Iterable[str]
     ) -> Outcome:
         now = self._clock()
-        mode = self._mode()
+        mode = str(self._mode())  # plain text: it is bound into every row
         arrival = self._build_rows(documents, source, mode, now)
         counters = self._count(arrival, len(documents), extra_rejections, source)
-        writer = self._writer() if mode != "off" else None
+        writer = self._writer() if mode != Mode.OFF else None
         if writer is None:
             for name, value in counters.items():
                 self.memory.add(name, value)
@@ -144,9 +145,9 @@ class Ingestor:
     def _build_rows(self, documents: list[Any], source: Source, mode: str, now: float) -> _Arrival:
         arrival = _Arrival()
         received_ms = int(now * 1000)
-        anonymous_id = self._anonymous_id() if mode != "off" else ""
+        anonymous_id = self._anonymous_id() if mode != Mode.OFF else ""
         # Everything the loop needs per event, bound once per batch: this runs for every event.
-        prepare, gate, uploading = self._prepare, self._upload_gate, mode == "upload"
+        prepare, gate, uploading = self._prepare, self._upload_gate, mode == Mode.UPLOAD
         dumps, append, rejected = orjson.dumps, arrival.rows.append, arrival.rejected
         pid, transport, default_agent = source.pid, source.transport, source.agent or "unknown"
         for index, document in enumerate(documents):

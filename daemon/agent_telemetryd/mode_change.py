@@ -1,39 +1,55 @@
-"""Applying a consent change to a running daemon (DESIGN §8).
+"""Changing consent (DESIGN §8): one path, whether the daemon runs or the CLI acts alone.
 
-Whenever the mode is not `upload`, no event may stay pending: they become local-only for
-good, whatever decided the mode (a command, the config, DO_NOT_TRACK, CI). The listeners
-are told — the uploader stops before its next request. Leaving `off` opens the buffer,
-which `off` never creates.
+A choice is recorded (`record_choice`), which decides the effective mode: the
+environment and the caps may still win over it. Whenever that mode is not `upload`, no
+event may stay pending: they become local-only for good (`withdraw_pending`), whatever
+decided the mode (a command, the config, DO_NOT_TRACK, CI). In the daemon the listeners
+are then told — the uploader stops before its next request — and leaving `off` opens
+the buffer, which `off` never creates.
 """
 
 from __future__ import annotations
 
+import sqlite3
+
 import structlog
 
-from agent_telemetryd.consent import ConsentState, StoredConsent, decide
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import ConsentState, decide, write_stored
 from agent_telemetryd.context import DaemonContext
-from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.upload_queries import revoke_pending
 
 log = structlog.get_logger("agent_telemetryd.consent")
 
 
+def record_choice(config: Config, mode: str, *, via: str) -> ConsentState:
+    """Store the user's choice; returns the effective mode it leads to."""
+    return decide(config, write_stored(config.paths.consent_file, mode, via=via))
+
+
+def withdraw_pending(conn: sqlite3.Connection, state: ConsentState) -> int:
+    """Unless `state` uploads, every pending event becomes local-only; returns how many.
+    Cheap when there are none (index on upload, id)."""
+    return 0 if state.uploads else revoke_pending(conn)
+
+
 async def revoke_unless_uploading(context: DaemonContext) -> None:
     """Pending events cannot outlive upload consent: not across a restart, not after a
-    mode decided by the environment. Cheap when there are none (index on upload, id)."""
-    if context.consent.uploads or context.buffer is None:
+    mode decided by the environment."""
+    state = context.consent
+    if state.uploads or context.buffer is None:
         return
-    revoked = await context.buffer.writer.run(revoke_pending)
+    revoked = await context.buffer.writer.run(lambda conn: withdraw_pending(conn, state))
     if revoked:
         log.info("upload_consent_withdrawn", pending_made_local=revoked)
 
 
-async def apply_mode(context: DaemonContext, stored: StoredConsent | None) -> ConsentState:
+async def apply_mode(context: DaemonContext, after: ConsentState) -> ConsentState:
+    """Make `after` the running daemon's mode."""
     before = context.consent
-    after = decide(context.config, stored)
     context.consent = after
     if after.keeps and context.buffer is None:
-        context.buffer = await Buffer.open_for(context.config)
+        await context.open_buffer()
     await revoke_unless_uploading(context)
     if before.mode != after.mode:
         log.info("mode_changed", mode=after.mode, previous=before.mode, source=after.source)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
-from agent_telemetryd.consent import decide, write_stored
-from agent_telemetryd.store.upload_queries import revoke_pending
+from agent_telemetryd.config import MODES, Mode
+from agent_telemetryd.mode_change import record_choice, withdraw_pending
 
 _NEXT_STEPS = {
-    "off": "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
-    "local": "Events are kept for you only and never sent. "
+    Mode.OFF: "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
+    Mode.LOCAL: "Events are kept for you only and never sent. "
     "Send them to the configured backend: agent-telemetry enable",
-    "upload": "Events received from now on are uploaded on schedule. "
+    Mode.UPLOAD: "Events received from now on are uploaded on schedule. "
     "Stop: agent-telemetry disable (pending events then stay local for good)",
 }
 
@@ -26,20 +26,20 @@ def set_mode(mode: str) -> None:
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
         sender = str(result["sender"])
     else:
-        stored = write_stored(config.paths.consent_file, mode, via="cli")
-        after = decide(config, stored)
+        after = record_choice(config, mode, via="cli")
         # Whatever this shell's environment says the mode was before: nothing stays pending.
+        # `off` creates no buffer; one that exists is brought in line with the new mode.
         if not after.uploads and config.paths.database.exists():
             with offline_buffer(config) as conn:
                 conn.execute("BEGIN IMMEDIATE")
-                revoke_pending(conn)
+                withdraw_pending(conn, after)
                 conn.execute("COMMIT")
         effective, source, reason = after.mode, after.source, after.reason
     click.echo(f"Mode: {effective}")
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
     click.echo(_NEXT_STEPS[effective])
-    if effective == "upload" and sender == "none":
+    if effective == Mode.UPLOAD and sender == "none":
         click.echo(
             "No backend is configured, so nothing is sent yet: set POSTHOG_API_KEY, or "
             "TELEMETRY_ENDPOINT and TELEMETRY_API_KEY (see README, Uploading)."
@@ -47,7 +47,7 @@ def set_mode(mode: str) -> None:
 
 
 @click.command()
-@click.argument("mode", type=click.Choice(["off", "local", "upload"]))
+@click.argument("mode", type=click.Choice(MODES))
 def mode(mode: str) -> None:
     """Set the consent mode: off, local (the default) or upload.
 
@@ -66,7 +66,7 @@ def enable() -> None:
     Example:
         agent-telemetry enable
     """
-    set_mode("upload")
+    set_mode(Mode.UPLOAD)
 
 
 @click.command()
@@ -77,4 +77,4 @@ def disable() -> None:
     Example:
         agent-telemetry disable
     """
-    set_mode("local")
+    set_mode(Mode.LOCAL)

@@ -9,14 +9,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent_telemetryd.consent import read_stored, write_stored
+from agent_telemetryd.config import MODES
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
-from agent_telemetryd.mode_change import apply_mode
+from agent_telemetryd.mode_change import apply_mode, record_choice
 from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store import queries
 
 routes = web.RouteTableDef()
+_MODE_BODY = 'body must be {"mode": "' + "|".join(MODES) + '"}'
 
 
 async def current_status(context: DaemonContext) -> dict[str, Any]:
@@ -93,11 +94,11 @@ async def post_mode(request: web.Request) -> web.Response:
         body = await request.json(loads=orjson.loads)
         mode = body["mode"]
     except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": 'body must be {"mode": "off|local|upload"}'}, status=400)
-    if mode not in ("off", "local", "upload"):
+        return web.json_response({"error": _MODE_BODY}, status=400)
+    if mode not in MODES:
         return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
-    write_stored(context.config.paths.consent_file, mode, via=str(body.get("via", "cli")))
-    state = await apply_mode(context, read_stored(context.config.paths.consent_file))
+    chosen = record_choice(context.config, mode, via=str(body.get("via", "cli")))
+    state = await apply_mode(context, chosen)
     return web.json_response(
         {
             "mode": state.mode,

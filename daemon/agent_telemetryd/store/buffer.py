@@ -12,7 +12,6 @@ from typing import TypeVar
 
 import structlog
 
-from agent_telemetryd.config import Config
 from agent_telemetryd.store import queries
 from agent_telemetryd.store.database import connect, open_buffer
 from agent_telemetryd.store.writer import Writer
@@ -53,15 +52,6 @@ class Buffer:
             buffer._retention_loop(), name="retention"
         )
         return buffer
-
-    @classmethod
-    async def open_for(cls, config: Config) -> Buffer:
-        return await cls.open(
-            config.paths.database,
-            max_events=config.max_events,
-            max_bytes=config.max_bytes,
-            retention_days=config.retention_days,
-        )
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a query on the reader thread; it never waits for the writer (WAL)."""

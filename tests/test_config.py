@@ -105,3 +105,18 @@ def test_paths_follow_the_platform(tmp_path: Path) -> None:
     assert linux.ingest_socket == Path("/run/user/1000/agent-telemetry/ingest.sock")
     assert linux.database.name == "buffer.sqlite3"
     assert resolve_paths({}, "linux").runtime_dir.name.startswith("agent-telemetry-")
+
+
+def test_keys_stay_out_of_the_configs_repr(tmp_path: Path) -> None:
+    """A Config printed in a log line or a traceback shows no API key."""
+    config = load(
+        tmp_path,
+        POSTHOG_API_KEY="phc_secret_capture_key",
+        POSTHOG_PERSONAL_API_KEY="phx_secret_personal_key",
+        TELEMETRY_API_KEY="secret-ingest-key",
+    )
+    assert config.posthog_api_key == "phc_secret_capture_key"
+    shown = repr(config)
+    assert "posthog_host=" in shown  # the rest is still there to read
+    for secret in ("phc_secret_capture_key", "phx_secret_personal_key", "secret-ingest-key"):
+        assert secret not in shown

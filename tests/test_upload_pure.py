@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_telemetryd.config import RateRule
+from agent_telemetryd.config import EndpointError, RateRule, check_endpoint
 from agent_telemetryd.outbound import Outbound, batch_id
 from agent_telemetryd.ratelimit import ALL_SOURCES_FACTOR, UploadRateLimiter
-from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
 from agent_telemetryd.senders.transport import parse_retry_after
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import halves

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent_telemetryd.paths import Paths, resolve_paths
-from agent_telemetryd.senders.endpoint import EndpointError, check_endpoint
 
 SENDERS = ("posthog", "http", "file", "none")
 
@@ -33,6 +33,9 @@ class Mode(StrEnum):
 
 MODES = tuple(mode.value for mode in Mode)
 DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
+# How the endpoint settings are named in messages: the config key, then the variable.
+POSTHOG_HOST_SETTING = "posthog.host / POSTHOG_HOST"
+HTTP_ENDPOINT_SETTING = "http.endpoint / TELEMETRY_ENDPOINT"
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,10 @@ class ConfigError(ValueError):
 
 class SecretsExposedError(ConfigError):
     """The config file holds an API key and others can read it."""
+
+
+class EndpointError(ConfigError):
+    """A backend URL the daemon may not use; the message names the setting and the fix."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,13 @@ class Config:
     paths: Paths
     sender: str = "none"
     mode: str | None = None  # None: the stored consent decides
-    posthog_api_key: str | None = None
+    # Keys stay out of repr(): a Config in a log line or a traceback must not leak them.
+    posthog_api_key: str | None = field(default=None, repr=False)
     posthog_host: str = DEFAULT_POSTHOG_HOST
-    posthog_personal_api_key: str | None = None
+    posthog_personal_api_key: str | None = field(default=None, repr=False)
     posthog_project_id: str | None = None
     http_endpoint: str | None = None
-    http_api_key: str | None = None
+    http_api_key: str | None = field(default=None, repr=False)
     file_path: Path | None = None
     upload_interval: float = 3600.0
     batch_size: int = 100
@@ -370,16 +378,47 @@ def _check_secrets_private(document: Mapping[str, Any], path: Path) -> None:
 
 
 def _check_sender_settings(config: Config) -> None:
+    # Events leave only over https (plain http to loopback alone): refused here, at load,
+    # so the daemon does not start and every command says why.
     if config.sender == "posthog" and not config.posthog_api_key:
         raise ConfigError("sender posthog needs POSTHOG_API_KEY (or posthog.api_key in the config)")
     if config.sender == "http" and not config.http_endpoint:
         raise ConfigError("sender http needs TELEMETRY_ENDPOINT (or http.endpoint in the config)")
-    # Events leave only over https (plain http to loopback alone): refused here, at load,
-    # so the daemon does not start and every command says why.
+    if config.sender == "posthog":
+        check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING)
+    if config.sender == "http" and config.http_endpoint:
+        check_endpoint(config.http_endpoint, HTTP_ENDPOINT_SETTING)
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def check_endpoint(url: str, setting: str) -> str:
+    """The URL without a trailing slash; raises EndpointError unless https or loopback http.
+
+    Plain http is allowed to loopback alone, for a backend (or a test double) on this
+    machine, where there is no network to eavesdrop on.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise EndpointError(f"{setting}: {url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise EndpointError(f"{setting}: put credentials in the API key setting, not the URL")
+    if parts.query or parts.fragment:
+        raise EndpointError(f"{setting}: the URL must not have a query or fragment")
+    if parts.scheme == "http" and not _is_loopback_endpoint(parts.hostname):
+        raise EndpointError(
+            f"{setting}: {parts.hostname} is not loopback; use https:// "
+            "(plain http is allowed only to 127.0.0.1, ::1 or localhost)"
+        )
+    return url.strip().rstrip("/")
+
+
+def _is_loopback_endpoint(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
     try:
-        if config.sender == "posthog":
-            check_endpoint(config.posthog_host, "posthog.host / POSTHOG_HOST")
-        if config.sender == "http" and config.http_endpoint:
-            check_endpoint(config.http_endpoint, "http.endpoint / TELEMETRY_ENDPOINT")
-    except EndpointError as error:
-        raise ConfigError(str(error)) from None
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -31,6 +31,8 @@ def daemon() -> None:
     Example:
         agent-telemetry daemon
     """
+    # Imported when this command runs: `status`, `export` and `clear` share the module
+    # and must not load the daemon (aiohttp, APScheduler) to answer.
     from agent_telemetryd.daemon import run_daemon
     from agent_telemetryd.logs import configure_logging
 

@@ -98,6 +98,8 @@ def report(
     Example:
         agent-telemetry report -o report.html --since 7d
     """
+    # Imported when this command runs: `dashboard` only asks the daemon for its URL and
+    # must not load the dashboard package (aiohttp, the daemon's context) to do so.
     from agent_telemetryd.dashboard.filters import Filters
     from agent_telemetryd.dashboard.page import report_page
     from agent_telemetryd.dashboard.views import report_data

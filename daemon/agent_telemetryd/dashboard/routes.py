@@ -21,6 +21,7 @@ from aiohttp import web
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.dashboard import page, views
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.receivers.api_routes import current_status
 from agent_telemetryd.receivers.http_guard import token_matches
 from agent_telemetryd.store import dashboard_sql
 
@@ -52,9 +53,6 @@ class Dashboard:
             if waiting >= FOLD_AFTER:
                 self._start_fold()
         if name in views.WITH_HEALTH:
-            # Imported here: api_routes is the daemon's, and imports much of it.
-            from agent_telemetryd.receivers.api_routes import current_status
-
             status = await current_status(self.context)
             data["health"] = views.health(status)
             data["http_url"] = self.context.http_url

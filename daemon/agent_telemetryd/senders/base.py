@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from agent_telemetry._wire import format_timestamp as rfc3339_ms
+from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 
 REDACTED = "<redacted>"
@@ -84,8 +84,9 @@ class Sender(abc.ABC):
         """Release what the sender holds (files); the HTTP session belongs to the part."""
 
 
-def now_rfc3339(clock: float | None = None) -> str:
-    return rfc3339_ms(int((clock if clock is not None else time.time()) * 1000))
+def now_rfc3339() -> str:
+    """`sent_at`: set at each send, so the backend can correct for this clock's skew."""
+    return format_timestamp(time.time_ns() // 1_000_000)
 
 
 def contract_event(event: Outbound) -> dict[str, Any]:
@@ -93,8 +94,8 @@ def contract_event(event: Outbound) -> dict[str, Any]:
     return {
         "uuid": event.uuid,
         "event": event.event,
-        "timestamp": rfc3339_ms(event.ts_ms),
+        "timestamp": format_timestamp(event.ts_ms),
         "properties": orjson.loads(event.properties),
-        "received_at": rfc3339_ms(event.received_ms),
+        "received_at": format_timestamp(event.received_ms),
         "agent": event.agent,
     }

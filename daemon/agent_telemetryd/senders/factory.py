@@ -6,9 +6,13 @@ from pathlib import Path
 
 import aiohttp
 
-from agent_telemetryd.config import Config
+from agent_telemetryd.config import (
+    HTTP_ENDPOINT_SETTING,
+    POSTHOG_HOST_SETTING,
+    Config,
+    check_endpoint,
+)
 from agent_telemetryd.senders.base import Sender
-from agent_telemetryd.senders.endpoint import check_endpoint
 from agent_telemetryd.senders.file import FileSender
 from agent_telemetryd.senders.http import HttpSender
 from agent_telemetryd.senders.none import NoneSender
@@ -38,7 +42,7 @@ def build_sender(config: Config, session: aiohttp.ClientSession) -> Sender:
         assert config.posthog_api_key is not None  # load_config checked it
         return PostHogSender(
             session,
-            host=check_endpoint(config.posthog_host, "posthog.host / POSTHOG_HOST"),
+            host=check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING),
             api_key=config.posthog_api_key,
             personal_api_key=config.posthog_personal_api_key,
             project_id=config.posthog_project_id,
@@ -47,7 +51,7 @@ def build_sender(config: Config, session: aiohttp.ClientSession) -> Sender:
         assert config.http_endpoint is not None
         return HttpSender(
             session,
-            endpoint=check_endpoint(config.http_endpoint, "http.endpoint / TELEMETRY_ENDPOINT"),
+            endpoint=check_endpoint(config.http_endpoint, HTTP_ENDPOINT_SETTING),
             api_key=config.http_api_key,
         )
     if config.sender == "file":

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from agent_telemetry._wire import format_timestamp
 from agent_telemetryd import __version__
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders import transport
@@ -24,7 +25,6 @@ from agent_telemetryd.senders.base import (
     Sender,
     SendResult,
     now_rfc3339,
-    rfc3339_ms,
 )
 
 LIB = "agent-telemetry"
@@ -42,7 +42,7 @@ def posthog_event(event: Outbound, distinct_id: str) -> dict[str, Any]:
         "distinct_id": distinct_id,
         "properties": properties,
         # Fixed once per event and re-sent unchanged, so PostHog dedupes a retry.
-        "timestamp": rfc3339_ms(event.ts_ms),
+        "timestamp": format_timestamp(event.ts_ms),
         "uuid": event.uuid,
     }
 

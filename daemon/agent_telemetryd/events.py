@@ -75,46 +75,83 @@ def parse_line(line: bytes | str) -> Any:
         raise EventError(f"not valid JSON ({message.split(':', 1)[0]})") from None
 
 
-def validate(document: Any, limits: Limits) -> Event:
-    """Check one decoded event against the wire contract and return it normalised."""
-    if not isinstance(document, dict):
-        raise EventError(f"an event must be a JSON object, not {_json_type(document)}")
-    if not _ALLOWED.issuperset(document):
-        field = sorted(document.keys() - _ALLOWED)[0]
-        raise EventError(f"{UNKNOWN_FIELD} {field[:50]!r} (allowed: {_ALLOWED_LIST})")
-    get = document.get
-    # The common shapes take the short paths below; anything unusual goes through the
-    # full checks, which also word the error.
-    name = get("event")
-    if type(name) is not str or name not in _good_names:
-        name = _remember(_event_name(name))
-    agent = get("agent")
-    if agent is not None and (type(agent) is not str or agent not in _good_names):
-        agent = _agent(agent)
-        if len(agent) <= MAX_EVENT_NAME:
-            _remember(agent)
-    return Event(
-        event=name,
-        properties=_properties(get("properties"), limits),
-        ts_ms=_timestamp(get("timestamp")),
-        uuid=_uuid(get("uuid")),
-        agent=agent,
-    )
-
-
-# Event and agent names seen valid before: a set lookup instead of the checks each time.
-# Both limits and the control-character rule are the same for the two fields, up to
-# MAX_AGENT_NAME; longer names are remembered only as event names (see validate).
-_good_names: set[str] = set()
+# Names and timestamps remembered per Validator: a few thousand entries, then forgotten.
 _MAX_REMEMBERED = 4096
 
 
-def _remember(name: str) -> str:
-    if len(_good_names) >= _MAX_REMEMBERED:
-        _good_names.clear()
-    if len(name) <= MAX_AGENT_NAME:
-        _good_names.add(name)
-    return name
+class Validator:
+    """Checks decoded events against the wire contract and returns them normalised.
+
+    It remembers what bursts repeat, so the common case is a lookup: event and agent
+    names seen valid before, and the start of each second a shim timestamp was in. Both
+    caches are bounded and belong to this object, not to the module.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        # Both name limits and the control-character rule are the same for the two fields
+        # up to MAX_AGENT_NAME; longer names are remembered only as event names.
+        self._good_names: set[str] = set()
+        # "YYYY-MM-DDTHH:MM:SS" (UTC) -> Unix milliseconds at the start of that second.
+        self._second_starts: dict[str, int] = {}
+
+    def validate(self, document: Any) -> Event:
+        """One decoded event, normalised; raises EventError saying what is wrong."""
+        if not isinstance(document, dict):
+            raise EventError(f"an event must be a JSON object, not {_json_type(document)}")
+        if not _ALLOWED.issuperset(document):
+            field = sorted(document.keys() - _ALLOWED)[0]
+            raise EventError(f"{UNKNOWN_FIELD} {field[:50]!r} (allowed: {_ALLOWED_LIST})")
+        get, good_names = document.get, self._good_names
+        # The common shapes take the short paths below; anything unusual goes through the
+        # full checks, which also word the error.
+        name = get("event")
+        if type(name) is not str or name not in good_names:
+            name = self._remember(_event_name(name))
+        agent = get("agent")
+        if agent is not None and (type(agent) is not str or agent not in good_names):
+            agent = _agent(agent)
+            if len(agent) <= MAX_EVENT_NAME:
+                self._remember(agent)
+        return Event(
+            event=name,
+            properties=_properties(get("properties"), self.limits),
+            ts_ms=self._timestamp(get("timestamp")),
+            uuid=_uuid(get("uuid")),
+            agent=agent,
+        )
+
+    def _remember(self, name: str) -> str:
+        if len(self._good_names) >= _MAX_REMEMBERED:
+            self._good_names.clear()
+        if len(name) <= MAX_AGENT_NAME:
+            self._good_names.add(name)
+        return name
+
+    def _timestamp(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        # The shims' form, `2026-11-24T21:00:00.123Z`: the seconds part repeats across a
+        # burst, so its parse is remembered and only the milliseconds are read each time.
+        shim_form = (
+            type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z"
+        )
+        if shim_form:
+            seconds = self._second_starts.get(value[:19])
+            millis = value[20:23]
+            if seconds is not None and millis.isascii() and millis.isdigit():
+                return seconds + int(millis)
+        ms = _parse_timestamp(value)
+        if shim_form:
+            if len(self._second_starts) >= _MAX_REMEMBERED:
+                self._second_starts.clear()
+            self._second_starts[value[:19]] = ms - int(value[20:23])
+        return ms
+
+
+def validate(document: Any, limits: Limits) -> Event:
+    """Check one decoded event (a one-off: a `Validator` remembers across calls)."""
+    return Validator(limits).validate(document)
 
 
 def _event_name(value: Any) -> str:
@@ -169,16 +206,7 @@ def _count_keys(node: Any, max_depth: int, depth: int) -> int:
     return total
 
 
-def _timestamp(value: Any) -> int | None:
-    if value is None:
-        return None
-    # The shims' form, `2026-11-24T21:00:00.123Z`: the seconds part repeats across a burst,
-    # so its parse is remembered and only the milliseconds are read each time.
-    if type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z":
-        seconds = _second_starts.get(value[:19])
-        millis = value[20:23]
-        if seconds is not None and millis.isascii() and millis.isdigit():
-            return seconds + int(millis)
+def _parse_timestamp(value: Any) -> int:
     if not isinstance(value, str):
         raise EventError(f"field 'timestamp' must be an RFC 3339 string, not {_json_type(value)}")
     try:
@@ -200,18 +228,12 @@ def _timestamp(value: Any) -> int | None:
         # Before 1970 the stored and exported form would not be RFC 3339 any more
         # (year 0 after the UTC shift), and no agent event happened then.
         raise EventError("field 'timestamp' must be between 1970 and 9999 in UTC")
-    if len(value) == 24 and value[19] == "." and value[23] == "Z":
-        if len(_second_starts) >= _MAX_REMEMBERED:
-            _second_starts.clear()
-        _second_starts[value[:19]] = ms - int(value[20:23])
     return ms
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$")
 _YEAR_10000_MS = 253_402_300_800_000
-# "YYYY-MM-DDTHH:MM:SS" (UTC) -> Unix milliseconds at the start of that second.
-_second_starts: dict[str, int] = {}
 
 
 def _uuid(value: Any) -> str | None:

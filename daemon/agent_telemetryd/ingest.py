@@ -20,7 +20,7 @@ import structlog
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Mode
-from agent_telemetryd.events import Event, EventError, Limits, log_reason, parse_line, validate
+from agent_telemetryd.events import Event, EventError, Limits, Validator, log_reason, parse_line
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
 
@@ -98,7 +98,7 @@ class Ingestor:
         upload_gate: UploadGate | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._limits = limits
+        self._validate = Validator(limits).validate
         self._mode = mode
         self._writer = writer
         self._anonymous_id = anonymous_id
@@ -190,7 +190,7 @@ class Ingestor:
     def _prepare(self, document: Any) -> Event | None:
         """The event to keep, validated and transformed; None when a transform dropped it.
         Raises EventError for an invalid event, and for one a transform failed on."""
-        event = validate(document, self._limits)
+        event = self._validate(document)
         try:
             for transform in self._transforms:
                 kept = transform(event)

@@ -55,6 +55,29 @@ def _dash_events_deleted(error_rule: str) -> str:
     return _DASH_EVENTS_DELETED.replace("{error_rule}", error_rule)
 
 
+def _coarse_bucket(bucket: str) -> str:
+    """The 2-significant-digit bucket of a 3-digit `bucket` column, as migration 4 spells
+    it (dashboard_sql.coarse_bucket_sql is the same rule on one line)."""
+    return (
+        f"CASE WHEN {bucket} < 100 THEN {bucket}\n"
+        f"            WHEN {bucket} < 1000 THEN round({bucket} / 10) * 10\n"
+        f"            WHEN {bucket} < 10000 THEN round({bucket} / 100) * 100\n"
+        f"            WHEN {bucket} < 100000 THEN round({bucket} / 1000) * 1000\n"
+        f"            WHEN {bucket} < 1000000 THEN round({bucket} / 10000) * 10000\n"
+        f"            WHEN {bucket} < 10000000 THEN round({bucket} / 100000) * 100000\n"
+        f"            ELSE round({bucket} / 1000000) * 1000000 END"
+    )
+
+
+def _coarse_bucket_migration(template: str) -> str:
+    """Migration 4's text: its six coarse-bucket CASEs come from `_coarse_bucket`."""
+    return template.format(
+        BUCKET=_coarse_bucket("bucket"),
+        NEW=_coarse_bucket("new.bucket"),
+        OLD=_coarse_bucket("old.bucket"),
+    )
+
+
 # Each entry moves the schema from version i to i + 1. Never change the SQL of a released
 # entry: append a new one, so every existing buffer can be brought forward.
 MIGRATIONS: tuple[str, ...] = (
@@ -130,7 +153,8 @@ MIGRATIONS: tuple[str, ...] = (
     -- checks they agree). Events never change event, agent, received_ms or properties.
     """
     + _dash_events_deleted(_ERROR_RULE_V3),
-    """
+    _coarse_bucket_migration(
+        """
     -- Long-range duration views (dashboard/aggregates.py). Sorting the hourly histogram
     -- (~400k cells at 1M events) per grouping cost 300-400 ms each; these let them stream.
     -- Per-event and overall percentiles read cells in (event, bucket) order from here, so
@@ -148,24 +172,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (hour, bucket)
     ) WITHOUT ROWID;
     INSERT INTO dash_duration_hours (hour, bucket, n)
-        SELECT hour, CASE WHEN bucket < 100 THEN bucket
-            WHEN bucket < 1000 THEN round(bucket / 10) * 10
-            WHEN bucket < 10000 THEN round(bucket / 100) * 100
-            WHEN bucket < 100000 THEN round(bucket / 1000) * 1000
-            WHEN bucket < 1000000 THEN round(bucket / 10000) * 10000
-            WHEN bucket < 10000000 THEN round(bucket / 100000) * 100000
-            ELSE round(bucket / 1000000) * 1000000 END, sum(n)
+        SELECT hour, {BUCKET}, sum(n)
         FROM dash_durations GROUP BY 1, 2;
     CREATE TRIGGER dash_durations_inserted AFTER INSERT ON dash_durations
     BEGIN
         INSERT INTO dash_duration_hours (hour, bucket, n) VALUES (new.hour, (
-            CASE WHEN new.bucket < 100 THEN new.bucket
-            WHEN new.bucket < 1000 THEN round(new.bucket / 10) * 10
-            WHEN new.bucket < 10000 THEN round(new.bucket / 100) * 100
-            WHEN new.bucket < 100000 THEN round(new.bucket / 1000) * 1000
-            WHEN new.bucket < 1000000 THEN round(new.bucket / 10000) * 10000
-            WHEN new.bucket < 10000000 THEN round(new.bucket / 100000) * 100000
-            ELSE round(new.bucket / 1000000) * 1000000 END), new.n)
+            {NEW}), new.n)
         ON CONFLICT (hour, bucket) DO UPDATE SET n = n + excluded.n;
     END;
     -- The fold's upsert and the events delete trigger change n in place.
@@ -173,45 +185,22 @@ MIGRATIONS: tuple[str, ...] = (
     BEGIN
         UPDATE dash_duration_hours SET n = n + new.n - old.n
         WHERE hour = new.hour AND bucket = (
-            CASE WHEN new.bucket < 100 THEN new.bucket
-            WHEN new.bucket < 1000 THEN round(new.bucket / 10) * 10
-            WHEN new.bucket < 10000 THEN round(new.bucket / 100) * 100
-            WHEN new.bucket < 100000 THEN round(new.bucket / 1000) * 1000
-            WHEN new.bucket < 1000000 THEN round(new.bucket / 10000) * 10000
-            WHEN new.bucket < 10000000 THEN round(new.bucket / 100000) * 100000
-            ELSE round(new.bucket / 1000000) * 1000000 END);
+            {NEW});
         -- A point lookup: `hour` alone would scan every bucket of the hour per delete.
         DELETE FROM dash_duration_hours WHERE n <= 0 AND hour = new.hour AND bucket = (
-            CASE WHEN new.bucket < 100 THEN new.bucket
-            WHEN new.bucket < 1000 THEN round(new.bucket / 10) * 10
-            WHEN new.bucket < 10000 THEN round(new.bucket / 100) * 100
-            WHEN new.bucket < 100000 THEN round(new.bucket / 1000) * 1000
-            WHEN new.bucket < 1000000 THEN round(new.bucket / 10000) * 10000
-            WHEN new.bucket < 10000000 THEN round(new.bucket / 100000) * 100000
-            ELSE round(new.bucket / 1000000) * 1000000 END);
+            {NEW});
     END;
     CREATE TRIGGER dash_durations_removed AFTER DELETE ON dash_durations
     BEGIN
         UPDATE dash_duration_hours SET n = n - old.n
         WHERE hour = old.hour AND bucket = (
-            CASE WHEN old.bucket < 100 THEN old.bucket
-            WHEN old.bucket < 1000 THEN round(old.bucket / 10) * 10
-            WHEN old.bucket < 10000 THEN round(old.bucket / 100) * 100
-            WHEN old.bucket < 100000 THEN round(old.bucket / 1000) * 1000
-            WHEN old.bucket < 1000000 THEN round(old.bucket / 10000) * 10000
-            WHEN old.bucket < 10000000 THEN round(old.bucket / 100000) * 100000
-            ELSE round(old.bucket / 1000000) * 1000000 END);
+            {OLD});
         -- A point lookup: `hour` alone would scan every bucket of the hour per delete.
         DELETE FROM dash_duration_hours WHERE n <= 0 AND hour = old.hour AND bucket = (
-            CASE WHEN old.bucket < 100 THEN old.bucket
-            WHEN old.bucket < 1000 THEN round(old.bucket / 10) * 10
-            WHEN old.bucket < 10000 THEN round(old.bucket / 100) * 100
-            WHEN old.bucket < 100000 THEN round(old.bucket / 1000) * 1000
-            WHEN old.bucket < 1000000 THEN round(old.bucket / 10000) * 10000
-            WHEN old.bucket < 10000000 THEN round(old.bucket / 100000) * 100000
-            ELSE round(old.bucket / 1000000) * 1000000 END);
+            {OLD});
     END;
-    """,
+    """
+    ),
     # 5: every anonymous id something was uploaded under, kept through `clear`, retention
     # and eviction until the backend confirms erasure: `forget` must not lose track of
     # remote data because the local rows that went out are gone.

@@ -79,7 +79,9 @@ def _coarse_bucket_migration(template: str) -> str:
 
 
 # Each entry moves the schema from version i to i + 1. Never change the SQL of a released
-# entry: append a new one, so every existing buffer can be brought forward.
+# entry: append a new one, so every existing buffer can be brought forward. (Their comments
+# are part of the text, so they name modules as they were: `dashboard/rollup.py` is now
+# `store/dashboard_sql.py`.)
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (

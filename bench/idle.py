@@ -22,8 +22,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 # What the daemon imports from outside the standard library, loaded and left idle: the
 # floor under the daemon's RSS that no change to its own code can move.
 DEPENDENCIES = (
-    "asyncio, aiohttp.web, apscheduler.schedulers.asyncio, click, orjson, platformdirs,"
-    " structlog"
+    "asyncio, aiohttp.web, apscheduler.schedulers.asyncio, click, orjson, platformdirs, structlog"
 )
 
 

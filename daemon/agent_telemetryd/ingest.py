@@ -115,7 +115,7 @@ class Ingestor:
         # Everything the loop needs per event, bound once per batch: this runs for every event.
         limits, transforms, gate = self._limits, self._transforms, self._upload_gate
         dumps, append = orjson.dumps, rows.append
-        pid, transport, default_agent = source.pid, source.transport, source.agent or "unknown"
+        pid, transport, source_agent = source.pid, source.transport, source.agent
         uploading = mode == "upload"
         for index, document in enumerate(documents):
             try:
@@ -123,6 +123,8 @@ class Ingestor:
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
+            if event.agent is None:  # a header's name is content too: through the transforms
+                event.agent = source_agent
             try:
                 for transform in transforms:
                     event = transform(event)
@@ -136,7 +138,7 @@ class Ingestor:
             if event is None:
                 filtered.append(index)
                 continue
-            agent = event.agent or default_agent
+            agent = event.agent or "unknown"
             upload = "local"
             if uploading:
                 if gate is None or gate(agent, now):

@@ -303,3 +303,31 @@ def test_one_function_scrubs_a_name_wherever_it_comes_from() -> None:
         "[email]": 1,
         "x": {"api_key": SECRET},
     }
+
+
+_NAME_PARTS = st.sampled_from(
+    ["bob@example.com", "a@b.io", "[email]", "[email]#2", "[secret]", "10.0.0.1", "[ip]",
+     "ghp_" + A + "abcd", "tokens_in", "password", "~", "/home/zed", "x"]
+)  # fmt: skip
+_KEYS = st.lists(_NAME_PARTS, min_size=1, max_size=3).map("".join)
+_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _NAME_PARTS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_KEYS, children, max_size=6),
+    max_leaves=30,
+)
+
+
+def _shape(node: object) -> object:
+    """The tree with its keys and strings taken out: what scrubbing must not change."""
+    if isinstance(node, dict):
+        return sorted((repr(_shape(v)) for v in node.values()), key=str)
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return "str" if isinstance(node, str) else node
+
+
+@given(st.dictionaries(_KEYS, _TREES, max_size=8))
+def test_no_key_is_lost_or_merged_and_non_strings_are_untouched(properties: dict) -> None:
+    """Every object keeps as many keys as it had, whatever they become, and every number,
+    boolean and null keeps its place, type and value."""
+    assert _shape(scrub(properties)) == _shape(properties)

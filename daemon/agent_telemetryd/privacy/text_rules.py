@@ -38,11 +38,12 @@ _IPV4 = re.compile(
 )
 # `version 1.2.3.4`, `build: 10.0.0.1`: a four-part version number, not an address.
 _VERSION_BEFORE = re.compile(r"(?i:\b(?:version|ver|release|build|v)\.?[\s:=]*)$")
-# Full and compressed IPv6 forms with at least two groups around a `::`, or eight groups.
+# Full and compressed IPv6 forms with at least two groups around a `::`, or eight groups;
+# not `::1`, this machine, which identifies nobody.
 _IPV6 = re.compile(
     r"(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
     r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
-    r"|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:])"
+    r"|::(?!1(?![\w:]))(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:])"
 )
 # Home directories on Linux, macOS and Windows, whoever's they are.
 _HOME = re.compile(r"(?:/home/|/Users/|[A-Za-z]:\\Users\\)[^/\\\s\"']+")
@@ -173,13 +174,9 @@ def _address_unless_version(match: re.Match[str]) -> str:
     return match.group() if _VERSION_BEFORE.search(before) else IP
 
 
-def _address_unless_loopback(match: re.Match[str]) -> str:
-    return match.group() if match.group() == "::1" else IP
-
-
 def redact_ips(text: str) -> str:
     text = _IPV4.sub(_address_unless_version, text) if "." in text else text
-    return _IPV6.sub(_address_unless_loopback, text) if ":" in text else text
+    return _IPV6.sub(IP, text) if ":" in text else text
 
 
 _URL_ENDS = re.compile(r"[\s\"'<>()\[\],=]")

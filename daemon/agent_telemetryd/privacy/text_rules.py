@@ -21,7 +21,7 @@ CUT_MARK = "…[cut]"
 
 # Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,
 # 63 a label): unbounded, a 30 KB value like "aaa…@bbb…" took seconds on the event loop.
-# Two look-alikes are not addresses: `git@github.com:org/repo` (the SSH user every forge
+# Two look-alikes are not addresses: `git@github.com` (the SSH user every code forge
 # uses, nobody's mailbox) and `logo@2x.png` (an image at a pixel density).
 _FILE_ENDINGS = r"png|jpe?g|gif|svg|webp|ico|bmp|tiff?|avif|pdf"
 # `%40` is an `@` in a URL's query (`?email=bob%40example.com`).

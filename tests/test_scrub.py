@@ -1,5 +1,6 @@
-"""The scrubber: secret-named properties lose their whole value, secret shapes are redacted
-wherever they sit in a string, and LLM token counts stay as they are (DESIGN §10)."""
+"""The scrubber: secret-named properties lose their strings, secret shapes are redacted
+wherever they sit in a string, names are scrubbed like values, and LLM token counts stay as
+they are."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_telemetryd.events import Event
-from agent_telemetryd.privacy.scrub import (
+from agent_telemetryd.privacy.scrub import default_scrubber
+from agent_telemetryd.privacy.secret_names import (
     ORDINARY,
-    SECRET,
-    SECRET_IF_STRING,
-    SECRET_IF_TOKEN,
+    SECRET_IF_CREDENTIAL,
     SECRET_NAME,
     classify_key,
-    default_scrubber,
 )
+from agent_telemetryd.privacy.text_rules import SECRET
 
 SCRUB = default_scrubber(max_string_chars=4096, own_home="/home/runner")
 
@@ -35,10 +35,10 @@ def test_the_reported_secrets_are_redacted() -> None:
         "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "secret_key": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
         "password": ["hunter2"],
-        "api_key": 12345678901234,
+        "api_key": "12345678901234",
         "openai_key": "abcdefghijklmnopqrstuvwxyz012345",
     }
-    assert scrub(properties) == dict.fromkeys(properties, SECRET)
+    assert scrub(properties) == {**dict.fromkeys(properties, SECRET), "password": [SECRET]}
 
 
 @pytest.mark.parametrize(
@@ -49,14 +49,33 @@ def test_the_reported_secrets_are_redacted() -> None:
         "awsSecretAccessKey", "token", "access_token", "refreshToken", "id_token",
         "csrftoken", "X-Auth-Token", "api_key", "apiKey", "API-KEY", "x-api-key", "apikey",
         "access_key", "accessKey", "private_key", "privateKey", "credential",
-        "credentials", "auth", "Authorization", "oauth", "cookie", "Set-Cookie",
-        "session_id", "sessionId", "SESSIONID", "bearer", "signature", "key", "KEY",
+        "credentials", "cookie", "Set-Cookie", "bearer", "signature", "db_pass", "creds",
     ],
 )  # fmt: skip
-def test_secret_named_keys_lose_their_whole_value(key: str) -> None:
+def test_secret_named_keys_lose_their_strings_and_keep_other_types(key: str) -> None:
     assert classify_key(key) == SECRET_NAME
-    for value in ("hunter2", 1234, 12.5, True, ["a", "b"], {"nested": "x"}):
+    for value in ("hunter2", "basic", "x"):
         assert scrub({key: value}) == {key: SECRET}
+    assert scrub({key: ["a", 7, {"nested": "x"}]}) == {key: [SECRET, 7, {"nested": SECRET}]}
+    for kept in (1234, 12.5, True, False, None, ""):
+        value = scrub({key: kept})[key]
+        assert value == kept and type(value) is type(kept)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["key", "KEY", "auth", "Authorization", "oauth", "session_id", "sessionId", "SESSIONID",
+     "license_key", "openai_key", "stripe_key", "hotkey"],
+)  # fmt: skip
+def test_names_that_may_hold_a_credential_lose_only_credential_shaped_strings(key: str) -> None:
+    assert classify_key(key) == SECRET_IF_CREDENTIAL
+    for credential in ("hunter2hunter2", "a1b2c3d4e5f6", "dXNlcjpwYXNzd29yZA==",
+                       "Basic dXNlcjpwYXNzd29yZA==", "abcdefghijABCDEFGHIJ"):  # fmt: skip
+        assert scrub({key: credential}) == {key: SECRET}, credential
+    for plain in ("value", "basic", "oauth2", "Bearer", "user_id", "ctrl+shift+p",
+                  "123e4567-e89b-12d3-a456-426614174000"):  # fmt: skip
+        assert scrub({key: plain}) == {key: plain}, plain
+    assert scrub({key: "mail bob@example.com"}) == {key: "mail [email]"}
 
 
 @pytest.mark.parametrize(
@@ -67,28 +86,24 @@ def test_secret_named_keys_lose_their_whole_value(key: str) -> None:
         "completion_tokens", "inputTokens", "maxTokens", "tokenCount", "max_token",
         "cached_tokens", "reasoning_tokens", "tokenizer", "author", "authors", "cwd",
         "session", "keyboard", "key_id", "passes", "duration_ms", "model", "status",
-        "tool", "error",
+        "tool", "error", "passwordless", "token_type", "password_policy", "secret_name",
+        "auth_method", "api_key_env", "cache_key", "public_key", "signature_algorithm",
     ],
 )  # fmt: skip
 def test_ordinary_keys_and_token_counts_are_kept(key: str) -> None:
     assert classify_key(key) == ORDINARY
     assert scrub({key: 812}) == {key: 812}
     assert scrub({key: "search"}) == {key: "search"}
+    assert scrub({key: "a1b2c3d4e5f6g7h8"}) == {key: "a1b2c3d4e5f6g7h8"}
 
 
-def test_a_service_key_is_redacted_when_its_value_looks_like_a_key() -> None:
-    for key in ("openai_key", "anthropic_key", "stripe_key", "STRIPE_KEY", "openaikey"):
-        assert classify_key(key) == SECRET_IF_TOKEN
-        assert scrub({key: "a" * 16}) == {key: SECRET}
-    # Short or spaced values are ordinary text and go through the value rules only.
-    assert scrub({"cache_key": "abc"}) == {"cache_key": "abc"}
-    assert scrub({"hotkey": "ctrl shift alice@example.com"}) == {"hotkey": "ctrl shift [email]"}
-    assert scrub({"cache_key": 7}) == {"cache_key": 7}
-
-
-def test_pass_is_a_password_when_it_is_a_string_and_a_count_otherwise() -> None:
-    assert classify_key("db_pass") == SECRET_IF_STRING
-    assert scrub({"db_pass": "hunter2", "pass": 12}) == {"db_pass": SECRET, "pass": 12}
+def test_a_version_is_not_an_address_under_a_version_name() -> None:
+    assert scrub({"version": "1.2.3.4", "sdk_version": "v10.0.0.1", "peer": "10.0.0.1"}) == {
+        "version": "1.2.3.4",
+        "sdk_version": "v10.0.0.1",
+        "peer": "[ip]",
+    }
+    assert scrubbed("running version 1.2.3.4 on 10.0.0.1.") == "running version 1.2.3.4 on [ip]."
 
 
 def test_an_empty_secret_stays_empty() -> None:
@@ -195,9 +210,14 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 def test_key_decisions_are_remembered() -> None:
     scrubber = default_scrubber()
     for _ in range(3):
-        scrubber(Event("e", {"tokens_in": 1, "api_key": "x"}, None, None, None))
+        scrubber(
+            Event("e", {"tokens_in": 1, "api_key": "x", "bob@example.com": 2}, None, None, None)
+        )
     assert scrubber._ordinary_keys == {"tokens_in"}
-    assert scrubber._secret_keys == {"api_key": SECRET_NAME}
+    assert scrubber._special_keys == {
+        "api_key": ("api_key", SECRET_NAME),
+        "bob@example.com": ("[email]", ORDINARY),
+    }
 
 
 @given(st.text(max_size=40))
@@ -228,3 +248,86 @@ def test_event_names_get_the_value_rules_too() -> None:
     assert event.event == "login by [email] from [ip]"
     plain = Event("agent.run.completed", {"n": 1}, None, None, None)
     assert scrubber(plain).event == "agent.run.completed"
+
+
+def test_property_names_are_scrubbed_at_every_depth() -> None:
+    token = "sk-ant-api03-" + A
+    assert scrub(
+        {
+            "bob@example.com": 1,
+            token: 2,
+            "/home/alice/notes.md": "opened",
+            "nested": {"carol@example.com": {"10.1.2.3": True}, "list": [{token: "x"}]},
+        }
+    ) == {
+        "[email]": 1,
+        SECRET: 2,
+        "~/notes.md": "opened",
+        "nested": {"[email]": {"[ip]": True}, "list": [{SECRET: "x"}]},
+    }
+
+
+def test_keys_that_become_the_same_are_kept_apart() -> None:
+    """Two addresses as keys, and a key already spelled like the marker: three values,
+    three keys, whatever order they come in; a key that is already free stays as it is."""
+    assert scrub({"bob@example.com": 1, "carol@example.com": 2, "[email]": 3}) == {
+        "[email]#2": 1,
+        "[email]#3": 2,
+        "[email]": 3,
+    }
+    assert scrub({"[email]#2": 0, "a@example.com": 1, "b@example.com": 2}) == {
+        "[email]#2": 0,
+        "[email]": 1,
+        "[email]#3": 2,
+    }
+    nested = scrub({"n": {"password": {"a@example.com": "x", "b@example.com": 5}}})
+    assert nested == {"n": {"password": {"[email]": SECRET, "[email]#2": 5}}}
+
+
+def test_the_source_name_is_scrubbed_like_the_event_name() -> None:
+    scrubber = default_scrubber()
+    for agent, expected in [
+        ("bob@example.com", "[email]"),
+        ("ghp_" + A + "abcd", SECRET),
+        ("planner", "planner"),
+        (None, None),
+    ]:
+        assert scrubber(Event("e", None, None, None, agent)).agent == expected
+
+
+def test_one_function_scrubs_a_name_wherever_it_comes_from() -> None:
+    scrubber = default_scrubber()
+    assert scrubber.name("user.email=bob@example.com") == "user.email=[email]"
+    assert scrubber.name("gen_ai.usage.input_tokens") == "gen_ai.usage.input_tokens"
+    assert scrubber.properties({"a@example.com": 1, "x": {"api_key": "k"}}) == {
+        "[email]": 1,
+        "x": {"api_key": SECRET},
+    }
+
+
+_NAME_PARTS = st.sampled_from(
+    ["bob@example.com", "a@b.io", "[email]", "[email]#2", "[secret]", "10.0.0.1", "[ip]",
+     "ghp_" + A + "abcd", "tokens_in", "password", "~", "/home/zed", "x"]
+)  # fmt: skip
+_KEYS = st.lists(_NAME_PARTS, min_size=1, max_size=3).map("".join)
+_TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _NAME_PARTS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_KEYS, children, max_size=6),
+    max_leaves=30,
+)
+
+
+def _shape(node: object) -> object:
+    """The tree with its keys and strings taken out: what scrubbing must not change."""
+    if isinstance(node, dict):
+        return sorted((repr(_shape(v)) for v in node.values()), key=str)
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return "str" if isinstance(node, str) else node
+
+
+@given(st.dictionaries(_KEYS, _TREES, max_size=8))
+def test_no_key_is_lost_or_merged_and_non_strings_are_untouched(properties: dict) -> None:
+    """Every object keeps as many keys as it had, whatever they become, and every number,
+    boolean and null keeps its place, type and value."""
+    assert _shape(scrub(properties)) == _shape(properties)

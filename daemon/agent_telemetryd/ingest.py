@@ -149,17 +149,17 @@ class Ingestor:
         # Everything the loop needs per event, bound once per batch: this runs for every event.
         prepare, gate, uploading = self._prepare, self._upload_gate, mode == Mode.UPLOAD
         dumps, append, rejected = orjson.dumps, arrival.rows.append, arrival.rejected
-        pid, transport, default_agent = source.pid, source.transport, source.agent or "unknown"
+        pid, transport, source_agent = source.pid, source.transport, source.agent
         for index, document in enumerate(documents):
             try:
-                event = prepare(document)
+                event = prepare(document, source_agent)
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
             if event is None:
                 arrival.filtered += 1
                 continue
-            agent = event.agent or default_agent
+            agent = event.agent or "unknown"
             if not uploading:
                 upload = LOCAL
             elif gate is None or gate(agent, now):
@@ -189,10 +189,12 @@ class Ingestor:
             )
         return arrival
 
-    def _prepare(self, document: Any) -> Event | None:
+    def _prepare(self, document: Any, source_agent: str | None) -> Event | None:
         """The event to keep, validated and transformed; None when a transform dropped it.
         Raises EventError for an invalid event, and for one a transform failed on."""
         event = self._validate(document)
+        if event.agent is None:  # a header's name is content too: through the transforms
+            event.agent = source_agent
         try:
             for transform in self._transforms:
                 kept = transform(event)

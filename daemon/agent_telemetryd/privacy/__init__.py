@@ -1,1 +1,1 @@
-"""What happens to an event before it is stored: scrubbing and the allowlist (DESIGN §10)."""
+"""What happens to an event before it is stored: scrubbing and the allowlist."""

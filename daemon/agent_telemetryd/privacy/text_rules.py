@@ -1,0 +1,214 @@
+"""The rules that redact personal data and secrets inside one string. No I/O.
+
+Each rule is a small `str -> str` function with its regexes compiled once at import; the
+scrubber runs them in a loop over every name and every string value. A rule that finds
+nothing returns its argument unchanged, so "did anything change" is one comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+
+StringRule = Callable[[str], str]
+
+EMAIL = "[email]"
+IP = "[ip]"
+SECRET = "[secret]"
+CUT_MARK = "…[cut]"
+
+# Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,
+# 63 a label): unbounded, a 30 KB value like "aaa…@bbb…" took seconds on the event loop.
+# Two look-alikes are not addresses: `git@github.com` (the SSH user every code forge
+# uses, nobody's mailbox) and `logo@2x.png` (an image at a pixel density).
+_FILE_ENDINGS = r"png|jpe?g|gif|svg|webp|ico|bmp|tiff?|avif|pdf"
+# `%40` is an `@` in a URL's query (`?email=bob%40example.com`).
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])(?!git@)[A-Za-z0-9._%+-]{1,64}(?:@|%40)"
+    r"(?:[A-Za-z0-9-]{1,63}\.){1,8}"
+    rf"(?!(?:{_FILE_ENDINGS})(?![A-Za-z]))[A-Za-z]{{2,63}}"
+)
+# Not inside a longer dotted number (`1.2.3.4.5` is a version), not glued to a word
+# (`v1.2.3.4`), but a sentence's full stop after an address does not hide it.
+_IPV4 = re.compile(
+    r"(?<!\w)(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
+    r"(?!\.?\d)"
+)
+# `version 1.2.3.4`, `build: 10.0.0.1`: a four-part version number, not an address.
+_VERSION_BEFORE = re.compile(r"(?i:\b(?:version|ver|release|build|v)\.?[\s:=]*)$")
+# Full and compressed IPv6 forms with at least two groups around a `::`, or eight groups;
+# not `::1`, this machine, which identifies nobody.
+_IPV6 = re.compile(
+    r"(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
+    r"|::(?!1(?![\w:]))(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:])"
+)
+# Home directories on Linux, macOS and Windows, whoever's they are.
+_HOME = re.compile(r"(?:/home/|/Users/|[A-Za-z]:\\Users\\)[^/\\\s\"']+")
+# Tokens their issuers mark with a prefix. All start at a word boundary: one `\b` in front
+# of the group lets the scan skip every position inside a word with a single test.
+_PREFIXED_TOKENS = (
+    r"sk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_-]{16,}",  # OpenAI, Anthropic
+    r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys
+    r"whsec_[A-Za-z0-9]{16,}",  # Stripe webhook secret
+    r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+    r"github_pat_[A-Za-z0-9_]{20,}",
+    r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+    r"xapp-[A-Za-z0-9-]{10,}",
+    r"(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id (long-lived, temporary)
+    r"AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",  # Google API key
+    r"ph[cx]_[A-Za-z0-9]{20,}",  # PostHog keys
+    r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
+    r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+    r"npm_[A-Za-z0-9]{36}\b",  # npm
+    r"pypi-AgE[A-Za-z0-9_-]{50,}",  # PyPI upload token (a macaroon)
+    r"hf_[A-Za-z]{30,}\b",  # Hugging Face
+    r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}",  # SendGrid
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{16,}",  # webhooks
+    r"(?i:bearer\s+)[A-Za-z0-9._~+/=-]{8,}",
+)
+_SECRET_SHAPES = re.compile(
+    r"\b(?:" + "|".join(_PREFIXED_TOKENS) + ")"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+    r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"
+    r"|(?<=://)[^/?#\s:@]*:[^/?#\s@]+(?=@)"  # user:password@ in a URL (user optional)
+)
+# A secret after its name: `?token=…` in a URL, `PGPASSWORD=…`, `"api_key": "…"`,
+# `Authorization: Basic …`, `--password …`. The name stays, so the text still says what was
+# there. Each pattern starts at a fixed word or just after `?`/`&`, so the scan stays
+# linear. Not after a `:` (`arn:aws:secretsmanager:…:secret:db` names a secret, it is not
+# one).
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<name>"
+    r"(?<=[?&#;])[\w.-]*(?i:key|token|secret|pass(?:word|wd)?|pwd|sig|signature|auth"
+    r"|credentials?|session)="
+    r"|(?<!:)(?i:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?)[\"']?\s*[:=]\s*[\"']?"
+    r"|(?i:authorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|digest|negotiate|token)\s+)?)"
+    r"|--(?i:password|passwd|token|secret|client-secret|api-key|apikey|access-token"
+    r"|auth-token)\s+(?!-)"
+    r")(?P<value>[^\s\"'&#<>]+)"
+)
+# What logs and schemas write in place of a secret: `password: required`, `token=null`,
+# and references to where it is kept: `api_key=${OPENAI_API_KEY}`, `secret=%APP_SECRET%`.
+_REFERENCE_STARTS = ("$", "%", "{{", "<")
+_PLACEHOLDERS = frozenset(
+    {"required", "optional", "null", "none", "nil", "true", "false", "missing", "empty",
+     "invalid", "unset", "set", "redacted", "hidden", "***", "****", "xxx", "<redacted>",
+     SECRET}
+)  # fmt: skip
+
+
+def _keep_name(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.lower().strip(",;)") in _PLACEHOLDERS or value.startswith(_REFERENCE_STARTS):
+        return match.group()
+    return match.group("name") + SECRET
+
+
+# Every name above contains one of these, and each pattern a `=`, `:` or `--`: a text
+# without them is not searched, which halves the cost of a long text not in the cache.
+_ASSIGNMENT_WORDS = ("key", "token", "secret", "pass", "pwd", "sig", "auth", "credential",
+                     "session")  # fmt: skip
+
+
+def redact_secrets(text: str) -> str:
+    text = _SECRET_SHAPES.sub(SECRET, text)
+    if "=" in text or ":" in text or "--" in text:
+        lowered = text.lower()
+        if any(word in lowered for word in _ASSIGNMENT_WORDS):
+            text = _SECRET_ASSIGNMENT.sub(_keep_name, text)
+    return text
+
+
+# A bare AWS secret access key has no prefix to find it by: 40 characters of base64's
+# alphabet. Three tests keep other 40-character runs, each measured against the labelled
+# corpus in tests/scrub_corpus.py and against 100,000 random keys:
+# - it mixes upper and lower case (git object names are hex in one case);
+# - it looks random: Shannon entropy of at least 4.2 bits a character (random keys score
+#   4.25 and up; `aaaaBBBB1111…` and repeated patterns score less);
+# - it is not made of words: at most 70% of it in runs like `Word` or `word` of four or more
+#   letters (random keys: 55% at the 99.9th percentile; identifiers and paths such as
+#   `AbstractSingletonProxyFactoryBean2Config`: 75% and more).
+# What it still takes: random 40-character identifiers and 30 bytes of base64-encoded data,
+# which nothing in the text tells from a key.
+_BARE_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+ENTROPY_BITS_FLOOR = 4.2
+WORDS_SHARE_CEILING = 0.7
+_WORD_RUN = re.compile(r"[A-Za-z][a-z]{3,}")
+
+
+def _entropy_bits(text: str) -> float:
+    size = len(text)
+    return -sum(n / size * math.log2(n / size) for n in Counter(text).values())
+
+
+def looks_like_bare_aws_secret(candidate: str) -> bool:
+    if candidate.islower() or candidate.isupper():
+        return False
+    in_words = sum(len(word) for word in _WORD_RUN.findall(candidate))
+    if in_words > WORDS_SHARE_CEILING * len(candidate):
+        return False
+    return _entropy_bits(candidate) >= ENTROPY_BITS_FLOOR
+
+
+def _secret_if_random(match: re.Match[str]) -> str:
+    return SECRET if looks_like_bare_aws_secret(match.group()) else match.group()
+
+
+def redact_bare_aws_secrets(text: str) -> str:
+    return _BARE_AWS_SECRET.sub(_secret_if_random, text) if len(text) >= 40 else text
+
+
+def redact_emails(text: str) -> str:
+    return _EMAIL.sub(EMAIL, text) if "@" in text or "%40" in text else text
+
+
+def _address_unless_version(match: re.Match[str]) -> str:
+    # This machine (127.x, 0.0.0.0) identifies nobody and says where a service listens.
+    if match.group().startswith("127.") or match.group() == "0.0.0.0":
+        return match.group()
+    before = match.string[max(0, match.start() - 12) : match.start()]
+    return match.group() if _VERSION_BEFORE.search(before) else IP
+
+
+def redact_ips(text: str) -> str:
+    text = _IPV4.sub(_address_unless_version, text) if "." in text else text
+    return _IPV6.sub(IP, text) if ":" in text else text
+
+
+_URL_ENDS = re.compile(r"[\s\"'<>()\[\],=]")
+
+
+def _home_unless_url_path(match: re.Match[str]) -> str:
+    # `https://example.com/home/about` is a page, not anyone's home folder; in
+    # `file:///home/bob` the path starts right after the scheme and is one. Looking back a
+    # bounded way keeps a text of many `/home/` linear.
+    text, start = match.string, match.start()
+    scheme = text.rfind("://", max(0, start - 256), start)
+    if scheme < 0 or scheme + 3 == start or _URL_ENDS.search(text, scheme + 3, start):
+        return "~"
+    return match.group()
+
+
+def home_paths_rule(own_home: str | None = None) -> StringRule:
+    """Home directories become `~`: this user's, and any /home/NAME or /Users/NAME."""
+    own = own_home.rstrip("/") if own_home and own_home not in ("/", "") else None
+
+    def rule(text: str) -> str:
+        if own and own in text:
+            text = text.replace(own, "~")
+        return _HOME.sub(_home_unless_url_path, text)
+
+    return rule
+
+
+def cut_rule(max_chars: int) -> StringRule:
+    def rule(text: str) -> str:
+        if len(text) <= max_chars:
+            return text
+        return text[: max_chars - len(CUT_MARK)] + CUT_MARK
+
+    return rule

@@ -231,6 +231,10 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
         manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
         assert (run_dir / "api.sock").exists()  # kept by the socket unit
         assert backend.snapshot() == []
+        # status reads the buffer file; it must neither start the daemon nor call it missing.
+        status = cli("status").stdout
+        assert "not running; its sockets are open (socket activation)" in status
+        assert manager.show("ActiveState")["ActiveState"] == "inactive"
 
         manager.systemctl("start", "agent-telemetry-flush.timer")
         backend.wait_for(lambda: len(backend.stored) == 3, timeout=60)

@@ -61,11 +61,14 @@ def status(as_json: bool) -> None:
 
 
 def format_status(report: dict[str, Any], config: Config) -> str:
-    running = (
-        f"running (pid {report['pid']})"
-        if report["running"]
-        else "not running (start it: agent-telemetry daemon, or agent-telemetry service install)"
-    )
+    if report["running"]:
+        running = f"running (pid {report['pid']})"
+    elif _someone_listens(config.paths.api_socket):
+        running = "not running; its sockets are open (socket activation): the next event starts it"
+    else:
+        running = (
+            "not running (start it: agent-telemetry daemon, or agent-telemetry service install)"
+        )
     buffer, counters = report["buffer"], report["counters"]
     dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
     lines = [
@@ -84,6 +87,22 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         f"http:         {_http_line(report, config)}",
     ]
     return "\n".join(lines)
+
+
+def _someone_listens(path: Path) -> bool:
+    """Whether a listening Unix socket is bound at `path` (a socket unit holding it for a
+    stopped daemon), read from /proc/net/unix: connecting to find out would start the
+    daemon. False where there is no /proc (macOS, where launchd does not hold sockets)."""
+    try:
+        table = Path("/proc/net/unix").read_text(errors="replace")
+    except OSError:
+        return False
+    listening = 0x10000  # __SO_ACCEPTCON in the Flags column
+    for line in table.splitlines()[1:]:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & listening:
+            return True
+    return False
 
 
 def _http_line(report: dict[str, Any], config: Config) -> str:

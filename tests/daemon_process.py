@@ -46,6 +46,8 @@ class DaemonProcess:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    # The `agent-telemetry` executable to run: this venv's, or e.g. one installed from a wheel.
+    program: str = CLI
 
     def __post_init__(self) -> None:
         self.log_path = self.home / "daemon.log"
@@ -65,7 +67,11 @@ class DaemonProcess:
     def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [CLI, "daemon"], env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            [self.program, "daemon"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         if wait:
@@ -89,7 +95,7 @@ class DaemonProcess:
         self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [CLI, *args],
+            [self.program, *args],
             env=self.env,
             capture_output=True,
             text=True,

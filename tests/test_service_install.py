@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent_telemetryd.cli.service import service
+from agent_telemetryd.service import envfile
 from agent_telemetryd.service.install import find_executable, install, uninstall
 from agent_telemetryd.service.layout import ServiceError, current_platform
 from agent_telemetryd.service.manager import service_status
@@ -86,10 +87,16 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeManager:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's home; also $HOME, so the config folder (and service.env) is inside it,
+    and none of the machine's own agent-telemetry or sender settings leak in."""
     path = tmp_path / "home"
     (path / "keep").mkdir(parents=True)
     (path / "keep" / "notes.txt").write_text("the user's own file")
+    monkeypatch.setenv("HOME", str(path))
+    for name in list(os.environ):
+        if name.startswith(("AGENT_TELEMETRY_", "POSTHOG_", "TELEMETRY_", "XDG_CONFIG_HOME")):
+            monkeypatch.delenv(name)
     return path
 
 
@@ -98,8 +105,18 @@ def tree(root: Path) -> set[str]:
 
 
 UNIT_DIR = ".config/systemd/user"
-LINUX_FILES = {f"{UNIT_DIR}/agent-telemetry.socket", f"{UNIT_DIR}/agent-telemetry.service"}
+UNITS = (
+    "agent-telemetry.socket",
+    "agent-telemetry.service",
+    "agent-telemetry-flush.service",
+    "agent-telemetry-flush.timer",
+)
+ENABLED = ("agent-telemetry.socket", "agent-telemetry.service", "agent-telemetry-flush.timer")
+LINUX_FILES = {f"{UNIT_DIR}/{name}" for name in UNITS}
+ENV_FILE = ".config/agent-telemetry/service.env"
 PLIST = "Library/LaunchAgents/dev.agent-telemetry.daemon.plist"
+FLUSH_PLIST = "Library/LaunchAgents/dev.agent-telemetry.flush.plist"
+MAC_ENV_FILE = "Library/Application Support/agent-telemetry/service.env"
 
 
 def test_dry_run_lists_files_and_commands_and_changes_nothing(
@@ -108,22 +125,19 @@ def test_dry_run_lists_files_and_commands_and_changes_nothing(
     before = tree(home)
     plan = install(home=home, platform="linux", dry_run=True, uid=UID)
     assert tree(home) == before
-    assert manager.calls() == []  # not even the manager probe
-    assert plan.dry_run
-    assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES
+    # Only the read-only probe a real install makes before writing anything.
+    assert manager.calls() == [["systemctl", "--user", "is-system-running"]]
+    assert plan.dry_run and plan.refusals == ()
+    assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES | {ENV_FILE}
     assert plan.commands == [
         ("systemctl", "--user", "daemon-reload"),
-        (
-            "systemctl",
-            "--user",
-            "enable",
-            "--now",
-            "agent-telemetry.socket",
-            "agent-telemetry.service",
-        ),
+        ("systemctl", "--user", "enable", "--now", *ENABLED),
     ]
     written = {s.path.name: s.content for s in plan.steps if s.kind == "write" and s.path}
     assert f"ExecStart={find_executable()} daemon" in written["agent-telemetry.service"]
+    assert f"ExecStart={find_executable()} flush" in written["agent-telemetry-flush.service"]
+    assert f"EnvironmentFile=-{home / ENV_FILE}" in written["agent-telemetry.service"]
+    assert 'Environment="AGENT_TELEMETRY_HOME' not in written["agent-telemetry.service"]
 
 
 def test_install_then_uninstall_on_linux_leaves_the_home_as_it_was(
@@ -131,43 +145,26 @@ def test_install_then_uninstall_on_linux_leaves_the_home_as_it_was(
 ) -> None:
     before = tree(home)
     install(home=home, platform="linux", uid=UID)
-    assert tree(home) == before | LINUX_FILES
+    assert tree(home) == before | LINUX_FILES | {ENV_FILE}
     for name in LINUX_FILES:
         assert (home / name).stat().st_mode & 0o777 == 0o644
+    assert (home / ENV_FILE).stat().st_mode & 0o777 == 0o600
+    assert (home / ENV_FILE).parent.stat().st_mode & 0o777 == 0o700
     assert manager.calls() == [
         ["systemctl", "--user", "is-system-running"],
         ["systemctl", "--user", "daemon-reload"],
-        [
-            "systemctl",
-            "--user",
-            "enable",
-            "--now",
-            "agent-telemetry.socket",
-            "agent-telemetry.service",
-        ],
+        ["systemctl", "--user", "enable", "--now", *ENABLED],
     ]
 
     manager.clear()
     uninstall(home=home, platform="linux", uid=UID)
+    # The environment file goes too: it is still as install made it, with no keys in it.
     assert tree(home) == before
     assert (home / "keep" / "notes.txt").read_text() == "the user's own file"
     assert manager.calls() == [
-        [
-            "systemctl",
-            "--user",
-            "disable",
-            "--now",
-            "agent-telemetry.socket",
-            "agent-telemetry.service",
-        ],
+        ["systemctl", "--user", "disable", "--now", *UNITS],
         ["systemctl", "--user", "daemon-reload"],
-        [
-            "systemctl",
-            "--user",
-            "reset-failed",
-            "agent-telemetry.socket",
-            "agent-telemetry.service",
-        ],
+        ["systemctl", "--user", "reset-failed", *UNITS],
     ]
 
 
@@ -175,8 +172,8 @@ def test_uninstall_dry_run_removes_nothing(home: Path, manager: FakeManager) -> 
     install(home=home, platform="linux", uid=UID)
     manager.clear()
     plan = uninstall(home=home, platform="linux", uid=UID, dry_run=True)
-    assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES
-    assert all((home / f).exists() for f in LINUX_FILES)
+    assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES | {ENV_FILE}
+    assert all((home / f).exists() for f in LINUX_FILES | {ENV_FILE})
     assert manager.calls() == []
 
 
@@ -260,27 +257,34 @@ def test_a_failing_enable_is_one_line_with_the_way_back(
 def test_macos_install_and_uninstall(home: Path, manager: FakeManager) -> None:
     before = tree(home)
     plan = install(home=home, platform="darwin", uid=UID)
-    assert tree(home) == before | {PLIST}
+    assert tree(home) == before | {PLIST, FLUSH_PLIST, MAC_ENV_FILE}
     assert (home / "Library/Logs/agent-telemetry").is_dir()
     plist = plistlib.loads((home / PLIST).read_bytes())
-    assert plist["ProgramArguments"] == [str(find_executable()), "daemon"]
+    env_file = str(home / MAC_ENV_FILE)
+    assert plist["ProgramArguments"] == [str(find_executable()), "--env-file", env_file, "daemon"]
     assert plist["StandardErrorPath"] == str(home / "Library/Logs/agent-telemetry/daemon.log")
+    flush = plistlib.loads((home / FLUSH_PLIST).read_bytes())
+    assert flush["ProgramArguments"][-1] == "flush" and flush["StartInterval"] == 3600
+    daemon_job, flush_job = (f"gui/{UID}/dev.agent-telemetry.{n}" for n in ("daemon", "flush"))
     assert manager.calls() == [
         ["launchctl", "print", f"gui/{UID}"],
-        ["launchctl", "bootout", f"gui/{UID}/dev.agent-telemetry.daemon"],
-        ["launchctl", "enable", f"gui/{UID}/dev.agent-telemetry.daemon"],
+        ["launchctl", "bootout", daemon_job],
+        ["launchctl", "enable", daemon_job],
         ["launchctl", "bootstrap", f"gui/{UID}", str(home / PLIST)],
+        ["launchctl", "bootout", flush_job],
+        ["launchctl", "enable", flush_job],
+        ["launchctl", "bootstrap", f"gui/{UID}", str(home / FLUSH_PLIST)],
     ]
     # A first install has nothing to boot out; that failure is expected and reported, not fatal.
-    assert (
-        "No such process"
-        in plan.tolerated[f"launchctl bootout gui/{UID}/dev.agent-telemetry.daemon"]
-    )
+    assert "No such process" in plan.tolerated[f"launchctl bootout {daemon_job}"]
 
     manager.clear()
     uninstall(home=home, platform="darwin", uid=UID)
     assert tree(home) == before
-    assert manager.calls() == [["launchctl", "bootout", f"gui/{UID}/dev.agent-telemetry.daemon"]]
+    assert manager.calls() == [
+        ["launchctl", "bootout", daemon_job],
+        ["launchctl", "bootout", flush_job],
+    ]
 
 
 def test_macos_refuses_without_a_gui_session(
@@ -306,7 +310,10 @@ def test_real_home_honours_xdg_config_home(
     monkeypatch.setenv("HOME", str(tmp_path / "realhome"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     plan = install(platform="linux", uid=UID, dry_run=True)
-    assert {p.parent for p in plan.files} == {tmp_path / "xdg" / "systemd" / "user"}
+    units = {p.parent for p in plan.files if p.name != "service.env"}
+    assert units == {tmp_path / "xdg" / "systemd" / "user"}
+    # The daemon's config folder follows XDG_CONFIG_HOME too, and the env file lives there.
+    assert tmp_path / "xdg" / "agent-telemetry" / "service.env" in plan.files
 
 
 def test_find_executable_prefers_the_running_program(tmp_path: Path) -> None:
@@ -336,6 +343,12 @@ LoadState=loaded
 ActiveState=active
 SubState=running
 UnitFileState=enabled
+
+Id=agent-telemetry-flush.timer
+LoadState=loaded
+ActiveState=active
+SubState=waiting
+UnitFileState=enabled
 """
 
 
@@ -348,7 +361,8 @@ def test_status_linux(home: Path, manager: FakeManager, monkeypatch: pytest.Monk
     status = service_status(home=home, platform="linux", uid=UID)
     assert status.installed and status.enabled and status.running
     assert status.pid == 4242
-    assert [u.name for u in status.units] == ["agent-telemetry.socket", "agent-telemetry.service"]
+    assert [u.name for u in status.units] == list(ENABLED)
+    assert status.units[2].state == "active/waiting"
 
 
 def test_status_without_manager_reports_instead_of_failing(
@@ -429,3 +443,184 @@ def test_every_command_has_help() -> None:
     for name in ("install", "uninstall", "status"):
         result = CliRunner().invoke(service, [name, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+# Dry run and real install: the same checks, the same verdict.
+
+
+def test_dry_run_refuses_exactly_when_a_real_install_does(
+    home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SYSTEMD_STATE", "offline")
+    before = tree(home)
+    plan = install(home=home, platform="linux", dry_run=True, uid=UID)
+    with pytest.raises(ServiceError) as real:
+        install(home=home, platform="linux", uid=UID)
+    assert plan.refusals == (str(real.value),)
+    assert "no systemd user manager reachable" in str(real.value)
+    assert tree(home) == before
+
+
+def test_cli_dry_run_exits_like_the_real_install(
+    cli_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SYSTEMD_STATE", "offline")
+    runner = CliRunner()
+    dry = runner.invoke(service, ["install", "--dry-run"])
+    real = runner.invoke(service, ["install"])
+    assert dry.exit_code == real.exit_code == 1
+    # The plan is still shown, then what a real install would refuse.
+    assert "would write: " in dry.output and "ExecStart=" in dry.output
+    assert "Error: a real install would refuse: no systemd user manager reachable" in dry.output
+    assert tree(cli_home) == {"keep/notes.txt"}
+
+    monkeypatch.setenv("FAKE_SYSTEMD_STATE", "running")
+    assert runner.invoke(service, ["install", "--dry-run"]).exit_code == 0
+
+
+def test_dry_run_units_carry_agent_telemetry_home_and_the_env_file(
+    cli_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service without AGENT_TELEMETRY_HOME would use another buffer and config than the
+    shell that installed it; the units carry it, and look for the sockets under it."""
+    at_home = tmp_path / "portable"
+    monkeypatch.setenv("AGENT_TELEMETRY_HOME", str(at_home))
+    result = CliRunner().invoke(service, ["install", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert lines.count(f'Environment="AGENT_TELEMETRY_HOME={at_home}"') == 2  # daemon, flush
+    assert lines.count(f"EnvironmentFile=-{at_home}/service.env") == 2
+    assert f"ListenStream={at_home}/run/api.sock" in lines
+    assert f"would write: {at_home}/service.env" in lines
+    assert not at_home.exists()
+
+
+def test_keys_in_this_shell_go_to_a_private_env_file_and_never_to_the_screen(
+    cli_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "phc_" + "k3y" * 10
+    monkeypatch.setenv("POSTHOG_API_KEY", key)
+    monkeypatch.setenv("POSTHOG_HOST", "https://eu.i.posthog.com")
+    runner = CliRunner()
+    for args in (["install", "--dry-run"], ["install", "--dry-run", "--json"], ["install"]):
+        result = runner.invoke(service, args)
+        assert result.exit_code == 0, result.output
+        assert key not in result.output
+        if "--dry-run" in args:
+            assert f"POSTHOG_API_KEY=<hidden: {len(key)} characters>" in result.output
+
+    env_file = cli_home / ENV_FILE
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    text = env_file.read_text()
+    assert text.startswith("# ")  # says what it is for and how to restart the service
+    assert "systemctl --user restart agent-telemetry.service" in text
+    assert envfile.parse_env_text(text) == {
+        "POSTHOG_API_KEY": key,
+        "POSTHOG_HOST": "https://eu.i.posthog.com",
+    }
+
+    result = runner.invoke(service, ["uninstall"])
+    assert f"kept: {env_file} (your settings for the service)" in result.output
+    assert tree(cli_home) == {"keep/notes.txt", ENV_FILE}
+
+
+def test_dry_run_hides_key_values_but_shows_which_keys(
+    home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEMETRY_API_KEY", "s3cret-value")
+    monkeypatch.setenv("TELEMETRY_ENDPOINT", "https://telemetry.example.com")
+    plan = install(home=home, platform="linux", uid=UID, dry_run=True)
+    shown = json.dumps(plan.to_dict())
+    assert "s3cret-value" not in shown
+    assert "TELEMETRY_API_KEY=<hidden: 12 characters>" in shown
+    assert "TELEMETRY_ENDPOINT=https://telemetry.example.com" in shown
+    assert any(
+        "copied from this shell: TELEMETRY_ENDPOINT, TELEMETRY_API_KEY" in n for n in plan.notes
+    )
+
+
+def test_an_existing_env_file_is_kept_and_keys_missing_from_it_are_named(
+    home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = home / ENV_FILE
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("TELEMETRY_ENDPOINT=https://t.example.com\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("TELEMETRY_API_KEY", "only-in-the-shell")
+    plan = install(home=home, platform="linux", uid=UID)
+    assert env_file.read_text() == "TELEMETRY_ENDPOINT=https://t.example.com\n"
+    assert env_file not in plan.files
+    [note] = [n for n in plan.notes if "TELEMETRY_API_KEY" in n]
+    assert f"set in this shell but not in {env_file}: the service does not see it" in note
+    assert "systemctl --user restart agent-telemetry.service" in note
+
+
+def test_an_env_file_others_can_read_is_refused_with_the_fix(
+    home: Path, manager: FakeManager
+) -> None:
+    env_file = home / ENV_FILE
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("POSTHOG_API_KEY=phc_x\n")
+    env_file.chmod(0o644)
+    before = tree(home)
+    plan = install(home=home, platform="linux", uid=UID, dry_run=True)
+    assert plan.refusals == (
+        f"{env_file} holds the service's keys but others may read it (mode 644); "
+        f"run: chmod 600 {env_file}",
+    )
+    with pytest.raises(ServiceError, match="chmod 600"):
+        install(home=home, platform="linux", uid=UID)
+    assert tree(home) == before
+
+
+def test_a_malformed_env_file_is_refused_naming_the_line(home: Path, manager: FakeManager) -> None:
+    env_file = home / ENV_FILE
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("# keys\nexport POSTHOG_API_KEY=phc_x\n")
+    env_file.chmod(0o600)
+    with pytest.raises(ServiceError, match=r"service.env, line 2: expected NAME=value"):
+        install(home=home, platform="linux", uid=UID)
+
+
+def timer_interval(home: Path) -> str:
+    text = (home / UNIT_DIR / "agent-telemetry-flush.timer").read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("OnUnitActiveSec=")]
+    return line.partition("=")[2]
+
+
+def test_the_timer_uploads_at_the_interval_the_daemon_will_use(
+    home: Path, manager: FakeManager
+) -> None:
+    """The interval comes from the config file, overridden by the service's env file."""
+    config = home / ".config" / "agent-telemetry" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('upload_interval = "15m"\n')
+    install(home=home, platform="linux", uid=UID)
+    assert timer_interval(home) == "900s"
+
+    (home / ENV_FILE).write_text("AGENT_TELEMETRY_UPLOAD_INTERVAL=30m\n")
+    manager.clear()
+    install(home=home, platform="linux", uid=UID)
+    assert timer_interval(home) == "1800s"
+    # A running timer keeps its old schedule until restarted.
+    assert manager.calls()[-1] == [
+        "systemctl",
+        "--user",
+        "try-restart",
+        "agent-telemetry-flush.timer",
+    ]
+
+
+def test_a_broken_config_leaves_the_default_interval_and_says_why(
+    home: Path, manager: FakeManager
+) -> None:
+    config = home / ".config" / "agent-telemetry" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('upload_intervall = "15m"\n')
+    plan = install(home=home, platform="linux", uid=UID)
+    assert timer_interval(home) == "3600s"
+    assert any(
+        n.startswith("the flush timer uses the default upload interval, 1h:")
+        and "upload_intervall" in n
+        for n in plan.notes
+    )

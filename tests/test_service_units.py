@@ -1,4 +1,9 @@
-"""The shipped service definitions: systemd accepts them, the plist parses, paths are real."""
+"""The service definitions: as shipped and as `service install` fills them in.
+
+systemd must accept them (`systemd-analyze --user verify`), the plists must parse and run
+the right command, and what install fills in (executable, environment file, carried
+variables, socket folder, upload interval) must land where systemd and launchd read it.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,18 @@ import pytest
 
 from agent_telemetryd.service.install import find_executable
 from agent_telemetryd.service.render import (
+    FLUSH_PLIST_NAME,
+    FLUSH_SERVICE,
+    FLUSH_TIMER,
+    LAUNCHD_TEMPLATES,
     PLIST_NAME,
     SERVICE_UNIT,
     SOCKET_UNIT,
+    SYSTEMD_TEMPLATES,
+    UnitSettings,
+    render_flush_plist,
+    render_flush_service,
+    render_flush_timer,
     render_launchd_plist,
     render_systemd_service,
     render_systemd_socket,
@@ -46,10 +60,16 @@ def read_unit(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def verify(*units: Path, runtime_dir: Path) -> subprocess.CompletedProcess[str]:
+def verify(
+    *units: Path, runtime_dir: Path, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     assert SYSTEMD_ANALYZE is not None
-    # A user-mode verify needs a runtime dir to expand %t; the test's own keeps it off the host.
+    # A user-mode verify needs a runtime dir to expand %t; the test's own keeps it off the
+    # host. HOME is what %h expands to.
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
+    if home is not None:
+        env["HOME"] = str(home)
+        env.pop("XDG_CONFIG_HOME", None)
     return subprocess.run(
         [SYSTEMD_ANALYZE, "verify", "--user", *map(str, units)],
         capture_output=True,
@@ -60,13 +80,31 @@ def verify(*units: Path, runtime_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def write_units(directory: Path, executable: Path) -> tuple[Path, Path]:
+def settings_for(tmp_path: Path, executable: Path | None = None, **changes: object) -> UnitSettings:
+    base = UnitSettings(
+        executable=executable or find_executable(),
+        env_file=tmp_path / "at-home" / "service.env",
+        log_dir=tmp_path / "Library" / "Logs" / "agent-telemetry",
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def write_units(directory: Path, settings: UnitSettings) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    socket_file = directory / SOCKET_UNIT
-    service_file = directory / SERVICE_UNIT
-    socket_file.write_text(render_systemd_socket())
-    service_file.write_text(render_systemd_service(executable))
-    return socket_file, service_file
+    rendered = {
+        SOCKET_UNIT: render_systemd_socket(settings),
+        SERVICE_UNIT: render_systemd_service(settings),
+        FLUSH_SERVICE: render_flush_service(settings),
+        FLUSH_TIMER: render_flush_timer(settings),
+    }
+    for name, text in rendered.items():
+        (directory / name).write_text(text)
+    return [directory / name for name in rendered]
+
+
+def our_warnings(result: subprocess.CompletedProcess[str]) -> list[str]:
+    # Unknown keys and bad values are only warnings (exit 0); any line about our files fails.
+    return [line for line in result.stderr.splitlines() if "agent-telemetry" in line]
 
 
 @pytest.fixture
@@ -77,33 +115,62 @@ def runtime_dir(tmp_path: Path) -> Path:
 
 
 def test_top_level_copies_are_identical_to_the_package_templates() -> None:
-    """systemd/ and launchd/ are what people read in the repo; the package ships the same bytes."""
-    for name, folder in (
-        (SERVICE_UNIT, "systemd"),
-        (SOCKET_UNIT, "systemd"),
-        (PLIST_NAME, "launchd"),
-    ):
-        assert (REPO / folder / name).read_text() == template_text(name), name
+    """systemd/ and launchd/ are what people read and copy; the package ships the same bytes."""
+    for name in SYSTEMD_TEMPLATES:
+        assert (REPO / "systemd" / name).read_text() == template_text(name), name
+    for name in LAUNCHD_TEMPLATES:
+        assert (REPO / "launchd" / name).read_text() == template_text(name), name
+    assert sorted(p.name for p in (REPO / "systemd").iterdir()) == sorted(SYSTEMD_TEMPLATES)
+    assert sorted(p.name for p in (REPO / "launchd").iterdir()) == sorted(LAUNCHD_TEMPLATES)
+
+
+@needs_systemd_analyze
+def test_shipped_units_pass_verify_for_a_pipx_install(tmp_path: Path, runtime_dir: Path) -> None:
+    """Copied by hand from systemd/ into a home where pipx put ~/.local/bin/agent-telemetry,
+    the units as shipped are valid; without that executable, verify says so."""
+    home = tmp_path / "home"
+    shipped = [REPO / "systemd" / name for name in SYSTEMD_TEMPLATES]
+
+    missing = verify(*shipped, runtime_dir=runtime_dir, home=home)
+    assert missing.returncode != 0
+    assert f"{home}/.local/bin/agent-telemetry is not executable" in missing.stderr
+
+    bin_dir = home / ".local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "agent-telemetry").symlink_to(find_executable())
+    result = verify(*shipped, runtime_dir=runtime_dir, home=home)
+    assert result.returncode == 0, result.stderr
+    assert our_warnings(result) == []
+
+
+def test_shipped_units_run_the_pipx_executable_and_read_the_env_file() -> None:
+    for name, command in ((SERVICE_UNIT, "daemon"), (FLUSH_SERVICE, "flush")):
+        service = read_unit(template_text(name))["Service"]
+        assert service["ExecStart"] == [f"%h/.local/bin/agent-telemetry {command}"]
+        # %E is XDG_CONFIG_HOME: the daemon's own config folder on Linux.
+        assert service["EnvironmentFile"] == ["-%E/agent-telemetry/service.env"]
+    assert "@" not in "".join(template_text(n) for n in SYSTEMD_TEMPLATES).replace("@system", "")
 
 
 @needs_systemd_analyze
 def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, runtime_dir: Path) -> None:
-    """The real executable in ExecStart: systemd-analyze reports nothing at all."""
-    socket_file, service_file = write_units(tmp_path / "units", find_executable())
-    result = verify(socket_file, service_file, runtime_dir=runtime_dir)
+    """The real executable, a moved home and a short interval: systemd reports nothing."""
+    settings = settings_for(
+        tmp_path,
+        environment={"AGENT_TELEMETRY_HOME": str(tmp_path / "at-home")},
+        runtime_dir=tmp_path / "at-home" / "run",
+        upload_interval=2.5,
+    )
+    result = verify(*write_units(tmp_path / "units", settings), runtime_dir=runtime_dir)
     assert result.returncode == 0, result.stderr
-    # Unknown keys and bad values are only warnings (exit 0); any line about our files fails.
-    ours = [line for line in result.stderr.splitlines() if "agent-telemetry" in line]
-    assert ours == []
+    assert our_warnings(result) == []
 
 
 @needs_systemd_analyze
 def test_verify_rejects_a_missing_executable(tmp_path: Path, runtime_dir: Path) -> None:
     """The check above has teeth: ExecStart pointing nowhere fails verification."""
-    socket_file, service_file = write_units(
-        tmp_path / "units", tmp_path / "gone" / "agent-telemetry"
-    )
-    result = verify(socket_file, service_file, runtime_dir=runtime_dir)
+    settings = settings_for(tmp_path, tmp_path / "gone" / "agent-telemetry")
+    result = verify(*write_units(tmp_path / "units", settings), runtime_dir=runtime_dir)
     assert result.returncode != 0
     assert "is not executable" in result.stderr
 
@@ -117,32 +184,87 @@ def test_exec_path_with_space_percent_and_dollar_survives(
     odd_dir.mkdir(parents=True)
     odd_executable = odd_dir / "agent-telemetry"
     odd_executable.symlink_to(find_executable())
-    socket_file, service_file = write_units(tmp_path / "units", odd_executable)
-    result = verify(socket_file, service_file, runtime_dir=runtime_dir)
+    settings = settings_for(
+        tmp_path, odd_executable, env_file=odd_dir / "service.env", environment={}
+    )
+    result = verify(*write_units(tmp_path / "units", settings), runtime_dir=runtime_dir)
     assert result.returncode == 0, result.stderr
 
 
-def test_service_unit_contract() -> None:
-    executable = find_executable()
-    unit = read_unit(render_systemd_service(executable))
+def test_service_unit_contract(tmp_path: Path) -> None:
+    home = tmp_path / "at home"
+    settings = settings_for(
+        tmp_path,
+        env_file=home / "service.env",
+        environment={"AGENT_TELEMETRY_HOME": str(home), "AGENT_TELEMETRY_CONFIG": "/c/x.toml"},
+    )
+    unit = read_unit(render_systemd_service(settings))
     service = unit["Service"]
     assert service["Type"] == ["notify"]
     assert service["Restart"] == ["on-failure"]
-    exec_start = service["ExecStart"][0].split()
-    assert exec_start == [str(executable), "daemon"]
-    assert Path(exec_start[0]).is_absolute() and Path(exec_start[0]).exists()
+    assert service["ExecStart"] == [f"{settings.executable} daemon"]
+    assert service["EnvironmentFile"] == [f"-{home}/service.env"]
+    assert service["Environment"] == [
+        "PYTHONUNBUFFERED=1",
+        f'"AGENT_TELEMETRY_HOME={home}"',
+        '"AGENT_TELEMETRY_CONFIG=/c/x.toml"',
+    ]
     assert "agent-telemetry.socket" in unit["Unit"]["Requires"]
     assert unit["Install"]["WantedBy"] == ["default.target"]
     # No watchdog by default: petting it would wake an idle daemon.
     assert "WatchdogSec" not in service
 
 
-def test_socket_unit_matches_the_daemon_paths_and_port() -> None:
-    """The sockets systemd binds are the ones the shims connect to and the daemon's default port."""
+def test_flush_unit_runs_flush_with_the_daemon_settings(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    settings = settings_for(
+        tmp_path, env_file=home / "service.env", environment={"AGENT_TELEMETRY_HOME": str(home)}
+    )
+    unit = read_unit(render_flush_service(settings))
+    service = unit["Service"]
+    assert service["Type"] == ["oneshot"]
+    assert service["ExecStart"] == [f"{settings.executable} flush"]
+    assert service["EnvironmentFile"] == [f"-{home}/service.env"]
+    assert f'"AGENT_TELEMETRY_HOME={home}"' in service["Environment"]
+    assert "Install" not in unit  # started by the timer, never enabled on its own
+
+
+@pytest.mark.parametrize(
+    ("interval", "every", "slack", "spread"),
+    [
+        (3600.0, "3600s", "60s", "300s"),
+        (900.0, "900s", "60s", "90s"),
+        (3.0, "3s", "300ms", "300ms"),
+        (0.5, "500ms", "50ms", "50ms"),
+    ],
+)
+def test_timer_fires_at_the_upload_interval(
+    tmp_path: Path, interval: float, every: str, slack: str, spread: str
+) -> None:
+    timer = read_unit(render_flush_timer(settings_for(tmp_path, upload_interval=interval)))
+    assert timer["Timer"] == {
+        "OnActiveSec": [every],
+        "OnUnitActiveSec": [every],
+        "AccuracySec": [slack],
+        "RandomizedDelaySec": [spread],
+    }
+    assert timer["Install"]["WantedBy"] == ["timers.target"]
+
+
+def test_shipped_timer_is_the_default_interval() -> None:
+    timer = read_unit(template_text(FLUSH_TIMER))["Timer"]
+    assert timer["OnActiveSec"] == timer["OnUnitActiveSec"] == ["1h"]
+
+
+def test_socket_unit_matches_the_daemon_paths_and_port(tmp_path: Path) -> None:
+    """The sockets systemd binds are the ones the shims connect to and the daemon's default
+    port, and api.sock is among them: a flush connecting there starts a stopped daemon."""
     from agent_telemetry._paths import runtime_dir
     from agent_telemetryd.config import Config
 
-    sock = read_unit(render_systemd_socket())["Socket"]
+    rendered = render_systemd_socket(settings_for(tmp_path))
+    assert rendered == template_text(SOCKET_UNIT)
+    sock = read_unit(rendered)["Socket"]
     default_port = next(f.default for f in dataclasses.fields(Config) if f.name == "http_port")
     run = runtime_dir({"XDG_RUNTIME_DIR": "%t"})
     assert sock["ListenStream"] == [
@@ -152,42 +274,95 @@ def test_socket_unit_matches_the_daemon_paths_and_port() -> None:
     ]
     assert sock["SocketMode"] == ["0600"]
     assert sock["DirectoryMode"] == ["0700"]
-    assert read_unit(render_systemd_socket())["Install"]["WantedBy"] == ["sockets.target"]
+    assert read_unit(rendered)["Install"]["WantedBy"] == ["sockets.target"]
 
 
-def test_unit_files_parse_as_ini() -> None:
+def test_socket_unit_follows_a_moved_runtime_dir(tmp_path: Path) -> None:
+    """With AGENT_TELEMETRY_HOME the daemon and CLI use HOME/run/; the socket unit too."""
+    from agent_telemetryd.paths import resolve_paths
+
+    home = tmp_path / "100%home"
+    paths = resolve_paths({"AGENT_TELEMETRY_HOME": str(home)})
+    sock = read_unit(render_systemd_socket(settings_for(tmp_path, runtime_dir=paths.runtime_dir)))
+    escaped = str(paths.runtime_dir).replace("%", "%%")
+    assert sock["Socket"]["ListenStream"][:2] == [
+        f"{escaped}/ingest.sock",
+        f"{escaped}/api.sock",
+    ]
+
+
+def test_unit_files_parse_as_ini(tmp_path: Path) -> None:
     """A cheap guard that also runs where systemd-analyze is missing (e.g. on macOS)."""
-    for text in (render_systemd_service(find_executable()), render_systemd_socket()):
+    for path in write_units(tmp_path / "units", settings_for(tmp_path)):
         parser = configparser.ConfigParser(strict=False, interpolation=None)
-        parser.read_string(text)
+        parser.read_string(path.read_text())
         assert parser.sections()
 
 
-def test_plist_parses_and_has_the_required_keys(tmp_path: Path) -> None:
-    executable = find_executable()
-    logs = tmp_path / "Library" / "Logs" / "agent-telemetry"
-    plist = plistlib.loads(render_launchd_plist(executable, logs).encode())
+def fake_pipx_home(tmp_path: Path) -> Path:
+    """A home whose ~/.local/bin/agent-telemetry records how it was called."""
+    home = tmp_path / "mac home"
+    program = home / ".local" / "bin" / "agent-telemetry"
+    program.parent.mkdir(parents=True)
+    program.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$HOME/called-with"\necho "output of $1 $2 $3 $4"\n'
+    )
+    program.chmod(0o755)
+    return home
+
+
+@pytest.mark.parametrize(("name", "command"), [(PLIST_NAME, "daemon"), (FLUSH_PLIST_NAME, "flush")])
+def test_shipped_plists_run_the_pipx_executable(tmp_path: Path, name: str, command: str) -> None:
+    """launchd expands no "~": the shipped plists go through /bin/sh, which expands $HOME.
+    Run exactly their ProgramArguments with a home like the one launchd gives an agent."""
+    plist = plistlib.loads((REPO / "launchd" / name).read_bytes())
+    home = fake_pipx_home(tmp_path)
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    subprocess.run(plist["ProgramArguments"], env=env, check=True, timeout=30)
+    env_file = home / "Library" / "Application Support" / "agent-telemetry" / "service.env"
+    assert (home / "called-with").read_text().splitlines() == ["--env-file", str(env_file), command]
+    log = home / "Library" / "Logs" / "agent-telemetry" / f"{command}.log"
+    assert log.read_text().startswith("output of --env-file")
+
+
+def test_rendered_plist_runs_the_executable_without_a_shell(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path, environment={"AGENT_TELEMETRY_HOME": str(tmp_path / "R&D <home>")}
+    )
+    plist = plistlib.loads(render_launchd_plist(settings).encode())
     assert plist["Label"] == "dev.agent-telemetry.daemon"
-    program = plist["ProgramArguments"]
-    assert program == [str(executable), "daemon"]
-    assert Path(program[0]).is_absolute() and Path(program[0]).exists()
+    assert plist["ProgramArguments"] == [
+        str(settings.executable),
+        "--env-file",
+        str(settings.env_file),
+        "daemon",
+    ]
+    assert Path(plist["ProgramArguments"][0]).exists()
     assert plist["RunAtLoad"] is True
     # Restart after a crash, not after a clean stop.
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["ProcessType"] == "Background"
-    assert plist["StandardOutPath"] == str(logs / "daemon.log")
-    assert plist["StandardErrorPath"] == str(logs / "daemon.log")
+    log = str(settings.log_dir / "daemon.log") if settings.log_dir else ""
+    assert plist["StandardOutPath"] == plist["StandardErrorPath"] == log
     assert plist["Umask"] == 0o077
+    assert plist["EnvironmentVariables"] == {
+        "PYTHONUNBUFFERED": "1",
+        "AGENT_TELEMETRY_HOME": str(tmp_path / "R&D <home>"),
+    }
 
 
-def test_plist_escapes_xml_in_paths(tmp_path: Path) -> None:
-    odd = tmp_path / "R&D <tools>" / "agent-telemetry"
-    plist = plistlib.loads(render_launchd_plist(odd, tmp_path / "logs").encode())
-    assert plist["ProgramArguments"][0] == str(odd)
+def test_rendered_flush_plist_runs_flush_every_interval(tmp_path: Path) -> None:
+    plist = plistlib.loads(render_flush_plist(settings_for(tmp_path, upload_interval=900)).encode())
+    assert plist["Label"] == "dev.agent-telemetry.flush"
+    assert plist["ProgramArguments"][-1] == "flush"
+    assert plist["StartInterval"] == 900
+    assert plist["RunAtLoad"] is False
+    tiny = render_flush_plist(settings_for(tmp_path, upload_interval=0.2))
+    assert plistlib.loads(tiny.encode())["StartInterval"] == 1
 
 
-def test_relative_paths_are_refused() -> None:
+def test_relative_paths_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="absolute"):
-        render_systemd_service(Path("bin/agent-telemetry"))
+        settings_for(tmp_path, Path("bin/agent-telemetry"))
     with pytest.raises(ValueError, match="absolute"):
-        render_launchd_plist(Path("/usr/bin/agent-telemetry"), Path("logs"))
+        settings_for(tmp_path, env_file=Path("service.env"))

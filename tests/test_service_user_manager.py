@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.http_backend import FakeHttpBackend
 from tests.test_service_daemon import AGENT_TELEMETRY, post_event, send_line
 
 SYSTEMD = shutil.which("systemd") or "/lib/systemd/systemd"
@@ -76,9 +77,9 @@ class UserManager:
     def systemctl(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--user", *argv, check=False)
 
-    def show(self, *props: str) -> dict[str, str]:
+    def show(self, *props: str, unit: str = "agent-telemetry.service") -> dict[str, str]:
         args = [f"--property={p}" for p in props]
-        out = self.systemctl("show", "agent-telemetry.service", *args).stdout
+        out = self.systemctl("show", unit, *args).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def wait_until(self, predicate: object, timeout: float = 20) -> None:
@@ -173,3 +174,91 @@ def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None
     assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
     assert manager.show("LoadState")["LoadState"] == "not-found"
     assert not ingest.exists()  # RemoveOnStop=yes
+
+
+def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
+    manager: UserManager,
+) -> None:
+    """The whole path a user gets from `service install` with a key in their shell and a
+    portable AGENT_TELEMETRY_HOME: the key lands in the service's environment file, the units
+    carry the home, and the flush timer uploads through api.sock while the daemon is stopped,
+    starting it by socket activation."""
+    backend = FakeHttpBackend(api_key="um-ingest-key").start()
+    at_home = manager.home / "at"
+    shell = {
+        **manager.env,
+        "AGENT_TELEMETRY_HOME": str(at_home),
+        "TELEMETRY_ENDPOINT": backend.url,
+        "TELEMETRY_API_KEY": "um-ingest-key",
+        # Read by install for the timer only; the daemon keeps its own 1 h schedule, so
+        # whatever reaches the backend below was sent by the timer's flush.
+        "AGENT_TELEMETRY_UPLOAD_INTERVAL": "2s",
+    }
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    port = free_port()
+    run_dir = at_home / "run"
+    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text(
+        f"[Socket]\nListenStream=\nListenStream={run_dir}/ingest.sock\n"
+        f"ListenStream={run_dir}/api.sock\nListenStream=127.0.0.1:{port}\n"
+    )
+    try:
+        assert cli("enable").returncode == 0
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stderr
+        assert "um-ingest-key" not in installed.stdout + installed.stderr
+        # Hold the schedule while events arrive, so they are still pending when it fires.
+        manager.systemctl("stop", "agent-telemetry-flush.timer")
+
+        service_env = manager.show("Environment", "EnvironmentFiles")
+        assert f"AGENT_TELEMETRY_HOME={at_home}" in service_env["Environment"]
+        assert service_env["EnvironmentFiles"].startswith(f"{at_home}/service.env")
+
+        for name in ("um.timer.one", "um.timer.two", "um.timer.three"):
+            send_line(run_dir / "ingest.sock", {"event": name})
+        manager.wait_until(
+            lambda: json.loads(cli("status", "--json").stdout)["buffer"]["pending_upload"] == 3
+        )
+        first_pid = manager.show("MainPID")["MainPID"]
+
+        manager.systemctl("stop", "agent-telemetry.service")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        assert (run_dir / "api.sock").exists()  # kept by the socket unit
+        assert backend.snapshot() == []
+        # status reads the buffer file; it must neither start the daemon nor call it missing.
+        status = cli("status").stdout
+        assert "not running; its sockets are open (socket activation)" in status
+        assert manager.show("ActiveState")["ActiveState"] == "inactive"
+
+        manager.systemctl("start", "agent-telemetry-flush.timer")
+        backend.wait_for(lambda: len(backend.stored) == 3, timeout=60)
+        flush = "agent-telemetry-flush.service"
+        manager.wait_until(
+            lambda: (
+                manager.show("ActiveState", "Result", unit=flush)
+                == {"ActiveState": "inactive", "Result": "success"}
+                and manager.show("ExecMainExitTimestampMonotonic", unit=flush)[
+                    "ExecMainExitTimestampMonotonic"
+                ]
+                != "0"
+            ),
+            timeout=60,
+        )
+        # The flush's connection to api.sock started the daemon again.
+        assert manager.show("ActiveState")["ActiveState"] == "active"
+        assert manager.show("MainPID")["MainPID"] not in ("0", first_pid)
+        assert sorted(e["event"] for e in backend.stored.values()) == [
+            "um.timer.one",
+            "um.timer.three",
+            "um.timer.two",
+        ]
+        assert json.loads(cli("status", "--json").stdout)["buffer"]["sent"] == 3
+    finally:
+        cli("service", "uninstall")
+        backend.stop()

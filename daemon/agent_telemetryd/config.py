@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.service.envfile import key_places
 
 SENDERS = ("posthog", "http", "file", "none")
 
@@ -378,12 +379,16 @@ def _check_secrets_private(document: Mapping[str, Any], path: Path) -> None:
 
 
 def _check_sender_settings(config: Config) -> None:
+    # Say where the daemon looks: a key set in the user's shell does not reach a service.
+    config_file = config.paths.config_file
+    if config.sender == "posthog" and not config.posthog_api_key:
+        where = key_places(config_file, "POSTHOG_API_KEY", "posthog.api_key")
+        raise ConfigError(f"sender posthog needs POSTHOG_API_KEY: {where}")
+    if config.sender == "http" and not config.http_endpoint:
+        where = key_places(config_file, "TELEMETRY_ENDPOINT", "http.endpoint")
+        raise ConfigError(f"sender http needs TELEMETRY_ENDPOINT: {where}")
     # Events leave only over https (plain http to loopback alone): refused here, at load,
     # so the daemon does not start and every command says why.
-    if config.sender == "posthog" and not config.posthog_api_key:
-        raise ConfigError("sender posthog needs POSTHOG_API_KEY (or posthog.api_key in the config)")
-    if config.sender == "http" and not config.http_endpoint:
-        raise ConfigError("sender http needs TELEMETRY_ENDPOINT (or http.endpoint in the config)")
     if config.sender == "posthog":
         check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING)
     if config.sender == "http" and config.http_endpoint:

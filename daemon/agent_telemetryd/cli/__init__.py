@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import click
 
@@ -27,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "agent_telemetryd.cli.dashboard_commands:dashboard",
     "report": "agent_telemetryd.cli.dashboard_commands:report",
     "service": "agent_telemetryd.cli.service:service",
+    "completion": "agent_telemetryd.cli.completion:completion",
 }
 
 
@@ -49,6 +52,29 @@ class LazyGroup(click.Group):
             raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
         return command
 
+    def shell_complete(
+        self, ctx: click.Context, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """Command names without importing every command's module on each Tab."""
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith("-"):
+            return super().shell_complete(ctx, incomplete)
+        return [
+            CompletionItem(name) for name in self.list_commands(ctx) if name.startswith(incomplete)
+        ]
+
+
+def _load_env_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is None:
+        return
+    from agent_telemetryd.service.envfile import EnvFileError, load_env_file
+
+    try:
+        load_env_file(value, os.environ)
+    except EnvFileError as error:
+        raise click.ClickException(str(error)) from None
+
 
 @click.group(
     cls=LazyGroup,
@@ -56,6 +82,15 @@ class LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="agent-telemetry")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_load_env_file,
+    expose_value=False,
+    is_eager=True,
+    help="Read NAME=value lines from FILE into the environment first (how a LaunchAgent "
+    "gets the service's keys); a missing FILE is skipped.",
+)
 def main() -> None:
     """agent-telemetry: a privacy-first telemetry sidecar for AI agents.
 

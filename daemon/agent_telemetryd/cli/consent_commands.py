@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
 from agent_telemetryd.config import MODES, Mode
 from agent_telemetryd.mode_change import record_choice, withdraw_pending
+from agent_telemetryd.service.envfile import backend_setup_hint
 
 _NEXT_STEPS = {
     Mode.OFF: "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
@@ -40,10 +43,7 @@ def set_mode(mode: str) -> None:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
     click.echo(_NEXT_STEPS[effective])
     if effective == Mode.UPLOAD and sender == "none":
-        click.echo(
-            "No backend is configured, so nothing is sent yet: set POSTHOG_API_KEY, or "
-            "TELEMETRY_ENDPOINT and TELEMETRY_API_KEY (see README, Uploading)."
-        )
+        click.echo(backend_setup_hint(config.paths.config_file, sys.platform))
 
 
 @click.command()

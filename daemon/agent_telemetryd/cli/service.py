@@ -27,7 +27,12 @@ def service() -> None:
 
 
 @service.command("install")
-@click.option("--dry-run", is_flag=True, help="Print the files and commands; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the files and commands and run the same checks; change nothing. "
+    "Exits 1 when a real install would refuse.",
+)
 @click.option(
     "--executable",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -35,9 +40,12 @@ def service() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def install_command(dry_run: bool, executable: Path | None, as_json: bool) -> None:
-    """Write the service definition, enable it and start it.
+    """Write the service definitions, enable them and start the daemon.
 
-    Re-running it updates the files (e.g. after moving the install) and restarts the daemon.
+    Installs the daemon (with socket activation on Linux) and a timer that uploads at the
+    upload interval. Keys for the service go in its private environment file (install
+    creates it, copying the sender's keys set in this shell); re-running install updates
+    the files (e.g. after moving the install) and restarts the daemon.
 
     \b
     Example:
@@ -48,6 +56,9 @@ def install_command(dry_run: bool, executable: Path | None, as_json: bool) -> No
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_plan(plan, as_json)
+    if plan.refusals:
+        # The same exit status as the real install, which would stop here.
+        raise click.ClickException("a real install would refuse: " + "; ".join(plan.refusals))
 
 
 @service.command("uninstall")
@@ -108,8 +119,8 @@ def _echo_plan(plan: Plan, as_json: bool) -> None:
             continue
         verb = verbs[step.kind][0 if plan.dry_run else 1]
         click.echo(f"{verb}: {described}")
-        if plan.dry_run and step.content is not None:
-            for line in step.content.splitlines():
+        if plan.dry_run and step.printable is not None:
+            for line in step.printable.splitlines():
                 click.echo(f"    {line}")
     for note in plan.notes:
         click.echo(note)

@@ -242,7 +242,9 @@ async def _offline_forget(config: Config) -> dict[str, Any]:
 
 
 def _require_daemon(config: Config, command: str) -> None:
-    if daemon_pid(config) is None:
+    # With socket activation (agent-telemetry.socket) api.sock exists while the daemon is
+    # stopped, and connecting to it starts the daemon: how the flush timer uploads on time.
+    if daemon_pid(config) is None and not config.paths.api_socket.exists():
         raise click.ClickException(
             f"{command} needs the daemon; start it with: agent-telemetry daemon "
             "(or agent-telemetry service install)"

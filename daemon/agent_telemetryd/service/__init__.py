@@ -1,7 +1,7 @@
-"""Running the daemon as a user service: systemd units and a LaunchAgent, socket activation,
-sd_notify, and the ``agent-telemetry service`` installer behind them (docs/service.md)."""
+"""Running the daemon as a user service: systemd units and LaunchAgents, socket activation,
+sd_notify, the private environment file, and the ``agent-telemetry service`` installer
+behind them (docs/service.md).
 
-from agent_telemetryd.service.activation import inherited_sockets
-from agent_telemetryd.service.notify import SdNotifier
-
-__all__ = ["SdNotifier", "inherited_sockets"]
+Nothing is imported here: the daemon needs only ``activation`` and ``notify``, the config
+only ``envfile``, and neither should pay for the installer.
+"""

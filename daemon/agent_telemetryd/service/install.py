@@ -1,9 +1,11 @@
-"""``agent-telemetry service install|uninstall|status`` for systemd (Linux) and launchd (macOS).
+"""``agent-telemetry service install|uninstall`` for systemd (Linux) and launchd (macOS).
 
-Install and uninstall are first planned as an ordered list of steps (write a file, remove a
-file, run a command) and then carried out; ``--dry-run`` shows the plan and stops. Every
-path is computed from a ``home`` argument and every command goes through a ``run`` callable,
-so tests point both at a temporary home and a fake ``systemctl``/``launchctl``.
+Install reads what the service must share with the user's shell (the executable, the
+variables that move the daemon's files, the environment file, the upload interval), plans
+the steps, checks what would make it refuse, and only then carries the plan out. A dry run
+does all of that but the last step, so it refuses exactly when a real install would.
+Every path is computed from a ``home`` argument and every command goes through a ``run``
+callable, so tests point both at a temporary home and a fake ``systemctl``/``launchctl``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
+from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.service import envfile
 from agent_telemetryd.service.layout import (
     Platform,
     ServiceError,
@@ -26,23 +27,32 @@ from agent_telemetryd.service.layout import (
     service_dir,
 )
 from agent_telemetryd.service.manager import (
+    ALL_SYSTEMD_UNITS,
+    LAUNCHD_LABELS,
     SYSTEMD_UNITS,
     Runner,
     check_manager,
-    first_line,
     run_command,
 )
+from agent_telemetryd.service.plan import Plan, Step, execute
 from agent_telemetryd.service.render import (
-    LAUNCHD_LABEL,
+    FLUSH_PLIST_NAME,
+    FLUSH_SERVICE,
+    FLUSH_TIMER,
     PLIST_NAME,
     SERVICE_UNIT,
     SOCKET_UNIT,
+    UnitSettings,
+    render_flush_plist,
+    render_flush_service,
+    render_flush_timer,
     render_launchd_plist,
     render_systemd_service,
     render_systemd_socket,
 )
 
 __all__ = [
+    "CARRIED_VARIABLES",
     "Plan",
     "Step",
     "find_executable",
@@ -50,70 +60,15 @@ __all__ = [
     "plan_install",
     "plan_uninstall",
     "uninstall",
+    "unit_settings",
 ]
 
 EXECUTABLE_NAME = "agent-telemetry"
-
-
-@dataclass(frozen=True)
-class Step:
-    """One thing install or uninstall does, in order.
-
-    ``kind`` is ``write`` (``path`` gets ``content``), ``remove`` (``path`` is deleted),
-    ``mkdir`` (``path`` is created) or ``run`` (``argv`` is executed; a failure stops the
-    plan unless ``may_fail``, which marks clean-up commands whose failure only means there
-    was nothing to clean up).
-    """
-
-    kind: Literal["write", "remove", "mkdir", "run"]
-    path: Path | None = None
-    content: str | None = None
-    argv: tuple[str, ...] = ()
-    may_fail: bool = False
-
-    def describe(self) -> str:
-        if self.kind == "run":
-            return " ".join(self.argv)
-        return str(self.path)
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.kind == "run":
-            return {"run": list(self.argv), "may_fail": self.may_fail}
-        data: dict[str, Any] = {self.kind: str(self.path)}
-        if self.content is not None:
-            data["content"] = self.content
-        return data
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What ``install``/``uninstall`` does (or, in a dry run, would do)."""
-
-    action: Literal["install", "uninstall"]
-    platform: Platform
-    steps: tuple[Step, ...]
-    notes: tuple[str, ...] = ()
-    dry_run: bool = False
-    # Commands that failed but were allowed to (``may_fail``): command → first error line.
-    tolerated: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def files(self) -> list[Path]:
-        return [s.path for s in self.steps if s.kind in ("write", "remove") and s.path]
-
-    @property
-    def commands(self) -> list[tuple[str, ...]]:
-        return [s.argv for s in self.steps if s.kind == "run"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "platform": self.platform,
-            "dry_run": self.dry_run,
-            "steps": [s.to_dict() for s in self.steps],
-            "notes": list(self.notes),
-            "tolerated_failures": dict(self.tolerated),
-        }
+# Variables that decide where the daemon keeps its config, buffer and sockets: the
+# service must run with the same ones as the shell, or the CLI and the daemon would each
+# use their own files.
+CARRIED_VARIABLES = ("AGENT_TELEMETRY_HOME", "AGENT_TELEMETRY_CONFIG")
+DEFAULT_UPLOAD_INTERVAL = 3600.0
 
 
 def find_executable(argv0: str | None = None) -> Path:
@@ -139,55 +94,94 @@ def find_executable(argv0: str | None = None) -> Path:
     )
 
 
+def unit_settings(
+    executable: Path, platform: Platform, home: Path, environ: Mapping[str, str]
+) -> tuple[UnitSettings, list[str]]:
+    """What goes into the service definitions for this user, and notes for the user."""
+    paths = resolve_paths(environ, platform)
+    env_file = envfile.env_file_path(paths.config_file)
+    carried = {
+        name: str(Path(environ[name]).expanduser().absolute())
+        for name in CARRIED_VARIABLES
+        if environ.get(name, "").strip()
+    }
+    runtime: Path | None = None
+    if platform == "linux":
+        xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
+        default = Path(xdg_runtime) / "agent-telemetry" if xdg_runtime else None
+        runtime = None if paths.runtime_dir == default else paths.runtime_dir
+    interval, notes = _upload_interval(environ, env_file, paths)
+    settings = UnitSettings(
+        executable=executable,
+        env_file=env_file,
+        environment=carried,
+        runtime_dir=runtime,
+        upload_interval=interval,
+        log_dir=log_dir(home) if platform == "darwin" else None,
+    )
+    return settings, notes
+
+
 def plan_install(
     home: Path,
     platform: Platform,
-    executable: Path,
+    settings: UnitSettings,
     *,
     uid: int | None = None,
     environ: Mapping[str, str] | None = None,
+    shell_environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The steps that write the service definition and enable and start it."""
+    """The steps that write the service definitions and the environment file, then enable
+    and start the service. ``environ`` only places the unit folder (``XDG_CONFIG_HOME``);
+    ``shell_environ`` is where keys to copy into a new environment file come from."""
     uid = os.getuid() if uid is None else uid
     target = service_dir(home, platform, environ)
     steps: list[Step] = [Step("mkdir", path=target)]
+    steps += _env_file_steps(settings.env_file, platform, shell_environ or {})
+    notes = [*_env_file_notes(settings.env_file, platform, shell_environ or {})]
     if platform == "darwin":
-        plist = target / PLIST_NAME
-        logs = log_dir(home)
         domain = f"gui/{uid}"
-        steps += [
-            Step("mkdir", path=logs),
-            Step("write", path=plist, content=render_launchd_plist(executable, logs)),
-            # A loaded copy keeps running the old definition; unload it first. Fails
-            # harmlessly ("No such process") on a first install.
-            Step("run", argv=("launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"), may_fail=True),
-            # A past `launchctl disable` outlives bootout and would make bootstrap fail.
-            Step("run", argv=("launchctl", "enable", f"{domain}/{LAUNCHD_LABEL}")),
-            Step("run", argv=("launchctl", "bootstrap", domain, str(plist))),
-        ]
-        notes = (
-            f"logs: {logs}/daemon.log",
-            "undo with: agent-telemetry service uninstall",
-        )
-        return Plan("install", platform, tuple(steps), notes)
+        assert settings.log_dir is not None
+        steps.append(Step("mkdir", path=settings.log_dir))
+        plists = ((PLIST_NAME, render_launchd_plist), (FLUSH_PLIST_NAME, render_flush_plist))
+        steps += [Step("write", path=target / name, content=r(settings)) for name, r in plists]
+        for label, (name, _) in zip(LAUNCHD_LABELS, plists, strict=True):
+            steps += [
+                # A loaded copy keeps running the old definition; unload it first. Fails
+                # harmlessly ("No such process") on a first install.
+                Step("run", argv=("launchctl", "bootout", f"{domain}/{label}"), may_fail=True),
+                # A past `launchctl disable` outlives bootout and would make bootstrap fail.
+                Step("run", argv=("launchctl", "enable", f"{domain}/{label}")),
+                Step("run", argv=("launchctl", "bootstrap", domain, str(target / name))),
+            ]
+        notes += [f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log"]
+        notes += ["undo with: agent-telemetry service uninstall"]
+        return Plan("install", platform, tuple(steps), tuple(notes))
 
-    service_file = target / SERVICE_UNIT
-    service_text = render_systemd_service(executable)
+    units = {
+        SOCKET_UNIT: render_systemd_socket(settings),
+        SERVICE_UNIT: render_systemd_service(settings),
+        FLUSH_SERVICE: render_flush_service(settings),
+        FLUSH_TIMER: render_flush_timer(settings),
+    }
+    steps += [Step("write", path=target / name, content=text) for name, text in units.items()]
     steps += [
-        Step("write", path=target / SOCKET_UNIT, content=render_systemd_socket()),
-        Step("write", path=service_file, content=service_text),
         Step("run", argv=("systemctl", "--user", "daemon-reload")),
         Step("run", argv=("systemctl", "--user", "enable", "--now", *SYSTEMD_UNITS)),
     ]
-    if service_file.exists() and _read(service_file) != service_text:
-        # `enable --now` leaves a running daemon on the old definition (say, an executable
-        # path from before an upgrade); restart it, or do nothing if it is stopped.
-        steps.append(Step("run", argv=("systemctl", "--user", "try-restart", SERVICE_UNIT)))
-    notes = (
-        "logs: journalctl --user -u agent-telemetry",
+    # `enable --now` leaves a running daemon on the old definition (say, an executable path
+    # from before an upgrade) and a running timer on the old interval; restart what changed,
+    # or do nothing if it is stopped.
+    changed = [n for n in (SERVICE_UNIT, FLUSH_TIMER) if _differs(target / n, units[n])]
+    if changed:
+        steps.append(Step("run", argv=("systemctl", "--user", "try-restart", *changed)))
+    notes += [
+        f"uploads: agent-telemetry-flush.timer runs `agent-telemetry flush` every "
+        f"{_human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+        "logs: journalctl --user -u agent-telemetry -u agent-telemetry-flush",
         "undo with: agent-telemetry service uninstall",
-    )
-    return Plan("install", platform, tuple(steps), notes)
+    ]
+    return Plan("install", platform, tuple(steps), tuple(notes))
 
 
 def plan_uninstall(
@@ -196,32 +190,48 @@ def plan_uninstall(
     *,
     uid: int | None = None,
     environ: Mapping[str, str] | None = None,
+    env_file: Path | None = None,
 ) -> Plan:
-    """The steps that stop and disable the service and remove exactly what install wrote."""
+    """The steps that stop and disable the service and remove exactly what install wrote.
+
+    The environment file goes too if it is still as install created it (no keys in it);
+    with the user's keys in it, it is kept and the notes say so.
+    """
     uid = os.getuid() if uid is None else uid
     present = [p for p in managed_files(home, platform, environ) if p.exists()]
+    notes: list[str] = []
+    pristine = env_file is not None and _read(env_file) == envfile.render_env_file(platform)
+    if env_file is not None and env_file.exists() and not pristine:
+        notes.append(f"kept: {env_file} (your settings for the service)")
+    removals = [Step("remove", path=p) for p in present]
+    if pristine and env_file is not None:
+        removals.append(Step("remove", path=env_file))
     if not present:
-        return Plan("uninstall", platform, (), ("not installed: nothing to remove",))
+        notes.insert(0, "not installed: nothing to remove")
+        return Plan("uninstall", platform, tuple(removals), tuple(notes))
     steps: list[Step] = []
     if platform == "darwin":
-        steps.append(
-            Step("run", argv=("launchctl", "bootout", f"gui/{uid}/{LAUNCHD_LABEL}"), may_fail=True)
-        )
-        steps += [Step("remove", path=p) for p in present]
-        notes: tuple[str, ...] = (f"logs are kept in {log_dir(home)}",)
-        return Plan("uninstall", platform, tuple(steps), notes)
+        steps += [
+            Step("run", argv=("launchctl", "bootout", f"gui/{uid}/{label}"), may_fail=True)
+            for label in LAUNCHD_LABELS
+        ]
+        steps += removals
+        notes.append(f"logs are kept in {log_dir(home)}")
+        return Plan("uninstall", platform, tuple(steps), tuple(notes))
 
+    units = tuple(name for name in ALL_SYSTEMD_UNITS if any(p.name == name for p in present))
+    # Only units that exist: one unknown name makes systemctl refuse the whole command.
     steps.append(
-        Step("run", argv=("systemctl", "--user", "disable", "--now", *SYSTEMD_UNITS), may_fail=True)
+        Step("run", argv=("systemctl", "--user", "disable", "--now", *units), may_fail=True)
     )
-    steps += [Step("remove", path=p) for p in present]
+    steps += removals
     steps += [
         Step("run", argv=("systemctl", "--user", "daemon-reload"), may_fail=True),
         # A unit that once failed stays listed as "not-found failed" until reset.
-        Step("run", argv=("systemctl", "--user", "reset-failed", *SYSTEMD_UNITS), may_fail=True),
+        Step("run", argv=("systemctl", "--user", "reset-failed", *units), may_fail=True),
     ]
-    notes = ("kept: the event buffer, the config and the journal's logs",)
-    return Plan("uninstall", platform, tuple(steps), notes)
+    notes.append("kept: the event buffer, the config and the journal's logs")
+    return Plan("uninstall", platform, tuple(steps), tuple(notes))
 
 
 def install(
@@ -234,19 +244,26 @@ def install(
     run: Runner = run_command,
     uid: int | None = None,
 ) -> Plan:
-    """Write the service definition for this platform, enable it and start it.
+    """Write the service definitions for this platform, enable them and start the service.
 
-    ``home=None`` means the real home (and honours ``XDG_CONFIG_HOME``); a dry run checks
-    nothing and changes nothing, it only returns the plan.
+    ``home=None`` means the real home (and honours ``XDG_CONFIG_HOME``). Both a dry run and
+    a real one check the manager and the environment file; a real one raises
+    :class:`ServiceError` with every reason, a dry run returns them in ``Plan.refusals``.
     """
     platform = current_platform() if platform is None else platform
     executable = find_executable() if executable is None else _existing_executable(executable)
     real_home, env_for_paths = _home(home, environ)
-    plan = plan_install(real_home, platform, executable, uid=uid, environ=env_for_paths)
+    settings, notes = unit_settings(executable, platform, real_home, environ)
+    plan = plan_install(
+        real_home, platform, settings, uid=uid, environ=env_for_paths, shell_environ=environ
+    )
+    plan = Plan(plan.action, plan.platform, plan.steps, (*notes, *plan.notes))
+    refusals = tuple(_refusals(platform, settings, environ, run, uid))
     if dry_run:
-        return _as_dry_run(plan)
-    check_manager(platform, environ=environ, run=run, uid=uid)
-    return _execute(plan, run)
+        return Plan(plan.action, plan.platform, plan.steps, plan.notes, True, refusals)
+    if refusals:
+        raise ServiceError("; ".join(refusals))
+    return execute(plan, run)
 
 
 def uninstall(
@@ -265,10 +282,94 @@ def uninstall(
     """
     platform = current_platform() if platform is None else platform
     real_home, env_for_paths = _home(home, environ)
-    plan = plan_uninstall(real_home, platform, uid=uid, environ=env_for_paths)
+    env_file = envfile.env_file_path(resolve_paths(environ, platform).config_file)
+    plan = plan_uninstall(real_home, platform, uid=uid, environ=env_for_paths, env_file=env_file)
     if dry_run:
-        return _as_dry_run(plan)
-    return _execute(plan, run)
+        return Plan(plan.action, plan.platform, plan.steps, plan.notes, dry_run=True)
+    return execute(plan, run)
+
+
+def _refusals(
+    platform: Platform,
+    settings: UnitSettings,
+    environ: Mapping[str, str],
+    run: Runner,
+    uid: int | None,
+) -> list[str]:
+    """Every reason install would stop before writing anything."""
+    problems: list[str] = []
+    try:
+        check_manager(platform, environ=environ, run=run, uid=uid)
+    except ServiceError as exc:
+        problems.append(str(exc))
+    exposed = envfile.exposure(settings.env_file)
+    if exposed is not None:
+        problems.append(exposed)
+    try:
+        envfile.parse_env_text(_read(settings.env_file) or "", str(settings.env_file))
+    except envfile.EnvFileError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _env_file_steps(path: Path, platform: Platform, shell: Mapping[str, str]) -> list[Step]:
+    if path.exists():
+        return []
+    text = envfile.render_env_file(platform, envfile.variables_from(shell))
+    return [
+        # The config folder is private too: it will hold the config and the consent file.
+        Step("mkdir", path=path.parent, mode=0o700),
+        Step("write", path=path, content=text, mode=0o600, shown=envfile.masked(text)),
+    ]
+
+
+def _env_file_notes(path: Path, platform: Platform, shell: Mapping[str, str]) -> list[str]:
+    """Where the service's keys go, and which keys in this shell the service won't see."""
+    restart = envfile.restart_hint(platform)
+    if not path.exists():
+        copied = list(envfile.variables_from(shell))
+        if copied:
+            return [
+                f"keys for the service: {path} (private; copied from this shell: "
+                f"{', '.join(copied)})"
+            ]
+        return [f"keys for the service go in {path} (NAME=value lines); then run: {restart}"]
+    try:
+        present = envfile.parse_env_text(_read(path) or "", str(path))
+    except envfile.EnvFileError:
+        return []
+    missing = [name for name in envfile.variables_from(shell) if name not in present]
+    if not missing:
+        return [f"keys for the service: {path}"]
+    return [
+        f"{', '.join(missing)} set in this shell but not in {path}: the service does not "
+        f"see {'it' if len(missing) == 1 else 'them'}; add there, then run: {restart}"
+    ]
+
+
+def _upload_interval(
+    environ: Mapping[str, str], env_file: Path, paths: Paths
+) -> tuple[float, list[str]]:
+    """The interval the daemon will upload at: its config with the service's environment."""
+    # Imported here: the config module pulls in the sender checks, which the other
+    # service commands (status, uninstall) do not need.
+    from agent_telemetryd.config import ConfigError, load_config
+
+    service_environ = dict(environ)
+    try:
+        service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
+        config = load_config(service_environ, paths, check_secrets_private=False)
+    except (ConfigError, envfile.EnvFileError) as exc:
+        note = f"the flush timer uses the default upload interval, 1h: {exc}"
+        return DEFAULT_UPLOAD_INTERVAL, [note]
+    return config.upload_interval, []
+
+
+def _human_interval(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _home(home: Path | None, environ: Mapping[str, str]) -> tuple[Path, Mapping[str, str] | None]:
@@ -284,45 +385,8 @@ def _existing_executable(path: Path) -> Path:
     return absolute
 
 
-def _as_dry_run(plan: Plan) -> Plan:
-    return Plan(plan.action, plan.platform, plan.steps, plan.notes, dry_run=True)
-
-
-def _execute(plan: Plan, run: Runner) -> Plan:
-    for step in plan.steps:
-        try:
-            if step.kind == "mkdir" and step.path:
-                step.path.mkdir(parents=True, exist_ok=True)
-            elif step.kind == "write" and step.path and step.content is not None:
-                _write_atomically(step.path, step.content)
-            elif step.kind == "remove" and step.path:
-                step.path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise ServiceError(f"cannot {step.kind} {step.path}: {exc.strerror or exc}") from exc
-        if step.kind != "run":
-            continue
-        result = run(step.argv)
-        if result.returncode == 0:
-            continue
-        if step.may_fail:
-            plan.tolerated[step.describe()] = first_line(result)
-            continue
-        undo = " (undo with: agent-telemetry service uninstall)" if plan.action == "install" else ""
-        raise ServiceError(f"`{step.describe()}` failed: {first_line(result)}{undo}")
-    return plan
-
-
-def _write_atomically(path: Path, content: str) -> None:
-    # A half-written unit file would be loaded as-is by a concurrent daemon-reload.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _differs(path: Path, text: str) -> bool:
+    return path.exists() and _read(path) != text
 
 
 def _read(path: Path) -> str | None:

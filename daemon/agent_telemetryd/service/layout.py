@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from agent_telemetryd.service.render import PLIST_NAME, SERVICE_UNIT, SOCKET_UNIT
+from agent_telemetryd.service.render import LAUNCHD_TEMPLATES, SYSTEMD_TEMPLATES
 
 __all__ = [
     "FALLBACK_ADVICE",
@@ -61,8 +61,8 @@ def log_dir(home: Path) -> Path:
 def managed_files(
     home: Path, platform: Platform, environ: Mapping[str, str] | None = None
 ) -> list[Path]:
-    """Every file install writes and uninstall removes."""
+    """Every service definition install writes and uninstall removes (not the environment
+    file, which holds the user's keys: uninstall removes it only as install left it)."""
     target = service_dir(home, platform, environ)
-    if platform == "darwin":
-        return [target / PLIST_NAME]
-    return [target / SOCKET_UNIT, target / SERVICE_UNIT]
+    names = LAUNCHD_TEMPLATES if platform == "darwin" else SYSTEMD_TEMPLATES
+    return [target / name for name in names]

@@ -22,7 +22,14 @@ from agent_telemetryd.service.layout import (
     log_dir,
     managed_files,
 )
-from agent_telemetryd.service.render import LAUNCHD_LABEL, SERVICE_UNIT, SOCKET_UNIT
+from agent_telemetryd.service.render import (
+    FLUSH_LABEL,
+    FLUSH_TIMER,
+    LAUNCHD_LABEL,
+    SERVICE_UNIT,
+    SOCKET_UNIT,
+    SYSTEMD_TEMPLATES,
+)
 
 __all__ = [
     "Runner",
@@ -36,7 +43,11 @@ __all__ = [
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
-SYSTEMD_UNITS = (SOCKET_UNIT, SERVICE_UNIT)
+# The units that start at login; the flush service is started by its timer.
+SYSTEMD_UNITS = (SOCKET_UNIT, SERVICE_UNIT, FLUSH_TIMER)
+# Everything stop and reset-failed cover: a flush may be running, or have failed.
+ALL_SYSTEMD_UNITS = SYSTEMD_TEMPLATES
+LAUNCHD_LABELS = (LAUNCHD_LABEL, FLUSH_LABEL)
 _COMMAND_TIMEOUT_S = 60.0
 # States in which `systemctl --user is-system-running` proves a manager answered (it exits
 # non-zero for "degraded", so the exit status alone cannot tell).
@@ -149,7 +160,8 @@ def service_status(
 
     if platform == "darwin":
         logs = f"{log_dir(real_home)}/daemon.log"
-        units = [_launchd_job(run, uid, installed)] if manager else []
+        units = [_launchd_job(run, uid, installed, label) for label in LAUNCHD_LABELS]
+        units = units if manager else []
     else:
         logs = "journalctl --user -u agent-telemetry"
         units = _systemd_units(run) if manager else []
@@ -203,16 +215,16 @@ def _systemd_units(run: Runner) -> list[UnitState]:
     return units
 
 
-def _launchd_job(run: Runner, uid: int, installed: bool) -> UnitState:
-    printed = run(("launchctl", "print", f"gui/{uid}/{LAUNCHD_LABEL}"))
+def _launchd_job(run: Runner, uid: int, installed: bool, label: str) -> UnitState:
+    printed = run(("launchctl", "print", f"gui/{uid}/{label}"))
     loaded = printed.returncode == 0
     state_match = re.search(r"^\s*state = (.+)$", printed.stdout, re.MULTILINE) if loaded else None
     pid_match = re.search(r"^\s*pid = (\d+)$", printed.stdout, re.MULTILINE) if loaded else None
     disabled = run(("launchctl", "print-disabled", f"gui/{uid}"))
     # Older macOS prints `"label" => true`, newer `"label" => disabled`.
-    off = re.search(rf'"{re.escape(LAUNCHD_LABEL)}" => (true|disabled)', disabled.stdout)
+    off = re.search(rf'"{re.escape(label)}" => (true|disabled)', disabled.stdout)
     return UnitState(
-        name=LAUNCHD_LABEL,
+        name=label,
         loaded=loaded,
         enabled=installed and off is None,
         state=state_match.group(1).strip() if state_match else "not loaded",

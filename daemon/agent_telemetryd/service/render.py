@@ -1,23 +1,39 @@
-"""The service definitions shipped as package data, and how they are filled in.
+"""The service definitions shipped as package data, and how install fills them in.
 
 The files under ``templates/`` are the source of truth. The repository's top-level
-``systemd/`` and ``launchd/`` folders hold byte-identical copies for people who read or
-package the project without installing it; a test keeps the two in step.
+``systemd/`` and ``launchd/`` folders hold byte-identical copies (a test keeps them so),
+and both work as shipped for the common install: the executable that pipx or
+``pip install --user`` puts in ``~/.local/bin``. ``service install`` starts from the same
+text and swaps in what it knows: the executable actually installed, the private
+environment file, variables that move the daemon's files, the socket folder and the
+upload interval. Every line it replaces must be present exactly once, so a template edit
+that loses one fails loudly instead of shipping a unit that ignores the setting.
 """
 
 from __future__ import annotations
 
+import plistlib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from xml.sax.saxutils import escape as xml_escape
+from typing import Any
 
 __all__ = [
+    "FLUSH_LABEL",
+    "FLUSH_PLIST_NAME",
+    "FLUSH_SERVICE",
+    "FLUSH_TIMER",
     "LAUNCHD_LABEL",
     "PLIST_NAME",
     "SERVICE_UNIT",
     "SOCKET_UNIT",
     "TEMPLATE_NAMES",
+    "UnitSettings",
+    "render_flush_plist",
+    "render_flush_service",
+    "render_flush_timer",
     "render_launchd_plist",
     "render_systemd_service",
     "render_systemd_socket",
@@ -26,54 +42,190 @@ __all__ = [
 
 SERVICE_UNIT = "agent-telemetry.service"
 SOCKET_UNIT = "agent-telemetry.socket"
+FLUSH_SERVICE = "agent-telemetry-flush.service"
+FLUSH_TIMER = "agent-telemetry-flush.timer"
 LAUNCHD_LABEL = "dev.agent-telemetry.daemon"
 PLIST_NAME = f"{LAUNCHD_LABEL}.plist"
-TEMPLATE_NAMES = (SERVICE_UNIT, SOCKET_UNIT, PLIST_NAME)
+FLUSH_LABEL = "dev.agent-telemetry.flush"
+FLUSH_PLIST_NAME = f"{FLUSH_LABEL}.plist"
+SYSTEMD_TEMPLATES = (SOCKET_UNIT, SERVICE_UNIT, FLUSH_SERVICE, FLUSH_TIMER)
+LAUNCHD_TEMPLATES = (PLIST_NAME, FLUSH_PLIST_NAME)
+TEMPLATE_NAMES = SYSTEMD_TEMPLATES + LAUNCHD_TEMPLATES
 
-_EXEC = "@EXEC@"
-_LOG_DIR = "@LOG_DIR@"
+# The lines of the shipped units that install replaces.
+_SHIPPED_EXEC = "ExecStart=%h/.local/bin/agent-telemetry"
+_SHIPPED_ENV_FILE = "EnvironmentFile=-%E/agent-telemetry/service.env"
+_ENVIRONMENT_ANCHOR = "Environment=PYTHONUNBUFFERED=1"
+_SHIPPED_RUNTIME = "ListenStream=%t/agent-telemetry/"
+_TIMER_LINES = (
+    "OnActiveSec=1h",
+    "OnUnitActiveSec=1h",
+    "AccuracySec=1min",
+    "RandomizedDelaySec=5min",
+)
 
 # Characters that make systemd split or reinterpret an ExecStart= word.
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
+# Past this, a later upload costs nothing and an earlier wake-up costs battery.
+_MAX_ACCURACY_S = 60.0
+_MAX_SPREAD_S = 300.0
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """What ``service install`` fills into the shipped definitions (all paths absolute).
+
+    ``environment`` holds variables the service must share with the user's shell for both
+    to find the same files (``AGENT_TELEMETRY_HOME``, ``AGENT_TELEMETRY_CONFIG``).
+    ``runtime_dir`` is where the socket unit puts the sockets; None keeps systemd's own
+    ``%t/agent-telemetry``, the daemon's default.
+    """
+
+    executable: Path
+    env_file: Path
+    environment: Mapping[str, str] = field(default_factory=dict)
+    runtime_dir: Path | None = None
+    upload_interval: float = 3600.0
+    log_dir: Path | None = None  # the LaunchAgents' log folder; unused by systemd
+
+    def __post_init__(self) -> None:
+        for name in ("executable", "env_file", "runtime_dir", "log_dir"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_absolute():
+                raise ValueError(f"service files need an absolute path, got {str(value)!r}")
+        if self.upload_interval <= 0:
+            raise ValueError("the upload interval must be greater than zero")
 
 
 def template_text(name: str) -> str:
-    """The raw template as shipped, placeholders included."""
+    """A definition as shipped (what ``systemd/`` and ``launchd/`` hold)."""
     if name not in TEMPLATE_NAMES:
         raise ValueError(f"unknown service template {name!r}")
     return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
 
 
-def render_systemd_service(executable: Path) -> str:
-    """The user unit with ``ExecStart=`` pointing at ``executable`` (absolute)."""
-    return template_text(SERVICE_UNIT).replace(_EXEC, _systemd_exec_path(_absolute(executable)))
+def render_systemd_service(settings: UnitSettings) -> str:
+    """The daemon's unit: the real executable, environment file and carried variables."""
+    return _fill_command_unit(template_text(SERVICE_UNIT), settings, "daemon")
 
 
-def render_systemd_socket() -> str:
-    """The socket unit; it has nothing to fill in, ``%t`` is expanded by systemd."""
-    return template_text(SOCKET_UNIT)
+def render_flush_service(settings: UnitSettings) -> str:
+    """The unit the timer starts: ``agent-telemetry flush`` with the daemon's own settings."""
+    return _fill_command_unit(template_text(FLUSH_SERVICE), settings, "flush")
 
 
-def render_launchd_plist(executable: Path, log_dir: Path) -> str:
-    """The LaunchAgent plist running ``executable``, logging under ``log_dir`` (both absolute)."""
-    return (
-        template_text(PLIST_NAME)
-        .replace(_EXEC, xml_escape(_absolute(executable)))
-        .replace(_LOG_DIR, xml_escape(_absolute(log_dir)))
+def render_systemd_socket(settings: UnitSettings) -> str:
+    """The socket unit, listening where the daemon and the CLI will look for the sockets."""
+    text = template_text(SOCKET_UNIT)
+    if settings.runtime_dir is None:
+        return text
+    folder = _systemd_text(str(settings.runtime_dir))
+    lines = text.splitlines(keepends=True)
+    moved = [
+        line.replace(_SHIPPED_RUNTIME, f"ListenStream={folder}/", 1)
+        if line.startswith(_SHIPPED_RUNTIME)
+        else line
+        for line in lines
+    ]
+    if moved == lines:
+        raise ValueError(f"{SOCKET_UNIT} template has no {_SHIPPED_RUNTIME} line")
+    return "".join(moved)
+
+
+def render_flush_timer(settings: UnitSettings) -> str:
+    """The timer at the upload interval, with a slack and spread to match it."""
+    interval = settings.upload_interval
+    slack = _timespan(min(_MAX_ACCURACY_S, interval / 10))
+    spread = _timespan(min(_MAX_SPREAD_S, interval / 10))
+    every = _timespan(interval)
+    values = (f"OnActiveSec={every}", f"OnUnitActiveSec={every}")
+    values += (f"AccuracySec={slack}", f"RandomizedDelaySec={spread}")
+    text = template_text(FLUSH_TIMER)
+    for shipped, filled in zip(_TIMER_LINES, values, strict=True):
+        text = _swap_line(text, shipped, [filled], FLUSH_TIMER)
+    return text
+
+
+def render_launchd_plist(settings: UnitSettings) -> str:
+    """The daemon's LaunchAgent, without the shipped shell: launchd runs the executable."""
+    return _fill_plist(PLIST_NAME, settings, "daemon", {})
+
+
+def render_flush_plist(settings: UnitSettings) -> str:
+    """The upload LaunchAgent, every upload interval (whole seconds, at least one)."""
+    interval = max(1, round(settings.upload_interval))
+    return _fill_plist(FLUSH_PLIST_NAME, settings, "flush", {"StartInterval": interval})
+
+
+def _fill_command_unit(text: str, settings: UnitSettings, command: str) -> str:
+    name = f"{command} unit"
+    exec_line = f"ExecStart={_systemd_exec_path(str(settings.executable))} {command}"
+    text = _swap_line(text, f"{_SHIPPED_EXEC} {command}", [exec_line], name)
+    text = _swap_line(
+        text, _SHIPPED_ENV_FILE, [f"EnvironmentFile=-{_systemd_text(str(settings.env_file))}"], name
     )
+    carried = [_environment_line(key, value) for key, value in settings.environment.items()]
+    return _swap_line(text, _ENVIRONMENT_ANCHOR, [_ENVIRONMENT_ANCHOR, *carried], name)
 
 
-def _absolute(path: Path) -> str:
-    if not path.is_absolute():
-        raise ValueError(f"service files need an absolute path, got {str(path)!r}")
-    return str(path)
+def _fill_plist(
+    template: str, settings: UnitSettings, command: str, extra: Mapping[str, Any]
+) -> str:
+    if settings.log_dir is None:
+        raise ValueError("a LaunchAgent needs a log folder")
+    data = plistlib.loads(template_text(template).encode())
+    data["ProgramArguments"] = [
+        str(settings.executable),
+        "--env-file",
+        str(settings.env_file),
+        command,
+    ]
+    log = str(settings.log_dir / f"{command}.log")
+    data["StandardOutPath"] = log
+    data["StandardErrorPath"] = log
+    data["EnvironmentVariables"] = {**data["EnvironmentVariables"], **settings.environment}
+    data.update(extra)
+    text = plistlib.dumps(data, sort_keys=False).decode()
+    note = (
+        "<!-- Written by `agent-telemetry service install` (docs/service.md); "
+        "run it again rather than editing. -->\n"
+    )
+    return text.replace("<plist ", note + "<plist ", 1)
+
+
+def _swap_line(text: str, old: str, new: list[str], name: str) -> str:
+    lines = text.splitlines()
+    matches = [index for index, line in enumerate(lines) if line == old]
+    if len(matches) != 1:
+        raise ValueError(f"{name} template must have the line {old!r} exactly once")
+    index = matches[0]
+    lines[index : index + 1] = new
+    return "\n".join(lines) + "\n"
+
+
+def _environment_line(key: str, value: str) -> str:
+    # Quoted as one word: a path may hold blanks. `%` is a specifier everywhere.
+    assignment = _systemd_text(f"{key}={value}").replace("\\", "\\\\").replace('"', '\\"')
+    return f'Environment="{assignment}"'
+
+
+def _systemd_text(text: str) -> str:
+    """``text`` with ``%`` escaped, so systemd reads back exactly ``text``."""
+    return text.replace("%", "%%")
 
 
 def _systemd_exec_path(word: str) -> str:
     """The program word of ExecStart= that systemd reads back as exactly ``word``."""
     # %-specifiers are expanded everywhere, even within quotes. "$" needs no escape here:
     # systemd never substitutes variables in the program path, so "$$" would stay doubled.
-    word = word.replace("%", "%%")
+    word = _systemd_text(word)
     if not _NEEDS_QUOTES.search(word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _timespan(seconds: float) -> str:
+    """A systemd time span: whole seconds where exact, else milliseconds (at least 1)."""
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{max(1, round(seconds * 1000))}ms"

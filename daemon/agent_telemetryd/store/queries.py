@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -78,13 +79,17 @@ def buffer_summary(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def iter_export_page(
-    conn: sqlite3.Connection, after_id: int, limit: int
+    conn: sqlite3.Connection,
+    after_id: int,
+    limit: int,
+    where: ExportFilter | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(id, row) for up to `limit` events with id > after_id, in arrival order."""
+    clause, params = where.sql() if where is not None else ("", ())
     rows = conn.execute(
         "SELECT id, uuid, event, ts_ms, received_ms, properties, upload, agent, pid,"
-        " transport, consent FROM events WHERE id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
+        f" transport, consent FROM events WHERE id > ?{clause} ORDER BY id LIMIT ?",
+        (after_id, *params, limit),
     ).fetchall()
     for row in rows:
         yield (
@@ -104,11 +109,41 @@ def iter_export_page(
         )
 
 
-def iter_export(conn: sqlite3.Connection, chunk: int = 2000) -> Iterator[dict[str, Any]]:
-    """Every stored event in arrival order, read a chunk at a time (memory stays flat)."""
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which events `export` keeps: receipt time in [since_ms, until_ms), and any of the
+    agents and event names when given (as the dashboard filters)."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    agents: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+    def sql(self) -> tuple[str, tuple[Any, ...]]:
+        """` AND …` conditions and their parameters (empty when nothing is filtered)."""
+        parts: list[str] = []
+        params: list[Any] = []
+        if self.since_ms is not None:
+            parts.append("received_ms >= ?")
+            params.append(self.since_ms)
+        if self.until_ms is not None:
+            parts.append("received_ms < ?")
+            params.append(self.until_ms)
+        for column, values in (("agent", self.agents), ("event", self.events)):
+            if values:
+                parts.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        return "".join(f" AND {part}" for part in parts), tuple(params)
+
+
+def iter_export(
+    conn: sqlite3.Connection, chunk: int = 2000, where: ExportFilter | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every stored event (or those `where` keeps) in arrival order, a chunk at a time
+    (memory stays flat)."""
     last_id = 0
     while True:
-        page = list(iter_export_page(conn, last_id, chunk))
+        page = list(iter_export_page(conn, last_id, chunk, where))
         if not page:
             return
         for _, row in page:

@@ -27,6 +27,9 @@ EXPORT_FIELDS = (
     "pid",
     "transport",
     "consent",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
 )
 
 
@@ -71,7 +74,8 @@ def iter_export_page(
     """(id, row) for up to `limit` events with id > after_id, in arrival order."""
     rows = conn.execute(
         "SELECT id, uuid, event, ts_ms, received_ms, properties, upload, agent, pid,"
-        " transport, consent FROM events WHERE id > ? ORDER BY id LIMIT ?",
+        " transport, consent, trace_id, span_id, parent_span_id"
+        " FROM events WHERE id > ? ORDER BY id LIMIT ?",
         (after_id, limit),
     ).fetchall()
     for row in rows:
@@ -88,6 +92,9 @@ def iter_export_page(
                 "pid": row[8],
                 "transport": row[9],
                 "consent": row[10],
+                "trace_id": row[11],
+                "span_id": row[12],
+                "parent_span_id": row[13],
             },
         )
 

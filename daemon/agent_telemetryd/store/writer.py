@@ -30,6 +30,13 @@ INSERT_EVENT = (
     " transport, consent, upload, anonymous_id, daemon_version)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# The ingestor's rows: the columns above, then the trace context (trace, span, parent span).
+INSERT_TRACED_EVENT = (
+    "INSERT OR IGNORE INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
+    " transport, consent, upload, anonymous_id, daemon_version, trace_id, span_id,"
+    " parent_span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UNTRACED_COLUMNS = 12
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
@@ -201,7 +208,8 @@ class Writer:
                     rows = rows[:room]
                 before = conn.total_changes
                 if rows:
-                    conn.executemany(INSERT_EVENT, rows)
+                    traced = len(rows[0]) > _UNTRACED_COLUMNS
+                    conn.executemany(INSERT_TRACED_EVENT if traced else INSERT_EVENT, rows)
                 inserted = conn.total_changes - before
                 duplicates = len(rows) - inserted
                 self._stored += inserted

@@ -67,6 +67,7 @@ class Config:
     retention_days: int = 90
     allow_events: frozenset[str] | None = None
     allow_properties: frozenset[str] | None = None
+    capture_content: bool = False  # keep prompts, completions, tool arguments, log bodies
     do_not_track: bool = False
     disabled: bool = False
     ci: bool = False
@@ -259,6 +260,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ),
     ("allow_events", "privacy.allow_events", None, parse_names),
     ("allow_properties", "privacy.allow_properties", None, parse_names),
+    ("capture_content", "capture_content", "AGENT_TELEMETRY_CAPTURE_CONTENT", parse_flag),
     ("do_not_track", None, "DO_NOT_TRACK", parse_flag),
     ("disabled", None, "AGENT_TELEMETRY_DISABLED", parse_flag),
     ("ci", None, "CI", parse_flag),

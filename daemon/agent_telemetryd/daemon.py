@@ -29,9 +29,10 @@ from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.privacy.allowlist import Allowlist
+from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
-from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
+from agent_telemetryd.receivers import api_routes, http_ingest, otlp_http, posthog_capture
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
@@ -60,10 +61,13 @@ def daemon_parts() -> tuple[Part, ...]:
 
 
 def privacy_transforms(config: Config) -> list[Transform]:
-    """Allowlist first (dropping is cheapest), then scrubbing of what is kept."""
+    """Allowlist first (dropping is cheapest), then content off unless kept, then scrubbing
+    of what is kept."""
     transforms: list[Transform] = []
     if config.allow_events is not None or config.allow_properties is not None:
         transforms.append(Allowlist(config.allow_events, config.allow_properties))
+    if not config.capture_content:
+        transforms.append(ContentMask())
     transforms.append(default_scrubber(config.max_string_chars))
     return transforms
 
@@ -193,6 +197,7 @@ class Daemon:
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
         app.add_routes(posthog_capture.routes)
+        otlp_http.add_to(app)
         return app
 
     async def _start_app(self, app: web.Application, sock: object) -> None:

@@ -1,0 +1,100 @@
+"""Log records → events (one per record), named by the record's event name: `event_name`,
+else its `event.name` attribute, else `log`. Attributes become properties; severity goes
+to `log.severity_text` and `log.severity_number`, and the body to `log.body` (the names
+OpenTelemetry's transformation language gives them), where the content rules find it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from agent_telemetryd.otlp.decoded import Decoded, Refused, scope_properties, wire_event
+from agent_telemetryd.otlp.identity import identity_uuid
+from agent_telemetryd.otlp.values import (
+    SPAN_ID_BYTES,
+    TRACE_ID_BYTES,
+    any_value,
+    attributes,
+    hex_id,
+    rfc3339,
+    time_ms,
+)
+
+DEFAULT_NAME = "log"
+BODY = "log.body"
+SEVERITY_TEXT = "log.severity_text"
+SEVERITY_NUMBER = "log.severity_number"
+
+BAD_TRACE_ID = "log record has an invalid trace_id (16 bytes, 32 hex digits, not all zero)"
+BAD_SPAN_ID = "log record has an invalid span_id (8 bytes, 16 hex digits, not all zero)"
+SPAN_WITHOUT_TRACE = "log record has a span_id but no trace_id"
+BAD_TIME = "log record time is after the year 9999"
+
+
+def map_logs(request: ExportLogsServiceRequest, out: Decoded) -> None:
+    for resource_logs in request.resource_logs:
+        resource = out.add_resource(resource_logs.resource)
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_properties(scope_logs.scope)
+            scope_identity = scope_logs.scope.SerializeToString(deterministic=True)
+            for record in scope_logs.log_records:
+                out.take(
+                    log_event, record, resource.agent, scope, resource.identity, scope_identity
+                )
+
+
+def log_event(
+    record: LogRecord,
+    agent: str | None,
+    scope: dict[str, Any],
+    resource_identity: bytes,
+    scope_identity: bytes,
+) -> dict[str, Any]:
+    try:
+        trace_id = hex_id(record.trace_id, TRACE_ID_BYTES)
+    except ValueError:
+        raise Refused(BAD_TRACE_ID) from None
+    try:
+        span_id = hex_id(record.span_id, SPAN_ID_BYTES)
+    except ValueError:
+        raise Refused(BAD_SPAN_ID) from None
+    if span_id is not None and trace_id is None:
+        raise Refused(SPAN_WITHOUT_TRACE)
+    try:
+        # When it happened, else when the SDK saw it; else the daemon's receipt time.
+        at = time_ms(record.time_unix_nano) or time_ms(record.observed_time_unix_nano)
+    except ValueError:
+        raise Refused(BAD_TIME) from None
+
+    properties = {**scope, **attributes(record.attributes)}
+    name = record.event_name
+    if not name:
+        named = properties.get("event.name")
+        name = named if isinstance(named, str) and named else DEFAULT_NAME
+    if record.severity_text:
+        properties[SEVERITY_TEXT] = record.severity_text
+    if record.severity_number:
+        properties[SEVERITY_NUMBER] = int(record.severity_number)
+    if record.HasField("body"):
+        body = any_value(record.body)
+        if body is not None:
+            properties[BODY] = body
+
+    # Everything the record says is its identity, the resource and scope it came under
+    # too: two services may well log the same line in the same nanosecond.
+    identity = record.SerializeToString(deterministic=True)
+    document = wire_event(
+        name,
+        properties,
+        identity_uuid(at or 0, b"log", resource_identity, scope_identity, identity),
+        agent,
+        rfc3339(at) if at is not None else None,
+    )
+    if trace_id is not None:
+        document["trace_id"] = trace_id
+    if span_id is not None:
+        document["span_id"] = span_id
+    return document

@@ -31,7 +31,6 @@ SEVERITY_NUMBER = "log.severity_number"
 BAD_TRACE_ID = "log record has an invalid trace_id (16 bytes, 32 hex digits, not all zero)"
 BAD_SPAN_ID = "log record has an invalid span_id (8 bytes, 16 hex digits, not all zero)"
 SPAN_WITHOUT_TRACE = "log record has a span_id but no trace_id"
-BAD_TIME = "log record time is after the year 9999"
 
 
 def map_logs(request: ExportLogsServiceRequest, out: Decoded) -> None:
@@ -63,11 +62,8 @@ def log_event(
         raise Refused(BAD_SPAN_ID) from None
     if span_id is not None and trace_id is None:
         raise Refused(SPAN_WITHOUT_TRACE)
-    try:
-        # When it happened, else when the SDK saw it; else the daemon's receipt time.
-        at = time_ms(record.time_unix_nano) or time_ms(record.observed_time_unix_nano)
-    except ValueError:
-        raise Refused(BAD_TIME) from None
+    # When it happened, else when the SDK saw it; else the daemon's receipt time.
+    at = time_ms(record.time_unix_nano) or time_ms(record.observed_time_unix_nano)
 
     properties = {**scope, **attributes(record.attributes)}
     name = record.event_name

@@ -51,7 +51,6 @@ NO_DATA = (
     "metric has no data this daemon reads (gauge, sum, histogram, exponential histogram, summary)"
 )
 NO_TIME = "data point has no time_unix_nano"
-BAD_TIME = "data point time is after the year 9999"
 
 
 def map_metrics(request: ExportMetricsServiceRequest, out: Decoded) -> None:
@@ -105,11 +104,8 @@ def point_event(
     common: dict[str, Any],
     identity: tuple[bytes, ...],
 ) -> dict[str, Any]:
-    try:
-        at = time_ms(point.time_unix_nano)
-        start = time_ms(point.start_time_unix_nano)
-    except ValueError:
-        raise Refused(BAD_TIME) from None
+    at = time_ms(point.time_unix_nano)
+    start = time_ms(point.start_time_unix_nano)
     if at is None:
         raise Refused(NO_TIME)
     properties = {**scope, **attributes(point.attributes), **common}

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from agent_telemetry._wire import MAX_TIMESTAMP_MS, format_timestamp
+from agent_telemetry._wire import format_timestamp
 
 NANOS_PER_MS = 1_000_000
 TRACE_ID_BYTES = 16
@@ -75,13 +75,9 @@ def hex_id(raw: bytes, size: int) -> str | None:
 
 
 def time_ms(nanos: int) -> int | None:
-    """Unix nanoseconds as milliseconds; None for 0 (unset), ValueError past year 9999."""
-    if not nanos:
-        return None
-    ms = nanos // NANOS_PER_MS
-    if ms >= MAX_TIMESTAMP_MS:
-        raise ValueError
-    return ms
+    """Unix nanoseconds as milliseconds; None for 0 (unset). A uint64 of nanoseconds ends
+    in the year 2554, well inside what the wire's timestamps allow."""
+    return nanos // NANOS_PER_MS if nanos else None
 
 
 def rfc3339(ms: int) -> str:

@@ -104,7 +104,7 @@ async def export(request: web.Request, signal: Signal) -> web.Response:
     if not context.config.capture_content:
         for document in documents:
             document["properties"] = state.mask.properties(document["properties"])
-    resources = [resource_event(resource) for resource in decoded.resources]
+    resources = [resource_event(r) for r in decoded.resources if r.attributes]
     resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
     outcome = context.ingestor.accept_documents(
         documents + resources, source, ack=True, refused=decoded.refused

@@ -46,9 +46,20 @@ def any_value(value: AnyValue) -> Any:
     return None  # a kind newer than this daemon: the key stays, its value is not understood
 
 
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     """Attributes as one object; a key given twice keeps its last value."""
-    return {pair.key: any_value(pair.value) for pair in pairs}
+    # Scalars inline: this runs for every attribute of every item, and a call per value
+    # was a third of the cost of mapping a span.
+    found: dict[str, Any] = {}
+    scalars = _SCALARS
+    for pair in pairs:
+        value = pair.value
+        kind = value.WhichOneof("value")
+        found[pair.key] = getattr(value, kind) if kind in scalars else any_value(value)
+    return found
 
 
 def text(value: Any) -> str:

@@ -3,11 +3,15 @@ binary encoding's garbage, and the answers the receiver gives in either encoding
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 import orjson
 import pytest
 from google.rpc.status_pb2 import Status
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -263,3 +267,35 @@ def test_partial_success_counts_and_explains_the_refused_items() -> None:
 def test_a_failure_is_a_google_rpc_status_in_the_request_encoding() -> None:
     assert Status.FromString(status_answer("bad body", PROTOBUF)).message == "bad body"
     assert orjson.loads(status_answer("bad body", JSON)) == {"message": "bad body"}
+
+
+OTLP_KEYS = ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "name", "attributes",
+             "key", "value", "stringValue", "kvlistValue", "values", "startTimeUnixNano",
+             "links", "status", "code", "resource", "scope", "kind", "events"]  # fmt: skip
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(OTLP_KEYS), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=json_values)
+def test_any_json_is_events_refusals_or_undecodable_never_a_crash(document: Any) -> None:
+    try:
+        decoded = decode(TRACES, json.dumps(document).encode(), JSON)
+    except UndecodableError:
+        return
+    for event in decoded.documents:
+        assert event["event"] and event["uuid"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200))
+def test_any_bytes_are_events_refusals_or_undecodable_never_a_crash(body: bytes) -> None:
+    for signal in (TRACES, LOGS, METRICS):
+        with contextlib.suppress(UndecodableError):
+            decode(signal, body, PROTOBUF)

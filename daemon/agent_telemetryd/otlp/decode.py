@@ -38,6 +38,8 @@ def decode(signal: Signal, body: bytes, encoding: str) -> Decoded:
             request, refused = signal.from_json(document)
         except JsonShapeError as error:
             raise UndecodableError(f"request body is not OTLP JSON: {error}") from None
+        except Exception:  # a shape no rule foresaw: its message may quote the body
+            raise UndecodableError("request body is not OTLP JSON") from None
     else:
         raise ValueError(f"unknown encoding {encoding!r}")
     decoded = Decoded(refused=refused)

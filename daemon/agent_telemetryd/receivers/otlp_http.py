@@ -128,8 +128,9 @@ async def export(request: web.Request, signal: Signal) -> web.Response:
     items = len(documents)
     refused = list(decoded.refused)
     refused.extend(r.reason for r in outcome.rejected if r.index < items)
-    not_kept = {r.index - items for r in outcome.rejected if r.index >= items}
-    state.recorded([r["uuid"] for i, r in enumerate(resources) if i not in not_kept])
+    if outcome.pending is not None:  # kept (not mode off): no need to send it again
+        not_kept = {r.index - items for r in outcome.rejected if r.index >= items}
+        state.recorded([r["uuid"] for i, r in enumerate(resources) if i not in not_kept])
     return _answer(200, export_answer(signal, refused, decoded.items, encoding), encoding)
 
 

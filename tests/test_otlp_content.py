@@ -53,6 +53,27 @@ def test_other_names_are_not_content(name: str) -> None:
     assert not is_content_name(name)
 
 
+@pytest.mark.parametrize(
+    ("event", "name"),
+    [
+        ("claude_code.user_prompt", "prompt"),
+        ("claude_code.tool_result", "tool_parameters"),
+        ("claude_code.api_request_body", "body"),
+        ("gemini_cli.user_prompt", "prompt"),
+        ("gemini_cli.api_response", "response_text"),
+        ("gemini_cli.tool_call", "function_args"),
+        ("codex.user_prompt", "prompt"),
+        ("codex.tool_result", "output"),
+    ],
+)
+def test_a_coding_agents_own_content_names_are_masked_in_its_events(event: str, name: str) -> None:
+    found = ContentMask()(Event(event, {name: PROMPT, "model": "m"}, None, None, None))
+    assert found.properties == {name: f"[content: {len(PROMPT)} chars]", "model": "m"}
+    # The same word in any other event is not content: it may be a count or a status.
+    other = Event("agent.step", {name: "ok"}, None, None, None)
+    assert ContentMask()(other) is other
+
+
 def test_structured_content_counts_the_characters_of_its_json() -> None:
     messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
     text = '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'

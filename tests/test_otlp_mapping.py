@@ -279,35 +279,94 @@ def test_a_record_without_time_uses_when_it_was_observed_else_the_receipt_time()
     assert "timestamp" not in neither  # the daemon stamps its receipt time
 
 
+def claude_code_record(name: str, **attributes: object) -> object:
+    """A log record as Claude Code emits its events: the full name as the body, the short
+    one in `event.name`, and every attribute as text, numbers too."""
+    return record(
+        body=f"claude_code.{name}",
+        attributes={
+            "event.name": name,
+            "event.timestamp": "2026-11-24T21:00:00.123Z",
+            "event.sequence": 7,
+            "session.id": "9d2c",
+            **{key: str(value) for key, value in attributes.items()},
+        },
+    )
+
+
 def test_a_coding_agents_api_request_event_arrives_with_its_numbers() -> None:
-    # Shaped as Claude Code documents its `api_request` event: the name in `event.name`,
-    # the model, tokens, cost and duration as attributes, the service in the resource.
     event = one_event(
         LOGS,
         logs(
-            record(
-                body="claude_code.api_request",
-                attributes={
-                    "event.name": "api_request",
-                    "event.timestamp": "2026-11-24T21:00:00.123Z",
-                    "session.id": "9d2c",
-                    "model": "claude-sonnet-4-5",
-                    "input_tokens": 1520,
-                    "output_tokens": 312,
-                    "cache_read_tokens": 9000,
-                    "cache_creation_tokens": 0,
-                    "cost_usd": 0.0123,
-                    "duration_ms": 2314,
-                },
+            claude_code_record(
+                "api_request",
+                model="claude-sonnet-4-5",
+                input_tokens=1520,
+                output_tokens=312,
+                cache_read_tokens=9000,
+                cache_creation_tokens=0,
+                cost_usd=0.0123,
+                duration_ms=2314,
+                speed="normal",
             ),
             resource={"service.name": "claude-code", "service.version": "2.0.0"},
         ),
     )
-    assert (event["event"], event["agent"]) == ("api_request", "claude-code")
+    assert (event["event"], event["agent"]) == ("claude_code.api_request", "claude-code")
     properties = event["properties"]
+    assert "log.body" not in properties  # the body was the event's name
     assert properties["model"] == "claude-sonnet-4-5"
     assert (properties["input_tokens"], properties["output_tokens"]) == (1520, 312)
+    assert (properties["cache_read_tokens"], properties["cache_creation_tokens"]) == (9000, 0)
     assert (properties["cost_usd"], properties["duration_ms"]) == (0.0123, 2314)
+    assert (properties["speed"], properties["event.sequence"]) == ("normal", 7)
+
+
+def test_only_amounts_written_as_plain_numbers_become_numbers() -> None:
+    properties = one_event(
+        LOGS,
+        logs(
+            claude_code_record(
+                "tool_result",
+                tool_name="Bash",
+                success="true",
+                duration_ms="12.5",
+                status_code="500",
+                output_tokens="12k",
+                input_tokens="1e3",
+                cost_usd="",
+            )
+        ),
+    )["properties"]
+    assert properties["duration_ms"] == 12.5
+    # Not amounts, or not plain decimal numbers: kept as sent.
+    assert (properties["success"], properties["status_code"]) == ("true", "500")
+    assert (properties["output_tokens"], properties["input_tokens"]) == ("12k", "1e3")
+    assert properties["cost_usd"] == ""
+
+
+def test_a_body_that_is_not_the_events_full_name_stays_a_body() -> None:
+    event = one_event(
+        LOGS,
+        logs(record(body="API response from gemini-2.5-pro.", attributes={"event.name": "api"})),
+    )
+    assert (event["event"], event["properties"]["log.body"]) == (
+        "api",
+        "API response from gemini-2.5-pro.",
+    )
+    named = one_event(
+        LOGS,
+        logs(
+            record(
+                body="claude_code.api_request",
+                event_name="gen_ai.client.inference",
+                attributes={"event.name": "api_request"},
+            )
+        ),
+    )
+    # The record's own event_name wins; the body is then just a body.
+    assert named["event"] == "gen_ai.client.inference"
+    assert named["properties"]["log.body"] == "claude_code.api_request"
 
 
 def test_identical_log_records_share_a_uuid_and_any_difference_separates_them() -> None:

@@ -2,10 +2,20 @@
 else its `event.name` attribute, else `log`. Attributes become properties; severity goes
 to `log.severity_text` and `log.severity_number`, and the body to `log.body` (the names
 OpenTelemetry's transformation language gives them), where the content rules find it.
+
+Two shapes coding agents use are read for what they mean:
+- Claude Code puts its event's full name in the body (`claude_code.api_request`) and the
+  short one in `event.name` (`api_request`). A text body that is the `event.name` with a
+  prefix (`<prefix>.<event.name>`) names the event and is not kept as a body: the event
+  is named as the agent's documentation names it.
+- Claude Code sends every attribute as text, numbers too. The amounts the dashboard and
+  the upload backends add up (`duration_ms`, `cost_usd`, and token counts `*_tokens`)
+  become numbers when their text is a plain decimal number; other text stays text.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -23,6 +33,9 @@ from agent_telemetryd.otlp.values import (
     time_ms,
 )
 
+NUMERIC_NAMES = frozenset({"duration_ms", "cost_usd"})
+NUMERIC_SUFFIX = "_tokens"
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 DEFAULT_NAME = "log"
 BODY = "log.body"
 SEVERITY_TEXT = "log.severity_text"
@@ -66,18 +79,23 @@ def log_event(
     at = time_ms(record.time_unix_nano) or time_ms(record.observed_time_unix_nano)
 
     properties = {**scope, **attributes(record.attributes)}
+    _numbers_from_text(properties)
+    body = any_value(record.body) if record.HasField("body") else None
     name = record.event_name
     if not name:
         named = properties.get("event.name")
-        name = named if isinstance(named, str) and named else DEFAULT_NAME
+        if isinstance(named, str) and named:
+            name = named
+            if isinstance(body, str) and body.endswith("." + named) and len(body) <= 200:
+                name, body = body, None  # `claude_code.api_request` for `api_request`
+        else:
+            name = DEFAULT_NAME
     if record.severity_text:
         properties[SEVERITY_TEXT] = record.severity_text
     if record.severity_number:
         properties[SEVERITY_NUMBER] = int(record.severity_number)
-    if record.HasField("body"):
-        body = any_value(record.body)
-        if body is not None:
-            properties[BODY] = body
+    if body is not None:
+        properties[BODY] = body
 
     # Everything the record says is its identity, the resource and scope it came under
     # too: two services may well log the same line in the same nanosecond.
@@ -94,3 +112,14 @@ def log_event(
     if span_id is not None:
         document["span_id"] = span_id
     return document
+
+
+def _numbers_from_text(properties: dict[str, Any]) -> None:
+    """Amounts sent as text (`"812"`) as the numbers they are; see the module docstring."""
+    for key, value in properties.items():
+        if (
+            type(value) is str
+            and (key in NUMERIC_NAMES or key.endswith(NUMERIC_SUFFIX))
+            and _DECIMAL.fullmatch(value)
+        ):
+            properties[key] = float(value) if "." in value else int(value)

@@ -4,8 +4,11 @@ were called with are replaced by their length before anything is stored.
 The names are those of OpenTelemetry's GenAI conventions (current and legacy), of
 OpenInference, and OTLP log bodies (`log.body`), wherever they come from: OTLP or the
 shims. A value under such a name, at any depth, becomes `"[content: N chars]"` (N counts
-the characters of a string, or of the JSON text of anything else). Keeping content is the
-`capture_content` setting; what is kept is still scrubbed. No I/O.
+the characters of a string, or of the JSON text of anything else). Coding agents' own
+events name their content in words of their own (`prompt`, `function_args`, `output`):
+those are masked in the events they document them for, and only there, since the same
+words elsewhere may well be a count or a status. Keeping content is the `capture_content`
+setting; what is kept is still scrubbed. No I/O.
 """
 
 from __future__ import annotations
@@ -34,6 +37,23 @@ CONTENT_NAMES = frozenset(
 # message.content` (OpenInference, flattened), and the bare legacy `gen_ai.prompt`.
 CONTENT_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages",
                     "llm.output_messages")  # fmt: skip
+# Content under the coding agents' own attribute names, by the event that documents it.
+AGENT_CONTENT_NAMES: dict[str, frozenset[str]] = {
+    # Claude Code (its events as `claude_code.<event.name>`).
+    "claude_code.user_prompt": frozenset({"prompt"}),
+    "claude_code.tool_result": frozenset({"tool_parameters", "tool_input"}),
+    "claude_code.api_request_body": frozenset({"body"}),
+    "claude_code.api_response_body": frozenset({"body"}),
+    # Gemini CLI.
+    "gemini_cli.user_prompt": frozenset({"prompt"}),
+    "gemini_cli.api_request": frozenset({"request_text"}),
+    "gemini_cli.api_response": frozenset({"response_text"}),
+    "gemini_cli.tool_call": frozenset({"function_args"}),
+    # Codex.
+    "codex.user_prompt": frozenset({"prompt"}),
+    "codex.tool_result": frozenset({"arguments", "output"}),
+}
+_NONE: frozenset[str] = frozenset()
 _MARKER = re.compile(r"\[content: \d+ chars\]")
 # Names seen, and whether each is content: a set lookup per key after the first events.
 _MAX_REMEMBERED = 8192
@@ -69,15 +89,17 @@ class ContentMask:
         properties = event.properties
         if not properties:
             return event
-        masked = self.properties(properties)
+        masked = self.properties(properties, event.event)
         return event if masked is properties else replace(event, properties=masked)
 
-    def properties(self, node: dict[str, Any]) -> dict[str, Any]:
-        """`node` with content masked; the same object when there was none."""
+    def properties(self, node: dict[str, Any], event: str | None = None) -> dict[str, Any]:
+        """`node` (an event's properties) with content masked; the same object when there
+        was none. `event`, the event's name, adds the content names its agent documents."""
         changed: dict[str, Any] | None = None
+        agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
         for key, value in node.items():
             kind = type(value)
-            if self._is_content(key):
+            if key in agent_names or self._is_content(key):
                 if value is None or value == "" or (kind is str and _MARKER.fullmatch(value)):
                     continue  # nothing there, or already masked
                 new = content_marker(value)

@@ -11,8 +11,9 @@ import gzip
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from google.rpc.status_pb2 import Status
@@ -72,10 +73,27 @@ def otlp_rows(daemon: DaemonProcess) -> list[dict[str, Any]]:
     return [row for row in daemon.export() if row["transport"] == "otlp"]
 
 
+@dataclass(frozen=True)
+class Exporters:
+    """OpenTelemetry's own exporters of one transport, pointed at one daemon."""
+
+    spans: Callable[[], Any]
+    logs: Callable[[], Any]
+    metrics: Callable[..., Any]  # takes preferred_temporality
+
+
+def http_exporters(url: str) -> Exporters:
+    return Exporters(
+        spans=lambda: OTLPSpanExporter(endpoint=f"{url}/v1/traces"),
+        logs=lambda: OTLPLogExporter(endpoint=f"{url}/v1/logs", compression=Compression.Gzip),
+        metrics=lambda **kw: OTLPMetricExporter(endpoint=f"{url}/v1/metrics", **kw),
+    )
+
+
 @contextmanager
-def tracer_provider(url: str, resource: Resource) -> Iterator[TracerProvider]:
+def tracer_provider(exporters: Exporters, resource: Resource) -> Iterator[TracerProvider]:
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{url}/v1/traces")))
+    provider.add_span_processor(SimpleSpanProcessor(exporters.spans()))
     try:
         yield provider
     finally:
@@ -83,22 +101,24 @@ def tracer_provider(url: str, resource: Resource) -> Iterator[TracerProvider]:
 
 
 @contextmanager
-def logger_provider(url: str, resource: Resource) -> Iterator[LoggerProvider]:
-    exporter = OTLPLogExporter(endpoint=f"{url}/v1/logs", compression=Compression.Gzip)
+def logger_provider(exporters: Exporters, resource: Resource) -> Iterator[LoggerProvider]:
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporters.logs()))
     try:
         yield provider
     finally:
         provider.shutdown()
 
 
-def run_an_agent(url: str) -> dict[str, str]:
+def run_an_agent(exporters: Exporters) -> dict[str, str]:
     """An agent run as an OTel-instrumented program reports it: three spans (one failed),
     two log events, and three metric points. Returns the span ids by name."""
     resource = Resource.create({"service.name": "sdk-agent", "service.version": "0.9"})
     ids: dict[str, str] = {}
-    with tracer_provider(url, resource) as tracing, logger_provider(url, resource) as logging:
+    with (
+        tracer_provider(exporters, resource) as tracing,
+        logger_provider(exporters, resource) as logging,
+    ):
         tracer = tracing.get_tracer("agent")
         logger = logging.get_logger("agent")
         with tracer.start_as_current_span("invoke_agent planner") as root:
@@ -120,10 +140,8 @@ def run_an_agent(url: str) -> dict[str, str]:
             except TimeoutError:
                 pass
         logger.emit(body="run finished", attributes={"event.name": "agent.run.finished"})
-    cumulative = OTLPMetricExporter(endpoint=f"{url}/v1/metrics")
-    delta = OTLPMetricExporter(
-        endpoint=f"{url}/v1/metrics", preferred_temporality={Counter: AggregationTemporality.DELTA}
-    )
+    cumulative = exporters.metrics()
+    delta = exporters.metrics(preferred_temporality={Counter: AggregationTemporality.DELTA})
     readers = [
         PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
         for exporter in (cumulative, delta)
@@ -146,7 +164,12 @@ def run_an_agent(url: str) -> dict[str, str]:
 def test_the_python_sdk_exporters_land_spans_logs_and_metrics_as_mapped_events(
     daemon: DaemonProcess,
 ) -> None:
-    ids = run_an_agent(daemon.http_url())
+    ids = run_an_agent(http_exporters(daemon.http_url()))
+    assert_the_agent_run_landed(daemon, ids)
+
+
+def assert_the_agent_run_landed(daemon: DaemonProcess, ids: dict[str, str]) -> None:
+    """What `run_an_agent` reported is in `export`, exactly, with the mapped fields."""
     rows = otlp_rows(daemon)
     by_name = {row["event"]: row for row in rows}
     assert sorted(by_name) == sorted(
@@ -343,7 +366,11 @@ def buffer_bytes(daemon: DaemonProcess) -> bytes:
 
 def send_canaries(url: str) -> None:
     resource = Resource.create({"service.name": "canary-agent"})
-    with tracer_provider(url, resource) as tracing, logger_provider(url, resource) as logging:
+    exporters = http_exporters(url)
+    with (
+        tracer_provider(exporters, resource) as tracing,
+        logger_provider(exporters, resource) as logging,
+    ):
         tracer = tracing.get_tracer("canary")
         with tracer.start_as_current_span("chat") as chat:
             chat.set_attribute(

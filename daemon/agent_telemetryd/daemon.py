@@ -33,6 +33,7 @@ from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.receivers import api_routes, http_ingest, otlp_http, posthog_capture
+from agent_telemetryd.receivers.debug_routes import routes as debug_routes
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
@@ -55,9 +56,10 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
     from agent_telemetryd import dashboard
+    from agent_telemetryd.receivers import otlp_listeners
     from agent_telemetryd.upload import part as upload_part
 
-    return (upload_part.attach, dashboard.attach)
+    return (upload_part.attach, dashboard.attach, otlp_listeners.attach)
 
 
 def privacy_transforms(config: Config) -> list[Transform]:
@@ -140,6 +142,7 @@ class Daemon:
         )
         api_app = self._make_app(same_user_guard())
         api_app.add_routes(api_routes.routes)
+        api_app.add_routes(debug_routes)
         tcp_app = self._make_app(loopback_guard(self._allowed_origins))
         for part in daemon_parts():
             self._closers.append(await part(context, api_app, tcp_app))

@@ -63,6 +63,9 @@ def buffer_rows(count: int, *, upload: str, received_ms: int | None = None) -> I
             upload,
             "bench-anonymous-id",
             __version__,
+            None,  # trace_id, span_id, parent_span_id: plain events
+            None,
+            None,
         )
 
 

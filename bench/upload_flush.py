@@ -110,6 +110,9 @@ def fill_buffer(database: Path, count: int) -> None:
                 "pending",
                 anonymous_id,
                 __version__,
+                None,  # trace_id, span_id, parent_span_id: plain events
+                None,
+                None,
             )
             for _ in range(count)
         )

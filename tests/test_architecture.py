@@ -111,9 +111,20 @@ def _is_key_lookup(parent: ast.AST | None, node: ast.Constant) -> bool:
     )
 
 
+def _is_environment_value(parent: ast.AST | None, node: ast.Constant) -> bool:
+    """`("GEMINI_TELEMETRY_TARGET", "local")`: another program's setting, not a state."""
+    if not isinstance(parent, ast.Tuple) or len(parent.elts) != 2 or parent.elts[1] is not node:
+        return False
+    name = parent.elts[0]
+    return isinstance(name, ast.Constant) and bool(
+        isinstance(name.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", name.value)
+    )
+
+
 def upload_state_literals(tree: ast.Module) -> list[str]:
     """Upload states written as text: a bare `"pending"` used as a value (dict keys and
-    subscripts are field names, as in `status["sent"]`), or a quoted state inside SQL."""
+    subscripts are field names, as in `status["sent"]`; an environment variable's value is
+    another program's word), or a quoted state inside SQL."""
     modes = _mode_names(tree)
     found = []
     for node, parent in _strings(tree):
@@ -126,7 +137,7 @@ def upload_state_literals(tree: ast.Module) -> list[str]:
             continue
         if isinstance(parent, ast.Subscript) and parent.slice is node:
             continue
-        if _is_key_lookup(parent, node):
+        if _is_key_lookup(parent, node) or _is_environment_value(parent, node):
             continue
         found.append(node.value)
     return found

@@ -16,17 +16,18 @@ import pytest
 
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.rows import EventRow
 from agent_telemetryd.store.writer import Writer
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 
 
-def buffer_row(number: int, received_ms: int) -> tuple[object, ...]:
+def buffer_row(number: int, received_ms: int) -> EventRow:
     """One row as the ingest path hands it to the writer (uuid ends in `number`)."""
     uuid = f"00000000-0000-7000-8000-{number:012d}"
-    return (uuid, "e", received_ms, received_ms, "{}", "a", None, "http", "local", "local",
-            "id", "t")  # fmt: skip
+    return EventRow(uuid, "e", received_ms, received_ms, "{}", "a", None, "http", "local",
+                    "local", "id", "t")  # fmt: skip
 
 
 @pytest.fixture

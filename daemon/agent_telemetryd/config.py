@@ -77,6 +77,8 @@ class Config:
     rate_limit: tuple[RateRule, ...] = (RateRule(60, 60.0), RateRule(1000, 3600.0))
     http_host: str = "127.0.0.1"
     http_port: int | None = 7468
+    otlp_http_port: int | None = None  # a second, OTLP-only listener (4318 is OTLP's own)
+    otlp_grpc_port: int | None = None  # OTLP/gRPC, with the [otlp-grpc] extra (4317)
     max_event_bytes: int = 32 * 1024
     max_line_bytes: int = 64 * 1024
     max_depth: int = 10
@@ -87,6 +89,7 @@ class Config:
     retention_days: int = 90
     allow_events: frozenset[str] | None = None
     allow_properties: frozenset[str] | None = None
+    capture_content: bool = False  # keep prompts, completions, tool arguments, log bodies
     do_not_track: bool = False
     disabled: bool = False
     ci: bool = False
@@ -264,6 +267,8 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("rate_limit", "rate_limit", "AGENT_TELEMETRY_RATE_LIMIT", parse_rate_limit),
     ("http_host", "http_host", None, parse_loopback_host),
     ("http_port", "http_port", "AGENT_TELEMETRY_HTTP_PORT", parse_port),
+    ("otlp_http_port", "otlp_http_port", "AGENT_TELEMETRY_OTLP_HTTP_PORT", parse_port),
+    ("otlp_grpc_port", "otlp_grpc_port", "AGENT_TELEMETRY_OTLP_GRPC_PORT", parse_port),
     ("max_event_bytes", "limits.max_event_bytes", None, parse_positive_int),
     ("max_line_bytes", "limits.max_line_bytes", None, parse_positive_int),
     ("max_depth", "limits.max_depth", None, parse_positive_int),
@@ -279,6 +284,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ),
     ("allow_events", "privacy.allow_events", None, parse_names),
     ("allow_properties", "privacy.allow_properties", None, parse_names),
+    ("capture_content", "capture_content", "AGENT_TELEMETRY_CAPTURE_CONTENT", parse_flag),
     ("do_not_track", None, "DO_NOT_TRACK", parse_flag),
     ("disabled", None, "AGENT_TELEMETRY_DISABLED", parse_flag),
     ("ci", None, "CI", parse_flag),

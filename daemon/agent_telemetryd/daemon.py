@@ -29,9 +29,11 @@ from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.privacy.allowlist import Allowlist
+from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
-from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
+from agent_telemetryd.receivers import api_routes, http_ingest, otlp_http, posthog_capture
+from agent_telemetryd.receivers.debug_routes import routes as debug_routes
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
 from agent_telemetryd.service.notify import SdNotifier
@@ -53,16 +55,20 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
     from agent_telemetryd import dashboard
+    from agent_telemetryd.receivers import otlp_listeners
     from agent_telemetryd.upload import part as upload_part
 
-    return (upload_part.attach, dashboard.attach)
+    return (upload_part.attach, dashboard.attach, otlp_listeners.attach)
 
 
 def privacy_transforms(config: Config) -> list[Transform]:
-    """Allowlist first (dropping is cheapest), then scrubbing of what is kept."""
+    """Allowlist first (dropping is cheapest), then content off unless kept, then scrubbing
+    of what is kept."""
     transforms: list[Transform] = []
     if config.allow_events is not None or config.allow_properties is not None:
         transforms.append(Allowlist(config.allow_events, config.allow_properties))
+    if not config.capture_content:
+        transforms.append(ContentMask())
     transforms.append(default_scrubber(config.max_string_chars))
     return transforms
 
@@ -135,6 +141,7 @@ class Daemon:
         )
         api_app = self._make_app(same_user_guard())
         api_app.add_routes(api_routes.routes)
+        api_app.add_routes(debug_routes)
         tcp_app = self._make_app(loopback_guard(self._allowed_origins))
         for part in daemon_parts():
             self._closers.append(await part(context, api_app, tcp_app))
@@ -192,6 +199,7 @@ class Daemon:
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
         app.add_routes(posthog_capture.routes)
+        otlp_http.add_to(app)
         return app
 
     async def _start_app(self, app: web.Application, sock: object) -> None:

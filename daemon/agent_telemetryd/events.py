@@ -15,13 +15,25 @@ from typing import Any
 
 import orjson
 
-ALLOWED_FIELDS = ("event", "properties", "timestamp", "uuid", "agent")
+ALLOWED_FIELDS = (
+    "event",
+    "properties",
+    "timestamp",
+    "uuid",
+    "agent",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+)
 _ALLOWED = frozenset(ALLOWED_FIELDS)
 _ALLOWED_LIST = ", ".join(ALLOWED_FIELDS)
 MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# W3C Trace Context ids: lowercase hex, 16 bytes for a trace, 8 for a span.
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class EventError(ValueError):
@@ -62,6 +74,9 @@ class Event:
     ts_ms: int | None
     uuid: str | None
     agent: str | None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
 
 
 def parse_line(line: bytes | str) -> Any:
@@ -75,7 +90,6 @@ def parse_line(line: bytes | str) -> Any:
         raise EventError(f"not valid JSON ({message.split(':', 1)[0]})") from None
 
 
-# Names and timestamps remembered per Validator: a few thousand entries, then forgotten.
 _MAX_REMEMBERED = 4096
 
 
@@ -113,13 +127,22 @@ class Validator:
             agent = _agent(agent)
             if len(agent) <= MAX_EVENT_NAME:
                 self._remember(agent)
-        return Event(
+        event = Event(
             event=name,
             properties=_properties(get("properties"), self.limits),
             ts_ms=self._timestamp(get("timestamp")),
             uuid=_uuid(get("uuid")),
             agent=agent,
         )
+        trace_id, span_id, parent_span_id = get("trace_id"), get("span_id"), get("parent_span_id")
+        if trace_id is not None or span_id is not None or parent_span_id is not None:
+            event.trace_id = _hex_id(trace_id, "trace_id", _TRACE_ID)
+            event.span_id = _hex_id(span_id, "span_id", _SPAN_ID)
+            event.parent_span_id = _hex_id(parent_span_id, "parent_span_id", _SPAN_ID)
+            if event.trace_id is None:
+                # A span id means something only within its trace.
+                raise EventError("field 'span_id' or 'parent_span_id' needs 'trace_id' too")
+        return event
 
     def _remember(self, name: str) -> str:
         if len(self._good_names) >= _MAX_REMEMBERED:
@@ -247,6 +270,28 @@ def _uuid(value: Any) -> str | None:
         return str(uuid_module.UUID(value))
     except ValueError:
         raise EventError("field 'uuid' is not a UUID") from None
+
+
+def _hex_id(value: Any, field: str, shape: re.Pattern[str]) -> str | None:
+    if value is None:
+        return None
+    digits = 32 if shape is _TRACE_ID else 16
+    if not isinstance(value, str):
+        raise EventError(f"field {field!r} must be a string, not {_json_type(value)}")
+    if not shape.fullmatch(value) or value == "0" * digits:
+        raise EventError(f"field {field!r} must be {digits} lowercase hex digits, not all zero")
+    return value
+
+
+def _hex_id(value: Any, field: str, shape: re.Pattern[str]) -> str | None:
+    if value is None:
+        return None
+    digits = 32 if shape is _TRACE_ID else 16
+    if not isinstance(value, str):
+        raise EventError(f"field {field!r} must be a string, not {_json_type(value)}")
+    if not shape.fullmatch(value) or value == "0" * digits:
+        raise EventError(f"field {field!r} must be {digits} lowercase hex digits, not all zero")
+    return value
 
 
 def _agent(value: Any) -> str | None:

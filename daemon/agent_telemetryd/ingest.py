@@ -40,7 +40,7 @@ UploadGate = Callable[[str, float], bool]
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    transport: str  # unix, http, posthog
+    transport: str  # unix, http, posthog, otlp
     agent: str | None = None
     pid: int | None = None
 
@@ -119,8 +119,12 @@ class Ingestor:
                 bad.append(str(error))
         self._submit(documents, source, ack=False, extra_rejections=bad)
 
-    def accept_documents(self, documents: list[Any], source: Source, *, ack: bool) -> Outcome:
-        return self._submit(documents, source, ack=ack, extra_rejections=())
+    def accept_documents(
+        self, documents: list[Any], source: Source, *, ack: bool, refused: Iterable[str] = ()
+    ) -> Outcome:
+        """`refused`: one reason for each item the receiver could not make a document of,
+        counted as received and rejected in the same write."""
+        return self._submit(documents, source, ack=ack, extra_rejections=refused)
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""
@@ -185,6 +189,9 @@ class Ingestor:
                     upload,
                     anonymous_id,
                     __version__,
+                    event.trace_id,
+                    event.span_id,
+                    event.parent_span_id,
                 )
             )
         return arrival

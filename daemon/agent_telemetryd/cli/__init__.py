@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "report": "agent_telemetryd.cli.dashboard_commands:report",
     "service": "agent_telemetryd.cli.service:service",
     "completion": "agent_telemetryd.cli.completion:completion",
+    "otel-env": "agent_telemetryd.cli.otel_env:otel_env",
 }
 
 

@@ -75,7 +75,16 @@ class Scrubber:
             return event
         properties = self.properties(event.properties) if event.properties else event.properties
         # Not dataclasses.replace(): it costs several times a plain construction per event.
-        return Event(name, properties, event.ts_ms, event.uuid, agent)
+        return Event(
+            name,
+            properties,
+            event.ts_ms,
+            event.uuid,
+            agent,
+            event.trace_id,
+            event.span_id,
+            event.parent_span_id,
+        )
 
     def name(self, name: str) -> str:
         """A name (event, source, property key, attribute key) as it may be stored."""

@@ -236,6 +236,15 @@ MIGRATIONS: tuple[str, ...] = (
     DELETE FROM dash_hourly;
     UPDATE dash_state SET folded_id = 0;
     """,
+    # 7: W3C trace context of spans (the shims' and OpenTelemetry's): NULL for other events.
+    # The index is partial, so events without a trace cost it nothing on insert; it serves
+    # the lookup of one run's spans.
+    """
+    ALTER TABLE events ADD COLUMN trace_id TEXT;
+    ALTER TABLE events ADD COLUMN span_id TEXT;
+    ALTER TABLE events ADD COLUMN parent_span_id TEXT;
+    CREATE INDEX events_by_trace ON events (trace_id) WHERE trace_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,9 @@ EXPORT_FIELDS = (
     "pid",
     "transport",
     "consent",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
 )
 
 
@@ -88,7 +91,8 @@ def iter_export_page(
     clause, params = where.sql() if where is not None else ("", ())
     rows = conn.execute(
         "SELECT id, uuid, event, ts_ms, received_ms, properties, upload, agent, pid,"
-        f" transport, consent FROM events WHERE id > ?{clause} ORDER BY id LIMIT ?",
+        " transport, consent, trace_id, span_id, parent_span_id"
+        f" FROM events WHERE id > ?{clause} ORDER BY id LIMIT ?",
         (after_id, *params, limit),
     ).fetchall()
     for row in rows:
@@ -105,6 +109,9 @@ def iter_export_page(
                 "pid": row[8],
                 "transport": row[9],
                 "consent": row[10],
+                "trace_id": row[11],
+                "span_id": row[12],
+                "parent_span_id": row[13],
             },
         )
 

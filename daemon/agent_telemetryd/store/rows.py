@@ -36,6 +36,10 @@ class EventRow(NamedTuple):
     upload: str  # an UploadState value
     anonymous_id: str
     daemon_version: str
+    # W3C trace context (lowercase hex), set by spans and OTLP; None for a plain event.
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
 
 
 # A uuid seen before is a duplicate, not an error: `INSERT OR IGNORE` skips it and the

@@ -1,0 +1,143 @@
+"""Spans → events (one per span): the span's name, its start as `timestamp`, its length as
+`duration_ms`, its ids as the event's trace context, its attributes as properties.
+
+A failed span (status ERROR) gets `status: "error"` and, when it can be told, `error.type`:
+the span's own `error.type` attribute, else the `exception.type` of its first exception
+event. That event's message and stack trace are kept as `exception.message` and
+`exception.stacktrace`: text, which the scrubber reads after this (home paths, secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from agent_telemetryd.otlp.decoded import Decoded, Refused, scope_properties, wire_event
+from agent_telemetryd.otlp.identity import identity_uuid
+from agent_telemetryd.otlp.values import (
+    NANOS_PER_MS,
+    SPAN_ID_BYTES,
+    TRACE_ID_BYTES,
+    attributes,
+    hex_id,
+    rfc3339,
+    text,
+    time_ms,
+)
+
+SPAN_KINDS = {
+    Span.SPAN_KIND_INTERNAL: "internal",
+    Span.SPAN_KIND_SERVER: "server",
+    Span.SPAN_KIND_CLIENT: "client",
+    Span.SPAN_KIND_PRODUCER: "producer",
+    Span.SPAN_KIND_CONSUMER: "consumer",
+}
+STATUS_NAMES = {Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
+EXCEPTION_EVENT = "exception"
+# What an exception event says, kept on the span's event (as text: the scrubber reads it).
+EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace")
+
+NO_NAME = "span has no name"
+BAD_TRACE_ID = "span has no valid trace_id (16 bytes, 32 hex digits, not all zero)"
+BAD_SPAN_ID = "span has no valid span_id (8 bytes, 16 hex digits, not all zero)"
+BAD_PARENT_ID = "span has an invalid parent_span_id (8 bytes, 16 hex digits, not all zero)"
+NO_START = "span has no start_time_unix_nano"
+ENDS_BEFORE_START = "span ends before it starts"
+
+
+def map_traces(request: ExportTraceServiceRequest, out: Decoded) -> None:
+    for resource_spans in request.resource_spans:
+        agent = out.add_resource(resource_spans.resource).agent
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_properties(scope_spans.scope)
+            for span in scope_spans.spans:
+                out.take(span_event, span, agent, scope)
+
+
+def span_event(span: Span, agent: str | None, scope: dict[str, Any]) -> dict[str, Any]:
+    if not span.name:
+        raise Refused(NO_NAME)
+    trace_id = _id(span.trace_id, TRACE_ID_BYTES, BAD_TRACE_ID)
+    span_id = _id(span.span_id, SPAN_ID_BYTES, BAD_SPAN_ID)
+    if trace_id is None or span_id is None:
+        raise Refused(BAD_TRACE_ID if trace_id is None else BAD_SPAN_ID)
+    parent_span_id = _id(span.parent_span_id, SPAN_ID_BYTES, BAD_PARENT_ID)
+    start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
+    start_ms = time_ms(start_ns)
+    if start_ms is None:
+        raise Refused(NO_START)
+    if end_ns and end_ns < start_ns:
+        raise Refused(ENDS_BEFORE_START)
+
+    properties = {**scope, **attributes(span.attributes)}
+    if end_ns:
+        # Microseconds kept: a fast tool call is well under a millisecond.
+        properties["duration_ms"] = round((end_ns - start_ns) / NANOS_PER_MS, 3)
+    kind = SPAN_KINDS.get(span.kind)
+    if kind is not None:
+        properties["span.kind"] = kind
+    _add_events(span, properties)
+    _add_status(span.status, properties)
+    if span.links:
+        properties["span.links"] = [
+            {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()} for link in span.links
+        ]
+
+    document = wire_event(
+        span.name,
+        properties,
+        identity_uuid(start_ms, b"span", span.trace_id, span.span_id),
+        agent,
+        rfc3339(start_ms),
+    )
+    document["trace_id"] = trace_id
+    document["span_id"] = span_id
+    if parent_span_id is not None:
+        document["parent_span_id"] = parent_span_id
+    return document
+
+
+def _add_status(status: Status, properties: dict[str, Any]) -> None:
+    name = STATUS_NAMES.get(status.code)
+    if name is None:
+        return
+    properties["status"] = name
+    if status.message:
+        properties["status.message"] = status.message
+    if name == "error" and "error.type" not in properties:
+        error_type = properties.get("exception.type")
+        if error_type is not None:
+            properties["error.type"] = error_type
+
+
+def _add_events(span: Span, properties: dict[str, Any]) -> None:
+    """The first exception event's fields onto the span's properties; the other events (with
+    their attributes, which the content rules read too) as a list under `span.events`."""
+    others: list[dict[str, Any]] = []
+    exception_taken = False
+    for event in span.events:
+        values = attributes(event.attributes)
+        if event.name == EXCEPTION_EVENT and not exception_taken:
+            exception_taken = True
+            for key in EXCEPTION_KEYS:
+                if values.get(key) is not None and key not in properties:
+                    properties[key] = text(values[key])
+            continue
+        entry: dict[str, Any] = {"name": event.name}
+        at = time_ms(event.time_unix_nano)
+        if at is not None:
+            entry["timestamp"] = rfc3339(at)
+        if values:
+            entry["attributes"] = values
+        others.append(entry)
+    if others:
+        properties["span.events"] = others
+
+
+def _id(raw: bytes, size: int, reason: str) -> str | None:
+    try:
+        return hex_id(raw, size)
+    except ValueError:
+        raise Refused(reason) from None

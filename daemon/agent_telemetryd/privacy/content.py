@@ -1,0 +1,143 @@
+"""Content off by default: what people typed to a model, what it answered, and what tools
+were called with are replaced by their length before anything is stored.
+
+The names are those of OpenTelemetry's GenAI conventions (current and legacy), of
+OpenInference, and OTLP log bodies (`log.body`), wherever they come from: OTLP or the
+shims. A value under such a name, at any depth, becomes `"[content: N chars]"` (N counts
+the characters of a string, or of the JSON text of anything else). Coding agents' own
+events name their content in words of their own (`prompt`, `function_args`, `output`):
+those are masked in the events they document them for, and only there, since the same
+words elsewhere may well be a count or a status. Keeping content is the `capture_content`
+setting; what is kept is still scrubbed. No I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from agent_telemetryd.events import Event
+
+CONTENT_NAMES = frozenset(
+    {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "input.value",  # OpenInference
+        "output.value",
+        "log.body",  # an OTLP log record's body
+    }
+)
+# Names that begin so: `gen_ai.prompt.0.content` (OpenLLMetry), `llm.input_messages.0.
+# message.content` (OpenInference, flattened), and the bare legacy `gen_ai.prompt`.
+CONTENT_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages",
+                    "llm.output_messages")  # fmt: skip
+# Content under the coding agents' own attribute names, by the event that documents it.
+AGENT_CONTENT_NAMES: dict[str, frozenset[str]] = {
+    # Claude Code (its events as `claude_code.<event.name>`).
+    "claude_code.user_prompt": frozenset({"prompt"}),
+    "claude_code.tool_result": frozenset({"tool_parameters", "tool_input"}),
+    "claude_code.api_request_body": frozenset({"body"}),
+    "claude_code.api_response_body": frozenset({"body"}),
+    # Gemini CLI.
+    "gemini_cli.user_prompt": frozenset({"prompt"}),
+    "gemini_cli.api_request": frozenset({"request_text"}),
+    "gemini_cli.api_response": frozenset({"response_text"}),
+    "gemini_cli.tool_call": frozenset({"function_args"}),
+    # Codex.
+    "codex.user_prompt": frozenset({"prompt"}),
+    "codex.tool_result": frozenset({"arguments", "output"}),
+}
+_NONE: frozenset[str] = frozenset()
+_MARKER = re.compile(r"\[content: \d+ chars\]")
+# Names seen, and whether each is content: a set lookup per key after the first events.
+_MAX_REMEMBERED = 8192
+
+
+def is_content_name(name: str) -> bool:
+    return name in CONTENT_NAMES or name.startswith(CONTENT_PREFIXES)
+
+
+def content_marker(value: Any) -> str:
+    """What stands in for a value: its size, never a piece of it."""
+    if isinstance(value, str):
+        chars = len(value)
+    else:
+        try:
+            chars = len(orjson.dumps(value).decode())
+        except TypeError:
+            chars = len(str(value))
+    return f"[content: {chars} chars]"
+
+
+class ContentMask:
+    """An `Event -> Event` transform replacing content by its length, at any depth.
+
+    Copy on write: an event without content is returned as it came, not copied. A value
+    that is already a marker (masked at the receiver, masked again here) stays as it is.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, bool] = {}
+
+    def __call__(self, event: Event) -> Event:
+        properties = event.properties
+        if not properties:
+            return event
+        masked = self.properties(properties, event.event)
+        return event if masked is properties else replace(event, properties=masked)
+
+    def properties(self, node: dict[str, Any], event: str | None = None) -> dict[str, Any]:
+        """`node` (an event's properties) with content masked; the same object when there
+        was none. `event`, the event's name, adds the content names its agent documents."""
+        changed: dict[str, Any] | None = None
+        agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
+        for key, value in node.items():
+            kind = type(value)
+            if key in agent_names or self._is_content(key):
+                if value is None or value == "" or (kind is str and _MARKER.fullmatch(value)):
+                    continue  # nothing there, or already masked
+                new = content_marker(value)
+            elif kind is dict:
+                new = self.properties(value)
+            elif kind is list:
+                new = self._items(value)
+            else:
+                continue
+            if new is value:
+                continue
+            if changed is None:
+                changed = dict(node)
+            changed[key] = new
+        return node if changed is None else changed
+
+    def _items(self, items: list[Any]) -> list[Any]:
+        changed: list[Any] | None = None
+        for index, item in enumerate(items):
+            kind = type(item)
+            if kind is dict:
+                new = self.properties(item)
+            elif kind is list:
+                new = self._items(item)
+            else:
+                continue
+            if new is not item:
+                if changed is None:
+                    changed = list(items)
+                changed[index] = new
+        return items if changed is None else changed
+
+    def _is_content(self, name: str) -> bool:
+        known = self._names.get(name)
+        if known is not None:
+            return known
+        found = is_content_name(name)
+        if len(self._names) >= _MAX_REMEMBERED:
+            self._names.clear()
+        self._names[name] = found
+        return found

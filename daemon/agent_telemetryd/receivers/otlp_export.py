@@ -1,0 +1,124 @@
+"""What every OTLP receiver does with a request body, whichever transport brought it.
+
+Decode it off the event loop, hand the events to the ingestor, wait for the commit, and
+say what happened: which items were refused and why, or that the buffer could not take
+them. HTTP and gRPC each turn that into their own answer (a status code and body, a gRPC
+status); the mapping, content masking and accounting are the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.ingest import Source
+from agent_telemetryd.otlp.decode import decode
+from agent_telemetryd.otlp.decoded import Decoded
+from agent_telemetryd.otlp.resources import resource_event
+from agent_telemetryd.otlp.signals import Signal
+from agent_telemetryd.privacy.content import ContentMask
+from agent_telemetryd.receivers.http_ingest import BUFFER_FULL
+from agent_telemetryd.store.writer import StoreFullError
+
+TRANSPORT = "otlp"
+# Resources recorded by this process, by uuid: at most this many, then forgotten (the
+# uuid still dedupes one recorded again).
+MAX_RESOURCES_REMEMBERED = 1024
+BUFFER_AT_CAP = (
+    f"{BUFFER_FULL}: the buffer is at its cap (store.max_events, store.max_bytes)"
+    " with events not yet sent"
+)
+
+
+@dataclass
+class OtlpState:
+    """What the OTLP receivers keep between requests; one per daemon, shared by them all."""
+
+    # Content is masked here, before validation, so that its size limit counts what is
+    # stored: a 200 KB prompt must not cost the span its place when only its length stays.
+    mask: ContentMask = field(default_factory=ContentMask)
+    resources_recorded: set[str] = field(default_factory=set)
+
+    def recorded(self, uuids: list[str]) -> None:
+        if len(self.resources_recorded) + len(uuids) > MAX_RESOURCES_REMEMBERED:
+            self.resources_recorded.clear()
+        self.resources_recorded.update(uuids)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The request's events are in the buffer (or were declined by mode off): the exporter
+    must not send them again. `refused` holds one reason per item that was not kept."""
+
+    refused: list[str]
+    items: int
+
+
+class RetryLater(Exception):
+    """The buffer could not take the events; the exporter should send them again later.
+
+    `buffer_full`: the buffer is at its cap (it may clear when events are uploaded or
+    expire); otherwise a write failed (the disk, most likely).
+    """
+
+    def __init__(self, message: str, *, buffer_full: bool) -> None:
+        super().__init__(message)
+        self.buffer_full = buffer_full
+
+
+async def decode_off_loop(
+    context: DaemonContext, state: OtlpState, signal: Signal, body: bytes, encoding: str
+) -> Decoded:
+    """Decode and map on a thread: 8 MiB of small spans is seconds of Python, which must
+    not hold up every other agent's connection on the event loop meanwhile.
+
+    Raises `UndecodableError` for a body that is not an OTLP request."""
+    mask = None if context.config.capture_content else state.mask
+    return await asyncio.to_thread(_decode, signal, body, encoding, mask)
+
+
+def _decode(signal: Signal, body: bytes, encoding: str, mask: ContentMask | None) -> Decoded:
+    decoded = decode(signal, body, encoding)
+    if mask is not None:
+        for document in decoded.documents:
+            document["properties"] = mask.properties(document["properties"], document["event"])
+    return decoded
+
+
+async def commit(
+    context: DaemonContext, state: OtlpState, decoded: Decoded, source: Source
+) -> Committed:
+    """Hand the events (and the resources not recorded yet) to the ingestor and wait for
+    the commit. Raises `RetryLater` when the buffer could not take them all."""
+    assert context.ingestor is not None
+    documents: list[dict[str, Any]] = decoded.documents
+    resources = [resource_event(r) for r in decoded.resources if r.attributes]
+    resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
+    outcome = context.ingestor.accept_documents(
+        documents + resources, source, ack=True, refused=decoded.refused
+    )
+    if outcome.pending is not None:
+        try:
+            result = await outcome.pending
+        except StoreFullError as error:
+            raise RetryLater(str(error), buffer_full=False) from None
+        if result.refused:
+            # Some of it is not in the buffer. The whole request is asked for again: what
+            # was kept now comes back as duplicates of the same uuids, nothing twice.
+            raise RetryLater(BUFFER_AT_CAP, buffer_full=True)
+    items = len(documents)
+    refused = list(decoded.refused)
+    refused.extend(r.reason for r in outcome.rejected if r.index < items)
+    if outcome.pending is not None:  # kept (not mode off): no need to send it again
+        not_kept = {r.index - items for r in outcome.rejected if r.index >= items}
+        state.recorded([r["uuid"] for i, r in enumerate(resources) if i not in not_kept])
+    return Committed(refused, decoded.items)
+
+
+def reject_body(context: DaemonContext, reason: str, source: Source) -> None:
+    """Count a body that never became items as one received, rejected thing, as a bad body
+    is on every route; the reason is logged, the content never is."""
+    assert context.ingestor is not None
+    context.ingestor.reject_unparsable(reason, source)

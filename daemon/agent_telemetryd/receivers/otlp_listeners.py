@@ -1,0 +1,115 @@
+"""The optional OTLP listeners, as a part of the daemon: both off unless configured.
+
+- `otlp_http_port`: a second loopback HTTP listener serving only the OTLP routes (and
+  `/healthz`), for exporters that assume OTLP's standard port 4318. Off by default, so
+  the daemon never takes that port from a real collector. Same Host/Origin guard as the
+  main port; its own origin is the only one allowed.
+- `otlp_grpc_port`: OTLP/gRPC (the `[otlp-grpc]` extra), imported only then.
+
+Both share the main port's OTLP state, and `status --json` shows where they listen under
+`otlp`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.listeners import ListenError
+from agent_telemetryd.receivers import http_ingest, otlp_http
+from agent_telemetryd.receivers.http_guard import loopback_guard
+from agent_telemetryd.receivers.otlp_export import OtlpState
+
+GRPC_MISSING = (
+    "otlp_grpc_port is set but gRPC support is not installed;"
+    " install it with: pip install 'agent-telemetry[otlp-grpc]'"
+)
+Closer = Callable[[], Awaitable[None]]
+
+
+async def attach(
+    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
+) -> Closer:
+    """Start the OTLP listeners the config asks for; returns what stops them."""
+    config = context.config
+    state = tcp_app[otlp_http.OTLP_STATE]
+    closers: list[Closer] = []
+    where: dict[str, str] = {}
+
+    async def close() -> None:
+        for closer in reversed(closers):
+            await closer()
+
+    try:
+        if config.otlp_http_port is not None:
+            runner, url = await _start_http(context, state, config.http_host, config.otlp_http_port)
+            closers.append(runner.cleanup)
+            where["http"] = url
+        if config.otlp_grpc_port is not None:
+            try:
+                from agent_telemetryd.receivers import otlp_grpc
+            except ImportError:
+                raise ListenError(GRPC_MISSING) from None
+            try:
+                receiver = await otlp_grpc.start(
+                    context, state, config.http_host, config.otlp_grpc_port
+                )
+            except otlp_grpc.BindError as error:
+                raise ListenError(str(error)) from None
+            closers.append(receiver.stop)
+            where["grpc"] = receiver.address
+    except BaseException:
+        await close()
+        raise
+
+    async def status_section() -> dict[str, Any]:
+        return {"otlp": dict(where)}
+
+    context.status_sections.append(status_section)
+    return close
+
+
+async def _start_http(
+    context: DaemonContext, state: OtlpState, host: str, port: int
+) -> tuple[web.AppRunner, str]:
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    url = f"http://{shown}:{bound_port}"
+    own_origins = [url, f"http://localhost:{bound_port}"]
+    app = web.Application(
+        middlewares=[loopback_guard(lambda: own_origins)],
+        client_max_size=http_ingest.MAX_BODY_BYTES,
+    )
+    app[CONTEXT] = context
+    otlp_http.add_to(app, state)
+    app.router.add_get("/healthz", http_ingest.healthz)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock, shutdown_timeout=2.0).start()
+    except BaseException:
+        sock.close()
+        await runner.cleanup()
+        raise
+    return runner, url
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ListenError(
+            f"cannot listen for OTLP/HTTP on {host}:{port}: {error.strerror} (a collector"
+            " may hold it; set AGENT_TELEMETRY_OTLP_HTTP_PORT to another port, 0, or off)"
+        ) from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,174 @@
+"""Content off by default: prompts, completions, instructions, tool arguments and log bodies
+become their length before storage, from any route, unless capture_content is on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent_telemetryd.config import load_config
+from agent_telemetryd.daemon import privacy_transforms
+from agent_telemetryd.events import Event, Limits, validate
+from agent_telemetryd.paths import resolve_paths
+from agent_telemetryd.privacy.content import ContentMask, content_marker, is_content_name
+
+PROMPT = "Summarise the contract for bob@example.com"
+
+
+def masked(properties: dict) -> dict:
+    return ContentMask()(Event("e", properties, None, None, None)).properties
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.prompt",
+        "gen_ai.prompt.0.content",
+        "gen_ai.completion.1.content",
+        "input.value",
+        "output.value",
+        "llm.input_messages.0.message.content",
+        "llm.output_messages",
+        "log.body",
+    ],
+)
+def test_each_content_name_is_replaced_by_its_length(name: str) -> None:
+    assert masked({name: PROMPT, "model": "gpt-4o"}) == {
+        name: f"[content: {len(PROMPT)} chars]",
+        "model": "gpt-4o",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["gen_ai.request.model", "gen_ai.usage.input_tokens", "exception.message", "input", "body"],
+)
+def test_other_names_are_not_content(name: str) -> None:
+    assert not is_content_name(name)
+
+
+@pytest.mark.parametrize(
+    ("event", "name"),
+    [
+        ("claude_code.user_prompt", "prompt"),
+        ("claude_code.tool_result", "tool_parameters"),
+        ("claude_code.api_request_body", "body"),
+        ("gemini_cli.user_prompt", "prompt"),
+        ("gemini_cli.api_response", "response_text"),
+        ("gemini_cli.tool_call", "function_args"),
+        ("codex.user_prompt", "prompt"),
+        ("codex.tool_result", "output"),
+    ],
+)
+def test_a_coding_agents_own_content_names_are_masked_in_its_events(event: str, name: str) -> None:
+    found = ContentMask()(Event(event, {name: PROMPT, "model": "m"}, None, None, None))
+    assert found.properties == {name: f"[content: {len(PROMPT)} chars]", "model": "m"}
+    # The same word in any other event is not content: it may be a count or a status.
+    other = Event("agent.step", {name: "ok"}, None, None, None)
+    assert ContentMask()(other) is other
+
+
+def test_structured_content_counts_the_characters_of_its_json() -> None:
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    text = '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'
+    assert masked({"gen_ai.input.messages": messages}) == {
+        "gen_ai.input.messages": f"[content: {len(text)} chars]"
+    }
+    assert content_marker("héllo") == "[content: 5 chars]"  # characters, not bytes
+
+
+def test_content_is_found_at_any_depth() -> None:
+    properties = {
+        "span.events": [{"name": "gen_ai.content.prompt", "attributes": {"gen_ai.prompt": "x"}}],
+        "call": {"tool": "search", "gen_ai.tool.call.arguments": {"q": "secret plans"}},
+    }
+    assert masked(properties) == {
+        "span.events": [
+            {"name": "gen_ai.content.prompt", "attributes": {"gen_ai.prompt": "[content: 1 chars]"}}
+        ],
+        "call": {"tool": "search", "gen_ai.tool.call.arguments": "[content: 20 chars]"},
+    }
+
+
+def test_an_event_without_content_is_passed_on_as_it_came() -> None:
+    event = Event("e", {"model": "gpt-4o", "nested": {"a": [1, {"b": 2}]}}, 5, "u", "a")
+    assert ContentMask()(event) is event
+
+
+def test_masking_twice_changes_nothing_more_and_empty_values_stay_empty() -> None:
+    once = masked({"gen_ai.prompt": PROMPT, "gen_ai.completion": "", "input.value": None})
+    assert (
+        masked(once)
+        == once
+        == {
+            "gen_ai.prompt": f"[content: {len(PROMPT)} chars]",
+            "gen_ai.completion": "",
+            "input.value": None,
+        }
+    )
+
+
+def test_the_caller_properties_and_the_trace_context_are_left_alone() -> None:
+    properties = {"gen_ai.prompt": PROMPT}
+    event = Event("e", properties, 1, "u", "a", trace_id="ab" * 16, span_id="cd" * 8)
+    result = ContentMask()(event)
+    assert properties == {"gen_ai.prompt": PROMPT}
+    assert (result.trace_id, result.span_id, result.ts_ms, result.agent) == (
+        "ab" * 16,
+        "cd" * 8,
+        1,
+        "a",
+    )
+
+
+def run_pipeline(environ: dict[str, str], tmp_path: Path, document: dict) -> Event:
+    environ = {"AGENT_TELEMETRY_HOME": str(tmp_path), **environ}
+    config = load_config(environ, resolve_paths(environ))
+    event: Event | None = validate(document, Limits())
+    for transform in privacy_transforms(config):
+        assert event is not None
+        event = transform(event)
+    assert event is not None
+    return event
+
+
+SHIM_EVENT = {
+    "event": "llm.call",
+    "properties": {
+        "gen_ai.input.messages": PROMPT,
+        "exception.message": "failed on /home/alice/notes.txt with sk-ant-abcdefghijklmnop1234",
+    },
+}
+
+
+def test_by_default_a_shim_events_content_is_masked_and_exceptions_scrubbed(
+    tmp_path: Path,
+) -> None:
+    properties = run_pipeline({}, tmp_path, SHIM_EVENT).properties
+    assert properties["gen_ai.input.messages"] == f"[content: {len(PROMPT)} chars]"
+    assert properties["exception.message"] == "failed on ~/notes.txt with [secret]"
+
+
+def test_with_capture_on_content_is_kept_and_still_scrubbed(tmp_path: Path) -> None:
+    environ = {"AGENT_TELEMETRY_CAPTURE_CONTENT": "1"}
+    properties = run_pipeline(environ, tmp_path, SHIM_EVENT).properties
+    assert properties["gen_ai.input.messages"] == "Summarise the contract for [email]"
+
+
+def test_capture_content_is_a_setting_of_the_file_and_the_environment(tmp_path: Path) -> None:
+    environ = {"AGENT_TELEMETRY_HOME": str(tmp_path)}
+    paths = resolve_paths(environ)
+    config = load_config(environ, paths)
+    assert (config.capture_content, config.source_of("capture_content")) == (False, "default")
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text("capture_content = true\n")
+    config = load_config(environ, paths)
+    assert (config.capture_content, config.source_of("capture_content")) == (True, "config")
+    config = load_config({**environ, "AGENT_TELEMETRY_CAPTURE_CONTENT": "0"}, paths)
+    assert (config.capture_content, config.source_of("capture_content")) == (False, "env")

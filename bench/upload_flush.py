@@ -110,6 +110,7 @@ def fill_buffer(database: Path, count: int) -> None:
                 "pending",
                 anonymous_id,
                 __version__,
+                None,  # eligible_ms: eligible on arrival
             )
             for _ in range(count)
         )

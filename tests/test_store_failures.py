@@ -26,7 +26,7 @@ def buffer_row(number: int, received_ms: int) -> tuple[object, ...]:
     """One row as the ingest path hands it to the writer (uuid ends in `number`)."""
     uuid = f"00000000-0000-7000-8000-{number:012d}"
     return (uuid, "e", received_ms, received_ms, "{}", "a", None, "http", "local", "local",
-            "id", "t")  # fmt: skip
+            "id", "t", None)  # fmt: skip
 
 
 @pytest.fixture

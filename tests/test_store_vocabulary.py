@@ -17,8 +17,8 @@ def test_event_row_names_every_column_an_insert_fills(tmp_path: Path) -> None:
     assert [c for c in columns if c not in ("id", "quarantine_reason")] == list(EventRow._fields)
     assert INSERT_EVENT == (
         "INSERT OR IGNORE INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
-        " transport, consent, upload, anonymous_id, daemon_version)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " transport, consent, upload, anonymous_id, daemon_version, eligible_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
 

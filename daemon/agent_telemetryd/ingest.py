@@ -2,8 +2,9 @@
 
 Receivers know only this class; it knows nothing of sockets or HTTP. What happens to an
 event here depends on the consent mode at the moment it arrives (DESIGN §8): in `off`
-nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload
-unless its source is over the rate limit.
+nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload:
+at once, or later when its source is over the rate limit (it waits, `eligible_ms`), or
+never when that source already has a full backlog waiting (`rate_limited`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ LOCAL, PENDING, RATE_LIMITED = (
     UploadState.PENDING.value,
     UploadState.RATE_LIMITED.value,
 )
-# Says whether one more event from this source may become eligible for upload now.
-UploadGate = Callable[[str, float], bool]
+# When one more event from this source (received at ms) becomes eligible for upload, in
+# ms; None when it is refused (its source's backlog is full).
+UploadGate = Callable[[str, int], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,18 @@ class Ingestor:
         self.memory = Counters()
         self._logged_rejections = 0
 
+    # A reload swaps these between arrivals: each arrival binds them once, so no arrival
+    # is ever handled half by the old settings and half by the new.
+    def set_transforms(self, transforms: Iterable[Transform]) -> None:
+        self._transforms = tuple(transforms)
+
+    def set_upload_gate(self, upload_gate: UploadGate | None) -> None:
+        self._upload_gate = upload_gate
+
+    @property
+    def upload_gate(self) -> UploadGate | None:
+        return self._upload_gate
+
     def accept_lines(self, lines: list[bytes], source: Source) -> None:
         """NDJSON from ingest.sock: fire-and-forget, nothing to answer."""
         documents: list[Any] = []
@@ -160,10 +174,15 @@ class Ingestor:
                 arrival.filtered += 1
                 continue
             agent = event.agent or default_agent
+            eligible_ms = None
             if not uploading:
                 upload = LOCAL
-            elif gate is None or gate(agent, now):
+            elif gate is None:
                 upload = PENDING
+            elif (eligible_ms := gate(agent, received_ms)) is not None:
+                upload = PENDING
+                if eligible_ms <= received_ms:
+                    eligible_ms = None  # eligible at once: the common case stays NULL
             else:
                 upload = RATE_LIMITED
                 arrival.rate_limited += 1
@@ -183,6 +202,7 @@ class Ingestor:
                     upload=upload,
                     anonymous_id=anonymous_id,
                     daemon_version=__version__,
+                    eligible_ms=eligible_ms,
                 )
             )
         return arrival

@@ -20,7 +20,10 @@ from agent_telemetryd.upload.uploader import Uploader
 def settings_from(config: Config) -> UploadSettings:
     base = config.upload_retry_base
     return UploadSettings(
-        batch_size=config.batch_size, backoff=Backoff(base=base, cap=max(base, 60.0))
+        batch_size=config.batch_size,
+        backoff=Backoff(base=base, cap=max(base, 60.0)),
+        rate_limit=config.rate_limit,
+        rate_limit_backlog=config.rate_limit_backlog,
     )
 
 

@@ -18,7 +18,9 @@ import structlog
 
 from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.ratelimit import waiting_report
 from agent_telemetryd.senders.base import Sender
+from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.upload.flush import (
     ConsentWithdrawnError,
@@ -109,6 +111,7 @@ class Uploader:
             report.ok, report.error = False, str(error)
         except sqlite3.Error as error:
             report.ok, report.error = False, f"buffer error: {error}"
+        await self._note_waiting(report)
         report.finished_at = self._now()
         self.last_report = report
         log.info(
@@ -124,6 +127,19 @@ class Uploader:
             skipped=report.skipped,
         )
         return report
+
+    async def _note_waiting(self, report: FlushReport) -> None:
+        """What the rate limit still holds back: the flush did not forget it, it waits."""
+        buffer = self._inputs.buffer()
+        if buffer is None or report.skipped:
+            return
+        now_ms = int(self._inputs.clock() * 1000)
+        settings = self._inputs.settings
+        try:
+            found = await buffer.read(lambda conn: upload_queries.waiting(conn, now_ms))
+        except sqlite3.Error:
+            return  # the report says what was sent; a failed count must not hide it
+        report.waiting = waiting_report(found, settings.rate_limit, settings.rate_limit_backlog)
 
     def _now(self) -> str:
         return format_timestamp(int(self._inputs.clock() * 1000))

@@ -52,10 +52,10 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
-    from agent_telemetryd import dashboard, ratelimit_state
+    from agent_telemetryd import dashboard, ratelimit_state, reload
     from agent_telemetryd.upload import part as upload_part
 
-    return (ratelimit_state.attach, upload_part.attach, dashboard.attach)
+    return (ratelimit_state.attach, upload_part.attach, dashboard.attach, reload.attach)
 
 
 def privacy_transforms(config: Config) -> list[Transform]:

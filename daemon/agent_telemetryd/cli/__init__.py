@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "agent_telemetryd.cli.dashboard_commands:dashboard",
     "report": "agent_telemetryd.cli.dashboard_commands:report",
     "service": "agent_telemetryd.cli.service:service",
+    "reload": "agent_telemetryd.cli.reload_command:reload",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import sqlite3
 import time
@@ -54,6 +55,7 @@ class Uploader:
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
         self._pauses: list[str] = []
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -76,6 +78,28 @@ class Uploader:
         assert task is not None
         # Shielded: a caller that goes away (CLI interrupted) does not cancel the flush.
         return await asyncio.shield(task)
+
+    def reconfigure(self, sender: Sender, settings: UploadSettings) -> None:
+        """Use `sender` and `settings` from the next flush on (a reload). A flush under way
+        finishes with the sender it started with, which is closed once it has."""
+        old, running = self.sender, self._current if self.running else None
+        self.sender, self.settings = sender, settings
+        self._inputs = dataclasses.replace(self._inputs, sender=sender, settings=settings)
+        if old is not sender:
+            task = asyncio.create_task(self._retire(old, running), name="retire-sender")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, sender: Sender, running: asyncio.Task[FlushReport] | None) -> None:
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
+        await sender.close()
+
+    async def close(self) -> None:
+        """Stop any flush, then close the sender and any being retired."""
+        await self.stop("the daemon is stopping")
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.sender.close()
 
     @contextlib.asynccontextmanager
     async def paused(self, reason: str) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "report": "agent_telemetryd.cli.dashboard_commands:report",
     "service": "agent_telemetryd.cli.service:service",
     "reload": "agent_telemetryd.cli.reload_command:reload",
+    "doctor": "agent_telemetryd.cli.doctor:doctor",
 }
 
 

@@ -27,7 +27,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 EXIT_STARTUP_FAILURE = 3
 
 
-def get_config(*, strict: bool = False) -> Config:
+def get_config(*, strict: bool = False, from_doctor: bool = False) -> Config:
     """The config. Every problem in it is named at once, a line each. Only the daemon
     (`strict`) refuses to start on them (exit 3); every other command warns and runs with
     the values that failed at their defaults: the user must always be able to look,
@@ -41,11 +41,8 @@ def get_config(*, strict: bool = False) -> Config:
         raise SystemExit(EXIT_STARTUP_FAILURE)
     for problem in problems:
         click.echo(f"Warning: {problem}", err=True)
-    click.echo(
-        "Warning: running with the settings above at their defaults; "
-        "`agent-telemetry doctor` checks the rest",
-        err=True,
-    )
+    rest = "" if from_doctor else "; `agent-telemetry doctor` checks the rest"
+    click.echo(f"Warning: running with the settings above at their defaults{rest}", err=True)
     return config
 
 

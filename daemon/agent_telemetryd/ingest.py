@@ -66,6 +66,16 @@ class Outcome:
         """Document indices of rows named by their position in the write."""
         return [self.row_documents[row] for row in rows]
 
+    def renumbered(self, positions: list[int]) -> Outcome:
+        """The same outcome for a receiver that handed over only some of its items:
+        `positions[i]` is where document i was among all of them."""
+        return Outcome(
+            [Rejection(positions[r.index], r.reason) for r in self.rejected],
+            self.pending,
+            self.kept,
+            [positions[index] for index in self.row_documents],
+        )
+
 
 @dataclass(slots=True)
 class _Arrival:
@@ -133,20 +143,39 @@ class Ingestor:
                 bad.append(str(error))
         self._submit(documents, source, ack=False, extra_rejections=bad)
 
-    def accept_documents(self, documents: list[Any], source: Source, *, ack: bool) -> Outcome:
-        return self._submit(documents, source, ack=ack, extra_rejections=())
+    def accept_documents(
+        self,
+        documents: list[Any],
+        source: Source,
+        *,
+        ack: bool,
+        dropped: dict[str, int] | None = None,
+    ) -> Outcome:
+        """`dropped`: items the receiver did not hand over, by reason; they are counted as
+        received and dropped in the same transaction as the rest."""
+        return self._submit(documents, source, ack=ack, extra_rejections=(), dropped=dropped)
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""
         self._submit([], source, ack=False, extra_rejections=[reason])
 
     def _submit(
-        self, documents: list[Any], source: Source, *, ack: bool, extra_rejections: Iterable[str]
+        self,
+        documents: list[Any],
+        source: Source,
+        *,
+        ack: bool,
+        extra_rejections: Iterable[str],
+        dropped: dict[str, int] | None = None,
     ) -> Outcome:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
         arrival = self._build_rows(documents, source, mode, now)
         counters = self._count(arrival, len(documents), extra_rejections, source)
+        for reason, count in (dropped or {}).items():
+            if count:
+                counters["received"] += count
+                counters[f"dropped.{reason}"] = counters.get(f"dropped.{reason}", 0) + count
         writer = self._writer() if mode != Mode.OFF else None
         if writer is None:
             for name, value in counters.items():

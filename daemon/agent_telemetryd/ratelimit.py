@@ -93,26 +93,26 @@ class _ClockWindows:
         # A full window points at a later one that may have room (path-compressed), so
         # finding room past a long run of full windows costs little.
         self._next: tuple[dict[int, int], ...] = tuple({} for _ in rules)
+        self._pers = tuple(rule.per_ms for rule in rules)
+        self._tables = tuple(zip(self._pers, self._caps, self._counts, self._next, strict=True))
 
     def earliest(self, at_ms: int) -> int:
         moved = True
         while moved:
             moved = False
-            for index, rule in enumerate(self._rules):
-                window = at_ms // rule.per_ms
-                open_window = self._open(index, window)
-                if open_window != window:
-                    at_ms = open_window * rule.per_ms
+            for index, per_ms in enumerate(self._pers):
+                window = at_ms // per_ms
+                if window in self._next[index]:  # full: find the first that is not
+                    at_ms = self._open(index, window) * per_ms
                     moved = True
         return at_ms
 
     def add(self, at_ms: int) -> None:
-        for index, rule in enumerate(self._rules):
-            window = at_ms // rule.per_ms
-            counts = self._counts[index]
-            counts[window] = counts.get(window, 0) + 1
-            if counts[window] >= self._caps[index]:
-                self._next[index][window] = window + 1
+        for per_ms, cap, counts, following in self._tables:
+            window = at_ms // per_ms
+            count = counts[window] = counts.get(window, 0) + 1
+            if count >= cap:
+                following[window] = window + 1
 
     def _open(self, index: int, window: int) -> int:
         following = self._next[index]

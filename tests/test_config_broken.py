@@ -50,3 +50,10 @@ def test_status_mode_and_the_erasing_commands_still_run(daemon_factory: DaemonFa
         result = process.cli(*args)
         assert "did you mean upload_interval?" in result.stderr, args
     assert json.loads(process.cli("status", "--json").stdout)["mode"] == "local"
+
+    doctor = process.cli("doctor", "--json", check=False)
+    assert doctor.returncode == 1  # it ran, and found the config wanting
+    (config_check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "config"]
+    assert config_check["verdict"] == "fail"
+    assert "did you mean upload_interval?" in config_check["detail"]
+    assert "did you mean posthog.api_key?" in config_check["detail"]

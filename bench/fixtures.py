@@ -45,7 +45,7 @@ def wire_lines(count: int, seed: int = 0) -> list[bytes]:
 
 
 def buffer_rows(count: int, *, upload: str, received_ms: int | None = None) -> Iterator[tuple]:
-    """Rows as the ingestor hands them to the writer (the same 12 columns)."""
+    """Rows as the ingestor hands them to the writer (the same 13 columns)."""
     base = received_ms if received_ms is not None else int(time.time() * 1000)
     consent = "local" if upload == "local" else "upload"
     for i in range(count):
@@ -66,6 +66,7 @@ def buffer_rows(count: int, *, upload: str, received_ms: int | None = None) -> I
             None,  # trace_id, span_id, parent_span_id: plain events
             None,
             None,
+            None,  # eligible_ms: eligible on arrival
         )
 
 

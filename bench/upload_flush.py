@@ -113,6 +113,7 @@ def fill_buffer(database: Path, count: int) -> None:
                 None,  # trace_id, span_id, parent_span_id: plain events
                 None,
                 None,
+                None,  # eligible_ms: eligible on arrival
             )
             for _ in range(count)
         )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from agent_telemetryd.config import ConfigError, RateRule, load_config
+from agent_telemetryd.config import (
+    ConfigError,
+    ConfigProblems,
+    RateRule,
+    SecretsExposedError,
+    load_config,
+    read_config,
+)
 from agent_telemetryd.consent import decide, read_stored, write_stored
 
 
@@ -53,7 +60,7 @@ def test_sender_is_inferred_from_the_keys_given(tmp_path: Path) -> None:
         ('batch_size = "many"\n', {}, "batch_size: 'many' is not a whole number"),
         ("batch_size = 0\n", {}, "batch_size: must be greater than zero"),
         ('http_host = "192.168.1.10"\n', {}, "not a loopback address"),
-        ("[store]\nmax_rows = 3\n", {}, "unknown setting store.max_rows"),
+        ("[store]\nmax_rows = 3\n", {}, "store.max_rows: unknown setting"),
         ("not toml = = 3\n", {}, "not valid TOML"),
         ("", {"AGENT_TELEMETRY_UPLOAD_INTERVAL": "soon"}, "AGENT_TELEMETRY_UPLOAD_INTERVAL"),
         ("", {"AGENT_TELEMETRY_HTTP_PORT": "70000"}, "not a port number"),
@@ -66,6 +73,64 @@ def test_errors_name_the_setting(tmp_path: Path, toml: str, env: dict, message: 
         load(tmp_path, toml, **env)
     if toml:
         assert str(tmp_path / "config.toml") in str(caught.value) or "AGENT_" in str(caught.value)
+
+
+def test_every_problem_is_listed_at_once_with_a_suggestion(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    with pytest.raises(ConfigProblems) as caught:
+        load(
+            tmp_path,
+            'upload_intervall = "15m"\n'
+            "batch_size = 50\n"
+            'rate_limit = "lots"\n'
+            'AGENT_TELEMETRY_SENDER = "file"\n'
+            '[posthog]\napi_kye = "phc_x"\n'
+            '[privasy]\nallow_events = ["a"]\n',
+            AGENT_TELEMETRY_HTTP_PORT="seventy",
+        )
+    assert str(caught.value).splitlines() == [
+        f"{config_file}: upload_intervall: unknown setting; did you mean upload_interval?",
+        f"{config_file}: AGENT_TELEMETRY_SENDER: unknown setting; did you mean sender?",
+        f"{config_file}: posthog.api_kye: unknown setting; did you mean posthog.api_key?",
+        f"{config_file}: privasy.allow_events: unknown setting; did you mean privacy.allow_events?",
+        f"{config_file}: rate_limit: 'lots' is not a rate (use e.g. 60/min,1000/h or off)",
+        "environment: AGENT_TELEMETRY_HTTP_PORT: 'seventy' is not a port number (0-65535, or off)",
+    ]
+    # What loaded stays: the commands that still run use it, with failures at defaults.
+    fallback = caught.value.fallback
+    assert (fallback.batch_size, fallback.source_of("batch_size")) == (50, "config")
+    assert fallback.upload_interval == 3600 and fallback.http_port == 7468
+
+
+def test_a_misplaced_key_is_pointed_at_its_tables(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('api_key = "k"\n')
+    _, problems = read_config({"AGENT_TELEMETRY_HOME": str(tmp_path)}, check_secrets_private=False)
+    assert [f"{p.key}: {p.message}" for p in problems] == [
+        "api_key: unknown setting; did you mean http.api_key or posthog.api_key?"
+    ]
+
+
+def test_a_sender_that_cannot_work_falls_back_to_none(tmp_path: Path) -> None:
+    config, problems = read_config(
+        {"AGENT_TELEMETRY_HOME": str(tmp_path), "TELEMETRY_ENDPOINT": "http://backend.example"}
+    )
+    assert config.sender == "none"
+    assert [(p.where, p.key) for p in problems] == [("environment", "http.endpoint")]
+    assert "is not loopback; use https://" in problems[0].message
+
+
+def test_a_readable_config_with_a_key_is_its_own_error(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('[http]\napi_key = "k"\nendpoint = "https://t.test"\n')
+    config_file.chmod(0o644)
+    with pytest.raises(SecretsExposedError, match="chmod 600") as caught:
+        load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
+    assert caught.value.fallback.sender == "http"
+    config_file.write_text('batch_size = 0\n[http]\napi_key = "k"\n')
+    with pytest.raises(ConfigProblems) as both:
+        load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
+    assert not isinstance(both.value, SecretsExposedError)
+    assert [p.exposes_secret for p in both.value.problems] == [False, True]
 
 
 def test_consent_precedence_and_caps(tmp_path: Path) -> None:

@@ -169,16 +169,16 @@ def test_bad_config_is_one_clear_line_and_no_traceback(daemon_factory: DaemonFac
     daemon = daemon_factory(start=False)
     (daemon.home / "config.toml").write_text('http_host = "0.0.0.0"\n')
     result = daemon.cli("status", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 0  # status still runs, with a warning
     assert "http_host" in result.stderr and "loopback" in result.stderr
     assert "Traceback" not in result.stderr
     daemon.start(wait=False)
-    assert daemon.proc.wait(15) != 0
+    assert daemon.proc.wait(15) == 3
     assert "Traceback" not in daemon.log()
 
     (daemon.home / "config.toml").write_text("batch_sise = 10\n")
     result = daemon.cli("status", check=False)
-    assert "unknown setting batch_sise" in result.stderr
+    assert "batch_sise: unknown setting; did you mean batch_size?" in result.stderr
 
 
 def test_a_config_with_a_secret_readable_by_others_stops_the_daemon_but_not_opting_out(

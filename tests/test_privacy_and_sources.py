@@ -1,5 +1,4 @@
-"""What is kept is scrubbed; what a runaway source sends beyond its limit stays local; the
-PostHog SDK can post to the daemon unchanged."""
+"""What is kept is scrubbed; the PostHog SDK can post to the daemon unchanged."""
 
 from __future__ import annotations
 
@@ -8,12 +7,9 @@ import time
 import posthog
 import pytest
 
-from agent_telemetryd.config import RateRule
 from agent_telemetryd.events import Event
 from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.scrub import default_scrubber
-from agent_telemetryd.ratelimit import UploadRateLimiter
-from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, wait_for_rows
 
@@ -75,16 +71,6 @@ def test_allowlist_drops_other_events_and_properties() -> None:
     assert kept is not None and kept.properties == {"duration_ms": 3}
 
 
-def test_rate_limiter_allows_a_burst_then_keeps_the_rest_local() -> None:
-    limiter = UploadRateLimiter([RateRule(60, 60.0), RateRule(100, 3600.0)])
-    decisions = [limiter("runaway", 1000.0 + i * 0.1) for i in range(200)]
-    assert decisions.count(True) == 60
-    assert limiter("polite", 1000.0)  # another source has its own window
-    assert limiter("runaway", 1061.0)  # a minute later the window has room again
-    later = [limiter("runaway", 1200.0 + i) for i in range(100)]
-    assert later.count(True) == 39  # the hourly rule: 100 in all
-
-
 def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
     post_events(
         daemon.http_url(),
@@ -140,21 +126,6 @@ def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
         b"pw-in-url",
     ):
         assert secret not in raw
-
-
-def test_a_runaway_source_is_rate_limited_and_counted(daemon_factory: DaemonFactory) -> None:
-    daemon = daemon_factory({"AGENT_TELEMETRY_MODE": "upload", "AGENT_TELEMETRY_SENDER": "file"})
-    post_events(daemon.http_url(), [{"event": "spam", "agent": "runaway"}] * 200)
-    post_events(daemon.http_url(), [{"event": "fine", "agent": "polite"}] * 5)
-    status = daemon.status()
-    assert status["buffer"]["events"] == 205
-    assert status["buffer"]["pending_upload"] == 65
-    assert status["buffer"]["rate_limited"] == 140
-    states = [r["upload"] for r in daemon.export() if r["agent"] == "runaway"]
-    assert states.count("rate_limited") == 140 and states.count("pending") == 60
-    assert status["upload"]["rate_limited_by_source"] == {"runaway": 140}
-    assert daemon.stop() == 0
-    assert daemon.status()["upload"]["rate_limited_by_source"] == {"runaway": 140}
 
 
 def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None:

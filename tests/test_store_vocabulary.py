@@ -23,7 +23,8 @@ def test_event_row_names_every_column_an_insert_fills(tmp_path: Path) -> None:
     assert INSERT_EVENT == (
         "INSERT OR IGNORE INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
         " transport, consent, upload, anonymous_id, daemon_version, trace_id, span_id,"
-        " parent_span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " parent_span_id, eligible_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
 

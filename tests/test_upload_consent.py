@@ -145,16 +145,18 @@ def test_do_not_track_wins_over_upload_in_config(
 
 
 def test_remote_endpoint_must_be_https(daemon_factory: Factory) -> None:
-    """Plain http to a non-loopback host is refused at startup with one clear line."""
+    """Plain http to a non-loopback host is refused at startup with one clear line; other
+    commands warn and count the sender as none."""
     daemon = daemon_factory(
         posthog_env("http://telemetry.example.com", AGENT_TELEMETRY_MODE="upload"), start=False
     )
-    result = daemon.cli("status", check=False)
-    assert result.returncode != 0
-    assert "not loopback; use https://" in result.stderr
+    result = daemon.cli("status", "--json", check=False)
+    assert result.returncode == 0 and json.loads(result.stdout)["sender"] == "none"
+    assert "posthog.host: telemetry.example.com is not loopback; use https://" in result.stderr
     assert "Traceback" not in result.stderr
     daemon.start(wait=False)
-    assert daemon.proc is not None and daemon.proc.wait(15) != 0
+    assert daemon.proc is not None and daemon.proc.wait(15) == 3
+    assert "is not loopback; use https://" in daemon.log()
 
 
 def test_reset_id_keeps_old_events_under_their_own_id(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_telemetryd.config import EndpointError, RateRule, check_endpoint
+from agent_telemetryd.config import EndpointError, check_endpoint
 from agent_telemetryd.outbound import Outbound, batch_id
-from agent_telemetryd.ratelimit import ALL_SOURCES_FACTOR, UploadRateLimiter
 from agent_telemetryd.senders.transport import parse_retry_after
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import halves
@@ -104,11 +103,3 @@ def test_endpoints_https_or_loopback_only() -> None:
 def test_jitter_is_a_tenth_capped_at_five_minutes() -> None:
     assert jitter_for(1.0) == 0.1
     assert jitter_for(3600.0) == 300.0
-
-
-def test_a_source_rotating_its_name_is_held_by_the_all_sources_limit() -> None:
-    limiter = UploadRateLimiter([RateRule(60, 60.0), RateRule(1000, 3600.0)])
-    decisions = [limiter(f"agent-{i}", 1000.0 + i * 0.01) for i in range(2000)]
-    # Each name alone would pass; all of them together get 10x the per-source minute.
-    assert decisions.count(True) == 60 * ALL_SOURCES_FACTOR
-    assert limiter("agent-new", 1061.0)  # and the window moves on

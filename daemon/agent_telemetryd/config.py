@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent_telemetryd.config_problems import ConfigProblem, unknown_keys
 from agent_telemetryd.paths import Paths, resolve_paths
 from agent_telemetryd.service.envfile import key_places
 
@@ -41,10 +42,6 @@ HTTP_ENDPOINT_SETTING = "http.endpoint / TELEMETRY_ENDPOINT"
 
 class ConfigError(ValueError):
     """A setting is wrong; the message names the key and where it was set."""
-
-
-class SecretsExposedError(ConfigError):
-    """The config file holds an API key and others can read it."""
 
 
 class EndpointError(ConfigError):
@@ -75,6 +72,8 @@ class Config:
     # First retry delay of the uploader's backoff (tests shorten it; doubles per retry).
     upload_retry_base: float = 1.0
     rate_limit: tuple[RateRule, ...] = (RateRule(60, 60.0), RateRule(1000, 3600.0))
+    # Events a source may have waiting for the rate limit; the excess is kept local.
+    rate_limit_backlog: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int | None = 7468
     otlp_http_port: int | None = None  # a second, OTLP-only listener (4318 is OTLP's own)
@@ -265,6 +264,12 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("batch_size", "batch_size", "AGENT_TELEMETRY_BATCH_SIZE", parse_positive_int),
     ("upload_retry_base", "upload_retry_base", "AGENT_TELEMETRY_RETRY_BASE", parse_duration),
     ("rate_limit", "rate_limit", "AGENT_TELEMETRY_RATE_LIMIT", parse_rate_limit),
+    (
+        "rate_limit_backlog",
+        "rate_limit_backlog",
+        "AGENT_TELEMETRY_RATE_LIMIT_BACKLOG",
+        parse_positive_int,
+    ),
     ("http_host", "http_host", None, parse_loopback_host),
     ("http_port", "http_port", "AGENT_TELEMETRY_HTTP_PORT", parse_port),
     ("otlp_http_port", "otlp_http_port", "AGENT_TELEMETRY_OTLP_HTTP_PORT", parse_port),
@@ -299,17 +304,58 @@ _SECRET_KEYS = ("posthog.api_key", "posthog.personal_api_key", "http.api_key")
 _KNOWN_TABLES = {"posthog", "http", "file", "limits", "store", "privacy"}
 
 
+class ConfigProblems(ConfigError):
+    """Everything wrong with the settings at once, one problem a line.
+
+    `fallback` is the config with each value that failed left at its default (a sender
+    that cannot work becomes `none`): what the commands a user needs to look, stop and
+    erase run with, after a warning. Only the daemon refuses to start on it.
+    """
+
+    def __init__(self, problems: list[ConfigProblem], fallback: Config) -> None:
+        self.problems = tuple(problems)
+        self.fallback = fallback
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class SecretsExposedError(ConfigProblems):
+    """The one problem is that the config file holds an API key others can read."""
+
+
 def load_config(
     environ: Mapping[str, str] = os.environ,
     paths: Paths | None = None,
     *,
     check_secrets_private: bool = True,
 ) -> Config:
-    """Defaults, then the config file, then the environment; raises ConfigError
-    (SecretsExposedError for a config holding a key that others can read)."""
+    """Defaults, then the config file, then the environment; raises ConfigProblems
+    naming every problem (SecretsExposedError when the only one is a config holding a
+    key that others can read)."""
+    config, problems = read_config(environ, paths, check_secrets_private=check_secrets_private)
+    if problems:
+        only_exposed = all(problem.exposes_secret for problem in problems)
+        raise (SecretsExposedError if only_exposed else ConfigProblems)(problems, config)
+    return config
+
+
+def read_config(
+    environ: Mapping[str, str] = os.environ,
+    paths: Paths | None = None,
+    *,
+    check_secrets_private: bool = True,
+) -> tuple[Config, list[ConfigProblem]]:
+    """The config and every problem found on the way; never raises for a setting.
+
+    A value that fails keeps its default, so one typo never hides the other settings,
+    and the problems are listed together instead of one per attempt.
+    """
     paths = paths or resolve_paths(environ)
-    document = _read_toml(paths.config_file)
-    _reject_unknown_keys(document, paths.config_file)
+    where = str(paths.config_file)
+    problems: list[ConfigProblem] = []
+    document = _read_toml(paths.config_file, problems)
+    known = [key for _, key, _, _ in _SETTINGS if key]
+    by_variable = {env: key for _, key, env, _ in _SETTINGS if key and env}
+    problems.extend(unknown_keys(document, where, known, _KNOWN_TABLES, by_variable))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, toml_key, env_key, parse in _SETTINGS:
@@ -318,39 +364,45 @@ def load_config(
             if raw is not None:
                 try:
                     values[name] = parse(raw)
+                    sources[name] = "config"
                 except ValueError as error:
-                    raise ConfigError(f"{paths.config_file}: {toml_key}: {error}") from None
-                sources[name] = "config"
+                    problems.append(ConfigProblem(where, toml_key, str(error)))
         if env_key is not None:
             raw_env = environ.get(env_key)
             if raw_env is not None and (raw_env.strip() or name in ("do_not_track", "ci")):
                 try:
                     values[name] = parse(raw_env)
+                    sources[name] = "env"
                 except ValueError as error:
-                    raise ConfigError(f"environment {env_key}: {error}") from None
-                sources[name] = "env"
+                    problems.append(ConfigProblem("environment", env_key, str(error)))
     if "sender" not in values:
         if values.get("posthog_api_key"):
             values["sender"], sources["sender"] = "posthog", sources["posthog_api_key"]
         elif values.get("http_endpoint"):
             values["sender"], sources["sender"] = "http", sources["http_endpoint"]
     if check_secrets_private:
-        _check_secrets_private(document, paths.config_file)
+        problems.extend(_exposed_secrets(document, paths.config_file))
     config = Config(paths=paths, sources=sources, **values)
-    _check_sender_settings(config)
-    return config
+    sender_problems = _sender_problems(config, where)
+    if sender_problems:
+        problems.extend(sender_problems)
+        # A sender that cannot work sends nothing: never a half-configured upload.
+        sources["sender"] = "default"
+        config = Config(paths=paths, sources=sources, **{**values, "sender": "none"})
+    return config, problems
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        problems.append(ConfigProblem(str(path), "", f"not valid TOML: {error}"))
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+        problems.append(ConfigProblem(str(path), "", f"cannot read: {error.strerror}"))
+    return {}
 
 
 def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
@@ -362,43 +414,50 @@ def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _reject_unknown_keys(document: Mapping[str, Any], path: Path) -> None:
-    known = {key for _, key, _, _ in _SETTINGS if key}
-    for key, value in document.items():
-        if key in _KNOWN_TABLES and isinstance(value, Mapping):
-            for sub in value:
-                if f"{key}.{sub}" not in known:
-                    raise ConfigError(f"{path}: unknown setting {key}.{sub}")
-        elif key not in known:
-            raise ConfigError(f"{path}: unknown setting {key}")
-
-
-def _check_secrets_private(document: Mapping[str, Any], path: Path) -> None:
-    if not any(_lookup(document, key) for key in _SECRET_KEYS):
-        return
+def _exposed_secrets(document: Mapping[str, Any], path: Path) -> list[ConfigProblem]:
+    held = [key for key in _SECRET_KEYS if _lookup(document, key)]
+    if not held:
+        return []
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise SecretsExposedError(
-            f"{path} holds an API key but is readable by others (mode {mode:o}); "
-            f"run: chmod 600 {path}"
+    if not mode & 0o077:
+        return []
+    return [
+        ConfigProblem(
+            str(path),
+            held[0],
+            f"an API key in a file others can read (mode {mode:o}); run: chmod 600 {path}",
+            exposes_secret=True,
         )
+    ]
 
 
-def _check_sender_settings(config: Config) -> None:
+def _sender_problems(config: Config, where: str) -> list[ConfigProblem]:
+    # Events leave only over https (plain http to loopback alone): refused here, at load,
+    # so the daemon does not start and every command says why.
+    def at(key: str) -> str:
+        return where if config.source_of(key) == "config" else "environment"
+
     # Say where the daemon looks: a key set in the user's shell does not reach a service.
     config_file = config.paths.config_file
     if config.sender == "posthog" and not config.posthog_api_key:
-        where = key_places(config_file, "POSTHOG_API_KEY", "posthog.api_key")
-        raise ConfigError(f"sender posthog needs POSTHOG_API_KEY: {where}")
+        places = key_places(config_file, "POSTHOG_API_KEY", "posthog.api_key")
+        message = f"sender posthog needs POSTHOG_API_KEY: {places}"
+        return [ConfigProblem(at("sender"), "sender", message)]
     if config.sender == "http" and not config.http_endpoint:
-        where = key_places(config_file, "TELEMETRY_ENDPOINT", "http.endpoint")
-        raise ConfigError(f"sender http needs TELEMETRY_ENDPOINT: {where}")
-    # Events leave only over https (plain http to loopback alone): refused here, at load,
-    # so the daemon does not start and every command says why.
-    if config.sender == "posthog":
-        check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING)
-    if config.sender == "http" and config.http_endpoint:
-        check_endpoint(config.http_endpoint, HTTP_ENDPOINT_SETTING)
+        places = key_places(config_file, "TELEMETRY_ENDPOINT", "http.endpoint")
+        message = f"sender http needs TELEMETRY_ENDPOINT: {places}"
+        return [ConfigProblem(at("sender"), "sender", message)]
+    try:
+        if config.sender == "posthog":
+            check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING)
+        if config.sender == "http" and config.http_endpoint:
+            check_endpoint(config.http_endpoint, HTTP_ENDPOINT_SETTING)
+    except EndpointError as error:
+        key = "posthog.host" if config.sender == "posthog" else "http.endpoint"
+        field_name = "posthog_host" if config.sender == "posthog" else "http_endpoint"
+        message = str(error).split(": ", 1)[-1]  # the key is named by the problem itself
+        return [ConfigProblem(at(field_name), key, message)]
+    return []
 
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

@@ -18,6 +18,8 @@ from agent_telemetryd.store.buffer import Buffer
 StatusSection = Callable[[], Awaitable[dict[str, Any]]]
 # Called after the effective mode changed: (before, after).
 ModeListener = Callable[[ConsentState, ConsentState], Awaitable[None]]
+# Called after a reload applied a new config: (before, after).
+ConfigListener = Callable[[Config, Config], Awaitable[None]]
 # Held while the buffer is emptied: whatever was read from it must not leave meanwhile.
 ClearGuard = Callable[[], AbstractAsyncContextManager[None]]
 
@@ -32,6 +34,7 @@ class DaemonContext:
     dashboard_token: str = ""
     status_sections: list[StatusSection] = field(default_factory=list)
     mode_listeners: list[ModeListener] = field(default_factory=list)
+    config_listeners: list[ConfigListener] = field(default_factory=list)
     clear_guards: list[ClearGuard] = field(default_factory=list)
 
     async def open_buffer(self) -> Buffer:

@@ -54,11 +54,17 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
-    from agent_telemetryd import dashboard
+    from agent_telemetryd import dashboard, ratelimit_state, reload
     from agent_telemetryd.receivers import otlp_listeners
     from agent_telemetryd.upload import part as upload_part
 
-    return (upload_part.attach, dashboard.attach, otlp_listeners.attach)
+    return (
+        ratelimit_state.attach,
+        upload_part.attach,
+        dashboard.attach,
+        otlp_listeners.attach,
+        reload.attach,
+    )
 
 
 def privacy_transforms(config: Config) -> list[Transform]:

@@ -2,8 +2,9 @@
 
 Receivers know only this class; it knows nothing of sockets or HTTP. What happens to an
 event here depends on the consent mode at the moment it arrives (DESIGN §8): in `off`
-nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload
-unless its source is over the rate limit.
+nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload:
+at once, or later when its source is over the rate limit (it waits, `eligible_ms`), or
+never when that source already has a full backlog waiting (`rate_limited`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ LOCAL, PENDING, RATE_LIMITED = (
     UploadState.PENDING.value,
     UploadState.RATE_LIMITED.value,
 )
-# Says whether one more event from this source may become eligible for upload now.
-UploadGate = Callable[[str, float], bool]
+# When one more event from this source (received at ms) becomes eligible for upload, in
+# ms; None when it is refused (its source's backlog is full).
+UploadGate = Callable[[str, int], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,16 @@ class Outcome:
     def documents_of(self, rows: Iterable[int]) -> list[int]:
         """Document indices of rows named by their position in the write."""
         return [self.row_documents[row] for row in rows]
+
+    def renumbered(self, positions: list[int]) -> Outcome:
+        """The same outcome for a receiver that handed over only some of its items:
+        `positions[i]` is where document i was among all of them."""
+        return Outcome(
+            [Rejection(positions[r.index], r.reason) for r in self.rejected],
+            self.pending,
+            self.kept,
+            [positions[index] for index in self.row_documents],
+        )
 
 
 @dataclass(slots=True)
@@ -108,6 +120,18 @@ class Ingestor:
         self.memory = Counters()
         self._logged_rejections = 0
 
+    # A reload swaps these between arrivals: each arrival binds them once, so no arrival
+    # is ever handled half by the old settings and half by the new.
+    def set_transforms(self, transforms: Iterable[Transform]) -> None:
+        self._transforms = tuple(transforms)
+
+    def set_upload_gate(self, upload_gate: UploadGate | None) -> None:
+        self._upload_gate = upload_gate
+
+    @property
+    def upload_gate(self) -> UploadGate | None:
+        return self._upload_gate
+
     def accept_lines(self, lines: list[bytes], source: Source) -> None:
         """NDJSON from ingest.sock: fire-and-forget, nothing to answer."""
         documents: list[Any] = []
@@ -120,23 +144,42 @@ class Ingestor:
         self._submit(documents, source, ack=False, extra_rejections=bad)
 
     def accept_documents(
-        self, documents: list[Any], source: Source, *, ack: bool, refused: Iterable[str] = ()
+        self,
+        documents: list[Any],
+        source: Source,
+        *,
+        ack: bool,
+        refused: Iterable[str] = (),
+        dropped: dict[str, int] | None = None,
     ) -> Outcome:
         """`refused`: one reason for each item the receiver could not make a document of,
-        counted as received and rejected in the same write."""
-        return self._submit(documents, source, ack=ack, extra_rejections=refused)
+        counted as received and rejected; `dropped`: items the receiver did not hand over,
+        by reason, counted as received and dropped. Both in the same write as the rest."""
+        return self._submit(
+            documents, source, ack=ack, extra_rejections=refused, dropped=dropped
+        )
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""
         self._submit([], source, ack=False, extra_rejections=[reason])
 
     def _submit(
-        self, documents: list[Any], source: Source, *, ack: bool, extra_rejections: Iterable[str]
+        self,
+        documents: list[Any],
+        source: Source,
+        *,
+        ack: bool,
+        extra_rejections: Iterable[str],
+        dropped: dict[str, int] | None = None,
     ) -> Outcome:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
         arrival = self._build_rows(documents, source, mode, now)
         counters = self._count(arrival, len(documents), extra_rejections, source)
+        for reason, count in (dropped or {}).items():
+            if count:
+                counters["received"] += count
+                counters[f"dropped.{reason}"] = counters.get(f"dropped.{reason}", 0) + count
         writer = self._writer() if mode != Mode.OFF else None
         if writer is None:
             for name, value in counters.items():
@@ -164,10 +207,15 @@ class Ingestor:
                 arrival.filtered += 1
                 continue
             agent = event.agent or "unknown"
+            eligible_ms = None
             if not uploading:
                 upload = LOCAL
-            elif gate is None or gate(agent, now):
+            elif gate is None:
                 upload = PENDING
+            elif (eligible_ms := gate(agent, received_ms)) is not None:
+                upload = PENDING
+                if eligible_ms <= received_ms:
+                    eligible_ms = None  # eligible at once: the common case stays NULL
             else:
                 upload = RATE_LIMITED
                 arrival.rate_limited += 1
@@ -192,6 +240,7 @@ class Ingestor:
                     event.trace_id,
                     event.span_id,
                     event.parent_span_id,
+                    eligible_ms,
                 )
             )
         return arrival

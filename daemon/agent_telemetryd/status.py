@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from agent_telemetry._wire import format_timestamp
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.ratelimit import waiting_report
 from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.upload import receipts
 
@@ -23,11 +25,13 @@ class BufferFacts:
     anonymous_id: str = ""
     last_upload_ms: int | None = None
     rate_limited_by_source: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, Any] = field(default_factory=dict)  # upload_queries.waiting
 
 
-def read_facts(conn: sqlite3.Connection | None) -> BufferFacts:
+def read_facts(conn: sqlite3.Connection | None, now_ms: int | None = None) -> BufferFacts:
     if conn is None:
         return BufferFacts()
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     summary = queries.buffer_summary(conn)
     return BufferFacts(
         buffer=summary["buffer"],
@@ -35,6 +39,7 @@ def read_facts(conn: sqlite3.Connection | None) -> BufferFacts:
         anonymous_id=queries.get_meta(conn, "anonymous_id") or "",
         last_upload_ms=receipts.last_accepted_ms(conn),
         rate_limited_by_source=upload_queries.rate_limited_by_source(conn),
+        waiting=upload_queries.waiting(conn, now_ms),
     )
 
 
@@ -89,6 +94,13 @@ def build_status(
         },
     }
     status["upload"] = {"rate_limited_by_source": facts.rate_limited_by_source}
+    # Pending events the limit holds back (they go later) and those beyond the backlog
+    # cap (kept local for good), side by side: nothing is held back out of sight.
+    status["rate_limit"] = {
+        **waiting_report(facts.waiting, config.rate_limit, config.rate_limit_backlog),
+        "rate_limited": buffer.get("rate_limited", 0),
+        "rate_limited_by_source": facts.rate_limited_by_source,
+    }
     if extra:
         extra = dict(extra)
         status["upload"].update(extra.pop("upload", {}))

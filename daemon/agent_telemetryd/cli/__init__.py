@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "service": "agent_telemetryd.cli.service:service",
     "completion": "agent_telemetryd.cli.completion:completion",
     "otel-env": "agent_telemetryd.cli.otel_env:otel_env",
+    "reload": "agent_telemetryd.cli.reload_command:reload",
+    "doctor": "agent_telemetryd.cli.doctor:doctor",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
-from agent_telemetryd.config import Config, ConfigError, SecretsExposedError, load_config
+from agent_telemetryd.config import Config, read_config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.paths import ensure_private_dir
@@ -23,21 +23,27 @@ from agent_telemetryd.store.migrations import MigrationError
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def get_config(*, strict: bool = False) -> Config:
-    """The config, or one clear line. A key readable by others stops the daemon (`strict`)
-    but only warns here: the user must always be able to look, stop, export and erase."""
-    try:
-        return load_config()
-    except SecretsExposedError as error:
-        if strict:
-            raise click.ClickException(str(error)) from None
-        click.echo(f"Warning: {error}", err=True)
-        try:
-            return load_config(check_secrets_private=False)
-        except ConfigError as other:
-            raise click.ClickException(str(other)) from None
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+# The daemon's exit status for a start that cannot work (its unit's RestartPreventExitStatus).
+EXIT_STARTUP_FAILURE = 3
+
+
+def get_config(*, strict: bool = False, from_doctor: bool = False) -> Config:
+    """The config. Every problem in it is named at once, a line each. Only the daemon
+    (`strict`) refuses to start on them (exit 3); every other command warns and runs with
+    the values that failed at their defaults: the user must always be able to look,
+    stop, export and erase."""
+    config, problems = read_config()
+    if not problems:
+        return config
+    if strict:
+        for problem in problems:
+            click.echo(f"Error: {problem}", err=True)
+        raise SystemExit(EXIT_STARTUP_FAILURE)
+    for problem in problems:
+        click.echo(f"Warning: {problem}", err=True)
+    rest = "" if from_doctor else "; `agent-telemetry doctor` checks the rest"
+    click.echo(f"Warning: running with the settings above at their defaults{rest}", err=True)
+    return config
 
 
 def daemon_pid(config: Config) -> int | None:

@@ -120,11 +120,19 @@ def _http_line(report: dict[str, Any], config: Config) -> str:
 
 
 def _rate_limited_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    waiting = report.get("rate_limit") or {}
+    if waiting.get("events"):
+        listed = ", ".join(f"{agent} {count}" for agent, count in waiting["by_source"].items())
+        lines.append(f"waiting:      {listed} ({waiting['why']})")
     by_source = (report.get("upload") or {}).get("rate_limited_by_source") or {}
-    if not by_source:
-        return []
-    listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
-    return [f"rate limited: {listed} (kept locally, not uploaded)"]
+    if by_source:
+        listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
+        lines.append(
+            f"rate limited: {listed} (past the backlog of {waiting.get('backlog_cap', '?')} "
+            "waiting events per source: kept locally, never uploaded)"
+        )
+    return lines
 
 
 @click.command()

@@ -68,6 +68,9 @@ def _describe_flush(report: dict[str, Any]) -> str:
             f"Quarantined {report['quarantined']} events the backend refused "
             "(see: agent-telemetry quarantine)."
         )
+    waiting = report.get("waiting") or {}
+    if waiting.get("events"):
+        lines.append(f"Waiting: {waiting['why']}.")
     if report.get("stopped"):
         lines.append(f"Stopped: {report['stopped']}.")
     if report.get("error"):
@@ -113,6 +116,9 @@ def preview(as_json: bool, max_requests: int) -> None:
     click.echo(
         f"{result['pending']} events pending for {result['backend']}{tail}. {result['note']}."
     )
+    waiting = result.get("waiting") or {}
+    if waiting.get("events"):
+        click.echo(f"Not in the next flush: {waiting['why']}.")
 
 
 async def _offline_preview(config: Config, max_requests: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ HEALTH_KEYS = (
     "counters",
     "last_upload",
     "next_upload",
+    "rate_limit",
 )
 
 

@@ -40,8 +40,12 @@ def too_large(what: str) -> BodyError:
 
 
 def agent_from_headers(request: web.Request) -> str | None:
-    name = request.headers.get("X-Agent-Name")
-    if not name:
+    return clean_agent_name(request.headers.get("X-Agent-Name"))
+
+
+def clean_agent_name(name: object) -> str | None:
+    """A source name as a client gave it, made valid: no control characters, 100 at most."""
+    if not isinstance(name, str) or not name:
         return None
     return _CONTROL.sub("", name)[:100] or None
 

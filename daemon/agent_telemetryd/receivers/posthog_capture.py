@@ -1,9 +1,19 @@
-"""PostHog-compatible capture routes: an unmodified PostHog SDK pointed at the daemon as
-its host lands in the same buffer (DESIGN §6).
+"""PostHog-compatible routes: an unmodified PostHog SDK pointed at the daemon as its host
+lands in the same buffer (DESIGN §6), and stays quiet.
 
-The SDK's `distinct_id` and `api_key` are not kept: the daemon stands for one anonymous
-installation, and a distinct id is often a real person's e-mail or account id. Source is
-the SDK's `$lib` unless `X-Agent-Name` says otherwise.
+Capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`): the SDK's `distinct_id` and
+`api_key` are not kept — the daemon stands for one anonymous installation, and a distinct
+id is often a real person's e-mail or account id; uploads carry the installation's
+anonymous id instead. The source an event is counted and rate-limited under is its
+`agent` property when it has one, else the request's `X-Agent-Name` header, else the SDK's
+`$lib` (`posthog-python`, `posthog-node`, …).
+
+Feature flags (`/flags`, `/decide` in every version the SDKs call, and the definitions a
+server-side SDK polls for local evaluation): the daemon has none, and says so in the shapes
+the SDKs parse, so they log no error. A `$feature_flag_called` event that reports no value
+(the flag was missing: the SDK only echoes the daemon's "no flags") is not kept, and is
+counted as `dropped.flag_not_evaluated`; one that carries a value the SDK really evaluated
+is an event like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from agent_telemetryd.receivers.http_ingest import (
     BodyError,
     agent_from_headers,
     answer,
+    clean_agent_name,
     read_body,
     refuse_body,
     too_large,
@@ -32,10 +43,30 @@ from agent_telemetryd.receivers.http_ingest import (
 routes = web.RouteTableDef()
 # What PostHog's own capture puts on an event and the daemon does not keep.
 _DROPPED_KEYS = ("distinct_id", "$ip", "$set", "$set_once", "token")
+FLAG_CALLED = "$feature_flag_called"
+FLAG_NOT_EVALUATED = "flag_not_evaluated"
+
+# "No flags", in every shape an SDK reads: `flags` (the /flags v2 answer, parsed by
+# posthog-python 7 and posthog-node 5), `featureFlags`/`featureFlagPayloads` (/decide v3
+# and older SDKs), no errors, and no other feature switched on for the client.
+NO_FLAGS: dict[str, Any] = {
+    "flags": {},
+    "featureFlags": {},
+    "featureFlagPayloads": {},
+    "errorsWhileComputingFlags": False,
+    "quotaLimited": [],
+    "sessionRecording": False,
+    "supportedCompression": ["gzip", "gzip-js"],
+}
+# No flag definitions, for SDKs that evaluate flags locally (a personal API key given).
+NO_DEFINITIONS: dict[str, Any] = {"flags": [], "group_type_mapping": {}, "cohorts": {}}
 
 
-def to_wire_event(item: Any) -> Any:
-    """One PostHog capture item → the daemon's wire event (left alone if not an object)."""
+def to_wire_event(item: Any, *, header_names_source: bool = False) -> Any:
+    """One PostHog capture item → the daemon's wire event (left alone if not an object).
+
+    The source: the item's `agent` property, else (when `header_names_source`) the
+    request's X-Agent-Name, which the caller gives as the default, else `$lib`."""
     if not isinstance(item, dict):
         return item
     properties = item.get("properties")
@@ -47,10 +78,21 @@ def to_wire_event(item: Any) -> Any:
     for key in ("timestamp", "uuid"):
         if item.get(key) is not None:
             event[key] = item[key]
-    lib = properties.get("$lib") if isinstance(properties, dict) else None
-    if isinstance(lib, str) and lib:
-        event["agent"] = lib[:100]
+    if isinstance(properties, dict):
+        agent = clean_agent_name(properties.get("agent"))
+        if agent is None and not header_names_source:
+            agent = clean_agent_name(properties.get("$lib"))
+        if agent is not None:
+            event["agent"] = agent
     return event
+
+
+def is_flag_echo(item: Any) -> bool:
+    """A `$feature_flag_called` with no value: the SDK reporting the daemon's "no flags"."""
+    if not isinstance(item, dict) or item.get("event") != FLAG_CALLED:
+        return False
+    properties = item.get("properties")
+    return not isinstance(properties, dict) or properties.get("$feature_flag_response") is None
 
 
 def inflate_gzip(compressed: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -102,7 +144,8 @@ def _decode_body(raw: bytes, content_type: str, query: dict[str, list[str]]) -> 
 async def capture(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     assert context.ingestor is not None
-    source = Source("posthog", agent=agent_from_headers(request))
+    header_agent = agent_from_headers(request)
+    source = Source("posthog", agent=header_agent)
     try:
         items = _items_in(
             _decode_body(
@@ -114,9 +157,14 @@ async def capture(request: web.Request) -> web.Response:
         return web.json_response(
             {"type": "validation_error", "detail": str(error)}, status=error.status
         )
-    documents = [to_wire_event(item) for item in items]
-    outcome = context.ingestor.accept_documents(documents, source, ack=True)
-    response = await answer(outcome, context)
+    positions = [index for index, item in enumerate(items) if not is_flag_echo(item)]
+    documents = [
+        to_wire_event(items[index], header_names_source=header_agent is not None)
+        for index in positions
+    ]
+    echoes = {FLAG_NOT_EVALUATED: len(items) - len(positions)}
+    outcome = context.ingestor.accept_documents(documents, source, ack=True, dropped=echoes)
+    response = await answer(outcome.renumbered(positions), context)
     if response.status == 202:
         # PostHog's SDKs treat exactly this as success.
         return web.json_response({"status": 1})
@@ -133,3 +181,20 @@ def _items_in(document: Any) -> list[Any]:
     if not isinstance(items, list):
         raise BodyError("'batch' must be an array")
     return items
+
+
+@routes.route("*", "/flags")
+@routes.route("*", "/flags/")
+@routes.route("*", "/decide")
+@routes.route("*", "/decide/")
+async def no_flags(request: web.Request) -> web.Response:
+    """Every version (`?v=2`, `?v=3`, `?v=4`) gets the same answer; the body (a distinct
+    id, the project key) is not read, so nothing of it is kept or logged."""
+    return web.json_response(NO_FLAGS)
+
+
+@routes.get("/flags/definitions")
+@routes.get("/api/feature_flag/local_evaluation")
+@routes.get("/api/feature_flag/local_evaluation/")
+async def no_flag_definitions(request: web.Request) -> web.Response:
+    return web.json_response(NO_DEFINITIONS)

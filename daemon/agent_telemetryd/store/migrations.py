@@ -245,6 +245,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN parent_span_id TEXT;
     CREATE INDEX events_by_trace ON events (trace_id) WHERE trace_id IS NOT NULL;
     """,
+    # 8: the upload rate limit shapes instead of discarding: an event over it waits, and
+    # `eligible_ms` says when it may go. NULL when it was eligible on arrival, as every
+    # event received before this column was. The index is partial, so the events that
+    # never wait (nearly all) cost it nothing on insert; it serves counting what waits
+    # and reading the limit's recent history back at start.
+    """
+    ALTER TABLE events ADD COLUMN eligible_ms INTEGER;
+    CREATE INDEX events_waiting ON events (eligible_ms) WHERE eligible_ms IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -158,6 +158,12 @@ def iter_export(
         last_id = page[-1][0]
 
 
+def newest_received_ms(conn: sqlite3.Connection) -> int | None:
+    """When the newest stored event arrived (by this machine's clock), or None."""
+    row = conn.execute("SELECT max(received_ms) FROM events").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None

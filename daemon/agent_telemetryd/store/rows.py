@@ -15,7 +15,7 @@ class UploadState(StrEnum):
     """Where an event stands with the backend (the `events.upload` column)."""
 
     LOCAL = "local"  # received while uploads were off, or made local when they were turned off
-    PENDING = "pending"  # eligible: the next flush sends it
+    PENDING = "pending"  # the next flush sends it (once `eligible_ms`, if set, has come)
     SENT = "sent"  # a backend answered 2xx for it
     RATE_LIMITED = "rate_limited"  # its source was over the backlog cap: kept local for good
     QUARANTINED = "quarantined"  # the backend refused it; `quarantine` lists why
@@ -40,6 +40,8 @@ class EventRow(NamedTuple):
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None
+    # When a pending event the rate limit held back may be uploaded; None: at once.
+    eligible_ms: int | None = None
 
 
 # A uuid seen before is a duplicate, not an error: `INSERT OR IGNORE` skips it and the

@@ -1,9 +1,11 @@
 """SQL over the buffer for uploading: read pending rows a page at a time, mark them, and
-make them local when upload consent goes.
+make them local when upload consent goes; what the rate limit holds back, and its history.
 
 The same functions serve the daemon (reader/writer threads) and the CLI with the daemon
 down. Reads page by `id` on the (upload, id) index, so a flush costs the same whatever
-was sent before, and memory holds one page however large the backlog.
+was sent before, and memory holds one page however large the backlog. A pending event
+the rate limit held back carries `eligible_ms`; until then the pages pass over it, and
+the partial index on `eligible_ms` counts what waits without reading anything else.
 """
 
 from __future__ import annotations
@@ -22,19 +24,77 @@ QUARANTINED, RATE_LIMITED = UploadState.QUARANTINED, UploadState.RATE_LIMITED
 MAX_REASON_CHARS = 300
 
 
-def pending_page(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Outbound]:
-    """Up to `limit` pending events with id > after_id, in arrival order."""
-    rows = conn.execute(
-        "SELECT id, uuid, event, ts_ms, received_ms, properties, agent, anonymous_id"
-        f" FROM events WHERE upload = '{PENDING}' AND id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
-    ).fetchall()
+def pending_page(
+    conn: sqlite3.Connection, after_id: int, limit: int, now_ms: int
+) -> list[Outbound]:
+    """Up to `limit` pending events with id > after_id that are eligible by `now_ms`, in
+    arrival order: what waits for the rate limit is left for a later flush."""
+    columns = "id, uuid, event, ts_ms, received_ms, properties, agent, anonymous_id"
+    try:
+        rows = conn.execute(
+            f"SELECT {columns} FROM events WHERE upload = '{PENDING}' AND id > ?"
+            " AND (eligible_ms IS NULL OR eligible_ms <= ?) ORDER BY id LIMIT ?",
+            (after_id, now_ms, limit),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        if _has_eligibility(conn):
+            raise
+        # A buffer from before the column (read with the daemon down, not yet migrated):
+        # nothing in it waits.
+        rows = conn.execute(
+            f"SELECT {columns} FROM events WHERE upload = '{PENDING}' AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
     return [Outbound(*row) for row in rows]
 
 
+def _has_eligibility(conn: sqlite3.Connection) -> bool:
+    names = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    return "eligible_ms" in names
+
+
 def pending_count(conn: sqlite3.Connection) -> int:
+    """Every pending event, eligible now or waiting for the rate limit."""
     sql = f"SELECT count(*) FROM events WHERE upload = '{PENDING}'"
     return int(conn.execute(sql).fetchone()[0])
+
+
+def waiting(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
+    """The pending events the rate limit holds back at `now_ms`: how many, by source,
+    and when the first and the last become eligible (ms, or None)."""
+    if not _has_eligibility(conn):
+        rows = []  # a buffer from before the column: nothing in it waits
+    else:
+        rows = conn.execute(
+            "SELECT agent, count(*), min(eligible_ms), max(eligible_ms) FROM events"
+            # `+upload`: not by the (upload, id) index, which would read every pending row.
+            f" WHERE eligible_ms > ? AND +upload = '{PENDING}' GROUP BY agent ORDER BY agent",
+            (now_ms,),
+        ).fetchall()
+    return {
+        "events": sum(int(count) for _, count, _, _ in rows),
+        "by_source": {agent: int(count) for agent, count, _, _ in rows},
+        "next_ms": min((first for _, _, first, _ in rows), default=None),
+        "last_ms": max((last for _, _, _, last in rows), default=None),
+    }
+
+
+def eligibility_history(conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, int]]:
+    """(source, eligible time) of every event made eligible after `since_ms` or waiting,
+    by source and time: the rate limit's state, read back at start so a restart does not
+    reset it. Sent events count (they used the window); events made local do not."""
+    # `+upload`: by the time indexes (a window's worth), never every pending or sent row.
+    states = f"+upload IN ('{PENDING}', '{SENT}')"
+    rows = conn.execute(
+        "SELECT agent, eligible_ms FROM events"
+        f" WHERE eligible_ms > ? AND {states}"
+        " UNION ALL SELECT agent, received_ms FROM events"
+        f" WHERE received_ms > ? AND eligible_ms IS NULL AND {states}"
+        " ORDER BY 1, 2",
+        (since_ms, since_ms),
+    ).fetchall()
+    return [(agent, int(at)) for agent, at in rows]
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from agent_telemetryd.config import RateRule
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.base import Sender, SendResult
@@ -47,6 +48,9 @@ class UploadSettings:
     # A Retry-After longer than this ends the flush instead of holding it open.
     max_retry_after: float = 120.0
     backoff: Backoff = field(default_factory=Backoff)
+    # The upload rate limit, to say why events wait (the ingestor applies it).
+    rate_limit: tuple[RateRule, ...] = ()
+    rate_limit_backlog: int = 10_000
 
 
 class ConsentWithdrawnError(Exception):
@@ -70,6 +74,8 @@ class FlushReport:
     error: str | None = None  # the backend failed: `flush` exits non-zero
     stopped: str | None = None  # consent withdrawn or daemon stopping mid-flush
     skipped: str | None = None  # nothing could be sent at all (mode, sender)
+    # Pending events the rate limit still holds back when the flush ended, and why.
+    waiting: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +154,10 @@ class Flush:
         size = page_rows(self._in.settings.batch_size)
 
         def read_page(after_id: int) -> Awaitable[list[Outbound]]:
-            return buffer.read(lambda conn: upload_queries.pending_page(conn, after_id, size))
+            now_ms = int(self._in.clock() * 1000)  # what waits for the rate limit stays
+            return buffer.read(
+                lambda conn: upload_queries.pending_page(conn, after_id, size, now_ms)
+            )
 
         # The next page is read while this one is sent: the reads overlap the network
         # instead of adding to it.

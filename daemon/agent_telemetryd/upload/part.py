@@ -9,6 +9,7 @@ from aiohttp import web
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.reload_plan import SENDER_SETTINGS
 from agent_telemetryd.senders.factory import build_sender, new_session
 from agent_telemetryd.upload import routes
 from agent_telemetryd.upload.backoff import Backoff
@@ -20,7 +21,10 @@ from agent_telemetryd.upload.uploader import Uploader
 def settings_from(config: Config) -> UploadSettings:
     base = config.upload_retry_base
     return UploadSettings(
-        batch_size=config.batch_size, backoff=Backoff(base=base, cap=max(base, 60.0))
+        batch_size=config.batch_size,
+        backoff=Backoff(base=base, cap=max(base, 60.0)),
+        rate_limit=config.rate_limit,
+        rate_limit_backlog=config.rate_limit_backlog,
     )
 
 
@@ -38,6 +42,15 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
     api_app[routes.UPLOADER] = uploader
     api_app.add_routes(routes.routes)
 
+    async def on_config_change(before: Config, after: Config) -> None:
+        # A reload: the next flush uses the new sender and settings; this one finishes.
+        if any(getattr(before, name) != getattr(after, name) for name in SENDER_SETTINGS):
+            uploader.reconfigure(build_sender(after, session), settings_from(after))
+        elif settings_from(before) != settings_from(after):
+            uploader.reconfigure(uploader.sender, settings_from(after))
+        if before.upload_interval != after.upload_interval:
+            schedule.set_interval(after.upload_interval, active=context.consent.uploads)
+
     async def on_mode_change(before: ConsentState, after: ConsentState) -> None:
         schedule.set_active(after.uploads)
         if not after.uploads:
@@ -53,7 +66,7 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
                 next_run.astimezone().isoformat(timespec="seconds") if next_run else None
             ),
             "upload": {
-                "backend": sender.backend,
+                "backend": uploader.sender.backend,
                 "interval_seconds": schedule.interval,
                 "batch_size": uploader.settings.batch_size,
                 "flush_running": uploader.running,
@@ -62,6 +75,7 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
         }
 
     context.mode_listeners.append(on_mode_change)
+    context.config_listeners.append(on_config_change)
     context.clear_guards.append(
         lambda: uploader.paused("the buffer is being cleared; no further request")
     )
@@ -71,8 +85,7 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
     async def close() -> None:
         schedule.shutdown()
         # Abandoning a request is safe: its events stay pending and are re-sent later.
-        await uploader.stop("the daemon is stopping")
-        await sender.close()
+        await uploader.close()
         await session.close()
 
     return close

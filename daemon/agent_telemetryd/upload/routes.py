@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -81,7 +82,10 @@ async def post_forget(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     uploader = request.app[UPLOADER]
     # No request may leave after forget but the erasure: no flush runs until it is done.
-    async with uploader.paused("forget was requested"):
+    # The clear guards are held too, as for `clear`: whatever reads the buffer is told.
+    async with uploader.paused("forget was requested"), contextlib.AsyncExitStack() as guards:
+        for guard in context.clear_guards:
+            await guards.enter_async_context(guard())
         buffer = context.buffer
         ids: list[str] = []
         deleted = 0

@@ -57,6 +57,16 @@ class UploadSchedule:
         else:
             self._job.pause()
 
+    def set_interval(self, interval: float, *, active: bool) -> None:
+        """Run every `interval` seconds from now on (a reload); a paused job stays paused."""
+        self.interval = interval
+        if self._job is None:
+            return
+        # Rescheduling gives a paused job a next run time, which resumes it: pause again.
+        self._job.reschedule(IntervalTrigger(seconds=interval, jitter=jitter_for(interval)))
+        if not active:
+            self._job.pause()
+
     def next_run(self) -> datetime | None:
         if self._job is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import sqlite3
 import time
@@ -18,7 +19,9 @@ import structlog
 
 from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.ratelimit import waiting_report
 from agent_telemetryd.senders.base import Sender
+from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.upload.flush import (
     ConsentWithdrawnError,
@@ -52,6 +55,7 @@ class Uploader:
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
         self._pauses: list[str] = []
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
@@ -74,6 +78,28 @@ class Uploader:
         assert task is not None
         # Shielded: a caller that goes away (CLI interrupted) does not cancel the flush.
         return await asyncio.shield(task)
+
+    def reconfigure(self, sender: Sender, settings: UploadSettings) -> None:
+        """Use `sender` and `settings` from the next flush on (a reload). A flush under way
+        finishes with the sender it started with, which is closed once it has."""
+        old, running = self.sender, self._current if self.running else None
+        self.sender, self.settings = sender, settings
+        self._inputs = dataclasses.replace(self._inputs, sender=sender, settings=settings)
+        if old is not sender:
+            task = asyncio.create_task(self._retire(old, running), name="retire-sender")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, sender: Sender, running: asyncio.Task[FlushReport] | None) -> None:
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
+        await sender.close()
+
+    async def close(self) -> None:
+        """Stop any flush, then close the sender and any being retired."""
+        await self.stop("the daemon is stopping")
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.sender.close()
 
     @contextlib.asynccontextmanager
     async def paused(self, reason: str) -> AsyncIterator[None]:
@@ -109,6 +135,7 @@ class Uploader:
             report.ok, report.error = False, str(error)
         except sqlite3.Error as error:
             report.ok, report.error = False, f"buffer error: {error}"
+        await self._note_waiting(report)
         report.finished_at = self._now()
         self.last_report = report
         log.info(
@@ -124,6 +151,19 @@ class Uploader:
             skipped=report.skipped,
         )
         return report
+
+    async def _note_waiting(self, report: FlushReport) -> None:
+        """What the rate limit still holds back: the flush did not forget it, it waits."""
+        buffer = self._inputs.buffer()
+        if buffer is None or report.skipped:
+            return
+        now_ms = int(self._inputs.clock() * 1000)
+        settings = self._inputs.settings
+        try:
+            found = await buffer.read(lambda conn: upload_queries.waiting(conn, now_ms))
+        except sqlite3.Error:
+            return  # the report says what was sent; a failed count must not hide it
+        report.waiting = waiting_report(found, settings.rate_limit, settings.rate_limit_backlog)
 
     def _now(self) -> str:
         return format_timestamp(int(self._inputs.clock() * 1000))

@@ -115,6 +115,8 @@
     add("Daemon", h.running ? "running" : "not running");
     const b = h.buffer || {};
     add("Stored", `${fmt(b.events)} events (${fmt(b.pending_upload)} pending upload, ${fmt(b.sent)} sent, ${fmt(b.local_only)} local only, ${fmt(b.rate_limited)} rate-limited, ${fmt(b.quarantined)} quarantined)`);
+    const limit = h.rate_limit || {};
+    if (limit.events) add("Waiting", `${fmt(limit.events)} events wait for the upload rate limit (${limit.rule} per source); later uploads send them, oldest first, by ${when(limit.all_eligible_by)}`);
     const lastUpload = h.last_upload;
     add("Last upload", !lastUpload ? "never" : typeof lastUpload === "string" ? when(lastUpload) : JSON.stringify(lastUpload));
 

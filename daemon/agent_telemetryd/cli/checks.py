@@ -1,0 +1,377 @@
+"""What `doctor` concludes from what it found: one check each, a verdict and the exact fix.
+
+Pure: every function takes facts (gathered by `doctor.py`) and returns a `Check`, so each
+verdict can be tested with plain values. `ok` needs nothing; `warn` works but is probably
+not what the user wants; `fail` means something the user expects does not happen.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+START_DAEMON = "agent-telemetry service install (or run it in a terminal: agent-telemetry daemon)"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: str
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PathFacts:
+    """What `stat` says about a file or folder (`exists` False: the rest is meaningless)."""
+
+    path: Path
+    exists: bool
+    mode: int = 0  # the full st_mode
+    uid: int = -1
+
+    @property
+    def permissions(self) -> int:
+        return stat.S_IMODE(self.mode)
+
+
+def config_valid(path: Path, exists: bool, problems: list[str], daemon_running: bool) -> Check:
+    if problems:
+        listed = "; ".join(problems)
+        then = "agent-telemetry reload" if daemon_running else "start the daemon"
+        return Check(
+            "config",
+            FAIL,
+            f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}: {listed} "
+            "(the daemon refuses to start; other commands use defaults for these)",
+            f"edit {path} as each problem says, then: {then}",
+        )
+    if not exists:
+        return Check("config", OK, f"no config file at {path}: defaults and the environment")
+    return Check("config", OK, f"{path} reads without a problem")
+
+
+def config_private(facts: PathFacts, holds_key: bool, my_uid: int) -> Check:
+    path = facts.path
+    if not facts.exists:
+        return Check("config_private", OK, "no config file")
+    mode = facts.permissions
+    if facts.uid != my_uid:
+        return Check(
+            "config_private",
+            FAIL,
+            f"{path} belongs to uid {facts.uid}, not you: its owner decides where your data goes",
+            f"cp {path} {path}.mine && mv {path}.mine {path} && chmod 600 {path}",
+        )
+    if holds_key and mode & 0o077:
+        return Check(
+            "config_private",
+            FAIL,
+            f"{path} holds an API key and others can read it (mode {mode:o}); "
+            "the daemon refuses to start",
+            f"chmod 600 {path}",
+        )
+    if mode & 0o022:
+        return Check(
+            "config_private",
+            FAIL,
+            f"others can change {path} (mode {mode:o}), and with it where your events go",
+            f"chmod 600 {path}",
+        )
+    held = "holds an API key; " if holds_key else ""
+    return Check("config_private", OK, f"{path} {held}mode {mode:o}, yours")
+
+
+def daemon(pid: int | None, answered: bool, error: str | None, service_running: bool) -> Check:
+    if pid is None:
+        if service_running:
+            return Check("daemon", WARN, "the service runs but holds no daemon lock")
+        return Check(
+            "daemon",
+            FAIL,
+            "not running: events agents send now are not taken (the shims keep them in their "
+            "spool until it runs)",
+            START_DAEMON,
+        )
+    if not answered:
+        return Check(
+            "daemon",
+            FAIL,
+            f"running (pid {pid}) but it does not answer on api.sock: {error}",
+            f"kill {pid}; then: agent-telemetry daemon (or let the service restart it)",
+        )
+    return Check("daemon", OK, f"running (pid {pid}) and answering")
+
+
+def sockets(runtime: PathFacts, files: list[PathFacts], my_uid: int, daemon_running: bool) -> Check:
+    problems = []
+    if runtime.exists:
+        if runtime.uid != my_uid:
+            problems.append(f"{runtime.path} belongs to uid {runtime.uid}")
+        if runtime.permissions != 0o700:
+            problems.append(f"{runtime.path} is mode {runtime.permissions:o}, not 700")
+    for sock in files:
+        if not sock.exists:
+            if daemon_running:
+                problems.append(f"{sock.path} is missing")
+            continue
+        if not stat.S_ISSOCK(sock.mode):
+            problems.append(f"{sock.path} is not a socket")
+        elif sock.uid != my_uid:
+            problems.append(f"{sock.path} belongs to uid {sock.uid}")
+        elif sock.permissions & 0o077:
+            problems.append(f"{sock.path} is mode {sock.permissions:o}, not 600")
+    if problems:
+        fix = (
+            "agent-telemetry daemon recreates them at start; stop it, then: "
+            f"rm -rf {runtime.path} and start it again"
+        )
+        return Check("sockets", FAIL, "; ".join(problems), fix)
+    present = [f for f in files if f.exists]
+    if not daemon_running and present:
+        return Check(
+            "sockets",
+            OK,
+            f"{len(present)} socket file(s) left in {runtime.path} with no daemon: "
+            "the next start removes or (under the socket unit) uses them",
+        )
+    if not daemon_running:
+        return Check("sockets", OK, f"none yet in {runtime.path} (the daemon makes them)")
+    return Check(
+        "sockets", OK, f"{', '.join(f.path.name for f in files)}: 600, yours, in a 700 folder"
+    )
+
+
+def port(
+    configured: int | None,
+    running_url: str | None,
+    daemon_running: bool,
+    probe: str | None,
+    held_by_socket_unit: bool,
+) -> Check:
+    """`probe`: None when the port answered (running) or is free (stopped), else why not."""
+    if configured is None:
+        return Check("port", OK, "loopback HTTP is off (http_port = off): agents use the sockets")
+    if daemon_running:
+        if running_url is None:
+            return Check(
+                "port",
+                FAIL,
+                f"http_port is {configured} but the daemon has no HTTP listener",
+                "see the daemon's log (journalctl --user -u agent-telemetry), then restart it",
+            )
+        if probe is not None:
+            return Check(
+                "port",
+                FAIL,
+                f"{running_url} does not answer: {probe}",
+                "restart the daemon: agent-telemetry service install (or agent-telemetry daemon)",
+            )
+        return Check("port", OK, f"{running_url} answers")
+    if configured == 0:
+        return Check("port", OK, "http_port = 0: the daemon picks a free port at start")
+    if probe is None:
+        return Check("port", OK, f"127.0.0.1:{configured} is free for the daemon")
+    if held_by_socket_unit:
+        return Check("port", OK, f"127.0.0.1:{configured} is held by the service's socket unit")
+    return Check(
+        "port",
+        FAIL,
+        f"127.0.0.1:{configured} is taken by another program ({probe}): the daemon cannot start",
+        "set another port: http_port = 7469 in the config (or AGENT_TELEMETRY_HTTP_PORT=7469)",
+    )
+
+
+def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
+    if facts is None:
+        return Check("service", WARN, f"cannot ask the service manager: {error}")
+    if not facts.get("manager"):
+        return Check(
+            "service",
+            WARN,
+            f"no user service manager: {facts.get('manager_detail')}",
+            "start it yourself at login: agent-telemetry daemon (e.g. from ~/.profile)",
+        )
+    if not facts.get("installed"):
+        return Check(
+            "service",
+            WARN,
+            "not installed: the daemon runs only while you run it",
+            "agent-telemetry service install",
+        )
+    if not facts.get("enabled"):
+        return Check(
+            "service",
+            WARN,
+            "installed but not enabled: it will not start at login",
+            "agent-telemetry service install (it enables what it installs)",
+        )
+    return Check("service", OK, "installed and enabled")
+
+
+def consent(mode: str, source: str, reason: str, sender: str) -> Check:
+    detail = f"{mode}, decided by {source}: {reason}"
+    if mode == "upload" and sender == "none":
+        return Check(
+            "consent",
+            WARN,
+            f"{detail}; but no backend is configured, so events pile up pending",
+            "set [http] endpoint and api_key (or [posthog] api_key) in the config, "
+            "then: agent-telemetry reload",
+        )
+    if source in ("DO_NOT_TRACK", "CI"):
+        variable = "DO_NOT_TRACK" if source == "DO_NOT_TRACK" else "CI"
+        return Check(
+            "consent",
+            WARN,
+            f"{detail} (you chose upload, the environment caps it)",
+            f"unset {variable} in the daemon's environment"
+            + (", or set AGENT_TELEMETRY_MODE=upload there" if variable == "CI" else ""),
+        )
+    return Check("consent", OK, detail)
+
+
+def sender(name: str, backend: str, mode: str, reachable: bool, detail: str) -> Check:
+    if name == "none":
+        if mode == "upload":
+            return Check(
+                "sender",
+                WARN,
+                "none: uploads are on but nothing is sent",
+                "set [http] endpoint and api_key (or [posthog] api_key) in the config, "
+                "then: agent-telemetry reload",
+            )
+        return Check("sender", OK, "none configured (nothing is uploaded in this mode anyway)")
+    if reachable:
+        return Check("sender", OK, f"{backend}: {detail}")
+    if name == "file":
+        return Check(
+            "sender", FAIL, f"{backend}: {detail}", "set file.path to a folder you can write"
+        )
+    if "HTTP 401" in detail or "HTTP 403" in detail:
+        key = "[http] api_key / TELEMETRY_API_KEY" if name == "http" else "[posthog] api_key"
+        return Check("sender", FAIL, f"{backend}: {detail}", f"check the key: {key}")
+    where = "[http] endpoint / TELEMETRY_ENDPOINT" if name == "http" else "[posthog] host"
+    return Check(
+        "sender",
+        FAIL,
+        f"{backend} is not reachable: {detail}; events stay pending until it is",
+        f"check {where} and that the backend is up, then: agent-telemetry flush",
+    )
+
+
+def disk(path: Path, free: int, total: int, buffer_bytes: int, max_bytes: int) -> Check:
+    mib = 1024 * 1024
+    detail = f"{free // mib:,} MiB free of {total // mib:,} MiB at {path}"
+    if free < 100 * mib:
+        return Check(
+            "disk",
+            FAIL,
+            f"{detail}: new events will soon be refused",
+            "free space there, or make the buffer smaller: agent-telemetry export, "
+            "then agent-telemetry clear",
+        )
+    if buffer_bytes > 0.9 * max_bytes:
+        return Check(
+            "disk",
+            WARN,
+            f"{detail}; the buffer ({buffer_bytes // mib:,} MiB) is near its cap "
+            f"({max_bytes // mib:,} MiB): new events will be refused once sent ones are gone",
+            "raise store.max_bytes, or: agent-telemetry export, then agent-telemetry clear",
+        )
+    if free < 1024 * mib or free < total * 0.05:
+        return Check("disk", WARN, f"{detail}: little room left", "free space on that disk")
+    return Check("disk", OK, detail)
+
+
+def buffer(path: Path, exists: bool, state: str, messages: tuple[str, ...]) -> Check:
+    if not exists:
+        return Check("buffer", OK, f"no buffer yet at {path}")
+    if state == "ok":
+        return Check("buffer", OK, f"{path}: every page reads (quick_check)")
+    if state == "unfinished":
+        return Check(
+            "buffer",
+            WARN,
+            f"{path}: the check did not finish in time (a large buffer or a busy disk)",
+            "run agent-telemetry doctor again when the machine is quieter",
+        )
+    found = "; ".join(messages) or state
+    return Check(
+        "buffer",
+        FAIL,
+        f"{path} is damaged: {found}",
+        "export what still reads (agent-telemetry export -o events.json), then restart the "
+        "daemon: it moves a damaged buffer aside and starts a fresh one",
+    )
+
+
+def spool(path: Path, files: int, size: int, daemon_running: bool) -> Check:
+    if files == 0:
+        return Check("spool", OK, f"nothing waiting in {path}")
+    detail = f"{files} file(s), {size:,} bytes waiting in {path}"
+    if not daemon_running:
+        return Check("spool", WARN, f"{detail}: the daemon takes them when it starts", START_DAEMON)
+    return Check(
+        "spool",
+        WARN,
+        f"{detail}: the daemon takes them when an agent next connects",
+        "nothing to do unless it stays; then restart the daemon",
+    )
+
+
+def clock(now_ms: int, newest_ms: int | None, backend_skew_s: float | None) -> Check:
+    if now_ms < 1_704_067_200_000:  # 2024-01-01: no event of this program is older
+        return Check(
+            "clock",
+            FAIL,
+            "this machine's clock is before 2024",
+            "set the clock (timedatectl set-ntp true)",
+        )
+    if newest_ms is not None and newest_ms > now_ms + 300_000:
+        ahead = (newest_ms - now_ms) // 1000
+        return Check(
+            "clock",
+            WARN,
+            f"the newest stored event arrived {ahead} s in what is now the future: "
+            "the clock went back",
+            "keep the clock synchronised (timedatectl set-ntp true)",
+        )
+    if backend_skew_s is not None and abs(backend_skew_s) > 300:
+        return Check(
+            "clock",
+            WARN,
+            f"{abs(backend_skew_s):.0f} s {'behind' if backend_skew_s > 0 else 'ahead of'} "
+            "the backend's clock: event times will look shifted there",
+            "keep the clock synchronised (timedatectl set-ntp true)",
+        )
+    said = (
+        f"; within {abs(backend_skew_s):.0f} s of the backend's"
+        if backend_skew_s is not None
+        else ""
+    )
+    return Check("clock", OK, f"plausible{said}")
+
+
+def tcp_peers(protection: str | None, http_on: bool) -> Check:
+    if not http_on:
+        return Check("tcp_peers", OK, "no TCP listener: only your own sockets")
+    if protection in ("uid", "uid+token"):
+        return Check(
+            "tcp_peers", OK, f"{protection}: other users on this machine are refused on TCP"
+        )
+    if protection == "token":
+        return Check("tcp_peers", OK, "token: TCP ingest needs the per-install token")
+    return Check(
+        "tcp_peers",
+        WARN,
+        "off: another user on this machine could post events to the TCP port",
+        "if your agents use the sockets, turn TCP off: http_port = off",
+    )

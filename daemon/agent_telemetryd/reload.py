@@ -1,0 +1,132 @@
+"""`agent-telemetry reload` (POST /v1/reload on api.sock) and SIGHUP: re-read the config
+and apply it to the running daemon without dropping a connection or an event.
+
+Nothing that holds a connection is touched: listeners, sockets and the buffer stay as they
+are. What changes is swapped between units of work — the ingestor's transforms and rate
+limit between one arrival and the next, the uploader's sender between one flush and the
+next (a flush under way finishes with the sender it started with). A config that does not
+load keeps every running setting, and the reply (or the log, for SIGHUP) names each
+problem. `reload_plan` says what is applied and what waits for a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from agent_telemetryd.config import read_config
+from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.mode_change import apply_mode
+from agent_telemetryd.ratelimit_state import reseed
+from agent_telemetryd.reload_plan import PRIVACY_SETTINGS, RATE_LIMIT_SETTINGS, ReloadPlan, plan
+
+log = structlog.get_logger("agent_telemetryd.reload")
+routes = web.RouteTableDef()
+_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+
+
+async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str) -> dict[str, Any]:
+    """Re-read the config and apply what can be applied; the reply for the CLI."""
+    async with lock:  # one reload at a time: a second SIGHUP waits for the first
+        config, problems = read_config(paths=context.config.paths)
+        if problems:
+            for problem in problems:
+                log.error("reload_refused", problem=str(problem), via=via)
+            return {
+                "ok": False,
+                "error": (
+                    f"the config has {len(problems)} "
+                    f"{'problem' if len(problems) == 1 else 'problems'}; "
+                    "the running settings are kept"
+                ),
+                "problems": [str(problem) for problem in problems],
+            }
+        change = plan(context.config, config)
+        await _apply(context, change)
+        reply = _reply(change)
+        log.info(
+            "config_reloaded",
+            via=via,
+            applied=sorted(change.applied),
+            needs_restart=[c.setting for c in change.needs_restart],
+        )
+        return reply
+
+
+async def _apply(context: DaemonContext, change: ReloadPlan) -> None:
+    before, after = context.config, change.running
+    context.config = after
+    applied = change.applied
+    if context.ingestor is not None and applied & PRIVACY_SETTINGS:
+        from agent_telemetryd.daemon import privacy_transforms  # the daemon's one recipe
+
+        context.ingestor.set_transforms(privacy_transforms(after))
+    if applied & RATE_LIMIT_SETTINGS:
+        await reseed(context)
+    for listener in context.config_listeners:
+        await listener(before, after)
+    if "mode" in applied:
+        state = decide(after, read_stored(after.paths.consent_file))
+        if state != context.consent:
+            await apply_mode(context, state)
+
+
+def _reply(change: ReloadPlan) -> dict[str, Any]:
+    changed = [c.as_dict() for c in change.changes]
+    restart = [c.setting for c in change.needs_restart]
+    applied = ", ".join(sorted(change.applied)) or "nothing new"
+    if not changed:
+        summary = "nothing changed"
+    elif restart:
+        summary = f"applied {applied}; restart the daemon for {', '.join(restart)}"
+    else:
+        summary = f"applied {applied}; nothing needs a restart"
+    return {
+        "ok": True,
+        "summary": summary,
+        "changed": changed,
+        "applied": sorted(change.applied),
+        "needs_restart": restart,
+        "notes": list(change.notes),
+    }
+
+
+@routes.post("/v1/reload")
+async def post_reload(request: web.Request) -> web.Response:
+    reply = await reload_config(request.app[CONTEXT], request.app[_LOCK], via="api")
+    return web.json_response(
+        reply, status=200 if reply["ok"] else 422, dumps=lambda v: orjson.dumps(v).decode()
+    )
+
+
+async def attach(
+    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
+) -> Callable[[], Awaitable[None]]:
+    """The reload route, and SIGHUP doing the same (what `systemctl reload` sends)."""
+    lock = asyncio.Lock()
+    api_app[_LOCK] = lock
+    api_app.add_routes(routes)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[dict[str, Any]]] = set()
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload_config(context, lock, via="SIGHUP"), name="reload")
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+
+    async def close() -> None:
+        # From here a SIGHUP is ignored, not the default (which would end the process
+        # in the middle of its drain).
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    return close

@@ -1,0 +1,59 @@
+"""A broken config: every problem named at once with a suggestion; the commands a user
+needs to look, stop, export and erase still run (warning on stderr); only the daemon
+refuses to start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import DaemonFactory
+from tests.daemon_process import CLI, DaemonProcess
+
+TWO_TYPOS = 'upload_intervall = "15m"\nbatch_size = 20\n[posthog]\napi_kye = "phc_x"\n'
+
+
+def broken_home(daemon_factory: DaemonFactory) -> DaemonProcess:
+    process = daemon_factory(start=False)
+    config = process.home / "config.toml"
+    config.write_text(TWO_TYPOS)
+    config.chmod(0o600)
+    return process
+
+
+def test_the_daemon_refuses_naming_both_typos(daemon_factory: DaemonFactory) -> None:
+    process = broken_home(daemon_factory)
+    config = process.home / "config.toml"
+    result = subprocess.run(
+        [CLI, "daemon"], env=process.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"Error: {config}: upload_intervall: unknown setting; did you mean upload_interval?",
+        f"Error: {config}: posthog.api_kye: unknown setting; did you mean posthog.api_key?",
+    ]
+    assert not process.api_socket.exists()
+
+
+def test_status_mode_and_the_erasing_commands_still_run(daemon_factory: DaemonFactory) -> None:
+    process = broken_home(daemon_factory)
+    status = process.cli("status", "--json")
+    assert json.loads(status.stdout)["running"] is False  # stdout stays plain JSON
+    assert "upload_intervall: unknown setting; did you mean upload_interval?" in status.stderr
+    assert "posthog.api_kye: unknown setting; did you mean posthog.api_key?" in status.stderr
+    assert "Warning:" in status.stderr
+
+    off = process.cli("mode", "off")
+    assert "Mode: off" in off.stdout and "api_kye" in off.stderr
+    assert json.loads(process.cli("status", "--json").stdout)["mode"] == "off"
+    for args in (("disable",), ("export",), ("clear", "--yes"), ("forget", "--yes")):
+        result = process.cli(*args)
+        assert "did you mean upload_interval?" in result.stderr, args
+    assert json.loads(process.cli("status", "--json").stdout)["mode"] == "local"
+
+    doctor = process.cli("doctor", "--json", check=False)
+    assert doctor.returncode == 1  # it ran, and found the config wanting
+    (config_check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "config"]
+    assert config_check["verdict"] == "fail"
+    assert "did you mean upload_interval?" in config_check["detail"]
+    assert "did you mean posthog.api_key?" in config_check["detail"]

@@ -1,0 +1,179 @@
+"""`reload` and SIGHUP on the real daemon: the new config is applied without a restart,
+without dropping a connection or an event; a broken one keeps the running settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import DaemonFactory
+from tests.daemon_process import DaemonProcess
+from tests.fakes.http_backend import FakeHttpBackend
+from tests.fakes.upload_helpers import flush_json, post_events
+from tests.test_daemon_ingest import post_events as post_json
+
+
+@pytest.fixture
+def backend() -> Iterator[FakeHttpBackend]:
+    fake = FakeHttpBackend().start()
+    yield fake
+    fake.stop()
+
+
+def write_config(daemon: DaemonProcess, text: str) -> None:
+    config = daemon.home / "config.toml"
+    config.write_text(text)
+    config.chmod(0o600)
+
+
+def backend_config(backend: FakeHttpBackend) -> str:
+    return f'[http]\nendpoint = "{backend.url}"\napi_key = "{backend.api_key}"\n'
+
+
+def uploading_daemon(daemon_factory: DaemonFactory) -> DaemonProcess:
+    """Upload consent given, but no backend configured yet: the sender is none."""
+    return daemon_factory(
+        {
+            "AGENT_TELEMETRY_MODE": "upload",
+            "AGENT_TELEMETRY_RATE_LIMIT": "off",
+            "AGENT_TELEMETRY_RETRY_BASE": "0.05",
+        }
+    )
+
+
+def send_line(connection: socket.socket, name: str) -> None:
+    connection.sendall(json.dumps({"event": name, "agent": "long-lived"}).encode() + b"\n")
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def stored_events(daemon: DaemonProcess) -> list[str]:
+    return [row["event"] for row in daemon.export()]
+
+
+@pytest.mark.parametrize("trigger", ["command", "SIGHUP"])
+def test_reload_switches_the_sender_and_the_next_flush_reaches_it(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend, trigger: str
+) -> None:
+    daemon = uploading_daemon(daemon_factory)
+    pid = daemon.status()["pid"]
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(str(daemon.ingest_socket))
+    try:
+        send_line(connection, "before.reload")
+        post_events(daemon, 5)
+        wait_until(lambda: len(stored_events(daemon)) == 6)
+        skipped = flush_json(daemon)
+        assert skipped["skipped"].startswith("sender is none") and not backend.stored
+
+        write_config(daemon, "batch_size = 2\n" + backend_config(backend))
+        if trigger == "command":
+            reply = json.loads(daemon.cli("reload", "--json").stdout)
+            assert reply["ok"] and reply["needs_restart"] == []
+            changed = {c["setting"]: c for c in reply["changed"]}
+            assert (changed["sender"]["from"], changed["sender"]["to"]) == ("none", "http")
+            assert changed["http_api_key"] == {
+                "setting": "http_api_key",
+                "from": "(unset)",
+                "to": "(set)",  # never the key itself
+                "applied": True,
+                "takes_effect": "the next flush",
+            }
+            assert backend.api_key not in json.dumps(reply)
+            assert sorted(reply["applied"]) == [
+                "batch_size",
+                "http_api_key",
+                "http_endpoint",
+                "sender",
+            ]
+        else:
+            os.kill(pid, signal.SIGHUP)
+            wait_until(lambda: daemon.status()["sender"] == "http")
+        status = daemon.status()
+        assert (status["pid"], status["running"]) == (pid, True)  # no restart
+        assert status["upload"]["batch_size"] == 2
+
+        # The ingest connection opened before the reload keeps delivering.
+        send_line(connection, "after.reload")
+        wait_until(lambda: "after.reload" in stored_events(daemon))
+        report = flush_json(daemon)
+        assert report["exit_code"] == 0 and report["events_sent"] == 7
+        assert report["batches"] == 4  # the new batch size too
+        assert sorted(e["event"] for e in backend.stored.values()) == sorted(
+            ["before.reload", "after.reload"] + ["agent.run.completed"] * 5
+        )
+    finally:
+        connection.close()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert backend.api_key not in daemon.log()
+
+
+def test_a_broken_config_keeps_the_running_settings_and_says_why(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    daemon = uploading_daemon(daemon_factory)
+    write_config(daemon, backend_config(backend))
+    daemon.cli("reload")
+    write_config(daemon, 'upload_intervall = "1m"\nbatch_size = 0\n' + backend_config(backend))
+    result = daemon.cli("reload", check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "Not reloaded: the config has 2 problems; the running settings are kept.",
+        f"{daemon.home / 'config.toml'}: upload_intervall: unknown setting; "
+        "did you mean upload_interval?",
+        f"{daemon.home / 'config.toml'}: batch_size: must be greater than zero",
+    ]
+    status = daemon.status()
+    assert status["sender"] == "http" and status["upload"]["batch_size"] == 100
+
+    os.kill(status["pid"], signal.SIGHUP)
+    wait_until(lambda: daemon.log().count("reload_refused") >= 2)
+    assert "did you mean upload_interval?" in daemon.log()
+    post_events(daemon, 3)
+    assert flush_json(daemon)["events_sent"] == 3  # still the running sender
+
+
+def test_reload_says_what_needs_a_restart_and_applies_the_rest(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = uploading_daemon(daemon_factory)
+    before = daemon.status()
+    write_config(
+        daemon,
+        'upload_interval = "10m"\n'
+        'http_host = "127.0.0.2"\n'
+        '[privacy]\nallow_events = ["kept"]\n'
+        "[store]\nretention_days = 7\n",
+    )
+    reply = json.loads(daemon.cli("reload", "--json").stdout)
+    assert reply["applied"] == ["allow_events", "upload_interval"]
+    assert reply["needs_restart"] == ["http_host", "retention_days"]
+    why = {c["setting"]: c.get("needs_restart_because") for c in reply["changed"]}
+    assert why["http_host"] == "the listeners are opened at start"
+    # Once applied, a setting is no change; what waits for a restart is still said.
+    assert daemon.cli("reload").stdout.splitlines()[0] == (
+        "Reloaded: applied nothing new; restart the daemon for http_host, retention_days."
+    )
+
+    status = daemon.status()
+    assert status["paths"]["http"] == before["paths"]["http"]  # still the running listener
+    assert status["upload"]["interval_seconds"] == 600
+    post_events(daemon, 2, name="kept")
+    _, answer = post_json(status["paths"]["http"], [{"event": "dropped.now"}] * 3)
+    assert answer["accepted"] == 0  # the allowlist dropped them, counted
+    counters = daemon.status()["counters"]
+    assert counters["dropped_by_reason"]["not_allowlisted"] == 3
+    assert stored_events(daemon).count("kept") == 2

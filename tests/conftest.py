@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,23 @@ import pytest
 from tests.daemon_process import DaemonProcess, clean_environment, make_home
 
 DaemonFactory = Callable[..., DaemonProcess]
+SHARED_FOLDERS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+@pytest.fixture(autouse=True)
+def shared_folders_stay_shared() -> Iterator[None]:
+    """No code under test may tighten a folder every user shares (tests run as root, where
+    a chmod of /tmp would succeed and lock other users out of it): the test that did is
+    named, and the mode is put back."""
+    before = {path: path.stat().st_mode for path in SHARED_FOLDERS if path.is_dir()}
+    yield
+    changed = {}
+    for path, mode in before.items():
+        now = path.stat().st_mode
+        if now != mode:
+            os.chmod(path, stat.S_IMODE(mode))
+            changed[str(path)] = f"{stat.S_IMODE(mode):o} -> {stat.S_IMODE(now):o}"
+    assert not changed, f"the test changed the mode of shared folders: {changed}"
 
 
 @pytest.fixture

@@ -235,11 +235,12 @@ def test_a_missing_key_error_names_every_place_the_daemon_looks(
 ) -> None:
     stopped = daemon_factory({"AGENT_TELEMETRY_SENDER": "posthog"}, start=False)
     result = run_cli(stopped, "daemon")
-    assert result.returncode == 1
+    assert result.returncode == 3  # the daemon refuses to start: its own exit status
     [line] = result.stderr.splitlines()
     home = stopped.home
     assert line == (
-        "Error: sender posthog needs POSTHOG_API_KEY: the daemon reads it from posthog.api_key "
+        "Error: environment: sender: sender posthog needs POSTHOG_API_KEY: the daemon reads it"
+        " from posthog.api_key "
         f"in {home}/config.toml (chmod 600), from POSTHOG_API_KEY=… in {home}/service.env "
         "when it runs as a service (then restart it), or from POSTHOG_API_KEY in the "
         "environment of the shell that runs `agent-telemetry daemon`"

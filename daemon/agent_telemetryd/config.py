@@ -62,6 +62,12 @@ class Config:
     max_depth: int = 10
     max_keys: int = 256
     max_string_chars: int = 4096
+    # Connections, per listener (loopback TCP, api.sock, ingest.sock each get their own).
+    max_connections: int = 256
+    idle_timeout: float = 30.0  # HTTP: keep-alive, or a connection that never sends
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    ingest_idle_timeout: float = 600.0  # ingest.sock: the shims reconnect when closed
     max_events: int = 5_000_000
     max_bytes: int = 2 * 1024**3
     retention_days: int = 90
@@ -249,6 +255,11 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("max_depth", "limits.max_depth", None, parse_positive_int),
     ("max_keys", "limits.max_keys", None, parse_positive_int),
     ("max_string_chars", "limits.max_string_chars", None, parse_positive_int),
+    ("max_connections", "limits.max_connections", None, parse_positive_int),
+    ("idle_timeout", "limits.idle_timeout", None, parse_duration),
+    ("header_timeout", "limits.header_timeout", None, parse_duration),
+    ("body_timeout", "limits.body_timeout", None, parse_duration),
+    ("ingest_idle_timeout", "limits.ingest_idle_timeout", None, parse_duration),
     ("max_events", "store.max_events", "AGENT_TELEMETRY_MAX_EVENTS", parse_positive_int),
     ("max_bytes", "store.max_bytes", "AGENT_TELEMETRY_MAX_BYTES", parse_positive_int),
     (

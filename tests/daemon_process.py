@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ class DaemonProcess:
     home: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    # Runs in the daemon's process before it starts (e.g. to set its resource limits).
+    preexec_fn: Callable[[], None] | None = None
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,7 +67,12 @@ class DaemonProcess:
     def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [CLI, "daemon"], env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            [CLI, "daemon"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
         if wait:

@@ -35,6 +35,7 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import Limits
+from agent_telemetryd.fdlimit import FileLimit, fit_budgets, raise_file_limit
 from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
@@ -44,7 +45,7 @@ from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
-from agent_telemetryd.receivers.connections import ConnectionLimits, Drain
+from agent_telemetryd.receivers.connections import ACCEPT_BURST, ConnectionLimits, Drain
 from agent_telemetryd.receivers.http_connection import HttpSite
 from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
 from agent_telemetryd.receivers.ndjson_socket import NdjsonSite
@@ -113,6 +114,8 @@ class Daemon:
         self._notifier = SdNotifier()
         self._drain = Drain()
         self._sites: list[Site] = []
+        self._file_limit: FileLimit | None = None
+        self._budgets: dict[str, int] = {}
 
     async def serve(self) -> int:
         with self._exit_signals():
@@ -144,6 +147,7 @@ class Daemon:
         self._lock.acquire()
         stack.callback(self._lock.release)  # pushed first: released last of all
         stack.callback(self._notifier.close)
+        self._fit_connections_to_file_limit()
         stack.push_async_callback(self._closing("buffer", self._close_buffer))
         if context.consent.keeps or paths.database.exists():
             context.buffer = await Buffer.open_for(self.config)
@@ -203,24 +207,42 @@ class Daemon:
             upload_gate=UploadRateLimiter(config.rate_limit) if config.rate_limit else None,
         )
 
+    def _fit_connections_to_file_limit(self) -> None:
+        config = self.config
+        self._file_limit = raise_file_limit()
+        wanted = dict.fromkeys(("api", "ingest"), config.max_connections)
+        if config.http_port is not None:
+            wanted["tcp"] = config.max_connections
+        self._budgets = fit_budgets(wanted, self._file_limit.soft, ACCEPT_BURST)
+        if self._budgets != wanted:
+            log.warning(
+                "connection_caps_lowered",
+                reason="limits.max_connections on every listener would not fit the file limit",
+                file_limit=self._file_limit.soft,
+                caps=self._budgets,
+            )
+
     def _http_sites(self, listeners: Listeners) -> tuple[HttpSite, HttpSite | None]:
         config = self.config
-        limits = ConnectionLimits(
-            max_connections=config.max_connections,
-            idle_timeout=config.idle_timeout,
-            header_timeout=config.header_timeout,
-            body_timeout=config.body_timeout,
-        )
+
+        def limits(listener: str) -> ConnectionLimits:
+            return ConnectionLimits(
+                max_connections=self._budgets.get(listener, config.max_connections),
+                idle_timeout=config.idle_timeout,
+                header_timeout=config.header_timeout,
+                body_timeout=config.body_timeout,
+            )
+
         api_path = config.paths.api_socket
         api = HttpSite(
             "api",
             listeners.api,
             owned_path=api_path if listeners.owns(api_path) else None,
-            limits=limits,
+            limits=limits("api"),
         )
         if listeners.http is None:
             return api, None
-        return api, HttpSite("tcp", listeners.http, owned_path=None, limits=limits)
+        return api, HttpSite("tcp", listeners.http, owned_path=None, limits=limits("tcp"))
 
     def _ndjson_site(self, listeners: Listeners) -> NdjsonSite:
         config = self.config
@@ -231,7 +253,7 @@ class Daemon:
             owned_path=path if listeners.owns(path) else None,
             ingestor=self.context.ingestor,
             max_line_bytes=config.max_line_bytes,
-            max_connections=config.max_connections,
+            max_connections=self._budgets.get("ingest", config.max_connections),
             idle_timeout=config.ingest_idle_timeout,
         )
 
@@ -279,7 +301,10 @@ class Daemon:
         return token
 
     async def _status_section(self) -> dict[str, Any]:
-        return {"connections": {site.connections.listener: site.stats() for site in self._sites}}
+        return {
+            "connections": {site.connections.listener: site.stats() for site in self._sites},
+            "file_limit": self._file_limit.as_dict() if self._file_limit else None,
+        }
 
     # --- shutdown pieces ---------------------------------------------------------------
 

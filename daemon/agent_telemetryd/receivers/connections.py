@@ -9,6 +9,7 @@ connection: the ones already open are the ones doing work.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,22 @@ from typing import Any, Protocol
 import structlog
 
 log = structlog.get_logger("agent_telemetryd.connections")
+
+# Connections one readiness event of a listener accepts before any is looked at (asyncio
+# accepts in bursts of its `backlog` argument). Over the cap they are accepted, then refused.
+ACCEPT_BURST = 128
+# The kernel's queue of connections not yet accepted, set after asyncio's listen(): deeper
+# than the burst, because queued connections cost no file descriptors, and a queue that
+# overflows turns a burst of connects into ones the daemon never sees (with SYN cookies,
+# a TCP client even believes it is connected).
+LISTEN_BACKLOG = 1024
+
+
+def deepen_listen_queue(sock: socket.socket) -> None:
+    """asyncio listens with its accept burst as the backlog; a second listen() on a
+    listening socket only changes the queue's length."""
+    sock.listen(LISTEN_BACKLOG)
+
 
 # While a listener keeps refusing, one log line a minute says so, with the count: a flood
 # must not become a flood of log lines.

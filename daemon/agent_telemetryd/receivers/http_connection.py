@@ -26,11 +26,16 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from agent_telemetryd.receivers.connections import ConnectionLimits, Drain, ListenerConnections
+from agent_telemetryd.receivers.connections import (
+    ACCEPT_BURST,
+    ConnectionLimits,
+    Drain,
+    ListenerConnections,
+    deepen_listen_queue,
+)
 
 log = structlog.get_logger("agent_telemetryd.http")
 
-ACCEPT_BURST = 128  # connections one readiness event accepts; also the listen backlog
 # After the drain, what is left of a request gets this long before aiohttp cancels it.
 CLEANUP_SECONDS = 1.0
 # Reading the rest of a refused body (413) so the client sees the answer, not a reset.
@@ -286,6 +291,7 @@ class HttpSite:
         self._server = await loop.create_server(
             lambda: HttpConnection(self), sock=self._sock, backlog=ACCEPT_BURST
         )
+        deepen_listen_queue(self._sock)
 
     def new_handler(self, connection: HttpConnection) -> web.RequestHandler:
         assert self._runner is not None and self._runner.server is not None

@@ -27,7 +27,12 @@ from typing import Any
 import structlog
 
 from agent_telemetryd.ingest import Ingestor, Source
-from agent_telemetryd.receivers.connections import Drain, ListenerConnections
+from agent_telemetryd.receivers.connections import (
+    ACCEPT_BURST,
+    Drain,
+    ListenerConnections,
+    deepen_listen_queue,
+)
 from agent_telemetryd.receivers.peer import peer_credentials
 
 log = structlog.get_logger("agent_telemetryd.ingest")
@@ -37,8 +42,6 @@ LOSSLESS_CLOSE = sys.platform.startswith("linux")
 # After the daemon's side is shut for sending, how long a peer gets to hang up by itself
 # before its writes are refused.
 HANG_UP_GRACE_SECONDS = 0.25
-# How many queued connections one readiness event accepts (asyncio's accept burst).
-ACCEPT_BURST = 128
 
 
 class NdjsonProtocol(asyncio.Protocol):
@@ -227,6 +230,7 @@ class NdjsonSite:
             sock=self._sock,
             backlog=ACCEPT_BURST,
         )
+        deepen_listen_queue(self._sock)
 
     async def stop_accepting(self, drain: Drain) -> None:
         """No new connections; the ones agents already queued are still taken, and every

@@ -57,6 +57,9 @@ class Config:
     rate_limit: tuple[RateRule, ...] = (RateRule(60, 60.0), RateRule(1000, 3600.0))
     http_host: str = "127.0.0.1"
     http_port: int | None = 7468
+    # Posting over loopback TCP needs the per-install token (where the kernel cannot say
+    # which user a TCP peer is, this is what keeps other users out).
+    http_require_token: bool = False
     max_event_bytes: int = 32 * 1024
     max_line_bytes: int = 64 * 1024
     max_depth: int = 10
@@ -250,6 +253,12 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("rate_limit", "rate_limit", "AGENT_TELEMETRY_RATE_LIMIT", parse_rate_limit),
     ("http_host", "http_host", None, parse_loopback_host),
     ("http_port", "http_port", "AGENT_TELEMETRY_HTTP_PORT", parse_port),
+    (
+        "http_require_token",
+        "http_require_token",
+        "AGENT_TELEMETRY_HTTP_REQUIRE_TOKEN",
+        parse_flag,
+    ),
     ("max_event_bytes", "limits.max_event_bytes", None, parse_positive_int),
     ("max_line_bytes", "limits.max_line_bytes", None, parse_positive_int),
     ("max_depth", "limits.max_depth", None, parse_positive_int),

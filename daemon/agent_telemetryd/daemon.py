@@ -35,9 +35,8 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import Limits
-from agent_telemetryd.fdlimit import FileLimit, fit_budgets, raise_file_limit
 from agent_telemetryd.ingest import Ingestor, Transform
-from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
+from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.paths import ensure_private_dir
@@ -45,10 +44,9 @@ from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.receivers import api_routes, http_ingest, posthog_capture
-from agent_telemetryd.receivers.connections import ACCEPT_BURST, ConnectionLimits, Drain
+from agent_telemetryd.receivers.connections import Drain
 from agent_telemetryd.receivers.http_connection import HttpSite
-from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
-from agent_telemetryd.receivers.ndjson_socket import NdjsonSite
+from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.migrations import MigrationError
@@ -67,7 +65,6 @@ DRAIN_SECONDS = 5.0
 # the coroutine function that stops it.
 Closer = Callable[[], Awaitable[None]]
 Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Closer]]
-Site = HttpSite | NdjsonSite
 
 
 def daemon_parts() -> tuple[Part, ...]:
@@ -113,9 +110,7 @@ class Daemon:
         self._lock = DaemonLock(config.paths.lock_file)
         self._notifier = SdNotifier()
         self._drain = Drain()
-        self._sites: list[Site] = []
-        self._file_limit: FileLimit | None = None
-        self._budgets: dict[str, int] = {}
+        self._sites: Sites | None = None
 
     async def serve(self) -> int:
         with self._exit_signals():
@@ -147,27 +142,29 @@ class Daemon:
         self._lock.acquire()
         stack.callback(self._lock.release)  # pushed first: released last of all
         stack.callback(self._notifier.close)
-        self._fit_connections_to_file_limit()
         stack.push_async_callback(self._closing("buffer", self._close_buffer))
         if context.consent.keeps or paths.database.exists():
             context.buffer = await Buffer.open_for(self.config)
             await revoke_unless_uploading(context)
-        context.ingestor = self._make_ingestor()
+        context.ingestor = ingestor = self._make_ingestor()
         context.dashboard_token = self._dashboard_token()
         listeners = open_listeners(config)
         stack.callback(listeners.close)  # sockets closed, socket files removed
         context.http_url = listeners.http_url
-        api_site, tcp_site = self._http_sites(listeners)
-        api_app = self._make_app(api_site, same_user_guard())
+        self._sites = sites = plan_sites(config, listeners, ingestor)
+        stack.callback(sites.close)
+        api_app = self._make_app(sites.api_middlewares())
         api_app.add_routes(api_routes.routes)
-        tcp_app = self._make_app(tcp_site, loopback_guard(self._allowed_origins))
+        tcp_app = self._make_app(
+            sites.tcp_middlewares(self._allowed_origins, lambda: context.dashboard_token)
+        )
         for part in daemon_parts():
             closer = await part(context, api_app, tcp_app)
             stack.push_async_callback(self._closing(part.__module__, closer))
-        await self._start_site(stack, api_site, api_app)
-        if tcp_site is not None:
-            await self._start_site(stack, tcp_site, tcp_app)
-        await self._start_site(stack, self._ndjson_site(listeners), None)
+        await self._start_site(stack, sites.api, api_app)
+        if sites.tcp is not None:
+            await self._start_site(stack, sites.tcp, tcp_app)
+        await self._start_site(stack, sites.ingest, None)
         # Pushed last, so the first thing a shutdown does: no listener takes anything new.
         stack.push_async_callback(self._stop_accepting)
         context.status_sections.append(self._status_section)
@@ -207,56 +204,6 @@ class Daemon:
             upload_gate=UploadRateLimiter(config.rate_limit) if config.rate_limit else None,
         )
 
-    def _fit_connections_to_file_limit(self) -> None:
-        config = self.config
-        self._file_limit = raise_file_limit()
-        wanted = dict.fromkeys(("api", "ingest"), config.max_connections)
-        if config.http_port is not None:
-            wanted["tcp"] = config.max_connections
-        self._budgets = fit_budgets(wanted, self._file_limit.soft, ACCEPT_BURST)
-        if self._budgets != wanted:
-            log.warning(
-                "connection_caps_lowered",
-                reason="limits.max_connections on every listener would not fit the file limit",
-                file_limit=self._file_limit.soft,
-                caps=self._budgets,
-            )
-
-    def _http_sites(self, listeners: Listeners) -> tuple[HttpSite, HttpSite | None]:
-        config = self.config
-
-        def limits(listener: str) -> ConnectionLimits:
-            return ConnectionLimits(
-                max_connections=self._budgets.get(listener, config.max_connections),
-                idle_timeout=config.idle_timeout,
-                header_timeout=config.header_timeout,
-                body_timeout=config.body_timeout,
-            )
-
-        api_path = config.paths.api_socket
-        api = HttpSite(
-            "api",
-            listeners.api,
-            owned_path=api_path if listeners.owns(api_path) else None,
-            limits=limits("api"),
-        )
-        if listeners.http is None:
-            return api, None
-        return api, HttpSite("tcp", listeners.http, owned_path=None, limits=limits("tcp"))
-
-    def _ndjson_site(self, listeners: Listeners) -> NdjsonSite:
-        config = self.config
-        path = config.paths.ingest_socket
-        assert self.context.ingestor is not None
-        return NdjsonSite(
-            listeners.ingest,
-            owned_path=path if listeners.owns(path) else None,
-            ingestor=self.context.ingestor,
-            max_line_bytes=config.max_line_bytes,
-            max_connections=self._budgets.get("ingest", config.max_connections),
-            idle_timeout=config.ingest_idle_timeout,
-        )
-
     async def _start_site(
         self, stack: contextlib.AsyncExitStack, site: Site, app: web.Application | None
     ) -> None:
@@ -265,12 +212,12 @@ class Daemon:
             await site.start(app)
         else:
             await site.start()
-        self._sites.append(site)
+        assert self._sites is not None
+        self._sites.started.append(site)
         name = f"{site.connections.listener} listener"
         stack.push_async_callback(self._closing(name, lambda: site.drain(self._drain)))
 
-    def _make_app(self, site: HttpSite | None, guard: web.Middleware) -> web.Application:
-        middlewares = [site.middleware, guard] if site is not None else [guard]
+    def _make_app(self, middlewares: list[web.Middleware]) -> web.Application:
         app = web.Application(middlewares=middlewares, client_max_size=http_ingest.MAX_BODY_BYTES)
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
@@ -301,15 +248,12 @@ class Daemon:
         return token
 
     async def _status_section(self) -> dict[str, Any]:
-        return {
-            "connections": {site.connections.listener: site.stats() for site in self._sites},
-            "file_limit": self._file_limit.as_dict() if self._file_limit else None,
-        }
+        return self._sites.status() if self._sites is not None else {}
 
     # --- shutdown pieces ---------------------------------------------------------------
 
     async def _stop_accepting(self) -> None:
-        for site in self._sites:
+        for site in self._sites.started if self._sites is not None else ():
             await site.stop_accepting(self._drain)
 
     async def _close_buffer(self) -> None:

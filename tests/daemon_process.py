@@ -120,7 +120,9 @@ class DaemonProcess:
 
     def export(self) -> list[dict[str, Any]]:
         out = self.cli("export", "--format", "ndjson").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        # Split on newlines only: splitlines() also breaks at U+2028 and the like, which
+        # JSON strings may hold as they are.
+        return [json.loads(line) for line in out.split("\n") if line.strip()]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

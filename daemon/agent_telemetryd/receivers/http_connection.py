@@ -269,6 +269,11 @@ class HttpSite:
                 connection.request_ended()
             if not site.connections.accepting:
                 response.force_close()  # stopping: this connection's last request
+            elif request.content.exception() is not None:
+                # The body failed in aiohttp's parser (a corrupt gzip stream, a broken
+                # chunk): the parser's place in the byte stream is lost, and a next request
+                # on this connection would never be read. Answer, then close.
+                response.force_close()
             return response
 
         return track_connection

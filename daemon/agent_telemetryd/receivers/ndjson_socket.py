@@ -5,12 +5,15 @@ limit is skipped up to the next newline without being held in memory. Whatever a
 wrote before it died is taken: the final line is read at EOF even without its newline.
 
 Closing a connection the daemon did not get EOF on (idle, or at shutdown) must not lose a
-line an agent is writing at that moment. So it is closed in steps: first the daemon's
-sending side (the Node shim sees the end and hangs up on its own), then, on Linux, its
-receiving side (`shutdown(SHUT_RD)`): from that instant the agent's writes fail with
-EPIPE, which makes both shims reconnect and resend, and every byte written before it is
-still queued for the daemon to read to the end. Other systems discard the queued bytes on
-SHUT_RD, so there an idle connection is left open (the cap still bounds how many).
+line an agent is writing at that moment. So it is closed in steps. First the daemon's
+sending side: the Node shim sees the end, hangs up, and writes its next events on a new
+connection. After a short grace, on Linux, its receiving side (`shutdown(SHUT_RD)`): from
+that instant a write fails with EPIPE instead of vanishing, and every byte written before
+is still queued for the daemon to read to the end. The Python shim, which never reads,
+meets the EPIPE and resends from the first line not fully written; the Node shim meets it
+only if it wrote in the grace window without having seen the end, and then counts those
+lines as `connection_lost`. Other systems discard queued bytes on SHUT_RD, so there an
+idle connection is left open (the cap still bounds how many).
 """
 
 from __future__ import annotations

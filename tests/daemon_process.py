@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ class DaemonProcess:
     home: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    # Runs in the daemon's process before it starts (e.g. to set its resource limits).
+    preexec_fn: Callable[[], None] | None = None
     log_path: Path = field(init=False)
     # The `agent-telemetry` executable to run: this venv's, or e.g. one installed from a wheel.
     program: str = CLI
@@ -72,6 +74,7 @@ class DaemonProcess:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
         if wait:
@@ -119,7 +122,9 @@ class DaemonProcess:
 
     def export(self) -> list[dict[str, Any]]:
         out = self.cli("export", "--format", "ndjson").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        # Split on newlines only: splitlines() also breaks at U+2028 and the like, which
+        # JSON strings may hold as they are.
+        return [json.loads(line) for line in out.split("\n") if line.strip()]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
 import threading
 import time
@@ -21,40 +23,55 @@ class Listener:
         if reading:
             self.reading.set()
         self._lock = threading.Lock()
-        self._closed = False
         self._conns: list[socket.socket] = []
+        self._read_to_end: list[threading.Event] = []  # one per connection, set at its EOF
+        self._wake_r, self._wake_w = os.pipe()  # wakes the accept thread at close()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
         self._server.listen(64)
+        self._server.setblocking(False)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
+            readable, _, _ = select.select([self._server, self._wake_r], [], [])
+            if self._wake_r in readable:
                 return
-            lines: list[bytes] = []
+            # Accepted and recorded under the lock, so settled() never sees a connection
+            # that has left the listen queue but is not in `connections` yet.
             with self._lock:
+                try:
+                    conn, _ = self._server.accept()
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                conn.setblocking(True)
+                lines: list[bytes] = []
+                done = threading.Event()
                 self.connections.append(lines)
                 self._conns.append(conn)
-            threading.Thread(target=self._read, args=(conn, lines), daemon=True).start()
+                self._read_to_end.append(done)
+            threading.Thread(target=self._read, args=(conn, lines, done), daemon=True).start()
 
-    def _read(self, conn: socket.socket, lines: list[bytes]) -> None:
+    def _read(self, conn: socket.socket, lines: list[bytes], done: threading.Event) -> None:
         self.reading.wait()
         rest = b""
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            *complete, rest = (rest + data).split(b"\n")
-            with self._lock:
-                lines.extend(complete)
-        if rest:
-            self.torn.append(rest)
+        try:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                *complete, rest = (rest + data).split(b"\n")
+                with self._lock:
+                    lines.extend(complete)
+            if rest:
+                self.torn.append(rest)
+        finally:
+            done.set()
 
     @property
     def lines(self) -> list[bytes]:
@@ -75,8 +92,24 @@ class Listener:
             time.sleep(0.01)
         return len(self.lines) >= count
 
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until no connection is left in the listen queue and every accepted one
+        has been read to its end. Once the agents that wrote have exited, nothing more
+        can arrive after this: what `lines`, `torn` and `connections` hold is final."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                queued = bool(select.select([self._server], [], [], 0)[0])
+                ends = list(self._read_to_end)
+            if not queued and all(done.is_set() for done in ends):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
     def close(self) -> None:
         """Stop like a daemon that exits: no more accepts, every connection closed."""
+        os.write(self._wake_w, b"x")
         self._server.close()
         with self._lock:
             for conn in self._conns:

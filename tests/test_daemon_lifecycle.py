@@ -9,12 +9,12 @@ import signal
 import socket
 import sqlite3
 import stat
-import time
 import urllib.request
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
+from tests.test_http_hostile import wait_for_counters
 
 
 def mode_bits(path) -> int:
@@ -145,7 +145,7 @@ def test_mode_off_keeps_nothing_and_creates_no_buffer(daemon_factory: DaemonFact
     daemon = daemon_factory({"AGENT_TELEMETRY_MODE": "off"})
     post_events(daemon.http_url(), [{"event": "ignored"}] * 5)
     send_lines(daemon.ingest_socket, b'{"event": "ignored"}\n')
-    time.sleep(0.3)
+    wait_for_counters(daemon, received=6)  # until the socket's line is counted too
     status = daemon.status()
     assert status["mode"] == "off" and status["mode_source"] == "env"
     assert status["buffer"]["events"] == 0

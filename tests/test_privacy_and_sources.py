@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import posthog
 import pytest
 
@@ -145,4 +143,3 @@ def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None
     assert b"alice@example.com" not in daemon.database.read_bytes()
     assert b"phc_local_test_key" not in daemon.database.read_bytes()
     assert rows[0]["agent"] == "posthog-python"
-    time.sleep(0)

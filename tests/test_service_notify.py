@@ -101,6 +101,8 @@ async def test_watchdog_loop_pets_at_half_the_interval(
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(notifier.watchdog_loop(stop))
     first = await asyncio.wait_for(loop.sock_recv(sock, 4096), timeout=10)
+    # Long enough: the watchdog task runs on this same loop, which is idle meanwhile, so a
+    # loop that did not wait between pets would have sent again on its very next turn.
     await asyncio.sleep(0.05)
     with pytest.raises(BlockingIOError):  # no second pet hard on the first: no busy loop
         sock.recv(4096)

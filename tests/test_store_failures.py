@@ -66,8 +66,12 @@ def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
     assert set(codes[:-1]) == {202}
     # ingest.sock keeps taking connections; what cannot be written is counted, not hidden.
     send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
     status = daemon.status()
+    while status["counters"]["dropped_by_reason"].get("write_error", 0) < 10:
+        assert time.monotonic() < deadline, "the lines were never counted"
+        time.sleep(0.05)
+        status = daemon.status()
     assert status["running"] is True
     dropped = status["counters"]["dropped_by_reason"]
     assert dropped.get("write_error", 0) >= 10
@@ -182,7 +186,12 @@ print(a.recv(100).split(b"\\r\\n")[0].decode())
     assert "403" in result.stdout
     send_lines(daemon.ingest_socket, json.dumps({"event": "from.owner"}).encode() + b"\n")
     wait_for_rows(daemon, 1)
-    time.sleep(0.3)
+    # The foreign connection came first and was refused at accept (logged then), so its
+    # line was never read: nothing of it can land after this.
+    deadline = time.monotonic() + 20
+    while "foreign_peer_refused" not in daemon.log():
+        assert time.monotonic() < deadline, "the foreign peer was never refused"
+        time.sleep(0.05)
     assert [r["event"] for r in daemon.export()] == ["from.owner"]
     assert "foreign_peer_refused" in daemon.log()
 

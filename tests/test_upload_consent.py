@@ -13,9 +13,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon_process import CLI
+from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env, upload_states
+
+
+def wait_until_nothing_can_send(daemon: DaemonProcess) -> None:
+    """No flush under way and none scheduled: from then on the daemon starts no request,
+    and every request an earlier flush made was answered (so recorded) before it ended."""
+    deadline = time.monotonic() + 20
+    while True:
+        status = daemon.status()
+        if status["next_upload"] is None and not status["upload"]["flush_running"]:
+            return
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -39,7 +51,7 @@ def test_default_mode_sends_nothing_and_preview_says_so(
     assert "sends nothing" in preview["reason"]
     text = daemon.cli("preview").stdout
     assert text.startswith("Nothing would be sent: mode is local")
-    time.sleep(0.2)
+    wait_until_nothing_can_send(daemon)
     assert posthog.snapshot() == []
     assert daemon.status()["buffer"]["local_only"] == 500
 
@@ -110,6 +122,11 @@ def test_disable_mid_backlog_stops_at_once_and_for_good(
     report = json.loads(out)
     assert report["stopped"] and "turned off" in report["stopped"]
     assert flushing.returncode == 0  # not a backend failure
+    wait_until_nothing_can_send(daemon)
+    # A request the flush abandoned at `disable` was already written; the fake records it
+    # after its 0.15 s answer delay. Four times that delay lets it land, so that a request
+    # sent after `disable` would be counted too. (Late is never a false failure here: a
+    # request that has not landed yet only makes the count smaller.)
     time.sleep(0.6)
     # The request in flight at `disable` may land after it; nothing is sent after that.
     assert len(posthog.batch_requests()) <= requests_at_disable + 1
@@ -140,7 +157,7 @@ def test_do_not_track_wins_over_upload_in_config(
     assert status["mode"] == "local" and status["mode_source"] == "DO_NOT_TRACK"
     assert "DO_NOT_TRACK" in status["mode_reason"]
     assert status["next_upload"] is None
-    time.sleep(0.2)
+    wait_until_nothing_can_send(daemon)
     assert posthog.snapshot() == []
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -264,4 +263,3 @@ def test_flush_needs_the_daemon(daemon_factory: Factory) -> None:
     result = daemon.cli("flush", check=False)
     assert result.returncode == 1 and "needs the daemon" in result.stderr
     assert "Traceback" not in result.stderr
-    time.sleep(0)

@@ -78,11 +78,20 @@ class Config:
     http_port: int | None = 7468
     otlp_http_port: int | None = None  # a second, OTLP-only listener (4318 is OTLP's own)
     otlp_grpc_port: int | None = None  # OTLP/gRPC, with the [otlp-grpc] extra (4317)
+    # Posting over loopback TCP needs the per-install token (where the kernel cannot say
+    # which user a TCP peer is, this is what keeps other users out).
+    http_require_token: bool = False
     max_event_bytes: int = 32 * 1024
     max_line_bytes: int = 64 * 1024
     max_depth: int = 10
     max_keys: int = 256
     max_string_chars: int = 4096
+    # Connections, per listener (loopback TCP, api.sock, ingest.sock each get their own).
+    max_connections: int = 256
+    idle_timeout: float = 30.0  # HTTP: keep-alive, or a connection that never sends
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    ingest_idle_timeout: float = 600.0  # ingest.sock: the shims reconnect when closed
     max_events: int = 5_000_000
     max_bytes: int = 2 * 1024**3
     retention_days: int = 90
@@ -274,11 +283,22 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("http_port", "http_port", "AGENT_TELEMETRY_HTTP_PORT", parse_port),
     ("otlp_http_port", "otlp_http_port", "AGENT_TELEMETRY_OTLP_HTTP_PORT", parse_port),
     ("otlp_grpc_port", "otlp_grpc_port", "AGENT_TELEMETRY_OTLP_GRPC_PORT", parse_port),
+    (
+        "http_require_token",
+        "http_require_token",
+        "AGENT_TELEMETRY_HTTP_REQUIRE_TOKEN",
+        parse_flag,
+    ),
     ("max_event_bytes", "limits.max_event_bytes", None, parse_positive_int),
     ("max_line_bytes", "limits.max_line_bytes", None, parse_positive_int),
     ("max_depth", "limits.max_depth", None, parse_positive_int),
     ("max_keys", "limits.max_keys", None, parse_positive_int),
     ("max_string_chars", "limits.max_string_chars", None, parse_positive_int),
+    ("max_connections", "limits.max_connections", None, parse_positive_int),
+    ("idle_timeout", "limits.idle_timeout", None, parse_duration),
+    ("header_timeout", "limits.header_timeout", None, parse_duration),
+    ("body_timeout", "limits.body_timeout", None, parse_duration),
+    ("ingest_idle_timeout", "limits.ingest_idle_timeout", None, parse_duration),
     ("max_events", "store.max_events", "AGENT_TELEMETRY_MAX_EVENTS", parse_positive_int),
     ("max_bytes", "store.max_bytes", "AGENT_TELEMETRY_MAX_BYTES", parse_positive_int),
     (

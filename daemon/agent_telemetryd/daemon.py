@@ -1,8 +1,17 @@
 """The daemon's life: startup, wait, shutdown — one path, like uvicorn's Server.
 
-Shutdown drains in a fixed order: stop accepting, read what connected agents already
-wrote, commit the buffer, stop the other parts, close SQLite, remove the sockets, and
-release the lock last (in `finally`), so a restart never finds a half-stopped daemon.
+Everything startup opens is pushed on one `AsyncExitStack` as it opens (aiohttp's cleanup
+contexts in one object), so shutdown is a single `aclose()` that undoes it in reverse, and
+a startup that fails half-way closes exactly what it had opened. Pushed in this order, so
+closed in the opposite one:
+
+    lock · notifier · buffer · listening sockets · parts (uploader, dashboard)
+    · api.sock · TCP · ingest.sock · "stop accepting everywhere"
+
+A shutdown therefore stops every listener from accepting at once, lets requests under way
+finish and reads what connected agents wrote (all within one deadline), stops the parts,
+removes the sockets, commits and closes the buffer, and releases the lock last, so a
+restart never finds a half-stopped daemon.
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ import os
 import secrets
 import signal
 import sqlite3
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -24,7 +36,7 @@ from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor, Transform
-from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
+from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.paths import ensure_private_dir
@@ -33,17 +45,21 @@ from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.receivers import api_routes, http_ingest, otlp_http, posthog_capture
+from agent_telemetryd.receivers.connections import Drain
 from agent_telemetryd.receivers.debug_routes import routes as debug_routes
-from agent_telemetryd.receivers.http_guard import loopback_guard, same_user_guard
-from agent_telemetryd.receivers.ndjson_socket import serve_ndjson
+from agent_telemetryd.receivers.http_connection import HttpSite
+from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
 
 log = structlog.get_logger("agent_telemetryd")
 
 EXIT_OK = 0
-EXIT_STARTUP_FAILURE = 3
-DRAIN_SECONDS = 0.3
+EXIT_FORCED = 1  # a second Ctrl-C cut the drain short
+EXIT_STARTUP_FAILURE = 3  # the unit's RestartPreventExitStatus: no restart loop
+# One deadline for the whole drain (DESIGN §12: a few seconds): requests under way finish
+# and connected agents are read to the end within it; what is left then is cut.
+DRAIN_SECONDS = 5.0
 
 # A part of the daemon that starts after the core (the uploader, the dashboard): it gets
 # the context and the two apps (api.sock, loopback TCP) to add routes to, and returns
@@ -79,6 +95,22 @@ def privacy_transforms(config: Config) -> list[Transform]:
     return transforms
 
 
+def startup_failure_reason(error: Exception) -> dict[str, str]:
+    """The one log line of a failed start: the reason, and for the unforeseen its place."""
+    if isinstance(error, AlreadyRunningError | ListenError | MigrationError):
+        return {"reason": str(error)}
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename or ""
+        return {"reason": f"{error.strerror}: {where}" if where else error.strerror}
+    if isinstance(error, sqlite3.Error):
+        return {"reason": f"SQLite: {error}"}
+    frames = traceback.extract_tb(error.__traceback__)
+    fields = {"reason": f"{type(error).__name__}: {error}"}
+    if frames:
+        fields["where"] = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
+    return fields
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -87,132 +119,123 @@ class Daemon:
             config=config, consent=decide(config, read_stored(config.paths.consent_file))
         )
         self._lock = DaemonLock(config.paths.lock_file)
-        self._listeners: Listeners | None = None
-        self._ndjson_server: asyncio.AbstractServer | None = None
-        self._runners: list[web.AppRunner] = []
-        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._notifier = SdNotifier()
+        self._drain = Drain()
+        self._sites: Sites | None = None
 
     async def serve(self) -> int:
-        self._install_signal_handlers()
-        try:
+        with self._exit_signals():
+            stack = contextlib.AsyncExitStack()
             try:
-                await self.startup()
-            except (
-                AlreadyRunningError,
-                ListenError,
-                MigrationError,
-                OSError,
-                sqlite3.Error,
-            ) as error:
-                log.error("startup_failed", reason=str(error))
+                await self.startup(stack)
+            except Exception as error:
+                # Whatever it was: one line, exit 3, and what was opened is closed again.
+                log.error("startup_failed", **startup_failure_reason(error))
+                self._drain.begin(0)
+                await stack.aclose()
                 return EXIT_STARTUP_FAILURE
-            self._notifier.ready()
-            watchdog = asyncio.create_task(self._notifier.watchdog_loop(self.should_exit))
-            await self.should_exit.wait()
-            self._notifier.stopping()
-            await self.shutdown()
-            watchdog.cancel()
-            return EXIT_OK
-        finally:
-            await self._release()
+            except BaseException:
+                self._drain.begin(0)
+                await stack.aclose()
+                raise
+            try:
+                await self.main_loop(stack)
+            finally:
+                self._drain.begin(DRAIN_SECONDS)
+                await stack.aclose()
+            log.info("daemon_stopped", forced=self._drain.forced)
+            return EXIT_FORCED if self._drain.forced else EXIT_OK
 
-    async def startup(self) -> None:
-        paths = self.config.paths
+    async def startup(self, stack: contextlib.AsyncExitStack) -> None:
+        config, context = self.config, self.context
+        paths = config.paths
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()
-        context = self.context
+        stack.callback(self._lock.release)  # pushed first: released last of all
+        stack.callback(self._notifier.close)
+        stack.push_async_callback(self._closing("buffer", self._close_buffer))
         if context.consent.keeps or paths.database.exists():
             await context.open_buffer()
             await revoke_unless_uploading(context)
-        context.ingestor = Ingestor(
-            limits=Limits(
-                max_event_bytes=self.config.max_event_bytes,
-                max_depth=self.config.max_depth,
-                max_keys=self.config.max_keys,
-            ),
-            mode=lambda: context.consent.mode,
-            writer=lambda: context.buffer.writer if context.buffer else None,
-            anonymous_id=lambda: context.buffer.anonymous_id if context.buffer else "",
-            transforms=privacy_transforms(self.config),
-            upload_gate=UploadRateLimiter(self.config.rate_limit)
-            if self.config.rate_limit
-            else None,
-        )
+        context.ingestor = ingestor = self._make_ingestor()
         context.dashboard_token = self._dashboard_token()
-        self._listeners = open_listeners(self.config)
-        context.http_url = self._listeners.http_url
-        self._ndjson_server = await serve_ndjson(
-            self._listeners.ingest, context.ingestor, self.config.max_line_bytes
-        )
-        api_app = self._make_app(same_user_guard())
+        listeners = open_listeners(config)
+        stack.callback(listeners.close)  # sockets closed, socket files removed
+        context.http_url = listeners.http_url
+        self._sites = sites = plan_sites(config, listeners, ingestor)
+        stack.callback(sites.close)
+        api_app = self._make_app(sites.api_middlewares())
         api_app.add_routes(api_routes.routes)
         api_app.add_routes(debug_routes)
-        tcp_app = self._make_app(loopback_guard(self._allowed_origins))
+        tcp_app = self._make_app(
+            sites.tcp_middlewares(self._allowed_origins, lambda: context.dashboard_token)
+        )
         for part in daemon_parts():
-            self._closers.append(await part(context, api_app, tcp_app))
-        await self._start_app(api_app, self._listeners.api)
-        if self._listeners.http is not None:
-            await self._start_app(tcp_app, self._listeners.http)
+            closer = await part(context, api_app, tcp_app)
+            stack.push_async_callback(self._closing(part.__module__, closer))
+        await self._start_site(stack, sites.api, api_app)
+        if sites.tcp is not None:
+            await self._start_site(stack, sites.tcp, tcp_app)
+        await self._start_site(stack, sites.ingest, None)
+        # Pushed last, so the first thing a shutdown does: no listener takes anything new.
+        stack.push_async_callback(self._stop_accepting)
+        context.status_sections.append(self._status_section)
+
+    async def main_loop(self, stack: contextlib.AsyncExitStack) -> None:
+        context = self.context
+        self._notifier.ready()
         log.info(
             "daemon_started",
             version=__version__,
             mode=context.consent.mode,
             mode_source=context.consent.source,
             sender=self.config.sender,
-            ingest_socket=str(paths.ingest_socket),
+            ingest_socket=str(self.config.paths.ingest_socket),
             http=context.http_url,
         )
+        watchdog = asyncio.create_task(self._notifier.watchdog_loop(self.should_exit))
+        stack.push_async_callback(_cancel, watchdog)
+        await self.should_exit.wait()  # nothing ticks while idle: a signal sets it
+        self._notifier.stopping()
+        log.info("daemon_stopping", drain_seconds=DRAIN_SECONDS)
 
-    async def shutdown(self) -> None:
-        log.info("daemon_stopping")
-        # 1. Connections already queued on ingest.sock are accepted and what agents
-        #    wrote is read before the listener closes: closing first would drop the
-        #    backlog of not-yet-accepted connections, and their events with it.
-        if self._ndjson_server is not None:
-            await asyncio.sleep(DRAIN_SECONDS)
-            self._ndjson_server.close()
-            await asyncio.sleep(0.05)
-        # 2. HTTP: finish requests under way (their events commit before they answer).
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
-        if self._ndjson_server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ndjson_server.wait_closed(), 1.0)
-        # 3. The uploader and other parts: finish or safely abandon.
-        for closer in reversed(self._closers):
-            try:
-                await closer()
-            except Exception as error:
-                log.error("part_shutdown_failed", reason=str(error))
-        self._closers.clear()
-        # 4. Commit what is queued and close SQLite.
-        if self.context.buffer is not None:
-            await self.context.buffer.close()
-            self.context.buffer = None
-        log.info("daemon_stopped")
+    # --- startup pieces ----------------------------------------------------------------
 
-    async def _release(self) -> None:
-        if self._listeners is not None:
-            self._listeners.close()
-            self._listeners = None
-        self._lock.release()
-        self._notifier.close()
+    def _make_ingestor(self) -> Ingestor:
+        config, context = self.config, self.context
+        return Ingestor(
+            limits=Limits(
+                max_event_bytes=config.max_event_bytes,
+                max_depth=config.max_depth,
+                max_keys=config.max_keys,
+            ),
+            mode=lambda: context.consent.mode,
+            writer=lambda: context.buffer.writer if context.buffer else None,
+            anonymous_id=lambda: context.buffer.anonymous_id if context.buffer else "",
+            transforms=privacy_transforms(config),
+            upload_gate=UploadRateLimiter(config.rate_limit) if config.rate_limit else None,
+        )
 
-    def _make_app(self, guard: web.Middleware) -> web.Application:
-        app = web.Application(middlewares=[guard], client_max_size=http_ingest.MAX_BODY_BYTES)
+    async def _start_site(
+        self, stack: contextlib.AsyncExitStack, site: Site, app: web.Application | None
+    ) -> None:
+        if isinstance(site, HttpSite):
+            assert app is not None
+            await site.start(app)
+        else:
+            await site.start()
+        assert self._sites is not None
+        self._sites.started.append(site)
+        name = f"{site.connections.listener} listener"
+        stack.push_async_callback(self._closing(name, lambda: site.drain(self._drain)))
+
+    def _make_app(self, middlewares: list[web.Middleware]) -> web.Application:
+        app = web.Application(middlewares=middlewares, client_max_size=http_ingest.MAX_BODY_BYTES)
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
         app.add_routes(posthog_capture.routes)
         otlp_http.add_to(app)
         return app
-
-    async def _start_app(self, app: web.Application, sock: object) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.SockSite(runner, sock, shutdown_timeout=2.0).start()  # type: ignore[arg-type]
-        self._runners.append(runner)
 
     def _allowed_origins(self) -> list[str]:
         url = self.context.http_url
@@ -237,16 +260,64 @@ class Daemon:
         path.chmod(0o600)
         return token
 
-    def _install_signal_handlers(self) -> None:
+    async def _status_section(self) -> dict[str, Any]:
+        return self._sites.status() if self._sites is not None else {}
+
+    # --- shutdown pieces ---------------------------------------------------------------
+
+    async def _stop_accepting(self) -> None:
+        for site in self._sites.started if self._sites is not None else ():
+            await site.stop_accepting(self._drain)
+
+    async def _close_buffer(self) -> None:
+        # Whatever buffer is open by now (enabling at runtime opens one): the writer
+        # commits what is queued, then SQLite closes.
+        buffer, self.context.buffer = self.context.buffer, None
+        if buffer is not None:
+            await buffer.close()
+
+    def _closing(self, name: str, close: Closer) -> Closer:
+        """A step of the shutdown that logs its failure and lets the next steps run."""
+
+        async def step() -> None:
+            try:
+                await close()
+            except Exception as error:
+                log.error("shutdown_step_failed", step=name, reason=str(error))
+
+        return step
+
+    # --- signals -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _exit_signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._handle_exit_signal, sig)
+            loop.add_signal_handler(sig, self._on_exit_signal, sig)
+        try:
+            yield
+        finally:
+            # Back to the defaults once the daemon is down: a signal must then stop the
+            # process again, not set an event that nothing waits for any more.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
-    def _handle_exit_signal(self, sig: signal.Signals) -> None:
-        if self.should_exit.is_set():
-            log.warning("second_signal_forcing_exit", signal=sig.name)
-            raise SystemExit(1)
-        self.should_exit.set()
+    def _on_exit_signal(self, sig: signal.Signals) -> None:
+        """The first SIGTERM or SIGINT starts the drain. A second SIGTERM changes nothing
+        (supervisors and shells may send it twice); a second SIGINT, an impatient Ctrl-C,
+        cuts the drain short. Committed events are safe either way: SQLite has them."""
+        if not self.should_exit.is_set():
+            self.should_exit.set()
+        elif sig == signal.SIGINT and not self._drain.forced:
+            log.warning("second_interrupt_cuts_drain_short")
+            self._drain.force()
+        else:
+            log.info("already_stopping", signal=sig.name)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def run_daemon(config: Config) -> int:

@@ -36,28 +36,45 @@ class Listeners:
         # An IPv6 address in a URL takes brackets; the Origin allowlist is built from this.
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    def owns(self, path: Path) -> bool:
+        """True for a socket file this daemon made (not one systemd passed it)."""
+        return path in self.owned_paths
+
     def close(self) -> None:
         for sock in (self.ingest, self.api, self.http):
             if sock is not None:
                 sock.close()
-        for path in self.owned_paths:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        _remove_files(self.owned_paths)
 
 
 def open_listeners(config: Config) -> Listeners:
-    """Bind (or adopt) ingest.sock, api.sock and the loopback HTTP port. Call under the lock."""
+    """Bind (or adopt) ingest.sock, api.sock and the loopback HTTP port. Call under the lock.
+
+    All or nothing: when one cannot be bound, the ones already bound are closed and their
+    socket files removed before the error goes up.
+    """
     inherited = inherited_sockets()
-    _refuse_non_loopback(inherited)
     paths = config.paths
-    ensure_private_dir(paths.runtime_dir)
     owned: list[Path] = []
-    ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned)
-    api = inherited.get("api") or _bind_unix(paths.api_socket, owned)
-    http = inherited.get("http")
-    if http is None and config.http_port is not None:
-        http = _bind_tcp(config.http_host, config.http_port)
+    with contextlib.ExitStack() as undo:
+        for sock in inherited.values():
+            undo.callback(sock.close)
+        undo.callback(_remove_files, owned)
+        _refuse_non_loopback(inherited)
+        ensure_private_dir(paths.runtime_dir)
+        ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned, undo)
+        api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
+        http = inherited.get("http")
+        if http is None and config.http_port is not None:
+            http = _bind_tcp(config.http_host, config.http_port)
+        undo.pop_all()
     return Listeners(ingest, api, http, owned)
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
@@ -73,8 +90,6 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
         host, port = sock.getsockname()[:2]
         if is_loopback_ip(host):
             continue
-        for other in inherited.values():
-            other.close()
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ListenError(
             f"the {name} socket passed by systemd listens on {shown}, not on loopback;"
@@ -82,12 +97,13 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
         )
 
 
-def _bind_unix(path: Path, owned: list[Path]) -> socket.socket:
+def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:
     # Only called while holding the daemon lock, so a socket file here is stale: the
     # daemon that made it is gone (killed, crashed). Remove it and bind afresh.
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    undo.callback(sock.close)
     old_umask = os.umask(0o177)  # the file is born 0600: no window where others could connect
     try:
         sock.bind(str(path))

@@ -3,19 +3,30 @@
 A web page in the user's browser can reach 127.0.0.1 too. It must not be able to post
 events or read data: a Host that is not a loopback name means DNS rebinding, and an
 Origin that is not the daemon's own means another site. No wildcard CORS, ever.
+
+Other local users can reach 127.0.0.1 as well: on TCP their connections are refused by
+owner uid where the kernel's socket table says it (receivers/tcp_peer.py), and posting
+can be made to need the per-install token where it does not.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Awaitable, Callable, Iterable
 
+import structlog
 from aiohttp import web
 
 from agent_telemetryd.config import is_loopback_ip
 from agent_telemetryd.receivers.peer import is_same_user
 
+log = structlog.get_logger("agent_telemetryd.http")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The first hundred refusals of another user are logged, then every thousandth.
+_LOG_FIRST = 100
+_LOG_EVERY = 1000
 
 
 def host_name(host_header: str) -> str:
@@ -66,6 +77,51 @@ def same_user_guard() -> web.Middleware:
         return await handler(request)
 
     return guard
+
+
+def tcp_peer_guard(
+    *,
+    uid_of: Callable[[web.Request], Awaitable[int | None]] | None,
+    token: Callable[[], str] | None,
+) -> web.Middleware:
+    """On loopback TCP: refuse (403) a connection another user opened, when `uid_of` can
+    tell; and when `token` is given, refuse (401/403) a POST without the per-install token
+    (`Authorization: Bearer …` or `?token=`). Reading routes do their own token check."""
+    refused = 0
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal refused
+        if uid_of is not None:
+            uid = await uid_of(request)
+            if uid != os.geteuid():
+                refused += 1
+                if refused <= _LOG_FIRST or refused % _LOG_EVERY == 0:
+                    log.warning(
+                        "foreign_peer_refused", peer_uid=uid, socket="tcp", refused_so_far=refused
+                    )
+                return _refuse("only the daemon's own user may use this port")
+        if token is not None and request.method == "POST":
+            given = given_token(request)
+            if not given:
+                return web.json_response(
+                    {"error": "posting here needs the per-install token (http_require_token)"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if not token_matches(given, token()):
+                return _refuse("wrong token")
+        return await handler(request)
+
+    return guard
+
+
+def given_token(request: web.Request) -> str | None:
+    """The token a request carries: `Authorization: Bearer …`, else `?token=`."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.query.get("token")
 
 
 def token_matches(given: str | None, expected: str) -> bool:

@@ -1,0 +1,89 @@
+"""Who is on the other end of a loopback TCP connection (DESIGN §6).
+
+Any local user can connect to 127.0.0.1. On a Unix socket the kernel says who the peer is
+(SO_PEERCRED); on TCP it does not, but on Linux its socket table does: each line of
+/proc/net/tcp (and tcp6) gives a socket's local and remote address and its owner's uid,
+which is how identd answers. The client's end of a connection to the daemon is the line
+whose local address is the daemon's peer and whose remote address is the daemon's own.
+
+Where that table cannot be read (macOS, a /proc mounted without it), the per-install
+token can be required for TCP ingest instead (`http_require_token`); `status` says which
+protection is active: `uid`, `token`, both, or `off`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+from pathlib import Path
+
+PROC_NET = Path("/proc/net")
+_TABLES = {socket.AF_INET: "tcp", socket.AF_INET6: "tcp6"}
+_TIME_WAIT = b"06"  # a closed socket waiting out its timer: the table shows uid 0 for it
+
+
+def _table_address(family: int, host: str, port: int) -> bytes:
+    """An address as the kernel prints it: each 32-bit word of the address in the
+    machine's byte order as %08X, then the port as %04X."""
+    packed = socket.inet_pton(family, host)
+    words = struct.unpack(f"={len(packed) // 4}I", packed)
+    return ("".join(f"{word:08X}" for word in words) + f":{port:04X}").encode()
+
+
+def peer_uid(sock: socket.socket, proc_net: Path = PROC_NET) -> int | None:
+    """The uid that owns the client's end of an accepted loopback TCP connection, or None
+    when the table has no such socket (the client is gone, or the table is unreadable)."""
+    table = _TABLES.get(sock.family)
+    if table is None:
+        return None
+    try:
+        ours = sock.getsockname()[:2]
+        theirs = sock.getpeername()[:2]
+        client_end = (
+            b" "
+            + _table_address(sock.family, *theirs)
+            + b" "
+            + _table_address(sock.family, *ours)
+            + b" "
+        )
+        data = (proc_net / table).read_bytes()
+    except (OSError, ValueError):
+        return None
+    start = data.find(client_end)
+    if start == -1:
+        return None
+    end = data.find(b"\n", start)
+    # local, remote, state, tx:rx queues, timer, retransmits, uid, ...
+    fields = data[start : end if end != -1 else len(data)].split()
+    if len(fields) < 7 or fields[2] == _TIME_WAIT:
+        return None
+    try:
+        return int(fields[6])
+    except ValueError:
+        return None
+
+
+def table_readable(listener: socket.socket, proc_net: Path = PROC_NET) -> bool:
+    """True on Linux when the socket table for the listener's family can be read and
+    lists the listener itself: then it is this network namespace's table."""
+    if not sys.platform.startswith("linux"):
+        return False
+    table = _TABLES.get(listener.family)
+    if table is None:
+        return False
+    try:
+        listening = _table_address(listener.family, *listener.getsockname()[:2])
+        data = (proc_net / table).read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b" " + listening + b" " in data
+
+
+def protection(uid_check: bool, token_required: bool) -> str:
+    """What `status` reports as `tcp_peer_check`."""
+    if uid_check and token_required:
+        return "uid+token"
+    if uid_check:
+        return "uid"
+    return "token" if token_required else "off"

@@ -74,6 +74,17 @@ def test_a_coding_agents_own_content_names_are_masked_in_its_events(event: str, 
     assert ContentMask()(other) is other
 
 
+def test_names_learnt_as_plain_in_one_event_are_still_content_where_an_agent_says_so() -> None:
+    mask = ContentMask()
+    for _ in range(2):  # the second time, every name is already known
+        plain = Event("agent.step", {"prompt": "ok", "n": 1}, None, None, None)
+        assert mask(plain) is plain
+        agent = mask(Event("codex.user_prompt", {"prompt": PROMPT, "n": 1}, None, None, None))
+        assert agent.properties == {"prompt": f"[content: {len(PROMPT)} chars]", "n": 1}
+        nested = mask(Event("e", {"n": 1, "call": {"input.value": "x"}}, None, None, None))
+        assert nested.properties == {"n": 1, "call": {"input.value": "[content: 1 chars]"}}
+
+
 def test_structured_content_counts_the_characters_of_its_json() -> None:
     messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
     text = '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'

@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from agent_telemetryd.events import Limits, validate
 from agent_telemetryd.otlp.decode import PROTOBUF, decode
 from agent_telemetryd.otlp.decoded import Decoded
+from agent_telemetryd.otlp.identity import identity_uuid, span_uuid
 from agent_telemetryd.otlp.resources import RESOURCE_EVENT, resource_event
 from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES, Signal
 from tests.otlp_messages import (
@@ -562,3 +563,8 @@ def test_a_service_name_too_long_or_with_control_characters_still_names_the_agen
 def test_without_a_service_name_the_events_have_no_agent_of_their_own() -> None:
     event = one_event(TRACES, traces(span(), resource={"host.arch": "amd64"}))
     assert "agent" not in event  # the receiver's source (X-Agent-Name or unknown) names it
+
+
+def test_a_spans_uuid_is_the_identity_uuid_of_its_ids() -> None:
+    assert span_uuid(START_MS, TRACE, SPAN) == identity_uuid(START_MS, b"span", TRACE, SPAN)
+    assert one_event(TRACES, traces(span()))["uuid"] == span_uuid(START_MS, TRACE, SPAN)

@@ -14,7 +14,9 @@ setting; what is kept is still scrubbed. No I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import KeysView
 from dataclasses import replace
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -54,8 +56,9 @@ AGENT_CONTENT_NAMES: dict[str, frozenset[str]] = {
     "codex.tool_result": frozenset({"arguments", "output"}),
 }
 _NONE: frozenset[str] = frozenset()
+_IS_CONTAINER = frozenset({dict, list}).__contains__
 _MARKER = re.compile(r"\[content: \d+ chars\]")
-# Names seen, and whether each is content: a set lookup per key after the first events.
+# Names remembered as not content, at most; then forgotten and learnt again.
 _MAX_REMEMBERED = 8192
 
 
@@ -83,7 +86,9 @@ class ContentMask:
     """
 
     def __init__(self) -> None:
-        self._names: dict[str, bool] = {}
+        # Names seen that are not content. Most events reuse a few dozen names, so most are
+        # decided by one subset test of the event's keys against this set, in C.
+        self._plain: set[str] = set()
 
     def __call__(self, event: Event) -> Event:
         properties = event.properties
@@ -95,11 +100,14 @@ class ContentMask:
     def properties(self, node: dict[str, Any], event: str | None = None) -> dict[str, Any]:
         """`node` (an event's properties) with content masked; the same object when there
         was none. `event`, the event's name, adds the content names its agent documents."""
-        changed: dict[str, Any] | None = None
         agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
+        keys = node.keys()
+        if (keys <= self._plain or self._all_plain(keys)) and agent_names.isdisjoint(keys):
+            return self._nested(node)  # no content name here: only nested values may hold some
+        changed: dict[str, Any] | None = None
         for key, value in node.items():
             kind = type(value)
-            if key in agent_names or self._is_content(key):
+            if key in agent_names or (key not in self._plain and is_content_name(key)):
                 if value is None or value == "" or (kind is str and _MARKER.fullmatch(value)):
                     continue  # nothing there, or already masked
                 new = content_marker(value)
@@ -114,6 +122,18 @@ class ContentMask:
             if changed is None:
                 changed = dict(node)
             changed[key] = new
+        return node if changed is None else changed
+
+    def _nested(self, node: dict[str, Any]) -> dict[str, Any]:
+        changed: dict[str, Any] | None = None
+        # Only the objects and arrays, picked out without a Python step per value.
+        containers = compress(node.items(), map(_IS_CONTAINER, map(type, node.values())))
+        for key, value in containers:
+            new = self.properties(value) if type(value) is dict else self._items(value)
+            if new is not value:
+                if changed is None:
+                    changed = dict(node)
+                changed[key] = new
         return node if changed is None else changed
 
     def _items(self, items: list[Any]) -> list[Any]:
@@ -132,12 +152,15 @@ class ContentMask:
                 changed[index] = new
         return items if changed is None else changed
 
-    def _is_content(self, name: str) -> bool:
-        known = self._names.get(name)
-        if known is not None:
-            return known
-        found = is_content_name(name)
-        if len(self._names) >= _MAX_REMEMBERED:
-            self._names.clear()
-        self._names[name] = found
-        return found
+    def _all_plain(self, keys: KeysView[str]) -> bool:
+        """Learn the names not seen before; True when none of them is content."""
+        plain = self._plain
+        if len(plain) >= _MAX_REMEMBERED:
+            plain.clear()
+        none_is_content = True
+        for name in keys - plain:
+            if is_content_name(name):
+                none_is_content = False
+            else:
+                plain.add(name)
+        return none_is_content

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from agent_telemetry_server import migrate, queries
 from agent_telemetry_server.db import connection
+from agent_telemetry_server.metrics import CONTENT_TYPE
 from agent_telemetry_server.responses import ApiError, enforce_rate, json_response, require_key
 from agent_telemetry_server.state import KEY_LIMITER, METRICS, POOL, SETTINGS
 from agent_telemetry_server.validation import ERROR_RULE
@@ -86,14 +87,7 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     if not app[SETTINGS].metrics_enabled:
         raise ApiError(404, "metrics are turned off")
-    pool = app[POOL]
-    gauges = {
-        "agent_telemetry_server_pool_size": float(pool.get_size()),
-        "agent_telemetry_server_pool_idle": float(pool.get_idle_size()),
-    }
     return web.Response(
-        text=app[METRICS].render(gauges),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+        body=app[METRICS].render(),
+        headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
     )

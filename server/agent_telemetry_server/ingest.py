@@ -20,26 +20,77 @@ import orjson
 from agent_telemetry_server.validation import COLUMNS, Batch, fingerprint
 
 # Data-modifying CTEs run exactly once even when unread; the final SELECT only counts.
+# Only rows actually inserted are rolled up, so a duplicate never inflates a count.
 # ORDER BY gives concurrent batches the same lock order, which keeps deadlocks away.
+# The telemetry_* functions (migration 0005) read the models/tokens/cost vocabulary.
 _INSERT_AND_ROLL_UP = f"""
 WITH inserted AS (
     INSERT INTO events ({", ".join(COLUMNS)})
     SELECT {", ".join(COLUMNS)} FROM staging_events ORDER BY uuid
     ON CONFLICT DO NOTHING
-    RETURNING ts, event, agent, anonymous_id, is_error
+    RETURNING ts, event, agent, anonymous_id, is_error, duration_ms, properties
+), facts AS (
+    SELECT (ts AT TIME ZONE 'UTC')::date AS day, event, coalesce(agent, '') AS agent,
+           anonymous_id, is_error, duration_ms,
+           telemetry_model(properties) AS model, telemetry_tool(properties) AS tool,
+           telemetry_input_tokens(properties) AS input_tokens,
+           telemetry_output_tokens(properties) AS output_tokens,
+           telemetry_cost_usd(properties) AS cost_usd
+    FROM inserted
 ), rolled AS (
     INSERT INTO rollup_daily AS r (day, event, agent, anonymous_id, events, errors)
-    SELECT (ts AT TIME ZONE 'UTC')::date, event, coalesce(agent, ''), anonymous_id,
-           count(*), count(*) FILTER (WHERE is_error)
-    FROM inserted
+    SELECT day, event, agent, anonymous_id, count(*), count(*) FILTER (WHERE is_error)
+    FROM facts
     GROUP BY 1, 2, 3, 4
     ORDER BY 1, 2, 3, 4
     ON CONFLICT (day, event, agent, anonymous_id) DO UPDATE
     SET events = r.events + excluded.events, errors = r.errors + excluded.errors
+), models AS (
+    INSERT INTO rollup_models_daily AS r (day, model, agent, anonymous_id, calls, errors,
+        input_tokens, output_tokens, costed_calls, cost_usd)
+    SELECT day, model, agent, anonymous_id, count(*), count(*) FILTER (WHERE is_error),
+           coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+           count(cost_usd), coalesce(sum(cost_usd), 0)
+    FROM facts WHERE model IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, model, agent, anonymous_id) DO UPDATE
+    SET calls = r.calls + excluded.calls, errors = r.errors + excluded.errors,
+        input_tokens = r.input_tokens + excluded.input_tokens,
+        output_tokens = r.output_tokens + excluded.output_tokens,
+        costed_calls = r.costed_calls + excluded.costed_calls,
+        cost_usd = r.cost_usd + excluded.cost_usd
+), tools AS (
+    INSERT INTO rollup_tools_daily AS r (day, tool, agent, anonymous_id, calls, errors)
+    SELECT day, tool, agent, anonymous_id, count(*), count(*) FILTER (WHERE is_error)
+    FROM facts WHERE tool IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, tool, agent, anonymous_id) DO UPDATE
+    SET calls = r.calls + excluded.calls, errors = r.errors + excluded.errors
+), durations AS (
+    INSERT INTO rollup_durations_daily AS r (day, kind, name, anonymous_id, bucket_ms, samples)
+    SELECT day, d.kind, d.name, anonymous_id, telemetry_duration_bucket(duration_ms), count(*)
+    FROM facts
+    CROSS JOIN LATERAL (VALUES ('event', event), ('model', model), ('tool', tool))
+        AS d (kind, name)
+    WHERE duration_ms IS NOT NULL AND d.name IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5
+    ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (day, kind, name, anonymous_id, bucket_ms) DO UPDATE
+    SET samples = r.samples + excluded.samples
 )
 SELECT count(*) FROM inserted
 """
 
+
+# Every table that holds an installation's share of a daily figure, keyed by its id.
+ROLLUP_TABLES = (
+    "rollup_daily",
+    "rollup_models_daily",
+    "rollup_tools_daily",
+    "rollup_durations_daily",
+)
 
 # The two-int form of the advisory lock (class, key) lives apart from the one-bigint form
 # that migrations use; the class number only marks these locks as "one anonymous id".
@@ -141,10 +192,13 @@ async def erase(conn: asyncpg.Connection, anonymous_id: uuid.UUID) -> Erasure:
     async with conn.transaction():
         await _lock_anonymous_id(conn, anonymous_id)
         events = await conn.execute("DELETE FROM events WHERE anonymous_id = $1", anonymous_id)
-        rollups = await conn.execute(
-            "DELETE FROM rollup_daily WHERE anonymous_id = $1", anonymous_id
-        )
+        rollups = 0
+        for table in ROLLUP_TABLES:
+            status = await conn.execute(
+                f"DELETE FROM {table} WHERE anonymous_id = $1", anonymous_id
+            )
+            rollups += _count(status)
         keys = await conn.execute(
             "DELETE FROM idempotency_keys WHERE anonymous_id = $1", anonymous_id
         )
-    return Erasure(_count(events), _count(rollups), _count(keys))
+    return Erasure(_count(events), rollups, _count(keys))

@@ -30,6 +30,7 @@ from agent_telemetry_server.state import (
     SCHEDULER,
     SETTINGS,
 )
+from agent_telemetry_server.team.routes import routes as team_routes
 
 log = structlog.get_logger("agent_telemetry_server")
 
@@ -109,4 +110,5 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.cleanup_ctx.append(scheduler_ctx)
     app.add_routes(ingest_routes)
     app.add_routes(read_routes)
+    app.add_routes(team_routes)
     return app

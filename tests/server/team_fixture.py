@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server_helpers import make_event
+from server_helpers import Running, make_batch, make_event
 
 A = "a0000000-0000-4000-8000-00000000000a"
 B = "b0000000-0000-4000-8000-00000000000b"
@@ -119,3 +119,10 @@ DURATIONS = {
     "tool.call.failed": (1, 30.0, 30.0),
     "agent.run.completed": (1, 5000.0, 5000.0),
 }
+
+
+async def load(server: Running) -> None:
+    """Post each installation's events as one batch."""
+    for anonymous_id, events in installations().items():
+        status, body, _ = await server.post_batch(make_batch(events, anonymous_id))
+        assert (status, body["accepted"]) == (200, len(events)), body

@@ -17,15 +17,9 @@ from agent_telemetry_server.retention import run_retention
 from agent_telemetry_server.testing import TemporaryPostgres, create_database
 
 
-async def load(server: Running) -> None:
-    for anonymous_id, events in fx.installations().items():
-        status, body, _ = await server.post_batch(make_batch(events, anonymous_id))
-        assert (status, body["accepted"]) == (200, len(events)), body
-
-
 @pytest.fixture
 async def loaded(server: Running) -> Running:
-    await load(server)
+    await fx.load(server)
     return server
 
 

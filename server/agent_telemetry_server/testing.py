@@ -18,27 +18,14 @@ from pathlib import Path
 
 import asyncpg
 
+from agent_telemetry_server.pgcluster import ClusterError, find_bindir
+
 PG_USER = "pgtest"
 SUPERUSER = "postgres"
 
 
-class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL binaries here, or the server would not start; the message says which."""
-
-
-def find_bindir() -> Path:
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if versions:
-        return versions[-1].parent
-    raise PostgresUnavailable(
-        "PostgreSQL binaries not found: install Debian's `postgresql` (initdb, pg_ctl)"
-    )
+# The error of a cluster that could not be made or started.
+PostgresUnavailable = ClusterError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,7 +34,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _ensure_user(name: str) -> None:
+def ensure_system_user(name: str) -> None:
+    """Create the system user `name` (no home, no login shell) unless it exists."""
     try:
         pwd.getpwnam(name)
     except KeyError:
@@ -90,7 +78,7 @@ class TemporaryPostgres:
         self._bindir = find_bindir()
         self.base = Path(tempfile.mkdtemp(prefix="agent-telemetry-pg-"))
         if os.geteuid() == 0:
-            _ensure_user(PG_USER)
+            ensure_system_user(PG_USER)
             entry = pwd.getpwnam(PG_USER)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
             self._prefix = ["runuser", "-u", PG_USER, "--"]

@@ -31,7 +31,7 @@ WITH inserted AS (
     RETURNING ts, event, agent, anonymous_id, is_error, duration_ms, properties
 ), facts AS (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day, event, coalesce(agent, '') AS agent,
-           anonymous_id, is_error, duration_ms,
+           anonymous_id, is_error,
            telemetry_model(properties) AS model, telemetry_tool(properties) AS tool,
            telemetry_input_tokens(properties) AS input_tokens,
            telemetry_output_tokens(properties) AS output_tokens,
@@ -69,28 +69,46 @@ WITH inserted AS (
     ON CONFLICT (day, tool, agent, anonymous_id) DO UPDATE
     SET calls = r.calls + excluded.calls, errors = r.errors + excluded.errors
 ), durations AS (
-    INSERT INTO rollup_durations_daily AS r (day, kind, name, anonymous_id, bucket_ms, samples)
-    SELECT day, d.kind, d.name, anonymous_id, telemetry_duration_bucket(duration_ms), count(*)
-    FROM facts
-    CROSS JOIN LATERAL (VALUES ('event', event), ('model', model), ('tool', tool))
-        AS d (kind, name)
-    WHERE duration_ms IS NOT NULL AND d.name IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5
-    ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (day, kind, name, anonymous_id, bucket_ms) DO UPDATE
+    INSERT INTO rollup_durations_daily AS r (day, kind, name, bucket_ms, samples)
+    SELECT (i.ts AT TIME ZONE 'UTC')::date, d.kind, d.name, d.bucket_ms, count(*)
+    FROM inserted i
+    CROSS JOIN LATERAL telemetry_duration_samples(i.event, i.properties, i.duration_ms) AS d
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, kind, name, bucket_ms) DO UPDATE
     SET samples = r.samples + excluded.samples
 )
 SELECT count(*) FROM inserted
 """
 
 
-# Every table that holds an installation's share of a daily figure, keyed by its id.
-ROLLUP_TABLES = (
-    "rollup_daily",
-    "rollup_models_daily",
-    "rollup_tools_daily",
-    "rollup_durations_daily",
+# The rollups keyed by anonymous id: erasure deletes an installation's rows from each.
+ROLLUP_TABLES_BY_ID = ("rollup_daily", "rollup_models_daily", "rollup_tools_daily")
+# Every rollup, for retention.
+ROLLUP_TABLES = (*ROLLUP_TABLES_BY_ID, "rollup_durations_daily")
+
+# The duration histograms hold every installation together, so an erasure takes out the
+# samples of the installation's raw events, bucket by bucket, locking the rows in the
+# order ingest does (day, kind, name, bucket) so the two never deadlock.
+_SUBTRACT_DURATIONS = """
+WITH gone AS (
+    SELECT (e.ts AT TIME ZONE 'UTC')::date AS day, d.kind, d.name, d.bucket_ms,
+           count(*) AS samples
+    FROM events e
+    CROSS JOIN LATERAL telemetry_duration_samples(e.event, e.properties, e.duration_ms) AS d
+    WHERE e.anonymous_id = $1
+    GROUP BY 1, 2, 3, 4
+), locked AS (
+    SELECT r.day, r.kind, r.name, r.bucket_ms, g.samples
+    FROM rollup_durations_daily r
+    JOIN gone g USING (day, kind, name, bucket_ms)
+    ORDER BY r.day, r.kind, r.name, r.bucket_ms
+    FOR UPDATE OF r
 )
+UPDATE rollup_durations_daily r SET samples = r.samples - l.samples
+FROM locked l
+WHERE (r.day, r.kind, r.name, r.bucket_ms) = (l.day, l.kind, l.name, l.bucket_ms)
+"""
 
 # The two-int form of the advisory lock (class, key) lives apart from the one-bigint form
 # that migrations use; the class number only marks these locks as "one anonymous id".
@@ -185,15 +203,19 @@ def _count(status: str) -> int:
 
 
 async def erase(conn: asyncpg.Connection, anonymous_id: uuid.UUID) -> Erasure:
-    """Delete one installation's raw rows, rollup rows and batch records. Idempotent.
+    """Delete one installation's raw rows, rollup rows, duration samples and batch
+    records. Idempotent.
 
     A batch of this id that is in flight finishes first and is deleted too.
     """
     async with conn.transaction():
         await _lock_anonymous_id(conn, anonymous_id)
+        # Before the raw events go: they say which samples to take out.
+        await conn.execute(_SUBTRACT_DURATIONS, anonymous_id)
+        await conn.execute("DELETE FROM rollup_durations_daily WHERE samples <= 0")
         events = await conn.execute("DELETE FROM events WHERE anonymous_id = $1", anonymous_id)
         rollups = 0
-        for table in ROLLUP_TABLES:
+        for table in ROLLUP_TABLES_BY_ID:
             status = await conn.execute(
                 f"DELETE FROM {table} WHERE anonymous_id = $1", anonymous_id
             )

@@ -12,7 +12,7 @@ import team_fixture as fx
 from server_helpers import INGEST_KEYS, Running, make_batch, make_event
 
 from agent_telemetry_server import migrate
-from agent_telemetry_server.ingest import ROLLUP_TABLES
+from agent_telemetry_server.ingest import ROLLUP_TABLES, ROLLUP_TABLES_BY_ID
 from agent_telemetry_server.retention import run_retention
 from agent_telemetry_server.testing import TemporaryPostgres, create_database
 
@@ -130,21 +130,38 @@ async def test_erasure_and_retention_reach_every_rollup(
 ) -> None:
     status, body = await loaded.delete_user(fx.C)
     assert status == 200
-    # C's rows: 2 in rollup_daily, 1 model, 0 tools, 1 event duration (agent.run.completed).
-    assert body["rollup_rows_deleted"] == 4
+    # C's rows: 2 in rollup_daily, 1 model, no tool; its one duration is subtracted.
+    assert body["rollup_rows_deleted"] == 3
     models = {m["model"]: m for m in (await read(loaded, "models"))["models"]}
     assert (models["claude-y"]["calls"], models["claude-y"]["uncosted_calls"]) == (1, 0)
     assert (await read(loaded, "overview"))["totals"]["installs"] == 2
-    for table in ROLLUP_TABLES:
-        assert not await db.fetchval(f"SELECT count(*) FROM {table} WHERE anonymous_id = $1", fx.C)
+    # B's durations come out of the shared histograms, A's stay.
+    assert (await loaded.delete_user(fx.B))[0] == 200
+    durations = {d["event"]: d for d in (await read(loaded, "durations"))["durations"]}
+    assert {e: (d["samples"], d["p50_ms"], d["p95_ms"]) for e, d in durations.items()} == {
+        "llm.call": (2, 400.0, 800.0),
+        "tool.call": (1, 120.0, 120.0),
+    }
+    tools = {t["tool"]: t["duration"]["samples"] for t in (await read(loaded, "tools"))["tools"]}
+    assert tools == {"search": 1}
+    assert not await db.fetchval(
+        "SELECT count(*) FROM rollup_durations_daily WHERE kind = 'model' AND name = 'claude-y'"
+    )
+    for table in ROLLUP_TABLES_BY_ID:
+        for gone in (fx.B, fx.C):
+            assert not await db.fetchval(
+                f"SELECT count(*) FROM {table} WHERE anonymous_id = $1", gone
+            ), table
 
-    # Retention: with a one-day window, yesterday's rows go from every rollup.
+    # Retention, a one-day window at noon tomorrow: yesterday's rows go from every rollup,
+    # and today's histograms too, since some of today's raw events are gone.
     noon_tomorrow = fx.TODAY + timedelta(days=1, hours=12)
     result = await run_retention(db, retention_days=1, now=noon_tomorrow)
     assert result.rollup_rows_deleted > 0
-    for table in ROLLUP_TABLES:
+    for table in ROLLUP_TABLES_BY_ID:
         days = await db.fetch(f"SELECT DISTINCT day FROM {table}")
         assert {r["day"].isoformat() for r in days} <= {fx.D1}, table
+    assert not await db.fetchval("SELECT count(*) FROM rollup_durations_daily")
 
 
 async def test_upgrade_backfills_what_ingest_would_have_rolled_up(

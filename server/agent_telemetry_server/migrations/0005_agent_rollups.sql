@@ -104,23 +104,38 @@ CREATE TABLE rollup_tools_daily (
 );
 CREATE INDEX rollup_tools_daily_anonymous_id ON rollup_tools_daily (anonymous_id);
 
--- Histograms of properties.duration_ms by event name, by model and by tool.
+-- Histograms of properties.duration_ms by event name, by model and by tool, for every
+-- installation together: no anonymous id here, which keeps the table to a few hundred
+-- rows a day whatever the number of installations. Erasure subtracts an installation's
+-- samples, worked out again from its raw events (ingest.erase); retention drops a day
+-- as soon as any of its raw events are gone, so the raw events behind every stored
+-- histogram are always there to subtract.
 CREATE TABLE rollup_durations_daily (
-    day          date             NOT NULL,
-    kind         text             NOT NULL CHECK (kind IN ('event', 'model', 'tool')),
-    name         text             NOT NULL,
-    anonymous_id uuid             NOT NULL,
-    bucket_ms    double precision NOT NULL,
-    samples      bigint           NOT NULL,
-    PRIMARY KEY (day, kind, name, anonymous_id, bucket_ms)
+    day       date             NOT NULL,
+    kind      text             NOT NULL CHECK (kind IN ('event', 'model', 'tool')),
+    name      text             NOT NULL,
+    bucket_ms double precision NOT NULL,
+    samples   bigint           NOT NULL,
+    PRIMARY KEY (day, kind, name, bucket_ms)
 );
-CREATE INDEX rollup_durations_daily_anonymous_id ON rollup_durations_daily (anonymous_id);
+
+-- An event's duration samples, one row per histogram it counts in (ingest, backfill,
+-- erasure all read it from here).
+CREATE FUNCTION telemetry_duration_samples(
+    event text, properties jsonb, duration_ms double precision
+) RETURNS TABLE (kind text, name text, bucket_ms double precision)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT d.kind, d.name, telemetry_duration_bucket(duration_ms)
+    FROM (VALUES ('event', event), ('model', telemetry_model(properties)),
+                 ('tool', telemetry_tool(properties))) AS d (kind, name)
+    WHERE duration_ms IS NOT NULL AND d.name IS NOT NULL
+$$;
 
 -- Backfill from the raw events already stored (they cover the retention window, as the
 -- rollups do), so the new views are complete from the first request after the upgrade.
 CREATE TEMP TABLE backfill_facts ON COMMIT DROP AS
 SELECT (ts AT TIME ZONE 'UTC')::date AS day, event, coalesce(agent, '') AS agent,
-       anonymous_id, is_error, duration_ms,
+       anonymous_id, is_error,
        telemetry_model(properties) AS model, telemetry_tool(properties) AS tool,
        telemetry_input_tokens(properties) AS input_tokens,
        telemetry_output_tokens(properties) AS output_tokens,
@@ -140,8 +155,7 @@ FROM backfill_facts WHERE tool IS NOT NULL
 GROUP BY day, tool, agent, anonymous_id;
 
 INSERT INTO rollup_durations_daily
-SELECT day, d.kind, d.name, anonymous_id, telemetry_duration_bucket(duration_ms), count(*)
-FROM backfill_facts
-CROSS JOIN LATERAL (VALUES ('event', event), ('model', model), ('tool', tool)) AS d (kind, name)
-WHERE duration_ms IS NOT NULL AND d.name IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5;
+SELECT (e.ts AT TIME ZONE 'UTC')::date, d.kind, d.name, d.bucket_ms, count(*)
+FROM events e
+CROSS JOIN LATERAL telemetry_duration_samples(e.event, e.properties, e.duration_ms) AS d
+GROUP BY 1, 2, 3, 4;

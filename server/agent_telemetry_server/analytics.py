@@ -3,7 +3,9 @@
 Everything here reads the daily rollups (rollup_daily and migration 0005's tables),
 never the raw events, so the cost of a request follows the number of rollup rows in the
 window, not the number of events. Day series list every day of the window, zeros
-included, so a chart spans the window.
+included, so a chart spans the window. Distinct installations are counted by grouping
+per installation first (a hash aggregate) and counting the groups: count(DISTINCT ...)
+would sort every row.
 
 Cost is what clients reported (`cost_usd`); the server keeps no price table. A figure
 with no reported cost behind it is `null` — "cost unknown" — never a guess.
@@ -40,10 +42,20 @@ async def overview(conn: asyncpg.Connection, start: date, end: date) -> dict[str
     totals = await conn.fetchrow(
         """
         SELECT coalesce(sum(events), 0) AS events, coalesce(sum(errors), 0) AS errors,
-               count(DISTINCT anonymous_id) AS installs,
-               count(DISTINCT agent) FILTER (WHERE agent <> '') AS agents,
+               count(DISTINCT anonymous_id) AS installs
+        FROM rollup_installs_daily WHERE day BETWEEN $1 AND $2
+        """,
+        start,
+        end,
+    )
+    # Distinct names through a hash aggregate of the (agent, event) pairs: far quicker
+    # than count(DISTINCT ...), which sorts every row.
+    names = await conn.fetchrow(
+        """
+        SELECT count(DISTINCT agent) FILTER (WHERE agent <> '') AS agents,
                count(DISTINCT event) AS event_types
-        FROM rollup_daily WHERE day BETWEEN $1 AND $2
+        FROM (SELECT agent, event FROM rollup_daily WHERE day BETWEEN $1 AND $2
+              GROUP BY agent, event) AS pairs
         """,
         start,
         end,
@@ -51,9 +63,8 @@ async def overview(conn: asyncpg.Connection, start: date, end: date) -> dict[str
     by_day = await conn.fetch(
         """
         WITH per_day AS (
-            SELECT day, sum(events) AS events, sum(errors) AS errors,
-                   count(DISTINCT anonymous_id) AS installs
-            FROM rollup_daily WHERE day BETWEEN $1 AND $2 GROUP BY day
+            SELECT day, sum(events) AS events, sum(errors) AS errors, count(*) AS installs
+            FROM rollup_installs_daily WHERE day BETWEEN $1 AND $2 GROUP BY day
         )
         SELECT d::date AS day, coalesce(p.events, 0) AS events,
                coalesce(p.errors, 0) AS errors, coalesce(p.installs, 0) AS installs
@@ -64,15 +75,15 @@ async def overview(conn: asyncpg.Connection, start: date, end: date) -> dict[str
         start,
         end,
     )
-    assert totals is not None
+    assert totals is not None and names is not None
     return {
         "totals": {
             "events": int(totals["events"]),
             "errors": int(totals["errors"]),
             "error_rate": _rate(int(totals["errors"]), int(totals["events"])),
             "installs": totals["installs"],
-            "agents": totals["agents"],
-            "event_types": totals["event_types"],
+            "agents": names["agents"],
+            "event_types": names["event_types"],
         },
         "by_day": [
             {
@@ -134,12 +145,18 @@ _NO_DURATIONS = {"samples": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
 async def models(conn: asyncpg.Connection, start: date, end: date) -> dict[str, Any]:
     rows = await conn.fetch(
         """
+        WITH per_install AS (
+            SELECT model, anonymous_id, sum(calls) AS calls, sum(errors) AS errors,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                   sum(costed_calls) AS costed_calls, sum(cost_usd) AS cost_usd
+            FROM rollup_models_daily WHERE day BETWEEN $1 AND $2
+            GROUP BY model, anonymous_id
+        )
         SELECT model, sum(calls) AS calls, sum(errors) AS errors,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(costed_calls) AS costed_calls, sum(cost_usd) AS cost_usd,
-               count(DISTINCT anonymous_id) AS installs
-        FROM rollup_models_daily WHERE day BETWEEN $1 AND $2
-        GROUP BY model ORDER BY sum(calls) DESC, model
+               count(*) AS installs
+        FROM per_install GROUP BY model ORDER BY sum(calls) DESC, model
         """,
         start,
         end,
@@ -249,10 +266,13 @@ async def cost(conn: asyncpg.Connection, start: date, end: date) -> dict[str, An
 async def tools(conn: asyncpg.Connection, start: date, end: date) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """
-        SELECT tool, sum(calls) AS calls, sum(errors) AS errors,
-               count(DISTINCT anonymous_id) AS installs
-        FROM rollup_tools_daily WHERE day BETWEEN $1 AND $2
-        GROUP BY tool ORDER BY sum(calls) DESC, tool
+        WITH per_install AS (
+            SELECT tool, anonymous_id, sum(calls) AS calls, sum(errors) AS errors
+            FROM rollup_tools_daily WHERE day BETWEEN $1 AND $2
+            GROUP BY tool, anonymous_id
+        )
+        SELECT tool, sum(calls) AS calls, sum(errors) AS errors, count(*) AS installs
+        FROM per_install GROUP BY tool ORDER BY sum(calls) DESC, tool
         """,
         start,
         end,

@@ -45,6 +45,14 @@ WITH inserted AS (
     ORDER BY 1, 2, 3, 4
     ON CONFLICT (day, event, agent, anonymous_id) DO UPDATE
     SET events = r.events + excluded.events, errors = r.errors + excluded.errors
+), installs AS (
+    INSERT INTO rollup_installs_daily AS r (day, anonymous_id, events, errors)
+    SELECT day, anonymous_id, count(*), count(*) FILTER (WHERE is_error)
+    FROM facts
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (day, anonymous_id) DO UPDATE
+    SET events = r.events + excluded.events, errors = r.errors + excluded.errors
 ), models AS (
     INSERT INTO rollup_models_daily AS r (day, model, agent, anonymous_id, calls, errors,
         input_tokens, output_tokens, costed_calls, cost_usd)
@@ -83,7 +91,12 @@ SELECT count(*) FROM inserted
 
 
 # The rollups keyed by anonymous id: erasure deletes an installation's rows from each.
-ROLLUP_TABLES_BY_ID = ("rollup_daily", "rollup_models_daily", "rollup_tools_daily")
+ROLLUP_TABLES_BY_ID = (
+    "rollup_daily",
+    "rollup_installs_daily",
+    "rollup_models_daily",
+    "rollup_tools_daily",
+)
 # Every rollup, for retention.
 ROLLUP_TABLES = (*ROLLUP_TABLES_BY_ID, "rollup_durations_daily")
 

@@ -130,8 +130,9 @@ async def test_erasure_and_retention_reach_every_rollup(
 ) -> None:
     status, body = await loaded.delete_user(fx.C)
     assert status == 200
-    # C's rows: 2 in rollup_daily, 1 model, no tool; its one duration is subtracted.
-    assert body["rollup_rows_deleted"] == 3
+    # C's rows: 2 in rollup_daily, 1 installation-day, 1 model, no tool; its one duration
+    # is subtracted from the shared histogram.
+    assert body["rollup_rows_deleted"] == 4
     models = {m["model"]: m for m in (await read(loaded, "models"))["models"]}
     assert (models["claude-y"]["calls"], models["claude-y"]["uncosted_calls"]) == (1, 0)
     assert (await read(loaded, "overview"))["totals"]["installs"] == 2
@@ -181,9 +182,12 @@ async def test_upgrade_backfills_what_ingest_would_have_rolled_up(
         monkeypatch.setattr(migrate, "discover", lambda: [m for m in everything if m.version <= 4])
         await migrate.migrate(old)
         monkeypatch.setattr(migrate, "discover", lambda: everything)
-        rows = await db.fetch("SELECT * FROM events")
-        columns = list(rows[0].keys())
-        await old.copy_records_to_table("events", records=[tuple(r) for r in rows], columns=columns)
+        # What a version-4 database held: raw events and rollup_daily.
+        for table in ("events", "rollup_daily"):
+            rows = await db.fetch(f"SELECT * FROM {table}")
+            await old.copy_records_to_table(
+                table, records=[tuple(r) for r in rows], columns=list(rows[0].keys())
+            )
         assert await migrate.migrate(old) == ["0005_agent_rollups.sql"]
         for table in ROLLUP_TABLES[1:]:
             assert await _dump(old, table) == live[table], table

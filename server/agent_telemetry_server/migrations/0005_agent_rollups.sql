@@ -74,6 +74,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE round(ms / 10 ^ (floor(log(ms)) - 1)) * 10 ^ (floor(log(ms)) - 1) END
 $$;
 
+-- One row per installation and active day: installations per day and in a window
+-- without going through rollup_daily's (event, agent) rows.
+CREATE TABLE rollup_installs_daily (
+    day          date   NOT NULL,
+    anonymous_id uuid   NOT NULL,
+    events       bigint NOT NULL,
+    errors       bigint NOT NULL,
+    PRIMARY KEY (day, anonymous_id)
+);
+CREATE INDEX rollup_installs_daily_anonymous_id ON rollup_installs_daily (anonymous_id);
+
 -- Events that name a model: its calls, errors, tokens and reported cost.
 -- Keyed by anonymous id, as rollup_daily is, so install counts are exact and erasure
 -- removes one installation's share.
@@ -130,6 +141,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  ('tool', telemetry_tool(properties))) AS d (kind, name)
     WHERE duration_ms IS NOT NULL AND d.name IS NOT NULL
 $$;
+
+INSERT INTO rollup_installs_daily
+SELECT day, anonymous_id, sum(events), sum(errors) FROM rollup_daily GROUP BY day, anonymous_id;
 
 -- Backfill from the raw events already stored (they cover the retention window, as the
 -- rollups do), so the new views are complete from the first request after the upgrade.

@@ -22,7 +22,7 @@ import pytest
 from server_helpers import SERVER_SCRIPT, server_env
 
 from agent_telemetry_server import quickstart
-from agent_telemetry_server.testing import ensure_system_user, free_port
+from agent_telemetry_server.testing import ensure_system_user, free_port, temp_base_for
 
 upload_helpers = pytest.importorskip("tests.fakes.upload_helpers")
 
@@ -45,23 +45,10 @@ def as_user(user: pwd.struct_passwd, *args: str) -> list[str]:
     return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", *args]
 
 
-def _reachable_by(path: Path, uid: int) -> bool:
-    """Every folder on the way to `path` can be entered by `uid` (others' x bit, or owner)."""
-    for folder in (path, *path.parents):
-        mode = folder.stat()
-        if not (mode.st_mode & 0o001 or mode.st_uid == uid):
-            return False
-    return True
-
-
 @pytest.fixture
 def data_dir(user: pwd.struct_passwd) -> Iterator[Path]:
     """A temporary folder the user owns, in a place the user can reach."""
-    bases = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]
-    base = next((b for b in bases if b.is_dir() and _reachable_by(b, user.pw_uid)), None)
-    if base is None:
-        pytest.fail(f"no temporary folder that {user.pw_name} can enter among {bases}")
-    folder = Path(tempfile.mkdtemp(prefix="at-qs-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix="at-qs-", dir=temp_base_for(user.pw_uid)))
     os.chown(folder, user.pw_uid, user.pw_gid)
     try:
         yield folder / "backend"

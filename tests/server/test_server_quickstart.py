@@ -23,8 +23,7 @@ from server_helpers import SERVER_SCRIPT, server_env
 
 from agent_telemetry_server import quickstart
 from agent_telemetry_server.testing import ensure_system_user, free_port, temp_base_for
-
-upload_helpers = pytest.importorskip("tests.fakes.upload_helpers")
+from tests.fakes import upload_helpers
 
 QUICKSTART_USER = "at-quickstart"
 DONE_LINE = "Ctrl-C stops the server"

@@ -9,7 +9,7 @@ generated directly in SQL (no raw events at all): 30 days; 2,000 installations, 
 active on about half of the days; on an active day 12 (event, agent) rows out of 40 event
 names and 8 agents, one installation-day row, 2 model rows out of 6 models (one never
 reports cost), 4 tool rows out of 20 tools; duration histograms for every event name,
-model and tool of every day.
+model and tool of every day, in all 8 shards.
 The events per rollup row vary so that the total is about 10 million.
 
 Each endpoint is asked over HTTP of a real `serve` process for the whole 30-day window
@@ -110,13 +110,14 @@ _SEED: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         """
-        INSERT INTO rollup_durations_daily (day, kind, name, bucket_ms, samples)
-        SELECT DISTINCT ON (day, kind, name, b) day, kind, name, b,
-               1 + abs(hashtext(day::text || name || b::text)) % 400
+        INSERT INTO rollup_durations_daily (day, kind, name, shard, bucket_ms, samples)
+        SELECT DISTINCT ON (day, kind, name, shard, b) day, kind, name, shard, b,
+               1 + abs(hashtext(day::text || name || b::text || shard::text)) % 50
         FROM (SELECT DISTINCT day FROM active) AS days,
              (SELECT 'event' AS kind, 'event.' || n AS name FROM generate_series(0, 39) AS n
               UNION ALL SELECT 'model', 'model-' || n FROM generate_series(0, 5) AS n
               UNION ALL SELECT 'tool', 'tool-' || n FROM generate_series(0, 19) AS n) AS names,
+             generate_series(0, 7) AS shard,
              generate_series(1, $1) AS j,
              LATERAL (SELECT telemetry_duration_bucket(exp(j / 6.0) * 3) AS b) AS bucket
         """,

@@ -77,13 +77,14 @@ WITH inserted AS (
     ON CONFLICT (day, tool, agent, anonymous_id) DO UPDATE
     SET calls = r.calls + excluded.calls, errors = r.errors + excluded.errors
 ), durations AS (
-    INSERT INTO rollup_durations_daily AS r (day, kind, name, bucket_ms, samples)
-    SELECT (i.ts AT TIME ZONE 'UTC')::date, d.kind, d.name, d.bucket_ms, count(*)
+    INSERT INTO rollup_durations_daily AS r (day, kind, name, shard, bucket_ms, samples)
+    SELECT (i.ts AT TIME ZONE 'UTC')::date, d.kind, d.name, telemetry_shard(i.anonymous_id),
+           d.bucket_ms, count(*)
     FROM inserted i
     CROSS JOIN LATERAL telemetry_duration_samples(i.event, i.properties, i.duration_ms) AS d
-    GROUP BY 1, 2, 3, 4
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (day, kind, name, bucket_ms) DO UPDATE
+    GROUP BY 1, 2, 3, 4, 5
+    ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (day, kind, name, shard, bucket_ms) DO UPDATE
     SET samples = r.samples + excluded.samples
 )
 SELECT count(*) FROM inserted
@@ -102,25 +103,26 @@ ROLLUP_TABLES = (*ROLLUP_TABLES_BY_ID, "rollup_durations_daily")
 
 # The duration histograms hold every installation together, so an erasure takes out the
 # samples of the installation's raw events, bucket by bucket, locking the rows in the
-# order ingest does (day, kind, name, bucket) so the two never deadlock.
+# order ingest does (day, kind, name, shard, bucket) so the two never deadlock.
 _SUBTRACT_DURATIONS = """
 WITH gone AS (
-    SELECT (e.ts AT TIME ZONE 'UTC')::date AS day, d.kind, d.name, d.bucket_ms,
-           count(*) AS samples
+    SELECT (e.ts AT TIME ZONE 'UTC')::date AS day, d.kind, d.name,
+           telemetry_shard(e.anonymous_id) AS shard, d.bucket_ms, count(*) AS samples
     FROM events e
     CROSS JOIN LATERAL telemetry_duration_samples(e.event, e.properties, e.duration_ms) AS d
     WHERE e.anonymous_id = $1
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3, 4, 5
 ), locked AS (
-    SELECT r.day, r.kind, r.name, r.bucket_ms, g.samples
+    SELECT r.day, r.kind, r.name, r.shard, r.bucket_ms, g.samples
     FROM rollup_durations_daily r
-    JOIN gone g USING (day, kind, name, bucket_ms)
-    ORDER BY r.day, r.kind, r.name, r.bucket_ms
+    JOIN gone g USING (day, kind, name, shard, bucket_ms)
+    ORDER BY r.day, r.kind, r.name, r.shard, r.bucket_ms
     FOR UPDATE OF r
 )
 UPDATE rollup_durations_daily r SET samples = r.samples - l.samples
 FROM locked l
-WHERE (r.day, r.kind, r.name, r.bucket_ms) = (l.day, l.kind, l.name, l.bucket_ms)
+WHERE (r.day, r.kind, r.name, r.shard, r.bucket_ms)
+    = (l.day, l.kind, l.name, l.shard, l.bucket_ms)
 """
 
 # The two-int form of the advisory lock (class, key) lives apart from the one-bigint form

@@ -24,6 +24,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import signal
 import time
 from collections.abc import Mapping
@@ -295,15 +296,15 @@ def announcement(prepared: Prepared) -> str:
             f"Team dashboard: {url}/team (the read key is in server.toml)",
             "",
             "Point a daemon at it — in the daemon's environment, then restart the daemon:",
-            f"  set -a; . {layout.daemon_env}; set +a",
+            f"  set -a; . {shlex.quote(str(layout.daemon_env))}; set +a",
         ]
     lines += [
         "",
         "Then: agent-telemetry enable && agent-telemetry flush",
         "",
         "Ctrl-C stops the server and the cluster (or: agent-telemetry-server stop"
-        f" --data-dir {layout.root}); the same command again brings both back, data and keys"
-        " kept.",
+        f" --data-dir {shlex.quote(str(layout.root))}); the same command again brings both"
+        " back, data and keys kept.",
         "",
     ]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.report import Row
 
-MODULES = ("upload_flush", "dashboard_queries", "server_ingest")
+MODULES = ("upload_flush", "dashboard_queries", "server_ingest", "server_dashboard")
 _ROW_FIELDS = {f.name for f in fields(Row)}
 
 

@@ -30,6 +30,7 @@ from agent_telemetry_server.state import (
     SCHEDULER,
     SETTINGS,
 )
+from agent_telemetry_server.team.routes import routes as team_routes
 
 log = structlog.get_logger("agent_telemetry_server")
 
@@ -51,6 +52,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await apply_migrations(settings)
     pool = await create_pool(settings)
     app[POOL] = pool
+    app[METRICS].watch_pool(pool)
     yield
     try:
         # Lets an in-flight retention slice finish; a stuck connection is cut after that.
@@ -66,7 +68,7 @@ async def retention_job(app: web.Application) -> None:
             result = await run_retention(
                 conn, settings.retention_days, settings.idempotency_ttl_hours
             )
-        app[METRICS].inc("agent_telemetry_server_retention_deleted_total", result.events_deleted)
+        app[METRICS].retention_deleted.inc(result.events_deleted)
     except Exception as exc:
         # The next run tries again; a failed run must not stop the scheduler.
         level = "warning" if is_transient(exc) or is_transient(exc.__cause__ or exc) else "error"
@@ -108,4 +110,5 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.cleanup_ctx.append(scheduler_ctx)
     app.add_routes(ingest_routes)
     app.add_routes(read_routes)
+    app.add_routes(team_routes)
     return app

@@ -1,9 +1,12 @@
-"""`agent-telemetry-server serve | migrate`."""
+"""`agent-telemetry-server serve | migrate | quickstart | stop`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -11,10 +14,11 @@ import click
 import structlog
 from aiohttp import web
 
-from agent_telemetry_server import __version__, logs
+from agent_telemetry_server import __version__, logs, quickstart
 from agent_telemetry_server.app import apply_migrations, create_app
 from agent_telemetry_server.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from agent_telemetry_server.migrate import MigrationError
+from agent_telemetry_server.pgcluster import ClusterError
 
 # As uvicorn does: a server that could not start exits with its own code, so a supervisor
 # can tell "misconfigured, don't restart in a loop" from a crash.
@@ -71,10 +75,18 @@ def serve(
     log = structlog.get_logger("agent_telemetry_server")
     if not settings.read_keys:
         log.warning("no read keys configured: stats and analytics will answer 401")
+    _run_server(settings)
+
+
+def _run_server(settings: Settings, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C; `ready` runs once the port is bound."""
+    log = structlog.get_logger("agent_telemetry_server")
     app = create_app(settings)
 
     def announce(*_args: object) -> None:
         log.info("serving", host=settings.host, port=settings.port, version=__version__)
+        if ready is not None:
+            ready()
 
     try:
         web.run_app(
@@ -115,3 +127,78 @@ def migrate_command(config_path: Path | None, database_url: str | None) -> None:
             click.echo(f"applied {name}")
     else:
         click.echo("database is up to date")
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the cluster, keys and settings (made 0700 if missing).",
+)
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        # As aiohttp binds: connections of a previous run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@main.command("quickstart")
+@data_dir_option
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to bind (default 8080).")
+def quickstart_command(data_dir: Path, host: str | None, port: int | None) -> None:
+    """Make (or reuse) a private PostgreSQL cluster in DIR, migrate it, make keys, serve,
+    and print the settings a daemon needs. Runs until Ctrl-C, which stops the cluster too.
+
+    Run it as an ordinary user (PostgreSQL refuses root). Example:
+    agent-telemetry-server quickstart --data-dir ~/telemetry-backend
+    """
+    try:
+        quickstart.refuse_root(data_dir.resolve())
+        prepared = quickstart.prepare(data_dir, host, port)
+    except (quickstart.QuickstartError, ClusterError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _startup_failure(f"{type(exc).__name__}: {exc}")
+        return
+    settings = prepared.settings
+    try:
+        if not _port_free(settings.host, settings.port):
+            raise click.ClickException(
+                f"port {settings.port} on {settings.host} is in use: pass --port"
+            )
+        prepared.layout.pid_file.write_text(f"{os.getpid()}\n")
+        logs.configure()
+
+        def ready() -> None:
+            click.echo(quickstart.announcement(prepared))
+            sys.stdout.flush()
+
+        _run_server(settings, ready)
+    finally:
+        prepared.layout.pid_file.unlink(missing_ok=True)
+        try:
+            prepared.cluster.stop()
+        except ClusterError as exc:
+            click.echo(f"Error: {exc}", err=True)
+
+
+@main.command("stop")
+@data_dir_option
+def stop_command(data_dir: Path) -> None:
+    """Stop what `quickstart --data-dir DIR` started: its server, then its cluster.
+
+    Example: agent-telemetry-server stop --data-dir ~/telemetry-backend
+    """
+    try:
+        for line in quickstart.stop(data_dir):
+            click.echo(line)
+    except (quickstart.QuickstartError, ClusterError) as exc:
+        raise click.ClickException(str(exc)) from None

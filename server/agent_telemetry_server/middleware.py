@@ -30,6 +30,8 @@ def _route(request: web.Request) -> str:
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
+    metrics = request.app[METRICS]
+    metrics.in_progress.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -38,16 +40,17 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     finally:
+        elapsed = time.perf_counter() - started
         route = _route(request)
-        request.app[METRICS].inc(
-            "agent_telemetry_server_requests_total", route=route, status=str(status)
-        )
+        metrics.in_progress.dec()
+        metrics.requests.labels(route, str(status)).inc()
+        metrics.request_seconds.labels(route).observe(elapsed)
         access_log.info(
             "request",
             method=request.method,
             route=route,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(elapsed * 1000, 2),
         )
 
 
@@ -61,7 +64,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception as exc:
         if isinstance(exc, DatabaseUnavailable) or is_transient(exc):
-            request.app[METRICS].inc("agent_telemetry_server_db_unavailable_total")
+            request.app[METRICS].db_unavailable.inc()
             cause = exc.__cause__ or exc
             error_log.warning("database unavailable", error_type=type(cause).__name__)
             retry = str(request.app[SETTINGS].retry_after_seconds)

@@ -81,23 +81,37 @@ def _for_storage(migrations: list[Migration], storage: str) -> dict[int, Migrati
     return chosen
 
 
-async def detect_storage(conn: asyncpg.Connection) -> str:
+def choose_storage(installed: bool, available: bool, loader_running: bool) -> str:
     """'timescaledb' when the extension is installed here, or available and preloaded.
 
-    Being listed in pg_available_extensions is not enough: CREATE EXTENSION fails unless
-    the server also has it in shared_preload_libraries.
+    Being listed in pg_available_extensions is not enough: CREATE EXTENSION needs the
+    library in shared_preload_libraries too, and fails (FATAL, the connection is gone)
+    without it.
+    """
+    return "timescaledb" if installed or (available and loader_running) else "plain"
+
+
+async def detect_storage(conn: asyncpg.Connection) -> str:
+    """`choose_storage` from what an ordinary role may read.
+
+    Not `current_setting('shared_preload_libraries')`: that needs superuser or
+    pg_read_all_settings, and a database owner has neither. When TimescaleDB is
+    preloaded, its loader defines `timescaledb.max_background_workers` as an integer
+    setting, which every role can see in pg_settings; a mere placeholder of that name
+    (a line in postgresql.conf with the library not loaded) is a string and does not count.
     """
     row = await conn.fetchrow(
         """
         SELECT
           EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS installed,
           EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS available,
-          current_setting('shared_preload_libraries') AS preload
+          EXISTS (SELECT 1 FROM pg_settings
+                  WHERE name = 'timescaledb.max_background_workers'
+                    AND vartype = 'integer') AS loader_running
         """
     )
     assert row is not None
-    preloaded = "timescaledb" in {p.strip() for p in row["preload"].split(",")}
-    return "timescaledb" if row["installed"] or (row["available"] and preloaded) else "plain"
+    return choose_storage(row["installed"], row["available"], row["loader_running"])
 
 
 async def _stored_storage(conn: asyncpg.Connection) -> str | None:
@@ -125,12 +139,15 @@ async def _choose_storage(conn: asyncpg.Connection, wanted: str) -> str:
                 f"storage is {stored!r} in this database; it cannot change to {wanted!r}"
             )
         return stored
+    if wanted == "plain":
+        # Nothing to detect: plain PostgreSQL needs nothing a database owner lacks.
+        return "plain"
     usable = await detect_storage(conn)
     if wanted == "timescaledb" and usable != "timescaledb":
         raise MigrationError(
             "storage = timescaledb, but the extension is not installed and preloaded"
         )
-    return "plain" if wanted == "plain" else usable
+    return usable
 
 
 async def migrate(conn: asyncpg.Connection, storage: str = "auto") -> list[str]:

@@ -1,6 +1,6 @@
 """Read-side SQL: stats and per-agent analytics over a window of whole UTC days.
 
-Counts come from `rollup_daily` (never a scan of raw events); only the duration
+Counts come from the rollups (never a scan of raw events); only the duration
 percentiles read `events`, bounded to the window by the time index.
 """
 
@@ -21,16 +21,19 @@ def window(days: int, today: date | None = None) -> tuple[date, date]:
 async def stats(conn: asyncpg.Connection, start: date, end: date) -> dict[str, Any]:
     totals = await conn.fetchrow(
         "SELECT coalesce(sum(events), 0) AS events, count(DISTINCT anonymous_id) AS ids"
-        " FROM rollup_daily WHERE day BETWEEN $1 AND $2",
+        " FROM rollup_installs_daily WHERE day BETWEEN $1 AND $2",
         start,
         end,
     )
     by_day = await conn.fetch(
-        "SELECT day, sum(events) AS events, count(DISTINCT anonymous_id) AS ids"
-        " FROM rollup_daily WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day",
+        "SELECT day, sum(events) AS events, count(*) AS ids"
+        " FROM rollup_installs_daily WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day",
         start,
         end,
     )
+    # count(DISTINCT) here, not a hash aggregate per installation: (day, event,
+    # installation) groups are nearly as many as the rows, and the primary key already
+    # hands the rows over in (day, event) order.
     by_event = await conn.fetch(
         "SELECT day, event, sum(events) AS events, count(DISTINCT anonymous_id) AS ids"
         " FROM rollup_daily WHERE day BETWEEN $1 AND $2"
@@ -67,11 +70,21 @@ async def stats(conn: asyncpg.Connection, start: date, end: date) -> dict[str, A
 async def agents(conn: asyncpg.Connection, start: date, end: date) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """
-        SELECT agent, sum(events) AS events, sum(errors) AS errors,
-               count(DISTINCT anonymous_id) AS ids, count(DISTINCT event) AS event_types,
-               min(day) AS first_day, max(day) AS last_day
-        FROM rollup_daily WHERE day BETWEEN $1 AND $2
-        GROUP BY agent ORDER BY sum(events) DESC, agent
+        WITH per_install AS (
+            SELECT agent, anonymous_id, sum(events) AS events, sum(errors) AS errors,
+                   min(day) AS first_day, max(day) AS last_day
+            FROM rollup_daily WHERE day BETWEEN $1 AND $2
+            GROUP BY agent, anonymous_id
+        ), event_types AS (
+            SELECT agent, count(*) AS event_types
+            FROM (SELECT agent, event FROM rollup_daily WHERE day BETWEEN $1 AND $2
+                  GROUP BY agent, event) AS pairs
+            GROUP BY agent
+        )
+        SELECT p.agent, sum(p.events) AS events, sum(p.errors) AS errors, count(*) AS ids,
+               t.event_types, min(p.first_day) AS first_day, max(p.last_day) AS last_day
+        FROM per_install p JOIN event_types t USING (agent)
+        GROUP BY p.agent, t.event_types ORDER BY sum(p.events) DESC, p.agent
         """,
         start,
         end,

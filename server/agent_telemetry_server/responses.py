@@ -53,5 +53,5 @@ def enforce_rate(request: web.Request, limiter: RateLimiter, key: Hashable, scop
     """Raise 429 with Retry-After when `key` has used up its share."""
     wait = limiter.take(key)
     if wait:
-        request.app[METRICS].inc("agent_telemetry_server_rate_limited_total", scope=scope)
+        request.app[METRICS].rate_limited.labels(scope.replace(" ", "_")).inc()
         raise ApiError(429, f"rate limit for this {scope} exceeded", {"Retry-After": str(wait)})

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from agent_telemetry_server.ingest import ROLLUP_TABLES_BY_ID
+
 log = structlog.get_logger("agent_telemetry_server.retention")
 
 # Deleting in slices keeps each transaction (and its locks and WAL burst) short.
@@ -63,12 +65,19 @@ async def run_retention(
         )
         chunks = len(dropped)
     events = await _delete_events(conn, cutoff)
-    rollups = await conn.execute("DELETE FROM rollup_daily WHERE day < $1", cutoff.date())
+    rollups = 0
+    for table in ROLLUP_TABLES_BY_ID:
+        rollups += _count(await conn.execute(f"DELETE FROM {table} WHERE day < $1", cutoff.date()))
+    # The histograms of the day the cutoff falls in go now too: some of that day's raw
+    # events are gone, and an erasure could no longer take out their samples.
+    rollups += _count(
+        await conn.execute("DELETE FROM rollup_durations_daily WHERE day <= $1", cutoff.date())
+    )
     keys = await conn.execute(
         "DELETE FROM idempotency_keys WHERE created_at < $1",
         now - timedelta(hours=idempotency_ttl_hours),
     )
-    result = RetentionResult(events, _count(rollups), _count(keys), chunks)
+    result = RetentionResult(events, rollups, _count(keys), chunks)
     log.info(
         "retention ran",
         retention_days=retention_days,

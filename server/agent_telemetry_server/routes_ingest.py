@@ -73,12 +73,11 @@ async def post_batch(request: web.Request) -> web.Response:
         except IdempotencyConflict as exc:
             raise ApiError(422, str(exc)) from None
     metrics = app[METRICS]
+    metrics.batches.labels("replayed" if result.replayed else "stored").inc()
     if not result.replayed:
         for outcome in ("accepted", "duplicates"):
-            metrics.inc(
-                "agent_telemetry_server_events_total", result.body[outcome], outcome=outcome
-            )
-        metrics.inc("agent_telemetry_server_events_total", len(batch.rejected), outcome="rejected")
+            metrics.events.labels(outcome).inc(result.body[outcome])
+        metrics.events.labels("rejected").inc(len(batch.rejected))
     log.info(
         "batch stored",
         events=batch.total,

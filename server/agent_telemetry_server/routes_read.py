@@ -10,8 +10,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from agent_telemetry_server import migrate, queries
+from agent_telemetry_server import analytics, migrate, queries
 from agent_telemetry_server.db import connection
+from agent_telemetry_server.metrics import CONTENT_TYPE
 from agent_telemetry_server.responses import ApiError, enforce_rate, json_response, require_key
 from agent_telemetry_server.state import KEY_LIMITER, METRICS, POOL, SETTINGS
 from agent_telemetry_server.validation import ERROR_RULE
@@ -62,9 +63,31 @@ def _analytics(name: str, query: Query, **extra: Any) -> Any:
     return handler
 
 
+def _report(query: Query, **extra: Any) -> Any:
+    """A handler whose query answers an object: its keys join the window's."""
+
+    async def handler(request: web.Request) -> web.Response:
+        start, end, body = await _read(request, query)
+        return json_response({"from": start.isoformat(), "to": end.isoformat(), **extra, **body})
+
+    return handler
+
+
 routes.get("/api/v1/analytics/agents")(_analytics("agents", queries.agents))
 routes.get("/api/v1/analytics/errors")(_analytics("errors", queries.errors, rule=ERROR_RULE))
 routes.get("/api/v1/analytics/performance")(_analytics("performance", queries.performance))
+# The team dashboard's sources: rollups only (analytics.py).
+routes.get("/api/v1/analytics/overview")(_report(analytics.overview, rule=ERROR_RULE))
+routes.get("/api/v1/analytics/durations")(
+    _analytics("durations", analytics.durations, rule=analytics.DURATION_RULE)
+)
+routes.get("/api/v1/analytics/models")(
+    _report(analytics.models, duration_rule=analytics.DURATION_RULE)
+)
+routes.get("/api/v1/analytics/cost")(_report(analytics.cost))
+routes.get("/api/v1/analytics/tools")(
+    _analytics("tools", analytics.tools, duration_rule=analytics.DURATION_RULE)
+)
 
 
 @routes.get("/api/v1/telemetry/health")
@@ -86,14 +109,7 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     if not app[SETTINGS].metrics_enabled:
         raise ApiError(404, "metrics are turned off")
-    pool = app[POOL]
-    gauges = {
-        "agent_telemetry_server_pool_size": float(pool.get_size()),
-        "agent_telemetry_server_pool_idle": float(pool.get_idle_size()),
-    }
     return web.Response(
-        text=app[METRICS].render(gauges),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+        body=app[METRICS].render(),
+        headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
     )

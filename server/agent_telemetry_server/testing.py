@@ -18,26 +18,35 @@ from pathlib import Path
 
 import asyncpg
 
+from agent_telemetry_server.pgcluster import ClusterError, find_bindir
+
 PG_USER = "pgtest"
 SUPERUSER = "postgres"
 
 
-class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL binaries here, or the server would not start; the message says which."""
+# The error of a cluster that could not be made or started.
+PostgresUnavailable = ClusterError
 
 
-def find_bindir() -> Path:
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if versions:
-        return versions[-1].parent
+def reachable_by(path: Path, uid: int) -> bool:
+    """Every folder on the way to `path` can be entered by `uid` (others' x bit, or owner)."""
+    for folder in (path, *path.parents):
+        info = folder.stat()
+        if not (info.st_mode & 0o001 or info.st_uid == uid):
+            return False
+    return True
+
+
+def temp_base_for(uid: int) -> Path:
+    """A temporary folder's parent that `uid` can reach: the usual one, or /var/tmp or
+    /dev/shm when something has made the usual one private (a /tmp tightened to 0700
+    would lock an unprivileged PostgreSQL out of its own data folder)."""
+    bases = (Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm"))
+    for base in bases:
+        if base.is_dir() and reachable_by(base, uid):
+            return base
     raise PostgresUnavailable(
-        "PostgreSQL binaries not found: install Debian's `postgresql` (initdb, pg_ctl)"
+        f"no temporary folder that uid {uid} can enter among {', '.join(map(str, bases))}"
     )
 
 
@@ -47,7 +56,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _ensure_user(name: str) -> None:
+def ensure_system_user(name: str) -> None:
+    """Create the system user `name` (no home, no login shell) unless it exists."""
     try:
         pwd.getpwnam(name)
     except KeyError:
@@ -88,12 +98,15 @@ class TemporaryPostgres:
 
     def start(self) -> TemporaryPostgres:
         self._bindir = find_bindir()
-        self.base = Path(tempfile.mkdtemp(prefix="agent-telemetry-pg-"))
         if os.geteuid() == 0:
-            _ensure_user(PG_USER)
+            ensure_system_user(PG_USER)
             entry = pwd.getpwnam(PG_USER)
+            base = temp_base_for(entry.pw_uid)
+            self.base = Path(tempfile.mkdtemp(prefix="agent-telemetry-pg-", dir=base))
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
             self._prefix = ["runuser", "-u", PG_USER, "--"]
+        else:
+            self.base = Path(tempfile.mkdtemp(prefix="agent-telemetry-pg-"))
         self.port = self.port or free_port()
         self._run(
             str(self._bindir / "initdb"),

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from server_helpers import INGEST_KEYS, READ_KEY, serve
 
 from agent_telemetry_server.testing import free_port
-
-upload_helpers = pytest.importorskip("tests.fakes.upload_helpers")
+from tests.fakes import upload_helpers
 
 
 def _fetch(database_url: str, sql: str) -> list[asyncpg.Record]:

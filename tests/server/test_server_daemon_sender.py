@@ -12,11 +12,10 @@ import uuid
 import aiohttp
 import asyncpg
 import orjson
-import pytest
 from server_helpers import CLIENT_ADDRESS, INGEST_KEYS, Running
 
-http_sender = pytest.importorskip("agent_telemetryd.senders.http")
-batching = pytest.importorskip("agent_telemetryd.upload.batching")
+from agent_telemetryd.senders import http as http_sender
+from agent_telemetryd.upload import batching
 
 
 def _outbound(index: int, anonymous_id: str, **changes: object) -> object:

@@ -32,10 +32,10 @@ async def test_erasure_removes_rows_and_rollup_contribution(
     assert body == {
         "anonymous_id": gone,
         "events_deleted": 3,
-        "rollup_rows_deleted": 1,
+        "rollup_rows_deleted": 2,  # its rollup_daily row and its installation-day row
         "idempotency_keys_deleted": 1,
     }
-    for table in ("events", "rollup_daily", "idempotency_keys"):
+    for table in ("events", "rollup_daily", "rollup_installs_daily", "idempotency_keys"):
         count = await db.fetchval(
             f"SELECT count(*) FROM {table} WHERE anonymous_id = $1", uuid.UUID(gone)
         )
@@ -113,10 +113,10 @@ async def test_erasure_also_removes_a_batch_of_that_id_still_in_flight(
     assert erased == {
         "anonymous_id": str(anonymous_id),
         "events_deleted": 2,
-        "rollup_rows_deleted": 1,
+        "rollup_rows_deleted": 2,  # its rollup_daily row and its installation-day row
         "idempotency_keys_deleted": 1,
     }
-    for table in ("events", "rollup_daily", "idempotency_keys"):
+    for table in ("events", "rollup_daily", "rollup_installs_daily", "idempotency_keys"):
         count = await db.fetchval(
             f"SELECT count(*) FROM {table} WHERE anonymous_id = $1", anonymous_id
         )

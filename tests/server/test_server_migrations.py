@@ -42,3 +42,12 @@ async def test_a_newer_database_is_refused(db: asyncpg.Connection) -> None:
     with pytest.raises(migrate.MigrationError, match="upgrade the server"):
         await migrate.migrate(db)
     assert not (await migrate.state(db)).up_to_date
+
+
+def test_timescaledb_is_chosen_only_when_installed_or_available_and_preloaded() -> None:
+    choose = migrate.choose_storage
+    assert choose(installed=True, available=True, loader_running=False) == "timescaledb"
+    assert choose(installed=False, available=True, loader_running=True) == "timescaledb"
+    # Available but not preloaded: CREATE EXTENSION would fail, so plain.
+    assert choose(installed=False, available=True, loader_running=False) == "plain"
+    assert choose(installed=False, available=False, loader_running=True) == "plain"

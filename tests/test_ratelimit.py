@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_telemetryd.config import RateRule
+from agent_telemetryd.config_values import RateRule
 from agent_telemetryd.ratelimit import ALL_SOURCES_FACTOR, UploadRateLimiter
 
 DEFAULT_RULES = [RateRule(60, 60.0), RateRule(1000, 3600.0)]

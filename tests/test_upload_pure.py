@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_telemetryd.config import EndpointError, check_endpoint
+from agent_telemetryd.config_values import EndpointError, check_endpoint
 from agent_telemetryd.outbound import Outbound, batch_id
 from agent_telemetryd.senders.transport import parse_retry_after
 from agent_telemetryd.upload.backoff import Backoff

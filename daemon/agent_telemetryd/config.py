@@ -6,9 +6,7 @@ as it does.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
@@ -16,9 +14,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent_telemetryd.config_problems import ConfigProblem, unknown_keys
+from agent_telemetryd.config_values import (
+    ConfigError,
+    EndpointError,
+    RateRule,
+    check_endpoint,
+    parse_choice,
+    parse_duration,
+    parse_flag,
+    parse_loopback_host,
+    parse_names,
+    parse_port,
+    parse_positive_int,
+    parse_rate_limit,
+    parse_text,
+)
 from agent_telemetryd.paths import Paths, resolve_paths
 from agent_telemetryd.service.envfile import key_places
 
@@ -38,20 +50,6 @@ DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
 # How the endpoint settings are named in messages: the config key, then the variable.
 POSTHOG_HOST_SETTING = "posthog.host / POSTHOG_HOST"
 HTTP_ENDPOINT_SETTING = "http.endpoint / TELEMETRY_ENDPOINT"
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message names the key and where it was set."""
-
-
-class EndpointError(ConfigError):
-    """A backend URL the daemon may not use; the message names the setting and the fix."""
-
-
-@dataclass(frozen=True)
-class RateRule:
-    count: int
-    per_seconds: float
 
 
 @dataclass(frozen=True)
@@ -106,151 +104,6 @@ class Config:
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
-
-
-# --- parsers: each takes the raw value and returns the typed one or raises ValueError ---
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT_SECONDS = {
-    None: 1.0,
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|m|min|h|hour|d|day)\s*$")
-_RATE_UNITS = {
-    "s": 1,
-    "sec": 1,
-    "m": 60,
-    "min": 60,
-    "h": 3600,
-    "hour": 3600,
-    "d": 86400,
-    "day": 86400,
-}
-
-
-def parse_duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected seconds or a duration like 30s, 15m, 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 15m, 1h)")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
-    text = str(value).strip().lower()
-    if text in ("off", "none", "0", "false"):
-        return ()
-    rules = []
-    for part in text.split(","):
-        match = _RATE.match(part)
-        if not match:
-            raise ValueError(f"{part.strip()!r} is not a rate (use e.g. 60/min,1000/h or off)")
-        count, multiple, unit = int(match.group(1)), match.group(2), match.group(3)
-        per = (int(multiple) if multiple else 1) * _RATE_UNITS[unit]
-        if count <= 0 or per <= 0:
-            raise ValueError(f"{part.strip()!r} must allow at least one event")
-        rules.append(RateRule(count, float(per)))
-    return tuple(rules)
-
-
-def parse_positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a whole number") from None
-    if number <= 0:
-        raise ValueError("must be greater than zero")
-    return number
-
-
-def parse_port(value: Any) -> int | None:
-    if isinstance(value, str) and value.strip().lower() in ("off", "none", "disabled"):
-        return None
-    if isinstance(value, bool):
-        raise ValueError("expected a port number or off")
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a port number (0-65535, or off)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{port} is not a port number (0-65535, or off)")
-    return port
-
-
-def is_loopback_ip(text: str) -> bool:
-    """127.0.0.0/8 or ::1: what http_host may be, and the Host check takes (http_guard).
-
-    An IPv4-mapped form (::ffff:127.0.0.1) is refused: whether it counts as loopback
-    differs between Python versions, and no client needs it.
-    """
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return False
-    return address.is_loopback
-
-
-def parse_loopback_host(value: Any) -> str:
-    host = str(value).strip()
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address; only loopback is allowed") from None
-    if not is_loopback_ip(host):
-        raise ValueError(
-            f"{host} is not a loopback address (127.0.0.0/8 or ::1);"
-            " the daemon listens on loopback only"
-        )
-    return str(address)  # one spelling: 0:0:0:0:0:0:0:1 is ::1, as the Host check sees it
-
-
-def parse_choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = str(value).strip().lower()
-        if text not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def parse_text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected a non-empty string")
-    return value.strip()
-
-
-def parse_names(value: Any) -> frozenset[str]:
-    if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("expected a list of names")
-    return frozenset(item.strip() for item in value)
-
-
-def parse_flag(value: Any) -> bool:
-    """Environment-style truth: set and not 0/false/no/off."""
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() not in ("", "0", "false", "no", "off")
 
 
 # (field, TOML key path, environment variable, parser)
@@ -376,30 +229,8 @@ def read_config(
     known = [key for _, key, _, _ in _SETTINGS if key]
     by_variable = {env: key for _, key, env, _ in _SETTINGS if key and env}
     problems.extend(unknown_keys(document, where, known, _KNOWN_TABLES, by_variable))
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for name, toml_key, env_key, parse in _SETTINGS:
-        if toml_key is not None:
-            raw = _lookup(document, toml_key)
-            if raw is not None:
-                try:
-                    values[name] = parse(raw)
-                    sources[name] = "config"
-                except ValueError as error:
-                    problems.append(ConfigProblem(where, toml_key, str(error)))
-        if env_key is not None:
-            raw_env = environ.get(env_key)
-            if raw_env is not None and (raw_env.strip() or name in ("do_not_track", "ci")):
-                try:
-                    values[name] = parse(raw_env)
-                    sources[name] = "env"
-                except ValueError as error:
-                    problems.append(ConfigProblem("environment", env_key, str(error)))
-    if "sender" not in values:
-        if values.get("posthog_api_key"):
-            values["sender"], sources["sender"] = "posthog", sources["posthog_api_key"]
-        elif values.get("http_endpoint"):
-            values["sender"], sources["sender"] = "http", sources["http_endpoint"]
+    values, sources = _parse_settings(document, environ, where, problems)
+    _imply_sender(values, sources)
     if check_secrets_private:
         problems.extend(_exposed_secrets(document, paths.config_file))
     config = Config(paths=paths, sources=sources, **values)
@@ -410,6 +241,46 @@ def read_config(
         sources["sender"] = "default"
         config = Config(paths=paths, sources=sources, **{**values, "sender": "none"})
     return config, problems
+
+
+def _parse_settings(
+    document: Mapping[str, Any],
+    environ: Mapping[str, str],
+    where: str,
+    problems: list[ConfigProblem],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each setting from the file, then from the environment (which wins), with its source;
+    a value that fails to parse is a problem and keeps the default."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, toml_key, env_key, parse in _SETTINGS:
+        candidates = []
+        if toml_key is not None:
+            raw = _lookup(document, toml_key)
+            if raw is not None:
+                candidates.append(("config", where, toml_key, raw))
+        if env_key is not None:
+            raw_env = environ.get(env_key)
+            # DO_NOT_TRACK= and CI= set but empty still say something: "not set to a value".
+            if raw_env is not None and (raw_env.strip() or name in ("do_not_track", "ci")):
+                candidates.append(("env", "environment", env_key, raw_env))
+        for source, place, key, raw in candidates:
+            try:
+                values[name] = parse(raw)
+                sources[name] = source
+            except ValueError as error:
+                problems.append(ConfigProblem(place, key, str(error)))
+    return values, sources
+
+
+def _imply_sender(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """No sender named: a PostHog key implies posthog, else an endpoint implies http."""
+    if "sender" in values:
+        return
+    if values.get("posthog_api_key"):
+        values["sender"], sources["sender"] = "posthog", sources["posthog_api_key"]
+    elif values.get("http_endpoint"):
+        values["sender"], sources["sender"] = "http", sources["http_endpoint"]
 
 
 def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
@@ -478,37 +349,3 @@ def _sender_problems(config: Config, where: str) -> list[ConfigProblem]:
         message = str(error).split(": ", 1)[-1]  # the key is named by the problem itself
         return [ConfigProblem(at(field_name), key, message)]
     return []
-
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-def check_endpoint(url: str, setting: str) -> str:
-    """The URL without a trailing slash; raises EndpointError unless https or loopback http.
-
-    Plain http is allowed to loopback alone, for a backend (or a test double) on this
-    machine, where there is no network to eavesdrop on.
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise EndpointError(f"{setting}: {url!r} is not an http(s) URL")
-    if parts.username or parts.password:
-        raise EndpointError(f"{setting}: put credentials in the API key setting, not the URL")
-    if parts.query or parts.fragment:
-        raise EndpointError(f"{setting}: the URL must not have a query or fragment")
-    if parts.scheme == "http" and not _is_loopback_endpoint(parts.hostname):
-        raise EndpointError(
-            f"{setting}: {parts.hostname} is not loopback; use https:// "
-            "(plain http is allowed only to 127.0.0.1, ::1 or localhost)"
-        )
-    return url.strip().rstrip("/")
-
-
-def _is_loopback_endpoint(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -12,7 +12,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_telemetryd.config import Config, is_loopback_ip
+from agent_telemetryd.config import Config
+from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_telemetry._wire import format_timestamp
-from agent_telemetryd.config import RateRule
+from agent_telemetryd.config_values import RateRule
 
 MAX_SOURCES = 10_000
 ALL_SOURCES_FACTOR = 10

@@ -110,7 +110,9 @@ def daemon(pid: int | None, answered: bool, error: str | None, service_running: 
     return Check("daemon", OK, f"running (pid {pid}) and answering")
 
 
-def sockets(runtime: PathFacts, files: list[PathFacts], my_uid: int, daemon_running: bool) -> Check:
+def _socket_problems(
+    runtime: PathFacts, files: list[PathFacts], my_uid: int, daemon_running: bool
+) -> list[str]:
     problems = []
     if runtime.exists:
         if runtime.uid != my_uid:
@@ -121,13 +123,17 @@ def sockets(runtime: PathFacts, files: list[PathFacts], my_uid: int, daemon_runn
         if not sock.exists:
             if daemon_running:
                 problems.append(f"{sock.path} is missing")
-            continue
-        if not stat.S_ISSOCK(sock.mode):
+        elif not stat.S_ISSOCK(sock.mode):
             problems.append(f"{sock.path} is not a socket")
         elif sock.uid != my_uid:
             problems.append(f"{sock.path} belongs to uid {sock.uid}")
         elif sock.permissions & 0o077:
             problems.append(f"{sock.path} is mode {sock.permissions:o}, not 600")
+    return problems
+
+
+def sockets(runtime: PathFacts, files: list[PathFacts], my_uid: int, daemon_running: bool) -> Check:
+    problems = _socket_problems(runtime, files, my_uid, daemon_running)
     if problems:
         fix = (
             "agent-telemetry daemon recreates them at start; stop it, then: "

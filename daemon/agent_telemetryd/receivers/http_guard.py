@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import structlog
 from aiohttp import web
 
-from agent_telemetryd.config import is_loopback_ip
+from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.receivers.peer import is_same_user
 
 log = structlog.get_logger("agent_telemetryd.http")

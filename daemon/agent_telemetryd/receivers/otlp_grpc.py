@@ -28,7 +28,7 @@ from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 from grpc import aio
 
-from agent_telemetryd.config import is_loopback_ip
+from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Source
 from agent_telemetryd.otlp.answers import export_answer

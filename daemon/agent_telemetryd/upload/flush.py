@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from agent_telemetryd.config import RateRule
+from agent_telemetryd.config_values import RateRule
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.base import Sender, SendResult

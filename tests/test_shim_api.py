@@ -119,21 +119,24 @@ def test_track_with_no_daemon_queues_every_call_without_raising(tmp_path: Path) 
     # A client of its own: nobody will take these events, and they must not reach a later
     # test's socket through the module's client.
     client = Client()
-    client.configure(socket_path=tmp_path / "nobody.sock")
+    client.configure(socket_path=tmp_path / "nobody.sock", spool_dir=tmp_path / "spool")
     for i in range(20_000):
         client.track("agent.step", {"i": i})
     s = client.stats()
     assert s["connected"] is False
-    assert s["queued"] + s["sent"] + s["dropped"] == 20_000
+    assert s["queued"] + s["sent"] + s["spooled"] + s["dropped"] == 20_000
 
 
 def test_stats_has_the_documented_keys() -> None:
     s = stats()
-    assert {"queued", "sent", "dropped", "drops"} <= s.keys()
+    assert {"queued", "sent", "spooled", "spool_files", "dropped", "drops"} <= s.keys()
     assert s["drops"].keys() == {
         "backlog_full",
         "invalid",
         "too_large",
+        "spool_full",
+        "spool_failed",
+        "mode_off",
         "disabled",
         "no_socket_path",
     }

@@ -28,6 +28,7 @@ MAX_DEPTH = 10  # the properties object itself is level 1
 MAX_TIMESTAMP_MS = 253_402_300_800_000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEX_ID = {32: re.compile(r"[0-9a-f]{32}"), 16: re.compile(r"[0-9a-f]{16}")}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Built once: json.dumps() with non-default options makes a new encoder on every call.
 # allow_nan=False because NaN/Infinity are not JSON and the daemon would reject the line.
@@ -182,6 +183,16 @@ def check_uuid(value: object) -> str:
     return lowered
 
 
+def check_hex_id(field: str, value: object, digits: int) -> str:
+    """`value` in lower case if it is a W3C trace or span id: `digits` hex digits, not all 0."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string")
+    lowered = value.lower()
+    if not _HEX_ID[digits].fullmatch(lowered) or not lowered.strip("0"):
+        raise ValueError(f"{field} must be {digits} hex digits, not all zero")
+    return lowered
+
+
 def encode_event(
     event: str,
     properties: dict[str, Any] | None = None,
@@ -190,11 +201,15 @@ def encode_event(
     uuid: str | None = None,
     agent: str | None = None,
     now_ms: int | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    parent_span_id: str | None = None,
 ) -> bytes:
     """One NDJSON line, newline included; raises ValueError or TypeError for a bad event.
 
     `now_ms` is when the event happened (default: now); the uuid is made from it, so a
-    line that is sent twice carries one uuid and the daemon keeps it once.
+    line that is sent twice carries one uuid and the daemon keeps it once. The trace fields
+    are set by spans: `trace_id` 32 hex digits, `span_id` and `parent_span_id` 16.
     """
     # Built from parts so that the size of the properties alone is known, as the daemon
     # measures it. UTF-8 strictly: a lone surrogate raises here instead of reaching the
@@ -217,6 +232,15 @@ def encode_event(
     parts += (b',"timestamp":"', stamp.encode(), b'","uuid":"', uuid.encode(), b'"')
     if agent is not None:
         parts += (b',"agent":', _json_name(check_name("agent", agent, MAX_AGENT_NAME)))
+    if trace_id is not None or span_id is not None or parent_span_id is not None:
+        for field, value, digits in (
+            ("trace_id", trace_id, 32),
+            ("span_id", span_id, 16),
+            ("parent_span_id", parent_span_id, 16),
+        ):
+            if value is not None:
+                hex_id = check_hex_id(field, value, digits)
+                parts += (b',"', field.encode(), b'":"', hex_id.encode(), b'"')
     parts.append(b"}\n")
     line = b"".join(parts)
     if len(line) > MAX_LINE_BYTES:
@@ -228,3 +252,15 @@ def encode_event(
 def _json_name(name: str) -> bytes:
     # Event and agent names repeat: encode each once.
     return _encode_json(name).encode("utf-8")
+
+
+def encode_client_drops(counts: dict[str, int], agent: str | None) -> bytes:
+    """The line that reports events an agent lost before the daemon could take them.
+
+    `{"client_drops": {"<reason>": <count>, ...}, "agent": "<name>"}`: counts since the last
+    such line handed over; the daemon counts them as `dropped_by_reason.client_<reason>`.
+    """
+    body: dict[str, Any] = {"client_drops": counts}
+    if agent:
+        body["agent"] = agent
+    return _encode_json(body).encode("utf-8") + b"\n"

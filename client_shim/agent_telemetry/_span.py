@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_telemetry import _wire
-from agent_telemetry._writer import INVALID
+from agent_telemetry._writer import INVALID, SPAN_IDS
 
 if TYPE_CHECKING:
     from agent_telemetry._client import Client
@@ -36,23 +36,39 @@ _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
 class Span:
     """An open span: its ids, and the properties its event will carry."""
 
-    __slots__ = ("_start_ns", "_start_perf", "name", "parent_span_id", "properties", "span_id",
-                 "trace_id")  # fmt: skip
+    __slots__ = ("_parent", "_span", "_start_ns", "_start_perf", "_trace", "name", "properties")
 
     def __init__(self, name: str, properties: Any, parent: Span | None) -> None:
         self.name = name
         self.properties = properties
+        # Ids are kept as numbers and written as hex by the writer thread: formatting them
+        # here would be a third of what a span costs the caller.
         bits = _wire._random_bits
         if parent is None:
             # W3C trace context: an id of all zeros is invalid; `or 1` keeps the odds honest.
-            self.trace_id = f"{bits(128) or 1:032x}"
-            self.parent_span_id: str | None = None
+            self._trace: int = bits(128) or 1
+            self._parent: int | None = None
         else:
-            self.trace_id = parent.trace_id
-            self.parent_span_id = parent.span_id
-        self.span_id = f"{bits(64) or 1:016x}"
+            self._trace = parent._trace
+            self._parent = parent._span
+        self._span: int = bits(64) or 1
         self._start_ns = time.time_ns()
         self._start_perf = time.perf_counter_ns()
+
+    @property
+    def trace_id(self) -> str:
+        """32 lowercase hex digits, shared by every span of one run."""
+        return f"{self._trace:032x}"
+
+    @property
+    def span_id(self) -> str:
+        """16 lowercase hex digits."""
+        return f"{self._span:016x}"
+
+    @property
+    def parent_span_id(self) -> str | None:
+        """The enclosing span's id; None for a root span."""
+        return None if self._parent is None else f"{self._parent:016x}"
 
     def set(self, key: str, value: Any) -> Span:
         """Add or replace one property of the span's event; never raises. Returns the span."""
@@ -66,13 +82,21 @@ class Span:
 
 
 class _Detached(Span):
-    """What current_span() gives outside any span: set() goes nowhere."""
+    """What current_span() gives outside any span: no ids, and set() goes nowhere."""
 
     def __init__(self) -> None:
         self.name = ""
         self.properties = {}
-        self.trace_id = self.span_id = ""
-        self.parent_span_id = None
+        self._trace = self._span = 0
+        self._parent = None
+
+    @property
+    def trace_id(self) -> str:
+        return ""
+
+    @property
+    def span_id(self) -> str:
+        return ""
 
     def set(self, key: str, value: Any) -> Span:
         return self
@@ -151,9 +175,7 @@ class SpanScope:
                     # The type only: an exception's message may hold user data.
                     properties["status"] = "error"
                     properties["error_type"] = getattr(exc_type, "__name__", "Exception")
-            options: dict[str, Any] = {"trace_id": span.trace_id, "span_id": span.span_id}
-            if span.parent_span_id is not None:
-                options["parent_span_id"] = span.parent_span_id
+            options = {SPAN_IDS: (span._trace, span._span, span._parent)}
             self._client.emit(self._name, properties, span._start_ns, options)
         except Exception:
             pass

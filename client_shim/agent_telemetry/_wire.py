@@ -214,7 +214,7 @@ def encode_event(
     # Built from parts so that the size of the properties alone is known, as the daemon
     # measures it. UTF-8 strictly: a lone surrogate raises here instead of reaching the
     # daemon as junk.
-    parts = [b'{"event":', _json_name(check_name("event", event, MAX_EVENT_NAME))]
+    parts = [b'{"event":', _checked_name("event", event, MAX_EVENT_NAME)]
     if properties is not None:
         if not isinstance(properties, dict):
             raise TypeError("properties must be a dict")
@@ -229,9 +229,9 @@ def encode_event(
         now_ms = time.time_ns() // 1_000_000
     stamp = format_timestamp(now_ms if timestamp is None else timestamp_ms(timestamp))
     uuid = uuid7(now_ms) if uuid is None else check_uuid(uuid)
-    parts += (b',"timestamp":"', stamp.encode(), b'","uuid":"', uuid.encode(), b'"')
+    parts.append(f',"timestamp":"{stamp}","uuid":"{uuid}"'.encode())
     if agent is not None:
-        parts += (b',"agent":', _json_name(check_name("agent", agent, MAX_AGENT_NAME)))
+        parts += (b',"agent":', _checked_name("agent", agent, MAX_AGENT_NAME))
     if trace_id is not None or span_id is not None or parent_span_id is not None:
         for field, value, digits in (
             ("trace_id", trace_id, 32),
@@ -249,9 +249,10 @@ def encode_event(
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_name(name: str) -> bytes:
-    # Event and agent names repeat: encode each once.
-    return _encode_json(name).encode("utf-8")
+def _checked_name(field: str, name: str, limit: int) -> bytes:
+    # Event and agent names repeat: check and encode each once (a bad one raises, and
+    # lru_cache keeps no entry for it).
+    return _encode_json(check_name(field, name, limit)).encode("utf-8")
 
 
 def encode_client_drops(counts: dict[str, int], agent: str | None) -> bytes:

@@ -29,7 +29,11 @@ BACKOFF_MAX = 5.0
 # end the wait early).
 STALL_POLL = 0.25
 
-_OPTIONS = frozenset(("timestamp", "uuid", "agent", "trace_id", "span_id", "parent_span_id"))
+# The option a span's event carries its ids in, as numbers: (trace, span, parent or None).
+SPAN_IDS = "_span_ids"
+_OPTIONS = frozenset(
+    ("timestamp", "uuid", "agent", "trace_id", "span_id", "parent_span_id", SPAN_IDS)
+)
 
 
 class Invalid:
@@ -110,8 +114,7 @@ class Writer(Handover):
             wait = min(wait, BACKOFF_MIN)  # flush() waits: retry at the shortest backoff
         if wait > 0:
             # Woken early by configure(), flush() or a growing queue: encode, look again.
-            self._wake.wait(wait)
-            self._wake.clear()
+            self._idle_wait(wait)
             return False
         if not self._connect():
             self._schedule_retry()
@@ -121,6 +124,20 @@ class Writer(Handover):
             return False
         self._seal_spool()  # a daemon that is back reads it when an agent connects
         return True
+
+    def _idle_wait(self, timeout: float, writable: socket.socket | None = None) -> None:
+        """Wait while the daemon cannot take bytes — unless flush() or the exit waits and
+        events are still to be encoded.
+
+        Encoding them then is work done anyway (the socket or the spool takes every line
+        later), and it leaves the exit only the writing of lines: a stalled daemon costs
+        the exit its stall allowance, not that plus the encoding of a burst. Otherwise the
+        writer encodes a batch each time track() nudges it, and leaves the caller the GIL.
+        """
+        if self.queue and self._urgent:
+            return  # the next step encodes another batch
+        self._wake.wait(timeout, writable=writable)
+        self._wake.clear()
 
     def _encode_queued(self) -> None:
         queue = self.queue
@@ -188,6 +205,12 @@ class Writer(Handover):
                 trace_id = options.get("trace_id")
                 span_id = options.get("span_id")
                 parent_span_id = options.get("parent_span_id")
+                ids = options.get(SPAN_IDS)
+                if ids is not None:
+                    trace, span, parent = ids
+                    trace_id, span_id = f"{trace:032x}", f"{span:016x}"
+                    if parent is not None:
+                        parent_span_id = f"{parent:016x}"
             return encode_event(
                 event,
                 properties,
@@ -283,9 +306,9 @@ class Writer(Handover):
         try:
             written = sock.send(memoryview(self._chunk)[self._chunk_sent :], SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
-            # Not taking bytes: wait for room, or to be woken to encode (and cap) new events.
-            self._wake.wait(STALL_POLL, writable=sock)
-            self._wake.clear()
+            # Not taking bytes. Events still queued are encoded meanwhile (see _idle_wait);
+            # then wait for room, or to be woken to encode new events.
+            self._idle_wait(STALL_POLL, writable=sock)
             return
         except OSError:
             self._disconnect()  # daemon gone or restarted: reconnect on the next step

@@ -134,11 +134,15 @@ class Handover:
         if carried is not None:
             spool.write_control(carried)
 
-    def _seal_spool(self) -> None:
-        """Complete the spool file for the daemon, with the drop counts not yet reported."""
+    def _seal_spool(self, drops_need_a_file: bool = False) -> None:
+        """Complete the spool file for the daemon, with the drop counts not yet reported.
+
+        Without a file open, the counts wait for the connection, unless `drops_need_a_file`
+        (the exit, with no daemon to take them).
+        """
         spool = self._spool
         delta = self._unreported_drops()
-        if delta and not mode_is_off():
+        if delta and (spool.is_open or drops_need_a_file) and not mode_is_off():
             if spool.directory != self.spool_dir:
                 spool.seal()
                 spool.directory = self.spool_dir
@@ -168,7 +172,7 @@ class Handover:
                 carried = self._send_drops_now()
             if lines or carried:
                 self._spool_out(lines, carried)
-            self._seal_spool()
+            self._seal_spool(drops_need_a_file=True)
         finally:
             self._handover_requested = False
 

@@ -107,7 +107,10 @@ def test_span_from_the_installed_package_sends_the_trace_fields(project: Path) -
             project,
             "const { span } = require('agent-telemetry-shim');\n"
             "const result = span('agent.run', { task: 't' }, () =>\n"
-            "  span('tool.call', { tool: 'search' }, (s) => { s.set('hits', 3); return 'done'; }));\n"
+            "  span('tool.call', { tool: 'search' }, (s) => {\n"
+            "    s.set('hits', 3);\n"
+            "    return 'done';\n"
+            "  }));\n"
             "console.log(result);\n",
             env,
         )

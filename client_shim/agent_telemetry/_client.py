@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
 from agent_telemetry._handover import REPORTED_DROPS
 from agent_telemetry._paths import ingest_socket_path, spool_dir
 from agent_telemetry._settings import clean_agent, default_agent, env_disabled
@@ -34,19 +35,6 @@ MAX_QUEUE = 50_000
 # reconnect backoff, so that events are encoded, and so held to BACKLOG_BYTES, as they come.
 # track() tests `len & 1023` with the number written out: keep the two in step.
 NUDGE_EVERY = 1024
-# At exit: a daemon that stops taking bytes costs EXIT_STALL (half a second); one that keeps
-# reading — healthy but busy with other agents — may take up to EXIT_BUDGET, so a burst from
-# a short-lived process is delivered in full rather than cut at a fixed time. At 0.2 s a
-# daemon merely starved of CPU on a loaded 2-core machine looked stalled; 0.5 s is also the
-# Node shim's figure. What is left then goes to the spool, which takes milliseconds:
-# EXIT_SPOOL_BUDGET only bounds a writer thread that is stuck in the caller's own code.
-EXIT_BUDGET = 2.0
-EXIT_STALL = 0.5
-EXIT_SPOOL_BUDGET = 2.0
-# Events tracked after the exit flush (from atexit handlers registered before the import,
-# logging.shutdown, daemon threads) are each flushed on the spot, all together for at most
-# this long.
-LATE_BUDGET = 0.5
 
 
 def _coerce_properties(value: object) -> dict[str, Any] | Invalid:
@@ -55,10 +43,11 @@ def _coerce_properties(value: object) -> dict[str, Any] | Invalid:
     return INVALID
 
 
-class Client(Writer):
+class Client(Flushing, Writer):
     """One per process; `agent_telemetry` exposes its methods as module functions.
 
-    The caller's side lives here; the writer thread's side in `Writer` (_writer.py).
+    The caller's side lives here; flushing and the exit in `Flushing` (_exit.py); the
+    writer thread's side in `Writer` (_writer.py) and `Handover` (_handover.py).
     """
 
     def __init__(self) -> None:
@@ -324,80 +313,6 @@ class Client(Writer):
                 mp_util.Finalize(None, self._at_exit, exitpriority=100)
         except Exception:
             pass
-
-    # -- flushing -------------------------------------------------------------------------
-
-    def pending(self) -> int:
-        """Events taken by track() and not yet written to the socket or the spool, or dropped."""
-        with self._state_lock:
-            in_chunk = len(self._chunk_ends) - self._chunk_done
-            if self._chunk_control and not self._chunk_done:
-                in_chunk -= 1  # the drop-count line at its head is not an event
-            return len(self.queue) + self._encoding + len(self._lines) + in_chunk + self._spooling
-
-    def flush(self, timeout: float = 1.0) -> bool:
-        """Wait up to `timeout` seconds until every queued event is written to the daemon's
-        socket or, while the daemon cannot be reached, to the spool; True if so."""
-        try:
-            return self._drain(timeout, stall=None, give_up_when_down=False)
-        except Exception:
-            return False
-
-    def _drain(self, timeout: float, stall: float | None, give_up_when_down: bool) -> bool:
-        if self.pending() == 0:
-            return True
-        if self._thread is not None and threading.current_thread() is self._thread:
-            # Called by the caller's code while the writer encodes it (a logging handler,
-            # a mapping's items()): waiting here would wait for ourselves.
-            return False
-        start = time.monotonic()
-        deadline = start + timeout
-        failures = self.connect_failures
-        progress_at, last_sent = start, self.sent
-        self._urgent = True
-        try:
-            if self._thread is None:
-                self._wake_writer()
-            self._retry_at = 0.0  # cut a reconnect backoff short
-            self._wake.set()
-            while self.pending():
-                now = time.monotonic()
-                if now >= deadline:
-                    return False
-                if give_up_when_down and self.connect_failures > failures:
-                    return False
-                if self.sent != last_sent:
-                    progress_at, last_sent = now, self.sent
-                elif stall is not None and now - progress_at >= stall:
-                    return False
-                time.sleep(0.001)
-            return True
-        finally:
-            self._urgent = False
-
-    def _at_exit(self) -> None:
-        # Bounded: a stalled daemon costs at most EXIT_STALL, a missing one one connect(),
-        # a reading one at most EXIT_BUDGET; then the rest is spooled in milliseconds.
-        with contextlib.suppress(Exception):
-            self._drain(EXIT_BUDGET, stall=EXIT_STALL, give_up_when_down=True)
-        with contextlib.suppress(Exception):
-            self._spool_rest(EXIT_SPOOL_BUDGET)
-        self._exited = True
-        self._update_refusal()
-
-    def _spool_rest(self, timeout: float) -> None:
-        """Have the writer spool what is still here, report drops, seal the spool file."""
-        if not (self.pending() or self._spool.is_open or self._unreported_drops()):
-            return  # everything was delivered: nothing to write, no file made
-        if self._thread is not None and threading.current_thread() is self._thread:
-            return  # caller code running on the writer: it cannot wait for itself
-        self._handover_requested = True
-        if self._thread is None:
-            self._wake_writer()
-        self._wake.set()
-        deadline = time.monotonic() + timeout
-        while self._handover_requested and time.monotonic() < deadline:
-            time.sleep(0.001)
 
     def stats(self) -> dict[str, Any]:
         """Counters for this process: `queued`, `sent`, `spooled`, `dropped` and `drops` by

@@ -7,9 +7,9 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem } = require('./paths.js');
-const { encodeClientDrops } = require('./wire.js');
-const { modeIsOff } = require('./consent.js');
 const { Spool } = require('./spool.js');
+const { createHandover, REPORTED } = require('./handover.js');
+const { installExitHandlers, ownedByUs } = require('./exit.js');
 
 // The same caps as the Python shim: at most this many events, and bytes, wait in memory;
 // the oldest beyond them go to the spool.
@@ -25,16 +25,6 @@ const BACKOFF_MAX_MS = 5000;
 // reading would keep the agent from exiting. After this long without progress we hang up,
 // spool what was in flight, and retry later with backoff.
 const STALL_MS = 500;
-// process.exit() leaves no time for the event loop: what is queued then is written
-// synchronously, waiting at most this long for a daemon that is slow to take it; the rest
-// goes to the spool.
-const EXIT_SYNC_STALL_MS = 100;
-const EXIT_SYNC_BUDGET_MS = 500;
-// The drop reasons the daemon is told about (not `disabled`, `no_socket_path`, `mode_off`:
-// the user asked for those, or there is no daemon to tell).
-const REPORTED = ['backlog_full', 'invalid', 'too_large', 'spool_full', 'spool_failed'];
-const CONTROL_PREFIX = '{"client_drops":';
-const EXIT_SLEEP = new Int32Array(new SharedArrayBuffer(4));
 
 function createSender(settings) {
   const state = {
@@ -72,97 +62,8 @@ function createSender(settings) {
     },
     reported: Object.fromEntries(REPORTED.map((reason) => [reason, 0])),
   };
-
-  // -- drop counts ------------------------------------------------------------------------
-
-  function unreportedDrops() {
-    let delta = null;
-    for (const reason of REPORTED) {
-      const count = state.drops[reason] - state.reported[reason];
-      if (count > 0) (delta = delta || {})[reason] = count;
-    }
-    return delta;
-  }
-
-  function markReported(delta, sign = 1) {
-    for (const [reason, count] of Object.entries(delta)) {
-      if (reason in state.reported) state.reported[reason] += sign * count;
-    }
-  }
-
-  // The counts not yet reported as one line, counted as reported from now on.
-  function takeDropsLine() {
-    const delta = unreportedDrops();
-    if (!delta) return '';
-    markReported(delta);
-    return encodeClientDrops(delta, settings.agent);
-  }
-
-  // -- the spool --------------------------------------------------------------------------
-
-  function syncSpoolDir() {
-    if (state.spool.directory !== settings.spoolDir) {
-      state.spool.seal();
-      state.spool.directory = settings.spoolDir;
-    }
-  }
-
-  // Event lines to the spool, or counted when they cannot go there.
-  function spoolOut(lines) {
-    if (!lines.length) return;
-    syncSpoolDir();
-    if (modeIsOff()) {
-      state.spool.discard(); // nothing is kept in `off`, not even what was spooled before
-      state.drops.mode_off += lines.length;
-      return;
-    }
-    const [written, reason] = state.spool.write(lines);
-    state.spooled += written;
-    if (reason) state.drops[reason] += lines.length - written;
-  }
-
-  // Text taken back from the socket (whole lines): events to the spool; a drop-count line
-  // among them is counted as unreported again, to go with the next one.
-  function spoolText(text) {
-    const events = [];
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      if (line.startsWith(CONTROL_PREFIX)) {
-        try {
-          markReported(JSON.parse(line).client_drops, -1);
-        } catch {
-          // not ours after all: nothing to put back
-        }
-      } else events.push(line + '\n');
-    }
-    spoolOut(events);
-  }
-
-  // Complete the spool file for the daemon, with the drop counts not yet reported. Without
-  // a file open the counts wait for the connection, unless `dropsNeedAFile` (at exit).
-  function sealSpool(dropsNeedAFile = false) {
-    const delta = unreportedDrops();
-    if (delta && (state.spool.isOpen || dropsNeedAFile) && !modeIsOff()) {
-      syncSpoolDir();
-      if (state.spool.writeControl(encodeClientDrops(delta, settings.agent))) markReported(delta);
-    }
-    state.spool.seal();
-  }
-
-  function spoolBacklog() {
-    const lines = state.backlog;
-    state.backlog = [];
-    state.backlogBytes = 0;
-    spoolOut(lines);
-  }
-
-  function spoolOverflow() {
-    state.overflowScheduled = false;
-    const lines = state.overflow;
-    state.overflow = [];
-    state.overflowBytes = 0;
-    spoolOut(lines);
-  }
+  const handover = createHandover(state, settings);
+  const { takeDropsLine, spoolText, sealSpool, spoolBacklog, spoolOverflow } = handover;
 
   // -- taking lines -------------------------------------------------------------------------
 
@@ -261,10 +162,6 @@ function createSender(settings) {
       }
     }, STALL_MS / 5);
     state.watchdog.unref(); // the pending write, not this timer, is what keeps the loop alive
-  }
-
-  function ownedByUs(stat) {
-    return !process.getuid || stat.uid === process.getuid();
   }
 
   // The socket path to try: the configured one, or the default rule's, checked without
@@ -429,93 +326,8 @@ function createSender(settings) {
     });
   }
 
-  // -- exit -----------------------------------------------------------------------------------
-
-  // Events waiting out a reconnect backoff get one last connect attempt when the agent is
-  // done (it spools them if the daemon is still away); the timer alone would not keep the
-  // process alive for them. Not after a daemon that stopped reading was hung up on: it
-  // already cost STALL_MS, and would again.
-  process.once('beforeExit', () => {
-    if (!state.backlog.length || state.sock || state.checking || state.hungUp) return;
-    state.exitFlush = true;
-    if (state.timer) {
-      clearTimeout(state.timer);
-      state.timer = null;
-    }
-    pump();
-  });
-
-  // At process.exit() (or after a hang-up) no callback will ever run again: write what is
-  // left synchronously on a fresh connection, and spool what that does not take. Lines
-  // already handed to the old connection are sent again, since some of them may not have
-  // reached the daemon; it keeps each uuid once.
-  process.on('exit', () => {
-    try {
-      writeAtExit();
-    } catch {
-      // Best effort: never turn an exit into a crash.
-    }
-  });
-
-  function writeAtExit() {
-    spoolOverflow();
-    const chunks = [...state.unacked].map(([chunk]) => chunk);
-    state.unacked.clear();
-    chunks.push(state.backlog.join(''));
-    state.backlog = [];
-    state.backlogBytes = 0;
-    let rest = chunks.join('');
-    if (rest) {
-      rest = takeDropsLine() + rest;
-      const written = state.hungUp ? 0 : writeSyncToDaemon(Buffer.from(rest));
-      if (written) {
-        const data = Buffer.from(rest);
-        // From the first line not written in full: the daemon discards a line cut short.
-        rest = data.subarray(data.lastIndexOf(0x0a, written - 1) + 1).toString();
-      }
-      spoolText(rest);
-    }
-    sealSpool(true);
-  }
-
-  // Bytes of `data` written to the daemon's socket, synchronously and bounded in time.
-  function writeSyncToDaemon(data) {
-    const socketPath = settings.socketPath;
-    if (socketPath === null) return 0;
-    try {
-      // stat() throws when the daemon is down.
-      if (privateDirProblem(null, fs.lstatSync(path.dirname(socketPath))) !== null) return 0;
-      if (!ownedByUs(fs.statSync(socketPath))) return 0;
-    } catch {
-      return 0;
-    }
-    // net.Socket connects a Unix socket inside createConnection() and exposes its
-    // descriptor; writeSync() on it is the only way to send without the event loop.
-    const sock = net.createConnection({ path: socketPath });
-    sock.on('error', () => {});
-    const fd = sock._handle && sock._handle.fd;
-    let offset = 0;
-    if (typeof fd === 'number' && fd >= 0) {
-      const start = Date.now();
-      let progressAt = start;
-      while (offset < data.length) {
-        try {
-          offset += fs.writeSync(fd, data, offset);
-          progressAt = Date.now();
-        } catch (error) {
-          if (error.code !== 'EAGAIN') break; // not connected (daemon down) or gone
-          const now = Date.now();
-          // A daemon that stopped reading gets nothing more; a reading one, bounded time.
-          if (now - progressAt > EXIT_SYNC_STALL_MS || now - start > EXIT_SYNC_BUDGET_MS) break;
-          Atomics.wait(EXIT_SLEEP, 0, 0, 1); // sleep 1 ms without spinning
-        }
-      }
-    }
-    sock.destroy();
-    return offset;
-  }
-
+  installExitHandlers(state, settings, pump, handover);
   return { enqueue, reconfigure, flush, stats, drops: state.drops };
 }
 
-module.exports = { createSender, CONTROL_PREFIX };
+module.exports = { createSender };

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetry._socket import Wakeup
 from agent_telemetry._spool import Spool
@@ -52,10 +52,11 @@ class Flushing:
     _exited: bool
     _handover_requested: bool
 
-    # Provided by Client and Handover.
-    def _wake_writer(self) -> None: ...
-    def _update_refusal(self) -> None: ...
-    def _unreported_drops(self) -> dict[str, int]: ...
+    if TYPE_CHECKING:  # provided by Client and Handover; stubs here would shadow them
+
+        def _wake_writer(self) -> None: ...
+        def _update_refusal(self) -> None: ...
+        def _unreported_drops(self) -> dict[str, int]: ...
 
     def pending(self) -> int:
         """Events taken by track() and not yet written to the socket or the spool, or dropped."""

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetry._consent import mode_is_off
 from agent_telemetry._socket import SEND_FLAGS
@@ -51,9 +51,10 @@ class Handover:
     _chunk_done: int
     _chunk_control: int
 
-    # Provided by Writer.
-    def _encode_queued(self) -> None: ...
-    def _disconnect(self) -> None: ...
+    if TYPE_CHECKING:  # provided by Writer; stubs here would shadow them
+
+        def _encode_queued(self) -> None: ...
+        def _disconnect(self) -> None: ...
 
     # -- drop counts ------------------------------------------------------------------------
 

@@ -183,24 +183,32 @@ class SpanScope:
     # -- decorator ------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
+        """Wrap a function or a coroutine function: each call is a span of its own.
+
+        A generator's span would cover only the call that makes the generator; open the
+        span inside it instead. Anything that cannot be wrapped is returned as it is.
+        """
         if not callable(fn):
             return fn
         client, name, properties = self._client, self._name, self._properties
-        if inspect.iscoroutinefunction(fn):
+        try:
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    async with SpanScope(client, name, properties):
+                        return await fn(*args, **kwargs)
+
+                return run_async  # type: ignore[return-value]
 
             @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with SpanScope(client, name, properties):
-                    return await fn(*args, **kwargs)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                with SpanScope(client, name, properties):
+                    return fn(*args, **kwargs)
 
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with SpanScope(client, name, properties):
-                return fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
+            return run  # type: ignore[return-value]
+        except Exception:
+            return fn
 
 
 def make_span(client: Client) -> Callable[..., Any]:

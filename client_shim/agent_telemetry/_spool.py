@@ -22,6 +22,7 @@ SPOOL_FILE_BYTES = 8 * 1024 * 1024
 SPOOL_FOLDER_BYTES = 64 * 1024 * 1024
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _CREATE |= getattr(os, "O_NOFOLLOW", 0)
+_IOV_GROUP = 512  # lines a writev() call (IOV_MAX is 1024 on Linux and macOS)
 
 
 class SpoolUnavailable(OSError):
@@ -59,7 +60,7 @@ class Spool:
                 folder_room = SPOOL_FOLDER_BYTES - used
                 count, size = _fitting(lines, written, min(file_room, folder_room))
                 if count:
-                    self._append(b"".join(lines[written : written + count]))
+                    self._append_lines(lines[written : written + count])
                     written += count
                     used += size
                     continue
@@ -138,6 +139,28 @@ class Spool:
             raise
         self._fd, self._size = fd, 0
         self._temporary, self._final = temporary, directory / f"{name}.ndjson"
+
+    def _append_lines(self, lines: list[bytes]) -> None:
+        # writev() in groups, not one join: copying megabytes into one bytes object would
+        # hold the GIL for milliseconds, and a caller in track() would wait that long.
+        assert self._fd is not None
+        start = self._size
+        try:
+            for first in range(0, len(lines), _IOV_GROUP):
+                group = lines[first : first + _IOV_GROUP]
+                expected = sum(map(len, group))
+                done = os.writev(self._fd, group)
+                if done < expected:  # a short write: finish this group the plain way
+                    rest = memoryview(b"".join(group))[done:]
+                    while rest:
+                        step = os.write(self._fd, rest)
+                        rest = rest[step:]
+                self._size += expected
+        except OSError:
+            # A full disk may cut a line short: take the file back to its last whole line.
+            os.ftruncate(self._fd, start)
+            self._size = start
+            raise
 
     def _append(self, data: bytes) -> None:
         assert self._fd is not None

@@ -139,6 +139,7 @@ def test_stats_has_the_documented_keys() -> None:
         "too_large",
         "spool_full",
         "spool_failed",
+        "exit_timeout",
         "mode_off",
         "disabled",
         "no_socket_path",

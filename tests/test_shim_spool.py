@@ -182,3 +182,24 @@ def test_an_own_spool_folder_with_a_loose_mode_is_made_private(home: Path) -> No
     run_agent(home, BURST)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert len(Spooled(home).events) == 2_000
+
+
+def test_an_exit_cut_short_still_completes_the_file_and_reports_what_it_could_not_write(
+    home: Path,
+) -> None:
+    """With no time left at exit, what was not encoded is counted in the sealed file."""
+    run_agent(
+        home,
+        """
+        import sys
+        from agent_telemetry import track
+        sys.modules["agent_telemetry._exit"].EXIT_SPOOL_BUDGET = 0.0  # a machine too busy
+        for i in range(20_000):
+            track("agent.step", {"i": i})
+        """,
+    )
+    spooled = Spooled(home)
+    assert spooled.temporary == [] and spooled.sealed
+    reported = sum(line["client_drops"].get("exit_timeout", 0) for line in spooled.control)
+    assert reported > 0
+    assert len(spooled.events) + reported == 20_000

@@ -148,6 +148,10 @@ class Client(Flushing, Writer):
         self._spool = Spool(getattr(self, "spool_dir", None))
         self._spooling = 0  # lines taken out of the backlog on their way to the spool
         self._handover_requested = False
+        # Set by the writer when a requested hand-over is done; the exit waits on it rather
+        # than polling, which would take the GIL from the writer a thousand times a second.
+        self._handover_done = threading.Event()
+        self._handover_deadline = 0.0
         self._reported = dict.fromkeys(REPORTED_DROPS, 0)
         self._backoff = BACKOFF_MIN
         self._retry_at = 0.0  # monotonic time of the next connect attempt
@@ -171,6 +175,7 @@ class Client(Flushing, Writer):
             "spool_full": 0,
             "spool_failed": 0,
             "mode_off": 0,
+            "exit_timeout": 0,
         }
 
     def _after_fork_in_child(self) -> None:
@@ -327,6 +332,7 @@ class Client(Flushing, Writer):
             "too_large": writer["too_large"],
             "spool_full": writer["spool_full"],
             "spool_failed": writer["spool_failed"],
+            "exit_timeout": writer["exit_timeout"],
             "mode_off": writer["mode_off"],
             "disabled": caller["disabled"],
             "no_socket_path": caller["no_socket_path"],

@@ -29,6 +29,12 @@ EXIT_SPOOL_BUDGET = 2.0
 # logging.shutdown, daemon threads) are each flushed on the spot, all together for at most
 # this long.
 LATE_BUDGET = 0.5
+# After EXIT_SPOOL_BUDGET the writer stops encoding, counts what is left as exit_timeout,
+# and writes and seals the spool file: this long is allowed for that.
+HANDOVER_SEAL_MARGIN = 0.5
+# How often a waiting flush() looks at the writer's progress: often enough for a flush to
+# return promptly, seldom enough not to keep taking the GIL from the writer it waits for.
+DRAIN_POLL = 0.005
 
 
 class Flushing:
@@ -51,6 +57,8 @@ class Flushing:
     _retry_at: float
     _exited: bool
     _handover_requested: bool
+    _handover_done: threading.Event
+    _handover_deadline: float
 
     if TYPE_CHECKING:  # provided by Client and Handover; stubs here would shadow them
 
@@ -101,7 +109,7 @@ class Flushing:
                     progress_at, last_sent = now, self.sent
                 elif stall is not None and now - progress_at >= stall:
                     return False
-                time.sleep(0.001)
+                time.sleep(DRAIN_POLL)
             return True
         finally:
             self._urgent = False
@@ -122,10 +130,11 @@ class Flushing:
             return  # everything was delivered: nothing to write, no file made
         if self._thread is not None and threading.current_thread() is self._thread:
             return  # caller code running on the writer: it cannot wait for itself
+        self._handover_done.clear()
+        self._handover_deadline = time.monotonic() + timeout
         self._handover_requested = True
         if self._thread is None:
             self._wake_writer()
         self._wake.set()
-        deadline = time.monotonic() + timeout
-        while self._handover_requested and time.monotonic() < deadline:
-            time.sleep(0.001)
+        # The writer stops encoding at the deadline; then it writes, reports and seals.
+        self._handover_done.wait(timeout + HANDOVER_SEAL_MARGIN)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,14 @@ from agent_telemetry._wire import encode_client_drops
 
 # The drop reasons the daemon is told about. `disabled`, `no_socket_path` and `mode_off` are
 # not losses to report: the user asked for them, or there is no daemon to tell.
-REPORTED_DROPS = ("backlog_full", "invalid", "too_large", "spool_full", "spool_failed")
+REPORTED_DROPS = (
+    "backlog_full",
+    "invalid",
+    "too_large",
+    "spool_full",
+    "spool_failed",
+    "exit_timeout",
+)
 
 
 class Handover:
@@ -37,6 +45,8 @@ class Handover:
     _spool: Spool
     _spooling: int
     _handover_requested: bool
+    _handover_done: threading.Event
+    _handover_deadline: float
     _reported: dict[str, int]
     _caller_drops: dict[str, int]
     _writer_drops: dict[str, int]
@@ -159,11 +169,12 @@ class Handover:
         Asked for by the exit flush (Client._spool_rest) once the daemon has had its time.
         """
         try:
-            # Bounded: other threads may still be tracking.
-            for _ in range(len(self.queue) // 1000 + 2):
-                if not self.queue:
-                    break
+            # Bounded in time: a loaded machine may encode slowly, and other threads may
+            # still be tracking. What is not encoded by the deadline is counted, and the
+            # count reaches the daemon with the rest, in a file that is complete.
+            while self.queue and time.monotonic() < self._handover_deadline:
                 self._encode_queued()
+            self._drop_queued("exit_timeout")
             if self._sock is not None and self._torn():
                 # A line half written would be glued to the next one: hang up instead, and
                 # the daemon discards the half line (the spool has it whole).
@@ -176,6 +187,19 @@ class Handover:
             self._seal_spool(drops_need_a_file=True)
         finally:
             self._handover_requested = False
+            self._handover_done.set()
+
+    def _drop_queued(self, reason: str) -> None:
+        queue = self.queue
+        with self._state_lock:
+            dropped = 0
+            for _ in range(len(queue)):
+                try:
+                    queue.popleft()
+                except IndexError:
+                    break
+                dropped += 1
+            self._writer_drops[reason] += dropped
 
     def _torn(self) -> bool:
         done = self._chunk_done

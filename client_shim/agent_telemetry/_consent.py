@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +45,8 @@ def stored_mode(path: Path) -> str | None:
 
 def configured_mode(path: Path) -> str | None:
     """`mode` in the config file, or None when absent, unreadable or not a mode."""
+    import tomllib  # only when spooling: most agents never need it
+
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)

@@ -50,7 +50,7 @@ test('encoded line has the wire fields and a UTC millisecond timestamp', () => {
   assert.equal(doc.timestamp, '2026-11-24T21:00:00.500Z');
 });
 
-test('with no daemon, track never throws, stays fast and counts bad input', () => {
+test('with no daemon, track never throws and counts bad input', () => {
   shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
   const circular = {};
   circular.self = circular;
@@ -59,9 +59,8 @@ test('with no daemon, track never throws, stays fast and counts bad input', () =
   const before = shim.stats().drops.invalid;
   for (const args of bad) assert.doesNotThrow(() => shim.track(...args));
   assert.equal(shim.stats().drops.invalid - before, bad.length);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < 10000; i++) shim.track('agent.step', { i });
-  assert.ok(Number(process.hrtime.bigint() - start) / 1e9 < 1);
+  // What a call costs is measured in bench/, not asserted here.
+  for (let i = 0; i < 10000; i++) assert.doesNotThrow(() => shim.track('agent.step', { i }));
   assert.equal(shim.stats().sent, 0);
 });
 

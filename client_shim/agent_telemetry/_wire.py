@@ -1,7 +1,9 @@
 """The wire format agents send to `ingest.sock`: one definition, shared with the daemon.
 
 One event is one compact JSON object on one line:
-`{"event", "properties", "timestamp", "uuid", "agent"}` (DESIGN §5, docs/architecture.md).
+`{"event", "properties", "timestamp", "uuid", "agent"}`, and for a span `trace_id`, `span_id`
+and `parent_span_id` (DESIGN §5, docs/architecture.md). A shim's drop counts travel as
+`{"client_drops": {...}, "agent"}` lines.
 """
 
 from __future__ import annotations

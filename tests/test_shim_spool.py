@@ -175,13 +175,39 @@ print(json.dumps(stats()))
     assert list(elsewhere.iterdir()) == []
 
 
-def test_an_own_spool_folder_with_a_loose_mode_is_made_private(home: Path) -> None:
-    folder = home / "data" / "spool"
-    folder.mkdir(parents=True)
-    os.chmod(folder, 0o755)
-    run_agent(home, BURST)
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert len(Spooled(home).events) == 2_000
+@pytest.mark.parametrize("parent_mode", [0o755, 0o1777])
+def test_folders_that_exist_are_never_changed_and_a_loose_spool_folder_is_not_used(
+    home: Path, parent_mode: int
+) -> None:
+    """A spool folder named inside a shared folder (even /tmp) leaves that folder as it is."""
+    shared = home / "shared"
+    shared.mkdir()
+    os.chmod(shared, parent_mode)
+    loose = shared / "loose-spool"
+    loose.mkdir()
+    os.chmod(loose, 0o755)
+    out = run_agent(
+        home,
+        f"""
+        import json
+        from agent_telemetry import configure, flush, stats, track
+        configure(spool_dir={str(shared / "fresh-spool")!r})
+        track("agent.step")
+        flush(2)
+        configure(spool_dir={str(loose)!r})
+        track("agent.step")
+        flush(2)
+        print(json.dumps(stats()))
+        """,
+    )
+    stats = last_json(out)
+    assert stat.S_IMODE(shared.stat().st_mode) == parent_mode
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o755
+    assert list(loose.iterdir()) == []
+    assert stats["drops"]["spool_failed"] == 1
+    fresh = shared / "fresh-spool"
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700  # made here: private
+    assert len([p for p in fresh.iterdir() if p.name.endswith(".ndjson")]) == 1
 
 
 def test_an_exit_cut_short_still_completes_the_file_and_reports_what_it_could_not_write(

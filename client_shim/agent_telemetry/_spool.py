@@ -126,8 +126,7 @@ class Spool:
         directory = self.directory
         if directory is None:
             raise SpoolUnavailable("no data dir")
-        _make_private_dir(directory.parent)
-        _make_private_dir(directory)
+        _make_spool_dir(directory)
         name = f"{os.getpid()}-{os.urandom(6).hex()}"
         temporary = directory / f".{name}.tmp"
         fd = os.open(temporary, _CREATE, 0o600)
@@ -202,19 +201,21 @@ def _fitting(lines: list[bytes], start: int, room: int) -> tuple[int, int]:
     return index - start, size
 
 
-def _make_private_dir(path: Path) -> None:
-    """`path` as this user's own 0700 folder, made if missing; SpoolUnavailable otherwise."""
+def _make_spool_dir(path: Path) -> None:
+    """`path` as this user's own 0700 folder, made if missing; SpoolUnavailable otherwise.
+
+    Folders that already exist are never changed — not the spool folder, not its parent,
+    which may be anything a caller named (even /tmp). A spool folder that exists but is
+    not private is not used. Only a folder made here is set to 0700 (whatever the umask).
+    """
     with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    problem = private_dir_problem(path)
-    if problem is None:
-        return
-    try:
-        info = os.lstat(path)
-    except OSError as error:
-        raise SpoolUnavailable(f"{path} {problem}") from error
-    # Our own folder with a loose mode (made by hand, or by a umask): tighten it.
-    if problem.startswith("has mode") and info.st_uid == os.geteuid():
+        path.parent.mkdir(mode=0o700, parents=True)  # the data dir, as the daemon makes it
+    made = False
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+        made = True
+    if made:
         os.chmod(path, 0o700)
-        return
-    raise SpoolUnavailable(f"{path} {problem}")
+    problem = private_dir_problem(path)
+    if problem is not None:
+        raise SpoolUnavailable(f"{path} {problem}")

@@ -17,21 +17,22 @@ const SPOOL_FOLDER_BYTES = 64 * 1024 * 1024;
 const C = fs.constants;
 const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | (C.O_NOFOLLOW || 0);
 
-// `dir` as this user's own 0700 folder, made if missing; throws otherwise.
-function makePrivateDir(dir) {
+// `dir` as this user's own 0700 folder, made if missing; throws otherwise. Folders that
+// already exist are never changed — not the spool folder, not its parent, which may be
+// anything a caller named (even /tmp). A spool folder that exists but is not private is
+// not used. Only a folder made here is set to 0700 (whatever the umask).
+function makeSpoolDir(dir) {
+  fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 }); // the data dir, as the daemon makes it
+  let made = false;
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(dir, { mode: 0o700 });
+    made = true;
   } catch (error) {
     if (error.code !== 'EEXIST') throw error;
   }
+  if (made) fs.chmodSync(dir, 0o700);
   const problem = privateDirProblemSync(dir);
-  if (problem === null) return;
-  // Our own folder with a loose mode (made by hand, or under a umask): tighten it.
-  if (problem.startsWith('has mode')) {
-    fs.chmodSync(dir, 0o700);
-    return;
-  }
-  throw new Error(`${dir} ${problem}`);
+  if (problem !== null) throw new Error(`${dir} ${problem}`);
 }
 
 class Spool {
@@ -132,8 +133,7 @@ class Spool {
 
   open() {
     if (!this.directory) throw new Error('no data dir');
-    makePrivateDir(path.dirname(this.directory));
-    makePrivateDir(this.directory);
+    makeSpoolDir(this.directory);
     const name = `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
     const temporary = path.join(this.directory, `.${name}.tmp`);
     const fd = fs.openSync(temporary, CREATE, 0o600);

@@ -169,3 +169,37 @@ test(
     }
   }),
 );
+
+test(
+  'folders that exist are never changed, and a loose spool folder is not used',
+  withHome(async (home) => {
+    const shared = path.join(home, 'shared');
+    fs.mkdirSync(shared);
+    fs.chmodSync(shared, 0o1777); // like /tmp
+    const loose = path.join(shared, 'loose-spool');
+    fs.mkdirSync(loose);
+    fs.chmodSync(loose, 0o755);
+    const fresh = path.join(shared, 'fresh-spool');
+    const result = await runAgent(
+      home,
+      `const { track, stats, flush, configure } = require(SHIM);
+       (async () => {
+         configure({ spoolDir: ${JSON.stringify(fresh)} });
+         track('agent.step');
+         await flush(2000);
+         configure({ spoolDir: ${JSON.stringify(loose)} });
+         track('agent.step');
+         await flush(2000);
+         console.log(JSON.stringify(stats()));
+       })();`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const s = JSON.parse(result.stdout);
+    assert.equal(fs.statSync(shared).mode & 0o7777, 0o1777);
+    assert.equal(fs.statSync(loose).mode & 0o777, 0o755);
+    assert.deepEqual(fs.readdirSync(loose), []);
+    assert.equal(s.drops.spool_failed, 1);
+    assert.equal(fs.statSync(fresh).mode & 0o777, 0o700); // made here: private
+    assert.equal(fs.readdirSync(fresh).filter((n) => n.endsWith('.ndjson')).length, 1);
+  }),
+);

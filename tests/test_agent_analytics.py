@@ -244,3 +244,31 @@ def test_bad_paging_and_ids_are_answered_with_what_is_wrong(daemon: DaemonProces
         "spans": [],
         "truncated": False,
     }
+
+
+def test_a_price_set_in_the_config_prices_past_calls_after_a_reload(
+    daemon: DaemonProcess,
+) -> None:
+    """house-model has no price: its calls show tokens and an unknown cost. Priced in the
+    config and reloaded, the same stored calls have a cost (700 × 1.00 + 70 × 2.00 per
+    million; the loose call reported no tokens, so it stays unknown)."""
+    t0 = fixture.start_ms()
+    events, root_a = fixture.shim_events(t0)
+    send(daemon, [*events, root_a])
+    before = {m["model"]: m for m in api(daemon, f"/dashboard/api/models?{RANGE}")["models"]}
+    assert (before["house-model"]["cost_usd"], before["house-model"]["unpriced_calls"]) == (
+        None,
+        2,
+    )
+    config = daemon.home / "config.toml"
+    config.write_text('[prices."house-model"]\ninput = 1.0\noutput = 2.0\nprovider = "local"\n')
+    reloaded = json.loads(daemon.cli("reload", "--json").stdout)
+    assert "prices" in json.dumps(reloaded)
+    after = api(daemon, f"/dashboard/api/models?{RANGE}")
+    house = next(m for m in after["models"] if m["model"] == "house-model")
+    assert house["cost_usd"] == pytest.approx((700 * 1.0 + 70 * 2.0) / 1e6)
+    assert (house["unpriced_calls"], house["provider"]) == (1, "local")
+    assert after["prices"]["overridden"] == ["house-model"]
+    # The CLI reads the same config.
+    cli = {m["model"]: m for m in cli_json(daemon, "models")["models"]}
+    assert cli["house-model"]["cost_usd"] == pytest.approx(house["cost_usd"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent_telemetryd.cli.api_client import ApiClient
-from agent_telemetryd.store import analytics_facts, dashboard_sql
+from agent_telemetryd.store import analytics_facts, analytics_fold, dashboard_sql
 from agent_telemetryd.store.database import connect, open_buffer
 from tests import analytics_fixture as fixture
 from tests.conftest import DaemonFactory
@@ -48,7 +48,7 @@ def fold_offline(daemon: DaemonProcess) -> None:
     conn = open_buffer(daemon.database)
     try:
         dashboard_sql.fold_all(conn)
-        analytics_facts.fold_all(conn)
+        analytics_fold.fold_all(conn)
         assert analytics_facts.unfolded(conn) == 0
     finally:
         conn.close()

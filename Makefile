@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/agent-telemetry daemon
 
+# Three workers, a test file each at a time (its module fixtures stay in one process);
+# PYTEST_ARGS="-n 0" runs everything in one process.
+TEST_WORKERS ?= -n 3 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -213,8 +213,14 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
         installed = cli("service", "install")
         assert installed.returncode == 0, installed.stderr
         assert "um-ingest-key" not in installed.stdout + installed.stderr
-        # Hold the schedule while events arrive, so they are still pending when it fires.
+        # Hold the schedule while events arrive, so they are still pending when it fires;
+        # a flush the timer started before (on a slow machine, still starting up) must end
+        # first, or it would send them itself.
         manager.systemctl("stop", "agent-telemetry-flush.timer")
+        manager.wait_until(
+            lambda: manager.show("ActiveState", unit="agent-telemetry-flush.service")
+            == {"ActiveState": "inactive"}
+        )
 
         service_env = manager.show("Environment", "EnvironmentFiles")
         assert f"AGENT_TELEMETRY_HOME={at_home}" in service_env["Environment"]

@@ -229,3 +229,25 @@ def test_clear_and_forget_work_on_a_disk_full_to_the_last_byte(
     assert [row["event"] for row in daemon.export()] == ["after.forget"]
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "Traceback" not in daemon.log()
+
+
+def test_a_buffer_that_cannot_be_opened_is_named_with_the_reason(
+    daemon_factory: DaemonFactory,
+) -> None:
+    mount_point = Path(f"/tmp/at-ro-{os.getpid()}-{time.monotonic_ns()}")
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0700", "tmpfs", str(mount_point)],
+        check=True,
+    )
+    try:
+        daemon = daemon_factory(start=False)
+        (daemon.home / "data").symlink_to(mount_point)
+        daemon.start(wait=False)
+        assert daemon.proc is not None and daemon.proc.wait(15) == 3
+        expected = f"cannot open the buffer at {daemon.database}: read-only file system"
+        assert expected in daemon.log()
+        assert "Traceback" not in daemon.log()
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()

@@ -9,9 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+CONTROL_PREFIX = b'{"client_drops":'
+
 
 class Listener:
-    """Accepts connections on `path` and keeps each connection's complete lines."""
+    """Accepts connections on `path` and keeps each connection's complete lines.
+
+    `lines` and `events()` are the events; a shim's drop-count lines (`{"client_drops": …}`)
+    are kept apart in `control_lines` and summed by `client_drops()`.
+    """
 
     def __init__(self, path: Path, reading: bool = True) -> None:
         self.path = path
@@ -22,6 +28,7 @@ class Listener:
             self.reading.set()
         self._lock = threading.Lock()
         self._closed = False
+        self._finished = 0  # connections read to their end
         self._conns: list[socket.socket] = []
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -53,13 +60,27 @@ class Listener:
             *complete, rest = (rest + data).split(b"\n")
             with self._lock:
                 lines.extend(complete)
-        if rest:
-            self.torn.append(rest)
+        with self._lock:
+            if rest:
+                self.torn.append(rest)
+            self._finished += 1
+
+    @property
+    def all_lines(self) -> list[bytes]:
+        with self._lock:
+            return [line for conn in self.connections for line in conn]
 
     @property
     def lines(self) -> list[bytes]:
-        with self._lock:
-            return [line for conn in self.connections for line in conn]
+        return [line for line in self.all_lines if not line.startswith(CONTROL_PREFIX)]
+
+    @property
+    def control_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.all_lines if line.startswith(CONTROL_PREFIX)]
+
+    def client_drops(self) -> dict[str, int]:
+        """The drop counts the shims reported, summed by reason."""
+        return sum_drops(self.control_lines)
 
     def events(self, count: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The events received, after waiting (up to `timeout`) until there are `count`."""
@@ -75,6 +96,16 @@ class Listener:
             time.sleep(0.01)
         return len(self.lines) >= count
 
+    def wait_closed(self, timeout: float = 10.0) -> bool:
+        """Wait until every connection so far was read to its end (its writer closed it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._finished == len(self.connections):
+                    return True
+            time.sleep(0.01)
+        return False
+
     def close(self) -> None:
         """Stop like a daemon that exits: no more accepts, every connection closed."""
         self._server.close()
@@ -83,3 +114,11 @@ class Listener:
                 conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
         self.path.unlink(missing_ok=True)
+
+
+def sum_drops(control_lines: list[dict[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for line in control_lines:
+        for reason, count in line["client_drops"].items():
+            total[reason] = total.get(reason, 0) + count
+    return total

@@ -26,11 +26,14 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Listener]:
     home = Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
     path = home / "ingest.sock"
     server = Listener(path)
-    configure(socket_path=path)
+    configure(socket_path=path, spool_dir=home / "spool")
     yield server
     flush(1)
     server.close()
-    configure(socket_path=home / "gone.sock")
+    # Nothing of this process's client may reach the user's own data dir, even at exit:
+    # later calls are refused, and drop counts not yet reported are handed over here.
+    configure(socket_path=home / "gone.sock", spool_dir=home / "spool", disabled=True)
+    agent_telemetry._client._spool_rest(2)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -119,21 +122,25 @@ def test_track_with_no_daemon_queues_every_call_without_raising(tmp_path: Path) 
     # A client of its own: nobody will take these events, and they must not reach a later
     # test's socket through the module's client.
     client = Client()
-    client.configure(socket_path=tmp_path / "nobody.sock")
+    client.configure(socket_path=tmp_path / "nobody.sock", spool_dir=tmp_path / "spool")
     for i in range(20_000):
         client.track("agent.step", {"i": i})
     s = client.stats()
     assert s["connected"] is False
-    assert s["queued"] + s["sent"] + s["dropped"] == 20_000
+    assert s["queued"] + s["sent"] + s["spooled"] + s["dropped"] == 20_000
 
 
 def test_stats_has_the_documented_keys() -> None:
     s = stats()
-    assert {"queued", "sent", "dropped", "drops"} <= s.keys()
+    assert {"queued", "sent", "spooled", "spool_files", "dropped", "drops"} <= s.keys()
     assert s["drops"].keys() == {
         "backlog_full",
         "invalid",
         "too_large",
+        "spool_full",
+        "spool_failed",
+        "exit_timeout",
+        "mode_off",
         "disabled",
         "no_socket_path",
     }
@@ -176,6 +183,7 @@ def test_nested_values_are_read_when_the_event_is_encoded() -> None:
     ((_, properties, *_),) = client.queue
     assert properties == {"tools": ["search"]}
     assert properties["tools"] is nested["tools"]  # the same list: not copied
+    client.queue.clear()  # nothing for its exit flush to send, or spool
 
 
 def test_public_names() -> None:

@@ -7,43 +7,26 @@ subprocess, as an agent would; the listener records every line per connection.
 from __future__ import annotations
 
 import json
-import os
+import re
 import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.shim_agents import Spooled, agent_env, last_json, make_home, run_agent, start_agent
 from tests.shim_listener import Listener
-
-
-def start_agent(script: str, home: Path) -> subprocess.Popen[str]:
-    """An agent process talking to the test over stdin/stdout, one JSON line at a time."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env=agent_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    return proc
 
 
 @pytest.fixture
 def home() -> Iterator[Path]:
-    # Short path: a Unix socket path must fit in 107 bytes.
-    path = Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
-    (path / "run").mkdir(mode=0o700)
+    path = make_home()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -55,33 +38,7 @@ def listener(home: Path) -> Iterator[Listener]:
     server.close()
 
 
-def agent_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
-    env.update(AGENT_TELEMETRY_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def run_agent(home: Path, code: str, timeout: float = 30, **env: str) -> str:
-    """Run `code` as a script named agent_script.py to its exit; return its stdout."""
-    script = home / "agent_script.py"
-    script.write_text(textwrap.dedent(code))
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        env=agent_env(home, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "", proc.stderr
-    return proc.stdout
-
-
-def last_json(stdout: str) -> dict[str, Any]:
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
-def test_no_daemon_track_queues_and_the_agent_exits_normally(home: Path) -> None:
+def test_no_daemon_the_agent_spools_its_events_and_exits_normally(home: Path) -> None:
     # What the calls and the exit cost in this state is measured in bench/ (overhead).
     out = run_agent(
         home,
@@ -94,10 +51,18 @@ def test_no_daemon_track_queues_and_the_agent_exits_normally(home: Path) -> None
         print(json.dumps({"stats": stats()}))
         """,
     )
-    result = last_json(out)
-    assert result["stats"]["sent"] == 0
-    assert result["stats"]["connected"] is False
-    assert result["stats"]["queued"] == 10_000
+    during = last_json(out)["stats"]
+    assert during["sent"] == 0
+    assert during["connected"] is False
+    assert during["queued"] + during["spooled"] == 10_000
+    spooled = Spooled(home)
+    assert spooled.temporary == []
+    assert len(spooled.sealed) == 1
+    assert re.fullmatch(r"\d+-[0-9a-f]{12}\.ndjson", spooled.sealed[0].name)
+    assert sorted(e["properties"]["i"] for e in spooled.events) == list(range(10_000))
+    assert len({e["uuid"] for e in spooled.events}) == 10_000
+    assert {e["agent"] for e in spooled.events} == {"agent_script"}
+    assert spooled.control == []  # nothing was lost
 
 
 def test_burst_then_normal_exit_delivers_every_event(home: Path, listener: Listener) -> None:
@@ -215,17 +180,56 @@ def test_stalled_daemon_never_blocks_track_counts_drops_and_never_tears_a_line(
 
     calls = 200_000
     stats = during["stats"]
+    # A tight loop outruns the writer: past the queue's cap the oldest calls were dropped
+    # before they could be encoded (memory stays bounded), and counted.
     assert stats["dropped"] > 0
     assert stats["drops"]["backlog_full"] == stats["dropped"]
-    assert stats["sent"] + stats["dropped"] + stats["queued"] == calls
+    assert stats["sent"] + stats["spooled"] + stats["dropped"] + stats["queued"] == calls
     assert after["flushed"] is True
     lines = stalled.lines
     # Every line that reached the daemon is whole and valid, and is counted as sent.
     assert len(lines) == after["stats"]["sent"]
     assert stalled.torn == []
-    uuids = {json.loads(line)["uuid"] for line in lines}
-    assert len(uuids) == len(lines)
-    assert after["stats"]["sent"] + after["stats"]["dropped"] == calls
+    assert after["stats"]["sent"] + after["stats"]["spooled"] + after["stats"]["dropped"] == calls
+    # The daemon was told about every loss, on the connection.
+    assert stalled.client_drops() == {"backlog_full": after["stats"]["dropped"]}
+    # Socket and spool together hold every other event once.
+    spooled = Spooled(home)
+    assert len(spooled.events) == after["stats"]["spooled"]
+    uuids = {json.loads(line)["uuid"] for line in lines} | {e["uuid"] for e in spooled.events}
+    assert len(uuids) == calls - after["stats"]["dropped"]
+
+
+def test_what_a_stalled_daemon_did_not_take_by_exit_is_in_the_spool_once(home: Path) -> None:
+    """The in-memory backlog overflows to the spool, and at exit the rest goes there too."""
+    stalled = Listener(home / "run" / "ingest.sock", reading=False)
+    try:
+        run_agent(
+            home,
+            """
+            import time
+            from agent_telemetry import track
+            for i in range(60_000):  # about 14 MB of lines: more than the 8 MiB kept in memory
+                track("agent.step", {"i": i, "pad": "p" * 100})
+                if i % 1000 == 999:
+                    time.sleep(0.002)  # an agent doing work between events
+            """,
+        )
+        spooled = Spooled(home)  # complete before the daemon reads a byte
+        stalled.reading.set()
+        assert stalled.wait_closed()
+        socket_events = stalled.events()
+    finally:
+        stalled.close()
+    assert spooled.temporary == [] and len(spooled.sealed) >= 1
+    assert spooled.events, "nothing overflowed to the spool"
+    lost = sum(sum(line["client_drops"].values()) for line in spooled.control)
+    seen = [e["properties"]["i"] for e in socket_events + spooled.events]
+    # Every event is on the socket or in the spool, once; or reported lost.
+    assert len(seen) == len(set(seen)) == 60_000 - lost
+    # A line cut short on the socket at exit is whole in the spool.
+    for torn in stalled.torn:
+        assert torn.startswith(b'{"event"') and not torn.endswith(b"}")
 
 
 STALLED_AGENT = """
@@ -241,19 +245,29 @@ print(json.dumps({"flushed": ok, "stats": stats()}))
 """
 
 
-def test_daemon_started_after_the_events_gets_the_backlog(home: Path) -> None:
+def test_daemon_started_after_the_events_finds_them_spooled_when_the_agent_connects(
+    home: Path,
+) -> None:
     proc = start_agent(LATE_AGENT, home)
     before = json.loads(proc.stdout.readline())
-    assert before["sent"] == 0 and before["queued"] == 300
+    assert before["sent"] == 0 and before["queued"] + before["spooled"] == 300
     late = Listener(home / "run" / "ingest.sock")
     try:
         proc.stdin.write("go\n")
         proc.stdin.flush()
         after = json.loads(proc.stdout.readline())
+        # Still running: the spool file was completed when the agent reached the daemon
+        # (by the writer's own retries: nobody called flush()), for the daemon to read.
+        assert after["connected"] is True
+        spooled = Spooled(home)
+        assert spooled.temporary == []
+        assert after["spool_files"] == len(spooled.sealed) == 1
+        assert late.wait_for(after["sent"], timeout=2)
+        arrived = [e["properties"]["i"] for e in late.events() + spooled.events]
+        assert sorted(arrived) == list(range(300))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         proc.wait(timeout=10)
-        assert after["sent"] == 300  # by the writer's own retries: nobody called flush()
-        assert late.wait_for(300, timeout=2)
-        assert sorted(e["properties"]["i"] for e in late.events()) == list(range(300))
     finally:
         late.close()
 
@@ -267,9 +281,10 @@ time.sleep(0.5)  # a few reconnect attempts fail meanwhile
 print(json.dumps(stats()))
 sys.stdin.readline()
 deadline = time.monotonic() + 8  # more than the longest backoff (5 s)
-while stats()["sent"] < 300 and time.monotonic() < deadline:
+while not (stats()["connected"] and stats()["queued"] == 0) and time.monotonic() < deadline:
     time.sleep(0.05)
 print(json.dumps(stats()))
+sys.stdin.readline()
 """
 
 
@@ -356,6 +371,10 @@ def test_bad_input_is_dropped_and_counted_never_raised(home: Path, listener: Lis
     assert result["stats"]["sent"] == 1
     assert listener.wait_for(1)
     time.sleep(0.1)
+    # The daemon is told what the agent lost, with the agent's name, once.
+    assert listener.control_lines == [
+        {"client_drops": {"invalid": 12, "too_large": 2}, "agent": "agent_script"}
+    ]
     (event,) = listener.events()
     assert event["event"] == "agent.ok"
     assert event["agent"] == "planner"
@@ -547,10 +566,10 @@ def test_import_never_raises_when_the_socket_path_cannot_be_worked_out(
     assert stats["dropped"] == 2 and stats["queued"] == 0
 
 
-def test_big_events_are_held_to_the_backlog_byte_cap_while_the_daemon_is_down(
+def test_big_events_are_held_to_the_backlog_and_spool_caps_while_the_daemon_is_down(
     home: Path,
 ) -> None:
-    """Events of 30 KB each: at most about 8 MiB waits for the daemon, not every event."""
+    """Events of 30 KB each: at most about 8 MiB waits in memory and 64 MiB in the spool."""
     out = run_agent(
         home,
         """
@@ -566,10 +585,16 @@ def test_big_events_are_held_to_the_backlog_byte_cap_while_the_daemon_is_down(
     )
     result = last_json(out)
     stats = result["stats"]
-    assert stats["drops"]["backlog_full"] > 0
-    assert stats["queued"] + stats["dropped"] == 6_000
-    assert stats["queued"] * 30_000 < 9 * 1024 * 1024 + 1024 * 30_000
+    assert stats["drops"]["spool_full"] > 0
+    assert stats["queued"] + stats["spooled"] + stats["dropped"] == 6_000
     assert result["grew_mb"] < 80, result
+    spooled = Spooled(home)
+    sizes = [path.stat().st_size for path in spooled.sealed]
+    assert max(sizes) <= 8 * 1024 * 1024 + 4096  # a file's cap, and a drop-count line
+    assert sum(sizes) <= 64 * 1024 * 1024 + 4096 * len(sizes)  # the folder's cap
+    # Whatever did not fit is reported to the daemon in the spool itself.
+    reported = sum(line["client_drops"].get("spool_full", 0) for line in spooled.control)
+    assert reported == 6_000 - len(spooled.events) - stats["drops"]["backlog_full"]
 
 
 def test_events_tracked_after_the_exit_flush_are_still_delivered(

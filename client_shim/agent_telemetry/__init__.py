@@ -1,7 +1,9 @@
 """Fire-and-forget events from an agent to the local agent-telemetry daemon.
 
-    from agent_telemetry import track
+    from agent_telemetry import span, track
     track("agent.run.completed", {"duration_ms": 812})
+    with span("tool.call", {"tool": "search"}) as s:
+        s.set("results", 3)
 
 `track()` never raises and never blocks: events go to a background thread that writes them
 to the daemon's `ingest.sock`, and are dropped (and counted in `stats()`) when the daemon is
@@ -13,14 +15,18 @@ from __future__ import annotations
 
 from agent_telemetry._client import Client
 from agent_telemetry._paths import ingest_socket_path, runtime_dir
+from agent_telemetry._span import Span, current_span, make_span
 from agent_telemetry._wire import encode_event, uuid7
 
 __all__ = [
+    "Span",
     "configure",
+    "current_span",
     "encode_event",
     "flush",
     "ingest_socket_path",
     "runtime_dir",
+    "span",
     "stats",
     "track",
     "uuid7",
@@ -32,3 +38,4 @@ track = _client.track
 flush = _client.flush
 stats = _client.stats
 configure = _client.configure
+span = make_span(_client)

@@ -1,8 +1,8 @@
 """The per-process client: a hand-off queue, one writer thread, one connection to ingest.sock.
 
 `track()` only timestamps the call, copies the properties and appends a tuple to a deque;
-everything that can be slow (JSON, uuids, the socket) happens on the writer thread
-(`_writer.py`).
+everything that can be slow (JSON, uuids, the socket, the spool) happens on the writer
+thread (`_writer.py`, `_handover.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from agent_telemetry._paths import ingest_socket_path
+from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
+from agent_telemetry._handover import REPORTED_DROPS
+from agent_telemetry._paths import ingest_socket_path, spool_dir
 from agent_telemetry._settings import clean_agent, default_agent, env_disabled
 from agent_telemetry._socket import Wakeup
+from agent_telemetry._spool import Spool
 from agent_telemetry._writer import BACKOFF_MIN, INVALID, Invalid, Item, Writer
 
 # Events not yet encoded, oldest dropped beyond this. Generous so that a tight loop of tens
@@ -31,17 +35,6 @@ MAX_QUEUE = 50_000
 # reconnect backoff, so that events are encoded, and so held to BACKLOG_BYTES, as they come.
 # track() tests `len & 1023` with the number written out: keep the two in step.
 NUDGE_EVERY = 1024
-# At exit: a daemon that stops taking bytes costs EXIT_STALL (half a second); one that keeps
-# reading — healthy but busy with other agents — may take up to EXIT_BUDGET, so a burst from
-# a short-lived process is delivered in full rather than cut at a fixed time. At 0.2 s a
-# daemon merely starved of CPU on a loaded 2-core machine looked stalled, and the rest of a
-# 5,000-event burst was lost; 0.5 s is also the Node shim's figure.
-EXIT_BUDGET = 2.0
-EXIT_STALL = 0.5
-# Events tracked after the exit flush (from atexit handlers registered before the import,
-# logging.shutdown, daemon threads) are each flushed on the spot, all together for at most
-# this long.
-LATE_BUDGET = 0.5
 
 
 def _coerce_properties(value: object) -> dict[str, Any] | Invalid:
@@ -50,10 +43,11 @@ def _coerce_properties(value: object) -> dict[str, Any] | Invalid:
     return INVALID
 
 
-class Client(Writer):
+class Client(Flushing, Writer):
     """One per process; `agent_telemetry` exposes its methods as module functions.
 
-    The caller's side lives here; the writer thread's side in `Writer` (_writer.py).
+    The caller's side lives here; flushing and the exit in `Flushing` (_exit.py); the
+    writer thread's side in `Writer` (_writer.py) and `Handover` (_handover.py).
     """
 
     def __init__(self) -> None:
@@ -66,10 +60,14 @@ class Client(Writer):
     # -- settings -------------------------------------------------------------------------
 
     def _read_settings(
-        self, agent: str | None = None, socket_path: str | os.PathLike[str] | None = None
+        self,
+        agent: str | None = None,
+        socket_path: str | os.PathLike[str] | None = None,
+        spool: str | os.PathLike[str] | None = None,
     ) -> None:
         self.disabled = env_disabled()
         self.agent = clean_agent(agent) if agent else default_agent()
+        self.socket_path_given = bool(socket_path)
         try:
             self.socket_path = os.fspath(socket_path) if socket_path else str(ingest_socket_path())
         except Exception:
@@ -77,6 +75,10 @@ class Client(Writer):
             # while the working directory is gone: no daemon can be reached, so events are
             # dropped and counted as `no_socket_path` rather than the import failing.
             self.socket_path = None
+        try:
+            self.spool_dir: Path | None = Path(spool) if spool else spool_dir()
+        except Exception:
+            self.spool_dir = None  # no home: spooling is refused and counted (spool_failed)
         self._update_refusal()
 
     def _update_refusal(self) -> None:
@@ -96,14 +98,16 @@ class Client(Writer):
         agent: str | None = None,
         disabled: bool | None = None,
         socket_path: str | os.PathLike[str] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         """Re-read the environment and apply overrides; events already queued keep theirs.
 
         `agent` names the source of this process's events, `disabled` overrides
-        `AGENT_TELEMETRY_DISABLED`, `socket_path` overrides the ingest socket location.
+        `AGENT_TELEMETRY_DISABLED`, `socket_path` overrides the ingest socket location and
+        `spool_dir` the spool folder (by default `spool/` in the daemon's data dir).
         """
         try:
-            self._read_settings(agent, socket_path)
+            self._read_settings(agent, socket_path, spool_dir)
             if disabled is not None:
                 self.disabled = bool(disabled)
                 self._update_refusal()
@@ -140,6 +144,15 @@ class Client(Writer):
         self._chunk_sent = 0  # bytes of the chunk written to the socket
         self._chunk_ends: list[int] = []  # offset just past each line of the chunk
         self._chunk_done = 0  # lines of the chunk written in full
+        self._chunk_control = 0  # 1 while the chunk starts with an unsent drop-count line
+        self._spool = Spool(getattr(self, "spool_dir", None))
+        self._spooling = 0  # lines taken out of the backlog on their way to the spool
+        self._handover_requested = False
+        # Set by the writer when a requested hand-over is done; the exit waits on it rather
+        # than polling, which would take the GIL from the writer a thousand times a second.
+        self._handover_done = threading.Event()
+        self._handover_deadline = 0.0
+        self._reported = dict.fromkeys(REPORTED_DROPS, 0)
         self._backoff = BACKOFF_MIN
         self._retry_at = 0.0  # monotonic time of the next connect attempt
         self._reconfigured = False
@@ -148,18 +161,28 @@ class Client(Writer):
         self._late_budget = LATE_BUDGET
         self.connect_failures = 0
         self.sent = 0
+        self.spooled = 0
         self._caller_drops = {
             "backlog_full": 0,
             "invalid": 0,
             "disabled": 0,
             "no_socket_path": 0,
         }
-        self._writer_drops = {"backlog_full": 0, "invalid": 0, "too_large": 0}
+        self._writer_drops = {
+            "backlog_full": 0,
+            "invalid": 0,
+            "too_large": 0,
+            "spool_full": 0,
+            "spool_failed": 0,
+            "mode_off": 0,
+            "exit_timeout": 0,
+        }
 
     def _after_fork_in_child(self) -> None:
         # The child starts clean: the parent's queue is the parent's to send, its thread
         # does not exist here, and writing to the parent's socket would interleave lines.
         sock, wake = self._sock, self._wake
+        self._spool.forget()  # the parent's file stays the parent's
         self._fresh_state()
         self._update_refusal()
         with contextlib.suppress(OSError):
@@ -196,7 +219,27 @@ class Client(Writer):
         except Exception:
             self._count_caller_drop("invalid")
 
-    def _enqueue(self, event: Any, properties: Any, options: dict[str, Any]) -> None:
+    def emit(self, event: Any, properties: Any, time_ns: int, options: dict[str, Any]) -> None:
+        """Queue one event the shim made itself (a span's): `properties` is its own already.
+
+        `time_ns` is when it happened (a span's start); never raises, never blocks.
+        """
+        if self._refuse:
+            self._track_refused(event, properties, options, time_ns)
+            return
+        try:
+            queue = self.queue
+            if len(queue) & 1023 == 1023:  # as in track()
+                self._backlog_check()
+            queue.append((event, properties, time_ns, options, self.agent))
+            if self.idle:
+                self._wake_writer()
+        except Exception:
+            self._count_caller_drop("invalid")
+
+    def _enqueue(
+        self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None
+    ) -> None:
         try:
             if properties is not None:
                 properties = (
@@ -205,23 +248,28 @@ class Client(Writer):
                     else _coerce_properties(properties)
                 )
             self._backlog_check()
-            self.queue.append((event, properties, time.time_ns(), options, self.agent))
+            when = time.time_ns() if time_ns is None else time_ns
+            self.queue.append((event, properties, when, options, self.agent))
             self._wake_writer()
         except Exception:
             self._count_caller_drop("invalid")
 
-    def _track_refused(self, event: Any, properties: Any, options: dict[str, Any]) -> None:
+    def _track_refused(
+        self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None = None
+    ) -> None:
         reason = self._refuse
         if reason != "late":
             self._count_caller_drop(reason)  # type: ignore[arg-type]
             return
-        # After the exit flush nothing else will send this event: send it now, bounded.
-        self._enqueue(event, properties, options)
+        # After the exit flush nothing else will send this event: send (or spool) it now,
+        # bounded.
+        self._enqueue(event, properties, options, time_ns)
         with contextlib.suppress(Exception):
             budget = self._late_budget
             if budget > 0 and threading.current_thread() is not self._thread:
                 start = time.monotonic()
                 self._drain(budget, stall=EXIT_STALL, give_up_when_down=True)
+                self._spool_rest(max(budget - (time.monotonic() - start), 0.05))
                 self._late_budget -= time.monotonic() - start
 
     def _count_caller_drop(self, reason: str) -> None:
@@ -271,68 +319,9 @@ class Client(Writer):
         except Exception:
             pass
 
-    # -- flushing -------------------------------------------------------------------------
-
-    def pending(self) -> int:
-        """Events taken by track() and neither written to the socket nor dropped."""
-        with self._state_lock:
-            return (
-                len(self.queue)
-                + self._encoding
-                + len(self._lines)
-                + len(self._chunk_ends)
-                - self._chunk_done
-            )
-
-    def flush(self, timeout: float = 1.0) -> bool:
-        """Wait up to `timeout` seconds until every queued event is written; True if so."""
-        try:
-            return self._drain(timeout, stall=None, give_up_when_down=False)
-        except Exception:
-            return False
-
-    def _drain(self, timeout: float, stall: float | None, give_up_when_down: bool) -> bool:
-        if self.pending() == 0:
-            return True
-        if self._thread is not None and threading.current_thread() is self._thread:
-            # Called by the caller's code while the writer encodes it (a logging handler,
-            # a mapping's items()): waiting here would wait for ourselves.
-            return False
-        start = time.monotonic()
-        deadline = start + timeout
-        failures = self.connect_failures
-        progress_at, last_sent = start, self.sent
-        self._urgent = True
-        try:
-            if self._thread is None:
-                self._wake_writer()
-            self._retry_at = 0.0  # cut a reconnect backoff short
-            self._wake.set()
-            while self.pending():
-                now = time.monotonic()
-                if now >= deadline:
-                    return False
-                if give_up_when_down and self.connect_failures > failures:
-                    return False
-                if self.sent != last_sent:
-                    progress_at, last_sent = now, self.sent
-                elif stall is not None and now - progress_at >= stall:
-                    return False
-                time.sleep(0.001)
-            return True
-        finally:
-            self._urgent = False
-
-    def _at_exit(self) -> None:
-        # Bounded: a stalled daemon costs at most EXIT_STALL, a missing one one connect(),
-        # a reading one at most EXIT_BUDGET.
-        with contextlib.suppress(Exception):
-            self._drain(EXIT_BUDGET, stall=EXIT_STALL, give_up_when_down=True)
-        self._exited = True
-        self._update_refusal()
-
     def stats(self) -> dict[str, Any]:
-        """Counters for this process: `queued`, `sent`, `dropped` and `drops` by reason."""
+        """Counters for this process: `queued`, `sent`, `spooled`, `dropped` and `drops` by
+        reason."""
         with self._caller_lock:
             caller = dict(self._caller_drops)
         with self._state_lock:
@@ -341,12 +330,18 @@ class Client(Writer):
             "backlog_full": caller["backlog_full"] + writer["backlog_full"],
             "invalid": caller["invalid"] + writer["invalid"],
             "too_large": writer["too_large"],
+            "spool_full": writer["spool_full"],
+            "spool_failed": writer["spool_failed"],
+            "exit_timeout": writer["exit_timeout"],
+            "mode_off": writer["mode_off"],
             "disabled": caller["disabled"],
             "no_socket_path": caller["no_socket_path"],
         }
         return {
             "queued": self.pending(),
             "sent": self.sent,
+            "spooled": self.spooled,
+            "spool_files": self._spool.sealed,
             "dropped": sum(drops.values()),
             "drops": drops,
             "connected": self._sock is not None,
@@ -354,4 +349,5 @@ class Client(Writer):
             "disabled": self.disabled,
             "agent": self.agent,
             "socket_path": self.socket_path,
+            "spool_dir": None if self.spool_dir is None else str(self.spool_dir),
         }

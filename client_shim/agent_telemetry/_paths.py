@@ -1,33 +1,163 @@
-"""Where the daemon's sockets live: one rule, shared by the shim and the daemon (DESIGN §4)."""
+"""Where the daemon's files live: one rule, shared by the shims and the daemon.
+
+The daemon imports `runtime_dir()` from here; its data dir and config file rules (in
+`agent_telemetryd.paths`, which uses platformdirs) are mirrored by `data_dir()` and
+`config_file()` without it, since the shim is standard library only. A test holds the two
+equal.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+APP_NAME = "agent-telemetry"
 INGEST_SOCKET_NAME = "ingest.sock"
+SPOOL_DIR_NAME = "spool"
+# The private folder that stands in for a runtime folder someone else has taken.
+FALLBACK_RUNTIME_NAME = "run"
 
 
-def runtime_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """The 0700 directory that holds the daemon's sockets and lock file.
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def _home_root(env: Mapping[str, str]) -> Path | None:
+    home = env.get("AGENT_TELEMETRY_HOME")
+    return Path(home).expanduser().absolute() if home else None
+
+
+def _user_home(env: Mapping[str, str]) -> str:
+    """`~` as platformdirs reads it: $HOME when absolute, else the account's home."""
+    home = env.get("HOME")
+    if home is not None and not os.path.isabs(home):
+        home = None  # a relative HOME counts as unset, as platformdirs treats it
+    if home is None:
+        import pwd  # only here: most agents have an absolute $HOME
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    if not os.path.isabs(home):
+        raise RuntimeError("the home directory cannot be worked out")
+    return home.rstrip("/") or "/"
+
+
+def _xdg(env: Mapping[str, str], name: str, default: str) -> str:
+    # platformdirs takes an XDG variable only when it is an absolute path.
+    value = env.get(name, "")
+    return value if os.path.isabs(value) else os.path.join(_user_home(env), default)
+
+
+def data_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The daemon's data dir: `H/data` under `AGENT_TELEMETRY_HOME=H`, else the user data dir.
+
+    Linux: `$XDG_DATA_HOME/agent-telemetry` or `~/.local/share/agent-telemetry`; macOS:
+    `~/Library/Application Support/agent-telemetry`.
+    """
+    env = _env(environ)
+    root = _home_root(env)
+    if root is not None:
+        return root / "data"
+    if (platform or sys.platform) == "darwin":
+        return _macos_support(env) / APP_NAME
+    return Path(_xdg(env, "XDG_DATA_HOME", ".local/share")) / APP_NAME
+
+
+def config_file(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The config file: `AGENT_TELEMETRY_CONFIG`, else `H/config.toml`, else the user config dir."""
+    env = _env(environ)
+    override = env.get("AGENT_TELEMETRY_CONFIG")
+    if override:
+        return Path(override).expanduser().absolute()
+    root = _home_root(env)
+    if root is not None:
+        return root / "config.toml"
+    if (platform or sys.platform) == "darwin":
+        return _macos_support(env) / APP_NAME / "config.toml"
+    return Path(_xdg(env, "XDG_CONFIG_HOME", ".config")) / APP_NAME / "config.toml"
+
+
+def consent_file(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where `agent-telemetry mode|enable|disable` stores the choice: next to the config file."""
+    return config_file(environ, platform).parent / "consent.json"
+
+
+def spool_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The private folder where shims leave what they could not hand to the daemon."""
+    return data_dir(environ, platform) / SPOOL_DIR_NAME
+
+
+def _macos_support(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home()) / "Library" / "Application Support"
+
+
+def preferred_runtime_dir(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> Path:
+    """The runtime folder the environment names, before checking who owns it.
 
     `AGENT_TELEMETRY_HOME=H` gives `H/run`; else `$XDG_RUNTIME_DIR/agent-telemetry`; else
     `$TMPDIR/agent-telemetry` on macOS; else `/tmp/agent-telemetry-<uid>`.
     """
-    env = os.environ if environ is None else environ
-    home = env.get("AGENT_TELEMETRY_HOME")
-    if home:
-        return Path(home).expanduser().absolute() / "run"
+    env = _env(environ)
+    root = _home_root(env)
+    if root is not None:
+        return root / "run"
     xdg = env.get("XDG_RUNTIME_DIR")
     if xdg:
-        return Path(xdg) / "agent-telemetry"
+        return Path(xdg) / APP_NAME
     if (platform or sys.platform) == "darwin":
         # macOS gives every user a private $TMPDIR; /tmp there is shared by all users.
-        return Path(env.get("TMPDIR") or "/tmp") / "agent-telemetry"
+        return Path(env.get("TMPDIR") or "/tmp") / APP_NAME
     # The uid in the name keeps users apart in a shared /tmp; the daemon makes it 0700.
-    return Path("/tmp") / f"agent-telemetry-{os.getuid()}"
+    return Path("/tmp") / f"{APP_NAME}-{os.getuid()}"
+
+
+def private_dir_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` is not this user's own private folder, or None when it is (or is absent).
+
+    Own means: a real directory (not a symlink), owned by this process's effective uid, with
+    no access for group or others. Anything else may be read, or swapped, by someone else.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"cannot be examined ({error.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}"
+    if info.st_mode & 0o077:
+        return f"has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def runtime_dir_choice(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> tuple[Path, str | None]:
+    """The runtime folder to use, and why the preferred one was passed over (None if it wasn't).
+
+    A preferred folder that exists but is not this user's own 0700 folder — another user may
+    have made it first in a shared /tmp — is never used: `<data dir>/run` is used instead, so
+    the daemon and every shim land on the same private place.
+    """
+    env = _env(environ)
+    preferred = preferred_runtime_dir(env, platform)
+    problem = private_dir_problem(preferred)
+    if problem is None:
+        return preferred, None
+    return data_dir(env, platform) / FALLBACK_RUNTIME_NAME, f"{preferred} {problem}"
+
+
+def runtime_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The 0700 directory that holds the daemon's sockets and lock file (see runtime_dir_choice)."""
+    return runtime_dir_choice(environ, platform)[0]
 
 
 def ingest_socket_path(

@@ -9,6 +9,8 @@ import struct
 import sys
 import threading
 
+from agent_telemetry._paths import private_dir_problem
+
 # Python ignores SIGPIPE, but a host program may not; a dead daemon must not kill the agent.
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _SO_NOSIGPIPE = 0x1022  # macOS <sys/socket.h>; Python does not export it
@@ -28,7 +30,13 @@ def peer_uid(sock: socket.socket, path: str) -> int:
 
 
 def open_connection(path: str) -> socket.socket | None:
-    """A connected non-blocking socket to the user's own daemon, or None for now."""
+    """A connected non-blocking socket to the user's own daemon, or None for now.
+
+    Not when the socket's folder is not the user's own private folder (someone else could
+    have put the socket there, or could swap it), nor when the listener is another user.
+    """
+    if private_dir_problem(os.path.dirname(path) or ".") is not None:
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)

@@ -1,7 +1,9 @@
 """The wire format agents send to `ingest.sock`: one definition, shared with the daemon.
 
 One event is one compact JSON object on one line:
-`{"event", "properties", "timestamp", "uuid", "agent"}` (DESIGN §5, docs/architecture.md).
+`{"event", "properties", "timestamp", "uuid", "agent"}`, and for a span `trace_id`, `span_id`
+and `parent_span_id` (DESIGN §5, docs/architecture.md). A shim's drop counts travel as
+`{"client_drops": {...}, "agent"}` lines.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_DEPTH = 10  # the properties object itself is level 1
 MAX_TIMESTAMP_MS = 253_402_300_800_000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEX_ID = {32: re.compile(r"[0-9a-f]{32}"), 16: re.compile(r"[0-9a-f]{16}")}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Built once: json.dumps() with non-default options makes a new encoder on every call.
 # allow_nan=False because NaN/Infinity are not JSON and the daemon would reject the line.
@@ -182,6 +185,16 @@ def check_uuid(value: object) -> str:
     return lowered
 
 
+def check_hex_id(field: str, value: object, digits: int) -> str:
+    """`value` in lower case if it is a W3C trace or span id: `digits` hex digits, not all 0."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string")
+    lowered = value.lower()
+    if not _HEX_ID[digits].fullmatch(lowered) or not lowered.strip("0"):
+        raise ValueError(f"{field} must be {digits} hex digits, not all zero")
+    return lowered
+
+
 def encode_event(
     event: str,
     properties: dict[str, Any] | None = None,
@@ -190,16 +203,20 @@ def encode_event(
     uuid: str | None = None,
     agent: str | None = None,
     now_ms: int | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    parent_span_id: str | None = None,
 ) -> bytes:
     """One NDJSON line, newline included; raises ValueError or TypeError for a bad event.
 
     `now_ms` is when the event happened (default: now); the uuid is made from it, so a
-    line that is sent twice carries one uuid and the daemon keeps it once.
+    line that is sent twice carries one uuid and the daemon keeps it once. The trace fields
+    are set by spans: `trace_id` 32 hex digits, `span_id` and `parent_span_id` 16.
     """
     # Built from parts so that the size of the properties alone is known, as the daemon
     # measures it. UTF-8 strictly: a lone surrogate raises here instead of reaching the
     # daemon as junk.
-    parts = [b'{"event":', _json_name(check_name("event", event, MAX_EVENT_NAME))]
+    parts = [b'{"event":', _checked_name("event", event, MAX_EVENT_NAME)]
     if properties is not None:
         if not isinstance(properties, dict):
             raise TypeError("properties must be a dict")
@@ -214,9 +231,18 @@ def encode_event(
         now_ms = time.time_ns() // 1_000_000
     stamp = format_timestamp(now_ms if timestamp is None else timestamp_ms(timestamp))
     uuid = uuid7(now_ms) if uuid is None else check_uuid(uuid)
-    parts += (b',"timestamp":"', stamp.encode(), b'","uuid":"', uuid.encode(), b'"')
+    parts.append(f',"timestamp":"{stamp}","uuid":"{uuid}"'.encode())
     if agent is not None:
-        parts += (b',"agent":', _json_name(check_name("agent", agent, MAX_AGENT_NAME)))
+        parts += (b',"agent":', _checked_name("agent", agent, MAX_AGENT_NAME))
+    if trace_id is not None or span_id is not None or parent_span_id is not None:
+        for field, value, digits in (
+            ("trace_id", trace_id, 32),
+            ("span_id", span_id, 16),
+            ("parent_span_id", parent_span_id, 16),
+        ):
+            if value is not None:
+                hex_id = check_hex_id(field, value, digits)
+                parts += (b',"', field.encode(), b'":"', hex_id.encode(), b'"')
     parts.append(b"}\n")
     line = b"".join(parts)
     if len(line) > MAX_LINE_BYTES:
@@ -225,6 +251,19 @@ def encode_event(
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_name(name: str) -> bytes:
-    # Event and agent names repeat: encode each once.
-    return _encode_json(name).encode("utf-8")
+def _checked_name(field: str, name: str, limit: int) -> bytes:
+    # Event and agent names repeat: check and encode each once (a bad one raises, and
+    # lru_cache keeps no entry for it).
+    return _encode_json(check_name(field, name, limit)).encode("utf-8")
+
+
+def encode_client_drops(counts: dict[str, int], agent: str | None) -> bytes:
+    """The line that reports events an agent lost before the daemon could take them.
+
+    `{"client_drops": {"<reason>": <count>, ...}, "agent": "<name>"}`: counts since the last
+    such line handed over; the daemon counts them as `dropped_by_reason.client_<reason>`.
+    """
+    body: dict[str, Any] = {"client_drops": counts}
+    if agent:
+        body["agent"] = agent
+    return _encode_json(body).encode("utf-8") + b"\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import platformdirs
 
-from agent_telemetry._paths import runtime_dir
+from agent_telemetry._paths import runtime_dir_choice
 
 APP_NAME = "agent-telemetry"
+_said: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None 
     else:
         config_file = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
         data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    run_dir, passed_over = runtime_dir_choice(environ, platform)
+    if passed_over and passed_over not in _said:
+        _said.add(passed_over)  # once a process: resolve_paths() runs more than once
+        logging.getLogger(__name__).warning("runtime folder %s; using %s", passed_over, run_dir)
     override = environ.get("AGENT_TELEMETRY_CONFIG")
     if override:
         config_file = Path(override).expanduser().absolute()
@@ -67,7 +73,7 @@ def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None 
         config_file=config_file,
         consent_file=config_file.parent / "consent.json",
         data_dir=data_dir,
-        runtime_dir=Path(runtime_dir(environ, platform)),
+        runtime_dir=run_dir,
     )
 
 

@@ -1,0 +1,74 @@
+"""Whether the user turned telemetry off: the shim spools nothing then.
+
+The daemon's precedence, as far as an agent can see it: `AGENT_TELEMETRY_DISABLED` (any value
+but empty, 0, false, no, off), then `AGENT_TELEMETRY_MODE`, then the mode stored by
+`agent-telemetry mode|enable|disable` (consent.json next to the config file), then `mode` in
+config.toml, else `local`. The agent's environment may differ from the daemon's; the stored
+choice and the config file are the same files the daemon reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from agent_telemetry._paths import config_file, consent_file
+
+MODES = ("off", "local", "upload")
+
+
+def _flag(value: str) -> bool:
+    # The daemon's reading of a flag: set and not 0/false/no/off.
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _mode(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    mode = value.strip().lower()
+    return mode if mode in MODES else None
+
+
+def stored_mode(path: Path) -> str | None:
+    """The mode a command stored, or None when none was (or the file cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    # The daemon takes the stored mode only as written by it: exactly one of the modes.
+    mode = data.get("mode") if isinstance(data, dict) else None
+    return mode if mode in MODES else None
+
+
+def configured_mode(path: Path) -> str | None:
+    """`mode` in the config file, or None when absent, unreadable or not a mode."""
+    import tomllib  # only when spooling: most agents never need it
+
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
+        return None
+    return _mode(document.get("mode"))
+
+
+def mode_is_off(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the user's choice, as this process can see it, is `off`."""
+    env = os.environ if environ is None else environ
+    try:
+        if _flag(env.get("AGENT_TELEMETRY_DISABLED", "")):
+            return True
+        from_env = _mode(env.get("AGENT_TELEMETRY_MODE"))
+        if from_env is not None:
+            return from_env == "off"
+        stored = stored_mode(consent_file(env))
+        if stored is not None:
+            return stored == "off"
+        return configured_mode(config_file(env)) == "off"
+    except Exception:
+        # No home to read the choice from: nothing is known to say off, and nothing says
+        # where to spool either, so the spool refuses on its own.
+        return False

@@ -1,0 +1,67 @@
+'use strict';
+// Whether the user turned telemetry off: the shim spools nothing then. The daemon's order,
+// as far as an agent can see it: AGENT_TELEMETRY_DISABLED (any value but empty, 0, false,
+// no, off), AGENT_TELEMETRY_MODE, the mode stored by `agent-telemetry mode|enable|disable`
+// (consent.json next to the config file), `mode` in config.toml, else `local`.
+
+const fs = require('node:fs');
+const { configFile, consentFile } = require('./paths.js');
+
+const MODES = new Set(['off', 'local', 'upload']);
+
+function flag(value) {
+  return !['', '0', 'false', 'no', 'off'].includes(String(value || '').trim().toLowerCase());
+}
+
+function asMode(value) {
+  if (typeof value !== 'string') return null;
+  const mode = value.trim().toLowerCase();
+  return MODES.has(mode) ? mode : null;
+}
+
+/** The mode a command stored, exactly as the daemon writes it; null when none. */
+function storedMode(file) {
+  try {
+    const data = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return data && typeof data === 'object' && MODES.has(data.mode) ? data.mode : null;
+  } catch {
+    return null;
+  }
+}
+
+// A minimal reading of TOML, enough for one top-level string key: comments, blank lines and
+// other keys are skipped, and the first [table] header ends the top level. A file this
+// cannot read as such yields no mode, as the daemon's parser yields no mode for a file it
+// rejects.
+const KEY_LINE = /^\s*(?:mode|"mode"|'mode')\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$/;
+
+function configuredMode(file) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of text.split(/\r?\n/)) {
+    if (/^\s*\[/.test(line)) return null; // past the top level
+    const match = KEY_LINE.exec(line);
+    if (match) return asMode(match[1] !== undefined ? match[1] : match[2]);
+  }
+  return null;
+}
+
+/** True when the user's choice, as this process can see it, is `off`. */
+function modeIsOff(env = process.env) {
+  try {
+    if (flag(env.AGENT_TELEMETRY_DISABLED)) return true;
+    const fromEnv = asMode(env.AGENT_TELEMETRY_MODE);
+    if (fromEnv) return fromEnv === 'off';
+    const stored = storedMode(consentFile(env));
+    if (stored) return stored === 'off';
+    return configuredMode(configFile(env)) === 'off';
+  } catch {
+    return false; // no home to read a choice from; nor, then, a place to spool
+  }
+}
+
+module.exports = { modeIsOff, configuredMode, storedMode };

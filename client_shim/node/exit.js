@@ -1,0 +1,109 @@
+'use strict';
+// The sender at the process's end: one last connect attempt when the event loop empties,
+// and at process.exit() a synchronous write of what is left, the rest to the spool.
+
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { privateDirProblem } = require('./paths.js');
+
+// process.exit() leaves no time for the event loop: what is queued then is written
+// synchronously, waiting at most this long for a daemon that is slow to take it; the rest
+// goes to the spool.
+const EXIT_SYNC_STALL_MS = 100;
+const EXIT_SYNC_BUDGET_MS = 500;
+const EXIT_SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+function ownedByUs(stat) {
+  return !process.getuid || stat.uid === process.getuid();
+}
+
+function installExitHandlers(state, settings, pump, handover) {
+  const { takeDropsLine, spoolText, sealSpool, spoolOverflow } = handover;
+
+  // Events waiting out a reconnect backoff get one last connect attempt when the agent is
+  // done (it spools them if the daemon is still away); the timer alone would not keep the
+  // process alive for them. Not after a daemon that stopped reading was hung up on: it
+  // already cost the stall allowance (STALL_MS, sender.js), and would again.
+  process.once('beforeExit', () => {
+    if (!state.backlog.length || state.sock || state.checking || state.hungUp) return;
+    state.exitFlush = true;
+    if (state.timer) {
+      clearTimeout(state.timer);
+      state.timer = null;
+    }
+    pump();
+  });
+
+  // At process.exit() (or after a hang-up) no callback will ever run again: write what is
+  // left synchronously on a fresh connection, and spool what that does not take. Lines
+  // already handed to the old connection are sent again, since some of them may not have
+  // reached the daemon; it keeps each uuid once.
+  process.on('exit', () => {
+    try {
+      writeAtExit();
+    } catch {
+      // Best effort: never turn an exit into a crash.
+    }
+  });
+
+  function writeAtExit() {
+    spoolOverflow();
+    const chunks = [...state.unacked].map(([chunk]) => chunk);
+    state.unacked.clear();
+    chunks.push(state.backlog.join(''));
+    state.backlog = [];
+    state.backlogBytes = 0;
+    let rest = chunks.join('');
+    if (rest) {
+      rest = takeDropsLine() + rest;
+      const written = state.hungUp ? 0 : writeSyncToDaemon(Buffer.from(rest));
+      if (written) {
+        const data = Buffer.from(rest);
+        // From the first line not written in full: the daemon discards a line cut short.
+        rest = data.subarray(data.lastIndexOf(0x0a, written - 1) + 1).toString();
+      }
+      spoolText(rest);
+    }
+    sealSpool(true);
+  }
+
+  // Bytes of `data` written to the daemon's socket, synchronously and bounded in time.
+  function writeSyncToDaemon(data) {
+    const socketPath = settings.socketPath;
+    if (socketPath === null) return 0;
+    try {
+      // stat() throws when the daemon is down.
+      if (privateDirProblem(null, fs.lstatSync(path.dirname(socketPath))) !== null) return 0;
+      if (!ownedByUs(fs.statSync(socketPath))) return 0;
+    } catch {
+      return 0;
+    }
+    // net.Socket connects a Unix socket inside createConnection() and exposes its
+    // descriptor; writeSync() on it is the only way to send without the event loop.
+    const sock = net.createConnection({ path: socketPath });
+    sock.on('error', () => {});
+    const fd = sock._handle && sock._handle.fd;
+    let offset = 0;
+    if (typeof fd === 'number' && fd >= 0) {
+      const start = Date.now();
+      let progressAt = start;
+      while (offset < data.length) {
+        try {
+          offset += fs.writeSync(fd, data, offset);
+          progressAt = Date.now();
+        } catch (error) {
+          if (error.code !== 'EAGAIN') break; // not connected (daemon down) or gone
+          const now = Date.now();
+          // A daemon that stopped reading gets nothing more; a reading one, bounded time.
+          if (now - progressAt > EXIT_SYNC_STALL_MS || now - start > EXIT_SYNC_BUDGET_MS) break;
+          Atomics.wait(EXIT_SLEEP, 0, 0, 1); // sleep 1 ms without spinning
+        }
+      }
+    }
+    sock.destroy();
+    return offset;
+  }
+}
+
+module.exports = { installExitHandlers, ownedByUs };

@@ -1,0 +1,130 @@
+'use strict';
+// Where the daemon's files are: the same rules as the daemon and the Python shim.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const APP = 'agent-telemetry';
+
+// `~` and `~/…` as Python's expanduser() reads them (the daemon is Python): $HOME, else the
+// account's home; `~name` only for this process's own user name. Throws when it cannot.
+function expandUser(value) {
+  if (!value.startsWith('~')) return value;
+  const slash = value.indexOf('/');
+  const name = slash === -1 ? value.slice(1) : value.slice(1, slash);
+  const rest = slash === -1 ? '' : value.slice(slash);
+  let home;
+  if (!name) home = os.homedir();
+  else if (name === os.userInfo().username) home = os.userInfo().homedir;
+  else throw new Error(`cannot expand ~${name}`);
+  return home + rest;
+}
+
+function homeRoot(env) {
+  return env.AGENT_TELEMETRY_HOME ? path.resolve(expandUser(env.AGENT_TELEMETRY_HOME)) : null;
+}
+
+// `~` as platformdirs reads it: $HOME when absolute, else the account's home.
+function userHome(env) {
+  const home = env.HOME && path.isAbsolute(env.HOME) ? env.HOME : os.userInfo().homedir;
+  if (!path.isAbsolute(home)) throw new Error('the home directory cannot be worked out');
+  return home.replace(/\/+$/, '') || '/';
+}
+
+// platformdirs takes an XDG variable only when it is an absolute path.
+function xdg(env, name, fallback) {
+  const value = env[name] || '';
+  return path.isAbsolute(value) ? value : path.join(userHome(env), fallback);
+}
+
+function macosSupport(env) {
+  return path.join(env.HOME || os.homedir(), 'Library', 'Application Support');
+}
+
+/** The daemon's data dir: `H/data`, else the platform's user data dir. */
+function dataDir(env = process.env, platform = process.platform) {
+  const root = homeRoot(env);
+  if (root) return path.join(root, 'data');
+  if (platform === 'darwin') return path.join(macosSupport(env), APP);
+  return path.join(xdg(env, 'XDG_DATA_HOME', '.local/share'), APP);
+}
+
+/** The config file: `AGENT_TELEMETRY_CONFIG`, else `H/config.toml`, else the user config dir. */
+function configFile(env = process.env, platform = process.platform) {
+  if (env.AGENT_TELEMETRY_CONFIG) return path.resolve(expandUser(env.AGENT_TELEMETRY_CONFIG));
+  const root = homeRoot(env);
+  if (root) return path.join(root, 'config.toml');
+  if (platform === 'darwin') return path.join(macosSupport(env), APP, 'config.toml');
+  return path.join(xdg(env, 'XDG_CONFIG_HOME', '.config'), APP, 'config.toml');
+}
+
+/** Where `agent-telemetry mode|enable|disable` stores the choice: next to the config file. */
+function consentFile(env = process.env, platform = process.platform) {
+  return path.join(path.dirname(configFile(env, platform)), 'consent.json');
+}
+
+function spoolDir(env = process.env, platform = process.platform) {
+  return path.join(dataDir(env, platform), 'spool');
+}
+
+/** The runtime folder the environment names, before checking who owns it. */
+function preferredRuntimeDir(env = process.env, platform = process.platform) {
+  const root = homeRoot(env);
+  if (root) return path.join(root, 'run');
+  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, APP);
+  if (platform === 'darwin') return path.join(env.TMPDIR || '/tmp', APP);
+  return `/tmp/${APP}-${process.getuid ? process.getuid() : 0}`;
+}
+
+/** The folder that stands in for a runtime folder someone else has taken. */
+function fallbackRuntimeDir(env = process.env, platform = process.platform) {
+  return path.join(dataDir(env, platform), 'run');
+}
+
+// Why a folder (its lstat, or the error) is not this user's own private folder; null when
+// it is, or is absent. Anyone else could read, or swap, a socket kept in it.
+function privateDirProblem(error, stat) {
+  if (error) return error.code === 'ENOENT' ? null : `cannot be examined (${error.code})`;
+  if (stat.isSymbolicLink()) return 'is a symbolic link';
+  if (!stat.isDirectory()) return 'is not a directory';
+  if (process.geteuid && stat.uid !== process.geteuid()) return `belongs to uid ${stat.uid}`;
+  if (stat.mode & 0o077) return `has mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}, not 0700`;
+  return null;
+}
+
+function privateDirProblemSync(dir) {
+  try {
+    return privateDirProblem(null, fs.lstatSync(dir));
+  } catch (error) {
+    return privateDirProblem(error, null);
+  }
+}
+
+/**
+ * The runtime folder to use: the preferred one, unless it exists and is not this user's own
+ * 0700 folder; then `<data dir>/run`, as the daemon chooses. (The shim itself checks with an
+ * asynchronous lstat when it connects; this is for callers who want the answer now.)
+ */
+function runtimeDir(env = process.env, platform = process.platform) {
+  const preferred = preferredRuntimeDir(env, platform);
+  return privateDirProblemSync(preferred) === null ? preferred : fallbackRuntimeDir(env, platform);
+}
+
+function ingestSocketPath(env = process.env, platform = process.platform) {
+  return path.join(runtimeDir(env, platform), 'ingest.sock');
+}
+
+module.exports = {
+  expandUser,
+  dataDir,
+  configFile,
+  consentFile,
+  spoolDir,
+  preferredRuntimeDir,
+  fallbackRuntimeDir,
+  privateDirProblem,
+  privateDirProblemSync,
+  runtimeDir,
+  ingestSocketPath,
+};

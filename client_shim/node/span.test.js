@@ -1,0 +1,128 @@
+'use strict';
+// span(): one event per span, with trace ids that follow the code's async nesting.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { tempHome, listen, waitFor } = require('./test-helpers.js');
+
+const OWN_HOME = fs.mkdtempSync('/tmp/atn-span-');
+process.env.AGENT_TELEMETRY_HOME = OWN_HOME;
+const shim = require('./index.js');
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const SPAN_ID = /^[0-9a-f]{16}$/;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let home;
+let daemon;
+test.before(async () => {
+  home = tempHome();
+  const socketPath = path.join(home, 'run', 'ingest.sock');
+  daemon = await listen(socketPath);
+  shim.configure({ socketPath, agent: 'span-test' });
+});
+test.after(() => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' }); // hang up: the server can close
+  daemon.server.close();
+  fs.rmSync(home, { recursive: true, force: true });
+  fs.rmSync(OWN_HOME, { recursive: true, force: true });
+});
+
+// The events received since `from`, once `count` of them are there.
+async function received(from, count) {
+  assert.equal(await shim.flush(5000), true);
+  assert.ok(await waitFor(() => daemon.lines.length >= from + count), `got ${daemon.lines.length - from}`);
+  return daemon.lines.slice(from).map((line) => JSON.parse(line));
+}
+
+test('spans nested in concurrent async code get their own parents', async () => {
+  const from = daemon.lines.length;
+  async function tool(name, delay) {
+    return shim.span('tool.call', { tool: name }, async (outer) => {
+      await sleep(delay); // the other tool runs meanwhile
+      await shim.span(`tool.${name}.step`, {}, async () => {
+        await sleep(1);
+      });
+      assert.equal(shim.currentSpan(), outer);
+      return outer.spanId;
+    });
+  }
+  const [rootId, ids] = await shim.span('agent.run', { task: 'two tools' }, async (root) => [
+    root.spanId,
+    await Promise.all([tool('a', 20), tool('b', 5)]),
+  ]);
+  assert.equal(shim.currentSpan().spanId, ''); // nothing open once the run ended
+  const events = await received(from, 5);
+  const byName = Object.fromEntries(events.map((e) => [e.event === 'tool.call' ? `tool.${e.properties.tool}` : e.event, e]));
+  const root = byName['agent.run'];
+  assert.match(root.trace_id, TRACE_ID);
+  assert.match(root.span_id, SPAN_ID);
+  assert.equal(root.span_id, rootId);
+  assert.equal('parent_span_id' in root, false);
+  assert.equal(new Set(events.map((e) => e.trace_id)).size, 1);
+  assert.equal(byName['tool.a'].span_id, ids[0]);
+  assert.equal(byName['tool.b'].span_id, ids[1]);
+  assert.equal(byName['tool.a'].parent_span_id, rootId);
+  assert.equal(byName['tool.b'].parent_span_id, rootId);
+  assert.equal(byName['tool.a.step'].parent_span_id, ids[0]);
+  assert.equal(byName['tool.b.step'].parent_span_id, ids[1]);
+  assert.ok(byName['tool.a'].properties.duration_ms >= 20);
+  assert.ok(root.properties.duration_ms >= byName['tool.a'].properties.duration_ms);
+  // The event's time is the span's start.
+  assert.ok(Date.parse(root.timestamp) <= Date.parse(byName['tool.a'].timestamp));
+  assert.equal(root.agent, 'span-test');
+});
+
+test('a sync span returns what fn returns and set() adds properties', async () => {
+  const from = daemon.lines.length;
+  const given = { model: 'm1' };
+  const value = shim.span('llm.call', given, (s) => {
+    s.set('input_tokens', 812).set('output_tokens', 40);
+    return 42;
+  });
+  assert.equal(value, 42);
+  assert.deepEqual(given, { model: 'm1' }); // the caller's object is not changed
+  const [event] = await received(from, 1);
+  assert.deepEqual(Object.keys(event.properties), ['model', 'input_tokens', 'output_tokens', 'duration_ms']);
+  assert.deepEqual(Object.keys(event), ['event', 'properties', 'timestamp', 'uuid', 'agent', 'trace_id', 'span_id']);
+});
+
+test('a throw or a rejection marks the span with the error type only, and goes on unchanged', async () => {
+  const from = daemon.lines.length;
+  class QuotaExceeded extends Error {}
+  const canary = 'canary-7c2e-user@example.com-sk-live-secret';
+  const thrown = new QuotaExceeded(canary);
+  assert.throws(
+    () =>
+      shim.span('tool.sync', { tool: 'x' }, () => {
+        throw thrown;
+      }),
+    (error) => error === thrown,
+  );
+  const rejected = new TypeError(canary);
+  await assert.rejects(
+    shim.span('tool.async', async () => {
+      await sleep(1);
+      throw rejected;
+    }),
+    (error) => error === rejected,
+  );
+  const events = await received(from, 2);
+  const text = daemon.lines.slice(from).join('\n');
+  assert.equal(text.includes(canary), false);
+  const byName = Object.fromEntries(events.map((e) => [e.event, e]));
+  assert.equal(byName['tool.sync'].properties.status, 'error');
+  assert.equal(byName['tool.sync'].properties.error_type, 'QuotaExceeded');
+  assert.equal(byName['tool.async'].properties.error_type, 'TypeError');
+});
+
+test('span() never throws on its own account and counts what cannot be an event', async () => {
+  const before = shim.stats().drops.invalid;
+  assert.doesNotThrow(() => shim.span('no function'));
+  assert.doesNotThrow(() => shim.span('bad properties', [1, 2], () => 1));
+  assert.doesNotThrow(() => shim.span(42, {}, () => 1));
+  assert.equal(shim.span('x', 'not an object', () => 'still runs'), 'still runs');
+  assert.equal(shim.stats().drops.invalid - before, 4);
+});

@@ -1,0 +1,206 @@
+"""Python span(): one event per span, with trace ids that follow the code's nesting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_telemetry._client import Client
+from agent_telemetry._span import current_span, make_span
+from tests.shim_listener import Listener
+
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SPAN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+class Agent:
+    """A client of its own pointed at a listener, and span() bound to it."""
+
+    def __init__(self, listener: Listener, spool: Path) -> None:
+        self.listener = listener
+        self.client = Client()
+        self.client.configure(socket_path=listener.path, spool_dir=spool)
+        self.span = make_span(self.client)
+
+    def events(self, count: int) -> dict[str, dict[str, Any]]:
+        assert self.client.flush(5)
+        events = self.listener.events(count)
+        assert len(events) == count, events
+        return {e["event"]: e for e in events}
+
+
+@pytest.fixture
+def agent() -> Iterator[Agent]:
+    home = Path(tempfile.mkdtemp(prefix="at-", dir="/tmp"))
+    listener = Listener(home / "ingest.sock")
+    yield Agent(listener, home / "spool")
+    listener.close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_nested_sync_spans_share_the_trace_and_name_their_parent(agent: Agent) -> None:
+    before_ms = time.time_ns() // 1_000_000
+    with agent.span("agent.run", {"task": "summarise"}) as run:
+        with agent.span("llm.call", {"model": "gpt-4o"}) as call:
+            call.set("input_tokens", 812)
+            time.sleep(0.02)
+        with agent.span("tool.call", {"tool": "search"}):
+            pass
+    events = agent.events(3)
+    root, llm, tool = events["agent.run"], events["llm.call"], events["tool.call"]
+
+    assert TRACE_ID.fullmatch(root["trace_id"]) and SPAN_ID.fullmatch(root["span_id"])
+    assert "parent_span_id" not in root
+    assert (root["trace_id"], root["span_id"]) == (run.trace_id, run.span_id)
+    for child in (llm, tool):
+        assert child["trace_id"] == root["trace_id"]
+        assert child["parent_span_id"] == root["span_id"]
+        assert SPAN_ID.fullmatch(child["span_id"]) and child["span_id"] != root["span_id"]
+    assert llm["properties"] == {
+        "model": "gpt-4o",
+        "input_tokens": 812,
+        "duration_ms": llm["properties"]["duration_ms"],
+    }
+    # The event's time is the span's start; its length is duration_ms.
+    assert llm["properties"]["duration_ms"] >= 20
+    assert root["properties"]["duration_ms"] >= llm["properties"]["duration_ms"]
+    start_ms = datetime.fromisoformat(root["timestamp"]).timestamp() * 1000
+    assert before_ms <= start_ms <= datetime.fromisoformat(llm["timestamp"]).timestamp() * 1000
+    assert "status" not in root["properties"]
+
+
+def test_spans_in_concurrent_asyncio_tasks_get_their_own_parents(agent: Agent) -> None:
+    span = agent.span
+
+    async def tool(name: str, delay: float) -> str:
+        async with span("tool.call", {"tool": name}) as outer:
+            await asyncio.sleep(delay)  # the other task runs meanwhile
+            async with span(f"tool.{name}.step", {}):
+                await asyncio.sleep(0)
+            return outer.span_id
+
+    async def run() -> tuple[str, str, str]:
+        async with span("agent.run") as root:
+            ids = await asyncio.gather(tool("a", 0.02), tool("b", 0.01))
+        assert current_span().span_id == ""  # nothing open once the run ended
+        return root.span_id, ids[0], ids[1]
+
+    root_id, a_id, b_id = asyncio.run(run())
+    assert agent.client.flush(5)
+    every = agent.listener.events(5)
+    events = {e["event"]: e for e in every}
+    trace = events["agent.run"]["trace_id"]
+    assert {e["trace_id"] for e in every} == {trace}
+    tools = {e["properties"]["tool"]: e for e in every if e["event"] == "tool.call"}
+    assert tools["a"]["span_id"] == a_id and tools["b"]["span_id"] == b_id
+    assert tools["a"]["parent_span_id"] == tools["b"]["parent_span_id"] == root_id
+    assert events["tool.a.step"]["parent_span_id"] == a_id
+    assert events["tool.b.step"]["parent_span_id"] == b_id
+
+
+def test_an_exception_marks_the_span_with_its_type_only_and_goes_on_unchanged(
+    agent: Agent,
+) -> None:
+    class QuotaExceeded(RuntimeError):
+        pass
+
+    canary = "canary-4f1d-user@example.com-sk-live-secret"
+    raised = QuotaExceeded(canary)
+    with pytest.raises(QuotaExceeded) as caught, agent.span("llm.call", {"model": "m"}):
+        raise raised
+    assert caught.value is raised
+    assert agent.client.flush(5)
+    assert agent.listener.wait_for(1)
+    (line,) = agent.listener.lines
+    assert canary.encode() not in line
+    assert b"QuotaExceeded(" not in line
+    event = json.loads(line)
+    assert event["properties"]["status"] == "error"
+    assert event["properties"]["error_type"] == "QuotaExceeded"
+
+
+def test_the_decorator_works_on_sync_and_async_functions(agent: Agent) -> None:
+    span = agent.span
+
+    @span("tool.search", {"tool": "search"})
+    def search(query: str) -> list[str]:
+        current_span().set("query_chars", len(query))
+        return [query.upper()]
+
+    @span("llm.call")
+    async def call(prompt: str) -> str:
+        current_span().set("model", "m1")
+        await asyncio.sleep(0)
+        return prompt[::-1]
+
+    @span
+    def plain() -> int:
+        return 7
+
+    @span("tool.broken")
+    async def broken() -> None:
+        raise KeyError("secret-key-name")
+
+    assert search("abc") == ["ABC"]
+    assert asyncio.run(call("abc")) == "cba"
+    assert plain() == 7
+    with pytest.raises(KeyError):
+        asyncio.run(broken())
+    assert search.__name__ == "search" and call.__name__ == "call"
+    events = agent.events(4)
+    assert events["tool.search"]["properties"]["query_chars"] == 3
+    assert events["llm.call"]["properties"]["model"] == "m1"
+    name = "test_the_decorator_works_on_sync_and_async_functions.<locals>.plain"
+    assert name in events
+    assert events["tool.broken"]["properties"]["error_type"] == "KeyError"
+    # Two calls of one decorated function are two spans, each a root here.
+    assert len({e["trace_id"] for e in events.values()}) == 4
+
+
+def test_each_call_of_a_decorated_function_is_its_own_span(agent: Agent) -> None:
+    @agent.span("tool.step")
+    def step(i: int) -> int:
+        return i
+
+    with agent.span("agent.run") as run:
+        for i in range(3):
+            step(i)
+    assert agent.client.flush(5)
+    lines = agent.listener.events(4)
+    steps = [e for e in lines if e["event"] == "tool.step"]
+    assert len(steps) == 3
+    assert len({e["span_id"] for e in steps}) == 3
+    assert {e["parent_span_id"] for e in steps} == {run.span_id}
+
+
+def test_span_with_no_daemon_never_raises_and_odd_input_is_counted(tmp_path: Path) -> None:
+    client = Client()
+    client.configure(socket_path=tmp_path / "nobody.sock", spool_dir=tmp_path / "spool")
+    span = make_span(client)
+    with span("agent.run") as s:
+        s.set("ok", True)
+    with span(123, {"a": 1}):  # type: ignore[arg-type]
+        pass
+    with span("agent.step", ["not", "a", "mapping"]) as bad:  # type: ignore[arg-type]
+        bad.set("k", "v")
+    assert span("x")(42) == 42  # not a function: returned as is
+    assert client.flush(5)
+    stats = client.stats()
+    assert stats["drops"]["invalid"] == 2
+    assert stats["queued"] == 0
+
+
+def test_current_span_outside_a_span_is_a_harmless_stand_in() -> None:
+    detached = current_span()
+    assert detached.set("k", "v") is detached
+    assert detached.properties == {}

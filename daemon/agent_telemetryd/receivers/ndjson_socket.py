@@ -39,6 +39,7 @@ class NdjsonProtocol(asyncio.Protocol):
             transport.abort()
             return
         self._source = Source("unix", pid=pid)
+        self._ingestor.agent_connected(pid)  # what it spooled meanwhile may be taken now
 
     def data_received(self, data: bytes) -> None:
         if self._skipping:

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import external, growth, idle, ingest, overhead, startup
+from bench import external, growth, idle, ingest, overhead, spool, startup
 from bench.report import Row, format_table
 
 OWN: dict[str, Callable[..., list[Row]]] = {
@@ -28,6 +28,7 @@ OWN: dict[str, Callable[..., list[Row]]] = {
     "growth": growth.run,
     "idle": idle.run,
     "startup": startup.run,
+    "spool": spool.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

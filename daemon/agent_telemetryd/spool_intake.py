@@ -16,11 +16,9 @@ the delete finds the mark at its next start and deletes the file without countin
 again. (Events alone would be harmless to re-read, since the same uuid is stored once;
 drop counts have no uuid.)
 
-A `.tmp` file is taken too when its writer is gone — no process has its pid — and it has
-not changed for `ABANDONED_AFTER_SECONDS`: a process killed while spooling never renames
-its file, and those events would wait forever. The age keeps a pid we cannot see (another
-pid namespace sharing the data dir) from being taken for dead while it writes. Its last
-line may be cut short: it is rejected like any bad line, the rest kept.
+A `.tmp` file whose writer is gone is taken too (spool_files.py says when): a process
+killed while spooling never renames its file, and those events would wait forever. Its
+last line may be cut short: it is rejected like any bad line, the rest kept.
 
 Mode `off`: nothing is kept, and the files are deleted unread — their lines counted as
 received and dropped (`mode_off`), the drop-count lines' counts under their `client_*`
@@ -31,9 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
-import re
-import stat
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -48,23 +45,26 @@ from agent_telemetry._paths import SPOOL_DIR_NAME, private_dir_problem
 from agent_telemetryd.config import Mode
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.spool_files import (
+    DROP_LINE_PREFIX,
+    file_key,
+    open_spool_file,
+    ready_files,
+    waiting_files,
+    whole_lines,
+)
 from agent_telemetryd.store import queries
 from agent_telemetryd.store.writer import StoreFullError, WriteResult
 
 log = structlog.get_logger("agent_telemetryd.spool")
 
-CHUNK_BYTES = 256 * 1024
 IN_FLIGHT = 4  # chunks handed to the writer and not yet committed
-ABANDONED_AFTER_SECONDS = 120.0
 # After an agent connects, the shim renames its spool file: give it that moment, and let a
 # burst of connections make one scan.
 SETTLE_SECONDS = 0.05
 # A live agent that connected while its file was still being written: look once more.
 RESCAN_SECONDS = 1.0
 MARK_PREFIX = "spool_taken:"
-_DROP_LINE_PREFIX = b'{"client_drops":'
-_COMPLETE = re.compile(r"(\d+)-[0-9a-f]+\.ndjson")
-_WRITING = re.compile(r"\.(\d+)-[0-9a-f]+\.tmp")
 
 GetMeta = Callable[[str], Awaitable[str | None]]
 DropMark = Callable[[str], Awaitable[None]]
@@ -165,46 +165,15 @@ class SpoolIntake:
         if problem is not None:
             log.error("spool_folder_refused", path=str(self.directory), reason=problem)
             return set()
-        files, still_writing = self._files()
+        files, still_writing = ready_files(self.directory, self._clock())
         for path, pid in files:
             if self._closed:
                 break
             await self._take(path, pid)
         return still_writing
 
-    def _files(self) -> tuple[list[tuple[Path, int]], set[int]]:
-        found: list[tuple[float, Path, int]] = []
-        still_writing: set[int] = set()
-        now = self._clock()
-        try:
-            entries = list(os.scandir(self.directory))
-        except FileNotFoundError:
-            return [], set()
-        for entry in entries:
-            complete, writing = _COMPLETE.fullmatch(entry.name), _WRITING.fullmatch(entry.name)
-            if not complete and not writing:
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-                continue  # not a file an agent of this user wrote
-            match = complete or writing
-            assert match is not None
-            pid = int(match.group(1))
-            if writing:
-                if _alive(pid):
-                    still_writing.add(pid)
-                    continue
-                if now - info.st_mtime < ABANDONED_AFTER_SECONDS:
-                    continue
-            found.append((info.st_mtime, Path(entry.path), pid))
-        found.sort()
-        return [(path, pid) for _, path, pid in found], still_writing
-
     async def _take(self, path: Path, pid: int) -> None:
-        mark = MARK_PREFIX + _file_key(path.name)
+        mark = MARK_PREFIX + file_key(path.name)
         mode = str(self._mode())
         try:
             if mode == Mode.OFF:
@@ -230,11 +199,12 @@ class SpoolIntake:
         drop_lines: list[bytes] = []
         lines_taken = 0
         try:
-            with _open_private(path) as file:
-                for lines in _chunks(file, self._max_line, self._reject_oversize, source):
+            with open_spool_file(path) as file:
+                oversize = functools.partial(self._reject_oversize, source)
+                for lines in whole_lines(file, self._max_line, oversize):
                     events = []
                     for line in lines:
-                        kind = drop_lines if line.startswith(_DROP_LINE_PREFIX) else events
+                        kind = drop_lines if line.startswith(DROP_LINE_PREFIX) else events
                         kind.append(line)
                     if not events:
                         continue
@@ -264,10 +234,10 @@ class SpoolIntake:
         source = Source("spool", pid=pid)
         events = 0
         drop_lines: list[bytes] = []
-        with _open_private(path) as file:
-            for lines in _chunks(file, self._max_line, None, source):
+        with open_spool_file(path) as file:
+            for lines in whole_lines(file, self._max_line, lambda: None):
                 for line in lines:
-                    if line.startswith(_DROP_LINE_PREFIX):
+                    if line.startswith(DROP_LINE_PREFIX):
                         drop_lines.append(line)
                     else:
                         events += 1
@@ -283,80 +253,8 @@ class SpoolIntake:
         )
 
 
-def _chunks(
-    file: Any,
-    max_line: int,
-    on_oversize: Callable[[Source], None] | None,
-    source: Source,
-) -> Any:
-    """Whole lines, a chunk at a time; an over-long line is skipped (and reported), and a
-    last line without its newline (a writer killed mid-line) is given as it is."""
-    carry = b""
-    skipping = False
-    while True:
-        data = file.read(CHUNK_BYTES)
-        if not data:
-            break
-        if skipping:
-            newline = data.find(b"\n")
-            if newline == -1:
-                continue
-            data, skipping = data[newline + 1 :], False
-        data = carry + data
-        cut = data.rfind(b"\n")
-        if cut == -1:
-            carry = data
-        else:
-            carry = data[cut + 1 :]
-            lines = [line for line in data[:cut].split(b"\n") if line and not line.isspace()]
-            long_lines = [line for line in lines if len(line) > max_line]
-            if long_lines:
-                lines = [line for line in lines if len(line) <= max_line]
-                for _ in long_lines:
-                    if on_oversize is not None:
-                        on_oversize(source)
-            yield lines
-        if len(carry) > max_line:
-            carry, skipping = b"", True
-            if on_oversize is not None:
-                on_oversize(source)
-    if carry.strip() and not skipping:
-        yield [carry]
-
-
-@contextlib.contextmanager
-def _open_private(path: Path) -> Any:
-    # O_NOFOLLOW: a symlink put in place of a spool file is not followed to someone's file.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        yield file
-
-
-def _file_key(name: str) -> str:
-    """`<pid>-<random>` of either name form, so a `.tmp` taken once is known if renamed."""
-    return name.lstrip(".").removesuffix(".ndjson").removesuffix(".tmp")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def spool_dir(data_dir: Path) -> Path:
     return data_dir / SPOOL_DIR_NAME
-
-
-def waiting_files(directory: Path) -> int:
-    """Complete spool files not taken yet (for `status`)."""
-    try:
-        return sum(1 for entry in os.scandir(directory) if _COMPLETE.fullmatch(entry.name))
-    except OSError:
-        return 0
 
 
 async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.Application):  # type: ignore[no-untyped-def]

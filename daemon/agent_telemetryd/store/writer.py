@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +31,15 @@ import structlog
 from agent_telemetryd.store.buffer_file import CLEAR, HEAL, BufferFile, Replaced
 from agent_telemetryd.store.database import is_corrupt, is_full
 from agent_telemetryd.store.rows import INSERT_EVENT, EventRow, UploadState
+from agent_telemetryd.store.write_requests import (
+    STOP,
+    BeforeReplace,
+    Job,
+    ReplaceRequest,
+    StoreFullError,
+    WriteRequest,
+    WriteResult,
+)
 
 log = structlog.get_logger("agent_telemetryd.store")
 T = TypeVar("T")
@@ -46,53 +54,6 @@ _SET_META = (
 )
 STORED = "stored"
 MAX_GROUP_EVENTS = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    inserted: int
-    duplicates: int
-    # Positions (in the request's rows) of the rows the full buffer could not take.
-    refused_rows: tuple[int, ...] = ()
-
-    @property
-    def refused(self) -> int:
-        return len(self.refused_rows)
-
-
-@dataclass(slots=True)
-class WriteRequest:
-    rows: list[EventRow]
-    counters: dict[str, int] = field(default_factory=dict)
-    ack: asyncio.Future[WriteResult] | None = None
-    # `meta` rows written in the same transaction (a spool file's "taken" mark).
-    meta: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    done: asyncio.Future[Any]
-    transaction: bool
-    frees_space: bool = False
-
-
-@dataclass(slots=True)
-class _Replace:
-    kind: str  # CLEAR or HEAL
-    reason: str
-    done: asyncio.Future[Replaced | None]
-    generation: int | None = None  # HEAL: only if the file is still this one
-
-
-_STOP = object()
-# Called on the event loop before the file is replaced: whatever else holds a connection
-# to it (the reader thread, the checkpointer) lets go.
-BeforeReplace = Callable[[], Awaitable[None]]
-
-
-class StoreFullError(RuntimeError):
-    pass
 
 
 class Writer:
@@ -156,13 +117,13 @@ class Writer:
         `frees_space`: the job deletes (retention): on a full disk it may use the reserve.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, transaction, frees_space))
+        self._queue.put_nowait(Job(fn, future, transaction, frees_space))
         return await future
 
     async def replace_with_fresh(self, reason: str) -> Replaced:
         """`clear`: a fresh file in place of this one, keeping what store/fresh.py keeps."""
         future: asyncio.Future[Replaced | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Replace(CLEAR, reason, future))
+        self._queue.put_nowait(ReplaceRequest(CLEAR, reason, future))
         result = await future
         assert result is not None
         return result
@@ -171,13 +132,13 @@ class Writer:
         """A reader met corruption in file `generation`: keep it aside and start fresh
         (nothing happens when that file was replaced meanwhile)."""
         future: asyncio.Future[Replaced | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Replace(HEAL, reason, future, generation))
+        self._queue.put_nowait(ReplaceRequest(HEAL, reason, future, generation))
         await future
 
     async def close(self) -> None:
         """Commit everything queued so far, then stop the thread."""
         if self._task is not None:
-            self._queue.put_nowait(_STOP)
+            self._queue.put_nowait(STOP)
             await self._task
             self._task = None
         self._executor.shutdown(wait=True)
@@ -198,7 +159,7 @@ class Writer:
                 if isinstance(job, WriteRequest):
                     events += len(job.rows)
             for job in jobs:
-                if job is _STOP:
+                if job is STOP:
                     stopping = True
                 elif isinstance(job, WriteRequest):
                     group.append(job)
@@ -206,7 +167,7 @@ class Writer:
                     if group:
                         await self._commit_group(loop, group)
                         group = []
-                    if isinstance(job, _Replace):
+                    if isinstance(job, ReplaceRequest):
                         await self._run_replace(loop, job)
                     else:
                         await self._run_job(loop, job)
@@ -239,7 +200,7 @@ class Writer:
             if request.ack is not None and not request.ack.done():
                 request.ack.set_result(result)
 
-    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         run = self._in_transaction
         try:
             try:
@@ -271,7 +232,7 @@ class Writer:
             )
         return False
 
-    async def _run_replace(self, loop: asyncio.AbstractEventLoop, job: _Replace) -> None:
+    async def _run_replace(self, loop: asyncio.AbstractEventLoop, job: ReplaceRequest) -> None:
         try:
             if job.kind == HEAL and job.generation != self._file.generation:
                 result = None  # that file was replaced already

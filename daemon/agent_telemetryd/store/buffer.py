@@ -42,7 +42,7 @@ RETENTION_EVERY_SECONDS = 3600.0
 INLINE_CHECK_BYTES = 16 * 1024 * 1024
 CHECK_SECONDS = 60.0
 # Rows a retention step deletes; on a full disk, steps shrink down to the last size.
-PURGE_STEPS = (50_000, 2_000, 100)
+PURGE_STEPS = (50_000, 2_000, 100, 10)
 
 
 class Buffer:

@@ -66,12 +66,7 @@ class BufferFile:
         self.page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
 
     def after_write(self) -> None:
-        try:
-            self._recorder.note()
-        except OSError as error:
-            # The record could not be written (a full disk): the WAL is still the buffer's;
-            # at the next open it may be taken for a foreign one and moved aside, kept.
-            log.warning("wal_salts_not_recorded", reason=error.strerror)
+        self._note_wal()
         checkpointer = self.checkpointer
         if checkpointer is None:
             return
@@ -92,8 +87,16 @@ class BufferFile:
             busy = 1
         finally:
             conn.execute("PRAGMA busy_timeout = 5000")
-        self._recorder.note()
+        self._note_wal()
         return not busy
+
+    def _note_wal(self) -> None:
+        try:
+            self._recorder.note()
+        except OSError as error:
+            # The record could not be written (a full disk): the WAL is still the buffer's;
+            # at the next open it may be taken for a foreign one and moved aside, kept.
+            log.warning("wal_salts_not_recorded", reason=error.strerror)
 
     def make_room(self, *, use_reserve: bool) -> bool:
         """Give space back for one more try of what just failed with SQLITE_FULL."""

@@ -128,10 +128,19 @@ def _open_and_migrate(path: Path, autocheckpoint: bool) -> sqlite3.Connection:
             # Before anything else is written: a no-op write transaction gives the WAL its
             # header now, and its salts are recorded before any event is committed under
             # them (store/wal_identity.py).
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(f"PRAGMA user_version = {int(version)}")
-            conn.execute("COMMIT")
-            WalRecorder(path).note()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+                WalRecorder(path).note()
+            except (OSError, sqlite3.OperationalError) as error:
+                if not is_full(error):
+                    raise
+                # A full disk must not keep the buffer from opening (freeing space is what
+                # the user needs then); the writer records the salts after its first write.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.warning("wal_salts_not_recorded", path=str(path), reason="disk full")
         migrate(conn)
         # Created by the daemon for the user alone.
         path.chmod(0o600)

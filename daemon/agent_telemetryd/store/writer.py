@@ -73,6 +73,7 @@ class Writer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
         self._task: asyncio.Task[None] | None = None
         self._stored = _counter(self._file.conn, STORED)
+        self._evicting = False  # the group being committed evicts sent rows
         # Counts that could not be written (the disk failed); status adds them in.
         self.unsaved: dict[str, int] = {}
 
@@ -182,10 +183,17 @@ class Writer:
                 results = await loop.run_in_executor(self._executor, self._commit, group)
             except sqlite3.Error as error:
                 # Once more after healing or making room: the group is not lost to either.
-                if not await self._recover(loop, error, frees_space=False):
+                # A group that evicts (the buffer at its caps) frees space: it may use the
+                # reserve; one that only adds rows may not.
+                evicting = self._evicting
+                if not await self._recover(loop, error, frees_space=evicting):
                     raise
                 results = await loop.run_in_executor(self._executor, self._commit, group)
-        except sqlite3.Error as error:
+                if evicting:
+                    await loop.run_in_executor(self._executor, self._file.restore_reserve)
+        except (sqlite3.Error, OSError) as error:
+            # Whatever failed, the writer goes on: these events are counted as lost, their
+            # senders told, and the next group is tried afresh.
             lost = sum(len(request.rows) for request in group)
             for request in group:
                 for name, value in request.counters.items():
@@ -292,6 +300,7 @@ class Writer:
         conn = self._file.conn
         totals: dict[str, int] = {}
         results = []
+        self._evicting = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             # The file size is read once per group commit, not per request: the byte cap
@@ -345,6 +354,7 @@ class Writer:
             (want,),
         ).rowcount
         if evicted:
+            self._evicting = True
             self._stored -= evicted
             _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
         if self._used_bytes(conn) > self._max_bytes:

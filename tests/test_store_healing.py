@@ -26,6 +26,7 @@ from tests.fakes.upload_helpers import post_events
 from tests.test_daemon_ingest import post_events as post_raw
 
 PAGE = 4096
+QUIET_ENV = {"AGENT_TELEMETRY_RATE_LIMIT": "off"}
 
 
 @pytest.fixture
@@ -151,6 +152,26 @@ def test_garbage_over_a_page_mid_file_is_found_at_start_and_moved_aside(
     # The id lives on a page the damage did not reach: the fresh buffer keeps it.
     assert daemon.status()["anonymous_id"] == anonymous_id
     assert "Traceback" not in daemon.log()
+
+
+def test_a_large_buffer_is_checked_after_start_and_healed_while_running(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Above 16 MiB the check runs behind a daemon that already takes events."""
+    from agent_telemetryd.store.buffer import INLINE_CHECK_BYTES
+    from bench.fixtures import fill_buffer
+
+    daemon = daemon_factory(QUIET_ENV)
+    daemon.stop()
+    fill_buffer(daemon.database, 70_000, upload="local")
+    assert daemon.database.stat().st_size > INLINE_CHECK_BYTES
+    _corrupt_page(daemon.database, daemon.database.stat().st_size // PAGE // 2)
+    daemon.start()  # ready before the check is done: it does not hold the start up
+    log = wait_for_log(daemon, "buffer_corrupt_moved_aside", timeout=60)
+    kept = kept_files(daemon, "corrupt")
+    assert len(kept) == 1 and str(kept[0]) in log
+    uuids = set(post_events(daemon, 10))
+    assert {row["uuid"] for row in daemon.export()} == uuids
 
 
 def _root_page(database: Path, table: str) -> int:

@@ -257,7 +257,9 @@ def spool_dir(data_dir: Path) -> Path:
     return data_dir / SPOOL_DIR_NAME
 
 
-async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.Application):  # type: ignore[no-untyped-def]
+async def attach(
+    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
+) -> Callable[[], Awaitable[None]]:
     """Start taking spool files: now, and whenever an agent connects. Returns the closer."""
     ingestor = context.ingestor
     assert ingestor is not None

@@ -23,7 +23,6 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -59,13 +58,13 @@ MAX_GROUP_EVENTS = 20_000
 class Writer:
     def __init__(
         self,
-        conn: sqlite3.Connection | BufferFile,
+        file: BufferFile,
         *,
         max_events: int,
         max_bytes: int,
         before_replace: BeforeReplace | None = None,
     ) -> None:
-        self._file = conn if isinstance(conn, BufferFile) else BufferFile(_path_of(conn), conn)
+        self._file = file
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._before_replace = before_replace
@@ -365,10 +364,6 @@ class Writer:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * self._file.page_size
-
-
-def _path_of(conn: sqlite3.Connection) -> Path:
-    return Path(conn.execute("PRAGMA database_list").fetchone()[2])
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

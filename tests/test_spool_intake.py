@@ -7,18 +7,24 @@ or counted under a `client_*` reason in `status`, and no spool file may be left 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
+from tests.test_daemon_ingest import post_events as post_raw
 from tests.test_daemon_ingest import send_lines
 
 AGENT = """
@@ -88,6 +94,7 @@ def test_agents_that_ran_while_the_daemon_was_down_are_all_stored_when_it_starts
     assert per_worker == [(w, i) for w in range(4) for i in range(2500)]
 
 
+@pytest.mark.timeout(300)
 def test_a_stopped_daemon_loses_nothing_of_four_agents_bursting_at_their_exit(
     daemon_factory: DaemonFactory,
 ) -> None:
@@ -238,14 +245,35 @@ def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_aroun
     assert "hunter2" not in daemon.log() and "Weird" not in daemon.log()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_and_wait_for_http(daemon: DaemonProcess, port: int) -> None:
+    """Start without the CLI's status round trips: ready when the HTTP port answers."""
+    daemon.start(wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log()
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.connect(("127.0.0.1", port))
+            return
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(300)
 def test_kill_9_rounds_with_spooling_agents_lose_and_duplicate_nothing(
     daemon_factory: DaemonFactory,
 ) -> None:
-    """Twenty rounds: each starts the daemon on what agents spooled while it was dead,
-    posts acknowledged events, and kills it -9 at a varying moment."""
-    from tests.fakes.upload_helpers import post_events
-
-    daemon = daemon_factory(QUIET, start=False)
+    """Twenty rounds: each starts the daemon on what an agent spooled while it was dead,
+    while another agent sends and acknowledged events are posted, and kills it -9 at a
+    varying moment. Acknowledged and spooled events all end up stored exactly once."""
+    port = _free_port()
+    daemon = daemon_factory({**QUIET, "AGENT_TELEMETRY_HTTP_PORT": str(port)}, start=False)
+    url = f"http://127.0.0.1:{port}"
     acknowledged: set[str] = set()
     spooled: set[tuple[int, int]] = set()
     for round_number in range(20):
@@ -255,21 +283,33 @@ def test_kill_9_rounds_with_spooling_agents_lose_and_duplicate_nothing(
         )
         assert agent.returncode == 0
         spooled.update((round_number, i) for i in range(200))
-        daemon.start()
-        acknowledged.update(post_events(daemon, 100))
+        _start_and_wait_for_http(daemon, port)
+        live = subprocess.Popen(
+            [sys.executable, "-c", AGENT, str(1000 + round_number), "300"], env=daemon.env
+        )
+        for batch in range(2):
+            events = [
+                {"event": "acked", "uuid": str(uuid.uuid4()), "properties": {"b": batch}}
+                for _ in range(50)
+            ]
+            status, body = post_raw(url, events)
+            assert (status, body["accepted"]) == (202, 50)
+            acknowledged.update(event["uuid"] for event in events)
         time.sleep((round_number % 5) * 0.02)  # a different moment each round, not a wait
         daemon.kill()
+        assert live.wait(60) == 0  # what it had not handed over when the daemon died: spooled
     daemon.start()
     status = wait_until_taken(daemon, len(spooled) + len(acknowledged))
     rows = daemon.export()
     uuids = [row["uuid"] for row in rows]
     assert len(uuids) == len(set(uuids))  # exactly once
     assert acknowledged <= set(uuids)
-    assert spooled <= {
+    steps = {
         (r["properties"]["worker"], r["properties"]["i"])
         for r in rows
         if r["event"] == "agent.step"
     }
+    assert spooled <= steps
     assert_balanced(status)
     daemon.stop()
     conn = sqlite3.connect(daemon.database)

@@ -100,7 +100,7 @@ def test_a_foreign_wal_before_start_is_moved_aside_and_the_buffer_kept(
     daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
-    uuids = set(post_events(daemon, 5000))
+    uuids = set(post_events(daemon, 1000))
     assert daemon.stop() == 0
     wal = Path(f"{daemon.database}-wal")
     shutil.copyfile(foreign_wal(tmp_path), wal)
@@ -111,14 +111,14 @@ def test_a_foreign_wal_before_start_is_moved_aside_and_the_buffer_kept(
     assert len(kept) == 1 and str(kept[0]) in log
     assert kept[0].read_bytes() == (tmp_path / "other.sqlite3-wal").read_bytes()
     post_events(daemon, 10)
-    assert daemon.status()["buffer"]["events"] == 5010
+    assert daemon.status()["buffer"]["events"] == 1010
 
 
 def test_the_buffers_own_wal_after_kill_9_is_replayed_not_moved(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
-    uuids = set(post_events(daemon, 3000))
+    uuids = set(post_events(daemon, 1000))
     daemon.kill()
     assert Path(f"{daemon.database}-wal").stat().st_size > 0
     daemon.start()
@@ -136,7 +136,7 @@ def test_garbage_over_a_page_mid_file_is_found_at_start_and_moved_aside(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
-    post_events(daemon, 5000)
+    post_events(daemon, 2000)
     anonymous_id = daemon.status()["anonymous_id"]
     assert daemon.stop() == 0  # a clean stop: every page is in the file, no WAL
     pages = daemon.database.stat().st_size // PAGE
@@ -190,7 +190,7 @@ def test_corruption_met_while_running_heals_without_a_restart_and_keeps_the_even
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
-    post_events(daemon, 3000)
+    post_events(daemon, 1000)
     daemon.stop()
     daemon.start()
     pid = daemon.proc.pid if daemon.proc else None

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import external, growth, idle, ingest, otlp, overhead, startup
+from bench import external, growth, idle, ingest, otlp, overhead, spool, startup
 from bench.report import Row, format_table
 
 OWN: dict[str, Callable[..., list[Row]]] = {
@@ -29,6 +29,7 @@ OWN: dict[str, Callable[..., list[Row]]] = {
     "idle": idle.run,
     "startup": startup.run,
     "otlp": otlp.run,
+    "spool": spool.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

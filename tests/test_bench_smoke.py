@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_SECTIONS = ("overhead", "ingest", "growth", "idle", "startup")
+OWN_SECTIONS = ("overhead", "ingest", "growth", "idle", "startup", "spool")
 EXPECTED = {
     "agent overhead": [
         "posthog capture() median (host unreachable)",
@@ -49,6 +49,11 @@ EXPECTED = {
         "daemon wake-ups (context switches)",
     ],
     "startup": ["exec -> accepting, empty buffer", "exec -> accepting, 20,000 pending"],
+    "spool": [
+        "agent run to exit, 5,000 track(), daemon SIGSTOPped",
+        "events stored once the daemon runs again",
+        "spool files at start, 4 x 5,000 events",
+    ],
 }
 
 

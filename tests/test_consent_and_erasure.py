@@ -151,3 +151,20 @@ def test_enable_warns_about_the_daemons_backend_not_this_shells(daemon_factory: 
     none_daemon = daemon_factory({})
     out = none_daemon.cli("enable").stdout
     assert "No backend is configured" in out
+
+
+def test_forget_reaches_an_id_whose_batch_was_committed_but_whose_answer_was_lost(
+    daemon_factory: Factory, backend: FakeHttpBackend
+) -> None:
+    backend.lose_answers = True  # stores the batch, then drops the connection
+    daemon = daemon_factory(
+        _http_env(backend.url, AGENT_TELEMETRY_MODE="upload", AGENT_TELEMETRY_RETRY_BASE="0.05")
+    )
+    post_events(daemon, 3)
+    report = flush_json(daemon, check=False)
+    assert report["events_sent"] == 0 and report["error"]  # no answer: nothing marked sent
+    sent_id = daemon.status()["anonymous_id"]
+    assert {event["anonymous_id"] for event in backend.stored.values()} == {sent_id}
+    out = json.loads(daemon.cli("forget", "--yes", "--json").stdout)
+    assert out["erased_ids"] == [sent_id]
+    assert backend.deleted_ids == [sent_id] and backend.stored == {}

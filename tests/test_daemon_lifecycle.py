@@ -212,7 +212,7 @@ def test_a_corrupt_buffer_is_moved_aside_and_a_fresh_one_started(
     assert [r["event"] for r in daemon.export()] == ["fresh"]
     aside = list(daemon.database.parent.glob("buffer.sqlite3.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
-    assert "buffer_unreadable_moved_aside" in daemon.log()
+    assert "buffer_corrupt_moved_aside" in daemon.log()
 
 
 def test_a_buffer_from_a_newer_version_is_one_clear_line_and_no_restart_loop(

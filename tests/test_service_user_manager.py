@@ -218,8 +218,10 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
         # first, or it would send them itself.
         manager.systemctl("stop", "agent-telemetry-flush.timer")
         manager.wait_until(
-            lambda: manager.show("ActiveState", unit="agent-telemetry-flush.service")
-            == {"ActiveState": "inactive"}
+            lambda: (
+                manager.show("ActiveState", unit="agent-telemetry-flush.service")
+                == {"ActiveState": "inactive"}
+            )
         )
 
         service_env = manager.show("Environment", "EnvironmentFiles")

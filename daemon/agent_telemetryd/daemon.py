@@ -71,7 +71,7 @@ Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Clo
 
 def daemon_parts() -> tuple[Part, ...]:
     """The parts started after the core, in order; they stop in reverse order."""
-    from agent_telemetryd import dashboard, ratelimit_state, reload
+    from agent_telemetryd import dashboard, ratelimit_state, reload, spool_intake
     from agent_telemetryd.receivers import otlp_listeners
     from agent_telemetryd.upload import part as upload_part
 
@@ -81,6 +81,7 @@ def daemon_parts() -> tuple[Part, ...]:
         dashboard.attach,
         otlp_listeners.attach,
         reload.attach,
+        spool_intake.attach,
     )
 
 

@@ -21,7 +21,16 @@ import structlog
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Mode
-from agent_telemetryd.events import Event, EventError, Limits, Validator, log_reason, parse_line
+from agent_telemetryd.events import (
+    CLIENT_DROPS,
+    Event,
+    EventError,
+    Limits,
+    Validator,
+    client_drop_counts,
+    log_reason,
+    parse_line,
+)
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
 
@@ -42,7 +51,7 @@ UploadGate = Callable[[str, int], int | None]
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    transport: str  # unix, http, posthog, otlp
+    transport: str  # unix, http, posthog, otlp, spool
     agent: str | None = None
     pid: int | None = None
 
@@ -119,6 +128,7 @@ class Ingestor:
         self._clock = clock
         self.memory = Counters()
         self._logged_rejections = 0
+        self._connection_listeners: list[Callable[[int | None], None]] = []
 
     # A reload swaps these between arrivals: each arrival binds them once, so no arrival
     # is ever handled half by the old settings and half by the new.
@@ -132,16 +142,54 @@ class Ingestor:
     def upload_gate(self) -> UploadGate | None:
         return self._upload_gate
 
-    def accept_lines(self, lines: list[bytes], source: Source) -> None:
-        """NDJSON from ingest.sock: fire-and-forget, nothing to answer."""
+    def accept_lines(
+        self,
+        lines: list[bytes],
+        source: Source,
+        *,
+        ack: bool = False,
+        marks: dict[str, str] | None = None,
+    ) -> Outcome:
+        """NDJSON (ingest.sock, spool files): nothing to answer, but `ack` gives a future
+        that resolves after the commit; `marks` are meta rows written in the same one.
+
+        A shim's drop-count line is recognised by its shape before event validation and
+        its counts go in with the events around it, in the same transaction.
+        """
         documents: list[Any] = []
         bad: list[str] = []
+        drops: dict[str, int] = {}
         for line in lines:
             try:
-                documents.append(parse_line(line))
+                document = parse_line(line)
+                if type(document) is dict and CLIENT_DROPS in document:
+                    for reason, count in client_drop_counts(document).items():
+                        drops[reason] = drops.get(reason, 0) + count
+                    continue
             except EventError as error:
                 bad.append(str(error))
-        self._submit(documents, source, ack=False, extra_rejections=bad)
+                continue
+            documents.append(document)
+        return self._submit(
+            documents, source, ack=ack, extra_rejections=bad, dropped=drops, marks=marks
+        )
+
+    def discard_unread(self, events: int) -> None:
+        """Count events thrown away unread (spool files in mode `off`): received, and
+        dropped as `mode_off`, in memory since nothing is written in `off`."""
+        if events:
+            self.memory.add("received", events)
+            self.memory.add("dropped.mode_off", events)
+
+    def on_agent_connected(self, listener: Callable[[int | None], None]) -> None:
+        """Call `listener(pid)` whenever an agent connects to a receiver."""
+        self._connection_listeners.append(listener)
+
+    def agent_connected(self, pid: int | None) -> None:
+        """An agent reached the daemon (a receiver calls this): it may have left events in
+        the spool while it could not."""
+        for listener in self._connection_listeners:
+            listener(pid)
 
     def accept_documents(
         self,
@@ -169,6 +217,7 @@ class Ingestor:
         ack: bool,
         extra_rejections: Iterable[str],
         dropped: dict[str, int] | None = None,
+        marks: dict[str, str] | None = None,
     ) -> Outcome:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
@@ -184,7 +233,7 @@ class Ingestor:
                 self.memory.add(name, value)
             self.memory.add("dropped.mode_off", len(arrival.rows))
             return Outcome(arrival.rejected, None, 0)
-        pending = writer.submit(arrival.rows, counters, ack=ack)
+        pending = writer.submit(arrival.rows, counters, ack=ack, meta=marks)
         return Outcome(arrival.rejected, pending, len(arrival.rows), arrival.row_documents)
 
     def _build_rows(self, documents: list[Any], source: Source, mode: str, now: float) -> _Arrival:

@@ -26,6 +26,8 @@ class FakeHttpBackend(ThreadedBackend):
         self.stored: dict[str, dict[str, Any]] = {}  # uuid → event, with its anonymous_id
         self.deleted_ids: list[str] = []
         self.idempotency_keys: list[str] = []
+        # Commit each batch, then drop the connection before answering: the answer is lost.
+        self.lose_answers = False
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(f"{API}/batch", self._batch)
@@ -40,6 +42,8 @@ class FakeHttpBackend(ThreadedBackend):
         status, answer = self._judge(request, body, error)
         await self.pause_if_asked()
         self.record(Recorded("POST", request.path, dict(request.headers), body, size, status))
+        if self.lose_answers and request.transport is not None:
+            request.transport.abort()  # committed above; the client never hears of it
         return web.json_response(answer, status=status)
 
     def _judge(self, request: web.Request, body: Any, error: str | None) -> tuple[int, Any]:

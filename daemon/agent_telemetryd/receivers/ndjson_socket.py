@@ -86,6 +86,7 @@ class NdjsonProtocol(asyncio.Protocol):
         self._admitted = True
         self._transport = transport
         self._source = Source("unix", pid=pid)
+        self._ingestor.agent_connected(pid)  # what it spooled meanwhile may be taken now
         if self._idle_timeout is not None:
             loop = asyncio.get_running_loop()
             self._last_data = loop.time()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -9,12 +12,16 @@ from pathlib import Path
 
 import structlog
 
-from agent_telemetryd.store.migrations import migrate
+from agent_telemetryd.store.fresh import move_aside, remove_leftover
+from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, migrate
+from agent_telemetryd.store.wal_identity import WalRecorder, foreign_wal_reason
 
 log = structlog.get_logger("agent_telemetryd.store")
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, *, readonly: bool = False, autocheckpoint: bool = True
+) -> sqlite3.Connection:
     """A connection with the pragmas every user of the buffer needs."""
     if readonly:
         conn = sqlite3.connect(
@@ -30,8 +37,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # NORMAL in WAL mode loses at most the last commits on power loss, never integrity;
         # FULL would fsync every group commit and cap ingest at the disk's flush rate.
         conn.execute("PRAGMA synchronous = NORMAL")
-        # Let the WAL grow a little more between checkpoints; fewer checkpoint stalls.
-        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        # The daemon checkpoints on a thread of its own (store/checkpoint.py), so its
+        # writer does not stop for it; a one-off writer (the CLI with the daemon down) lets
+        # SQLite do it, a little less often than by default: fewer checkpoint stalls.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {4000 if autocheckpoint else 0}")
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
@@ -39,6 +48,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 # SQLite's primary result codes for a file that is not a usable database. Anything else
 # (busy, locked, full, read-only, cannot open) says nothing about the file's contents.
 _SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
 
 
@@ -47,50 +57,117 @@ def is_corrupt(error: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
-def open_buffer(path: Path) -> sqlite3.Connection:
+def is_full(error: BaseException) -> bool:
+    """The disk (or a quota) is full: SQLITE_FULL, or ENOSPC/EDQUOT from the file system."""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == _SQLITE_FULL
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class BufferOpenError(sqlite3.OperationalError):
+    """The buffer cannot be opened; the message names the file and says why, in words a
+    user can act on ("cannot open the buffer at PATH: read-only file system")."""
+
+
+def open_buffer(path: Path, *, autocheckpoint: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the buffer; a corrupt file is moved aside.
 
     Only a corrupt file: a locked, full or read-only one is the user's data intact, and
-    moving it aside would also start a new anonymous id.
+    moving it aside would also start a new anonymous id. Before SQLite opens the file, a
+    WAL that is not the buffer's is moved aside (store/wal_identity.py), so it is never
+    replayed into it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        return _open_and_migrate(path)
-    except sqlite3.DatabaseError as error:
-        if not is_corrupt(error):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        remove_leftover(path)
+        guard_wal(path)
+        try:
+            return _open_and_migrate(path, autocheckpoint)
+        except sqlite3.DatabaseError as error:
+            if not is_corrupt(error):
+                raise
+            aside = move_aside(path, "corrupt")
+            log.error(
+                "buffer_corrupt_moved_aside",
+                reason=str(error),
+                moved_to=str(aside),
+                action="started a fresh buffer",
+            )
+            return _open_and_migrate(path, autocheckpoint)
+    except MigrationError:
+        raise
+    except (OSError, sqlite3.Error) as error:
+        if isinstance(error, BufferOpenError):
             raise
-        aside = move_aside(path)
-        log.error(
-            "buffer_unreadable_moved_aside",
-            reason=str(error),
-            moved_to=str(aside),
-            action="started a fresh buffer",
-        )
-        return _open_and_migrate(path)
+        raise BufferOpenError(f"cannot open the buffer at {path}: {_why(path, error)}") from error
 
 
-def _open_and_migrate(path: Path) -> sqlite3.Connection:
-    conn = connect(path)
+def guard_wal(path: Path) -> Path | None:
+    """Move a WAL (and its -shm) that is not the buffer's aside, with a log line; returns
+    where it went, or None when there was nothing to move."""
+    reason = foreign_wal_reason(path)
+    if reason is None:
+        return None
+    aside = move_aside(path, "foreign", suffixes=("-wal", "-shm"))
+    log.error(
+        "buffer_wal_not_ours_moved_aside",
+        reason=reason,
+        moved_to=f"{aside}-wal",
+        action="the buffer opens without it; nothing of it was applied",
+    )
+    return aside
+
+
+def _open_and_migrate(path: Path, autocheckpoint: bool) -> sqlite3.Connection:
+    conn = connect(path, autocheckpoint=autocheckpoint)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version <= SCHEMA_VERSION:
+            # Before anything else is written: a no-op write transaction gives the WAL its
+            # header now, and its salts are recorded before any event is committed under
+            # them (store/wal_identity.py).
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+                WalRecorder(path).note()
+            except (OSError, sqlite3.OperationalError) as error:
+                if not is_full(error):
+                    raise
+                # A full disk must not keep the buffer from opening (freeing space is what
+                # the user needs then); the writer records the salts after its first write.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.warning("wal_salts_not_recorded", path=str(path), reason="disk full")
         migrate(conn)
         # Created by the daemon for the user alone.
         path.chmod(0o600)
         return conn
     except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         conn.close()
         raise
 
 
-def move_aside(path: Path) -> Path:
-    """Rename the file and its WAL/SHM so a fresh buffer can start; nothing is deleted."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            source.rename(Path(f"{target}{suffix}"))
-    return target
+def _why(path: Path, error: BaseException) -> str:
+    """What stopped the buffer from opening, in the file system's words where it has them."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    # SQLite says what failed ("unable to open database file"), not why: ask the disk.
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        return "permission denied"
+    if is_full(error):
+        return "no space left on device"
+    return str(error)
 
 
 @dataclass(frozen=True)

@@ -495,7 +495,10 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back by itself (a full disk): the error that caused it
+            # is the one to raise, not a failed ROLLBACK.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return SCHEMA_VERSION
 

@@ -177,6 +177,10 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
+def delete_meta(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+
 def ensure_anonymous_id(conn: sqlite3.Connection) -> str:
     """The installation's id: random (v4), made once, never derived from the machine."""
     existing = get_meta(conn, "anonymous_id")

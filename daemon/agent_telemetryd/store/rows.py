@@ -31,7 +31,7 @@ class EventRow(NamedTuple):
     properties: str  # JSON text
     agent: str
     pid: int | None
-    transport: str  # unix, http, posthog
+    transport: str  # unix, http, posthog, otlp, spool
     consent: str  # the mode at receipt
     upload: str  # an UploadState value
     anonymous_id: str

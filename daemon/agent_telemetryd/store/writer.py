@@ -8,6 +8,12 @@ has exactly one writer and nobody waits on SQLite's lock.
 
 aiosqlite would cost a thread hop per statement; a group commit is several
 statements, so the whole transaction runs as one function on this thread instead.
+
+When SQLite says the file is corrupt (SQLITE_CORRUPT, SQLITE_NOTADB) — to this thread or
+to a reader — the file is kept aside and a fresh one takes its place (`heal`), and what
+failed is tried once more on it: the events queued at that moment go into the fresh
+buffer, without a restart. When it says the disk is full, room is made (store/buffer_file.py)
+and what failed is tried once more; only operations that free space may use the reserve.
 """
 
 from __future__ import annotations
@@ -17,12 +23,22 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
 
+from agent_telemetryd.store.buffer_file import CLEAR, HEAL, BufferFile, Replaced
+from agent_telemetryd.store.database import is_corrupt, is_full
 from agent_telemetryd.store.rows import INSERT_EVENT, EventRow, UploadState
+from agent_telemetryd.store.write_requests import (
+    STOP,
+    BeforeReplace,
+    Job,
+    ReplaceRequest,
+    StoreFullError,
+    WriteRequest,
+    WriteResult,
+)
 
 log = structlog.get_logger("agent_telemetryd.store")
 T = TypeVar("T")
@@ -31,53 +47,32 @@ _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
 )
+_SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 STORED = "stored"
 MAX_GROUP_EVENTS = 20_000
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    inserted: int
-    duplicates: int
-    # Positions (in the request's rows) of the rows the full buffer could not take.
-    refused_rows: tuple[int, ...] = ()
-
-    @property
-    def refused(self) -> int:
-        return len(self.refused_rows)
-
-
-@dataclass(slots=True)
-class WriteRequest:
-    rows: list[EventRow]
-    counters: dict[str, int] = field(default_factory=dict)
-    ack: asyncio.Future[WriteResult] | None = None
-
-
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    done: asyncio.Future[Any]
-    transaction: bool
-
-
-_STOP = object()
-
-
-class StoreFullError(RuntimeError):
-    pass
-
-
 class Writer:
-    def __init__(self, conn: sqlite3.Connection, *, max_events: int, max_bytes: int) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        file: BufferFile,
+        *,
+        max_events: int,
+        max_bytes: int,
+        before_replace: BeforeReplace | None = None,
+    ) -> None:
+        self._file = file
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._before_replace = before_replace
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
         self._task: asyncio.Task[None] | None = None
-        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        self._stored = _counter(conn, STORED)
+        self._stored = _counter(self._file.conn, STORED)
+        self._evicting = False  # the group being committed evicts sent rows
         # Counts that could not be written (the disk failed); status adds them in.
         self.unsaved: dict[str, int] = {}
 
@@ -85,27 +80,65 @@ class Writer:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="buffer-writer")
 
     def submit(
-        self, rows: list[EventRow], counters: dict[str, int] | None = None, *, ack: bool
+        self,
+        rows: list[EventRow],
+        counters: dict[str, int] | None = None,
+        *,
+        ack: bool,
+        meta: dict[str, str] | None = None,
     ) -> asyncio.Future[WriteResult] | None:
         """Queue rows for the next group commit; with `ack`, a future that resolves after it."""
         future = asyncio.get_running_loop().create_future() if ack else None
-        self._queue.put_nowait(WriteRequest(rows, counters or {}, future))
+        self._queue.put_nowait(WriteRequest(rows, counters or {}, future, meta or {}))
         return future
 
     @property
     def connection(self) -> sqlite3.Connection:
-        return self._conn
+        return self._file.conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
-        """Run `fn(conn)` on the writer thread, in order with the commits around it."""
+    @property
+    def file(self) -> BufferFile:
+        return self._file
+
+    @property
+    def generation(self) -> int:
+        """Which file the buffer is: it changes when `clear` or healing replaced it."""
+        return self._file.generation
+
+    async def run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        transaction: bool = True,
+        frees_space: bool = False,
+    ) -> T:
+        """Run `fn(conn)` on the writer thread, in order with the commits around it.
+
+        `frees_space`: the job deletes (retention): on a full disk it may use the reserve.
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, transaction))
+        self._queue.put_nowait(Job(fn, future, transaction, frees_space))
         return await future
+
+    async def replace_with_fresh(self, reason: str) -> Replaced:
+        """`clear`: a fresh file in place of this one, keeping what store/fresh.py keeps."""
+        future: asyncio.Future[Replaced | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(ReplaceRequest(CLEAR, reason, future))
+        result = await future
+        assert result is not None
+        return result
+
+    async def heal(self, generation: int, reason: str) -> None:
+        """A reader met corruption in file `generation`: keep it aside and start fresh
+        (nothing happens when that file was replaced meanwhile)."""
+        future: asyncio.Future[Replaced | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(ReplaceRequest(HEAL, reason, future, generation))
+        await future
 
     async def close(self) -> None:
         """Commit everything queued so far, then stop the thread."""
         if self._task is not None:
-            self._queue.put_nowait(_STOP)
+            self._queue.put_nowait(STOP)
             await self._task
             self._task = None
         self._executor.shutdown(wait=True)
@@ -126,7 +159,7 @@ class Writer:
                 if isinstance(job, WriteRequest):
                     events += len(job.rows)
             for job in jobs:
-                if job is _STOP:
+                if job is STOP:
                     stopping = True
                 elif isinstance(job, WriteRequest):
                     group.append(job)
@@ -134,7 +167,10 @@ class Writer:
                     if group:
                         await self._commit_group(loop, group)
                         group = []
-                    await self._run_job(loop, job)
+                    if isinstance(job, ReplaceRequest):
+                        await self._run_replace(loop, job)
+                    else:
+                        await self._run_job(loop, job)
             if group:
                 await self._commit_group(loop, group)
 
@@ -142,8 +178,21 @@ class Writer:
         self, loop: asyncio.AbstractEventLoop, group: list[WriteRequest]
     ) -> None:
         try:
-            results = await loop.run_in_executor(self._executor, self._commit, group)
-        except sqlite3.Error as error:
+            try:
+                results = await loop.run_in_executor(self._executor, self._commit, group)
+            except sqlite3.Error as error:
+                # Once more after healing or making room: the group is not lost to either.
+                # A group that evicts (the buffer at its caps) frees space: it may use the
+                # reserve; one that only adds rows may not.
+                evicting = self._evicting
+                if not await self._recover(loop, error, frees_space=evicting):
+                    raise
+                results = await loop.run_in_executor(self._executor, self._commit, group)
+                if evicting:
+                    await loop.run_in_executor(self._executor, self._file.restore_reserve)
+        except (sqlite3.Error, OSError) as error:
+            # Whatever failed, the writer goes on: these events are counted as lost, their
+            # senders told, and the next group is tried afresh.
             lost = sum(len(request.rows) for request in group)
             for request in group:
                 for name, value in request.counters.items():
@@ -158,11 +207,44 @@ class Writer:
             if request.ack is not None and not request.ack.done():
                 request.ack.set_result(result)
 
-    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        run = self._in_transaction
         try:
-            result = await loop.run_in_executor(
-                self._executor, self._in_transaction, job.fn, job.transaction
+            try:
+                result = await loop.run_in_executor(self._executor, run, job.fn, job.transaction)
+            except sqlite3.Error as error:
+                if not await self._recover(loop, error, frees_space=job.frees_space):
+                    raise
+                result = await loop.run_in_executor(self._executor, run, job.fn, job.transaction)
+        except Exception as error:
+            if not job.done.done():
+                job.done.set_exception(error)
+            return
+        if job.frees_space:
+            await loop.run_in_executor(self._executor, self._file.restore_reserve)
+        if not job.done.done():
+            job.done.set_result(result)
+
+    async def _recover(
+        self, loop: asyncio.AbstractEventLoop, error: sqlite3.Error, *, frees_space: bool
+    ) -> bool:
+        """Heal a corrupt file or make room on a full disk; True when a second try may work."""
+        if is_corrupt(error):
+            replaced = await self._replace(loop, HEAL, str(error))
+            return replaced is not None
+        if is_full(error):
+            make_room = self._file.make_room
+            return await loop.run_in_executor(
+                self._executor, lambda: make_room(use_reserve=frees_space)
             )
+        return False
+
+    async def _run_replace(self, loop: asyncio.AbstractEventLoop, job: ReplaceRequest) -> None:
+        try:
+            if job.kind == HEAL and job.generation != self._file.generation:
+                result = None  # that file was replaced already
+            else:
+                result = await self._replace(loop, job.kind, job.reason)
         except Exception as error:
             if not job.done.done():
                 job.done.set_exception(error)
@@ -170,10 +252,37 @@ class Writer:
         if not job.done.done():
             job.done.set_result(result)
 
+    async def _replace(
+        self, loop: asyncio.AbstractEventLoop, kind: str, reason: str
+    ) -> Replaced | None:
+        """Put a fresh file in place (on this thread, between transactions). For HEAL a
+        failure to do so is logged and None returned: the caller's own error stands."""
+        if self._before_replace is not None:
+            await self._before_replace()
+        try:
+            replaced = await loop.run_in_executor(self._executor, self._file.replace, kind)
+        except (OSError, sqlite3.Error) as error:
+            if kind != HEAL:
+                raise
+            log.error("buffer_corrupt_not_replaced", reason=str(error), found=reason)
+            return None
+        self._stored = 0
+        if kind == HEAL:
+            log.error(
+                "buffer_corrupt_moved_aside",
+                reason=reason,
+                moved_to=str(replaced.kept),
+                unreadable=list(replaced.unreadable),
+                action="started a fresh buffer; the events queued now go into it",
+            )
+        return replaced
+
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T], transaction: bool) -> T:
-        conn = self._conn
+        conn = self._file.conn
         if not transaction:
-            return fn(conn)
+            result = fn(conn)
+            self._file.after_write()
+            return result
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
@@ -181,14 +290,16 @@ class Writer:
         except BaseException:
             _rollback(conn)
             raise
+        self._file.after_write()
         # A job may have deleted rows (clear, retention); re-read the cheap running total.
         self._stored = _counter(conn, STORED)
         return result
 
     def _commit(self, group: list[WriteRequest]) -> list[WriteResult]:
-        conn = self._conn
+        conn = self._file.conn
         totals: dict[str, int] = {}
         results = []
+        self._evicting = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             # The file size is read once per group commit, not per request: the byte cap
@@ -213,11 +324,16 @@ class Writer:
                 _add(totals, {"dropped.buffer_full": len(refused_rows)})
                 results.append(WriteResult(inserted, duplicates, refused_rows))
             conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
+            marks = [item for request in group for item in request.meta.items()]
+            if marks:
+                conn.executemany(_SET_META, marks)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
-            self._stored = _counter(conn, STORED)
+            with contextlib.suppress(sqlite3.Error):
+                self._stored = _counter(conn, STORED)
             raise
+        self._file.after_write()
         if any(result.refused for result in results):
             log.warning("buffer_full_events_refused", refused=sum(r.refused for r in results))
         return results
@@ -237,6 +353,7 @@ class Writer:
             (want,),
         ).rowcount
         if evicted:
+            self._evicting = True
             self._stored -= evicted
             _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
         if self._used_bytes(conn) > self._max_bytes:
@@ -246,7 +363,7 @@ class Writer:
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * self._page_size
+        return (pages - free) * self._file.page_size
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -1,8 +1,11 @@
 """`forget` and the backend (DESIGN §10): which anonymous ids it may hold data for, and
 keeping that list until it has confirmed their erasure.
 
-The list lives in the buffer's `uploaded_ids` table, filled by a trigger whenever an
-event is marked sent, so `clear`, retention and eviction do not make `forget` forget.
+The list lives in the buffer's `uploaded_ids` table, kept through `clear`, retention and
+eviction. An id goes in before the first request under it leaves (`record_before_send`),
+not when its events are marked sent: a backend may commit a batch whose answer never
+arrives (a crash, a timeout, a dropped connection), and its data is then there all the
+same. (A trigger on marking sent, from before, still adds ids too; it changes nothing.)
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ NOTHING_UPLOADED = "nothing was ever uploaded from here, so there is nothing to 
 def uploaded_ids(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute("SELECT anonymous_id FROM uploaded_ids ORDER BY first_sent_ms, 1")
     return [row[0] for row in rows]
+
+
+def record_before_send(conn: sqlite3.Connection, anonymous_id: str, now_ms: int) -> None:
+    """Note that a request under `anonymous_id` is about to leave (once per id)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO uploaded_ids (anonymous_id, first_sent_ms) VALUES (?, ?)",
+        (anonymous_id, now_ms),
+    )
 
 
 def mark_erased(conn: sqlite3.Connection, ids: list[str]) -> None:

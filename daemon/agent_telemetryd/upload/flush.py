@@ -24,7 +24,7 @@ from agent_telemetryd.senders.base import Sender, SendResult
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.writer import Writer
-from agent_telemetryd.upload import receipts
+from agent_telemetryd.upload import erasure, receipts
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import Batcher, page_rows, split_batch
 from agent_telemetryd.upload.verdicts import Verdict, classify
@@ -130,6 +130,7 @@ class Flush:
         # The same pages and batches as `preview` (see Batcher).
         self._batcher = Batcher(inputs.settings.batch_size, inputs.settings.max_batch_bytes)
         self._refusals = _Refusals()
+        self._recorded_ids: set[str] = set()  # known to `forget` before a request left
 
     async def run(self) -> None:
         consent = self._in.consent()
@@ -232,6 +233,7 @@ class Flush:
         transient = rejections = 0
         while True:
             self._check_consent()
+            await self._record_id(batch.anonymous_id)
             result = await self._in.sender.send(batch)
             self.report.requests += 1
             verdict = classify(result.status)
@@ -255,6 +257,17 @@ class Flush:
                 continue
             transient += 1
             await self._in.sleep(self._retry_delay(result, transient))
+
+    async def _record_id(self, anonymous_id: str) -> None:
+        """`forget` must reach this id even if the answer to this request is lost: it is
+        committed to the buffer before the request leaves (once per id and flush)."""
+        if anonymous_id in self._recorded_ids or not anonymous_id:
+            return
+        now_ms = int(self._in.clock() * 1000)
+        await self._writer().run(
+            lambda conn: erasure.record_before_send(conn, anonymous_id, now_ms)
+        )
+        self._recorded_ids.add(anonymous_id)
 
     def _retry_delay(self, result: SendResult, attempt: int) -> float:
         """Seconds before retry `attempt` of a transient failure, or FlushEndedError."""

@@ -1,0 +1,144 @@
+"""The buffer's file as the writer thread holds it: its connection, its WAL, room on disk,
+and replacing it with a fresh file.
+
+Every method runs on the writer thread (store/writer.py), between transactions, so none
+of this races a commit. What each step is for:
+- `after_write`: after every write transaction, the WAL's salts are recorded when they
+  changed (store/wal_identity.py) and its size is handed to the checkpointer
+  (store/checkpoint.py), which may ask for the WAL to be truncated: done here, since only
+  this connection may rewind the WAL.
+- `make_room`: SQLITE_FULL met. First the WAL's own space is given back (a TRUNCATE
+  checkpoint: its frames go into pages the buffer file already has, mostly); for an
+  operation that frees space (clear, forget, retention, eviction) the reserve too
+  (store/reserve.py). Then the caller tries once more.
+- `replace`: a fresh file in place of this one (store/fresh.py): for `clear`, deleting the
+  old one; for a corrupt one, keeping it under another name. The connection is reopened,
+  and `generation` counts the files, so readers know to reopen theirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from agent_telemetryd.store import fresh
+from agent_telemetryd.store.checkpoint import Checkpointer
+from agent_telemetryd.store.database import is_full, open_buffer
+from agent_telemetryd.store.reserve import SpaceReserve
+from agent_telemetryd.store.wal_identity import WalRecorder
+
+log = structlog.get_logger("agent_telemetryd.store")
+
+CLEAR = "clear"
+HEAL = "heal"
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What replacing the file did: events in the old one, and where it was kept."""
+
+    events: int
+    kept: Path | None
+    unreadable: tuple[str, ...] = ()
+
+
+class BufferFile:
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        reserve: SpaceReserve | None = None,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
+        self.path = path
+        self.conn = conn
+        self.generation = 0
+        self.reserve = reserve
+        self.checkpointer = checkpointer
+        # Put into a fresh file when a corrupt one no longer gives it (set by the Buffer).
+        self.anonymous_id: str | None = None
+        self._recorder = WalRecorder(path)
+        self.page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def after_write(self) -> None:
+        self._note_wal()
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return
+        if checkpointer.truncate_wanted:
+            checkpointer.truncate_wanted = False
+            self.truncate_wal()
+        else:
+            checkpointer.wal_size_seen(self._recorder.wal_bytes)
+
+    def truncate_wal(self) -> bool:
+        """Copy what is left of the WAL into the file and cut the WAL to zero bytes, without
+        waiting for readers (they make it a partial checkpoint instead); True if done."""
+        conn = self.conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:
+            busy = 1
+        finally:
+            conn.execute("PRAGMA busy_timeout = 5000")
+        self._note_wal()
+        return not busy
+
+    def _note_wal(self) -> None:
+        try:
+            self._recorder.note()
+        except OSError as error:
+            # The record could not be written (a full disk): the WAL is still the buffer's;
+            # at the next open it may be taken for a foreign one and moved aside, kept.
+            log.warning("wal_salts_not_recorded", reason=error.strerror)
+
+    def make_room(self, *, use_reserve: bool) -> bool:
+        """Give space back for one more try of what just failed with SQLITE_FULL."""
+        released = use_reserve and self.reserve is not None and self.reserve.release()
+        truncated = self.truncate_wal()
+        return released or truncated
+
+    def restore_reserve(self) -> None:
+        if self.reserve is not None:
+            self.reserve.ensure()
+
+    def replace(self, kind: str) -> Replaced:
+        """A fresh file in place of this one: the old one deleted (CLEAR) or kept (HEAL)."""
+        old = self.conn
+        if kind == CLEAR:
+            events = int(old.execute("SELECT count(*) FROM events").fetchone()[0])
+            carry = fresh.read_carry(old)
+        else:
+            events = 0
+            carry = fresh.read_carry(old, salvage=True)
+            if self.anonymous_id and not any(key == "anonymous_id" for key, _ in carry.meta):
+                carry.meta.append(("anonymous_id", self.anonymous_id))
+        built = self._build(carry)
+        kept = fresh.put_in_place(
+            self.path, built, keep_old_as=None if kind == CLEAR else "corrupt"
+        )
+        with contextlib.suppress(sqlite3.Error):
+            old.close()  # the old inode: its last checkpoint goes there, or nowhere
+        self.conn = open_buffer(self.path, autocheckpoint=False)
+        self.page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        self._recorder = WalRecorder(self.path)
+        self.generation += 1
+        self.restore_reserve()
+        return Replaced(events, kept, tuple(carry.unreadable))
+
+    def _build(self, carry: fresh.Carry) -> Path:
+        try:
+            return fresh.build(self.path, carry)
+        except (OSError, sqlite3.Error) as error:
+            if not is_full(error) or self.reserve is None or not self.reserve.release():
+                raise
+        return fresh.build(self.path, carry)  # in the reserve's room
+
+    def close(self) -> None:
+        self.conn.close()

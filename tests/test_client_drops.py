@@ -1,0 +1,39 @@
+"""A shim's drop-count line, as the daemon reads it: counts under `client_*` reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent_telemetryd.events import MAX_DROP_REASONS, EventError, client_drop_counts
+
+
+def test_reasons_become_client_reasons_and_zero_counts_vanish() -> None:
+    line = {"client_drops": {"backlog_full": 3, "exit_timeout": 0}, "agent": "planner"}
+    assert client_drop_counts(line) == {"client_backlog_full": 3}
+
+
+def test_a_reason_that_is_not_a_short_lowercase_word_is_counted_as_other() -> None:
+    line = {"client_drops": {"Secret: sk-123": 2, "x" * 41: 1, "spool_full": 1}}
+    assert client_drop_counts(line) == {"client_other": 3, "client_spool_full": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ({"client_drops": {"backlog_full": True}}, "whole number"),
+        ({"client_drops": {"backlog_full": 1.5}}, "whole number"),
+        ({"client_drops": {"backlog_full": -1}}, "whole number"),
+        ({"client_drops": {"backlog_full": 2**41}}, "whole number"),
+        ({"client_drops": [1]}, "must be an object"),
+        ({"client_drops": {f"r{i}": 1 for i in range(MAX_DROP_REASONS + 1)}}, "at most"),
+        ({"client_drops": {}, "agent": 7}, "'agent' must be a string"),
+        ({"client_drops": {}, "event": "x"}, "unknown field"),
+    ],
+)
+def test_a_malformed_line_is_an_error_that_names_the_problem(
+    line: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(EventError, match=words):
+        client_drop_counts(line)

@@ -1,0 +1,141 @@
+"""Which write-ahead log belongs to the buffer: the rule, on real SQLite files.
+
+The buffer's own WAL must be taken at every moment a crash could freeze it — through many
+checkpoints and rewinds — and a WAL of any other database never.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from agent_telemetryd.store.buffer_file import BufferFile
+from agent_telemetryd.store.checkpoint import Checkpointer
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.fresh import EMPTIED_TABLES, KEPT_TABLES
+from agent_telemetryd.store.rows import INSERT_EVENT
+from agent_telemetryd.store.wal_identity import (
+    NO_WAL,
+    foreign_wal_reason,
+    read_header,
+    sidecar_path,
+    wal_path,
+    write_sidecar,
+)
+from tests.test_store_failures import buffer_row
+
+
+def crash_image(path: Path, into: Path) -> Path:
+    """The buffer's files as a kill -9 would leave them at this instant."""
+    into.mkdir(exist_ok=True)
+    copy = into / path.name
+    for suffix in ("", "-wal", "-shm", ".wal-salts"):
+        source = Path(f"{path}{suffix}")
+        target = Path(f"{copy}{suffix}")
+        if source.exists():
+            shutil.copyfile(source, target)
+        elif target.exists():
+            target.unlink()
+    return copy
+
+
+def test_the_buffers_own_wal_is_taken_at_every_point_through_many_rewinds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path, autocheckpoint=False)
+    checkpointer = Checkpointer(path, limit=6 * 4096)
+    file = BufferFile(path, conn, checkpointer=checkpointer)
+    salts = set()
+    try:
+        for number in range(400):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+            conn.execute("COMMIT")
+            file.after_write()
+            header, _ = read_header(wal_path(path))
+            if header is not None:
+                salts.add((header.salt1, header.salt2))
+            image = crash_image(path, tmp_path / "image")
+            assert foreign_wal_reason(image) is None, number
+            if number % 50 == 0:
+                time.sleep(0.01)  # let the checkpointer catch up: rewinds happen
+    finally:
+        checkpointer.close()
+        conn.close()
+    assert len(salts) > 5, "the WAL was never rewound: the test proves nothing"
+    # And the crash image opens with every committed row.
+    image = crash_image(path, tmp_path / "final")
+    reopened = open_buffer(image)
+    assert reopened.execute("SELECT count(*) FROM events").fetchone()[0] == 400
+    reopened.close()
+
+
+def _other_wal(tmp_path: Path) -> Path:
+    other = tmp_path / "other.sqlite3"
+    conn = sqlite3.connect(other, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(50)])
+    image = crash_image(other, tmp_path / "other-image")
+    conn.close()
+    return wal_path(image)
+
+
+def test_a_wal_of_another_database_is_never_taken(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    open_buffer(path).close()
+    assert sidecar_path(path).exists()
+    shutil.copyfile(_other_wal(tmp_path), wal_path(path))
+    assert foreign_wal_reason(path) == "its salts are not the ones this buffer recorded"
+
+
+def test_after_a_fresh_start_no_wal_is_the_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    open_buffer(path).close()
+    write_sidecar(path, NO_WAL)
+    shutil.copyfile(_other_wal(tmp_path), wal_path(path))
+    assert foreign_wal_reason(path) == "the buffer had no write-ahead log"
+
+
+def test_without_a_record_the_wal_is_trusted_as_sqlite_would(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    open_buffer(path).close()
+    sidecar_path(path).unlink()
+    shutil.copyfile(_other_wal(tmp_path), wal_path(path))
+    assert foreign_wal_reason(path) is None
+
+
+def test_a_wal_without_its_database_is_foreign(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    shutil.copyfile(_other_wal(tmp_path), wal_path(path))
+    assert foreign_wal_reason(path) == "a write-ahead log without its database"
+    conn = open_buffer(path)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 't'").fetchone() is None
+    conn.close()
+    assert list(tmp_path.glob("buffer.sqlite3.foreign-*-wal"))
+
+
+def test_a_torn_or_empty_wal_is_left_to_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    open_buffer(path).close()
+    write_sidecar(path, NO_WAL)
+    wal_path(path).write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 60)  # a bad header checksum
+    assert foreign_wal_reason(path) is None
+
+
+def test_every_table_is_either_kept_or_emptied_by_a_fresh_start(tmp_path: Path) -> None:
+    """A migration that adds a table must say whether `clear` keeps it."""
+    conn = open_buffer(tmp_path / "buffer.sqlite3")
+    tables = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    conn.close()
+    assert tables == set(KEPT_TABLES) | set(EMPTIED_TABLES)
+    assert not set(KEPT_TABLES) & set(EMPTIED_TABLES)

@@ -307,6 +307,16 @@ def _lookalike_names(m: _Maker) -> Iterator[Case]:
         yield _keep(f"name:{key}", {key: value})
     yield _keep("name:nested", {"usage": {"input_tokens": 10, "output_tokens": 2,
                                           "cache_read_input_tokens": 0}})  # fmt: skip
+    # GenAI token names: `gen_ai.token.type` says which tokens a metric point counts.
+    for key, value in (
+        ("gen_ai.token.type", "input"), ("gen_ai.token.type", "output"),
+        ("gen_ai.usage.input_tokens", 1520), ("gen_ai.usage.output_tokens", 312),
+        ("gen_ai.usage.cache_read.input_tokens", 9000), ("max_tokens", 1024),
+        ("token_count", 3), ("gen_ai.request.max_tokens", 4096),
+    ):  # fmt: skip
+        yield _keep(f"name:{key}", {key: value})
+    yield _keep("name:otel_metric", {"gen_ai.token.type": "input", "gen_ai.request.model": "m",
+                                     "metric.type": "histogram", "metric.sum": 1520})  # fmt: skip
     yield _keep("name:otel", {"gen_ai.usage.input_tokens": 4, "gen_ai.request.max_tokens": 9,
                               "http.request.method": "POST", "session.id": "run-7"})  # fmt: skip
     yield _keep("name:version", {"version": "1.2.3.4", "sdk_version": "v10.0.0.1",

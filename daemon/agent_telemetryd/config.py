@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agent_telemetryd.analytics.price_overrides import PriceOverride, parse_price_overrides
 from agent_telemetryd.config_problems import ConfigProblem, unknown_keys
 from agent_telemetryd.config_values import (
     ConfigError,
@@ -96,6 +97,7 @@ class Config:
     allow_events: frozenset[str] | None = None
     allow_properties: frozenset[str] | None = None
     capture_content: bool = False  # keep prompts, completions, tool arguments, log bodies
+    prices: tuple[PriceOverride, ...] = ()  # [prices."<model>"]: over the shipped table
     do_not_track: bool = False
     disabled: bool = False
     ci: bool = False
@@ -163,6 +165,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("allow_events", "privacy.allow_events", None, parse_names),
     ("allow_properties", "privacy.allow_properties", None, parse_names),
     ("capture_content", "capture_content", "AGENT_TELEMETRY_CAPTURE_CONTENT", parse_flag),
+    ("prices", "prices", None, parse_price_overrides),
     ("do_not_track", None, "DO_NOT_TRACK", parse_flag),
     ("disabled", None, "AGENT_TELEMETRY_DISABLED", parse_flag),
     ("ci", None, "CI", parse_flag),

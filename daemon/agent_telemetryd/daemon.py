@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 
 from agent_telemetryd import __version__
+from agent_telemetryd.analytics.vocabulary import Vocabulary
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
@@ -84,11 +85,12 @@ def daemon_parts() -> tuple[Part, ...]:
 
 
 def privacy_transforms(config: Config) -> list[Transform]:
-    """Allowlist first (dropping is cheapest), then content off unless kept, then scrubbing
-    of what is kept."""
+    """Allowlist first (dropping is cheapest), then one vocabulary for agent data, then
+    content off unless kept, then scrubbing of what is kept."""
     transforms: list[Transform] = []
     if config.allow_events is not None or config.allow_properties is not None:
         transforms.append(Allowlist(config.allow_events, config.allow_properties))
+    transforms.append(Vocabulary())
     if not config.capture_content:
         transforms.append(ContentMask())
     transforms.append(default_scrubber(config.max_string_chars))

@@ -37,6 +37,7 @@ APPLIED: dict[str, str] = {
     "allow_properties": "events received from now on",
     "max_string_chars": "events received from now on",
     "mode": "now (unless a command or the environment decides the mode)",
+    "prices": "costs read from now on, past events' included",
 }
 # Why the others wait for a restart, where there is more to say than "read at start".
 _RESTART_BECAUSE: dict[str, str] = {

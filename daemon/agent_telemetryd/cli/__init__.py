@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "forget": "agent_telemetryd.cli.upload_commands:forget",
     "dashboard": "agent_telemetryd.cli.dashboard_commands:dashboard",
     "report": "agent_telemetryd.cli.dashboard_commands:report",
+    "stats": "agent_telemetryd.cli.stats:stats",
     "service": "agent_telemetryd.cli.service:service",
     "completion": "agent_telemetryd.cli.completion:completion",
     "otel-env": "agent_telemetryd.cli.otel_env:otel_env",

@@ -259,25 +259,30 @@ def collect(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     """Every view the page shows, read in one transaction so they agree with each other."""
     conn.execute("BEGIN")
     try:
-        when = span(conn)
-        f = f.resolved(when["first_ms"], when["last_ms"])
-        try:
-            cells = _materialise_counts(conn, f)
-            # The menus ignore the agent and event filters; without those the cells
-            # are the same, so they can share the table too.
-            unfiltered = f.agent is None and f.event is None
-            return {
-                "filters": f.as_dict(),
-                "span": when,
-                "totals": _totals(conn, *cells),
-                "over_time": _over_time(conn, f, *cells, "hour"),
-                "by_agent": _breakdown(conn, *cells, "agent"),
-                "by_event": _breakdown(conn, *cells, "event"),
-                "durations": durations(conn, f),
-                "choices": _choices(conn, *cells) if unfiltered else choices(conn, f),
-                "uploads": uploads(conn),
-            }
-        finally:
-            conn.execute(f"DROP TABLE IF EXISTS {_COUNTS}")
+        return collect_within(conn, f)
     finally:
         conn.execute("COMMIT")
+
+
+def collect_within(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
+    """`collect` inside the caller's transaction (which reads more views in it)."""
+    when = span(conn)
+    f = f.resolved(when["first_ms"], when["last_ms"])
+    try:
+        cells = _materialise_counts(conn, f)
+        # The menus ignore the agent and event filters; without those the cells
+        # are the same, so they can share the table too.
+        unfiltered = f.agent is None and f.event is None
+        return {
+            "filters": f.as_dict(),
+            "span": when,
+            "totals": _totals(conn, *cells),
+            "over_time": _over_time(conn, f, *cells, "hour"),
+            "by_agent": _breakdown(conn, *cells, "agent"),
+            "by_event": _breakdown(conn, *cells, "event"),
+            "durations": durations(conn, f),
+            "choices": _choices(conn, *cells) if unfiltered else choices(conn, f),
+            "uploads": uploads(conn),
+        }
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {_COUNTS}")

@@ -1,4 +1,5 @@
-"""The dashboard's filters: a time range (whole UTC hours), an agent, an event name."""
+"""The dashboard's filters: a time range (whole UTC hours), an agent, an event name, a model,
+a tool, and the chart's buckets."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 from agent_telemetryd.store.dashboard_sql import HOUR_MS
 
-BUCKETS = ("hour", "day", "auto")
+BUCKETS = ("minute", "hour", "day", "auto")
 # Past this span an hourly chart has more bars than a screen has pixels for them.
 AUTO_DAY_AFTER_MS = 3 * 24 * HOUR_MS
+# Minute buckets read the events themselves, not the hourly rollups: only for short ranges.
+MINUTES_UP_TO_MS = 6 * HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,8 @@ class Filters:
     event: str | None = None
     bucket: str = "auto"
     tz_offset_min: int = 0  # minutes east of UTC: where a "day" starts
+    model: str | None = None  # the agent analytics' views only
+    tool: str | None = None
 
     def __post_init__(self) -> None:
         if self.bucket not in BUCKETS:
@@ -43,13 +48,23 @@ class Filters:
         """Exclusive; an `until` inside an hour keeps that hour."""
         return None if self.until_ms is None else -(-self.until_ms // HOUR_MS)
 
-    def resolved(self, first_ms: int | None, last_ms: int | None) -> Filters:
-        """`auto` becomes hours for spans up to three days, else days."""
-        if self.bucket != "auto":
-            return self
+    def resolved(
+        self, first_ms: int | None, last_ms: int | None, *, minutes: bool = False
+    ) -> Filters:
+        """`auto` becomes hours for spans up to three days, else days; with `minutes` (the
+        views that have them), minutes for spans up to six hours. `minute` asked for a
+        longer span, or by a view without minutes, becomes hours."""
         start = self.since_ms if self.since_ms is not None else first_ms
         end = self.until_ms if self.until_ms is not None else last_ms
-        short = start is None or end is None or end - start <= AUTO_DAY_AFTER_MS
+        span = None if start is None or end is None else end - start
+        if self.bucket == "minute":
+            fits = minutes and span is not None and span <= MINUTES_UP_TO_MS
+            return self if fits else replace(self, bucket="hour")
+        if self.bucket != "auto":
+            return self
+        if minutes and span is not None and span <= MINUTES_UP_TO_MS:
+            return replace(self, bucket="minute")
+        short = span is None or span <= AUTO_DAY_AFTER_MS
         return replace(self, bucket="hour" if short else "day")
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,8 +72,8 @@ class Filters:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now_ms: int) -> Filters:
-        """From URL parameters: since/until (see `parse_time`), agent, event,
-        bucket (hour|day|auto), tz (minutes east of UTC)."""
+        """From URL parameters: since/until (see `parse_time`), agent, event, model, tool,
+        bucket (minute|hour|day|auto), tz (minutes east of UTC)."""
         since = parse_time(query.get("since"), now_ms, "since")
         until = parse_time(query.get("until"), now_ms, "until")
         return cls(
@@ -68,6 +83,8 @@ class Filters:
             event=query.get("event") or None,
             bucket=query.get("bucket") or "auto",
             tz_offset_min=_int(query.get("tz") or "0", "tz"),
+            model=query.get("model") or None,
+            tool=query.get("tool") or None,
         )
 
 

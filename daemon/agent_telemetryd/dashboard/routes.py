@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,12 +19,14 @@ import orjson
 import structlog
 from aiohttp import web
 
+from agent_telemetryd.analytics.prices import PriceBook, price_book
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.dashboard import page, views
+from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.receivers.api_routes import current_status
 from agent_telemetryd.receivers.http_guard import token_matches
-from agent_telemetryd.store import dashboard_sql
+from agent_telemetryd.store import analytics_facts, dashboard_sql
 
 log = structlog.get_logger("agent_telemetryd.dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,21 +40,51 @@ NO_STORE = {
 }
 
 
+def unfolded(conn: sqlite3.Connection) -> int:
+    """Events the slower of the two folds (the dashboard's, the agent analytics') has not
+    reached."""
+    return max(dashboard_sql.unfolded(conn), analytics_facts.unfolded(conn))
+
+
+def fold_chunk(conn: sqlite3.Connection) -> int:
+    """One chunk of both folds, in one writer transaction."""
+    return dashboard_sql.fold(conn) + analytics_facts.fold(conn)
+
+
 class Dashboard:
     def __init__(self, context: DaemonContext) -> None:
         self.context = context
         self._fold_task: asyncio.Task[None] | None = None
+        self._prices: tuple[Any, PriceBook] | None = None
 
-    async def view(self, name: str, f: Filters) -> dict[str, Any]:
+    def prices(self) -> PriceBook:
+        """The shipped price table with the running config's overrides (a reload may
+        change them; costs are priced when read, so past events follow)."""
+        overrides = self.context.config.prices
+        if self._prices is None or self._prices[0] != overrides:
+            self._prices = (overrides, price_book(overrides))
+        return self._prices[1]
+
+    async def _read(self, read: Callable[[sqlite3.Connection | None], Any]) -> Any:
+        """`read` on the reader thread (None: no buffer); folds in the background when
+        enough events wait."""
         buffer = self.context.buffer
         if buffer is None:
-            data = views.read_view(name, None, f)
-        else:
-            data, waiting = await buffer.read(
-                lambda conn: (views.read_view(name, conn, f), dashboard_sql.unfolded(conn))
-            )
-            if waiting >= FOLD_AFTER:
-                self._start_fold()
+            return read(None)
+        data, waiting = await buffer.read(lambda conn: (read(conn), unfolded(conn)))
+        if waiting >= FOLD_AFTER:
+            self._start_fold()
+        return data
+
+    async def agent_view(self, name: str, query: AgentQuery) -> dict[str, Any]:
+        return dict(await self._read(lambda conn: views.read_agent_view(name, conn, query)))
+
+    async def run(self, trace_id: str) -> dict[str, Any]:
+        return dict(await self._read(lambda conn: views.read_run(conn, trace_id)))
+
+    async def view(self, name: str, f: Filters) -> dict[str, Any]:
+        prices = self.prices()
+        data = await self._read(lambda conn: views.read_view(name, conn, f, prices))
         if name in views.WITH_HEALTH:
             status = await current_status(self.context)
             data["health"] = views.health(status)
@@ -68,7 +101,7 @@ class Dashboard:
         total = 0
         try:
             while self.context.buffer is not None:
-                done = await self.context.buffer.writer.run(dashboard_sql.fold)
+                done = await self.context.buffer.writer.run(fold_chunk)
                 total += done
                 if done == 0:
                     break
@@ -136,17 +169,28 @@ def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
 
     async def get_view(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in views.ENDPOINTS:
-            return web.json_response(
-                {"error": f"no such view; try one of {', '.join(views.ENDPOINTS)}"},
-                status=404,
-                headers=NO_STORE,
-            )
+        now_ms = int(time.time() * 1000)
         try:
-            f = Filters.from_query(request.query, int(time.time() * 1000))
+            if name in views.AGENT_ENDPOINTS:
+                query = AgentQuery.from_query(request.query, now_ms, dashboard.prices())
+                data = await dashboard.agent_view(name, query)
+            elif name in views.ENDPOINTS:
+                data = await dashboard.view(name, Filters.from_query(request.query, now_ms))
+            else:
+                return web.json_response(
+                    {"error": f"no such view; try one of {', '.join(views.NAMES)}"},
+                    status=404,
+                    headers=NO_STORE,
+                )
+        except ValueError as error:  # a filter, a limit or a cursor, named in the message
+            return web.json_response({"error": str(error)}, status=400, headers=NO_STORE)
+        return web.json_response(data, dumps=_dumps, headers=NO_STORE)
+
+    async def get_run(request: web.Request) -> web.Response:
+        try:
+            data = await dashboard.run(request.match_info["trace_id"])
         except ValueError as error:
             return web.json_response({"error": str(error)}, status=400, headers=NO_STORE)
-        data = await dashboard.view(name, f)
         return web.json_response(data, dumps=_dumps, headers=NO_STORE)
 
     async def get_url(request: web.Request) -> web.Response:
@@ -161,6 +205,7 @@ def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
         web.get("/dashboard", guarded(get_page)),
         web.get("/dashboard/", guarded(get_page)),
         web.get("/dashboard/assets/{name}", get_asset),
+        web.get("/dashboard/api/run/{trace_id}", guarded(get_run)),
         web.get("/dashboard/api/{name}", guarded(get_view)),
     ]
 

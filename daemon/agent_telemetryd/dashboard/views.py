@@ -10,8 +10,10 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from agent_telemetryd.dashboard import aggregates
+from agent_telemetryd.analytics.prices import PriceBook, price_book
+from agent_telemetryd.dashboard import agent_views, aggregates
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.store.analytics_facts import stand_ins_for_rollups
 from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, span
 from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
@@ -63,6 +65,20 @@ def timeseries(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     return {"filters": f.as_dict(), "over_time": aggregates.over_time(conn, f)}
 
 
+def everything(
+    conn: sqlite3.Connection, f: Filters, prices: PriceBook | None = None
+) -> dict[str, Any]:
+    """Every view the page opens with, the agent analytics' first pages included, read in
+    one transaction so they agree with each other."""
+    conn.execute("BEGIN")
+    try:
+        data = aggregates.collect_within(conn, f)
+        data.update(agent_views.first_load(conn, f, prices or price_book()))
+        return data
+    finally:
+        conn.execute("COMMIT")
+
+
 ENDPOINTS: dict[str, View] = {
     "summary": _snapshot(summary),
     "timeseries": _snapshot(timeseries),
@@ -70,8 +86,11 @@ ENDPOINTS: dict[str, View] = {
     "events": _snapshot(aggregates.by_event),
     "durations": _snapshot(aggregates.durations),
     "uploads": _snapshot(lambda conn, f: aggregates.uploads(conn)),
-    "all": aggregates.collect,
+    "all": everything,
 }
+# The agent analytics' views take paging and the prices in force too (`AgentQuery`).
+AGENT_ENDPOINTS = agent_views.ENDPOINTS
+NAMES = (*ENDPOINTS, *AGENT_ENDPOINTS, "run/<trace_id>")
 # These also carry the consent state and counters from `status`.
 WITH_HEALTH = frozenset({"summary", "uploads", "all"})
 
@@ -85,10 +104,11 @@ def empty_buffer() -> sqlite3.Connection:
 
 
 def without_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 3 or 4, opened read-only (the daemon has not been
+    """A buffer from before migration 3, 4 or 9, opened read-only (the daemon has not been
     restarted since the upgrade): TEMP stand-ins make every query read what the file
     has, the events table directly when it has no rollups at all. Slower, but the same
     numbers."""
+    stand_ins_for_rollups(conn)
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dash_state'").fetchone():
         conn.execute("CREATE TEMP TABLE dash_state (folded_id INTEGER NOT NULL)")
         conn.execute("INSERT INTO temp.dash_state VALUES (0)")
@@ -111,23 +131,54 @@ def without_rollups(conn: sqlite3.Connection) -> None:
         )
 
 
-def read_view(name: str, conn: sqlite3.Connection | None, f: Filters) -> dict[str, Any]:
+def read_view(
+    name: str, conn: sqlite3.Connection | None, f: Filters, prices: PriceBook | None = None
+) -> dict[str, Any]:
     own = conn is None
     use = empty_buffer() if conn is None else conn
     try:
+        if name == "all":
+            return everything(use, f, prices)
         return ENDPOINTS[name](use, f)
     finally:
         if own:
             use.close()
 
 
-def report_data(database: Any, f: Filters, status: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def read_agent_view(
+    name: str, conn: sqlite3.Connection | None, query: agent_views.AgentQuery
+) -> dict[str, Any]:
+    """An agent analytics view (`AGENT_ENDPOINTS`); no buffer reads as an empty one."""
+    use = empty_buffer() if conn is None else conn
+    try:
+        return AGENT_ENDPOINTS[name](use, query)
+    finally:
+        if conn is None:
+            use.close()
+
+
+def read_run(conn: sqlite3.Connection | None, trace_id: str) -> dict[str, Any]:
+    use = empty_buffer() if conn is None else conn
+    try:
+        return agent_views.run(use, trace_id)
+    finally:
+        if conn is None:
+            use.close()
+
+
+def report_data(
+    database: Any,
+    f: Filters,
+    status: dict[str, Any],
+    now_ms: int,
+    prices: PriceBook | None = None,
+) -> dict[str, Any]:
     """Everything the report embeds, read from the buffer file opened read-only."""
     conn = connect(database, readonly=True) if database is not None else None
     try:
         if conn is not None:
             without_rollups(conn)
-        data = read_view("all", conn, f)
+        data = read_view("all", conn, f, prices)
     finally:
         if conn is not None:
             conn.close()

@@ -1,0 +1,196 @@
+"""One vocabulary for agent data: the names of OpenTelemetry's GenAI conventions, whichever
+way an event came. An ingest transform (`Event -> Event`), run after the allowlist and
+before content masking and scrubbing. No I/O.
+
+What a shim user types (`model`, `tokens_in`, `tool`), what coding agents and other
+instrumentations send (Claude Code's `input_tokens`, OpenInference's `llm.model_name`,
+PostHog's `$ai_model`, the conventions' own older names) is renamed to the current
+convention name, so the analytics read one spelling:
+
+- the model: `gen_ai.request.model`; the provider: `gen_ai.provider.name`;
+- tokens: `gen_ai.usage.input_tokens` (all input tokens, cached ones included, as the
+  conventions count them), `gen_ai.usage.output_tokens`,
+  `gen_ai.usage.cache_read.input_tokens`, `gen_ai.usage.cache_creation.input_tokens`;
+- the tool: `gen_ai.tool.name`; a reported cost stays `cost_usd` (no convention name).
+
+Only top-level properties are renamed. When an event carries both a convention name and
+one of its other spellings, the convention name is read and the other is left as it is.
+Token counts and `cost_usd` sent as decimal text (`"1520"`) become numbers. Claude Code
+(events named `claude_code.*`) counts input tokens without the cached ones, as Anthropic's
+API does; its cache reads and writes are added in, so its input tokens mean what everyone
+else's do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from agent_telemetryd.events import Event
+
+MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+PROVIDER = "gen_ai.provider.name"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+TOOL = "gen_ai.tool.name"
+OPERATION = "gen_ai.operation.name"
+COST = "cost_usd"
+DURATION = "duration_ms"
+ERROR = "error"
+
+TOKEN_NAMES = frozenset({INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS})
+
+# Other spelling -> convention name, for every event.
+SYNONYMS: dict[str, str] = {
+    # What a shim user types.
+    "model": MODEL,
+    "provider": PROVIDER,
+    "input_tokens": INPUT_TOKENS,
+    "tokens_in": INPUT_TOKENS,
+    "prompt_tokens": INPUT_TOKENS,
+    "output_tokens": OUTPUT_TOKENS,
+    "tokens_out": OUTPUT_TOKENS,
+    "completion_tokens": OUTPUT_TOKENS,
+    "cache_read_tokens": CACHE_READ_TOKENS,
+    "cache_read_input_tokens": CACHE_READ_TOKENS,
+    "cached_tokens": CACHE_READ_TOKENS,
+    "cache_creation_tokens": CACHE_WRITE_TOKENS,
+    "cache_creation_input_tokens": CACHE_WRITE_TOKENS,
+    "cache_write_tokens": CACHE_WRITE_TOKENS,
+    "tool": TOOL,
+    "tool_name": TOOL,
+    # The conventions' earlier names.
+    "gen_ai.system": PROVIDER,
+    "gen_ai.usage.prompt_tokens": INPUT_TOKENS,
+    "gen_ai.usage.completion_tokens": OUTPUT_TOKENS,
+    "gen_ai.usage.cache_read_input_tokens": CACHE_READ_TOKENS,
+    "gen_ai.usage.cache_creation_input_tokens": CACHE_WRITE_TOKENS,
+    # OpenInference.
+    "llm.model_name": MODEL,
+    "llm.provider": PROVIDER,
+    "llm.token_count.prompt": INPUT_TOKENS,
+    "llm.token_count.completion": OUTPUT_TOKENS,
+    "llm.token_count.prompt_details.cache_read": CACHE_READ_TOKENS,
+    "llm.token_count.prompt_details.cache_write": CACHE_WRITE_TOKENS,
+    "tool.name": TOOL,
+    # PostHog's LLM analytics (`$ai_generation` events through the capture routes).
+    "$ai_model": MODEL,
+    "$ai_provider": PROVIDER,
+    "$ai_input_tokens": INPUT_TOKENS,
+    "$ai_output_tokens": OUTPUT_TOKENS,
+    "$ai_cache_read_input_tokens": CACHE_READ_TOKENS,
+    "$ai_cache_creation_input_tokens": CACHE_WRITE_TOKENS,
+    "$ai_total_cost_usd": COST,
+}
+# Coding agents' own names, by the prefix of the events that use them.
+AGENT_SYNONYMS: dict[str, dict[str, str]] = {
+    "gemini_cli.": {
+        "input_token_count": INPUT_TOKENS,
+        "output_token_count": OUTPUT_TOKENS,
+        "cached_content_token_count": CACHE_READ_TOKENS,
+        "function_name": TOOL,
+    },
+    "codex.": {
+        "input_token_count": INPUT_TOKENS,
+        "output_token_count": OUTPUT_TOKENS,
+        "cached_token_count": CACHE_READ_TOKENS,
+    },
+}
+# Input tokens counted without the cached ones (Anthropic's way), by event prefix.
+INPUT_EXCLUDES_CACHE = ("claude_code.",)
+# PostHog's latency is in seconds; ours is `duration_ms`.
+POSTHOG_LATENCY = "$ai_latency"
+POSTHOG_IS_ERROR = "$ai_is_error"
+
+_NUMERIC = TOKEN_NAMES | {COST}
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
+_KNOWN = frozenset(SYNONYMS) | _NUMERIC | {POSTHOG_LATENCY, POSTHOG_IS_ERROR}
+_AGENT_KNOWN = frozenset(name for names in AGENT_SYNONYMS.values() for name in names)
+
+
+class Vocabulary:
+    """The transform. Most events carry none of these names: that costs one set test."""
+
+    def __call__(self, event: Event) -> Event:
+        properties = event.properties
+        if not properties:
+            return event
+        agent_names = _agent_synonyms(event.event)
+        if _KNOWN.isdisjoint(properties) and (
+            agent_names is None or _AGENT_KNOWN.isdisjoint(properties)
+        ):
+            return event
+        renamed = translate(properties, event.event, agent_names)
+        return event if renamed is properties else replace(event, properties=renamed)
+
+
+def translate(
+    properties: dict[str, Any], event_name: str = "", agent_names: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`properties` with every other spelling under its convention name (the same dict when
+    nothing changes). Keys keep their order; a renamed key takes its old key's place."""
+    out: dict[str, Any] = {}
+    moved_input = False
+    changed = False
+    for key, value in properties.items():
+        target = SYNONYMS.get(key)
+        if target is None and agent_names is not None:
+            target = agent_names.get(key)
+        if target is not None and target not in properties and target not in out:
+            out[target] = _number(value) if target in _NUMERIC else value
+            moved_input = moved_input or target == INPUT_TOKENS
+            changed = True
+        elif key in _NUMERIC and type(value) is str:
+            out[key] = _number(value)
+            changed = changed or out[key] is not value
+        else:
+            out[key] = value
+    changed = _posthog_extras(properties, out) or changed
+    if moved_input and event_name.startswith(INPUT_EXCLUDES_CACHE):
+        _add_cached_input(out)
+    return out if changed else properties
+
+
+def _posthog_extras(properties: dict[str, Any], out: dict[str, Any]) -> bool:
+    changed = False
+    latency = properties.get(POSTHOG_LATENCY)
+    if DURATION not in properties and _is_amount(latency):
+        out[DURATION] = round(latency * 1000, 3)
+        changed = True
+    if ERROR not in properties and properties.get(POSTHOG_IS_ERROR) is True:
+        out[ERROR] = True
+        changed = True
+    return changed
+
+
+def _add_cached_input(out: dict[str, Any]) -> None:
+    total = out.get(INPUT_TOKENS)
+    if not _is_amount(total):
+        return
+    for name in (CACHE_READ_TOKENS, CACHE_WRITE_TOKENS):
+        cached = out.get(name)
+        if _is_amount(cached):
+            total += cached
+    out[INPUT_TOKENS] = total
+
+
+def _agent_synonyms(event_name: str) -> dict[str, str] | None:
+    for prefix, names in AGENT_SYNONYMS.items():
+        if event_name.startswith(prefix):
+            return names
+    return None
+
+
+def _is_amount(value: Any) -> bool:
+    return type(value) in (int, float) and value >= 0
+
+
+def _number(value: Any) -> Any:
+    """Decimal text as the number it is; anything else unchanged."""
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return value

@@ -1,0 +1,416 @@
+"""What an event is to the agent analytics, as SQL, and the fold that keeps their rollups.
+
+Properties are read under the GenAI convention names the ingest vocabulary stores
+(`analytics/vocabulary.py`):
+
+- an **LLM call** has a model (`gen_ai.request.model`, else `gen_ai.response.model`) or a
+  token count (`gen_ai.usage.input_tokens` / `output_tokens`);
+- a **tool call** has `gen_ai.tool.name`, or is a span whose `gen_ai.operation.name` is
+  `execute_tool` (named by the tool in its span name, `execute_tool <tool>`);
+- a metric point (`metric.type`, from OTLP metrics) is neither: its attributes may name a
+  model, but it reports on calls, it is not one;
+- a **span** is an event with a `span_id` and a duration; a **root** is a span without a
+  parent. Other events of a trace (an OTLP log record inside a span, a shim event tracked
+  inside one) belong to its run but are not spans;
+- an **error** is the dashboard's rule (`store.dashboard_sql.error_sql`), which counts
+  `status: "error"`; a duration is the dashboard's too (`duration_ms` >= 0), in its
+  3-significant-digit histogram buckets;
+- a **reported cost** is a numeric `cost_usd` >= 0. A call without one is priced from its
+  tokens when read (`priced_*`: input less cached input, cache reads, cache writes,
+  output); a call with neither has no usage and its cost stays unknown.
+
+`fold()` runs on the writer thread in chunks, never on the ingest path: it reads each new
+event once into `agent_facts` (only the events above, a cheap text test skips the rest
+without parsing their JSON), then updates every rollup from those rows. The views add the
+events not yet folded (id > `agent_state.folded_id`) through `facts_select`, the same
+expressions, so answers are exact whether or not the fold has caught up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
+from agent_telemetryd.store.migrations import MIGRATIONS, _statements
+
+ANALYTICS_MIGRATION = 9  # the migration that made agent_state and the rollups
+
+FOLD_CHUNK = 25_000
+# What a point's series is: its properties without what the point itself says.
+METRIC_KEYS = (
+    "metric.type",
+    "metric.unit",
+    "metric.temporality",
+    "metric.monotonic",
+    "metric.start_time",
+    "metric.no_recorded_value",
+    "metric.value",
+    "metric.count",
+    "metric.sum",
+    "metric.min",
+    "metric.max",
+    "metric.bucket_counts",
+    "metric.explicit_bounds",
+    "metric.scale",
+    "metric.zero_count",
+    "metric.zero_threshold",
+    "metric.positive.offset",
+    "metric.positive.bucket_counts",
+    "metric.negative.offset",
+    "metric.negative.bucket_counts",
+    "metric.quantiles",
+)
+# The facts stored per event, in agent_facts' column order.
+FACT_COLUMNS = (
+    "id",
+    "hour",
+    "agent",
+    "event",
+    "llm",
+    "model",
+    "provider",
+    "tool",
+    "error",
+    "bucket",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "cost",
+    "priced_input",
+    "priced_cache_read",
+    "priced_cache_write",
+    "priced_output",
+    "trace_id",
+    "span",
+    "root",
+    "start_ms",
+    "end_ms",
+    "series",
+    "value",
+    "count",
+)
+
+
+def _path(name: str) -> str:
+    return f"'$.\"{name}\"'"
+
+
+def _text(p: str, name: str) -> str:
+    path = _path(name)
+    return f"(CASE WHEN json_type({p}, {path}) = 'text' THEN json_extract({p}, {path}) END)"
+
+
+def series_attributes_sql(p: str) -> str:
+    """A metric point's series: its properties as JSON text without the `metric.*` keys."""
+    return f"json_remove({p}, {', '.join(_path(key) for key in METRIC_KEYS)})"
+
+
+def might_matter_sql(alias: str) -> str:
+    """A cheap test that skips most plain events without parsing their JSON: everything
+    the analytics read is under a `gen_ai.*` name, a metric point's `metric.type`, or in a
+    trace. (A false positive only costs the parse.)"""
+    return (
+        f"({alias}.trace_id IS NOT NULL OR instr({alias}.properties, '\"gen_ai.') > 0"
+        f" OR instr({alias}.properties, '\"metric.type\"') > 0)"
+    )
+
+
+def facts_select(where: str, *, series: str = "lookup") -> str:
+    """SELECT the facts of the events `e` matching `where` (a prefix filter is added), one
+    row per event that matters, with agent_facts' columns plus `received_ms`.
+    `series="lookup"` finds each metric point's series id (the fold, after registering
+    them); `series="attributes"` gives the attributes text instead (the live tail)."""
+    p = "e.properties"
+    values = ", ".join(f"json_extract({p}, {_path(name)}) AS {alias}" for alias, name in _READ)
+    if series == "lookup":
+        series_sql = (
+            "(SELECT s.id FROM agent_metric_series AS s WHERE s.name = e.event"
+            f" AND s.agent = e.agent AND s.attributes = {series_attributes_sql(p)})"
+        )
+    else:
+        series_sql = series_attributes_sql(p)
+    # Each property read once per event; the CASEs below test the values' SQL types.
+    raw = (
+        "SELECT e.id, e.received_ms, e.agent, e.event, e.ts_ms, e.trace_id, e.span_id,"
+        f" e.parent_span_id, {error_sql('e')} AS error, {values},"
+        f" CASE WHEN json_type({p}, {_path('metric.type')}) = 'text' THEN {series_sql} END"
+        " AS series"
+        f" FROM events AS e WHERE ({where}) AND {might_matter_sql('e')}"
+    )
+    metric = "typeof(r.metric_type) = 'text'"
+    model = (
+        "coalesce(CASE WHEN typeof(r.request_model) = 'text' THEN r.request_model END,"
+        " CASE WHEN typeof(r.response_model) = 'text' THEN r.response_model END)"
+    )
+    tool = (
+        "CASE WHEN typeof(r.tool) = 'text' THEN r.tool"
+        " WHEN r.operation = 'execute_tool' THEN CASE WHEN substr(r.event, 1, 13) ="
+        " 'execute_tool ' AND length(r.event) > 13 THEN substr(r.event, 14) ELSE r.event END END"
+    )
+    histogram = "r.metric_type IN ('histogram', 'exponential_histogram', 'summary')"
+    number = "CASE WHEN typeof({0}) IN ('integer', 'real') THEN {0} END"
+    # The values with their types checked, once each.
+    typed = (
+        "SELECT r.id, r.received_ms, r.agent, r.event, r.ts_ms, r.trace_id, r.span_id,"
+        f" r.parent_span_id, r.error, r.series, {metric} AS metric, {model} AS model,"
+        " CASE WHEN typeof(r.provider) = 'text' THEN r.provider END AS provider,"
+        f" {tool} AS tool, {_amount('r.input')} AS input, {_amount('r.output')} AS output,"
+        f" {_amount('r.cache_read')} AS cache_read, {_amount('r.cache_write')} AS cache_write,"
+        f" {_amount('r.cost')} AS cost, {_amount('r.duration')} AS duration,"
+        f" CASE WHEN {histogram} THEN {number.format('r.metric_sum')}"
+        f" ELSE {number.format('r.metric_value')} END AS value,"
+        f" CASE WHEN {histogram} THEN {number.format('r.metric_count')} END AS count"
+        " FROM r"
+    )
+    llm = "(NOT t.metric AND (t.model IS NOT NULL OR t.input IS NOT NULL OR t.output IS NOT NULL))"
+    flagged = f"SELECT t.*, {llm} AS llm FROM t"
+    priced = "(u.llm AND u.cost IS NULL AND (u.input IS NOT NULL OR u.output IS NOT NULL))"
+    uncached = (
+        "max(coalesce(u.input, 0) - coalesce(u.cache_read, 0) - coalesce(u.cache_write, 0), 0)"
+    )
+    span = "(u.span_id IS NOT NULL AND u.duration IS NOT NULL)"
+    facts = (
+        f"SELECT u.id, u.received_ms / {HOUR_MS} AS hour, u.agent, u.event, u.llm,"
+        " CASE WHEN u.llm THEN coalesce(u.model, '') ELSE '' END AS model, u.provider,"
+        " CASE WHEN u.metric THEN NULL ELSE u.tool END AS tool, u.error,"
+        f" CASE WHEN u.duration IS NOT NULL THEN {duration_bucket_sql('u.duration')} END"
+        " AS bucket,"
+        " CASE WHEN u.llm THEN u.input END AS input,"
+        " CASE WHEN u.llm THEN u.output END AS output,"
+        " CASE WHEN u.llm THEN u.cache_read END AS cache_read,"
+        " CASE WHEN u.llm THEN u.cache_write END AS cache_write,"
+        " CASE WHEN u.llm THEN u.cost END AS cost,"
+        f" CASE WHEN {priced} THEN {uncached} END AS priced_input,"
+        f" CASE WHEN {priced} THEN coalesce(u.cache_read, 0) END AS priced_cache_read,"
+        f" CASE WHEN {priced} THEN coalesce(u.cache_write, 0) END AS priced_cache_write,"
+        f" CASE WHEN {priced} THEN coalesce(u.output, 0) END AS priced_output,"
+        f" u.trace_id, {span} AS span, ({span} AND u.parent_span_id IS NULL) AS root,"
+        " u.ts_ms AS start_ms, u.ts_ms + coalesce(u.duration, 0) AS end_ms, u.series,"
+        " u.value, u.count, u.received_ms FROM u"
+        " WHERE u.llm OR (NOT u.metric AND u.tool IS NOT NULL) OR u.trace_id IS NOT NULL"
+        " OR u.metric"
+    )
+    # MATERIALIZED: each layer is computed once per event into a scratch table; flattened
+    # into the next, its expressions (the JSON reads first) would be repeated wherever
+    # one of its columns is used.
+    return (
+        f"WITH r AS MATERIALIZED ({raw}), t AS MATERIALIZED ({typed}),"
+        f" u AS MATERIALIZED ({flagged}) {facts}"
+    )
+
+
+# (column, property) read from each event that might matter.
+_READ = (
+    ("request_model", "gen_ai.request.model"),
+    ("response_model", "gen_ai.response.model"),
+    ("provider", "gen_ai.provider.name"),
+    ("tool", "gen_ai.tool.name"),
+    ("operation", "gen_ai.operation.name"),
+    ("input", "gen_ai.usage.input_tokens"),
+    ("output", "gen_ai.usage.output_tokens"),
+    ("cache_read", "gen_ai.usage.cache_read.input_tokens"),
+    ("cache_write", "gen_ai.usage.cache_creation.input_tokens"),
+    ("cost", "cost_usd"),
+    ("duration", "duration_ms"),
+    ("metric_type", "metric.type"),
+    ("metric_value", "metric.value"),
+    ("metric_sum", "metric.sum"),
+    ("metric_count", "metric.count"),
+)
+
+
+def _amount(value: str) -> str:
+    """`value` when it is a number >= 0, else NULL."""
+    return f"(CASE WHEN typeof({value}) IN ('integer', 'real') AND {value} >= 0 THEN {value} END)"
+
+
+def duration_bucket_sql(d: str) -> str:
+    """The dashboard's histogram bucket of a duration value (`dashboard_sql.bucket_sql`
+    reads it from the properties; this takes it already read). A test holds them equal."""
+    return (
+        f"(CASE WHEN {d} < 1000 THEN round({d})"
+        f" WHEN {d} < 10000 THEN round({d} / 10) * 10"
+        f" WHEN {d} < 100000 THEN round({d} / 100) * 100"
+        f" WHEN {d} < 1000000 THEN round({d} / 1000) * 1000"
+        f" WHEN {d} < 10000000 THEN round({d} / 10000) * 10000"
+        f" ELSE round({d} / 100000) * 100000 END)"
+    )
+
+
+def folded_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT folded_id FROM agent_state").fetchone()
+    return int(row[0]) if row else 0
+
+
+def unfolded(conn: sqlite3.Connection) -> int:
+    """How many events the fold has not reached yet (a rowid range count: cheap)."""
+    row = conn.execute(
+        "SELECT count(*) FROM events WHERE id > (SELECT folded_id FROM agent_state)"
+    ).fetchone()
+    return int(row[0])
+
+
+_COLUMNS = ", ".join(FACT_COLUMNS)
+_SUMS = (
+    "count(*), sum(error), sum(coalesce(input, 0)), sum(coalesce(output, 0)),"
+    " sum(coalesce(cache_read, 0)), sum(coalesce(cache_write, 0)),"
+    " sum(cost IS NOT NULL), coalesce(sum(cost), 0), sum(cost IS NULL),"
+    " sum(cost IS NULL AND priced_input IS NULL), sum(coalesce(priced_input, 0)),"
+    " sum(coalesce(priced_cache_read, 0)), sum(coalesce(priced_cache_write, 0)),"
+    " sum(coalesce(priced_output, 0))"
+)
+_ADD_PRICED = (
+    " reported_calls = reported_calls + excluded.reported_calls,"
+    " reported_cost = reported_cost + excluded.reported_cost,"
+    " unreported_calls = unreported_calls + excluded.unreported_calls,"
+    " no_usage_calls = no_usage_calls + excluded.no_usage_calls,"
+    " priced_input = priced_input + excluded.priced_input,"
+    " priced_cache_read = priced_cache_read + excluded.priced_cache_read,"
+    " priced_cache_write = priced_cache_write + excluded.priced_cache_write,"
+    " priced_output = priced_output + excluded.priced_output"
+)
+_RANGE = "id > :start AND id <= :end"
+_ROLLUPS = (
+    "INSERT INTO agent_models (hour, agent, event, model, provider, calls, errors,"
+    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_calls,"
+    " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
+    " priced_cache_write, priced_output)"
+    f" SELECT hour, agent, event, model, max(provider), {_SUMS} FROM agent_facts"
+    f" WHERE {_RANGE} AND llm = 1 GROUP BY hour, agent, event, model"
+    " ON CONFLICT (hour, agent, event, model) DO UPDATE SET"
+    " provider = coalesce(excluded.provider, provider), calls = calls + excluded.calls,"
+    " errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens,"
+    " output_tokens = output_tokens + excluded.output_tokens,"
+    " cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,"
+    f" cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, {_ADD_PRICED}",
+    "INSERT INTO agent_tools (hour, agent, event, tool, calls, errors)"
+    " SELECT hour, agent, event, tool, count(*), sum(error) FROM agent_facts"
+    f" WHERE {_RANGE} AND tool IS NOT NULL GROUP BY hour, agent, event, tool"
+    " ON CONFLICT (hour, agent, event, tool) DO UPDATE SET"
+    " calls = calls + excluded.calls, errors = errors + excluded.errors",
+    "INSERT INTO agent_durations (kind, name, bucket, hour, agent, event, n)"
+    " SELECT 'model', model, bucket, hour, agent, event, count(*) FROM agent_facts"
+    f" WHERE {_RANGE} AND llm = 1 AND bucket IS NOT NULL GROUP BY 2, 3, 4, 5, 6"
+    " ON CONFLICT (kind, name, bucket, hour, agent, event) DO UPDATE SET n = n + excluded.n",
+    "INSERT INTO agent_durations (kind, name, bucket, hour, agent, event, n)"
+    " SELECT 'tool', tool, bucket, hour, agent, event, count(*) FROM agent_facts"
+    f" WHERE {_RANGE} AND tool IS NOT NULL AND bucket IS NOT NULL GROUP BY 2, 3, 4, 5, 6"
+    " ON CONFLICT (kind, name, bucket, hour, agent, event) DO UPDATE SET n = n + excluded.n",
+    # A run's agent is its root's once the root is seen, else the first one seen.
+    "INSERT INTO agent_runs (trace_id, root, agent, rooted, start_ms, end_ms, events, spans,"
+    " llm_calls, input_tokens, output_tokens, errors)"
+    " SELECT trace_id, max(CASE WHEN root THEN event END),"
+    " coalesce(max(CASE WHEN root THEN agent END), min(agent)), max(root), min(start_ms),"
+    " max(end_ms), count(*), sum(span), sum(llm), sum(coalesce(input, 0)),"
+    " sum(coalesce(output, 0)), sum(error) FROM agent_facts"
+    f" WHERE {_RANGE} AND trace_id IS NOT NULL GROUP BY trace_id"
+    " ON CONFLICT (trace_id) DO UPDATE SET root = coalesce(root, excluded.root),"
+    " agent = CASE WHEN rooted = 0 AND excluded.rooted = 1 THEN excluded.agent ELSE agent END,"
+    " rooted = max(rooted, excluded.rooted), start_ms = min(start_ms, excluded.start_ms),"
+    " end_ms = max(end_ms, excluded.end_ms), events = events + excluded.events,"
+    " spans = spans + excluded.spans, llm_calls = llm_calls + excluded.llm_calls,"
+    " input_tokens = input_tokens + excluded.input_tokens,"
+    " output_tokens = output_tokens + excluded.output_tokens,"
+    " errors = errors + excluded.errors",
+    "INSERT INTO agent_run_models (trace_id, model, hour, calls, reported_calls,"
+    " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
+    " priced_cache_write, priced_output)"
+    " SELECT trace_id, model, min(hour), count(*), sum(cost IS NOT NULL),"
+    " coalesce(sum(cost), 0), sum(cost IS NULL), sum(cost IS NULL AND priced_input IS NULL),"
+    " sum(coalesce(priced_input, 0)), sum(coalesce(priced_cache_read, 0)),"
+    " sum(coalesce(priced_cache_write, 0)), sum(coalesce(priced_output, 0)) FROM agent_facts"
+    f" WHERE {_RANGE} AND llm = 1 AND trace_id IS NOT NULL GROUP BY trace_id, model"
+    " ON CONFLICT (trace_id, model) DO UPDATE SET hour = min(hour, excluded.hour),"
+    f" calls = calls + excluded.calls, {_ADD_PRICED}",
+    # The last point of the chunk per series and hour (SQLite takes the bare columns from
+    # the row max() picked); a later chunk's last point replaces it only when later.
+    "INSERT INTO agent_metric_hours (series, hour, points, total, total_count, last_ms,"
+    " last_value, last_count, last_start)"
+    " SELECT f.series, f.hour, count(*), coalesce(sum(f.value), 0),"
+    " coalesce(sum(f.count), 0), max(f.start_ms), f.value, f.count,"
+    f" json_extract(e.properties, {_path('metric.start_time')})"
+    " FROM agent_facts AS f JOIN events AS e ON e.id = f.id"
+    " WHERE f.id > :start AND f.id <= :end AND f.series IS NOT NULL"
+    " GROUP BY f.series, f.hour"
+    " ON CONFLICT (series, hour) DO UPDATE SET points = points + excluded.points,"
+    " total = total + excluded.total, total_count = total_count + excluded.total_count,"
+    " last_value = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_value"
+    " ELSE last_value END,"
+    " last_count = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_count"
+    " ELSE last_count END,"
+    " last_start = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_start"
+    " ELSE last_start END,"
+    " last_ms = max(last_ms, excluded.last_ms)",
+)
+
+
+def fold(conn: sqlite3.Connection, limit: int = FOLD_CHUNK) -> int:
+    """Fold up to `limit` more events; returns how many. Run inside a write transaction
+    (the writer's `run`), so facts, rollups and watermark move together."""
+    start = folded_id(conn)
+    row = conn.execute(
+        "SELECT id FROM events WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (start, limit - 1)
+    ).fetchone()
+    end = row[0] if row else conn.execute("SELECT max(id) FROM events").fetchone()[0]
+    if end is None or end <= start:
+        return 0
+    bounds = {"start": start, "end": end}
+    p = "e.properties"
+    conn.execute(
+        "INSERT OR IGNORE INTO agent_metric_series (name, agent, attributes, unit, type,"
+        f" temporality) SELECT e.event, e.agent, {series_attributes_sql(p)},"
+        f" max({_text(p, 'metric.unit')}), max({_text(p, 'metric.type')}),"
+        f" max({_text(p, 'metric.temporality')}) FROM events AS e"
+        " WHERE e.id > :start AND e.id <= :end"
+        f" AND instr({p}, '\"metric.type\"') > 0 AND {_text(p, 'metric.type')} IS NOT NULL"
+        " GROUP BY 1, 2, 3",
+        bounds,
+    )
+    conn.execute(
+        f"INSERT INTO agent_facts ({_COLUMNS}) SELECT {_COLUMNS} FROM"
+        f" ({facts_select('e.id > :start AND e.id <= :end')})",
+        bounds,
+    )
+    for statement in _ROLLUPS:
+        conn.execute(statement, bounds)
+    folded = conn.execute(
+        "SELECT count(*) FROM events WHERE id > ? AND id <= ?", (start, end)
+    ).fetchone()[0]
+    conn.execute("UPDATE agent_state SET folded_id = ?", (end,))
+    return int(folded)
+
+
+def fold_all(conn: sqlite3.Connection) -> int:
+    """Fold everything, a chunk per transaction (benchmarks, tests, offline use)."""
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = fold(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total += done
+        if done == 0:
+            return total
+
+
+def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
+    """A buffer from before migration 9, opened read-only (the daemon has not been
+    restarted since the upgrade): empty TEMP tables of the same shape, with nothing
+    folded, so every query reads the events themselves. From before migration 7 (no trace
+    columns yet), a TEMP view of the events with those columns empty stands in too."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'agent_state'").fetchone():
+        return
+    columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
+    if "trace_id" not in columns:
+        conn.execute(
+            "CREATE TEMP VIEW events AS SELECT *, NULL AS trace_id, NULL AS span_id,"
+            " NULL AS parent_span_id FROM main.events"
+        )
+    for statement in _statements(MIGRATIONS[ANALYTICS_MIGRATION - 1]):
+        if statement.startswith("CREATE TABLE"):
+            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    conn.execute("INSERT INTO temp.agent_state (one, folded_id) VALUES (1, 0)")

@@ -45,7 +45,7 @@ def _snapshot(view: View) -> View:
         conn.execute("BEGIN")
         try:
             when = span(conn)
-            return view(conn, f.resolved(when["first_ms"], when["last_ms"]))
+            return view(conn, f.resolved(when["first_ms"], when["last_ms"], minutes=True))
         finally:
             conn.execute("COMMIT")
 
@@ -80,6 +80,8 @@ def everything(
 
 
 ENDPOINTS: dict[str, View] = {
+    # First and last receipt time (two index probes): where the page opens.
+    "span": lambda conn, f: {"span": span(conn)},
     "summary": _snapshot(summary),
     "timeseries": _snapshot(timeseries),
     "agents": _snapshot(aggregates.by_agent),

@@ -30,6 +30,7 @@ import sqlite3
 from typing import Any, Protocol
 
 HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
 # One fold step: a few hundred ms of writer time at most, so ingest never waits long.
 # 25k since migration 4's triggers and index roughly doubled the cost per folded event.
 FOLD_CHUNK = 25_000
@@ -235,10 +236,49 @@ def durations_cte(f: CellFilter) -> tuple[str, Params]:
     return sql, params
 
 
+def _range_where(f: CellFilter) -> tuple[str, Params]:
+    """Filter terms on every event of the range (for minute buckets, which the hourly
+    rollups cannot give): the same whole hours as the rollups' terms, on the
+    received_ms index."""
+    terms: list[str] = []
+    params: Params = {}
+    if f.first_hour is not None:
+        terms.append("e.received_ms >= :first_ms")
+        params["first_ms"] = f.first_hour * HOUR_MS
+    if f.end_hour is not None:
+        terms.append("e.received_ms < :end_ms")
+        params["end_ms"] = f.end_hour * HOUR_MS
+    for column, value in (("agent", f.agent), ("event", f.event)):
+        if value is not None:
+            terms.append(f"e.{column} = :{column}")
+            params[column] = value
+    return (" AND ".join(terms) or "1"), params
+
+
+def minute_counts_sql(f: CellFilter) -> tuple[str, Params]:
+    """(minute, events, errors) per minute of the range, read from the events themselves:
+    only asked for ranges of a few hours (`Filters.resolved`)."""
+    where, params = _range_where(f)
+    sql = (
+        f"SELECT e.received_ms / {MINUTE_MS} AS k, count(*), sum({error_sql('e')})"
+        f" FROM events AS e WHERE {where} GROUP BY k ORDER BY k"
+    )
+    return sql, params
+
+
 def over_time_cte(f: CellFilter) -> tuple[str, Params]:
-    """The cells the over-time percentiles read: exact hourly cells for hour buckets;
-    for day buckets, 2-digit buckets, from `dash_duration_hours` (all agents and
-    events, ~4x fewer cells) when no agent or event filter needs the finer table."""
+    """The cells the over-time percentiles read: for minute buckets, the range's events
+    (their `hour` column holds the minute); exact hourly cells for hour buckets; for day
+    buckets, 2-digit buckets, from `dash_duration_hours` (all agents and events, ~4x
+    fewer cells) when no agent or event filter needs the finer table."""
+    if f.bucket == "minute":
+        where, params = _range_where(f)
+        sql = (
+            "WITH cells(hour, bucket, n) AS ("
+            f" SELECT e.received_ms / {MINUTE_MS}, {bucket_sql('e')}, 1"
+            f" FROM events AS e WHERE {where} AND {has_duration_sql('e')})"
+        )
+        return sql, params
     if f.bucket != "day":
         return durations_cte(f)
     rollup, params = _where(f, tail=False)

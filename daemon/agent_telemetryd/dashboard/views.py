@@ -168,6 +168,11 @@ def read_run(conn: sqlite3.Connection | None, trace_id: str) -> dict[str, Any]:
             use.close()
 
 
+# Spans embedded in a report, over all its runs: a few runs of thousands of spans each
+# would otherwise make a file of hundreds of megabytes.
+REPORT_SPANS = 20_000
+
+
 def report_data(
     database: Any,
     f: Filters,
@@ -175,12 +180,25 @@ def report_data(
     now_ms: int,
     prices: PriceBook | None = None,
 ) -> dict[str, Any]:
-    """Everything the report embeds, read from the buffer file opened read-only."""
+    """Everything the report embeds, read from the buffer file opened read-only: what the
+    page opens with, the explorer's and the metrics' first pages, and the spans of the
+    runs listed (up to REPORT_SPANS in all), so every view works with no server."""
     conn = connect(database, readonly=True) if database is not None else None
     try:
         if conn is not None:
             without_rollups(conn)
         data = read_view("all", conn, f, prices)
+        query = agent_views.AgentQuery(f, prices or price_book())
+        data["explore"] = read_agent_view("explore", conn, query)
+        data["metrics"] = read_agent_view("metrics", conn, query)
+        data["run_spans"] = {}
+        budget = REPORT_SPANS
+        for listed in data["runs"]["runs"]:
+            spans = read_run(conn, listed["trace_id"])
+            budget -= len(spans["spans"])
+            if budget < 0:
+                break
+            data["run_spans"][listed["trace_id"]] = spans
     finally:
         if conn is not None:
             conn.close()

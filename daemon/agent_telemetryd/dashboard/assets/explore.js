@@ -22,6 +22,7 @@
     for (const e of data.events) {
       const tr = tbody.appendChild(D.el("tr", null, e.error ? "event error" : "event"));
       tr.dataset.id = String(e.id);
+      tr.dataset.uuid = e.uuid;
       tr.dataset.event = e.event;
       const received = D.cell(tr, D.when(Date.parse(e.received_at)));
       received.title = `received ${e.received_at}; sent as of ${e.timestamp}`;

@@ -7,6 +7,7 @@ everything folded and the daemon down."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from agent_telemetryd.cli.api_client import ApiClient
 from agent_telemetryd.store import analytics_facts, dashboard_sql
-from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.database import connect, open_buffer
 from tests import analytics_fixture as fixture
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
@@ -272,3 +273,35 @@ def test_a_price_set_in_the_config_prices_past_calls_after_a_reload(
     # The CLI reads the same config.
     cli = {m["model"]: m for m in cli_json(daemon, "models")["models"]}
     assert cli["house-model"]["cost_usd"] == pytest.approx(house["cost_usd"])
+
+
+def test_reading_the_page_folds_in_the_background_and_the_numbers_stay(
+    daemon: DaemonProcess,
+) -> None:
+    """2,500 calls wait unfolded; reading a view starts the background fold (both
+    rollups, on the writer thread); once it is done the same view reads the same."""
+    calls = [
+        {"event": "llm.call", "properties": {"model": "gpt-4o-mini", "tokens_in": 1000,
+                                             "tokens_out": 10 + i % 7, "duration_ms": i % 90}}
+        for i in range(2_500)
+    ]  # fmt: skip
+    for start in range(0, len(calls), 500):
+        send(daemon, calls[start : start + 500])
+    before = api(daemon, f"/dashboard/api/models?{RANGE}")
+    (row,) = before["models"]
+    assert (row["calls"], row["input_tokens"]) == (2_500, 2_500_000)
+    # 2,500,000 × 0.15 + output (sum of 10..16 repeated) × 0.60, per million.
+    output = sum(10 + i % 7 for i in range(2_500))
+    assert row["output_tokens"] == output
+    assert row["cost_usd"] == pytest.approx((2_500_000 * 0.15 + output * 0.60) / 1e6)
+    reader = connect(daemon.database, readonly=True)
+    try:
+        deadline = time.monotonic() + 30
+        while analytics_facts.unfolded(reader) or dashboard_sql.unfolded(reader):
+            assert time.monotonic() < deadline, "the background fold did not finish"
+            time.sleep(0.05)
+        assert reader.execute("SELECT sum(calls) FROM agent_models").fetchone()[0] == 2_500
+    finally:
+        reader.close()
+    after = api(daemon, f"/dashboard/api/models?{RANGE}")
+    assert after["models"] == before["models"]

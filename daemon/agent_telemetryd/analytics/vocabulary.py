@@ -24,7 +24,6 @@ else's do.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from agent_telemetryd.events import Event
@@ -110,6 +109,7 @@ _NUMERIC = TOKEN_NAMES | {COST}
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 _KNOWN = frozenset(SYNONYMS) | _NUMERIC | {POSTHOG_LATENCY, POSTHOG_IS_ERROR}
 _AGENT_KNOWN = frozenset(name for names in AGENT_SYNONYMS.values() for name in names)
+_AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
 
 class Vocabulary:
@@ -119,13 +119,26 @@ class Vocabulary:
         properties = event.properties
         if not properties:
             return event
-        agent_names = _agent_synonyms(event.event)
+        name = event.event
+        agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
         if _KNOWN.isdisjoint(properties) and (
             agent_names is None or _AGENT_KNOWN.isdisjoint(properties)
         ):
             return event
-        renamed = translate(properties, event.event, agent_names)
-        return event if renamed is properties else replace(event, properties=renamed)
+        renamed = translate(properties, name, agent_names)
+        if renamed is properties:
+            return event
+        # Built directly: dataclasses.replace costs more than the renaming itself.
+        return Event(
+            name,
+            renamed,
+            event.ts_ms,
+            event.uuid,
+            event.agent,
+            event.trace_id,
+            event.span_id,
+            event.parent_span_id,
+        )
 
 
 def translate(

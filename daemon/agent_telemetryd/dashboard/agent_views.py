@@ -53,9 +53,11 @@ View = Callable[[sqlite3.Connection, AgentQuery], dict[str, Any]]
 
 @contextmanager
 def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction, and this request's scratch tables gone after it."""
+    """One read transaction with the unfolded tail read once, and this request's scratch
+    tables gone after it."""
     conn.execute("BEGIN")
     try:
+        sql.prepare_tail(conn)
         yield
     finally:
         try:
@@ -290,6 +292,7 @@ def first_load(conn: sqlite3.Connection, f: Filters, prices: PriceBook) -> dict[
     q = AgentQuery(f, prices)
     hourly, fine = resolved(conn, f), resolved(conn, f, minutes=True)
     try:
+        sql.prepare_tail(conn)
         data = {"models": models_in(conn, q, hourly), "tools": tools_in(conn, hourly)}
         if fine.bucket != hourly.bucket:
             sql.materialise_model_cells(conn, fine)

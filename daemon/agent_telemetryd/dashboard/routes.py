@@ -46,11 +46,6 @@ def unfolded(conn: sqlite3.Connection) -> int:
     return max(dashboard_sql.unfolded(conn), analytics_facts.unfolded(conn))
 
 
-def fold_chunk(conn: sqlite3.Connection) -> int:
-    """One chunk of both folds, in one writer transaction."""
-    return dashboard_sql.fold(conn) + analytics_facts.fold(conn)
-
-
 class Dashboard:
     def __init__(self, context: DaemonContext) -> None:
         self.context = context
@@ -97,11 +92,14 @@ class Dashboard:
             self._fold_task = asyncio.get_running_loop().create_task(self._fold(), name="fold")
 
     async def _fold(self) -> None:
-        # A chunk per writer job, so group commits of new events slot in between.
+        # A chunk per writer job, so group commits of new events slot in between; the
+        # dashboard's rollups and the agent analytics' take turns, each its own job.
         total = 0
         try:
             while self.context.buffer is not None:
-                done = await self.context.buffer.writer.run(fold_chunk)
+                done = 0
+                for fold in (dashboard_sql.fold, analytics_facts.fold):
+                    done += await self.context.buffer.writer.run(fold)
                 total += done
                 if done == 0:
                     break

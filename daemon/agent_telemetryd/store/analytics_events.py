@@ -11,8 +11,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from agent_telemetryd.store.analytics_facts import facts_select
-from agent_telemetryd.store.analytics_sql import MINUTE_MS, AnalyticsFilter, events_where, time_key
+from agent_telemetryd.store.analytics_sql import (
+    MINUTE_MS,
+    TAIL,
+    AnalyticsFilter,
+    facts_from,
+    time_key,
+)
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
 
 EXPLORE_COLUMNS = (
@@ -84,8 +89,8 @@ def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCel
     name is the event filter). Rollup and tail cells of one series and bucket are both
     listed; the caller merges them."""
     if f.bucket == "minute":
-        where, params = events_where(f, tail=False)
-        return _raw_cells(conn, where, params, f"f.received_ms / {MINUTE_MS}")
+        facts, params = facts_from(f, tail=False)
+        return _raw_cells(conn, facts, params, f"f.received_ms / {MINUTE_MS}")
     rollup, params = _metric_where(f)
     cells = conn.execute(
         f"SELECT s.name, s.agent, s.attributes, s.unit, s.type, s.temporality,"
@@ -94,8 +99,8 @@ def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCel
         f" JOIN agent_metric_series AS s ON s.id = h.series WHERE {rollup}",
         params,
     ).fetchall()
-    where, params = events_where(f, tail=True)
-    return cells + _raw_cells(conn, where, params, time_key(f, f"(f.received_ms / {HOUR_MS})"))
+    facts, params = facts_from(f, tail=True)
+    return cells + _raw_cells(conn, facts, params, time_key(f, f"(f.received_ms / {HOUR_MS})"))
 
 
 def _metric_where(f: AnalyticsFilter) -> tuple[str, dict[str, Any]]:
@@ -111,15 +116,15 @@ def _metric_where(f: AnalyticsFilter) -> tuple[str, dict[str, Any]]:
 
 
 def _raw_cells(
-    conn: sqlite3.Connection, where: str, params: dict[str, Any], key: str
+    conn: sqlite3.Connection, facts: str, params: dict[str, Any], key: str
 ) -> list[MetricCell]:
-    """Cells computed from the events matching `where`; the last point's columns are taken
+    """Cells computed from the facts subquery `facts`; the last point's columns are taken
     from the row max() picks."""
     return conn.execute(
         f"SELECT f.event, f.agent, f.series, {_METRIC_PROPERTIES}, {key} AS t, count(*),"
         " coalesce(sum(f.value), 0), coalesce(sum(f.count), 0), max(f.start_ms), f.value,"
         " f.count, json_extract(x.properties, '$.\"metric.start_time\"')"
-        f" FROM ({facts_select(where, series='attributes')}) AS f"
+        f" FROM {facts} AS f"
         " JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
         " GROUP BY f.event, f.agent, f.series, t",
         params,
@@ -142,12 +147,11 @@ def previous_points(
         " GROUP BY h.series",
         {"first_hour": f.first_hour},
     ).fetchall()
-    where = "e.id > (SELECT folded_id FROM agent_state) AND (+e.received_ms) < :first_ms"
     unfolded = conn.execute(
-        f"SELECT f.event, f.agent, f.series, max(f.start_ms), f.value, f.count,"
+        "SELECT f.event, f.agent, f.series, max(f.start_ms), f.value, f.count,"
         " json_extract(x.properties, '$.\"metric.start_time\"'), 0"
-        f" FROM ({facts_select(where, series='attributes')}) AS f JOIN events AS x"
-        " ON x.id = f.id WHERE f.series IS NOT NULL"
+        f" FROM {TAIL} AS f JOIN events AS x"
+        " ON x.id = f.id WHERE f.received_ms < :first_ms AND f.series IS NOT NULL"
         " AND json_extract(x.properties, '$.\"metric.temporality\"') = 'cumulative'"
         " GROUP BY f.event, f.agent, f.series",
         {"first_ms": f.first_hour * HOUR_MS},

@@ -13,8 +13,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent_telemetryd.store.analytics_facts import facts_select
-from agent_telemetryd.store.analytics_sql import AnalyticsFilter
+from agent_telemetryd.store.analytics_sql import TAIL, AnalyticsFilter
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
 
 MAX_SPANS = 5_000  # a run's waterfall lists at most this many of its events
@@ -171,9 +170,7 @@ def _tail_runs(conn: sqlite3.Connection, f: AnalyticsFilter) -> dict[str, Run]:
         " coalesce(max(CASE WHEN root THEN agent END), min(agent)), max(root), min(start_ms),"
         " max(end_ms), count(*), sum(span), sum(llm), sum(coalesce(input, 0)),"
         f" sum(coalesce(output, 0)), sum(error), {flag}"
-        " FROM ("
-        + facts_select("e.id > (SELECT folded_id FROM agent_state)", series="attributes")
-        + ") WHERE trace_id IS NOT NULL GROUP BY trace_id",
+        f" FROM {TAIL} WHERE trace_id IS NOT NULL GROUP BY trace_id",
         params,
     ).fetchall()
     return {row[0]: _run(row) for row in rows}

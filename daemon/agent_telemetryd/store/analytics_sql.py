@@ -73,28 +73,57 @@ def rollup_where(f: AnalyticsFilter, *, name: str | None = None) -> tuple[str, P
     return " AND ".join(terms) or "1", params
 
 
-def events_where(f: AnalyticsFilter, *, tail: bool) -> tuple[str, Params]:
-    """Terms on the events table `e`: the unfolded tail (`tail=True`) or, for minute
-    buckets, every event of the range."""
+def events_where(f: AnalyticsFilter) -> tuple[str, Params]:
+    """Terms on the events table `e` for every event of the range (minute buckets)."""
     terms: list[str] = []
     params: Params = {}
-    if tail:
-        terms.append("e.id > (SELECT folded_id FROM agent_state)")
-        # `+` keeps SQLite on the rowid range (the tail is small), not the time index.
-        received = "(+e.received_ms)"
-    else:
-        received = "e.received_ms"
     if f.first_hour is not None:
-        terms.append(f"{received} >= :first_ms")
+        terms.append("e.received_ms >= :first_ms")
         params["first_ms"] = f.first_hour * HOUR_MS
     if f.end_hour is not None:
-        terms.append(f"{received} < :end_ms")
+        terms.append("e.received_ms < :end_ms")
         params["end_ms"] = f.end_hour * HOUR_MS
     for column, value in (("agent", f.agent), ("event", f.event)):
         if value is not None:
             terms.append(f"e.{column} = :{column}")
             params[column] = value
     return " AND ".join(terms) or "1", params
+
+
+TAIL = "temp.agent_request_tail"
+
+
+def prepare_tail(conn: sqlite3.Connection) -> None:
+    """The facts of the events not folded yet, read once per request into a scratch
+    table that every view of the request reads: a few thousand rows between background
+    folds; after an upgrade, before the first fold, the whole buffer once, not once per
+    view."""
+    conn.execute(f"DROP TABLE IF EXISTS {TAIL}")
+    conn.execute(
+        f"CREATE TABLE {TAIL} AS SELECT * FROM"
+        f" ({facts_select('e.id > (SELECT folded_id FROM agent_state)', series='attributes')})"
+    )
+
+
+def facts_from(f: AnalyticsFilter, *, tail: bool) -> tuple[str, Params]:
+    """A subquery of facts under the filters' time, agent and event: the unfolded tail
+    (`prepare_tail`'s table), or for minute buckets every event of the range."""
+    if not tail:
+        where, params = events_where(f)
+        return f"({facts_select(where, series='attributes')})", params
+    terms: list[str] = []
+    params: Params = {}
+    if f.first_hour is not None:
+        terms.append("received_ms >= :first_ms")
+        params["first_ms"] = f.first_hour * HOUR_MS
+    if f.end_hour is not None:
+        terms.append("received_ms < :end_ms")
+        params["end_ms"] = f.end_hour * HOUR_MS
+    for column, value in (("agent", f.agent), ("event", f.event)):
+        if value is not None:
+            terms.append(f"{column} = :{column}")
+            params[column] = value
+    return f"(SELECT * FROM {TAIL} WHERE {' AND '.join(terms) or '1'})", params
 
 
 def time_key(f: AnalyticsFilter, hour: str = "hour") -> str:
@@ -150,23 +179,21 @@ def materialise_model_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> Non
     conn.execute(f"DROP TABLE IF EXISTS {MODEL_CELLS}")
     sums = ", ".join(f"sum({column}) AS {column}" for column in _MODEL_SUMS.split(", "))
     if f.bucket == "minute":
-        where, params = events_where(f, tail=False)
+        facts, params = facts_from(f, tail=False)
         source = (
             f"SELECT received_ms / {MINUTE_MS} AS t, hour, model, max(provider) AS provider,"
-            f" {_FACT_SUMS} FROM ({facts_select(where, series='attributes')}) WHERE llm"
-            f"{_and_model(f)} GROUP BY 1, 2, 3"
+            f" {_FACT_SUMS} FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3"
         )
     else:
         rollup, params = rollup_where(f, name="model")
-        where, tail_params = events_where(f, tail=True)
+        facts, tail_params = facts_from(f, tail=True)
         params.update(tail_params)
         source = (
             f"SELECT {time_key(f)} AS t, hour, model, max(provider) AS provider, {sums}"
             f" FROM agent_models WHERE {rollup} GROUP BY 1, 2, 3"
             " UNION ALL"
             f" SELECT {time_key(f)}, hour, model, max(provider), {_FACT_SUMS}"
-            f" FROM ({facts_select(where, series='attributes')}) WHERE llm{_and_model(f)}"
-            " GROUP BY 1, 2, 3"
+            f" FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3"
         )
     if f.model is not None:
         params["model"] = f.model
@@ -234,7 +261,7 @@ def cost_series(conn: sqlite3.Connection, *, by_model: bool) -> list[tuple[Any, 
 
 
 def drop_request_tables(conn: sqlite3.Connection) -> None:
-    for table in (MODEL_CELLS, PRICES, RUN_CELLS):
+    for table in (MODEL_CELLS, PRICES, RUN_CELLS, TAIL):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -244,7 +271,7 @@ def drop_request_tables(conn: sqlite3.Connection) -> None:
 def tool_totals(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[tuple[Any, ...]]:
     """(tool, calls, errors) per tool, most calls first."""
     rollup, params = rollup_where(f, name="tool")
-    where, tail_params = events_where(f, tail=True)
+    facts, tail_params = facts_from(f, tail=True)
     params.update(tail_params)
     tool_filter = ""
     if f.tool is not None:
@@ -253,9 +280,7 @@ def tool_totals(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[tuple[Any,
     return conn.execute(
         "SELECT tool, sum(calls) AS n, sum(errors) FROM ("
         f" SELECT tool, calls, errors FROM agent_tools WHERE {rollup}"
-        " UNION ALL SELECT tool, 1, error"
-        f" FROM ({facts_select(where, series='attributes')})"
-        f" WHERE tool IS NOT NULL{tool_filter})"
+        f" UNION ALL SELECT tool, 1, error FROM {facts} WHERE tool IS NOT NULL{tool_filter})"
         " GROUP BY tool ORDER BY n DESC, tool",
         params,
     ).fetchall()
@@ -275,11 +300,11 @@ def percentiles_by_name(
         rollup += " AND name = :name"
         name_filter = f" AND {column} = :name"
         params["name"] = value
-    if f.bucket == "minute":
-        where, more = events_where(f, tail=False)
+    minutes = f.bucket == "minute"
+    facts, more = facts_from(f, tail=not minutes)
+    if minutes:
         rollup_part = ""
     else:
-        where, more = events_where(f, tail=True)
         rollup_part = (
             "SELECT name, bucket, sum(n) AS n FROM agent_durations"
             f" WHERE kind = :kind AND {rollup} GROUP BY name, bucket UNION ALL "
@@ -288,7 +313,7 @@ def percentiles_by_name(
     which = "llm" if kind == "model" else "tool IS NOT NULL"
     rows = conn.execute(
         f"WITH cells(name, bucket, n) AS ({rollup_part}"
-        f" SELECT {column}, bucket, 1 FROM ({facts_select(where, series='attributes')})"
+        f" SELECT {column}, bucket, 1 FROM {facts}"
         f" WHERE {which} AND bucket IS NOT NULL{name_filter}),"
         " d AS (SELECT name, bucket, sum(n) AS n FROM cells GROUP BY name, bucket),"
         " r AS (SELECT name, bucket,"
@@ -317,10 +342,6 @@ def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> Non
         " sum(priced_cache_read) AS priced_cache_read,"
         " sum(priced_cache_write) AS priced_cache_write, sum(priced_output) AS priced_output"
     )
-    tail = (
-        "e.id > (SELECT folded_id FROM agent_state)"
-        " AND e.trace_id IN (SELECT value FROM json_each(:ids))"
-    )
     conn.execute(
         f"CREATE TABLE {RUN_CELLS} AS SELECT trace_id, model, min(hour) AS hour, {sums} FROM ("
         " SELECT trace_id, model, hour, calls, reported_calls, reported_cost,"
@@ -330,8 +351,9 @@ def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> Non
         " UNION ALL SELECT trace_id, model, hour, 1, cost IS NOT NULL, coalesce(cost, 0),"
         " cost IS NULL, cost IS NULL AND priced_input IS NULL, coalesce(priced_input, 0),"
         " coalesce(priced_cache_read, 0), coalesce(priced_cache_write, 0),"
-        f" coalesce(priced_output, 0) FROM ({facts_select(tail, series='attributes')})"
-        " WHERE llm) GROUP BY trace_id, model",
+        f" coalesce(priced_output, 0) FROM {TAIL}"
+        " WHERE llm AND trace_id IN (SELECT value FROM json_each(:ids)))"
+        " GROUP BY trace_id, model",
         ids,
     )
 

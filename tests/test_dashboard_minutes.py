@@ -11,6 +11,7 @@ import pytest
 
 from agent_telemetryd.dashboard import aggregates, views
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.store import dashboard_sql
 from agent_telemetryd.store.dashboard_sql import fold_all
 from agent_telemetryd.store.database import open_buffer
 from tests.test_dashboard_aggregates import FIXTURE, HOUR, H, insert
@@ -69,3 +70,17 @@ def test_the_span_view_says_where_the_data_is(buffer: sqlite3.Connection) -> Non
     assert views.read_view("span", buffer, Filters()) == {
         "span": {"first_ms": H + MINUTE, "last_ms": H + 183 * MINUTE}
     }
+
+
+def test_a_busy_range_is_shown_in_hours(
+    buffer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Minutes read every event of the range; past the bound (14 events here, against a
+    bound of 10) the same range comes in hours, the cost series too, with the same sums."""
+    monkeypatch.setattr(dashboard_sql, "MINUTE_EVENTS_MAX", 10)
+    f = Filters(since_ms=H, until_ms=H + 4 * HOUR)
+    busy = views.read_view("all", buffer, f)
+    assert (busy["filters"]["bucket"], busy["cost"]["bucket"]) == ("hour", "hour")
+    assert [p["events"] for p in busy["over_time"]] == [4, 0, 6, 4]
+    monkeypatch.setattr(dashboard_sql, "MINUTE_EVENTS_MAX", 14)
+    assert views.read_view("all", buffer, f)["filters"]["bucket"] == "minute"

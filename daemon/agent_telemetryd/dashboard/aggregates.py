@@ -17,6 +17,7 @@ from agent_telemetryd.store.dashboard_sql import (
     MINUTE_MS,
     Params,
     counts_cte,
+    fits_minutes,
     histogram_sql,
     minute_counts_sql,
     over_time_cte,
@@ -283,7 +284,7 @@ def collect(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
 def collect_within(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     """`collect` inside the caller's transaction (which reads more views in it)."""
     when = span(conn)
-    f = f.resolved(when["first_ms"], when["last_ms"], minutes=True)
+    f = f.resolved(when["first_ms"], when["last_ms"], minutes=fits_minutes(conn, f))
     try:
         cells = _materialise_counts(conn, f)
         # The menus ignore the agent and event filters; without those the cells

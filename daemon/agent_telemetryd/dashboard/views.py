@@ -14,7 +14,7 @@ from agent_telemetryd.analytics.prices import PriceBook, price_book
 from agent_telemetryd.dashboard import agent_views, aggregates
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.store.analytics_facts import stand_ins_for_rollups
-from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, span
+from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, fits_minutes, span
 from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
 
@@ -45,7 +45,8 @@ def _snapshot(view: View) -> View:
         conn.execute("BEGIN")
         try:
             when = span(conn)
-            return view(conn, f.resolved(when["first_ms"], when["last_ms"], minutes=True))
+            minutes = fits_minutes(conn, f)
+            return view(conn, f.resolved(when["first_ms"], when["last_ms"], minutes=minutes))
         finally:
             conn.execute("COMMIT")
 

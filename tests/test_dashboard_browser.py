@@ -5,16 +5,30 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.chromium_cdp import Page, chromium, chromium_path
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, clean_environment, make_home
 from tests.dashboard_page import act, choose, href, open_view, state
 
 AGENTS = ("planner", "coder", "reviewer")
+
+
+@pytest.fixture(scope="module")
+def empty() -> Iterator[DaemonProcess]:
+    """A daemon that is sent nothing, for the tests that need only its page."""
+    home = make_home()
+    process = DaemonProcess(home, clean_environment(home, {"AGENT_TELEMETRY_RATE_LIMIT": "off"}))
+    try:
+        yield process.start()
+    finally:
+        process.cleanup()
+
+
 NAMES = ("agent.run.completed", "tool.call.completed", "tool.call.failed", "llm.request")
 
 
@@ -189,12 +203,10 @@ async def page_through_explorer(page: Page) -> list[tuple[int, str]]:
         )
 
 
-async def test_the_first_view_opens_where_the_data_is(
-    daemon: DaemonProcess, tmp_path: Path
-) -> None:
+async def test_the_first_view_opens_where_the_data_is(empty: DaemonProcess, tmp_path: Path) -> None:
     """The range the page opens with, when the address names none, for buffers whose
     newest and oldest events lie at various distances from now."""
-    url = daemon.cli("dashboard", "--no-browser").stdout.strip()
+    url = empty.cli("dashboard", "--no-browser").stdout.strip()
     hour, day = 3_600_000, 86_400_000
     async with chromium(tmp_path / "profile") as page:
         await page.navigate(url)
@@ -249,20 +261,21 @@ async def test_report_renders_from_file_with_the_network_off(
 
 
 async def test_empty_buffer_shows_how_to_send_an_event(
-    daemon: DaemonProcess, tmp_path: Path
+    empty: DaemonProcess, tmp_path: Path
 ) -> None:
     """With no events the page says so and shows how to send one, with the real URL."""
-    url = daemon.cli("dashboard", "--no-browser").stdout.strip()
+    url = empty.cli("dashboard", "--no-browser").stdout.strip()
     async with chromium(tmp_path / "profile") as page:
         await page.navigate(url)
         await page.wait_for("document.body.dataset.ready === '1'")
-        empty = await page.evaluate(
+        shown = await page.evaluate(
             "(() => { const e = document.getElementById('empty');"
             " return {hidden: e.hidden, text: e.innerText}; })()"
         )
-        assert empty["hidden"] is False
-        assert "No events yet" in empty["text"]
-        assert daemon.http_url() + "/v1/events" in empty["text"]
+        assert shown["hidden"] is False
+        assert "No events yet" in shown["text"]
+        assert state(await href(page)) == {"since": "24h"}
+        assert empty.http_url() + "/v1/events" in shown["text"]
         assert page.problems() == []
 
 

@@ -47,6 +47,16 @@ def seed_events(n: int = 120) -> list[dict[str, Any]]:
     return events
 
 
+# Markup where a page could be fooled into making elements: an event name, a model, a
+# tool, an error message.
+MARKUP = '<img src=x class=pwned onerror="document.body.dataset.pwned=1">'
+MARKUP_EVENT = {
+    "event": MARKUP,
+    "agent": "planner",
+    "properties": {"model": MARKUP, "tokens_in": 5, "tool": MARKUP, "error": MARKUP},
+}
+
+
 def post_events(
     daemon: DaemonProcess, events: list[dict[str, Any]], accepted: int | None = None
 ) -> None:
@@ -118,7 +128,7 @@ async def test_dashboard_shows_the_counts_export_gives(
     minutes: the last hour, in minute buckets), takes the token out of the address, and
     shows the same totals, per-agent and per-name counts (and error count) as
     `agent-telemetry export`; its charts draw; a screenshot is kept."""
-    post_events(daemon, seed_events())
+    post_events(daemon, [*seed_events(), MARKUP_EVENT])
     base_uuid = "00000000-0000-7000-8000-0000000000"
     again = [{"event": "twice", "uuid": f"{base_uuid}{i:02d}"} for i in range(5)]
     post_events(daemon, again)
@@ -150,6 +160,26 @@ async def test_dashboard_shows_the_counts_export_gives(
         ids = [event_id for event_id, _ in listed]
         assert ids == sorted(set(ids), reverse=True)
         assert sorted(uuid for _, uuid in listed) == sorted(r["uuid"] for r in exported)
+
+        # Markup in names and values is shown as text, never made into elements.
+        await page.evaluate("document.getElementById('explore-newest').click()")
+        await page.wait_for(
+            f"[...document.querySelectorAll('#explore tr')].some((tr) =>"
+            f" tr.dataset.event === {json.dumps(MARKUP)}"
+            f" && tr.cells[3].textContent.includes({json.dumps(MARKUP)}))"
+        )
+        for view, selector in (
+            ("models", "#models tr[data-model]"),
+            ("tools", "#tools tr[data-tool]"),
+        ):
+            await open_view(page, view)
+            names = await page.evaluate(
+                f"[...document.querySelectorAll('{selector}')].map((tr) => tr.cells[0].textContent)"
+            )
+            assert names == [MARKUP], view
+        assert await page.evaluate(
+            "document.querySelector('.pwned') === null && !document.body.dataset.pwned"
+        )
 
         # The agent filter narrows every view to that agent's events, and is in the address.
         await open_view(page, "overview")

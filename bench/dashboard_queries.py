@@ -41,7 +41,7 @@ from agent_telemetryd.dashboard.agent_views import run as run_view
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.dashboard.views import ENDPOINTS
 from agent_telemetryd.events import Event
-from agent_telemetryd.store import analytics_facts
+from agent_telemetryd.store import analytics_fold
 from agent_telemetryd.store.dashboard_sql import fold_all
 from agent_telemetryd.store.database import connect, open_buffer
 
@@ -198,7 +198,7 @@ def fold_cost(writer: sqlite3.Connection, events: int) -> dict[str, float]:
     while True:
         start = time.perf_counter()
         writer.execute("BEGIN IMMEDIATE")
-        done = analytics_facts.fold(writer)
+        done = analytics_fold.fold(writer)
         writer.execute("COMMIT")
         if done == 0:
             break

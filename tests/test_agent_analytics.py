@@ -14,13 +14,17 @@ from typing import Any
 import pytest
 
 from agent_telemetryd.cli.api_client import ApiClient
-from agent_telemetryd.store import analytics_facts, dashboard_sql
+from agent_telemetryd.store import analytics_facts, analytics_fold, dashboard_sql
 from agent_telemetryd.store.database import connect, open_buffer
 from tests import analytics_fixture as fixture
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
+from tests.otlp_messages import START_NS, logs, metrics
 from tests.test_daemon_ingest import post_events
 from tests.test_dashboard_http import get, token_of
+from tests.test_otlp_coding_agents import CLAUDE_CODE, claude_event, delta_counter
+from tests.test_otlp_receiver import PROTOBUF
+from tests.test_otlp_receiver import post as otlp_post
 
 QUIET = {"AGENT_TELEMETRY_RATE_LIMIT": "off"}
 RANGE = "since=24h"
@@ -44,7 +48,7 @@ def fold_offline(daemon: DaemonProcess) -> None:
     conn = open_buffer(daemon.database)
     try:
         dashboard_sql.fold_all(conn)
-        analytics_facts.fold_all(conn)
+        analytics_fold.fold_all(conn)
         assert analytics_facts.unfolded(conn) == 0
     finally:
         conn.close()
@@ -305,3 +309,38 @@ def test_reading_the_page_folds_in_the_background_and_the_numbers_stay(
         reader.close()
     after = api(daemon, f"/dashboard/api/models?{RANGE}")
     assert after["models"] == before["models"]
+
+
+def test_claude_codes_events_over_otlp_land_in_the_same_views(daemon: DaemonProcess) -> None:
+    """Claude Code's documented `api_request` and `tool_result` log events, as it exports
+    them: its model, tokens (cached input counted in), reported cost and tool, in the
+    models and tools views; its token counter metric is not an LLM call."""
+    requests = logs(
+        claude_event("api_request", START_NS, model="claude-sonnet-4-5", input_tokens=1520,
+                     output_tokens=312, cache_read_tokens=9000, cache_creation_tokens=120,
+                     cost_usd=0.0123, duration_ms=2314),
+        claude_event("api_request", START_NS + 10**9, model="claude-sonnet-4-5",
+                     input_tokens=80, output_tokens=40, cache_read_tokens=10520,
+                     cache_creation_tokens=0, cost_usd=0.0041, duration_ms=1180),
+        claude_event("tool_result", START_NS + 2 * 10**9, tool_name="Bash", success="true",
+                     duration_ms=412),
+        resource=CLAUDE_CODE,
+    )  # fmt: skip
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/logs", requests.SerializeToString(), PROTOBUF)
+    assert status == 200
+    usage = metrics(
+        delta_counter("claude_code.token.usage", "tokens", [({"model": "claude-sonnet-4-5"}, 1.0)]),
+        resource=CLAUDE_CODE,
+    )
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/metrics", usage.SerializeToString(), PROTOBUF)
+    assert status == 200
+    (model,) = api(daemon, "/dashboard/api/models?since=0")["models"]
+    assert {k: model[k] for k in ("model", "provider", "calls", "input_tokens", "output_tokens",
+                                  "cache_read_tokens", "unpriced_calls", "p50_ms", "p95_ms")} == {
+        "model": "claude-sonnet-4-5", "provider": "anthropic", "calls": 2,
+        "input_tokens": (1520 + 9000 + 120) + (80 + 10520), "output_tokens": 352,
+        "cache_read_tokens": 19520, "unpriced_calls": 0, "p50_ms": 1180, "p95_ms": 2310,
+    }  # fmt: skip
+    assert model["cost_usd"] == pytest.approx(0.0123 + 0.0041)  # as reported, not priced
+    (tool,) = api(daemon, "/dashboard/api/tools?since=0")["tools"]
+    assert (tool["tool"], tool["calls"], tool["errors"], tool["p50_ms"]) == ("Bash", 1, 0, 412)

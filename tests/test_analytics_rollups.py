@@ -16,7 +16,7 @@ from agent_telemetryd.analytics.prices import price_book
 from agent_telemetryd.dashboard import agent_views, views
 from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.store import analytics_facts
+from agent_telemetryd.store import analytics_facts, analytics_fold
 from agent_telemetryd.store.dashboard_sql import bucket_sql
 from agent_telemetryd.store.database import connect, open_buffer
 from agent_telemetryd.store.migrations import MIGRATIONS
@@ -112,7 +112,7 @@ def insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
 
 def fold_some(conn: sqlite3.Connection, limit: int) -> None:
     conn.execute("BEGIN IMMEDIATE")
-    analytics_facts.fold(conn, limit)
+    analytics_fold.fold(conn, limit)
     conn.execute("COMMIT")
 
 
@@ -163,7 +163,7 @@ def test_folded_or_not_the_views_are_the_same(
     conn = open_buffer(tmp_path / "b.sqlite3")
     insert(conn, workload())
     if folded is None:
-        analytics_facts.fold_all(conn)
+        analytics_fold.fold_all(conn)
         assert analytics_facts.unfolded(conn) == 0
     else:
         fold_some(conn, folded)
@@ -189,7 +189,7 @@ def test_deleted_events_leave_the_rollups_as_if_they_never_came(tmp_path: Path) 
     rows = workload()
     conn = open_buffer(tmp_path / "b.sqlite3")
     insert(conn, rows)
-    analytics_facts.fold_all(conn)
+    analytics_fold.fold_all(conn)
     cut = H + 3 * HOUR
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("DELETE FROM events WHERE received_ms < ?", (cut,))
@@ -241,7 +241,7 @@ def test_a_buffer_from_before_these_rollups_reads_the_same_read_only(tmp_path: P
     before = every_view(reader)
     reader.close()
     upgraded = open_buffer(path)
-    analytics_facts.fold_all(upgraded)
+    analytics_fold.fold_all(upgraded)
     assert _rounded(every_view(upgraded)) == _rounded(before)
 
 

@@ -18,7 +18,7 @@ from agent_telemetryd.cli.api_client import ApiClient
 from agent_telemetryd.dashboard import views
 from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
-from agent_telemetryd.store import analytics_facts
+from agent_telemetryd.store import analytics_fold
 from agent_telemetryd.store.database import open_buffer
 from tests.daemon_process import DaemonProcess
 from tests.test_otlp_receiver import http_exporters
@@ -83,10 +83,10 @@ def metrics(conn: sqlite3.Connection, f: Filters) -> dict[str, list[list[float]]
 def test_each_kind_of_metric_per_hour(tmp_path: Path, fold: int | None) -> None:
     conn = buffer(tmp_path / "b.sqlite3")
     if fold is None:
-        analytics_facts.fold_all(conn)
+        analytics_fold.fold_all(conn)
     elif fold:
         conn.execute("BEGIN IMMEDIATE")
-        analytics_facts.fold(conn, fold)
+        analytics_fold.fold(conn, fold)
         conn.execute("COMMIT")
     assert metrics(conn, Filters(bucket="hour")) == EXPECTED
     # From hour 1 on: the cumulative counter's first amount counts from its last point

@@ -52,12 +52,13 @@ View = Callable[[sqlite3.Connection, AgentQuery], dict[str, Any]]
 
 
 @contextmanager
-def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction with the unfolded tail read once, and this request's scratch
-    tables gone after it."""
+def snapshot(conn: sqlite3.Connection, *, tail: bool = True) -> Iterator[None]:
+    """One read transaction with the unfolded tail read once (`tail`: the views that read
+    rollups), and this request's scratch tables gone after it."""
     conn.execute("BEGIN")
     try:
-        sql.prepare_tail(conn)
+        if tail:
+            sql.prepare_tail(conn)
         yield
     finally:
         try:
@@ -282,7 +283,7 @@ def run(conn: sqlite3.Connection, trace_id: str) -> dict[str, Any]:
     """One run's events, ordered for a waterfall."""
     if not _TRACE_ID.fullmatch(trace_id):
         raise ValueError("a trace id is 32 lowercase hex digits")
-    with snapshot(conn):
+    with snapshot(conn, tail=False):
         return run_spans(conn, trace_id)
 
 
@@ -316,7 +317,7 @@ ENDPOINTS: dict[str, View] = {
 
 
 def _explore(conn: sqlite3.Connection, q: AgentQuery) -> dict[str, Any]:
-    with snapshot(conn):
+    with snapshot(conn, tail=False):
         return explore(conn, resolved(conn, q.filters), q.limit, q.before)
 
 

@@ -26,7 +26,7 @@ from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.receivers.api_routes import current_status
 from agent_telemetryd.receivers.http_guard import token_matches
-from agent_telemetryd.store import analytics_facts, dashboard_sql
+from agent_telemetryd.store import analytics_facts, analytics_fold, dashboard_sql
 
 log = structlog.get_logger("agent_telemetryd.dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,7 +98,7 @@ class Dashboard:
         try:
             while self.context.buffer is not None:
                 done = 0
-                for fold in (dashboard_sql.fold, analytics_facts.fold):
+                for fold in (dashboard_sql.fold, analytics_fold.fold):
                     done += await self.context.buffer.writer.run(fold)
                 total += done
                 if done == 0:

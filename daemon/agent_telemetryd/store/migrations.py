@@ -254,7 +254,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN eligible_ms INTEGER;
     CREATE INDEX events_waiting ON events (eligible_ms) WHERE eligible_ms IS NOT NULL;
     """,
-    # 9: agent analytics (store/analytics_facts.py folds, store/analytics_sql.py reads).
+    # 9: agent analytics (store/analytics_fold.py folds, store/analytics_sql.py reads).
     """
     -- Folded by id off the ingest path, like the dashboard's rollups, with a watermark of
     -- their own: a buffer from before this migration is folded from its first event.

@@ -269,7 +269,8 @@ def fits_minutes(conn: sqlite3.Connection, f: CellFilter) -> bool:
     """Whether the time range holds few enough events to be read one by one: a count on
     the received_ms index alone (agent and event filters left out, which only makes it
     larger) that stops past the bound."""
-    terms, params = [], {}
+    terms: list[str] = []
+    params: Params = {}
     if f.first_hour is not None:
         terms.append("received_ms >= :first_ms")
         params["first_ms"] = f.first_hour * HOUR_MS
@@ -278,8 +279,7 @@ def fits_minutes(conn: sqlite3.Connection, f: CellFilter) -> bool:
         params["end_ms"] = f.end_hour * HOUR_MS
     where = " AND ".join(terms) or "1"
     row = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where}"
-        f" LIMIT {MINUTE_EVENTS_MAX + 1})",
+        f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT {MINUTE_EVENTS_MAX + 1})",
         params,
     ).fetchone()
     return int(row[0]) <= MINUTE_EVENTS_MAX

@@ -49,6 +49,8 @@
   };
   D.cell = (row, text, cls) => row.appendChild(D.el("td", none(text) ? "" : text, cls));
   D.link = (text, changes, cls) => {
+    // The report's data is for its own filters: a link to others would lead nowhere.
+    if (D.mode === "report" && Object.keys(changes).some((k) => FILTERS.includes(k))) return D.el("span", text, cls);
     const a = D.el("a", text, cls);
     a.href = D.hrefFor(changes);
     return a;
@@ -274,9 +276,9 @@
 
   function describeScope(state, all) {
     const f = all.filters;
-    let range = "all time";
-    if (D.mode === "live" && PRESET[state.since]) range = PRESET[state.since];
-    else if (f.since_ms) range = `from ${D.when(f.since_ms)} to ${f.until_ms ? D.when(f.until_ms) : "now"}`;
+    const preset = D.mode === "live" ? PRESET[state.since] : null;
+    const end = f.until_ms || (D.mode === "report" ? all.generated_ms : null);
+    const range = preset || (f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : "all time");
     const who = [f.agent ? `agent ${f.agent}` : "all agents", f.event ? `event ${f.event}` : "all events"];
     if (f.model) who.push(`model ${f.model}`);
     if (f.tool) who.push(`tool ${f.tool}`);

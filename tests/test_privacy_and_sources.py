@@ -104,7 +104,7 @@ def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
         "openai_key": "[secret]",
         "env": "PGPASSWORD=[secret] stripe [secret]",
         "repo": "https://[secret]@git.example.test/r.git",
-        "tokens_in": 10,
+        "gen_ai.usage.input_tokens": 10,  # stored under the GenAI convention name
         "max_tokens": 4096,
     }
     raw = (

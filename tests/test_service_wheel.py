@@ -34,9 +34,9 @@ PACKAGE_ROOTS = {
     "agent_telemetry": REPO / "client_shim" / "agent_telemetry",
     "agent_telemetry_server": REPO / "server" / "agent_telemetry_server",
 }
-# A data file in a folder that does not exist yet (a new table, say): the package-data
-# glob must take it without anyone remembering to list it.
-PROBE = "agent_telemetryd/later_data/package-data-probe.json"
+# A data file in a subpackage that does not exist yet (as the price table's was once): the
+# package-data glob must take it without anyone remembering to list it.
+PROBE = "agent_telemetryd/package_data_probe/package-data-probe.json"
 ASSETS = REPO / "daemon" / "agent_telemetryd" / "dashboard" / "assets"
 
 

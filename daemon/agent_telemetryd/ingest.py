@@ -155,9 +155,7 @@ class Ingestor:
         """`refused`: one reason for each item the receiver could not make a document of,
         counted as received and rejected; `dropped`: items the receiver did not hand over,
         by reason, counted as received and dropped. Both in the same write as the rest."""
-        return self._submit(
-            documents, source, ack=ack, extra_rejections=refused, dropped=dropped
-        )
+        return self._submit(documents, source, ack=ack, extra_rejections=refused, dropped=dropped)
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""

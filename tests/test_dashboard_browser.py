@@ -206,8 +206,17 @@ async def test_dashboard_shows_the_counts_export_gives(
         )
         assert page.problems() == []
 
-    # The same address in another browser session (no token in that tab): the page says
-    # how to open the dashboard, and shows no data.
+        # The bookmark opened afresh in this browser, with nothing of this tab's session
+        # left: the page still finds its token (kept for the dashboard's origin alone).
+        await page.evaluate("sessionStorage.clear()")
+        await page.navigate("about:blank")
+        await page.navigate(filtered)
+        bookmarked = await read_page(page)
+        assert bookmarked["total"] == coder["total"]
+        assert token not in await href(page)
+
+    # The same address in another browser (no token stored there): the page says how to
+    # open the dashboard, and shows no data.
     async with chromium(tmp_path / "other-profile") as page:
         await page.navigate(filtered)
         await page.wait_for("document.body.dataset.ready === 'error'")

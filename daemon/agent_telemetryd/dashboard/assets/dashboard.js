@@ -177,9 +177,11 @@
   };
 
   // --- data ---------------------------------------------------------------------------
-  // The token arrives once in the address (?token=…); it is kept in this tab's
-  // sessionStorage for the API calls and taken out of the address at once, so it is
-  // not in the history, a bookmark or a screen share.
+  // The token arrives once in the address (?token=…); it is kept in this origin's
+  // localStorage for the API calls and taken out of the address at once, so it is not in
+  // the history, a bookmark or a screen share, and a bookmarked view opens in any tab of
+  // this browser. localStorage belongs to this origin alone (scheme, host and port): a
+  // page on another port of this machine cannot read it, where a cookie would be sent.
   const TOKEN_KEY = "agent-telemetry.dashboard-token";
   let memoryToken = "";
   function takeToken() {
@@ -188,7 +190,7 @@
     if (given) {
       memoryToken = given;
       try {
-        sessionStorage.setItem(TOKEN_KEY, given);
+        localStorage.setItem(TOKEN_KEY, given);
       } catch (e) {
         // Storage refused (a locked-down profile): the token lives until this page closes.
       }
@@ -201,9 +203,18 @@
   }
   function token() {
     try {
-      return sessionStorage.getItem(TOKEN_KEY) || memoryToken;
+      return localStorage.getItem(TOKEN_KEY) || memoryToken;
     } catch (e) {
       return memoryToken;
+    }
+  }
+  // A token the daemon refuses (another install's, or one from before a reset) is dropped.
+  function forgetToken() {
+    memoryToken = "";
+    try {
+      localStorage.removeItem(TOKEN_KEY);
+    } catch (e) {
+      // nothing stored
     }
   }
   class ApiError extends Error {
@@ -226,6 +237,7 @@
       headers: { Authorization: `Bearer ${token()}` },
     });
     const data = await r.json();
+    if (r.status === 403) forgetToken();
     if (!r.ok) throw new ApiError(data.error || `HTTP ${r.status}`, r.status);
     return data;
   };

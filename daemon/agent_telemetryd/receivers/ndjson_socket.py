@@ -46,10 +46,13 @@ LOSSLESS_CLOSE = sys.platform.startswith("linux")
 # After the daemon's side is shut for sending, how long a peer gets to hang up by itself
 # before its writes are refused.
 HANG_UP_GRACE_SECONDS = 0.25
-# How long a connection that was just read waits for its next read. At the shims' pace of
-# one write per event this turns ~10,000 wake-ups a second into ~200 reads of ~50 lines
-# (py-spy: the loop's per-read work was most of the daemon's CPU at 10k events/s).
-READ_INTERVAL = 0.005
+# How long a connection that was just read waits for its next read. The shims write one
+# event per send when events come one at a time, so at 10,000 events/s from 4 agents the
+# loop woke ~10,000 times a second, and each read became its own group commit (py-spy:
+# per-read and per-commit work, not the events, was most of the daemon's CPU). Every 10 ms
+# it is ~25 lines a read and one commit per turn; at 1,000 events/s, 5 ms cost 15% of a
+# core and 10 ms 12%, for ~5 ms more latency (docs/performance.md).
+READ_INTERVAL = 0.010
 # Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
 MAX_QUEUED_EVENTS = 10_000
 

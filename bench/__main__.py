@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import external, growth, idle, ingest, otlp, overhead, startup
+from bench import activation, external, growth, idle, ingest, otlp, overhead, startup, steady
 from bench.report import Row, format_table
 
 OWN: dict[str, Callable[..., list[Row]]] = {
@@ -28,6 +28,8 @@ OWN: dict[str, Callable[..., list[Row]]] = {
     "growth": growth.run,
     "idle": idle.run,
     "startup": startup.run,
+    "steady": steady.run,
+    "activation": activation.run,
     "otlp": otlp.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"

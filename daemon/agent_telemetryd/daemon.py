@@ -205,6 +205,8 @@ class Daemon:
         # Nothing ticks while idle: a signal sets it, or the idle timer (one timer, started
         # again by activity) after a quiet period under socket activation.
         await self.should_exit.wait()
+        if context.idle is not None:
+            context.idle.close()  # connections ending in the drain are not activity
         self._notifier.stopping()
         log.info("daemon_stopping", drain_seconds=DRAIN_SECONDS)
 

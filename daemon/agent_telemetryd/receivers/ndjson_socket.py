@@ -51,7 +51,8 @@ HANG_UP_GRACE_SECONDS = 0.25
 # loop woke ~10,000 times a second, and each read became its own group commit (py-spy:
 # per-read and per-commit work, not the events, was most of the daemon's CPU). Every 10 ms
 # it is ~25 lines a read and one commit per turn; at 1,000 events/s, 5 ms cost 15% of a
-# core and 10 ms 12%, for ~5 ms more latency (docs/performance.md).
+# core, 10 ms 12% and 20 ms 8% (docs/performance.md); 10 ms keeps send -> commit p99 well
+# inside 50 ms.
 READ_INTERVAL = 0.010
 # Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
 MAX_QUEUED_EVENTS = 10_000

@@ -59,6 +59,8 @@ class Uploader:
         self._stop_reason = "stopped"
         self._pauses: list[str] = []
         self._retiring: set[asyncio.Task[None]] = set()
+        # Called after every flush (the idle timer starts its quiet period again).
+        self.on_finish: list[Callable[[], None]] = []
 
     @property
     def running(self) -> bool:
@@ -159,6 +161,8 @@ class Uploader:
             stopped=report.stopped,
             skipped=report.skipped,
         )
+        for hook in self.on_finish:
+            hook()
         return report
 
     async def _note_waiting(self, report: FlushReport) -> None:

@@ -1,0 +1,144 @@
+"""OTLP: instructions per span of each step a span takes in the daemon, counted by callgrind.
+
+Timings on a shared machine move with its load; instruction counts do not. This drives
+the steps the OTLP/HTTP receiver runs for a request body (decode and map, the ingestor's
+validation and privacy transforms and rows, the writer's insert into a real buffer file)
+for fixed bodies of 512 spans of 20 attributes, in one process, and has callgrind count
+each step on its own: `os.getppid()` marks the boundaries, and callgrind dumps its
+counters before every call to it (`--dump-before=os_getppid`), so each dump holds exactly
+one step's instructions.
+
+    .venv/bin/python -m bench.otlp_instructions          # runs itself under valgrind
+
+The caches a daemon has warm after its first requests (names, keys, seconds) are warmed
+by one body that is not counted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+BODIES = 3  # counted, after one that warms the caches
+STEPS = ("decode", "ingest", "insert")
+LABELS = {
+    "decode": "decode + map + content mask (otlp/, receiver)",
+    "ingest": "ingest: validate, transforms, rows (ingest.py, privacy/)",
+    "insert": "insert and commit (SQLite)",
+}
+
+
+def _mark() -> None:
+    os.getppid()  # callgrind dumps its counters before each call (see the docstring)
+
+
+def child(workdir: Path) -> None:
+    """The measured process: warm up on one body, then mark every step of BODIES more."""
+    from agent_telemetryd.daemon import privacy_transforms
+    from agent_telemetryd.events import Limits
+    from agent_telemetryd.ingest import Ingestor, Source
+    from agent_telemetryd.otlp.decode import PROTOBUF
+    from agent_telemetryd.otlp.resources import resource_event
+    from agent_telemetryd.otlp.signals import TRACES
+    from agent_telemetryd.receivers.otlp_export import OtlpState, _decode
+    from agent_telemetryd.store.database import open_buffer
+    from agent_telemetryd.store.rows import INSERT_EVENT
+    from bench.otlp import span_batches
+
+    bodies = span_batches(BODIES + 1, seed=7)
+    conn = open_buffer(workdir / "buffer.sqlite3")
+    # The settings privacy_transforms reads, at their defaults: content off.
+    config = SimpleNamespace(
+        allow_events=None, allow_properties=None, capture_content=False, max_string_chars=4096
+    )
+    rows: list[Any] = []
+
+    class Rows:  # the writer's place: keeps the rows for the insert step
+        def submit(self, new: list[Any], counters: dict[str, int], **_: Any) -> None:
+            rows.extend(new)
+
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: Rows(),  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "bench",
+        transforms=privacy_transforms(config),  # type: ignore[arg-type]
+    )
+    state = OtlpState()
+    source = Source("otlp")
+    spans = 0
+    for index, body in enumerate(bodies):
+        counted = index > 0
+        if counted:
+            _mark()
+        decoded = _decode(TRACES, body, PROTOBUF, state.mask)
+        if counted:
+            _mark()
+        resources = [resource_event(r) for r in decoded.resources if r.attributes]
+        resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
+        state.recorded([r["uuid"] for r in resources])
+        ingestor.accept_documents(
+            decoded.documents + resources, source, ack=True, refused=decoded.refused
+        )
+        if counted:
+            _mark()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT_EVENT, map(tuple, rows))
+        conn.execute("COMMIT")
+        if counted:
+            _mark()
+            spans += decoded.items
+        rows.clear()
+    (workdir / "spans").write_text(str(spans))
+
+
+def measure() -> dict[str, float]:
+    """Instructions per span of each step, from a child run under callgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind is not installed")
+    with tempfile.TemporaryDirectory(prefix="at-callgrind-") as tmp:
+        work = Path(tmp)
+        out = work / "callgrind.out"
+        subprocess.run(
+            [valgrind, "--tool=callgrind", "--dump-before=os_getppid",
+             f"--callgrind-out-file={out}", sys.executable, "-m", "bench.otlp_instructions",
+             "--child", str(work)],
+            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )  # fmt: skip
+        spans = int((work / "spans").read_text())
+        # Dump n holds what ran since the mark before the n-th: each body has four marks,
+        # before each of its three steps and after the last, so its steps are the dumps
+        # 4b+2, 4b+3 and 4b+4 (dump 1 is start-up and warm-up, 4b+1 the loop between).
+        steps = dict.fromkeys(STEPS, 0.0)
+        for body in range(BODIES):
+            for offset, step in enumerate(STEPS, start=2):
+                steps[step] += _total(work / f"callgrind.out.{4 * body + offset}")
+    return {step: count / spans for step, count in steps.items()}
+
+
+def _total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump.name}")
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(Path(sys.argv[2]))
+        return
+    steps = measure()
+    for step, count in steps.items():
+        print(f"{LABELS[step]:<60} {count / 1000:8.1f}k instructions per span")
+    print(f"{'all':<60} {sum(steps.values()) / 1000:8.1f}k")
+
+
+if __name__ == "__main__":
+    main()

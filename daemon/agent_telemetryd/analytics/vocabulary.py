@@ -113,7 +113,8 @@ _AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
 
 class Vocabulary:
-    """The transform. Most events carry none of these names: that costs one set test."""
+    """The transform. Most events carry none of these names, or only the convention's own
+    token counts: that costs a set test or two."""
 
     def __call__(self, event: Event) -> Event:
         properties = event.properties
@@ -121,7 +122,8 @@ class Vocabulary:
             return event
         name = event.event
         agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
-        if _KNOWN.isdisjoint(properties) and (
+        known = _KNOWN.intersection(properties)
+        if (not known or _settled(properties, known)) and (
             agent_names is None or _AGENT_KNOWN.isdisjoint(properties)
         ):
             return event
@@ -139,6 +141,14 @@ class Vocabulary:
             event.span_id,
             event.parent_span_id,
         )
+
+
+def _settled(properties: dict[str, Any], known: set[str]) -> bool:
+    """`known` (the names of `properties` this transform reads) are only the convention's
+    own token and cost names, holding numbers: what GenAI spans carry, and nothing to
+    rename or read as a number. Decided without rebuilding the properties."""
+    # The values' types are read in C: a generator here cost more than the set tests.
+    return known <= _NUMERIC and str not in map(type, map(properties.__getitem__, known))
 
 
 def translate(

@@ -83,8 +83,16 @@ def child(workdir: Path) -> None:
         resources = [resource_event(r) for r in decoded.resources if r.attributes]
         resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
         state.recorded([r["uuid"] for r in resources])
+        for resource in resources:  # as the receiver does (receivers/otlp_export.commit)
+            resource["properties"] = state.mask.properties(
+                resource["properties"], resource["event"]
+            )
         ingestor.accept_documents(
-            decoded.documents + resources, source, ack=True, refused=decoded.refused
+            decoded.documents + resources,
+            source,
+            ack=True,
+            refused=decoded.refused,
+            content_masked=decoded.content_masked,
         )
         if counted:
             _mark()

@@ -31,6 +31,7 @@ from agent_telemetryd.events import (
     log_reason,
     parse_line,
 )
+from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
 
@@ -123,7 +124,7 @@ class Ingestor:
         self._mode = mode
         self._writer = writer
         self._anonymous_id = anonymous_id
-        self._transforms = tuple(transforms)
+        self.set_transforms(transforms)
         self._upload_gate = upload_gate
         self._clock = clock
         self.memory = Counters()
@@ -134,6 +135,11 @@ class Ingestor:
     # is ever handled half by the old settings and half by the new.
     def set_transforms(self, transforms: Iterable[Transform]) -> None:
         self._transforms = tuple(transforms)
+        # For documents a receiver has masked already: the same chain without the mask,
+        # which would find nothing left to do (masking twice changes nothing).
+        self._transforms_after_mask = tuple(
+            t for t in self._transforms if not isinstance(t, ContentMask)
+        )
 
     def set_upload_gate(self, upload_gate: UploadGate | None) -> None:
         self._upload_gate = upload_gate
@@ -204,11 +210,21 @@ class Ingestor:
         ack: bool,
         refused: Iterable[str] = (),
         dropped: dict[str, int] | None = None,
+        content_masked: bool = False,
     ) -> Outcome:
         """`refused`: one reason for each item the receiver could not make a document of,
         counted as received and rejected; `dropped`: items the receiver did not hand over,
-        by reason, counted as received and dropped. Both in the same write as the rest."""
-        return self._submit(documents, source, ack=ack, extra_rejections=refused, dropped=dropped)
+        by reason, counted as received and dropped. Both in the same write as the rest.
+        `content_masked`: the receiver has masked content in every document with a
+        `ContentMask` (whatever `capture_content` says now), so it is not masked again."""
+        return self._submit(
+            documents,
+            source,
+            ack=ack,
+            extra_rejections=refused,
+            dropped=dropped,
+            content_masked=content_masked,
+        )
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""
@@ -223,10 +239,12 @@ class Ingestor:
         extra_rejections: Iterable[str],
         dropped: dict[str, int] | None = None,
         marks: dict[str, str] | None = None,
+        content_masked: bool = False,
     ) -> Outcome:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
-        arrival = self._build_rows(documents, source, mode, now)
+        transforms = self._transforms_after_mask if content_masked else self._transforms
+        arrival = self._build_rows(documents, source, mode, now, transforms)
         counters = self._count(arrival, len(documents), extra_rejections, source)
         for reason, count in (dropped or {}).items():
             if count:
@@ -241,7 +259,14 @@ class Ingestor:
         pending = writer.submit(arrival.rows, counters, ack=ack, meta=marks)
         return Outcome(arrival.rejected, pending, len(arrival.rows), arrival.row_documents)
 
-    def _build_rows(self, documents: list[Any], source: Source, mode: str, now: float) -> _Arrival:
+    def _build_rows(
+        self,
+        documents: list[Any],
+        source: Source,
+        mode: str,
+        now: float,
+        transforms: tuple[Transform, ...],
+    ) -> _Arrival:
         arrival = _Arrival()
         received_ms = int(now * 1000)
         anonymous_id = self._anonymous_id() if mode != Mode.OFF else ""
@@ -251,7 +276,7 @@ class Ingestor:
         pid, transport, source_agent = source.pid, source.transport, source.agent
         for index, document in enumerate(documents):
             try:
-                event = prepare(document, source_agent)
+                event = prepare(document, source_agent, transforms)
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
@@ -297,14 +322,16 @@ class Ingestor:
             )
         return arrival
 
-    def _prepare(self, document: Any, source_agent: str | None) -> Event | None:
+    def _prepare(
+        self, document: Any, source_agent: str | None, transforms: tuple[Transform, ...]
+    ) -> Event | None:
         """The event to keep, validated and transformed; None when a transform dropped it.
         Raises EventError for an invalid event, and for one a transform failed on."""
         event = self._validate(document)
         if event.agent is None:  # a header's name is content too: through the transforms
             event.agent = source_agent
         try:
-            for transform in self._transforms:
+            for transform in transforms:
                 kept = transform(event)
                 if kept is None:
                     return None

@@ -35,6 +35,7 @@ class Decoded:
     documents: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     resources: list[ResourceInfo] = field(default_factory=list)
+    content_masked: bool = False  # the documents' content is masked already
 
     @property
     def items(self) -> int:

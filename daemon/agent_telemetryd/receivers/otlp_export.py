@@ -67,6 +67,7 @@ def _decode(signal: Signal, body: bytes, encoding: str, mask: ContentMask | None
     if mask is not None:
         for document in decoded.documents:
             document["properties"] = mask.properties(document["properties"], document["event"])
+        decoded.content_masked = True
     return decoded
 
 
@@ -79,8 +80,18 @@ async def commit(
     documents: list[dict[str, Any]] = decoded.documents
     resources = [resource_event(r) for r in decoded.resources if r.attributes]
     resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
+    if decoded.content_masked:
+        # Masked like the items, so the ingestor can leave the whole lot as it is.
+        for resource in resources:
+            resource["properties"] = state.mask.properties(
+                resource["properties"], resource["event"]
+            )
     outcome = context.ingestor.accept_documents(
-        documents + resources, source, ack=True, refused=decoded.refused
+        documents + resources,
+        source,
+        ack=True,
+        refused=decoded.refused,
+        content_masked=decoded.content_masked,
     )
     if outcome.pending is not None:
         try:

@@ -26,6 +26,13 @@ MAX_AGENT_CHARS = 100
 
 def any_value(value: AnyValue) -> Any:
     """The JSON value of an AnyValue; None when no value is set."""
+    # The commonest kinds first, read directly (see `attributes`).
+    text = value.string_value
+    if text:
+        return text
+    number = value.int_value
+    if number:
+        return number
     kind = value.WhichOneof("value")
     if kind is None:
         return None
@@ -53,11 +60,22 @@ def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) ->
     """Attributes as one object (added to `into` when given, whose keys they override); a
     key given twice keeps its last value."""
     # Scalars inline: this runs for every attribute of every item, and a call per value
-    # was a third of the cost of mapping a span.
+    # was a third of the cost of mapping a span. Strings and integers, most attributes,
+    # are read directly: a oneof member that is not set reads as "" or 0, so a value that
+    # is not empty can only be what it looks like, and one read costs less than asking
+    # `WhichOneof` (a lookup by name in the runtime) and then reading.
     found: dict[str, Any] = {} if into is None else into
     scalars = _SCALARS
     for pair in pairs:
         value = pair.value
+        text = value.string_value
+        if text:
+            found[pair.key] = text
+            continue
+        number = value.int_value
+        if number:
+            found[pair.key] = number
+            continue
         kind = value.WhichOneof("value")
         found[pair.key] = getattr(value, kind) if kind in scalars else any_value(value)
     return found

@@ -21,6 +21,7 @@ ROWS = [
     "per span before the writer: decode + map (opentelemetry-proto, otlp/)",
     "per span before the writer: content mask",
     "per span before the writer: validate (the wire's rules)",
+    "per span before the writer: vocabulary (analytics/vocabulary.py)",
     "per span before the writer: scrub (privacy/scrub.py)",
     "per span before the writer: properties to JSON",
     "daemon RSS, gRPC extra installed, not configured",

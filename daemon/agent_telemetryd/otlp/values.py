@@ -34,23 +34,18 @@ def any_value(value: AnyValue) -> Any:
     if number:
         return number
     kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
+    return getattr(value, kind) if kind in _SCALARS else _composite(value, kind)
+
+
+def _composite(value: AnyValue, kind: str | None) -> Any:
+    """The JSON value of an AnyValue of `kind` (its WhichOneof), when not a scalar."""
     if kind == "array_value":
-        return [any_value(item) for item in value.array_value.values]
+        return list(map(any_value, value.array_value.values))
     if kind == "kvlist_value":
         return attributes(value.kvlist_value.values)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
-    return None  # a kind newer than this daemon: the key stays, its value is not understood
+    return None  # unset, or a kind newer than this daemon: the key stays, not its value
 
 
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
@@ -77,7 +72,7 @@ def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) ->
             found[pair.key] = number
             continue
         kind = value.WhichOneof("value")
-        found[pair.key] = getattr(value, kind) if kind in scalars else any_value(value)
+        found[pair.key] = getattr(value, kind) if kind in scalars else _composite(value, kind)
     return found
 
 

@@ -142,6 +142,11 @@ class Ingestor:
     def upload_gate(self) -> UploadGate | None:
         return self._upload_gate
 
+    def queued_events(self) -> int:
+        """Events handed to the writer and not yet taken into a commit."""
+        writer = self._writer()
+        return writer.queued_events if writer is not None else 0
+
     def accept_lines(
         self,
         lines: list[bytes],

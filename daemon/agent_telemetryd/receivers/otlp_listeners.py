@@ -20,9 +20,9 @@ from aiohttp import web
 
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.listeners import ListenError
-from agent_telemetryd.receivers import http_ingest, otlp_http
+from agent_telemetryd.receivers import http_ingest, otlp_routes
 from agent_telemetryd.receivers.http_guard import loopback_guard
-from agent_telemetryd.receivers.otlp_export import OtlpState
+from agent_telemetryd.receivers.otlp_routes import OtlpState
 
 GRPC_MISSING = (
     "otlp_grpc_port is set but gRPC support is not installed;"
@@ -36,7 +36,7 @@ async def attach(
 ) -> Closer:
     """Start the OTLP listeners the config asks for; returns what stops them."""
     config = context.config
-    state = tcp_app[otlp_http.OTLP_STATE]
+    state = tcp_app[otlp_routes.OTLP_STATE]
     closers: list[Closer] = []
     where: dict[str, str] = {}
 
@@ -86,7 +86,7 @@ async def _start_http(
         client_max_size=http_ingest.MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
-    otlp_http.add_to(app, state)
+    otlp_routes.add_to(app, state)
     app.router.add_get("/healthz", http_ingest.healthz)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
@@ -20,7 +21,7 @@ from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.status import build_status, read_facts
-from agent_telemetryd.store import offline_writes
+from agent_telemetryd.store import offline_reads, offline_writes
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.database import BufferOpenError, connect, is_corrupt, is_full
 from agent_telemetryd.store.migrations import MigrationError
@@ -68,20 +69,41 @@ def call_api(config: Config, method: str, path: str, body: Any = None) -> Any:
 
 @contextlib.contextmanager
 def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
-    """The buffer opened read-only (WAL lets it sit beside a running daemon), or None."""
-    if not config.paths.database.exists():
+    """The buffer opened read-only, or None. Beside a running daemon, as its own readers do
+    (WAL lets them); with the daemon down, as it is on disk and nothing else: no side file
+    made, no write-ahead log read that is not the buffer's (store/offline_reads.py)."""
+    database = config.paths.database
+    if not database.exists():
         yield None
         return
     try:
-        conn = connect(config.paths.database, readonly=True)
+        if daemon_pid(config) is not None:
+            conn = connect(database, readonly=True)
+        else:
+            reader = offline_reads.open_reader(database)
+            conn = reader.conn
+            if reader.foreign_wal is not None:
+                _warn_foreign_wal(database, reader.foreign_wal)
+    except BufferOpenError as error:
+        raise click.ClickException(str(error)) from None
     except sqlite3.Error as error:
-        raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
+        raise click.ClickException(f"cannot read {database}: {error}") from None
     try:
         yield conn
     except sqlite3.DatabaseError as error:
         raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
     finally:
         conn.close()
+
+
+@functools.cache
+def _warn_foreign_wal(database: Path, reason: str) -> None:
+    """Once per command, however many times it reads the buffer."""
+    click.echo(
+        f"Warning: {database}-wal is not this buffer's write-ahead log ({reason}): "
+        "not read, left in place; the daemon moves it aside when it starts",
+        err=True,
+    )
 
 
 def _damaged(database: Path, error: sqlite3.Error, running: bool) -> str:

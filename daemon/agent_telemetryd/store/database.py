@@ -199,6 +199,16 @@ def quick_check(path: Path, budget_seconds: float = 10.0, max_errors: int = 5) -
         conn = connect(path, readonly=True)
     except sqlite3.Error as error:
         return Integrity("unreadable", (str(error),))
+    try:
+        return check_pages(conn, budget_seconds, max_errors)
+    finally:
+        conn.close()
+
+
+def check_pages(
+    conn: sqlite3.Connection, budget_seconds: float = 10.0, max_errors: int = 5
+) -> Integrity:
+    """`quick_check` on a connection the caller opened (and closes)."""
     deadline = time.monotonic() + budget_seconds
     # Called every few thousand VM steps; a non-zero answer interrupts the statement.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
@@ -211,6 +221,6 @@ def quick_check(path: Path, budget_seconds: float = 10.0, max_errors: int = 5) -
     except sqlite3.DatabaseError as error:
         return Integrity("corrupt", (str(error),))
     finally:
-        conn.close()
+        conn.set_progress_handler(None, 0)
     messages = tuple(str(row[0]) for row in rows)
     return Integrity("ok") if messages == ("ok",) else Integrity("corrupt", messages)

@@ -59,7 +59,7 @@ log = structlog.get_logger("agent_telemetryd")
 EXIT_OK = 0
 EXIT_FORCED = 1  # a second Ctrl-C cut the drain short
 EXIT_STARTUP_FAILURE = 3  # the unit's RestartPreventExitStatus: no restart loop
-# One deadline for the whole drain (DESIGN §12: a few seconds): requests under way finish
+# One deadline for the whole drain (a few seconds): requests under way finish
 # and connected agents are read to the end within it; what is left then is cut.
 DRAIN_SECONDS = 5.0
 

@@ -349,3 +349,38 @@ def test_events_spooled_while_local_are_not_uploaded_after_a_later_enable(
         assert sorted(e["properties"]["agent"] for e in backend.accepted_events()) == ["after"] * 3
     finally:
         backend.stop()
+
+
+def _read_position(pid: int, path: Path) -> int | None:
+    """Where the daemon is reading `path`, from its open descriptor; None when not open."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                fdinfo = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                return int(fdinfo.split("pos:", 1)[1].split()[0])
+    return None
+
+
+@pytest.mark.parametrize("mode", ["local", "off"])
+def test_a_spool_file_of_gigabytes_without_a_newline_never_holds_up_other_agents(
+    daemon_factory: DaemonFactory, mode: str
+) -> None:
+    daemon = daemon_factory({**QUIET, "AGENT_TELEMETRY_MODE": mode})
+    assert daemon.proc is not None
+    url = daemon.http_url()
+    folder = daemon.home / "data" / "spool"
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    junk = folder / "4343-0123456789ab.ndjson"
+    size = 2 << 30
+    with junk.open("wb") as file:  # sparse: no disk, and not one newline
+        file.truncate(size)
+    send_lines(daemon.ingest_socket, b'{"event": "hello"}\n')  # an agent connects: a scan
+    deadline = time.monotonic() + 30
+    while _read_position(daemon.proc.pid, junk) is None:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.01)
+    # Another agent's events are taken (and answered) while the file is still being read.
+    status, _ = post_raw(url, [{"event": "meanwhile"}])
+    assert status == 202
+    position = _read_position(daemon.proc.pid, junk)
+    assert position is not None and position < size

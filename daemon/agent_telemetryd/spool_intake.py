@@ -220,7 +220,7 @@ class SpoolIntake:
         mode = str(self._mode())
         try:
             if mode == Mode.OFF:
-                self._discard(path, pid)
+                await self._discard(path, pid)
             elif await self._get_meta(mark) is None:
                 await self._ingest(path, pid, mark)
             # else: taken before, and the daemon stopped before deleting it
@@ -245,6 +245,7 @@ class SpoolIntake:
             with open_spool_file(path) as file:
                 oversize = functools.partial(self._reject_oversize, source)
                 for lines in whole_lines(file, self._max_line, oversize):
+                    await asyncio.sleep(0)  # a turn for everyone else between chunks
                     events = []
                     for line in lines:
                         kind = drop_lines if line.startswith(DROP_LINE_PREFIX) else events
@@ -273,13 +274,14 @@ class SpoolIntake:
         self.stats.lines += lines_taken
         log.info("spool_file_taken", file=path.name, pid=pid, lines=lines_taken)
 
-    def _discard(self, path: Path, pid: int) -> None:
+    async def _discard(self, path: Path, pid: int) -> None:
         """Mode off: count the lines, read nothing but the drop counts, delete the file."""
         source = Source("spool", pid=pid)
         events = 0
         drop_lines: list[bytes] = []
         with open_spool_file(path) as file:
             for lines in whole_lines(file, self._max_line, lambda: None):
+                await asyncio.sleep(0)
                 for line in lines:
                     if line.startswith(DROP_LINE_PREFIX):
                         drop_lines.append(line)

@@ -19,7 +19,18 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import external, growth, idle, ingest, otlp, overhead, spool, startup
+from bench import (
+    activation,
+    external,
+    growth,
+    idle,
+    ingest,
+    otlp,
+    overhead,
+    spool,
+    startup,
+    steady,
+)
 from bench.report import Row, format_table
 
 OWN: dict[str, Callable[..., list[Row]]] = {
@@ -28,6 +39,8 @@ OWN: dict[str, Callable[..., list[Row]]] = {
     "growth": growth.run,
     "idle": idle.run,
     "startup": startup.run,
+    "steady": steady.run,
+    "activation": activation.run,
     "otlp": otlp.run,
     "spool": spool.run,
 }

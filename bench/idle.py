@@ -2,7 +2,9 @@
 
 Wake-ups are context switches summed over every thread (`/proc/PID/task/*/status`):
 a polling loop anywhere shows up as a steady rate. The anchor is a bare interpreter
-sleeping for the same time, measured the same way.
+sleeping for the same time, measured the same way. Two daemons are watched over the same
+seconds: the default one (mode local, no sender), and one in mode upload with a sender
+configured (its schedule, its sender's modules), whose RSS is reported beside it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from bench.report import Row
 
 SECTION = "idle"
 SETTLE = 2.0
+QUICK_SETTLE = 0.5
 _TICK = os.sysconf("SC_CLK_TCK")
-# What the daemon imports from outside the standard library, loaded and left idle: the
-# floor under the daemon's RSS that no change to its own code can move.
-DEPENDENCIES = (
-    "asyncio, aiohttp.web, apscheduler.schedulers.asyncio, click, orjson, platformdirs, structlog"
-)
+# What a local daemon imports from outside its own code, loaded and left idle: the floor
+# under the daemon's RSS that no change to its own code can move. (`import aiohttp` builds
+# two TLS contexts with the system's CA bundle, ~2.5 MB, whether or not anything is sent.)
+DEPENDENCIES = "asyncio, aiohttp.web, click, orjson, platformdirs, sqlite3, structlog"
+# Mode upload with a sender, for the second daemon: a backend that is never reached (no
+# upload is due while it is watched; the schedule is hourly).
+UPLOADING = {
+    "AGENT_TELEMETRY_MODE": "upload",
+    "TELEMETRY_ENDPOINT": "http://127.0.0.1:9",
+    "TELEMETRY_API_KEY": "bench",
+}
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -49,19 +58,21 @@ def sample(pid: int) -> dict[str, float]:
 
 def run(quick: bool, seconds: float | None = None) -> list[Row]:
     seconds = seconds if seconds is not None else (10.0 if quick else 60.0)
+    settle = QUICK_SETTLE if quick else SETTLE
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     deps = subprocess.Popen(
         [sys.executable, "-c", f"import {DEPENDENCIES}, time; time.sleep(3600)"]
     )
     try:
-        with fixtures.daemon() as proc:
-            assert proc.proc is not None
-            # Both watched over the same seconds, so a busy moment on the machine hits both.
-            time.sleep(SETTLE)
+        with fixtures.daemon() as proc, fixtures.daemon(UPLOADING) as uploading:
+            assert proc.proc is not None and uploading.proc is not None
+            # Watched over the same seconds, so a busy moment on the machine hits them all.
+            time.sleep(settle)
             start_d, start_b = sample(proc.proc.pid), sample(bare.pid)
             time.sleep(seconds)
             end_d, end_b = sample(proc.proc.pid), sample(bare.pid)
             floor_mb = sample(deps.pid)["rss_mb"]
+            upload_mb = sample(uploading.proc.pid)["rss_mb"]
     finally:
         for anchor in (bare, deps):
             anchor.kill()
@@ -86,7 +97,17 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
             d["rss_mb"] / b["rss_mb"],
             "<= 40 MB",
             d["rss_mb"] <= 40,
-            note=f"over {seconds:.0f} s after {SETTLE:.0f} s to settle",
+            note=f"mode local, no sender; over {seconds:.0f} s after {settle:g} s to settle",
+        ),
+        Row(
+            SECTION,
+            "daemon RSS, mode upload with a sender",
+            upload_mb,
+            "MB",
+            "mode local, no sender",
+            d["rss_mb"],
+            upload_mb / d["rss_mb"],
+            note="http sender configured, upload schedule running, nothing sent yet",
         ),
         Row(
             SECTION,

@@ -204,7 +204,7 @@ def run(quick: bool) -> list[Row]:
             for n in counts:
                 by_producers[n].append(socket_run(proc, n, total))
             http.append(http_run(proc, total // 2))
-        latency = sorted(latency_run(proc, 4, 1.0 if quick else 5.0))
+        latency = sorted(latency_run(proc, 4, 0.5 if quick else 5.0))
     anchor = median(ceiling)
     rows = [
         Row(

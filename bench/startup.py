@@ -32,7 +32,7 @@ def _bare_interpreter() -> float:
 
 def run(quick: bool) -> list[Row]:
     backlog = 20_000 if quick else 2_000_000
-    reps = 3 if quick else 5
+    reps = 1 if quick else 5
     empty_home, full_home = make_home(), make_home()
     env = {"AGENT_TELEMETRY_MODE": "upload", "AGENT_TELEMETRY_HTTP_PORT": "off"}
     empty = DaemonProcess(empty_home, clean_environment(empty_home, env))

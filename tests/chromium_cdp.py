@@ -33,6 +33,8 @@ FLAGS = (
     "--disable-sync",
     "--remote-debugging-port=0",
     "--window-size=1280,1600",
+    # Numbers are written with the browser's locale: the tests read them as en-US does.
+    "--lang=en-US",
 )
 
 
@@ -93,6 +95,12 @@ class Page:
     async def navigate(self, url: str) -> None:
         self.events.clear()
         await self.send("Page.navigate", {"url": url})
+        await self.wait_event("Page.loadEventFired")
+
+    async def reload(self) -> None:
+        """A fresh load of the current address (a new document, the tab's storage kept)."""
+        self.events.clear()
+        await self.send("Page.reload", {"ignoreCache": True})
         await self.wait_event("Page.loadEventFired")
 
     async def evaluate(self, expression: str) -> Any:

@@ -40,7 +40,10 @@ class Listener:
 
     def _accept(self) -> None:
         while True:
-            readable, _, _ = select.select([self._server, self._wake_r], [], [])
+            try:
+                readable, _, _ = select.select([self._server, self._wake_r], [], [])
+            except (OSError, ValueError):  # close() closed the server between two selects
+                return
             if self._wake_r in readable:
                 return
             # Accepted and recorded under the lock, so settled() never sees a connection

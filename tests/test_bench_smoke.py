@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_SECTIONS = ("overhead", "ingest", "growth", "idle", "startup", "spool")
+OWN_SECTIONS = (
+    "overhead",
+    "ingest",
+    "growth",
+    "idle",
+    "startup",
+    "spool",
+    "steady",
+    "activation",
+)
 EXPECTED = {
     "agent overhead": [
         "posthog capture() median (host unreachable)",
@@ -44,6 +53,7 @@ EXPECTED = {
     ],
     "idle": [
         "daemon RSS",
+        "daemon RSS, mode upload with a sender",
         "daemon RSS vs its dependencies imported",
         "daemon CPU time over 1 s",
         "daemon wake-ups (context switches)",
@@ -53,6 +63,22 @@ EXPECTED = {
         "agent run to exit, 5,000 track(), daemon SIGSTOPped",
         "events stored once the daemon runs again",
         "spool files at start, 4 x 5,000 events",
+    ],
+    "steady": [
+        f"{rate} events/s, 4 agents: {measure}"
+        for rate in ("10,000", "1,000")
+        for measure in (
+            "daemon CPU, % of one core",
+            "daemon peak RSS",
+            "send -> commit p50",
+            "send -> commit p99",
+        )
+    ]
+    + ["10,000 events/s: daemon CPU per event"],
+    "activation": [
+        "event sent -> committed, daemon started by it after an idle exit",
+        "event sent -> committed, first start (new buffer)",
+        "daemon RSS between bursts",
     ],
 }
 

@@ -5,15 +5,30 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.chromium_cdp import Page, chromium, chromium_path
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, clean_environment, make_home
+from tests.dashboard_page import act, choose, href, open_view, state
 
 AGENTS = ("planner", "coder", "reviewer")
+
+
+@pytest.fixture(scope="module")
+def empty() -> Iterator[DaemonProcess]:
+    """A daemon that is sent nothing, for the tests that need only its page."""
+    home = make_home()
+    process = DaemonProcess(home, clean_environment(home, {"AGENT_TELEMETRY_RATE_LIMIT": "off"}))
+    try:
+        yield process.start()
+    finally:
+        process.cleanup()
+
+
 NAMES = ("agent.run.completed", "tool.call.completed", "tool.call.failed", "llm.request")
 
 
@@ -30,6 +45,16 @@ def seed_events(n: int = 120) -> list[dict[str, Any]]:
             props["status"] = "error"
         events.append({"event": NAMES[i % 4], "agent": AGENTS[i % 3], "properties": props})
     return events
+
+
+# Markup where a page could be fooled into making elements: an event name, a model, a
+# tool, an error message.
+MARKUP = '<img src=x class=pwned onerror="document.body.dataset.pwned=1">'
+MARKUP_EVENT = {
+    "event": MARKUP,
+    "agent": "planner",
+    "properties": {"model": MARKUP, "tokens_in": 5, "tool": MARKUP, "error": MARKUP},
+}
 
 
 def post_events(
@@ -57,13 +82,14 @@ def is_error(row: dict[str, Any]) -> bool:
 
 
 async def read_page(page: Page) -> dict[str, Any]:
+    """The overview's numbers as drawn, once the page says it is ready."""
     await page.wait_for("document.body.dataset.ready === '1'")
     return dict(
         await page.evaluate(
             """(() => {
               const rows = (id) => Object.fromEntries([...document.querySelectorAll(
                 `#${id} tbody tr[data-name]`)].map((tr) => [tr.dataset.name, +tr.dataset.events]));
-              const canvases = [...document.querySelectorAll('.chart canvas')];
+              const canvases = [...document.querySelectorAll('#view-overview .chart canvas')];
               return {
                 total: +document.getElementById('total-events').dataset.value,
                 errors: +document.getElementById('total-errors').dataset.value,
@@ -75,6 +101,7 @@ async def read_page(page: Page) -> dict[str, Any]:
                   for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
                   return false;
                 }).length,
+                unit: document.getElementById('events-unit').textContent,
                 mode: document.getElementById('consent').dataset.mode,
                 accounting: Object.fromEntries(
                   [...document.querySelectorAll('tr[data-counter]')].map((tr) => [
@@ -97,38 +124,154 @@ def expected_from(export: list[dict[str, Any]]) -> dict[str, Any]:
 async def test_dashboard_shows_the_counts_export_gives(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:
-    """The page of a running daemon shows the same totals, per-agent and per-name counts
-    (and error count) as `agent-telemetry export`; its charts draw; a screenshot is kept."""
-    post_events(daemon, seed_events())
+    """The page of a running daemon opens on where the data is (events of the last
+    minutes: the last hour, in minute buckets), takes the token out of the address, and
+    shows the same totals, per-agent and per-name counts (and error count) as
+    `agent-telemetry export`; its charts draw; a screenshot is kept."""
+    post_events(daemon, [*seed_events(), MARKUP_EVENT])
     base_uuid = "00000000-0000-7000-8000-0000000000"
     again = [{"event": "twice", "uuid": f"{base_uuid}{i:02d}"} for i in range(5)]
     post_events(daemon, again)
     post_events(daemon, again, accepted=0)  # the same uuids: five duplicates, dropped
-    expected = expected_from(daemon.export())
+    exported = daemon.export()
+    expected = expected_from(exported)
     url = daemon.cli("dashboard", "--no-browser").stdout.strip()
     assert url.startswith(daemon.http_url() + "/dashboard?token=")
+    token = url.split("token=", 1)[1]
 
     async with chromium(tmp_path / "profile") as page:
         await page.navigate(url)
         shown = await read_page(page)
         shot = await page.screenshot(tmp_path / "dashboard.png")
+        address = await href(page)
+        assert token not in address and "?" not in address
+        assert state(address) == {"since": "1h"}
         assert {k: shown[k] for k in expected} == expected
-        assert shown["charts"] == 3 and shown["inked"] == 3
+        assert shown["unit"] == "events per minute"
+        assert shown["charts"] == 2 and shown["inked"] == 2
         assert shown["mode"] == "local"
         assert shown["accounting"]["dropped.duplicate"] == 5
         assert shown["accounting"]["received"] == expected["total"] + 5
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
-        # The agent filter narrows every view to that agent's events.
-        await page.evaluate(
-            """(() => { const s = document.querySelector('#filters [name=agent]');
-                 s.value = 'coder'; document.body.dataset.ready = '';
-                 s.dispatchEvent(new Event('change', {bubbles: true})); })()"""
+        # The events explorer pages through every stored event once, newest first.
+        await open_view(page, "explore")
+        listed = await page_through_explorer(page)
+        ids = [event_id for event_id, _ in listed]
+        assert ids == sorted(set(ids), reverse=True)
+        assert sorted(uuid for _, uuid in listed) == sorted(r["uuid"] for r in exported)
+
+        # Markup in names and values is shown as text, never made into elements.
+        await page.evaluate("document.getElementById('explore-newest').click()")
+        await page.wait_for(
+            f"[...document.querySelectorAll('#explore tr')].some((tr) =>"
+            f" tr.dataset.event === {json.dumps(MARKUP)}"
+            f" && tr.cells[3].textContent.includes({json.dumps(MARKUP)}))"
         )
+        for view, selector in (
+            ("models", "#models tr[data-model]"),
+            ("tools", "#tools tr[data-tool]"),
+        ):
+            await open_view(page, view)
+            names = await page.evaluate(
+                f"[...document.querySelectorAll('{selector}')].map((tr) => tr.cells[0].textContent)"
+            )
+            assert names == [MARKUP], view
+        assert await page.evaluate(
+            "document.querySelector('.pwned') === null && !document.body.dataset.pwned"
+        )
+
+        # The agent filter narrows every view to that agent's events, and is in the address.
+        await open_view(page, "overview")
+        await choose(page, "agent", "coder")
         coder = await read_page(page)
+        filtered = await href(page)
+        assert state(filtered) == {"since": "1h", "agent": "coder"}
         assert coder["total"] == expected["agents"]["coder"]
         assert coder["agents"] == {"coder": expected["agents"]["coder"]}
+
+        # Back: all agents again. Forward, then a fresh load of the address: coder's numbers.
+        await act(page, "history.back()")
+        assert (await read_page(page))["total"] == expected["total"]
+        await act(page, "history.forward()")
+        assert (await read_page(page))["total"] == coder["total"]
+        await page.reload()
+        again_shown = await read_page(page)
+        assert await href(page) == filtered
+        assert {k: again_shown[k] for k in ("total", "errors", "agents", "names")} == {
+            k: coder[k] for k in ("total", "errors", "agents", "names")
+        }
+        assert await page.evaluate("document.querySelector('#filters [name=agent]').value") == (
+            "coder"
+        )
         assert page.problems() == []
+
+        # The bookmark opened afresh in this browser, with nothing of this tab's session
+        # left: the page still finds its token (kept for the dashboard's origin alone).
+        await page.evaluate("sessionStorage.clear()")
+        await page.navigate("about:blank")
+        await page.navigate(filtered)
+        bookmarked = await read_page(page)
+        assert bookmarked["total"] == coder["total"]
+        assert token not in await href(page)
+
+    # The same address in another browser (no token stored there): the page says how to
+    # open the dashboard, and shows no data.
+    async with chromium(tmp_path / "other-profile") as page:
+        await page.navigate(filtered)
+        await page.wait_for("document.body.dataset.ready === 'error'")
+        assert await page.evaluate("!document.getElementById('need-token').hidden")
+        assert await page.evaluate("document.getElementById('total-events').textContent") == "–"
+
+
+async def page_through_explorer(page: Page) -> list[tuple[int, str]]:
+    """(id, uuid) of every event the explorer lists, following "Older events" to the end."""
+    listed: list[tuple[int, str]] = []
+    while True:
+        shown = await page.evaluate(
+            "[...document.querySelectorAll('#explore tr[data-id]')]"
+            ".map((tr) => [+tr.dataset.id, tr.dataset.uuid])"
+        )
+        listed.extend((event_id, uuid) for event_id, uuid in shown)
+        if await page.evaluate("document.getElementById('explore-older').hidden"):
+            return listed
+        await page.evaluate("document.getElementById('explore-older').click()")
+        await page.wait_for(
+            "(document.querySelector('#explore tr[data-id]') || {dataset: {}}).dataset.id"
+            f" !== '{shown[0][0]}'"
+        )
+
+
+async def test_the_first_view_opens_where_the_data_is(empty: DaemonProcess, tmp_path: Path) -> None:
+    """The range the page opens with, when the address names none, for buffers whose
+    newest and oldest events lie at various distances from now."""
+    url = empty.cli("dashboard", "--no-browser").stdout.strip()
+    hour, day = 3_600_000, 86_400_000
+    async with chromium(tmp_path / "profile") as page:
+        await page.navigate(url)
+        await page.wait_for("document.body.dataset.ready === '1'")
+        now = 1_800_000_000_000
+        cases = {
+            "empty": (None, None),
+            "the last minutes": (now - 5 * 60_000, now - 60_000),
+            "three hours": (now - 3 * hour, now - 60_000),
+            "two days": (now - 2 * day, now - hour),
+            "ninety days, recent": (now - 90 * day, now - day),
+            "ninety days, nothing since sixty": (now - 90 * day, now - 60 * day - 30 * 60_000),
+        }
+        found = await page.evaluate(
+            f"Object.fromEntries(Object.entries({json.dumps(cases)}).map(([k, [f, l]]) =>"
+            f" [k, window.agentTelemetry.fitRange({{first_ms: f, last_ms: l}}, {now})]))"
+        )
+    until = now - 60 * day  # the hour after the newest event, exclusive
+    assert found == {
+        "empty": {"since": "24h"},
+        "the last minutes": {"since": "1h"},
+        "three hours": {"since": "6h"},
+        "two days": {"since": "7d"},
+        "ninety days, recent": {"since": "30d"},
+        "ninety days, nothing since sixty": {"since": str(until - 30 * day), "until": str(until)},
+    }
 
 
 async def test_report_renders_from_file_with_the_network_off(
@@ -151,26 +294,27 @@ async def test_report_renders_from_file_with_the_network_off(
         shown = await read_page(page)
         await page.screenshot(tmp_path / "report.png")
         assert {k: shown[k] for k in expected} == expected
-        assert shown["charts"] == 3 and shown["inked"] == 3
+        assert shown["charts"] == 2 and shown["inked"] == 2
         assert page.requested_urls() == [report.as_uri()]
         assert page.problems() == []
 
 
 async def test_empty_buffer_shows_how_to_send_an_event(
-    daemon: DaemonProcess, tmp_path: Path
+    empty: DaemonProcess, tmp_path: Path
 ) -> None:
     """With no events the page says so and shows how to send one, with the real URL."""
-    url = daemon.cli("dashboard", "--no-browser").stdout.strip()
+    url = empty.cli("dashboard", "--no-browser").stdout.strip()
     async with chromium(tmp_path / "profile") as page:
         await page.navigate(url)
         await page.wait_for("document.body.dataset.ready === '1'")
-        empty = await page.evaluate(
+        shown = await page.evaluate(
             "(() => { const e = document.getElementById('empty');"
             " return {hidden: e.hidden, text: e.innerText}; })()"
         )
-        assert empty["hidden"] is False
-        assert "No events yet" in empty["text"]
-        assert daemon.http_url() + "/v1/events" in empty["text"]
+        assert shown["hidden"] is False
+        assert "No events yet" in shown["text"]
+        assert state(await href(page)) == {"since": "24h"}
+        assert empty.http_url() + "/v1/events" in shown["text"]
         assert page.problems() == []
 
 

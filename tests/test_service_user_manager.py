@@ -126,6 +126,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# The quiet period after which the daemon exits by itself, in the tests that use it.
+QUIET = "2s"
+
+
+def socket_drop_in(manager: UserManager, at_home: Path) -> Path:
+    """Sockets in AGENT_TELEMETRY_HOME's run dir and a free port; returns the run dir."""
+    port = free_port()
+    run_dir = at_home / "run"
+    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text(
+        f"[Socket]\nListenStream=\nListenStream={run_dir}/ingest.sock\n"
+        f"ListenStream={run_dir}/api.sock\nListenStream=127.0.0.1:{port}\n"
+    )
+    return run_dir
+
+
+def started_at(manager: UserManager) -> str:
+    """When the daemon's process last started (monotonic µs; 0 before the first start)."""
+    return manager.show("ExecMainStartTimestampMonotonic")["ExecMainStartTimestampMonotonic"]
+
+
 def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None:
     # The documented way to move the HTTP port: a drop-in that resets ListenStream=.
     port = free_port()
@@ -200,14 +222,9 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
             [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
         )
 
-    port = free_port()
-    run_dir = at_home / "run"
-    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
-    drop_in.parent.mkdir(parents=True)
-    drop_in.write_text(
-        f"[Socket]\nListenStream=\nListenStream={run_dir}/ingest.sock\n"
-        f"ListenStream={run_dir}/api.sock\nListenStream=127.0.0.1:{port}\n"
-    )
+    run_dir = socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    (at_home / "config.toml").write_text(f'idle_exit = "{QUIET}"\n')
     try:
         assert cli("enable").returncode == 0
         installed = cli("service", "install")
@@ -233,10 +250,12 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
         manager.wait_until(
             lambda: json.loads(cli("status", "--json").stdout)["buffer"]["pending_upload"] == 3
         )
-        first_pid = manager.show("MainPID")["MainPID"]
+        first_start = started_at(manager)
 
-        manager.systemctl("stop", "agent-telemetry.service")
+        # Quiet now: the daemon exits by itself although events are pending, since its own
+        # upload (hourly) is not due within the quiet period: the timer's flush is.
         manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        assert manager.show("Result", "NRestarts") == {"Result": "success", "NRestarts": "0"}
         assert (run_dir / "api.sock").exists()  # kept by the socket unit
         assert backend.snapshot() == []
         # status reads the buffer file; it must neither start the daemon nor call it missing.
@@ -259,8 +278,7 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
             timeout=60,
         )
         # The flush's connection to api.sock started the daemon again.
-        assert manager.show("ActiveState")["ActiveState"] == "active"
-        assert manager.show("MainPID")["MainPID"] not in ("0", first_pid)
+        assert started_at(manager) != first_start
         assert sorted(e["event"] for e in backend.stored.values()) == [
             "um.timer.one",
             "um.timer.three",
@@ -270,3 +288,51 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
     finally:
         cli("service", "uninstall")
         backend.stop()
+
+
+def test_a_quiet_daemon_exits_and_the_next_event_starts_it_again(manager: UserManager) -> None:
+    """Socket-activated with a short `idle_exit`: the daemon ends itself when nothing
+    happens, the socket unit keeps the sockets, and the next event starts it and is stored.
+    In mode local the upload timer's flush does not start it at all."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    run_dir = socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    (at_home / "config.toml").write_text(f'idle_exit = "{QUIET}"\n')
+    try:
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stderr
+        # Started by install with the socket unit's sockets; quiet, it exits cleanly.
+        manager.wait_until(lambda: started_at(manager) != "0")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        assert manager.show("Result", "ExecMainStatus", "NRestarts") == {
+            "Result": "success",
+            "ExecMainStatus": "0",
+            "NRestarts": "0",
+        }
+        assert manager.show("ActiveState", unit="agent-telemetry.socket") == {
+            "ActiveState": "active"
+        }
+        first_start = started_at(manager)
+
+        send_line(run_dir / "ingest.sock", {"event": "um.idle.wakes_it"})
+        manager.wait_until(lambda: started_at(manager) != first_start)
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(line)["event"] for line in export.splitlines()] == ["um.idle.wakes_it"]
+
+        # Mode local: the scheduled flush says so without starting the daemon.
+        second_start = started_at(manager)
+        flush = "agent-telemetry-flush.service"
+        assert manager.systemctl("start", flush).returncode == 0  # oneshot: waits for it
+        assert manager.show("Result", unit=flush) == {"Result": "success"}
+        assert started_at(manager) == second_start
+        assert manager.show("ActiveState")["ActiveState"] == "inactive"
+    finally:
+        cli("service", "uninstall")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent_telemetryd.cli.api_client import ApiClient
+from agent_telemetryd.dashboard.page import SCRIPTS, STYLES
 from tests.conftest import DaemonFactory
 from tests.test_service_install import FAKE_MANAGER
 
@@ -156,7 +157,7 @@ def test_the_daemon_from_the_wheel_serves_the_dashboard_assets(
     daemon.env.pop("PYTHONPATH", None)
     daemon.start()
     tcp = http.client.HTTPConnection(daemon.http_url().removeprefix("http://"), timeout=30)
-    for name in ("dashboard.js", "uPlot.iife.min.js", "dashboard.css"):
+    for name in (*SCRIPTS, *STYLES):  # every script of the page is in the wheel
         on_socket = ApiClient(daemon.api_socket).request("GET", f"/dashboard/assets/{name}")
         assert on_socket.status == 200, name
         assert on_socket.read() == (ASSETS / name).read_bytes(), name

@@ -258,8 +258,11 @@ def _receipts(daemon) -> list[dict]:  # type: ignore[no-untyped-def]
     return sorted(ordered, key=lambda r: r["status"] != "accepted")
 
 
-def test_flush_needs_the_daemon(daemon_factory: Factory) -> None:
-    daemon = daemon_factory({}, start=False)
+def test_flush_needs_the_daemon(daemon_factory: Factory, posthog: FakePostHog) -> None:
+    """Events wait for upload, and no daemon (nor a socket unit) is there to send them."""
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 1)
+    daemon.stop()
     result = daemon.cli("flush", check=False)
     assert result.returncode == 1 and "needs the daemon" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,9 +4,11 @@ Time is driven, not waited for: a 429 asking for 7 s costs the test nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid as uuid_module
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +140,51 @@ async def test_consent_read_before_each_request_stops_the_flush(
         lambda conn: conn.execute("SELECT upload, count(*) FROM events GROUP BY 1").fetchall()
     )
     assert counts == [("pending", 3)]
+
+
+async def test_a_stop_while_the_report_is_written_still_answers_whoever_waits(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """`disable` lands just as a flush ended on its own and is writing its report: the
+    `flush` command waiting on it still gets that report, not a dropped connection."""
+    posthog.script = [Scripted(503)]
+    await _pending(buffer, 3)
+    consent = [UPLOADING]
+    reporting, release = asyncio.Event(), asyncio.Event()
+
+    class ReportHeldBack:
+        """The real buffer, whose reads wait once upload is off: the report's count."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(buffer, name)
+
+        async def read(self, query: Callable[..., Any]) -> Any:
+            if consent[0] is LOCAL:
+                reporting.set()
+                await release.wait()
+            return await buffer.read(query)
+
+    async def sleep(seconds: float) -> None:
+        consent[0] = LOCAL
+
+    held_back = ReportHeldBack()
+    async with new_session() as session:
+        uploader = Uploader(
+            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
+            UploadSettings(),
+            consent=lambda: consent[0],
+            buffer=lambda: held_back,  # type: ignore[arg-type,return-value]
+            clock=lambda: NOW,
+            sleep=sleep,
+            rand=lambda: 0.0,
+        )
+        waiting = asyncio.create_task(uploader.flush("command"))
+        await reporting.wait()
+        stopping = asyncio.create_task(uploader.stop("upload was turned off"))
+        await asyncio.sleep(0)
+        release.set()
+        report = await waiting
+        await stopping
+
+    assert report.requests == 1 and report.events_sent == 0
+    assert report.stopped is not None and "turned off" in report.stopped

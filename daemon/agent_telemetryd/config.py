@@ -1,4 +1,4 @@
-"""Settings built once: defaults, then the TOML file, then the environment (DESIGN §4).
+"""Settings built once: defaults, then the TOML file, then the environment.
 
 Every value remembers where it came from, so `status` can say why the daemon behaves
 as it does.
@@ -25,6 +25,7 @@ from agent_telemetryd.config_values import (
     parse_choice,
     parse_duration,
     parse_flag,
+    parse_idle_exit,
     parse_loopback_host,
     parse_names,
     parse_port,
@@ -91,6 +92,9 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     ingest_idle_timeout: float = 600.0  # ingest.sock: the shims reconnect when closed
+    # A quiet daemon exits after this (0: never); None: 15 minutes when socket-activated,
+    # never when started by hand (idle.py).
+    idle_exit: float | None = None
     max_events: int = 5_000_000
     max_bytes: int = 2 * 1024**3
     retention_days: int = 90
@@ -154,6 +158,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("header_timeout", "limits.header_timeout", None, parse_duration),
     ("body_timeout", "limits.body_timeout", None, parse_duration),
     ("ingest_idle_timeout", "limits.ingest_idle_timeout", None, parse_duration),
+    ("idle_exit", "idle_exit", "AGENT_TELEMETRY_IDLE_EXIT", parse_idle_exit),
     ("max_events", "store.max_events", "AGENT_TELEMETRY_MAX_EVENTS", parse_positive_int),
     ("max_bytes", "store.max_bytes", "AGENT_TELEMETRY_MAX_BYTES", parse_positive_int),
     (

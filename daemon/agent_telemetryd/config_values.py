@@ -66,6 +66,15 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_idle_exit(value: Any) -> float:
+    """A quiet period, or `off` (0: never idle out, even when socket-activated)."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "never", "0"):
+        return 0.0
+    if value is False or value == 0:
+        return 0.0
+    return parse_duration(value)
+
+
 def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
     text = str(value).strip().lower()
     if text in ("off", "none", "0", "false"):

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.idle import IdleTimer
 from agent_telemetryd.ingest import Ingestor
 from agent_telemetryd.store.buffer import Buffer
 
@@ -32,6 +33,7 @@ class DaemonContext:
     buffer: Buffer | None = None
     http_url: str | None = None
     dashboard_token: str = ""
+    idle: IdleTimer | None = None  # set when a quiet daemon exits by itself
     status_sections: list[StatusSection] = field(default_factory=list)
     mode_listeners: list[ModeListener] = field(default_factory=list)
     config_listeners: list[ConfigListener] = field(default_factory=list)

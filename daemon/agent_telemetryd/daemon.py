@@ -36,6 +36,7 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.events import Limits
+from agent_telemetryd.idle import Busy, IdleTimer, idle_exit_seconds
 from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
@@ -45,7 +46,7 @@ from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
-from agent_telemetryd.receivers import api_routes, http_ingest, otlp_http, posthog_capture
+from agent_telemetryd.receivers import api_routes, http_ingest, otlp_routes, posthog_capture
 from agent_telemetryd.receivers.connections import Drain
 from agent_telemetryd.receivers.debug_routes import routes as debug_routes
 from agent_telemetryd.receivers.http_connection import HttpSite
@@ -58,7 +59,7 @@ log = structlog.get_logger("agent_telemetryd")
 EXIT_OK = 0
 EXIT_FORCED = 1  # a second Ctrl-C cut the drain short
 EXIT_STARTUP_FAILURE = 3  # the unit's RestartPreventExitStatus: no restart loop
-# One deadline for the whole drain (DESIGN §12: a few seconds): requests under way finish
+# One deadline for the whole drain (a few seconds): requests under way finish
 # and connected agents are read to the end within it; what is left then is cut.
 DRAIN_SECONDS = 5.0
 
@@ -165,6 +166,7 @@ class Daemon:
         listeners = open_listeners(config)
         stack.callback(listeners.close)  # sockets closed, socket files removed
         context.http_url = listeners.http_url
+        self._make_idle_timer(stack, listeners.socket_activated)
         self._sites = sites = plan_sites(config, listeners, ingestor)
         stack.callback(sites.close)
         api_app = self._make_app(sites.api_middlewares())
@@ -186,6 +188,10 @@ class Daemon:
         # Pushed last, so the first thing a shutdown does: no listener takes anything new.
         stack.push_async_callback(self._stop_accepting)
         context.status_sections.append(self._status_section)
+        if context.idle is not None:
+            for site in sites.started:
+                site.connections.on_empty = context.idle.activity
+            context.idle.activity()  # the first quiet period starts now
 
     async def main_loop(self, stack: contextlib.AsyncExitStack) -> None:
         context = self.context
@@ -198,14 +204,39 @@ class Daemon:
             sender=self.config.sender,
             ingest_socket=str(self.config.paths.ingest_socket),
             http=context.http_url,
+            idle_exit_seconds=context.idle.seconds if context.idle is not None else None,
         )
         watchdog = asyncio.create_task(self._notifier.watchdog_loop(self.should_exit))
         stack.push_async_callback(_cancel, watchdog)
-        await self.should_exit.wait()  # nothing ticks while idle: a signal sets it
+        # Nothing ticks while idle: a signal sets it, or the idle timer (one timer, started
+        # again by activity) after a quiet period under socket activation.
+        await self.should_exit.wait()
+        if context.idle is not None:
+            context.idle.close()  # connections ending in the drain are not activity
         self._notifier.stopping()
         log.info("daemon_stopping", drain_seconds=DRAIN_SECONDS)
 
     # --- startup pieces ----------------------------------------------------------------
+
+    def _make_idle_timer(self, stack: contextlib.AsyncExitStack, socket_activated: bool) -> None:
+        """A quiet daemon ends itself as SIGTERM would end it (idle.py says when)."""
+        seconds = idle_exit_seconds(self.config, socket_activated=socket_activated)
+        if seconds is None:
+            return
+        timer = IdleTimer(seconds, self.should_exit.set)
+        timer.checks.append(self._busy_receiving)
+        self.context.idle = timer
+        stack.callback(timer.close)
+
+    async def _busy_receiving(self, quiet_until: float) -> Busy | None:
+        for site in self._sites.started if self._sites is not None else ():
+            if site.connections.open:
+                # Its last connection's end starts the quiet period again.
+                return Busy(f"a connection to the {site.connections.listener} listener is open")
+        ingestor = self.context.ingestor
+        if ingestor is not None and ingestor.queued_events():
+            return Busy("events are waiting to be committed", retry=1.0)
+        return None
 
     def _make_ingestor(self) -> Ingestor:
         config, context = self.config, self.context
@@ -240,7 +271,7 @@ class Daemon:
         app[CONTEXT] = self.context
         app.add_routes(http_ingest.routes)
         app.add_routes(posthog_capture.routes)
-        otlp_http.add_to(app)
+        otlp_routes.add_to(app)
         return app
 
     def _allowed_origins(self) -> list[str]:
@@ -267,7 +298,9 @@ class Daemon:
         return token
 
     async def _status_section(self) -> dict[str, Any]:
-        return self._sites.status() if self._sites is not None else {}
+        section = self._sites.status() if self._sites is not None else {}
+        idle = self.context.idle
+        return {**section, "idle_exit_seconds": idle.seconds if idle is not None else None}
 
     # --- shutdown pieces ---------------------------------------------------------------
 

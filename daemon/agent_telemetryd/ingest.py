@@ -1,7 +1,7 @@
 """From decoded documents to buffer rows: validate, transform, stamp, hand to the writer.
 
 Receivers know only this class; it knows nothing of sockets or HTTP. What happens to an
-event here depends on the consent mode at the moment it arrives (DESIGN §8): in `off`
+event here depends on the consent mode at the moment it arrives: in `off`
 nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload:
 at once, or later when its source is over the rate limit (it waits, `eligible_ms`), or
 never when that source already has a full backlog waiting (`rate_limited`).
@@ -144,6 +144,11 @@ class Ingestor:
     @property
     def upload_gate(self) -> UploadGate | None:
         return self._upload_gate
+
+    def queued_events(self) -> int:
+        """Events handed to the writer and not yet taken into a commit."""
+        writer = self._writer()
+        return writer.queued_events if writer is not None else 0
 
     def accept_lines(
         self,

@@ -28,6 +28,8 @@ class Listeners:
     api: socket.socket
     http: socket.socket | None
     owned_paths: list[Path] = field(default_factory=list)  # files to remove at shutdown
+    # systemd passed ingest.sock: it holds the socket while the daemon is not running.
+    socket_activated: bool = False
 
     @property
     def http_url(self) -> str | None:
@@ -69,7 +71,7 @@ def open_listeners(config: Config) -> Listeners:
         if http is None and config.http_port is not None:
             http = _bind_tcp(config.http_host, config.http_port)
         undo.pop_all()
-    return Listeners(ingest, api, http, owned)
+    return Listeners(ingest, api, http, owned, socket_activated="ingest" in inherited)
 
 
 def _remove_files(paths: list[Path]) -> None:
@@ -79,7 +81,7 @@ def _remove_files(paths: list[Path]) -> None:
 
 
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
-    """A TCP socket from systemd must be bound to loopback, as one bound here is (DESIGN §6).
+    """A TCP socket from systemd must be bound to loopback, as one bound here is.
 
     The .socket unit, not the daemon, chose its address: a drop-in with `ListenStream=7468`
     listens on every interface, and serving it would take events and serve the dashboard

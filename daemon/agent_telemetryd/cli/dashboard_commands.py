@@ -76,23 +76,35 @@ def _write_private(path: Path, text: str) -> None:
     show_default=True,
     help="Where to write the HTML file.",
 )
-@click.option("--since", help="Only events from this far back: `24h`, `7d`, or epoch ms.")
+@click.option("--since", help="Only events from this far back: `24h`, `7d`, epoch ms or RFC 3339.")
+@click.option("--until", help="Only events before this time (exclusive), as --since.")
 @click.option("--agent", help="Only this agent's events.")
 @click.option("--event", "event_name", help="Only events with this name.")
+@click.option("--model", help="Models, runs and events: only calls to this model.")
+@click.option("--tool", help="Tools and events: only calls of this tool.")
 @click.option(
     "--bucket",
-    type=click.Choice(["auto", "hour", "day"]),
+    type=click.Choice(["auto", "minute", "hour", "day"]),
     default="auto",
     show_default=True,
-    help="Chart buckets.",
+    help="Chart buckets (auto: minutes up to 6 hours, hours up to 3 days, then days).",
 )
 def report(
-    output: Path, since: str | None, agent: str | None, event_name: str | None, bucket: str
+    output: Path,
+    since: str | None,
+    until: str | None,
+    agent: str | None,
+    event_name: str | None,
+    model: str | None,
+    tool: str | None,
+    bucket: str,
 ) -> None:
     """Write the dashboard's views into one self-contained HTML file.
 
     It opens from disk with no server and no network (charts, script and data are all
-    inside), and works with the daemon down: the buffer is read read-only.
+    inside: the overview, models and cost, tools, the latest runs with their spans, the
+    latest events and the metric series), and works with the daemon down: the buffer is
+    read read-only. Without --since it holds all the buffer's events.
 
     \b
     Example:
@@ -100,6 +112,7 @@ def report(
     """
     # Imported when this command runs: `dashboard` only asks the daemon for its URL and
     # must not load the dashboard package (aiohttp, the daemon's context) to do so.
+    from agent_telemetryd.analytics.prices import price_book
     from agent_telemetryd.dashboard.filters import Filters
     from agent_telemetryd.dashboard.page import report_page
     from agent_telemetryd.dashboard.views import report_data
@@ -109,8 +122,11 @@ def report(
     offset = datetime.now().astimezone().utcoffset()
     query = {
         "since": since or "",
+        "until": until or "",
         "agent": agent or "",
         "event": event_name or "",
+        "model": model or "",
+        "tool": tool or "",
         "bucket": bucket,
         "tz": str(int(offset.total_seconds() // 60) if offset else 0),
     }
@@ -121,7 +137,7 @@ def report(
     status = read_status(config)
     database = config.paths.database if config.paths.database.exists() else None
     try:
-        data = report_data(database, filters, status, now_ms)
+        data = report_data(database, filters, status, now_ms, price_book(config.prices))
     except sqlite3.Error as error:
         raise click.ClickException(f"cannot read {database}: {error}") from None
     try:

@@ -1,14 +1,16 @@
-"""flush, preview, quarantine, reset-id, forget: what leaves the machine (DESIGN §9, §10)."""
+"""flush, preview, quarantine, reset-id, forget: what leaves the machine."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import time
 from typing import Any
 
 import click
 
+from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.cli.common import (
     api,
     call_api,
@@ -25,6 +27,7 @@ from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.senders.factory import build_sender, new_session
 from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.upload import erasure
+from agent_telemetryd.upload.flush import FlushReport
 from agent_telemetryd.upload.part import settings_from
 from agent_telemetryd.upload.preview import build_preview
 
@@ -44,6 +47,13 @@ def flush(as_json: bool) -> None:
         agent-telemetry flush --json
     """
     config = get_config()
+    if daemon_pid(config) is None:
+        nothing = _nothing_to_flush(config)
+        if nothing is not None:
+            # Said without the daemon: asking it would start it (socket activation) only
+            # to hear the same. The upload timer runs this even while nothing is pending.
+            _print_flush(_skipped_report(nothing), as_json)
+            return
     _require_daemon(config, "flush")
     client = api(config)
     client.timeout = FLUSH_TIMEOUT
@@ -51,12 +61,45 @@ def flush(as_json: bool) -> None:
         report = client.json("POST", "/v1/flush")
     except Exception as error:
         raise click.ClickException(str(error)) from None
+    _print_flush(report, as_json)
+    if report.get("error"):
+        raise SystemExit(1)
+
+
+def _print_flush(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(report)
     else:
         click.echo(_describe_flush(report))
-    if report.get("error"):
-        raise SystemExit(1)
+
+
+def _nothing_to_flush(config: Config) -> str | None:
+    """Why a flush would send nothing, read from the consent and the buffer file (what the
+    daemon itself would say), or None when it may have something to send."""
+    consent = decide(config, read_stored(config.paths.consent_file))
+    if not consent.uploads:
+        return f"mode is {consent.mode} ({consent.reason}): nothing is uploaded"
+    if config.sender == "none":
+        return "sender is none: nothing is sent (set AGENT_TELEMETRY_SENDER)"
+    with read_buffer(config) as conn:
+        if conn is None:
+            return "no events are pending upload"
+        try:
+            now_ms = int(time.time() * 1000)
+            if upload_queries.pending_page(conn, 0, 1, now_ms):
+                return None
+            waiting = upload_queries.pending_count(conn)
+        except sqlite3.OperationalError:
+            return None  # a buffer the daemon has yet to migrate: let it answer
+    if waiting:
+        return f"none of the {waiting} pending events is due yet (the rate limit holds them)"
+    return "no events are pending upload"
+
+
+def _skipped_report(reason: str) -> dict[str, Any]:
+    now = format_timestamp(int(time.time() * 1000))
+    report = FlushReport(trigger="command", started_at=now, finished_at=now, skipped=reason)
+    return report.as_dict()
 
 
 def _describe_flush(report: dict[str, Any]) -> str:
@@ -249,7 +292,8 @@ async def _offline_forget(config: Config) -> dict[str, Any]:
 
 def _require_daemon(config: Config, command: str) -> None:
     # With socket activation (agent-telemetry.socket) api.sock exists while the daemon is
-    # stopped, and connecting to it starts the daemon: how the flush timer uploads on time.
+    # stopped, and connecting to it starts the daemon: how the flush timer uploads on time
+    # (when there is something to upload: see _nothing_to_flush).
     if daemon_pid(config) is None and not config.paths.api_socket.exists():
         raise click.ClickException(
             f"{command} needs the daemon; start it with: agent-telemetry daemon "

@@ -21,7 +21,7 @@ from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.dashboard.run_views import explore, metrics, run_spans
 from agent_telemetryd.store import analytics_sql as sql
 from agent_telemetryd.store.analytics_runs import Run, runs_page
-from agent_telemetryd.store.dashboard_sql import span
+from agent_telemetryd.store.dashboard_sql import fits_minutes, span
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -69,6 +69,7 @@ def snapshot(conn: sqlite3.Connection, *, tail: bool = True) -> Iterator[None]:
 
 def resolved(conn: sqlite3.Connection, f: Filters, *, minutes: bool = False) -> Filters:
     when = span(conn)
+    minutes = minutes and fits_minutes(conn, f)  # too many events to read one by one: hours
     return f.resolved(when["first_ms"], when["last_ms"], minutes=minutes)
 
 

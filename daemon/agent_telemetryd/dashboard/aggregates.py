@@ -14,9 +14,12 @@ from typing import Any
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.store.dashboard_sql import (
     HOUR_MS,
+    MINUTE_MS,
     Params,
     counts_cte,
+    fits_minutes,
     histogram_sql,
+    minute_counts_sql,
     over_time_cte,
     span,
 )
@@ -26,7 +29,8 @@ CHOICES = 500  # names offered in the filter menus
 
 
 def _time_key(f: Filters) -> str:
-    """SQL for the bucket a cell's `hour` falls in (an hour, or a local day)."""
+    """SQL for the bucket a cell's `hour` falls in (an hour, or a local day; in minute
+    buckets the cells that need one already hold the minute there)."""
     if f.bucket == "day":
         return f"((hour * 60 + {int(f.tz_offset_min)}) / 1440)"
     return "hour"
@@ -34,7 +38,9 @@ def _time_key(f: Filters) -> str:
 
 def _bucket_start_ms(f: Filters, key: int) -> int:
     if f.bucket == "day":
-        return (key * 1440 - f.tz_offset_min) * 60_000
+        return (key * 1440 - f.tz_offset_min) * MINUTE_MS
+    if f.bucket == "minute":
+        return key * MINUTE_MS
     return key * HOUR_MS
 
 
@@ -55,7 +61,14 @@ def _totals(conn: sqlite3.Connection, cte: str, params: Params) -> dict[str, Any
 
 def over_time(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     """Events and errors per bucket, with empty buckets between the first and last filled."""
+    if f.bucket == "minute":
+        return _minutes(conn, f)
     return _over_time(conn, f, *counts_cte(f), _time_key(f))
+
+
+def _minutes(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
+    """Per minute, from the range's events: the rollups are hourly."""
+    return _filled(f, conn.execute(*minute_counts_sql(f)).fetchall())
 
 
 def _over_time(
@@ -65,6 +78,10 @@ def _over_time(
         f"{cte} SELECT {key} AS k, sum(events), sum(errors) FROM cells GROUP BY k ORDER BY k",
         params,
     ).fetchall()
+    return _filled(f, rows)
+
+
+def _filled(f: Filters, rows: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
     if not rows:
         return []
     found = {k: (events, errors) for k, events, errors in rows}
@@ -267,7 +284,7 @@ def collect(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
 def collect_within(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
     """`collect` inside the caller's transaction (which reads more views in it)."""
     when = span(conn)
-    f = f.resolved(when["first_ms"], when["last_ms"])
+    f = f.resolved(when["first_ms"], when["last_ms"], minutes=fits_minutes(conn, f))
     try:
         cells = _materialise_counts(conn, f)
         # The menus ignore the agent and event filters; without those the cells
@@ -277,7 +294,9 @@ def collect_within(conn: sqlite3.Connection, f: Filters) -> dict[str, Any]:
             "filters": f.as_dict(),
             "span": when,
             "totals": _totals(conn, *cells),
-            "over_time": _over_time(conn, f, *cells, "hour"),
+            "over_time": _minutes(conn, f)
+            if f.bucket == "minute"
+            else _over_time(conn, f, *cells, "hour"),
             "by_agent": _breakdown(conn, *cells, "agent"),
             "by_event": _breakdown(conn, *cells, "event"),
             "durations": durations(conn, f),

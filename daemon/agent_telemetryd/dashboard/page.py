@@ -10,15 +10,22 @@ from importlib import resources
 from typing import Any
 
 # What the daemon serves under /dashboard/assets/: library code and the page's own
-# script and style, no data — so they need no token.
-ASSETS: dict[str, str] = {
-    "uPlot.iife.min.js": "text/javascript",
-    "uPlot.min.css": "text/css",
-    "dashboard.js": "text/javascript",
-    "dashboard.css": "text/css",
-}
-SCRIPTS = ("uPlot.iife.min.js", "dashboard.js")
+# scripts and style, no data — so they need no token. dashboard.js is the core (helpers,
+# the address's state, data access, the router); each view has a script of its own.
+SCRIPTS = (
+    "uPlot.iife.min.js",
+    "dashboard.js",
+    "overview.js",
+    "agents.js",
+    "runs.js",
+    "explore.js",
+    "metrics.js",
+)
 STYLES = ("uPlot.min.css", "dashboard.css")
+ASSETS: dict[str, str] = {
+    **{name: "text/javascript" for name in SCRIPTS},
+    **{name: "text/css" for name in STYLES},
+}
 
 # The live page may talk to its own origin only; no inline code at all.
 LIVE_CSP = (

@@ -1,7 +1,7 @@
 """HTTP routes of the dashboard, on api.sock and (behind the token) on loopback TCP.
 
 On TCP the Host/Origin guard has already run (http_guard.loopback_guard); here every
-page and data route also needs the per-install token, as `?token=` or
+data route also needs the per-install token, as `?token=` or
 `Authorization: Bearer`: none is 401, a wrong one 403 (compared in constant time).
 api.sock needs no token: only the daemon's own user can connect to it.
 """
@@ -135,6 +135,25 @@ def _refusal(request: web.Request, expected: str) -> web.Response | None:
     return None
 
 
+async def get_page(request: web.Request) -> web.Response:
+    return web.Response(
+        text=page.live_page(),
+        content_type="text/html",
+        headers={**NO_STORE, "Content-Security-Policy": page.LIVE_CSP},
+    )
+
+
+async def get_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in page.ASSETS:
+        raise web.HTTPNotFound()
+    return web.Response(
+        text=page.asset(name),
+        content_type=page.ASSETS[name],
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
 def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
     """The routes for one listener; `token=True` on TCP."""
 
@@ -147,23 +166,6 @@ def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
             return await handler(request)
 
         return run
-
-    async def get_page(request: web.Request) -> web.Response:
-        return web.Response(
-            text=page.live_page(),
-            content_type="text/html",
-            headers={**NO_STORE, "Content-Security-Policy": page.LIVE_CSP},
-        )
-
-    async def get_asset(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in page.ASSETS:
-            raise web.HTTPNotFound()
-        return web.Response(
-            text=page.asset(name),
-            content_type=page.ASSETS[name],
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
-        )
 
     async def get_view(request: web.Request) -> web.Response:
         return await _view_response(dashboard, request)
@@ -184,8 +186,10 @@ def routes(dashboard: Dashboard, *, token: bool) -> list[web.RouteDef]:
     own = [] if token else [web.get("/dashboard/url", get_url)]
     return [
         *own,
-        web.get("/dashboard", guarded(get_page)),
-        web.get("/dashboard/", guarded(get_page)),
+        # The page holds no data (its script asks the API, with the token): a reload or a
+        # bookmark, whose address no longer carries the token, still finds it.
+        web.get("/dashboard", get_page),
+        web.get("/dashboard/", get_page),
         web.get("/dashboard/assets/{name}", get_asset),
         web.get("/dashboard/api/run/{trace_id}", guarded(get_run)),
         web.get("/dashboard/api/{name}", guarded(get_view)),

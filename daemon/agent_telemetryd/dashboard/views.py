@@ -14,7 +14,7 @@ from agent_telemetryd.analytics.prices import PriceBook, price_book
 from agent_telemetryd.dashboard import agent_views, aggregates
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.store.analytics_facts import stand_ins_for_rollups
-from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, span
+from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, fits_minutes, span
 from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
 
@@ -45,7 +45,8 @@ def _snapshot(view: View) -> View:
         conn.execute("BEGIN")
         try:
             when = span(conn)
-            return view(conn, f.resolved(when["first_ms"], when["last_ms"]))
+            minutes = fits_minutes(conn, f)
+            return view(conn, f.resolved(when["first_ms"], when["last_ms"], minutes=minutes))
         finally:
             conn.execute("COMMIT")
 
@@ -80,6 +81,8 @@ def everything(
 
 
 ENDPOINTS: dict[str, View] = {
+    # First and last receipt time (two index probes): where the page opens.
+    "span": lambda conn, f: {"span": span(conn)},
     "summary": _snapshot(summary),
     "timeseries": _snapshot(timeseries),
     "agents": _snapshot(aggregates.by_agent),
@@ -166,6 +169,11 @@ def read_run(conn: sqlite3.Connection | None, trace_id: str) -> dict[str, Any]:
             use.close()
 
 
+# Spans embedded in a report, over all its runs: a few runs of thousands of spans each
+# would otherwise make a file of hundreds of megabytes.
+REPORT_SPANS = 20_000
+
+
 def report_data(
     database: Any,
     f: Filters,
@@ -173,12 +181,25 @@ def report_data(
     now_ms: int,
     prices: PriceBook | None = None,
 ) -> dict[str, Any]:
-    """Everything the report embeds, read from the buffer file opened read-only."""
+    """Everything the report embeds, read from the buffer file opened read-only: what the
+    page opens with, the explorer's and the metrics' first pages, and the spans of the
+    runs listed (up to REPORT_SPANS in all), so every view works with no server."""
     conn = connect(database, readonly=True) if database is not None else None
     try:
         if conn is not None:
             without_rollups(conn)
         data = read_view("all", conn, f, prices)
+        query = agent_views.AgentQuery(f, prices or price_book())
+        data["explore"] = read_agent_view("explore", conn, query)
+        data["metrics"] = read_agent_view("metrics", conn, query)
+        data["run_spans"] = {}
+        budget = REPORT_SPANS
+        for listed in data["runs"]["runs"]:
+            spans = read_run(conn, listed["trace_id"])
+            budget -= len(spans["spans"])
+            if budget < 0:
+                break
+            data["run_spans"][listed["trace_id"]] = spans
     finally:
         if conn is not None:
             conn.close()

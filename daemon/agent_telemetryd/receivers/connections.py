@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -111,6 +112,8 @@ class ListenerConnections:
         self._empty.set()
         self._refused_unlogged = 0
         self._cap_logged_at: float | None = None
+        # Told when the last open connection ends (the idle timer starts again then).
+        self.on_empty: Callable[[], None] | None = None
 
     def admit(self, connection: Connection) -> bool:
         """Take a new connection, or say no (over the cap, or stopping): the caller closes it."""
@@ -124,9 +127,13 @@ class ListenerConnections:
         return True
 
     def release(self, connection: Connection) -> None:
+        if connection not in self.open:
+            return
         self.open.discard(connection)
         if not self.open:
             self._empty.set()
+            if self.on_empty is not None:
+                self.on_empty()
 
     async def wait_empty(self, drain: Drain) -> int:
         """Wait (within the drain's deadline) for every connection to end; closes what is

@@ -1,4 +1,4 @@
-"""Rules for requests that reach the daemon over HTTP (DESIGN §6).
+"""Rules for requests that reach the daemon over HTTP.
 
 A web page in the user's browser can reach 127.0.0.1 too. It must not be able to post
 events or read data: a Host that is not a loopback name means DNS rebinding, and an

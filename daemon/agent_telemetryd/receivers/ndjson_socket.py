@@ -1,4 +1,4 @@
-"""ingest.sock: newline-delimited JSON, one event a line, never a reply (DESIGN §6).
+"""ingest.sock: newline-delimited JSON, one event a line, never a reply.
 
 A bad line is counted and skipped and the connection goes on. A line longer than the
 limit is skipped up to the next newline without being held in memory. Whatever a peer
@@ -24,6 +24,7 @@ import os
 import select
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,53 @@ LOSSLESS_CLOSE = sys.platform.startswith("linux")
 # After the daemon's side is shut for sending, how long a peer gets to hang up by itself
 # before its writes are refused.
 HANG_UP_GRACE_SECONDS = 0.25
+# How long a connection that was just read waits for its next read. The shims write one
+# event per send when events come one at a time, so at 10,000 events/s from 4 agents the
+# loop woke ~10,000 times a second, and each read became its own group commit (py-spy:
+# per-read and per-commit work, not the events, was most of the daemon's CPU). Every 10 ms
+# it is ~25 lines a read and one commit per turn; at 1,000 events/s, 5 ms cost 15% of a
+# core, 10 ms 12% and 20 ms 8% (docs/performance.md); 10 ms keeps send -> commit p99 well
+# inside 50 ms.
+READ_INTERVAL = 0.010
+# Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
+MAX_QUEUED_EVENTS = 10_000
+
+
+class ReadPacer:
+    """Gives every ingest connection its next read on one shared turn (see the module's
+    docstring); holds all of them while the writer is behind."""
+
+    def __init__(
+        self,
+        queued_events: Callable[[], int],
+        *,
+        interval: float = READ_INTERVAL,
+        max_queued: int = MAX_QUEUED_EVENTS,
+    ) -> None:
+        self._queued_events = queued_events
+        self._interval = interval
+        self._max_queued = max_queued
+        self._held: list[asyncio.Transport] = []
+        self._turn: asyncio.TimerHandle | None = None
+
+    def hold(self, transport: asyncio.Transport) -> None:
+        """Read nothing more from `transport` until the next turn."""
+        if not transport.is_reading():
+            return
+        transport.pause_reading()
+        self._held.append(transport)
+        if self._turn is None:
+            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._turn = None
+        if self._queued_events() >= self._max_queued:
+            # The writer is behind: ask again a turn later (only while events wait).
+            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
+            return
+        held, self._held = self._held, []
+        for transport in held:
+            transport.resume_reading()  # a no-op for one closed meanwhile
 
 
 class NdjsonProtocol(asyncio.Protocol):
@@ -54,8 +102,10 @@ class NdjsonProtocol(asyncio.Protocol):
         max_line_bytes: int,
         connections: ListenerConnections | None = None,
         idle_timeout: float | None = None,
+        pacer: ReadPacer | None = None,
     ) -> None:
         self._ingestor = ingestor
+        self._pacer = pacer
         self._max_line = max_line_bytes
         # Without a listener's budget (framing tests) the connection is simply not counted.
         self._connections = connections or ListenerConnections("ingest", cap=2**31)
@@ -96,6 +146,8 @@ class NdjsonProtocol(asyncio.Protocol):
         if self._timer is not None:
             # A timestamp, not a new timer per read: this runs for every read of a busy agent.
             self._last_data = asyncio.get_running_loop().time()
+        if self._pacer is not None and self._transport is not None:
+            self._pacer.hold(self._transport)
         if self._skipping:
             newline = data.find(b"\n")
             if newline == -1:
@@ -223,13 +275,14 @@ class NdjsonSite:
         self._max_line = max_line_bytes
         self._idle_timeout = idle_timeout
         self.connections = ListenerConnections("ingest", max_connections)
+        self._pacer = ReadPacer(ingestor.queued_events)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: NdjsonProtocol(
-                self._ingestor, self._max_line, self.connections, self._idle_timeout
+                self._ingestor, self._max_line, self.connections, self._idle_timeout, self._pacer
             ),
             sock=self._sock,
             backlog=ACCEPT_BURST,

@@ -9,7 +9,7 @@ status); the mapping, content masking and accounting are the same for both.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent_telemetryd.context import DaemonContext
@@ -20,31 +20,14 @@ from agent_telemetryd.otlp.resources import resource_event
 from agent_telemetryd.otlp.signals import Signal
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.receivers.http_ingest import BUFFER_FULL
+from agent_telemetryd.receivers.otlp_routes import OtlpState
 from agent_telemetryd.store.writer import StoreFullError
 
 TRANSPORT = "otlp"
-# Resources recorded by this process, by uuid: at most this many, then forgotten (the
-# uuid still dedupes one recorded again).
-MAX_RESOURCES_REMEMBERED = 1024
 BUFFER_AT_CAP = (
     f"{BUFFER_FULL}: the buffer is at its cap (store.max_events, store.max_bytes)"
     " with events not yet sent"
 )
-
-
-@dataclass
-class OtlpState:
-    """What the OTLP receivers keep between requests; one per daemon, shared by them all."""
-
-    # Content is masked here, before validation, so that its size limit counts what is
-    # stored: a 200 KB prompt must not cost the span its place when only its length stays.
-    mask: ContentMask = field(default_factory=ContentMask)
-    resources_recorded: set[str] = field(default_factory=set)
-
-    def recorded(self, uuids: list[str]) -> None:
-        if len(self.resources_recorded) + len(uuids) > MAX_RESOURCES_REMEMBERED:
-            self.resources_recorded.clear()
-        self.resources_recorded.update(uuids)
 
 
 @dataclass(frozen=True, slots=True)

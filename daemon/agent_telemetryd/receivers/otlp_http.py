@@ -13,7 +13,8 @@ spec gives exporters to act on:
   write). Exporters retry it, and the uuids derived from each item make the retry store
   only what is missing.
 
-The work between the body and the answer is `otlp_export`'s, shared with gRPC.
+The work between the body and the answer is `otlp_export`'s, shared with gRPC. The routes
+are registered by `otlp_routes`, which loads this module on the first request.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from agent_telemetryd.context import CONTEXT
 from agent_telemetryd.ingest import Source
 from agent_telemetryd.otlp.answers import export_answer, status_answer
 from agent_telemetryd.otlp.decode import ENCODINGS, JSON, UndecodableError
-from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES, Signal
+from agent_telemetryd.otlp.signals import Signal
 from agent_telemetryd.receivers.http_ingest import (
     RETRY_AFTER_SECONDS,
     BodyError,
@@ -34,39 +35,13 @@ from agent_telemetryd.receivers.http_ingest import (
 )
 from agent_telemetryd.receivers.otlp_export import (
     TRANSPORT,
-    OtlpState,
     RetryLater,
     commit,
     decode_off_loop,
 )
+from agent_telemetryd.receivers.otlp_routes import OTLP_STATE
 
 UNSUPPORTED_TYPE = "Content-Type must be application/x-protobuf or application/json"
-
-OTLP_STATE = web.AppKey("otlp_state", OtlpState)
-routes = web.RouteTableDef()
-
-
-def add_to(app: web.Application, state: OtlpState | None = None) -> OtlpState:
-    """Serve the three OTLP routes on `app` (before it starts); returns the state they keep,
-    which another OTLP receiver may share."""
-    app[OTLP_STATE] = state if state is not None else OtlpState()
-    app.add_routes(routes)
-    return app[OTLP_STATE]
-
-
-@routes.post("/v1/traces")
-async def post_traces(request: web.Request) -> web.Response:
-    return await export(request, TRACES)
-
-
-@routes.post("/v1/logs")
-async def post_logs(request: web.Request) -> web.Response:
-    return await export(request, LOGS)
-
-
-@routes.post("/v1/metrics")
-async def post_metrics(request: web.Request) -> web.Response:
-    return await export(request, METRICS)
 
 
 async def export(request: web.Request, signal: Signal) -> web.Response:

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.listeners import ListenError
-from agent_telemetryd.receivers import http_ingest, otlp_http
-from agent_telemetryd.receivers.otlp_export import OtlpState
+from agent_telemetryd.receivers import http_ingest, otlp_routes
+from agent_telemetryd.receivers.otlp_routes import OtlpState
 from agent_telemetryd.receivers.sites import SITES, Sites
 
 GRPC_MISSING = (
@@ -40,7 +40,7 @@ async def attach(
 ) -> Closer:
     """Start the OTLP listeners the config asks for; returns what stops them."""
     config = context.config
-    state = tcp_app[otlp_http.OTLP_STATE]
+    state = tcp_app[otlp_routes.OTLP_STATE]
     sites = tcp_app[SITES]
     closers: list[Closer] = []
     where: dict[str, str] = {}
@@ -93,7 +93,7 @@ def _serve_http(context: DaemonContext, state: OtlpState, sites: Sites, sock: so
         client_max_size=http_ingest.MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
-    otlp_http.add_to(app, state)
+    otlp_routes.add_to(app, state)
     app.router.add_get("/healthz", http_ingest.healthz)
     sites.added.append((site, app))
     return url

@@ -1,4 +1,4 @@
-"""Who is on the other end of a loopback TCP connection (DESIGN §6).
+"""Who is on the other end of a loopback TCP connection.
 
 Any local user can connect to 127.0.0.1. On a Unix socket the kernel says who the peer is
 (SO_PEERCRED); on TCP it does not, but on Linux its socket table does: each line of

@@ -30,6 +30,7 @@ import sqlite3
 from typing import Any, Protocol
 
 HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
 # One fold step: a few hundred ms of writer time at most, so ingest never waits long.
 # 25k since migration 4's triggers and index roughly doubled the cost per folded event.
 FOLD_CHUNK = 25_000
@@ -76,7 +77,11 @@ def has_duration_sql(alias: str) -> str:
 
 def bucket_sql(alias: str) -> str:
     """The histogram bucket of a row's duration (only meaningful where it has one)."""
-    d = f"json_extract({alias}.properties, '$.duration_ms')"
+    return bucket_of(f"json_extract({alias}.properties, '$.duration_ms')")
+
+
+def bucket_of(d: str) -> str:
+    """The histogram bucket of the duration `d` (an SQL expression)."""
     return (
         f"(CASE WHEN {d} < 1000 THEN round({d})"
         f" WHEN {d} < 10000 THEN round({d} / 10) * 10"
@@ -235,10 +240,82 @@ def durations_cte(f: CellFilter) -> tuple[str, Params]:
     return sql, params
 
 
+def _range_where(f: CellFilter) -> tuple[str, Params]:
+    """Filter terms on every event of the range (for minute buckets, which the hourly
+    rollups cannot give): the same whole hours as the rollups' terms, on the
+    received_ms index."""
+    terms: list[str] = []
+    params: Params = {}
+    if f.first_hour is not None:
+        terms.append("e.received_ms >= :first_ms")
+        params["first_ms"] = f.first_hour * HOUR_MS
+    if f.end_hour is not None:
+        terms.append("e.received_ms < :end_ms")
+        params["end_ms"] = f.end_hour * HOUR_MS
+    for column, value in (("agent", f.agent), ("event", f.event)):
+        if value is not None:
+            terms.append(f"e.{column} = :{column}")
+            params[column] = value
+    return (" AND ".join(terms) or "1"), params
+
+
+# Minute buckets read every event of the range, one row lookup each (the rollups are
+# hourly): a range holding more than this is shown in hours, so that a request stays
+# within a couple of hundred milliseconds however busy the last hours were.
+MINUTE_EVENTS_MAX = 10_000
+
+
+def fits_minutes(conn: sqlite3.Connection, f: CellFilter) -> bool:
+    """Whether the time range holds few enough events to be read one by one: a count on
+    the received_ms index alone (agent and event filters left out, which only makes it
+    larger) that stops past the bound."""
+    terms: list[str] = []
+    params: Params = {}
+    if f.first_hour is not None:
+        terms.append("received_ms >= :first_ms")
+        params["first_ms"] = f.first_hour * HOUR_MS
+    if f.end_hour is not None:
+        terms.append("received_ms < :end_ms")
+        params["end_ms"] = f.end_hour * HOUR_MS
+    where = " AND ".join(terms) or "1"
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT {MINUTE_EVENTS_MAX + 1})",
+        params,
+    ).fetchone()
+    return int(row[0]) <= MINUTE_EVENTS_MAX
+
+
+def minute_counts_sql(f: CellFilter) -> tuple[str, Params]:
+    """(minute, events, errors) per minute of the range, read from the events themselves:
+    only asked for ranges of a few hours (`Filters.resolved`)."""
+    where, params = _range_where(f)
+    sql = (
+        f"SELECT e.received_ms / {MINUTE_MS} AS k, count(*), sum({error_sql('e')})"
+        f" FROM events AS e WHERE {where} GROUP BY k ORDER BY k"
+    )
+    return sql, params
+
+
 def over_time_cte(f: CellFilter) -> tuple[str, Params]:
-    """The cells the over-time percentiles read: exact hourly cells for hour buckets;
-    for day buckets, 2-digit buckets, from `dash_duration_hours` (all agents and
-    events, ~4x fewer cells) when no agent or event filter needs the finer table."""
+    """The cells the over-time percentiles read: for minute buckets, the range's events
+    (their `hour` column holds the minute); exact hourly cells for hour buckets; for day
+    buckets, 2-digit buckets, from `dash_duration_hours` (all agents and events, ~4x
+    fewer cells) when no agent or event filter needs the finer table."""
+    if f.bucket == "minute":
+        # Each duration read once per event: MATERIALIZED keeps SQLite from copying the
+        # json_extract into every arm of the bucket's CASE.
+        where, params = _range_where(f)
+        p = "e.properties"
+        sql = (
+            "WITH raw AS MATERIALIZED ("
+            f" SELECT e.received_ms / {MINUTE_MS} AS k,"
+            f" CASE WHEN json_valid({p}) THEN json_type({p}, '$.duration_ms') END AS kind,"
+            f" CASE WHEN json_valid({p}) THEN json_extract({p}, '$.duration_ms') END AS ms"
+            f" FROM events AS e WHERE {where}),"
+            f" cells(hour, bucket, n) AS (SELECT k, {bucket_of('ms')}, 1 FROM raw"
+            " WHERE kind IN ('integer', 'real') AND ms >= 0)"
+        )
+        return sql, params
     if f.bucket != "day":
         return durations_cte(f)
     rollup, params = _where(f, tail=False)

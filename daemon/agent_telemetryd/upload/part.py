@@ -1,7 +1,15 @@
-"""The uploader as a part of the daemon: sender, schedule, routes, status, mode listener."""
+"""The uploader as a part of the daemon: sender, schedule, routes, status, mode listener.
+
+What it costs follows what the configuration uses: the sender (its module, the HTTP client
+session) is made the first time it must act (`DeferredSender`), and APScheduler is loaded
+the first time the mode is `upload`. A daemon in mode `local` with no sender loads neither.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -9,12 +17,13 @@ from aiohttp import web
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.idle import Busy
 from agent_telemetryd.reload_plan import SENDER_SETTINGS
-from agent_telemetryd.senders.factory import build_sender, new_session
+from agent_telemetryd.senders.factory import DeferredSender, SharedSession
+from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload import routes
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.flush import UploadSettings
-from agent_telemetryd.upload.scheduler import UploadSchedule
 from agent_telemetryd.upload.uploader import Uploader
 
 
@@ -28,38 +37,70 @@ def settings_from(config: Config) -> UploadSettings:
     )
 
 
-async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.Application):
-    """Start the uploader; returns the coroutine function that stops it."""
-    session = new_session()
-    sender = build_sender(context.config, session)
-    uploader = Uploader(
-        sender,
-        settings_from(context.config),
-        consent=lambda: context.consent,
-        buffer=lambda: context.buffer,
-    )
-    schedule = UploadSchedule(uploader, context.config.upload_interval)
-    api_app[routes.UPLOADER] = uploader
-    api_app.add_routes(routes.routes)
+class Schedule:
+    """The upload schedule, with APScheduler loaded only once uploads are first on."""
 
-    async def on_config_change(before: Config, after: Config) -> None:
+    def __init__(self, uploader: Uploader, interval: float) -> None:
+        self._uploader = uploader
+        self.interval = interval
+        self._schedule: Any = None  # upload.scheduler.UploadSchedule, once loaded
+
+    def set_active(self, active: bool) -> None:
+        if self._schedule is not None:
+            self._schedule.set_active(active)
+        elif active:
+            from agent_telemetryd.upload.scheduler import UploadSchedule
+
+            self._schedule = UploadSchedule(self._uploader, self.interval)
+            self._schedule.start(active=True)
+
+    def set_interval(self, interval: float, *, active: bool) -> None:
+        self.interval = interval
+        if self._schedule is not None:
+            self._schedule.set_interval(interval, active=active)
+
+    def next_run(self) -> datetime | None:
+        return self._schedule.next_run() if self._schedule is not None else None
+
+    def shutdown(self) -> None:
+        if self._schedule is not None:
+            self._schedule.shutdown()
+
+
+class UploadPart:
+    """The uploader and its schedule, as the daemon's listeners and idle timer see them."""
+
+    def __init__(self, context: DaemonContext) -> None:
+        self.context = context
+        self.session = SharedSession()
+        self.uploader = Uploader(
+            DeferredSender(context.config, self.session),
+            settings_from(context.config),
+            consent=lambda: context.consent,
+            buffer=lambda: context.buffer,
+        )
+        self.schedule = Schedule(self.uploader, context.config.upload_interval)
+
+    async def on_config_change(self, before: Config, after: Config) -> None:
         # A reload: the next flush uses the new sender and settings; this one finishes.
+        uploader = self.uploader
         if any(getattr(before, name) != getattr(after, name) for name in SENDER_SETTINGS):
-            uploader.reconfigure(build_sender(after, session), settings_from(after))
+            uploader.reconfigure(DeferredSender(after, self.session), settings_from(after))
         elif settings_from(before) != settings_from(after):
             uploader.reconfigure(uploader.sender, settings_from(after))
         if before.upload_interval != after.upload_interval:
-            schedule.set_interval(after.upload_interval, active=context.consent.uploads)
+            self.schedule.set_interval(after.upload_interval, active=self.context.consent.uploads)
 
-    async def on_mode_change(before: ConsentState, after: ConsentState) -> None:
-        schedule.set_active(after.uploads)
+    async def on_mode_change(self, before: ConsentState, after: ConsentState) -> None:
+        self.schedule.set_active(after.uploads)
         if not after.uploads:
-            await uploader.stop("upload was turned off during the flush; no further request")
+            await self.uploader.stop("upload was turned off during the flush; no further request")
 
-    async def status_section() -> dict[str, Any]:
+    async def status_section(self) -> dict[str, Any]:
         # last_upload and rate_limited_by_source come from the buffer file (status.py),
         # so `status` shows them with the daemon down too; these are the live parts.
-        next_run = schedule.next_run()
+        next_run = self.schedule.next_run()
+        uploader = self.uploader
         last = uploader.last_report
         return {
             "next_upload": (
@@ -67,25 +108,58 @@ async def attach(context: DaemonContext, api_app: web.Application, tcp_app: web.
             ),
             "upload": {
                 "backend": uploader.sender.backend,
-                "interval_seconds": schedule.interval,
+                "interval_seconds": self.schedule.interval,
                 "batch_size": uploader.settings.batch_size,
                 "flush_running": uploader.running,
                 "last_flush": last.as_dict() if last is not None else None,
             },
         }
 
-    context.mode_listeners.append(on_mode_change)
-    context.config_listeners.append(on_config_change)
+    async def upload_due(self, quiet_until: float) -> Busy | None:
+        """The idle timer's question: does an upload keep the daemon up?
+
+        A flush under way does. So does the daemon's own scheduled upload when it falls
+        within the next quiet period and has events to send: exiting just before it would
+        leave them until the upload timer's next run, up to a whole interval later. One
+        due later than that is the timer's to run: it starts the daemon for it."""
+        if self.uploader.running:
+            return Busy("a flush is running")  # its end starts the quiet period again
+        next_run = self.schedule.next_run()
+        buffer = self.context.buffer
+        if next_run is None or buffer is None or not self.uploader.sender.sends:
+            return None
+        due = next_run.timestamp()
+        if due > quiet_until:
+            return None
+        due_ms = int(due * 1000)
+        if not await buffer.read(lambda conn: upload_queries.pending_page(conn, 0, 1, due_ms)):
+            return None
+        # Its end starts the quiet period again; asked again just after, should it not run.
+        return Busy("an upload is due within the quiet period", max(due - time.time(), 0) + 1)
+
+    async def close(self) -> None:
+        self.schedule.shutdown()
+        # Abandoning a request is safe: its events stay pending and are re-sent later.
+        await self.uploader.close()
+        await self.session.close()
+
+
+async def attach(
+    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
+) -> Callable[[], Awaitable[None]]:
+    """Start the uploader; returns the coroutine function that stops it."""
+    part = UploadPart(context)
+    uploader = part.uploader
+    api_app[routes.UPLOADER] = uploader
+    api_app.add_routes(routes.routes)
+    context.mode_listeners.append(part.on_mode_change)
+    context.config_listeners.append(part.on_config_change)
     context.clear_guards.append(
         lambda: uploader.paused("the buffer is being cleared; no further request")
     )
-    context.status_sections.append(status_section)
-    schedule.start(active=context.consent.uploads)
-
-    async def close() -> None:
-        schedule.shutdown()
-        # Abandoning a request is safe: its events stay pending and are re-sent later.
-        await uploader.close()
-        await session.close()
-
-    return close
+    context.status_sections.append(part.status_section)
+    if context.idle is not None:
+        context.idle.checks.append(part.upload_due)
+        uploader.on_finish.append(context.idle.activity)
+    part.schedule.set_active(context.consent.uploads)
+    return part.close

@@ -1,4 +1,4 @@
-"""The uploader: at most one flush at a time, paused and stopped on demand (DESIGN §9).
+"""The uploader: at most one flush at a time, paused and stopped on demand.
 
 A second request for a flush waits for the running one and gets its report. Consent is
 checked before every request, so `disable` stops a flush before its next request (the
@@ -51,11 +51,16 @@ class Uploader:
         self.settings = settings
         self._inputs = FlushInputs(sender, settings, consent, buffer, clock, sleep, rand)
         self._current: asyncio.Task[FlushReport] | None = None
+        # The sending part of the current flush: what `stop` cancels. The report that
+        # follows it is never cancelled, so whoever waits always gets one.
+        self._sending: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.last_report: FlushReport | None = None
         self._stop_reason = "stopped"
         self._pauses: list[str] = []
         self._retiring: set[asyncio.Task[None]] = set()
+        # Called after every flush (the idle timer starts its quiet period again).
+        self.on_finish: list[Callable[[], None]] = []
 
     @property
     def running(self) -> bool:
@@ -73,7 +78,14 @@ class Uploader:
                     skipped=f"uploads are paused: {self._pauses[-1]}",
                 )
             if not self.running:
-                self._current = asyncio.create_task(self._run(trigger), name="upload-flush")
+                report = FlushReport(trigger=trigger, started_at=self._now())
+                self._stop_reason = "stopped"
+                self._sending = asyncio.create_task(
+                    Flush(self._inputs, report).run(), name="upload-send"
+                )
+                self._current = asyncio.create_task(
+                    self._finish(report, self._sending), name="upload-flush"
+                )
             task = self._current
         assert task is not None
         # Shielded: a caller that goes away (CLI interrupted) does not cancel the flush.
@@ -118,14 +130,13 @@ class Uploader:
         if task is None or task.done():
             return
         self._stop_reason = reason
-        task.cancel()
+        assert self._sending is not None
+        self._sending.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    async def _run(self, trigger: str) -> FlushReport:
-        report = FlushReport(trigger=trigger, started_at=self._now())
-        self._stop_reason = "stopped"
+    async def _finish(self, report: FlushReport, sending: asyncio.Task[None]) -> FlushReport:
         try:
-            await Flush(self._inputs, report).run()
+            await sending
         except ConsentWithdrawnError:
             report.stopped = "upload was turned off during the flush; no further request"
         except asyncio.CancelledError:
@@ -140,7 +151,7 @@ class Uploader:
         self.last_report = report
         log.info(
             "flush_finished",
-            trigger=trigger,
+            trigger=report.trigger,
             ok=report.ok,
             events_sent=report.events_sent,
             batches=report.batches,
@@ -150,6 +161,8 @@ class Uploader:
             stopped=report.stopped,
             skipped=report.skipped,
         )
+        for hook in self.on_finish:
+            hook()
         return report
 
     async def _note_waiting(self, report: FlushReport) -> None:

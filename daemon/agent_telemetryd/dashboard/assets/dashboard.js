@@ -1,307 +1,392 @@
-// The dashboard page. Live mode fetches /dashboard/api/all with the token from the URL;
-// report mode reads the JSON embedded in the file. Both render the same way, and set
-// body[data-ready] once drawn (the browser tests wait for it).
+// The dashboard's core: formatting, DOM and chart helpers, the state in the address, data
+// access and the router. The views (overview.js, agents.js, runs.js, explore.js,
+// metrics.js) register themselves in `agentTelemetry.views`; the router starts once every
+// script has run. Live mode asks /dashboard/api/* with the token; report mode reads the
+// JSON embedded in the file. body[data-ready] is "1" once the shown view is drawn (the
+// browser tests wait for it). Text goes in through textContent only.
 (function () {
   "use strict";
+  const D = (window.agentTelemetry = { views: {} });
   const body = document.body;
-  const mode = body.dataset.mode;
-  const $ = (id) => document.getElementById(id);
-  const HOUR = 3600 * 1000;
-  let charts = [];
-  let last = null;
+  const $ = (D.$ = (id) => document.getElementById(id));
+  D.mode = body.dataset.mode;
+  const MINUTE = 60 * 1000;
+  const HOUR = (D.HOUR = 60 * MINUTE);
+  const DAY = 24 * HOUR;
 
-  const fmt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString());
-  const pct = (r) => (r === null || r === undefined ? "–" : (r * 100).toFixed(r < 0.1 ? 2 : 1) + "%");
-  const ms = (v) => {
-    if (v === null || v === undefined) return "–";
+  // --- formatting ---------------------------------------------------------------------
+  const none = (v) => v === null || v === undefined;
+  D.fmt = (n) => (none(n) ? "–" : Number(n).toLocaleString());
+  D.pct = (r) => (none(r) ? "–" : (r * 100).toFixed(r < 0.1 ? 2 : 1) + "%");
+  D.ms = (v) => {
+    if (none(v)) return "–";
     if (v >= 60000) return (v / 60000).toFixed(1) + " min";
     if (v >= 1000) return (v / 1000).toFixed(2) + " s";
     return Math.round(v) + " ms";
   };
-  const when = (t) => (t ? new Date(t).toLocaleString() : "–");
-  const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  D.when = (t) => (t ? new Date(t).toLocaleString() : "–");
+  // Dollars to a precision that tells small LLM costs apart (0.0459, not 0.05).
+  D.money = (v) => {
+    if (none(v)) return "unknown";
+    if (v === 0) return "$0";
+    if (v < 0.0001) return "$" + v.toPrecision(2);
+    return "$" + v.toFixed(v < 1 ? 4 : 2);
+  };
+  // A cost that may be partly unknown: never shown as 0 when it is not known.
+  D.costText = (cost, unpriced) => {
+    if (none(cost)) return "unknown";
+    return unpriced ? `${D.money(cost)} + ${unpriced} unknown` : D.money(cost);
+  };
+  D.bucketWord = (bucket) => ({ minute: "minute", day: "day" })[bucket] || "hour";
+  D.bucketMs = (bucket) => ({ minute: MINUTE, day: DAY })[bucket] || HOUR;
 
-  function setOutput(id, text, value) {
-    const el = $(id);
-    el.textContent = text;
-    if (value !== undefined) el.dataset.value = String(value);
-  }
-
-  function cell(row, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    row.appendChild(td);
-    return td;
-  }
-
-  function bar(row, fraction, errors) {
-    const td = cell(row, "");
-    const div = document.createElement("div");
-    div.className = errors ? "bar errors" : "bar";
-    div.style.width = Math.max(1, Math.round(fraction * 100)) + "%"; // CSSOM: allowed by the CSP
-    td.appendChild(div);
-  }
-
-  function fillBreakdown(id, data, total) {
+  // --- DOM ----------------------------------------------------------------------------
+  D.el = (tag, text, cls) => {
+    const node = document.createElement(tag);
+    if (!none(text)) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  };
+  D.cell = (row, text, cls) => row.appendChild(D.el("td", none(text) ? "" : text, cls));
+  D.link = (text, changes, cls) => {
+    // The report's data is for its own filters: a link to others would lead nowhere.
+    if (D.mode === "report" && Object.keys(changes).some((k) => FILTERS.includes(k))) return D.el("span", text, cls);
+    const a = D.el("a", text, cls);
+    a.href = D.hrefFor(changes);
+    return a;
+  };
+  D.tbody = (id) => {
     const tbody = $(id).querySelector("tbody");
     tbody.replaceChildren();
-    const max = data.rows.reduce((m, r) => Math.max(m, r.events), 0) || 1;
-    for (const r of data.rows) {
-      const tr = document.createElement("tr");
-      tr.dataset.name = r.name;
-      tr.dataset.events = String(r.events);
-      tr.dataset.errors = String(r.errors);
-      cell(tr, r.name);
-      cell(tr, fmt(r.events), "num");
-      cell(tr, fmt(r.errors), "num");
-      cell(tr, pct(r.error_rate), "num");
-      bar(tr, r.events / max, false);
-      tbody.appendChild(tr);
+    return tbody;
+  };
+  D.emptyRow = (tbody, text, columns) => {
+    const tr = tbody.appendChild(D.el("tr", null, "none"));
+    D.cell(tr, text).colSpan = columns;
+  };
+  D.bar = (row, fraction, cls) => {
+    const div = D.el("div", null, cls ? `bar ${cls}` : "bar");
+    div.style.width = Math.max(1, Math.round(fraction * 100)) + "%"; // CSSOM: allowed by the CSP
+    D.cell(row, "").appendChild(div);
+  };
+  // A property value as text: strings as they are, anything else as JSON.
+  D.valueText = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+  D.propertyList = (properties) => {
+    const dl = D.el("dl", null, "props");
+    for (const [key, value] of Object.entries(properties || {})) {
+      dl.append(D.el("dt", key), D.el("dd", D.valueText(value)));
     }
-    if (data.others.names) {
-      const tr = document.createElement("tr");
-      cell(tr, `${data.others.names} more`);
-      cell(tr, fmt(data.others.events), "num");
-      cell(tr, fmt(data.others.errors), "num");
-      cell(tr, pct(data.others.events ? data.others.errors / data.others.events : null), "num");
-      cell(tr, "");
-      tbody.appendChild(tr);
-    }
-    if (!data.rows.length) {
-      const tr = document.createElement("tr");
-      cell(tr, total ? "none in range" : "no events yet").colSpan = 5;
-      tbody.appendChild(tr);
-    }
-  }
-
-  function fillDurations(d) {
-    const tbody = $("durations-by-event").querySelector("tbody");
-    tbody.replaceChildren();
-    for (const r of d.by_event) {
-      const tr = document.createElement("tr");
-      tr.dataset.name = r.name;
-      cell(tr, r.name);
-      cell(tr, fmt(r.count), "num");
-      cell(tr, ms(r.p50_ms), "num");
-      cell(tr, ms(r.p95_ms), "num");
-      cell(tr, ms(r.max_ms), "num");
-      tbody.appendChild(tr);
-    }
-    if (!d.by_event.length) {
-      const tr = document.createElement("tr");
-      cell(tr, "no event with a numeric duration_ms in range").colSpan = 5;
-      tbody.appendChild(tr);
-    }
-  }
-
-  function fillHealth(h, uploads) {
-    const consent = $("consent");
-    consent.dataset.mode = h.mode;
-    consent.textContent = `mode: ${h.mode}`;
-    const facts = $("consent-facts");
-    facts.replaceChildren();
-    const add = (k, v) => {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      facts.append(dt, dd);
-    };
-    add("Mode", `${h.mode} (set by ${h.mode_source})`);
-    if (h.mode_reason) add("Why", h.mode_reason);
-    if (h.mode_since) add("Since", String(h.mode_since));
-    add("Sender", h.sender || "none");
-    add("Daemon", h.running ? "running" : "not running");
-    const b = h.buffer || {};
-    add("Stored", `${fmt(b.events)} events (${fmt(b.pending_upload)} pending upload, ${fmt(b.sent)} sent, ${fmt(b.local_only)} local only, ${fmt(b.rate_limited)} rate-limited, ${fmt(b.quarantined)} quarantined)`);
-    const limit = h.rate_limit || {};
-    if (limit.events) add("Waiting", `${fmt(limit.events)} events wait for the upload rate limit (${limit.rule} per source); later uploads send them, oldest first, by ${when(limit.all_eligible_by)}`);
-    const lastUpload = h.last_upload;
-    add("Last upload", !lastUpload ? "never" : typeof lastUpload === "string" ? when(lastUpload) : JSON.stringify(lastUpload));
-
-    const tbody = $("uploads").querySelector("tbody");
-    tbody.replaceChildren();
-    const note = $("uploads-empty");
-    if (!uploads.recent.length) {
-      note.hidden = false;
-      note.textContent = h.mode === "upload"
-        ? "Nothing uploaded yet. Uploads run on a schedule; `agent-telemetry flush` runs one now."
-        : "Nothing uploaded: the mode is not upload. `agent-telemetry enable` turns uploading on.";
-    } else {
-      note.hidden = true;
-    }
-    for (const r of uploads.recent) {
-      const tr = document.createElement("tr");
-      cell(tr, when(r.sent_ms));
-      cell(tr, r.backend);
-      cell(tr, fmt(r.events), "num");
-      cell(tr, r.status + (r.http_status ? ` (${r.http_status})` : "") + (r.error ? `: ${r.error}` : ""));
-      tbody.appendChild(tr);
-    }
-
-    const c = h.counters || {};
-    const acc = $("accounting").querySelector("tbody");
-    acc.replaceChildren();
-    const line = (label, value, key) => {
-      const tr = document.createElement("tr");
-      tr.dataset.counter = key;
-      cell(tr, label);
-      cell(tr, fmt(value), "num");
-      acc.appendChild(tr);
-    };
-    line("Received", c.received, "received");
-    line("Stored", c.stored, "stored");
-    line("Rejected (invalid)", c.rejected, "rejected");
-    const reasons = Object.entries(c.dropped_by_reason || {});
-    for (const [reason, n] of reasons) line(`Dropped: ${reason}`, n, `dropped.${reason}`);
-    if (!reasons.length) line("Dropped", c.dropped || 0, "dropped");
-    setOutput("dropped", fmt(c.dropped || 0), c.dropped || 0);
-    setOutput("rejected", fmt(c.rejected || 0), c.rejected || 0);
-  }
-
-  function fillChoices(select, values, current) {
+    return dl;
+  };
+  D.fillChoices = (select, values, current) => {
     const keep = select.options[0];
     select.replaceChildren(keep);
     for (const v of values) select.add(new Option(v, v, false, v === current));
     if (current && !values.includes(current)) select.add(new Option(current, current, false, true));
-  }
+    select.value = current || "";
+  };
 
+  // --- charts -------------------------------------------------------------------------
+  const charts = new Map();
+  D.cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  D.destroyChart = (id) => {
+    if (charts.has(id)) charts.get(id).destroy();
+    charts.delete(id);
+  };
   // The x axis spans the chosen range (not just the buckets with data), so a quiet
-  // week looks quiet; half a bucket of margin keeps the edge bars whole.
-  function xRange(d, xs, step) {
-    const f = d.filters;
+  // stretch looks quiet; half a bucket of margin keeps the edge bars whole.
+  D.xRange = (filters, xs, stepS, nowMs) => {
     let lo = xs[0];
     let hi = xs[xs.length - 1];
-    if (f.since_ms) {
-      lo = Math.min(lo, f.since_ms / 1000);
-      hi = Math.max(hi, (f.until_ms || d.generated_ms || f.since_ms) / 1000 - step);
+    if (filters.since_ms) {
+      lo = Math.min(lo, filters.since_ms / 1000);
+      hi = Math.max(hi, (filters.until_ms || nowMs || filters.since_ms) / 1000 - stepS);
     }
-    return [lo - step / 2, hi + step / 2];
-  }
-
-  function chartOpts(title, width, series, axisLabel, range) {
-    const text = cssVar("--muted");
-    const grid = cssVar("--grid");
+    return [lo - stepS / 2, hi + stepS / 2];
+  };
+  // One uPlot chart in the element `id` (replacing the one drawn there before).
+  D.chart = (id, { series, data, axisLabel, range, height }) => {
+    D.destroyChart(id);
+    const target = $(id);
+    const text = D.cssVar("--muted");
+    const grid = D.cssVar("--grid");
     const axis = { stroke: text, grid: { stroke: grid }, ticks: { stroke: grid } };
-    return {
-      title: undefined,
-      width,
-      height: 240,
+    const opts = {
+      width: Math.max(320, target.clientWidth || 800),
+      height: height || 240,
       series: [{}, ...series],
-      // Counts, rates and durations all start at zero: a bar that starts at 40 misleads.
+      // Counts, rates, durations and costs all start at zero: a bar from 40 misleads.
       scales: {
         x: { time: true, auto: false, range: () => range },
         y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
       },
-      axes: [axis, { ...axis, label: axisLabel, size: 60 }],
+      axes: [axis, { ...axis, label: axisLabel, size: 70 }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     };
-  }
+    charts.set(id, new uPlot(opts, data, target));
+  };
+  D.barsPath = () => uPlot.paths.bars({ size: [0.8, 60] });
 
-  function drawCharts(d) {
-    for (const c of charts) c.destroy();
-    charts = [];
-    const series = d.over_time;
-    const step = (d.filters.bucket === "day" ? 24 * HOUR : HOUR) / 1000;
-    const show = series.length > 0;
-    for (const id of ["panel-events", "panel-errors", "panel-durations"]) $(id).hidden = !show;
-    if (!show) return;
-    const width = Math.max(320, $("chart-events").clientWidth || 800);
-    const xs = series.map((p) => p.t_ms / 1000);
-    const range = xRange(d, xs, step);
-    const bars = uPlot.paths.bars({ size: [0.8, 60] });
-    const unit = d.filters.bucket === "day" ? "day" : "hour";
-    $("events-unit").textContent = `events per ${unit}`;
-    charts.push(new uPlot(chartOpts("events", width, [
-      { label: "Events", stroke: cssVar("--accent"), fill: cssVar("--bar"), paths: bars, points: { show: false } },
-      { label: "Errors", stroke: cssVar("--error"), fill: cssVar("--error"), paths: bars, points: { show: false } },
-    ], `events / ${unit}`, range), [xs, series.map((p) => p.events), series.map((p) => p.errors)], $("chart-events")));
-    charts.push(new uPlot(chartOpts("errors", width, [
-      { label: "Error rate %", stroke: cssVar("--error"), width: 2, spanGaps: false,
-        value: (u, v) => (v === null ? "–" : v.toFixed(2) + "%") },
-    ], "% errors", range), [xs, series.map((p) => (p.error_rate === null ? null : p.error_rate * 100))], $("chart-errors")));
-    const dur = d.durations.over_time;
-    $("durations-empty").hidden = dur.length > 0;
-    $("chart-durations").hidden = dur.length === 0;
-    if (dur.length) {
-      const dx = dur.map((p) => p.t_ms / 1000);
-      charts.push(new uPlot(chartOpts("durations", width, [
-        { label: "p50 ms", stroke: cssVar("--accent"), width: 2, value: (u, v) => ms(v) },
-        { label: "p95 ms", stroke: cssVar("--p95"), width: 2, value: (u, v) => ms(v) },
-      ], "ms", range), [dx, dur.map((p) => p.p50_ms), dur.map((p) => p.p95_ms)], $("chart-durations")));
-    }
-  }
-
-  function render(d) {
-    last = d;
-    const t = d.totals;
-    const f = d.filters;
-    const anything = d.span.first_ms !== null;
-    $("empty").hidden = anything;
-    $("no-match").hidden = !anything || t.events > 0;
-    if (d.http_url) $("curl-example").textContent = $("curl-example").textContent.replace("http://127.0.0.1:7468", d.http_url);
-    setOutput("total-events", fmt(t.events), t.events);
-    setOutput("error-rate", pct(t.error_rate), t.error_rate === null ? "" : t.error_rate);
-    $("total-errors").textContent = `${fmt(t.errors)} errors`;
-    $("total-errors").dataset.value = String(t.errors);
-    setOutput("p50", ms(d.durations.p50_ms), d.durations.p50_ms ?? "");
-    setOutput("p95", ms(d.durations.p95_ms), d.durations.p95_ms ?? "");
-    $("duration-count").textContent = `of ${fmt(d.durations.count)} timed events, ms`;
-    const range = f.since_ms ? `since ${when(f.since_ms)}` : "all time";
-    const who = [f.agent ? `agent ${f.agent}` : "all agents", f.event ? `event ${f.event}` : "all events"];
-    const made = mode === "report" ? `Report made ${when(d.generated_ms)}. ` : "";
-    const held = anything ? `The buffer holds events from ${when(d.span.first_ms)} to ${when(d.span.last_ms)}.` : "";
-    $("scope").textContent = `${made}Showing ${range}, ${who.join(", ")}, in ${f.bucket} buckets. ${held}`;
-    fillBreakdown("by-agent", d.by_agent, t.events);
-    fillBreakdown("by-event", d.by_event, t.events);
-    fillDurations(d.durations);
-    fillHealth(d.health, d.uploads);
-    const form = $("filters");
-    fillChoices(form.elements.agent, d.choices.agents, f.agent);
-    fillChoices(form.elements.event, d.choices.events, f.event);
-    drawCharts(d);
-    body.dataset.ready = "1";
-  }
-
-  function query() {
-    const form = $("filters");
+  // --- state in the address -------------------------------------------------------------
+  // Everything that decides what is shown is in the fragment (#view=runs&since=6h&...):
+  // a bookmark or the back button brings the same view back. Defaults are left out.
+  const FILTERS = ["since", "until", "agent", "event", "model", "tool", "bucket"];
+  const KEYS = ["view", ...FILTERS, "run"];
+  D.readState = () => {
+    const found = new URLSearchParams(location.hash.slice(1));
+    const state = {};
+    for (const key of KEYS) if (found.get(key)) state[key] = found.get(key);
+    if (!D.views[state.view]) state.view = "overview";
+    if (D.mode === "report") for (const key of FILTERS) delete state[key];
+    return state;
+  };
+  D.state = {};
+  D.hrefFor = (changes) => {
+    const next = { ...D.state, ...changes };
     const q = new URLSearchParams();
-    const range = form.elements.range.value;
-    if (range) q.set("since", range);
-    for (const k of ["agent", "event", "bucket"]) if (form.elements[k].value) q.set(k, form.elements[k].value);
+    for (const key of KEYS) {
+      const value = next[key];
+      if (!value || (key === "view" && value === "overview") || (key === "bucket" && value === "auto")) continue;
+      q.set(key, value);
+    }
+    const text = q.toString();
+    return text ? `#${text}` : "#";
+  };
+  // Filters changed: the same view, no run chosen any more (it may be filtered out).
+  D.go = (changes, replace) => {
+    const href = D.hrefFor(changes);
+    if (replace) {
+      history.replaceState(null, "", location.pathname + location.search + href);
+      route();
+    } else if (href !== (location.hash || "#")) {
+      location.hash = href; // a history entry; `hashchange` routes
+    }
+  };
+  D.filterKey = (state) => FILTERS.map((k) => state[k] || "").join("\u0001");
+  // The API's query for the state's filters (and `extra`, e.g. a page cursor).
+  D.query = (state, extra) => {
+    const q = new URLSearchParams();
+    for (const key of FILTERS) {
+      const value = state[key];
+      if (value && !(key === "since" && value === "all")) q.set(key, value);
+    }
     q.set("tz", String(-new Date().getTimezoneOffset()));
+    for (const [k, v] of Object.entries(extra || {})) if (!none(v)) q.set(k, v);
     return q;
+  };
+
+  // --- data ---------------------------------------------------------------------------
+  // The token arrives once in the address (?token=…); it is kept in this origin's
+  // localStorage for the API calls and taken out of the address at once, so it is not in
+  // the history, a bookmark or a screen share, and a bookmarked view opens in any tab of
+  // this browser. localStorage belongs to this origin alone (scheme, host and port): a
+  // page on another port of this machine cannot read it, where a cookie would be sent.
+  const TOKEN_KEY = "agent-telemetry.dashboard-token";
+  let memoryToken = "";
+  function takeToken() {
+    const query = new URLSearchParams(location.search);
+    const given = query.get("token");
+    if (given) {
+      memoryToken = given;
+      try {
+        localStorage.setItem(TOKEN_KEY, given);
+      } catch (e) {
+        // Storage refused (a locked-down profile): the token lives until this page closes.
+      }
+      // Old-style filters in the query move to the fragment with the rest of the state.
+      const moved = new URLSearchParams(location.hash.slice(1));
+      for (const key of KEYS) if (query.get(key) && !moved.get(key)) moved.set(key, query.get(key));
+      const hash = moved.toString();
+      history.replaceState(null, "", location.pathname + (hash ? `#${hash}` : ""));
+    }
+  }
+  function token() {
+    try {
+      return localStorage.getItem(TOKEN_KEY) || memoryToken;
+    } catch (e) {
+      return memoryToken;
+    }
+  }
+  // A token the daemon refuses (another install's, or one from before a reset) is dropped.
+  function forgetToken() {
+    memoryToken = "";
+    try {
+      localStorage.removeItem(TOKEN_KEY);
+    } catch (e) {
+      // nothing stored
+    }
+  }
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+  D.ApiError = ApiError;
+  let embedded = null;
+  D.embedded = () => embedded;
+  // GET /dashboard/api/<path>?<query>; in the report, the embedded answer.
+  D.api = async (path, query) => {
+    if (D.mode === "report") {
+      const found = D.fromReport(path, query);
+      if (found === undefined) throw new ApiError("this report does not hold that page", 404);
+      return found;
+    }
+    const r = await fetch(`/dashboard/api/${path}?${query || ""}`, {
+      headers: { Authorization: `Bearer ${token()}` },
+    });
+    const data = await r.json();
+    if (r.status === 403) forgetToken();
+    if (!r.ok) throw new ApiError(data.error || `HTTP ${r.status}`, r.status);
+    return data;
+  };
+  D.fromReport = (path, query) => {
+    const q = new URLSearchParams(query || "");
+    if (q.get("before")) return undefined; // only the first page of each list is embedded
+    if (path === "all") return embedded;
+    if (path.startsWith("run/")) return (embedded.run_spans || {})[path.slice(4)];
+    return embedded[path];
+  };
+
+  // Where the first view opens when the address names no range: the shortest of the
+  // usual ranges holding every event, else the last 30 days, else (nothing that recent)
+  // the 30 days up to the newest event.
+  const RANGES = [["1h", HOUR], ["6h", 6 * HOUR], ["24h", DAY], ["7d", 7 * DAY], ["30d", 30 * DAY]];
+  D.fitRange = (span, now) => {
+    if (none(span.first_ms)) return { since: "24h" };
+    for (const [name, length] of RANGES) if (now - span.first_ms <= length) return { since: name };
+    if (now - span.last_ms <= 30 * DAY) return { since: "30d" };
+    const until = Math.ceil((span.last_ms + 1) / HOUR) * HOUR;
+    const length = (RANGES.find(([, l]) => until - span.first_ms <= l) || RANGES[4])[1];
+    return { since: String(until - length), until: String(until) };
+  };
+
+  // --- the filter form and the scope line -------------------------------------------------
+  const PRESET = { "1h": "the last hour", "6h": "the last 6 hours", "24h": "the last 24 hours",
+    "7d": "the last 7 days", "30d": "the last 30 days", all: "all time" };
+
+  function syncFilters(state, all) {
+    const form = $("filters");
+    const f = all.filters;
+    const range = form.elements.since;
+    for (const option of [...range.options]) if (option.value === "custom") option.remove();
+    if (PRESET[state.since]) {
+      range.value = state.since;
+    } else {
+      const to = f.until_ms ? D.when(f.until_ms) : "now";
+      range.add(new Option(`${D.when(f.since_ms)} – ${to}`, "custom", false, true));
+      range.value = "custom";
+    }
+    D.fillChoices(form.elements.agent, all.choices.agents, f.agent);
+    D.fillChoices(form.elements.event, all.choices.events, f.event);
+    const models = (all.models ? all.models.models : []).map((m) => m.model).filter((m) => m);
+    D.fillChoices(form.elements.model, models, state.model);
+    D.fillChoices(form.elements.tool, (all.tools ? all.tools.tools : []).map((t) => t.tool), state.tool);
+    form.elements.bucket.value = state.bucket || "auto";
   }
 
-  async function load() {
-    body.dataset.ready = "";
-    const token = new URLSearchParams(location.search).get("token") || "";
-    try {
-      const r = await fetch(`/dashboard/api/all?${query()}`, { headers: { Authorization: `Bearer ${token}` } });
-      const data = await r.json();
-      if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
-      $("load-error").hidden = true;
-      render(data);
-    } catch (e) {
-      $("load-error").hidden = false;
-      $("load-error").textContent = `Could not load the data: ${e.message}`;
-      body.dataset.ready = "error";
+  function describeScope(state, all) {
+    const f = all.filters;
+    const preset = D.mode === "live" ? PRESET[state.since] : null;
+    const end = f.until_ms || (D.mode === "report" ? all.generated_ms : null);
+    const range = preset || (f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : "all time");
+    const who = [f.agent ? `agent ${f.agent}` : "all agents", f.event ? `event ${f.event}` : "all events"];
+    if (f.model) who.push(`model ${f.model}`);
+    if (f.tool) who.push(`tool ${f.tool}`);
+    const made = D.mode === "report" ? `Report made ${D.when(all.generated_ms)}. ` : "";
+    const held = all.span.first_ms === null ? "The buffer holds no events yet."
+      : `The buffer holds events from ${D.when(all.span.first_ms)} to ${D.when(all.span.last_ms)}.`;
+    const narrow = f.model || f.tool ? " The model and tool filters narrow the models, tools, runs and events views." : "";
+    $("scope").textContent = `${made}Showing ${range}, ${who.join(", ")}, in ${D.bucketWord(f.bucket)} buckets. ${held}${narrow}`;
+  }
+
+  // --- the router ---------------------------------------------------------------------
+  let routing = 0;
+  let loadedKey = null;
+  D.all = null;
+
+  function showView(view) {
+    body.dataset.view = view;
+    for (const section of document.querySelectorAll("section.view")) section.hidden = section.dataset.view !== view;
+    for (const a of document.querySelectorAll("#tabs a")) {
+      a.href = D.hrefFor({ view: a.dataset.view, run: a.dataset.view === "runs" ? D.state.run : "" });
+      if (a.dataset.view === view) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
     }
   }
 
-  let resizeTimer = 0;
-  window.addEventListener("resize", () => {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => last && drawCharts(last), 150);
-  });
-  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => last && drawCharts(last));
-
-  if (mode === "report") {
-    render(JSON.parse($("dashboard-data").textContent));
-  } else {
-    $("filters").addEventListener("change", load);
-    load();
+  function fail(error) {
+    const needsToken = error.status === 401 || error.status === 403;
+    $("need-token").hidden = !needsToken;
+    $("load-error").hidden = needsToken;
+    $("load-error").textContent = `Could not load the data: ${error.message}`;
+    body.dataset.ready = "error";
   }
+
+  async function route() {
+    const mine = ++routing;
+    const current = () => mine === routing;
+    body.dataset.ready = "";
+    let state = D.readState();
+    try {
+      if (D.mode === "live" && !state.since) {
+        const { span } = await D.api("span", "");
+        if (!current()) return;
+        D.state = state;
+        D.go({ ...D.fitRange(span, Date.now()) }, true);
+        return;
+      }
+      D.state = state;
+      showView(state.view);
+      const key = D.filterKey(state);
+      if (key !== loadedKey) {
+        const all = await D.api("all", D.query(state));
+        if (!current()) return;
+        D.all = all;
+        loadedKey = key;
+        syncFilters(state, all);
+        describeScope(state, all);
+        for (const view of Object.values(D.views)) if (view.render) view.render(all, state);
+        $("load-error").hidden = true;
+        $("need-token").hidden = true;
+      }
+      const view = D.views[state.view];
+      if (view.show) await view.show(state, D.all, current);
+      if (current()) body.dataset.ready = "1";
+    } catch (error) {
+      if (current()) fail(error);
+    }
+  }
+  D.route = route;
+  D.redraw = () => {
+    const view = D.views[D.state.view];
+    if (D.all && view && view.draw) view.draw(D.all, D.state);
+  };
+
+  function boot() {
+    if (D.mode === "report") {
+      embedded = JSON.parse($("dashboard-data").textContent);
+    } else {
+      takeToken();
+      const form = $("filters");
+      form.addEventListener("change", (event) => {
+        const name = event.target.name;
+        if (!name) return;
+        const value = event.target.value;
+        if (name === "since") D.go({ since: value === "custom" ? D.state.since : value, until: "", run: "" });
+        else D.go({ [name]: value, run: "" });
+      });
+    }
+    window.addEventListener("hashchange", route);
+    let resizeTimer = 0;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(D.redraw, 150);
+    });
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", D.redraw);
+    route();
+  }
+  // After the other scripts of the page have registered their views.
+  document.addEventListener("DOMContentLoaded", boot);
 })();

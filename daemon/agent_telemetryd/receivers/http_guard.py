@@ -118,10 +118,13 @@ def tcp_peer_guard(
 
 def given_token(request: web.Request) -> str | None:
     """The token a request carries: `Authorization: Bearer …`, else `?token=`."""
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.query.get("token")
+    bearer = bearer_token(request.headers.get("Authorization", ""))
+    return bearer if bearer is not None else request.query.get("token")
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer …` value (a header, or gRPC metadata)."""
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
 
 
 def token_matches(given: str | None, expected: str) -> bool:

@@ -1,4 +1,4 @@
-"""mode, enable, disable: the user's consent (DESIGN §8)."""
+"""mode, enable, disable: the user's consent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""flush, preview, quarantine, reset-id, forget: what leaves the machine (DESIGN §9, §10)."""
+"""flush, preview, quarantine, reset-id, forget: what leaves the machine."""
 
 from __future__ import annotations
 

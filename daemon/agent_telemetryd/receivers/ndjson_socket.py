@@ -1,4 +1,4 @@
-"""ingest.sock: newline-delimited JSON, one event a line, never a reply (DESIGN §6).
+"""ingest.sock: newline-delimited JSON, one event a line, never a reply.
 
 A bad line is counted and skipped and the connection goes on. A line longer than the
 limit is skipped up to the next newline without being held in memory. Whatever a peer

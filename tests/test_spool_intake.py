@@ -216,6 +216,47 @@ def test_a_file_left_while_the_daemon_ran_is_taken_when_an_agent_connects(
     assert status["buffer"]["events"] == 31
 
 
+STALLED_AT_EXIT = """
+import sys
+import agent_telemetry
+agent_telemetry.track("agent.hello", {})
+assert agent_telemetry.flush(30), "the daemon did not take the first event"
+print("connected", flush=True)
+sys.stdin.readline()  # the daemon is stopped now
+for i in range(20_000):
+    agent_telemetry.track("agent.step", {"i": i})
+"""
+
+
+@pytest.mark.timeout(180)
+def test_what_an_agent_spooled_at_its_exit_is_taken_once_its_connection_closes(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """An agent connected to a daemon that then stalls: at its exit it spools the rest and
+    goes. The daemon, running again, takes that file without waiting for another agent."""
+    daemon = daemon_factory(QUIET)
+    assert daemon.proc is not None
+    agent = subprocess.Popen(
+        [sys.executable, "-c", STALLED_AT_EXIT],
+        env=daemon.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert agent.stdout is not None and agent.stdout.readline() == "connected\n"
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        agent.communicate("go\n", timeout=120)
+        assert agent.returncode == 0
+        assert spool_files(daemon)  # it gave up on the stopped daemon and spooled
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    # Nothing connects to ingest.sock from here on: status goes through api.sock.
+    status = wait_until_taken(daemon, 20_001)
+    assert status["buffer"]["events"] + sum(client_drops(status).values()) == 20_001
+    assert_balanced(status)
+
+
 def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_around_them(
     daemon_factory: DaemonFactory,
 ) -> None:

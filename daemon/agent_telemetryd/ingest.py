@@ -194,8 +194,8 @@ class Ingestor:
         self._connection_listeners.append(listener)
 
     def agent_connected(self, pid: int | None) -> None:
-        """An agent reached the daemon (a receiver calls this): it may have left events in
-        the spool while it could not."""
+        """An agent reached the daemon, or left it (a receiver calls this): it may have
+        left events in the spool while it could not hand them over."""
         for listener in self._connection_listeners:
             listener(pid)
 
@@ -212,6 +212,10 @@ class Ingestor:
         counted as received and rejected; `dropped`: items the receiver did not hand over,
         by reason, counted as received and dropped. Both in the same write as the rest."""
         return self._submit(documents, source, ack=ack, extra_rejections=refused, dropped=dropped)
+
+    def count_torn_line(self, source: Source) -> None:
+        """Count a last line its sender left unfinished (`dropped.torn_line`)."""
+        self._submit([], source, ack=False, extra_rejections=(), dropped={"torn_line": 1})
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""

@@ -1,9 +1,11 @@
-"""Fixtures shared by the whole suite: the real daemon as a subprocess."""
+"""Fixtures shared by the whole suite: the real daemon as a subprocess, a small real disk."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,3 +55,19 @@ def daemon_factory() -> Iterator[DaemonFactory]:
 def daemon(daemon_factory: DaemonFactory) -> DaemonProcess:
     """A running daemon in the default (local) mode with rate limits off."""
     return daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
+    mount_point = Path(f"/tmp/at-2m-{os.getpid()}-{time.monotonic_ns()}")
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount_point)],
+        check=True,
+    )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()

@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The same pattern as `grep -rnE "DESIGN|\.\./shared|[Ii]ssue [0-9]"`, plus bare section
 # numbers (`§9`), which point into the same missing file.
 CITATION = re.compile(r"DESIGN|\.\./shared|[Ii]ssue [0-9]|§ ?[0-9]")
+# In code, `§` also cites RFCs and SQLite's file format, which a reader can look up.
+CODE_CITATION = re.compile(r"DESIGN\b|\.\./shared|[Ii]ssue [0-9]")
 
 
 def _documents() -> list[Path]:
@@ -28,5 +30,24 @@ def test_no_document_cites_what_a_reader_does_not_have() -> None:
         for path in _documents()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if CITATION.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_no_source_comment_cites_what_a_reader_does_not_have() -> None:
+    """Docstrings and comments too: a reader of the code has the code and docs/ only."""
+    sources = [
+        path
+        for top in ("daemon", "client_shim", "server", "bench", "scripts")
+        for suffix in ("*.py", "*.js", "*.html")
+        for path in (ROOT / top).rglob(suffix)
+        if "node_modules" not in path.parts
+    ]
+    assert len(sources) > 100
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sources
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if CODE_CITATION.search(line)
     ]
     assert not found, "\n".join(found)

@@ -104,7 +104,7 @@ def test_a_gzip_bomb_is_refused_with_413_and_never_inflated(
     assert peak_rss_mb(daemon) < PEAK_RSS_LIMIT_MB
     assert status == 413, answer[:300]
     assert b"8388608 bytes" in answer, answer[:300]
-    # Still taking events, and the refused body is accounted for (DESIGN §8).
+    # Still taking events, and the refused body is accounted for.
     assert post_events(url, [{"event": "after.bomb"}])[0] == 202
     counters = wait_for_counters(daemon, 2)
     assert (counters["received"], counters["rejected"], counters["stored"]) == (2, 1, 1)

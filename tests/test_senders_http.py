@@ -1,4 +1,4 @@
-"""The custom `http` sender against the §9 contract, through the real daemon, and
+"""The custom `http` sender against its documented contract, through the real daemon, and
 `forget` with its erasure request."""
 
 from __future__ import annotations

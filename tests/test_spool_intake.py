@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import pytest
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
+from tests.fakes.posthog_backend import FakePostHog
+from tests.fakes.upload_helpers import posthog_env
 from tests.test_daemon_ingest import post_events as post_raw
 from tests.test_daemon_ingest import send_lines
 
@@ -213,6 +216,47 @@ def test_a_file_left_while_the_daemon_ran_is_taken_when_an_agent_connects(
     assert status["buffer"]["events"] == 31
 
 
+STALLED_AT_EXIT = """
+import sys
+import agent_telemetry
+agent_telemetry.track("agent.hello", {})
+assert agent_telemetry.flush(30), "the daemon did not take the first event"
+print("connected", flush=True)
+sys.stdin.readline()  # the daemon is stopped now
+for i in range(20_000):
+    agent_telemetry.track("agent.step", {"i": i})
+"""
+
+
+@pytest.mark.timeout(180)
+def test_what_an_agent_spooled_at_its_exit_is_taken_once_its_connection_closes(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """An agent connected to a daemon that then stalls: at its exit it spools the rest and
+    goes. The daemon, running again, takes that file without waiting for another agent."""
+    daemon = daemon_factory(QUIET)
+    assert daemon.proc is not None
+    agent = subprocess.Popen(
+        [sys.executable, "-c", STALLED_AT_EXIT],
+        env=daemon.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert agent.stdout is not None and agent.stdout.readline() == "connected\n"
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        agent.communicate("go\n", timeout=120)
+        assert agent.returncode == 0
+        assert spool_files(daemon)  # it gave up on the stopped daemon and spooled
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    # Nothing connects to ingest.sock from here on: status goes through api.sock.
+    status = wait_until_taken(daemon, 20_001)
+    assert status["buffer"]["events"] + sum(client_drops(status).values()) == 20_001
+    assert_balanced(status)
+
+
 def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_around_them(
     daemon_factory: DaemonFactory,
 ) -> None:
@@ -320,3 +364,64 @@ def test_kill_9_rounds_with_spooling_agents_lose_and_duplicate_nothing(
         *daemon.database.parent.glob("*.foreign-*"),
     ]
     assert moved_aside == []  # the buffer's own WAL was taken back after every kill
+
+
+def test_events_spooled_while_local_are_not_uploaded_after_a_later_enable(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The daemon cannot see the mode an agent tracked under: an event spooled before the
+    user chose upload stays local for good; one tracked after the choice is sent."""
+    backend = FakePostHog().start()
+    try:
+        daemon = daemon_factory(posthog_env(backend.url), start=False)
+        run_agents(daemon, 1, 5, AGENT_TELEMETRY_AGENT="before")  # mode local: spooled
+        daemon.cli("enable")
+        since = json.loads((daemon.home / "consent.json").read_text())["since"]
+        enabled_ms = int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()) * 1000
+        while time.time() * 1000 < enabled_ms + 1000:  # the record holds whole seconds
+            time.sleep(0.05)
+        run_agents(daemon, 1, 3, AGENT_TELEMETRY_AGENT="after")
+        assert len(spool_files(daemon)) == 2
+        daemon.start()
+        wait_until_taken(daemon, 8)
+        states = {(row["agent"], row["upload"]) for row in daemon.export()}
+        assert states == {("before", "local"), ("after", "pending")}
+        assert daemon.cli("flush", "--json").returncode == 0
+        assert sorted(e["properties"]["agent"] for e in backend.accepted_events()) == ["after"] * 3
+    finally:
+        backend.stop()
+
+
+def _read_position(pid: int, path: Path) -> int | None:
+    """Where the daemon is reading `path`, from its open descriptor; None when not open."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                fdinfo = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                return int(fdinfo.split("pos:", 1)[1].split()[0])
+    return None
+
+
+@pytest.mark.parametrize("mode", ["local", "off"])
+def test_a_spool_file_of_gigabytes_without_a_newline_never_holds_up_other_agents(
+    daemon_factory: DaemonFactory, mode: str
+) -> None:
+    daemon = daemon_factory({**QUIET, "AGENT_TELEMETRY_MODE": mode})
+    assert daemon.proc is not None
+    url = daemon.http_url()
+    folder = daemon.home / "data" / "spool"
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    junk = folder / "4343-0123456789ab.ndjson"
+    size = 2 << 30
+    with junk.open("wb") as file:  # sparse: no disk, and not one newline
+        file.truncate(size)
+    send_lines(daemon.ingest_socket, b'{"event": "hello"}\n')  # an agent connects: a scan
+    deadline = time.monotonic() + 30
+    while _read_position(daemon.proc.pid, junk) is None:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.01)
+    # Another agent's events are taken (and answered) while the file is still being read.
+    status, _ = post_raw(url, [{"event": "meanwhile"}])
+    assert status == 202
+    position = _read_position(daemon.proc.pid, junk)
+    assert position is not None and position < size

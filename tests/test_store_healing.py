@@ -14,11 +14,8 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
@@ -27,22 +24,6 @@ from tests.test_daemon_ingest import post_events as post_raw
 
 PAGE = 4096
 QUIET_ENV = {"AGENT_TELEMETRY_RATE_LIMIT": "off"}
-
-
-@pytest.fixture
-def small_disk() -> Iterator[Path]:
-    """A 2 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
-    mount_point = Path(f"/tmp/at-2m-{os.getpid()}-{time.monotonic_ns()}")
-    mount_point.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount_point)],
-        check=True,
-    )
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-        mount_point.rmdir()
 
 
 def foreign_wal(directory: Path) -> Path:

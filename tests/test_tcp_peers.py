@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +86,196 @@ def test_the_token_can_be_required_for_posting_over_tcp(daemon_factory: DaemonFa
         sock.sendall(b'{"event": "over.the.socket"}\n')
     wait_for_rows(daemon, 2)
     assert sorted(row["event"] for row in daemon.export()) == ["over.the.socket", "with.token"]
+
+
+# --- the OTLP ports: OTLP/HTTP's own (4318) and gRPC ------------------------------------------
+
+# Each channel its own connection, as separate exporter processes would have.
+LOCAL_POOL = ("grpc.use_local_subchannel_pool", 1)
+OTLP_PORTS_ON = {
+    "AGENT_TELEMETRY_RATE_LIMIT": "off",
+    "AGENT_TELEMETRY_OTLP_HTTP_PORT": "0",
+    "AGENT_TELEMETRY_OTLP_GRPC_PORT": "0",
+}
+# An exporter's request with one log record named argv[2], sent to argv[1] (an OTLP/HTTP
+# URL or a gRPC host:port) with the token argv[3] if given; prints the answer's status.
+OTLP_HTTP_CLIENT = """
+import sys, urllib.error, urllib.request
+url, name, token = sys.argv[1], sys.argv[2], sys.argv[3:]
+body = '{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"eventName": "%s",' % name
+body += ' "timeUnixNano": "1700000000000000000"}]}]}]}'
+headers = {"Content-Type": "application/json"}
+if token:
+    headers["Authorization"] = "Bearer " + token[0]
+request = urllib.request.Request(url + "/v1/logs", data=body.encode(), headers=headers)
+try:
+    with urllib.request.urlopen(request, timeout=30) as response:
+        print(response.status)
+except urllib.error.HTTPError as error:
+    print(error.code, error.read().decode())
+"""
+OTLP_GRPC_CLIENT = """
+import sys, grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+target, name, token = sys.argv[1], sys.argv[2], sys.argv[3:]
+request = logs_service_pb2.ExportLogsServiceRequest()
+record = request.resource_logs.add().scope_logs.add().log_records.add()
+record.event_name, record.time_unix_nano = name, 1700000000000000000
+metadata = [("authorization", "Bearer " + token[0])] if token else None
+with grpc.insecure_channel(target) as channel:
+    try:
+        logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+            request, metadata=metadata, timeout=30
+        )
+        print("OK")
+    except grpc.RpcError as error:
+        print(error.code().name, error.details())
+"""
+
+
+def export_as(client: str, target: str, name: str, *token: str, other_user: bool = False) -> str:
+    command = [sys.executable, "-c", client, target, name, *token]
+    if other_user:
+        result = as_other_user(*command)
+    else:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def exported_names(daemon: DaemonProcess, expected: set[str]) -> set[str]:
+    """The OTLP log events stored, once those expected are in (the resource's own event
+    aside)."""
+    deadline = time.monotonic() + 20
+    while True:
+        names = {row["event"] for row in daemon.export()} - {"otel.resource"}
+        if expected <= names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.1)
+
+
+def test_another_user_is_refused_on_the_otlp_ports_too(daemon_factory: DaemonFactory) -> None:
+    """OTLP/HTTP's own port and OTLP/gRPC are loopback TCP as well: the same rule."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    daemon = daemon_factory(OTLP_PORTS_ON)
+    assert daemon.status()["tcp_peer_check"] == "uid"
+    otlp = daemon.status()["otlp"]
+    over_http = export_as(OTLP_HTTP_CLIENT, otlp["http"], "foreign.http", other_user=True)
+    assert over_http.startswith("403") and "only the daemon's own user" in over_http, over_http
+    over_grpc = export_as(OTLP_GRPC_CLIENT, otlp["grpc"], "foreign.grpc", other_user=True)
+    assert over_grpc == "PERMISSION_DENIED only the daemon's own user may use this port"
+    # The owner is served on both ports; nothing of the other user's arrived.
+    assert export_as(OTLP_HTTP_CLIENT, otlp["http"], "owner.http") == "200"
+    assert export_as(OTLP_GRPC_CLIENT, otlp["grpc"], "owner.grpc") == "OK"
+    assert exported_names(daemon, {"owner.http", "owner.grpc"}) == {"owner.http", "owner.grpc"}
+    assert "foreign_peer_refused" in daemon.log()
+
+
+def test_the_token_is_required_on_the_otlp_ports_when_asked_for(
+    daemon_factory: DaemonFactory,
+) -> None:
+    home = make_home()
+    (home / "config.toml").write_text("http_require_token = true\n")
+    daemon = daemon_factory(OTLP_PORTS_ON, home=home)
+    otlp = daemon.status()["otlp"]
+    token = (daemon.home / "data" / "dashboard-token").read_text().strip()
+    http, grpc = otlp["http"], otlp["grpc"]
+    assert export_as(OTLP_HTTP_CLIENT, http, "http.no.token").startswith("401")
+    assert export_as(OTLP_HTTP_CLIENT, http, "http.wrong.token", "not-it").startswith("403")
+    assert export_as(OTLP_HTTP_CLIENT, http, "http.with.token", token) == "200"
+    assert export_as(OTLP_GRPC_CLIENT, grpc, "grpc.no.token").startswith("UNAUTHENTICATED")
+    assert export_as(OTLP_GRPC_CLIENT, grpc, "grpc.wrong.token", "not-it").startswith(
+        "UNAUTHENTICATED"
+    )
+    assert export_as(OTLP_GRPC_CLIENT, grpc, "grpc.with.token", token) == "OK"
+    stored = exported_names(daemon, {"http.with.token", "grpc.with.token"})
+    assert stored == {"http.with.token", "grpc.with.token"}
+
+
+def otlp_log_request(name: str) -> Any:
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    record.event_name, record.time_unix_nano = name, 1700000000000000000
+    return request
+
+
+def grpc_export(channel: Any, name: str) -> str:
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+    try:
+        logs_service_pb2_grpc.LogsServiceStub(channel).Export(otlp_log_request(name), timeout=30)
+        return "OK"
+    except grpc.RpcError as error:
+        return str(error.code().name)
+
+
+def closed_by_daemon(sock: socket.socket) -> bool:
+    """Whether the daemon ends the connection (within 30 s); what it says first (gRPC's
+    settings frame) is read past."""
+    sock.settimeout(30)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_the_otlp_ports_have_connection_budgets_and_timeouts_of_their_own(
+    daemon_factory: DaemonFactory,
+) -> None:
+    import grpc
+
+    home = make_home()
+    (home / "config.toml").write_text(
+        "[limits]\nmax_connections = 3\nidle_timeout = 600\nheader_timeout = 1\n"
+    )
+    daemon = daemon_factory(OTLP_PORTS_ON, home=home)
+    otlp = daemon.status()["otlp"]
+    http_port = int(otlp["http"].rsplit(":", 1)[1])
+    grpc_host, grpc_port = otlp["grpc"].rsplit(":", 1)
+
+    # OTLP/HTTP: three idle connections fill its budget and a fourth is told so; the main
+    # port, with a budget of its own, still takes the owner's events.
+    held = [socket.create_connection(("127.0.0.1", http_port)) for _ in range(3)]
+    deadline = time.monotonic() + 30
+    while daemon.status()["connections"]["otlp_http"]["open"] < 3:
+        assert time.monotonic() < deadline, daemon.status()["connections"]
+        time.sleep(0.05)
+    with socket.create_connection(("127.0.0.1", http_port)) as fourth:
+        fourth.settimeout(30)
+        assert fourth.recv(4096).startswith(b"HTTP/1.1 503")
+    assert post_events(daemon.http_url(), [{"event": "main.port"}])[0] == 202
+    # Headers that stop coming are cut after header_timeout.
+    held[0].sendall(b"POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert closed_by_daemon(held[0])
+    assert daemon.status()["connections"]["otlp_http"]["timed_out"] == 1
+    for sock in held:
+        sock.close()
+
+    # gRPC: three exporters connected fill its budget; a fourth cannot connect.
+    channels = [grpc.insecure_channel(otlp["grpc"], options=[LOCAL_POOL]) for _ in range(4)]
+    try:
+        results = [grpc_export(channel, f"grpc.{n}") for n, channel in enumerate(channels)]
+        assert results == ["OK", "OK", "OK", "UNAVAILABLE"]
+    finally:
+        for channel in channels:
+            channel.close()
+    # Room again (an exporter is served), and a connection that never completes gRPC's
+    # handshake is closed after header_timeout, with the budget not reached.
+    with grpc.insecure_channel(otlp["grpc"], options=[LOCAL_POOL]) as channel:
+        deadline = time.monotonic() + 30
+        while grpc_export(channel, "grpc.again") != "OK":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with socket.create_connection((grpc_host, int(grpc_port))) as silent:
+            assert closed_by_daemon(silent)
 
 
 # --- the socket table, read as identd reads it ----------------------------------------------

@@ -2,7 +2,7 @@
 
 One event is one compact JSON object on one line:
 `{"event", "properties", "timestamp", "uuid", "agent"}`, and for a span `trace_id`, `span_id`
-and `parent_span_id` (DESIGN §5, docs/architecture.md). A shim's drop counts travel as
+and `parent_span_id` (docs/architecture.md). A shim's drop counts travel as
 `{"client_drops": {...}, "agent"}` lines.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
-# The daemon skips longer lines unread (DESIGN §6); dropping them here saves the trip.
+# The daemon skips longer lines unread; dropping them here saves the trip.
 MAX_LINE_BYTES = 64 * 1024
-# The daemon's default limits on `properties` (DESIGN §5): an event beyond them would be
+# The daemon's default limits on `properties`: an event beyond them would be
 # refused there, so the shim drops and counts it instead of sending it.
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_DEPTH = 10  # the properties object itself is level 1

@@ -1,4 +1,4 @@
-"""Settings built once: defaults, then the TOML file, then the environment (DESIGN §4).
+"""Settings built once: defaults, then the TOML file, then the environment.
 
 Every value remembers where it came from, so `status` can say why the daemon behaves
 as it does.

@@ -1,4 +1,4 @@
-"""Consent: three modes, when each took effect, and what decided it (DESIGN §8).
+"""Consent: three modes, when each took effect, and what decided it.
 
 Order of precedence, first match wins:
   AGENT_TELEMETRY_DISABLED=1 → off; AGENT_TELEMETRY_MODE; the mode stored by

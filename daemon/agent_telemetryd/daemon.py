@@ -50,7 +50,7 @@ from agent_telemetryd.receivers import api_routes, http_ingest, otlp_routes, pos
 from agent_telemetryd.receivers.connections import Drain
 from agent_telemetryd.receivers.debug_routes import routes as debug_routes
 from agent_telemetryd.receivers.http_connection import HttpSite
-from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
+from agent_telemetryd.receivers.sites import SITES, Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
 
@@ -59,7 +59,7 @@ log = structlog.get_logger("agent_telemetryd")
 EXIT_OK = 0
 EXIT_FORCED = 1  # a second Ctrl-C cut the drain short
 EXIT_STARTUP_FAILURE = 3  # the unit's RestartPreventExitStatus: no restart loop
-# One deadline for the whole drain (DESIGN §12: a few seconds): requests under way finish
+# One deadline for the whole drain (a few seconds): requests under way finish
 # and connected agents are read to the end within it; what is left then is cut.
 DRAIN_SECONDS = 5.0
 
@@ -175,12 +175,15 @@ class Daemon:
         tcp_app = self._make_app(
             sites.tcp_middlewares(self._allowed_origins, lambda: context.dashboard_token)
         )
+        tcp_app[SITES] = sites  # a part may add a TCP listener (OTLP's port)
         for part in daemon_parts():
             closer = await part(context, api_app, tcp_app)
             stack.push_async_callback(self._closing(part.__module__, closer))
         await self._start_site(stack, sites.api, api_app)
         if sites.tcp is not None:
             await self._start_site(stack, sites.tcp, tcp_app)
+        for site, app in sites.added:
+            await self._start_site(stack, site, app)
         await self._start_site(stack, sites.ingest, None)
         # Pushed last, so the first thing a shutdown does: no listener takes anything new.
         stack.push_async_callback(self._stop_accepting)

@@ -1,4 +1,4 @@
-"""Parse, validate and normalise one event as agents send it (DESIGN §5). No I/O.
+"""Parse, validate and normalise one event as agents send it. No I/O.
 
 Every rejection is an `EventError` whose message names the field and says what to fix.
 The client gets that message; logs get `log_reason(message)`, which leaves out the one
@@ -50,7 +50,7 @@ _UNKNOWN_FIELD_FOR_LOGS = f"{UNKNOWN_FIELD} (name not logged; allowed: {_ALLOWED
 def log_reason(reason: str) -> str:
     """A rejection reason as logs may hold it: the same words without client-chosen text.
 
-    Logs never hold event contents (DESIGN §10), and an unknown field's name is content:
+    Logs never hold event contents, and an unknown field's name is content:
     `{"zzz_my_password_hunter2": 1}` would put a password in the journal. Every other
     reason is fixed text with field names of the contract, and is returned unchanged.
     """

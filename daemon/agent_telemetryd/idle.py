@@ -1,4 +1,4 @@
-"""Idle exit: a socket-activated daemon ends itself after a quiet period (DESIGN §12).
+"""Idle exit: a socket-activated daemon ends itself after a quiet period.
 
 With socket activation the service manager holds the listening sockets, so a daemon that
 is not running loses nothing: the next agent's connection waits in the socket's queue and

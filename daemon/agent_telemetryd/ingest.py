@@ -1,7 +1,7 @@
 """From decoded documents to buffer rows: validate, transform, stamp, hand to the writer.
 
 Receivers know only this class; it knows nothing of sockets or HTTP. What happens to an
-event here depends on the consent mode at the moment it arrives (DESIGN §8): in `off`
+event here depends on the consent mode at the moment it arrives: in `off`
 nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload:
 at once, or later when its source is over the rate limit (it waits, `eligible_ms`), or
 never when that source already has a full backlog waiting (`rate_limited`).
@@ -55,6 +55,9 @@ class Source:
     transport: str  # unix, http, posthog, otlp, spool
     agent: str | None = None
     pid: int | None = None
+    # Events tracked before this time (Unix ms, by their timestamp) are kept local even in
+    # mode upload: they may have been tracked under another mode (spool files).
+    upload_from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +200,8 @@ class Ingestor:
         self._connection_listeners.append(listener)
 
     def agent_connected(self, pid: int | None) -> None:
-        """An agent reached the daemon (a receiver calls this): it may have left events in
-        the spool while it could not."""
+        """An agent reached the daemon, or left it (a receiver calls this): it may have
+        left events in the spool while it could not hand them over."""
         for listener in self._connection_listeners:
             listener(pid)
 
@@ -225,6 +228,10 @@ class Ingestor:
             dropped=dropped,
             content_masked=content_masked,
         )
+
+    def count_torn_line(self, source: Source) -> None:
+        """Count a last line its sender left unfinished (`dropped.torn_line`)."""
+        self._submit([], source, ack=False, extra_rejections=(), dropped={"torn_line": 1})
 
     def reject_unparsable(self, reason: str, source: Source) -> None:
         """Count one thing that never became a document (an oversize line, bad bytes)."""
@@ -274,6 +281,7 @@ class Ingestor:
         prepare, gate, uploading = self._prepare, self._upload_gate, mode == Mode.UPLOAD
         dumps, append, rejected = orjson.dumps, arrival.rows.append, arrival.rejected
         pid, transport, source_agent = source.pid, source.transport, source.agent
+        upload_from = source.upload_from_ms
         for index, document in enumerate(documents):
             try:
                 event = prepare(document, source_agent, transforms)
@@ -287,6 +295,8 @@ class Ingestor:
             eligible_ms = None
             if not uploading:
                 upload = LOCAL
+            elif upload_from is not None and (event.ts_ms is None or event.ts_ms < upload_from):
+                upload = LOCAL  # perhaps tracked before upload was chosen: never sent
             elif gate is None:
                 upload = PENDING
             elif (eligible_ms := gate(agent, received_ms)) is not None:

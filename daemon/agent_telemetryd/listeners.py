@@ -81,7 +81,7 @@ def _remove_files(paths: list[Path]) -> None:
 
 
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
-    """A TCP socket from systemd must be bound to loopback, as one bound here is (DESIGN §6).
+    """A TCP socket from systemd must be bound to loopback, as one bound here is.
 
     The .socket unit, not the daemon, chose its address: a drop-in with `ListenStream=7468`
     listens on every interface, and serving it would take events and serve the dashboard

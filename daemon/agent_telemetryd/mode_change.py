@@ -1,4 +1,4 @@
-"""Changing consent (DESIGN §8): one path, whether the daemon runs or the CLI acts alone.
+"""Changing consent: one path, whether the daemon runs or the CLI acts alone.
 
 A choice is recorded (`record_choice`), which decides the effective mode: the
 environment and the caps may still win over it. Whenever that mode is not `upload`, no

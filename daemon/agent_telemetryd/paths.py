@@ -1,4 +1,4 @@
-"""Where the daemon keeps its config, buffer and sockets (DESIGN §4)."""
+"""Where the daemon keeps its config, buffer and sockets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upload rate limits that shape, not discard (DESIGN §9). Pure: no I/O, times in ms.
+"""Upload rate limits that shape, not discard. Pure: no I/O, times in ms.
 
 Each event received while uploading is given the time it becomes eligible for upload.
 A normal busy run is not cut: what is over the limit *waits* (still pending) and goes in

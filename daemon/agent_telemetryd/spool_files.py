@@ -62,7 +62,11 @@ def whole_lines(
     file: BinaryIO, max_line: int, on_oversize: Callable[[], None]
 ) -> Iterator[list[bytes]]:
     """Whole lines, a chunk at a time; an over-long line is skipped (and reported), and a
-    last line without its newline (a writer killed mid-line) is given as it is."""
+    last line without its newline (a writer killed mid-line) is given as it is.
+
+    One list for every chunk read, empty when the chunk ended no line: a caller on the
+    event loop gets a turn per chunk, so a file of gigabytes without a newline (junk, a
+    sparse file) never holds the loop while it is read past."""
     carry = b""
     skipping = False
     while True:
@@ -72,12 +76,14 @@ def whole_lines(
         if skipping:
             newline = data.find(b"\n")
             if newline == -1:
+                yield []
                 continue
             data, skipping = data[newline + 1 :], False
         data = carry + data
         cut = data.rfind(b"\n")
         if cut == -1:
             carry = data
+            yield []
         else:
             carry = data[cut + 1 :]
             lines = [line for line in data[:cut].split(b"\n") if line and not line.isspace()]

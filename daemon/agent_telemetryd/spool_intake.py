@@ -20,6 +20,16 @@ A `.tmp` file whose writer is gone is taken too (spool_files.py says when): a pr
 killed while spooling never renames its file, and those events would wait forever. Its
 last line may be cut short: it is rejected like any bad line, the rest kept.
 
+Consent: a spooled event may be uploaded only if it was tracked while upload was the mode,
+and when it was tracked the daemon cannot see; the event's timestamp (the shim's clock at
+`track()`) is the best it has. So in mode `upload` an event from a spool file is pending
+only when its timestamp is at or after the moment upload took effect as far as the daemon
+knows (`UploadSince`: the time `enable` was run, recorded in the consent file; for a mode
+set by the environment or the config, the daemon's start or the change to `upload`); an
+event tracked earlier, or without a timestamp, stays local for good. Never more permissive
+than the contract: events tracked while `local` are not uploaded because a later `enable`
+came before the daemon read them.
+
 Mode `off`: nothing is kept, and the files are deleted unread — their lines counted as
 received and dropped (`mode_off`), the drop-count lines' counts under their `client_*`
 reasons — so what agents handed over stays accounted for, and nothing of it is read.
@@ -35,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +54,7 @@ from aiohttp import web
 
 from agent_telemetry._paths import SPOOL_DIR_NAME, private_dir_problem
 from agent_telemetryd.config import Mode
+from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Ingestor, Source
 from agent_telemetryd.spool_files import (
@@ -65,6 +77,8 @@ SETTLE_SECONDS = 0.05
 # A live agent that connected while its file was still being written: look once more.
 RESCAN_SECONDS = 1.0
 MARK_PREFIX = "spool_taken:"
+# Later than any event's timestamp: while the mode is not `upload`, none qualifies.
+NEVER_MS = 2**62
 
 GetMeta = Callable[[str], Awaitable[str | None]]
 DropMark = Callable[[str], Awaitable[None]]
@@ -86,6 +100,33 @@ class IntakeStats:
         }
 
 
+class UploadSince:
+    """Since when (Unix ms) the mode in effect has been `upload`, as far as the daemon can
+    tell: the time recorded with `enable` for a mode set by command, else when this daemon
+    started in `upload` or changed to it. `NEVER_MS` while the mode is something else."""
+
+    def __init__(self, state: ConsentState, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.ms = self._began(state) if state.uploads else NEVER_MS
+
+    def _began(self, state: ConsentState) -> int:
+        now_ms = int(self._clock() * 1000)
+        if state.source == "command" and state.since:
+            try:
+                moment = datetime.fromisoformat(state.since.replace("Z", "+00:00"))
+            except ValueError:
+                return now_ms
+            # Recorded to the second, cut: the choice may have come up to 1 s later.
+            return min(int(moment.timestamp()) * 1000 + 1000, now_ms)
+        return now_ms
+
+    async def on_mode_change(self, before: ConsentState, after: ConsentState) -> None:
+        if not after.uploads:
+            self.ms = NEVER_MS
+        elif not before.uploads:
+            self.ms = int(self._clock() * 1000)
+
+
 class SpoolIntake:
     def __init__(
         self,
@@ -96,9 +137,11 @@ class SpoolIntake:
         get_meta: GetMeta,
         drop_mark: DropMark,
         max_line_bytes: int,
+        upload_from: Callable[[], int] = lambda: NEVER_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
+        self._upload_from = upload_from
         self._ingestor = ingestor
         self._mode = mode
         self._get_meta = get_meta
@@ -177,7 +220,7 @@ class SpoolIntake:
         mode = str(self._mode())
         try:
             if mode == Mode.OFF:
-                self._discard(path, pid)
+                await self._discard(path, pid)
             elif await self._get_meta(mark) is None:
                 await self._ingest(path, pid, mark)
             # else: taken before, and the daemon stopped before deleting it
@@ -194,7 +237,7 @@ class SpoolIntake:
             log.error("spool_file_unreadable", path=str(path), reason=error.strerror)
 
     async def _ingest(self, path: Path, pid: int, mark: str) -> None:
-        source = Source("spool", pid=pid)
+        source = Source("spool", pid=pid, upload_from_ms=self._upload_from())
         in_flight: deque[asyncio.Future[WriteResult]] = deque()
         drop_lines: list[bytes] = []
         lines_taken = 0
@@ -202,6 +245,7 @@ class SpoolIntake:
             with open_spool_file(path) as file:
                 oversize = functools.partial(self._reject_oversize, source)
                 for lines in whole_lines(file, self._max_line, oversize):
+                    await asyncio.sleep(0)  # a turn for everyone else between chunks
                     events = []
                     for line in lines:
                         kind = drop_lines if line.startswith(DROP_LINE_PREFIX) else events
@@ -209,6 +253,7 @@ class SpoolIntake:
                     if not events:
                         continue
                     lines_taken += len(events)
+                    source = Source("spool", pid=pid, upload_from_ms=self._upload_from())
                     outcome = self._ingestor.accept_lines(events, source, ack=True)
                     if outcome.pending is not None:
                         in_flight.append(outcome.pending)
@@ -229,13 +274,14 @@ class SpoolIntake:
         self.stats.lines += lines_taken
         log.info("spool_file_taken", file=path.name, pid=pid, lines=lines_taken)
 
-    def _discard(self, path: Path, pid: int) -> None:
+    async def _discard(self, path: Path, pid: int) -> None:
         """Mode off: count the lines, read nothing but the drop counts, delete the file."""
         source = Source("spool", pid=pid)
         events = 0
         drop_lines: list[bytes] = []
         with open_spool_file(path) as file:
             for lines in whole_lines(file, self._max_line, lambda: None):
+                await asyncio.sleep(0)
                 for line in lines:
                     if line.startswith(DROP_LINE_PREFIX):
                         drop_lines.append(line)
@@ -275,6 +321,8 @@ async def attach(
         if buffer is not None:
             await buffer.writer.run(lambda conn: queries.delete_meta(conn, key))
 
+    upload_since = UploadSince(context.consent)
+    context.mode_listeners.append(upload_since.on_mode_change)
     intake = SpoolIntake(
         spool_dir(context.config.paths.data_dir),
         ingestor,
@@ -282,6 +330,7 @@ async def attach(
         get_meta=get_meta,
         drop_mark=drop_mark,
         max_line_bytes=context.config.max_line_bytes,
+        upload_from=lambda: upload_since.ms,
     )
 
     async def status_section() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The shape of `status --json` (DESIGN §11), whether the daemon answers or the file does."""
+"""The shape of `status --json`, whether the daemon answers or the file does."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def build_status(
         "counters": {
             "received": totals.get("received", 0),
             "rejected": totals.get("rejected", 0),
-            # DESIGN §11: `dropped` is the total; the reasons that make it up beside it.
+            # `dropped` is the total; the reasons that make it up beside it.
             "dropped": sum(dropped.values()),
             "dropped_by_reason": dropped,
             "stored": buffer["events"],

@@ -1,4 +1,4 @@
-"""A double of the custom backend contract (DESIGN §9; server/agent_telemetry_server).
+"""A double of the custom backend contract ( server/agent_telemetry_server).
 
 `POST /api/v1/telemetry/batch` needs the bearer key, gzip, an `Idempotency-Key` and the
 `{"anonymous_id", "events": [{uuid, event, timestamp, properties, received_at, agent}]}`

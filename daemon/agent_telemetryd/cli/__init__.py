@@ -1,4 +1,4 @@
-"""The `agent-telemetry` command line (DESIGN §11)."""
+"""The `agent-telemetry` command line."""
 
 from __future__ import annotations
 

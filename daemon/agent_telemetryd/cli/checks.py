@@ -319,6 +319,17 @@ def buffer(path: Path, exists: bool, state: str, messages: tuple[str, ...]) -> C
     )
 
 
+def foreign_wal(path: Path, reason: str) -> Check:
+    return Check(
+        "buffer",
+        WARN,
+        f"{path}: every page reads (quick_check); the write-ahead log beside it is not its "
+        f"own ({reason}) and was not read",
+        "start the daemon (agent-telemetry daemon): it moves that file aside, kept and never "
+        "applied",
+    )
+
+
 def spool(path: Path, files: int, size: int, daemon_running: bool) -> Check:
     if files == 0:
         return Check("spool", OK, f"nothing waiting in {path}")

@@ -1,4 +1,4 @@
-"""mode, enable, disable: the user's consent (DESIGN §8)."""
+"""mode, enable, disable: the user's consent."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ import sys
 
 import click
 
-from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, offline_buffer
-from agent_telemetryd.config import MODES, Mode
-from agent_telemetryd.mode_change import record_choice, withdraw_pending
+from agent_telemetryd.cli.common import (
+    call_api,
+    daemon_pid,
+    get_config,
+    offline_file,
+    store_errors_to_stderr,
+)
+from agent_telemetryd.config import MODES, Config, Mode
+from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.mode_change import record_choice
 from agent_telemetryd.service.envfile import backend_setup_hint
+from agent_telemetryd.store import offline_writes
+from agent_telemetryd.store.database import is_full
+from agent_telemetryd.store.reserve import SpaceReserve
 
 _NEXT_STEPS = {
     Mode.OFF: "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
@@ -29,14 +39,14 @@ def set_mode(mode: str) -> None:
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
         sender = str(result["sender"])
     else:
-        after = record_choice(config, mode, via="cli")
+        store_errors_to_stderr()
+        after = _record_offline(config, mode)
         # Whatever this shell's environment says the mode was before: nothing stays pending.
-        # `off` creates no buffer; one that exists is brought in line with the new mode.
+        # `off` creates no buffer; one that exists is brought in line with the new mode
+        # (on a full disk too: store/offline_writes.py).
         if not after.uploads and config.paths.database.exists():
-            with offline_buffer(config) as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                withdraw_pending(conn, after)
-                conn.execute("COMMIT")
+            with offline_file(config) as file:
+                offline_writes.revoke_pending(file)
         effective, source, reason = after.mode, after.source, after.reason
     click.echo(f"Mode: {effective}")
     if effective != mode:
@@ -44,6 +54,35 @@ def set_mode(mode: str) -> None:
     click.echo(_NEXT_STEPS[effective])
     if effective == Mode.UPLOAD and sender == "none":
         click.echo(backend_setup_hint(config.paths.config_file, sys.platform))
+
+
+def _record_offline(config: Config, mode: str) -> ConsentState:
+    """Store the choice. On a full disk the daemon's reserve file gives the room when it is
+    on the same disk: leaving upload must stick exactly when the disk is in trouble."""
+    try:
+        return record_choice(config, mode, via="cli")
+    except OSError as error:
+        if not (is_full(error) and _release_reserve_beside(config)):
+            raise click.ClickException(_not_recorded(config, error)) from None
+    try:
+        return record_choice(config, mode, via="cli")
+    except OSError as error:
+        raise click.ClickException(_not_recorded(config, error)) from None
+
+
+def _release_reserve_beside(config: Config) -> bool:
+    folder = config.paths.consent_file.parent
+    try:
+        same_disk = folder.stat().st_dev == config.paths.data_dir.stat().st_dev
+    except OSError:
+        return False
+    return same_disk and SpaceReserve(config.paths.data_dir).release()
+
+
+def _not_recorded(config: Config, error: OSError) -> str:
+    reason = (error.strerror or str(error)).lower()
+    fix = "; free some space on that disk, then run the command again" if is_full(error) else ""
+    return f"cannot record the mode in {config.paths.consent_file}: {reason}{fix}"
 
 
 @click.command()

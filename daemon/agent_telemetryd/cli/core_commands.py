@@ -15,14 +15,14 @@ from agent_telemetryd.cli.common import (
     daemon_pid,
     get_config,
     json_option,
-    offline_buffer,
+    offline_file,
     print_json,
     read_buffer,
     read_status,
 )
 from agent_telemetryd.config import Config
 from agent_telemetryd.export import FORMATS, render_all
-from agent_telemetryd.store import queries
+from agent_telemetryd.store import offline_writes, queries
 
 
 @click.command()
@@ -220,11 +220,9 @@ def clear(yes: bool) -> None:
     if daemon_pid(config) is not None:
         deleted = call_api(config, "POST", "/v1/clear")["deleted"]
     elif config.paths.database.exists():
-        with offline_buffer(config) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            deleted = queries.clear_events(conn)
-            conn.execute("COMMIT")
-            queries.compact(conn)
+        # A fresh file in place of the old one, as the daemon does: on a full disk too.
+        with offline_file(config) as file:
+            deleted = offline_writes.clear(file)
     else:
         deleted = 0
     click.echo(f"Deleted {deleted} events.")

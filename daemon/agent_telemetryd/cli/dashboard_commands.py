@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import os
-import sqlite3
 import time
 import webbrowser
 from datetime import datetime
@@ -12,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
+from agent_telemetryd.cli.common import (
+    call_api,
+    daemon_pid,
+    get_config,
+    read_buffer,
+    read_status,
+)
 
 
 @click.command()
@@ -135,11 +140,8 @@ def report(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     status = read_status(config)
-    database = config.paths.database if config.paths.database.exists() else None
-    try:
-        data = report_data(database, filters, status, now_ms, price_book(config.prices))
-    except sqlite3.Error as error:
-        raise click.ClickException(f"cannot read {database}: {error}") from None
+    with read_buffer(config) as conn:
+        data = report_data(conn, filters, status, now_ms, price_book(config.prices))
     try:
         # The report holds event and agent names and counts: the user's data, like the buffer.
         _write_private(output, report_page(data))

@@ -28,8 +28,8 @@ from agent_telemetryd.config import Config, read_config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
-from agent_telemetryd.store import queries
-from agent_telemetryd.store.database import connect, quick_check
+from agent_telemetryd.store import offline_reads, queries
+from agent_telemetryd.store.database import check_pages, connect, quick_check
 
 PROBE_SECONDS = 5.0
 INTEGRITY_SECONDS = 10.0
@@ -117,9 +117,13 @@ def run_checks(config: Config) -> list[Check]:
     sender_check, backend_skew = _sender_check(config, status)
     found.append(sender_check)
     found.append(_disk_check(config))
-    found.append(_buffer_check(config))
+    found.append(_buffer_check(config, pid is not None))
     found.append(_spool_check(config, running))
-    found.append(checks.clock(time.time_ns() // 1_000_000, _newest_event(config), backend_skew))
+    found.append(
+        checks.clock(
+            time.time_ns() // 1_000_000, _newest_event(config, pid is not None), backend_skew
+        )
+    )
     if status is not None and "tcp_peer_check" in status:
         found.append(checks.tcp_peers(status["tcp_peer_check"], bool(status["paths"]["http"])))
     return found
@@ -276,11 +280,24 @@ def _disk_check(config: Config) -> Check:
     return checks.disk(place, usage.free, usage.total, size, config.max_bytes)
 
 
-def _buffer_check(config: Config) -> Check:
+def _buffer_check(config: Config, daemon_running: bool) -> Check:
     database = config.paths.database
     if not database.exists():
         return checks.buffer(database, False, "ok", ())
-    result = quick_check(database, INTEGRITY_SECONDS)
+    if daemon_running:
+        result = quick_check(database, INTEGRITY_SECONDS)
+        return checks.buffer(database, True, result.state, result.messages)
+    # The daemon down: the file as it is, without a write-ahead log that is not its own.
+    try:
+        reader = offline_reads.open_reader(database)
+    except sqlite3.Error as error:
+        return checks.buffer(database, True, "unreadable", (str(error),))
+    try:
+        result = check_pages(reader.conn, INTEGRITY_SECONDS)
+    finally:
+        reader.conn.close()
+    if result.state == "ok" and reader.foreign_wal is not None:
+        return checks.foreign_wal(database, reader.foreign_wal)
     return checks.buffer(database, True, result.state, result.messages)
 
 
@@ -300,12 +317,15 @@ def _spool_check(config: Config, running: bool) -> Check:
     return checks.spool(folder, files, size, running)
 
 
-def _newest_event(config: Config) -> int | None:
+def _newest_event(config: Config, daemon_running: bool) -> int | None:
     database = config.paths.database
     if not database.exists():
         return None
     try:
-        conn = connect(database, readonly=True)
+        if daemon_running:
+            conn = connect(database, readonly=True)
+        else:
+            conn = offline_reads.open_reader(database).conn
     except sqlite3.Error:
         return None
     try:

@@ -1,4 +1,4 @@
-"""reload: the running daemon re-reads its config (DESIGN §11)."""
+"""reload: the running daemon re-reads its config."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""flush, preview, quarantine, reset-id, forget: what leaves the machine (DESIGN §9, §10)."""
+"""flush, preview, quarantine, reset-id, forget: what leaves the machine."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from agent_telemetryd.cli.common import (
     daemon_pid,
     get_config,
     json_option,
-    offline_buffer,
+    offline_file,
     print_json,
     read_buffer,
 )
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.senders.factory import build_sender, new_session
-from agent_telemetryd.store import queries, upload_queries
+from agent_telemetryd.store import offline_writes, queries, upload_queries
 from agent_telemetryd.upload import erasure
 from agent_telemetryd.upload.flush import FlushReport
 from agent_telemetryd.upload.part import settings_from
@@ -230,10 +230,8 @@ def reset_id() -> None:
     if daemon_pid(config) is not None:
         new_id = call_api(config, "POST", "/v1/reset-id")["anonymous_id"]
     elif config.paths.database.exists():
-        with offline_buffer(config) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            new_id = queries.reset_anonymous_id(conn)
-            conn.execute("COMMIT")
+        with offline_file(config) as file:
+            new_id = offline_writes.write(file, queries.reset_anonymous_id)
     else:
         raise click.ClickException("nothing stored yet: the anonymous id is made on first use")
     click.echo(f"New anonymous id: {new_id}")
@@ -273,20 +271,17 @@ async def _offline_forget(config: Config) -> dict[str, Any]:
     deleted = 0
     new_id = None
     if config.paths.database.exists():
-        with offline_buffer(config) as conn:
-            ids = erasure.uploaded_ids(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            deleted = queries.clear_events(conn)
-            new_id = queries.reset_anonymous_id(conn)
-            conn.execute("COMMIT")
-            queries.compact(conn)
+        # As the daemon does: a fresh file (on a full disk too) that keeps every id in
+        # uploaded_ids, then a new id in it.
+        with offline_file(config) as file:
+            ids = erasure.uploaded_ids(file.conn)
+            deleted = offline_writes.clear(file)
+            new_id = offline_writes.write(file, queries.reset_anonymous_id)
     async with new_session() as session:
         outcome = await erasure.request_erasure(build_sender(config, session), ids)
     if outcome["confirmed"]:
-        with offline_buffer(config) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            erasure.mark_erased(conn, ids)
-            conn.execute("COMMIT")
+        with offline_file(config) as file:
+            offline_writes.write(file, lambda conn: erasure.mark_erased(conn, ids))
     return {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": outcome}
 
 

@@ -1,4 +1,4 @@
-"""Local analytics (DESIGN §13): the dashboard the daemon serves, and the report's data.
+"""Local analytics: the dashboard the daemon serves, and the report's data.
 
 `attach` is the daemon part: it adds the dashboard routes to api.sock (no token: same
 user only) and to the loopback TCP app (token required; Host/Origin already guarded).

@@ -15,7 +15,6 @@ from agent_telemetryd.dashboard import agent_views, aggregates
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.store.analytics_facts import stand_ins_for_rollups
 from agent_telemetryd.store.dashboard_sql import coarse_bucket_sql, fits_minutes, span
-from agent_telemetryd.store.database import connect
 from agent_telemetryd.store.migrations import migrate
 
 View = Callable[[sqlite3.Connection, Filters], Any]
@@ -175,34 +174,30 @@ REPORT_SPANS = 20_000
 
 
 def report_data(
-    database: Any,
+    conn: sqlite3.Connection | None,
     f: Filters,
     status: dict[str, Any],
     now_ms: int,
     prices: PriceBook | None = None,
 ) -> dict[str, Any]:
-    """Everything the report embeds, read from the buffer file opened read-only: what the
-    page opens with, the explorer's and the metrics' first pages, and the spans of the
-    runs listed (up to REPORT_SPANS in all), so every view works with no server."""
-    conn = connect(database, readonly=True) if database is not None else None
-    try:
-        if conn is not None:
-            without_rollups(conn)
-        data = read_view("all", conn, f, prices)
-        query = agent_views.AgentQuery(f, prices or price_book())
-        data["explore"] = read_agent_view("explore", conn, query)
-        data["metrics"] = read_agent_view("metrics", conn, query)
-        data["run_spans"] = {}
-        budget = REPORT_SPANS
-        for listed in data["runs"]["runs"]:
-            spans = read_run(conn, listed["trace_id"])
-            budget -= len(spans["spans"])
-            if budget < 0:
-                break
-            data["run_spans"][listed["trace_id"]] = spans
-    finally:
-        if conn is not None:
-            conn.close()
+    """Everything the report embeds, read from the buffer (`conn`, the caller's; None when
+    there is no buffer yet): what the page opens with, the explorer's and the metrics' first
+    pages, and the spans of the runs listed (up to REPORT_SPANS in all), so every view works
+    with no server."""
+    if conn is not None:
+        without_rollups(conn)
+    data = read_view("all", conn, f, prices)
+    query = agent_views.AgentQuery(f, prices or price_book())
+    data["explore"] = read_agent_view("explore", conn, query)
+    data["metrics"] = read_agent_view("metrics", conn, query)
+    data["run_spans"] = {}
+    budget = REPORT_SPANS
+    for listed in data["runs"]["runs"]:
+        spans = read_run(conn, listed["trace_id"])
+        budget -= len(spans["spans"])
+        if budget < 0:
+            break
+        data["run_spans"][listed["trace_id"]] = spans
     data["health"] = health(status)
     data["http_url"] = (status.get("paths") or {}).get("http")
     data["generated_ms"] = now_ms

@@ -1,1 +1,1 @@
-"""How events and commands reach the daemon: ingest.sock, api.sock, loopback HTTP (DESIGN §6)."""
+"""How events and commands reach the daemon: ingest.sock, api.sock, loopback HTTP."""

@@ -1,4 +1,4 @@
-"""Rules for requests that reach the daemon over HTTP (DESIGN §6).
+"""Rules for requests that reach the daemon over HTTP.
 
 A web page in the user's browser can reach 127.0.0.1 too. It must not be able to post
 events or read data: a Host that is not a loopback name means DNS rebinding, and an
@@ -118,10 +118,13 @@ def tcp_peer_guard(
 
 def given_token(request: web.Request) -> str | None:
     """The token a request carries: `Authorization: Bearer …`, else `?token=`."""
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.query.get("token")
+    bearer = bearer_token(request.headers.get("Authorization", ""))
+    return bearer if bearer is not None else request.query.get("token")
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer …` value (a header, or gRPC metadata)."""
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
 
 
 def token_matches(given: str | None, expected: str) -> bool:

@@ -1,4 +1,4 @@
-"""HTTP event ingestion: `POST /v1/events`, answered only after the commit (DESIGN §6)."""
+"""HTTP event ingestion: `POST /v1/events`, answered only after the commit."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ routes = web.RouteTableDef()
 
 class BodyError(ValueError):
     """A request body that never became events: answered with `status` and counted as one
-    received, one rejected thing, as a bad line on ingest.sock is (DESIGN §8)."""
+    received, one rejected thing, as a bad line on ingest.sock is."""
 
     def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
@@ -106,7 +106,7 @@ async def answer(outcome: Outcome, context: DaemonContext) -> web.Response:
         body["refused_buffer_full"] = refused
         if not inserted and not duplicates:
             # Nothing of this request is in the buffer: a 2xx would tell the client its
-            # events were delivered (DESIGN §6: 202 only once they are committed).
+            # events were delivered (202 only once they are committed).
             body["error"] = (
                 f"{BUFFER_FULL}: the buffer is at its cap (store.max_events, store.max_bytes)"
                 " with events not yet sent; none of this request was kept"

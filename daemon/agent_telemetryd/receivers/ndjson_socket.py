@@ -1,4 +1,4 @@
-"""ingest.sock: newline-delimited JSON, one event a line, never a reply (DESIGN §6).
+"""ingest.sock: newline-delimited JSON, one event a line, never a reply.
 
 A bad line is counted and skipped and the connection goes on. A line longer than the
 limit is skipped up to the next newline without being held in memory. Whatever a peer
@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Ingestor, Source
 from agent_telemetryd.receivers.connections import (
     ACCEPT_BURST,
@@ -183,6 +184,9 @@ class NdjsonProtocol(asyncio.Protocol):
         if self._admitted:
             self._connections.release(self)
             self._admitted = False
+            # An agent that gave up on a slow daemon at its exit spooled the rest before
+            # its connection closed: take it now, not when some other agent next connects.
+            self._ingestor.agent_connected(self._source.pid)
 
     # --- closing ---------------------------------------------------------------------
 
@@ -231,7 +235,13 @@ class NdjsonProtocol(asyncio.Protocol):
         if self._pending and not self._skipping:
             tail = bytes(self._pending)
             self._pending.clear()
-            self._take([tail])
+            if _is_document(tail):
+                self._take([tail])  # a sender killed right after its last line
+            elif not tail.isspace():
+                # Cut off mid-line as its sender went away: a shim that gives up on a
+                # stalled daemon sends that line again whole (spool or next connection),
+                # so it is no bad input of the user's and is not counted as rejected.
+                self._ingestor.count_torn_line(self._source)
         self._pending.clear()
 
     def _check_oversize_tail(self) -> None:
@@ -254,6 +264,14 @@ class NdjsonProtocol(asyncio.Protocol):
                     )
         if good:
             self._ingestor.accept_lines(good, self._source)
+
+
+def _is_document(line: bytes) -> bool:
+    try:
+        parse_line(line)
+    except EventError:
+        return False
+    return True
 
 
 class NdjsonSite:

@@ -2,9 +2,13 @@
 
 - `otlp_http_port`: a second loopback HTTP listener serving only the OTLP routes (and
   `/healthz`), for exporters that assume OTLP's standard port 4318. Off by default, so
-  the daemon never takes that port from a real collector. Same Host/Origin guard as the
-  main port; its own origin is the only one allowed.
-- `otlp_grpc_port`: OTLP/gRPC (the `[otlp-grpc]` extra), imported only then.
+  the daemon never takes that port from a real collector. The main port's rules: the
+  Host/Origin guard (its own origin is the only one allowed), other local users refused
+  by the owner uid of their connection, the token where `http_require_token` asks for
+  it, and a connection budget and timeouts of its own. The daemon starts, counts
+  (`status`: connections.otlp_http) and drains it with its own listeners.
+- `otlp_grpc_port`: OTLP/gRPC (the `[otlp-grpc]` extra), imported only then; the same
+  checks of the peer, and a budget and timeouts of its own.
 
 Both share the main port's OTLP state, and `status --json` shows where they listen under
 `otlp`.
@@ -21,8 +25,8 @@ from aiohttp import web
 from agent_telemetryd.context import CONTEXT, DaemonContext
 from agent_telemetryd.listeners import ListenError
 from agent_telemetryd.receivers import http_ingest, otlp_routes
-from agent_telemetryd.receivers.http_guard import loopback_guard
 from agent_telemetryd.receivers.otlp_routes import OtlpState
+from agent_telemetryd.receivers.sites import SITES, Sites
 
 GRPC_MISSING = (
     "otlp_grpc_port is set but gRPC support is not installed;"
@@ -37,6 +41,7 @@ async def attach(
     """Start the OTLP listeners the config asks for; returns what stops them."""
     config = context.config
     state = tcp_app[otlp_routes.OTLP_STATE]
+    sites = tcp_app[SITES]
     closers: list[Closer] = []
     where: dict[str, str] = {}
 
@@ -46,9 +51,9 @@ async def attach(
 
     try:
         if config.otlp_http_port is not None:
-            runner, url = await _start_http(context, state, config.http_host, config.otlp_http_port)
-            closers.append(runner.cleanup)
-            where["http"] = url
+            sock = _bind(config.http_host, config.otlp_http_port)
+            closers.append(_closing(sock))
+            where["http"] = _serve_http(context, state, sites, sock)
         if config.otlp_grpc_port is not None:
             try:
                 from agent_telemetryd.receivers import otlp_grpc
@@ -56,7 +61,7 @@ async def attach(
                 raise ListenError(GRPC_MISSING) from None
             try:
                 receiver = await otlp_grpc.start(
-                    context, state, config.http_host, config.otlp_grpc_port
+                    context, state, sites, config.http_host, config.otlp_grpc_port
                 )
             except otlp_grpc.BindError as error:
                 raise ListenError(str(error)) from None
@@ -73,30 +78,35 @@ async def attach(
     return close
 
 
-async def _start_http(
-    context: DaemonContext, state: OtlpState, host: str, port: int
-) -> tuple[web.AppRunner, str]:
-    sock = _bind(host, port)
+def _serve_http(context: DaemonContext, state: OtlpState, sites: Sites, sock: socket.socket) -> str:
+    """Hand the daemon an app serving OTLP on `sock`, behind the main port's guards, to
+    start with its own listeners; returns the listener's URL."""
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown}:{bound_port}"
     own_origins = [url, f"http://localhost:{bound_port}"]
+    site = sites.add_tcp_site("otlp_http", sock)
     app = web.Application(
-        middlewares=[loopback_guard(lambda: own_origins)],
+        middlewares=sites.tcp_middlewares(
+            lambda: own_origins, lambda: context.dashboard_token, site
+        ),
         client_max_size=http_ingest.MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
     otlp_routes.add_to(app, state)
     app.router.add_get("/healthz", http_ingest.healthz)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    try:
-        await runner.setup()
-        await web.SockSite(runner, sock, shutdown_timeout=2.0).start()
-    except BaseException:
+    sites.added.append((site, app))
+    return url
+
+
+def _closing(sock: socket.socket) -> Closer:
+    """The listening socket, closed when the part stops (the daemon's drain has closed it
+    already, unless the start failed before the daemon served it)."""
+
+    async def close() -> None:
         sock.close()
-        await runner.cleanup()
-        raise
-    return runner, url
+
+    return close
 
 
 def _bind(host: str, port: int) -> socket.socket:

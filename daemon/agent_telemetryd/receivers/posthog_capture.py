@@ -1,5 +1,5 @@
 """PostHog-compatible routes: an unmodified PostHog SDK pointed at the daemon as its host
-lands in the same buffer (DESIGN §6), and stays quiet.
+lands in the same buffer, and stays quiet.
 
 Capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`): the SDK's `distinct_id` and
 `api_key` are not kept — the daemon stands for one anonymous installation, and a distinct

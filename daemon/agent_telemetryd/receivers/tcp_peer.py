@@ -1,4 +1,4 @@
-"""Who is on the other end of a loopback TCP connection (DESIGN §6).
+"""Who is on the other end of a loopback TCP connection.
 
 Any local user can connect to 127.0.0.1. On a Unix socket the kernel says who the peer is
 (SO_PEERCRED); on TCP it does not, but on Linux its socket table does: each line of
@@ -21,6 +21,8 @@ from pathlib import Path
 PROC_NET = Path("/proc/net")
 _TABLES = {socket.AF_INET: "tcp", socket.AF_INET6: "tcp6"}
 _TIME_WAIT = b"06"  # a closed socket waiting out its timer: the table shows uid 0 for it
+# A listening socket's remote address in the table: all zeros.
+_ANY_REMOTE = {socket.AF_INET: b"00000000:0000", socket.AF_INET6: b"0" * 32 + b":0000"}
 
 
 def _table_address(family: int, host: str, port: int) -> bytes:
@@ -34,18 +36,37 @@ def _table_address(family: int, host: str, port: int) -> bytes:
 def peer_uid(sock: socket.socket, proc_net: Path = PROC_NET) -> int | None:
     """The uid that owns the client's end of an accepted loopback TCP connection, or None
     when the table has no such socket (the client is gone, or the table is unreadable)."""
-    table = _TABLES.get(sock.family)
-    if table is None:
-        return None
     try:
         ours = sock.getsockname()[:2]
         theirs = sock.getpeername()[:2]
+    except OSError:
+        return None
+    return owner_uid(sock.family, theirs, ours, proc_net)
+
+
+def owner_uid(
+    family: int, theirs: tuple[str, int], ours: tuple[str, int], proc_net: Path = PROC_NET
+) -> int | None:
+    """The uid that owns the client's end (`theirs`) of a loopback TCP connection to this
+    daemon's `ours`, when only the addresses are known (a gRPC peer); None as above. An
+    IPv4 connection may be one between IPv6 sockets (`::ffff:<address>`, in tcp6), as a
+    gRPC client makes: that form is looked up too."""
+    found = _owner_uid(family, theirs, ours, proc_net)
+    if found is None and family == socket.AF_INET:
+        mapped = [(f"::ffff:{host}", port) for host, port in (theirs, ours)]
+        found = _owner_uid(socket.AF_INET6, mapped[0], mapped[1], proc_net)
+    return found
+
+
+def _owner_uid(
+    family: int, theirs: tuple[str, int], ours: tuple[str, int], proc_net: Path
+) -> int | None:
+    table = _TABLES.get(family)
+    if table is None:
+        return None
+    try:
         client_end = (
-            b" "
-            + _table_address(sock.family, *theirs)
-            + b" "
-            + _table_address(sock.family, *ours)
-            + b" "
+            b" " + _table_address(family, *theirs) + b" " + _table_address(family, *ours) + b" "
         )
         data = (proc_net / table).read_bytes()
     except (OSError, ValueError):
@@ -67,17 +88,30 @@ def peer_uid(sock: socket.socket, proc_net: Path = PROC_NET) -> int | None:
 def table_readable(listener: socket.socket, proc_net: Path = PROC_NET) -> bool:
     """True on Linux when the socket table for the listener's family can be read and
     lists the listener itself: then it is this network namespace's table."""
+    try:
+        address = listener.getsockname()[:2]
+    except OSError:
+        return False
+    return table_lists(listener.family, address, proc_net)
+
+
+def table_lists(family: int, listening: tuple[str, int], proc_net: Path = PROC_NET) -> bool:
+    """`table_readable` for a listener known by its address alone (gRPC's, which listens
+    on an IPv6 socket even for an IPv4 address: listed in tcp6 as `::ffff:<address>`)."""
     if not sys.platform.startswith("linux"):
         return False
-    table = _TABLES.get(listener.family)
-    if table is None:
-        return False
-    try:
-        listening = _table_address(listener.family, *listener.getsockname()[:2])
-        data = (proc_net / table).read_bytes()
-    except (OSError, ValueError):
-        return False
-    return b" " + listening + b" " in data
+    forms = [(family, listening)]
+    if family == socket.AF_INET:
+        forms.append((socket.AF_INET6, (f"::ffff:{listening[0]}", listening[1])))
+    for form_family, (host, port) in forms:
+        try:
+            address = _table_address(form_family, host, port)
+            data = (proc_net / _TABLES[form_family]).read_bytes()
+        except (OSError, ValueError, KeyError):
+            continue
+        if b" " + address + b" " + _ANY_REMOTE[form_family] in data:
+            return True
+    return False
 
 
 def protection(uid_check: bool, token_required: bool) -> str:

@@ -1,4 +1,4 @@
-"""Senders: turn a batch of pending events into the backend's request (DESIGN §9).
+"""Senders: turn a batch of pending events into the backend's request.
 
 Senders know nothing of SQLite: the uploader hands them plain `OutboundBatch` values.
 """

@@ -1,4 +1,4 @@
-"""The custom backend contract (DESIGN §9, served by `server/agent_telemetry_server`).
+"""The custom backend contract (served by `server/agent_telemetry_server`).
 
 `POST {endpoint}/api/v1/telemetry/batch` with `{"anonymous_id", "events"}`, bearer key,
 gzip and an `Idempotency-Key` that is the same whenever the same events are re-sent, so

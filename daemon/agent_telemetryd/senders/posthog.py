@@ -1,4 +1,4 @@
-"""PostHog's batch capture API: `POST {host}/batch/`, gzip (DESIGN §9).
+"""PostHog's batch capture API: `POST {host}/batch/`, gzip.
 
 Every event carries `$process_person_profile: false` (no person profile is built) and
 `$geoip_disable: true` (no location is looked up from the request IP). `"$ip": null` is

@@ -1,1 +1,1 @@
-"""The SQLite buffer: one file, WAL, one writer thread, many readers (DESIGN §7)."""
+"""The SQLite buffer: one file, WAL, one writer thread, many readers."""

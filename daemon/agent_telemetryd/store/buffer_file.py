@@ -54,9 +54,13 @@ class BufferFile:
         *,
         reserve: SpaceReserve | None = None,
         checkpointer: Checkpointer | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.path = path
         self.conn = conn
+        # Opened in exclusive locking mode (a writer with the file to itself, see
+        # store/database.py `connect`): a fresh file is opened the same way.
+        self.exclusive = exclusive
         self.generation = 0
         self.reserve = reserve
         self.checkpointer = checkpointer
@@ -125,7 +129,7 @@ class BufferFile:
         )
         with contextlib.suppress(sqlite3.Error):
             old.close()  # the old inode: its last checkpoint goes there, or nowhere
-        self.conn = open_buffer(self.path, autocheckpoint=False)
+        self.conn = open_buffer(self.path, autocheckpoint=False, exclusive=self.exclusive)
         self.page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
         self._recorder = WalRecorder(self.path)
         self.generation += 1

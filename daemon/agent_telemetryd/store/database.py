@@ -20,15 +20,23 @@ log = structlog.get_logger("agent_telemetryd.store")
 
 
 def connect(
-    path: Path, *, readonly: bool = False, autocheckpoint: bool = True
+    path: Path, *, readonly: bool = False, autocheckpoint: bool = True, exclusive: bool = False
 ) -> sqlite3.Connection:
-    """A connection with the pragmas every user of the buffer needs."""
+    """A connection with the pragmas every user of the buffer needs.
+
+    `exclusive`: for a writer that has the file to itself (the CLI with the daemon down,
+    holding its lock). Set before the first read, exclusive locking keeps SQLite's WAL
+    index in this process's memory instead of a `-shm` file, which a disk full to the last
+    byte has no room for (a WAL database does not open at all then: SQLITE_IOERR_SHMSIZE).
+    """
     if readonly:
         conn = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if exclusive:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
     # Readers and the writer meet here; wait rather than fail when the other holds a lock.
     conn.execute("PRAGMA busy_timeout = 5000")
     if not readonly:
@@ -70,7 +78,9 @@ class BufferOpenError(sqlite3.OperationalError):
     user can act on ("cannot open the buffer at PATH: read-only file system")."""
 
 
-def open_buffer(path: Path, *, autocheckpoint: bool = True) -> sqlite3.Connection:
+def open_buffer(
+    path: Path, *, autocheckpoint: bool = True, exclusive: bool = False
+) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the buffer; a corrupt file is moved aside.
 
     Only a corrupt file: a locked, full or read-only one is the user's data intact, and
@@ -83,7 +93,7 @@ def open_buffer(path: Path, *, autocheckpoint: bool = True) -> sqlite3.Connectio
         remove_leftover(path)
         guard_wal(path)
         try:
-            return _open_and_migrate(path, autocheckpoint)
+            return _open_and_migrate(path, autocheckpoint, exclusive)
         except sqlite3.DatabaseError as error:
             if not is_corrupt(error):
                 raise
@@ -94,7 +104,7 @@ def open_buffer(path: Path, *, autocheckpoint: bool = True) -> sqlite3.Connectio
                 moved_to=str(aside),
                 action="started a fresh buffer",
             )
-            return _open_and_migrate(path, autocheckpoint)
+            return _open_and_migrate(path, autocheckpoint, exclusive)
     except MigrationError:
         raise
     except (OSError, sqlite3.Error) as error:
@@ -119,8 +129,8 @@ def guard_wal(path: Path) -> Path | None:
     return aside
 
 
-def _open_and_migrate(path: Path, autocheckpoint: bool) -> sqlite3.Connection:
-    conn = connect(path, autocheckpoint=autocheckpoint)
+def _open_and_migrate(path: Path, autocheckpoint: bool, exclusive: bool) -> sqlite3.Connection:
+    conn = connect(path, autocheckpoint=autocheckpoint, exclusive=exclusive)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -189,6 +199,16 @@ def quick_check(path: Path, budget_seconds: float = 10.0, max_errors: int = 5) -
         conn = connect(path, readonly=True)
     except sqlite3.Error as error:
         return Integrity("unreadable", (str(error),))
+    try:
+        return check_pages(conn, budget_seconds, max_errors)
+    finally:
+        conn.close()
+
+
+def check_pages(
+    conn: sqlite3.Connection, budget_seconds: float = 10.0, max_errors: int = 5
+) -> Integrity:
+    """`quick_check` on a connection the caller opened (and closes)."""
     deadline = time.monotonic() + budget_seconds
     # Called every few thousand VM steps; a non-zero answer interrupts the statement.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
@@ -201,6 +221,6 @@ def quick_check(path: Path, budget_seconds: float = 10.0, max_errors: int = 5) -
     except sqlite3.DatabaseError as error:
         return Integrity("corrupt", (str(error),))
     finally:
-        conn.close()
+        conn.set_progress_handler(None, 0)
     messages = tuple(str(row[0]) for row in rows)
     return Integrity("ok") if messages == ("ok",) else Integrity("corrupt", messages)

@@ -197,13 +197,6 @@ def reset_anonymous_id(conn: sqlite3.Connection) -> str:
     return new_id
 
 
-def clear_events(conn: sqlite3.Connection) -> int:
-    """Delete every event and reset the counts that describe them; returns rows deleted."""
-    deleted = conn.execute("DELETE FROM events").rowcount
-    conn.execute("DELETE FROM counters")
-    return int(deleted)
-
-
 def purge_older_than(conn: sqlite3.Connection, cutoff_ms: int, limit: int = 50_000) -> int:
     """Delete up to `limit` events received before the cutoff; counted as retention drops."""
     deleted = conn.execute(
@@ -219,9 +212,3 @@ def purge_older_than(conn: sqlite3.Connection, cutoff_ms: int, limit: int = 50_0
                 (name, delta),
             )
     return int(deleted)
-
-
-def compact(conn: sqlite3.Connection) -> None:
-    """Give deleted pages back and empty the WAL, so cleared data is gone from disk too."""
-    conn.execute("VACUUM")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

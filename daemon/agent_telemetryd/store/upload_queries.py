@@ -162,7 +162,14 @@ def rate_limited_by_source(conn: sqlite3.Connection) -> dict[str, int]:
     return {agent: int(count) for agent, count in rows}
 
 
-def revoke_pending(conn: sqlite3.Connection) -> int:
-    """pending → local, for good: upload consent went, and consent is not retroactive."""
-    sql = f"UPDATE events SET upload = '{LOCAL}' WHERE upload = '{PENDING}'"
-    return int(conn.execute(sql).rowcount)
+def revoke_pending(conn: sqlite3.Connection, limit: int | None = None) -> int:
+    """pending → local, for good: upload consent went, and consent is not retroactive.
+    With `limit`, at most that many rows (the oldest): a step on a full disk."""
+    if limit is None:
+        sql = f"UPDATE events SET upload = '{LOCAL}' WHERE upload = '{PENDING}'"
+        return int(conn.execute(sql).rowcount)
+    sql = (
+        f"UPDATE events SET upload = '{LOCAL}' WHERE id IN"
+        f" (SELECT id FROM events WHERE upload = '{PENDING}' ORDER BY id LIMIT ?)"
+    )
+    return int(conn.execute(sql, (limit,)).rowcount)

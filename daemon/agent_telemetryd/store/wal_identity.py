@@ -152,10 +152,20 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _replayable(header: WalHeader | None, size: int) -> bool:
+    """A header SQLite takes and at least one whole frame after it."""
+    return header is not None and size >= _HEADER.size + _FRAME_HEADER_BYTES + header.page_size
+
+
+def holds_frames(database: Path) -> bool:
+    """Whether the WAL beside `database` holds anything SQLite would replay."""
+    return _replayable(*read_header(wal_path(database)))
+
+
 def foreign_wal_reason(database: Path) -> str | None:
     """Why the WAL beside `database` is not the buffer's, or None when it may be replayed."""
     header, size = read_header(wal_path(database))
-    if header is None or size < _HEADER.size + _FRAME_HEADER_BYTES + header.page_size:
+    if header is None or not _replayable(header, size):
         return None  # nothing SQLite would replay
     try:
         database_bytes = database.stat().st_size

@@ -1,1 +1,1 @@
-"""The uploader: the one place that joins store, consent and sender (DESIGN §2, §9)."""
+"""The uploader: the one place that joins store, consent and sender."""

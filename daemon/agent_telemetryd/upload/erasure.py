@@ -1,4 +1,4 @@
-"""`forget` and the backend (DESIGN §10): which anonymous ids it may hold data for, and
+"""`forget` and the backend: which anonymous ids it may hold data for, and
 keeping that list until it has confirmed their erasure.
 
 The list lives in the buffer's `uploaded_ids` table, kept through `clear`, retention and

@@ -1,4 +1,4 @@
-"""The upload schedule: one APScheduler (3.x) interval job, jittered (DESIGN §9).
+"""The upload schedule: one APScheduler (3.x) interval job, jittered.
 
 The job is paused while the mode is not `upload`, so `next_upload` in status is null
 then, and an idle daemon has nothing scheduled but the hourly tick it is told to run.

@@ -1,4 +1,4 @@
-"""The uploader: at most one flush at a time, paused and stopped on demand (DESIGN §9).
+"""The uploader: at most one flush at a time, paused and stopped on demand.
 
 A second request for a flush waits for the running one and gets its report. Consent is
 checked before every request, so `disable` stops a flush before its next request (the

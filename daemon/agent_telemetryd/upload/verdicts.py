@@ -1,6 +1,6 @@
 """What to do with a backend's answer to one batch. Pure: no I/O.
 
-The statuses follow PostHog's capture API and the custom contract (DESIGN §9):
+The statuses follow PostHog's capture API and the custom contract:
 2xx is success; 413 means the request is too large, so the batch is split; 429, 5xx,
 408 and network errors are the backend's trouble, so the same batch is retried later;
 401/403/404/405 say the configuration is wrong (key, host, path), which no event

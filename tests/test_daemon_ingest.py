@@ -45,8 +45,9 @@ def send_lines(path: Path, payload: bytes) -> None:
         sock.sendall(payload)
 
 
-def wait_for_rows(daemon: DaemonProcess, expected: int, timeout: float = 20.0) -> dict:
-
+def wait_for_rows(daemon: DaemonProcess, expected: int, timeout: float = 90.0) -> dict:
+    """Until `expected` events are stored; a deadline only for a daemon that never gets
+    there (a loaded machine may take its time: spooled events come in after the agents)."""
     deadline = time.monotonic() + timeout
     status = daemon.status()
     while status["buffer"]["events"] < expected and time.monotonic() < deadline:

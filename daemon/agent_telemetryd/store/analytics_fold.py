@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent_telemetryd.store import dashboard_sql
 from agent_telemetryd.store.analytics_facts import (
     FACT_COLUMNS,
     facts_select,
@@ -149,15 +150,4 @@ def fold(conn: sqlite3.Connection, limit: int = FOLD_CHUNK) -> int:
 
 def fold_all(conn: sqlite3.Connection) -> int:
     """Fold everything, a chunk per transaction (benchmarks, tests, offline use)."""
-    total = 0
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = fold(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        total += done
-        if done == 0:
-            return total
+    return dashboard_sql.fold_all(conn, fold)

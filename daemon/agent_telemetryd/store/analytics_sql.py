@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any, Protocol
 
 from agent_telemetryd.store.analytics_facts import facts_select
-from agent_telemetryd.store.dashboard_sql import HOUR_MS
+from agent_telemetryd.store.dashboard_sql import HOUR_MS, CellFilter, range_where
 
 Params = dict[str, Any]
 MINUTE_MS = 60_000
@@ -29,23 +29,14 @@ _COST = (
 )
 
 
-class AnalyticsFilter(Protocol):
-    """The dashboard's `Filters` as these queries read them."""
+class AnalyticsFilter(CellFilter, Protocol):
+    """The dashboard's `Filters` as these queries read them: the cells' terms, and a model,
+    a tool and the viewer's time zone."""
 
-    @property
-    def first_hour(self) -> int | None: ...
-    @property
-    def end_hour(self) -> int | None: ...
-    @property
-    def agent(self) -> str | None: ...
-    @property
-    def event(self) -> str | None: ...
     @property
     def model(self) -> str | None: ...
     @property
     def tool(self) -> str | None: ...
-    @property
-    def bucket(self) -> str: ...
     @property
     def tz_offset_min(self) -> int: ...
 
@@ -73,23 +64,6 @@ def rollup_where(f: AnalyticsFilter, *, name: str | None = None) -> tuple[str, P
     return " AND ".join(terms) or "1", params
 
 
-def events_where(f: AnalyticsFilter) -> tuple[str, Params]:
-    """Terms on the events table `e` for every event of the range (minute buckets)."""
-    terms: list[str] = []
-    params: Params = {}
-    if f.first_hour is not None:
-        terms.append("e.received_ms >= :first_ms")
-        params["first_ms"] = f.first_hour * HOUR_MS
-    if f.end_hour is not None:
-        terms.append("e.received_ms < :end_ms")
-        params["end_ms"] = f.end_hour * HOUR_MS
-    for column, value in (("agent", f.agent), ("event", f.event)):
-        if value is not None:
-            terms.append(f"e.{column} = :{column}")
-            params[column] = value
-    return " AND ".join(terms) or "1", params
-
-
 TAIL = "temp.agent_request_tail"
 
 
@@ -109,7 +83,7 @@ def facts_from(f: AnalyticsFilter, *, tail: bool) -> tuple[str, Params]:
     """A subquery of facts under the filters' time, agent and event: the unfolded tail
     (`prepare_tail`'s table), or for minute buckets every event of the range."""
     if not tail:
-        where, params = events_where(f)
+        where, params = range_where(f)
         return f"({facts_select(where, series='attributes')})", params
     terms: list[str] = []
     params: Params = {}

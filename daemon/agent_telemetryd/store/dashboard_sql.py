@@ -27,6 +27,7 @@ reference server applies the same rule (`agent_telemetry_server.validation.is_er
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any, Protocol
 
 HOUR_MS = 3_600_000
@@ -158,13 +159,17 @@ def fold(conn: sqlite3.Connection, limit: int = FOLD_CHUNK) -> int:
     return int(folded)
 
 
-def fold_all(conn: sqlite3.Connection) -> int:
-    """Fold everything, a chunk per transaction (for the benchmark and offline use)."""
+def fold_all(
+    conn: sqlite3.Connection, fold_chunk: Callable[[sqlite3.Connection], int] | None = None
+) -> int:
+    """Fold everything with `fold_chunk` (these rollups' `fold` unless given), a chunk per
+    transaction (benchmarks, tests, offline use)."""
+    step = fold_chunk or fold
     total = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = fold(conn)
+            done = step(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -240,7 +245,7 @@ def durations_cte(f: CellFilter) -> tuple[str, Params]:
     return sql, params
 
 
-def _range_where(f: CellFilter) -> tuple[str, Params]:
+def range_where(f: CellFilter) -> tuple[str, Params]:
     """Filter terms on every event of the range (for minute buckets, which the hourly
     rollups cannot give): the same whole hours as the rollups' terms, on the
     received_ms index."""
@@ -288,7 +293,7 @@ def fits_minutes(conn: sqlite3.Connection, f: CellFilter) -> bool:
 def minute_counts_sql(f: CellFilter) -> tuple[str, Params]:
     """(minute, events, errors) per minute of the range, read from the events themselves:
     only asked for ranges of a few hours (`Filters.resolved`)."""
-    where, params = _range_where(f)
+    where, params = range_where(f)
     sql = (
         f"SELECT e.received_ms / {MINUTE_MS} AS k, count(*), sum({error_sql('e')})"
         f" FROM events AS e WHERE {where} GROUP BY k ORDER BY k"
@@ -304,7 +309,7 @@ def over_time_cte(f: CellFilter) -> tuple[str, Params]:
     if f.bucket == "minute":
         # Each duration read once per event: MATERIALIZED keeps SQLite from copying the
         # json_extract into every arm of the bucket's CASE.
-        where, params = _range_where(f)
+        where, params = range_where(f)
         p = "e.properties"
         sql = (
             "WITH raw AS MATERIALIZED ("

@@ -68,6 +68,7 @@ class BufferFile:
         self.anonymous_id: str | None = None
         self._recorder = WalRecorder(path)
         self.page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+        self._bound_wal()
 
     def after_write(self) -> None:
         self._note_wal()
@@ -79,6 +80,16 @@ class BufferFile:
             self.truncate_wal()
         else:
             checkpointer.wal_size_seen(self._recorder.wal_bytes)
+
+    def _bound_wal(self) -> None:
+        # The checkpointer goes by the WAL file's size, but SQLite keeps a rewound WAL at
+        # its largest size and writes it over from the start: once the file had reached
+        # the limit, every commit started a checkpoint (at 10,000 events/s, one every
+        # other group commit, each with its fsyncs and a new salt record). With a size
+        # limit under the checkpointer's, SQLite cuts the file back at the first commit
+        # after each rewind, so its size is again what the WAL holds.
+        if self.checkpointer is not None:
+            self.conn.execute(f"PRAGMA journal_size_limit = {self.checkpointer.limit // 2}")
 
     def truncate_wal(self) -> bool:
         """Copy what is left of the WAL into the file and cut the WAL to zero bytes, without
@@ -132,6 +143,7 @@ class BufferFile:
         self.conn = open_buffer(self.path, autocheckpoint=False, exclusive=self.exclusive)
         self.page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
         self._recorder = WalRecorder(self.path)
+        self._bound_wal()
         self.generation += 1
         self.restore_reserve()
         return Replaced(events, kept, tuple(carry.unreadable))

@@ -10,7 +10,9 @@ WAL beside a 4 KiB buffer was measured). So the writer's automatic checkpoint is
   on its own connection. PASSIVE copies frames to the buffer file without taking any lock
   the writer needs, so ingest goes on meanwhile; and it never rewinds the WAL, which only
   the writer's connection may do (see wal_identity). The writer rewinds it by itself at
-  its next transaction once every frame was copied, so the file stops growing.
+  its next transaction once every frame was copied, so the file stops growing, and
+  cuts the file back to half the limit at the commit after (its journal_size_limit, set
+  by store/buffer_file.py): the file's size is what the WAL holds, not its largest ever.
 - the limit follows the file system: a sixteenth of its size, at most SQLite's 16 MiB.
 - on a small file system rewinding is not enough, since a WAL keeps its largest size:
   after a complete checkpoint the writer is asked to truncate it (`truncate_wanted`),

@@ -1,0 +1,109 @@
+"""The writer's group insert stores exactly what one INSERT a row would, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.rows import INSERT_EVENT, EventRow
+from agent_telemetryd.store.write_requests import WriteResult
+
+COLUMNS = ", ".join(EventRow._fields)
+
+
+def row(number: int, *, traced: bool = False, waits: bool = False) -> EventRow:
+    """Row `number`: a plain event, a span with trace context, or one the limit held back."""
+    uuid = f"00000000-0000-7000-8000-{number:012d}"
+    ms = 1_700_000_000_000 + number
+    pid = None if number % 5 == 0 else 4000 + number
+    properties = f'{{"n": {number}, "text": "é\\u0000 {number}"}}'
+    return EventRow(
+        uuid, f"event.{number % 3}", ms, ms + 1, properties, f"agent-{number % 2}", pid,
+        "unix", "local", "pending" if waits else "local", "anon", "1.0",
+        f"{number:032x}" if traced else None,
+        f"{number:016x}" if traced else None,
+        f"{number + 1:016x}" if traced and number % 2 else None,
+        ms + 60_000 if waits else None,
+    )  # fmt: skip
+
+
+def mixed_group() -> list[EventRow]:
+    """77 rows (more than one statement's worth, not a power of two): runs of plain rows
+    between traced and waiting ones, and uuids repeated inside the group."""
+    rows = [row(n, traced=n % 11 in (4, 5), waits=n % 17 == 9) for n in range(70)]
+    rows += [row(3), row(70), row(70), row(71, traced=True), row(72), row(73), row(74)]
+    return rows
+
+
+def stored(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT id, {COLUMNS} FROM events ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_group_is_stored_as_one_insert_a_row_stores_it(tmp_path: Path) -> None:
+    group = mixed_group()
+
+    # What one INSERT a row stores: the reference.
+    reference = tmp_path / "reference.sqlite3"
+    conn = open_buffer(reference)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(INSERT_EVENT, tuple(row(3)))
+    for one in group:
+        conn.execute(INSERT_EVENT, tuple(one))
+    conn.execute("COMMIT")
+    conn.close()
+
+    async def through_the_writer() -> tuple[WriteResult, WriteResult]:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
+        )
+        try:
+            first = buffer.writer.submit([row(3)], {"received": 1}, ack=True)
+            second = buffer.writer.submit(group, {"received": len(group)}, ack=True)
+            assert first is not None and second is not None
+            return await first, await second
+        finally:
+            await buffer.close()
+
+    first, second = asyncio.run(through_the_writer())
+    assert (first.inserted, first.duplicates) == (1, 0)
+    # Row 3 was stored already and comes twice in the group; row 70 comes twice.
+    assert (second.inserted, second.duplicates) == (len(group) - 3, 3)
+    rows = stored(tmp_path / "b.sqlite3")
+    assert rows == stored(reference)
+    # Ids follow arrival; the trace columns and eligible_ms are NULL where they were None.
+    assert [r[1][-3:] for r in rows[:5]] == ["003", "000", "001", "002", "004"]
+    assert rows[4][13:] == (f"{4:032x}", f"{4:016x}", None, None)
+    assert rows[5][13:] == (f"{5:032x}", f"{5:016x}", f"{6:016x}", None)
+    assert rows[9][13:] == (None, None, None, 1_700_000_000_009 + 60_000)
+
+
+@pytest.mark.parametrize("bad", [lambda r: r[:-1], lambda r: (*r, None)])
+def test_a_row_of_the_wrong_length_fails_the_group_instead_of_shifting_columns(
+    tmp_path: Path, bad: object
+) -> None:
+    async def scenario() -> list[tuple[object, ...]]:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
+        )
+        try:
+            # Among rows of the same kind: one statement would take all three.
+            rows = [row(1, traced=True), bad(row(2, traced=True)), row(3, traced=True)]  # type: ignore[operator]
+            failed = buffer.writer.submit(rows, {"received": 3}, ack=True)
+            assert failed is not None
+            with pytest.raises(Exception, match="buffer write failed"):
+                await failed
+            return []
+        finally:
+            await buffer.close()
+
+    asyncio.run(scenario())
+    assert stored(tmp_path / "b.sqlite3") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -57,13 +58,13 @@ def daemon(daemon_factory: DaemonFactory) -> DaemonProcess:
     return daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
 
 
-@pytest.fixture
-def small_disk() -> Iterator[Path]:
-    """A 2 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
-    mount_point = Path(f"/tmp/at-2m-{os.getpid()}-{time.monotonic_ns()}")
+@contextlib.contextmanager
+def mounted_tmpfs(size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (`2m`): a real ENOSPC for SQLite, not a simulated one (needs root)."""
+    mount_point = Path(f"/tmp/at-{size}-{os.getpid()}-{time.monotonic_ns()}")
     mount_point.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)],
         check=True,
     )
     try:
@@ -71,3 +72,10 @@ def small_disk() -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
         mount_point.rmdir()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 2 MiB tmpfs."""
+    with mounted_tmpfs("2m") as mount_point:
+        yield mount_point

@@ -18,7 +18,7 @@ from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.rows import EventRow
 from agent_telemetryd.store.writer import Writer
-from tests.conftest import DaemonFactory
+from tests.conftest import DaemonFactory, mounted_tmpfs
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 
@@ -31,19 +31,10 @@ def buffer_row(number: int, received_ms: int) -> EventRow:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a real ENOSPC for SQLite, not a simulated one (needs root)."""
-    mount_point = Path(f"/tmp/at-disk-{os.getpid()}-{time.monotonic_ns()}")
-    mount_point.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount_point)],
-        check=True,
-    )
-    try:
+def tiny_disk() -> Iterator[Path]:
+    """A 1 MiB tmpfs."""
+    with mounted_tmpfs("1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-        mount_point.rmdir()
 
 
 def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(

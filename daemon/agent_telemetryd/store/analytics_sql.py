@@ -85,19 +85,8 @@ def facts_from(f: AnalyticsFilter, *, tail: bool) -> tuple[str, Params]:
     if not tail:
         where, params = range_where(f)
         return f"({facts_select(where, series='attributes')})", params
-    terms: list[str] = []
-    params: Params = {}
-    if f.first_hour is not None:
-        terms.append("received_ms >= :first_ms")
-        params["first_ms"] = f.first_hour * HOUR_MS
-    if f.end_hour is not None:
-        terms.append("received_ms < :end_ms")
-        params["end_ms"] = f.end_hour * HOUR_MS
-    for column, value in (("agent", f.agent), ("event", f.event)):
-        if value is not None:
-            terms.append(f"{column} = :{column}")
-            params[column] = value
-    return f"(SELECT * FROM {TAIL} WHERE {' AND '.join(terms) or '1'})", params
+    where, params = range_where(f, alias="")
+    return f"(SELECT * FROM {TAIL} WHERE {where})", params
 
 
 def time_key(f: AnalyticsFilter, hour: str = "hour") -> str:

@@ -245,21 +245,21 @@ def durations_cte(f: CellFilter) -> tuple[str, Params]:
     return sql, params
 
 
-def range_where(f: CellFilter) -> tuple[str, Params]:
+def range_where(f: CellFilter, alias: str = "e.") -> tuple[str, Params]:
     """Filter terms on every event of the range (for minute buckets, which the hourly
     rollups cannot give): the same whole hours as the rollups' terms, on the
-    received_ms index."""
+    received_ms index. `alias` prefixes the columns (`""` for a table of events' facts)."""
     terms: list[str] = []
     params: Params = {}
     if f.first_hour is not None:
-        terms.append("e.received_ms >= :first_ms")
+        terms.append(f"{alias}received_ms >= :first_ms")
         params["first_ms"] = f.first_hour * HOUR_MS
     if f.end_hour is not None:
-        terms.append("e.received_ms < :end_ms")
+        terms.append(f"{alias}received_ms < :end_ms")
         params["end_ms"] = f.end_hour * HOUR_MS
     for column, value in (("agent", f.agent), ("event", f.event)):
         if value is not None:
-            terms.append(f"e.{column} = :{column}")
+            terms.append(f"{alias}{column} = :{column}")
             params[column] = value
     return (" AND ".join(terms) or "1"), params
 

@@ -70,6 +70,7 @@ class HttpConnection(asyncio.Protocol):
         self.peer_known = False
         self.ended_by_daemon = False  # a timeout or the shutdown closed it
         self.lost_in_request = False
+        self.received_any = False
         self._timer: asyncio.TimerHandle | None = None
         self._request: web.BaseRequest | None = None
         # What arrived before aiohttp was there to read it.
@@ -97,6 +98,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.admitted:
             return
+        self.received_any = True
         if self.phase is Phase.IDLE:
             self.phase = Phase.HEADERS
             self.route = self.site.route_of_request_line(data)
@@ -174,15 +176,17 @@ class HttpConnection(asyncio.Protocol):
         self._arm(self.site.limits.idle_timeout, self._idle_expired)
 
     def close_if_idle(self) -> None:
-        """Let an idle keep-alive connection go; one in a request finishes it first, and
-        one whose request came before aiohttp is answered once aiohttp is there."""
+        """Let an idle connection go; one in a request finishes it first, and one whose
+        request came before aiohttp is answered once aiohttp is there."""
         if not self.admitted or self.phase is not Phase.IDLE:
             return
         self.ended_by_daemon = True
-        if self.handler is not None:
+        if self.handler is not None and self.received_any:
             # aiohttp's own close: a response still being written is written first.
             self.handler.close()
         elif self.transport is not None:
+            # Nothing of a request ever came, so nothing is to be finished (and aiohttp's
+            # close would leave such a connection open until the drain's deadline).
             self.transport.close()
 
     def close_now(self) -> None:

@@ -24,6 +24,8 @@ from tests.daemon_process import DaemonProcess
 from tests.shim_agents import run_agent
 
 HTTP_SIDE = {"aiohttp", "yarl", "multidict"}
+# `agent-telemetry daemon` starts without the command line (click, the API client).
+CLI_SIDE = {"click", "http"}
 HTTP_MODULES = {
     "agent_telemetryd.http_apps",
     "agent_telemetryd.web_context",
@@ -109,6 +111,7 @@ def test_a_daemon_fed_only_over_ingest_sock_never_loads_aiohttp(
     before = answer["before_http"]
     assert before["listener"] == "api"
     assert not HTTP_SIDE & set(before["modules"]), "loaded before any HTTP request"
+    assert not CLI_SIDE & set(before["modules"])
     assert not HTTP_MODULES & set(before["under"])
     assert "agent_telemetryd.receivers.ndjson_socket" in before["under"]
     assert "agent_telemetryd.upload.part" in before["under"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_telemetryd.cli.api_client import ApiClient
+from agent_telemetryd.receivers.http_connection import HELD_BYTES
 from tests.daemon_process import DaemonProcess
 from tests.shim_agents import run_agent
 
@@ -140,6 +141,22 @@ def test_an_event_posted_to_the_port_as_the_first_connection_is_stored(
     assert (status, body["accepted"], body["rejected"]) == (202, 1, [])
     assert stored_events(daemon.database, 1) == ["first.contact"]
     assert debug_modules(daemon)["before_http"]["listener"] == "tcp"
+
+
+def test_a_large_batch_as_the_first_request_is_read_whole(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """More than the daemon holds for aiohttp while loading it: the rest waits unread in
+    the socket until the handover, and nothing of it is lost."""
+    port = free_port()
+    daemon = quiet_daemon(daemon_factory, AGENT_TELEMETRY_HTTP_PORT=str(port))
+    batch = {"events": [{"event": "big", "properties": {"note": "x" * 300}}] * 1000}
+    for i, event in enumerate(batch["events"]):
+        batch["events"][i] = {**event, "properties": {**event["properties"], "i": i}}
+    assert len(json.dumps(batch)) > 4 * HELD_BYTES
+    status, body = post(port, "/v1/events", batch)
+    assert (status, body["accepted"], body["rejected"]) == (202, 1000, [])
+    assert stored_events(daemon.database, 1000) == ["big"] * 1000
 
 
 def test_a_burst_of_first_connections_on_every_listener_is_answered(

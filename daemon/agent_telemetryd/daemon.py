@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import secrets
 import signal
@@ -261,11 +262,13 @@ class Daemon:
     async def _build_http(
         self, part_routes: Sequence[AddRoutes]
     ) -> list[tuple[HttpSite, web.Application]]:
-        """Import aiohttp and build every HTTP listener's app (the first connection asks)."""
-        from agent_telemetryd.http_apps import build_apps
+        """Import aiohttp and build every HTTP listener's app (the first connection asks).
 
+        Imported on a thread: aiohttp takes ~0.2 s to import, during which the loop keeps
+        taking events on ingest.sock and reading the connections that wait for it."""
+        http_apps = await asyncio.to_thread(importlib.import_module, "agent_telemetryd.http_apps")
         assert self._sites is not None
-        return build_apps(self.context, self._sites, part_routes)
+        return http_apps.build_apps(self.context, self._sites, part_routes)
 
     def _first_http(self, first: FirstHttp) -> None:
         self.context.first_http = first

@@ -48,6 +48,9 @@ BUSY_RESPONSE = (
     + _BUSY_BODY
 )
 _REQUEST_LINE_SCAN = 8192
+# Held for aiohttp while it is being loaded: past this, the connection is not read until
+# the handover (the kernel's buffers and the client then wait), so memory stays bounded.
+HELD_BYTES = 64 * 1024
 
 
 class Phase(enum.Enum):
@@ -105,8 +108,10 @@ class HttpConnection(asyncio.Protocol):
             self._arm(self.site.limits.header_timeout, self._expired)
         if self.handler is not None:
             self.handler.data_received(data)
-        else:
-            self._held += data
+            return
+        self._held += data
+        if len(self._held) >= HELD_BYTES and self.transport is not None:
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         if self.handler is not None:
@@ -153,8 +158,11 @@ class HttpConnection(asyncio.Protocol):
             if self.route is None:
                 self.route = self.site.route_of_request_line(held)
             handler.data_received(held)
-        if self._held_eof and self.handler is not None and not handler.eof_received():
-            self.transport.close()  # what asyncio does when eof_received says so
+        if self._held_eof:
+            if not handler.eof_received():
+                self.transport.close()  # what asyncio does when eof_received says so
+        elif len(held) >= HELD_BYTES:
+            self.transport.resume_reading()  # aiohttp pauses it again if it must
 
     # --- what the middleware and the site tell it ---------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,12 +97,6 @@ class Sites:
     added: list[tuple[HttpSite, AppFactory]] = field(default_factory=list)
     _peer_lookup: PeerLookup | None = field(default=None, init=False)
     _uid_of: dict[str, UidOfRequest] = field(default_factory=dict, init=False)
-
-    def __iter__(self) -> Iterator[Site]:
-        yield self.api
-        if self.tcp is not None:
-            yield self.tcp
-        yield self.ingest
 
     @property
     def http(self) -> list[HttpSite]:

@@ -95,16 +95,21 @@ def fill_buffer(path: Path, count: int, *, upload: str, chunk: int = 50_000) -> 
 
 @contextlib.contextmanager
 def daemon(
-    extra_env: Mapping[str, str] | None = None, home: Path | None = None, wait: bool = True
+    extra_env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    wait: bool = True,
+    ready: str = "status",
 ) -> Iterator[DaemonProcess]:
-    """A real daemon in a temporary home; always stopped and removed afterwards."""
+    """A real daemon in a temporary home; always stopped and removed afterwards. `ready`
+    is how its readiness is waited for (DaemonProcess.start): "notify" asks it nothing
+    over HTTP, so it has not loaded its HTTP side."""
     home = home or make_home()
     env = clean_environment(
         home, {"AGENT_TELEMETRY_HTTP_PORT": str(free_port()), **(extra_env or {})}
     )
     proc = DaemonProcess(home, env)
     try:
-        proc.start(wait=wait)
+        proc.start(wait=wait, ready=ready)
         yield proc
     finally:
         with contextlib.suppress(Exception):

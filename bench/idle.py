@@ -5,6 +5,11 @@ a polling loop anywhere shows up as a steady rate. The anchor is a bare interpre
 sleeping for the same time, measured the same way. Two daemons are watched over the same
 seconds: the default one (mode local, no sender), and one in mode upload with a sender
 configured (its schedule, its sender's modules), whose RSS is reported beside it.
+
+Both are waited for by sd_notify (READY=1), not by asking api.sock: the daemon loads its
+HTTP side (aiohttp) with the first HTTP connection, and the idle daemon measured is the
+common one, whose agents only write to ingest.sock. The default daemon is then asked for
+its status once and measured again: what the first HTTP request costs for good.
 """
 
 from __future__ import annotations
@@ -22,10 +27,9 @@ SECTION = "idle"
 SETTLE = 2.0
 QUICK_SETTLE = 0.5
 _TICK = os.sysconf("SC_CLK_TCK")
-# What a local daemon imports from outside its own code, loaded and left idle: the floor
-# under the daemon's RSS that no change to its own code can move. (`import aiohttp` builds
-# two TLS contexts with the system's CA bundle, ~2.5 MB, whether or not anything is sent.)
-DEPENDENCIES = "asyncio, aiohttp.web, click, orjson, platformdirs, sqlite3, structlog"
+# What a local daemon nobody has asked over HTTP imports from outside its own code, loaded
+# and left idle: the floor under its RSS that no change to its own code can move.
+DEPENDENCIES = "asyncio, orjson, platformdirs, sqlite3, structlog"
 # Mode upload with a sender, for the second daemon: a backend that is never reached (no
 # upload is due while it is watched; the schedule is hourly).
 UPLOADING = {
@@ -64,7 +68,10 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
         [sys.executable, "-c", f"import {DEPENDENCIES}, time; time.sleep(3600)"]
     )
     try:
-        with fixtures.daemon() as proc, fixtures.daemon(UPLOADING) as uploading:
+        with (
+            fixtures.daemon(ready="notify") as proc,
+            fixtures.daemon(UPLOADING, ready="notify") as uploading,
+        ):
             assert proc.proc is not None and uploading.proc is not None
             # Watched over the same seconds, so a busy moment on the machine hits them all.
             time.sleep(settle)
@@ -73,6 +80,9 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
             end_d, end_b = sample(proc.proc.pid), sample(bare.pid)
             floor_mb = sample(deps.pid)["rss_mb"]
             upload_mb = sample(uploading.proc.pid)["rss_mb"]
+            proc.status()  # the first HTTP request of its life
+            time.sleep(settle)
+            after_status_mb = sample(proc.proc.pid)["rss_mb"]
     finally:
         for anchor in (bare, deps):
             anchor.kill()
@@ -97,7 +107,20 @@ def run(quick: bool, seconds: float | None = None) -> list[Row]:
             d["rss_mb"] / b["rss_mb"],
             "<= 40 MB",
             d["rss_mb"] <= 40,
-            note=f"mode local, no sender; over {seconds:.0f} s after {settle:g} s to settle",
+            note=(
+                f"mode local, no sender, no HTTP request yet; over {seconds:.0f} s after"
+                f" {settle:g} s to settle"
+            ),
+        ),
+        Row(
+            SECTION,
+            "daemon RSS after one status request",
+            after_status_mb,
+            "MB",
+            "before it",
+            d["rss_mb"],
+            after_status_mb / d["rss_mb"],
+            note="`agent-telemetry status` over api.sock: the HTTP side (aiohttp) loaded",
         ),
         Row(
             SECTION,

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ class DaemonProcess:
     log_path: Path = field(init=False)
     # The `agent-telemetry` executable to run: this venv's, or e.g. one installed from a wheel.
     program: str = CLI
+    _notify: socket.socket | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log_path = self.home / "daemon.log"
@@ -66,20 +68,59 @@ class DaemonProcess:
     def database(self) -> Path:
         return self.home / "data" / "buffer.sqlite3"
 
-    def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProcess:
+    def start(
+        self, *, wait: bool = True, timeout: float = 15.0, ready: str = "status"
+    ) -> DaemonProcess:
+        """Start the daemon; with `wait`, return once it is ready, as `ready` tells:
+        "status" asks `status --json` over api.sock (which has the daemon load its HTTP
+        side), "notify" waits for READY=1 on a NOTIFY_SOCKET, as systemd does, asking
+        the daemon nothing."""
+        notify = self._notify_socket() if wait and ready == "notify" else None
+        env = self.env if notify is None else {**self.env, "NOTIFY_SOCKET": notify.getsockname()}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [self.program, "daemon"],
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
             preexec_fn=self.preexec_fn,
         )
         log.close()
-        if wait:
+        if notify is not None:
+            # Kept open while the daemon runs: it says STOPPING=1 there too.
+            self._notify = notify
+            self._wait_notified(notify, timeout)
+        elif wait:
             self.wait_ready(timeout)
         return self
+
+    def _close_notify_socket(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    def _notify_socket(self) -> socket.socket:
+        path = self.home / "notify.sock"
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        sock.settimeout(0.05)
+        return sock
+
+    def _wait_notified(self, sock: socket.socket, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            try:
+                if "READY=1" in sock.recv(4096).decode().split("\n"):
+                    return
+            except TimeoutError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"daemon exited with {self.proc.returncode}:\n{self.log()}"
+                    ) from None
+        raise RuntimeError(f"daemon sent no READY=1 within {timeout}s:\n{self.log()}")
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -150,4 +191,5 @@ class DaemonProcess:
 
     def cleanup(self) -> None:
         self.kill()
+        self._close_notify_socket()
         shutil.rmtree(self.home, ignore_errors=True)

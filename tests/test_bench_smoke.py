@@ -53,6 +53,7 @@ EXPECTED = {
     ],
     "idle": [
         "daemon RSS",
+        "daemon RSS after one status request",
         "daemon RSS, mode upload with a sender",
         "daemon RSS vs its dependencies imported",
         "daemon CPU time over 1 s",

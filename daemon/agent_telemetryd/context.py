@@ -1,19 +1,27 @@
-"""What the daemon's parts share while it runs; held behind one typed aiohttp AppKey."""
+"""What the daemon's parts share while it runs.
+
+Nothing here needs aiohttp: the HTTP side is built only when a first HTTP connection
+arrives (receivers/http_start.py), and its handlers reach this through one typed AppKey
+(web_context.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.idle import IdleTimer
 from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.receivers.otlp_state import OtlpState
 from agent_telemetryd.store.buffer import Buffer
+
+if TYPE_CHECKING:
+    from agent_telemetryd.receivers.http_start import FirstHttp
+    from agent_telemetryd.receivers.sites import Sites
 
 # A part of the daemon (the uploader, say) adds its own section to `status`.
 StatusSection = Callable[[], Awaitable[dict[str, Any]]]
@@ -32,8 +40,11 @@ class DaemonContext:
     ingestor: Ingestor | None = None
     buffer: Buffer | None = None
     http_url: str | None = None
+    sites: Sites | None = None  # the listeners; a part may add one (OTLP's port)
     dashboard_token: str = ""
     idle: IdleTimer | None = None  # set when a quiet daemon exits by itself
+    otlp: OtlpState = field(default_factory=OtlpState)  # shared by every OTLP receiver
+    first_http: FirstHttp | None = None  # what the daemon held when HTTP was first asked
     status_sections: list[StatusSection] = field(default_factory=list)
     mode_listeners: list[ModeListener] = field(default_factory=list)
     config_listeners: list[ConfigListener] = field(default_factory=list)
@@ -49,6 +60,3 @@ class DaemonContext:
             retention_days=config.retention_days,
         )
         return self.buffer
-
-
-CONTEXT = web.AppKey("context", DaemonContext)

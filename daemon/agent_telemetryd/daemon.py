@@ -6,51 +6,55 @@ a startup that fails half-way closes exactly what it had opened. Pushed in this 
 closed in the opposite one:
 
     lock · notifier · buffer · listening sockets · parts (uploader, dashboard)
-    · api.sock · TCP · ingest.sock · "stop accepting everywhere"
+    · the HTTP side's start · api.sock · TCP · ingest.sock · "stop accepting everywhere"
 
 A shutdown therefore stops every listener from accepting at once, lets requests under way
 finish and reads what connected agents wrote (all within one deadline), stops the parts,
 removes the sockets, commits and closes the buffer, and releases the lock last, so a
 restart never finds a half-stopped daemon.
+
+The HTTP listeners accept from the start, but aiohttp and the apps behind them are built
+only when a first connection to one of them arrives (receivers/http_start.py): a daemon
+whose agents only write to ingest.sock never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import secrets
 import signal
 import sqlite3
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 
 from agent_telemetryd import __version__
 from agent_telemetryd.analytics.vocabulary import Vocabulary
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
-from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import Limits
 from agent_telemetryd.idle import Busy, IdleTimer, idle_exit_seconds
 from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
+from agent_telemetryd.parts import Closer
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.ratelimit import UploadRateLimiter
-from agent_telemetryd.receivers import api_routes, http_ingest, otlp_routes, posthog_capture
 from agent_telemetryd.receivers.connections import Drain
-from agent_telemetryd.receivers.debug_routes import routes as debug_routes
 from agent_telemetryd.receivers.http_connection import HttpSite
-from agent_telemetryd.receivers.sites import SITES, Site, Sites, plan_sites
+from agent_telemetryd.receivers.http_start import FirstHttp, HttpStart
+from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
 
@@ -63,11 +67,10 @@ EXIT_STARTUP_FAILURE = 3  # the unit's RestartPreventExitStatus: no restart loop
 # and connected agents are read to the end within it; what is left then is cut.
 DRAIN_SECONDS = 5.0
 
-# A part of the daemon that starts after the core (the uploader, the dashboard): it gets
-# the context and the two apps (api.sock, loopback TCP) to add routes to, and returns
-# the coroutine function that stops it.
-Closer = Callable[[], Awaitable[None]]
-Part = Callable[[DaemonContext, web.Application, web.Application], Awaitable[Closer]]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from agent_telemetryd.parts import AddRoutes, Part
 
 
 def daemon_parts() -> tuple[Part, ...]:
@@ -77,12 +80,12 @@ def daemon_parts() -> tuple[Part, ...]:
     from agent_telemetryd.upload import part as upload_part
 
     return (
-        ratelimit_state.attach,
-        upload_part.attach,
-        dashboard.attach,
-        otlp_listeners.attach,
-        reload.attach,
-        spool_intake.attach,
+        ratelimit_state.start,
+        upload_part.start,
+        dashboard.start,
+        otlp_listeners.start,
+        reload.start,
+        spool_intake.start,
     )
 
 
@@ -168,23 +171,19 @@ class Daemon:
         context.http_url = listeners.http_url
         self._make_idle_timer(stack, listeners.socket_activated)
         self._sites = sites = plan_sites(config, listeners, ingestor)
+        context.sites = sites  # a part may add a TCP listener (OTLP's port)
         stack.callback(sites.close)
-        api_app = self._make_app(sites.api_middlewares())
-        api_app.add_routes(api_routes.routes)
-        api_app.add_routes(debug_routes)
-        tcp_app = self._make_app(
-            sites.tcp_middlewares(self._allowed_origins, lambda: context.dashboard_token)
-        )
-        tcp_app[SITES] = sites  # a part may add a TCP listener (OTLP's port)
+        part_routes: list[AddRoutes] = []
         for part in daemon_parts():
-            closer = await part(context, api_app, tcp_app)
-            stack.push_async_callback(self._closing(part.__module__, closer))
-        await self._start_site(stack, sites.api, api_app)
-        if sites.tcp is not None:
-            await self._start_site(stack, sites.tcp, tcp_app)
-        for site, app in sites.added:
-            await self._start_site(stack, site, app)
-        await self._start_site(stack, sites.ingest, None)
+            started = await part(context)
+            stack.push_async_callback(self._closing(part.__module__, started.close))
+            if started.add_routes is not None:
+                part_routes.append(started.add_routes)
+        http_start = HttpStart(sites.http, lambda: self._build_http(part_routes), self._first_http)
+        stack.push_async_callback(http_start.close)  # after the listeners' drain
+        for site in sites.http:
+            await self._start_site(stack, site)
+        await self._start_site(stack, sites.ingest)
         # Pushed last, so the first thing a shutdown does: no listener takes anything new.
         stack.push_async_callback(self._stop_accepting)
         context.status_sections.append(self._status_section)
@@ -253,33 +252,26 @@ class Daemon:
             upload_gate=UploadRateLimiter(config.rate_limit) if config.rate_limit else None,
         )
 
-    async def _start_site(
-        self, stack: contextlib.AsyncExitStack, site: Site, app: web.Application | None
-    ) -> None:
-        if isinstance(site, HttpSite):
-            assert app is not None
-            await site.start(app)
-        else:
-            await site.start()
+    async def _start_site(self, stack: contextlib.AsyncExitStack, site: Site) -> None:
+        await site.start()
         assert self._sites is not None
         self._sites.started.append(site)
         name = f"{site.connections.listener} listener"
         stack.push_async_callback(self._closing(name, lambda: site.drain(self._drain)))
 
-    def _make_app(self, middlewares: list[web.Middleware]) -> web.Application:
-        app = web.Application(middlewares=middlewares, client_max_size=http_ingest.MAX_BODY_BYTES)
-        app[CONTEXT] = self.context
-        app.add_routes(http_ingest.routes)
-        app.add_routes(posthog_capture.routes)
-        otlp_routes.add_to(app)
-        return app
+    async def _build_http(
+        self, part_routes: Sequence[AddRoutes]
+    ) -> list[tuple[HttpSite, web.Application]]:
+        """Import aiohttp and build every HTTP listener's app (the first connection asks).
 
-    def _allowed_origins(self) -> list[str]:
-        url = self.context.http_url
-        if not url:
-            return []
-        port = url.rsplit(":", 1)[1]
-        return [url, f"http://localhost:{port}"]
+        Imported on a thread: aiohttp takes ~0.2 s to import, during which the loop keeps
+        taking events on ingest.sock and reading the connections that wait for it."""
+        http_apps = await asyncio.to_thread(importlib.import_module, "agent_telemetryd.http_apps")
+        assert self._sites is not None
+        return http_apps.build_apps(self.context, self._sites, part_routes)
+
+    def _first_http(self, first: FirstHttp) -> None:
+        self.context.first_http = first
 
     def _dashboard_token(self) -> str:
         path = self.config.paths.dashboard_token

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from itertools import groupby
 
 import structlog
-from aiohttp import web
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.parts import Started
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.buffer import Buffer
@@ -54,9 +54,7 @@ async def reseed(context: DaemonContext) -> None:
     context.ingestor.set_upload_gate(await seeded_limiter(context.config, context.buffer))
 
 
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Callable[[], Awaitable[None]]:
+async def start(context: DaemonContext) -> Started:
     """Seed the limiter now, and again after each mode change and clear."""
     await reseed(context)
 
@@ -72,8 +70,4 @@ async def attach(
 
     context.mode_listeners.append(on_mode_change)
     context.clear_guards.append(reseed_after_clear)
-
-    async def close() -> None:
-        return None
-
-    return close
+    return Started()

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from aiohttp import web
 
 from agent_telemetryd.config import read_config
 from agent_telemetryd.consent import decide, read_stored
-from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.mode_change import apply_mode
+from agent_telemetryd.parts import Started
 from agent_telemetryd.ratelimit_state import reseed
 from agent_telemetryd.reload_plan import PRIVACY_SETTINGS, RATE_LIMIT_SETTINGS, ReloadPlan, plan
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = structlog.get_logger("agent_telemetryd.reload")
-routes = web.RouteTableDef()
-_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 
 
 async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str) -> dict[str, Any]:
@@ -98,21 +98,22 @@ def _reply(change: ReloadPlan) -> dict[str, Any]:
     }
 
 
-@routes.post("/v1/reload")
-async def post_reload(request: web.Request) -> web.Response:
-    reply = await reload_config(request.app[CONTEXT], request.app[_LOCK], via="api")
-    return web.json_response(
-        reply, status=200 if reply["ok"] else 422, dumps=lambda v: orjson.dumps(v).decode()
-    )
-
-
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Callable[[], Awaitable[None]]:
-    """The reload route, and SIGHUP doing the same (what `systemctl reload` sends)."""
+async def start(context: DaemonContext) -> Started:
+    """SIGHUP reloads the config (what `systemctl reload` sends); so does the route
+    `POST /v1/reload` on api.sock, once there is HTTP."""
     lock = asyncio.Lock()
-    api_app[_LOCK] = lock
-    api_app.add_routes(routes)
+
+    async def post_reload(request: web.Request) -> web.Response:
+        from aiohttp import web  # loaded by then: this is one of its handlers
+
+        reply = await reload_config(context, lock, via="api")
+        return web.json_response(
+            reply, status=200 if reply["ok"] else 422, dumps=lambda v: orjson.dumps(v).decode()
+        )
+
+    def add_routes(api_app: web.Application, tcp_app: web.Application) -> None:
+        api_app.router.add_post("/v1/reload", post_reload)
+
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -129,4 +130,4 @@ async def attach(
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         await asyncio.gather(*pending, return_exceptions=True)
 
-    return close
+    return Started(close=close, add_routes=add_routes)

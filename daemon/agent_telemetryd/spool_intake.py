@@ -50,13 +50,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from agent_telemetry._paths import SPOOL_DIR_NAME, private_dir_problem
 from agent_telemetryd.config import Mode
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.parts import Started
 from agent_telemetryd.spool_files import (
     DROP_LINE_PREFIX,
     file_key,
@@ -303,10 +303,8 @@ def spool_dir(data_dir: Path) -> Path:
     return data_dir / SPOOL_DIR_NAME
 
 
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Callable[[], Awaitable[None]]:
-    """Start taking spool files: now, and whenever an agent connects. Returns the closer."""
+async def start(context: DaemonContext) -> Started:
+    """Start taking spool files: now, and whenever an agent connects."""
     ingestor = context.ingestor
     assert ingestor is not None
 
@@ -341,4 +339,4 @@ async def attach(
     ingestor.on_agent_connected(intake.trigger)
     context.status_sections.append(status_section)
     intake.trigger()
-    return intake.close
+    return Started(close=intake.close)

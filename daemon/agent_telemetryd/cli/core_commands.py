@@ -33,14 +33,11 @@ def daemon() -> None:
     Example:
         agent-telemetry daemon
     """
-    # Imported when this command runs: `status`, `export` and `clear` share the module
-    # and must not load the daemon (aiohttp, APScheduler) to answer.
-    from agent_telemetryd.daemon import run_daemon
-    from agent_telemetryd.logs import configure_logging
+    # `agent-telemetry daemon` itself starts without click (entry.py); this is the same
+    # start, e.g. for `agent-telemetry --env-file FILE daemon` with FILE a folder.
+    from agent_telemetryd.entry import run_daemon_command
 
-    config = get_config(strict=True)
-    configure_logging(config.log_level)
-    sys.exit(run_daemon(config))
+    sys.exit(run_daemon_command())
 
 
 @click.command()

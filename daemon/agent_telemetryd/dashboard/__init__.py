@@ -1,6 +1,6 @@
 """Local analytics: the dashboard the daemon serves, and the report's data.
 
-`attach` is the daemon part: it adds the dashboard routes to api.sock (no token: same
+`start` is the daemon part: its routes step adds the dashboard routes to api.sock (no token: same
 user only) and to the loopback TCP app (token required; Host/Origin already guarded).
 It registers the paths only: the dashboard's modules (views, aggregates, the page and its
 assets) are loaded on the first request, so a daemon nobody looks at does not carry them.
@@ -9,11 +9,15 @@ assets) are loaded on the first request, so a daemon nobody looks at does not ca
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.parts import Started
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The paths `routes.routes()` serves, on both listeners; the last on api.sock only.
 # tests/test_lazy_imports.py holds them equal.
@@ -25,8 +29,6 @@ PATHS = (
     "/dashboard/api/run/{trace_id}",
 )
 API_SOCKET_ONLY = ("/dashboard/url",)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class LazyDashboard:
@@ -58,12 +60,14 @@ class LazyDashboard:
             await self._dashboard.close()
 
 
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Callable[[], Awaitable[None]]:
+async def start(context: DaemonContext) -> Started:
     dashboard = LazyDashboard(context)
-    for app, token in ((api_app, False), (tcp_app, True)):
-        paths = PATHS if token else PATHS + API_SOCKET_ONLY
-        handle = dashboard.handler(token=token)
-        app.add_routes([web.get(path, handle) for path in paths])
-    return dashboard.close
+
+    def add_routes(api_app: web.Application, tcp_app: web.Application) -> None:
+        for app, token in ((api_app, False), (tcp_app, True)):
+            paths = PATHS if token else PATHS + API_SOCKET_ONLY
+            handle = dashboard.handler(token=token)
+            for path in paths:
+                app.router.add_get(path, handle)
+
+    return Started(close=dashboard.close, add_routes=add_routes)

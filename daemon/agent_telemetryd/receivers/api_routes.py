@@ -10,11 +10,12 @@ import orjson
 from aiohttp import web
 
 from agent_telemetryd.config import MODES
-from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
 from agent_telemetryd.mode_change import apply_mode, record_choice
 from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store import queries
+from agent_telemetryd.web_context import CONTEXT
 
 routes = web.RouteTableDef()
 _MODE_BODY = 'body must be {"mode": "' + "|".join(MODES) + '"}'

@@ -1,15 +1,19 @@
-"""HTTP connections on api.sock and loopback TCP: a budget, timeouts, quiet errors, a drain.
+"""HTTP connections on api.sock and loopback TCP: a budget, timeouts, a drain — and aiohttp
+only once a connection needs it.
 
-aiohttp's `RequestHandler` does the HTTP; `HttpConnection` stands between it and the
-transport and knows where each connection is: idle (nothing of a request yet, or between
-keep-alive requests), reading a request's headers, or inside a request. Each has its own
-timeout, so a connection that never sends, dribbles its headers or stalls its body is
-closed, and a request whose body has arrived is never cut while its events commit.
+`HttpConnection` is the asyncio protocol of every HTTP listener, and it needs nothing of
+aiohttp: it admits a connection within its listener's budget, times it, and knows where it
+is — idle (nothing of a request yet, or between keep-alive requests), reading a request's
+headers, or inside a request. Each has its own timeout, so a connection that never sends,
+dribbles its headers or stalls its body is closed, and a request whose body has arrived is
+never cut while its events commit.
 
-The handler is made here, not by aiohttp's site, so that it gets a logger of this
-connection's own: aiohttp logs a malformed request (a bad header value, URL or chunk-size
-line) with an exception whose text quotes the offending bytes, and a traceback, a dozen
-lines each. Here it is one line with the error's type and the route pattern.
+The HTTP itself is aiohttp's `RequestHandler`, made per connection by the listener's
+`HttpServing` (http_serving.py). A daemon whose agents only write to ingest.sock never
+needs it, so the listeners start without it: the first connection to any of them asks for
+it (`HttpSite.wants_serving`, which builds every listener's app), and until it is there the
+connection's bytes (and an end of input) are held, then handed over in order, so the first
+request is answered as every later one.
 """
 
 from __future__ import annotations
@@ -18,13 +22,9 @@ import asyncio
 import contextlib
 import enum
 import socket
-import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import structlog
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetryd.receivers.connections import (
     ACCEPT_BURST,
@@ -34,12 +34,11 @@ from agent_telemetryd.receivers.connections import (
     deepen_listen_queue,
 )
 
-log = structlog.get_logger("agent_telemetryd.http")
+if TYPE_CHECKING:
+    from aiohttp import web
 
-# After the drain, what is left of a request gets this long before aiohttp cancels it.
-CLEANUP_SECONDS = 1.0
-# Reading the rest of a refused body (413) so the client sees the answer, not a reset.
-LINGER_SECONDS = 2.0
+    from agent_telemetryd.receivers.http_serving import HttpServing
+
 _BUSY_BODY = b'{"error": "too many connections to the daemon; retry shortly"}'
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -48,11 +47,10 @@ BUSY_RESPONSE = (
     + b"\r\n\r\n"
     + _BUSY_BODY
 )
-# The first hundred request errors are logged, then every thousandth: one bad client in a
-# loop must not fill the journal. `status` has the counts.
-_LOG_FIRST = 100
-_LOG_EVERY = 1000
 _REQUEST_LINE_SCAN = 8192
+# Held for aiohttp while it is being loaded: past this, the connection is not read until
+# the handover (the kernel's buffers and the client then wait), so memory stays bounded.
+HELD_BYTES = 64 * 1024
 
 
 class Phase(enum.Enum):
@@ -67,15 +65,20 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, site: HttpSite) -> None:
         self.site = site
         self.transport: asyncio.Transport | None = None
-        self.handler: web.RequestHandler | None = None
+        self.admitted = False  # within the budget and not lost yet
+        self.handler: web.RequestHandler | None = None  # aiohttp's, once handed over
         self.phase = Phase.IDLE
         self.route: str | None = None
         self.peer_uid: int | None = None
         self.peer_known = False
         self.ended_by_daemon = False  # a timeout or the shutdown closed it
         self.lost_in_request = False
+        self.received_any = False
         self._timer: asyncio.TimerHandle | None = None
         self._request: web.BaseRequest | None = None
+        # What arrived before aiohttp was there to read it.
+        self._held = bytearray()
+        self._held_eof = False
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -86,28 +89,42 @@ class HttpConnection(asyncio.Protocol):
             transport.write(BUSY_RESPONSE)
             transport.close()
             return
+        self.admitted = True
         self.site.by_transport[transport] = self
-        self.handler = self.site.new_handler(self)
-        self.handler.connection_made(transport)
         self._arm(self.site.limits.idle_timeout, self._idle_expired)
+        serving = self.site.serving
+        if serving is not None:
+            self.hand_over(serving)
+        else:
+            self.site.wait_for_serving(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.handler is None:
+        if not self.admitted:
             return
+        self.received_any = True
         if self.phase is Phase.IDLE:
             self.phase = Phase.HEADERS
             self.route = self.site.route_of_request_line(data)
             self._arm(self.site.limits.header_timeout, self._expired)
-        self.handler.data_received(data)
+        if self.handler is not None:
+            self.handler.data_received(data)
+            return
+        self._held += data
+        if len(self._held) >= HELD_BYTES and self.transport is not None:
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
-        return self.handler.eof_received() if self.handler is not None else None
+        if self.handler is not None:
+            return self.handler.eof_received()
+        # Kept open until aiohttp has read what came before: it then decides.
+        self._held_eof = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        handler, self.handler = self.handler, None
-        if handler is None:
+        if not self.admitted:
             return
+        self.admitted = False
         assert self.transport is not None
         self.site.by_transport.pop(self.transport, None)
         self.site.connections.release(self)
@@ -115,7 +132,11 @@ class HttpConnection(asyncio.Protocol):
             # The client left before its answer (mid-body, say): counted, not logged.
             self.lost_in_request = True
             self.site.connections.client_gone += 1
-        handler.connection_lost(exc)
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
+        else:
+            self.site.stop_waiting(self)
 
     def pause_writing(self) -> None:
         if self.handler is not None:
@@ -124,6 +145,24 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.handler is not None:
             self.handler.resume_writing()
+
+    # --- the handover to aiohttp ---------------------------------------------------------
+
+    def hand_over(self, serving: HttpServing) -> None:
+        """Give the connection to aiohttp, with whatever it sent while it waited."""
+        assert self.transport is not None
+        handler = self.handler = serving.new_handler(self)
+        handler.connection_made(self.transport)
+        held, self._held = bytes(self._held), bytearray()
+        if held:
+            if self.route is None:
+                self.route = self.site.route_of_request_line(held)
+            handler.data_received(held)
+        if self._held_eof:
+            if not handler.eof_received():
+                self.transport.close()  # what asyncio does when eof_received says so
+        elif len(held) >= HELD_BYTES:
+            self.transport.resume_reading()  # aiohttp pauses it again if it must
 
     # --- what the middleware and the site tell it ---------------------------------------
 
@@ -139,17 +178,24 @@ class HttpConnection(asyncio.Protocol):
 
     def request_ended(self) -> None:
         self._request = None
-        if self.handler is None:
+        if not self.admitted:
             return
         self.phase = Phase.IDLE
         self._arm(self.site.limits.idle_timeout, self._idle_expired)
 
     def close_if_idle(self) -> None:
-        """Let an idle keep-alive connection go; one in a request finishes it first."""
-        if self.handler is not None and self.phase is Phase.IDLE:
-            self.ended_by_daemon = True
+        """Let an idle connection go; one in a request finishes it first, and one whose
+        request came before aiohttp is answered once aiohttp is there."""
+        if not self.admitted or self.phase is not Phase.IDLE:
+            return
+        self.ended_by_daemon = True
+        if self.handler is not None and self.received_any:
             # aiohttp's own close: a response still being written is written first.
             self.handler.close()
+        elif self.transport is not None:
+            # Nothing of a request ever came, so nothing is to be finished (and aiohttp's
+            # close would leave such a connection open until the drain's deadline).
+            self.transport.close()
 
     def close_now(self) -> None:
         self.ended_by_daemon = True
@@ -185,47 +231,8 @@ class HttpConnection(asyncio.Protocol):
         self.close_now()
 
 
-class _ConnectionLog:
-    """Stands in for aiohttp's `aiohttp.server` logger on one connection (see the module
-    docstring): whatever aiohttp reports becomes at most one line, with no request data."""
-
-    def __init__(self, connection: HttpConnection) -> None:
-        self._connection = connection
-
-    def debug(self, *args: Any, **kwargs: Any) -> None:
-        """aiohttp's debug lines: non-HTTP bytes on the port, premature disconnections."""
-
-    def info(self, *args: Any, **kwargs: Any) -> None:
-        """Nothing aiohttp says at info level concerns a request's fate."""
-
-    def warning(self, *args: Any, exc_info: Any = None, **kwargs: Any) -> None:
-        self._connection.site.report_error(self._connection, _exception_of(exc_info))
-
-    def exception(self, *args: Any, exc_info: Any = None, **kwargs: Any) -> None:
-        self._connection.site.report_error(self._connection, _exception_of(exc_info))
-
-    error = exception
-
-
-def _exception_of(exc_info: Any) -> BaseException | None:
-    if isinstance(exc_info, BaseException):
-        return exc_info
-    if isinstance(exc_info, tuple) and len(exc_info) == 3:
-        return exc_info[1]
-    return None
-
-
-def _where(error: BaseException) -> str | None:
-    """The innermost frame as file:line function: enough to find a bug, no values."""
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return None
-    frame = frames[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
-
-
 class HttpSite:
-    """One HTTP listener: its socket, its budget, and the aiohttp app behind it."""
+    """One HTTP listener: its socket, its budget, and (once asked for) aiohttp behind it."""
 
     def __init__(
         self,
@@ -239,77 +246,56 @@ class HttpSite:
         self.limits = limits
         self.connections = ListenerConnections(listener, limits.max_connections)
         self.by_transport: dict[asyncio.BaseTransport, HttpConnection] = {}
+        self.serving: HttpServing | None = None
+        self.request_errors = 0
+        # Told, with this listener's name, when a connection waits for aiohttp.
+        self.wants_serving: Callable[[str], None] = lambda listener: None
+        self._waiting: dict[HttpConnection, None] = {}  # in order of arrival
         self._sock = sock
         self._owned_path = owned_path  # a socket file this daemon made, else None
-        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self._plain_routes: frozenset[str] = frozenset()
-        self._errors = 0
-
-    @property
-    def middleware(self) -> web.Middleware:
-        """Outermost middleware of the app: tells each connection where its request is."""
-        site = self
-
-        @web.middleware
-        async def track_connection(request: web.Request, handler: Any) -> web.StreamResponse:
-            connection = site.by_transport.get(request.transport)  # type: ignore[arg-type]
-            if connection is None:
-                return await handler(request)
-            connection.request_began(request)
-            try:
-                response = await handler(request)
-            except (ConnectionError, web.RequestPayloadError):
-                if not (connection.lost_in_request or connection.ended_by_daemon):
-                    raise
-                # The client left (or was timed out) mid-request: already counted; the
-                # answer goes nowhere, so nothing to log either.
-                return web.Response(status=400)
-            finally:
-                connection.request_ended()
-            if not site.connections.accepting:
-                response.force_close()  # stopping: this connection's last request
-            elif request.content.exception() is not None:
-                # The body failed in aiohttp's parser (a corrupt gzip stream, a broken
-                # chunk): the parser's place in the byte stream is lost, and a next request
-                # on this connection would never be read. Answer, then close.
-                response.force_close()
-            return response
-
-        return track_connection
+        self._drained = False
 
     def connection_of(self, request: web.Request) -> HttpConnection | None:
         return self.by_transport.get(request.transport)  # type: ignore[arg-type]
 
-    async def start(self, app: web.Application) -> None:
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=CLEANUP_SECONDS
-        )
-        await runner.setup()
-        self._runner = runner
-        self._plain_routes = frozenset(
-            resource.canonical
-            for resource in app.router.resources()
-            if isinstance(resource, web.PlainResource)
-        )
+    async def start(self) -> None:
+        """Accept connections now; aiohttp comes with the first one that needs it."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: HttpConnection(self), sock=self._sock, backlog=ACCEPT_BURST
         )
         deepen_listen_queue(self._sock)
 
-    def new_handler(self, connection: HttpConnection) -> web.RequestHandler:
-        assert self._runner is not None and self._runner.server is not None
-        limits = self.limits
-        return web.RequestHandler(
-            self._runner.server,
-            loop=asyncio.get_running_loop(),
-            # The connection's own timers decide; aiohttp's must never fire first.
-            keepalive_timeout=limits.idle_timeout + limits.header_timeout + 60,
-            access_log=None,
-            logger=_ConnectionLog(connection),  # type: ignore[arg-type]
-            lingering_time=LINGER_SECONDS,
-        )
+    def wait_for_serving(self, connection: HttpConnection) -> None:
+        self._waiting[connection] = None
+        self.wants_serving(self.listener)
+
+    def stop_waiting(self, connection: HttpConnection) -> None:
+        self._waiting.pop(connection, None)
+
+    async def serve(self, app: web.Application) -> None:
+        """Serve `app` from now on, first to the connections that waited for it."""
+        from agent_telemetryd.receivers.http_serving import HttpServing
+
+        if self._drained or self.serving is not None:
+            return
+        serving = await HttpServing.start(self, app)
+        if self._drained:  # the shutdown finished with this listener meanwhile
+            await serving.cleanup()
+            return
+        self.serving = serving
+        waiting, self._waiting = self._waiting, {}
+        for connection in waiting:
+            if connection.admitted:
+                connection.hand_over(serving)
+
+    def serving_failed(self) -> None:
+        """aiohttp could not be set up: the connections that waited for it are closed
+        (the next connection asks again)."""
+        waiting, self._waiting = self._waiting, {}
+        for connection in waiting:
+            connection.close_now()
 
     async def stop_accepting(self, drain: Drain) -> None:
         """No new connections; idle keep-alive ones go at once, and a request under way
@@ -330,40 +316,21 @@ class HttpSite:
         """Wait for the requests under way, within the shutdown's deadline."""
         await self.stop_accepting(drain)
         await self.connections.wait_empty(drain)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        self._drained = True
+        if self.serving is not None:
+            await self.serving.cleanup()
 
     def route_of_request_line(self, data: bytes) -> str | None:
         """The route a request line names, if it is one of the app's fixed paths: the
         log may name a route, never what a client wrote (a query, a made-up path)."""
+        if self.serving is None:
+            return None  # named at the handover, when the routes are known
         end = data.find(b"\r\n", 0, _REQUEST_LINE_SCAN)
         parts = data[: end if end != -1 else _REQUEST_LINE_SCAN].split(b" ")
         if len(parts) < 2:
             return None
         path = parts[1].split(b"?", 1)[0].decode("ascii", "replace")
-        return path if path in self._plain_routes else None
-
-    def report_error(self, connection: HttpConnection, error: BaseException | None) -> None:
-        """One line per failed request, for the first hundred and then every thousandth:
-        the error's type and the route, never the request's bytes, headers or URL."""
-        if connection.lost_in_request or connection.ended_by_daemon:
-            return  # counted already; the client is gone
-        self._errors += 1
-        n = self._errors
-        if n > _LOG_FIRST and n % _LOG_EVERY:
-            return
-        client_fault = isinstance(error, HttpProcessingError | web.RequestPayloadError)
-        fields: dict[str, Any] = {
-            "listener": self.listener,
-            "route": connection.route,
-            "error_type": type(error).__name__ if error is not None else None,
-            "failed_so_far": n,
-        }
-        if client_fault:
-            log.warning("http_request_malformed", **fields)
-        else:
-            where = _where(error) if error is not None else None
-            log.error("http_request_failed", where=where, **fields)
+        return path if path in self.serving.plain_routes else None
 
     def stats(self) -> dict[str, Any]:
-        return {**self.connections.stats(), "request_errors": self._errors}
+        return {**self.connections.stats(), "request_errors": self.request_errors}

@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Outcome, Rejection, Source
 from agent_telemetryd.store.writer import StoreFullError
+from agent_telemetryd.web_context import CONTEXT
 
 # The most one request may carry, counted after any compression is undone (read_body,
 # posthog_capture.inflate_gzip); the apps' client_max_size too.

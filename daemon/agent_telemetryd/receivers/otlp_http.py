@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent_telemetryd.context import CONTEXT
 from agent_telemetryd.ingest import Source
 from agent_telemetryd.otlp.answers import export_answer, status_answer
 from agent_telemetryd.otlp.decode import ENCODINGS, JSON, UndecodableError
@@ -40,6 +39,7 @@ from agent_telemetryd.receivers.otlp_export import (
     decode_off_loop,
 )
 from agent_telemetryd.receivers.otlp_routes import OTLP_STATE
+from agent_telemetryd.web_context import CONTEXT
 
 UNSUPPORTED_TYPE = "Content-Type must be application/x-protobuf or application/json"
 

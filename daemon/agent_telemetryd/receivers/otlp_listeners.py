@@ -17,31 +17,29 @@ Both share the main port's OTLP state, and `status --json` shows where they list
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from agent_telemetryd.context import CONTEXT, DaemonContext
+from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.listeners import ListenError
-from agent_telemetryd.receivers import http_ingest, otlp_routes
-from agent_telemetryd.receivers.otlp_routes import OtlpState
-from agent_telemetryd.receivers.sites import SITES, Sites
+from agent_telemetryd.parts import Closer, Started
+from agent_telemetryd.receivers.sites import Sites
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 GRPC_MISSING = (
     "otlp_grpc_port is set but gRPC support is not installed;"
     " install it with: pip install 'agent-telemetry[otlp-grpc]'"
 )
-Closer = Callable[[], Awaitable[None]]
 
 
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Closer:
-    """Start the OTLP listeners the config asks for; returns what stops them."""
+async def start(context: DaemonContext) -> Started:
+    """Start the OTLP listeners the config asks for (OTLP/HTTP's is served by the daemon
+    with its own listeners, its app built with theirs)."""
     config = context.config
-    state = tcp_app[otlp_routes.OTLP_STATE]
-    sites = tcp_app[SITES]
+    state = context.otlp
+    sites = context.sites
+    assert sites is not None
     closers: list[Closer] = []
     where: dict[str, str] = {}
 
@@ -53,7 +51,7 @@ async def attach(
         if config.otlp_http_port is not None:
             sock = _bind(config.http_host, config.otlp_http_port)
             closers.append(_closing(sock))
-            where["http"] = _serve_http(context, state, sites, sock)
+            where["http"] = _serve_http(context, sites, sock)
         if config.otlp_grpc_port is not None:
             try:
                 from agent_telemetryd.receivers import otlp_grpc
@@ -75,27 +73,36 @@ async def attach(
         return {"otlp": dict(where)}
 
     context.status_sections.append(status_section)
-    return close
+    return Started(close=close)
 
 
-def _serve_http(context: DaemonContext, state: OtlpState, sites: Sites, sock: socket.socket) -> str:
-    """Hand the daemon an app serving OTLP on `sock`, behind the main port's guards, to
+def _serve_http(context: DaemonContext, sites: Sites, sock: socket.socket) -> str:
+    """Hand the daemon a listener on `sock` serving OTLP behind the main port's guards, to
     start with its own listeners; returns the listener's URL."""
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown}:{bound_port}"
     own_origins = [url, f"http://localhost:{bound_port}"]
     site = sites.add_tcp_site("otlp_http", sock)
-    app = web.Application(
-        middlewares=sites.tcp_middlewares(
-            lambda: own_origins, lambda: context.dashboard_token, site
-        ),
-        client_max_size=http_ingest.MAX_BODY_BYTES,
-    )
-    app[CONTEXT] = context
-    otlp_routes.add_to(app, state)
-    app.router.add_get("/healthz", http_ingest.healthz)
-    sites.added.append((site, app))
+
+    def make_app() -> web.Application:
+        from aiohttp import web
+
+        from agent_telemetryd.receivers import http_ingest, otlp_routes
+        from agent_telemetryd.web_context import CONTEXT
+
+        app = web.Application(
+            middlewares=sites.tcp_middlewares(
+                lambda: own_origins, lambda: context.dashboard_token, site
+            ),
+            client_max_size=http_ingest.MAX_BODY_BYTES,
+        )
+        app[CONTEXT] = context
+        otlp_routes.add_to(app, context.otlp)
+        app.router.add_get("/healthz", http_ingest.healthz)
+        return app
+
+    sites.added.append((site, make_app))
     return url
 
 

@@ -3,47 +3,24 @@
 Decoding OTLP takes the protobuf runtime and the OpenTelemetry message classes, ~3 MB
 resident. A daemon whose agents never send OTLP should not carry them, so the routes are
 registered here and `otlp_http` (with everything it imports) is loaded by the first
-request; the state the receivers share is kept here too.
+request. The state the receivers share (otlp_state.py) is put on each app that serves them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from aiohttp import web
 
-from agent_telemetryd.privacy.content import ContentMask
-
-# Resources recorded by this process, by uuid: at most this many, then forgotten (the
-# uuid still dedupes one recorded again).
-MAX_RESOURCES_REMEMBERED = 1024
-
-
-@dataclass
-class OtlpState:
-    """What the OTLP receivers keep between requests; one per daemon, shared by them all."""
-
-    # Content is masked here, before validation, so that its size limit counts what is
-    # stored: a 200 KB prompt must not cost the span its place when only its length stays.
-    mask: ContentMask = field(default_factory=ContentMask)
-    resources_recorded: set[str] = field(default_factory=set)
-
-    def recorded(self, uuids: list[str]) -> None:
-        if len(self.resources_recorded) + len(uuids) > MAX_RESOURCES_REMEMBERED:
-            self.resources_recorded.clear()
-        self.resources_recorded.update(uuids)
-
+from agent_telemetryd.receivers.otlp_state import OtlpState
 
 OTLP_STATE = web.AppKey("otlp_state", OtlpState)
 SIGNAL_PATHS = {"/v1/traces": "TRACES", "/v1/logs": "LOGS", "/v1/metrics": "METRICS"}
 
 
-def add_to(app: web.Application, state: OtlpState | None = None) -> OtlpState:
-    """Serve the three OTLP routes on `app` (before it starts); returns the state they keep,
-    which another OTLP receiver may share."""
-    app[OTLP_STATE] = state if state is not None else OtlpState()
+def add_to(app: web.Application, state: OtlpState) -> None:
+    """Serve the three OTLP routes on `app` (before it starts), keeping `state`, which the
+    other OTLP receivers share."""
+    app[OTLP_STATE] = state
     app.add_routes([web.post(path, _export) for path in SIGNAL_PATHS])
-    return app[OTLP_STATE]
 
 
 async def _export(request: web.Request) -> web.Response:

@@ -26,7 +26,6 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from agent_telemetryd.context import CONTEXT
 from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Source
 from agent_telemetryd.receivers.http_ingest import (
@@ -39,6 +38,7 @@ from agent_telemetryd.receivers.http_ingest import (
     refuse_body,
     too_large,
 )
+from agent_telemetryd.web_context import CONTEXT
 
 routes = web.RouteTableDef()
 # What PostHog's own capture puts on an event and the daemon does not keep.

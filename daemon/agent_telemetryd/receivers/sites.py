@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.fdlimit import FileLimit, fit_budgets, raise_file_limit
@@ -26,19 +25,18 @@ from agent_telemetryd.listeners import Listeners
 from agent_telemetryd.receivers import tcp_peer
 from agent_telemetryd.receivers.connections import ACCEPT_BURST, ConnectionLimits
 from agent_telemetryd.receivers.http_connection import HttpSite
-from agent_telemetryd.receivers.http_guard import (
-    loopback_guard,
-    same_user_guard,
-    tcp_peer_guard,
-)
 from agent_telemetryd.receivers.ndjson_socket import NdjsonSite
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    UidOfRequest = Callable[[web.Request], Awaitable[int | None]]
+    # Makes the app of a listener a part added (OTLP's port), when the HTTP side is built.
+    AppFactory = Callable[[], web.Application]
 
 log = structlog.get_logger("agent_telemetryd.connections")
 
 Site = HttpSite | NdjsonSite
-
-
-UidOfRequest = Callable[[web.Request], Awaitable[int | None]]
 UidOfAddress = Callable[[tuple[str, int]], Awaitable[int | None]]
 
 
@@ -94,20 +92,25 @@ class Sites:
     token_required: bool
     tcp_peer_check: str | None = None  # None without a TCP listener
     started: list[Site] = field(default_factory=list)
-    # TCP listeners a part of the daemon opened (OTLP's port), with their apps: the daemon
-    # starts, counts and drains them with its own.
-    added: list[tuple[HttpSite, web.Application]] = field(default_factory=list)
+    # TCP listeners a part of the daemon opened (OTLP's port), with what makes their apps:
+    # the daemon starts, counts and drains them with its own.
+    added: list[tuple[HttpSite, AppFactory]] = field(default_factory=list)
     _peer_lookup: PeerLookup | None = field(default=None, init=False)
     _uid_of: dict[str, UidOfRequest] = field(default_factory=dict, init=False)
 
-    def __iter__(self) -> Iterator[Site]:
-        yield self.api
-        if self.tcp is not None:
-            yield self.tcp
-        yield self.ingest
+    @property
+    def http(self) -> list[HttpSite]:
+        """Every HTTP listener: api.sock, the TCP port, and those the parts added."""
+        main = [self.api] if self.tcp is None else [self.api, self.tcp]
+        return main + [site for site, _ in self.added]
+
+    # The middlewares are asked for when the HTTP side is built, with aiohttp loaded.
 
     def api_middlewares(self) -> list[web.Middleware]:
-        return [self.api.middleware, same_user_guard()]
+        from agent_telemetryd.receivers.http_guard import same_user_guard
+        from agent_telemetryd.receivers.http_serving import track_connection
+
+        return [track_connection(self.api), same_user_guard()]
 
     def tcp_middlewares(
         self,
@@ -116,12 +119,15 @@ class Sites:
         site: HttpSite | None = None,
     ) -> list[web.Middleware]:
         """The guards of a loopback TCP listener: the main port's, or `site`'s."""
+        from agent_telemetryd.receivers.http_guard import loopback_guard, tcp_peer_guard
+        from agent_telemetryd.receivers.http_serving import track_connection
+
         site = site if site is not None else self.tcp
         guards = [loopback_guard(allowed_origins)]
         if site is None:
             return guards
         return [
-            site.middleware,
+            track_connection(site),
             *guards,
             tcp_peer_guard(
                 uid_of=self._uid_of.get(site.listener),
@@ -173,9 +179,6 @@ class Sites:
                 " can post to the loopback port; set http_require_token = true to require"
                 " the per-install token there",
             )
-
-
-SITES = web.AppKey("sites", Sites)  # on the TCP app, for the parts that add a listener
 
 
 def plan_sites(config: Config, listeners: Listeners, ingestor: Ingestor) -> Sites:

@@ -8,23 +8,23 @@ the first time the mode is `upload`. A daemon in mode `local` with no sender loa
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.idle import Busy
+from agent_telemetryd.parts import Started
 from agent_telemetryd.reload_plan import SENDER_SETTINGS
 from agent_telemetryd.senders.factory import DeferredSender, SharedSession
 from agent_telemetryd.store import upload_queries
-from agent_telemetryd.upload import routes
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.flush import UploadSettings
 from agent_telemetryd.upload.uploader import Uploader
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def settings_from(config: Config) -> UploadSettings:
@@ -144,14 +144,17 @@ class UploadPart:
         await self.session.close()
 
 
-async def attach(
-    context: DaemonContext, api_app: web.Application, tcp_app: web.Application
-) -> Callable[[], Awaitable[None]]:
-    """Start the uploader; returns the coroutine function that stops it."""
+async def start(context: DaemonContext) -> Started:
+    """Start the uploader; its routes (flush, preview, …) come with the HTTP side."""
     part = UploadPart(context)
     uploader = part.uploader
-    api_app[routes.UPLOADER] = uploader
-    api_app.add_routes(routes.routes)
+
+    def add_routes(api_app: web.Application, tcp_app: web.Application) -> None:
+        from agent_telemetryd.upload import routes
+
+        api_app[routes.UPLOADER] = uploader
+        api_app.add_routes(routes.routes)
+
     context.mode_listeners.append(part.on_mode_change)
     context.config_listeners.append(part.on_config_change)
     context.clear_guards.append(
@@ -162,4 +165,4 @@ async def attach(
         context.idle.checks.append(part.upload_due)
         uploader.on_finish.append(context.idle.activity)
     part.schedule.set_active(context.consent.uploads)
-    return part.close
+    return Started(close=part.close, add_routes=add_routes)

@@ -9,11 +9,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from agent_telemetryd.context import CONTEXT
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload import erasure, receipts
 from agent_telemetryd.upload.preview import build_preview
 from agent_telemetryd.upload.uploader import Uploader
+from agent_telemetryd.web_context import CONTEXT
 
 log = structlog.get_logger("agent_telemetryd.upload")
 UPLOADER = web.AppKey("uploader", Uploader)

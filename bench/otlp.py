@@ -6,8 +6,8 @@ spans of 20 attributes, docs/performance.md in the Collector's repository).
 The exporters' request bodies are made by OpenTelemetry's own SDK and OTLP encoder
 before the clock starts, so the machine's cores go to the daemon while it runs. The
 daemon's CPU is its utime + stime over the run, all threads. Also measured in this
-process on one core: the steps a span goes through before the writer (decode and map,
-content masking, validation, the vocabulary, scrubbing), to show where the time goes;
+process on one core: the steps a span goes through before the writer (decoding, mapping,
+content masking and checks; the vocabulary; scrubbing), to show where the time goes;
 and the daemon's RSS with the gRPC extra installed but not configured, against a daemon
 that cannot import gRPC at all.
 """
@@ -139,36 +139,32 @@ def pipeline_costs(bodies: list[bytes]) -> dict[str, float]:
     process (CPU time: another process taking the core meanwhile does not count). The
     objects are kept across bodies as the daemon keeps them (their caches warm)."""
     from agent_telemetryd.analytics.vocabulary import Vocabulary
-    from agent_telemetryd.events import Limits, Validator
+    from agent_telemetryd.events import Limits
     from agent_telemetryd.otlp.decode import PROTOBUF, decode
+    from agent_telemetryd.otlp.event_checks import EventChecks
     from agent_telemetryd.otlp.signals import TRACES
     from agent_telemetryd.privacy.content import ContentMask
     from agent_telemetryd.privacy.scrub import default_scrubber
 
-    mask, validate, scrub = ContentMask(), Validator(Limits()).validate, default_scrubber(4096)
+    mask, checks, scrub = ContentMask(), EventChecks(Limits()), default_scrubber(4096)
     vocabulary = Vocabulary()
-    steps = dict.fromkeys(("decode_map", "mask", "validate", "vocabulary", "scrub", "encode"), 0.0)
+    steps = dict.fromkeys(("decode_map", "vocabulary", "scrub", "encode"), 0.0)
     spans = 0
     for body in bodies:
         t0 = time.process_time()
-        documents = decode(TRACES, body, PROTOBUF).documents
+        events = decode(TRACES, body, PROTOBUF, checks, mask).events
         t1 = time.process_time()
-        for document in documents:
-            document["properties"] = mask.properties(document["properties"], document["event"])
-        t2 = time.process_time()
-        events = [validate(document) for document in documents]
-        t3 = time.process_time()
         events = [vocabulary(event) for event in events]
-        t4 = time.process_time()
+        t2 = time.process_time()
         events = [scrub(event) for event in events]
-        t5 = time.process_time()
+        t3 = time.process_time()
         for event in events:
             orjson.dumps(event.properties)
-        t6 = time.process_time()
-        times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
+        t4 = time.process_time()
+        times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
         for name, seconds in zip(steps, times, strict=True):
             steps[name] += seconds
-        spans += len(documents)
+        spans += len(events)
     return {name: seconds / spans * 1e6 for name, seconds in steps.items()}
 
 
@@ -241,9 +237,7 @@ def run(quick: bool) -> list[Row]:
     costs = pipeline_costs(span_batches(2 if quick else 8, seed=999))
     total = sum(costs.values())
     for name, label in (
-        ("decode_map", "decode + map (opentelemetry-proto, otlp/)"),
-        ("mask", "content mask"),
-        ("validate", "validate (the wire's rules)"),
+        ("decode_map", "decode, map, mask content, check (opentelemetry-proto, otlp/)"),
         ("vocabulary", "vocabulary (analytics/vocabulary.py)"),
         ("scrub", "scrub (privacy/scrub.py)"),
         ("encode", "properties to JSON"),

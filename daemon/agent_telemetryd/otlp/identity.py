@@ -44,7 +44,11 @@ def _uuid(ms: int, digest: bytes) -> str:
         | 0x8 << 76
         | (bits >> 68) << 64  # 12 bits
         | 0b10 << 62
-        | (bits & ((1 << 62) - 1))  # 62 bits
+        | (bits & _LOW_62)  # 62 bits
     )
-    h = f"{value:032x}"
+    # Through bytes: `bytes.hex` is quicker than formatting a 128-bit int.
+    h = value.to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_LOW_62 = (1 << 62) - 1

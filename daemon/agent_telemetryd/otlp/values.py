@@ -76,6 +76,37 @@ def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) ->
     return found
 
 
+def read_attributes(pairs: Iterable[KeyValue], into: dict[str, Any]) -> bool:
+    """`attributes(pairs, into)`, saying whether a value holds an object, or an array an
+    array: only then is there more to check below the top level (content names, keys,
+    depth). The same loop as `attributes`, which stays free of that test."""
+    nested = False
+    scalars = _SCALARS
+    for pair in pairs:
+        value = pair.value
+        text = value.string_value
+        if text:
+            into[pair.key] = text
+            continue
+        number = value.int_value
+        if number:
+            into[pair.key] = number
+            continue
+        kind = value.WhichOneof("value")
+        if kind in scalars:
+            into[pair.key] = getattr(value, kind)
+            continue
+        found = into[pair.key] = _composite(value, kind)
+        if not nested and found is not None:
+            nested = type(found) is dict or (
+                type(found) is list and not set(map(type, found)).isdisjoint(_CONTAINERS)
+            )
+    return nested
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
 def text(value: Any) -> str:
     """A value as a string, so that the scrubber, which reads strings, sees all of it."""
     if isinstance(value, str):

@@ -9,10 +9,14 @@ request; the state the receivers share is kept here too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from agent_telemetryd.privacy.content import ContentMask
+
+if TYPE_CHECKING:
+    from agent_telemetryd.otlp.event_checks import EventChecks
 
 # Resources recorded by this process, by uuid: at most this many, then forgotten (the
 # uuid still dedupes one recorded again).
@@ -27,6 +31,8 @@ class OtlpState:
     # stored: a 200 KB prompt must not cost the span its place when only its length stays.
     mask: ContentMask = field(default_factory=ContentMask)
     resources_recorded: set[str] = field(default_factory=set)
+    # Made by the first request, with the ingestor's limits (`otlp_export.event_checks`).
+    checks: EventChecks | None = None
 
     def recorded(self, uuids: list[str]) -> None:
         if len(self.resources_recorded) + len(uuids) > MAX_RESOURCES_REMEMBERED:

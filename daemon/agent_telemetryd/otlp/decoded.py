@@ -41,6 +41,8 @@ class Decoded:
     events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     resources: list[ResourceInfo] = field(default_factory=list)
+    # Attribute pairs read before in this request, by their bytes (`read_attributes`).
+    known_pairs: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
 
     @property
     def items(self) -> int:

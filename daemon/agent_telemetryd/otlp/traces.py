@@ -56,13 +56,14 @@ _ZERO_SPAN_ID = bytes(SPAN_ID_BYTES)
 def map_traces(request: ExportTraceServiceRequest, out: Decoded) -> None:
     # `Decoded.take` inlined, with the checks for spans: this loop runs once per span.
     events, refused, checks, mask = out.events, out.refused, out.checks, out.mask
+    known = out.known_pairs
     for resource_spans in request.resource_spans:
         agent = out.add_resource(resource_spans.resource).agent
         for scope_spans in resource_spans.scope_spans:
             scope = scope_properties(scope_spans.scope)
             for span in scope_spans.spans:
                 try:
-                    events.append(span_event(span, agent, scope, checks, mask))
+                    events.append(span_event(span, agent, scope, checks, mask, known))
                 except (Refused, EventError) as reason:
                     refused.append(str(reason))
                 except Exception as error:  # a value no rule foresaw; the type says which
@@ -75,6 +76,7 @@ def span_event(
     scope: dict[str, Any],
     checks: EventChecks,
     mask: ContentMask | None = None,
+    known: dict[bytes, tuple[str, Any]] | None = None,
 ) -> Event:
     name = span.name
     if not name:
@@ -90,7 +92,7 @@ def span_event(
     start_ms = start_ns // NANOS_PER_MS
 
     properties = dict(scope)
-    nested = read_attributes(span.attributes, properties)
+    nested = read_attributes(span.attributes, properties, {} if known is None else known)
     if end_ns:
         # Microseconds kept: a fast tool call is well under a millisecond.
         properties["duration_ms"] = round((end_ns - start_ns) / NANOS_PER_MS, 3)

@@ -76,10 +76,13 @@ def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) ->
     return found
 
 
-def read_attributes(pairs: Iterable[KeyValue], into: dict[str, Any]) -> bool:
+def read_attributes(
+    pairs: Iterable[KeyValue], into: dict[str, Any], known: dict[bytes, tuple[str, Any]]
+) -> bool:
     """`attributes(pairs, into)`, saying whether a value holds an object, or an array an
     array: only then is there more to check below the top level (content names, keys,
-    depth). The same loop as `attributes`, which stays free of that test."""
+    depth). `known` remembers pairs read before (the same for all the items of a request).
+    """
     nested = False
     scalars = _SCALARS
     for pair in pairs:
@@ -92,15 +95,29 @@ def read_attributes(pairs: Iterable[KeyValue], into: dict[str, Any]) -> bool:
         if number:
             into[pair.key] = number
             continue
-        kind = value.WhichOneof("value")
-        if kind in scalars:
-            into[pair.key] = getattr(value, kind)
+        # The other kinds cost a lookup by name and a read or two more, an array a dozen
+        # (each element a message). Their pairs repeat across a request's items (a
+        # temperature, a flag, finish reasons): each distinct one is read once, and found
+        # again by its bytes, which the runtime gives for less than one such read.
+        identity = pair.SerializeToString()
+        seen = known.get(identity)
+        if seen is not None:
+            key, found = seen
+            into[key] = found.copy() if type(found) is list else found
             continue
-        found = into[pair.key] = _composite(value, kind)
-        if not nested and found is not None:
-            nested = type(found) is dict or (
-                type(found) is list and not set(map(type, found)).isdisjoint(_CONTAINERS)
-            )
+        key = pair.key
+        kind = value.WhichOneof("value")
+        found = getattr(value, kind) if kind in scalars else _composite(value, kind)
+        into[key] = found
+        if type(found) is list:
+            if set(map(type, found)).isdisjoint(_CONTAINERS):
+                known[identity] = (key, found.copy())  # a copy: each event its own list
+            else:
+                nested = True
+        elif type(found) is dict:
+            nested = True
+        else:
+            known[identity] = (key, found)
     return nested
 
 

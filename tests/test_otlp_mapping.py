@@ -569,3 +569,13 @@ def test_without_a_service_name_the_events_have_no_agent_of_their_own() -> None:
 def test_a_spans_uuid_is_the_identity_uuid_of_its_ids() -> None:
     assert span_uuid(START_MS, TRACE, SPAN) == identity_uuid(START_MS, b"span", TRACE, SPAN)
     assert one_event(TRACES, traces(span()))["uuid"] == span_uuid(START_MS, TRACE, SPAN)
+
+
+def test_derived_uuids_stay_what_earlier_versions_made_so_a_retry_across_an_upgrade_dedupes() -> (
+    None
+):
+    assert span_uuid(START_MS, TRACE, SPAN) == "01a20f5b-bcfb-8eed-860a-a1bdb04aeece"
+    assert identity_uuid(START_MS, b"log", b"abc") == "01a20f5b-bcfb-8681-b09c-47b4be2f75ec"
+    # Times outside 48 bits are clamped, never wrapped into another span's uuid.
+    assert span_uuid(-1, TRACE, SPAN) == "00000000-0000-8eed-860a-a1bdb04aeece"
+    assert span_uuid(1 << 60, TRACE, SPAN) == "ffffffff-ffff-8eed-860a-a1bdb04aeece"

@@ -27,6 +27,7 @@ from agent_telemetryd.otlp.decoded import Decoded
 from agent_telemetryd.otlp.identity import identity_uuid, span_uuid
 from agent_telemetryd.otlp.resources import RESOURCE_EVENT, resource_event
 from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES, Signal
+from agent_telemetryd.otlp.values import duration_ms
 from tests.otlp_messages import (
     PARENT,
     SPAN,
@@ -579,3 +580,12 @@ def test_derived_uuids_stay_what_earlier_versions_made_so_a_retry_across_an_upgr
     # Times outside 48 bits are clamped, never wrapped into another span's uuid.
     assert span_uuid(-1, TRACE, SPAN) == "00000000-0000-8eed-860a-a1bdb04aeece"
     assert span_uuid(1 << 60, TRACE, SPAN) == "ffffffff-ffff-8eed-860a-a1bdb04aeece"
+
+
+def test_a_duration_is_the_microsecond_rounded_float_at_every_length() -> None:
+    durations = [0, 1, 499, 500, 501, 1_500, 2_500, 812_345_678, 10**15 - 500, 10**15, 2**64 - 1]
+    for scale in (10**3, 10**6, 10**9, 10**12, 10**14):
+        durations += [scale * k + rest for k in (1, 7, 123) for rest in range(0, 1000, 7)]
+        durations += [scale * k + rest for k in (3, 99) for rest in (499, 500, 501)]
+    for nanos in durations:
+        assert duration_ms(nanos) == round(nanos / 1_000_000, 3), nanos

@@ -24,6 +24,7 @@ from agent_telemetryd.otlp.values import (
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
     attributes,
+    duration_ms,
     read_attributes,
     rfc3339,
     text,
@@ -91,11 +92,11 @@ def span_event(
         raise Refused(ENDS_BEFORE_START)
     start_ms = start_ns // NANOS_PER_MS
 
-    properties = dict(scope)
+    properties = scope.copy()
     nested = read_attributes(span.attributes, properties, {} if known is None else known)
     if end_ns:
         # Microseconds kept: a fast tool call is well under a millisecond.
-        properties["duration_ms"] = round((end_ns - start_ns) / NANOS_PER_MS, 3)
+        properties["duration_ms"] = duration_ms(end_ns - start_ns)
     kind = SPAN_KINDS.get(span.kind)
     if kind is not None:
         properties["span.kind"] = kind

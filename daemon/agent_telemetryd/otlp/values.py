@@ -147,6 +147,21 @@ def hex_id(raw: bytes, size: int) -> str | None:
     return raw.hex()
 
 
+def duration_ms(nanos: int) -> float:
+    """Nanoseconds as milliseconds to the microsecond: `round(nanos / 1e6, 3)`, the same
+    float, at a seventh of its cost (`round` to digits goes through decimal text)."""
+    # Away from a tie (half a microsecond, where round's answer depends on the division's
+    # own rounding) the float's error, under 2**-53 of it, cannot carry it over the next
+    # half microsecond while it is below ~11 days; there, rounding the integer is exact.
+    rest = nanos % 1000
+    if rest != 500 and nanos < _EXACT_BELOW_NS:
+        return ((nanos + 500) // 1000) / 1000
+    return round(nanos / NANOS_PER_MS, 3)
+
+
+_EXACT_BELOW_NS = 10**15
+
+
 def time_ms(nanos: int) -> int | None:
     """Unix nanoseconds as milliseconds; None for 0 (unset). A uint64 of nanoseconds ends
     in the year 2554, well inside what the wire's timestamps allow."""

@@ -252,7 +252,45 @@ def run(quick: bool) -> list[Row]:
     return rows
 
 
+def against(revision: str, rounds: int = 3, batches: int = 20) -> None:
+    """Spans per daemon CPU-second of this tree's daemon and of `revision`'s, alternated in
+    one run (on a shared machine only a comparison made within one run holds). Each
+    daemon runs its own tree's code: `revision` from `git archive`, put first on its path.
+
+        .venv/bin/python -m bench.otlp --against main
+    """
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="at-otlp-ab-") as tmp:
+        export = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "daemon", "client_shim"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=export, check=True)
+        trees = {revision: Path(tmp), "this tree": root}
+        found: dict[str, list[float]] = {name: [] for name in trees}
+        for round_index in range(rounds):
+            order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                path = os.pathsep.join(
+                    str(trees[name] / part) for part in ("daemon", "client_shim")
+                )
+                env = {"AGENT_TELEMETRY_RATE_LIMIT": "off", "PYTHONPATH": path}
+                with fixtures.daemon(env) as proc:
+                    for run_index in range(2):
+                        result = throughput_run(proc, batches, round_index * 10 + run_index)
+                        found[name].append(result["spans"] / result["cpu_s"])
+                        print(f"{name}: {found[name][-1]:,.0f} spans per CPU-second", flush=True)
+    for name, values in found.items():
+        print(f"{name}: median {median(values):,.0f} of {', '.join(f'{v:,.0f}' for v in values)}")
+    print(f"this tree / {revision}: {median(found['this tree']) / median(found[revision]):.2f}x")
+
+
 if __name__ == "__main__":
     from bench.report import format_table
 
-    print(format_table(run("--quick" in sys.argv)))
+    if "--against" in sys.argv:
+        against(sys.argv[sys.argv.index("--against") + 1])
+    else:
+        print(format_table(run("--quick" in sys.argv)))

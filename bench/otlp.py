@@ -6,8 +6,8 @@ spans of 20 attributes, docs/performance.md in the Collector's repository).
 The exporters' request bodies are made by OpenTelemetry's own SDK and OTLP encoder
 before the clock starts, so the machine's cores go to the daemon while it runs. The
 daemon's CPU is its utime + stime over the run, all threads. Also measured in this
-process on one core: the steps a span goes through before the writer (decode and map,
-content masking, validation, the vocabulary, scrubbing), to show where the time goes;
+process on one core: the steps a span goes through before the writer (decoding, mapping,
+content masking and checks; the vocabulary; scrubbing), to show where the time goes;
 and the daemon's RSS with the gRPC extra installed but not configured, against a daemon
 that cannot import gRPC at all.
 """
@@ -139,36 +139,32 @@ def pipeline_costs(bodies: list[bytes]) -> dict[str, float]:
     process (CPU time: another process taking the core meanwhile does not count). The
     objects are kept across bodies as the daemon keeps them (their caches warm)."""
     from agent_telemetryd.analytics.vocabulary import Vocabulary
-    from agent_telemetryd.events import Limits, Validator
+    from agent_telemetryd.events import Limits
     from agent_telemetryd.otlp.decode import PROTOBUF, decode
+    from agent_telemetryd.otlp.event_checks import EventChecks
     from agent_telemetryd.otlp.signals import TRACES
     from agent_telemetryd.privacy.content import ContentMask
     from agent_telemetryd.privacy.scrub import default_scrubber
 
-    mask, validate, scrub = ContentMask(), Validator(Limits()).validate, default_scrubber(4096)
+    mask, checks, scrub = ContentMask(), EventChecks(Limits()), default_scrubber(4096)
     vocabulary = Vocabulary()
-    steps = dict.fromkeys(("decode_map", "mask", "validate", "vocabulary", "scrub", "encode"), 0.0)
+    steps = dict.fromkeys(("decode_map", "vocabulary", "scrub", "encode"), 0.0)
     spans = 0
     for body in bodies:
         t0 = time.process_time()
-        documents = decode(TRACES, body, PROTOBUF).documents
+        events = decode(TRACES, body, PROTOBUF, checks, mask).events
         t1 = time.process_time()
-        for document in documents:
-            document["properties"] = mask.properties(document["properties"], document["event"])
-        t2 = time.process_time()
-        events = [validate(document) for document in documents]
-        t3 = time.process_time()
         events = [vocabulary(event) for event in events]
-        t4 = time.process_time()
+        t2 = time.process_time()
         events = [scrub(event) for event in events]
-        t5 = time.process_time()
+        t3 = time.process_time()
         for event in events:
             orjson.dumps(event.properties)
-        t6 = time.process_time()
-        times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
+        t4 = time.process_time()
+        times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
         for name, seconds in zip(steps, times, strict=True):
             steps[name] += seconds
-        spans += len(documents)
+        spans += len(events)
     return {name: seconds / spans * 1e6 for name, seconds in steps.items()}
 
 
@@ -241,9 +237,7 @@ def run(quick: bool) -> list[Row]:
     costs = pipeline_costs(span_batches(2 if quick else 8, seed=999))
     total = sum(costs.values())
     for name, label in (
-        ("decode_map", "decode + map (opentelemetry-proto, otlp/)"),
-        ("mask", "content mask"),
-        ("validate", "validate (the wire's rules)"),
+        ("decode_map", "decode, map, mask content, check (opentelemetry-proto, otlp/)"),
         ("vocabulary", "vocabulary (analytics/vocabulary.py)"),
         ("scrub", "scrub (privacy/scrub.py)"),
         ("encode", "properties to JSON"),
@@ -258,7 +252,45 @@ def run(quick: bool) -> list[Row]:
     return rows
 
 
+def against(revision: str, rounds: int = 3, batches: int = 20) -> None:
+    """Spans per daemon CPU-second of this tree's daemon and of `revision`'s, alternated in
+    one run (on a shared machine only a comparison made within one run holds). Each
+    daemon runs its own tree's code: `revision` from `git archive`, put first on its path.
+
+        .venv/bin/python -m bench.otlp --against main
+    """
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="at-otlp-ab-") as tmp:
+        export = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "daemon", "client_shim"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=export, check=True)
+        trees = {revision: Path(tmp), "this tree": root}
+        found: dict[str, list[float]] = {name: [] for name in trees}
+        for round_index in range(rounds):
+            order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                path = os.pathsep.join(
+                    str(trees[name] / part) for part in ("daemon", "client_shim")
+                )
+                env = {"AGENT_TELEMETRY_RATE_LIMIT": "off", "PYTHONPATH": path}
+                with fixtures.daemon(env) as proc:
+                    for run_index in range(2):
+                        result = throughput_run(proc, batches, round_index * 10 + run_index)
+                        found[name].append(result["spans"] / result["cpu_s"])
+                        print(f"{name}: {found[name][-1]:,.0f} spans per CPU-second", flush=True)
+    for name, values in found.items():
+        print(f"{name}: median {median(values):,.0f} of {', '.join(f'{v:,.0f}' for v in values)}")
+    print(f"this tree / {revision}: {median(found['this tree']) / median(found[revision]):.2f}x")
+
+
 if __name__ == "__main__":
     from bench.report import format_table
 
-    print(format_table(run("--quick" in sys.argv)))
+    if "--against" in sys.argv:
+        against(sys.argv[sys.argv.index("--against") + 1])
+    else:
+        print(format_table(run("--quick" in sys.argv)))

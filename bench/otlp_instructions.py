@@ -28,8 +28,8 @@ from typing import Any
 BODIES = 3  # counted, after one that warms the caches
 STEPS = ("decode", "ingest", "insert")
 LABELS = {
-    "decode": "decode + map + content mask (otlp/, receiver)",
-    "ingest": "ingest: validate, transforms, rows (ingest.py, privacy/)",
+    "decode": "decode + map + content mask + checks (otlp/, receiver)",
+    "ingest": "ingest: transforms, rows (ingest.py, privacy/)",
     "insert": "insert and commit (SQLite)",
 }
 
@@ -43,12 +43,12 @@ def child(workdir: Path) -> None:
     from agent_telemetryd.daemon import privacy_transforms
     from agent_telemetryd.events import Limits
     from agent_telemetryd.ingest import Ingestor, Source
-    from agent_telemetryd.otlp.decode import PROTOBUF
-    from agent_telemetryd.otlp.resources import resource_event
+    from agent_telemetryd.otlp.decode import PROTOBUF, decode
+    from agent_telemetryd.otlp.event_checks import EventChecks
     from agent_telemetryd.otlp.signals import TRACES
-    from agent_telemetryd.receivers.otlp_export import OtlpState, _decode
+    from agent_telemetryd.receivers.otlp_export import OtlpState, hand_over
     from agent_telemetryd.store.database import open_buffer
-    from agent_telemetryd.store.rows import INSERT_EVENT
+    from agent_telemetryd.store.insert_rows import insert_rows
     from bench.otlp import span_batches
 
     bodies = span_batches(BODIES + 1, seed=7)
@@ -71,33 +71,23 @@ def child(workdir: Path) -> None:
         transforms=privacy_transforms(config),  # type: ignore[arg-type]
     )
     state = OtlpState()
+    checks = EventChecks(Limits())
     source = Source("otlp")
     spans = 0
     for index, body in enumerate(bodies):
         counted = index > 0
         if counted:
             _mark()
-        decoded = _decode(TRACES, body, PROTOBUF, state.mask)
+        # As the receiver does: receivers/otlp_export.decode_off_loop, then commit.
+        decoded = decode(TRACES, body, PROTOBUF, checks, state.mask)
         if counted:
             _mark()
-        resources = [resource_event(r) for r in decoded.resources if r.attributes]
-        resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
-        state.recorded([r["uuid"] for r in resources])
-        for resource in resources:  # as the receiver does (receivers/otlp_export.commit)
-            resource["properties"] = state.mask.properties(
-                resource["properties"], resource["event"]
-            )
-        ingestor.accept_documents(
-            decoded.documents + resources,
-            source,
-            ack=True,
-            refused=decoded.refused,
-            content_masked=decoded.content_masked,
-        )
+        _, resources = hand_over(ingestor, state, decoded, source)
+        state.recorded(resources)
         if counted:
             _mark()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT_EVENT, map(tuple, rows))
+        insert_rows(conn, rows)  # as the writer inserts a group
         conn.execute("COMMIT")
         if counted:
             _mark()

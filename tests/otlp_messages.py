@@ -14,6 +14,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from agent_telemetry._wire import format_timestamp
+from agent_telemetryd.otlp.decoded import Decoded
+
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 SPAN = bytes.fromhex("eee19b7ec3c1b174")
 PARENT = bytes.fromhex("eee19b7ec3c1b173")
@@ -94,3 +97,20 @@ def metrics(*items: Metric, resource: dict[str, Any] | None = None) -> ExportMet
     resource_metrics.resource.attributes.extend(kvs(resource or {"service.name": "planner"}))
     resource_metrics.scope_metrics.add().metrics.extend(items)
     return request
+
+
+def documents(decoded: Decoded) -> list[dict[str, Any]]:
+    """The decoded events in the wire's form, as an agent would have sent them."""
+    found = []
+    for event in decoded.events:
+        document: dict[str, Any] = {
+            "event": event.event,
+            "properties": event.properties,
+            "uuid": event.uuid,
+        }
+        if event.ts_ms is not None:
+            document["timestamp"] = format_timestamp(event.ts_ms)
+        fields = ("agent", "trace_id", "span_id", "parent_span_id")
+        document.update({f: getattr(event, f) for f in fields if getattr(event, f) is not None})
+        found.append(document)
+    return found

@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agent_telemetryd.otlp.answers import export_answer, status_answer
 from agent_telemetryd.otlp.decode import JSON, PROTOBUF, UndecodableError, decode
 from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES
-from tests.otlp_messages import PARENT, SPAN, START_NS, TRACE, span, traces
+from tests.otlp_messages import PARENT, SPAN, START_NS, TRACE, documents, span, traces
 
 SPAN_JSON: dict[str, Any] = {
     "traceId": TRACE.hex().upper(),  # the spec: hex, case-insensitive
@@ -63,8 +63,8 @@ def test_a_span_in_otlp_json_maps_as_the_same_span_in_protobuf_does() -> None:
     )
     from_proto = decode(TRACES, proto.SerializeToString(), PROTOBUF)
     assert from_json.refused == []
-    assert from_json.documents == from_proto.documents
-    (event,) = from_json.documents
+    assert documents(from_json) == documents(from_proto)
+    (event,) = documents(from_json)
     assert event["trace_id"] == TRACE.hex()  # lowercase, as the wire wants it
     assert event["properties"]["gen_ai.usage.input_tokens"] == 1200  # int64 string → number
     assert event["properties"]["status"] == "error"
@@ -76,8 +76,8 @@ def test_enum_names_numbers_as_numbers_snake_case_keys_and_unknown_fields_are_re
     lenient["start_time_unix_nano"] = START_NS  # a number, under the proto name
     lenient["kind"] = "SPAN_KIND_CLIENT"
     lenient["someFutureField"] = {"x": 1}
-    (event,) = decode(TRACES, trace_json(lenient), JSON).documents
-    (expected,) = decode(TRACES, trace_json(SPAN_JSON), JSON).documents
+    (event,) = documents(decode(TRACES, trace_json(lenient), JSON))
+    (expected,) = documents(decode(TRACES, trace_json(SPAN_JSON), JSON))
     assert event == expected
 
 
@@ -98,7 +98,7 @@ def test_a_bad_span_in_json_is_refused_and_its_neighbours_kept(
     bad = {**SPAN_JSON, "spanId": "0000000000000003", **change}
     good = {**SPAN_JSON, "spanId": "0000000000000001"}
     decoded = decode(TRACES, trace_json(good, bad, "not an object"), JSON)  # type: ignore[arg-type]
-    assert [d["span_id"] for d in decoded.documents] == ["0000000000000001"]
+    assert [d["span_id"] for d in documents(decoded)] == ["0000000000000001"]
     assert decoded.items == 3
     assert len(decoded.refused) == 2 and "span is not a JSON object" in decoded.refused
     reason_in(decoded.refused, reason)
@@ -117,7 +117,7 @@ def test_a_refusal_reason_never_quotes_the_value() -> None:
 
 def test_links_in_json_get_their_hex_ids() -> None:
     linked = {**SPAN_JSON, "links": [{"traceId": "AB" * 16, "spanId": "cd" * 8}]}
-    (event,) = decode(TRACES, trace_json(linked), JSON).documents
+    (event,) = documents(decode(TRACES, trace_json(linked), JSON))
     assert event["properties"]["span.links"] == [{"trace_id": "ab" * 16, "span_id": "cd" * 8}]
 
 
@@ -151,7 +151,7 @@ def test_logs_in_json_keep_their_trace_context() -> None:
         ]
     }
     decoded = decode(LOGS, orjson.dumps(body), JSON)
-    (event,) = decoded.documents
+    (event,) = documents(decoded)
     assert (event["event"], event["agent"]) == ("codex.tool_decision", "codex")
     assert (event["trace_id"], event["span_id"]) == (TRACE.hex(), SPAN.hex())
     assert event["properties"]["log.body"] == "approved"
@@ -205,7 +205,7 @@ def test_metric_points_in_json_each_stand_or_fall_alone() -> None:
     good = {"timeUnixNano": str(START_NS), "asDouble": 0.0123}
     bad = {"timeUnixNano": str(START_NS), "asInt": "lots"}
     decoded = decode(METRICS, metric_json([good, bad]), JSON)
-    cost, latency = decoded.documents
+    cost, latency = documents(decoded)
     assert cost["properties"]["metric.value"] == 0.0123
     assert cost["properties"]["metric.temporality"] == "delta"
     assert latency["properties"]["metric.bucket_counts"] == [1, 2]
@@ -236,8 +236,8 @@ def test_a_binary_body_that_is_not_protobuf_is_undecodable() -> None:
 
 def test_an_empty_request_is_success_with_nothing_in_it() -> None:
     decoded = decode(TRACES, b"", PROTOBUF)
-    assert (decoded.documents, decoded.refused) == ([], [])
-    assert decode(TRACES, b"{}", JSON).documents == []
+    assert (documents(decoded), decoded.refused) == ([], [])
+    assert documents(decode(TRACES, b"{}", JSON)) == []
 
 
 # --- answers ---
@@ -289,7 +289,7 @@ def test_any_json_is_events_refusals_or_undecodable_never_a_crash(document: Any)
         decoded = decode(TRACES, json.dumps(document).encode(), JSON)
     except UndecodableError:
         return
-    for event in decoded.documents:
+    for event in documents(decoded):
         assert event["event"] and event["uuid"]
 
 

@@ -27,12 +27,14 @@ from agent_telemetryd.otlp.decoded import Decoded
 from agent_telemetryd.otlp.identity import identity_uuid, span_uuid
 from agent_telemetryd.otlp.resources import RESOURCE_EVENT, resource_event
 from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES, Signal
+from agent_telemetryd.otlp.values import duration_ms
 from tests.otlp_messages import (
     PARENT,
     SPAN,
     START_MS,
     START_NS,
     TRACE,
+    documents,
     kvs,
     logs,
     metrics,
@@ -47,7 +49,7 @@ DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 def decoded_from(signal: Signal, request: object) -> Decoded:
     decoded = decode(signal, request.SerializeToString(), PROTOBUF)  # type: ignore[attr-defined]
-    for document in decoded.documents:
+    for document in documents(decoded):
         validate(document, Limits())  # raises if the daemon would refuse it
     return decoded
 
@@ -55,7 +57,7 @@ def decoded_from(signal: Signal, request: object) -> Decoded:
 def one_event(signal: Signal, request: object) -> dict:
     decoded = decoded_from(signal, request)
     assert decoded.refused == []
-    (document,) = decoded.documents
+    (document,) = documents(decoded)
     return document
 
 
@@ -209,7 +211,7 @@ def test_a_bad_span_is_refused_with_its_reason_and_its_neighbours_kept(
     good_before = span(span_id=bytes.fromhex("0000000000000001"))
     good_after = span(span_id=bytes.fromhex("0000000000000002"))
     decoded = decoded_from(TRACES, traces(good_before, bad, good_after))
-    assert [d["span_id"] for d in decoded.documents] == ["0000000000000001", "0000000000000002"]
+    assert [d["span_id"] for d in documents(decoded)] == ["0000000000000001", "0000000000000002"]
     assert len(decoded.refused) == 1 and reason in decoded.refused[0]
     assert decoded.items == 3
 
@@ -389,7 +391,7 @@ def test_identical_log_records_share_a_uuid_and_any_difference_separates_them() 
 )
 def test_a_bad_log_record_is_refused_with_its_reason(bad: object, reason: str) -> None:
     decoded = decoded_from(LOGS, logs(record(body="kept"), bad))  # type: ignore[arg-type]
-    assert [d["properties"]["log.body"] for d in decoded.documents] == ["kept"]
+    assert [d["properties"]["log.body"] for d in documents(decoded)] == ["kept"]
     assert len(decoded.refused) == 1 and reason in decoded.refused[0]
 
 
@@ -417,7 +419,7 @@ def test_cumulative_and_delta_counters_arrive_with_their_temporality() -> None:
     delta.sum.is_monotonic = True
     delta.sum.data_points.append(number_point(3))
     decoded = decoded_from(METRICS, metrics(cumulative, delta))
-    first, second = decoded.documents
+    first, second = documents(decoded)
     assert first["event"] == "claude_code.token.usage"
     assert first["timestamp"] == "2026-11-24T21:00:00.123Z"
     assert first["properties"] == {
@@ -485,7 +487,7 @@ def test_an_exponential_histogram_and_a_summary_keep_their_shapes() -> None:
     summary_point.quantile_values.add(quantile=0.5, value=5.0)
     summary_point.quantile_values.add(quantile=0.99, value=9.5)
     summary.summary.data_points.append(summary_point)
-    first, second = decoded_from(METRICS, metrics(exponential, summary)).documents
+    first, second = documents(decoded_from(METRICS, metrics(exponential, summary)))
     assert first["properties"] == {
         "metric.type": "exponential_histogram",
         "metric.temporality": "cumulative",
@@ -512,7 +514,7 @@ def test_bad_points_are_refused_one_reason_each_and_good_ones_kept() -> None:
     timeless = Metric(name="mixed")
     timeless.gauge.data_points.extend([number_point(1, time_unix_nano=0), number_point(5)])
     decoded = decoded_from(METRICS, metrics(nameless, no_data, timeless))
-    assert [d["properties"]["metric.value"] for d in decoded.documents] == [5]
+    assert [d["properties"]["metric.value"] for d in documents(decoded)] == [5]
     assert sorted(decoded.refused) == [
         "data point has no time_unix_nano",
         "metric has no data this daemon reads (gauge, sum, histogram, exponential histogram,"
@@ -542,8 +544,8 @@ def test_service_name_is_the_agent_and_the_resource_is_kept_once_as_its_own_even
     resource = {"service.name": "planner", "service.version": "1.2", "host.arch": "arm64"}
     request = traces(span(), span(span_id=bytes.fromhex("0102030405060708")), resource=resource)
     decoded = decoded_from(TRACES, request)
-    assert {d["agent"] for d in decoded.documents} == {"planner"}
-    assert all("service.version" not in d["properties"] for d in decoded.documents)
+    assert {d["agent"] for d in documents(decoded)} == {"planner"}
+    assert all("service.version" not in d["properties"] for d in documents(decoded))
     (info,) = decoded.resources
     event = resource_event(info)
     validate(event, Limits())
@@ -568,3 +570,22 @@ def test_without_a_service_name_the_events_have_no_agent_of_their_own() -> None:
 def test_a_spans_uuid_is_the_identity_uuid_of_its_ids() -> None:
     assert span_uuid(START_MS, TRACE, SPAN) == identity_uuid(START_MS, b"span", TRACE, SPAN)
     assert one_event(TRACES, traces(span()))["uuid"] == span_uuid(START_MS, TRACE, SPAN)
+
+
+def test_derived_uuids_stay_what_earlier_versions_made_so_a_retry_across_an_upgrade_dedupes() -> (
+    None
+):
+    assert span_uuid(START_MS, TRACE, SPAN) == "01a20f5b-bcfb-8eed-860a-a1bdb04aeece"
+    assert identity_uuid(START_MS, b"log", b"abc") == "01a20f5b-bcfb-8681-b09c-47b4be2f75ec"
+    # Times outside 48 bits are clamped, never wrapped into another span's uuid.
+    assert span_uuid(-1, TRACE, SPAN) == "00000000-0000-8eed-860a-a1bdb04aeece"
+    assert span_uuid(1 << 60, TRACE, SPAN) == "ffffffff-ffff-8eed-860a-a1bdb04aeece"
+
+
+def test_a_duration_is_the_microsecond_rounded_float_at_every_length() -> None:
+    durations = [0, 1, 499, 500, 501, 1_500, 2_500, 812_345_678, 10**15 - 500, 10**15, 2**64 - 1]
+    for scale in (10**3, 10**6, 10**9, 10**12, 10**14):
+        durations += [scale * k + rest for k in (1, 7, 123) for rest in range(0, 1000, 7)]
+        durations += [scale * k + rest for k in (3, 99) for rest in (499, 500, 501)]
+    for nanos in durations:
+        assert duration_ms(nanos) == round(nanos / 1_000_000, 3), nanos

@@ -101,6 +101,11 @@ class _Arrival:
     rate_limited: int = 0
 
 
+def _checked(event: Event) -> Event:
+    """The validation of an event its receiver has checked already (`accept_events`)."""
+    return event
+
+
 class Counters:
     """Counts kept in memory for what never reaches the buffer (e.g. mode off)."""
 
@@ -229,6 +234,27 @@ class Ingestor:
             content_masked=content_masked,
         )
 
+    def accept_events(
+        self,
+        events: list[Event],
+        source: Source,
+        *,
+        ack: bool,
+        refused: Iterable[str] = (),
+        content_masked: bool = False,
+    ) -> Outcome:
+        """`accept_documents` for events a receiver has made and checked itself against
+        every rule `Validator` applies (the OTLP mapping does): they are not validated
+        again, only transformed (allowlist, vocabulary, scrubbing) and stored."""
+        return self._submit(
+            events,
+            source,
+            ack=ack,
+            extra_rejections=refused,
+            content_masked=content_masked,
+            validate=_checked,
+        )
+
     def count_torn_line(self, source: Source) -> None:
         """Count a last line its sender left unfinished (`dropped.torn_line`)."""
         self._submit([], source, ack=False, extra_rejections=(), dropped={"torn_line": 1})
@@ -247,11 +273,14 @@ class Ingestor:
         dropped: dict[str, int] | None = None,
         marks: dict[str, str] | None = None,
         content_masked: bool = False,
+        validate: Callable[[Any], Event] | None = None,
     ) -> Outcome:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
         transforms = self._transforms_after_mask if content_masked else self._transforms
-        arrival = self._build_rows(documents, source, mode, now, transforms)
+        arrival = self._build_rows(
+            documents, source, mode, now, transforms, validate or self._validate
+        )
         counters = self._count(arrival, len(documents), extra_rejections, source)
         for reason, count in (dropped or {}).items():
             if count:
@@ -273,6 +302,7 @@ class Ingestor:
         mode: str,
         now: float,
         transforms: tuple[Transform, ...],
+        validate: Callable[[Any], Event],
     ) -> _Arrival:
         arrival = _Arrival()
         received_ms = int(now * 1000)
@@ -284,7 +314,7 @@ class Ingestor:
         upload_from = source.upload_from_ms
         for index, document in enumerate(documents):
             try:
-                event = prepare(document, source_agent, transforms)
+                event = prepare(document, source_agent, transforms, validate)
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
@@ -333,11 +363,15 @@ class Ingestor:
         return arrival
 
     def _prepare(
-        self, document: Any, source_agent: str | None, transforms: tuple[Transform, ...]
+        self,
+        document: Any,
+        source_agent: str | None,
+        transforms: tuple[Transform, ...],
+        validate: Callable[[Any], Event],
     ) -> Event | None:
         """The event to keep, validated and transformed; None when a transform dropped it.
         Raises EventError for an invalid event, and for one a transform failed on."""
-        event = self._validate(document)
+        event = validate(document)
         if event.agent is None:  # a header's name is content too: through the transforms
             event.agent = source_agent
         try:

@@ -1,13 +1,16 @@
-"""One OTLP/HTTP request body → wire events, refusals and resources. No I/O."""
+"""One OTLP request body → checked events, refusals and resources. No I/O."""
 
 from __future__ import annotations
 
 import orjson
 from google.protobuf.message import DecodeError
 
+from agent_telemetryd.events import Limits
 from agent_telemetryd.otlp.decoded import Decoded
+from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.json_input import JsonShapeError
 from agent_telemetryd.otlp.signals import Signal
+from agent_telemetryd.privacy.content import ContentMask
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -18,8 +21,16 @@ class UndecodableError(ValueError):
     """A body that is not an OTLP request at all (answered 400); fixed text, no content."""
 
 
-def decode(signal: Signal, body: bytes, encoding: str) -> Decoded:
-    """Decode a request body in `encoding` (PROTOBUF or JSON) and map its items to events."""
+def decode(
+    signal: Signal,
+    body: bytes,
+    encoding: str,
+    checks: EventChecks | None = None,
+    mask: ContentMask | None = None,
+) -> Decoded:
+    """Decode a request body in `encoding` (PROTOBUF or JSON) and map its items to events
+    checked by `checks` (by default, against the default limits), their content masked
+    by `mask` when given."""
     if encoding == PROTOBUF:
         request = signal.request()
         try:
@@ -42,6 +53,6 @@ def decode(signal: Signal, body: bytes, encoding: str) -> Decoded:
             raise UndecodableError("request body is not OTLP JSON") from None
     else:
         raise ValueError(f"unknown encoding {encoding!r}")
-    decoded = Decoded(refused=refused)
+    decoded = Decoded(checks or EventChecks(Limits()), mask, refused=refused)
     signal.to_events(request, decoded)
     return decoded

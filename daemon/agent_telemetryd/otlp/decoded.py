@@ -1,4 +1,4 @@
-"""What decoding one OTLP request gives the receiver: wire events, refusals, resources."""
+"""What decoding one OTLP request gives the receiver: checked events, refusals, resources."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from agent_telemetryd.events import Event, EventError
+from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.values import agent_name, attributes
+from agent_telemetryd.privacy.content import ContentMask
 
 
 class Refused(ValueError):
@@ -29,17 +32,26 @@ class ResourceInfo:
 
 @dataclass(slots=True)
 class Decoded:
-    """The events of one request in the daemon's wire form, one reason for each item that
-    could not become one, and the resources the items came from."""
+    """The events of one request, checked (`EventChecks`) and with their content masked
+    when `mask` is given; one reason for each item that could not become one; and the
+    resources the items came from."""
 
-    documents: list[dict[str, Any]] = field(default_factory=list)
+    checks: EventChecks
+    mask: ContentMask | None = None
+    events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     resources: list[ResourceInfo] = field(default_factory=list)
-    content_masked: bool = False  # the documents' content is masked already
+    # Attribute pairs read before in this request, by their bytes (`read_attributes`).
+    known_pairs: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
 
     @property
     def items(self) -> int:
-        return len(self.documents) + len(self.refused)
+        return len(self.events) + len(self.refused)
+
+    @property
+    def content_masked(self) -> bool:
+        """The events' content is masked already (the ingestor need not mask it again)."""
+        return self.mask is not None
 
     def add_resource(self, resource: Resource) -> ResourceInfo:
         identity = resource.SerializeToString(deterministic=True)
@@ -52,11 +64,12 @@ class Decoded:
         return info
 
     def take(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:
-        """Add the event `build(*args)` makes, or its refusal: one bad item never costs the
-        others theirs, whatever went wrong with it."""
+        """Add the event `build(*args)` makes (a wire document, then masked and checked),
+        or its refusal: one bad item never costs the others theirs, whatever went wrong
+        with it."""
         try:
-            self.documents.append(build(*args))
-        except Refused as reason:
+            self.events.append(self.checks.document(build(*args), self.mask))
+        except (Refused, EventError) as reason:
             self.refused.append(str(reason))
         except Exception as error:  # a value no rule foresaw; the type says which
             self.refused.append(f"could not be read ({type(error).__name__})")

@@ -15,18 +15,22 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from agent_telemetryd.events import Event, EventError
 from agent_telemetryd.otlp.decoded import Decoded, Refused, scope_properties
+from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.identity import span_uuid
 from agent_telemetryd.otlp.values import (
     NANOS_PER_MS,
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
     attributes,
-    hex_id,
+    duration_ms,
+    read_attributes,
     rfc3339,
     text,
     time_ms,
 )
+from agent_telemetryd.privacy.content import ContentMask
 
 SPAN_KINDS = {
     Span.SPAN_KIND_INTERNAL: "internal",
@@ -46,35 +50,41 @@ BAD_SPAN_ID = "span has no valid span_id (8 bytes, 16 hex digits, not all zero)"
 BAD_PARENT_ID = "span has an invalid parent_span_id (8 bytes, 16 hex digits, not all zero)"
 NO_START = "span has no start_time_unix_nano"
 ENDS_BEFORE_START = "span ends before it starts"
+_ZERO_TRACE_ID = bytes(TRACE_ID_BYTES)
+_ZERO_SPAN_ID = bytes(SPAN_ID_BYTES)
 
 
 def map_traces(request: ExportTraceServiceRequest, out: Decoded) -> None:
-    # `Decoded.take` inlined: this loop runs once per span.
-    documents, refused = out.documents, out.refused
+    # `Decoded.take` inlined, with the checks for spans: this loop runs once per span.
+    events, refused, checks, mask = out.events, out.refused, out.checks, out.mask
+    known = out.known_pairs
     for resource_spans in request.resource_spans:
         agent = out.add_resource(resource_spans.resource).agent
         for scope_spans in resource_spans.scope_spans:
             scope = scope_properties(scope_spans.scope)
             for span in scope_spans.spans:
                 try:
-                    documents.append(span_event(span, agent, scope))
-                except Refused as reason:
+                    events.append(span_event(span, agent, scope, checks, mask, known))
+                except (Refused, EventError) as reason:
                     refused.append(str(reason))
                 except Exception as error:  # a value no rule foresaw; the type says which
                     refused.append(f"could not be read ({type(error).__name__})")
 
 
-def span_event(span: Span, agent: str | None, scope: dict[str, Any]) -> dict[str, Any]:
+def span_event(
+    span: Span,
+    agent: str | None,
+    scope: dict[str, Any],
+    checks: EventChecks,
+    mask: ContentMask | None = None,
+    known: dict[bytes, tuple[str, Any]] | None = None,
+) -> Event:
     name = span.name
     if not name:
         raise Refused(NO_NAME)
     # Each field is read once: every read of a protobuf field makes a Python object.
     raw_trace, raw_span, raw_parent = span.trace_id, span.span_id, span.parent_span_id
-    trace_id = _id(raw_trace, TRACE_ID_BYTES, BAD_TRACE_ID)
-    span_id = _id(raw_span, SPAN_ID_BYTES, BAD_SPAN_ID)
-    if trace_id is None or span_id is None:
-        raise Refused(BAD_TRACE_ID if trace_id is None else BAD_SPAN_ID)
-    parent_span_id = _id(raw_parent, SPAN_ID_BYTES, BAD_PARENT_ID) if raw_parent else None
+    parent_span_id = _parent_of_valid_ids(raw_trace, raw_span, raw_parent)
     start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
     if not start_ns:
         raise Refused(NO_START)
@@ -82,16 +92,18 @@ def span_event(span: Span, agent: str | None, scope: dict[str, Any]) -> dict[str
         raise Refused(ENDS_BEFORE_START)
     start_ms = start_ns // NANOS_PER_MS
 
-    properties = attributes(span.attributes, dict(scope))
+    properties = scope.copy()
+    nested = read_attributes(span.attributes, properties, {} if known is None else known)
     if end_ns:
         # Microseconds kept: a fast tool call is well under a millisecond.
-        properties["duration_ms"] = round((end_ns - start_ns) / NANOS_PER_MS, 3)
+        properties["duration_ms"] = duration_ms(end_ns - start_ns)
     kind = SPAN_KINDS.get(span.kind)
     if kind is not None:
         properties["span.kind"] = kind
     events = span.events
     if events:
         _add_events(events, properties)
+        nested = nested or "span.events" in properties
     status = span.status
     if status.code:
         _add_status(status, properties)
@@ -100,20 +112,34 @@ def span_event(span: Span, agent: str | None, scope: dict[str, Any]) -> dict[str
         properties["span.links"] = [
             {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()} for link in links
         ]
+        nested = True  # their keys count against the limit too
+    # A span's time is in range: a uint64 of nanoseconds ends in the year 2554.
+    return checks.span(
+        name,
+        properties,
+        start_ms,
+        span_uuid(start_ms, raw_trace, raw_span),
+        agent,
+        raw_trace.hex(),
+        raw_span.hex(),
+        parent_span_id,
+        nested,
+        mask,
+    )
 
-    document = {
-        "event": name,
-        "properties": properties,
-        "uuid": span_uuid(start_ms, raw_trace, raw_span),
-        "timestamp": rfc3339(start_ms),
-        "trace_id": trace_id,
-        "span_id": span_id,
-    }
-    if agent is not None:
-        document["agent"] = agent
-    if parent_span_id is not None:
-        document["parent_span_id"] = parent_span_id
-    return document
+
+def _parent_of_valid_ids(trace_id: bytes, span_id: bytes, parent_id: bytes) -> str | None:
+    """The parent span id in hex, or None; refuses ids of the wrong size or all zeros (an
+    empty trace or span id is of the wrong size too)."""
+    if len(trace_id) != TRACE_ID_BYTES or trace_id == _ZERO_TRACE_ID:
+        raise Refused(BAD_TRACE_ID)
+    if len(span_id) != SPAN_ID_BYTES or span_id == _ZERO_SPAN_ID:
+        raise Refused(BAD_SPAN_ID)
+    if not parent_id:
+        return None
+    if len(parent_id) != SPAN_ID_BYTES or parent_id == _ZERO_SPAN_ID:
+        raise Refused(BAD_PARENT_ID)
+    return parent_id.hex()
 
 
 def _add_status(status: Status, properties: dict[str, Any]) -> None:
@@ -151,10 +177,3 @@ def _add_events(events: Iterable[Span.Event], properties: dict[str, Any]) -> Non
         others.append(entry)
     if others:
         properties["span.events"] = others
-
-
-def _id(raw: bytes, size: int, reason: str) -> str | None:
-    try:
-        return hex_id(raw, size)
-    except ValueError:
-        raise Refused(reason) from None

@@ -76,6 +76,54 @@ def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) ->
     return found
 
 
+def read_attributes(
+    pairs: Iterable[KeyValue], into: dict[str, Any], known: dict[bytes, tuple[str, Any]]
+) -> bool:
+    """`attributes(pairs, into)`, saying whether a value holds an object, or an array an
+    array: only then is there more to check below the top level (content names, keys,
+    depth). `known` remembers pairs read before (the same for all the items of a request).
+    """
+    nested = False
+    scalars = _SCALARS
+    for pair in pairs:
+        value = pair.value
+        text = value.string_value
+        if text:
+            into[pair.key] = text
+            continue
+        number = value.int_value
+        if number:
+            into[pair.key] = number
+            continue
+        # The other kinds cost a lookup by name and a read or two more, an array a dozen
+        # (each element a message). Their pairs repeat across a request's items (a
+        # temperature, a flag, finish reasons): each distinct one is read once, and found
+        # again by its bytes, which the runtime gives for less than one such read.
+        identity = pair.SerializeToString()
+        seen = known.get(identity)
+        if seen is not None:
+            key, found = seen
+            into[key] = found.copy() if type(found) is list else found
+            continue
+        key = pair.key
+        kind = value.WhichOneof("value")
+        found = getattr(value, kind) if kind in scalars else _composite(value, kind)
+        into[key] = found
+        if type(found) is list:
+            if set(map(type, found)).isdisjoint(_CONTAINERS):
+                known[identity] = (key, found.copy())  # a copy: each event its own list
+            else:
+                nested = True
+        elif type(found) is dict:
+            nested = True
+        else:
+            known[identity] = (key, found)
+    return nested
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
 def text(value: Any) -> str:
     """A value as a string, so that the scrubber, which reads strings, sees all of it."""
     if isinstance(value, str):
@@ -97,6 +145,21 @@ def hex_id(raw: bytes, size: int) -> str | None:
     if len(raw) != size or not any(raw):
         raise ValueError
     return raw.hex()
+
+
+def duration_ms(nanos: int) -> float:
+    """Nanoseconds as milliseconds to the microsecond: `round(nanos / 1e6, 3)`, the same
+    float, at a seventh of its cost (`round` to digits goes through decimal text)."""
+    # Away from a tie (half a microsecond, where round's answer depends on the division's
+    # own rounding) the float's error, under 2**-53 of it, cannot carry it over the next
+    # half microsecond while it is below ~11 days; there, rounding the integer is exact.
+    rest = nanos % 1000
+    if rest != 500 and nanos < _EXACT_BELOW_NS:
+        return ((nanos + 500) // 1000) / 1000
+    return round(nanos / NANOS_PER_MS, 3)
+
+
+_EXACT_BELOW_NS = 10**15
 
 
 def time_ms(nanos: int) -> int | None:

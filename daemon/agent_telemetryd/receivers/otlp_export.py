@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from agent_telemetryd.context import DaemonContext
-from agent_telemetryd.ingest import Source
+from agent_telemetryd.events import Event, EventError, Limits
+from agent_telemetryd.ingest import Ingestor, Outcome, Source
 from agent_telemetryd.otlp.decode import decode
 from agent_telemetryd.otlp.decoded import Decoded
+from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.resources import resource_event
 from agent_telemetryd.otlp.signals import Signal
-from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.receivers.http_ingest import BUFFER_FULL
-from agent_telemetryd.receivers.otlp_routes import OtlpState
+from agent_telemetryd.receivers.otlp_state import OtlpState
 from agent_telemetryd.store.writer import StoreFullError
 
 TRANSPORT = "otlp"
@@ -54,21 +54,27 @@ class RetryLater(Exception):
 async def decode_off_loop(
     context: DaemonContext, state: OtlpState, signal: Signal, body: bytes, encoding: str
 ) -> Decoded:
-    """Decode and map on a thread: 8 MiB of small spans is seconds of Python, which must
-    not hold up every other agent's connection on the event loop meanwhile.
+    """Decode, map, mask and check on a thread: 8 MiB of small spans is seconds of Python,
+    which must not hold up every other agent's connection on the event loop meanwhile.
 
     Raises `UndecodableError` for a body that is not an OTLP request."""
     mask = None if context.config.capture_content else state.mask
-    return await asyncio.to_thread(_decode, signal, body, encoding, mask)
+    checks = event_checks(context, state)
+    return await asyncio.to_thread(decode, signal, body, encoding, checks, mask)
 
 
-def _decode(signal: Signal, body: bytes, encoding: str, mask: ContentMask | None) -> Decoded:
-    decoded = decode(signal, body, encoding)
-    if mask is not None:
-        for document in decoded.documents:
-            document["properties"] = mask.properties(document["properties"], document["event"])
-        decoded.content_masked = True
-    return decoded
+def event_checks(context: DaemonContext, state: OtlpState) -> EventChecks:
+    """The receivers' `EventChecks`, with the ingestor's limits (read at start: a reload
+    does not change them)."""
+    if state.checks is None:
+        config = context.config
+        limits = Limits(
+            max_event_bytes=config.max_event_bytes,
+            max_depth=config.max_depth,
+            max_keys=config.max_keys,
+        )
+        state.checks = EventChecks(limits)
+    return state.checks
 
 
 async def commit(
@@ -77,22 +83,7 @@ async def commit(
     """Hand the events (and the resources not recorded yet) to the ingestor and wait for
     the commit. Raises `RetryLater` when the buffer could not take them all."""
     assert context.ingestor is not None
-    documents: list[dict[str, Any]] = decoded.documents
-    resources = [resource_event(r) for r in decoded.resources if r.attributes]
-    resources = [r for r in resources if r["uuid"] not in state.resources_recorded]
-    if decoded.content_masked:
-        # Masked like the items, so the ingestor can leave the whole lot as it is.
-        for resource in resources:
-            resource["properties"] = state.mask.properties(
-                resource["properties"], resource["event"]
-            )
-    outcome = context.ingestor.accept_documents(
-        documents + resources,
-        source,
-        ack=True,
-        refused=decoded.refused,
-        content_masked=decoded.content_masked,
-    )
+    outcome, resources = hand_over(context.ingestor, state, decoded, source)
     if outcome.pending is not None:
         try:
             result = await outcome.pending
@@ -102,13 +93,41 @@ async def commit(
             # Some of it is not in the buffer. The whole request is asked for again: what
             # was kept now comes back as duplicates of the same uuids, nothing twice.
             raise RetryLater(BUFFER_AT_CAP, buffer_full=True)
-    items = len(documents)
+    items = len(decoded.events)
     refused = list(decoded.refused)
     refused.extend(r.reason for r in outcome.rejected if r.index < items)
     if outcome.pending is not None:  # kept (not mode off): no need to send it again
         not_kept = {r.index - items for r in outcome.rejected if r.index >= items}
-        state.recorded([r["uuid"] for i, r in enumerate(resources) if i not in not_kept])
+        state.recorded([uuid for i, uuid in enumerate(resources) if i not in not_kept])
     return Committed(refused, decoded.items)
+
+
+def hand_over(
+    ingestor: Ingestor, state: OtlpState, decoded: Decoded, source: Source
+) -> tuple[Outcome, list[str]]:
+    """Give the ingestor the request's events and those of its resources not recorded yet,
+    in one write; returns its outcome and the uuids of the resources, in the order they
+    follow the items."""
+    resources: list[Event] = []
+    not_resources: list[str] = []  # counted as received and rejected, not told the exporter
+    for info in decoded.resources:
+        if not info.attributes:
+            continue
+        document = resource_event(info)
+        if document["uuid"] in state.resources_recorded:
+            continue
+        try:
+            resources.append(decoded.checks.document(document, decoded.mask))
+        except EventError as error:
+            not_resources.append(str(error))
+    outcome = ingestor.accept_events(
+        decoded.events + resources,
+        source,
+        ack=True,
+        refused=decoded.refused + not_resources,
+        content_masked=decoded.content_masked,
+    )
+    return outcome, [resource.uuid or "" for resource in resources]
 
 
 def reject_body(context: DaemonContext, reason: str, source: Source) -> None:

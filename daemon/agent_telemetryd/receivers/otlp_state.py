@@ -7,8 +7,12 @@ first HTTP connection builds them, and both must share it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent_telemetryd.privacy.content import ContentMask
+
+if TYPE_CHECKING:
+    from agent_telemetryd.otlp.event_checks import EventChecks
 
 # Resources recorded by this process, by uuid: at most this many, then forgotten (the
 # uuid still dedupes one recorded again).
@@ -23,6 +27,8 @@ class OtlpState:
     # stored: a 200 KB prompt must not cost the span its place when only its length stays.
     mask: ContentMask = field(default_factory=ContentMask)
     resources_recorded: set[str] = field(default_factory=set)
+    # Made by the first request, with the ingestor's limits (`otlp_export.event_checks`).
+    checks: EventChecks | None = None
 
     def recorded(self, uuids: list[str]) -> None:
         if len(self.resources_recorded) + len(uuids) > MAX_RESOURCES_REMEMBERED:

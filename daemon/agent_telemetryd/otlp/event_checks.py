@@ -1,0 +1,111 @@
+"""Mapped OTLP items as checked events: content masked, then the wire's rules applied, so
+the ingestor stores them without validating them again. No I/O.
+
+The mapping writes what validation would only read back: ids in lowercase hex, times as
+Unix milliseconds, uuids in canonical form, agent names cut and cleaned. What it cannot
+know in advance is checked here against the ingestor's own limits: the event name, the
+number of keys and the nesting of the properties, their encoded size. For a span these
+are fast tests that pass what is surely valid; a name not seen before, a property holding
+an object, or one over a limit goes through the `Validator` itself, whose error is the
+item's refusal, in the same words as for any event. Logs, metric points and resources
+are few per request or varied in shape: they go through the `Validator` whole.
+
+Masking comes first, as it did in the ingestor, so that a long prompt costs a span only
+its length, never its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from agent_telemetryd.events import Event, Limits, Validator
+from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask, is_content_name
+
+# Names remembered (valid event names; property names that are not content), at most;
+# then forgotten and learnt again, so hostile input cannot grow them without bound.
+MAX_REMEMBERED = 4096
+
+
+class EventChecks:
+    """Makes checked `Event`s of mapped items; one per daemon, shared by the decoding
+    threads (what it remembers is only ever added to or cleared whole)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._validator = Validator(limits)
+        self._max_keys = limits.max_keys
+        self._max_bytes = limits.max_event_bytes
+        # Top-level arrays of scalars are at depth 2; a limit below that needs the full check.
+        self._flat_is_shallow = limits.max_depth >= 2
+        self._good_names: set[str] = set()
+        self._plain_keys: set[str] = set()
+
+    def document(self, document: dict[str, Any], mask: ContentMask | None) -> Event:
+        """A wire document (a log record's, a data point's, a resource's) masked and
+        validated. Raises `EventError`."""
+        if mask is not None:
+            document["properties"] = mask.properties(document["properties"], document["event"])
+        return self._validator.validate(document)
+
+    def span(
+        self,
+        name: str,
+        properties: dict[str, Any],
+        ts_ms: int,
+        uuid: str,
+        agent: str | None,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        nested: bool,
+        mask: ContentMask | None,
+    ) -> Event:
+        """A mapped span as a checked event. `nested`: a property value holds an object, or
+        an array an array (only then can content or more keys hide below the top level).
+        Raises `EventError` with the words validation would use."""
+        if name not in self._good_names:
+            self._check_name(name)
+        if mask is not None:
+            properties = self._masked(properties, name, nested, mask)
+        if (
+            nested
+            or not self._flat_is_shallow
+            or len(properties) > self._max_keys
+            or len(orjson.dumps(properties)) > self._max_bytes
+        ):
+            # The validator counts nested keys and depth, and words any refusal.
+            self._validator.validate({"event": name, "properties": properties})
+        return Event(name, properties, ts_ms, uuid, agent, trace_id, span_id, parent_span_id)
+
+    def _check_name(self, name: str) -> None:
+        self._validator.validate({"event": name})  # raises for a name the wire refuses
+        if len(self._good_names) >= MAX_REMEMBERED:
+            self._good_names.clear()
+        self._good_names.add(name)
+
+    def _masked(
+        self, properties: dict[str, Any], name: str, nested: bool, mask: ContentMask
+    ) -> dict[str, Any]:
+        """`mask.properties(properties, name)`, skipped when it can only find nothing: no
+        name at the top is content and nothing below it could hold a name."""
+        if nested or name in AGENT_CONTENT_NAMES:
+            return mask.properties(properties, name)
+        keys = properties.keys()
+        if keys <= self._plain_keys or self._none_is_content(keys):
+            return properties
+        return mask.properties(properties, name)
+
+    def _none_is_content(self, keys: Any) -> bool:
+        """Learn the names not seen before; True when none of them is content."""
+        plain = self._plain_keys
+        if len(plain) >= MAX_REMEMBERED:
+            plain.clear()
+        none_is_content = True
+        for key in keys - plain:
+            if is_content_name(key):
+                none_is_content = False
+            else:
+                plain.add(key)
+        return none_is_content

@@ -24,7 +24,7 @@ else's do.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_telemetryd.events import Event
 
@@ -112,9 +112,19 @@ _AGENT_KNOWN = frozenset(name for names in AGENT_SYNONYMS.values() for name in n
 _AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
 
+# Shapes remembered (event name, property names in order), at most; then forgotten.
+_MAX_SHAPES = 4096
+_UNPLANNED: Any = object()
+
+
 class Vocabulary:
     """The transform. Most events carry none of these names, or only the convention's own
-    token counts: that costs a set test or two."""
+    token counts: that costs a set test or two. Those that do are renamed by a plan made
+    once for their shape (event name and property names in order): agents send the same
+    few shapes over and over."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
 
     def __call__(self, event: Event) -> Event:
         properties = event.properties
@@ -127,9 +137,21 @@ class Vocabulary:
             agent_names is None or _AGENT_KNOWN.isdisjoint(properties)
         ):
             return event
-        renamed = translate(properties, name, agent_names)
-        if renamed is properties:
-            return event
+        shape = (name, tuple(properties))
+        plan = self._plans.get(shape, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(shape, agent_names)
+        if plan is not None and (
+            not plan.numeric or str not in map(type, map(properties.__getitem__, plan.numeric))
+        ):
+            # The plan's names with the values as they are, in C: what translate() makes
+            # of this shape when no value it would read as a number is text. Both are as
+            # long as the shape (strict= would cost a third of the renaming).
+            renamed = dict(zip(plan.keys, properties.values()))  # noqa: B905
+        else:
+            renamed = translate(properties, name, agent_names)
+            if renamed is properties:
+                return event
         # Built directly: dataclasses.replace costs more than the renaming itself.
         return Event(
             name,
@@ -141,6 +163,51 @@ class Vocabulary:
             event.span_id,
             event.parent_span_id,
         )
+
+    def _plan(
+        self, shape: tuple[str, tuple[str, ...]], agent_names: dict[str, str] | None
+    ) -> _Plan | None:
+        if len(self._plans) >= _MAX_SHAPES:
+            self._plans.clear()
+        plan = _make_plan(shape[0], shape[1], agent_names)
+        self._plans[shape] = plan
+        return plan
+
+
+class _Plan(NamedTuple):
+    keys: tuple[str, ...]  # the names translate() gives, in order, one for each given name
+    numeric: tuple[str, ...]  # given names whose text values translate() reads as numbers
+
+
+def _make_plan(
+    event_name: str, keys: tuple[str, ...], agent_names: dict[str, str] | None
+) -> _Plan | None:
+    """How translate() renames properties of this shape, or None when what it makes also
+    depends on the values beyond their being text or not (PostHog's latency and error
+    flag, Claude Code's cached input tokens), or when it renames nothing."""
+    if POSTHOG_LATENCY in keys or POSTHOG_IS_ERROR in keys:
+        return None
+    taken = set(keys)
+    out: list[str] = []
+    numeric: list[str] = []
+    for key in keys:
+        target = SYNONYMS.get(key)
+        if target is None and agent_names is not None:
+            target = agent_names.get(key)
+        if target is not None and target not in taken:
+            if target == INPUT_TOKENS and event_name.startswith(INPUT_EXCLUDES_CACHE):
+                return None
+            taken.add(target)
+            out.append(target)
+            if target in _NUMERIC:
+                numeric.append(key)
+        else:
+            out.append(key)
+            if key in _NUMERIC:
+                numeric.append(key)
+    if tuple(out) == keys:
+        return None  # nothing renamed: translate() only reads numbers, and says so
+    return _Plan(tuple(out), tuple(numeric))
 
 
 def _settled(properties: dict[str, Any], known: set[str]) -> bool:

@@ -88,6 +88,7 @@ def stages(events: int, repeat: int) -> dict[str, float]:
     from agent_telemetryd.daemon import privacy_transforms
     from agent_telemetryd.events import Limits, Validator, parse_line
     from agent_telemetryd.ingest import Ingestor, Source
+    from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
     from agent_telemetryd.store.database import open_buffer
     from agent_telemetryd.store.insert_rows import insert_rows
 
@@ -141,6 +142,15 @@ def stages(events: int, repeat: int) -> dict[str, float]:
             ingestor.accept_lines(lines, source)
 
     step("accept_lines (all of the above but the split, and rows)", accept)
+    protocol = NdjsonProtocol(ingestor, max_line_bytes=64 * 1024)
+    protocol._source = source
+
+    def receive() -> None:
+        kept.clear()
+        for read in reads:
+            protocol.data_received(read)
+
+    step("ingest.sock's data_received (split, line checks, accept_lines)", receive)
     rows = list(kept)
     with tempfile.TemporaryDirectory(prefix="at-stages-") as tmp:
         conn = open_buffer(Path(tmp) / "buffer.sqlite3")

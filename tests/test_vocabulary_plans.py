@@ -78,3 +78,15 @@ def test_a_shim_users_event_is_renamed_alike_the_first_time_and_after() -> None:
         "status": "ok",
         "gen_ai.tool.name": "grep",
     }
+
+
+def test_a_shape_too_large_to_remember_is_renamed_alike_every_time() -> None:
+    """A shape of many names is planned each time it comes, not remembered: renamed as
+    translate() renames it, the first time and after."""
+    transform = Vocabulary()
+    properties: dict[str, Any] = {f"attribute_{i}": i for i in range(100)}
+    properties.update({"model": "m", "tokens_in": "12", "tool": "t"})
+    for _ in range(2):
+        stored = transform(Event("tool.call", properties, 1, "u", "a")).properties
+        assert orjson.dumps(stored) == _expected("tool.call", properties)
+        assert stored["gen_ai.usage.input_tokens"] == 12

@@ -35,7 +35,9 @@ _CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 # W3C Trace Context ids: lowercase hex, 16 bytes for a trace, 8 for a span.
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
-_IS_CONTAINER = frozenset({dict, list}).__contains__
+_CONTAINERS = frozenset({dict, list})
+_IS_CONTAINER = _CONTAINERS.__contains__
+_TRACE_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 
 
 class EventError(ValueError):
@@ -129,19 +131,43 @@ class Validator:
             agent = _agent(agent)
             if len(agent) <= MAX_EVENT_NAME:
                 self._remember(agent)
-        event = Event(
-            event=name,
-            properties=_properties(get("properties"), self.limits),
-            ts_ms=self._timestamp(get("timestamp")),
-            uuid=_uuid(get("uuid")),
-            agent=agent,
-        )
-        trace_id, span_id, parent_span_id = get("trace_id"), get("span_id"), get("parent_span_id")
-        if trace_id is not None or span_id is not None or parent_span_id is not None:
+        # Positional and inlined for the common shapes (a shim's timestamp of a second
+        # seen before, a canonical uuid): each call saved is a good share of the whole.
+        # The checks run in the order their errors are reported: properties, timestamp, uuid.
+        properties = _properties(get("properties"), self.limits)
+        timestamp = get("timestamp")
+        ts_ms = None
+        if timestamp is not None:
+            seconds = (
+                self._second_starts.get(timestamp[:19])
+                if type(timestamp) is str and len(timestamp) == 24
+                else None
+            )
+            millis = timestamp[20:23] if seconds is not None else ""
+            if (
+                seconds is not None
+                and timestamp[19] == "."
+                and timestamp[23] == "Z"
+                and millis.isascii()
+                and millis.isdigit()
+            ):
+                ts_ms = seconds + int(millis)
+            else:
+                ts_ms = self._timestamp(timestamp)
+        uuid = get("uuid")
+        if uuid is not None and (type(uuid) is not str or not _CANONICAL_UUID.match(uuid)):
+            uuid = _uuid(uuid)
+        event = Event(name, properties, ts_ms, uuid, agent)
+        if not _TRACE_FIELDS.isdisjoint(document):
+            trace_id, span_id, parent_span_id = (
+                get("trace_id"),
+                get("span_id"),
+                get("parent_span_id"),
+            )
             event.trace_id = _hex_id(trace_id, "trace_id", _TRACE_ID)
             event.span_id = _hex_id(span_id, "span_id", _SPAN_ID)
             event.parent_span_id = _hex_id(parent_span_id, "parent_span_id", _SPAN_ID)
-            if event.trace_id is None:
+            if event.trace_id is None and (span_id is not None or parent_span_id is not None):
                 # A span id means something only within its trace.
                 raise EventError("field 'span_id' or 'parent_span_id' needs 'trace_id' too")
         return event
@@ -243,8 +269,9 @@ def _properties(value: Any, limits: Limits) -> dict[str, Any]:
     # attributes (`gen_ai.response.finish_reasons`). Decoded JSON and the OTLP mapping
     # make plain dicts and lists only.
     values = value.values()
-    for child in compress(values, map(_IS_CONTAINER, map(type, values))):
-        keys += _count_keys(child, limits.max_depth, 2)
+    if not _CONTAINERS.isdisjoint(map(type, values)):  # stops at the first one
+        for child in compress(values, map(_IS_CONTAINER, map(type, values))):
+            keys += _count_keys(child, limits.max_depth, 2)
     if keys > limits.max_keys:
         raise EventError(f"field 'properties' has {keys} keys; the limit is {limits.max_keys}")
     size = len(orjson.dumps(value))

@@ -24,7 +24,7 @@ else's do.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_telemetryd.events import Event
 
@@ -107,29 +107,51 @@ POSTHOG_IS_ERROR = "$ai_is_error"
 
 _NUMERIC = TOKEN_NAMES | {COST}
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
-_KNOWN = frozenset(SYNONYMS) | _NUMERIC | {POSTHOG_LATENCY, POSTHOG_IS_ERROR}
-_AGENT_KNOWN = frozenset(name for names in AGENT_SYNONYMS.values() for name in names)
 _AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
 
+# Shapes remembered (event name, property names in order), at most; then forgotten. Only
+# shapes of a few names are remembered, so that what a client sends cannot make the
+# memory large (at most ~6 KB a shape); a larger one is planned each time it comes.
+_MAX_SHAPES = 1024
+_MAX_SHAPE_NAMES = 64
+_MAX_SHAPE_CHARS = 2048
+_UNPLANNED: Any = object()
+
+
 class Vocabulary:
-    """The transform. Most events carry none of these names, or only the convention's own
-    token counts: that costs a set test or two."""
+    """The transform. Agents send the same few shapes of event (its name and property
+    names in order) over and over: how a shape is renamed is planned once, and an event
+    of a known shape costs a lookup and a test of the values it reads as numbers."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
 
     def __call__(self, event: Event) -> Event:
         properties = event.properties
         if not properties:
             return event
         name = event.event
-        agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
-        known = _KNOWN.intersection(properties)
-        if (not known or _settled(properties, known)) and (
-            agent_names is None or _AGENT_KNOWN.isdisjoint(properties)
+        shape = (name, tuple(properties))
+        plan = self._plans.get(shape, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(shape)
+        if plan is None or (
+            plan.numeric and str in map(type, map(properties.__getitem__, plan.numeric))
         ):
-            return event
-        renamed = translate(properties, name, agent_names)
-        if renamed is properties:
-            return event
+            # What it makes depends on the values: text read as a number, PostHog's
+            # latency or error flag, Claude Code's cached input tokens.
+            agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
+            renamed = translate(properties, name, agent_names)
+            if renamed is properties:
+                return event
+        elif plan.keys is None:
+            return event  # nothing to rename, and no number written as text
+        else:
+            # The plan's names with the values as they are, in C: what translate() makes
+            # of this shape when no value it reads as a number is text. Both are as long
+            # as the shape (strict= would cost a third of the renaming).
+            renamed = dict(zip(plan.keys, properties.values()))  # noqa: B905
         # Built directly: dataclasses.replace costs more than the renaming itself.
         return Event(
             name,
@@ -142,13 +164,48 @@ class Vocabulary:
             event.parent_span_id,
         )
 
+    def _plan(self, shape: tuple[str, tuple[str, ...]]) -> _Plan | None:
+        plan = _make_plan(*shape)
+        name, keys = shape
+        if len(keys) <= _MAX_SHAPE_NAMES and len(name) + sum(map(len, keys)) <= _MAX_SHAPE_CHARS:
+            if len(self._plans) >= _MAX_SHAPES:
+                self._plans.clear()
+            self._plans[shape] = plan
+        return plan
 
-def _settled(properties: dict[str, Any], known: set[str]) -> bool:
-    """`known` (the names of `properties` this transform reads) are only the convention's
-    own token and cost names, holding numbers: what GenAI spans carry, and nothing to
-    rename or read as a number. Decided without rebuilding the properties."""
-    # The values' types are read in C: a generator here cost more than the set tests.
-    return known <= _NUMERIC and str not in map(type, map(properties.__getitem__, known))
+
+class _Plan(NamedTuple):
+    keys: tuple[str, ...] | None  # the names translate() gives, in order; None: the same
+    numeric: tuple[str, ...]  # given names whose text values translate() reads as numbers
+
+
+def _make_plan(event_name: str, keys: tuple[str, ...]) -> _Plan | None:
+    """How translate() renames properties of this shape, or None when what it makes also
+    depends on the values beyond their being text or not (PostHog's latency and error
+    flag, Claude Code's cached input tokens)."""
+    if POSTHOG_LATENCY in keys or POSTHOG_IS_ERROR in keys:
+        return None
+    agent_names = _agent_synonyms(event_name) if event_name.startswith(_AGENT_PREFIXES) else None
+    taken = set(keys)
+    out: list[str] = []
+    numeric: list[str] = []
+    for key in keys:
+        target = SYNONYMS.get(key)
+        if target is None and agent_names is not None:
+            target = agent_names.get(key)
+        if target is not None and target not in taken:
+            if target == INPUT_TOKENS and event_name.startswith(INPUT_EXCLUDES_CACHE):
+                return None
+            taken.add(target)
+            out.append(target)
+            if target in _NUMERIC:
+                numeric.append(key)
+        else:
+            out.append(key)
+            if key in _NUMERIC:
+                numeric.append(key)
+    renamed = tuple(out)
+    return _Plan(renamed if renamed != keys else None, tuple(numeric))
 
 
 def translate(

@@ -94,6 +94,15 @@ class ContentMask:
         properties = event.properties
         if not properties:
             return event
+        # The common event, decided here without a call more: no content name among its
+        # properties' names (all seen before), none its agent documents, no object or
+        # array that could hold one.
+        if (
+            properties.keys() <= self._plain
+            and event.event not in AGENT_CONTENT_NAMES
+            and not any(map(_IS_CONTAINER, map(type, properties.values())))
+        ):
+            return event
         masked = self.properties(properties, event.event)
         return event if masked is properties else replace(event, properties=masked)
 

@@ -18,6 +18,7 @@ and `total_changes` counts what was inserted.
 from __future__ import annotations
 
 import itertools
+import operator
 import sqlite3
 from collections.abc import Sequence
 
@@ -46,8 +47,19 @@ def _statements(width: int) -> dict[int, str]:
 _STATEMENTS = {_WIDTH: _statements(_WIDTH), _SHORT: _statements(_SHORT)}
 
 
+_HEAD = operator.itemgetter(slice(0, _SHORT))
+_TAIL = operator.itemgetter(slice(_SHORT, None))
+
+
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
     """INSERT OR IGNORE `rows` in order (inside the caller's transaction)."""
+    if all(map(_ABSENT.__eq__, map(_TAIL, rows))):
+        # The usual group: plain events only, one run, its values gathered in C.
+        values = list(itertools.chain.from_iterable(map(_HEAD, rows)))
+        if len(values) != len(rows) * _SHORT:
+            raise sqlite3.ProgrammingError(f"an event row does not have {_WIDTH} values")
+        _insert(conn, _SHORT, values, len(rows))
+        return
     for plain, run in itertools.groupby(rows, _is_plain):
         group = list(run)
         if plain:

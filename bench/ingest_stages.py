@@ -1,0 +1,225 @@
+"""CPU per event of each step a shim's line takes through the daemon, in one process.
+
+The lines are what the steady bench's agents send (`bench/steady.py`), encoded by the
+real shim, and arrive in reads of READ_LINES lines, as ingest.sock takes them at
+10,000 events/s from four agents every 10 ms. Each step runs over the whole set on the
+output of the step before it, so its cost is measured alone; `accept_lines` runs them
+all (with a writer that only keeps the rows), and `insert` is the writer thread's part:
+the rows into a real buffer file, a transaction per group of GROUP_ROWS.
+
+    .venv/bin/python -m bench.ingest_stages [--events N] [--repeat R]
+    .venv/bin/python -m bench.ingest_stages --instructions [--events N]
+
+Each figure is the best of R runs (CPU time of this process), after a warm-up run that
+fills the caches a running daemon has warm. Timings on a shared machine move with its
+load; with `--instructions` each step runs once under callgrind instead, which counts
+its instructions (as bench/otlp_instructions.py does: `os.getppid()` marks the steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+READ_LINES = 25
+GROUP_ROWS = 100
+
+
+def shim_reads(events: int, agents: int = 4) -> list[bytes]:
+    """What ingest.sock reads: READ_LINES shim lines a read, the agents' lines interleaved
+    as the steady bench makes them."""
+    from agent_telemetry._wire import encode_event
+
+    lines = []
+    start_ns = time.time_ns()
+    for sent in range(events // agents):
+        for agent in range(agents):
+            properties = {
+                "sent_ns": start_ns + sent * 400_000 + agent,
+                "duration_ms": sent % 997,
+                "model": "model-1",
+                "tokens_in": sent % 4096,
+                "status": "ok",
+                "tool": "search",
+            }
+            lines.append(
+                encode_event(
+                    "tool.call",
+                    properties,
+                    agent=f"steady-{agent}",
+                    now_ms=start_ns // 1_000_000 + sent // 2,
+                )
+            )
+    return [b"".join(lines[i : i + READ_LINES]) for i in range(0, len(lines), READ_LINES)]
+
+
+def _mark() -> None:
+    os.getppid()  # callgrind dumps its counters before each call (--dump-before)
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> float:
+    fn()  # warm-up: the caches a running daemon has warm
+    if repeat == 0:  # counted by callgrind: once, between two marks
+        _mark()
+        fn()
+        _mark()
+        return 0.0
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def stages(events: int, repeat: int) -> dict[str, float]:
+    """µs of CPU per event of each step."""
+    from agent_telemetryd.daemon import privacy_transforms
+    from agent_telemetryd.events import Limits, Validator, parse_line
+    from agent_telemetryd.ingest import Ingestor, Source
+    from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
+    from agent_telemetryd.store.database import open_buffer
+    from agent_telemetryd.store.insert_rows import insert_rows
+
+    reads = shim_reads(events)
+    n = sum(read.count(b"\n") for read in reads)
+    config = SimpleNamespace(
+        allow_events=None, allow_properties=None, capture_content=False, max_string_chars=4096
+    )
+    transforms = privacy_transforms(config)  # type: ignore[arg-type]
+    kept: list[Any] = []
+
+    class Rows:  # the writer's place: keeps the rows for the insert step
+        queued_events = 0
+
+        def submit(self, new: list[Any], counters: dict[str, int], **_: Any) -> None:
+            kept.extend(new)
+
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: Rows(),  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "bench",
+        transforms=transforms,  # type: ignore[arg-type]
+    )
+    source = Source("unix", pid=1234)
+    split = [read.split(b"\n")[:-1] for read in reads]
+    documents = [parse_line(line) for lines in split for line in lines]
+    validate = Validator(Limits()).validate
+    validated = [validate(dict(d)) for d in documents]
+    results: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], Any]) -> None:
+        results[name] = _best(fn, repeat) / n * 1e6
+
+    step("split reads into lines", lambda: [read.split(b"\n") for read in reads])
+    step("parse (orjson per line)", lambda: [parse_line(x) for lines in split for x in lines])
+    step("validate", lambda: [validate(d) for d in documents])
+    chain = validated
+    for transform in transforms:
+        current = chain
+        step(
+            f"transform {type(transform).__name__}",
+            lambda t=transform, c=current: [t(e) for e in c],
+        )
+        chain = [transform(e) for e in current]
+    step("properties to JSON", lambda: [orjson.dumps(e.properties).decode() for e in chain])
+
+    def accept() -> None:
+        kept.clear()
+        for lines in split:
+            ingestor.accept_lines(lines, source)
+
+    step("accept_lines (all of the above but the split, and rows)", accept)
+    protocol = NdjsonProtocol(ingestor, max_line_bytes=64 * 1024)
+    protocol._source = source
+
+    def receive() -> None:
+        kept.clear()
+        for read in reads:
+            protocol.data_received(read)
+
+    step("ingest.sock's data_received (split, line checks, accept_lines)", receive)
+    rows = list(kept)
+    with tempfile.TemporaryDirectory(prefix="at-stages-") as tmp:
+        conn = open_buffer(Path(tmp) / "buffer.sqlite3")
+        # Fresh uuids for each run (made before the clock starts), or every run after the
+        # first would insert nothing.
+        copies = iter(
+            [
+                [row._replace(uuid=f"{row.uuid[:-4]}{run:04x}") for row in rows]
+                for run in range(repeat + 2)
+            ]
+        )
+
+        def insert() -> None:
+            fresh = next(copies)
+            for i in range(0, len(fresh), GROUP_ROWS):
+                conn.execute("BEGIN IMMEDIATE")
+                insert_rows(conn, fresh[i : i + GROUP_ROWS])
+                conn.execute("COMMIT")
+
+        step(f"insert (writer thread, {GROUP_ROWS} rows a commit)", insert)
+        conn.close()
+    return results
+
+
+def instructions(events: int) -> dict[str, float]:
+    """Instructions per event of each step, from a run of this module under callgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind is not installed")
+    with tempfile.TemporaryDirectory(prefix="at-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [valgrind, "--tool=callgrind", "--dump-before=os_getppid",
+             f"--callgrind-out-file={out}", sys.executable, "-m", "bench.ingest_stages",
+             "--events", str(events), "--repeat", "0", "--names", str(Path(tmp) / "names")],
+            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )  # fmt: skip
+        names = (Path(tmp) / "names").read_text().splitlines()
+        n = int(names.pop(0))
+        # Two marks a step, before and after: step k (from 1) is dump 2k.
+        return {name: _total(Path(f"{out}.{2 * k}")) / n for k, name in enumerate(names, 1)}
+
+
+def _total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump.name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest_stages")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--names", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.instructions:
+        for name, count in instructions(args.events).items():
+            print(f"{name:<70} {count / 1000:7.1f}k instructions/event")
+        return
+    results = stages(args.events, args.repeat)
+    if args.names is not None:  # the callgrind child: the steps' names, for the parent
+        n = args.events // 4 * 4
+        args.names.write_text("\n".join([str(n), *results]))
+        return
+    for name, micros in results.items():
+        print(f"{name:<70} {micros:6.2f} µs/event")
+
+
+if __name__ == "__main__":
+    main()

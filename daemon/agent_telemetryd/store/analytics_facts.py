@@ -266,7 +266,9 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
             "CREATE TEMP VIEW events AS SELECT *, NULL AS trace_id, NULL AS span_id,"
             " NULL AS parent_span_id FROM main.events"
         )
-    for statement in _statements(MIGRATIONS[ANALYTICS_MIGRATION - 1]):
+    script = MIGRATIONS[ANALYTICS_MIGRATION - 1]
+    assert isinstance(script, str)  # a plain SQL migration, read for its CREATE TABLEs
+    for statement in _statements(script):
         if statement.startswith("CREATE TABLE"):
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
     conn.execute("INSERT INTO temp.agent_state (one, folded_id) VALUES (1, 0)")

@@ -163,3 +163,37 @@ def wait_connectable(path: Path, timeout: float = 15.0) -> None:
             return
         time.sleep(0.005)
     raise TimeoutError(f"{path} did not accept a connection in {timeout}s")
+
+
+def default_transforms() -> list[Any]:
+    """The daemon's privacy transforms with the settings they read at their defaults
+    (content off, no allowlists)."""
+    from types import SimpleNamespace
+
+    from agent_telemetryd.daemon import privacy_transforms
+
+    config = SimpleNamespace(
+        allow_events=None, allow_properties=None, capture_content=False, max_string_chars=4096
+    )
+    return list(privacy_transforms(config))  # type: ignore[arg-type]
+
+
+def collecting_ingestor(rows: list[Any], transforms: list[Any] | None = None) -> Any:
+    """An `Ingestor` in mode local whose writer's place only collects the rows it is
+    handed into `rows`: for benches of the steps before SQLite, which insert them after."""
+    from agent_telemetryd.events import Limits
+    from agent_telemetryd.ingest import Ingestor
+
+    class Rows:
+        queued_events = 0
+
+        def submit(self, new: list[Any], counters: dict[str, int], **_: Any) -> None:
+            rows.extend(new)
+
+    return Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: Rows(),  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "bench",
+        transforms=default_transforms() if transforms is None else transforms,
+    )

@@ -27,10 +27,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
+
+from bench import fixtures
 
 READ_LINES = 25
 GROUP_ROWS = 100
@@ -85,34 +86,17 @@ def _best(fn: Callable[[], Any], repeat: int) -> float:
 
 def stages(events: int, repeat: int) -> dict[str, float]:
     """µs of CPU per event of each step."""
-    from agent_telemetryd.daemon import privacy_transforms
     from agent_telemetryd.events import Limits, Validator, parse_line
-    from agent_telemetryd.ingest import Ingestor, Source
+    from agent_telemetryd.ingest import Source
     from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
     from agent_telemetryd.store.database import open_buffer
     from agent_telemetryd.store.insert_rows import insert_rows
 
     reads = shim_reads(events)
     n = sum(read.count(b"\n") for read in reads)
-    config = SimpleNamespace(
-        allow_events=None, allow_properties=None, capture_content=False, max_string_chars=4096
-    )
-    transforms = privacy_transforms(config)  # type: ignore[arg-type]
+    transforms = fixtures.default_transforms()
     kept: list[Any] = []
-
-    class Rows:  # the writer's place: keeps the rows for the insert step
-        queued_events = 0
-
-        def submit(self, new: list[Any], counters: dict[str, int], **_: Any) -> None:
-            kept.extend(new)
-
-    ingestor = Ingestor(
-        limits=Limits(),
-        mode=lambda: "local",
-        writer=lambda: Rows(),  # type: ignore[arg-type, return-value]
-        anonymous_id=lambda: "bench",
-        transforms=transforms,  # type: ignore[arg-type]
-    )
+    ingestor = fixtures.collecting_ingestor(kept, transforms)
     source = Source("unix", pid=1234)
     split = [read.split(b"\n")[:-1] for read in reads]
     documents = [parse_line(line) for lines in split for line in lines]

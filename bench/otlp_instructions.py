@@ -22,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
+
+from bench import fixtures
 
 BODIES = 3  # counted, after one that warms the caches
 STEPS = ("decode", "ingest", "insert")
@@ -40,9 +41,8 @@ def _mark() -> None:
 
 def child(workdir: Path) -> None:
     """The measured process: warm up on one body, then mark every step of BODIES more."""
-    from agent_telemetryd.daemon import privacy_transforms
     from agent_telemetryd.events import Limits
-    from agent_telemetryd.ingest import Ingestor, Source
+    from agent_telemetryd.ingest import Source
     from agent_telemetryd.otlp.decode import PROTOBUF, decode
     from agent_telemetryd.otlp.event_checks import EventChecks
     from agent_telemetryd.otlp.signals import TRACES
@@ -53,23 +53,8 @@ def child(workdir: Path) -> None:
 
     bodies = span_batches(BODIES + 1, seed=7)
     conn = open_buffer(workdir / "buffer.sqlite3")
-    # The settings privacy_transforms reads, at their defaults: content off.
-    config = SimpleNamespace(
-        allow_events=None, allow_properties=None, capture_content=False, max_string_chars=4096
-    )
     rows: list[Any] = []
-
-    class Rows:  # the writer's place: keeps the rows for the insert step
-        def submit(self, new: list[Any], counters: dict[str, int], **_: Any) -> None:
-            rows.extend(new)
-
-    ingestor = Ingestor(
-        limits=Limits(),
-        mode=lambda: "local",
-        writer=lambda: Rows(),  # type: ignore[arg-type, return-value]
-        anonymous_id=lambda: "bench",
-        transforms=privacy_transforms(config),  # type: ignore[arg-type]
-    )
+    ingestor = fixtures.collecting_ingestor(rows)
     state = OtlpState()
     checks = EventChecks(Limits())
     source = Source("otlp")

@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 
 from agent_telemetryd.events import Event, Limits, Validator
-from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask, is_content_name
+from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 
-# Names remembered (valid event names; property names that are not content), at most;
-# then forgotten and learnt again, so hostile input cannot grow them without bound.
+# Valid event names remembered, at most; then forgotten and learnt again, so hostile
+# input cannot grow them without bound.
 MAX_REMEMBERED = 4096
 
 
@@ -40,7 +40,6 @@ class EventChecks:
         # Top-level arrays of scalars are at depth 2; a limit below that needs the full check.
         self._flat_is_shallow = limits.max_depth >= 2
         self._good_names: set[str] = set()
-        self._plain_keys: set[str] = set()
 
     def document(self, document: dict[str, Any], mask: ContentMask | None) -> Event:
         """A wire document (a log record's, a data point's, a resource's) masked and
@@ -92,20 +91,6 @@ class EventChecks:
         name at the top is content and nothing below it could hold a name."""
         if nested or name in AGENT_CONTENT_NAMES:
             return mask.properties(properties, name)
-        keys = properties.keys()
-        if keys <= self._plain_keys or self._none_is_content(keys):
+        if mask.all_plain(properties.keys()):
             return properties
         return mask.properties(properties, name)
-
-    def _none_is_content(self, keys: Any) -> bool:
-        """Learn the names not seen before; True when none of them is content."""
-        plain = self._plain_keys
-        if len(plain) >= MAX_REMEMBERED:
-            plain.clear()
-        none_is_content = True
-        for key in keys - plain:
-            if is_content_name(key):
-                none_is_content = False
-            else:
-                plain.add(key)
-        return none_is_content

@@ -111,7 +111,7 @@ class ContentMask:
         was none. `event`, the event's name, adds the content names its agent documents."""
         agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
         keys = node.keys()
-        if (keys <= self._plain or self._all_plain(keys)) and agent_names.isdisjoint(keys):
+        if self.all_plain(keys) and agent_names.isdisjoint(keys):
             return self._nested(node)  # no content name here: only nested values may hold some
         changed: dict[str, Any] | None = None
         for key, value in node.items():
@@ -161,9 +161,12 @@ class ContentMask:
                 changed[index] = new
         return items if changed is None else changed
 
-    def _all_plain(self, keys: KeysView[str]) -> bool:
-        """Learn the names not seen before; True when none of them is content."""
+    def all_plain(self, keys: KeysView[str]) -> bool:
+        """True when none of `keys` is a content name; the names not seen before are
+        learnt, so a shape seen once is decided by one subset test in C."""
         plain = self._plain
+        if keys <= plain:
+            return True
         if len(plain) >= _MAX_REMEMBERED:
             plain.clear()
         none_is_content = True

@@ -197,3 +197,11 @@ def collecting_ingestor(rows: list[Any], transforms: list[Any] | None = None) ->
         anonymous_id=lambda: "bench",
         transforms=default_transforms() if transforms is None else transforms,
     )
+
+
+def callgrind_total(dump: Path) -> int:
+    """The instructions counted in one callgrind dump file."""
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump.name}")

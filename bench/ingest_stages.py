@@ -175,14 +175,10 @@ def instructions(events: int) -> dict[str, float]:
         names = (Path(tmp) / "names").read_text().splitlines()
         n = int(names.pop(0))
         # Two marks a step, before and after: step k (from 1) is dump 2k.
-        return {name: _total(Path(f"{out}.{2 * k}")) / n for k, name in enumerate(names, 1)}
-
-
-def _total(dump: Path) -> int:
-    for line in dump.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {dump.name}")
+        return {
+            name: fixtures.callgrind_total(Path(f"{out}.{2 * k}")) / n
+            for k, name in enumerate(names, 1)
+        }
 
 
 def main() -> None:

@@ -102,15 +102,8 @@ def measure() -> dict[str, float]:
         steps = dict.fromkeys(STEPS, 0.0)
         for body in range(BODIES):
             for offset, step in enumerate(STEPS, start=2):
-                steps[step] += _total(work / f"callgrind.out.{4 * body + offset}")
+                steps[step] += fixtures.callgrind_total(work / f"callgrind.out.{4 * body + offset}")
     return {step: count / spans for step, count in steps.items()}
-
-
-def _total(dump: Path) -> int:
-    for line in dump.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {dump.name}")
 
 
 def main() -> None:

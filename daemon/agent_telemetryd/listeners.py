@@ -1,4 +1,5 @@
-"""The daemon's listening sockets: taken from systemd when activated, else bound here.
+"""The daemon's listening sockets: taken from systemd or launchd when they hold them,
+else bound here.
 
 Either way the rest of the daemon gets plain listening sockets, so socket activation and
 a self-started daemon share one code path.
@@ -28,7 +29,7 @@ class Listeners:
     api: socket.socket
     http: socket.socket | None
     owned_paths: list[Path] = field(default_factory=list)  # files to remove at shutdown
-    # systemd passed ingest.sock: it holds the socket while the daemon is not running.
+    # The service manager passed ingest.sock: it holds the socket while the daemon is not running.
     socket_activated: bool = False
 
     @property
@@ -40,7 +41,7 @@ class Listeners:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def owns(self, path: Path) -> bool:
-        """True for a socket file this daemon made (not one systemd passed it)."""
+        """True for a socket file this daemon made (not one the service manager passed it)."""
         return path in self.owned_paths
 
     def close(self) -> None:
@@ -81,11 +82,12 @@ def _remove_files(paths: list[Path]) -> None:
 
 
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
-    """A TCP socket from systemd must be bound to loopback, as one bound here is.
+    """A TCP socket from the service manager must be bound to loopback, as one bound here is.
 
-    The .socket unit, not the daemon, chose its address: a drop-in with `ListenStream=7468`
-    listens on every interface, and serving it would take events and serve the dashboard
-    to the network. Then the daemon does not start, and says which address to change.
+    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in with
+    `ListenStream=7468` (or a `Sockets` entry without `SockNodeName`) listens on every
+    interface, and serving it would take events and serve the dashboard to the network.
+    Then the daemon does not start, and says which address to change.
     """
     for name, sock in inherited.items():
         if name not in SOCKET_NAMES or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -95,8 +97,9 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
             continue
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ListenError(
-            f"the {name} socket passed by systemd listens on {shown}, not on loopback;"
-            f" refusing to serve it (set ListenStream=127.0.0.1:{port} in the socket unit)"
+            f"the {name} socket passed by the service manager listens on {shown}, not on"
+            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in the"
+            " socket unit, or SockNodeName 127.0.0.1 in the LaunchAgent's Sockets)"
         )
 
 

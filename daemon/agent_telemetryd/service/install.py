@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent_telemetryd.paths import Paths, resolve_paths
 from agent_telemetryd.service import envfile
@@ -51,6 +52,9 @@ from agent_telemetryd.service.render import (
     render_systemd_socket,
 )
 
+if TYPE_CHECKING:
+    from agent_telemetryd.config import Config
+
 __all__ = [
     "CARRIED_VARIABLES",
     "Plan",
@@ -68,7 +72,12 @@ EXECUTABLE_NAME = "agent-telemetry"
 # service must run with the same ones as the shell, or the CLI and the daemon would each
 # use their own files.
 CARRIED_VARIABLES = ("AGENT_TELEMETRY_HOME", "AGENT_TELEMETRY_CONFIG")
+# On macOS the runtime folder follows these (docs/architecture.md), and a LaunchAgent's
+# environment has neither of the shell's: carried, the daemon finds the very folder whose
+# sockets launchd holds, as the shims and the CLI do.
+RUNTIME_VARIABLES = ("TMPDIR", "XDG_RUNTIME_DIR")
 DEFAULT_UPLOAD_INTERVAL = 3600.0
+DEFAULT_HTTP_LISTEN = ("127.0.0.1", 7468)
 
 
 def find_executable(argv0: str | None = None) -> Path:
@@ -110,7 +119,16 @@ def unit_settings(
         xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
         default = Path(xdg_runtime) / "agent-telemetry" if xdg_runtime else None
         runtime = None if paths.runtime_dir == default else paths.runtime_dir
-    interval, notes = _upload_interval(environ, env_file, paths)
+    else:
+        # launchd expands no variables: the LaunchAgent names the folder itself.
+        runtime = paths.runtime_dir
+        carried.update({name: environ[name] for name in RUNTIME_VARIABLES if environ.get(name)})
+    config, notes = _service_config(environ, env_file, paths)
+    interval = DEFAULT_UPLOAD_INTERVAL if config is None else config.upload_interval
+    http: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
+    if config is not None:
+        # Port 0 (any free port) is the daemon's to pick: then it binds TCP itself.
+        http = (config.http_host, config.http_port) if config.http_port else None
     settings = UnitSettings(
         executable=executable,
         env_file=env_file,
@@ -118,8 +136,9 @@ def unit_settings(
         runtime_dir=runtime,
         upload_interval=interval,
         log_dir=log_dir(home) if platform == "darwin" else None,
+        http_listen=http,
     )
-    return settings, notes
+    return settings, [*notes, _idle_exit_note(config)]
 
 
 def plan_install(
@@ -143,6 +162,11 @@ def plan_install(
         domain = f"gui/{uid}"
         assert settings.log_dir is not None
         steps.append(Step("mkdir", path=settings.log_dir))
+        if settings.runtime_dir is not None:
+            # launchd binds the sockets in it at bootstrap (and at each login): it must
+            # already be the user's own 0700 folder, or the daemon and the shims would
+            # refuse it and look elsewhere.
+            steps.append(Step("mkdir", path=settings.runtime_dir, mode=0o700))
         plists = ((PLIST_NAME, render_launchd_plist), (FLUSH_PLIST_NAME, render_flush_plist))
         steps += [Step("write", path=target / name, content=r(settings)) for name, r in plists]
         for label, (name, _) in zip(LAUNCHD_LABELS, plists, strict=True):
@@ -154,7 +178,19 @@ def plan_install(
                 Step("run", argv=("launchctl", "enable", f"{domain}/{label}")),
                 Step("run", argv=("launchctl", "bootstrap", domain, str(target / name))),
             ]
-        notes += [f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log"]
+        if settings.runtime_dir is not None:
+            held = [f"{settings.runtime_dir}/ingest.sock", "api.sock"]
+            if settings.http_listen is not None:
+                held.append("{}:{}".format(*settings.http_listen))
+            notes.append(
+                f"sockets: launchd holds {', '.join(held)} and starts the daemon on the "
+                "first connection"
+            )
+        notes += [
+            f"uploads: dev.agent-telemetry.flush runs `agent-telemetry flush` every "
+            f"{_human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+            f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log",
+        ]
         notes += ["undo with: agent-telemetry service uninstall"]
         return Plan("install", platform, tuple(steps), tuple(notes))
 
@@ -347,10 +383,10 @@ def _env_file_notes(path: Path, platform: Platform, shell: Mapping[str, str]) ->
     ]
 
 
-def _upload_interval(
+def _service_config(
     environ: Mapping[str, str], env_file: Path, paths: Paths
-) -> tuple[float, list[str]]:
-    """The interval the daemon will upload at: its config with the service's environment."""
+) -> tuple[Config | None, list[str]]:
+    """The config the service will run with: its file with the service's environment."""
     # Imported here: the config module pulls in the sender checks, which the other
     # service commands (status, uninstall) do not need.
     from agent_telemetryd.config import ConfigError, load_config
@@ -361,8 +397,25 @@ def _upload_interval(
         config = load_config(service_environ, paths, check_secrets_private=False)
     except (ConfigError, envfile.EnvFileError) as exc:
         note = f"the flush timer uses the default upload interval, 1h: {exc}"
-        return DEFAULT_UPLOAD_INTERVAL, [note]
-    return config.upload_interval, []
+        return None, [note]
+    return config, []
+
+
+def _idle_exit_note(config: Config | None) -> str:
+    """When the service's daemon ends itself, as the daemon will work it out."""
+    from agent_telemetryd.idle import DEFAULT_IDLE_EXIT_SECONDS, idle_exit_seconds
+
+    seconds = (
+        DEFAULT_IDLE_EXIT_SECONDS
+        if config is None
+        else idle_exit_seconds(config, socket_activated=True)
+    )
+    if seconds is None:
+        return "idle exit: off (the daemon keeps running; idle_exit or an OTLP port says so)"
+    return (
+        f"idle exit: after {_human_interval(seconds)} with nothing to do the daemon exits "
+        "(idle_exit); the next connection starts it again"
+    )
 
 
 def _human_interval(seconds: float) -> str:

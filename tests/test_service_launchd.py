@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from agent_telemetryd.cli.api_client import ApiClient
 from agent_telemetryd.idle import DEFAULT_IDLE_EXIT_SECONDS
 from agent_telemetryd.service.activation import SOCKET_NAMES
 from agent_telemetryd.service.install import find_executable
@@ -333,3 +334,10 @@ def _running_status(process: DaemonProcess) -> dict[str, Any] | None:
         return None
     status = json.loads(result.stdout)
     return status if status.get("running") else None
+
+
+def test_a_daemon_launchd_did_not_start_never_loads_ctypes(daemon: DaemonProcess) -> None:
+    """The binding's cost (ctypes) is paid only when the LaunchAgent asks for it."""
+    answer = ApiClient(daemon.api_socket).json("GET", "/v1/debug/modules?under=agent_telemetryd")
+    assert "agent_telemetryd" in answer["modules"]
+    assert "ctypes" not in answer["modules"]

@@ -15,9 +15,8 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
 from agent_telemetryd.service.layout import (
     Platform,
@@ -51,9 +50,7 @@ from agent_telemetryd.service.render import (
     render_systemd_service,
     render_systemd_socket,
 )
-
-if TYPE_CHECKING:
-    from agent_telemetryd.config import Config
+from agent_telemetryd.service.settings import CARRIED_VARIABLES, human_interval, unit_settings
 
 __all__ = [
     "CARRIED_VARIABLES",
@@ -68,16 +65,6 @@ __all__ = [
 ]
 
 EXECUTABLE_NAME = "agent-telemetry"
-# Variables that decide where the daemon keeps its config, buffer and sockets: the
-# service must run with the same ones as the shell, or the CLI and the daemon would each
-# use their own files.
-CARRIED_VARIABLES = ("AGENT_TELEMETRY_HOME", "AGENT_TELEMETRY_CONFIG")
-# On macOS the runtime folder follows these (docs/architecture.md), and a LaunchAgent's
-# environment has neither of the shell's: carried, the daemon finds the very folder whose
-# sockets launchd holds, as the shims and the CLI do.
-RUNTIME_VARIABLES = ("TMPDIR", "XDG_RUNTIME_DIR")
-DEFAULT_UPLOAD_INTERVAL = 3600.0
-DEFAULT_HTTP_LISTEN = ("127.0.0.1", 7468)
 
 
 def find_executable(argv0: str | None = None) -> Path:
@@ -101,44 +88,6 @@ def find_executable(argv0: str | None = None) -> Path:
         "cannot find the installed `agent-telemetry` executable; install the package so it "
         "is on PATH, or pass --executable"
     )
-
-
-def unit_settings(
-    executable: Path, platform: Platform, home: Path, environ: Mapping[str, str]
-) -> tuple[UnitSettings, list[str]]:
-    """What goes into the service definitions for this user, and notes for the user."""
-    paths = resolve_paths(environ, platform)
-    env_file = envfile.env_file_path(paths.config_file)
-    carried = {
-        name: str(Path(environ[name]).expanduser().absolute())
-        for name in CARRIED_VARIABLES
-        if environ.get(name, "").strip()
-    }
-    runtime: Path | None = None
-    if platform == "linux":
-        xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
-        default = Path(xdg_runtime) / "agent-telemetry" if xdg_runtime else None
-        runtime = None if paths.runtime_dir == default else paths.runtime_dir
-    else:
-        # launchd expands no variables: the LaunchAgent names the folder itself.
-        runtime = paths.runtime_dir
-        carried.update({name: environ[name] for name in RUNTIME_VARIABLES if environ.get(name)})
-    config, notes = _service_config(environ, env_file, paths)
-    interval = DEFAULT_UPLOAD_INTERVAL if config is None else config.upload_interval
-    http: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
-    if config is not None:
-        # Port 0 (any free port) is the daemon's to pick: then it binds TCP itself.
-        http = (config.http_host, config.http_port) if config.http_port else None
-    settings = UnitSettings(
-        executable=executable,
-        env_file=env_file,
-        environment=carried,
-        runtime_dir=runtime,
-        upload_interval=interval,
-        log_dir=log_dir(home) if platform == "darwin" else None,
-        http_listen=http,
-    )
-    return settings, [*notes, _idle_exit_note(config)]
 
 
 def plan_install(
@@ -188,7 +137,7 @@ def plan_install(
             )
         notes += [
             f"uploads: dev.agent-telemetry.flush runs `agent-telemetry flush` every "
-            f"{_human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+            f"{human_interval(settings.upload_interval)} (it starts a stopped daemon)",
             f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log",
         ]
         notes += ["undo with: agent-telemetry service uninstall"]
@@ -213,7 +162,7 @@ def plan_install(
         steps.append(Step("run", argv=("systemctl", "--user", "try-restart", *changed)))
     notes += [
         f"uploads: agent-telemetry-flush.timer runs `agent-telemetry flush` every "
-        f"{_human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+        f"{human_interval(settings.upload_interval)} (it starts a stopped daemon)",
         "logs: journalctl --user -u agent-telemetry -u agent-telemetry-flush",
         "undo with: agent-telemetry service uninstall",
     ]
@@ -381,48 +330,6 @@ def _env_file_notes(path: Path, platform: Platform, shell: Mapping[str, str]) ->
         f"{', '.join(missing)} set in this shell but not in {path}: the service does not "
         f"see {'it' if len(missing) == 1 else 'them'}; add there, then run: {restart}"
     ]
-
-
-def _service_config(
-    environ: Mapping[str, str], env_file: Path, paths: Paths
-) -> tuple[Config | None, list[str]]:
-    """The config the service will run with: its file with the service's environment."""
-    # Imported here: the config module pulls in the sender checks, which the other
-    # service commands (status, uninstall) do not need.
-    from agent_telemetryd.config import ConfigError, load_config
-
-    service_environ = dict(environ)
-    try:
-        service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
-        config = load_config(service_environ, paths, check_secrets_private=False)
-    except (ConfigError, envfile.EnvFileError) as exc:
-        note = f"the flush timer uses the default upload interval, 1h: {exc}"
-        return None, [note]
-    return config, []
-
-
-def _idle_exit_note(config: Config | None) -> str:
-    """When the service's daemon ends itself, as the daemon will work it out."""
-    from agent_telemetryd.idle import DEFAULT_IDLE_EXIT_SECONDS, idle_exit_seconds
-
-    seconds = (
-        DEFAULT_IDLE_EXIT_SECONDS
-        if config is None
-        else idle_exit_seconds(config, socket_activated=True)
-    )
-    if seconds is None:
-        return "idle exit: off (the daemon keeps running; idle_exit or an OTLP port says so)"
-    return (
-        f"idle exit: after {_human_interval(seconds)} with nothing to do the daemon exits "
-        "(idle_exit); the next connection starts it again"
-    )
-
-
-def _human_interval(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _home(home: Path | None, environ: Mapping[str, str]) -> tuple[Path, Mapping[str, str] | None]:

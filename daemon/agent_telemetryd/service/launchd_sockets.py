@@ -12,12 +12,12 @@ not a launchd job; some macOS releases also answer ESRCH for a name the plist la
 EALREADY (this process already took that socket).
 
 The daemon asks only when the LaunchAgent says so (:data:`LAUNCHD_SOCKETS_VARIABLE` in its
-``EnvironmentVariables``): a daemon started by hand never calls into launchd.
+``EnvironmentVariables``): a daemon started by hand never calls into launchd, and never
+loads ctypes.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -35,8 +35,6 @@ LAUNCHD_SOCKETS_VARIABLE = "AGENT_TELEMETRY_LAUNCHD_SOCKETS"
 # launch_activate_socket and free live in libSystem, which every macOS process has loaded.
 _LIBSYSTEM = "/usr/lib/libSystem.B.dylib"
 
-_IntArray = ctypes.POINTER(ctypes.c_int)
-
 
 def activate_socket(name: str, library: Any = None) -> list[int]:
     """The descriptors launchd holds for the ``Sockets`` entry ``name``, in launchd's order.
@@ -46,11 +44,14 @@ def activate_socket(name: str, library: Any = None) -> list[int]:
     unless a library that provides them was preloaded). Raises :class:`OSError` with the
     errno launchd returned, or :class:`AttributeError` when there is no such function.
     """
+    import ctypes  # only here: a daemon that launchd did not start never needs it
+
     library = _default_library() if library is None else library
+    int_array = ctypes.POINTER(ctypes.c_int)
     activate = library.launch_activate_socket
     activate.argtypes = (
         ctypes.c_char_p,
-        ctypes.POINTER(_IntArray),
+        ctypes.POINTER(int_array),
         ctypes.POINTER(ctypes.c_size_t),
     )
     activate.restype = ctypes.c_int
@@ -58,7 +59,7 @@ def activate_socket(name: str, library: Any = None) -> list[int]:
     free.argtypes = (ctypes.c_void_p,)
     free.restype = None
 
-    array = _IntArray()
+    array = int_array()
     count = ctypes.c_size_t(0)
     status = activate(name.encode(), ctypes.byref(array), ctypes.byref(count))
     if status != 0:
@@ -105,6 +106,8 @@ def launchd_fds(
 
 
 def _default_library() -> Any:
+    import ctypes
+
     if sys.platform == "darwin":
         return ctypes.CDLL(_LIBSYSTEM)
     return ctypes.CDLL(None)

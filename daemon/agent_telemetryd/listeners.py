@@ -8,6 +8,7 @@ a self-started daemon share one code path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
+
+log = logging.getLogger(__name__)
 
 
 class ListenError(RuntimeError):
@@ -65,6 +68,7 @@ def open_listeners(config: Config) -> Listeners:
             undo.callback(sock.close)
         undo.callback(_remove_files, owned)
         _refuse_non_loopback(inherited)
+        _drop_misplaced(inherited, {"ingest": paths.ingest_socket, "api": paths.api_socket})
         ensure_private_dir(paths.runtime_dir)
         ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned, undo)
         api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
@@ -101,6 +105,43 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
             f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in the"
             " socket unit, or SockNodeName 127.0.0.1 in the LaunchAgent's Sockets)"
         )
+
+
+def _drop_misplaced(inherited: dict[str, socket.socket], expected: dict[str, Path]) -> None:
+    """Give back a passed Unix socket that is not where the shims and the CLI will look.
+
+    The service manager's file and the daemon's runtime folder can part: a LaunchAgent
+    written from another shell's $TMPDIR, a folder that turned out not to be the user's
+    own (the daemon and the shims then use DATA/run). Serving that socket would take
+    nothing; binding the expected path instead keeps events flowing (without idle exit).
+    """
+    for name, path in expected.items():
+        sock = inherited.get(name)
+        if sock is None:
+            continue
+        address = sock.getsockname()
+        if isinstance(address, bytes):
+            address = address.decode(errors="replace")
+        if _same_file(str(address), path):
+            continue
+        log.warning(
+            "the %s socket passed by the service manager is %s, not %s; binding %s here",
+            name,
+            address,
+            path,
+            path.name,
+        )
+        sock.close()
+        del inherited[name]
+
+
+def _same_file(address: str, path: Path) -> bool:
+    if address == str(path):
+        return True
+    try:
+        return os.path.samefile(address, path)
+    except (OSError, ValueError):
+        return False
 
 
 def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:

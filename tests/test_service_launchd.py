@@ -38,8 +38,10 @@ from agent_telemetryd.service.launchd_sockets import (
 )
 from agent_telemetryd.service.render import UnitSettings, render_launchd_plist
 from tests.daemon_process import CLI, DaemonProcess, clean_environment, make_home
+from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.launchd import (
     SOCKETS_VARIABLE,
+    OnDemandJob,
     bind_like_launchd,
     build_fake_launchd,
     launchd_environment,
@@ -341,3 +343,45 @@ def test_a_daemon_launchd_did_not_start_never_loads_ctypes(daemon: DaemonProcess
     answer = ApiClient(daemon.api_socket).json("GET", "/v1/debug/modules?under=agent_telemetryd")
     assert "agent_telemetryd" in answer["modules"]
     assert "ctypes" not in answer["modules"]
+
+
+def test_the_flush_agent_starts_an_idle_daemon_through_launchds_api_socket(
+    fake_launchd: Path, run_dir: Path
+) -> None:
+    """The StartInterval agent runs `agent-telemetry flush`; with the daemon gone after an
+    idle exit, its connection to api.sock is what makes launchd start it, as on Linux."""
+    backend = FakeHttpBackend(api_key="launchd-key").start()
+    home = run_dir.parent
+    plist = plist_for(run_dir, free_port())
+    held = bind_like_launchd(plist["Sockets"])
+    process = DaemonProcess(
+        home,
+        clean_environment(
+            home,
+            {
+                "AGENT_TELEMETRY_IDLE_EXIT": "1s",
+                "AGENT_TELEMETRY_MODE": "upload",
+                "AGENT_TELEMETRY_RATE_LIMIT": "off",
+                "TELEMETRY_ENDPOINT": backend.url,
+                "TELEMETRY_API_KEY": "launchd-key",
+            },
+        ),
+    )
+    job_env = {**process.env, **plist["EnvironmentVariables"]}
+    job_env.update(launchd_environment(fake_launchd, held))
+    launchd = OnDemandJob([CLI, "daemon"], held, job_env, home / "daemon.log").start()
+    try:
+        send_line(process.ingest_socket, {"event": "launchd.flushed"})  # starts the job
+        eventually(lambda: launchd.exits)  # ...which stores it and idles out
+        assert launchd.exits == [0] and backend.stored == {}
+        flushed = process.cli("flush", "--json")  # the flush agent's command
+        assert json.loads(flushed.stdout)["events_sent"] == 1
+        assert [e["event"] for e in backend.stored.values()] == ["launchd.flushed"]
+        assert eventually(lambda: len(launchd.exits) == 2)  # it idled out again
+    finally:
+        launchd.stop()
+        backend.stop()
+        for socks in held.values():
+            for sock in socks:
+                sock.close()
+    assert launchd.exits == [0, 0]

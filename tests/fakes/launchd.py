@@ -79,3 +79,58 @@ def bind_like_launchd(
         sock.listen()
         held[name] = [sock]
     return held
+
+
+class OnDemandJob:
+    """launchd's part for one job: hold its sockets, start it when a connection arrives.
+
+    While the job runs the sockets are its own; once it exits they are watched again, so
+    the next connection starts it again (what `KeepAlive` `SuccessfulExit=false` leaves
+    to the sockets after a clean exit). ``exits`` lists each run's exit status.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        held: Mapping[str, Sequence[socket.socket]],
+        env: Mapping[str, str],
+        log: Path,
+    ) -> None:
+        import threading
+
+        self.argv = list(argv)
+        self.held = held
+        self.env = dict(env)
+        self.log = log
+        self.exits: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> OnDemandJob:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _watch(self) -> None:
+        import select
+
+        socks = [sock for group in self.held.values() for sock in group]
+        while not self._stop.is_set():
+            readable, _, _ = select.select(socks, [], [], 0.05)
+            if readable:
+                self.exits.append(self._run_once())
+
+    def _run_once(self) -> int:
+        fds = [sock.fileno() for group in self.held.values() for sock in group]
+        with self.log.open("ab") as log:
+            job = subprocess.Popen(self.argv, pass_fds=fds, env=self.env, stdout=log, stderr=log)
+        while True:
+            try:
+                return job.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                if self._stop.is_set():
+                    job.terminate()
+                    return job.wait()

@@ -660,6 +660,10 @@ def test_macos_install_makes_the_socket_folder_private_before_launchd_binds_in_i
     assert plist["Sockets"]["ingest"]["SockPathName"] == str(paths.ingest_socket)
     assert plist["Sockets"]["api"]["SockPathName"] == str(paths.api_socket)
     assert plist["EnvironmentVariables"]["TMPDIR"] == f"{tmpdir}/"
+    # The flush agent finds the same api.sock, whose connection starts the daemon.
+    flush = plistlib.loads((home / FLUSH_PLIST).read_bytes())
+    assert flush["EnvironmentVariables"]["TMPDIR"] == f"{tmpdir}/"
+    assert "Sockets" not in flush
 
 
 def test_install_notes_say_when_idle_exit_is_off(

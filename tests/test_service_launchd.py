@@ -385,3 +385,18 @@ def test_the_flush_agent_starts_an_idle_daemon_through_launchds_api_socket(
             for sock in socks:
                 sock.close()
     assert launchd.exits == [0, 0]
+
+
+def test_a_name_the_plist_lacks_is_quiet_but_nothing_handed_over_is_said(
+    loaded: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No `http` entry (TCP off) is a plist choice; no socket at all is worth a log line."""
+    monkeypatch.setenv(SOCKETS_VARIABLE, "eight=14")
+    environ = {LAUNCHD_SOCKETS_VARIABLE: "1"}
+    with caplog.at_level("WARNING"):
+        assert launchd_fds(["eight", "no-tcp"], environ, as_libsystem(loaded)) == [(14, "eight")]
+    assert caplog.records == []
+    environ = {LAUNCHD_SOCKETS_VARIABLE: "1"}
+    with caplog.at_level("WARNING"):
+        assert launchd_fds(["gone", "also-gone"], environ, as_libsystem(loaded)) == []
+    assert "launchd did not hand over sockets (gone: ENOENT, also-gone: ENOENT)" in caplog.text

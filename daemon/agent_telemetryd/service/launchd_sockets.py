@@ -34,6 +34,8 @@ LAUNCHD_SOCKETS_VARIABLE = "AGENT_TELEMETRY_LAUNCHD_SOCKETS"
 
 # launch_activate_socket and free live in libSystem, which every macOS process has loaded.
 _LIBSYSTEM = "/usr/lib/libSystem.B.dylib"
+# What launch_activate_socket answers for a name the job's plist does not have.
+_NOT_IN_PLIST = (errno.ENOENT, errno.ESRCH)
 
 
 def activate_socket(name: str, library: Any = None) -> list[int]:
@@ -86,8 +88,13 @@ def launchd_fds(
     """
     if environ.pop(LAUNCHD_SOCKETS_VARIABLE, None) is None:
         return []
+    try:
+        library = _default_library() if library is None else library
+    except OSError as error:
+        log.warning("launchd sockets asked for, but libSystem cannot be loaded (%s)", error)
+        return []
     passed: list[tuple[int, str]] = []
-    refused: dict[str, str] = {}
+    refused: dict[str, int] = {}
     for name in names:
         try:
             fds = activate_socket(name, library)
@@ -95,12 +102,16 @@ def launchd_fds(
             log.warning("launchd sockets asked for, but launch_activate_socket is not available")
             return passed
         except OSError as error:
-            if error.errno != errno.ENOENT:
-                refused[name] = errno.errorcode.get(error.errno or 0, str(error.errno))
+            refused[name] = error.errno or 0
             continue
         passed += [(fd, name) for fd in fds]
-    if refused:
-        reasons = ", ".join(f"{name}: {code}" for name, code in refused.items())
+    # ENOENT (and, on some releases, ESRCH) only says the plist lacks that name: worth a
+    # word when nothing at all came, or when launchd said something else.
+    unexpected = any(code not in _NOT_IN_PLIST for code in refused.values())
+    if refused and (unexpected or not passed):
+        reasons = ", ".join(
+            f"{name}: {errno.errorcode.get(code, str(code))}" for name, code in refused.items()
+        )
         log.warning("launchd did not hand over sockets (%s); binding them here", reasons)
     return passed
 

@@ -232,3 +232,48 @@ def test_the_daemon_refuses_an_inherited_tcp_socket_not_on_loopback(
     assert code == 3, stderr  # the startup-failure exit code
     shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     assert f"listens on {shown}, not on loopback" in stderr, stderr
+
+
+def test_a_passed_socket_where_nobody_looks_is_given_back_and_the_daemon_binds_its_own() -> None:
+    """The manager's socket folder and the daemon's can part (a unit or plist written for
+    another folder): serving the manager's socket would take nothing from the shims."""
+    from tests.daemon_process import CLI, DaemonProcess, clean_environment, make_home
+    from tests.test_idle_exit import eventually
+    from tests.test_service_daemon import send_line
+
+    home = make_home()
+    elsewhere = home / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    made = listening_sockets(elsewhere)
+    process = DaemonProcess(home, clean_environment(home))
+    log = (home / "daemon.log").open("w")
+    daemon = spawn_activated(
+        [CLI, "daemon"],
+        made,
+        ["agent-telemetry.socket"] * 3,
+        env=process.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        eventually(
+            lambda: (
+                process.api_socket.exists()
+                and process.cli("status", "--json", check=False).returncode == 0
+            )
+        )
+        assert process.status()["idle_exit_seconds"] is None  # its own ingest.sock: no idle exit
+        send_line(process.ingest_socket, {"event": "activation.rebound"})
+        assert eventually(lambda: [e["event"] for e in process.export()]) == ["activation.rebound"]
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        for sock in made:
+            sock.close()
+    text = (home / "daemon.log").read_text()
+    shutil.rmtree(home, ignore_errors=True)
+    assert f"the ingest socket passed by the service manager is {elsewhere}/ingest.sock" in text

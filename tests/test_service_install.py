@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
+import stat
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent_telemetryd.cli.service import service
+from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
 from agent_telemetryd.service.install import find_executable, install, uninstall
 from agent_telemetryd.service.layout import ServiceError, current_platform
@@ -624,3 +626,49 @@ def test_a_broken_config_leaves_the_default_interval_and_says_why(
         and "upload_intervall" in n
         for n in plan.notes
     )
+
+
+def test_macos_install_makes_the_socket_folder_private_before_launchd_binds_in_it(
+    home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a Mac the runtime folder is under the per-user $TMPDIR; launchd expands no
+    variables, so the plist names the folder, which install creates 0700 first, and the
+    daemon gets the $TMPDIR the folder was computed from."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    tmpdir = tmp_path / "var-folders" / "T"
+    tmpdir.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", f"{tmpdir}/")
+    runtime = tmpdir / "agent-telemetry"
+
+    dry = install(home=home, platform="darwin", uid=UID, dry_run=True)
+    kinds = [(step.kind, step.path, step.argv[:2]) for step in dry.steps]
+    made = kinds.index(("mkdir", runtime, ()))
+    first_bootstrap = next(i for i, k in enumerate(kinds) if k[2] == ("launchctl", "bootstrap"))
+    assert made < first_bootstrap
+    assert dry.steps[made].mode == 0o700
+    assert any(
+        note.startswith(f"sockets: launchd holds {runtime}/ingest.sock") for note in dry.notes
+    )
+    assert "idle exit: after 15min with nothing to do the daemon exits" in " ".join(dry.notes)
+    assert not runtime.exists()  # a dry run changes nothing
+
+    install(home=home, platform="darwin", uid=UID)
+    assert runtime.is_dir() and stat.S_IMODE(runtime.stat().st_mode) == 0o700
+    plist = plistlib.loads((home / PLIST).read_bytes())
+    paths = resolve_paths({"HOME": str(home), "TMPDIR": f"{tmpdir}/"}, "darwin")
+    assert paths.runtime_dir == runtime
+    assert plist["Sockets"]["ingest"]["SockPathName"] == str(paths.ingest_socket)
+    assert plist["Sockets"]["api"]["SockPathName"] == str(paths.api_socket)
+    assert plist["EnvironmentVariables"]["TMPDIR"] == f"{tmpdir}/"
+    # The flush agent finds the same api.sock, whose connection starts the daemon.
+    flush = plistlib.loads((home / FLUSH_PLIST).read_bytes())
+    assert flush["EnvironmentVariables"]["TMPDIR"] == f"{tmpdir}/"
+    assert "Sockets" not in flush
+
+
+def test_install_notes_say_when_idle_exit_is_off(
+    home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_TELEMETRY_IDLE_EXIT", "off")
+    plan = install(home=home, platform="darwin", uid=UID, dry_run=True)
+    assert any(note.startswith("idle exit: off") for note in plan.notes)

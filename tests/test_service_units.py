@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_telemetryd.paths import resolve_paths
+from agent_telemetryd.service.activation import SOCKET_NAMES
 from agent_telemetryd.service.install import find_executable
+from agent_telemetryd.service.launchd_sockets import LAUNCHD_SOCKETS_VARIABLE
 from agent_telemetryd.service.render import (
     FLUSH_PLIST_NAME,
     FLUSH_SERVICE,
@@ -366,3 +369,54 @@ def test_relative_paths_are_refused(tmp_path: Path) -> None:
         settings_for(tmp_path, Path("bin/agent-telemetry"))
     with pytest.raises(ValueError, match="absolute"):
         settings_for(tmp_path, env_file=Path("service.env"))
+
+
+def test_rendered_plist_holds_the_sockets_the_daemon_asks_launchd_for(tmp_path: Path) -> None:
+    """launchd binds what `Sockets` names; the daemon asks for SOCKET_NAMES: the same keys,
+    at the paths the daemon, the shims and the CLI compute, private to the user."""
+    paths = resolve_paths({"AGENT_TELEMETRY_HOME": str(tmp_path / "at")}, "darwin")
+    plist = plistlib.loads(
+        render_launchd_plist(settings_for(tmp_path, runtime_dir=paths.runtime_dir)).encode()
+    )
+    sockets = plist["Sockets"]
+    assert sorted(sockets) == sorted(SOCKET_NAMES)
+    assert sockets["ingest"]["SockPathName"] == str(paths.ingest_socket)
+    assert sockets["api"]["SockPathName"] == str(paths.api_socket)
+    for name in ("ingest", "api"):
+        assert sockets[name]["SockPathMode"] == 0o600 == 384  # plists have no octal
+        assert sockets[name]["SockType"] == "stream"
+    # What agent-telemetry.socket listens on, loopback only.
+    assert sockets["http"] == {
+        "SockType": "stream",
+        "SockNodeName": "127.0.0.1",
+        "SockServiceName": "7468",
+        "SockFamily": "IPv4",
+    }
+    assert plist["EnvironmentVariables"][LAUNCHD_SOCKETS_VARIABLE] == "1"
+    # Started on demand: a clean (idle) exit is not restarted, a crash is.
+    assert plist["KeepAlive"] == {"SuccessfulExit": False}
+
+
+def test_rendered_plist_follows_the_configured_loopback_port(tmp_path: Path) -> None:
+    def sockets(listen: tuple[str, int] | None) -> dict[str, dict[str, object]]:
+        settings = settings_for(tmp_path, runtime_dir=tmp_path / "run", http_listen=listen)
+        return plistlib.loads(render_launchd_plist(settings).encode())["Sockets"]
+
+    assert "http" not in sockets(None)  # TCP off, or a port the daemon picks itself
+    assert sockets(("::1", 9000))["http"]["SockFamily"] == "IPv6"
+    assert sockets(("::1", 9000))["http"]["SockServiceName"] == "9000"
+
+
+@pytest.mark.parametrize("copy", ["launchd", "rendered without a runtime folder"])
+def test_a_plist_without_sockets_leaves_the_daemon_binding_its_own(
+    tmp_path: Path, copy: str
+) -> None:
+    """launchd expands no $TMPDIR, so the shipped plist cannot name the user's socket
+    folder: it holds no sockets and does not tell the daemon to ask launchd for any."""
+    if copy == "launchd":
+        plist = plistlib.loads((REPO / "launchd" / PLIST_NAME).read_bytes())
+    else:
+        plist = plistlib.loads(render_launchd_plist(settings_for(tmp_path)).encode())
+    assert "Sockets" not in plist
+    assert LAUNCHD_SOCKETS_VARIABLE not in plist["EnvironmentVariables"]
+    assert plist["KeepAlive"] == {"SuccessfulExit": False}

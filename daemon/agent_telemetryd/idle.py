@@ -14,9 +14,10 @@ anything keeps it up (`BusyCheck`); a part that is busy says why, and when to as
 When `idle_exit` applies:
 - set explicitly (config `idle_exit`, or `AGENT_TELEMETRY_IDLE_EXIT`): always, a duration,
   or `off`;
-- not set: 15 minutes when systemd passed the daemon its ingest socket, and none of the
-  extra OTLP ports (which the daemon binds itself) is configured; otherwise never. A
-  daemon started by hand has nobody to start it again, so it never idles out unless asked.
+- not set: 15 minutes when the service manager (systemd's socket unit, or launchd through
+  the LaunchAgent's Sockets) passed the daemon its ingest socket, and none of the extra
+  OTLP ports (which the daemon binds itself) is configured; otherwise never. A daemon
+  started by hand has nobody to start it again, so it never idles out unless asked.
 """
 
 from __future__ import annotations

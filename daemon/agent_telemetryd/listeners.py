@@ -1,4 +1,5 @@
-"""The daemon's listening sockets: taken from systemd when activated, else bound here.
+"""The daemon's listening sockets: taken from systemd or launchd when they hold them,
+else bound here.
 
 Either way the rest of the daemon gets plain listening sockets, so socket activation and
 a self-started daemon share one code path.
@@ -7,6 +8,7 @@ a self-started daemon share one code path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
+
+log = logging.getLogger(__name__)
 
 
 class ListenError(RuntimeError):
@@ -28,7 +32,7 @@ class Listeners:
     api: socket.socket
     http: socket.socket | None
     owned_paths: list[Path] = field(default_factory=list)  # files to remove at shutdown
-    # systemd passed ingest.sock: it holds the socket while the daemon is not running.
+    # The service manager passed ingest.sock: it holds the socket while the daemon is not running.
     socket_activated: bool = False
 
     @property
@@ -40,7 +44,7 @@ class Listeners:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def owns(self, path: Path) -> bool:
-        """True for a socket file this daemon made (not one systemd passed it)."""
+        """True for a socket file this daemon made (not one the service manager passed it)."""
         return path in self.owned_paths
 
     def close(self) -> None:
@@ -64,6 +68,7 @@ def open_listeners(config: Config) -> Listeners:
             undo.callback(sock.close)
         undo.callback(_remove_files, owned)
         _refuse_non_loopback(inherited)
+        _drop_misplaced(inherited, {"ingest": paths.ingest_socket, "api": paths.api_socket})
         ensure_private_dir(paths.runtime_dir)
         ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned, undo)
         api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
@@ -81,11 +86,12 @@ def _remove_files(paths: list[Path]) -> None:
 
 
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
-    """A TCP socket from systemd must be bound to loopback, as one bound here is.
+    """A TCP socket from the service manager must be bound to loopback, as one bound here is.
 
-    The .socket unit, not the daemon, chose its address: a drop-in with `ListenStream=7468`
-    listens on every interface, and serving it would take events and serve the dashboard
-    to the network. Then the daemon does not start, and says which address to change.
+    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in with
+    `ListenStream=7468` (or a `Sockets` entry without `SockNodeName`) listens on every
+    interface, and serving it would take events and serve the dashboard to the network.
+    Then the daemon does not start, and says which address to change.
     """
     for name, sock in inherited.items():
         if name not in SOCKET_NAMES or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -95,9 +101,47 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
             continue
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ListenError(
-            f"the {name} socket passed by systemd listens on {shown}, not on loopback;"
-            f" refusing to serve it (set ListenStream=127.0.0.1:{port} in the socket unit)"
+            f"the {name} socket passed by the service manager listens on {shown}, not on"
+            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in the"
+            " socket unit, or SockNodeName 127.0.0.1 in the LaunchAgent's Sockets)"
         )
+
+
+def _drop_misplaced(inherited: dict[str, socket.socket], expected: dict[str, Path]) -> None:
+    """Give back a passed Unix socket that is not where the shims and the CLI will look.
+
+    The service manager's file and the daemon's runtime folder can part: a LaunchAgent
+    written from another shell's $TMPDIR, a folder that turned out not to be the user's
+    own (the daemon and the shims then use DATA/run). Serving that socket would take
+    nothing; binding the expected path instead keeps events flowing (without idle exit).
+    """
+    for name, path in expected.items():
+        sock = inherited.get(name)
+        if sock is None:
+            continue
+        address = sock.getsockname()
+        if isinstance(address, bytes):
+            address = address.decode(errors="replace")
+        if _same_file(str(address), path):
+            continue
+        log.warning(
+            "the %s socket passed by the service manager is %s, not %s; binding %s here",
+            name,
+            address,
+            path,
+            path.name,
+        )
+        sock.close()
+        del inherited[name]
+
+
+def _same_file(address: str, path: Path) -> bool:
+    if address == str(path):
+        return True
+    try:
+        return os.path.samefile(address, path)
+    except (OSError, ValueError):
+        return False
 
 
 def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:

@@ -1,10 +1,12 @@
-"""Listening sockets handed over by systemd socket activation (sd_listen_fds without libsystemd).
+"""Listening sockets handed over by the service manager: systemd or launchd, one adoption.
 
-systemd passes sockets as fds 3, 4, … and describes them in the environment:
-``LISTEN_PID`` (the process they are meant for), ``LISTEN_FDS`` (how many) and
-``LISTEN_FDNAMES`` (colon-separated names). The daemon calls :func:`inherited_sockets` once
-at startup and uses a socket by name instead of binding its own, so an activated and a
-self-started daemon run one code path.
+systemd passes sockets as fds 3, 4, … and describes them in the environment
+(``LISTEN_PID``, ``LISTEN_FDS``, ``LISTEN_FDNAMES``: sd_listen_fds without libsystemd);
+launchd hands them out on request, by the key of each in the LaunchAgent's ``Sockets``
+dictionary (launchd_sockets.py). The two differ only in how the descriptors are obtained:
+both give a list of ``(fd, name)`` that :func:`adopt` turns into sockets. The daemon calls
+:func:`inherited_sockets` once at startup and uses a socket by name instead of binding its
+own, so an activated and a self-started daemon run one code path.
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
+from typing import Any
 
-__all__ = ["SOCKET_NAMES", "inherited_sockets", "name_for_address"]
+from agent_telemetryd.service.launchd_sockets import LAUNCHD_SOCKETS_VARIABLE, launchd_fds
+
+__all__ = [
+    "SOCKET_NAMES",
+    "UNIX_SOCKET_FILES",
+    "adopt",
+    "inherited_sockets",
+    "name_for_address",
+    "systemd_fds",
+]
 
 log = logging.getLogger(__name__)
 
-#: The names the daemon looks sockets up by.
+#: The names the daemon looks sockets up by; also the keys of the LaunchAgent's ``Sockets``.
 SOCKET_NAMES = ("ingest", "api", "http")
 
 # sd_listen_fds(3): the first passed fd is always 3, after stdin, stdout and stderr.
@@ -26,25 +38,32 @@ LISTEN_FDS_START = 3
 
 _ENV_KEYS = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
-# The socket file names in the runtime dir (docs/architecture.md) and the names they map to.
-_UNIX_NAMES = {"ingest.sock": "ingest", "api.sock": "api"}
+#: The socket files in the runtime dir (docs/architecture.md), by the name of each.
+UNIX_SOCKET_FILES = {"ingest": "ingest.sock", "api": "api.sock"}
+_UNIX_NAMES = {file: name for name, file in UNIX_SOCKET_FILES.items()}
 
 
 def inherited_sockets(
-    environ: MutableMapping[str, str] = os.environ,
+    environ: MutableMapping[str, str] = os.environ, launchd_library: Any = None
 ) -> dict[str, socket.socket]:
-    """Return the listening sockets systemd passed to this process, keyed by name.
+    """Return the listening sockets the service manager passed to this process, by name.
 
-    Names come from ``LISTEN_FDNAMES`` when it names one of :data:`SOCKET_NAMES`; otherwise
-    from the socket's address (``…/ingest.sock`` → ``ingest``, ``…/api.sock`` → ``api``, a
-    TCP socket → ``http``). One ``.socket`` unit gives all its sockets the same name, so the
-    address is what tells them apart in the shipped unit. A socket that matches neither is
-    kept as ``fd<N>`` so it is at least visible in logs.
-
-    The sockets come back non-blocking and close-on-exec, and the three variables are
-    removed from ``environ`` in every case, so a child process never believes the sockets
-    are meant for it. Returns an empty dict when the process was not socket-activated.
+    systemd's when ``LISTEN_FDS`` is meant for this process, else launchd's when the
+    LaunchAgent asked for that (``launchd_library``: where ``launch_activate_socket`` comes
+    from; None for the system's). The variables of both are removed from ``environ`` in
+    every case, so a child process never believes the sockets are meant for it. Returns
+    an empty dict when nothing was passed.
     """
+    passed: Sequence[tuple[int, str | None]] = systemd_fds(environ)
+    if passed:
+        environ.pop(LAUNCHD_SOCKETS_VARIABLE, None)
+    else:
+        passed = launchd_fds(SOCKET_NAMES, environ, launchd_library)
+    return adopt(passed)
+
+
+def systemd_fds(environ: MutableMapping[str, str] = os.environ) -> list[tuple[int, str | None]]:
+    """``(fd, name from LISTEN_FDNAMES or None)`` for each socket systemd passed us."""
     listen_pid = environ.get("LISTEN_PID")
     listen_fds = environ.get("LISTEN_FDS")
     listen_fdnames = environ.get("LISTEN_FDNAMES")
@@ -52,18 +71,18 @@ def inherited_sockets(
         environ.pop(key, None)
 
     if listen_pid is None or listen_fds is None:
-        return {}
+        return []
     try:
         pid = int(listen_pid)
         count = int(listen_fds)
     except ValueError:
         log.warning("ignoring socket activation: LISTEN_PID/LISTEN_FDS are not numbers")
-        return {}
+        return []
     if pid != os.getpid():
         # The variables were inherited from a parent that was activated, not meant for us.
-        return {}
+        return []
     if count <= 0:
-        return {}
+        return []
 
     names: list[str | None] = [None] * count
     if listen_fdnames is not None:
@@ -76,10 +95,21 @@ def inherited_sockets(
                 len(given),
                 count,
             )
+    return [(LISTEN_FDS_START + index, name) for index, name in enumerate(names)]
 
+
+def adopt(passed: Sequence[tuple[int, str | None]]) -> dict[str, socket.socket]:
+    """The passed listening sockets, keyed by name.
+
+    A name that is one of :data:`SOCKET_NAMES` is taken as given; otherwise the socket's
+    address names it (``…/ingest.sock`` → ``ingest``, ``…/api.sock`` → ``api``, a TCP
+    socket → ``http``): one ``.socket`` unit gives all its sockets the same name, so the
+    address is what tells them apart in the shipped unit. A socket that matches neither,
+    or a second one under a name already taken, is kept as ``fd<N>`` so it is at least
+    visible in logs. The sockets come back non-blocking and close-on-exec.
+    """
     sockets: dict[str, socket.socket] = {}
-    for index, given_name in enumerate(names):
-        fd = LISTEN_FDS_START + index
+    for fd, given_name in passed:
         sock = _adopt(fd)
         if sock is None:
             continue

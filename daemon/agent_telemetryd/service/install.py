@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
 from agent_telemetryd.service.layout import (
     Platform,
@@ -50,6 +50,7 @@ from agent_telemetryd.service.render import (
     render_systemd_service,
     render_systemd_socket,
 )
+from agent_telemetryd.service.settings import CARRIED_VARIABLES, human_interval, unit_settings
 
 __all__ = [
     "CARRIED_VARIABLES",
@@ -64,11 +65,6 @@ __all__ = [
 ]
 
 EXECUTABLE_NAME = "agent-telemetry"
-# Variables that decide where the daemon keeps its config, buffer and sockets: the
-# service must run with the same ones as the shell, or the CLI and the daemon would each
-# use their own files.
-CARRIED_VARIABLES = ("AGENT_TELEMETRY_HOME", "AGENT_TELEMETRY_CONFIG")
-DEFAULT_UPLOAD_INTERVAL = 3600.0
 
 
 def find_executable(argv0: str | None = None) -> Path:
@@ -94,34 +90,6 @@ def find_executable(argv0: str | None = None) -> Path:
     )
 
 
-def unit_settings(
-    executable: Path, platform: Platform, home: Path, environ: Mapping[str, str]
-) -> tuple[UnitSettings, list[str]]:
-    """What goes into the service definitions for this user, and notes for the user."""
-    paths = resolve_paths(environ, platform)
-    env_file = envfile.env_file_path(paths.config_file)
-    carried = {
-        name: str(Path(environ[name]).expanduser().absolute())
-        for name in CARRIED_VARIABLES
-        if environ.get(name, "").strip()
-    }
-    runtime: Path | None = None
-    if platform == "linux":
-        xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
-        default = Path(xdg_runtime) / "agent-telemetry" if xdg_runtime else None
-        runtime = None if paths.runtime_dir == default else paths.runtime_dir
-    interval, notes = _upload_interval(environ, env_file, paths)
-    settings = UnitSettings(
-        executable=executable,
-        env_file=env_file,
-        environment=carried,
-        runtime_dir=runtime,
-        upload_interval=interval,
-        log_dir=log_dir(home) if platform == "darwin" else None,
-    )
-    return settings, notes
-
-
 def plan_install(
     home: Path,
     platform: Platform,
@@ -143,6 +111,11 @@ def plan_install(
         domain = f"gui/{uid}"
         assert settings.log_dir is not None
         steps.append(Step("mkdir", path=settings.log_dir))
+        if settings.runtime_dir is not None:
+            # launchd binds the sockets in it at bootstrap (and at each login): it must
+            # already be the user's own 0700 folder, or the daemon and the shims would
+            # refuse it and look elsewhere.
+            steps.append(Step("mkdir", path=settings.runtime_dir, mode=0o700))
         plists = ((PLIST_NAME, render_launchd_plist), (FLUSH_PLIST_NAME, render_flush_plist))
         steps += [Step("write", path=target / name, content=r(settings)) for name, r in plists]
         for label, (name, _) in zip(LAUNCHD_LABELS, plists, strict=True):
@@ -154,7 +127,19 @@ def plan_install(
                 Step("run", argv=("launchctl", "enable", f"{domain}/{label}")),
                 Step("run", argv=("launchctl", "bootstrap", domain, str(target / name))),
             ]
-        notes += [f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log"]
+        if settings.runtime_dir is not None:
+            held = [f"{settings.runtime_dir}/ingest.sock", "api.sock"]
+            if settings.http_listen is not None:
+                held.append("{}:{}".format(*settings.http_listen))
+            notes.append(
+                f"sockets: launchd holds {', '.join(held)} and starts the daemon on the "
+                "first connection"
+            )
+        notes += [
+            f"uploads: dev.agent-telemetry.flush runs `agent-telemetry flush` every "
+            f"{human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+            f"logs: {settings.log_dir}/daemon.log, {settings.log_dir}/flush.log",
+        ]
         notes += ["undo with: agent-telemetry service uninstall"]
         return Plan("install", platform, tuple(steps), tuple(notes))
 
@@ -177,7 +162,7 @@ def plan_install(
         steps.append(Step("run", argv=("systemctl", "--user", "try-restart", *changed)))
     notes += [
         f"uploads: agent-telemetry-flush.timer runs `agent-telemetry flush` every "
-        f"{_human_interval(settings.upload_interval)} (it starts a stopped daemon)",
+        f"{human_interval(settings.upload_interval)} (it starts a stopped daemon)",
         "logs: journalctl --user -u agent-telemetry -u agent-telemetry-flush",
         "undo with: agent-telemetry service uninstall",
     ]
@@ -345,31 +330,6 @@ def _env_file_notes(path: Path, platform: Platform, shell: Mapping[str, str]) ->
         f"{', '.join(missing)} set in this shell but not in {path}: the service does not "
         f"see {'it' if len(missing) == 1 else 'them'}; add there, then run: {restart}"
     ]
-
-
-def _upload_interval(
-    environ: Mapping[str, str], env_file: Path, paths: Paths
-) -> tuple[float, list[str]]:
-    """The interval the daemon will upload at: its config with the service's environment."""
-    # Imported here: the config module pulls in the sender checks, which the other
-    # service commands (status, uninstall) do not need.
-    from agent_telemetryd.config import ConfigError, load_config
-
-    service_environ = dict(environ)
-    try:
-        service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
-        config = load_config(service_environ, paths, check_secrets_private=False)
-    except (ConfigError, envfile.EnvFileError) as exc:
-        note = f"the flush timer uses the default upload interval, 1h: {exc}"
-        return DEFAULT_UPLOAD_INTERVAL, [note]
-    return config.upload_interval, []
-
-
-def _human_interval(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _home(home: Path | None, environ: Mapping[str, str]) -> tuple[Path, Mapping[str, str] | None]:

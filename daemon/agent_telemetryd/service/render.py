@@ -20,6 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent_telemetryd.service.activation import SOCKET_NAMES, UNIX_SOCKET_FILES
+from agent_telemetryd.service.launchd_sockets import LAUNCHD_SOCKETS_VARIABLE
+
 __all__ = [
     "FLUSH_LABEL",
     "FLUSH_PLIST_NAME",
@@ -31,6 +34,7 @@ __all__ = [
     "SOCKET_UNIT",
     "TEMPLATE_NAMES",
     "UnitSettings",
+    "launchd_sockets",
     "render_flush_plist",
     "render_flush_service",
     "render_flush_timer",
@@ -51,6 +55,9 @@ FLUSH_PLIST_NAME = f"{FLUSH_LABEL}.plist"
 SYSTEMD_TEMPLATES = (SOCKET_UNIT, SERVICE_UNIT, FLUSH_SERVICE, FLUSH_TIMER)
 LAUNCHD_TEMPLATES = (PLIST_NAME, FLUSH_PLIST_NAME)
 TEMPLATE_NAMES = SYSTEMD_TEMPLATES + LAUNCHD_TEMPLATES
+
+# The socket files' mode: only the user may connect (plists have no octal: 0o600 is 384).
+SOCKET_FILE_MODE = 0o600
 
 # The lines of the shipped units that install replaces.
 _SHIPPED_EXEC = "ExecStart=%h/.local/bin/agent-telemetry"
@@ -78,7 +85,10 @@ class UnitSettings:
     ``environment`` holds variables the service must share with the user's shell for both
     to find the same files (``AGENT_TELEMETRY_HOME``, ``AGENT_TELEMETRY_CONFIG``).
     ``runtime_dir`` is where the socket unit puts the sockets; None keeps systemd's own
-    ``%t/agent-telemetry``, the daemon's default.
+    ``%t/agent-telemetry``, the daemon's default. launchd expands nothing, so the
+    LaunchAgent holds the sockets only when it is given (None: the daemon binds its own).
+    ``http_listen`` is the loopback address launchd listens on for the daemon (None: no
+    TCP socket in the LaunchAgent); the systemd socket unit keeps its own line.
     """
 
     executable: Path
@@ -87,6 +97,7 @@ class UnitSettings:
     runtime_dir: Path | None = None
     upload_interval: float = 3600.0
     log_dir: Path | None = None  # the LaunchAgents' log folder; unused by systemd
+    http_listen: tuple[str, int] | None = ("127.0.0.1", 7468)
 
     def __post_init__(self) -> None:
         for name in ("executable", "env_file", "runtime_dir", "log_dir"):
@@ -147,8 +158,39 @@ def render_flush_timer(settings: UnitSettings) -> str:
 
 
 def render_launchd_plist(settings: UnitSettings) -> str:
-    """The daemon's LaunchAgent, without the shipped shell: launchd runs the executable."""
-    return _fill_plist(PLIST_NAME, settings, "daemon", {})
+    """The daemon's LaunchAgent, without the shipped shell: launchd runs the executable.
+
+    With a runtime folder, launchd holds the sockets (``Sockets``) and starts the daemon
+    when a connection arrives; the variable tells the daemon to ask launchd for them.
+    """
+    extra: dict[str, Any] = {}
+    if settings.runtime_dir is not None:
+        extra["Sockets"] = launchd_sockets(settings.runtime_dir, settings.http_listen)
+        extra["EnvironmentVariables"] = {LAUNCHD_SOCKETS_VARIABLE: "1"}
+    return _fill_plist(PLIST_NAME, settings, "daemon", extra)
+
+
+def launchd_sockets(runtime_dir: Path, http: tuple[str, int] | None) -> dict[str, Any]:
+    """The LaunchAgent's ``Sockets``: one entry per name the daemon asks launchd for."""
+    sockets: dict[str, Any] = {
+        name: {
+            "SockType": "stream",
+            "SockPathName": str(runtime_dir / UNIX_SOCKET_FILES[name]),
+            # Only the user may connect, as for the sockets the daemon binds itself.
+            "SockPathMode": SOCKET_FILE_MODE,
+        }
+        for name in SOCKET_NAMES
+        if name in UNIX_SOCKET_FILES
+    }
+    if http is not None:
+        host, port = http
+        sockets["http"] = {
+            "SockType": "stream",
+            "SockNodeName": host,
+            "SockServiceName": str(port),
+            "SockFamily": "IPv6" if ":" in host else "IPv4",
+        }
+    return sockets
 
 
 def render_flush_plist(settings: UnitSettings) -> str:
@@ -168,9 +210,7 @@ def _fill_command_unit(text: str, settings: UnitSettings, command: str) -> str:
     return _swap_line(text, _ENVIRONMENT_ANCHOR, [_ENVIRONMENT_ANCHOR, *carried], name)
 
 
-def _fill_plist(
-    template: str, settings: UnitSettings, command: str, extra: Mapping[str, Any]
-) -> str:
+def _fill_plist(template: str, settings: UnitSettings, command: str, extra: dict[str, Any]) -> str:
     if settings.log_dir is None:
         raise ValueError("a LaunchAgent needs a log folder")
     data = plistlib.loads(template_text(template).encode())
@@ -183,7 +223,11 @@ def _fill_plist(
     log = str(settings.log_dir / f"{command}.log")
     data["StandardOutPath"] = log
     data["StandardErrorPath"] = log
-    data["EnvironmentVariables"] = {**data["EnvironmentVariables"], **settings.environment}
+    data["EnvironmentVariables"] = {
+        **data["EnvironmentVariables"],
+        **settings.environment,
+        **extra.pop("EnvironmentVariables", {}),
+    }
     data.update(extra)
     text = plistlib.dumps(data, sort_keys=False).decode()
     note = (

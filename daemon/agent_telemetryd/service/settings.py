@@ -1,0 +1,119 @@
+"""What ``service install`` writes into the service definitions for this user.
+
+Read from the same environment and config the shell's CLI uses, so the service runs with
+the files, the socket folder, the upload interval and the loopback port the user sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent_telemetryd.paths import Paths, resolve_paths
+from agent_telemetryd.service import envfile
+from agent_telemetryd.service.layout import Platform, log_dir
+from agent_telemetryd.service.render import UnitSettings
+
+if TYPE_CHECKING:
+    from agent_telemetryd.config import Config
+
+__all__ = ["CARRIED_VARIABLES", "RUNTIME_VARIABLES", "human_interval", "unit_settings"]
+
+# Variables that decide where the daemon keeps its config, buffer and sockets: the
+# service must run with the same ones as the shell, or the CLI and the daemon would each
+# use their own files.
+CARRIED_VARIABLES = ("AGENT_TELEMETRY_HOME", "AGENT_TELEMETRY_CONFIG")
+# On macOS the runtime folder follows these (docs/architecture.md), and a LaunchAgent's
+# environment has neither of the shell's: carried, the daemon finds the very folder whose
+# sockets launchd holds, as the shims and the CLI do.
+RUNTIME_VARIABLES = ("TMPDIR", "XDG_RUNTIME_DIR")
+DEFAULT_UPLOAD_INTERVAL = 3600.0
+DEFAULT_HTTP_LISTEN = ("127.0.0.1", 7468)
+
+
+def unit_settings(
+    executable: Path, platform: Platform, home: Path, environ: Mapping[str, str]
+) -> tuple[UnitSettings, list[str]]:
+    """What goes into the service definitions for this user, and notes for the user."""
+    paths = resolve_paths(environ, platform)
+    env_file = envfile.env_file_path(paths.config_file)
+    carried = {
+        name: str(Path(environ[name]).expanduser().absolute())
+        for name in CARRIED_VARIABLES
+        if environ.get(name, "").strip()
+    }
+    runtime: Path | None = None
+    if platform == "linux":
+        xdg_runtime = environ.get("XDG_RUNTIME_DIR", "")
+        default = Path(xdg_runtime) / "agent-telemetry" if xdg_runtime else None
+        runtime = None if paths.runtime_dir == default else paths.runtime_dir
+    else:
+        # launchd expands no variables: the LaunchAgent names the folder itself.
+        runtime = paths.runtime_dir
+        carried.update({name: environ[name] for name in RUNTIME_VARIABLES if environ.get(name)})
+    config, notes = _service_config(environ, env_file, paths)
+    interval = DEFAULT_UPLOAD_INTERVAL if config is None else config.upload_interval
+    http: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
+    if config is not None:
+        # Port 0 (any free port) is the daemon's to pick: then it binds TCP itself.
+        http = (config.http_host, config.http_port) if config.http_port else None
+    settings = UnitSettings(
+        executable=executable,
+        env_file=env_file,
+        environment=carried,
+        runtime_dir=runtime,
+        upload_interval=interval,
+        log_dir=log_dir(home) if platform == "darwin" else None,
+        http_listen=http,
+    )
+    return settings, [*notes, _idle_exit_note(config)]
+
+
+def _service_config(
+    environ: Mapping[str, str], env_file: Path, paths: Paths
+) -> tuple[Config | None, list[str]]:
+    """The config the service will run with: its file with the service's environment."""
+    # Imported here: the config module pulls in the sender checks, which the other
+    # service commands (status, uninstall) do not need.
+    from agent_telemetryd.config import ConfigError, load_config
+
+    service_environ = dict(environ)
+    try:
+        service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
+        config = load_config(service_environ, paths, check_secrets_private=False)
+    except (ConfigError, envfile.EnvFileError) as exc:
+        note = f"the flush timer uses the default upload interval, 1h: {exc}"
+        return None, [note]
+    return config, []
+
+
+def _idle_exit_note(config: Config | None) -> str:
+    """When the service's daemon ends itself, as the daemon will work it out."""
+    from agent_telemetryd.idle import DEFAULT_IDLE_EXIT_SECONDS, idle_exit_seconds
+
+    seconds = (
+        DEFAULT_IDLE_EXIT_SECONDS
+        if config is None
+        else idle_exit_seconds(config, socket_activated=True)
+    )
+    if seconds is None:
+        return "idle exit: off (the daemon keeps running; idle_exit or an OTLP port says so)"
+    return (
+        f"idle exit: after {human_interval(seconds)} with nothing to do the daemon exits "
+        "(idle_exit); the next connection starts it again"
+    )
+
+
+def human_interval(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -5,6 +5,7 @@ figure here is this tree's and `REV`'s, measured alternately.
 
     .venv/bin/python -m bench.store_ab --against REV [--rounds 3] [--seconds 20]
     .venv/bin/python -m bench.store_ab --against REV --instructions [--group 100]
+    .venv/bin/python -m bench.store_ab --against REV --executemany [--rounds 5]
 
 The first runs a fresh daemon of each tree (its own code first on its path, from `git
 archive`) under the steady bench's 10,000 events/s from four shim processes, and gives
@@ -13,7 +14,9 @@ the daemon's CPU share of a core and the part of it outside the event loop's thr
 instructions per row of the writer's group commit (`Writer._commit`: the multi-row
 INSERT, counters, size check, WAL bookkeeping, and the checkpointer thread's share)
 for the bench's plain rows, GROUP rows a transaction as at 10,000 events/s, into a fresh
-buffer of each tree's schema.
+buffer of each tree's schema. The third times plain `executemany` of the same rows, 100
+a transaction, into a fresh buffer of each tree's schema (CPU time of a child process
+per run, the trees alternating): the anchor the steady bench divides by.
 """
 
 from __future__ import annotations
@@ -98,6 +101,48 @@ def instructions(revision: str, group: int) -> None:
             print(f"{name}: {total / ROWS / 1000:.1f}k instructions a row ({group} a commit)")
 
 
+def executemany(revision: str, rounds: int, group: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="at-store-ab-") as tmp:
+        trees = _trees(revision, Path(tmp) / "tree")
+        found: dict[str, list[float]] = {name: [] for name in trees}
+        for index in range(rounds):
+            order = list(trees) if index % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                done = subprocess.run(
+                    [sys.executable, "-m", "bench.store_ab", "--child-executemany",
+                     "--group", str(group)],
+                    check=True, capture_output=True, text=True,
+                    cwd=Path(__file__).resolve().parent.parent,
+                    env={**os.environ, "PYTHONPATH": _path(trees[name])},
+                )  # fmt: skip
+                found[name].append(float(done.stdout))
+        for name, values in found.items():
+            shown = ", ".join(f"{v:.2f}" for v in values)
+            print(f"{name}: executemany {median(values):.2f} µs CPU a row (median of {shown})")
+
+
+def _child_executemany(group: int) -> None:
+    """Print the CPU µs a row of executemany into a fresh buffer, GROUP rows a commit."""
+    import time
+
+    from agent_telemetryd.store.database import open_buffer
+    from agent_telemetryd.store.rows import INSERT_EVENT
+    from bench import fixtures
+
+    with tempfile.TemporaryDirectory(prefix="at-store-ab-") as tmp:
+        conn = open_buffer(Path(tmp) / "buffer.sqlite3")
+        warm, measured = (list(fixtures.buffer_rows(ROWS * 5, upload="local")) for _ in range(2))
+        for rows, timed in ((warm, False), (measured, True)):
+            start = time.process_time()
+            for i in range(0, len(rows), group):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(INSERT_EVENT, rows[i : i + group])
+                conn.execute("COMMIT")
+            if timed:
+                print((time.process_time() - start) / len(rows) * 1e6)
+        conn.close()
+
+
 def _child(group: int) -> None:
     """Under callgrind: ROWS rows through Writer._commit, GROUP a transaction, after a
     warm-up of as many; `os.getppid()` marks the measured part."""
@@ -142,10 +187,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--group", type=int, default=100)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--executemany", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-executemany", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.group)
+    elif args.child_executemany:
+        _child_executemany(args.group)
+    elif args.executemany:
+        executemany(args.against, args.rounds, args.group)
     elif args.instructions:
         instructions(args.against, args.group)
     else:

@@ -51,7 +51,7 @@ def test_bad_ids_are_refused_with_the_field_named(fields: dict, message: str) ->
 
 def test_a_buffer_of_the_previous_schema_gains_the_columns_with_its_rows_kept() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    previous = len(MIGRATIONS) - 1
+    previous = 6  # the version before migration 7 added the trace columns
     for script in MIGRATIONS[:previous]:
         for statement in _statements(script):
             conn.execute(statement)

@@ -16,15 +16,17 @@ from agent_telemetryd.store.write_requests import WriteResult
 COLUMNS = ", ".join(EventRow._fields)
 
 
-def row(number: int, *, traced: bool = False, waits: bool = False) -> EventRow:
-    """Row `number`: a plain event, a span with trace context, or one the limit held back."""
+def row(number: int, *, traced: bool = False, waits: bool = False, via: str = "unix") -> EventRow:
+    """Row `number`: a plain event, a span with trace context, or one the limit held back;
+    `via` another transport (and another daemon version and id, as after an upgrade)."""
     uuid = f"00000000-0000-7000-8000-{number:012d}"
     ms = 1_700_000_000_000 + number
     pid = None if number % 5 == 0 else 4000 + number
     properties = f'{{"n": {number}, "text": "é\\u0000 {number}"}}'
     return EventRow(
         uuid, f"event.{number % 3}", ms, ms + 1, properties, f"agent-{number % 2}", pid,
-        "unix", "local", "pending" if waits else "local", "anon", "1.0",
+        via, "local", "pending" if waits else "local",
+        "anon" if via == "unix" else "anon-2", "1.0" if via == "unix" else "1.1",
         f"{number:032x}" if traced else None,
         f"{number:016x}" if traced else None,
         f"{number + 1:016x}" if traced and number % 2 else None,
@@ -33,10 +35,13 @@ def row(number: int, *, traced: bool = False, waits: bool = False) -> EventRow:
 
 
 def mixed_group() -> list[EventRow]:
-    """77 rows (more than one statement's worth, not a power of two): runs of plain rows
-    between traced and waiting ones, and uuids repeated inside the group."""
+    """84 rows (more than one statement's worth, not a power of two): runs of plain rows
+    between traced and waiting ones, rows that came in otherwise (their transport, id and
+    version are bound once a run), and uuids repeated inside the group."""
     rows = [row(n, traced=n % 11 in (4, 5), waits=n % 17 == 9) for n in range(70)]
     rows += [row(3), row(70), row(70), row(71, traced=True), row(72), row(73), row(74)]
+    rows += [row(75, via="http"), row(76, via="http", traced=True), row(77, via="http")]
+    rows += [row(78), row(79, via="http"), row(80, via="otlp", traced=True), row(81)]
     return rows
 
 
@@ -84,6 +89,16 @@ def test_a_group_is_stored_as_one_insert_a_row_stores_it(tmp_path: Path) -> None
     assert rows[4][13:] == (f"{4:032x}", f"{4:016x}", None, None)
     assert rows[5][13:] == (f"{5:032x}", f"{5:016x}", f"{6:016x}", None)
     assert rows[9][13:] == (None, None, None, 1_700_000_000_009 + 60_000)
+    # Each row keeps how it came in, in a group where that changes from row to row.
+    assert [(r[1][-3:], r[8], r[11], r[12], r[13] is None) for r in rows[-7:]] == [
+        ("075", "http", "anon-2", "1.1", True),
+        ("076", "http", "anon-2", "1.1", False),
+        ("077", "http", "anon-2", "1.1", True),
+        ("078", "unix", "anon", "1.0", True),
+        ("079", "http", "anon-2", "1.1", True),
+        ("080", "otlp", "anon-2", "1.1", False),
+        ("081", "unix", "anon", "1.0", True),
+    ]
 
 
 @pytest.mark.parametrize("bad", [lambda r: r[:-1], lambda r: (*r, None)])

@@ -5,7 +5,7 @@ they are."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_telemetryd.events import Event
@@ -331,3 +331,33 @@ def test_no_key_is_lost_or_merged_and_non_strings_are_untouched(properties: dict
     """Every object keeps as many keys as it had, whatever they become, and every number,
     boolean and null keeps its place, type and value."""
     assert _shape(scrub(properties)) == _shape(properties)
+
+
+# Names of every kind the scrubber tells apart (ordinary, a version, a secret, one that may
+# hold a credential, one that is itself redacted) and values the rules keep or change,
+# alone and in arrays: what a warm scrubber's shorter paths decide on.
+_FLAT_NAMES = st.sampled_from(
+    ["model", "gen_ai.response.finish_reasons", "otel.scope.version", "sdk_ver", "password",
+     "auth", "session_id", "api_key", "bob@example.com", "tokens_in", "x"]
+)  # fmt: skip
+_FLAT_TEXTS = st.sampled_from(
+    ["stop", "1.0", "1.2.3.4", "10.0.0.7", "v2.1.0-rc.1", "bob@example.com", "/home/zed/x",
+     "ghp_" + A + "abcd", "abc123def456", "", "[secret]", "x" * 300]
+) | st.text(max_size=6)  # fmt: skip
+_FLAT_VALUES = _FLAT_TEXTS | st.integers() | st.floats(allow_nan=False) | st.booleans() | st.none()
+_FLAT_PROPERTIES = st.dictionaries(
+    _FLAT_NAMES, _FLAT_VALUES | st.lists(_FLAT_VALUES, max_size=3), max_size=6
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FLAT_PROPERTIES | st.dictionaries(_KEYS, _TREES, max_size=4), max_size=6))
+def test_a_warm_scrubber_scrubs_as_a_fresh_one(batch: list[dict[str, object]]) -> None:
+    """The scrubber remembers names and texts and takes a shorter path for what it has
+    seen; the properties it gives back must be those a scrubber that saw nothing gives."""
+    warm = default_scrubber(max_string_chars=64, own_home="/home/runner")
+    for properties in batch:
+        warm.properties(properties)  # seen once: its names and texts are remembered
+    for properties in batch + [dict(reversed(p.items())) for p in batch]:
+        fresh = default_scrubber(max_string_chars=64, own_home="/home/runner")
+        assert warm.properties(properties) == fresh.properties(properties)

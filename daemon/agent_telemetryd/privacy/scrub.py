@@ -10,8 +10,7 @@ their type and value, since only a string can be a secret.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-from itertools import compress
+from collections.abc import Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ CACHE_MAX_CHARS = 256
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
 # strings, which may hold what the rules redact.
 _FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
-_IS_STR = {str}.__contains__
+# What a name may say of its value for a text the rules keep to be kept under it.
+_KEEPING_KINDS = frozenset({ORDINARY, VERSION_NAME})
 
 
 def distinct_name(name: str, *taken: Container[str]) -> str:
@@ -71,6 +71,10 @@ class Scrubber:
         # map to their scrubbed form and what they say about their value.
         self._ordinary_keys: set[str] = set()
         self._special_keys: dict[str, tuple[str, int]] = {}
+        # Names kept as they are under which a text the rules keep is kept too: the
+        # ordinary ones and those that name a version (`otel.scope.version`), where a text
+        # is kept either as a version number or by the rules.
+        self._keeping_keys: set[str] = set()
 
     def __call__(self, event: Event) -> Event:
         # Names repeat, so each is one dict lookup per event once it was seen (inlined: this
@@ -124,26 +128,22 @@ class Scrubber:
             if len(self._ordinary_keys) + len(self._special_keys) >= CACHE_ENTRIES:
                 self._ordinary_keys.clear()
                 self._special_keys.clear()
+                self._keeping_keys.clear()
             if found == (key, ORDINARY):
                 self._ordinary_keys.add(key)
             else:
                 self._special_keys[key] = found
+            if found[0] == key and found[1] in _KEEPING_KINDS:
+                self._keeping_keys.add(key)
         return found
 
     def properties(self, node: dict[str, Any]) -> dict[str, Any]:
         """A mapping with every key and value scrubbed, at any depth (properties, or the
         attributes of anything else that is stored); `node` itself when nothing in it
         changes."""
-        texts, ordinary_keys = self._texts, self._ordinary_keys
-        # The common event: names and texts all seen before and kept as they are, no
-        # object or array. Decided by set tests in C, with no Python step per property.
-        values = node.values()
-        if (
-            node.keys() <= ordinary_keys
-            and _FLAT_TYPES.issuperset(map(type, values))
-            and self._kept_texts.issuperset(compress(values, map(_IS_STR, map(type, values))))
-        ):
+        if node.keys() <= self._keeping_keys and self._keeps_values(node.values()):
             return node
+        texts, ordinary_keys = self._texts, self._ordinary_keys
         # The cache lookups are inlined: this loop runs for every property of every event.
         clean: dict[str, Any] = {}
         for key, value in node.items():
@@ -170,8 +170,11 @@ class Scrubber:
     def _under_name(self, key_kind: int, value: Any) -> Any:
         """A value whose property name says what it is; containers pass the word down."""
         if isinstance(value, str):
-            if key_kind == VERSION_NAME and is_version_number(value):
-                return value
+            if key_kind == VERSION_NAME:
+                # The rules' answer is remembered even when the version is kept as it is,
+                # so that `_keeps_values` finds the text among those the rules keep.
+                clean = self.text(value)
+                return value if is_version_number(value) else clean
             if value and (
                 key_kind == SECRET_NAME
                 or (key_kind == SECRET_IF_CREDENTIAL and looks_like_credential(value))
@@ -188,6 +191,36 @@ class Scrubber:
                 clean[name] = self._under_name(max(key_kind, inner_kind, key=_strength), item)
             return clean
         return value  # numbers, booleans, null: only a string can be a secret
+
+    def _keeps_values(self, values: Iterable[Any]) -> bool:
+        """True when scrubbing leaves every one of `values` as it is, each under a name in
+        `_keeping_keys`: numbers, booleans, null, and texts the rules keep, alone or in
+        arrays of such values (GenAI's finish reasons). The rules run only for a text not
+        seen yet (a span's new ids); any other value is for the general path."""
+        # One Python loop: cheaper than the passes in C (each type read, filtered, set
+        # tested) it would take to say the same of a mix of texts, numbers and arrays.
+        kept = self._kept_texts
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                if value not in kept and not self._keeps_new(value):
+                    return False
+            elif kind is list:
+                for item in value:
+                    kind = type(item)
+                    if kind is str:
+                        if item not in kept and not self._keeps_new(item):
+                            return False
+                    elif kind not in _FLAT_TYPES:
+                        return False
+            elif kind not in _FLAT_TYPES:
+                return False
+        return True
+
+    def _keeps_new(self, text: str) -> bool:
+        """The rules keep `text`, seen here for the first time (now remembered). A text too
+        long to remember is left to the general path, which reads it once."""
+        return len(text) <= CACHE_MAX_CHARS and self.text(text) == text
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):

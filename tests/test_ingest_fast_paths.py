@@ -280,3 +280,21 @@ def test_the_line_decoder_accepts_only_what_validation_accepts(
                 expected.agent,
             )
             assert orjson.dumps(checked[1]) == orjson.dumps(expected.properties)
+
+
+def test_a_line_of_a_known_shape_over_the_size_limit_is_refused() -> None:
+    rows = _Rows()
+    ingestor = _ingestor(rows, capture_content=False)
+
+    def line(size: int) -> bytes:
+        # Sent, the properties are `size` bytes of JSON; renamed, 15 more.
+        properties = {"model": "m", "a": "y" * 60, "b": "y" * 60, "c": "y" * 60, "e": "y" * 30}
+        properties["d"] = "y" * (size - len(orjson.dumps(properties)) - 7)
+        document = {"event": "tool.call", "properties": properties}
+        return _line({**document, "timestamp": "2026-12-02T12:00:00.123Z"}, False)
+
+    _stored(ingestor, rows, [line(200)])  # the shape, its names and its second are known
+    stored, rejected, _ = _stored(ingestor, rows, [line(300), line(301)])
+    # The limit is on what was sent: the renamed model makes the stored JSON longer.
+    assert [len(row.properties) for row in stored] == [315]
+    assert rejected == ["field 'properties' is 301 bytes encoded; the limit is 300"]

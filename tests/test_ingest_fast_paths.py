@@ -8,10 +8,17 @@ NDJSON lines, and every row and every rejection reason must be the same. The lin
 what the privacy rules act on (secrets, e-mail addresses, home paths, IP addresses,
 content names, secret-named keys), at any depth, also written with JSON escapes
 (`\\u0040` for `@`), and names the vocabulary renames.
+
+The daemon's own transform chain is also run on an event's parts, planned per shape, and a
+line of a shape seen before is taken from its bytes to its row in one step
+(`known_shapes.py`): a warm ingestor with those paths must store what the same transforms
+store run one by one on `Event`s, and the line decoder (msgspec) must accept only what
+the full validation accepts, with the same result.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -19,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_telemetryd.daemon import privacy_transforms
-from agent_telemetryd.events import Limits
-from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.events import Event, EventError, Limits, Validator, parse_line
+from agent_telemetryd.ingest import Ingestor, Source, Transform
 
 _NAMES = [
     "status", "tool", "model", "tokens_in", "gen_ai.usage.input_tokens", "cost_usd",
@@ -69,7 +76,10 @@ _EVENTS = st.fixed_dictionaries(
 
 
 def _line(document: dict[str, Any], escaped: bool) -> bytes:
-    line = orjson.dumps(document)
+    try:
+        line = orjson.dumps(document)
+    except TypeError:  # an integer beyond 64 bits, as other encoders write them
+        line = json.dumps(document, separators=(",", ":")).encode()
     if escaped:
         # The same document written with escapes: `@` and `/` as JSON allows them.
         line = line.replace(b"@", b"\\u0040").replace(b"/", b"\\/")
@@ -89,7 +99,7 @@ class _Rows:
             self.counters[name] = self.counters.get(name, 0) + value
 
 
-def _ingestor(rows: _Rows, capture_content: bool) -> Ingestor:
+def _ingestor(rows: _Rows, capture_content: bool, *, one_by_one: bool = False) -> Ingestor:
     config = type(
         "Config",
         (),
@@ -100,14 +110,23 @@ def _ingestor(rows: _Rows, capture_content: bool) -> Ingestor:
             "max_string_chars": 64,
         },
     )
+    transforms: list[Transform] = privacy_transforms(config)  # type: ignore[arg-type]
+    if one_by_one:
+        # The same transforms, each behind a function of its own: not the chain the
+        # ingestor recognises, so every event goes through them one by one as an Event.
+        transforms = [_one_by_one(t) for t in transforms]
     return Ingestor(
-        limits=Limits(max_keys=64),
+        limits=Limits(max_keys=64, max_event_bytes=300),
         mode=lambda: "upload",
         writer=lambda: rows,  # type: ignore[arg-type, return-value]
         anonymous_id=lambda: "anon",
-        transforms=privacy_transforms(config),  # type: ignore[arg-type]
+        transforms=transforms,
         clock=lambda: 1_764_676_800.0,
     )
+
+
+def _one_by_one(transform: Transform) -> Transform:
+    return lambda event: transform(event)
 
 
 def _stored(
@@ -158,3 +177,124 @@ def _other_values(document: dict[str, Any]) -> dict[str, Any]:
     flip: dict[type, Any] = {str: 7, int: "42", float: "0.5", bool: None, type(None): "ok"}
     properties = {k: flip.get(type(v), v) for k, v in document["properties"].items()}
     return {**document, "properties": properties}
+
+
+# Events as shims send them: flat properties of plain names and texts (the ones taken
+# whole by a known shape), among them names the vocabulary renames and texts and names
+# the scrubber changes.
+_FLAT_EVENTS = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(["tool.call", "llm.call", "alice@example.com", "codex.x"]),
+        "properties": st.dictionaries(
+            st.sampled_from(["status", "tool", "model", "tokens_in", "cost_usd", "sent_ns",
+                             "input_tokens", "token", "password", "gen_ai.prompt", "path"]),
+            st.sampled_from(["ok", "search", "model-1", "1520", "alice@example.com", "", "y" * 60])
+            | st.integers(-(2**70), 2**70)
+            | st.floats(allow_nan=False, allow_infinity=False)
+            | st.booleans()
+            | st.none(),
+            max_size=6,
+        ),
+        "timestamp": st.sampled_from(["2026-12-02T12:00:00.123Z", "2026-12-02T12:00:01.5Z"]),
+        "uuid": st.uuids(version=4).map(str) | st.uuids(version=4).map(lambda u: str(u).upper()),
+    },
+    optional={"agent": st.sampled_from(["steady-1", "bob@example.com"])},
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(_EVENTS | _FLAT_EVENTS, st.booleans()), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_the_planned_paths_store_what_the_transforms_one_by_one_store(
+    events: list[tuple[dict[str, Any], bool]], capture_content: bool
+) -> None:
+    lines = [_line(document, escaped) for document, escaped in events]
+    planned_rows, plain_rows = _Rows(), _Rows()
+    planned = _ingestor(planned_rows, capture_content)
+    plain = _ingestor(plain_rows, capture_content, one_by_one=True)
+    # Seen once (in a read before, as ingest.sock takes them): every shape, name and
+    # second is known now, so the planned paths take what they can.
+    _stored(planned, planned_rows, lines)
+    _stored(plain, plain_rows, lines)
+    again = lines[::-1] + [_line(_other_values(d), e) for d, e in events]
+    assert _stored(planned, planned_rows, again) == _stored(plain, plain_rows, again)
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+# Numbers as JSON may spell them, which orjson and msgspec must read alike.
+_NUMBER_TEXTS = st.sampled_from(
+    [b"1e5", b"-0", b"-0.0", b"1E400", b"2.5e-3", b"18446744073709551616", b"-9223372036854775809",
+     b"123456789012345678901234567890", b"0.30000000000000004", b"1e-400", b"9007199254740993"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "properties", "timestamp", "uuid", "agent", "trace_id", "zz"]),
+        st.sampled_from(["tool.call", "", "x" * 201, "a\u0001b", "2026-12-02T12:00:00.123Z"])
+        | st.uuids().map(str)
+        | _JSON_VALUES,
+    ),
+    st.lists(_NUMBER_TEXTS, max_size=3),
+)
+def test_the_line_decoder_accepts_only_what_validation_accepts(
+    document: dict[str, Any], numbers: list[bytes]
+) -> None:
+    line = _line(document, escaped=False)
+    if numbers and isinstance(document.get("properties"), dict):
+        # Numbers written as no encoder writes them, in the properties.
+        extra = b",".join(b'"n%d":%s' % (i, n) for i, n in enumerate(numbers))
+        line = line.replace(
+            b'"properties":{',
+            b'"properties":{' + extra + (b"," if document["properties"] else b""),
+            1,
+        )
+    validator = Validator(Limits(max_keys=64, max_event_bytes=300))
+    for _ in range(2):  # the second time names and seconds are known
+        checked = validator.check_line(line)
+        try:
+            expected: Event | None = validator.validate(parse_line(line))
+        except EventError:
+            expected = None
+        if checked is not None:
+            assert expected is not None
+            assert expected.trace_id is None and expected.span_id is None
+            assert checked == (
+                expected.event,
+                expected.properties,
+                expected.ts_ms,
+                expected.uuid,
+                expected.agent,
+            )
+            assert orjson.dumps(checked[1]) == orjson.dumps(expected.properties)
+
+
+def test_a_line_of_a_known_shape_over_the_size_limit_is_refused() -> None:
+    rows = _Rows()
+    ingestor = _ingestor(rows, capture_content=False)
+
+    def line(size: int) -> bytes:
+        # Sent, the properties are `size` bytes of JSON; renamed, 15 more.
+        properties = {"model": "m", "a": "y" * 60, "b": "y" * 60, "c": "y" * 60, "e": "y" * 30}
+        properties["d"] = "y" * (size - len(orjson.dumps(properties)) - 7)
+        document = {"event": "tool.call", "properties": properties}
+        return _line({**document, "timestamp": "2026-12-02T12:00:00.123Z"}, False)
+
+    _stored(ingestor, rows, [line(200)])  # the shape, its names and its second are known
+    stored, rejected, _ = _stored(ingestor, rows, [line(300), line(301)])
+    # The limit is on what was sent: the renamed model makes the stored JSON longer.
+    assert [len(row.properties) for row in stored] == [315]
+    assert rejected == ["field 'properties' is 301 bytes encoded; the limit is 300"]

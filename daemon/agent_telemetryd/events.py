@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from itertools import compress
 from typing import Any
 
+import msgspec
 import orjson
 
 ALLOWED_FIELDS = (
@@ -31,7 +32,7 @@ _ALLOWED_LIST = ", ".join(ALLOWED_FIELDS)
 MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # W3C Trace Context ids: lowercase hex, 16 bytes for a trace, 8 for a span.
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -97,6 +98,27 @@ def parse_line(line: bytes | str) -> Any:
 _MAX_REMEMBERED = 4096
 
 
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An event line's shape, decoded and type-checked in C (`Validator.check_line`):
+    a field of another type or name makes msgspec refuse the line, and the full checks
+    take it. Lengths, names and formats are checked after, as `validate` does."""
+
+    event: str
+    properties: dict[str, Any] | None = None
+    timestamp: str | None = None
+    uuid: str | None = None
+    agent: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+
+
+# What `Validator.check_line` gives: (event, properties, ts_ms, uuid, agent), as `Event`
+# holds them, for an event without trace fields.
+CheckedLine = tuple[str, dict[str, Any], int | None, str | None, str | None]
+decode_wire_event = msgspec.json.Decoder(_WireEvent).decode
+
+
 class Validator:
     """Checks decoded events against the wire contract and returns them normalised.
 
@@ -111,7 +133,8 @@ class Validator:
         # up to MAX_AGENT_NAME; longer names are remembered only as event names.
         self._good_names: set[str] = set()
         # "YYYY-MM-DDTHH:MM:SS" (UTC) -> Unix milliseconds at the start of that second.
-        self._second_starts: dict[str, int] = {}
+        # Read by the line fast path too (known_shapes.py), which never adds to it.
+        self.second_starts: dict[str, int] = {}
 
     def validate(self, document: Any) -> Event:
         """One decoded event, normalised; raises EventError saying what is wrong."""
@@ -125,10 +148,10 @@ class Validator:
         # full checks, which also word the error.
         name = get("event")
         if type(name) is not str or name not in good_names:
-            name = self._remember(_event_name(name))
+            name = self._remember(event_name(name))
         agent = get("agent")
         if agent is not None and (type(agent) is not str or agent not in good_names):
-            agent = _agent(agent)
+            agent = agent_name(agent)
             if len(agent) <= MAX_EVENT_NAME:
                 self._remember(agent)
         # Positional and inlined for the common shapes (a shim's timestamp of a second
@@ -139,7 +162,7 @@ class Validator:
         ts_ms = None
         if timestamp is not None:
             seconds = (
-                self._second_starts.get(timestamp[:19])
+                self.second_starts.get(timestamp[:19])
                 if type(timestamp) is str and len(timestamp) == 24
                 else None
             )
@@ -155,7 +178,7 @@ class Validator:
             else:
                 ts_ms = self._timestamp(timestamp)
         uuid = get("uuid")
-        if uuid is not None and (type(uuid) is not str or not _CANONICAL_UUID.match(uuid)):
+        if uuid is not None and (type(uuid) is not str or not CANONICAL_UUID.match(uuid)):
             uuid = _uuid(uuid)
         event = Event(name, properties, ts_ms, uuid, agent)
         if not _TRACE_FIELDS.isdisjoint(document):
@@ -171,6 +194,49 @@ class Validator:
                 # A span id means something only within its trace.
                 raise EventError("field 'span_id' or 'parent_span_id' needs 'trace_id' too")
         return event
+
+    def check_line(self, line: bytes) -> CheckedLine | None:
+        """One NDJSON line of the shape shims send, decoded and checked in one step, for
+        the price of decoding it (msgspec checks the types as it decodes): names seen
+        valid before, a timestamp of a second seen before, a canonical uuid, no trace
+        fields. None for any other line, valid or not: `validate(parse_line(line))` then
+        decides, and words the error, as for every line before this path existed."""
+        try:
+            wire = decode_wire_event(line)
+        except Exception:  # whatever msgspec makes of bad input: the full checks say
+            return None
+        good_names = self._good_names
+        name, agent, timestamp, uuid = wire.event, wire.agent, wire.timestamp, wire.uuid
+        if (
+            name not in good_names
+            or (agent is not None and agent not in good_names)
+            or wire.trace_id is not None
+            or wire.span_id is not None
+            or wire.parent_span_id is not None
+            or (uuid is not None and not CANONICAL_UUID.match(uuid))
+        ):
+            return None
+        ts_ms = None
+        if timestamp is not None:
+            seconds = self.second_starts.get(timestamp[:19]) if len(timestamp) == 24 else None
+            millis = timestamp[20:23]
+            if (
+                seconds is None
+                or timestamp[19] != "."
+                or timestamp[23] != "Z"
+                or not millis.isascii()
+                or not millis.isdigit()
+            ):
+                return None
+            ts_ms = seconds + int(millis)
+        try:
+            properties = _properties(wire.properties, self.limits)
+        except (EventError, TypeError):
+            # TypeError: an integer beyond 64 bits, which msgspec keeps as an int and
+            # orjson (parse_line) reads as a float; orjson.dumps in the size check
+            # refuses it, and the full path stores what it has always stored.
+            return None
+        return name, properties, ts_ms, uuid, agent
 
     def _remember(self, name: str) -> str:
         if len(self._good_names) >= _MAX_REMEMBERED:
@@ -188,15 +254,15 @@ class Validator:
             type(value) is str and len(value) == 24 and value[19] == "." and value[23] == "Z"
         )
         if shim_form:
-            seconds = self._second_starts.get(value[:19])
+            seconds = self.second_starts.get(value[:19])
             millis = value[20:23]
             if seconds is not None and millis.isascii() and millis.isdigit():
                 return seconds + int(millis)
         ms = _parse_timestamp(value)
         if shim_form:
-            if len(self._second_starts) >= _MAX_REMEMBERED:
-                self._second_starts.clear()
-            self._second_starts[value[:19]] = ms - int(value[20:23])
+            if len(self.second_starts) >= _MAX_REMEMBERED:
+                self.second_starts.clear()
+            self.second_starts[value[:19]] = ms - int(value[20:23])
         return ms
 
 
@@ -246,7 +312,7 @@ def validate(document: Any, limits: Limits) -> Event:
     return Validator(limits).validate(document)
 
 
-def _event_name(value: Any) -> str:
+def event_name(value: Any) -> str:
     if value is None:
         raise EventError("field 'event' is required")
     if not isinstance(value, str):
@@ -334,7 +400,7 @@ def _uuid(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise EventError(f"field 'uuid' must be a string, not {_json_type(value)}")
-    if _CANONICAL_UUID.match(value):
+    if CANONICAL_UUID.match(value):
         return value
     try:
         return str(uuid_module.UUID(value))
@@ -353,7 +419,7 @@ def _hex_id(value: Any, field: str, shape: re.Pattern[str]) -> str | None:
     return value
 
 
-def _agent(value: Any) -> str | None:
+def agent_name(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):

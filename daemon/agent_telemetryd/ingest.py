@@ -31,9 +31,11 @@ from agent_telemetryd.events import (
     log_reason,
     parse_line,
 )
+from agent_telemetryd.known_shapes import KnownShapes, RowParts
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
+from agent_telemetryd.transform_chain import TransformChain
 
 log = structlog.get_logger("agent_telemetryd.ingest")
 
@@ -128,7 +130,9 @@ class Ingestor:
         upload_gate: UploadGate | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._validate = Validator(limits).validate
+        self._validator = validator = Validator(limits)
+        self._validate = validator.validate
+        self._check_line = validator.check_line
         self._mode = mode
         self._writer = writer
         self._anonymous_id = anonymous_id
@@ -147,6 +151,15 @@ class Ingestor:
         # which would find nothing left to do (masking twice changes nothing).
         self._transforms_after_mask = tuple(
             t for t in self._transforms if not isinstance(t, ContentMask)
+        )
+        # The same chain run on an event's parts, planned per shape (None when the list is
+        # not the daemon's own): for the lines `check_line` took.
+        self._chain = chain = TransformChain.of(self._transforms)
+        # Lines of a shape seen before, taken whole to their row's parts (same chain).
+        self._shapes = (
+            KnownShapes(self._validator, chain.vocabulary, chain.mask, chain.scrubber)
+            if chain is not None
+            else None
         )
 
     def set_upload_gate(self, upload_gate: UploadGate | None) -> None:
@@ -178,7 +191,22 @@ class Ingestor:
         documents: list[Any] = []
         bad: list[str] = []
         drops: dict[str, int] = {}
+        check_line = self._check_line
+        # A line that names no agent gets the source's, which goes through the transforms
+        # too: the known shapes are planned for the agent in the line only.
+        row_parts = self._shapes.row_parts if self._shapes and source.agent is None else None
         for line in lines:
+            if row_parts is not None:
+                parts = row_parts(line)
+                if parts is not None:
+                    documents.append(parts)
+                    continue
+            # The common line, decoded and checked at once; a tuple is what no decoder
+            # makes of JSON, so _build_rows knows it from a document to validate.
+            checked = check_line(line)
+            if checked is not None:
+                documents.append(checked)
+                continue
             try:
                 document = parse_line(line)
                 if type(document) is dict and CLIENT_DROPS in document:
@@ -308,25 +336,32 @@ class Ingestor:
         received_ms = int(now * 1000)
         anonymous_id = self._anonymous_id() if mode != Mode.OFF else ""
         # Everything the loop needs per event, bound once per batch: this runs for every event.
-        prepare, gate, uploading = self._prepare, self._upload_gate, mode == Mode.UPLOAD
-        dumps, append, rejected = orjson.dumps, arrival.rows.append, arrival.rejected
+        gate, uploading = self._upload_gate, mode == Mode.UPLOAD
+        chain = self._chain if transforms is self._transforms else None
+        append, rejected = arrival.rows.append, arrival.rejected
         new_row = tuple.__new__
         pid, transport, source_agent = source.pid, source.transport, source.agent
         upload_from = source.upload_from_ms
         for index, document in enumerate(documents):
             try:
-                event = prepare(document, source_agent, transforms, validate)
+                if type(document) is RowParts:  # a line of a known shape: all done
+                    name, properties_json, ts_ms, uuid, agent = document
+                    trace_id = span_id = parent_span_id = None
+                else:
+                    parts = self._parts(document, source_agent, transforms, validate, chain)
+                    if parts is None:
+                        arrival.filtered += 1
+                        continue
+                    name, properties_json, ts_ms, uuid, agent = parts[:5]
+                    trace_id, span_id, parent_span_id = parts[5:]
             except EventError as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
-            if event is None:
-                arrival.filtered += 1
-                continue
-            agent = event.agent or "unknown"
+            agent = agent or "unknown"
             eligible_ms = None
             if not uploading:
                 upload = LOCAL
-            elif upload_from is not None and (event.ts_ms is None or event.ts_ms < upload_from):
+            elif upload_from is not None and (ts_ms is None or ts_ms < upload_from):
                 upload = LOCAL  # perhaps tracked before upload was chosen: never sent
             elif gate is None:
                 upload = PENDING
@@ -337,7 +372,6 @@ class Ingestor:
             else:
                 upload = RATE_LIMITED
                 arrival.rate_limited += 1
-            ts_ms = event.ts_ms
             arrival.row_documents.append(index)
             # In EventRow's field order, made as its own _make() does (EventRow(...) runs
             # a Python __new__: three times the cost). tests/test_store_vocabulary.py
@@ -346,11 +380,11 @@ class Ingestor:
                 new_row(
                     EventRow,
                     (
-                        event.uuid or uuid7(),
-                        event.event,
+                        uuid or uuid7(),
+                        name,
                         ts_ms if ts_ms is not None else received_ms,
                         received_ms,
-                        dumps(event.properties).decode(),
+                        properties_json,
                         agent,
                         pid,
                         transport,
@@ -358,14 +392,53 @@ class Ingestor:
                         upload,
                         anonymous_id,
                         __version__,
-                        event.trace_id,
-                        event.span_id,
-                        event.parent_span_id,
+                        trace_id,
+                        span_id,
+                        parent_span_id,
                         eligible_ms,
                     ),
                 )
             )
         return arrival
+
+    def _parts(
+        self,
+        document: Any,
+        source_agent: str | None,
+        transforms: tuple[Transform, ...],
+        validate: Callable[[Any], Event],
+        chain: TransformChain | None,
+    ) -> tuple[Any, ...] | None:
+        """What a row stores of an event not taken whole by `KnownShapes`: (event,
+        properties as JSON, ts_ms, uuid, agent, trace_id, span_id, parent_span_id); None
+        when a transform dropped it. Raises EventError."""
+        if type(document) is tuple and chain is not None:
+            # A line Validator.check_line took: valid, and without trace fields.
+            name, properties, ts_ms, uuid, agent = document
+            try:
+                name, properties, agent = chain(
+                    name, properties, agent if agent is not None else source_agent
+                )
+            except Exception as error:  # as in _prepare: one event lost, never the batch
+                log.error("event_transform_failed", error_type=type(error).__name__)
+                raise EventError("could not be scrubbed; not kept") from None
+            return name, orjson.dumps(properties).decode(), ts_ms, uuid, agent, None, None, None
+        if type(document) is tuple:  # checked already, but for another chain
+            event = self._prepare(Event(*document), source_agent, transforms, _checked)
+        else:
+            event = self._prepare(document, source_agent, transforms, validate)
+        if event is None:
+            return None
+        return (
+            event.event,
+            orjson.dumps(event.properties).decode(),
+            event.ts_ms,
+            event.uuid,
+            event.agent,
+            event.trace_id,
+            event.span_id,
+            event.parent_span_id,
+        )
 
     def _prepare(
         self,

@@ -125,36 +125,15 @@ class Vocabulary:
     of a known shape costs a lookup and a test of the values it reads as numbers."""
 
     def __init__(self) -> None:
-        self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], RenamePlan | None] = {}
 
     def __call__(self, event: Event) -> Event:
-        properties = event.properties
-        if not properties:
+        renamed = self.properties(event.event, event.properties)
+        if renamed is event.properties:
             return event
-        name = event.event
-        shape = (name, tuple(properties))
-        plan = self._plans.get(shape, _UNPLANNED)
-        if plan is _UNPLANNED:
-            plan = self._plan(shape)
-        if plan is None or (
-            plan.numeric and str in map(type, map(properties.__getitem__, plan.numeric))
-        ):
-            # What it makes depends on the values: text read as a number, PostHog's
-            # latency or error flag, Claude Code's cached input tokens.
-            agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
-            renamed = translate(properties, name, agent_names)
-            if renamed is properties:
-                return event
-        elif plan.keys is None:
-            return event  # nothing to rename, and no number written as text
-        else:
-            # The plan's names with the values as they are, in C: what translate() makes
-            # of this shape when no value it reads as a number is text. Both are as long
-            # as the shape (strict= would cost a third of the renaming).
-            renamed = dict(zip(plan.keys, properties.values()))  # noqa: B905
         # Built directly: dataclasses.replace costs more than the renaming itself.
         return Event(
-            name,
+            event.event,
             renamed,
             event.ts_ms,
             event.uuid,
@@ -164,8 +143,34 @@ class Vocabulary:
             event.parent_span_id,
         )
 
-    def _plan(self, shape: tuple[str, tuple[str, ...]]) -> _Plan | None:
-        plan = _make_plan(*shape)
+    def properties(self, name: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """The properties of an event called `name` renamed (the same dict when nothing
+        changes): what the transform stores, for a caller that has no `Event` to give."""
+        if not properties:
+            return properties
+        plan = self.plan(name, tuple(properties))
+        if plan is None or (
+            plan.numeric and str in map(type, map(properties.__getitem__, plan.numeric))
+        ):
+            # What it makes depends on the values: text read as a number, PostHog's
+            # latency or error flag, Claude Code's cached input tokens.
+            agent_names = _agent_synonyms(name) if name.startswith(_AGENT_PREFIXES) else None
+            return translate(properties, name, agent_names)
+        if plan.keys is None:
+            return properties  # nothing to rename, and no number written as text
+        # The plan's names with the values as they are, in C: what translate() makes of
+        # this shape when no value it reads as a number is text. Both are as long as the
+        # shape (strict= would cost a third of the renaming).
+        return dict(zip(plan.keys, properties.values()))  # noqa: B905
+
+    def plan(self, name: str, keys: tuple[str, ...]) -> RenamePlan | None:
+        """How properties named `keys` (in order) of an event called `name` are renamed
+        when none of `plan.numeric` holds text; None when that depends on the values."""
+        plan = self._plans.get((name, keys), _UNPLANNED)
+        return self._plan((name, keys)) if plan is _UNPLANNED else plan
+
+    def _plan(self, shape: tuple[str, tuple[str, ...]]) -> RenamePlan | None:
+        plan = make_plan(*shape)
         name, keys = shape
         if len(keys) <= _MAX_SHAPE_NAMES and len(name) + sum(map(len, keys)) <= _MAX_SHAPE_CHARS:
             if len(self._plans) >= _MAX_SHAPES:
@@ -174,12 +179,14 @@ class Vocabulary:
         return plan
 
 
-class _Plan(NamedTuple):
+class RenamePlan(NamedTuple):
+    """How a shape is renamed (see `make_plan`)."""
+
     keys: tuple[str, ...] | None  # the names translate() gives, in order; None: the same
     numeric: tuple[str, ...]  # given names whose text values translate() reads as numbers
 
 
-def _make_plan(event_name: str, keys: tuple[str, ...]) -> _Plan | None:
+def make_plan(event_name: str, keys: tuple[str, ...]) -> RenamePlan | None:
     """How translate() renames properties of this shape, or None when what it makes also
     depends on the values beyond their being text or not (PostHog's latency and error
     flag, Claude Code's cached input tokens)."""
@@ -205,7 +212,7 @@ def _make_plan(event_name: str, keys: tuple[str, ...]) -> _Plan | None:
             if key in _NUMERIC:
                 numeric.append(key)
     renamed = tuple(out)
-    return _Plan(renamed if renamed != keys else None, tuple(numeric))
+    return RenamePlan(renamed if renamed != keys else None, tuple(numeric))
 
 
 def translate(

@@ -29,7 +29,7 @@ QUICK_SETTLE = 0.5
 _TICK = os.sysconf("SC_CLK_TCK")
 # What a local daemon nobody has asked over HTTP imports from outside its own code, loaded
 # and left idle: the floor under its RSS that no change to its own code can move.
-DEPENDENCIES = "asyncio, orjson, platformdirs, sqlite3, structlog"
+DEPENDENCIES = "asyncio, msgspec, orjson, platformdirs, sqlite3, structlog"
 # Mode upload with a sender, for the second daemon: a backend that is never reached (no
 # upload is due while it is watched; the schedule is hourly).
 UPLOADING = {

@@ -52,6 +52,7 @@ def test_uuid_is_canonicalised() -> None:
         ({"event": "e", "timestamp": "tomorrow"}, "not RFC 3339"),
         ({"event": "e", "timestamp": 1700000000}, "'timestamp' must be an RFC 3339 string"),
         ({"event": "e", "uuid": "not-a-uuid"}, "'uuid' is not a UUID"),
+        ({"event": "e", "uuid": "0193a5c1-e000-7000-8000-000000000001\n"}, "not a UUID"),
         ({"event": "e", "agent": ""}, "'agent' must be 1-100 characters"),
     ],
 )

@@ -298,3 +298,20 @@ def test_a_line_of_a_known_shape_over_the_size_limit_is_refused() -> None:
     # The limit is on what was sent: the renamed model makes the stored JSON longer.
     assert [len(row.properties) for row in stored] == [315]
     assert rejected == ["field 'properties' is 301 bytes encoded; the limit is 300"]
+
+
+def test_a_uuid_with_a_line_break_after_it_is_refused_on_every_path() -> None:
+    rows = _Rows()
+    ingestor = _ingestor(rows, capture_content=False)
+    good = "0193a5c1-e000-7000-8000-000000000001"
+
+    def line(uuid: str) -> bytes:
+        document = {"event": "tool.call", "properties": {"model": "m"}, "uuid": uuid}
+        return _line({**document, "timestamp": "2026-12-02T12:00:00.123Z"}, False)
+
+    first, rejected, _ = _stored(ingestor, rows, [line(good), line(good + "\n")])
+    assert [row.uuid for row in first] == [good]  # a fresh shape: the full validation
+    assert rejected == ["field 'uuid' is not a UUID"]
+    again, rejected, _ = _stored(ingestor, rows, [line(good + "\n")])
+    assert again == []  # a known shape: the one-step path
+    assert rejected == ["field 'uuid' is not a UUID"]

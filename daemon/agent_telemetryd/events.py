@@ -32,7 +32,7 @@ _ALLOWED_LIST = ", ".join(ALLOWED_FIELDS)
 MAX_EVENT_NAME = 200
 MAX_AGENT_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # W3C Trace Context ids: lowercase hex, 16 bytes for a trace, 8 for a span.
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")

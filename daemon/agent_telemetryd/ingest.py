@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
 from agent_telemetry._wire import uuid7
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Mode
+from agent_telemetryd.event_parts import Transform, already_checked, stored_parts
 from agent_telemetryd.events import (
     CLIENT_DROPS,
     Event,
@@ -39,8 +39,6 @@ from agent_telemetryd.transform_chain import TransformChain
 
 log = structlog.get_logger("agent_telemetryd.ingest")
 
-# A transform returns the event to keep (possibly changed) or None to drop it quietly.
-Transform = Callable[[Event], Event | None]
 # Bound once: plain strings bind faster than the enum members on the hot path.
 LOCAL, PENDING, RATE_LIMITED = (
     UploadState.LOCAL.value,
@@ -101,11 +99,6 @@ class _Arrival:
     rejected: list[Rejection] = field(default_factory=list)
     filtered: int = 0  # dropped by the allowlist
     rate_limited: int = 0
-
-
-def _checked(event: Event) -> Event:
-    """The validation of an event its receiver has checked already (`accept_events`)."""
-    return event
 
 
 class Counters:
@@ -280,7 +273,7 @@ class Ingestor:
             ack=ack,
             extra_rejections=refused,
             content_masked=content_masked,
-            validate=_checked,
+            validate=already_checked,
         )
 
     def count_torn_line(self, source: Source) -> None:
@@ -348,7 +341,7 @@ class Ingestor:
                     name, properties_json, ts_ms, uuid, agent = document
                     trace_id = span_id = parent_span_id = None
                 else:
-                    parts = self._parts(document, source_agent, transforms, validate, chain)
+                    parts = stored_parts(document, source_agent, transforms, validate, chain)
                     if parts is None:
                         arrival.filtered += 1
                         continue
@@ -400,69 +393,6 @@ class Ingestor:
                 )
             )
         return arrival
-
-    def _parts(
-        self,
-        document: Any,
-        source_agent: str | None,
-        transforms: tuple[Transform, ...],
-        validate: Callable[[Any], Event],
-        chain: TransformChain | None,
-    ) -> tuple[Any, ...] | None:
-        """What a row stores of an event not taken whole by `KnownShapes`: (event,
-        properties as JSON, ts_ms, uuid, agent, trace_id, span_id, parent_span_id); None
-        when a transform dropped it. Raises EventError."""
-        if type(document) is tuple and chain is not None:
-            # A line Validator.check_line took: valid, and without trace fields.
-            name, properties, ts_ms, uuid, agent = document
-            try:
-                name, properties, agent = chain(
-                    name, properties, agent if agent is not None else source_agent
-                )
-            except Exception as error:  # as in _prepare: one event lost, never the batch
-                log.error("event_transform_failed", error_type=type(error).__name__)
-                raise EventError("could not be scrubbed; not kept") from None
-            return name, orjson.dumps(properties).decode(), ts_ms, uuid, agent, None, None, None
-        if type(document) is tuple:  # checked already, but for another chain
-            event = self._prepare(Event(*document), source_agent, transforms, _checked)
-        else:
-            event = self._prepare(document, source_agent, transforms, validate)
-        if event is None:
-            return None
-        return (
-            event.event,
-            orjson.dumps(event.properties).decode(),
-            event.ts_ms,
-            event.uuid,
-            event.agent,
-            event.trace_id,
-            event.span_id,
-            event.parent_span_id,
-        )
-
-    def _prepare(
-        self,
-        document: Any,
-        source_agent: str | None,
-        transforms: tuple[Transform, ...],
-        validate: Callable[[Any], Event],
-    ) -> Event | None:
-        """The event to keep, validated and transformed; None when a transform dropped it.
-        Raises EventError for an invalid event, and for one a transform failed on."""
-        event = validate(document)
-        if event.agent is None:  # a header's name is content too: through the transforms
-            event.agent = source_agent
-        try:
-            for transform in transforms:
-                kept = transform(event)
-                if kept is None:
-                    return None
-                event = kept
-        except Exception as error:  # one event lost, never the batch or the connection
-            # Kept unscrubbed would be worse than not kept: reject it, say so, go on.
-            log.error("event_transform_failed", error_type=type(error).__name__)
-            raise EventError("could not be scrubbed; not kept") from None
-        return event
 
     def _count(
         self, arrival: _Arrival, documents: int, extra_rejections: Iterable[str], source: Source

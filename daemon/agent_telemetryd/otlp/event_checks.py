@@ -66,8 +66,13 @@ class EventChecks:
         Raises `EventError` with the words validation would use."""
         if name not in self._good_names:
             self._check_name(name)
-        if mask is not None:
-            properties = self._masked(properties, name, nested, mask)
+        # Masking is skipped when it can only find nothing: no name at the top is content
+        # and nothing below it could hold one (written out here, not as a method: this
+        # runs once per span).
+        if mask is not None and (
+            nested or name in AGENT_CONTENT_NAMES or not mask.all_plain(properties)
+        ):
+            properties = mask.properties(properties, name)
         if (
             nested
             or not self._flat_is_shallow
@@ -83,14 +88,3 @@ class EventChecks:
         if len(self._good_names) >= MAX_REMEMBERED:
             self._good_names.clear()
         self._good_names.add(name)
-
-    def _masked(
-        self, properties: dict[str, Any], name: str, nested: bool, mask: ContentMask
-    ) -> dict[str, Any]:
-        """`mask.properties(properties, name)`, skipped when it can only find nothing: no
-        name at the top is content and nothing below it could hold a name."""
-        if nested or name in AGENT_CONTENT_NAMES:
-            return mask.properties(properties, name)
-        if mask.all_plain(properties.keys()):
-            return properties
-        return mask.properties(properties, name)

@@ -141,7 +141,8 @@ class Scrubber:
         """A mapping with every key and value scrubbed, at any depth (properties, or the
         attributes of anything else that is stored); `node` itself when nothing in it
         changes."""
-        if node.keys() <= self._keeping_keys and self._keeps_values(node.values()):
+        # `issuperset`: each name looked up directly, not through `keys() <=`'s protocol.
+        if self._keeping_keys.issuperset(node) and self._keeps_values(node.values()):
             return node
         texts, ordinary_keys = self._texts, self._ordinary_keys
         # The cache lookups are inlined: this loop runs for every property of every event.

@@ -25,6 +25,28 @@ Transform = Callable[[Event], Event | None]
 StoredParts = tuple[Any, ...]
 
 
+class EncodedEvent(Event):
+    """A checked event that carries its properties as JSON, encoded by its receiver's size
+    check, so that its row need not encode them again. Made as an `Event` is (the same
+    construction), then given `properties_json` and `encoded`, the properties object the
+    bytes are of. Every transform hands back the very event when it changes nothing and a
+    new one (a plain `Event`, or one made by `dataclasses.replace` without these two) when
+    it changes anything, so the bytes are used only while the event and its properties
+    are the very objects that were encoded; anything else is encoded again."""
+
+    __slots__ = ("encoded", "properties_json")
+    properties_json: bytes
+    encoded: dict[str, Any]
+
+
+def properties_json(event: Event) -> str:
+    """The event's properties as the row stores them: JSON text."""
+    properties = event.properties
+    if type(event) is EncodedEvent and getattr(event, "encoded", None) is properties:
+        return event.properties_json.decode()
+    return orjson.dumps(properties).decode()
+
+
 def already_checked(event: Event) -> Event:
     """The validation of an event its receiver has checked already (`accept_events`)."""
     return event
@@ -60,7 +82,7 @@ def stored_parts(
         return None
     return (
         event.event,
-        orjson.dumps(event.properties).decode(),
+        properties_json(event),
         event.ts_ms,
         event.uuid,
         event.agent,

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from agent_telemetryd.event_parts import EncodedEvent
 from agent_telemetryd.events import Event, Limits, Validator
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 
@@ -77,11 +78,19 @@ class EventChecks:
             nested
             or not self._flat_is_shallow
             or len(properties) > self._max_keys
-            or len(orjson.dumps(properties)) > self._max_bytes
+            or len(encoded := orjson.dumps(properties)) > self._max_bytes
         ):
             # The validator counts nested keys and depth, and words any refusal.
             self._validator.validate({"event": name, "properties": properties})
-        return Event(name, properties, ts_ms, uuid, agent, trace_id, span_id, parent_span_id)
+            return Event(name, properties, ts_ms, uuid, agent, trace_id, span_id, parent_span_id)
+        # The bytes the size check made go with the event: its row takes them when no
+        # transform changes its properties (event_parts.properties_json).
+        event = EncodedEvent(
+            name, properties, ts_ms, uuid, agent, trace_id, span_id, parent_span_id
+        )
+        event.properties_json = encoded
+        event.encoded = properties
+        return event
 
     def _check_name(self, name: str) -> None:
         self._validator.validate({"event": name})  # raises for a name the wire refuses

@@ -10,7 +10,7 @@ their type and value, since only a string can be a secret.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from agent_telemetryd.privacy.text_rules import (
     redact_emails,
     redact_ips,
     redact_secrets,
+    untouched_test,
 )
 
 # Property values repeat (model names, tool names, statuses), and every rule is a pure
@@ -60,8 +61,13 @@ class Scrubber:
     """An `Event -> Event` transform: every name and string in the event through the rules,
     and the strings under a secret-named property redacted whole."""
 
-    def __init__(self, rules: Sequence[StringRule]) -> None:
+    def __init__(
+        self, rules: Sequence[StringRule], untouched: Callable[[str], bool] | None = None
+    ) -> None:
         self._rules = tuple(rules)
+        # True only of texts every rule keeps as they are (`text_rules.untouched_test`):
+        # those skip the rules. Every span brings a new response id, mostly such a text.
+        self._untouched = untouched
         self._texts: dict[str, str] = {}
         # The texts in `_texts` that the rules keep as they are: nearly all of them.
         self._kept_texts: set[str] = set()
@@ -107,8 +113,10 @@ class Scrubber:
         if cached is not None:
             return cached
         clean = value
-        for rule in self._rules:
-            clean = rule(clean)
+        untouched = self._untouched
+        if untouched is None or not untouched(value):
+            for rule in self._rules:
+                clean = rule(clean)
         if len(value) <= CACHE_MAX_CHARS:
             if len(self._texts) >= CACHE_ENTRIES:
                 self._texts.clear()
@@ -242,14 +250,16 @@ def _strength(kind: int) -> int:
 
 
 def default_scrubber(max_string_chars: int = 4096, own_home: str | None = None) -> Scrubber:
+    home = own_home if own_home is not None else str(Path.home())
     # Secrets first: a token can contain an '@' or digits that other rules would split.
     return Scrubber(
         [
             redact_secrets,
             redact_bare_aws_secrets,
             redact_emails,
-            home_paths_rule(own_home if own_home is not None else str(Path.home())),
+            home_paths_rule(home),
             redact_ips,
             cut_rule(max_string_chars),
-        ]
+        ],
+        untouched_test(max_string_chars, home),
     )

@@ -223,3 +223,53 @@ def cut_rule(max_chars: int) -> StringRule:
         return text[: max_chars - len(CUT_MARK)] + CUT_MARK
 
     return rule
+
+
+# What `untouched_test` refuses: every start of a token in `_PREFIXED_TOKENS` that can be
+# written in its alphabet (the others need a `.` or a space), cut shorter where that is
+# simpler (`gh` for `gh[pousr]_`, `ph` for `ph[cx]_`, `xox` for `xox[abposr]-`); found
+# anywhere in the text, not only at a word's start.
+_TOKEN_STARTS = (
+    "sk-", "sk_", "rk_", "whsec_", "gh", "github_pat_", "xox", "xapp-", "AKIA", "ASIA",
+    "AIza", "ph", "glpat-", "npm_", "pypi-", "hf_",
+)  # fmt: skip
+# The longest text the test passes: a bare AWS secret is 40 characters.
+_UNTOUCHED_MAX = 39
+
+
+def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool] | None:
+    """A test that is true only of texts `default_scrubber`'s rules all keep as they are,
+    so the rules need not run on them: short texts of letters, digits, `_` and `-` with no
+    token's start in them (ids such as `chatcmpl-7-00000001`). None when `own_home`, as
+    `home_paths_rule` reads it, has no path separator in it (a text of that alphabet could
+    then hold it).
+
+    Why no rule can change such a text (the rules' own requirements):
+    - `redact_secrets`: a key block needs `-----BEGIN ` (a space); a URL's password `://`;
+      a secret after its name `=` or `:`, or for `--password value` a space; each token
+      shape needs a `.` or a space (JWT, SendGrid, Slack's webhooks, `bearer`) or starts
+      with one of `_TOKEN_STARTS`, which the test refuses anywhere in the text.
+    - `redact_bare_aws_secrets`: changes only texts of 40 characters or more.
+    - `redact_emails`: needs `@` or `%40`.
+    - `home_paths_rule`: the own home has a `/` or `\\` in it; the other homes' pattern
+      needs `/` or `\\`.
+    - `redact_ips`: an IPv4 address needs `.`, an IPv6 one `:`.
+    - `cut_rule`: changes only texts longer than `max_chars`.
+    """
+    # The own home as `home_paths_rule` reads it.
+    own = own_home.rstrip("/") if own_home and own_home not in ("/", "") else None
+    if own is not None and "/" not in own and "\\" not in own:
+        return None
+    longest = min(_UNTOUCHED_MAX, max_chars)
+    of_alphabet = re.compile(rf"[A-Za-z0-9_-]{{0,{longest}}}").fullmatch
+    # Two searches: one pattern that tests for the starts at each character of the
+    # alphabet costs twice as much.
+    token_start = _TOKEN_START.search
+
+    def untouched(text: str) -> bool:
+        return of_alphabet(text) is not None and token_start(text) is None
+
+    return untouched
+
+
+_TOKEN_START = re.compile("|".join(map(re.escape, _TOKEN_STARTS)))

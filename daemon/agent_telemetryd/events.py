@@ -195,6 +195,21 @@ class Validator:
                 raise EventError("field 'span_id' or 'parent_span_id' needs 'trace_id' too")
         return event
 
+    def known_second_ms(self, timestamp: str) -> int | None:
+        """Unix ms of a timestamp in the shims' form (`2026-11-24T21:00:00.123Z`) whose
+        second was parsed before; None for any other (`validate` parses and words those)."""
+        seconds = self.second_starts.get(timestamp[:19]) if len(timestamp) == 24 else None
+        millis = timestamp[20:23]
+        if (
+            seconds is None
+            or timestamp[19] != "."
+            or timestamp[23] != "Z"
+            or not millis.isascii()
+            or not millis.isdigit()
+        ):
+            return None
+        return seconds + int(millis)
+
     def check_line(self, line: bytes) -> CheckedLine | None:
         """One NDJSON line of the shape shims send, decoded and checked in one step, for
         the price of decoding it (msgspec checks the types as it decodes): names seen
@@ -218,17 +233,9 @@ class Validator:
             return None
         ts_ms = None
         if timestamp is not None:
-            seconds = self.second_starts.get(timestamp[:19]) if len(timestamp) == 24 else None
-            millis = timestamp[20:23]
-            if (
-                seconds is None
-                or timestamp[19] != "."
-                or timestamp[23] != "Z"
-                or not millis.isascii()
-                or not millis.isdigit()
-            ):
+            ts_ms = self.known_second_ms(timestamp)
+            if ts_ms is None:
                 return None
-            ts_ms = seconds + int(millis)
         try:
             properties = _properties(wire.properties, self.limits)
         except (EventError, TypeError):

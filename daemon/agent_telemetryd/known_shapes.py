@@ -34,12 +34,8 @@ from agent_telemetryd.events import (
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 from agent_telemetryd.privacy.scrub import Scrubber
 from agent_telemetryd.privacy.secret_names import ORDINARY
+from agent_telemetryd.shape_plans import remember
 
-# Shapes remembered, at most; then forgotten. Only shapes of a few short names are kept,
-# so that what a client sends cannot make the memory large.
-_MAX_SHAPES = 1024
-_MAX_SHAPE_NAMES = 64
-_MAX_SHAPE_CHARS = 2048
 # Texts remembered as kept by the scrubber (short ones only, as the scrubber remembers).
 _MAX_TEXTS = 8192
 _MAX_TEXT_CHARS = 256
@@ -107,19 +103,9 @@ class KnownShapes:
         timestamp = wire.timestamp
         ts_ms = None
         if timestamp is not None:
-            seconds = (
-                self._validator.second_starts.get(timestamp[:19]) if len(timestamp) == 24 else None
-            )
-            millis = timestamp[20:23]
-            if (
-                seconds is None
-                or timestamp[19] != "."
-                or timestamp[23] != "Z"
-                or not millis.isascii()
-                or not millis.isdigit()
-            ):
+            ts_ms = self._validator.known_second_ms(timestamp)
+            if ts_ms is None:
                 return None
-            ts_ms = seconds + int(millis)
         keys = plan.keys
         try:
             text = orjson.dumps(dict(zip(keys, values)) if keys is not None else properties)  # noqa: B905
@@ -151,10 +137,7 @@ class KnownShapes:
         plan = self._make_plan(*shape)
         name, agent, keys, _ = shape
         size = len(name) + len(agent or "") + sum(map(len, keys))
-        if len(keys) <= _MAX_SHAPE_NAMES and size <= _MAX_SHAPE_CHARS:
-            if len(self._plans) >= _MAX_SHAPES:
-                self._plans.clear()
-            self._plans[shape] = plan
+        remember(self._plans, shape, plan, len(keys), size)
         return plan
 
     def _make_plan(

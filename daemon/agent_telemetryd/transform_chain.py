@@ -21,12 +21,8 @@ from typing import Any, NamedTuple
 from agent_telemetryd.analytics.vocabulary import RenamePlan, Vocabulary
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 from agent_telemetryd.privacy.scrub import Scrubber
+from agent_telemetryd.shape_plans import remember
 
-# Shapes remembered, at most; then forgotten. Only shapes of a few short names are kept
-# (as the vocabulary does), so that what a client sends cannot make the memory large.
-_MAX_SHAPES = 1024
-_MAX_SHAPE_NAMES = 64
-_MAX_SHAPE_CHARS = 2048
 # What JSON makes besides objects and arrays: the mask has nothing to look into.
 _FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
 
@@ -106,8 +102,5 @@ class TransformChain:
         text = self.scrubber.text
         plan = _ShapePlan(rename, may_hold_content, text(name), text(agent) if agent else agent)
         size = len(name) + len(agent or "") + sum(map(len, keys))
-        if len(keys) <= _MAX_SHAPE_NAMES and size <= _MAX_SHAPE_CHARS:
-            if len(self._plans) >= _MAX_SHAPES:
-                self._plans.clear()
-            self._plans[shape] = plan
+        remember(self._plans, shape, plan, len(keys), size)
         return plan

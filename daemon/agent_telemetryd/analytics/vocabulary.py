@@ -27,6 +27,7 @@ import re
 from typing import Any, NamedTuple
 
 from agent_telemetryd.events import Event
+from agent_telemetryd.shape_plans import remember
 
 MODEL = "gen_ai.request.model"
 RESPONSE_MODEL = "gen_ai.response.model"
@@ -110,12 +111,6 @@ _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 _AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
 
-# Shapes remembered (event name, property names in order), at most; then forgotten. Only
-# shapes of a few names are remembered, so that what a client sends cannot make the
-# memory large (at most ~6 KB a shape); a larger one is planned each time it comes.
-_MAX_SHAPES = 1024
-_MAX_SHAPE_NAMES = 64
-_MAX_SHAPE_CHARS = 2048
 _UNPLANNED: Any = object()
 
 
@@ -172,10 +167,7 @@ class Vocabulary:
     def _plan(self, shape: tuple[str, tuple[str, ...]]) -> RenamePlan | None:
         plan = make_plan(*shape)
         name, keys = shape
-        if len(keys) <= _MAX_SHAPE_NAMES and len(name) + sum(map(len, keys)) <= _MAX_SHAPE_CHARS:
-            if len(self._plans) >= _MAX_SHAPES:
-                self._plans.clear()
-            self._plans[shape] = plan
+        remember(self._plans, shape, plan, len(keys), len(name) + sum(map(len, keys)))
         return plan
 
 

@@ -1,10 +1,9 @@
 """From decoded documents to buffer rows: validate, transform, stamp, hand to the writer.
 
-Receivers know only this class; it knows nothing of sockets or HTTP. What happens to an
-event here depends on the consent mode at the moment it arrives: in `off`
-nothing is kept, in `local` it is kept for the user, in `upload` it is also pending upload:
-at once, or later when its source is over the rate limit (it waits, `eligible_ms`), or
-never when that source already has a full backlog waiting (`rate_limited`).
+Receivers know only this class; it knows nothing of sockets or HTTP. What each document
+becomes as a row, and its upload state under the consent mode at arrival, is
+`arrival_rows.py`; here the arrival is counted and handed to the writer (in mode `off`
+nothing is kept, and the counts stay in memory).
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ from typing import Any
 
 import structlog
 
-from agent_telemetry._wire import uuid7
-from agent_telemetryd import __version__
+from agent_telemetryd.arrival_rows import Arrival, Rejection, Source, UploadGate, build_rows
 from agent_telemetryd.config import Mode
-from agent_telemetryd.event_parts import Transform, already_checked, stored_parts
+from agent_telemetryd.event_parts import Transform, already_checked
 from agent_telemetryd.events import (
     CLIENT_DROPS,
     Event,
@@ -31,39 +29,12 @@ from agent_telemetryd.events import (
     log_reason,
     parse_line,
 )
-from agent_telemetryd.known_shapes import KnownShapes, RowParts
+from agent_telemetryd.known_shapes import KnownShapes
 from agent_telemetryd.privacy.content import ContentMask
-from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.writer import Writer, WriteResult
 from agent_telemetryd.transform_chain import TransformChain
 
 log = structlog.get_logger("agent_telemetryd.ingest")
-
-# Bound once: plain strings bind faster than the enum members on the hot path.
-LOCAL, PENDING, RATE_LIMITED = (
-    UploadState.LOCAL.value,
-    UploadState.PENDING.value,
-    UploadState.RATE_LIMITED.value,
-)
-# When one more event from this source (received at ms) becomes eligible for upload, in
-# ms; None when it is refused (its source's backlog is full).
-UploadGate = Callable[[str, int], int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    transport: str  # unix, http, posthog, otlp, spool
-    agent: str | None = None
-    pid: int | None = None
-    # Events tracked before this time (Unix ms, by their timestamp) are kept local even in
-    # mode upload: they may have been tracked under another mode (spool files).
-    upload_from_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    index: int
-    reason: str
 
 
 @dataclass(slots=True)
@@ -88,17 +59,6 @@ class Outcome:
             self.kept,
             [positions[index] for index in self.row_documents],
         )
-
-
-@dataclass(slots=True)
-class _Arrival:
-    """What one arrival's documents became: rows to keep, and what was not kept."""
-
-    rows: list[EventRow] = field(default_factory=list)
-    row_documents: list[int] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-    filtered: int = 0  # dropped by the allowlist
-    rate_limited: int = 0
 
 
 class Counters:
@@ -299,8 +259,16 @@ class Ingestor:
         now = self._clock()
         mode = str(self._mode())  # plain text: it is bound into every row
         transforms = self._transforms_after_mask if content_masked else self._transforms
-        arrival = self._build_rows(
-            documents, source, mode, now, transforms, validate or self._validate
+        arrival = build_rows(
+            documents,
+            source,
+            mode=mode,
+            received_ms=int(now * 1000),
+            anonymous_id=self._anonymous_id() if mode != Mode.OFF else "",
+            gate=self._upload_gate,
+            transforms=transforms,
+            validate=validate or self._validate,
+            chain=self._chain if transforms is self._transforms else None,
         )
         counters = self._count(arrival, len(documents), extra_rejections, source)
         for reason, count in (dropped or {}).items():
@@ -316,86 +284,8 @@ class Ingestor:
         pending = writer.submit(arrival.rows, counters, ack=ack, meta=marks)
         return Outcome(arrival.rejected, pending, len(arrival.rows), arrival.row_documents)
 
-    def _build_rows(
-        self,
-        documents: list[Any],
-        source: Source,
-        mode: str,
-        now: float,
-        transforms: tuple[Transform, ...],
-        validate: Callable[[Any], Event],
-    ) -> _Arrival:
-        arrival = _Arrival()
-        received_ms = int(now * 1000)
-        anonymous_id = self._anonymous_id() if mode != Mode.OFF else ""
-        # Everything the loop needs per event, bound once per batch: this runs for every event.
-        gate, uploading = self._upload_gate, mode == Mode.UPLOAD
-        chain = self._chain if transforms is self._transforms else None
-        append, rejected = arrival.rows.append, arrival.rejected
-        new_row = tuple.__new__
-        pid, transport, source_agent = source.pid, source.transport, source.agent
-        upload_from = source.upload_from_ms
-        for index, document in enumerate(documents):
-            try:
-                if type(document) is RowParts:  # a line of a known shape: all done
-                    name, properties_json, ts_ms, uuid, agent = document
-                    trace_id = span_id = parent_span_id = None
-                else:
-                    parts = stored_parts(document, source_agent, transforms, validate, chain)
-                    if parts is None:
-                        arrival.filtered += 1
-                        continue
-                    name, properties_json, ts_ms, uuid, agent = parts[:5]
-                    trace_id, span_id, parent_span_id = parts[5:]
-            except EventError as error:
-                rejected.append(Rejection(index, str(error)))
-                continue
-            agent = agent or "unknown"
-            eligible_ms = None
-            if not uploading:
-                upload = LOCAL
-            elif upload_from is not None and (ts_ms is None or ts_ms < upload_from):
-                upload = LOCAL  # perhaps tracked before upload was chosen: never sent
-            elif gate is None:
-                upload = PENDING
-            elif (eligible_ms := gate(agent, received_ms)) is not None:
-                upload = PENDING
-                if eligible_ms <= received_ms:
-                    eligible_ms = None  # eligible at once: the common case stays NULL
-            else:
-                upload = RATE_LIMITED
-                arrival.rate_limited += 1
-            arrival.row_documents.append(index)
-            # In EventRow's field order, made as its own _make() does (EventRow(...) runs
-            # a Python __new__: three times the cost). tests/test_store_vocabulary.py
-            # checks every field lands in its column.
-            append(
-                new_row(
-                    EventRow,
-                    (
-                        uuid or uuid7(),
-                        name,
-                        ts_ms if ts_ms is not None else received_ms,
-                        received_ms,
-                        properties_json,
-                        agent,
-                        pid,
-                        transport,
-                        mode,
-                        upload,
-                        anonymous_id,
-                        __version__,
-                        trace_id,
-                        span_id,
-                        parent_span_id,
-                        eligible_ms,
-                    ),
-                )
-            )
-        return arrival
-
     def _count(
-        self, arrival: _Arrival, documents: int, extra_rejections: Iterable[str], source: Source
+        self, arrival: Arrival, documents: int, extra_rejections: Iterable[str], source: Source
     ) -> dict[str, int]:
         """The counters this arrival adds, in the same transaction as its rows."""
         reasons = [r.reason for r in arrival.rejected]

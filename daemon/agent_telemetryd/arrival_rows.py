@@ -1,0 +1,140 @@
+"""The rows one arrival's documents become, each stamped with what the daemon adds. No I/O.
+
+A row carries the receipt time, the source, the consent mode at receipt and, in mode
+`upload`, its upload state: pending at once, pending later when its source is over the
+rate limit (it waits, `eligible_ms`), or `rate_limited` for good when that source already
+has a full backlog waiting. In any other mode a row is local and never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_telemetry._wire import uuid7
+from agent_telemetryd import __version__
+from agent_telemetryd.config import Mode
+from agent_telemetryd.event_parts import Transform, stored_parts
+from agent_telemetryd.events import Event, EventError
+from agent_telemetryd.known_shapes import RowParts
+from agent_telemetryd.store.rows import EventRow, UploadState
+from agent_telemetryd.transform_chain import TransformChain
+
+# Bound once: plain strings bind faster than the enum members on the hot path.
+LOCAL, PENDING, RATE_LIMITED = (
+    UploadState.LOCAL.value,
+    UploadState.PENDING.value,
+    UploadState.RATE_LIMITED.value,
+)
+# When one more event from this source (received at ms) becomes eligible for upload, in
+# ms; None when it is refused (its source's backlog is full).
+UploadGate = Callable[[str, int], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    transport: str  # unix, http, posthog, otlp, spool
+    agent: str | None = None
+    pid: int | None = None
+    # Events tracked before this time (Unix ms, by their timestamp) are kept local even in
+    # mode upload: they may have been tracked under another mode (spool files).
+    upload_from_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Arrival:
+    """What one arrival's documents became: rows to keep, and what was not kept."""
+
+    rows: list[EventRow] = field(default_factory=list)
+    row_documents: list[int] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    filtered: int = 0  # dropped by the allowlist
+    rate_limited: int = 0
+
+
+def build_rows(
+    documents: list[Any],
+    source: Source,
+    *,
+    mode: str,
+    received_ms: int,
+    anonymous_id: str,
+    gate: UploadGate | None,
+    transforms: tuple[Transform, ...],
+    validate: Callable[[Any], Event],
+    chain: TransformChain | None,
+) -> Arrival:
+    """The rows `documents` become, received now from `source` while `mode` holds;
+    `chain` is the daemon's own transforms planned per shape, when `transforms` are them."""
+    arrival = Arrival()
+    # Everything the loop needs per event, bound once per batch: this runs for every event.
+    uploading = mode == Mode.UPLOAD
+    append, rejected = arrival.rows.append, arrival.rejected
+    new_row = tuple.__new__
+    pid, transport, source_agent = source.pid, source.transport, source.agent
+    upload_from = source.upload_from_ms
+    for index, document in enumerate(documents):
+        try:
+            if type(document) is RowParts:  # a line of a known shape: all done
+                name, properties_json, ts_ms, uuid, agent = document
+                trace_id = span_id = parent_span_id = None
+            else:
+                parts = stored_parts(document, source_agent, transforms, validate, chain)
+                if parts is None:
+                    arrival.filtered += 1
+                    continue
+                name, properties_json, ts_ms, uuid, agent = parts[:5]
+                trace_id, span_id, parent_span_id = parts[5:]
+        except EventError as error:
+            rejected.append(Rejection(index, str(error)))
+            continue
+        agent = agent or "unknown"
+        eligible_ms = None
+        if not uploading:
+            upload = LOCAL
+        elif upload_from is not None and (ts_ms is None or ts_ms < upload_from):
+            upload = LOCAL  # perhaps tracked before upload was chosen: never sent
+        elif gate is None:
+            upload = PENDING
+        elif (eligible_ms := gate(agent, received_ms)) is not None:
+            upload = PENDING
+            if eligible_ms <= received_ms:
+                eligible_ms = None  # eligible at once: the common case stays NULL
+        else:
+            upload = RATE_LIMITED
+            arrival.rate_limited += 1
+        arrival.row_documents.append(index)
+        # In EventRow's field order, made as its own _make() does (EventRow(...) runs
+        # a Python __new__: three times the cost). tests/test_store_vocabulary.py
+        # checks every field lands in its column.
+        append(
+            new_row(
+                EventRow,
+                (
+                    uuid or uuid7(),
+                    name,
+                    ts_ms if ts_ms is not None else received_ms,
+                    received_ms,
+                    properties_json,
+                    agent,
+                    pid,
+                    transport,
+                    mode,
+                    upload,
+                    anonymous_id,
+                    __version__,
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    eligible_ms,
+                ),
+            )
+        )
+    return arrival

@@ -54,35 +54,24 @@ _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"}
 def attributes(pairs: Iterable[KeyValue], into: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attributes as one object (added to `into` when given, whose keys they override); a
     key given twice keeps its last value."""
-    # Scalars inline: this runs for every attribute of every item, and a call per value
-    # was a third of the cost of mapping a span. Strings and integers, most attributes,
-    # are read directly: a oneof member that is not set reads as "" or 0, so a value that
-    # is not empty can only be what it looks like, and one read costs less than asking
-    # `WhichOneof` (a lookup by name in the runtime) and then reading.
     found: dict[str, Any] = {} if into is None else into
-    scalars = _SCALARS
-    for pair in pairs:
-        value = pair.value
-        text = value.string_value
-        if text:
-            found[pair.key] = text
-            continue
-        number = value.int_value
-        if number:
-            found[pair.key] = number
-            continue
-        kind = value.WhichOneof("value")
-        found[pair.key] = getattr(value, kind) if kind in scalars else _composite(value, kind)
+    read_attributes(pairs, found, {})
     return found
 
 
 def read_attributes(
     pairs: Iterable[KeyValue], into: dict[str, Any], known: dict[bytes, tuple[str, Any]]
 ) -> bool:
-    """`attributes(pairs, into)`, saying whether a value holds an object, or an array an
-    array: only then is there more to check below the top level (content names, keys,
-    depth). `known` remembers pairs read before (the same for all the items of a request).
+    """Reads `pairs` into `into` (a key given twice keeps its last value) and says whether
+    a value holds an object, or an array an array: only then is there more to check below
+    the top level (content names, keys, depth). `known` remembers pairs read before (the
+    same for all the items of a request).
     """
+    # Scalars inline: this runs for every attribute of every item, and a call per value
+    # was a third of the cost of mapping a span. Strings and integers, most attributes,
+    # are read directly: a oneof member that is not set reads as "" or 0, so a value that
+    # is not empty can only be what it looks like, and one read costs less than asking
+    # `WhichOneof` (a lookup by name in the runtime) and then reading.
     nested = False
     scalars = _SCALARS
     for pair in pairs:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from agent_telemetryd.events import MAX_DROP_REASONS, EventError, client_drop_counts
+from agent_telemetryd.client_drops import MAX_DROP_REASONS, client_drop_counts
+from agent_telemetryd.events import EventError
 
 
 def test_reasons_become_client_reasons_and_zero_counts_vanish() -> None:

@@ -17,15 +17,14 @@ from typing import Any
 import structlog
 
 from agent_telemetryd.arrival_rows import Arrival, Rejection, Source, UploadGate, build_rows
+from agent_telemetryd.client_drops import CLIENT_DROPS, client_drop_counts
 from agent_telemetryd.config import Mode
 from agent_telemetryd.event_parts import Transform, already_checked
 from agent_telemetryd.events import (
-    CLIENT_DROPS,
     Event,
     EventError,
     Limits,
     Validator,
-    client_drop_counts,
     log_reason,
     parse_line,
 )

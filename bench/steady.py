@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_telemetryd.receivers.ndjson_socket import READ_INTERVAL
+from agent_telemetryd.receivers.read_turns import READ_INTERVAL
 from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.writer import INSERT_EVENT
 from bench import fixtures

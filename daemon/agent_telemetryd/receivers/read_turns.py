@@ -73,6 +73,12 @@ class ReadTurns:
         if self._turn is None:
             self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
 
+    @property
+    def waiting(self) -> int:
+        """Connections out of the poller, to be read on the next turn; a turn is pending
+        exactly while there are any."""
+        return len(self._held)
+
     def _writer_behind(self) -> bool:
         return self._queued_events() >= self._max_queued
 

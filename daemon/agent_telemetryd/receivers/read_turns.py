@@ -84,6 +84,10 @@ class ReadTurns:
 
     def _next_turn(self) -> None:
         self._turn = None
+        loop = asyncio.get_running_loop()
+        # The next turn is due an interval after this one began, not after its lines were
+        # handled: the pace stays READ_INTERVAL however long a turn's lines take.
+        next_turn_at = loop.time() + self._interval
         held, self._held = self._held, []
         for index, entry in enumerate(held):
             transport = entry[0]
@@ -101,7 +105,7 @@ class ReadTurns:
             else:
                 transport.resume_reading()
         if self._held:
-            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
+            self._turn = loop.call_at(next_turn_at, self._next_turn)
 
 
 def _read(

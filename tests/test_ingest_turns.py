@@ -188,7 +188,7 @@ async def test_a_connection_that_goes_quiet_is_read_again_when_it_sends(tmp_path
 async def test_a_writer_that_falls_behind_stops_reading_every_connection(tmp_path: Path) -> None:
     writer = RecordingWriter(hold=True)
     path = tmp_path / "ingest.sock"
-    limit, senders = 2_000, 3
+    limit, senders = 500, 3
     one = line(0, 0)
     per_sender = 4 * READ_BYTES // len(one)  # more than the socket's buffer can hold
     async with serving(path, writer, max_queued=limit) as turns:

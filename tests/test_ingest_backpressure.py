@@ -14,7 +14,8 @@ from typing import Any
 
 from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor
-from agent_telemetryd.receivers.ndjson_socket import MAX_QUEUED_EVENTS, NdjsonSite
+from agent_telemetryd.receivers.ndjson_socket import NdjsonSite
+from agent_telemetryd.receivers.read_turns import MAX_QUEUED_EVENTS
 
 LINE = b'{"event":"bp","properties":{"n":1}}\n'
 LINES = 60_000

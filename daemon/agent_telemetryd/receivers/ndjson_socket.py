@@ -24,7 +24,6 @@ import os
 import select
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from agent_telemetryd.receivers.connections import (
     deepen_listen_queue,
 )
 from agent_telemetryd.receivers.peer import peer_credentials
+from agent_telemetryd.receivers.read_turns import ReadTurns
 
 log = structlog.get_logger("agent_telemetryd.ingest")
 
@@ -47,53 +47,6 @@ LOSSLESS_CLOSE = sys.platform.startswith("linux")
 # After the daemon's side is shut for sending, how long a peer gets to hang up by itself
 # before its writes are refused.
 HANG_UP_GRACE_SECONDS = 0.25
-# How long a connection that was just read waits for its next read. The shims write one
-# event per send when events come one at a time, so at 10,000 events/s from 4 agents the
-# loop woke ~10,000 times a second, and each read became its own group commit (py-spy:
-# per-read and per-commit work, not the events, was most of the daemon's CPU). Every 10 ms
-# it is ~25 lines a read and one commit per turn; at 1,000 events/s, 5 ms cost 15% of a
-# core, 10 ms 12% and 20 ms 8% (docs/performance.md); 10 ms keeps send -> commit p99 well
-# inside 50 ms.
-READ_INTERVAL = 0.010
-# Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
-MAX_QUEUED_EVENTS = 10_000
-
-
-class ReadPacer:
-    """Gives every ingest connection its next read on one shared turn (see the module's
-    docstring); holds all of them while the writer is behind."""
-
-    def __init__(
-        self,
-        queued_events: Callable[[], int],
-        *,
-        interval: float = READ_INTERVAL,
-        max_queued: int = MAX_QUEUED_EVENTS,
-    ) -> None:
-        self._queued_events = queued_events
-        self._interval = interval
-        self._max_queued = max_queued
-        self._held: list[asyncio.Transport] = []
-        self._turn: asyncio.TimerHandle | None = None
-
-    def hold(self, transport: asyncio.Transport) -> None:
-        """Read nothing more from `transport` until the next turn."""
-        if not transport.is_reading():
-            return
-        transport.pause_reading()
-        self._held.append(transport)
-        if self._turn is None:
-            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
-
-    def _next_turn(self) -> None:
-        self._turn = None
-        if self._queued_events() >= self._max_queued:
-            # The writer is behind: ask again a turn later (only while events wait).
-            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
-            return
-        held, self._held = self._held, []
-        for transport in held:
-            transport.resume_reading()  # a no-op for one closed meanwhile
 
 
 class NdjsonProtocol(asyncio.Protocol):
@@ -103,10 +56,10 @@ class NdjsonProtocol(asyncio.Protocol):
         max_line_bytes: int,
         connections: ListenerConnections | None = None,
         idle_timeout: float | None = None,
-        pacer: ReadPacer | None = None,
+        turns: ReadTurns | None = None,
     ) -> None:
         self._ingestor = ingestor
-        self._pacer = pacer
+        self._turns = turns
         self._max_line = max_line_bytes
         # Without a listener's budget (framing tests) the connection is simply not counted.
         self._connections = connections or ListenerConnections("ingest", cap=2**31)
@@ -115,6 +68,7 @@ class NdjsonProtocol(asyncio.Protocol):
         self._skipping = False  # inside an oversize line, dropping bytes until b"\n"
         self._source = Source("unix")
         self._transport: asyncio.Transport | None = None
+        self._fd = -1
         self._admitted = False
         self._closing = False
         self._last_data = 0.0
@@ -136,6 +90,8 @@ class NdjsonProtocol(asyncio.Protocol):
             return
         self._admitted = True
         self._transport = transport
+        assert sock is not None
+        self._fd = sock.fileno()
         self._source = Source("unix", pid=pid)
         self._ingestor.agent_connected(pid)  # what it spooled meanwhile may be taken now
         if self._idle_timeout is not None:
@@ -147,8 +103,8 @@ class NdjsonProtocol(asyncio.Protocol):
         if self._timer is not None:
             # A timestamp, not a new timer per read: this runs for every read of a busy agent.
             self._last_data = asyncio.get_running_loop().time()
-        if self._pacer is not None and self._transport is not None:
-            self._pacer.hold(self._transport)
+        if self._turns is not None and self._transport is not None:
+            self._turns.hold(self._transport, self._fd, self)
         if self._skipping:
             newline = data.find(b"\n")
             if newline == -1:
@@ -293,14 +249,14 @@ class NdjsonSite:
         self._max_line = max_line_bytes
         self._idle_timeout = idle_timeout
         self.connections = ListenerConnections("ingest", max_connections)
-        self._pacer = ReadPacer(ingestor.queued_events)
+        self._turns = ReadTurns(ingestor.queued_events)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: NdjsonProtocol(
-                self._ingestor, self._max_line, self.connections, self._idle_timeout, self._pacer
+                self._ingestor, self._max_line, self.connections, self._idle_timeout, self._turns
             ),
             sock=self._sock,
             backlog=ACCEPT_BURST,

@@ -1,0 +1,129 @@
+"""ingest.sock's connections read on one shared turn while agents are sending.
+
+The shims write one event per send when events come one at a time, so at 10,000 events/s
+from 4 agents a connection read whenever it was readable woke the loop ~10,000 times a
+second, and each read became its own group commit. So a connection that was just read is
+read again on the next turn, READ_INTERVAL later, and takes what came meanwhile in one go.
+
+A connection waiting for its turn is out of the event loop's poller (its transport is
+paused), and on the turn it is read here directly, until the kernel has nothing more
+(EAGAIN), with no poller change: taking it out and putting it back on every turn, for the
+poller to report what the turn already knows is there, cost more than the reading itself
+(an `epoll_ctl` pair, an `epoll_wait` result and a callback per connection per turn). One
+that has nothing on its turn goes back to the poller (`resume_reading()`), so an idle
+daemon has no turn pending and never wakes. End of stream and read errors are left to
+the transport too: given back, its own read meets the same end (a stream's EOF is
+sticky) and runs the protocol's `eof_received` / `connection_lost` exactly as when no
+turn is involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+# How long a connection that was just read waits for its next read. Every 10 ms it is
+# ~25 lines a read at 10,000 events/s from 4 agents and one commit per turn; at 1,000
+# events/s, 5 ms cost 15% of a core, 10 ms 12% and 20 ms 8% (docs/performance.md); 10 ms
+# keeps send -> commit p99 well inside 50 ms.
+READ_INTERVAL = 0.010
+# Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
+MAX_QUEUED_EVENTS = 10_000
+# One read's size: what asyncio's own socket transport reads at a time, far more than a
+# turn brings at a steady rate, so a read that fills it means more is waiting.
+READ_BYTES = 256 * 1024
+# Reads of one connection in one turn before the others get theirs: a sender faster than
+# the daemon gets READ_BYTES * this a turn, and the rest on the next.
+READS_PER_TURN = 4
+
+
+class TurnReader(Protocol):
+    """What a turn hands the bytes it read to: the connection's protocol."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+
+class ReadTurns:
+    """Reads every ingest connection that had data on one shared turn (see the module's
+    docstring); reads none of them while the writer is behind."""
+
+    def __init__(
+        self,
+        queued_events: Callable[[], int],
+        *,
+        interval: float = READ_INTERVAL,
+        max_queued: int = MAX_QUEUED_EVENTS,
+    ) -> None:
+        self._queued_events = queued_events
+        self._interval = interval
+        self._max_queued = max_queued
+        self._held: list[tuple[asyncio.Transport, int, TurnReader]] = []
+        self._turn: asyncio.TimerHandle | None = None
+
+    def hold(self, transport: asyncio.Transport, fd: int, reader: TurnReader) -> None:
+        """Take `transport` (its socket's descriptor `fd`) out of the poller and read it on
+        the next turn, handing what comes to `reader`. Nothing happens if it is held
+        already: the turn's own reads reach its protocol through here too."""
+        if not transport.is_reading():
+            return
+        transport.pause_reading()
+        self._held.append((transport, fd, reader))
+        if self._turn is None:
+            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
+
+    @property
+    def waiting(self) -> int:
+        """Connections out of the poller, to be read on the next turn; a turn is pending
+        exactly while there are any."""
+        return len(self._held)
+
+    def _writer_behind(self) -> bool:
+        return self._queued_events() >= self._max_queued
+
+    def _next_turn(self) -> None:
+        self._turn = None
+        loop = asyncio.get_running_loop()
+        # The next turn is due an interval after this one began, not after its lines were
+        # handled: the pace stays READ_INTERVAL however long a turn's lines take.
+        next_turn_at = loop.time() + self._interval
+        held, self._held = self._held, []
+        for index, entry in enumerate(held):
+            transport = entry[0]
+            if transport.is_closing():
+                # Closed meanwhile (idle close, shutdown, peer gone): its descriptor is
+                # closed or about to be, and may soon be another connection's.
+                continue
+            if self._writer_behind():
+                # The writer is behind: these wait for a later turn, still out of the
+                # poller (a turn is pending only while events wait to be committed).
+                self._held.extend(held[index:])
+                break
+            if _read(*entry, self._writer_behind):
+                self._held.append(entry)
+            else:
+                transport.resume_reading()
+        if self._held:
+            self._turn = loop.call_at(next_turn_at, self._next_turn)
+
+
+def _read(
+    transport: asyncio.Transport, fd: int, reader: TurnReader, writer_behind: Callable[[], bool]
+) -> bool:
+    """Read `fd` until the kernel has no more for now; True if anything came (the
+    connection stays on the turns), False if it is to go back to its transport: nothing
+    was there, or the stream ended or failed, which the transport's own read then meets."""
+    for reads in range(READS_PER_TURN):
+        try:
+            data = os.read(fd, READ_BYTES)
+        except BlockingIOError:
+            return reads > 0
+        except OSError:
+            return False
+        if not data:
+            return False
+        reader.data_received(data)
+        if len(data) < READ_BYTES or transport.is_closing() or writer_behind():
+            return True
+    return True

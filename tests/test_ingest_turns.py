@@ -1,0 +1,291 @@
+"""ingest.sock under load reads its connections on shared turns, straight from their
+sockets: nothing is lost or reordered, an agent that exits mid-stream has its last line
+taken, a connection that goes quiet is read again when it speaks, a writer that falls
+behind stops the reading, and once traffic stops the daemon stops waking up.
+
+The protocol on a real Unix socket (only the store replaced by one that records), and the
+real daemon for what a user sees of it (stored events, its wake-ups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from agent_telemetryd.events import Limits
+from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
+from agent_telemetryd.receivers.read_turns import READ_BYTES, ReadTurns
+from tests.daemon_process import DaemonProcess
+from tests.test_daemon_ingest import wait_for_rows
+
+MAX_LINE = 64 * 1024
+
+
+class RecordingWriter:
+    """Keeps what would be committed; with `hold`, keeps it queued as a stuck disk would."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.rows: list[Any] = []
+        self.counters: dict[str, int] = {}
+        self.queued_events = 0
+        self._hold = hold
+
+    def submit(
+        self, rows: list[Any], counters: dict[str, int], *, ack: bool, meta: Any = None
+    ) -> None:
+        self.rows.extend(rows)
+        if self._hold:
+            self.queued_events += len(rows)
+        for name, value in counters.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+
+    def commit_all(self) -> None:
+        self.queued_events = 0
+
+    def properties(self) -> list[dict[str, Any]]:
+        return [json.loads(row[4]) for row in self.rows]
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    path: Path, writer: RecordingWriter, max_queued: int = 10_000
+) -> AsyncIterator[ReadTurns]:
+    """ingest.sock's protocol served at `path`, reading on turns; every connection is
+    closed afterwards."""
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: writer,  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "id",
+    )
+    turns = ReadTurns(lambda: writer.queued_events, max_queued=max_queued)
+    protocols: list[NdjsonProtocol] = []
+
+    def made() -> NdjsonProtocol:
+        protocols.append(NdjsonProtocol(ingestor, MAX_LINE, turns=turns))
+        return protocols[-1]
+
+    server = await asyncio.get_running_loop().create_unix_server(made, str(path))
+    try:
+        yield turns
+    finally:
+        server.close()
+        for protocol in protocols:
+            protocol.close_now()
+        await asyncio.sleep(0)
+
+
+async def connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, str(path))
+    return sock
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for `condition`; the deadline is only for one that never comes."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.005)
+
+
+def line(sender: int, n: int) -> bytes:
+    return json.dumps({"event": "turn", "properties": {"c": sender, "n": n}}).encode() + b"\n"
+
+
+async def test_steady_senders_over_many_turns_lose_nothing_and_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    senders, per_sender = 3, 3000
+    async with serving(path, writer) as turns:
+        loop = asyncio.get_running_loop()
+
+        async def send(sender: int) -> None:
+            sock = await connect(path)
+            payload = b"".join(line(sender, n) for n in range(per_sender))
+            # Pieces that cut lines anywhere, a few ms apart: a line often straddles two
+            # turns' reads.
+            step = 331 + 97 * sender
+            for start in range(0, len(payload), step):
+                await loop.sock_sendall(sock, payload[start : start + step])
+                await asyncio.sleep(0.001)
+            await until(lambda: len(writer.rows) == senders * per_sender, "all lines stored")
+            sock.close()
+
+        await asyncio.gather(*(send(sender) for sender in range(senders)))
+        await until(lambda: turns.waiting == 0, "every connection back in the poller")
+
+    got = writer.properties()
+    assert len(got) == senders * per_sender
+    for sender in range(senders):
+        assert [p["n"] for p in got if p["c"] == sender] == list(range(per_sender))
+    assert writer.counters.get("rejected", 0) == 0
+
+
+async def test_a_peer_that_exits_while_held_has_its_last_line_taken_at_eof(
+    tmp_path: Path,
+) -> None:
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    async with serving(path, writer) as turns:
+        loop = asyncio.get_running_loop()
+        whole, cut = await connect(path), await connect(path)
+        sent = 0
+        deadline = time.monotonic() + 30
+        # Steady until both are being read on turns.
+        while sent < 50 or turns.waiting < 2:
+            assert time.monotonic() < deadline, "never read on turns"
+            await loop.sock_sendall(whole, line(0, sent))
+            await loop.sock_sendall(cut, line(1, sent))
+            sent += 1
+            await asyncio.sleep(0.001)
+        # One ends on a whole document without its newline, the other mid-document.
+        await loop.sock_sendall(whole, line(0, sent).rstrip(b"\n"))
+        await loop.sock_sendall(cut, line(1, sent)[:20])
+        whole.close()
+        cut.close()
+        await until(lambda: len(writer.rows) == 2 * sent + 1, "the last whole line taken")
+        torn = writer.counters.get
+        await until(lambda: torn("dropped.torn_line", 0) == 1, "the cut line counted")
+        await until(lambda: turns.waiting == 0, "both back to their transports")
+
+    got = writer.properties()
+    assert [p["n"] for p in got if p["c"] == 0] == list(range(sent + 1))
+    assert [p["n"] for p in got if p["c"] == 1] == list(range(sent))
+    assert writer.counters.get("rejected", 0) == 0
+
+
+async def test_a_connection_that_goes_quiet_is_read_again_when_it_sends(tmp_path: Path) -> None:
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    async with serving(path, writer) as turns:
+        loop = asyncio.get_running_loop()
+        sock = await connect(path)
+        for burst in range(3):
+            for n in range(50):
+                await loop.sock_sendall(sock, line(0, burst * 50 + n))
+            await until(lambda b=burst: len(writer.rows) == (b + 1) * 50, "the burst stored")
+            # Quiet: a turn finds nothing and gives it back to the poller; no turn is
+            # pending, and nothing but its own next line can get it read.
+            await until(lambda: turns.waiting == 0, "the quiet connection out of the turns")
+        sock.close()
+
+    assert [p["n"] for p in writer.properties()] == list(range(150))
+
+
+async def test_a_writer_that_falls_behind_stops_reading_every_connection(tmp_path: Path) -> None:
+    writer = RecordingWriter(hold=True)
+    path = tmp_path / "ingest.sock"
+    limit, senders = 500, 3
+    one = line(0, 0)
+    per_sender = 4 * READ_BYTES // len(one)  # more than the socket's buffer can hold
+    async with serving(path, writer, max_queued=limit) as turns:
+        socks = [await connect(path) for _ in range(senders)]
+        payloads = [b"".join(line(s, n) for n in range(per_sender)) for s in range(senders)]
+        sent = [0] * senders
+
+        def send_what_fits() -> None:
+            for s, sock in enumerate(socks):
+                with contextlib.suppress(BlockingIOError):
+                    while sent[s] < len(payloads[s]):
+                        sent[s] += sock.send(payloads[s][sent[s] :])
+
+        # Fill every socket: the daemon stops reading once the writer holds `limit`.
+        send_what_fits()
+        await until(lambda: writer.queued_events >= limit, "the writer behind")
+        await until(lambda: turns.waiting == senders, "every connection held")
+        before = len(writer.rows)
+        for _ in range(20):  # turns come and go: nothing more is read
+            send_what_fits()
+            await asyncio.sleep(0.01)
+        assert len(writer.rows) == before
+        # At most one read per connection beyond the limit: each connection's first read
+        # comes from the poller before any turn has looked at the writer.
+        assert before <= limit + senders * (READ_BYTES // len(one) + 1)
+        assert any(sent[s] < len(payloads[s]) for s in range(senders))
+
+        # The writer catches up: reading resumes until every line is in.
+        total = senders * per_sender
+        deadline = time.monotonic() + 60
+        while len(writer.rows) < total:
+            assert time.monotonic() < deadline, "the reading never resumed"
+            send_what_fits()
+            writer.commit_all()
+            await asyncio.sleep(0.005)
+        for sock in socks:
+            sock.close()
+
+    got = writer.properties()
+    assert len(got) == total
+    for s in range(senders):
+        assert [p["n"] for p in got if p["c"] == s] == list(range(per_sender))
+
+
+# An agent that sends steadily for a while, then stays connected and silent until told to
+# exit; at exit it writes one last line without its newline.
+QUIET_AGENT = """
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+for i in range(2000):
+    s.sendall((json.dumps({"event": "steady", "properties": {"i": i}}) + "\\n").encode())
+    if i % 20 == 0:
+        time.sleep(0.002)
+print("sent", flush=True)
+sys.stdin.readline()
+s.sendall(json.dumps({"event": "last", "properties": {"i": 2000}}).encode())
+"""
+
+
+def context_switches(pid: int) -> int:
+    """Every thread's voluntary context switches: one per time a thread sleeps and wakes."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for row in (task / "status").read_text().splitlines():
+                if row.startswith("voluntary_ctxt_switches:"):
+                    total += int(row.split()[1])
+    return total
+
+
+def test_the_daemon_stops_waking_when_a_connected_agent_goes_quiet(
+    daemon: DaemonProcess,
+) -> None:
+    assert daemon.proc is not None
+    agent = subprocess.Popen(
+        [sys.executable, "-c", QUIET_AGENT, str(daemon.ingest_socket)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None and agent.stdin is not None
+        assert agent.stdout.readline() == "sent\n"
+        assert wait_for_rows(daemon, 2000)["buffer"]["events"] == 2000
+        time.sleep(0.5)  # the last turn and group commit, then the status request's end
+        before = context_switches(daemon.proc.pid)
+        time.sleep(2.0)
+        woke = context_switches(daemon.proc.pid) - before
+        # Reading on turns while nothing comes would be ~100 wake-ups a second.
+        assert woke <= 10, woke
+
+        agent.stdin.write("exit\n")
+        agent.stdin.flush()
+        assert agent.wait(30) == 0
+    finally:
+        agent.kill()
+        agent.wait()
+    assert wait_for_rows(daemon, 2001)["buffer"]["events"] == 2001
+    assert sorted(row["properties"]["i"] for row in daemon.export()) == list(range(2001))

@@ -90,3 +90,18 @@ def test_a_shape_too_large_to_remember_is_renamed_alike_every_time() -> None:
         stored = transform(Event("tool.call", properties, 1, "u", "a")).properties
         assert orjson.dumps(stored) == _expected("tool.call", properties)
         assert stored["gen_ai.usage.input_tokens"] == 12
+
+
+def test_an_event_with_no_name_to_rename_keeps_its_properties_unless_a_count_is_text() -> None:
+    """A GenAI span's names are the conventions' own: its properties are stored as they
+    came (the same object); a token count written as text still becomes a number, and an
+    agent's own names are still read under its events' prefix."""
+    transform = Vocabulary()
+    span = {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 5, "cache.hit": True}
+    assert transform(Event("chat m", span, 1, "u", "a")).properties is span
+    as_text = {**span, "gen_ai.usage.output_tokens": "7"}
+    stored = transform(Event("chat m", as_text, 1, "u", "a")).properties
+    assert stored == {**span, "gen_ai.usage.output_tokens": 7}
+    gemini = {"input_token_count": 3, "gen_ai.request.model": "m"}
+    stored = transform(Event("gemini_cli.api_response", gemini, 1, "u", "a")).properties
+    assert stored == {"gen_ai.usage.input_tokens": 3, "gen_ai.request.model": "m"}

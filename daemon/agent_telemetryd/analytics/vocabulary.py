@@ -107,6 +107,10 @@ POSTHOG_LATENCY = "$ai_latency"
 POSTHOG_IS_ERROR = "$ai_is_error"
 
 _NUMERIC = TOKEN_NAMES | {COST}
+_NUMERIC_NAMES = tuple(sorted(_NUMERIC))
+# Every name translate() reads beyond the numeric ones: with none of them, and no agent's
+# own names, it can only turn a number written as text into a number.
+_RENAMED_OR_READ = frozenset(SYNONYMS) | {POSTHOG_LATENCY, POSTHOG_IS_ERROR}
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 _AGENT_PREFIXES = tuple(AGENT_SYNONYMS)
 
@@ -143,6 +147,16 @@ class Vocabulary:
         changes): what the transform stores, for a caller that has no `Event` to give."""
         if not properties:
             return properties
+        # Most events have no name to rename (a GenAI span uses the conventions' own): one
+        # set test in C and a look at the numeric names says so, for less than a shape's
+        # tuple of names and its plan's lookup.
+        if _RENAMED_OR_READ.isdisjoint(properties) and not name.startswith(_AGENT_PREFIXES):
+            get = properties.get
+            for numeric in _NUMERIC_NAMES:
+                if type(get(numeric)) is str:
+                    break  # decimal text, perhaps: translate() reads it
+            else:
+                return properties
         plan = self.plan(name, tuple(properties))
         if plan is None or (
             plan.numeric and str in map(type, map(properties.__getitem__, plan.numeric))

@@ -61,9 +61,10 @@ _KEYS = st.sampled_from(
     ["model", "tokens_in", "input_tokens", "tool", "gen_ai.request.model", "status", "sent_ns",
      "tool_name", 'a"model', "a\\", "},{", "é", '"model":', "x\u0001"]
 )  # fmt: skip
-_ODD_KEYS = st.sampled_from(["password", "prompt", "alice@example.com", "$ai_latency"])
+_ODD_KEYS = st.sampled_from(["password", "prompt", "alice@example.com", "$ai_model"])
 _TEXTS = st.sampled_from(
-    ["ok", "search", "model-1", "", '"model":', '},{"model":', "}\n{", "a\\", "é ü 日本"]
+    ["ok", "search", "model-1", "", '"model":', '},{"model":', "}\n{", "a\\", "é ü 日本",
+     "1520", "0.25", "y" * 60]
 )  # fmt: skip
 _ODD_TEXTS = st.sampled_from(["alice@example.com", "sk-ant-abcdefghijklmnopqrstuvwx", "y" * 70])
 _VALUES = (
@@ -73,6 +74,7 @@ _VALUES = (
     | st.booleans()
     | st.none()
 )
+_NAME_SETS = [("model", "tokens_in", "tool"), ("status", 'a"model', "},{"), ("sent_ns",)]
 _ODD_VALUES = _ODD_TEXTS | st.integers(2**64, 2**70) | st.integers(-(2**70), -(2**63) - 1)
 
 
@@ -89,12 +91,34 @@ def _shim_lines(
     return st.fixed_dictionaries(
         {
             "event": st.sampled_from(["tool.call", "llm.call", "codex.tool_result"]),
-            "properties": st.dictionaries(keys, values, max_size=5),
+            # A few sets of names, as an agent sends (lines of one shape with values of
+            # other kinds), or any names.
+            "properties": st.sampled_from(_NAME_SETS).flatmap(
+                lambda names: st.fixed_dictionaries(dict.fromkeys(names, values))
+            )
+            | st.dictionaries(keys, values, max_size=5),
             "timestamp": stamps,
             "uuid": uuids,
         },
         optional={"agent": st.sampled_from(["steady-1", "steady-2", "bob@example.com"])},
     ).map(_line)
+
+
+def _one_shape(names: tuple[str, ...]) -> Any:
+    """Lines of one event, agent and set of names, with values of any kind: among them
+    the same names with texts where the others have numbers."""
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "event": st.just("tool.call"),
+                "properties": st.fixed_dictionaries(dict.fromkeys(names, _VALUES)),
+                "timestamp": _GOOD_STAMPS,
+                "uuid": _GOOD_UUIDS,
+            }
+        ).map(_line),
+        min_size=2,
+        max_size=8,
+    )
 
 
 # A shim's line: what the read path takes once it knows the line's shape, second and texts.
@@ -123,6 +147,31 @@ _ODD_LINES = st.sampled_from(
         b'"timestamp":"2026-12-02T12:00:00.123Z","uuid":"0193a5c1-e000-7000-8000-000000000009"}',
     ]
 )
+
+
+def _sized_line(size: int) -> bytes:
+    """A line of a shape the vocabulary renames whose properties are `size` bytes sent."""
+    properties = {"model": "m", "a": "y" * 60, "b": "y" * 60, "c": "y" * 60, "e": "y" * 30}
+    properties["d"] = "y" * (size - len(orjson.dumps(properties)) - 7)
+    return _line(
+        {
+            "event": "tool.call",
+            "properties": properties,
+            "timestamp": "2026-12-02T12:00:00.123Z",
+            "uuid": "0193a5c1-e000-7000-8000-000000000007",
+        }
+    )
+
+
+# Numbers as JSON may spell them, which both decoders and orjson must read alike.
+_NUMBER_LINES = st.sampled_from(
+    [b"1e5", b"-0", b"-0.0", b"1E400", b"2.5e-3", b"18446744073709551616", b"9007199254740993",
+     b"-9223372036854775809", b"0.30000000000000004", b"1e-400", b"1.0"]
+).map(
+    lambda number: b'{"event":"tool.call","properties":{"model":"ok","tokens_in":%s},'
+    b'"timestamp":"2026-12-02T12:00:00.123Z","uuid":"0193a5c1-e000-7000-8000-000000000008"}'
+    % number
+)  # fmt: skip
 
 
 class _Writer:
@@ -197,10 +246,14 @@ _MODES = [("local", False), ("upload", False), ("upload", True), ("off", False)]
 
 
 @pytest.mark.parametrize(("mode", "gated"), _MODES)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     reads=st.lists(
         st.lists(_SHIM_LINES, min_size=1, max_size=12)
+        | st.sampled_from(_NAME_SETS).flatmap(_one_shape)
+        | st.lists(_SHIM_LINES | _NUMBER_LINES, min_size=1, max_size=12)
+        | st.lists(_SHIM_LINES | st.integers(295, 305).map(_sized_line), min_size=1, max_size=6)
+        | st.lists(_SHIM_LINES | _ODD_COLUMNS, min_size=1, max_size=12)
         | st.lists(_SHIM_LINES | _ODD_COLUMNS | _ODD_LINES, min_size=1, max_size=12),
         min_size=1,
         max_size=3,
@@ -245,3 +298,26 @@ def test_a_read_of_known_shim_lines_is_taken_at_once() -> None:
         '"gen_ai.tool.name":"search"}'
     )
     assert read.ts_ms == [1_796_212_800_000 + i for i in range(5)]
+
+
+def test_a_text_where_its_shape_had_a_number_is_read_as_the_vocabulary_reads_it() -> None:
+    """Token counts sent as text are numbers once stored, also in a read of known names
+    whose plan was made for a number there."""
+    lines = [
+        _line(
+            {
+                "event": "tool.call",
+                "properties": {"model": "ok", "tokens_in": tokens, "tool": "search"},
+                "timestamp": "2026-12-02T12:00:00.123Z",
+                "uuid": f"{_UUID}{i}",
+            }
+        )
+        for i, tokens in enumerate([5, "1520"])
+    ]
+    fast, fast_writer = _ingestor("local", False, plain=False)
+    plain, plain_writer = _ingestor("local", False, plain=True)
+    source = Source("unix", pid=7)
+    for _ in range(2):
+        rows, _, _, _ = got = _take(fast, fast_writer, lines, source)
+        assert got == _take(plain, plain_writer, lines, source)
+        assert '"gen_ai.usage.input_tokens":1520,' in rows[1].properties

@@ -14,7 +14,7 @@ holds both side by side.
 
 from __future__ import annotations
 
-from itertools import chain, compress, repeat
+from itertools import chain, compress
 from operator import itemgetter, sub
 from typing import Any, NamedTuple
 
@@ -46,7 +46,8 @@ class _ShimLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     timestamp: str
     uuid: str
     agent: str | None = None
-    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Flat values only, as a plan is made for: an object or array among them is refused.
+    properties: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
 
 
 _decode_line = msgspec.json.Decoder(_ShimLine).decode
@@ -81,7 +82,7 @@ def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | N
 
 def read_parts(
     lines: list[bytes],
-    plans: dict[tuple[Any, ...], Any],
+    plans: dict[tuple[Any, ...], Any],  # by (event, agent, property names)
     kept_texts: set[str],
     second_starts: dict[str, int],
     max_event_bytes: int,
@@ -97,38 +98,38 @@ def read_parts(
         return None
     events, timestamps, uuids, agents, properties = zip(*map(_astuple, wires), strict=True)
     keys = map(tuple, properties)
-    types = map(tuple, map(map, repeat(type), map(dict.values, properties)))
-    shape_plans = list(map(plans.get, zip(events, agents, keys, types, strict=True)))
-    if None in shape_plans:  # a shape not planned yet, or one this path does not take
+    shape_plans = list(map(plans.get, zip(events, agents, keys, strict=True)))
+    if None in shape_plans:  # names not planned yet, or ones this path does not take
         return None
-    texts = chain.from_iterable(
-        map(compress, map(dict.values, properties), map(_STRINGS, shape_plans))
-    )
-    if not kept_texts.issuperset(texts):
+    # Each value of the kind its plan was made for: a text the scrubber keeps where the
+    # plan has a text, a flat value of another type (as decoded) elsewhere: as many texts
+    # as the plans have, all where they have them. All values of the read in one list.
+    values = list(chain.from_iterable(map(dict.values, properties)))
+    texts = list(compress(values, chain.from_iterable(map(_STRINGS, shape_plans))))
+    if list(map(type, values)).count(str) != len(texts) or not kept_texts.issuperset(texts):
         return None
     if not all_canonical_uuids(uuids):
         return None
     ts_ms = known_seconds_ms(timestamps, second_starts)
     if ts_ms is None:
         return None
-    encoded = _stored_json(properties, shape_plans)
-    # The limit is on the properties as sent (see row_parts).
-    if encoded is None or max(map(sub, map(len, encoded), map(_GROWTH, shape_plans))) > (
-        max_event_bytes
-    ):
+    stored = _stored_json(properties, shape_plans, max_event_bytes)
+    if stored is None:
         return None
     return ReadParts(
         list(map(_NAME, shape_plans)),
-        list(map(bytes.decode, encoded)),
+        stored,
         ts_ms,
         uuids,
         list(map(_ROW_AGENT, shape_plans)),
     )
 
 
-def _stored_json(properties: tuple[dict[str, Any], ...], plans: list[Any]) -> list[bytes] | None:
+def _stored_json(
+    properties: tuple[dict[str, Any], ...], plans: list[Any], max_event_bytes: int
+) -> list[str] | None:
     """Each line's properties as the row stores them (renamed), as orjson writes them;
-    None for an integer beyond 64 bits (see row_parts)."""
+    None for one over the size limit or an integer beyond 64 bits (see row_parts)."""
     tokens = plans[0][7]
     try:
         if tokens is not None and list(map(_TOKENS, plans)).count(tokens) == len(plans):
@@ -140,8 +141,19 @@ def _stored_json(properties: tuple[dict[str, Any], ...], plans: list[Any]) -> li
             for old, new in tokens:
                 joined = joined.replace(old, new)
             if joined.count(b"},{") == len(plans) - 1:
-                return joined[1:-1].replace(b"},{", b"}\n{").split(b"\n")
+                if joined.isascii():  # as many characters as bytes
+                    texts = joined.decode()[1:-1].replace("},{", "}\n{").split("\n")
+                    sizes = map(len, texts)
+                else:
+                    encoded = joined[1:-1].replace(b"},{", b"}\n{").split(b"\n")
+                    sizes = map(len, encoded)
+                    texts = list(map(bytes.decode, encoded))
+                # The limit is on the properties as sent (see row_parts).
+                return texts if max(sizes) - plans[0][2] <= max_event_bytes else None
         renamed = map(dict, map(zip, map(_STORED, plans), map(dict.values, properties)))
-        return list(map(orjson.dumps, renamed))
+        encoded = list(map(orjson.dumps, renamed))
     except TypeError:
         return None
+    if max(map(sub, map(len, encoded), map(_GROWTH, plans))) > max_event_bytes:
+        return None
+    return list(map(bytes.decode, encoded))

@@ -78,6 +78,12 @@ class KnownShapes:
         self._mask = mask
         self._scrubber = scrubber
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
+        # The plans a read takes (known_reads.py), by the shape without its value types:
+        # the last one made for those names (the plans for other types differ only in
+        # where the texts are). A line whose values are not of its kinds (texts where its
+        # texts are, plain numbers, booleans or nulls elsewhere) makes the read go line by
+        # line.
+        self._read_plans: dict[tuple[Any, ...], _Plan] = {}
         self._kept_texts: set[str] = set()
 
     def row_parts(self, line: bytes) -> RowParts | None:
@@ -131,7 +137,7 @@ class KnownShapes:
         already; else None, and the lines go one by one (known_reads.py)."""
         return read_parts(
             lines,
-            self._plans,
+            self._read_plans,
             self._kept_texts,
             self._validator.second_starts,
             self._validator.limits.max_event_bytes,
@@ -156,6 +162,8 @@ class KnownShapes:
         name, agent, keys, _ = shape
         size = len(name) + len(agent or "") + sum(map(len, keys))
         remember(self._plans, shape, plan, len(keys), size)
+        if plan is not None:
+            remember(self._read_plans, (name, agent, keys), plan, len(keys), size)
         return plan
 
     def _make_plan(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import add
 from typing import Any
 
 from agent_telemetry._wire import uuid7
@@ -175,27 +176,23 @@ def planned_rows(
             validate=_unused,
             chain=None,
         )
-    # In EventRow's field order (see build_rows).
-    columns = zip(
-        read.uuids,
-        read.names,
-        read.ts_ms,
-        repeat(received_ms, n),
-        read.properties,
-        read.agents,
-        repeat(source.pid, n),
-        repeat(source.transport, n),
-        repeat(mode, n),
-        repeat(PENDING if mode == Mode.UPLOAD else LOCAL, n),
-        repeat(anonymous_id, n),
-        repeat(__version__, n),
-        repeat(None, n),
-        repeat(None, n),
-        repeat(None, n),
-        repeat(None, n),
-        strict=True,
+    # In EventRow's field order (see build_rows): each row's own values, then what all
+    # rows of the read share (the trace context and eligible_ms are None).
+    received, properties = repeat(received_ms, n), read.properties
+    own = zip(read.uuids, read.names, read.ts_ms, received, properties, read.agents, strict=True)
+    shared = (
+        source.pid,
+        source.transport,
+        mode,
+        PENDING if mode == Mode.UPLOAD else LOCAL,
+        anonymous_id,
+        __version__,
+        None,
+        None,
+        None,
+        None,
     )
-    rows = list(map(tuple.__new__, repeat(EventRow, n), columns))
+    rows = list(map(tuple.__new__, repeat(EventRow, n), map(add, own, repeat(shared, n))))
     return Arrival(rows, list(range(n)))
 
 

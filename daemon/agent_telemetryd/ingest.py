@@ -35,7 +35,8 @@ from agent_telemetryd.events import (
     log_reason,
     parse_line,
 )
-from agent_telemetryd.known_shapes import KnownShapes, ReadParts
+from agent_telemetryd.known_reads import ReadParts
+from agent_telemetryd.known_shapes import KnownShapes
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.writer import Writer, WriteResult
 from agent_telemetryd.transform_chain import TransformChain

@@ -6,10 +6,10 @@ its decoding and a few dozen Python steps; here the same steps are taken once fo
 whole read, each over all of its lines in C (maps and zips over the read's columns,
 joined texts), and the renaming of a planned shape is done on the JSON of all lines at
 once instead of a new dict per line. The read is taken only when every line is one
-`row_parts` would take as it is, knowing all it needs already (its shape planned, its
-texts kept, its second known); anything else gives None and the read goes line by line,
-which decides, remembers and words every refusal as before. tests/test_ingest_reads.py
-holds both side by side.
+`row_parts` takes, with what it would make of it, from what is known already (its names
+planned, its texts kept, its second known); anything else gives None and the read goes
+line by line, which decides, remembers and words every refusal as before.
+tests/test_ingest_reads.py holds both side by side.
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def read_parts(
     second_starts: dict[str, int],
     max_event_bytes: int,
 ) -> ReadParts | None:
-    """What `KnownShapes.row_parts` makes of each of `lines`, by column, when it would
-    take every one of them from what `plans`, `kept_texts` and `second_starts` hold now
-    (and so change none of them); else None."""
+    """What `KnownShapes.row_parts` makes of each of `lines`, by column, when it takes
+    every one of them and what `plans`, `kept_texts` and `second_starts` hold now says
+    so (none of them is changed); else None."""
     if not lines:
         return None
     try:

@@ -133,8 +133,8 @@ class KnownShapes:
 
     def read_parts(self, lines: list[bytes]) -> ReadParts | None:
         """The stored parts of every one of `lines` (each naming its agent, or none at
-        all) when `row_parts` would take each of them as it is, knowing all it needs
-        already; else None, and the lines go one by one (known_reads.py)."""
+        all) when `row_parts` takes each of them and what it knows already says so; else
+        None, and the lines go one by one (known_reads.py)."""
         return read_parts(
             lines,
             self._read_plans,

@@ -16,7 +16,14 @@ from typing import Any
 
 import structlog
 
-from agent_telemetryd.arrival_rows import Arrival, Rejection, Source, UploadGate, build_rows
+from agent_telemetryd.arrival_rows import (
+    Arrival,
+    Rejection,
+    Source,
+    UploadGate,
+    build_rows,
+    planned_rows,
+)
 from agent_telemetryd.client_drops import CLIENT_DROPS, client_drop_counts
 from agent_telemetryd.config import Mode
 from agent_telemetryd.event_parts import Transform, already_checked
@@ -28,6 +35,7 @@ from agent_telemetryd.events import (
     log_reason,
     parse_line,
 )
+from agent_telemetryd.known_reads import ReadParts
 from agent_telemetryd.known_shapes import KnownShapes
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.writer import Writer, WriteResult
@@ -140,13 +148,19 @@ class Ingestor:
         A shim's drop-count line is recognised by its shape before event validation and
         its counts go in with the events around it, in the same transaction.
         """
+        # A line that names no agent gets the source's, which goes through the transforms
+        # too: the known shapes are planned for the agent in the line only.
+        shapes = self._shapes if source.agent is None else None
+        if shapes is not None:
+            # The usual read: every line of a shape seen before, taken all at once.
+            read = shapes.read_parts(lines)
+            if read is not None:
+                return self._submit_read(read, source, ack=ack, marks=marks)
         documents: list[Any] = []
         bad: list[str] = []
         drops: dict[str, int] = {}
         check_line = self._check_line
-        # A line that names no agent gets the source's, which goes through the transforms
-        # too: the known shapes are planned for the agent in the line only.
-        row_parts = self._shapes.row_parts if self._shapes and source.agent is None else None
+        row_parts = shapes.row_parts if shapes is not None else None
         for line in lines:
             if row_parts is not None:
                 parts = row_parts(line)
@@ -269,7 +283,39 @@ class Ingestor:
             validate=validate or self._validate,
             chain=self._chain if transforms is self._transforms else None,
         )
-        counters = self._count(arrival, len(documents), extra_rejections, source)
+        return self._hand_over(
+            arrival, len(documents), source, mode, ack, extra_rejections, dropped, marks
+        )
+
+    def _submit_read(
+        self, read: ReadParts, source: Source, *, ack: bool, marks: dict[str, str] | None
+    ) -> Outcome:
+        """`_submit` for a read whose lines are all of known shapes (the same rows)."""
+        now = self._clock()
+        mode = str(self._mode())
+        arrival = planned_rows(
+            read,
+            source,
+            mode=mode,
+            received_ms=int(now * 1000),
+            anonymous_id=self._anonymous_id() if mode != Mode.OFF else "",
+            gate=self._upload_gate,
+        )
+        return self._hand_over(arrival, len(read.names), source, mode, ack, (), None, marks)
+
+    def _hand_over(
+        self,
+        arrival: Arrival,
+        documents: int,
+        source: Source,
+        mode: str,
+        ack: bool,
+        extra_rejections: Iterable[str],
+        dropped: dict[str, int] | None,
+        marks: dict[str, str] | None,
+    ) -> Outcome:
+        """Count `arrival` (of `documents` documents) and hand its rows to the writer."""
+        counters = self._count(arrival, documents, extra_rejections, source)
         for reason, count in (dropped or {}).items():
             if count:
                 counters["received"] += count

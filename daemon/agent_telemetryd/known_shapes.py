@@ -31,6 +31,7 @@ from agent_telemetryd.events import (
     decode_wire_event,
     event_name,
 )
+from agent_telemetryd.known_reads import ReadParts, Renames, read_parts, rename_tokens
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 from agent_telemetryd.privacy.scrub import Scrubber
 from agent_telemetryd.privacy.secret_names import ORDINARY
@@ -54,6 +55,11 @@ class _Plan(NamedTuple):
     growth: int  # how much longer the renamed names make the properties' JSON
     name: str
     agent: str | None
+    # For a read of lines (known_reads.py): the stored names, renamed or not; what the
+    # row's agent column holds; and the renaming as replacements in the properties' JSON.
+    stored: tuple[str, ...]
+    row_agent: str
+    tokens: Renames | None
 
 
 _UNPLANNED: Any = object()
@@ -72,6 +78,12 @@ class KnownShapes:
         self._mask = mask
         self._scrubber = scrubber
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
+        # The plans a read takes (known_reads.py), by the shape without its value types:
+        # the last one made for those names (the plans for other types differ only in
+        # where the texts are). A line whose values are not of its kinds (texts where its
+        # texts are, plain numbers, booleans or nulls elsewhere) makes the read go line by
+        # line.
+        self._read_plans: dict[tuple[Any, ...], _Plan] = {}
         self._kept_texts: set[str] = set()
 
     def row_parts(self, line: bytes) -> RowParts | None:
@@ -119,6 +131,18 @@ class KnownShapes:
             return None
         return tuple.__new__(RowParts, (plan.name, text.decode(), ts_ms, uuid, plan.agent))
 
+    def read_parts(self, lines: list[bytes]) -> ReadParts | None:
+        """The stored parts of every one of `lines` (each naming its agent, or none at
+        all) when `row_parts` takes each of them and what it knows already says so; else
+        None, and the lines go one by one (known_reads.py)."""
+        return read_parts(
+            lines,
+            self._read_plans,
+            self._kept_texts,
+            self._validator.second_starts,
+            self._validator.limits.max_event_bytes,
+        )
+
     def _keeps(self, texts: Any) -> bool:
         """True when the scrubber keeps every one of `texts` as it is (remembered)."""
         kept, text = self._kept_texts, self._scrubber.text
@@ -138,6 +162,8 @@ class KnownShapes:
         name, agent, keys, _ = shape
         size = len(name) + len(agent or "") + sum(map(len, keys))
         remember(self._plans, shape, plan, len(keys), size)
+        if plan is not None:
+            remember(self._read_plans, (name, agent, keys), plan, len(keys), size)
         return plan
 
     def _make_plan(
@@ -167,10 +193,14 @@ class KnownShapes:
             len(orjson.dumps(new)) - len(orjson.dumps(old))
             for old, new in zip(keys, stored)  # noqa: B905
         )
+        stored_agent = scrubber.text(agent) if agent else agent
         return _Plan(
             rename.keys,
             tuple(kind is str for kind in types),
             growth,
             scrubber.text(name),
-            scrubber.text(agent) if agent else agent,
+            stored_agent,
+            stored,
+            stored_agent or "unknown",
+            rename_tokens(keys, stored),
         )

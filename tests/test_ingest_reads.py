@@ -321,3 +321,61 @@ def test_a_text_where_its_shape_had_a_number_is_read_as_the_vocabulary_reads_it(
         rows, _, _, _ = got = _take(fast, fast_writer, lines, source)
         assert got == _take(plain, plain_writer, lines, source)
         assert '"gen_ai.usage.input_tokens":1520,' in rows[1].properties
+
+
+@pytest.mark.parametrize(
+    ("event", "properties"),
+    [
+        # Seconds: past 64 bits as milliseconds.
+        ("llm.call", {"$ai_latency": 18_446_744_073_709_552}),
+        # A coding agent's input tokens leave out the cached ones: their sum, likewise.
+        ("claude_code.api_request", {"input_tokens": 2**64 - 1, "cache_read_tokens": 9}),
+    ],
+)
+def test_an_amount_the_vocabulary_derives_past_64_bits_is_stored_as_a_float(
+    event: str, properties: dict[str, Any]
+) -> None:
+    """A huge but valid number the renaming turns into an integer JSON cannot hold costs
+    neither its event nor the read it came in: it is stored as a float."""
+    lines = [
+        _line({"event": "llm.call", "properties": {"model": "m"}, "agent": "a"}),
+        _line({"event": event, "properties": properties, "agent": "a"}),
+        _line({"event": "llm.call", "properties": {"model": "n"}, "agent": "a"}),
+    ]
+    ingestor, writer = _ingestor("local", False, plain=False)
+    outcome = ingestor.accept_lines(lines, Source("unix", pid=7))
+    assert outcome.rejected == []
+    assert [json.loads(row.properties) for row in writer.rows][0::2] == [
+        {"gen_ai.request.model": "m"},
+        {"gen_ai.request.model": "n"},
+    ]
+    derived = json.loads(writer.rows[1].properties)
+    amount = derived.get("duration_ms", derived.get("gen_ai.usage.input_tokens"))
+    assert type(amount) is float and amount >= 2**64
+    assert writer.counters["received"] == 3
+
+
+def test_a_transform_that_makes_a_value_json_cannot_hold_costs_only_its_event() -> None:
+    """Whatever a transform makes of one event, the read's other events are stored and
+    that one is refused with a reason that names the field."""
+
+    def too_big(event: Any) -> Any:
+        if event.properties.get("n") == 2:
+            event.properties = {"n": 2**70}
+        return event
+
+    writer = _Writer()
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: writer,  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "anon",
+        transforms=[too_big],
+    )
+    lines = [_line({"event": "e", "properties": {"n": n}, "agent": "a"}) for n in (1, 2, 3)]
+    outcome = ingestor.accept_lines(lines, Source("unix", pid=7))
+    assert [(r.index, r.reason) for r in outcome.rejected] == [
+        (1, "field 'properties' holds a value that cannot be stored")
+    ]
+    assert [json.loads(row.properties) for row in writer.rows] == [{"n": 1}, {"n": 3}]
+    assert writer.counters["received"] == 3 and writer.counters["rejected"] == 1

@@ -44,7 +44,18 @@ def properties_json(event: Event) -> str:
     properties = event.properties
     if type(event) is EncodedEvent and getattr(event, "encoded", None) is properties:
         return event.properties_json.decode()
-    return orjson.dumps(properties).decode()
+    return _stored_json(properties)
+
+
+def _stored_json(properties: dict[str, Any]) -> str:
+    """The properties as JSON text; raises EventError for what JSON cannot hold, so one
+    event is refused and named, never the read or the connection it came on."""
+    try:
+        return orjson.dumps(properties).decode()
+    except TypeError:
+        # What a transform made of valid input (an integer past 64 bits): validation's
+        # own encoding saw the values before it.
+        raise EventError("field 'properties' holds a value that cannot be stored") from None
 
 
 def already_checked(event: Event) -> Event:
@@ -73,7 +84,7 @@ def stored_parts(
         except Exception as error:  # as in prepared(): one event lost, never the batch
             log.error("event_transform_failed", error_type=type(error).__name__)
             raise EventError("could not be scrubbed; not kept") from None
-        return name, orjson.dumps(properties).decode(), ts_ms, uuid, agent, None, None, None
+        return name, _stored_json(properties), ts_ms, uuid, agent, None, None, None
     if type(document) is tuple:  # checked already, but for another chain
         event = prepared(Event(*document), source_agent, transforms, already_checked)
     else:

@@ -252,7 +252,7 @@ def _posthog_extras(properties: dict[str, Any], out: dict[str, Any]) -> bool:
     changed = False
     latency = properties.get(POSTHOG_LATENCY)
     if DURATION not in properties and _is_amount(latency):
-        out[DURATION] = round(latency * 1000, 3)
+        out[DURATION] = _storable(round(latency * 1000, 3))
         changed = True
     if ERROR not in properties and properties.get(POSTHOG_IS_ERROR) is True:
         out[ERROR] = True
@@ -268,7 +268,7 @@ def _add_cached_input(out: dict[str, Any]) -> None:
         cached = out.get(name)
         if _is_amount(cached):
             total += cached
-    out[INPUT_TOKENS] = total
+    out[INPUT_TOKENS] = _storable(total)
 
 
 def _agent_synonyms(event_name: str) -> dict[str, str] | None:
@@ -280,6 +280,18 @@ def _agent_synonyms(event_name: str) -> dict[str, str] | None:
 
 def _is_amount(value: Any) -> bool:
     return type(value) in (int, float) and value >= 0
+
+
+def _storable(amount: int | float) -> int | float:
+    """An amount this module computed, as a number JSON stores: an integer past what the
+    buffer's JSON holds (64 bits) becomes a float, so a huge latency or token count sent
+    in range cannot make a row that cannot be written."""
+    if type(amount) is int and not _INT_MIN <= amount <= _UINT_MAX:
+        return float(amount)
+    return amount
+
+
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
 
 
 def _number(value: Any) -> Any:

@@ -25,9 +25,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_telemetryd.daemon import privacy_transforms
 from agent_telemetryd.events import Event, EventError, Limits, Validator, parse_line
-from agent_telemetryd.ingest import Ingestor, Source, Transform
+from agent_telemetryd.ingest import Ingestor, Source
+from tests.fakes.ingest_parts import RecordingWriter, daemon_transforms
 
 _NAMES = [
     "status", "tool", "model", "tokens_in", "gen_ai.usage.input_tokens", "cost_usd",
@@ -86,35 +86,10 @@ def _line(document: dict[str, Any], escaped: bool) -> bytes:
     return line
 
 
-class _Rows:
-    queued_events = 0
-
-    def __init__(self) -> None:
-        self.rows: list[Any] = []
-        self.counters: dict[str, int] = {}
-
-    def submit(self, rows: list[Any], counters: dict[str, int], **_: Any) -> None:
-        self.rows.extend(rows)
-        for name, value in counters.items():
-            self.counters[name] = self.counters.get(name, 0) + value
-
-
-def _ingestor(rows: _Rows, capture_content: bool, *, one_by_one: bool = False) -> Ingestor:
-    config = type(
-        "Config",
-        (),
-        {
-            "allow_events": None,
-            "allow_properties": None,
-            "capture_content": capture_content,
-            "max_string_chars": 64,
-        },
-    )
-    transforms: list[Transform] = privacy_transforms(config)  # type: ignore[arg-type]
-    if one_by_one:
-        # The same transforms, each behind a function of its own: not the chain the
-        # ingestor recognises, so every event goes through them one by one as an Event.
-        transforms = [_one_by_one(t) for t in transforms]
+def _ingestor(
+    rows: RecordingWriter, capture_content: bool, *, one_by_one: bool = False
+) -> Ingestor:
+    transforms = daemon_transforms(capture_content=capture_content, one_by_one=one_by_one)
     return Ingestor(
         limits=Limits(max_keys=64, max_event_bytes=300),
         mode=lambda: "upload",
@@ -125,12 +100,8 @@ def _ingestor(rows: _Rows, capture_content: bool, *, one_by_one: bool = False) -
     )
 
 
-def _one_by_one(transform: Transform) -> Transform:
-    return lambda event: transform(event)
-
-
 def _stored(
-    ingestor: Ingestor, rows: _Rows, lines: list[bytes]
+    ingestor: Ingestor, rows: RecordingWriter, lines: list[bytes]
 ) -> tuple[list[Any], list[str], dict[str, int]]:
     """The rows written, the reasons for the events refused, and the counters."""
     rows.rows.clear()
@@ -149,7 +120,7 @@ def test_a_warm_ingestor_stores_what_a_fresh_one_stores(
     events: list[tuple[dict[str, Any], bool]], capture_content: bool, bad: list[bytes]
 ) -> None:
     lines = [_line(document, escaped) for document, escaped in events] + bad
-    warm_rows = _Rows()
+    warm_rows = RecordingWriter()
     warm = _ingestor(warm_rows, capture_content)
     _stored(warm, warm_rows, lines)  # seen once: everything in them is remembered now
     # Once more, in another order, and each line with other values of its shape.
@@ -159,7 +130,7 @@ def test_a_warm_ingestor_stores_what_a_fresh_one_stores(
     want_rejected: list[str] = []
     want_counters: dict[str, int] = {}
     for line in again:
-        fresh_rows = _Rows()
+        fresh_rows = RecordingWriter()
         rows, rejected, counters = _stored(
             _ingestor(fresh_rows, capture_content), fresh_rows, [line]
         )
@@ -211,7 +182,7 @@ def test_the_planned_paths_store_what_the_transforms_one_by_one_store(
     events: list[tuple[dict[str, Any], bool]], capture_content: bool
 ) -> None:
     lines = [_line(document, escaped) for document, escaped in events]
-    planned_rows, plain_rows = _Rows(), _Rows()
+    planned_rows, plain_rows = RecordingWriter(), RecordingWriter()
     planned = _ingestor(planned_rows, capture_content)
     plain = _ingestor(plain_rows, capture_content, one_by_one=True)
     # Seen once (in a read before, as ingest.sock takes them): every shape, name and
@@ -283,7 +254,7 @@ def test_the_line_decoder_accepts_only_what_validation_accepts(
 
 
 def test_a_line_of_a_known_shape_over_the_size_limit_is_refused() -> None:
-    rows = _Rows()
+    rows = RecordingWriter()
     ingestor = _ingestor(rows, capture_content=False)
 
     def line(size: int) -> bytes:
@@ -301,7 +272,7 @@ def test_a_line_of_a_known_shape_over_the_size_limit_is_refused() -> None:
 
 
 def test_a_uuid_with_a_line_break_after_it_is_refused_on_every_path() -> None:
-    rows = _Rows()
+    rows = RecordingWriter()
     ingestor = _ingestor(rows, capture_content=False)
     good = "0193a5c1-e000-7000-8000-000000000001"
 

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_telemetryd.daemon import privacy_transforms
 from agent_telemetryd.events import Limits
-from agent_telemetryd.ingest import Ingestor, Source, Transform
+from agent_telemetryd.ingest import Ingestor, Source
+from tests.fakes.ingest_parts import RecordingWriter, daemon_transforms
 
 _UUID = "0193a5c1-e000-7000-8000-00000000000"
 _GOOD_UUIDS = st.integers(0, 9).map(lambda i: f"{_UUID}{i}")
@@ -174,19 +174,6 @@ _NUMBER_LINES = st.sampled_from(
 )  # fmt: skip
 
 
-class _Writer:
-    queued_events = 0
-
-    def __init__(self) -> None:
-        self.rows: list[Any] = []
-        self.counters: dict[str, int] = {}
-
-    def submit(self, rows: list[Any], counters: dict[str, int], **_: Any) -> None:
-        self.rows.extend(rows)
-        for name, value in counters.items():
-            self.counters[name] = self.counters.get(name, 0) + value
-
-
 class _Gate:
     """An upload rate limit that lets each agent's first few events through."""
 
@@ -198,23 +185,10 @@ class _Gate:
         return None if self.seen[agent] > 3 else received_ms + self.seen[agent] - 2
 
 
-def _ingestor(mode: str, gated: bool, *, plain: bool) -> tuple[Ingestor, _Writer]:
-    config = type(
-        "Config",
-        (),
-        {
-            "allow_events": None,
-            "allow_properties": None,
-            "capture_content": False,
-            "max_string_chars": 64,
-        },
-    )
-    transforms: list[Transform] = privacy_transforms(config)  # type: ignore[arg-type]
-    if plain:
-        # Each transform behind a function of its own: not the chain the ingestor plans
-        # by shape, so it takes every line the long way.
-        transforms = [_own_function(t) for t in transforms]
-    writer = _Writer()
+def _ingestor(mode: str, gated: bool, *, plain: bool) -> tuple[Ingestor, RecordingWriter]:
+    # plain: every line the long way, with no shortcut at all.
+    transforms = daemon_transforms(capture_content=False, one_by_one=plain)
+    writer = RecordingWriter()
     ingestor = Ingestor(
         limits=Limits(max_keys=64, max_event_bytes=300),
         mode=lambda: mode,
@@ -227,11 +201,7 @@ def _ingestor(mode: str, gated: bool, *, plain: bool) -> tuple[Ingestor, _Writer
     return ingestor, writer
 
 
-def _own_function(transform: Transform) -> Transform:
-    return lambda event: transform(event)
-
-
-def _take(ingestor: Ingestor, writer: _Writer, lines: list[bytes], source: Source) -> Any:
+def _take(ingestor: Ingestor, writer: RecordingWriter, lines: list[bytes], source: Source) -> Any:
     """The rows (an assigned uuid blanked: it is new each time), reasons and counters."""
     writer.rows.clear()
     writer.counters.clear()
@@ -364,7 +334,7 @@ def test_a_transform_that_makes_a_value_json_cannot_hold_costs_only_its_event() 
             event.properties = {"n": 2**70}
         return event
 
-    writer = _Writer()
+    writer = RecordingWriter()
     ingestor = Ingestor(
         limits=Limits(),
         mode=lambda: "local",

@@ -188,55 +188,26 @@ def _py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
 
 
 # The anchor: an asyncio server that receives and counts lines, nothing more. With a
-# second argument it reads as the daemon's ingest.sock does (read_turns.py): a connection
-# that had data is out of the poller and read on the next turn of that many seconds,
-# straight from its socket until EAGAIN, so a read takes what came meanwhile; one found
-# empty, ended or failed goes back to its transport.
+# second argument it reads as the daemon's ingest.sock does, through the daemon's own
+# turns (read_turns.py, with no writer to wait for): a connection that had data is out of
+# the poller and read on the next turn of that many seconds, straight from its socket
+# until EAGAIN, so a read takes what came meanwhile; one found empty, ended or failed goes
+# back to its transport.
 _COUNTING_SERVER = r"""
-import asyncio, os, sys
+import asyncio, sys
+from agent_telemetryd.receivers.read_turns import ReadTurns
 path = sys.argv[1]
 interval = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-held, turn = [], None
-def read(fd):
-    for reads in range(4):
-        try:
-            data = os.read(fd, 262144)
-        except BlockingIOError:
-            return reads > 0
-        except OSError:
-            return False
-        if not data:
-            return False
-        Count.lines += data.count(b"\n")
-        if len(data) < 262144:
-            return True
-    return True
-def next_turn():
-    global turn, held
-    turn = None
-    waiting, held = held, []
-    for transport, fd in waiting:
-        if transport.is_closing():
-            continue
-        if read(fd):
-            held.append((transport, fd))
-        else:
-            transport.resume_reading()
-    if held:
-        turn = asyncio.get_running_loop().call_later(interval, next_turn)
+turns = ReadTurns(lambda: 0, interval=interval) if interval else None
 class Count(asyncio.Protocol):
     lines = 0
     def connection_made(self, transport):
         self.transport = transport
         self.fd = transport.get_extra_info("socket").fileno()
     def data_received(self, data):
-        global turn
         Count.lines += data.count(b"\n")
-        if interval:
-            self.transport.pause_reading()
-            held.append((self.transport, self.fd))
-            if turn is None:
-                turn = asyncio.get_running_loop().call_later(interval, next_turn)
+        if turns is not None:
+            turns.hold(self.transport, self.fd, self)
 async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_unix_server(Count, path)

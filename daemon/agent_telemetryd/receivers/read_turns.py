@@ -24,11 +24,13 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-# How long a connection that was just read waits for its next read. Every 10 ms it is
-# ~25 lines a read at 10,000 events/s from 4 agents and one commit per turn; at 1,000
-# events/s, 5 ms cost 15% of a core, 10 ms 12% and 20 ms 8% (docs/performance.md); 10 ms
-# keeps send -> commit p99 well inside 50 ms.
-READ_INTERVAL = 0.010
+# How long a connection that was just read waits for its next read. Every 15 ms it is
+# ~40 lines a read at 10,000 events/s from 4 agents and one commit per turn. The turn
+# trades CPU for latency: at 10,000 events/s, 10 ms turns cost 20-24% of a core with
+# send -> commit p99 18 ms, 15 ms 19% with p99 23 ms, 20 ms 16-19% with p99 28 ms
+# (docs/performance.md); 15 ms keeps p99 at half the 50 ms it must stay under, with room
+# for a busy machine's scheduling delays.
+READ_INTERVAL = 0.015
 # Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
 MAX_QUEUED_EVENTS = 10_000
 # One read's size: what asyncio's own socket transport reads at a time, far more than a

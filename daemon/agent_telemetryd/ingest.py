@@ -269,15 +269,14 @@ class Ingestor:
         content_masked: bool = False,
         validate: Callable[[Any], Event] | None = None,
     ) -> Outcome:
-        now = self._clock()
-        mode = str(self._mode())  # plain text: it is bound into every row
+        mode, received_ms, anonymous_id = self._arrival_stamp()
         transforms = self._transforms_after_mask if content_masked else self._transforms
         arrival = build_rows(
             documents,
             source,
             mode=mode,
-            received_ms=int(now * 1000),
-            anonymous_id=self._anonymous_id() if mode != Mode.OFF else "",
+            received_ms=received_ms,
+            anonymous_id=anonymous_id,
             gate=self._upload_gate,
             transforms=transforms,
             validate=validate or self._validate,
@@ -291,17 +290,24 @@ class Ingestor:
         self, read: ReadParts, source: Source, *, ack: bool, marks: dict[str, str] | None
     ) -> Outcome:
         """`_submit` for a read whose lines are all of known shapes (the same rows)."""
-        now = self._clock()
-        mode = str(self._mode())
+        mode, received_ms, anonymous_id = self._arrival_stamp()
         arrival = planned_rows(
             read,
             source,
             mode=mode,
-            received_ms=int(now * 1000),
-            anonymous_id=self._anonymous_id() if mode != Mode.OFF else "",
+            received_ms=received_ms,
+            anonymous_id=anonymous_id,
             gate=self._upload_gate,
         )
         return self._hand_over(arrival, len(read.names), source, mode, ack, (), None, marks)
+
+    def _arrival_stamp(self) -> tuple[str, int, str]:
+        """What every row of an arrival is stamped with: the consent mode (plain text: it is
+        bound into every row), the receipt time in ms, and the anonymous id (none in `off`,
+        where nothing is kept)."""
+        mode = str(self._mode())
+        received_ms = int(self._clock() * 1000)
+        return mode, received_ms, self._anonymous_id() if mode != Mode.OFF else ""
 
     def _hand_over(
         self,

@@ -122,3 +122,63 @@ def test_a_row_of_the_wrong_length_fails_the_group_instead_of_shifting_columns(
 
     asyncio.run(scenario())
     assert stored(tmp_path / "b.sqlite3") == []
+
+
+def counters(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT name, value FROM counters WHERE value != 0").fetchall())
+    finally:
+        conn.close()
+
+
+def test_requests_nobody_waits_for_go_in_together_and_each_row_is_counted_once(
+    tmp_path: Path,
+) -> None:
+    """A busy turn's reads (nobody waits for them) and an HTTP request (which waits for its
+    own counts) in one group: ids follow arrival, a uuid seen before is a duplicate
+    wherever it came, and the waiting request is told about its own rows only."""
+
+    async def scenario() -> WriteResult:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
+        )
+        try:
+            writer = buffer.writer
+            writer.submit([row(1), row(2)], {"received": 2}, ack=False)
+            writer.submit([row(3), row(1, traced=True)], {"received": 2}, ack=False)
+            waited = writer.submit([row(4), row(2)], {"received": 2}, ack=True)
+            writer.submit([row(6), row(5), row(6)], {"received": 3}, ack=False)
+            assert waited is not None
+            return await waited
+        finally:
+            await buffer.close()
+
+    result = asyncio.run(scenario())
+    assert (result.inserted, result.duplicates, result.refused) == (1, 1, 0)
+    path = tmp_path / "b.sqlite3"
+    assert [r[1][-3:] for r in stored(path)] == ["001", "002", "003", "004", "006", "005"]
+    assert counters(path) == {"received": 9, "stored": 6, "dropped.duplicate": 3}
+
+
+def test_at_the_cap_a_group_goes_request_by_request_and_what_came_first_is_kept(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=4, max_bytes=10**9, retention_days=9999
+        )
+        try:
+            writer = buffer.writer
+            writer.submit([row(1), row(2)], {"received": 2}, ack=False)
+            writer.submit([row(3), row(4), row(5)], {"received": 3}, ack=False)
+            last = writer.submit([row(6)], {"received": 1}, ack=True)
+            assert last is not None
+            assert (await last).refused_rows == (0,)
+        finally:
+            await buffer.close()
+
+    asyncio.run(scenario())
+    path = tmp_path / "b.sqlite3"
+    assert [r[1][-3:] for r in stored(path)] == ["001", "002", "003", "004"]
+    assert counters(path) == {"received": 6, "stored": 4, "dropped.buffer_full": 2}

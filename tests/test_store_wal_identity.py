@@ -20,6 +20,7 @@ from agent_telemetryd.store.wal_identity import (
     NO_WAL,
     foreign_wal_reason,
     read_header,
+    read_sidecar,
     sidecar_path,
     wal_path,
     write_sidecar,
@@ -71,6 +72,96 @@ def test_the_buffers_own_wal_is_taken_at_every_point_through_many_rewinds(
     reopened = open_buffer(image)
     assert reopened.execute("SELECT count(*) FROM events").fetchone()[0] == 400
     reopened.close()
+
+
+def test_after_every_commit_the_record_holds_the_wals_salts_exactly(tmp_path: Path) -> None:
+    """The header is not read at every commit, only around checkpoints: the record must
+    still never lag behind a rewind, whenever the checkpointer thread finishes."""
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path, autocheckpoint=False)
+    checkpointer = Checkpointer(path, limit=4 * 4096)
+    checkpointer.small_disk = False  # rewinds, not truncation: new salts at each
+    file = BufferFile(path, conn, checkpointer=checkpointer)
+    seen = set()
+    try:
+        for number in range(600):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+            conn.execute("COMMIT")
+            file.after_write()
+            header, _ = read_header(wal_path(path))
+            assert header is not None, number
+            salts = (header.salt1, header.salt2)
+            assert read_sidecar(path) == salts, number
+            seen.add(salts)
+            # Commits at uneven pace: checkpoints end before, between and during them.
+            time.sleep((number % 7) * 0.0005)
+    finally:
+        checkpointer.close()
+        conn.close()
+    assert len(seen) > 20, "the WAL was rarely rewound: the test proves little"
+
+
+def test_a_rewind_right_after_a_checkpoint_is_recorded_at_its_own_commit(
+    tmp_path: Path,
+) -> None:
+    """The two moments when reading the header only around checkpoints could miss a rewind,
+    made to happen: a checkpoint that ends between a commit and its note (the rewind then
+    comes with the next commit, after the note that saw the checkpoint end), and one whose
+    end the writer meets before the checkpointer has counted it."""
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path, autocheckpoint=False)
+    checkpointer = Checkpointer(path, limit=1 << 40)  # never on its own: run by hand here
+    checkpointer.small_disk = False
+    file = BufferFile(path, conn, checkpointer=checkpointer)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    rows = iter(range(1000))
+
+    def commit(before_note: object = None) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(INSERT_EVENT, tuple(buffer_row(next(rows), 1)))
+        conn.execute("COMMIT")
+        if callable(before_note):
+            before_note()
+        file.after_write()
+
+    def recorded_exactly() -> tuple[int, int]:
+        header, _ = read_header(wal_path(path))
+        assert header is not None
+        assert read_sidecar(path) == (header.salt1, header.salt2)
+        return header.salt1, header.salt2
+
+    def checkpoint_by_the_checkpointer() -> None:
+        checkpointer._busy = True  # as `wal_size_seen` marks it before handing it over
+        checkpointer._checkpoint()
+
+    try:
+        for _ in range(5):
+            commit()
+        before = recorded_exactly()
+        # 1. The checkpoint ends after a commit, before its note: that commit did not
+        # rewind, the next one does.
+        commit(before_note=checkpoint_by_the_checkpointer)
+        assert recorded_exactly() == before
+        commit()
+        assert recorded_exactly() != before, "the WAL was not rewound: nothing was tested"
+        for _ in range(3):
+            commit()
+        before = recorded_exactly()
+        # 2. Every frame copied, but the checkpointer has not yet counted it as ended.
+        checkpointer._busy = True
+        busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert not busy and frames == copied
+        commit()
+        assert recorded_exactly() != before
+        checkpointer.ended += 1
+        checkpointer._busy = False
+        commit()
+        recorded_exactly()
+    finally:
+        other.close()
+        checkpointer.close()
+        conn.close()
 
 
 def _other_wal(tmp_path: Path) -> Path:

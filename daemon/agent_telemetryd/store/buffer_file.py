@@ -67,6 +67,8 @@ class BufferFile:
         # Put into a fresh file when a corrupt one no longer gives it (set by the Buffer).
         self.anonymous_id: str | None = None
         self._recorder = WalRecorder(path)
+        self._checkpoints_ended: int | None = None  # as the last note saw it
+        self._read_header_next = True
         self.page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
         self._bound_wal()
 
@@ -107,11 +109,39 @@ class BufferFile:
 
     def _note_wal(self) -> None:
         try:
-            self._recorder.note()
+            if self._salts_may_be_new():
+                self._recorder.note()
+            else:
+                self._recorder.note_size()
         except OSError as error:
             # The record could not be written (a full disk): the WAL is still the buffer's;
             # at the next open it may be taken for a foreign one and moved aside, kept.
+            # Tried again at the next commit.
+            self._read_header_next = True
             log.warning("wal_salts_not_recorded", reason=error.strerror)
+
+    def _salts_may_be_new(self) -> bool:
+        """Whether the WAL may have been rewound (new salts) since its header was last read.
+
+        Reading it (an open, a read, a checksum) cost ~100 µs of CPU at every commit on a
+        writer thread that runs cold once a turn: 0.7% of a core at 67 commits a second.
+        But only this connection rewinds the WAL, at its first write that begins after a
+        checkpoint copied every frame (the checkpointer's, or its own TRUNCATE, after
+        which the WAL has no header until the next write). So the header is read while a
+        checkpoint runs, at the first note after one ended and at the note after that (the
+        rewind may come with the commit after the one that saw it end), and until a
+        header was seen at all; at other commits only the size is taken.
+        """
+        checkpointer = self.checkpointer
+        if checkpointer is None or not self._recorder.header_seen:
+            return True
+        # `busy` before `ended`: the checkpointer counts one as ended before it is idle.
+        running = checkpointer.busy
+        ended = checkpointer.ended
+        changed = running or ended != self._checkpoints_ended
+        self._checkpoints_ended = ended
+        read, self._read_header_next = self._read_header_next or changed, changed
+        return read
 
     def make_room(self, *, use_reserve: bool) -> bool:
         """Give space back for one more try of what just failed with SQLITE_FULL."""

@@ -58,6 +58,9 @@ class Checkpointer:
         self._closed = False
         self.truncate_wanted = False  # read and cleared by the writer thread
         self.checkpoints = 0
+        # Checkpoints that ended, whether they copied everything or failed: the writer
+        # reads the WAL's header again after each (store/buffer_file.py `_note_wal`).
+        self.ended = 0
 
     def wal_size_seen(self, wal_bytes: int) -> None:
         """Called by the writer thread after each write transaction: cheap, never blocks."""
@@ -68,6 +71,11 @@ class Checkpointer:
                 return
             self._busy = True
         self._executor.submit(self._checkpoint)
+
+    @property
+    def busy(self) -> bool:
+        """A checkpoint is under way (or submitted)."""
+        return self._busy
 
     def _checkpoint(self) -> None:
         try:
@@ -83,6 +91,8 @@ class Checkpointer:
             self._close_connection()
         finally:
             with self._lock:
+                # In this order: a writer that sees the checkpointer idle sees it counted.
+                self.ended += 1
                 self._busy = False
 
     def _close_connection(self) -> None:

@@ -197,13 +197,22 @@ class WalRecorder:
         recorded = read_sidecar(database)
         self._recorded = recorded if isinstance(recorded, tuple) else None
         self.wal_bytes = 0
+        self.header_seen = False  # at the last read: until one is seen, read at every note
 
     def note(self) -> None:
         """Read the header (one small read), record new salts, and keep the WAL's size."""
         header, self.wal_bytes = read_header(self._wal)
+        self.header_seen = header is not None
         if header is None:
             return  # empty or truncated: nothing SQLite could replay
         salts = (header.salt1, header.salt2)
         if salts != self._recorded:
             write_sidecar(self._database, salts)
             self._recorded = salts
+
+    def note_size(self) -> None:
+        """Keep the WAL's size only: for a commit after which its salts cannot be new."""
+        try:
+            self.wal_bytes = os.stat(self._wal).st_size
+        except FileNotFoundError:
+            self.wal_bytes = 0

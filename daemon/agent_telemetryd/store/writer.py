@@ -232,7 +232,7 @@ class Writer:
                     request.ack.set_exception(StoreFullError(f"buffer write failed: {error}"))
             return
         for request, result in zip(group, results, strict=True):
-            if request.ack is not None and not request.ack.done():
+            if request.ack is not None and result is not None and not request.ack.done():
                 request.ack.set_result(result)
 
     async def _run_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
@@ -323,32 +323,24 @@ class Writer:
         self._stored = _counter(conn, STORED)
         return result
 
-    def _commit(self, group: list[WriteRequest]) -> list[WriteResult]:
+    def _commit(self, group: list[WriteRequest]) -> list[WriteResult | None]:
+        """One transaction for `group`; each request's result, None for one nobody waits for
+        that went in with others (its rows' counts are in the totals all the same)."""
         conn = self._file.conn
         totals: dict[str, int] = {}
-        results = []
+        results: list[WriteResult | None] = []
         self._evicting = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             # The file size is read once per group commit, not per request: the byte cap
             # may be passed by at most one group, and the hot path does two fewer queries.
             over_bytes = self._used_bytes(conn) > self._max_bytes
-            for request in group:
-                rows = request.rows
-                room = self._make_room(conn, len(rows), totals, over_bytes)
-                # When full, the tail of a request is refused: what arrived first is kept.
-                refused_rows = tuple(range(room, len(rows)))
-                rows = rows[:room]
-                before = conn.total_changes
-                if rows:
-                    insert_rows(conn, rows)
-                inserted = conn.total_changes - before
-                duplicates = len(rows) - inserted
-                self._stored += inserted
-                _add(totals, request.counters)
-                _add(totals, {STORED: inserted, "dropped.duplicate": duplicates})
-                _add(totals, {"dropped.buffer_full": len(refused_rows)})
-                results.append(WriteResult(inserted, duplicates, refused_rows))
+            incoming = sum(len(request.rows) for request in group)
+            if not over_bytes and self._stored + incoming <= self._max_events:
+                self._insert_all(conn, group, totals, results)
+            else:
+                for request in group:
+                    results.append(self._insert_fitting(conn, request, totals, over_bytes))
             conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
             marks = [item for request in group for item in request.meta.items()]
             if marks:
@@ -360,9 +352,61 @@ class Writer:
                 self._stored = _counter(conn, STORED)
             raise
         self._file.after_write()
-        if any(result.refused for result in results):
-            log.warning("buffer_full_events_refused", refused=sum(r.refused for r in results))
+        refused = sum(result.refused for result in results if result is not None)
+        if refused:
+            log.warning("buffer_full_events_refused", refused=refused)
         return results
+
+    def _insert_all(
+        self,
+        conn: sqlite3.Connection,
+        group: list[WriteRequest],
+        totals: dict[str, int],
+        results: list[WriteResult | None],
+    ) -> None:
+        """Every row of `group` fits: the rows of consecutive requests nobody waits for go
+        in as one insert (a busy turn's reads, one from each agent: one run of statements
+        instead of a run each), a request with an ack on its own, for its own counts."""
+        waiting: list[EventRow] = []
+        for request in group:
+            _add(totals, request.counters)
+            if request.ack is None:
+                waiting.extend(request.rows)
+                results.append(None)
+                continue
+            self._insert_counted(conn, waiting, totals)
+            waiting = []
+            results.append(self._insert_counted(conn, request.rows, totals))
+        self._insert_counted(conn, waiting, totals)
+
+    def _insert_fitting(
+        self,
+        conn: sqlite3.Connection,
+        request: WriteRequest,
+        totals: dict[str, int],
+        over_bytes: bool,
+    ) -> WriteResult:
+        """A request's rows as far as the caps let them in, after evicting sent rows."""
+        rows = request.rows
+        room = self._make_room(conn, len(rows), totals, over_bytes)
+        # When full, the tail of a request is refused: what arrived first is kept.
+        refused_rows = tuple(range(room, len(rows)))
+        _add(totals, request.counters)
+        _add(totals, {"dropped.buffer_full": len(refused_rows)})
+        result = self._insert_counted(conn, rows[:room], totals)
+        return WriteResult(result.inserted, result.duplicates, refused_rows)
+
+    def _insert_counted(
+        self, conn: sqlite3.Connection, rows: list[EventRow], totals: dict[str, int]
+    ) -> WriteResult:
+        if not rows:
+            return WriteResult(0, 0)
+        before = conn.total_changes
+        insert_rows(conn, rows)
+        inserted = conn.total_changes - before
+        self._stored += inserted
+        _add(totals, {STORED: inserted, "dropped.duplicate": len(rows) - inserted})
+        return WriteResult(inserted, len(rows) - inserted)
 
     def _make_room(
         self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int], over_bytes: bool

@@ -23,6 +23,7 @@ from agent_telemetryd.arrival_rows import (
     UploadGate,
     build_rows,
     planned_rows,
+    turn_rows,
 )
 from agent_telemetryd.client_drops import CLIENT_DROPS, client_drop_counts
 from agent_telemetryd.config import Mode
@@ -186,6 +187,53 @@ class Ingestor:
         return self._submit(
             documents, source, ack=ack, extra_rejections=bad, dropped=drops, marks=marks
         )
+
+    def accept_turn(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome]:
+        """`accept_lines` of each of `reads` (a read's lines and its source: ingest.sock's
+        connections as one turn read them), in their order, an outcome each: in one write
+        when every line is of a known shape and the reads' rows differ only by their pid;
+        else each read by itself, exactly as `accept_lines` takes it.
+
+        A read's fixed costs (the decoder's and column checks' set-up, building its rows,
+        a write request) are then paid once a turn, not once a connection. A read of known
+        lines decides and remembers nothing (known_reads.py), so the lines taken together
+        or read after read make the same rows in the same order."""
+        if len(reads) > 1:
+            taken = self._turn_at_once(reads)
+            if taken is not None:
+                return taken
+        return [self.accept_lines(lines, source) for lines, source in reads]
+
+    def _turn_at_once(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome] | None:
+        first = reads[0][1]
+        # A source naming an agent, and an upload state that depends on the source's
+        # backlog or on each event's time, make rows that are their read's own.
+        if self._shapes is None or any(
+            source.agent is not None
+            or source.upload_from_ms is not None
+            or source.transport != first.transport
+            for _, source in reads
+        ):
+            return None
+        mode, received_ms, anonymous_id = self._arrival_stamp()
+        if mode == Mode.UPLOAD and self._upload_gate is not None:
+            return None
+        read = self._shapes.read_parts([line for lines, _ in reads for line in lines])
+        if read is None:
+            return None
+        pids = [(source.pid, len(lines)) for lines, source in reads]
+        arrival = turn_rows(
+            read,
+            first.transport,
+            pids,
+            mode=mode,
+            received_ms=received_ms,
+            anonymous_id=anonymous_id,
+        )
+        whole = self._hand_over(arrival, len(read.names), first, mode, False, (), None, None)
+        if not whole.kept:  # mode off: counted, nothing kept
+            return [Outcome([], None, 0) for _ in reads]
+        return [Outcome([], whole.pending, size, list(range(size))) for _, size in pids]
 
     def discard_unread(self, events: int) -> None:
         """Count events thrown away unread (spool files in mode `off`): received, and

@@ -308,6 +308,61 @@ async def test_a_writer_that_falls_behind_stops_reading_every_connection(tmp_pat
         assert [p["n"] for p in got if p["c"] == s] == list(range(per_sender))
 
 
+class HeldTransport:
+    """What ReadTurns asks of a connection's transport, for a socket read on the turns
+    from its first read on."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_lines_a_turn_holds_count_toward_the_writers_limit() -> None:
+    """A turn stops reading once the lines it has read and not yet handed over, with what
+    the writer holds, reach the limit: memory stays bounded however many connections a
+    turn reads before it hands their lines over."""
+    writer = RecordingWriter(hold=True)
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: writer,  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "id",
+    )
+    lines = TurnLines(ingestor)
+    turns = ReadTurns(lambda: writer.queued_events, max_queued=150, batch=lines)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for c, (ours, theirs) in enumerate(pairs):
+            theirs.sendall(b"".join(line(c, n) for n in range(100)))
+            ours.setblocking(False)
+            protocol = NdjsonProtocol(ingestor, MAX_LINE, turns=turns, lines=lines)
+            turns.hold(HeldTransport(), ours.fileno(), protocol)  # type: ignore[arg-type]
+        await until(lambda: len(writer.request_pids) > 0, "the first turn")
+        # Two connections read (100 lines, then 200 >= 150): the third waits.
+        assert [p["c"] for p in writer.properties()] == [0] * 100 + [1] * 100
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+        assert len(writer.rows) == 200, "nothing more read while the writer holds 200"
+        writer.commit_all()
+        await until(lambda: len(writer.rows) == 300, "the third read once the writer caught up")
+        await until(lambda: turns.waiting == 0, "every socket found empty and given back")
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
 # An agent that sends steadily for a while, then stays connected and silent until told to
 # exit; at exit it writes one last line without its newline.
 QUIET_AGENT = """

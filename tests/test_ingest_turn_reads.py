@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_telemetryd.ingest import Ingestor, Outcome, Source
+from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.outcomes import Outcome
 from tests.fakes.ingest_parts import RecordingWriter
 from tests.test_ingest_reads import (
     _MODES,

@@ -54,7 +54,7 @@ class TurnBatch(Protocol):
     """Where the readers keep what they made of a turn's reads until the turn ends, to
     hand it on at once (turn_lines.py)."""
 
-    # Events kept and not handed on yet: counted as waiting for the writer.
+    # Lines (events) kept and not handed on yet: counted as waiting for the writer.
     waiting: int
 
     def begin(self) -> None: ...

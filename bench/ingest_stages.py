@@ -5,7 +5,10 @@ real shim, and arrive in reads of READ_LINES lines, as ingest.sock takes them at
 10,000 events/s from four agents every 10 ms. Each step runs over the whole set on the
 output of the step before it, so its cost is measured alone; `accept_lines` runs them
 all (with a writer that only keeps the rows), and `insert` is the writer thread's part:
-the rows into a real buffer file, a transaction per group of GROUP_ROWS.
+the rows into a real buffer file, a transaction per group of GROUP_ROWS. The two turn
+steps take the same lines as a turn reads them from four agents' connections (a read of
+READ_LINES lines from each): read by read (`accept_lines`), and all at once
+(`accept_turn`, as ingest.sock hands them over).
 
     .venv/bin/python -m bench.ingest_stages [--events N] [--repeat R]
     .venv/bin/python -m bench.ingest_stages --instructions [--events N]
@@ -63,6 +66,17 @@ def shim_reads(events: int, agents: int = 4) -> list[bytes]:
                 )
             )
     return [b"".join(lines[i : i + READ_LINES]) for i in range(0, len(lines), READ_LINES)]
+
+
+def turn_reads(reads: list[bytes], agents: int = 4) -> list[list[tuple[list[bytes], int]]]:
+    """The lines of `reads` as turns read them: each turn a read of READ_LINES lines from
+    each agent's connection (its lines in their order), with the agent's number."""
+    lines = [line for read in reads for line in read.split(b"\n")[:-1]]
+    own = [lines[agent::agents] for agent in range(agents)]
+    return [
+        [(own[agent][start : start + READ_LINES], agent) for agent in range(agents)]
+        for start in range(0, len(own[0]), READ_LINES)
+    ]
 
 
 def _mark() -> None:
@@ -135,6 +149,24 @@ def stages(events: int, repeat: int) -> dict[str, float]:
             protocol.data_received(read)
 
     step("ingest.sock's data_received (split, line checks, accept_lines)", receive)
+    turns = [
+        [(lines, Source("unix", pid=1000 + agent)) for lines, agent in turn]
+        for turn in turn_reads(reads)
+    ]
+
+    def read_by_read() -> None:
+        kept.clear()
+        for turn in turns:
+            for lines, agent_source in turn:
+                ingestor.accept_lines(lines, agent_source)
+
+    def turn_at_once() -> None:
+        kept.clear()
+        for turn in turns:
+            ingestor.accept_turn(turn)
+
+    step("a turn of 4 agents' reads, read by read (accept_lines)", read_by_read)
+    step("the same turn at once (accept_turn)", turn_at_once)
     rows = list(kept)
     with tempfile.TemporaryDirectory(prefix="at-stages-") as tmp:
         conn = open_buffer(Path(tmp) / "buffer.sqlite3")

@@ -1,5 +1,6 @@
 """ingest.sock under load reads its connections on shared turns, straight from their
-sockets: nothing is lost or reordered, an agent that exits mid-stream has its last line
+sockets: nothing is lost or reordered, several agents' reads go to the store together
+with each event its own agent's pid, an agent that exits mid-stream has its last line
 taken, a connection that goes quiet is read again when it speaks, a writer that falls
 behind stops the reading, and once traffic stops the daemon stops waking up.
 
@@ -24,7 +25,9 @@ from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor
 from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
 from agent_telemetryd.receivers.read_turns import READ_BYTES, ReadTurns
+from agent_telemetryd.receivers.turn_lines import TurnLines
 from tests.daemon_process import DaemonProcess
+from tests.fakes.ingest_parts import daemon_transforms
 from tests.test_daemon_ingest import wait_for_rows
 
 MAX_LINE = 64 * 1024
@@ -37,12 +40,14 @@ class RecordingWriter:
         self.rows: list[Any] = []
         self.counters: dict[str, int] = {}
         self.queued_events = 0
+        self.request_pids: list[set[int | None]] = []  # whose rows each write request held
         self._hold = hold
 
     def submit(
         self, rows: list[Any], counters: dict[str, int], *, ack: bool, meta: Any = None
     ) -> None:
         self.rows.extend(rows)
+        self.request_pids.append({row.pid for row in rows})
         if self._hold:
             self.queued_events += len(rows)
         for name, value in counters.items():
@@ -59,19 +64,22 @@ class RecordingWriter:
 async def serving(
     path: Path, writer: RecordingWriter, max_queued: int = 10_000
 ) -> AsyncIterator[ReadTurns]:
-    """ingest.sock's protocol served at `path`, reading on turns; every connection is
+    """ingest.sock's protocol served at `path` as the daemon serves it (reading on turns,
+    each turn's lines handed over together, the daemon's transforms); every connection is
     closed afterwards."""
     ingestor = Ingestor(
         limits=Limits(),
         mode=lambda: "local",
         writer=lambda: writer,  # type: ignore[arg-type, return-value]
         anonymous_id=lambda: "id",
+        transforms=daemon_transforms(capture_content=False, one_by_one=False),
     )
-    turns = ReadTurns(lambda: writer.queued_events, max_queued=max_queued)
+    lines = TurnLines(ingestor)
+    turns = ReadTurns(lambda: writer.queued_events, max_queued=max_queued, batch=lines)
     protocols: list[NdjsonProtocol] = []
 
     def made() -> NdjsonProtocol:
-        protocols.append(NdjsonProtocol(ingestor, MAX_LINE, turns=turns))
+        protocols.append(NdjsonProtocol(ingestor, MAX_LINE, turns=turns, lines=lines))
         return protocols[-1]
 
     server = await asyncio.get_running_loop().create_unix_server(made, str(path))
@@ -132,6 +140,73 @@ async def test_steady_senders_over_many_turns_lose_nothing_and_keep_their_order(
     for sender in range(senders):
         assert [p["n"] for p in got if p["c"] == sender] == list(range(per_sender))
     assert writer.counters.get("rejected", 0) == 0
+
+
+# An agent process: connects, waits for the word, then sends its lines as the shim writes
+# them (known shapes, all in one second) a few at a time, a few ms apart.
+SHIM_SENDER = """
+import socket, sys, time
+from agent_telemetry._wire import encode_event
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(sys.argv[1])
+c, total = int(sys.argv[2]), int(sys.argv[3])
+lines = [
+    encode_event("turn", {"c": c, "n": n}, agent=f"agent-{c}", now_ms=1_796_212_800_000)
+    for n in range(total)
+]
+print("connected", flush=True)
+sys.stdin.readline()
+for start in range(0, total, 20):
+    sock.sendall(b"".join(lines[start:start + 20]))
+    time.sleep(0.002)
+sock.close()
+"""
+
+
+def start_senders(path: Path, senders: int, per_sender: int) -> list[subprocess.Popen[str]]:
+    """`senders` agent processes connected to `path`, each sending once told to."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHIM_SENDER, str(path), str(c), str(per_sender)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for c in range(senders)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "connected\n"
+    for proc in procs:  # all at once: a turn finds several of them with lines
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
+async def test_several_agents_reads_are_stored_together_each_event_with_its_agents_pid(
+    tmp_path: Path,
+) -> None:
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    senders, per_sender = 4, 2000
+    async with serving(path, writer) as turns:
+        procs = await asyncio.to_thread(start_senders, path, senders, per_sender)
+        try:
+            await until(lambda: len(writer.rows) == senders * per_sender, "all lines stored")
+            assert [await asyncio.to_thread(proc.wait, 30) for proc in procs] == [0] * senders
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+        await until(lambda: turns.waiting == 0, "every connection back in the poller")
+
+    assert writer.counters == {"received": senders * per_sender, "rejected": 0}
+    got = [(json.loads(row.properties), row.pid) for row in writer.rows]
+    for c, proc in enumerate(procs):
+        mine = [(p["n"], pid) for p, pid in got if p["c"] == c]
+        assert mine == [(n, proc.pid) for n in range(per_sender)]
+    # Turns whose reads went to the store in one write (the usual turn under this load).
+    assert any(len(pids) > 1 for pids in writer.request_pids), writer.request_pids
 
 
 async def test_a_peer_that_exits_while_held_has_its_last_line_taken_at_eof(
@@ -233,6 +308,61 @@ async def test_a_writer_that_falls_behind_stops_reading_every_connection(tmp_pat
         assert [p["n"] for p in got if p["c"] == s] == list(range(per_sender))
 
 
+class HeldTransport:
+    """What ReadTurns asks of a connection's transport, for a socket read on the turns
+    from its first read on."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_lines_a_turn_holds_count_toward_the_writers_limit() -> None:
+    """A turn stops reading once the lines it has read and not yet handed over, with what
+    the writer holds, reach the limit: memory stays bounded however many connections a
+    turn reads before it hands their lines over."""
+    writer = RecordingWriter(hold=True)
+    ingestor = Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: writer,  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "id",
+    )
+    lines = TurnLines(ingestor)
+    turns = ReadTurns(lambda: writer.queued_events, max_queued=150, batch=lines)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for c, (ours, theirs) in enumerate(pairs):
+            theirs.sendall(b"".join(line(c, n) for n in range(100)))
+            ours.setblocking(False)
+            protocol = NdjsonProtocol(ingestor, MAX_LINE, turns=turns, lines=lines)
+            turns.hold(HeldTransport(), ours.fileno(), protocol)  # type: ignore[arg-type]
+        await until(lambda: len(writer.request_pids) > 0, "the first turn")
+        # Two connections read (100 lines, then 200 >= 150): the third waits.
+        assert [p["c"] for p in writer.properties()] == [0] * 100 + [1] * 100
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+        assert len(writer.rows) == 200, "nothing more read while the writer holds 200"
+        writer.commit_all()
+        await until(lambda: len(writer.rows) == 300, "the third read once the writer caught up")
+        await until(lambda: turns.waiting == 0, "every socket found empty and given back")
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
 # An agent that sends steadily for a while, then stays connected and silent until told to
 # exit; at exit it writes one last line without its newline.
 QUIET_AGENT = """
@@ -289,3 +419,29 @@ def test_the_daemon_stops_waking_when_a_connected_agent_goes_quiet(
         agent.wait()
     assert wait_for_rows(daemon, 2001)["buffer"]["events"] == 2001
     assert sorted(row["properties"]["i"] for row in daemon.export()) == list(range(2001))
+
+
+def test_the_daemon_stores_several_agents_events_each_in_its_order_with_its_pid(
+    daemon: DaemonProcess,
+) -> None:
+    senders, per_sender = 4, 2500
+    procs = start_senders(daemon.ingest_socket, senders, per_sender)
+    try:
+        assert [proc.wait(60) for proc in procs] == [0] * senders
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    status = wait_for_rows(daemon, senders * per_sender)
+    assert status["buffer"]["events"] == senders * per_sender
+    assert (status["counters"]["received"], status["counters"]["rejected"]) == (
+        senders * per_sender,
+        0,
+    )
+    rows = daemon.export()  # in the order stored
+    for c, proc in enumerate(procs):
+        mine = [row for row in rows if row["properties"]["c"] == c]
+        assert [row["properties"]["n"] for row in mine] == list(range(per_sender))
+        assert {(row["pid"], row["agent"], row["transport"]) for row in mine} == {
+            (proc.pid, f"agent-{c}", "unix")
+        }

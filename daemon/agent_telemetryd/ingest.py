@@ -8,21 +8,19 @@ nothing is kept, and the counts stay in memory).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from agent_telemetryd.arrival_rows import (
     Arrival,
-    Rejection,
     Source,
     UploadGate,
     build_rows,
     planned_rows,
+    turn_rows,
 )
 from agent_telemetryd.client_drops import CLIENT_DROPS, client_drop_counts
 from agent_telemetryd.config import Mode
@@ -37,45 +35,12 @@ from agent_telemetryd.events import (
 )
 from agent_telemetryd.known_reads import ReadParts
 from agent_telemetryd.known_shapes import KnownShapes
+from agent_telemetryd.outcomes import Counters, Outcome
 from agent_telemetryd.privacy.content import ContentMask
-from agent_telemetryd.store.writer import Writer, WriteResult
+from agent_telemetryd.store.writer import Writer
 from agent_telemetryd.transform_chain import TransformChain
 
 log = structlog.get_logger("agent_telemetryd.ingest")
-
-
-@dataclass(slots=True)
-class Outcome:
-    rejected: list[Rejection]
-    pending: asyncio.Future[WriteResult] | None  # resolves after commit, when asked for
-    kept: int
-    # The document index of each row handed to the writer, in order: the writer names
-    # the rows it refused by position, and a client is answered by document index.
-    row_documents: list[int] = field(default_factory=list)
-
-    def documents_of(self, rows: Iterable[int]) -> list[int]:
-        """Document indices of rows named by their position in the write."""
-        return [self.row_documents[row] for row in rows]
-
-    def renumbered(self, positions: list[int]) -> Outcome:
-        """The same outcome for a receiver that handed over only some of its items:
-        `positions[i]` is where document i was among all of them."""
-        return Outcome(
-            [Rejection(positions[r.index], r.reason) for r in self.rejected],
-            self.pending,
-            self.kept,
-            [positions[index] for index in self.row_documents],
-        )
-
-
-class Counters:
-    """Counts kept in memory for what never reaches the buffer (e.g. mode off)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def add(self, name: str, amount: int = 1) -> None:
-        self.values[name] = self.values.get(name, 0) + amount
 
 
 class Ingestor:
@@ -186,6 +151,53 @@ class Ingestor:
         return self._submit(
             documents, source, ack=ack, extra_rejections=bad, dropped=drops, marks=marks
         )
+
+    def accept_turn(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome]:
+        """`accept_lines` of each of `reads` (a read's lines and its source: ingest.sock's
+        connections as one turn read them), in their order, an outcome each: in one write
+        when every line is of a known shape and the reads' rows differ only by their pid;
+        else each read by itself, exactly as `accept_lines` takes it.
+
+        A read's fixed costs (the decoder's and column checks' set-up, building its rows,
+        a write request) are then paid once a turn, not once a connection. A read of known
+        lines decides and remembers nothing (known_reads.py), so the lines taken together
+        or read after read make the same rows in the same order."""
+        if len(reads) > 1:
+            taken = self._turn_at_once(reads)
+            if taken is not None:
+                return taken
+        return [self.accept_lines(lines, source) for lines, source in reads]
+
+    def _turn_at_once(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome] | None:
+        first = reads[0][1]
+        # A source naming an agent, and an upload state that depends on the source's
+        # backlog or on each event's time, make rows that are their read's own.
+        if self._shapes is None or any(
+            source.agent is not None
+            or source.upload_from_ms is not None
+            or source.transport != first.transport
+            for _, source in reads
+        ):
+            return None
+        mode, received_ms, anonymous_id = self._arrival_stamp()
+        if mode == Mode.UPLOAD and self._upload_gate is not None:
+            return None
+        read = self._shapes.read_parts([line for lines, _ in reads for line in lines])
+        if read is None:
+            return None
+        pids = [(source.pid, len(lines)) for lines, source in reads]
+        arrival = turn_rows(
+            read,
+            first.transport,
+            pids,
+            mode=mode,
+            received_ms=received_ms,
+            anonymous_id=anonymous_id,
+        )
+        whole = self._hand_over(arrival, len(read.names), first, mode, False, (), None, None)
+        if not whole.kept:  # mode off: counted, nothing kept
+            return [Outcome([], None, 0) for _ in reads]
+        return [Outcome([], whole.pending, size, list(range(size))) for _, size in pids]
 
     def discard_unread(self, events: int) -> None:
         """Count events thrown away unread (spool files in mode `off`): received, and

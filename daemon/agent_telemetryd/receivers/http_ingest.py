@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from agent_telemetryd.arrival_rows import Rejection
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import EventError, parse_line
-from agent_telemetryd.ingest import Outcome, Rejection, Source
+from agent_telemetryd.ingest import Source
+from agent_telemetryd.outcomes import Outcome
 from agent_telemetryd.store.writer import StoreFullError
 from agent_telemetryd.web_context import CONTEXT
 

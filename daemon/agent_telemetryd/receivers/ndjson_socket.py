@@ -39,6 +39,7 @@ from agent_telemetryd.receivers.connections import (
 )
 from agent_telemetryd.receivers.peer import peer_credentials
 from agent_telemetryd.receivers.read_turns import ReadTurns
+from agent_telemetryd.receivers.turn_lines import TurnLines
 
 log = structlog.get_logger("agent_telemetryd.ingest")
 
@@ -57,9 +58,13 @@ class NdjsonProtocol(asyncio.Protocol):
         connections: ListenerConnections | None = None,
         idle_timeout: float | None = None,
         turns: ReadTurns | None = None,
+        lines: TurnLines | None = None,
     ) -> None:
         self._ingestor = ingestor
         self._turns = turns
+        # Where complete lines go: kept for the end of the turn that read them, or
+        # straight to the ingestor (`lines` is the one `turns` hands over).
+        self._lines = lines if lines is not None else TurnLines(ingestor)
         self._max_line = max_line_bytes
         # Without a listener's budget (framing tests) the connection is simply not counted.
         self._connections = connections or ListenerConnections("ingest", cap=2**31)
@@ -197,14 +202,14 @@ class NdjsonProtocol(asyncio.Protocol):
                 # Cut off mid-line as its sender went away: a shim that gives up on a
                 # stalled daemon sends that line again whole (spool or next connection),
                 # so it is no bad input of the user's and is not counted as rejected.
-                self._ingestor.count_torn_line(self._source)
+                self._lines.count_torn_line(self._source)
         self._pending.clear()
 
     def _check_oversize_tail(self) -> None:
         if len(self._pending) > self._max_line:
             self._pending.clear()
             self._skipping = True
-            self._ingestor.reject_unparsable(
+            self._lines.reject_unparsable(
                 f"line longer than {self._max_line} bytes; skipped to the next newline",
                 self._source,
             )
@@ -214,17 +219,17 @@ class NdjsonProtocol(asyncio.Protocol):
         sizes = list(map(len, lines))
         if sizes and min(sizes) and max(sizes) <= limit and not any(map(bytes.isspace, lines)):
             # The usual read: every line a document's, checked in C, not line by line.
-            self._ingestor.accept_lines(lines, self._source)
+            self._lines.take(lines, self._source)
             return
         good = [line for line in lines if len(line) <= limit and line and not line.isspace()]
         if len(good) != len(lines):
             for line in lines:
                 if len(line) > limit:
-                    self._ingestor.reject_unparsable(
+                    self._lines.reject_unparsable(
                         f"line longer than {limit} bytes; skipped", self._source
                     )
         if good:
-            self._ingestor.accept_lines(good, self._source)
+            self._lines.take(good, self._source)
 
 
 def _is_document(line: bytes) -> bool:
@@ -254,14 +259,20 @@ class NdjsonSite:
         self._max_line = max_line_bytes
         self._idle_timeout = idle_timeout
         self.connections = ListenerConnections("ingest", max_connections)
-        self._turns = ReadTurns(ingestor.queued_events)
+        self._lines = TurnLines(ingestor)
+        self._turns = ReadTurns(ingestor.queued_events, batch=self._lines)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: NdjsonProtocol(
-                self._ingestor, self._max_line, self.connections, self._idle_timeout, self._turns
+                self._ingestor,
+                self._max_line,
+                self.connections,
+                self._idle_timeout,
+                self._turns,
+                self._lines,
             ),
             sock=self._sock,
             backlog=ACCEPT_BURST,

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import Event, EventError, Limits
-from agent_telemetryd.ingest import Ingestor, Outcome, Source
+from agent_telemetryd.ingest import Ingestor, Source
 from agent_telemetryd.otlp.decode import decode
 from agent_telemetryd.otlp.decoded import Decoded
 from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.resources import resource_event
 from agent_telemetryd.otlp.signals import Signal
+from agent_telemetryd.outcomes import Outcome
 from agent_telemetryd.receivers.http_ingest import BUFFER_FULL
 from agent_telemetryd.receivers.otlp_state import OtlpState
 from agent_telemetryd.store.writer import StoreFullError

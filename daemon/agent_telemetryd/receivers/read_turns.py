@@ -15,6 +15,9 @@ daemon has no turn pending and never wakes. End of stream and read errors are le
 the transport too: given back, its own read meets the same end (a stream's EOF is
 sticky) and runs the protocol's `eof_received` / `connection_lost` exactly as when no
 turn is involved.
+
+What a turn reads from all its connections goes on to the ingestor together when the
+turn ends (a `TurnBatch`, turn_lines.py), not read by read.
 """
 
 from __future__ import annotations
@@ -47,9 +50,22 @@ class TurnReader(Protocol):
     def data_received(self, data: bytes) -> None: ...
 
 
+class TurnBatch(Protocol):
+    """Where the readers keep what they made of a turn's reads until the turn ends, to
+    hand it on at once (turn_lines.py)."""
+
+    # Lines (events) kept and not handed on yet: counted as waiting for the writer.
+    waiting: int
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class ReadTurns:
     """Reads every ingest connection that had data on one shared turn (see the module's
-    docstring); reads none of them while the writer is behind."""
+    docstring); reads none of them while the writer is behind. With a `batch`, the turn's
+    reads are handed on together when it ends."""
 
     def __init__(
         self,
@@ -57,8 +73,10 @@ class ReadTurns:
         *,
         interval: float = READ_INTERVAL,
         max_queued: int = MAX_QUEUED_EVENTS,
+        batch: TurnBatch | None = None,
     ) -> None:
         self._queued_events = queued_events
+        self._batch = batch
         self._interval = interval
         self._max_queued = max_queued
         self._held: list[tuple[asyncio.Transport, int, TurnReader]] = []
@@ -82,7 +100,10 @@ class ReadTurns:
         return len(self._held)
 
     def _writer_behind(self) -> bool:
-        return self._queued_events() >= self._max_queued
+        # What this turn read and has not handed on yet counts as queued: the bound on
+        # memory is the same as when each read went to the writer at once.
+        waiting = self._batch.waiting if self._batch is not None else 0
+        return self._queued_events() + waiting >= self._max_queued
 
     def _next_turn(self) -> None:
         self._turn = None
@@ -90,6 +111,18 @@ class ReadTurns:
         # The next turn is due an interval after this one began, not after its lines were
         # handled: the pace stays READ_INTERVAL however long a turn's lines take.
         next_turn_at = loop.time() + self._interval
+        if self._batch is None:
+            self._read_held()
+        else:
+            self._batch.begin()
+            try:
+                self._read_held()
+            finally:
+                self._batch.end()
+        if self._held:
+            self._turn = loop.call_at(next_turn_at, self._next_turn)
+
+    def _read_held(self) -> None:
         held, self._held = self._held, []
         for index, entry in enumerate(held):
             transport = entry[0]
@@ -106,8 +139,6 @@ class ReadTurns:
                 self._held.append(entry)
             else:
                 transport.resume_reading()
-        if self._held:
-            self._turn = loop.call_at(next_turn_at, self._next_turn)
 
 
 def _read(

@@ -27,13 +27,15 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-# How long a connection that was just read waits for its next read. Every 15 ms it is
-# ~40 lines a read at 10,000 events/s from 4 agents and one commit per turn. The turn
-# trades CPU for latency: at 10,000 events/s, 10 ms turns cost 20-24% of a core with
-# send -> commit p99 18 ms, 15 ms 19% with p99 23 ms, 20 ms 16-19% with p99 28 ms
-# (docs/performance.md); 15 ms keeps p99 at half the 50 ms it must stay under, with room
-# for a busy machine's scheduling delays.
-READ_INTERVAL = 0.015
+# How long a connection that was just read waits for its next read. Every 20 ms it is
+# ~50 lines a read at 10,000 events/s from 4 agents, and one commit per turn. The turn
+# trades CPU for latency, and a turn's fixed costs run cold each time (its code and data
+# are out of the caches after 20 ms of other work): at 10,000 events/s, 15 ms turns cost
+# 13.6-14.1% of a core with send -> commit p99 22.5 ms, 20 ms 12.7-13.1% with p99 28 ms,
+# 25 ms 11.8-12.9% with p99 32-33 ms; at 1,000 events/s 4.5-4.9%, 3.7-3.8%, 4.3-4.4%
+# (docs/performance.md). 20 ms keeps p99 near half the 50 ms it must stay under, and at
+# 28.5-30 ms with a busy loop on one of the two cores.
+READ_INTERVAL = 0.020
 # Events waiting for the writer above which ingest.sock is not read (~650 bytes each).
 MAX_QUEUED_EVENTS = 10_000
 # One read's size: what asyncio's own socket transport reads at a time, far more than a

@@ -61,7 +61,7 @@ MAX_GROUP_EVENTS = 20_000
 # transaction's fixed cost (the thread hop, BEGIN, the size check, COMMIT's WAL frames) is
 # ~0.2 ms of CPU against ~10 µs a row. So a group commit starts at most this often; rows
 # that arrive meanwhile wait for it, and an arrival after a quiet spell is committed at once.
-# ingest.sock reads every 15 ms under load (READ_INTERVAL), so a turn's reads make one group;
+# ingest.sock reads every 20 ms under load (READ_INTERVAL), so a turn's reads make one group;
 # 10 ms here too cost the same CPU and ~10 ms more latency (a turn that came just after a
 # group started waited for the next).
 GROUP_INTERVAL = 0.005

@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from agent_telemetry._wire import encode_event
 from agent_telemetryd.events import Limits
-from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.ingest import Ingestor, Source, Transform
 from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
 from agent_telemetryd.receivers.read_turns import READ_BYTES, ReadTurns
 from agent_telemetryd.receivers.turn_lines import TurnLines
@@ -61,6 +61,17 @@ class RecordingWriter:
         return [json.loads(row[4]) for row in self.rows]
 
 
+def ingestor_for(writer: RecordingWriter, transforms: Iterable[Transform] = ()) -> Ingestor:
+    """An ingestor in mode local that hands its rows to `writer`."""
+    return Ingestor(
+        limits=Limits(),
+        mode=lambda: "local",
+        writer=lambda: writer,  # type: ignore[arg-type, return-value]
+        anonymous_id=lambda: "id",
+        transforms=transforms,
+    )
+
+
 @contextlib.asynccontextmanager
 async def serving(
     path: Path, writer: RecordingWriter, max_queued: int = 10_000
@@ -68,13 +79,7 @@ async def serving(
     """ingest.sock's protocol served at `path` as the daemon serves it (reading on turns,
     each turn's lines handed over together, the daemon's transforms); every connection is
     closed afterwards."""
-    ingestor = Ingestor(
-        limits=Limits(),
-        mode=lambda: "local",
-        writer=lambda: writer,  # type: ignore[arg-type, return-value]
-        anonymous_id=lambda: "id",
-        transforms=daemon_transforms(capture_content=False, one_by_one=False),
-    )
+    ingestor = ingestor_for(writer, daemon_transforms(capture_content=False, one_by_one=False))
     lines = TurnLines(ingestor)
     turns = ReadTurns(lambda: writer.queued_events, max_queued=max_queued, batch=lines)
     protocols: list[NdjsonProtocol] = []
@@ -332,12 +337,7 @@ async def test_lines_a_turn_holds_count_toward_the_writers_limit() -> None:
     the writer holds, reach the limit: memory stays bounded however many connections a
     turn reads before it hands their lines over."""
     writer = RecordingWriter(hold=True)
-    ingestor = Ingestor(
-        limits=Limits(),
-        mode=lambda: "local",
-        writer=lambda: writer,  # type: ignore[arg-type, return-value]
-        anonymous_id=lambda: "id",
-    )
+    ingestor = ingestor_for(writer)
     lines = TurnLines(ingestor)
     turns = ReadTurns(lambda: writer.queued_events, max_queued=150, batch=lines)
     pairs = [socket.socketpair() for _ in range(3)]
@@ -366,13 +366,7 @@ async def test_a_turn_hands_every_connections_lines_to_the_store_in_one_write() 
     """Three connections with shim lines waiting when the turn comes: one write, each
     connection's lines in the order the turn read them."""
     writer = RecordingWriter()
-    ingestor = Ingestor(
-        limits=Limits(),
-        mode=lambda: "local",
-        writer=lambda: writer,  # type: ignore[arg-type, return-value]
-        anonymous_id=lambda: "id",
-        transforms=daemon_transforms(capture_content=False, one_by_one=False),
-    )
+    ingestor = ingestor_for(writer, daemon_transforms(capture_content=False, one_by_one=False))
 
     def shim_line(c: int, n: int) -> bytes:
         return encode_event("turn", {"c": c, "n": n}, agent=f"agent-{c}", now_ms=1_796_212_800_000)

@@ -45,6 +45,12 @@ def mixed_group() -> list[EventRow]:
     return rows
 
 
+async def open_at(tmp_path: Path, max_events: int = 1000) -> Buffer:
+    return await Buffer.open(
+        tmp_path / "b.sqlite3", max_events=max_events, max_bytes=10**9, retention_days=9999
+    )
+
+
 def stored(path: Path) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
@@ -67,9 +73,7 @@ def test_a_group_is_stored_as_one_insert_a_row_stores_it(tmp_path: Path) -> None
     conn.close()
 
     async def through_the_writer() -> tuple[WriteResult, WriteResult]:
-        buffer = await Buffer.open(
-            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
-        )
+        buffer = await open_at(tmp_path)
         try:
             first = buffer.writer.submit([row(3)], {"received": 1}, ack=True)
             second = buffer.writer.submit(group, {"received": len(group)}, ack=True)
@@ -106,9 +110,7 @@ def test_a_row_of_the_wrong_length_fails_the_group_instead_of_shifting_columns(
     tmp_path: Path, bad: object
 ) -> None:
     async def scenario() -> list[tuple[object, ...]]:
-        buffer = await Buffer.open(
-            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
-        )
+        buffer = await open_at(tmp_path)
         try:
             # Among rows of the same kind: one statement would take all three.
             rows = [row(1, traced=True), bad(row(2, traced=True)), row(3, traced=True)]  # type: ignore[operator]
@@ -140,9 +142,7 @@ def test_requests_nobody_waits_for_go_in_together_and_each_row_is_counted_once(
     wherever it came, and the waiting request is told about its own rows only."""
 
     async def scenario() -> WriteResult:
-        buffer = await Buffer.open(
-            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=9999
-        )
+        buffer = await open_at(tmp_path)
         try:
             writer = buffer.writer
             writer.submit([row(1), row(2)], {"received": 2}, ack=False)
@@ -165,9 +165,7 @@ def test_at_the_cap_a_group_goes_request_by_request_and_what_came_first_is_kept(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        buffer = await Buffer.open(
-            tmp_path / "b.sqlite3", max_events=4, max_bytes=10**9, retention_days=9999
-        )
+        buffer = await open_at(tmp_path, max_events=4)
         try:
             writer = buffer.writer
             writer.submit([row(1), row(2)], {"received": 2}, ack=False)

@@ -7,7 +7,8 @@ sent, clearing, retention) run on the same thread between commits, so the buffer
 has exactly one writer and nobody waits on SQLite's lock.
 
 aiosqlite would cost a thread hop per statement; a group commit is several
-statements, so the whole transaction runs as one function on this thread instead.
+statements, so the whole transaction runs as one function on this thread instead
+(store/group_commit.py: the rows within the buffer's caps, their counters and meta rows).
 
 When SQLite says the file is corrupt (SQLITE_CORRUPT, SQLITE_NOTADB) — to this thread or
 to a reader — the file is kept aside and a fresh one takes its place (`heal`), and what
@@ -19,9 +20,8 @@ and what failed is tried once more; only operations that free space may use the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -29,11 +29,11 @@ import structlog
 
 from agent_telemetryd.store.buffer_file import CLEAR, HEAL, BufferFile, Replaced
 from agent_telemetryd.store.database import is_corrupt, is_full
-from agent_telemetryd.store.insert_rows import insert_rows
+from agent_telemetryd.store.group_commit import STORED, GroupCommit, counter, rollback
 
 # INSERT_EVENT stays importable from here: the benches' anchor inserts with it row by row.
 from agent_telemetryd.store.rows import INSERT_EVENT as INSERT_EVENT
-from agent_telemetryd.store.rows import EventRow, UploadState
+from agent_telemetryd.store.rows import EventRow
 from agent_telemetryd.store.write_requests import (
     STOP,
     BeforeReplace,
@@ -47,15 +47,6 @@ from agent_telemetryd.store.write_requests import (
 log = structlog.get_logger("agent_telemetryd.store")
 T = TypeVar("T")
 
-_ADD_COUNTER = (
-    "INSERT INTO counters (name, value) VALUES (?, ?)"
-    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
-)
-_SET_META = (
-    "INSERT INTO meta (key, value) VALUES (?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-STORED = "stored"
 MAX_GROUP_EVENTS = 20_000
 # Under a steady stream, committing every small arrival costs more than the rows in it: a
 # transaction's fixed cost (the thread hop, BEGIN, the size check, COMMIT's WAL frames) is
@@ -77,14 +68,11 @@ class Writer:
         before_replace: BeforeReplace | None = None,
     ) -> None:
         self._file = file
-        self._max_events = max_events
-        self._max_bytes = max_bytes
+        self._group = GroupCommit(file, max_events=max_events, max_bytes=max_bytes)
         self._before_replace = before_replace
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
         self._task: asyncio.Task[None] | None = None
-        self._stored = _counter(self._file.conn, STORED)
-        self._evicting = False  # the group being committed evicts sent rows
         self._group_started = float("-inf")
         # Events submitted and not yet taken into a commit: receivers that cannot make
         # their peers wait otherwise (ingest.sock) stop reading while it is high.
@@ -207,15 +195,15 @@ class Writer:
         self.queued_events -= sum(len(request.rows) for request in group)
         try:
             try:
-                results = await loop.run_in_executor(self._executor, self._commit, group)
+                results = await loop.run_in_executor(self._executor, self._group.commit, group)
             except sqlite3.Error as error:
                 # Once more after healing or making room: the group is not lost to either.
                 # A group that evicts (the buffer at its caps) frees space: it may use the
                 # reserve; one that only adds rows may not.
-                evicting = self._evicting
+                evicting = self._group.evicting
                 if not await self._recover(loop, error, frees_space=evicting):
                     raise
-                results = await loop.run_in_executor(self._executor, self._commit, group)
+                results = await loop.run_in_executor(self._executor, self._group.commit, group)
                 if evicting:
                     await loop.run_in_executor(self._executor, self._file.restore_reserve)
         except (sqlite3.Error, OSError) as error:
@@ -294,7 +282,7 @@ class Writer:
                 raise
             log.error("buffer_corrupt_not_replaced", reason=str(error), found=reason)
             return None
-        self._stored = 0
+        self._group.stored = 0
         if kind == HEAL:
             log.error(
                 "buffer_corrupt_moved_aside",
@@ -316,141 +304,9 @@ class Writer:
             result = fn(conn)
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._file.after_write()
         # A job may have deleted rows (clear, retention); re-read the cheap running total.
-        self._stored = _counter(conn, STORED)
+        self._group.stored = counter(conn, STORED)
         return result
-
-    def _commit(self, group: list[WriteRequest]) -> list[WriteResult | None]:
-        """One transaction for `group`; each request's result, None for one nobody waits for
-        that went in with others (its rows' counts are in the totals all the same)."""
-        conn = self._file.conn
-        totals: dict[str, int] = {}
-        results: list[WriteResult | None] = []
-        self._evicting = False
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # The file size is read once per group commit, not per request: the byte cap
-            # may be passed by at most one group, and the hot path does two fewer queries.
-            over_bytes = self._used_bytes(conn) > self._max_bytes
-            incoming = sum(len(request.rows) for request in group)
-            if not over_bytes and self._stored + incoming <= self._max_events:
-                self._insert_all(conn, group, totals, results)
-            else:
-                for request in group:
-                    results.append(self._insert_fitting(conn, request, totals, over_bytes))
-            conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
-            marks = [item for request in group for item in request.meta.items()]
-            if marks:
-                conn.executemany(_SET_META, marks)
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            with contextlib.suppress(sqlite3.Error):
-                self._stored = _counter(conn, STORED)
-            raise
-        self._file.after_write()
-        refused = sum(result.refused for result in results if result is not None)
-        if refused:
-            log.warning("buffer_full_events_refused", refused=refused)
-        return results
-
-    def _insert_all(
-        self,
-        conn: sqlite3.Connection,
-        group: list[WriteRequest],
-        totals: dict[str, int],
-        results: list[WriteResult | None],
-    ) -> None:
-        """Every row of `group` fits: the rows of consecutive requests nobody waits for go
-        in as one insert (a busy turn's reads, one from each agent: one run of statements
-        instead of a run each), a request with an ack on its own, for its own counts."""
-        waiting: list[EventRow] = []
-        for request in group:
-            _add(totals, request.counters)
-            if request.ack is None:
-                waiting.extend(request.rows)
-                results.append(None)
-                continue
-            self._insert_counted(conn, waiting, totals)
-            waiting = []
-            results.append(self._insert_counted(conn, request.rows, totals))
-        self._insert_counted(conn, waiting, totals)
-
-    def _insert_fitting(
-        self,
-        conn: sqlite3.Connection,
-        request: WriteRequest,
-        totals: dict[str, int],
-        over_bytes: bool,
-    ) -> WriteResult:
-        """A request's rows as far as the caps let them in, after evicting sent rows."""
-        rows = request.rows
-        room = self._make_room(conn, len(rows), totals, over_bytes)
-        # When full, the tail of a request is refused: what arrived first is kept.
-        refused_rows = tuple(range(room, len(rows)))
-        _add(totals, request.counters)
-        _add(totals, {"dropped.buffer_full": len(refused_rows)})
-        result = self._insert_counted(conn, rows[:room], totals)
-        return WriteResult(result.inserted, result.duplicates, refused_rows)
-
-    def _insert_counted(
-        self, conn: sqlite3.Connection, rows: list[EventRow], totals: dict[str, int]
-    ) -> WriteResult:
-        if not rows:
-            return WriteResult(0, 0)
-        before = conn.total_changes
-        insert_rows(conn, rows)
-        inserted = conn.total_changes - before
-        self._stored += inserted
-        _add(totals, {STORED: inserted, "dropped.duplicate": len(rows) - inserted})
-        return WriteResult(inserted, len(rows) - inserted)
-
-    def _make_room(
-        self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int], over_bytes: bool
-    ) -> int:
-        """How many of `incoming` rows fit, after evicting the oldest already-sent rows."""
-        over_rows = self._stored + incoming - self._max_events
-        if over_rows <= 0 and not over_bytes:
-            return incoming
-        # Evict at least a small slice when over the byte cap, so one insert can proceed.
-        want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
-        evicted = conn.execute(
-            "DELETE FROM events WHERE id IN"
-            f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}' ORDER BY id LIMIT ?)",
-            (want,),
-        ).rowcount
-        if evicted:
-            self._evicting = True
-            self._stored -= evicted
-            _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
-        if self._used_bytes(conn) > self._max_bytes:
-            return 0
-        return max(0, min(incoming, self._max_events - self._stored))
-
-    def _used_bytes(self, conn: sqlite3.Connection) -> int:
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * self._file.page_size
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # SQLite may already have rolled back by itself (a full disk, an I/O error); a failed
-    # ROLLBACK must not hide the error that caused it.
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-
-
-def _counter(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:
-    items = deltas.items() if isinstance(deltas, dict) else deltas
-    for name, value in items:
-        if value:
-            totals[name] = totals.get(name, 0) + value

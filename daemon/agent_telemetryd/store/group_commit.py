@@ -1,0 +1,177 @@
+"""One group commit: a group's rows into `events` within the buffer's caps, its counters
+and meta rows with them, in one transaction. Runs on the writer's thread (store/writer.py),
+which decides what goes into a group and when.
+
+The caps: `max_events` rows and `max_bytes` of the file. A group that fits goes in whole;
+one that does not goes request by request, each first evicting the oldest rows already
+sent, and what still does not fit is refused from the tail of a request (what arrived
+first is kept) and counted as `dropped.buffer_full`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable
+
+import structlog
+
+from agent_telemetryd.store.buffer_file import BufferFile
+from agent_telemetryd.store.insert_rows import insert_rows
+from agent_telemetryd.store.rows import EventRow, UploadState
+from agent_telemetryd.store.write_requests import WriteRequest, WriteResult
+
+log = structlog.get_logger("agent_telemetryd.store")
+
+_ADD_COUNTER = (
+    "INSERT INTO counters (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+)
+_SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+STORED = "stored"
+
+
+class GroupCommit:
+    def __init__(self, file: BufferFile, *, max_events: int, max_bytes: int) -> None:
+        self._file = file
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        # The running count of stored rows (the `stored` counter), kept here so the caps
+        # are checked without a query; re-read after anything else deleted rows.
+        self.stored = counter(file.conn, STORED)
+        self.evicting = False  # the group being committed evicts sent rows
+
+    def commit(self, group: list[WriteRequest]) -> list[WriteResult | None]:
+        """One transaction for `group`; each request's result, None for one nobody waits for
+        that went in with others (its rows' counts are in the totals all the same)."""
+        conn = self._file.conn
+        totals: dict[str, int] = {}
+        results: list[WriteResult | None] = []
+        self.evicting = False
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # The file size is read once per group commit, not per request: the byte cap
+            # may be passed by at most one group, and the hot path does two fewer queries.
+            over_bytes = self._used_bytes(conn) > self._max_bytes
+            incoming = sum(len(request.rows) for request in group)
+            if not over_bytes and self.stored + incoming <= self._max_events:
+                self._insert_all(conn, group, totals, results)
+            else:
+                for request in group:
+                    results.append(self._insert_fitting(conn, request, totals, over_bytes))
+            conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
+            marks = [item for request in group for item in request.meta.items()]
+            if marks:
+                conn.executemany(_SET_META, marks)
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            with contextlib.suppress(sqlite3.Error):
+                self.stored = counter(conn, STORED)
+            raise
+        self._file.after_write()
+        refused = sum(result.refused for result in results if result is not None)
+        if refused:
+            log.warning("buffer_full_events_refused", refused=refused)
+        return results
+
+    def _insert_all(
+        self,
+        conn: sqlite3.Connection,
+        group: list[WriteRequest],
+        totals: dict[str, int],
+        results: list[WriteResult | None],
+    ) -> None:
+        """Every row of `group` fits: the rows of consecutive requests nobody waits for go
+        in as one insert (a busy turn's reads, one from each agent: one run of statements
+        instead of a run each), a request with an ack on its own, for its own counts."""
+        waiting: list[EventRow] = []
+        for request in group:
+            _add(totals, request.counters)
+            if request.ack is None:
+                waiting.extend(request.rows)
+                results.append(None)
+                continue
+            self._insert_counted(conn, waiting, totals)
+            waiting = []
+            results.append(self._insert_counted(conn, request.rows, totals))
+        self._insert_counted(conn, waiting, totals)
+
+    def _insert_fitting(
+        self,
+        conn: sqlite3.Connection,
+        request: WriteRequest,
+        totals: dict[str, int],
+        over_bytes: bool,
+    ) -> WriteResult:
+        """A request's rows as far as the caps let them in, after evicting sent rows."""
+        rows = request.rows
+        room = self._make_room(conn, len(rows), totals, over_bytes)
+        # When full, the tail of a request is refused: what arrived first is kept.
+        refused_rows = tuple(range(room, len(rows)))
+        _add(totals, request.counters)
+        _add(totals, {"dropped.buffer_full": len(refused_rows)})
+        result = self._insert_counted(conn, rows[:room], totals)
+        return WriteResult(result.inserted, result.duplicates, refused_rows)
+
+    def _insert_counted(
+        self, conn: sqlite3.Connection, rows: list[EventRow], totals: dict[str, int]
+    ) -> WriteResult:
+        if not rows:
+            return WriteResult(0, 0)
+        before = conn.total_changes
+        insert_rows(conn, rows)
+        inserted = conn.total_changes - before
+        self.stored += inserted
+        _add(totals, {STORED: inserted, "dropped.duplicate": len(rows) - inserted})
+        return WriteResult(inserted, len(rows) - inserted)
+
+    def _make_room(
+        self, conn: sqlite3.Connection, incoming: int, totals: dict[str, int], over_bytes: bool
+    ) -> int:
+        """How many of `incoming` rows fit, after evicting the oldest already-sent rows."""
+        over_rows = self.stored + incoming - self._max_events
+        if over_rows <= 0 and not over_bytes:
+            return incoming
+        # Evict at least a small slice when over the byte cap, so one insert can proceed.
+        want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
+        evicted = conn.execute(
+            "DELETE FROM events WHERE id IN"
+            f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}' ORDER BY id LIMIT ?)",
+            (want,),
+        ).rowcount
+        if evicted:
+            self.evicting = True
+            self.stored -= evicted
+            _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
+        if self._used_bytes(conn) > self._max_bytes:
+            return 0
+        return max(0, min(incoming, self._max_events - self.stored))
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._file.page_size
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (a full disk, an I/O error); a failed
+    # ROLLBACK must not hide the error that caused it.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:
+    items = deltas.items() if isinstance(deltas, dict) else deltas
+    for name, value in items:
+        if value:
+            totals[name] = totals.get(name, 0) + value

@@ -207,7 +207,7 @@ def test_sql_on_the_events_table_lives_in_the_store() -> None:
     in_store = {p: events_sql(t) for p, t in MODULES.items() if p.startswith("store/")}
     holders = {path for path, found in in_store.items() if found}
     assert {
-        "store/writer.py",
+        "store/group_commit.py",
         "store/rows.py",
         "store/queries.py",
         "store/upload_queries.py",

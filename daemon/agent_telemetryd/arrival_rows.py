@@ -8,7 +8,7 @@ has a full backlog waiting. In any other mode a row is local and never sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add
@@ -176,24 +176,8 @@ def planned_rows(
             chain=None,
         )
     n = len(read.names)
-    # In EventRow's field order (see build_rows): each row's own values, then what all
-    # rows of the read share (the trace context and eligible_ms are None).
-    received, properties = repeat(received_ms, n), read.properties
-    own = zip(read.uuids, read.names, read.ts_ms, received, properties, read.agents, strict=True)
-    shared = (
-        source.pid,
-        source.transport,
-        mode,
-        PENDING if mode == Mode.UPLOAD else LOCAL,
-        anonymous_id,
-        __version__,
-        None,
-        None,
-        None,
-        None,
-    )
-    rows = list(map(tuple.__new__, repeat(EventRow, n), map(add, own, repeat(shared, n))))
-    return Arrival(rows, list(range(n)))
+    shared = (source.pid, *_shared_after_pid(source.transport, mode, anonymous_id))
+    return _known_rows(read, received_ms, repeat(shared, n))
 
 
 def turn_rows(
@@ -208,19 +192,26 @@ def turn_rows(
     """`planned_rows` for the reads of several connections of one transport taken as one
     read (`Ingestor.accept_turn`), for sources with no agent, no upload gate and no
     `upload_from_ms`: `pids` holds each read's pid and number of lines, in the read's
-    order, and each row gets its own read's pid. (planned_rows keeps its own copy of the
-    few lines that make the rows: calling this for one read cost it ~4,000 instructions.)"""
-    n = len(read.names)
-    # As in planned_rows, but what the rows share is each connection's read's own.
-    state = PENDING if mode == Mode.UPLOAD else LOCAL
+    order, and each row gets its own read's pid."""
+    after_pid = _shared_after_pid(transport, mode, anonymous_id)
     shared: list[tuple[Any, ...]] = []
     for pid, lines in pids:
-        shared += repeat(
-            (pid, transport, mode, state, anonymous_id, __version__, None, None, None, None),
-            lines,
-        )
-    if len(shared) != n:
-        raise ValueError(f"{n} lines read, but pids given for {len(shared)}")
+        shared += repeat((pid, *after_pid), lines)
+    if len(shared) != len(read.names):
+        raise ValueError(f"{len(read.names)} lines read, but pids given for {len(shared)}")
+    return _known_rows(read, received_ms, shared)
+
+
+def _shared_after_pid(transport: str, mode: str, anonymous_id: str) -> tuple[Any, ...]:
+    """What the rows of a read share after their pid, in EventRow's field order (the trace
+    context and eligible_ms are None)."""
+    state = PENDING if mode == Mode.UPLOAD else LOCAL
+    return (transport, mode, state, anonymous_id, __version__, None, None, None, None)
+
+
+def _known_rows(read: ReadParts, received_ms: int, shared: Iterable[tuple[Any, ...]]) -> Arrival:
+    """A read's rows, made in C: each row's own values (see build_rows), then `shared`."""
+    n = len(read.names)
     received, properties = repeat(received_ms, n), read.properties
     own = zip(read.uuids, read.names, read.ts_ms, received, properties, read.agents, strict=True)
     rows = list(map(tuple.__new__, repeat(EventRow, n), map(add, own, shared)))

@@ -95,6 +95,17 @@ def _span(i: int, rng: random.Random, props: dict[str, Any]) -> tuple[str, Any, 
 
 
 def seed(path: Path, events: int, now_ms: int, first_id: int = 0) -> None:
+    """Create the buffer and write `events` events into it."""
+    conn = open_buffer(path)
+    try:
+        seed_into(conn, events, now_ms, first_id)
+    finally:
+        conn.close()
+
+
+def seed_into(conn: sqlite3.Connection, events: int, now_ms: int, first_id: int = 0) -> None:
+    # Later events go through a connection already open: opening the buffer again would
+    # move aside the WAL these plain connections wrote, which is no WAL the daemon recorded.
     rng = random.Random(7 + first_id)
     agents = [f"agent-{i}" for i in range(8)]
     names = [f"tool.call.{i}" for i in range(36)] + [
@@ -104,56 +115,52 @@ def seed(path: Path, events: int, now_ms: int, first_id: int = 0) -> None:
         "llm.request",
     ]
     span = 30 * DAY_MS
-    conn = open_buffer(path)
-    try:
-        step = span / max(events, 1)
-        batch: list[tuple[Any, ...]] = []
-        cumulative = 0
-        for i in range(first_id, first_id + events):
-            received = now_ms - span + int((i - first_id) * step)
-            props: dict[str, Any] = {"step": i % 17}
-            name = rng.choice(names)
-            trace = span_id = parent = None
-            roll = rng.random()
-            if i % RUN_EVERY < RUN_SPANS:
-                name, trace, span_id, parent = _span(i, rng, props)
-            elif roll < 0.2:
-                _llm(rng, props)
-                name = "llm.request"
-            elif roll < 0.35:
-                _tool(rng, props)
-                name = "tool.call"
-            elif roll < 0.37:
-                cumulative += rng.randint(1, 1000)
-                props = {"metric.type": "sum", "metric.temporality": "cumulative",
-                         "metric.value": cumulative, "type": "input"}  # fmt: skip
-                name = "gen_ai.client.token.usage"
-            elif rng.random() < 0.4:
-                props["duration_ms"] = int(rng.lognormvariate(6, 1))
-            if rng.random() < 0.02:
-                props["status"] = "error"
-            upload = "sent" if i % 3 == 0 else "local"
-            batch.append(
-                (
-                    f"{i:032x}",
-                    name,
-                    received,
-                    received,
-                    orjson.dumps(props).decode(),
-                    rng.choice(agents),
-                    upload,
-                    trace,
-                    span_id,
-                    parent,
-                )
+    step = span / max(events, 1)
+    batch: list[tuple[Any, ...]] = []
+    cumulative = 0
+    for i in range(first_id, first_id + events):
+        received = now_ms - span + int((i - first_id) * step)
+        props: dict[str, Any] = {"step": i % 17}
+        name = rng.choice(names)
+        trace = span_id = parent = None
+        roll = rng.random()
+        if i % RUN_EVERY < RUN_SPANS:
+            name, trace, span_id, parent = _span(i, rng, props)
+        elif roll < 0.2:
+            _llm(rng, props)
+            name = "llm.request"
+        elif roll < 0.35:
+            _tool(rng, props)
+            name = "tool.call"
+        elif roll < 0.37:
+            cumulative += rng.randint(1, 1000)
+            props = {"metric.type": "sum", "metric.temporality": "cumulative",
+                     "metric.value": cumulative, "type": "input"}  # fmt: skip
+            name = "gen_ai.client.token.usage"
+        elif rng.random() < 0.4:
+            props["duration_ms"] = int(rng.lognormvariate(6, 1))
+        if rng.random() < 0.02:
+            props["status"] = "error"
+        upload = "sent" if i % 3 == 0 else "local"
+        batch.append(
+            (
+                f"{i:032x}",
+                name,
+                received,
+                received,
+                orjson.dumps(props).decode(),
+                rng.choice(agents),
+                upload,
+                trace,
+                span_id,
+                parent,
             )
-            if len(batch) == 50_000:
-                _insert(conn, batch)
-                batch = []
-        if batch:
+        )
+        if len(batch) == 50_000:
             _insert(conn, batch)
-    finally:
-        conn.close()
+            batch = []
+    if batch:
+        _insert(conn, batch)
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -273,7 +280,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "last_7d_ms": agent_endpoint_ms(reader, name, week, repeat),
                 "one_agent_ms": agent_endpoint_ms(reader, name, Filters(agent="agent-3"), repeat),
             }
-        seed(path, tail, now_ms, first_id=events)
+        seed_into(writer, tail, now_ms, first_id=events)
         for name in ENDPOINTS:
             results[name]["with_tail_ms"] = endpoint_ms(reader, name, Filters(), repeat)
         for name in AGENT_VIEWS:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_telemetry import _wire, encode_event, ingest_socket_path, runtime_dir, uuid7
 from agent_telemetry._wire import (
@@ -123,6 +125,35 @@ def test_explicit_timestamp_and_uuid_are_kept() -> None:
 def test_text_is_utf8_not_escaped() -> None:
     line = encode_event("café", {"name": "naïve ☃"})
     assert "naïve ☃".encode() in line
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
+def test_properties_are_written_as_compact_json_writes_them(properties: dict) -> None:
+    line = encode_event("e", properties, agent="a")
+    expected = json.dumps(properties, separators=(",", ":"), ensure_ascii=False)
+    assert b'"properties":' + expected.encode() + b',"timestamp"' in line
+    assert json.loads(line)["properties"] == json.loads(expected)
+
+
+def test_a_cycle_in_properties_is_refused_not_followed() -> None:
+    cyclic: dict = {"a": 1}
+    cyclic["self"] = cyclic
+    looped: list = [1]
+    looped.append(looped)
+    for properties in (cyclic, {"list": looped}):
+        with pytest.raises(ValueError, match="nested deeper"):
+            encode_event("e", properties)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,9 +33,41 @@ MAX_TIMESTAMP_MS = 253_402_300_800_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HEX_ID = {32: re.compile(r"[0-9a-f]{32}"), 16: re.compile(r"[0-9a-f]{16}")}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# Built once: json.dumps() with non-default options makes a new encoder on every call.
-# allow_nan=False because NaN/Infinity are not JSON and the daemon would reject the line.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON text of a value, as `json.dumps` with these options writes it.
+
+    allow_nan=False because NaN/Infinity are not JSON and the daemon would reject the line.
+    `JSONEncoder.encode` makes a new C encoder on every call, most of what encoding a small
+    object costs (`{"i": 5}`: 1.8 µs, 0.66 µs without); this makes json's own C encoder
+    once, the one `encode` would make. Without circular-reference markers:
+    `check_properties` refuses nesting past MAX_DEPTH, and with it any cycle, before
+    anything is encoded. Where that encoder is missing or is not what this expects (it
+    is json's internal), `encode` itself, as before.
+    """
+    options = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without json's C accelerator
+        return options.encode
+    try:
+        encoder = make(
+            None, options.default, json.encoder.encode_basestring, None, ":", ",",
+            False, False, False,
+        )  # fmt: skip
+
+        def encode(value: Any) -> str:
+            return "".join(encoder(value, 0))
+
+        sample = {"a": [1, 2.5, None, True, "é\n"], "b": {"c": -1e300}}
+        if encode(sample) == options.encode(sample) and encode("x") == '"x"':
+            return encode
+    except Exception:
+        pass
+    return options.encode
+
+
+_encode_json = _json_encoder()
 
 _COUNTER_BITS = 42  # 12 bits of rand_a + the top 30 bits of rand_b (RFC 9562 §6.2, method 1)
 _COUNTER_LIMIT = 1 << _COUNTER_BITS

@@ -104,11 +104,7 @@ def _case(case: str, calls: int, socket_path: str, spool: str) -> dict[str, floa
 
 
 def _run_to_exit_ms(code: str, socket_path: str, spool: str, calls: int = EXIT_CALLS) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", code, socket_path, spool, str(calls)], check=True, timeout=60
-    )
-    return (time.perf_counter() - start) * 1000
+    return fixtures.run_ms([sys.executable, "-c", code, socket_path, spool, str(calls)], timeout=60)
 
 
 def _children_cpu_ms() -> float:

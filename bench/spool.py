@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,9 +38,7 @@ EXIT_BOUND_MS = 2000.0
 
 
 def _run_ms(env: dict[str, str], *args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", *args], env=env, check=True, timeout=120)
-    return (time.perf_counter() - start) * 1000
+    return fixtures.run_ms([sys.executable, "-c", *args], env=env, timeout=120)
 
 
 def _client_drops(proc: DaemonProcess) -> int:

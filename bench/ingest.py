@@ -10,6 +10,7 @@ send -> commit latency.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import multiprocessing
 import socket
 import tempfile
@@ -25,6 +26,7 @@ from agent_telemetryd.privacy.scrub import default_scrubber
 from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.writer import INSERT_EVENT
 from bench import fixtures
+from bench.idle import sample
 from bench.report import Row, median, percentile
 
 SECTION = "ingest"
@@ -174,6 +176,37 @@ def http_run(proc: fixtures.DaemonProcess, total: int) -> float:
     return total / (time.monotonic() - start)
 
 
+def connection_cost_ms(proc: fixtures.DaemonProcess, requests: int) -> dict[str, float]:
+    """The daemon's CPU milliseconds per one-event POST, each on a new connection (as a
+    script calling curl or urllib once per event does) and all on one kept-alive one."""
+    assert proc.proc is not None
+    port = fixtures.http_port(proc)
+    body = b'{"event": "hook.fired", "properties": {"n": 1}}'
+    headers = {"Content-Type": "application/json"}
+
+    def post(connection: http.client.HTTPConnection) -> None:
+        connection.request("POST", "/v1/events", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 202:
+            raise RuntimeError(f"HTTP ingest answered {answer.status}")
+
+    found: dict[str, float] = {}
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for name in ("new", "kept"):
+        before = sample(proc.proc.pid)["cpu_s"]
+        for _ in range(requests):
+            if name == "kept":
+                post(kept)
+                continue
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            post(connection)
+            connection.close()
+        found[name] = (sample(proc.proc.pid)["cpu_s"] - before) / requests * 1000
+    kept.close()
+    return found
+
+
 def executemany_ceiling(total: int) -> float:
     """Plain sqlite3: the same rows, same schema and pragmas, 10k rows a transaction."""
     rows = list(fixtures.buffer_rows(total, upload="local"))
@@ -205,6 +238,7 @@ def run(quick: bool) -> list[Row]:
                 by_producers[n].append(socket_run(proc, n, total))
             http.append(http_run(proc, total // 2))
         latency = sorted(latency_run(proc, 4, 0.5 if quick else 5.0))
+        connections = [connection_cost_ms(proc, 20 if quick else 300) for _ in range(reps)]
     anchor = median(ceiling)
     rows = [
         Row(
@@ -250,6 +284,14 @@ def run(quick: bool) -> list[Row]:
                 "ms",
             )
         )
+    new, kept = (median(c[name] for c in connections) for name in ("new", "kept"))
+    rows.append(
+        Row(SECTION, "HTTP POST of one event, a new connection each: daemon CPU per request",
+            new, "ms", "the same on one kept-alive connection", kept, new / kept,
+            note="what a script posting each event with curl or urllib costs the daemon; the"
+            " owner of each new TCP connection is looked up once (loopback is open to every"
+            f" local user); {300 if not quick else 20} requests, median of {reps}")
+    )  # fmt: skip
     rows[0].note += f"; {total:,} events per run, median of {reps}"
     rows.extend(hostile_scrub_rows())
     return rows

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent_telemetryd.receivers import tcp_peer
+from agent_telemetryd.receivers import sock_diag, tcp_peer
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import post_events, wait_for_rows
@@ -335,3 +335,70 @@ def test_status_names_the_protection_in_force() -> None:
     assert tcp_peer.protection(uid_check=True, token_required=True) == "uid+token"
     assert tcp_peer.protection(uid_check=False, token_required=True) == "token"
     assert tcp_peer.protection(uid_check=False, token_required=False) == "off"
+
+
+# --- the kernel asked for one socket (sock_diag) -------------------------------------------
+
+
+def test_the_kernel_names_the_owner_of_one_socket_and_nothing_for_a_closed_one() -> None:
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as listener:
+            listener.bind((host, 0))
+            listener.listen()
+            client = socket.create_connection(listener.getsockname()[:2])
+            accepted, _ = listener.accept()
+            ours, theirs = accepted.getsockname()[:2], accepted.getpeername()[:2]
+            assert sock_diag.owner_uid(family, theirs, ours) == os.geteuid()
+            assert sock_diag.owner_uid(family, (host, 1), ours) is None  # no such socket
+            client.close()
+            accepted.close()
+            # The client's end waits out TIME_WAIT, where the kernel reports uid 0.
+            deadline = time.monotonic() + 5
+            while sock_diag.owner_uid(family, theirs, ours) is not None:
+                assert time.monotonic() < deadline, "the closed client's socket still has an owner"
+                time.sleep(0.01)
+
+
+def test_the_kernel_names_another_users_socket_as_theirs() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = (
+            f"import socket, sys; s = socket.create_connection(('127.0.0.1', {port}));"
+            " sys.stdin.read()"
+        )
+        child = subprocess.Popen(
+            ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
+             sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            accepted, _ = listener.accept()
+            with accepted:
+                theirs, ours = accepted.getpeername()[:2], accepted.getsockname()[:2]
+                assert sock_diag.owner_uid(socket.AF_INET, theirs, ours) == OTHER_UID
+                assert tcp_peer.peer_uid(accepted) == OTHER_UID
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+
+
+def test_a_dual_stack_client_is_found_by_the_ipv4_addresses_grpc_names() -> None:
+    # gRPC's client and server both use IPv6 sockets for 127.0.0.1 (the kernel knows
+    # them by ::ffff:127.0.0.1) and name the peer in IPv4 form.
+    with socket.socket(socket.AF_INET6) as listener:
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.socket(socket.AF_INET6) as client:
+            client.connect(("::ffff:127.0.0.1", port))
+            accepted, _ = listener.accept()
+            with accepted:
+                theirs = ("127.0.0.1", client.getsockname()[1])
+                ours = ("127.0.0.1", port)
+                assert tcp_peer.owner_uid(socket.AF_INET, theirs, ours) == os.geteuid()

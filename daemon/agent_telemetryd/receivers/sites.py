@@ -43,9 +43,10 @@ UidOfAddress = Callable[[tuple[str, int]], Awaitable[int | None]]
 class PeerLookup:
     """The owner uid of TCP connections, on one thread for every TCP listener.
 
-    Reading the socket table costs time in proportion to every TCP socket on the machine
-    (about 25 ms with 4,000 of them), so it runs on a thread of its own, never on the
-    event loop, and only when a connection sends a request.
+    Asking the kernel for one socket takes microseconds, but where that is refused the
+    socket table is read, which costs time in proportion to every TCP socket on the
+    machine (about 25 ms with 4,000 of them): so it runs on a thread of its own, never on
+    the event loop, and only when a connection sends a request.
     """
 
     def __init__(self) -> None:

@@ -5,6 +5,8 @@ Any local user can connect to 127.0.0.1. On a Unix socket the kernel says who th
 /proc/net/tcp (and tcp6) gives a socket's local and remote address and its owner's uid,
 which is how identd answers. The client's end of a connection to the daemon is the line
 whose local address is the daemon's peer and whose remote address is the daemon's own.
+The kernel is asked for that one socket first (receivers/sock_diag.py: microseconds,
+where printing the whole table takes milliseconds); the table is read where it cannot be.
 
 Where that table cannot be read (macOS, a /proc mounted without it), the per-install
 token can be required for TCP ingest instead (`http_require_token`); `status` says which
@@ -17,6 +19,8 @@ import socket
 import struct
 import sys
 from pathlib import Path
+
+from agent_telemetryd.receivers import sock_diag
 
 PROC_NET = Path("/proc/net")
 _TABLES = {socket.AF_INET: "tcp", socket.AF_INET6: "tcp6"}
@@ -64,6 +68,11 @@ def _owner_uid(
     table = _TABLES.get(family)
     if table is None:
         return None
+    if proc_net == PROC_NET:  # this machine's own table: ask for the one socket instead
+        try:
+            return sock_diag.owner_uid(family, theirs, ours)
+        except (OSError, ValueError):
+            pass  # netlink missing or refused here: read the table
     try:
         client_end = (
             b" " + _table_address(family, *theirs) + b" " + _table_address(family, *ours) + b" "

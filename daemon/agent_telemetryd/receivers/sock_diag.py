@@ -47,9 +47,12 @@ def owner_uid(family: int, local: tuple[str, int], remote: tuple[str, int]) -> i
     None when the kernel has no such socket (or only its TIME_WAIT remains).
 
     Raises OSError when the question cannot be asked or is refused."""
+    netlink = getattr(socket, "AF_NETLINK", None)
+    if netlink is None:
+        raise OSError(errno.EAFNOSUPPORT, "no netlink on this system")
     sequence = next(_sequence) & 0xFFFFFFFF
     request = _request(family, local, remote, sequence)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as query:
+    with socket.socket(netlink, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as query:
         query.settimeout(1.0)
         query.sendto(request, (0, 0))
         while True:

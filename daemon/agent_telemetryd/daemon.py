@@ -161,6 +161,7 @@ class Daemon:
         stack.callback(self._lock.release)  # pushed first: released last of all
         stack.callback(self._notifier.close)
         stack.push_async_callback(self._closing("buffer", self._close_buffer))
+        stack.callback(context.otlp.close)  # its decoding thread: idle once listeners drained
         if context.consent.keeps or paths.database.exists():
             await context.open_buffer()
             await revoke_unless_uploading(context)

@@ -55,13 +55,15 @@ class RetryLater(Exception):
 async def decode_off_loop(
     context: DaemonContext, state: OtlpState, signal: Signal, body: bytes, encoding: str
 ) -> Decoded:
-    """Decode, map, mask and check on a thread: 8 MiB of small spans is seconds of Python,
-    which must not hold up every other agent's connection on the event loop meanwhile.
+    """Decode, map, mask and check on the receivers' decoding thread: 8 MiB of small
+    spans is seconds of Python, which must not hold up every other agent's connection on
+    the event loop meanwhile.
 
     Raises `UndecodableError` for a body that is not an OTLP request."""
     mask = None if context.config.capture_content else state.mask
     checks = event_checks(context, state)
-    return await asyncio.to_thread(decode, signal, body, encoding, checks, mask)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(state.decoder(), decode, signal, body, encoding, checks, mask)
 
 
 def event_checks(context: DaemonContext, state: OtlpState) -> EventChecks:

@@ -142,6 +142,12 @@ def run_ms(args: list[str], env: Mapping[str, str] | None = None, timeout: float
     return elapsed
 
 
+def client_drops(proc: DaemonProcess) -> int:
+    """Losses the shims reported to the daemon (`client_*` in `status`)."""
+    reasons = proc.status()["counters"]["dropped_by_reason"]
+    return sum(count for name, count in reasons.items() if name.startswith("client_"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,11 +10,13 @@ send -> commit latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import multiprocessing
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +181,6 @@ def http_run(proc: fixtures.DaemonProcess, total: int) -> float:
 def connection_cost_ms(proc: fixtures.DaemonProcess, requests: int) -> dict[str, float]:
     """The daemon's CPU milliseconds per one-event POST, each on a new connection (as a
     script calling curl or urllib once per event does) and all on one kept-alive one."""
-    assert proc.proc is not None
     port = fixtures.http_port(proc)
     body = b'{"event": "hook.fired", "properties": {"n": 1}}'
     headers = {"Content-Type": "application/json"}
@@ -191,20 +192,19 @@ def connection_cost_ms(proc: fixtures.DaemonProcess, requests: int) -> dict[str,
         if answer.status != 202:
             raise RuntimeError(f"HTTP ingest answered {answer.status}")
 
-    found: dict[str, float] = {}
-    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    for name in ("new", "kept"):
+    def on_a_new_connection() -> None:
+        with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=30)) as c:
+            post(c)
+
+    def cpu_ms_each(send: Callable[[], None]) -> float:
+        assert proc.proc is not None
         before = sample(proc.proc.pid)["cpu_s"]
         for _ in range(requests):
-            if name == "kept":
-                post(kept)
-                continue
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            post(connection)
-            connection.close()
-        found[name] = (sample(proc.proc.pid)["cpu_s"] - before) / requests * 1000
-    kept.close()
-    return found
+            send()
+        return (sample(proc.proc.pid)["cpu_s"] - before) / requests * 1000
+
+    with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=30)) as kept:
+        return {"new": cpu_ms_each(on_a_new_connection), "kept": cpu_ms_each(lambda: post(kept))}
 
 
 def executemany_ceiling(total: int) -> float:
@@ -225,6 +225,7 @@ def executemany_ceiling(total: int) -> float:
 def run(quick: bool) -> list[Row]:
     total = 4_000 if quick else 200_000
     reps = 1 if quick else 3
+    requests = 20 if quick else 300  # one-event POSTs per connection-cost run
     counts = (1, 4, 16)
     ceiling: list[float] = []
     by_producers: dict[int, list[float]] = {n: [] for n in counts}
@@ -238,7 +239,7 @@ def run(quick: bool) -> list[Row]:
                 by_producers[n].append(socket_run(proc, n, total))
             http.append(http_run(proc, total // 2))
         latency = sorted(latency_run(proc, 4, 0.5 if quick else 5.0))
-        connections = [connection_cost_ms(proc, 20 if quick else 300) for _ in range(reps)]
+        connections = [connection_cost_ms(proc, requests) for _ in range(reps)]
     anchor = median(ceiling)
     rows = [
         Row(
@@ -290,7 +291,7 @@ def run(quick: bool) -> list[Row]:
             new, "ms", "the same on one kept-alive connection", kept, new / kept,
             note="what a script posting each event with curl or urllib costs the daemon; the"
             " owner of each new TCP connection is looked up once (loopback is open to every"
-            f" local user); {300 if not quick else 20} requests, median of {reps}")
+            f" local user); {requests} requests, median of {reps}")
     )  # fmt: skip
     rows[0].note += f"; {total:,} events per run, median of {reps}"
     rows.extend(hostile_scrub_rows())

@@ -129,19 +129,13 @@ def _stored(proc: DaemonProcess) -> int:
     return int(proc.status()["buffer"]["events"])
 
 
-def _client_drops(proc: DaemonProcess) -> int:
-    """Losses the shims reported to the daemon (`client_*` in `status`)."""
-    reasons = proc.status()["counters"]["dropped_by_reason"]
-    return sum(count for name, count in reasons.items() if name.startswith("client_"))
-
-
 def _wait_accounted(
     proc: DaemonProcess, before: tuple[int, int], expected: int, timeout: float = 30.0
 ) -> tuple[int, int]:
     """Events stored and losses reported since `before`, once they add up to `expected`."""
     deadline = time.monotonic() + timeout
     while True:
-        taken, lost = _stored(proc) - before[0], _client_drops(proc) - before[1]
+        taken, lost = _stored(proc) - before[0], fixtures.client_drops(proc) - before[1]
         if taken + lost >= expected or time.monotonic() > deadline:
             return taken, lost
         time.sleep(0.1)
@@ -156,7 +150,7 @@ def _spool_exit(proc: DaemonProcess, socket_path: str, stop: bool) -> dict[str, 
     spool = Path(tempfile.mkdtemp(prefix="at-spool-", dir="/tmp"))
     assert proc.proc is not None
     try:
-        before = (_stored(proc), _client_drops(proc))
+        before = (_stored(proc), fixtures.client_drops(proc))
         cpu = _children_cpu_ms()
         if stop:
             os.kill(proc.proc.pid, signal.SIGSTOP)

@@ -41,16 +41,11 @@ def _run_ms(env: dict[str, str], *args: str) -> float:
     return fixtures.run_ms([sys.executable, "-c", *args], env=env, timeout=120)
 
 
-def _client_drops(proc: DaemonProcess) -> int:
-    reasons = proc.status()["counters"]["dropped_by_reason"]
-    return sum(count for name, count in reasons.items() if name.startswith("client_"))
-
-
 def _stopped_exit(proc: DaemonProcess, calls: int) -> dict[str, float]:
     """One agent tracking `calls` with the daemon stopped; then what the daemon got back."""
     assert proc.proc is not None
     conn = fixtures.read_only(proc.database)
-    before, lost_before = fixtures.stored(conn), _client_drops(proc)
+    before, lost_before = fixtures.stored(conn), fixtures.client_drops(proc)
     os.kill(proc.proc.pid, signal.SIGSTOP)
     try:
         wall = _run_ms(proc.env, _AGENT, str(calls))
@@ -60,7 +55,7 @@ def _stopped_exit(proc: DaemonProcess, calls: int) -> dict[str, float]:
     folder = proc.home / "data" / "spool"
     while True:
         stored = fixtures.stored(conn) - before
-        lost = _client_drops(proc) - lost_before
+        lost = fixtures.client_drops(proc) - lost_before
         if (stored + lost >= calls and not list(folder.glob("*.ndjson"))) or (
             time.monotonic() > deadline
         ):

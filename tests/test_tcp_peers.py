@@ -34,15 +34,12 @@ except urllib.error.HTTPError as error:
 """
 
 
+AS_OTHER_USER = ("setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups")
+
+
 def as_other_user(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={OTHER_UID}",
-            f"--regid={OTHER_UID}",
-            "--clear-groups",
-            *command,
-        ],
+        [*AS_OTHER_USER, *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -371,10 +368,8 @@ def test_the_kernel_names_another_users_socket_as_theirs() -> None:
             " sys.stdin.read()"
         )
         child = subprocess.Popen(
-            ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
-             sys.executable, "-c", code],
-            stdin=subprocess.PIPE,
-        )  # fmt: skip
+            [*AS_OTHER_USER, sys.executable, "-c", code], stdin=subprocess.PIPE
+        )
         try:
             accepted, _ = listener.accept()
             with accepted:
@@ -392,7 +387,7 @@ def test_a_dual_stack_client_is_found_by_the_ipv4_addresses_grpc_names() -> None
     # them by ::ffff:127.0.0.1) and name the peer in IPv4 form.
     with socket.socket(socket.AF_INET6) as listener:
         listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        listener.bind(("::", 0))
+        listener.bind(("::ffff:127.0.0.1", 0))  # loopback only, reached over IPv4
         listener.listen()
         port = listener.getsockname()[1]
         with socket.socket(socket.AF_INET6) as client:

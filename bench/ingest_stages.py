@@ -12,11 +12,18 @@ READ_LINES lines from each): read by read (`accept_lines`), and all at once
 
     .venv/bin/python -m bench.ingest_stages [--events N] [--repeat R]
     .venv/bin/python -m bench.ingest_stages --instructions [--events N]
+    .venv/bin/python -m bench.ingest_stages --wal [--group N]
 
 Each figure is the best of R runs (CPU time of this process), after a warm-up run that
 fills the caches a running daemon has warm. Timings on a shared machine move with its
 load; with `--instructions` each step runs once under callgrind instead, which counts
 its instructions (as bench/otlp_instructions.py does: `os.getppid()` marks the steps).
+With `--wal`, nothing is timed: the rows the turns make are committed GROUP at a time
+into a real buffer file, as the writer commits a turn's rows, and the write-ahead log of
+a few commits after a checkpoint is read back page by page, each page named by the table
+or index it belongs to (SQLite's `dbstat`). A commit writes every page it changed whole,
+so this is what each commit costs in WAL writes and checksums, and what the checkpointer
+copies again later: a count that does not move with the machine's load.
 """
 
 from __future__ import annotations
@@ -191,6 +198,59 @@ def stages(events: int, repeat: int) -> dict[str, float]:
     return results
 
 
+def _steady_rows(events: int) -> list[Any]:
+    """The rows the daemon makes of the steady bench's lines, taken a turn at a time."""
+    from agent_telemetryd.ingest import Source
+
+    kept: list[Any] = []
+    ingestor = fixtures.collecting_ingestor(kept, fixtures.default_transforms())
+    for turn in turn_reads(shim_reads(events)):
+        ingestor.accept_turn([(lines, Source("unix", pid=1000 + a)) for lines, a in turn])
+    # A real install's anonymous id: as long as the one the buffer makes.
+    return [row._replace(anonymous_id="7d9f1c1e-3b7a-4c55-9d0e-2f6a1b9c8e11") for row in kept]
+
+
+def wal_pages(group: int, commits: int = 10) -> tuple[dict[str, float], float]:
+    """WAL pages a commit of `group` rows writes, on average over `commits` commits
+    after a checkpoint, by the table or index each page belongs to; and the bytes each
+    row's record takes in the events table."""
+    import struct
+
+    from agent_telemetryd.store.database import open_buffer
+    from agent_telemetryd.store.insert_rows import insert_rows
+
+    warm = 150 * group  # a buffer with some history: its B-trees a few levels deep
+    rows = _steady_rows(warm + commits * group)
+    with tempfile.TemporaryDirectory(prefix="at-wal-") as tmp:
+        path = Path(tmp) / "buffer.sqlite3"
+        conn = open_buffer(path, autocheckpoint=False)
+        for start in range(0, warm + commits * group, group):
+            if start == warm:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("BEGIN IMMEDIATE")
+            insert_rows(conn, rows[start : start + group])
+            conn.execute("COMMIT")
+        owner = dict(conn.execute("SELECT pageno, name FROM dbstat"))
+        leaves = (
+            "SELECT sum(pgsize - unused) FROM dbstat WHERE name = 'events' AND pagetype = 'leaf'"
+        )
+        stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        record_bytes = conn.execute(leaves).fetchone()[0] / stored
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        wal = Path(f"{path}-wal").read_bytes()  # before close, which checkpoints it away
+        conn.close()
+    # The WAL's format: a 32-byte header, then frames of a 24-byte header (page number,
+    # and the database size in pages on a commit's last frame) and the page.
+    frame = 24 + page_size
+    pages: dict[str, float] = {}
+    for offset in range(32, len(wal) - frame + 1, frame):
+        (number,) = struct.unpack_from(">I", wal, offset)
+        # Page 1 holds the file's header (its change counter moves at every commit).
+        name = "the file header (page 1)" if number == 1 else owner.get(number, "other")
+        pages[name] = pages.get(name, 0) + 1 / commits
+    return dict(sorted(pages.items(), key=lambda item: -item[1])), record_bytes
+
+
 def instructions(events: int) -> dict[str, float]:
     """Instructions per event of each step, from a run of this module under callgrind."""
     valgrind = shutil.which("valgrind")
@@ -218,8 +278,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--wal", action="store_true", help="WAL pages a commit writes")
+    parser.add_argument("--group", type=int, default=200, help="rows a commit (--wal)")
     parser.add_argument("--names", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.wal:
+        pages, record = wal_pages(args.group)
+        print(f"a commit of {args.group} rows ({record:.0f} bytes of record each) writes")
+        for name, count in pages.items():
+            print(f"  {count:5.1f} pages of {name}")
+        print(f"  {sum(pages.values()):5.1f} pages in all")
+        return
     if args.instructions:
         for name, count in instructions(args.events).items():
             print(f"{name:<70} {count / 1000:7.1f}k instructions/event")

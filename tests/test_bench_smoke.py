@@ -107,3 +107,24 @@ def test_quick_bench_reports_every_row(tmp_path: Path) -> None:
     for row in report["rows"]:
         assert row["value"] is not None, row
         assert row["name"] in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_wal_count_names_every_page_a_commit_writes() -> None:
+    """`bench.ingest_stages --wal` reads a real WAL back: every committed row's page is
+    there, each named by its table or index, and the parts add up to the total."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_stages", "--wal", "--group", "20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    record = float(lines[0].split("(")[1].split()[0])
+    named = [line.split(" pages of ") for line in lines if " pages of " in line]
+    pages = {name: float(count) for count, name in named}
+    total = float(lines[-1].split()[0])
+    assert {"events", "events_uuid", "events_received"} <= set(pages)
+    assert "other" not in pages  # no page left unnamed
+    # 20 rows of `record` bytes each need at least that many 4 KiB pages of the table.
+    assert pages["events"] >= 20 * record / 4096
+    assert abs(sum(pages.values()) - total) < 0.2

@@ -75,13 +75,16 @@ def shim_reads(events: int, agents: int = 4) -> list[bytes]:
     return [b"".join(lines[i : i + READ_LINES]) for i in range(0, len(lines), READ_LINES)]
 
 
-def turn_reads(reads: list[bytes], agents: int = 4) -> list[list[tuple[list[bytes], int]]]:
+def turn_reads(reads: list[bytes], agents: int = 4) -> list[list[tuple[list[bytes], Any]]]:
     """The lines of `reads` as turns read them: each turn a read of READ_LINES lines from
-    each agent's connection (its lines in their order), with the agent's number."""
+    each agent's connection (its lines in their order), with that connection's `Source`."""
+    from agent_telemetryd.ingest import Source
+
     lines = [line for read in reads for line in read.split(b"\n")[:-1]]
     own = [lines[agent::agents] for agent in range(agents)]
+    sources = [Source("unix", pid=1000 + agent) for agent in range(agents)]
     return [
-        [(own[agent][start : start + READ_LINES], agent) for agent in range(agents)]
+        [(own[agent][start : start + READ_LINES], sources[agent]) for agent in range(agents)]
         for start in range(0, len(own[0]), READ_LINES)
     ]
 
@@ -156,10 +159,7 @@ def stages(events: int, repeat: int) -> dict[str, float]:
             protocol.data_received(read)
 
     step("ingest.sock's data_received (split, line checks, accept_lines)", receive)
-    turns = [
-        [(lines, Source("unix", pid=1000 + agent)) for lines, agent in turn]
-        for turn in turn_reads(reads)
-    ]
+    turns = turn_reads(reads)
 
     def read_by_read() -> None:
         kept.clear()
@@ -200,12 +200,10 @@ def stages(events: int, repeat: int) -> dict[str, float]:
 
 def _steady_rows(events: int) -> list[Any]:
     """The rows the daemon makes of the steady bench's lines, taken a turn at a time."""
-    from agent_telemetryd.ingest import Source
-
     kept: list[Any] = []
     ingestor = fixtures.collecting_ingestor(kept, fixtures.default_transforms())
     for turn in turn_reads(shim_reads(events)):
-        ingestor.accept_turn([(lines, Source("unix", pid=1000 + a)) for lines, a in turn])
+        ingestor.accept_turn(turn)
     # A real install's anonymous id: as long as the one the buffer makes.
     return [row._replace(anonymous_id="7d9f1c1e-3b7a-4c55-9d0e-2f6a1b9c8e11") for row in kept]
 

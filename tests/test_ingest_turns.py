@@ -1,8 +1,9 @@
 """ingest.sock under load reads its connections on shared turns, straight from their
 sockets: nothing is lost or reordered, several agents' reads go to the store together
 with each event its own agent's pid, an agent that exits mid-stream has its last line
-taken, a connection that goes quiet is read again when it speaks, a writer that falls
-behind stops the reading, and once traffic stops the daemon stops waking up.
+taken, a connection that goes quiet is read again when it speaks, a sender the socket
+holds back is read again at once rather than a turn later, a writer that falls behind
+stops the reading, and once traffic stops the daemon stops waking up.
 
 The protocol on a real Unix socket (only the store replaced by one that records), and the
 real daemon for what a user sees of it (stored events, its wake-ups).
@@ -25,7 +26,12 @@ from agent_telemetry._wire import encode_event
 from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor, Source, Transform
 from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
-from agent_telemetryd.receivers.read_turns import READ_BYTES, ReadTurns
+from agent_telemetryd.receivers.read_turns import (
+    BUSY_READ_BYTES,
+    READ_BYTES,
+    READ_INTERVAL,
+    ReadTurns,
+)
 from agent_telemetryd.receivers.turn_lines import TurnLines
 from tests.daemon_process import DaemonProcess
 from tests.fakes.ingest_parts import daemon_transforms
@@ -74,14 +80,16 @@ def ingestor_for(writer: RecordingWriter, transforms: Iterable[Transform] = ()) 
 
 @contextlib.asynccontextmanager
 async def serving(
-    path: Path, writer: RecordingWriter, max_queued: int = 10_000
+    path: Path, writer: RecordingWriter, max_queued: int = 10_000, interval: float = READ_INTERVAL
 ) -> AsyncIterator[ReadTurns]:
     """ingest.sock's protocol served at `path` as the daemon serves it (reading on turns,
     each turn's lines handed over together, the daemon's transforms); every connection is
     closed afterwards."""
     ingestor = ingestor_for(writer, daemon_transforms(capture_content=False, one_by_one=False))
     lines = TurnLines(ingestor)
-    turns = ReadTurns(lambda: writer.queued_events, max_queued=max_queued, batch=lines)
+    turns = ReadTurns(
+        lambda: writer.queued_events, interval=interval, max_queued=max_queued, batch=lines
+    )
     protocols: list[NdjsonProtocol] = []
 
     def made() -> NdjsonProtocol:
@@ -262,6 +270,48 @@ async def test_a_connection_that_goes_quiet_is_read_again_when_it_sends(tmp_path
         sock.close()
 
     assert [p["n"] for p in writer.properties()] == list(range(150))
+
+
+# Turns so long that a test waiting for one would fail at `until`'s deadline.
+LONG_TURN = 60.0
+
+
+async def test_a_sender_the_socket_holds_back_is_read_again_at_once(tmp_path: Path) -> None:
+    # An agent with a burst writes far more than the socket buffers: it is blocked until
+    # the daemon reads. Waiting a whole turn between reads would hold it back that long
+    # for every ~200 KB; a read that brought that much is followed by the next at once.
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    total = 20_000
+    payload = b"".join(line(0, n) for n in range(total))
+    assert len(payload) > 10 * BUSY_READ_BYTES
+    async with serving(path, writer, interval=LONG_TURN) as turns:
+        sock = await connect(path)
+        sending = asyncio.ensure_future(asyncio.get_running_loop().sock_sendall(sock, payload))
+        await until(lambda: len(writer.rows) == total, "the whole burst stored")
+        await sending
+        sock.close()
+        await until(lambda: turns.waiting == 0, "the connection back in the poller")
+
+    assert [p["n"] for p in writer.properties()] == list(range(total))
+
+
+async def test_a_sender_of_a_few_lines_waits_for_the_next_turn(tmp_path: Path) -> None:
+    # The other side of it: reads of a steady agent stay a turn apart, so they are taken
+    # together. A connection's first read comes from the poller; after it, the connection
+    # is on the turns, and a line sent then waits for the next one.
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    async with serving(path, writer, interval=LONG_TURN) as turns:
+        loop = asyncio.get_running_loop()
+        sock = await connect(path)
+        await loop.sock_sendall(sock, b"".join(line(0, n) for n in range(100)))
+        await until(lambda: len(writer.rows) == 100, "the first read stored")
+        await until(lambda: turns.waiting == 1, "the connection on the turns")
+        await loop.sock_sendall(sock, line(0, 100))
+        await asyncio.sleep(0.5)
+        assert len(writer.rows) == 100  # on a turn LONG_TURN away, not read at once
+        sock.close()
 
 
 async def test_a_writer_that_falls_behind_stops_reading_every_connection(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ class NdjsonProtocol(asyncio.Protocol):
             # A timestamp, not a new timer per read: this runs for every read of a busy agent.
             self._last_data = asyncio.get_running_loop().time()
         if self._turns is not None and self._transport is not None:
-            self._turns.hold(self._transport, self._fd, self)
+            self._turns.hold(self._transport, self._fd, self, len(data))
         if self._skipping:
             newline = data.find(b"\n")
             if newline == -1:

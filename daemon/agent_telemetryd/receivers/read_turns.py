@@ -4,6 +4,9 @@ The shims write one event per send when events come one at a time, so at 10,000 
 from 4 agents a connection read whenever it was readable woke the loop ~10,000 times a
 second, and each read became its own group commit. So a connection that was just read is
 read again on the next turn, READ_INTERVAL later, and takes what came meanwhile in one go.
+A read that brought BUSY_READ_BYTES or more found a sender blocked on a full socket buffer
+(a burst): the next turn then comes BUSY_INTERVAL later instead, so one busy agent is not
+held to a socket buffer a turn.
 
 A connection waiting for its turn is out of the event loop's poller (its transport is
 paused), and on the turn it is read here directly, until the kernel has nothing more
@@ -44,6 +47,13 @@ READ_BYTES = 256 * 1024
 # Reads of one connection in one turn before the others get theirs: a sender faster than
 # the daemon gets READ_BYTES * this a turn, and the rest on the next.
 READS_PER_TURN = 4
+# A turn that read this much from one connection found a sender the socket's buffer holds
+# back (a Unix socket buffers ~200 KB of large writes, far fewer bytes of one-line writes),
+# so the next turn comes BUSY_INTERVAL later, not READ_INTERVAL: waiting longer only keeps
+# that sender blocked. One agent at 10,000 events/s sends ~40 KB a turn; at a steady rate
+# turns stay long.
+BUSY_READ_BYTES = 64 * 1024
+BUSY_INTERVAL = 0.005
 
 
 class TurnReader(Protocol):
@@ -74,26 +84,39 @@ class ReadTurns:
         queued_events: Callable[[], int],
         *,
         interval: float = READ_INTERVAL,
+        busy_interval: float = BUSY_INTERVAL,
         max_queued: int = MAX_QUEUED_EVENTS,
         batch: TurnBatch | None = None,
     ) -> None:
         self._queued_events = queued_events
         self._batch = batch
         self._interval = interval
+        self._busy_interval = busy_interval
         self._max_queued = max_queued
         self._held: list[tuple[asyncio.Transport, int, TurnReader]] = []
         self._turn: asyncio.TimerHandle | None = None
 
-    def hold(self, transport: asyncio.Transport, fd: int, reader: TurnReader) -> None:
+    def hold(
+        self, transport: asyncio.Transport, fd: int, reader: TurnReader, came: int = 0
+    ) -> None:
         """Take `transport` (its socket's descriptor `fd`) out of the poller and read it on
-        the next turn, handing what comes to `reader`. Nothing happens if it is held
-        already: the turn's own reads reach its protocol through here too."""
+        the next turn, handing what comes to `reader`; `came` is what its transport just
+        read (BUSY_READ_BYTES or more brings the next turn forward). Nothing happens if it
+        is held already: the turn's own reads reach its protocol through here too."""
         if not transport.is_reading():
             return
         transport.pause_reading()
         self._held.append((transport, fd, reader))
-        if self._turn is None:
-            self._turn = asyncio.get_running_loop().call_later(self._interval, self._next_turn)
+        loop = asyncio.get_running_loop()
+        if came >= BUSY_READ_BYTES:
+            due = loop.time() + self._busy_interval
+            if self._turn is not None and self._turn.when() > due:
+                self._turn.cancel()
+                self._turn = None
+            if self._turn is None:
+                self._turn = loop.call_at(due, self._next_turn)
+        elif self._turn is None:
+            self._turn = loop.call_later(self._interval, self._next_turn)
 
     @property
     def waiting(self) -> int:
@@ -112,19 +135,22 @@ class ReadTurns:
         loop = asyncio.get_running_loop()
         # The next turn is due an interval after this one began, not after its lines were
         # handled: the pace stays READ_INTERVAL however long a turn's lines take.
-        next_turn_at = loop.time() + self._interval
+        began = loop.time()
         if self._batch is None:
-            self._read_held()
+            busy = self._read_held()
         else:
             self._batch.begin()
             try:
-                self._read_held()
+                busy = self._read_held()
             finally:
                 self._batch.end()
         if self._held:
-            self._turn = loop.call_at(next_turn_at, self._next_turn)
+            interval = self._busy_interval if busy else self._interval
+            self._turn = loop.call_at(began + interval, self._next_turn)
 
-    def _read_held(self) -> None:
+    def _read_held(self) -> bool:
+        """Read every held connection; True when one of them brought BUSY_READ_BYTES."""
+        busy = False
         held, self._held = self._held, []
         for index, entry in enumerate(held):
             transport = entry[0]
@@ -137,28 +163,33 @@ class ReadTurns:
                 # poller (a turn is pending only while events wait to be committed).
                 self._held.extend(held[index:])
                 break
-            if _read(*entry, self._writer_behind):
+            came = _read(*entry, self._writer_behind)
+            if came:
                 self._held.append(entry)
+                busy = busy or came >= BUSY_READ_BYTES
             else:
                 transport.resume_reading()
+        return busy
 
 
 def _read(
     transport: asyncio.Transport, fd: int, reader: TurnReader, writer_behind: Callable[[], bool]
-) -> bool:
-    """Read `fd` until the kernel has no more for now; True if anything came (the
-    connection stays on the turns), False if it is to go back to its transport: nothing
-    was there, or the stream ended or failed, which the transport's own read then meets."""
-    for reads in range(READS_PER_TURN):
+) -> int:
+    """Read `fd` until the kernel has no more for now; how many bytes came (the connection
+    stays on the turns when any did), 0 if it is to go back to its transport: nothing was
+    there, or the stream ended or failed, which the transport's own read then meets."""
+    came = 0
+    for _ in range(READS_PER_TURN):
         try:
             data = os.read(fd, READ_BYTES)
         except BlockingIOError:
-            return reads > 0
+            return came
         except OSError:
-            return False
+            return 0
         if not data:
-            return False
+            return 0
+        came += len(data)
         reader.data_received(data)
         if len(data) < READ_BYTES or transport.is_closing() or writer_behind():
-            return True
-    return True
+            return came
+    return came

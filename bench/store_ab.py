@@ -6,6 +6,7 @@ figure here is this tree's and `REV`'s, measured alternately.
     .venv/bin/python -m bench.store_ab --against REV [--rounds 3] [--seconds 20]
     .venv/bin/python -m bench.store_ab --against REV --instructions [--group 100]
     .venv/bin/python -m bench.store_ab --against REV --executemany [--rounds 5]
+    .venv/bin/python -m bench.store_ab --against REV --ingest [--rounds 3] [--producers 1,4,16]
 
 The first runs a fresh daemon of each tree (its own code first on its path, from `git
 archive`) under the steady bench's 10,000 events/s from four shim processes, and gives
@@ -16,7 +17,10 @@ INSERT, counters, size check, WAL bookkeeping, and the checkpointer thread's sha
 for the bench's plain rows, GROUP rows a transaction as at 10,000 events/s, into a fresh
 buffer of each tree's schema. The third times plain `executemany` of the same rows, 100
 a transaction, into a fresh buffer of each tree's schema (CPU time of a child process
-per run, the trees alternating): the anchor the steady bench divides by.
+per run, the trees alternating): the anchor the steady bench divides by. The fourth
+runs a daemon of each tree in turn and has 1, 4 and 16 producer processes each send
+200,000 shim lines to ingest.sock as fast as it takes them, as the ingest bench does: the
+events/s committed.
 """
 
 from __future__ import annotations
@@ -78,6 +82,31 @@ def daemons(revision: str, rounds: int, seconds: float, rate: float) -> None:
         cpu = median(v[0] for v in values) * 100
         rest = median(v[1] for v in values) * 100
         print(f"{name}: median cpu {cpu:.1f}%, outside the loop thread {rest:.1f}%")
+
+
+def ingest(revision: str, rounds: int, producers: list[int], total: int = 200_000) -> None:
+    from bench import fixtures
+    from bench.ingest import socket_run
+
+    with tempfile.TemporaryDirectory(prefix="at-store-ab-") as tmp:
+        trees = _trees(revision, Path(tmp))
+        found: dict[tuple[str, int], list[float]] = {
+            (name, n): [] for name in trees for n in producers
+        }
+        for index in range(rounds):
+            order = list(trees) if index % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                with fixtures.daemon({"PYTHONPATH": _path(trees[name])}) as proc:
+                    for n in producers:
+                        rate = socket_run(proc, n, total)
+                        found[(name, n)].append(rate)
+                        print(f"{name}: {_producers(n)}, {rate:,.0f} events/s", flush=True)
+    for (name, n), values in found.items():
+        print(f"{name}: {_producers(n)}, median {median(values):,.0f} events/s")
+
+
+def _producers(n: int) -> str:
+    return f"{n} producer{'s' if n > 1 else ''}"
 
 
 def instructions(revision: str, group: int) -> None:
@@ -192,6 +221,8 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=100)
     parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--executemany", action="store_true")
+    parser.add_argument("--ingest", action="store_true")
+    parser.add_argument("--producers", default="1,4,16")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-executemany", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,6 +234,8 @@ def main() -> None:
         executemany(args.against, args.rounds, args.group)
     elif args.instructions:
         instructions(args.against, args.group)
+    elif args.ingest:
+        ingest(args.against, args.rounds, [int(n) for n in args.producers.split(",")])
     else:
         daemons(args.against, args.rounds, args.seconds, args.rate)
 

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 
@@ -54,6 +55,13 @@ def _trees(revision: str, tmp: Path) -> dict[str, Path]:
     return {revision: tmp, "this tree": Path(__file__).resolve().parent.parent}
 
 
+def _alternating(trees: dict[str, Path], rounds: int) -> Iterator[str]:
+    """The trees' names, `rounds` times, every other round in reverse: neither tree is
+    always first, when the machine may still be busy from what ran before."""
+    for index in range(rounds):
+        yield from (list(trees) if index % 2 == 0 else list(trees)[::-1])
+
+
 def _path(tree: Path) -> str:
     return os.pathsep.join(str(tree / part) for part in ("daemon", "client_shim"))
 
@@ -65,19 +73,17 @@ def daemons(revision: str, rounds: int, seconds: float, rate: float) -> None:
     with tempfile.TemporaryDirectory(prefix="at-store-ab-") as tmp:
         trees = _trees(revision, Path(tmp))
         found: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
-        for index in range(rounds):
-            order = list(trees) if index % 2 == 0 else list(trees)[::-1]
-            for name in order:
-                env = {"AGENT_TELEMETRY_HTTP_PORT": "off", "PYTHONPATH": _path(trees[name])}
-                with fixtures.daemon(env) as proc:
-                    figures = window_run(proc, rate, seconds)
-                cpu, loop = figures["cpu_share"], figures["loop_share"]
-                found[name].append((cpu, cpu - loop))
-                print(
-                    f"{name}: cpu {cpu * 100:.1f}%, outside the loop thread"
-                    f" {(cpu - loop) * 100:.1f}%, p99 {figures['p99_ms']:.0f} ms",
-                    flush=True,
-                )
+        for name in _alternating(trees, rounds):
+            env = {"AGENT_TELEMETRY_HTTP_PORT": "off", "PYTHONPATH": _path(trees[name])}
+            with fixtures.daemon(env) as proc:
+                figures = window_run(proc, rate, seconds)
+            cpu, loop = figures["cpu_share"], figures["loop_share"]
+            found[name].append((cpu, cpu - loop))
+            print(
+                f"{name}: cpu {cpu * 100:.1f}%, outside the loop thread"
+                f" {(cpu - loop) * 100:.1f}%, p99 {figures['p99_ms']:.0f} ms",
+                flush=True,
+            )
     for name, values in found.items():
         cpu = median(v[0] for v in values) * 100
         rest = median(v[1] for v in values) * 100
@@ -93,14 +99,12 @@ def ingest(revision: str, rounds: int, producers: list[int], total: int = 200_00
         found: dict[tuple[str, int], list[float]] = {
             (name, n): [] for name in trees for n in producers
         }
-        for index in range(rounds):
-            order = list(trees) if index % 2 == 0 else list(trees)[::-1]
-            for name in order:
-                with fixtures.daemon({"PYTHONPATH": _path(trees[name])}) as proc:
-                    for n in producers:
-                        rate = socket_run(proc, n, total)
-                        found[(name, n)].append(rate)
-                        print(f"{name}: {_producers(n)}, {rate:,.0f} events/s", flush=True)
+        for name in _alternating(trees, rounds):
+            with fixtures.daemon({"PYTHONPATH": _path(trees[name])}) as proc:
+                for n in producers:
+                    rate = socket_run(proc, n, total)
+                    found[(name, n)].append(rate)
+                    print(f"{name}: {_producers(n)}, {rate:,.0f} events/s", flush=True)
     for (name, n), values in found.items():
         print(f"{name}: {_producers(n)}, median {median(values):,.0f} events/s")
 
@@ -134,17 +138,15 @@ def executemany(revision: str, rounds: int, group: int) -> None:
     with tempfile.TemporaryDirectory(prefix="at-store-ab-") as tmp:
         trees = _trees(revision, Path(tmp) / "tree")
         found: dict[str, list[float]] = {name: [] for name in trees}
-        for index in range(rounds):
-            order = list(trees) if index % 2 == 0 else list(trees)[::-1]
-            for name in order:
-                done = subprocess.run(
-                    [sys.executable, "-m", "bench.store_ab", "--child-executemany",
-                     "--group", str(group)],
-                    check=True, capture_output=True, text=True,
-                    cwd=Path(__file__).resolve().parent.parent,
-                    env={**os.environ, "PYTHONPATH": _path(trees[name])},
-                )  # fmt: skip
-                found[name].append(float(done.stdout))
+        for name in _alternating(trees, rounds):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.store_ab", "--child-executemany",
+                 "--group", str(group)],
+                check=True, capture_output=True, text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+                env={**os.environ, "PYTHONPATH": _path(trees[name])},
+            )  # fmt: skip
+            found[name].append(float(done.stdout))
         for name, values in found.items():
             shown = ", ".join(f"{v:.2f}" for v in values)
             print(f"{name}: executemany {median(values):.2f} µs CPU a row (median of {shown})")

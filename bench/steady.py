@@ -189,10 +189,10 @@ def _py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
 
 # The anchor: an asyncio server that receives and counts lines, nothing more. With a
 # second argument it reads as the daemon's ingest.sock does, through the daemon's own
-# turns (read_turns.py, with no writer to wait for): a connection that had data is out of
-# the poller and read on the next turn of that many seconds, straight from its socket
-# until EAGAIN, so a read takes what came meanwhile; one found empty, ended or failed goes
-# back to its transport.
+# turns (read_turns.py, with no writer to wait for): a connection that had data, and had
+# had some less than a turn before, is out of the poller and read on the next turn of that
+# many seconds, straight from its socket until EAGAIN, so a read takes what came
+# meanwhile; one found empty, ended or failed goes back to its transport.
 _COUNTING_SERVER = r"""
 import asyncio, sys
 from agent_telemetryd.receivers.read_turns import ReadTurns
@@ -204,10 +204,13 @@ class Count(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.fd = transport.get_extra_info("socket").fileno()
+        self.last = asyncio.get_running_loop().time()
     def data_received(self, data):
         Count.lines += data.count(b"\n")
         if turns is not None:
-            turns.hold(self.transport, self.fd, self)
+            now = asyncio.get_running_loop().time()
+            turns.hold(self.transport, self.fd, self, len(data), now - self.last)
+            self.last = now
 async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_unix_server(Count, path)

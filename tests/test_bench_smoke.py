@@ -67,10 +67,11 @@ EXPECTED = {
     ],
     "steady": [
         f"{rate} events/s, 4 agents: {measure}"
-        for rate in ("10,000", "1,000")
+        for rate in ("10,000", "1,000", "100")
         for measure in (
             "daemon CPU, % of one core",
             "daemon peak RSS",
+            "daemon wake-ups a second",
             "send -> commit p50",
             "send -> commit p99",
         )

@@ -67,10 +67,11 @@ EXPECTED = {
     ],
     "steady": [
         f"{rate} events/s, 4 agents: {measure}"
-        for rate in ("10,000", "1,000")
+        for rate in ("10,000", "1,000", "100")
         for measure in (
             "daemon CPU, % of one core",
             "daemon peak RSS",
+            "daemon wake-ups a second",
             "send -> commit p50",
             "send -> commit p99",
         )
@@ -128,3 +129,19 @@ def test_wal_count_names_every_page_a_commit_writes() -> None:
     # 20 rows of `record` bytes each need at least that many 4 KiB pages of the table.
     assert pages["events"] >= 20 * record / 4096
     assert abs(sum(pages.values()) - total) < 0.2
+
+
+@pytest.mark.timeout(120)
+def test_cold_work_times_a_turn_back_to_back_and_after_each_pause() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cold_work", "--lines", "1,3", "--runs", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["lines", "a", "read", "after", "0", "ms", "after", "1", "ms",
+                              "after", "10", "ms", "after", "50", "ms"]  # fmt: skip
+    assert [row.split()[0] for row in rows] == ["1", "3"]
+    for row in rows:
+        figures = [float(word) for word in row.split("(")[0].split()[1:] if word != "µs"]
+        assert len(figures) == 4 and all(figure > 0 for figure in figures)

@@ -1,9 +1,10 @@
 """ingest.sock under load reads its connections on shared turns, straight from their
 sockets: nothing is lost or reordered, several agents' reads go to the store together
 with each event its own agent's pid, an agent that exits mid-stream has its last line
-taken, a connection that goes quiet is read again when it speaks, a sender the socket
-holds back is read again at once rather than a turn later, a writer that falls behind
-stops the reading, and once traffic stops the daemon stops waking up.
+taken, a connection that goes quiet is read again when it speaks (a line after a quiet
+spell at once, with no turn after it), a sender the socket holds back is read again at
+once rather than a turn later, a writer that falls behind stops the reading, and once
+traffic stops the daemon stops waking up.
 
 The protocol on a real Unix socket (only the store replaced by one that records), and the
 real daemon for what a user sees of it (stored events, its wake-ups).
@@ -270,6 +271,27 @@ async def test_a_connection_that_goes_quiet_is_read_again_when_it_sends(tmp_path
         sock.close()
 
     assert [p["n"] for p in writer.properties()] == list(range(150))
+
+
+async def test_a_line_after_a_quiet_spell_is_read_without_waiting_for_a_turn(
+    tmp_path: Path,
+) -> None:
+    # An agent sending now and then: each line is read when it comes, and the connection
+    # stays with the poller, since a turn after it would only find nothing.
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    interval = 1.0
+    async with serving(path, writer, interval=interval) as turns:
+        loop = asyncio.get_running_loop()
+        sock = await connect(path)
+        for n in range(2):
+            await asyncio.sleep(interval * 1.2)  # quiet for longer than a turn
+            await loop.sock_sendall(sock, line(0, n))
+            await until(lambda n=n: len(writer.rows) == n + 1, "the line stored")
+            assert turns.waiting == 0  # held, it would be out of the poller for a second
+        sock.close()
+
+    assert [p["n"] for p in writer.properties()] == [0, 1]
 
 
 # Turns so long that a test waiting for one would fail at `until`'s deadline.

@@ -99,17 +99,19 @@ class NdjsonProtocol(asyncio.Protocol):
         self._fd = sock.fileno()
         self._source = Source("unix", pid=pid)
         self._ingestor.agent_connected(pid)  # what it spooled meanwhile may be taken now
+        loop = asyncio.get_running_loop()
+        self._last_data = loop.time()
         if self._idle_timeout is not None:
-            loop = asyncio.get_running_loop()
-            self._last_data = loop.time()
             self._timer = loop.call_later(self._idle_timeout, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
+        if self._timer is not None or self._turns is not None:
             # A timestamp, not a new timer per read: this runs for every read of a busy agent.
-            self._last_data = asyncio.get_running_loop().time()
-        if self._turns is not None and self._transport is not None:
-            self._turns.hold(self._transport, self._fd, self, len(data))
+            now = asyncio.get_running_loop().time()
+            if self._turns is not None and self._transport is not None:
+                quiet = now - self._last_data
+                self._turns.hold(self._transport, self._fd, self, len(data), quiet)
+            self._last_data = now
         if self._skipping:
             newline = data.find(b"\n")
             if newline == -1:

@@ -2,8 +2,11 @@
 
 The shims write one event per send when events come one at a time, so at 10,000 events/s
 from 4 agents a connection read whenever it was readable woke the loop ~10,000 times a
-second, and each read became its own group commit. So a connection that was just read is
-read again on the next turn, READ_INTERVAL later, and takes what came meanwhile in one go.
+second, and each read became its own group commit. So a connection that was just read,
+and had sent something less than READ_INTERVAL before, is read again on the next turn,
+READ_INTERVAL later, and takes what came meanwhile in one go. A read after a quiet spell
+is a lone one: the connection stays with its transport, since a turn would only find it
+empty and cost a timer, two poller changes and a failed read for nothing.
 A read that brought BUSY_READ_BYTES or more found a sender blocked on a full socket buffer
 (a burst): the next turn then comes BUSY_INTERVAL later instead, so one busy agent is not
 held to a socket buffer a turn.
@@ -97,13 +100,22 @@ class ReadTurns:
         self._turn: asyncio.TimerHandle | None = None
 
     def hold(
-        self, transport: asyncio.Transport, fd: int, reader: TurnReader, came: int = 0
+        self,
+        transport: asyncio.Transport,
+        fd: int,
+        reader: TurnReader,
+        came: int = 0,
+        quiet: float = 0.0,
     ) -> None:
         """Take `transport` (its socket's descriptor `fd`) out of the poller and read it on
         the next turn, handing what comes to `reader`; `came` is what its transport just
-        read (BUSY_READ_BYTES or more brings the next turn forward). Nothing happens if it
-        is held already: the turn's own reads reach its protocol through here too."""
+        read (BUSY_READ_BYTES or more brings the next turn forward), `quiet` how long the
+        connection had been silent before it. Nothing happens if it is held already (the
+        turn's own reads reach its protocol through here too), or when the read was a lone
+        one: less than BUSY_READ_BYTES after a quiet spell of a turn's interval or more."""
         if not transport.is_reading():
+            return
+        if quiet >= self._interval and came < BUSY_READ_BYTES:
             return
         transport.pause_reading()
         self._held.append((transport, fd, reader))

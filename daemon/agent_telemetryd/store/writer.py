@@ -20,9 +20,10 @@ and what failed is tried once more; only operations that free space may use the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -56,6 +57,9 @@ MAX_GROUP_EVENTS = 20_000
 # 10 ms here too cost the same CPU and ~10 ms more latency (a turn that came just after a
 # group started waited for the next).
 GROUP_INTERVAL = 0.005
+# Put on the queue from the writer's thread when a commit nobody awaited failed: the loop
+# then handles the failure at once instead of at the next arrival.
+_SETTLE = object()
 
 
 class Writer:
@@ -73,7 +77,12 @@ class Writer:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._group_started = float("-inf")
+        # The last group commit when nobody waits for its end (no request in it has an ack):
+        # the loop is not woken when it ends, only told when it failed, and it is settled
+        # before whatever the writer does next.
+        self._in_flight: tuple[Future[list[WriteResult | None]], list[WriteRequest]] | None = None
         # Events submitted and not yet taken into a commit: receivers that cannot make
         # their peers wait otherwise (ingest.sock) stop reading while it is high.
         self.queued_events = 0
@@ -81,7 +90,8 @@ class Writer:
         self.unsaved: dict[str, int] = {}
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="buffer-writer")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="buffer-writer")
 
     def submit(
         self,
@@ -153,33 +163,49 @@ class Writer:
         stopping = False
         while not stopping:
             item = await self._queue.get()
+            await self._settle(loop)
+            if item is _SETTLE:
+                continue
             if isinstance(item, WriteRequest):
                 await self._pace(loop)
-            group: list[WriteRequest] = []
-            jobs: list[Any] = [item]
-            # Everything that arrived while the last commit ran goes into this one (a running
-            # count: summing the group on every step made a long queue quadratic).
-            events = len(item.rows) if isinstance(item, WriteRequest) else 0
-            while not self._queue.empty() and events < MAX_GROUP_EVENTS:
-                job = self._queue.get_nowait()
-                jobs.append(job)
-                if isinstance(job, WriteRequest):
-                    events += len(job.rows)
-            for job in jobs:
-                if job is STOP:
-                    stopping = True
-                elif isinstance(job, WriteRequest):
-                    group.append(job)
+            stopping = await self._run_items(loop, self._waiting_after(item))
+        await self._settle(loop)
+
+    def _waiting_after(self, item: Any) -> list[Any]:
+        """`item` and everything queued after it: what arrived while the last commit ran
+        goes into this one (a running count: summing the group on every step made a long
+        queue quadratic)."""
+        items = [item]
+        events = len(item.rows) if isinstance(item, WriteRequest) else 0
+        while not self._queue.empty() and events < MAX_GROUP_EVENTS:
+            item = self._queue.get_nowait()
+            items.append(item)
+            if isinstance(item, WriteRequest):
+                events += len(item.rows)
+        return items
+
+    async def _run_items(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> bool:
+        """The write requests among `items` in group commits, the other jobs in order
+        between them; True when STOP was among them."""
+        stopping = False
+        group: list[WriteRequest] = []
+        for item in items:
+            if item is STOP:
+                stopping = True
+            elif isinstance(item, WriteRequest):
+                group.append(item)
+            elif item is not _SETTLE:
+                if group:
+                    await self._commit_group(loop, group)
+                    group = []
+                await self._settle(loop)
+                if isinstance(item, ReplaceRequest):
+                    await self._run_replace(loop, item)
                 else:
-                    if group:
-                        await self._commit_group(loop, group)
-                        group = []
-                    if isinstance(job, ReplaceRequest):
-                        await self._run_replace(loop, job)
-                    else:
-                        await self._run_job(loop, job)
-            if group:
-                await self._commit_group(loop, group)
+                    await self._run_job(loop, item)
+        if group:
+            await self._commit_group(loop, group)
+        return stopping
 
     async def _pace(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until GROUP_INTERVAL after the last group commit started, if it was that
@@ -193,9 +219,41 @@ class Writer:
         self, loop: asyncio.AbstractEventLoop, group: list[WriteRequest]
     ) -> None:
         self.queued_events -= sum(len(request.rows) for request in group)
+        commit = self._executor.submit(self._group.commit, group)
+        if any(request.ack is not None for request in group):
+            await self._settled(loop, commit, group)
+            return
+        # Nobody waits for this one (ingest.sock's rows): its end would only wake the loop
+        # (the thread's call_soon_threadsafe, a wake-up and the GIL passed back and forth),
+        # ~1 of a turn's 3 wake-ups. What arrives next settles it first; by then it has
+        # ended, unless arrivals come faster than commits.
+        self._in_flight = (commit, group)
+        commit.add_done_callback(self._tell_failure)
+
+    def _tell_failure(self, commit: Future[list[WriteResult | None]]) -> None:
+        """On the writer's thread, when a commit nobody awaits ends: wake the loop only if
+        it failed, so the failure is handled now (`_settle`), not at the next arrival."""
+        if commit.cancelled() or commit.exception() is not None:
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, _SETTLE)
+
+    async def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for the commit nobody awaited, if any, and handle its failure."""
+        if self._in_flight is not None:
+            commit, group = self._in_flight
+            self._in_flight = None
+            await self._settled(loop, commit, group)
+
+    async def _settled(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        commit: Future[list[WriteResult | None]],
+        group: list[WriteRequest],
+    ) -> None:
         try:
             try:
-                results = await loop.run_in_executor(self._executor, self._group.commit, group)
+                results = commit.result() if commit.done() else await asyncio.wrap_future(commit)
             except sqlite3.Error as error:
                 # Once more after healing or making room: the group is not lost to either.
                 # A group that evicts (the buffer at its caps) frees space: it may use the

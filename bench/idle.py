@@ -40,24 +40,29 @@ UPLOADING = {
 
 
 def sample(pid: int) -> dict[str, float]:
-    """RSS (MB), CPU seconds, and context switches of every thread of `pid`."""
+    """RSS (MB), CPU seconds, and context switches of every thread of `pid`: all of them,
+    and the voluntary ones alone (`woken`: each time a thread slept and was woken again,
+    where the others are preemptions)."""
     rss_kb = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss_kb = int(line.split()[1])
-    switches = 0
+    switches = woken = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "status").read_text()
         except OSError:
             continue  # the thread ended meanwhile
         for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+            if line.startswith("voluntary_ctxt_switches:"):
+                woken += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
                 switches += int(line.split()[1])
+    switches += woken
     # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(stat[11]) + int(stat[12])) / _TICK
-    return {"rss_mb": rss_kb / 1024, "cpu_s": cpu, "switches": switches}
+    return {"rss_mb": rss_kb / 1024, "cpu_s": cpu, "switches": switches, "woken": woken}
 
 
 def run(quick: bool, seconds: float | None = None) -> list[Row]:

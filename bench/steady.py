@@ -15,7 +15,6 @@ sockets costs on the same event loop, before anything is done with them.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -98,16 +97,9 @@ def _loop_thread_seconds(pid: int) -> tuple[float, float]:
     return (int(stat[11]) + int(stat[12])) / tick, int(stat[12]) / tick
 
 
-def _context_switches(pid: int) -> int:
-    """Every thread's voluntary context switches: one each time a thread sleeps and is
-    woken again, so a count of the daemon's wake-ups."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            for row in (task / "status").read_text().splitlines():
-                if row.startswith("voluntary_ctxt_switches:"):
-                    total += int(row.split()[1])
-    return total
+def _woken(pid: int) -> int:
+    """Every thread's voluntary context switches: the daemon's wake-ups."""
+    return int(sample(pid)["woken"])
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -139,7 +131,7 @@ def window_run(
     seen = 0
     last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
     loop_start = _loop_thread_seconds(pid)
-    switches_start = _context_switches(pid)
+    switches_start = _woken(pid)
     cpu_start, wall_start = _cpu_seconds(pid), time.monotonic()
     go.set()
     spy = _py_spy(pid, seconds, profile) if profile is not None else None
@@ -163,13 +155,13 @@ def window_run(
         seen += len(rows)
         if cpu_window is None and time.monotonic() >= sending_until:
             cpu_window = _cpu_seconds(pid) - cpu_start
-            switches = _context_switches(pid) - switches_start
+            switches = _woken(pid) - switches_start
             loop_end = _loop_thread_seconds(pid)
             loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
     wall = time.monotonic() - wall_start
     if cpu_window is None:
         cpu_window = _cpu_seconds(pid) - cpu_start
-        switches = _context_switches(pid) - switches_start
+        switches = _woken(pid) - switches_start
         loop_end = _loop_thread_seconds(pid)
         loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
     peak = _peak_rss_mib(pid)

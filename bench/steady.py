@@ -4,9 +4,9 @@ Four agent processes call the real shim's `track()` at an even pace (10,000, 1,0
 100 events/s in all) for a fixed time, each event carrying the wall-clock time of its
 `track()` call (`sent_ns`). Measured on the daemon: CPU time over the window as a share
 of one core, its peak RSS (`VmHWM`), its wake-ups (every thread's voluntary context
-switches), and send -> commit latency — the bench polls the
-buffer (read-only, every POLL_SECONDS) for rows it has not seen and takes the moment it
-saw each one as its commit time, so each figure is at most one poll late.
+switches), and send -> commit latency — the bench polls the buffer (read-only, every
+POLL_SECONDS) for rows it has not seen and takes the moment it saw each one as its
+commit time, so each figure is at most one poll late.
 
 The anchor is an asyncio server that only receives the same stream over the same kind
 of socket from the same four agents and counts newlines: what taking the bytes off the

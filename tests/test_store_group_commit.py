@@ -1,0 +1,89 @@
+"""The writer's group commits for an agent that sends now and then: a row or two nobody
+waits for waits a moment for others to share its commit, a request someone waits for
+ends that wait, and a turn's many rows never wait. Counted on a real buffer file through
+SQLite's own statement trace (each COMMIT the writer's connection runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from agent_telemetryd.store import writer as writer_module
+from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.writer import FEW_ROWS, Writer
+from tests.test_store_failures import buffer_row
+
+T = TypeVar("T")
+LONG_WAIT = 60.0  # longer than any test here may take: a row still waiting shows it
+
+
+def with_writer(tmp_path: Path, scenario: Callable[[Writer, list[str]], Awaitable[T]]) -> T:
+    """Run `scenario` with a fresh buffer's writer and the list of COMMITs it runs."""
+
+    async def run() -> T:
+        buffer = await Buffer.open(
+            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=90
+        )
+        try:
+            # The buffer's own first job (retention, at open) done: nothing else comes.
+            await asyncio.sleep(0.2)
+            await buffer.writer.run(lambda conn: None)
+            commits: list[str] = []
+            buffer.writer.connection.set_trace_callback(
+                lambda sql: commits.append(sql) if sql == "COMMIT" else None
+            )
+            return await scenario(buffer.writer, commits)
+        finally:
+            await buffer.close()
+
+    return asyncio.run(run())
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.01)
+
+
+def stored(writer: Writer) -> int:
+    return int(writer.connection.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def test_lone_rows_share_a_commit_which_a_request_with_an_ack_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
+
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int, int]:
+        writer.submit([buffer_row(1, 1)], {"received": 1}, ack=False)
+        await asyncio.sleep(0.3)
+        writer.submit([buffer_row(2, 1)], {"received": 1}, ack=False)
+        await asyncio.sleep(0.3)
+        waiting = len(commits)  # 0: both rows wait for company
+        acked = writer.submit([buffer_row(3, 1)], {"received": 1}, ack=True)
+        assert acked is not None
+        await asyncio.wait_for(acked, 30)  # long before LONG_WAIT
+        return waiting, len(commits), stored(writer)
+
+    waiting, commits, rows = with_writer(tmp_path, scenario)
+    assert (waiting, commits, rows) == (0, 1, 3)
+
+
+def test_a_turns_rows_are_committed_without_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
+
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int]:
+        rows = [buffer_row(n, 1) for n in range(FEW_ROWS)]
+        writer.submit(rows, {"received": len(rows)}, ack=False)
+        await until(lambda: len(commits) == 1, "the turn's rows committed")
+        return len(commits), stored(writer)
+
+    assert with_writer(tmp_path, scenario) == (1, FEW_ROWS)

@@ -1,7 +1,8 @@
 """The writer's group commits for an agent that sends now and then: a row or two nobody
 waits for waits a moment for others to share its commit, a request someone waits for
-ends that wait, and a turn's many rows never wait. Counted on a real buffer file through
-SQLite's own statement trace (each COMMIT the writer's connection runs)."""
+ends that wait or keeps it from starting, and a turn's many rows never wait. Counted on a
+real buffer file through SQLite's own statement trace (each COMMIT the writer's
+connection runs)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,22 @@ def test_lone_rows_share_a_commit_which_a_request_with_an_ack_starts(
 
     waiting, commits, rows = with_writer(tmp_path, scenario)
     assert (waiting, commits, rows) == (0, 1, 3)
+
+
+def test_a_request_with_an_ack_queued_behind_lone_rows_does_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
+
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int]:
+        # Both queued before the writer looks: the ack is there before any wait begins.
+        writer.submit([buffer_row(1, 1)], {"received": 1}, ack=False)
+        acked = writer.submit([buffer_row(2, 1)], {"received": 1}, ack=True)
+        assert acked is not None
+        await asyncio.wait_for(acked, 30)  # long before LONG_WAIT
+        return len(commits), stored(writer)
+
+    assert with_writer(tmp_path, scenario) == (1, 2)
 
 
 def test_a_turns_rows_are_committed_without_waiting(

@@ -62,8 +62,8 @@ GROUP_INTERVAL = 0.005
 # agents each such commit was a wake-up of the writer's thread for a row or two. Waiting
 # took the daemon from 5.9-6.0% to 3.7-5.0% of a core there, for a send -> commit p99 of
 # 22 ms instead of 12 (25 at 10 events/s, where company is rare). A turn's reads under
-# load (tens of rows) and a request with an ack do not wait, and an ack that arrives
-# meanwhile ends the wait.
+# load (tens of rows) and a request with an ack do not wait, nor do rows with anything
+# queued behind them, and an ack that arrives meanwhile ends the wait.
 FEW_ROWS = 4
 FEW_ROWS_WAIT = 0.015
 # Put on the queue from the writer's thread when a commit nobody awaited failed: the loop
@@ -221,9 +221,10 @@ class Writer:
 
     async def _pace(self, loop: asyncio.AbstractEventLoop, first: WriteRequest) -> None:
         """Wait until GROUP_INTERVAL after the last group commit started, if it was that
-        recent: what arrives meanwhile joins this group. A group of fewer than FEW_ROWS rows nobody
-        waits for first waits FEW_ROWS_WAIT, or until a request with an ack comes."""
-        if first.ack is None and len(first.rows) < FEW_ROWS:
+        recent: what arrives meanwhile joins this group. A group of fewer than FEW_ROWS
+        rows nobody waits for, with nothing queued behind them, first waits FEW_ROWS_WAIT
+        or until a request with an ack comes."""
+        if first.ack is None and len(first.rows) < FEW_ROWS and self._queue.empty():
             company = self._company = loop.create_future()
             timer = loop.call_later(FEW_ROWS_WAIT, _resolve, company)
             try:

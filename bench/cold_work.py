@@ -23,23 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import fixtures
-from bench.ingest_stages import shim_reads
+from bench.ingest_stages import shim_reads, turn_reads
 
 PAUSES = (0.0, 0.001, 0.010, 0.050)
-
-
-def turns_of(lines: int, count: int) -> list[list[tuple[list[bytes], Any]]]:
-    """`count` turns of four agents' reads of `lines` shim lines each, each read with its
-    own connection's `Source`."""
-    from agent_telemetryd.ingest import Source
-
-    every = [line for read in shim_reads(lines * 4 * count) for line in read.split(b"\n")[:-1]]
-    own = [every[agent::4] for agent in range(4)]
-    sources = [Source("unix", pid=1000 + agent) for agent in range(4)]
-    return [
-        [(own[agent][start : start + lines], sources[agent]) for agent in range(4)]
-        for start in range(0, lines * count, lines)
-    ]
 
 
 def cpu_per_run(work: Callable[[], Any], pause: float, runs: int) -> float:
@@ -57,7 +43,7 @@ def cpu_per_run(work: Callable[[], Any], pause: float, runs: int) -> float:
 def measure(lines: int, runs: int) -> dict[float, float]:
     kept: list[Any] = []
     ingestor = fixtures.collecting_ingestor(kept, fixtures.default_transforms())
-    turns = turns_of(lines, 64)
+    turns = turn_reads(shim_reads(lines * 4 * 64), per_read=lines)
     position = 0
 
     def one_turn() -> None:

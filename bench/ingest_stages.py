@@ -75,8 +75,10 @@ def shim_reads(events: int, agents: int = 4) -> list[bytes]:
     return [b"".join(lines[i : i + READ_LINES]) for i in range(0, len(lines), READ_LINES)]
 
 
-def turn_reads(reads: list[bytes], agents: int = 4) -> list[list[tuple[list[bytes], Any]]]:
-    """The lines of `reads` as turns read them: each turn a read of READ_LINES lines from
+def turn_reads(
+    reads: list[bytes], agents: int = 4, per_read: int = READ_LINES
+) -> list[list[tuple[list[bytes], Any]]]:
+    """The lines of `reads` as turns read them: each turn a read of `per_read` lines from
     each agent's connection (its lines in their order), with that connection's `Source`."""
     from agent_telemetryd.ingest import Source
 
@@ -84,8 +86,8 @@ def turn_reads(reads: list[bytes], agents: int = 4) -> list[list[tuple[list[byte
     own = [lines[agent::agents] for agent in range(agents)]
     sources = [Source("unix", pid=1000 + agent) for agent in range(agents)]
     return [
-        [(own[agent][start : start + READ_LINES], sources[agent]) for agent in range(agents)]
-        for start in range(0, len(own[0]), READ_LINES)
+        [(own[agent][start : start + per_read], sources[agent]) for agent in range(agents)]
+        for start in range(0, len(own[0]), per_read)
     ]
 
 

@@ -211,36 +211,6 @@ def test_writer_survives_a_failed_commit_and_writes_again(tmp_path: Path) -> Non
     assert asyncio.run(scenario()) == (1, 1)
 
 
-def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(
-    tmp_path: Path,
-) -> None:
-    # ingest.sock's rows have no ack, so the loop is not woken when their commit ends; when
-    # it fails, it is, and the loss is counted then, not at the next write.
-    async def scenario() -> tuple[int, int]:
-        buffer = await Buffer.open(
-            tmp_path / "b.sqlite3", max_events=1000, max_bytes=10**9, retention_days=90
-        )
-        writer: Writer = buffer.writer
-        try:
-            # The buffer's own first job (retention, at open) done: nothing else comes.
-            await asyncio.sleep(0.2)
-            await writer.run(lambda conn: None)
-            row = buffer_row(1, 1)
-            assert writer.submit([row[:-1]], {"received": 1}, ack=False) is None
-            deadline = time.monotonic() + 20
-            while not writer.unsaved.get("dropped.write_error"):
-                assert time.monotonic() < deadline, "the failed commit was never counted"
-                await asyncio.sleep(0.01)
-            lost = writer.unsaved["dropped.write_error"]
-            ok = writer.submit([row], {"received": 1}, ack=True)
-            assert ok is not None
-            return (await ok).inserted, lost
-        finally:
-            await buffer.close()
-
-    assert asyncio.run(scenario()) == (1, 1)
-
-
 def test_a_locked_buffer_is_not_taken_for_a_corrupt_one(tmp_path: Path) -> None:
     """Busy, full or read-only is the user's data intact: never moved aside for it."""
     path = tmp_path / "buffer.sqlite3"

@@ -1,13 +1,12 @@
 """The writer's group commits for an agent that sends now and then: a row or two nobody
 waits for waits a moment for others to share its commit, a request someone waits for
-ends that wait or keeps it from starting, and a turn's many rows never wait. Counted on a
-real buffer file through SQLite's own statement trace (each COMMIT the writer's
-connection runs)."""
+ends that wait or keeps it from starting, a turn's many rows never wait, and a failed
+commit nobody waits for is counted at once. Counted on a real buffer file through
+SQLite's own statement trace (each COMMIT the writer's connection runs)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +16,7 @@ import pytest
 from agent_telemetryd.store import writer as writer_module
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.writer import FEW_ROWS, Writer
+from tests.test_ingest_turns import until
 from tests.test_store_failures import buffer_row
 
 T = TypeVar("T")
@@ -43,13 +43,6 @@ def with_writer(tmp_path: Path, scenario: Callable[[Writer, list[str]], Awaitabl
             await buffer.close()
 
     return asyncio.run(run())
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.01)
 
 
 def stored(writer: Writer) -> int:
@@ -104,3 +97,20 @@ def test_a_turns_rows_are_committed_without_waiting(
         return len(commits), stored(writer)
 
     assert with_writer(tmp_path, scenario) == (1, FEW_ROWS)
+
+
+def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(
+    tmp_path: Path,
+) -> None:
+    # ingest.sock's rows have no ack, so the loop is not woken when their commit ends; when
+    # it fails, it is, and the loss is counted then, not at the next write.
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int]:
+        row = buffer_row(1, 1)
+        assert writer.submit([row[:-1]], {"received": 1}, ack=False) is None
+        await until(lambda: bool(writer.unsaved.get("dropped.write_error")), "the loss counted")
+        lost = writer.unsaved["dropped.write_error"]
+        ok = writer.submit([row], {"received": 1}, ack=True)
+        assert ok is not None
+        return (await ok).inserted, lost
+
+    assert with_writer(tmp_path, scenario) == (1, 1)

@@ -81,7 +81,8 @@ def daemons(revision: str, rounds: int, seconds: float, rate: float) -> None:
             found[name].append((cpu, cpu - loop))
             print(
                 f"{name}: cpu {cpu * 100:.1f}%, outside the loop thread"
-                f" {(cpu - loop) * 100:.1f}%, p99 {figures['p99_ms']:.0f} ms",
+                f" {(cpu - loop) * 100:.1f}%, p99 {figures['p99_ms']:.0f} ms,"
+                f" {figures['wakeups_per_s']:.0f} wake-ups a second",
                 flush=True,
             )
     for name, values in found.items():

@@ -29,7 +29,13 @@ class HeldWriter:
         self.queued_events = 0
 
     def submit(
-        self, rows: list[Any], counters: dict[str, int], *, ack: bool, meta: Any = None
+        self,
+        rows: list[Any],
+        counters: dict[str, int],
+        *,
+        ack: bool,
+        meta: Any = None,
+        gathered: bool = False,
     ) -> None:
         self.rows.extend(rows)
         self.queued_events += len(rows)

@@ -29,6 +29,7 @@ from agent_telemetryd.ingest import Ingestor, Source, Transform
 from agent_telemetryd.receivers.ndjson_socket import NdjsonProtocol
 from agent_telemetryd.receivers.read_turns import (
     BUSY_READ_BYTES,
+    KEEP_FOR,
     READ_BYTES,
     READ_INTERVAL,
     ReadTurns,
@@ -49,13 +50,21 @@ class RecordingWriter:
         self.counters: dict[str, int] = {}
         self.queued_events = 0
         self.request_pids: list[set[int | None]] = []  # whose rows each write request held
+        self.gathered: list[tuple[int, bool]] = []  # rows, and gathered over a read turn
         self._hold = hold
 
     def submit(
-        self, rows: list[Any], counters: dict[str, int], *, ack: bool, meta: Any = None
+        self,
+        rows: list[Any],
+        counters: dict[str, int],
+        *,
+        ack: bool,
+        meta: Any = None,
+        gathered: bool = False,
     ) -> None:
         self.rows.extend(rows)
         self.request_pids.append({row.pid for row in rows})
+        self.gathered.append((len(rows), gathered))
         if self._hold:
             self.queued_events += len(rows)
         for name, value in counters.items():
@@ -81,7 +90,11 @@ def ingestor_for(writer: RecordingWriter, transforms: Iterable[Transform] = ()) 
 
 @contextlib.asynccontextmanager
 async def serving(
-    path: Path, writer: RecordingWriter, max_queued: int = 10_000, interval: float = READ_INTERVAL
+    path: Path,
+    writer: RecordingWriter,
+    max_queued: int = 10_000,
+    interval: float = READ_INTERVAL,
+    keep_for: float = KEEP_FOR,
 ) -> AsyncIterator[ReadTurns]:
     """ingest.sock's protocol served at `path` as the daemon serves it (reading on turns,
     each turn's lines handed over together, the daemon's transforms); every connection is
@@ -89,7 +102,11 @@ async def serving(
     ingestor = ingestor_for(writer, daemon_transforms(capture_content=False, one_by_one=False))
     lines = TurnLines(ingestor)
     turns = ReadTurns(
-        lambda: writer.queued_events, interval=interval, max_queued=max_queued, batch=lines
+        lambda: writer.queued_events,
+        interval=interval,
+        keep_for=keep_for,
+        max_queued=max_queued,
+        batch=lines,
     )
     protocols: list[NdjsonProtocol] = []
 
@@ -292,6 +309,35 @@ async def test_a_line_after_a_quiet_spell_is_read_without_waiting_for_a_turn(
         sock.close()
 
     assert [p["n"] for p in writer.properties()] == [0, 1]
+
+
+async def test_agents_each_sending_now_and_then_are_read_together_on_the_turns(
+    tmp_path: Path,
+) -> None:
+    # Four agents, each a line every two turns: each line alone would be a lone read, a
+    # wake-up of its own. Sending together, they keep the turns going and share them,
+    # and what a turn gathered goes to the store as gathered (no wait for company there).
+    writer = RecordingWriter()
+    path = tmp_path / "ingest.sock"
+    interval, senders, rounds = 0.1, 4, 12
+    async with serving(path, writer, interval=interval, keep_for=2.5 * interval) as turns:
+        loop = asyncio.get_running_loop()
+        socks = [await connect(path) for _ in range(senders)]
+        for n in range(rounds):
+            for c, sock in enumerate(socks):
+                await loop.sock_sendall(sock, line(c, n))
+                await asyncio.sleep(2 * interval / senders)
+        await until(lambda: len(writer.rows) == senders * rounds, "every line stored")
+        await until(lambda: turns.waiting == 0, "all back in the poller once they stop")
+        for sock in socks:
+            sock.close()
+
+    got = writer.properties()
+    for c in range(senders):
+        assert [p["n"] for p in got if p["c"] == c] == list(range(rounds))
+    gathered = sum(rows for rows, on_a_turn in writer.gathered if on_a_turn)
+    # All but the first few lines, before the turns began.
+    assert gathered >= senders * rounds // 2, writer.gathered
 
 
 # Turns so long that a test waiting for one would fail at `until`'s deadline.

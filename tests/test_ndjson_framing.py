@@ -29,6 +29,7 @@ class RecordingWriter:
         *,
         ack: bool,
         meta: dict[str, str] | None = None,
+        gathered: bool = False,
     ) -> None:
         self.rows.extend(rows)
         for name, value in counters.items():

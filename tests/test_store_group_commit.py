@@ -1,8 +1,9 @@
 """The writer's group commits for an agent that sends now and then: a row or two nobody
 waits for waits a moment for others to share its commit, a request someone waits for
-ends that wait or keeps it from starting, a turn's many rows never wait, and a failed
-commit nobody waits for is counted at once. Counted on a real buffer file through
-SQLite's own statement trace (each COMMIT the writer's connection runs)."""
+ends that wait or keeps it from starting, a turn's rows (many, or a few gathered over a
+read turn) never wait, and a failed commit nobody waits for is counted at once. Counted
+on a real buffer file through SQLite's own statement trace (each COMMIT the writer's
+connection runs)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,21 @@ def test_a_turns_rows_are_committed_without_waiting(
         return len(commits), stored(writer)
 
     assert with_writer(tmp_path, scenario) == (1, FEW_ROWS)
+
+
+def test_a_few_rows_gathered_over_a_read_turn_are_committed_without_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several agents' lone lines read together on a turn: they had their wait already.
+    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
+
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int]:
+        rows = [buffer_row(n, 1) for n in range(FEW_ROWS - 2)]
+        writer.submit(rows, {"received": len(rows)}, ack=False, gathered=True)
+        await until(lambda: len(commits) == 1, "the gathered rows committed")
+        return len(commits), stored(writer)
+
+    assert with_writer(tmp_path, scenario) == (1, FEW_ROWS - 2)
 
 
 def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(

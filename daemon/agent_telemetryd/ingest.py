@@ -106,9 +106,12 @@ class Ingestor:
         *,
         ack: bool = False,
         marks: dict[str, str] | None = None,
+        gathered: bool = False,
     ) -> Outcome:
         """NDJSON (ingest.sock, spool files): nothing to answer, but `ack` gives a future
-        that resolves after the commit; `marks` are meta rows written in the same one.
+        that resolves after the commit; `marks` are meta rows written in the same one;
+        `gathered`: the lines were gathered over a read turn, so the writer does not hold
+        a few of them back for company (they had theirs).
 
         A shim's drop-count line is recognised by its shape before event validation and
         its counts go in with the events around it, in the same transaction.
@@ -120,7 +123,7 @@ class Ingestor:
             # The usual read: every line of a shape seen before, taken all at once.
             read = shapes.read_parts(lines)
             if read is not None:
-                return self._submit_read(read, source, ack=ack, marks=marks)
+                return self._submit_read(read, source, ack=ack, marks=marks, gathered=gathered)
         documents: list[Any] = []
         bad: list[str] = []
         drops: dict[str, int] = {}
@@ -149,7 +152,13 @@ class Ingestor:
                 continue
             documents.append(document)
         return self._submit(
-            documents, source, ack=ack, extra_rejections=bad, dropped=drops, marks=marks
+            documents,
+            source,
+            ack=ack,
+            extra_rejections=bad,
+            dropped=drops,
+            marks=marks,
+            gathered=gathered,
         )
 
     def accept_turn(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome]:
@@ -166,7 +175,7 @@ class Ingestor:
             taken = self._turn_at_once(reads)
             if taken is not None:
                 return taken
-        return [self.accept_lines(lines, source) for lines, source in reads]
+        return [self.accept_lines(lines, source, gathered=True) for lines, source in reads]
 
     def _turn_at_once(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome] | None:
         first = reads[0][1]
@@ -194,7 +203,9 @@ class Ingestor:
             received_ms=received_ms,
             anonymous_id=anonymous_id,
         )
-        whole = self._hand_over(arrival, len(read.names), first, mode, False, (), None, None)
+        whole = self._hand_over(
+            arrival, len(read.names), first, mode, False, (), None, None, gathered=True
+        )
         if not whole.kept:  # mode off: counted, nothing kept
             return [Outcome([], None, 0) for _ in reads]
         return [Outcome([], whole.pending, size, list(range(size))) for _, size in pids]
@@ -280,6 +291,7 @@ class Ingestor:
         marks: dict[str, str] | None = None,
         content_masked: bool = False,
         validate: Callable[[Any], Event] | None = None,
+        gathered: bool = False,
     ) -> Outcome:
         mode, received_ms, anonymous_id = self._arrival_stamp()
         transforms = self._transforms_after_mask if content_masked else self._transforms
@@ -295,11 +307,25 @@ class Ingestor:
             chain=self._chain if transforms is self._transforms else None,
         )
         return self._hand_over(
-            arrival, len(documents), source, mode, ack, extra_rejections, dropped, marks
+            arrival,
+            len(documents),
+            source,
+            mode,
+            ack,
+            extra_rejections,
+            dropped,
+            marks,
+            gathered=gathered,
         )
 
     def _submit_read(
-        self, read: ReadParts, source: Source, *, ack: bool, marks: dict[str, str] | None
+        self,
+        read: ReadParts,
+        source: Source,
+        *,
+        ack: bool,
+        marks: dict[str, str] | None,
+        gathered: bool,
     ) -> Outcome:
         """`_submit` for a read whose lines are all of known shapes (the same rows)."""
         mode, received_ms, anonymous_id = self._arrival_stamp()
@@ -311,7 +337,9 @@ class Ingestor:
             anonymous_id=anonymous_id,
             gate=self._upload_gate,
         )
-        return self._hand_over(arrival, len(read.names), source, mode, ack, (), None, marks)
+        return self._hand_over(
+            arrival, len(read.names), source, mode, ack, (), None, marks, gathered=gathered
+        )
 
     def _arrival_stamp(self) -> tuple[str, int, str]:
         """What every row of an arrival is stamped with: the consent mode (plain text: it is
@@ -331,6 +359,8 @@ class Ingestor:
         extra_rejections: Iterable[str],
         dropped: dict[str, int] | None,
         marks: dict[str, str] | None,
+        *,
+        gathered: bool = False,
     ) -> Outcome:
         """Count `arrival` (of `documents` documents) and hand its rows to the writer."""
         counters = self._count(arrival, documents, extra_rejections, source)
@@ -344,7 +374,7 @@ class Ingestor:
                 self.memory.add(name, value)
             self.memory.add("dropped.mode_off", len(arrival.rows))
             return Outcome(arrival.rejected, None, 0)
-        pending = writer.submit(arrival.rows, counters, ack=ack, meta=marks)
+        pending = writer.submit(arrival.rows, counters, ack=ack, meta=marks, gathered=gathered)
         return Outcome(arrival.rejected, pending, len(arrival.rows), arrival.row_documents)
 
     def _count(

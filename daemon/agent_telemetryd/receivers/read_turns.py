@@ -6,7 +6,14 @@ second, and each read became its own group commit. So a connection that was just
 and had sent something less than READ_INTERVAL before, is read again on the next turn,
 READ_INTERVAL later, and takes what came meanwhile in one go. A read after a quiet spell
 is a lone one: the connection stays with its transport, since a turn would only find it
-empty and cost a timer, two poller changes and a failed read for nothing.
+empty and cost a timer, two poller changes and a failed read for nothing. Unless it
+sends every few tens of ms and others send too: a lone read that came less than KEEP_FOR
+after the connection's last one joins the turns when a turn is pending or another
+connection's lone read came less than a turn before, and a connection found empty on a
+turn stays on them while it sent something less than KEEP_FOR before. Four agents at 25
+events/s each are then read together on the turns, a wake-up for all of them, instead of
+each line waking the daemon by itself; an agent alone, or agents seconds apart, are read
+as lone ones.
 A read that brought BUSY_READ_BYTES or more found a sender blocked on a full socket buffer
 (a burst): the next turn then comes BUSY_INTERVAL later instead, so one busy agent is not
 held to a socket buffer a turn.
@@ -57,6 +64,9 @@ READS_PER_TURN = 4
 # turns stay long.
 BUSY_READ_BYTES = 64 * 1024
 BUSY_INTERVAL = 0.005
+# How long a connection found empty on a turn stays on the turns after its last data: two
+# and a half turns, so an agent sending every 25-50 ms is still there for its next line.
+KEEP_FOR = 0.050
 
 
 class TurnReader(Protocol):
@@ -88,6 +98,7 @@ class ReadTurns:
         *,
         interval: float = READ_INTERVAL,
         busy_interval: float = BUSY_INTERVAL,
+        keep_for: float = KEEP_FOR,
         max_queued: int = MAX_QUEUED_EVENTS,
         batch: TurnBatch | None = None,
     ) -> None:
@@ -96,8 +107,13 @@ class ReadTurns:
         self._interval = interval
         self._busy_interval = busy_interval
         self._max_queued = max_queued
-        self._held: list[tuple[asyncio.Transport, int, TurnReader]] = []
+        # Turns as long as the window would keep a quiet connection out of the poller for a
+        # whole turn: none is kept then.
+        self._keep_for = keep_for if interval < keep_for else 0.0
+        # Each held connection with the loop time it last had data.
+        self._held: list[tuple[asyncio.Transport, int, TurnReader, float]] = []
         self._turn: asyncio.TimerHandle | None = None
+        self._last_lone = float("-inf")  # when the last lone read came, from any connection
 
     def hold(
         self,
@@ -112,14 +128,23 @@ class ReadTurns:
         read (BUSY_READ_BYTES or more brings the next turn forward), `quiet` how long the
         connection had been silent before it. Nothing happens if it is held already (the
         turn's own reads reach its protocol through here too), or when the read was a lone
-        one: less than BUSY_READ_BYTES after a quiet spell of a turn's interval or more."""
+        one (less than BUSY_READ_BYTES after a quiet spell of a turn's interval or more)
+        and no other connection is sending: no turn is pending and no other lone read came
+        less than an interval before."""
         if not transport.is_reading():
             return
-        if quiet >= self._interval and came < BUSY_READ_BYTES:
-            return
-        transport.pause_reading()
-        self._held.append((transport, fd, reader))
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        if quiet >= self._interval and came < BUSY_READ_BYTES:
+            last_lone, self._last_lone = self._last_lone, now
+            # Joined only by an agent whose lines come less than KEEP_FOR apart (a turn
+            # would find its next one) while others send too (the turns run anyway).
+            if quiet >= self._keep_for or (
+                self._turn is None and now - last_lone >= self._interval
+            ):
+                return
+        transport.pause_reading()
+        self._held.append((transport, fd, reader, now))
         if came >= BUSY_READ_BYTES:
             due = loop.time() + self._busy_interval
             if self._turn is not None and self._turn.when() > due:
@@ -163,9 +188,10 @@ class ReadTurns:
     def _read_held(self) -> bool:
         """Read every held connection; True when one of them brought BUSY_READ_BYTES."""
         busy = False
+        now = asyncio.get_running_loop().time()
         held, self._held = self._held, []
         for index, entry in enumerate(held):
-            transport = entry[0]
+            transport, fd, reader, last_data = entry
             if transport.is_closing():
                 # Closed meanwhile (idle close, shutdown, peer gone): its descriptor is
                 # closed or about to be, and may soon be another connection's.
@@ -175,10 +201,12 @@ class ReadTurns:
                 # poller (a turn is pending only while events wait to be committed).
                 self._held.extend(held[index:])
                 break
-            came = _read(*entry, self._writer_behind)
+            came = _read(transport, fd, reader, self._writer_behind)
             if came:
-                self._held.append(entry)
+                self._held.append((transport, fd, reader, now))
                 busy = busy or came >= BUSY_READ_BYTES
+            elif came == 0 and now - last_data < self._keep_for:
+                self._held.append(entry)  # empty for now, but it sent a moment ago
             else:
                 transport.resume_reading()
         return busy
@@ -186,10 +214,10 @@ class ReadTurns:
 
 def _read(
     transport: asyncio.Transport, fd: int, reader: TurnReader, writer_behind: Callable[[], bool]
-) -> int:
-    """Read `fd` until the kernel has no more for now; how many bytes came (the connection
-    stays on the turns when any did), 0 if it is to go back to its transport: nothing was
-    there, or the stream ended or failed, which the transport's own read then meets."""
+) -> int | None:
+    """Read `fd` until the kernel has no more for now; how many bytes came (0: nothing was
+    there), or None if it is to go back to its transport: the stream ended or failed,
+    which the transport's own read then meets."""
     came = 0
     for _ in range(READS_PER_TURN):
         try:
@@ -197,9 +225,9 @@ def _read(
         except BlockingIOError:
             return came
         except OSError:
-            return 0
+            return None
         if not data:
-            return 0
+            return None
         came += len(data)
         reader.data_received(data)
         if len(data) < READ_BYTES or transport.is_closing() or writer_behind():

@@ -31,6 +31,8 @@ class WriteRequest:
     ack: asyncio.Future[WriteResult] | None = None
     # `meta` rows written in the same transaction (a spool file's "taken" mark).
     meta: dict[str, str] = field(default_factory=dict)
+    # Gathered over a read turn already: not held back for company (store/writer.py).
+    gathered: bool = False
 
 
 @dataclass(slots=True)

@@ -61,9 +61,10 @@ GROUP_INTERVAL = 0.005
 # then, each read alone) waits this long for company first: at 100 events/s from four
 # agents each such commit was a wake-up of the writer's thread for a row or two. Waiting
 # took the daemon from 5.9-6.0% to 3.7-5.0% of a core there, for a send -> commit p99 of
-# 22 ms instead of 12 (25 at 10 events/s, where company is rare). A turn's reads under
-# load (tens of rows) and a request with an ack do not wait, nor do rows with anything
-# queued behind them, and an ack that arrives meanwhile ends the wait.
+# 22 ms instead of 12 (25 at 10 events/s, where company is rare). A turn's reads (under
+# load tens of rows, or a few agents' lines gathered over the turn: they had their wait
+# there) and a request with an ack do not wait, nor do rows with anything queued behind
+# them, and an ack that arrives meanwhile ends the wait.
 FEW_ROWS = 4
 FEW_ROWS_WAIT = 0.015
 # Put on the queue from the writer's thread when a commit nobody awaited failed: the loop
@@ -110,10 +111,13 @@ class Writer:
         *,
         ack: bool,
         meta: dict[str, str] | None = None,
+        gathered: bool = False,
     ) -> asyncio.Future[WriteResult] | None:
-        """Queue rows for the next group commit; with `ack`, a future that resolves after it."""
+        """Queue rows for the next group commit; with `ack`, a future that resolves after it.
+        `gathered`: the rows were gathered over a read turn, so a few of them do not wait
+        for company (FEW_ROWS_WAIT) as a lone read's do."""
         future = asyncio.get_running_loop().create_future() if ack else None
-        self._queue.put_nowait(WriteRequest(rows, counters or {}, future, meta or {}))
+        self._queue.put_nowait(WriteRequest(rows, counters or {}, future, meta or {}, gathered))
         if ack and self._company is not None and not self._company.done():
             self._company.set_result(None)
         self.queued_events += len(rows)
@@ -224,7 +228,12 @@ class Writer:
         recent: what arrives meanwhile joins this group. A group of fewer than FEW_ROWS
         rows nobody waits for, with nothing queued behind them, first waits FEW_ROWS_WAIT
         or until a request with an ack comes."""
-        if first.ack is None and len(first.rows) < FEW_ROWS and self._queue.empty():
+        if (
+            first.ack is None
+            and not first.gathered
+            and len(first.rows) < FEW_ROWS
+            and self._queue.empty()
+        ):
             company = self._company = loop.create_future()
             timer = loop.call_later(FEW_ROWS_WAIT, _resolve, company)
             try:

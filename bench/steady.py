@@ -88,7 +88,7 @@ def _cpu_seconds(pid: int) -> float:
     return sample(pid)["cpu_s"]
 
 
-def _loop_thread_seconds(pid: int) -> tuple[float, float]:
+def loop_thread_seconds(pid: int) -> tuple[float, float]:
     """CPU seconds of the daemon's main thread, the one its event loop runs on, in all and
     in the kernel (reading sockets, epoll): the rest of its CPU is its other threads'
     (the buffer's writer and checkpointer, mostly)."""
@@ -130,7 +130,7 @@ def window_run(
     to_receipt: list[float] = []  # track() -> the daemon's receipt stamp, the read half
     seen = 0
     last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-    loop_start = _loop_thread_seconds(pid)
+    loop_start = loop_thread_seconds(pid)
     switches_start = _woken(pid)
     cpu_start, wall_start = _cpu_seconds(pid), time.monotonic()
     go.set()
@@ -156,13 +156,13 @@ def window_run(
         if cpu_window is None and time.monotonic() >= sending_until:
             cpu_window = _cpu_seconds(pid) - cpu_start
             switches = _woken(pid) - switches_start
-            loop_end = _loop_thread_seconds(pid)
+            loop_end = loop_thread_seconds(pid)
             loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
     wall = time.monotonic() - wall_start
     if cpu_window is None:
         cpu_window = _cpu_seconds(pid) - cpu_start
         switches = _woken(pid) - switches_start
-        loop_end = _loop_thread_seconds(pid)
+        loop_end = loop_thread_seconds(pid)
         loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
     peak = _peak_rss_mib(pid)
     conn.close()

@@ -28,15 +28,7 @@ class HeldWriter:
         self.rows: list[Any] = []
         self.queued_events = 0
 
-    def submit(
-        self,
-        rows: list[Any],
-        counters: dict[str, int],
-        *,
-        ack: bool,
-        meta: Any = None,
-        gathered: bool = False,
-    ) -> None:
+    def submit(self, rows: list[Any], counters: dict[str, int], **_: Any) -> None:
         self.rows.extend(rows)
         self.queued_events += len(rows)
 

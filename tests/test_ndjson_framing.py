@@ -22,15 +22,7 @@ class RecordingWriter:
         self.rows: list[tuple[Any, ...]] = []
         self.counters: dict[str, int] = {}
 
-    def submit(
-        self,
-        rows: list[tuple[Any, ...]],
-        counters: dict[str, int],
-        *,
-        ack: bool,
-        meta: dict[str, str] | None = None,
-        gathered: bool = False,
-    ) -> None:
+    def submit(self, rows: list[tuple[Any, ...]], counters: dict[str, int], **_: Any) -> None:
         self.rows.extend(rows)
         for name, value in counters.items():
             self.counters[name] = self.counters.get(name, 0) + value

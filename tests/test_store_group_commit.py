@@ -1,7 +1,8 @@
 """The writer's group commits for an agent that sends now and then: a row or two nobody
 waits for waits a moment for others to share its commit, a request someone waits for
 ends that wait or keeps it from starting, a turn's rows (many, or a few gathered over a
-read turn) never wait, and a failed commit nobody waits for is counted at once. Counted
+read turn) never wait and end such a wait, and a failed commit nobody waits for is
+counted at once. Counted
 on a real buffer file through SQLite's own statement trace (each COMMIT the writer's
 connection runs)."""
 
@@ -113,6 +114,22 @@ def test_a_few_rows_gathered_over_a_read_turn_are_committed_without_waiting(
         return len(commits), stored(writer)
 
     assert with_writer(tmp_path, scenario) == (1, FEW_ROWS - 2)
+
+
+def test_rows_gathered_over_a_read_turn_end_a_lone_rows_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
+
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int, int]:
+        writer.submit([buffer_row(1, 1)], {"received": 1}, ack=False)
+        await asyncio.sleep(0.3)
+        waiting = len(commits)  # 0: the lone row waits for company
+        writer.submit([buffer_row(2, 1)], {"received": 1}, ack=False, gathered=True)
+        await until(lambda: len(commits) == 1, "both committed together")
+        return waiting, len(commits), stored(writer)
+
+    assert with_writer(tmp_path, scenario) == (0, 1, 2)
 
 
 def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(

@@ -128,9 +128,9 @@ class ReadTurns:
         read (BUSY_READ_BYTES or more brings the next turn forward), `quiet` how long the
         connection had been silent before it. Nothing happens if it is held already (the
         turn's own reads reach its protocol through here too), or when the read was a lone
-        one (less than BUSY_READ_BYTES after a quiet spell of a turn's interval or more)
-        and no other connection is sending: no turn is pending and no other lone read came
-        less than an interval before."""
+        one (less than BUSY_READ_BYTES after a quiet spell of a turn's interval or more),
+        unless the connection had sent less than KEEP_FOR before and another is sending
+        too (a turn is pending, or another lone read came less than an interval before)."""
         if not transport.is_reading():
             return
         loop = asyncio.get_running_loop()
@@ -146,7 +146,7 @@ class ReadTurns:
         transport.pause_reading()
         self._held.append((transport, fd, reader, now))
         if came >= BUSY_READ_BYTES:
-            due = loop.time() + self._busy_interval
+            due = now + self._busy_interval
             if self._turn is not None and self._turn.when() > due:
                 self._turn.cancel()
                 self._turn = None

@@ -115,10 +115,11 @@ class Writer:
     ) -> asyncio.Future[WriteResult] | None:
         """Queue rows for the next group commit; with `ack`, a future that resolves after it.
         `gathered`: the rows were gathered over a read turn, so a few of them do not wait
-        for company (FEW_ROWS_WAIT) as a lone read's do."""
+        for company (FEW_ROWS_WAIT) as a lone read's do; like a request with an ack, they
+        end a wait under way (they are the company)."""
         future = asyncio.get_running_loop().create_future() if ack else None
         self._queue.put_nowait(WriteRequest(rows, counters or {}, future, meta or {}, gathered))
-        if ack and self._company is not None and not self._company.done():
+        if (ack or gathered) and self._company is not None and not self._company.done():
             self._company.set_result(None)
         self.queued_events += len(rows)
         return future

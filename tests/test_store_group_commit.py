@@ -2,9 +2,8 @@
 waits for waits a moment for others to share its commit, a request someone waits for
 ends that wait or keeps it from starting, a turn's rows (many, or a few gathered over a
 read turn) never wait and end such a wait, and a failed commit nobody waits for is
-counted at once. Counted
-on a real buffer file through SQLite's own statement trace (each COMMIT the writer's
-connection runs)."""
+counted at once. Counted on a real buffer file through SQLite's own statement trace (each
+COMMIT the writer's connection runs)."""
 
 from __future__ import annotations
 

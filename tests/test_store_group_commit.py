@@ -50,8 +50,9 @@ def stored(writer: Writer) -> int:
     return int(writer.connection.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
-def test_lone_rows_share_a_commit_which_a_request_with_an_ack_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("company", ["a request with an ack", "rows a read turn gathered"])
+def test_lone_rows_share_a_commit_which_the_next_request_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, company: str
 ) -> None:
     monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
 
@@ -61,9 +62,13 @@ def test_lone_rows_share_a_commit_which_a_request_with_an_ack_starts(
         writer.submit([buffer_row(2, 1)], {"received": 1}, ack=False)
         await asyncio.sleep(0.3)
         waiting = len(commits)  # 0: both rows wait for company
-        acked = writer.submit([buffer_row(3, 1)], {"received": 1}, ack=True)
-        assert acked is not None
-        await asyncio.wait_for(acked, 30)  # long before LONG_WAIT
+        if company == "a request with an ack":
+            acked = writer.submit([buffer_row(3, 1)], {"received": 1}, ack=True)
+            assert acked is not None
+            await asyncio.wait_for(acked, 30)  # long before LONG_WAIT
+        else:  # a turn's rows had their wait: they are the company
+            writer.submit([buffer_row(3, 1)], {"received": 1}, ack=False, gathered=True)
+            await until(lambda: len(commits) == 1, "all three committed")
         return waiting, len(commits), stored(writer)
 
     waiting, commits, rows = with_writer(tmp_path, scenario)
@@ -113,22 +118,6 @@ def test_a_few_rows_gathered_over_a_read_turn_are_committed_without_waiting(
         return len(commits), stored(writer)
 
     assert with_writer(tmp_path, scenario) == (1, FEW_ROWS - 2)
-
-
-def test_rows_gathered_over_a_read_turn_end_a_lone_rows_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(writer_module, "FEW_ROWS_WAIT", LONG_WAIT)
-
-    async def scenario(writer: Writer, commits: list[str]) -> tuple[int, int, int]:
-        writer.submit([buffer_row(1, 1)], {"received": 1}, ack=False)
-        await asyncio.sleep(0.3)
-        waiting = len(commits)  # 0: the lone row waits for company
-        writer.submit([buffer_row(2, 1)], {"received": 1}, ack=False, gathered=True)
-        await until(lambda: len(commits) == 1, "both committed together")
-        return waiting, len(commits), stored(writer)
-
-    assert with_writer(tmp_path, scenario) == (0, 1, 2)
 
 
 def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(

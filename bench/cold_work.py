@@ -9,9 +9,9 @@ again after the pause (and on a virtual machine the core may have run another gu
 
     .venv/bin/python -m bench.cold_work [--lines 1,25] [--runs 200]
 
-The daemon's steady rows follow from it: at 100 events/s every event is a wake-up of its
-own and costs what the pause-after figure says; at 10,000 events/s a turn's first lines
-pay it and the rest run warm.
+The daemon's steady rows follow from it: each wake-up costs what the pause-after figure
+says (at 100 events/s from four agents it was once every event's, before their reads
+shared the turns); at 10,000 events/s a turn's first lines pay it and the rest run warm.
 """
 
 from __future__ import annotations

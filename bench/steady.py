@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from operator import sub
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,11 @@ def loop_thread_seconds(pid: int) -> tuple[float, float]:
     return (int(stat[11]) + int(stat[12])) / tick, int(stat[12]) / tick
 
 
-def _woken(pid: int) -> int:
-    """Every thread's voluntary context switches: the daemon's wake-ups."""
-    return int(sample(pid)["woken"])
+def _counts(pid: int) -> tuple[float, float, float, float]:
+    """The daemon's CPU seconds, wake-ups (every thread's voluntary context switches), and
+    its event loop's thread's CPU seconds in all and in the kernel: one reading of each."""
+    figures = sample(pid)
+    return (figures["cpu_s"], figures["woken"], *loop_thread_seconds(pid))
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -130,15 +133,11 @@ def window_run(
     to_receipt: list[float] = []  # track() -> the daemon's receipt stamp, the read half
     seen = 0
     last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-    loop_start = loop_thread_seconds(pid)
-    switches_start = _woken(pid)
-    cpu_start, wall_start = _cpu_seconds(pid), time.monotonic()
+    start, wall_start = _counts(pid), time.monotonic()
     go.set()
     spy = _py_spy(pid, seconds, profile) if profile is not None else None
     sending_until = wall_start + seconds
-    cpu_window: float | None = None
-    loop_window = loop_kernel = 0.0
-    switches = 0
+    window: list[float] | None = None  # what _counts gave over the window
     deadline = sending_until + 60
     while seen < expected and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
@@ -153,17 +152,12 @@ def window_run(
             to_receipt.append(received_ms - sent_ns / 1e6)
             last_id = row_id
         seen += len(rows)
-        if cpu_window is None and time.monotonic() >= sending_until:
-            cpu_window = _cpu_seconds(pid) - cpu_start
-            switches = _woken(pid) - switches_start
-            loop_end = loop_thread_seconds(pid)
-            loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
+        if window is None and time.monotonic() >= sending_until:
+            window = list(map(sub, _counts(pid), start))
     wall = time.monotonic() - wall_start
-    if cpu_window is None:
-        cpu_window = _cpu_seconds(pid) - cpu_start
-        switches = _woken(pid) - switches_start
-        loop_end = loop_thread_seconds(pid)
-        loop_window, loop_kernel = loop_end[0] - loop_start[0], loop_end[1] - loop_start[1]
+    if window is None:
+        window = list(map(sub, _counts(pid), start))
+    cpu_window, switches, loop_window, loop_kernel = window
     peak = _peak_rss_mib(pid)
     conn.close()
     for agent in agents:

@@ -64,7 +64,7 @@ GROUP_INTERVAL = 0.005
 # 22 ms instead of 12 (25 at 10 events/s, where company is rare). A turn's reads (under
 # load tens of rows, or a few agents' lines gathered over the turn: they had their wait
 # there) and a request with an ack do not wait, nor do rows with anything queued behind
-# them, and an ack that arrives meanwhile ends the wait.
+# them, and either arriving meanwhile ends the wait.
 FEW_ROWS = 4
 FEW_ROWS_WAIT = 0.015
 # Put on the queue from the writer's thread when a commit nobody awaited failed: the loop
@@ -228,7 +228,7 @@ class Writer:
         """Wait until GROUP_INTERVAL after the last group commit started, if it was that
         recent: what arrives meanwhile joins this group. A group of fewer than FEW_ROWS
         rows nobody waits for, with nothing queued behind them, first waits FEW_ROWS_WAIT
-        or until a request with an ack comes."""
+        or until a request with an ack, or rows a read turn gathered, come."""
         if (
             first.ack is None
             and not first.gathered

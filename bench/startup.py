@@ -1,9 +1,12 @@
 """Startup: from exec to ingest.sock taking connections, with an empty buffer and with a
-large backlog of pending events. The anchor is the interpreter alone (`python -c pass`).
+large backlog of pending events; and the CPU of `agent-telemetry status` beside a running
+daemon, the command people and scripts run most. The anchor is the interpreter alone
+(`python -c pass`).
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
@@ -30,6 +33,14 @@ def _bare_interpreter() -> float:
     return time.monotonic() - start
 
 
+def _children_cpu(command: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user and system) that running `command` to its end cost."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run(quick: bool) -> list[Row]:
     backlog = 20_000 if quick else 2_000_000
     reps = 1 if quick else 5
@@ -46,10 +57,16 @@ def run(quick: bool) -> list[Row]:
             times["bare"].append(_bare_interpreter())
             times["empty"].append(_exec_to_accepting(empty))
             times["full"].append(_exec_to_accepting(full))
+        cpu: dict[str, list[float]] = {"bare": [], "status": []}
+        empty.start()
+        for _ in range(reps * 2):
+            cpu["bare"].append(_children_cpu([sys.executable, "-c", "pass"]))
+            cpu["status"].append(_children_cpu([empty.program, "status", "--json"], empty.env))
     finally:
         empty.cleanup()
         full.cleanup()
     bare, first, loaded = (median(times[k]) * 1000 for k in ("bare", "empty", "full"))
+    bare_cpu, status_cpu = (median(cpu[k]) * 1000 for k in ("bare", "status"))
     return [
         Row(
             SECTION,
@@ -73,5 +90,17 @@ def run(quick: bool) -> list[Row]:
             loaded / first,
             "< 500 ms, ~1x",
             loaded < 500,
+        ),
+        Row(
+            SECTION,
+            "agent-telemetry status, daemon running: CPU",
+            status_cpu,
+            "ms",
+            "python -c pass, CPU",
+            bare_cpu,
+            status_cpu / bare_cpu if bare_cpu else None,
+            "",
+            None,
+            note=f"median of {reps * 2}",
         ),
     ]

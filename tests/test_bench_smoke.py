@@ -59,7 +59,11 @@ EXPECTED = {
         "daemon CPU time over 1 s",
         "daemon wake-ups (context switches)",
     ],
-    "startup": ["exec -> accepting, empty buffer", "exec -> accepting, 20,000 pending"],
+    "startup": [
+        "exec -> accepting, empty buffer",
+        "exec -> accepting, 20,000 pending",
+        "agent-telemetry status, daemon running: CPU",
+    ],
     "spool": [
         "agent run to exit, 5,000 track(), daemon SIGSTOPped",
         "events stored once the daemon runs again",

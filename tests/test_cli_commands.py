@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,34 @@ def test_status_of_a_running_daemon_shows_the_url_it_listens_on(daemon: DaemonPr
     out = daemon.cli("status").stdout.splitlines()
     assert f"http:         {daemon.http_url()}" in out
     assert any(line.startswith("daemon:       running (pid ") for line in out)
+
+
+# The store (and structlog, and the asyncio it loads) is about a third of a command's start:
+# `status` of a running daemon asks api.sock and needs none of it.
+_LOADED_AT_EXIT = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["agent-telemetry", *sys.argv[1:]]
+from agent_telemetryd.entry import main
+main()
+"""
+
+
+def test_status_of_a_running_daemon_loads_neither_the_store_nor_structlog(
+    daemon: DaemonProcess,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_AT_EXIT, "status", "--json"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["running"] is True
+    loaded = set(json.loads(result.stderr.splitlines()[-1]))
+    assert not {m for m in loaded if m.startswith("agent_telemetryd.store")}
+    assert not {"structlog", "asyncio", "sqlite3"} & loaded
 
 
 # --- export filters ---

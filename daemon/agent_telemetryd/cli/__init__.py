@@ -15,7 +15,7 @@ from agent_telemetryd import __version__
 # installer's XML modules in memory for its whole life.
 COMMANDS: dict[str, str] = {
     "daemon": "agent_telemetryd.cli.core_commands:daemon",
-    "status": "agent_telemetryd.cli.core_commands:status",
+    "status": "agent_telemetryd.cli.status_command:status",
     "export": "agent_telemetryd.cli.core_commands:export",
     "clear": "agent_telemetryd.cli.core_commands:clear",
     "mode": "agent_telemetryd.cli.consent_commands:mode",

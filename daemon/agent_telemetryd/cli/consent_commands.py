@@ -6,13 +6,8 @@ import sys
 
 import click
 
-from agent_telemetryd.cli.common import (
-    call_api,
-    daemon_pid,
-    get_config,
-    offline_file,
-    store_errors_to_stderr,
-)
+from agent_telemetryd.cli.buffer_access import offline_file, store_errors_to_stderr
+from agent_telemetryd.cli.common import call_api, daemon_pid, get_config
 from agent_telemetryd.config import MODES, Config, Mode
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.mode_change import record_choice

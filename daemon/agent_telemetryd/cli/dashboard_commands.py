@@ -11,13 +11,8 @@ from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.common import (
-    call_api,
-    daemon_pid,
-    get_config,
-    read_buffer,
-    read_status,
-)
+from agent_telemetryd.cli.buffer_access import read_buffer
+from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
 
 
 @click.command()

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from agent_telemetryd.cli.common import get_config, print_json, read_buffer
+from agent_telemetryd.cli.buffer_access import read_buffer
+from agent_telemetryd.cli.common import get_config, print_json
 
 VIEWS = ("models", "tools", "runs", "cost")
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from agent_telemetry._wire import format_timestamp
+from agent_telemetryd.cli.buffer_access import offline_file, read_buffer
 from agent_telemetryd.cli.common import (
     api,
     call_api,
@@ -18,9 +19,7 @@ from agent_telemetryd.cli.common import (
     daemon_pid,
     get_config,
     json_option,
-    offline_file,
     print_json,
-    read_buffer,
 )
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored

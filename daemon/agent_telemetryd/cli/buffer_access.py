@@ -1,0 +1,152 @@
+"""The buffer file as the commands reach it: read beside a running daemon or with it down,
+written with it down (holding its lock), and the store's errors as one line each.
+
+Kept apart from cli/common.py: the store and structlog (with the asyncio it loads) are
+about a third of a command's start, which a command that only asks the running daemon
+(`status` above all) does not need to pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from agent_telemetryd.cli.common import daemon_pid
+from agent_telemetryd.config import Config
+from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
+from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.status import build_status, read_facts
+from agent_telemetryd.store import offline_reads, offline_writes
+from agent_telemetryd.store.buffer_file import BufferFile
+from agent_telemetryd.store.database import BufferOpenError, connect, is_corrupt, is_full
+from agent_telemetryd.store.migrations import MigrationError
+
+
+def offline_status(config: Config) -> dict[str, Any]:
+    """`status` with the daemon down: what the buffer file says."""
+    with read_buffer(config) as conn:
+        facts = read_facts(conn)
+    return build_status(
+        config=config,
+        consent=decide(config, read_stored(config.paths.consent_file)),
+        running=False,
+        pid=None,
+        facts=facts,
+        memory_counters={},
+        http_url=None,
+    )
+
+
+@contextlib.contextmanager
+def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
+    """The buffer opened read-only, or None. Beside a running daemon, as its own readers do
+    (WAL lets them); with the daemon down, as it is on disk and nothing else: no side file
+    made, no write-ahead log read that is not the buffer's (store/offline_reads.py)."""
+    database = config.paths.database
+    if not database.exists():
+        yield None
+        return
+    try:
+        if daemon_pid(config) is not None:
+            conn = connect(database, readonly=True)
+        else:
+            reader = offline_reads.open_reader(database)
+            conn = reader.conn
+            if reader.foreign_wal is not None:
+                _warn_foreign_wal(database, reader.foreign_wal)
+    except BufferOpenError as error:
+        raise click.ClickException(str(error)) from None
+    except sqlite3.Error as error:
+        raise click.ClickException(f"cannot read {database}: {error}") from None
+    try:
+        yield conn
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
+    finally:
+        conn.close()
+
+
+@functools.cache
+def _warn_foreign_wal(database: Path, reason: str) -> None:
+    """Once per command, however many times it reads the buffer."""
+    click.echo(
+        f"Warning: {database}-wal is not this buffer's write-ahead log ({reason}): "
+        "not read, left in place; the daemon moves it aside when it starts",
+        err=True,
+    )
+
+
+def _damaged(database: Path, error: sqlite3.Error, running: bool) -> str:
+    start = "restart the daemon" if running else "start the daemon (agent-telemetry daemon)"
+    return (
+        f"{database} is damaged ({error}); {start}: "
+        "it keeps the damaged file aside and starts a fresh buffer"
+    )
+
+
+@contextlib.contextmanager
+def offline_file(config: Config) -> Iterator[BufferFile]:
+    """Write access with the daemon down, as its writer has it (store/offline_writes.py),
+    on a full disk too: hold its lock so it cannot start meanwhile. Whatever fails is one
+    line naming the file and the way out."""
+    store_errors_to_stderr()
+    database = config.paths.database
+    ensure_private_dir(config.paths.runtime_dir)
+    lock = DaemonLock(config.paths.lock_file)
+    try:
+        lock.acquire()
+    except AlreadyRunningError as error:
+        raise click.ClickException(f"{error}; try again") from None
+    try:
+        try:
+            file = offline_writes.open_alone(database)
+        except BufferOpenError as error:
+            raise click.ClickException(str(error)) from None
+        except (MigrationError, sqlite3.Error) as error:
+            raise click.ClickException(f"cannot open {database}: {error}") from None
+        try:
+            yield file
+            file.restore_reserve()  # as the daemon does, once the disk has room for it
+        except (sqlite3.Error, OSError) as error:
+            raise click.ClickException(_cannot_write(database, error)) from None
+        finally:
+            file.close()
+    finally:
+        lock.release()
+
+
+def _cannot_write(database: Path, error: sqlite3.Error | OSError) -> str:
+    if is_full(error):
+        return (
+            f"cannot change the buffer at {database}: no space left on device; "
+            "free some space on that disk, then run the command again"
+        )
+    if isinstance(error, sqlite3.Error) and is_corrupt(error):
+        return _damaged(database, error, running=False)
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"cannot change the buffer at {database}: {reason}"
+
+
+def store_errors_to_stderr() -> None:
+    """The store logs for the daemon's journal (structlog prints to stdout unless told
+    otherwise, among a command's output). In a command only its errors are worth a line
+    to the user — a foreign WAL or a damaged file moved aside — and on stderr; its
+    warnings (the reserve given back, salts not recorded) are the daemon log's detail."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0, pad_level=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )

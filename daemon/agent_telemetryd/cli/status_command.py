@@ -1,0 +1,108 @@
+"""status: the mode, the buffer and every counter, from the running daemon or the file.
+
+A module of its own because it is the command run most often (by people, scripts and
+service checks): with the daemon up it needs only the config and api.sock, none of the
+store that `export` and `clear` import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent_telemetryd.cli.common import get_config, json_option, print_json, read_status
+from agent_telemetryd.config import Config
+
+
+@click.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show the mode, what decided it, the buffer and every counter.
+
+    Works with the daemon down: it then reads the buffer file.
+
+    \b
+    Example:
+        agent-telemetry status --json
+    """
+    config = get_config()
+    report = read_status(config)
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(format_status(report, config))
+
+
+def format_status(report: dict[str, Any], config: Config) -> str:
+    if report["running"]:
+        running = f"running (pid {report['pid']})"
+    elif _someone_listens(config.paths.api_socket):
+        running = "not running; its sockets are open (socket activation): the next event starts it"
+    else:
+        running = (
+            "not running (start it: agent-telemetry daemon, or agent-telemetry service install)"
+        )
+    buffer, counters = report["buffer"], report["counters"]
+    dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
+    lines = [
+        f"daemon:       {running}",
+        f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",
+        f"sender:       {report['sender']}",
+        f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending upload, "
+        f"{buffer['sent']} sent, {buffer['quarantined']} quarantined",
+        f"received:     {counters['received']}  rejected: {counters['rejected']}  "
+        f"dropped: {dropped}",
+        f"last upload:  {report.get('last_upload') or 'never'}",
+        f"next upload:  {report.get('next_upload') or 'not scheduled'}",
+        *_rate_limited_lines(report),
+        f"buffer file:  {report['paths']['database']} ({buffer['bytes']} bytes)",
+        f"ingest:       {report['paths']['ingest_socket']}",
+        f"http:         {_http_line(report, config)}",
+    ]
+    return "\n".join(lines)
+
+
+def _someone_listens(path: Path) -> bool:
+    """Whether a listening Unix socket is bound at `path` (a socket unit holding it for a
+    stopped daemon), read from /proc/net/unix: connecting to find out would start the
+    daemon. False where there is no /proc (macOS, where launchd does not hold sockets)."""
+    try:
+        table = Path("/proc/net/unix").read_text(errors="replace")
+    except OSError:
+        return False
+    listening = 0x10000  # __SO_ACCEPTCON in the Flags column
+    for line in table.splitlines()[1:]:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & listening:
+            return True
+    return False
+
+
+def _http_line(report: dict[str, Any], config: Config) -> str:
+    """The URL the daemon listens on; with the daemon down, the one it is configured for."""
+    if report["running"]:
+        return report["paths"]["http"] or "off (http_port = off)"
+    if config.http_port is None:
+        return "off (http_port = off)"
+    if config.http_port == 0:
+        return "a free loopback port picked at start (http_port = 0); the daemon is not running"
+    host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
+    return f"http://{host}:{config.http_port} (configured; the daemon is not running)"
+
+
+def _rate_limited_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    waiting = report.get("rate_limit") or {}
+    if waiting.get("events"):
+        listed = ", ".join(f"{agent} {count}" for agent, count in waiting["by_source"].items())
+        lines.append(f"waiting:      {listed} ({waiting['why']})")
+    by_source = (report.get("upload") or {}).get("rate_limited_by_source") or {}
+    if by_source:
+        listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
+        lines.append(
+            f"rate limited: {listed} (past the backlog of {waiting.get('backlog_cap', '?')} "
+            "waiting events per source: kept locally, never uploaded)"
+        )
+    return lines

@@ -163,7 +163,8 @@ class DaemonProcess:
         return json.loads(self.cli("status", "--json").stdout)
 
     def http_url(self) -> str:
-        url = self.status()["paths"]["http"]
+        """The URL the daemon's HTTP listener took (asked on api.sock, as `status` does)."""
+        url = ApiClient(self.api_socket).json("GET", "/v1/status")["paths"]["http"]
         assert url, "the daemon has no HTTP listener"
         return str(url)
 

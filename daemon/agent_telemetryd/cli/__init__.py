@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "mode": "agent_telemetryd.cli.consent_commands:mode",
     "enable": "agent_telemetryd.cli.consent_commands:enable",
     "disable": "agent_telemetryd.cli.consent_commands:disable",
-    "flush": "agent_telemetryd.cli.upload_commands:flush",
+    "flush": "agent_telemetryd.cli.flush_command:flush",
     "preview": "agent_telemetryd.cli.upload_commands:preview",
     "quarantine": "agent_telemetryd.cli.upload_commands:quarantine",
     "reset-id": "agent_telemetryd.cli.upload_commands:reset_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -140,6 +141,12 @@ def run_ms(args: list[str], env: Mapping[str, str] | None = None, timeout: float
     if code != 0:
         raise subprocess.CalledProcessError(code, args)
     return elapsed
+
+
+def children_cpu_ms() -> float:
+    """CPU milliseconds (user and system) of every child this process has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def client_drops(proc: DaemonProcess) -> int:

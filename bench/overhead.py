@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -107,11 +106,6 @@ def _run_to_exit_ms(code: str, socket_path: str, spool: str, calls: int = EXIT_C
     return fixtures.run_ms([sys.executable, "-c", code, socket_path, spool, str(calls)], timeout=60)
 
 
-def _children_cpu_ms() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (usage.ru_utime + usage.ru_stime) * 1000
-
-
 def _spooled(spool: Path) -> tuple[int, int]:
     """Event lines in sealed spool files, and the losses their drop-count lines report."""
     events = reported = 0
@@ -151,7 +145,7 @@ def _spool_exit(proc: DaemonProcess, socket_path: str, stop: bool) -> dict[str, 
     assert proc.proc is not None
     try:
         before = (_stored(proc), fixtures.client_drops(proc))
-        cpu = _children_cpu_ms()
+        cpu = fixtures.children_cpu_ms()
         if stop:
             os.kill(proc.proc.pid, signal.SIGSTOP)
         try:
@@ -159,7 +153,7 @@ def _spool_exit(proc: DaemonProcess, socket_path: str, stop: bool) -> dict[str, 
         finally:
             if stop:
                 os.kill(proc.proc.pid, signal.SIGCONT)
-        cpu = _children_cpu_ms() - cpu
+        cpu = fixtures.children_cpu_ms() - cpu
         spooled, reported = _spooled(spool)
         taken = told = 0
         if stop:

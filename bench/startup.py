@@ -6,7 +6,6 @@ daemon, the command people and scripts run most. The anchor is the interpreter a
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
@@ -33,12 +32,11 @@ def _bare_interpreter() -> float:
     return time.monotonic() - start
 
 
-def _children_cpu(command: list[str], env: dict[str, str] | None = None) -> float:
-    """CPU seconds (user and system) that running `command` to its end cost."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _cpu_ms(command: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU milliseconds (user and system) that running `command` to its end cost."""
+    before = fixtures.children_cpu_ms()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return fixtures.children_cpu_ms() - before
 
 
 def run(quick: bool) -> list[Row]:
@@ -60,13 +58,13 @@ def run(quick: bool) -> list[Row]:
         cpu: dict[str, list[float]] = {"bare": [], "status": []}
         empty.start()
         for _ in range(reps * 2):
-            cpu["bare"].append(_children_cpu([sys.executable, "-c", "pass"]))
-            cpu["status"].append(_children_cpu([empty.program, "status", "--json"], empty.env))
+            cpu["bare"].append(_cpu_ms([sys.executable, "-c", "pass"]))
+            cpu["status"].append(_cpu_ms([empty.program, "status", "--json"], empty.env))
     finally:
         empty.cleanup()
         full.cleanup()
     bare, first, loaded = (median(times[k]) * 1000 for k in ("bare", "empty", "full"))
-    bare_cpu, status_cpu = (median(cpu[k]) * 1000 for k in ("bare", "status"))
+    bare_cpu, status_cpu = (median(cpu[k]) for k in ("bare", "status"))
     return [
         Row(
             SECTION,

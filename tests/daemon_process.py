@@ -134,9 +134,8 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
             if self.api_socket.exists():
-                api = ApiClient(self.api_socket, timeout=max(deadline - time.monotonic(), 0.1))
                 with contextlib.suppress(ApiError, DaemonUnavailableError):
-                    if api.json("GET", "/v1/status")["running"]:
+                    if self.api_status(max(deadline - time.monotonic(), 0.1))["running"]:
                         return
             time.sleep(0.05)
         raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log()}")
@@ -162,9 +161,14 @@ class DaemonProcess:
     def status(self) -> dict[str, Any]:
         return json.loads(self.cli("status", "--json").stdout)
 
+    def api_status(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The status as the daemon gives it on api.sock (what `status --json` prints when
+        it runs), asked from this process: plumbing for the harness, not the command."""
+        return dict(ApiClient(self.api_socket, timeout).json("GET", "/v1/status"))
+
     def http_url(self) -> str:
-        """The URL the daemon's HTTP listener took (asked on api.sock, as `status` does)."""
-        url = ApiClient(self.api_socket).json("GET", "/v1/status")["paths"]["http"]
+        """The URL the daemon's HTTP listener took."""
+        url = self.api_status()["paths"]["http"]
         assert url, "the daemon has no HTTP listener"
         return str(url)
 

@@ -68,9 +68,10 @@ def test_status_of_a_running_daemon_shows_the_url_it_listens_on(daemon: DaemonPr
     assert any(line.startswith("daemon:       running (pid ") for line in out)
 
 
-# The store (and structlog, and the asyncio it loads) is about a third of a command's start:
-# `status` and `flush` of a running daemon ask api.sock and need none of it (the upload
-# timer runs `flush` every interval).
+# The store is about a sixth of a command's start, structlog (with the asyncio it loads)
+# about a fifth: `status` and `flush` of a running daemon ask api.sock and need none of
+# it (the upload timer runs `flush` every interval); the commands that read the file need
+# the store, and structlog only if the store has something to log.
 _LOADED_AT_EXIT = """
 import atexit, json, sys
 atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
@@ -98,6 +99,24 @@ def test_status_and_flush_of_a_running_daemon_load_neither_the_store_nor_structl
     loaded = set(json.loads(result.stderr.splitlines()[-1]))
     assert not {m for m in loaded if m.startswith("agent_telemetryd.store")}
     assert not {"structlog", "asyncio"} & loaded
+
+
+def test_export_loads_neither_structlog_nor_the_daemon_s_ingest_path(
+    daemon: DaemonProcess,
+) -> None:
+    uuids = post_events(daemon, 3)
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_AT_EXIT, "export", "--format", "ndjson"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(line)["uuid"] for line in result.stdout.splitlines()) == sorted(uuids)
+    loaded = set(json.loads(result.stderr.splitlines()[-1]))
+    daemon_side = {"agent_telemetryd.ingest", "agent_telemetryd.context"}
+    assert not {"structlog", "asyncio", *daemon_side} & loaded
 
 
 # --- export filters ---

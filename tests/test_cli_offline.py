@@ -215,6 +215,27 @@ def test_views_with_the_daemon_down_never_read_a_foreign_wal_and_change_nothing(
     assert "buffer_wal_not_ours_moved_aside" in daemon.log()
 
 
+def test_a_change_with_the_daemon_down_moves_a_foreign_wal_aside_and_says_so_on_stderr(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """A command that changes the file opens it as the daemon does: a WAL that is not the
+    buffer's is moved aside first, and the user reads that in one line on stderr, apart
+    from the command's own output."""
+    daemon = daemon_factory(QUIET_ENV)
+    uuids = set(post_events(daemon, 50))
+    assert daemon.stop() == 0
+    shutil.copyfile(foreign_wal(tmp_path), Path(f"{daemon.database}-wal"))
+
+    changed = daemon.cli("mode", "off")
+    assert changed.stdout.splitlines()[0] == "Mode: off"
+    (line,) = changed.stderr.splitlines()
+    assert line.startswith("[error] buffer_wal_not_ours_moved_aside ")
+    assert "the buffer opens without it" in line
+    assert [path.name for path in daemon.database.parent.glob("*.foreign-*-wal")]
+    assert offline_status(daemon)["mode"] == "off"
+    assert set(exported_uuids(daemon.cli("export", "--format", "ndjson").stdout)) == uuids
+
+
 def test_views_with_the_daemon_killed_read_its_own_wal_and_change_nothing(
     daemon_factory: DaemonFactory,
 ) -> None:

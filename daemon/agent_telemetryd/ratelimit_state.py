@@ -15,17 +15,16 @@ import time
 from collections.abc import AsyncIterator
 from itertools import groupby
 
-import structlog
-
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.parts import Started
 from agent_telemetryd.ratelimit import UploadRateLimiter
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.store.buffer import Buffer
 
-log = structlog.get_logger("agent_telemetryd.ratelimit")
+log = get_logger("agent_telemetryd.ratelimit")
 
 
 async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLimiter | None:

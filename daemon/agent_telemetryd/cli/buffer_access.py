@@ -1,9 +1,8 @@
 """The buffer file as the commands reach it: read beside a running daemon or with it down,
 written with it down (holding its lock), and the store's errors as one line each.
 
-Kept apart from cli/common.py: the store and structlog (with the asyncio it loads) are
-about a third of a command's start, which a command that only asks the running daemon
-(`status` above all) does not need to pay.
+Kept apart from cli/common.py: the store is about a sixth of a command's start, which a
+command that only asks the running daemon (`status` above all) does not need to pay.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
+from agent_telemetryd import lazy_log
 from agent_telemetryd.cli.common import daemon_pid
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
@@ -141,7 +140,14 @@ def store_errors_to_stderr() -> None:
     """The store logs for the daemon's journal (structlog prints to stdout unless told
     otherwise, among a command's output). In a command only its errors are worth a line
     to the user — a foreign WAL or a damaged file moved aside — and on stderr; its
-    warnings (the reserve given back, salts not recorded) are the daemon log's detail."""
+    warnings (the reserve given back, salts not recorded) are the daemon log's detail.
+    Set up when the store first logs: most commands never load structlog."""
+    lazy_log.configure_when_loaded(_errors_to_stderr)
+
+
+def _errors_to_stderr() -> None:
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.parts import Started
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from agent_telemetryd.context import DaemonContext
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

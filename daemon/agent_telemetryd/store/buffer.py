@@ -20,8 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store import fresh, queries
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.checkpoint import Checkpointer
@@ -36,7 +35,7 @@ from agent_telemetryd.store.database import (
 from agent_telemetryd.store.reserve import SpaceReserve
 from agent_telemetryd.store.writer import Writer
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 T = TypeVar("T")
 RETENTION_EVERY_SECONDS = 3600.0
 INLINE_CHECK_BYTES = 16 * 1024 * 1024

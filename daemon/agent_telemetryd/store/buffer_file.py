@@ -23,15 +23,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store import fresh
 from agent_telemetryd.store.checkpoint import Checkpointer
 from agent_telemetryd.store.database import is_full, open_buffer
 from agent_telemetryd.store.reserve import SpaceReserve
 from agent_telemetryd.store.wal_identity import WalRecorder
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 CLEAR = "clear"
 HEAL = "heal"

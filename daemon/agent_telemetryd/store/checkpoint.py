@@ -28,9 +28,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import structlog
+from agent_telemetryd.lazy_log import get_logger
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 DEFAULT_WAL_LIMIT = 4000 * 4096  # SQLite's default wal_autocheckpoint, in bytes
 MIN_WAL_LIMIT = 64 * 1024

@@ -10,13 +10,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.fresh import move_aside, remove_leftover
 from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, migrate
 from agent_telemetryd.store.wal_identity import WalRecorder, foreign_wal_reason
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 
 def connect(

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.migrations import migrate
 from agent_telemetryd.store.wal_identity import NO_WAL, write_sidecar
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 KEPT_TABLES = ("meta", "uploaded_ids", "upload_receipts")
 EMPTIED_TABLES = (

@@ -14,14 +14,13 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.insert_rows import insert_rows
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.write_requests import WriteRequest, WriteResult
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 _ADD_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"

@@ -14,9 +14,9 @@ import contextlib
 import os
 from pathlib import Path
 
-import structlog
+from agent_telemetryd.lazy_log import get_logger
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 
 RESERVE_BYTES = 256 * 1024
 RESERVE_NAME = "buffer.reserve"

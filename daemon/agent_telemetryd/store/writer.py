@@ -26,8 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.buffer_file import CLEAR, HEAL, BufferFile, Replaced
 from agent_telemetryd.store.database import is_corrupt, is_full
 from agent_telemetryd.store.group_commit import STORED, GroupCommit, counter, rollback
@@ -45,7 +44,7 @@ from agent_telemetryd.store.write_requests import (
     WriteResult,
 )
 
-log = structlog.get_logger("agent_telemetryd.store")
+log = get_logger("agent_telemetryd.store")
 T = TypeVar("T")
 
 MAX_GROUP_EVENTS = 20_000

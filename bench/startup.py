@@ -1,6 +1,7 @@
 """Startup: from exec to ingest.sock taking connections, with an empty buffer and with a
-large backlog of pending events; and the CPU of `agent-telemetry status` beside a running
-daemon, the command people and scripts run most. The anchor is the interpreter alone
+large backlog of pending events; and the CPU of two commands beside a running daemon:
+`agent-telemetry status`, the one people and scripts run most, and `export` of a small
+buffer, which reads the file itself. The anchor is the interpreter alone
 (`python -c pass`).
 """
 
@@ -41,6 +42,7 @@ def _cpu_ms(command: list[str], env: dict[str, str] | None = None) -> float:
 
 def run(quick: bool) -> list[Row]:
     backlog = 20_000 if quick else 2_000_000
+    exported = 1_000
     reps = 1 if quick else 5
     empty_home, full_home = make_home(), make_home()
     env = {"AGENT_TELEMETRY_MODE": "upload", "AGENT_TELEMETRY_HTTP_PORT": "off"}
@@ -55,16 +57,19 @@ def run(quick: bool) -> list[Row]:
             times["bare"].append(_bare_interpreter())
             times["empty"].append(_exec_to_accepting(empty))
             times["full"].append(_exec_to_accepting(full))
-        cpu: dict[str, list[float]] = {"bare": [], "status": []}
+        fixtures.fill_buffer(empty.database, exported, upload="local")
+        cpu: dict[str, list[float]] = {"bare": [], "status": [], "export": []}
         empty.start()
         for _ in range(reps * 2):
             cpu["bare"].append(_cpu_ms([sys.executable, "-c", "pass"]))
             cpu["status"].append(_cpu_ms([empty.program, "status", "--json"], empty.env))
+            export = [empty.program, "export", "--format", "ndjson"]
+            cpu["export"].append(_cpu_ms(export, empty.env))
     finally:
         empty.cleanup()
         full.cleanup()
     bare, first, loaded = (median(times[k]) * 1000 for k in ("bare", "empty", "full"))
-    bare_cpu, status_cpu = (median(cpu[k]) for k in ("bare", "status"))
+    bare_cpu, status_cpu, export_cpu = (median(cpu[k]) for k in ("bare", "status", "export"))
     return [
         Row(
             SECTION,
@@ -100,5 +105,17 @@ def run(quick: bool) -> list[Row]:
             "",
             None,
             note=f"median of {reps * 2}",
+        ),
+        Row(
+            SECTION,
+            f"agent-telemetry export, {exported:,} events, daemon running: CPU",
+            export_cpu,
+            "ms",
+            "python -c pass, CPU",
+            bare_cpu,
+            export_cpu / bare_cpu if bare_cpu else None,
+            "",
+            None,
+            note=f"median of {reps * 2}; NDJSON to /dev/null",
         ),
     ]

@@ -63,6 +63,7 @@ EXPECTED = {
         "exec -> accepting, empty buffer",
         "exec -> accepting, 20,000 pending",
         "agent-telemetry status, daemon running: CPU",
+        "agent-telemetry export, 1,000 events, daemon running: CPU",
     ],
     "spool": [
         "agent run to exit, 5,000 track(), daemon SIGSTOPped",

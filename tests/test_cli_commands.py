@@ -119,6 +119,27 @@ def test_export_loads_neither_structlog_nor_the_daemon_s_ingest_path(
     assert not {"structlog", "asyncio", *daemon_side} & loaded
 
 
+# A command wants only the errors of the daemon's modules, on stderr (stdout is its own
+# output); structlog loads at the first log call, from whichever module makes it.
+_LOGS_OF_A_COMMAND = """
+from agent_telemetryd.cli.buffer_access import store_errors_to_stderr
+from agent_telemetryd.upload import flush
+store_errors_to_stderr()
+flush.log.warning("flush_detail_for_the_journal", events=3)
+flush.log.error("flush_failed", reason="backend refused")
+print("the command's output")
+"""
+
+
+def test_a_command_shows_only_errors_of_any_module_and_on_stderr() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LOGS_OF_A_COMMAND], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "the command's output\n"
+    assert result.stderr.splitlines() == ["[error] flush_failed reason='backend refused'"]
+
+
 # --- export filters ---
 
 

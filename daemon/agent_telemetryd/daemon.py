@@ -32,8 +32,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from agent_telemetryd import __version__
 from agent_telemetryd.analytics.vocabulary import Vocabulary
 from agent_telemetryd.config import Config
@@ -42,6 +40,7 @@ from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import Limits
 from agent_telemetryd.idle import Busy, IdleTimer, idle_exit_seconds
 from agent_telemetryd.ingest import Ingestor, Transform
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
@@ -58,7 +57,7 @@ from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
 
-log = structlog.get_logger("agent_telemetryd")
+log = get_logger("agent_telemetryd")
 
 EXIT_OK = 0
 EXIT_FORCED = 1  # a second Ctrl-C cut the drain short

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import structlog
 
 from agent_telemetryd.events import Event, EventError
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.transform_chain import TransformChain
 
-log = structlog.get_logger("agent_telemetryd.ingest")
+log = get_logger("agent_telemetryd.ingest")
 
 # A transform returns the event to keep (possibly changed) or None to drop it quietly.
 Transform = Callable[[Event], Event | None]

@@ -27,11 +27,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import structlog
-
 from agent_telemetryd.config import Config
+from agent_telemetryd.lazy_log import get_logger
 
-log = structlog.get_logger("agent_telemetryd.idle")
+log = get_logger("agent_telemetryd.idle")
 
 DEFAULT_IDLE_EXIT_SECONDS = 15 * 60
 

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import structlog
-
 from agent_telemetryd.arrival_rows import (
     Arrival,
     Source,
@@ -35,12 +33,13 @@ from agent_telemetryd.events import (
 )
 from agent_telemetryd.known_reads import ReadParts
 from agent_telemetryd.known_shapes import KnownShapes
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.outcomes import Counters, Outcome
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.writer import Writer
 from agent_telemetryd.transform_chain import TransformChain
 
-log = structlog.get_logger("agent_telemetryd.ingest")
+log = get_logger("agent_telemetryd.ingest")
 
 
 class Ingestor:

@@ -1,9 +1,10 @@
-"""A module's structlog logger that loads structlog at its first log call.
+"""Every module's structlog logger, loading structlog at its first log call.
 
-The buffer's modules log seldom (a damaged file moved aside, the reserve given back), and
-the commands that read the buffer file import them. Importing structlog there, with the
-asyncio it loads, was ~75 ms of an `export`'s start that nothing used. The daemon
-configures structlog as it starts, so its first log call finds it loaded already.
+The commands import many of the daemon's modules (the buffer's above all) and almost
+never log through them. Importing structlog there, with the asyncio it loads, was ~75 ms
+of an `export`'s start that nothing used. The daemon configures structlog as it starts,
+so its first log call finds it loaded already. All loggers come from here, so a
+command's configuration (`configure_when_loaded`) is in place for whichever logs first.
 """
 
 from __future__ import annotations

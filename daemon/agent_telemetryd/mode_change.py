@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 
-import structlog
-
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState, decide, write_stored
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.upload_queries import revoke_pending
 
-log = structlog.get_logger("agent_telemetryd.consent")
+log = get_logger("agent_telemetryd.consent")
 
 
 def record_choice(config: Config, mode: str, *, via: str) -> ConsentState:

@@ -16,11 +16,11 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 
 from agent_telemetryd.config import read_config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import DaemonContext
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.mode_change import apply_mode
 from agent_telemetryd.parts import Started
 from agent_telemetryd.ratelimit_state import reseed
@@ -29,7 +29,7 @@ from agent_telemetryd.reload_plan import PRIVACY_SETTINGS, RATE_LIMIT_SETTINGS, 
 if TYPE_CHECKING:
     from aiohttp import web
 
-log = structlog.get_logger("agent_telemetryd.reload")
+log = get_logger("agent_telemetryd.reload")
 
 
 async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str) -> dict[str, Any]:

@@ -49,13 +49,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from agent_telemetry._paths import SPOOL_DIR_NAME, private_dir_problem
 from agent_telemetryd.config import Mode
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.parts import Started
 from agent_telemetryd.spool_files import (
     DROP_LINE_PREFIX,
@@ -68,7 +67,7 @@ from agent_telemetryd.spool_files import (
 from agent_telemetryd.store import queries
 from agent_telemetryd.store.writer import StoreFullError, WriteResult
 
-log = structlog.get_logger("agent_telemetryd.spool")
+log = get_logger("agent_telemetryd.spool")
 
 IN_FLIGHT = 4  # chunks handed to the writer and not yet committed
 # After an agent connects, the shim renames its spool file: give it that moment, and let a

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
 from agent_telemetryd.analytics.prices import PriceBook, price_book
@@ -24,11 +23,12 @@ from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.dashboard import page, views
 from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.api_routes import current_status
 from agent_telemetryd.receivers.http_guard import token_matches
 from agent_telemetryd.store import analytics_facts, analytics_fold, dashboard_sql
 
-log = structlog.get_logger("agent_telemetryd.dashboard")
+log = get_logger("agent_telemetryd.dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Fold in the background once this many events wait; below it the live tail is cheap.
 FOLD_AFTER = 2_000

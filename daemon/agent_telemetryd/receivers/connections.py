@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
+from agent_telemetryd.lazy_log import get_logger
 
-log = structlog.get_logger("agent_telemetryd.connections")
+log = get_logger("agent_telemetryd.connections")
 
 # Connections one readiness event of a listener accepts before any is looked at (asyncio
 # accepts in bursts of its `backlog` argument). Over the cap they are accepted, then refused.

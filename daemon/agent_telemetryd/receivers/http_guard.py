@@ -15,13 +15,13 @@ import hmac
 import os
 from collections.abc import Awaitable, Callable, Iterable
 
-import structlog
 from aiohttp import web
 
 from agent_telemetryd.config_values import is_loopback_ip
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.peer import is_same_user
 
-log = structlog.get_logger("agent_telemetryd.http")
+log = get_logger("agent_telemetryd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The first hundred refusals of another user are logged, then every thousandth.

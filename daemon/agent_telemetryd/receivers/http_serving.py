@@ -16,13 +16,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.http_connection import HttpConnection, HttpSite
 
-log = structlog.get_logger("agent_telemetryd.http")
+log = get_logger("agent_telemetryd.http")
 
 # After the drain, what is left of a request gets this long before aiohttp cancels it.
 CLEANUP_SECONDS = 1.0

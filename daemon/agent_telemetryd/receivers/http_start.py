@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import structlog
-
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.http_connection import HttpSite
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     # Builds the apps, importing aiohttp: each listener with the app it is to serve.
     BuildApps = Callable[[], Awaitable[Sequence[tuple[HttpSite, web.Application]]]]
 
-log = structlog.get_logger("agent_telemetryd.http")
+log = get_logger("agent_telemetryd.http")
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Ingestor, Source
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.connections import (
     ACCEPT_BURST,
     Drain,
@@ -41,7 +40,7 @@ from agent_telemetryd.receivers.peer import peer_credentials
 from agent_telemetryd.receivers.read_turns import ReadTurns
 from agent_telemetryd.receivers.turn_lines import TurnLines
 
-log = structlog.get_logger("agent_telemetryd.ingest")
+log = get_logger("agent_telemetryd.ingest")
 
 # Linux keeps what was queued readable after SHUT_RD and fails later writes (see above).
 LOSSLESS_CLOSE = sys.platform.startswith("linux")

@@ -16,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from agent_telemetryd.config import Config
 from agent_telemetryd.fdlimit import FileLimit, fit_budgets, raise_file_limit
 from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.listeners import Listeners
 from agent_telemetryd.receivers import tcp_peer
 from agent_telemetryd.receivers.connections import ACCEPT_BURST, ConnectionLimits
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     # Makes the app of a listener a part added (OTLP's port), when the HTTP side is built.
     AppFactory = Callable[[], web.Application]
 
-log = structlog.get_logger("agent_telemetryd.connections")
+log = get_logger("agent_telemetryd.connections")
 
 Site = HttpSite | NdjsonSite
 UidOfAddress = Callable[[tuple[str, int]], Awaitable[int | None]]

@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import structlog
-
 from agent_telemetryd.config_values import RateRule
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.outbound import Outbound, OutboundBatch
 from agent_telemetryd.senders.base import Sender, SendResult
 from agent_telemetryd.store import upload_queries
@@ -29,7 +28,7 @@ from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import Batcher, page_rows, split_batch
 from agent_telemetryd.upload.verdicts import Verdict, classify
 
-log = structlog.get_logger("agent_telemetryd.upload")
+log = get_logger("agent_telemetryd.upload")
 
 # Events a backend refused, with its reason.
 Suspects = list[tuple[OutboundBatch, str]]

@@ -6,16 +6,16 @@ import contextlib
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload import erasure, receipts
 from agent_telemetryd.upload.preview import build_preview
 from agent_telemetryd.upload.uploader import Uploader
 from agent_telemetryd.web_context import CONTEXT
 
-log = structlog.get_logger("agent_telemetryd.upload")
+log = get_logger("agent_telemetryd.upload")
 UPLOADER = web.AppKey("uploader", Uploader)
 routes = web.RouteTableDef()
 DEFAULT_PREVIEW_REQUESTS = 10

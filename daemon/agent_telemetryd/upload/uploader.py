@@ -15,10 +15,9 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import structlog
-
 from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.ratelimit import waiting_report
 from agent_telemetryd.senders.base import Sender
 from agent_telemetryd.store import upload_queries
@@ -32,7 +31,7 @@ from agent_telemetryd.upload.flush import (
     UploadSettings,
 )
 
-log = structlog.get_logger("agent_telemetryd.upload")
+log = get_logger("agent_telemetryd.upload")
 
 
 class Uploader:

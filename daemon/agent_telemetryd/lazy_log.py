@@ -42,7 +42,7 @@ def configure_when_loaded(configure: Callable[[], None]) -> None:
     structlog, or now if one has."""
     if _loaded:
         configure()
-    else:
+    elif configure not in _pending:  # a command may ask twice (each file it opens)
         _pending.append(configure)
 
 

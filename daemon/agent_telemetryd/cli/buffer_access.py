@@ -141,7 +141,7 @@ def store_errors_to_stderr() -> None:
     otherwise, among a command's output). In a command only its errors are worth a line
     to the user — a foreign WAL or a damaged file moved aside — and on stderr; its
     warnings (the reserve given back, salts not recorded) are the daemon log's detail.
-    Set up when the store first logs: most commands never load structlog."""
+    Applied when a module first logs (lazy_log.py): most commands never load structlog."""
     lazy_log.configure_when_loaded(_errors_to_stderr)
 
 

@@ -60,11 +60,14 @@ def run(quick: bool) -> list[Row]:
         fixtures.fill_buffer(empty.database, exported, upload="local")
         cpu: dict[str, list[float]] = {"bare": [], "status": [], "export": []}
         empty.start()
+        commands = {
+            "status": [empty.program, "status", "--json"],
+            "export": [empty.program, "export", "--format", "ndjson"],
+        }
         for _ in range(reps * 2):
             cpu["bare"].append(_cpu_ms([sys.executable, "-c", "pass"]))
-            cpu["status"].append(_cpu_ms([empty.program, "status", "--json"], empty.env))
-            export = [empty.program, "export", "--format", "ndjson"]
-            cpu["export"].append(_cpu_ms(export, empty.env))
+            for name, command in commands.items():
+                cpu[name].append(_cpu_ms(command, empty.env))
     finally:
         empty.cleanup()
         full.cleanup()
@@ -94,28 +97,27 @@ def run(quick: bool) -> list[Row]:
             "< 500 ms, ~1x",
             loaded < 500,
         ),
-        Row(
-            SECTION,
-            "agent-telemetry status, daemon running: CPU",
-            status_cpu,
-            "ms",
-            "python -c pass, CPU",
-            bare_cpu,
-            status_cpu / bare_cpu if bare_cpu else None,
-            "",
-            None,
-            note=f"median of {reps * 2}",
-        ),
-        Row(
-            SECTION,
-            f"agent-telemetry export, {exported:,} events, daemon running: CPU",
+        _command_row("agent-telemetry status", status_cpu, bare_cpu, f"median of {reps * 2}"),
+        _command_row(
+            f"agent-telemetry export, {exported:,} events",
             export_cpu,
-            "ms",
-            "python -c pass, CPU",
             bare_cpu,
-            export_cpu / bare_cpu if bare_cpu else None,
-            "",
-            None,
-            note=f"median of {reps * 2}; NDJSON to /dev/null",
+            f"median of {reps * 2}; NDJSON to /dev/null",
         ),
     ]
+
+
+def _command_row(command: str, cpu: float, bare_cpu: float, note: str) -> Row:
+    """A command's CPU beside a running daemon, against the bare interpreter's."""
+    return Row(
+        SECTION,
+        f"{command}, daemon running: CPU",
+        cpu,
+        "ms",
+        "python -c pass, CPU",
+        bare_cpu,
+        cpu / bare_cpu if bare_cpu else None,
+        "",
+        None,
+        note=note,
+    )

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node"
+# Where the Node tests make their temporary homes (short: a socket path must fit in 107 bytes).
+NODE_TEMP_PREFIX = "atn-"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_shim_suite_passes() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
+    before = set(Path("/tmp").glob(f"{NODE_TEMP_PREFIX}*"))
     proc = subprocess.run(
         ["node", "--test", str(NODE_SHIM)],
         env=env,
@@ -24,3 +27,7 @@ def test_node_shim_suite_passes() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "# fail 0" in proc.stdout
+    # Each test process's shim spools its drop counts as it exits, after the test hooks:
+    # its home must still go, not pile up under /tmp run after run.
+    left = set(Path("/tmp").glob(f"{NODE_TEMP_PREFIX}*")) - before
+    assert not left, f"the Node tests left {sorted(map(str, left))}"

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { tempHome, listen, runAgent, waitFor, spooled } = require('./test-helpers.js');
+const { tempHome, removeAtExit, listen, runAgent, waitFor, spooled } = require('./test-helpers.js');
 
 // The shim under test in this process spools into a home of its own, never the user's.
 const OWN_HOME = fs.mkdtempSync('/tmp/atn-self-');
@@ -17,7 +17,7 @@ for (const key of Object.keys(process.env)) {
 }
 const shim = require('./index.js');
 const SHIM = path.join(__dirname, 'index.js');
-test.after(() => fs.rmSync(OWN_HOME, { recursive: true, force: true }));
+removeAtExit(OWN_HOME);
 
 test('uuid7 is version 7, RFC variant, time-ordered and unique', () => {
   const ids = Array.from({ length: 20000 }, () => shim.uuid7());

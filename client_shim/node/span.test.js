@@ -5,11 +5,12 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { tempHome, listen, waitFor } = require('./test-helpers.js');
+const { tempHome, removeAtExit, listen, waitFor } = require('./test-helpers.js');
 
 const OWN_HOME = fs.mkdtempSync('/tmp/atn-span-');
 process.env.AGENT_TELEMETRY_HOME = OWN_HOME;
 const shim = require('./index.js');
+removeAtExit(OWN_HOME);
 
 const TRACE_ID = /^[0-9a-f]{32}$/;
 const SPAN_ID = /^[0-9a-f]{16}$/;
@@ -27,7 +28,6 @@ test.after(() => {
   shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' }); // hang up: the server can close
   daemon.server.close();
   fs.rmSync(home, { recursive: true, force: true });
-  fs.rmSync(OWN_HOME, { recursive: true, force: true });
 });
 
 // The events received since `from`, once `count` of them are there.

@@ -17,6 +17,13 @@ function tempHome() {
   return home;
 }
 
+// The shim in a test's own process spools what it still holds as that process exits (its
+// drop counts, say), after every test hook has run. Its exit listener is added when it is
+// required; one added after that runs after it, so the folder goes once the shim is done.
+function removeAtExit(dir) {
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+}
+
 function listen(socketPath) {
   const lines = [];
   const torn = [];
@@ -84,4 +91,13 @@ function spooled(home) {
   return { folder, sealed, temporary, events, control };
 }
 
-module.exports = { SHIM, CONTROL_PREFIX, tempHome, listen, runAgent, waitFor, spooled };
+module.exports = {
+  SHIM,
+  CONTROL_PREFIX,
+  tempHome,
+  removeAtExit,
+  listen,
+  runAgent,
+  waitFor,
+  spooled,
+};

@@ -38,6 +38,10 @@ FLAGS = (
 )
 
 
+# How long a browser asked to close gets before it is killed.
+CLOSE_SECONDS = 10
+
+
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -153,6 +157,7 @@ class Page:
 @contextlib.asynccontextmanager
 async def chromium(user_data_dir: Path) -> AsyncIterator[Page]:
     """Start Chromium, open one tab with Page/Runtime/Network/Log events on, yield it."""
+    closing = False
     proc = await asyncio.to_thread(
         subprocess.Popen,
         [chromium_path(), *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
@@ -196,8 +201,16 @@ async def chromium(user_data_dir: Path) -> AsyncIterator[Page]:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+                # Closed as a user closes it, it removes what it made outside its profile
+                # (its singleton socket's folder under /tmp); killed, it leaves that behind.
+                with contextlib.suppress(Exception):
+                    await ws.send_json({"id": next(browser_ids), "method": "Browser.close"})
+                    closing = True
     finally:
-        proc.kill()
+        if closing:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, CLOSE_SECONDS)
+        proc.kill()  # still running: it did not close in time, or was never asked to
         proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()

@@ -4,18 +4,16 @@ shims keep their connection open between events and reconnect when the daemon ha
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import wait_for_rows
+from tests.tools import required_tool
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node" / "index.js"
 
@@ -97,11 +95,10 @@ def test_python_shim_reconnects_after_an_idle_close_and_loses_nothing(
     assert stored_names(daemon) == ["after.quiet"] * 100 + ["before.quiet"]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_shim_reconnects_after_an_idle_close_and_loses_nothing(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = quiet_daemon(daemon_factory)
-    after = run_quiet_agent(daemon, ["node", "-e", NODE_AGENT])
+    after = run_quiet_agent(daemon, [required_tool("node", "nodejs"), "-e", NODE_AGENT])
     assert after["flushed"] is True and after["stats"]["dropped"] == 0
     assert stored_names(daemon) == ["after.quiet"] * 100 + ["before.quiet"]

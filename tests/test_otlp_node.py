@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.test_otlp_receiver import assert_balanced, otlp_rows
+from tests.tools import required_tool
 
 PACKAGE = Path(__file__).resolve().parent / "node_otlp"
 STAMP = PACKAGE / "node_modules" / ".installed-from-lock"
@@ -24,9 +24,8 @@ STAMP = PACKAGE / "node_modules" / ".installed-from-lock"
 
 def install_node_packages() -> None:
     """`npm ci` once per lock file; two test runs at once take turns (a file lock)."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: the Node OTLP test needs them (.ci/run)")
+    required_tool("node", "nodejs")
+    required_tool("npm", "npm")
     lock = hashlib.sha256((PACKAGE / "package-lock.json").read_bytes()).hexdigest()
     with (PACKAGE / ".install.lock").open("w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)

@@ -11,7 +11,6 @@ import configparser
 import dataclasses
 import os
 import plistlib
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -39,12 +38,9 @@ from agent_telemetryd.service.render import (
     render_systemd_socket,
     template_text,
 )
+from tests.tools import required_tool
 
 REPO = Path(__file__).resolve().parents[1]
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(
-    SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd)"
-)
 
 
 def read_unit(text: str) -> dict[str, dict[str, list[str]]]:
@@ -66,7 +62,6 @@ def read_unit(text: str) -> dict[str, dict[str, list[str]]]:
 def verify(
     *units: Path, runtime_dir: Path, home: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    assert SYSTEMD_ANALYZE is not None
     # A user-mode verify needs a runtime dir to expand %t; the test's own keeps it off the
     # host. HOME is what %h expands to.
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
@@ -74,7 +69,7 @@ def verify(
         env["HOME"] = str(home)
         env.pop("XDG_CONFIG_HOME", None)
     return subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", "--user", *map(str, units)],
+        [required_tool("systemd-analyze", "systemd"), "verify", "--user", *map(str, units)],
         capture_output=True,
         text=True,
         env=env,
@@ -127,7 +122,6 @@ def test_top_level_copies_are_identical_to_the_package_templates() -> None:
     assert sorted(p.name for p in (REPO / "launchd").iterdir()) == sorted(LAUNCHD_TEMPLATES)
 
 
-@needs_systemd_analyze
 def test_shipped_units_pass_verify_for_a_pipx_install(tmp_path: Path, runtime_dir: Path) -> None:
     """Copied by hand from systemd/ into a home where pipx put ~/.local/bin/agent-telemetry,
     the units as shipped are valid; without that executable, verify says so."""
@@ -155,7 +149,6 @@ def test_shipped_units_run_the_pipx_executable_and_read_the_env_file() -> None:
     assert "@" not in "".join(template_text(n) for n in SYSTEMD_TEMPLATES).replace("@system", "")
 
 
-@needs_systemd_analyze
 def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, runtime_dir: Path) -> None:
     """The real executable, a moved home and a short interval: systemd reports nothing."""
     settings = settings_for(
@@ -169,7 +162,6 @@ def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, runtime_dir:
     assert our_warnings(result) == []
 
 
-@needs_systemd_analyze
 def test_verify_rejects_a_missing_executable(tmp_path: Path, runtime_dir: Path) -> None:
     """The check above has teeth: ExecStart pointing nowhere fails verification."""
     settings = settings_for(tmp_path, tmp_path / "gone" / "agent-telemetry")
@@ -178,7 +170,6 @@ def test_verify_rejects_a_missing_executable(tmp_path: Path, runtime_dir: Path) 
     assert "is not executable" in result.stderr
 
 
-@needs_systemd_analyze
 def test_exec_path_with_space_percent_and_dollar_survives(
     tmp_path: Path, runtime_dir: Path
 ) -> None:

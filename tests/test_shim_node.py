@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.tools import required_tool
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node"
 # Where the Node tests make their temporary homes (short: a socket path must fit in 107 bytes).
 NODE_TEMP_PREFIX = "atn-"
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_shim_suite_passes() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
     before = set(Path("/tmp").glob(f"{NODE_TEMP_PREFIX}*"))
     proc = subprocess.run(
-        ["node", "--test", str(NODE_SHIM)],
+        [required_tool("node", "nodejs"), "--test", str(NODE_SHIM)],
         env=env,
         capture_output=True,
         text=True,

@@ -21,13 +21,16 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.shim_listener import Listener
+from tests.tools import required_tool
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node"
 PACKAGE = json.loads((NODE_SHIM / "package.json").read_text())
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("npm") is None or shutil.which("node") is None, reason="node/npm not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _node_and_npm() -> None:
+    required_tool("node", "nodejs")
+    required_tool("npm", "npm")
 
 
 def npm(*args: str, cwd: Path, cache: Path) -> str:

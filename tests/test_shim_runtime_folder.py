@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
+from tests.tools import required_tool
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node" / "index.js"
 
@@ -93,11 +93,10 @@ def test_a_squatted_runtime_folder_moves_daemon_and_shims_to_the_data_dir(
         check=True,
         timeout=30,
     )
-    expected = {"from.python"}
-    if shutil.which("node"):
-        script = f"require({json.dumps(str(NODE_SHIM))}).track('from.node');"
-        subprocess.run(["node", "-e", script], env=agent_env, check=True, timeout=30)
-        expected.add("from.node")
+    script = f"require({json.dumps(str(NODE_SHIM))}).track('from.node');"
+    node = required_tool("node", "nodejs")
+    subprocess.run([node, "-e", script], env=agent_env, check=True, timeout=30)
+    expected = {"from.python", "from.node"}
     deadline = time.monotonic() + 20
     names: set[str] = set()
     while names != expected and time.monotonic() < deadline:

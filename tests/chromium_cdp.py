@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import AsyncIterator
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+
+from tests.tools import required_tool
 
 FLAGS = (
     "--headless",
@@ -43,10 +43,7 @@ CLOSE_SECONDS = 10
 
 
 def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("chromium is not installed (Debian: apt-get install -y chromium)")
-    return path
+    return required_tool("chromium", "chromium", "chromium-browser")
 
 
 class Page:

@@ -99,6 +99,6 @@ def test_node_shim_reconnects_after_an_idle_close_and_loses_nothing(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = quiet_daemon(daemon_factory)
-    after = run_quiet_agent(daemon, [required_tool("node", "nodejs"), "-e", NODE_AGENT])
+    after = run_quiet_agent(daemon, [required_tool("nodejs", "node"), "-e", NODE_AGENT])
     assert after["flushed"] is True and after["stats"]["dropped"] == 0
     assert stored_names(daemon) == ["after.quiet"] * 100 + ["before.quiet"]

@@ -24,7 +24,7 @@ STAMP = PACKAGE / "node_modules" / ".installed-from-lock"
 
 def install_node_packages() -> None:
     """`npm ci` once per lock file; two test runs at once take turns (a file lock)."""
-    required_tool("node", "nodejs")
+    required_tool("nodejs", "node")
     required_tool("npm", "npm")
     lock = hashlib.sha256((PACKAGE / "package-lock.json").read_bytes()).hexdigest()
     with (PACKAGE / ".install.lock").open("w") as guard:

@@ -69,7 +69,7 @@ def verify(
         env["HOME"] = str(home)
         env.pop("XDG_CONFIG_HOME", None)
     return subprocess.run(
-        [required_tool("systemd-analyze", "systemd"), "verify", "--user", *map(str, units)],
+        [required_tool("systemd", "systemd-analyze"), "verify", "--user", *map(str, units)],
         capture_output=True,
         text=True,
         env=env,

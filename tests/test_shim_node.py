@@ -17,7 +17,7 @@ def test_node_shim_suite_passes() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_TELEMETRY_")}
     before = set(Path("/tmp").glob(f"{NODE_TEMP_PREFIX}*"))
     proc = subprocess.run(
-        [required_tool("node", "nodejs"), "--test", str(NODE_SHIM)],
+        [required_tool("nodejs", "node"), "--test", str(NODE_SHIM)],
         env=env,
         capture_output=True,
         text=True,

@@ -29,7 +29,7 @@ PACKAGE = json.loads((NODE_SHIM / "package.json").read_text())
 
 @pytest.fixture(autouse=True)
 def _node_and_npm() -> None:
-    required_tool("node", "nodejs")
+    required_tool("nodejs", "node")
     required_tool("npm", "npm")
 
 

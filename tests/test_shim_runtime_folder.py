@@ -94,7 +94,7 @@ def test_a_squatted_runtime_folder_moves_daemon_and_shims_to_the_data_dir(
         timeout=30,
     )
     script = f"require({json.dumps(str(NODE_SHIM))}).track('from.node');"
-    node = required_tool("node", "nodejs")
+    node = required_tool("nodejs", "node")
     subprocess.run([node, "-e", script], env=agent_env, check=True, timeout=30)
     expected = {"from.python", "from.node"}
     deadline = time.monotonic() + 20

@@ -8,11 +8,12 @@ binding then calls it exactly as it calls libSystem's.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from tests.tools import required_tool
 
 SOURCE = Path(__file__).with_name("fake_launchd.c")
 # The variable the fake reads: which descriptors "launchd" holds under which name.
@@ -21,8 +22,7 @@ SOCKETS_VARIABLE = "FAKE_LAUNCHD_SOCKETS"
 
 def build_fake_launchd(directory: Path) -> Path:
     """Compile fake_launchd.c into ``directory``; a missing C compiler fails loudly."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler is not None, "a C compiler is needed (apt-get install gcc libc6-dev)"
+    compiler = required_tool("gcc libc6-dev", "cc", "gcc")
     library = directory / "libfake_launchd.so"
     subprocess.run(
         [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(library), str(SOURCE)],

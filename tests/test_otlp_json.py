@@ -143,7 +143,7 @@ def test_logs_in_json_keep_their_trace_context() -> None:
                                     {"key": "tool_name", "value": {"stringValue": "shell"}}
                                 ],
                             },
-                            {"traceId": "xyz", "body": {"stringValue": "refused"}},
+                            {"traceId": "xyz", "body": {"stringValue": "no trace"}},
                         ]
                     }
                 ],
@@ -151,11 +151,13 @@ def test_logs_in_json_keep_their_trace_context() -> None:
         ]
     }
     decoded = decode(LOGS, orjson.dumps(body), JSON)
-    (event,) = documents(decoded)
+    event, untraced = documents(decoded)
     assert (event["event"], event["agent"]) == ("codex.tool_decision", "codex")
     assert (event["trace_id"], event["span_id"]) == (TRACE.hex(), SPAN.hex())
     assert event["properties"]["log.body"] == "approved"
-    assert decoded.refused == [reason_in(decoded.refused, "invalid trace_id")]
+    # An id that is not hex is an invalid one: the record belongs to no trace, and is kept.
+    assert decoded.refused == []
+    assert "trace_id" not in untraced and untraced["properties"]["log.body"] == "no trace"
 
 
 def metric_json(points: list[Any]) -> bytes:

@@ -28,6 +28,7 @@ from agent_telemetryd.otlp.identity import identity_uuid, span_uuid
 from agent_telemetryd.otlp.resources import RESOURCE_EVENT, resource_event
 from agent_telemetryd.otlp.signals import LOGS, METRICS, TRACES, Signal
 from agent_telemetryd.otlp.values import duration_ms
+from agent_telemetryd.privacy.content import ContentMask
 from tests.otlp_messages import (
     PARENT,
     SPAN,
@@ -381,18 +382,62 @@ def test_identical_log_records_share_a_uuid_and_any_difference_separates_them() 
     assert uuid_of(logs(record(body="line"), resource={"service.name": "other"})) != base
 
 
+def test_a_body_that_only_ends_with_the_event_name_stays_content() -> None:
+    """Only `<dotted name>.<event.name>` names the event: a sentence that happens to end
+    so is what the user typed, and is masked as a body, not made the event's name."""
+    prompt = "Alice Smith, 12 Baker St: please write my will. Format: doc.user_prompt"
+    for body in (prompt, "multi\nline body.api_request", "claude code.api_request"):
+        named = body.rsplit(".", 1)[1]
+        decoded = decode(
+            LOGS,
+            logs(record(body=body, attributes={"event.name": named})).SerializeToString(),
+            PROTOBUF,
+            mask=ContentMask(),
+        )
+        assert decoded.refused == []
+        (event,) = documents(decoded)
+        assert event["event"] == named
+        assert event["properties"]["log.body"] == f"[content: {len(body)} chars]"
+
+
+def test_a_log_record_with_no_time_is_a_new_event_at_each_receipt() -> None:
+    """Nothing but its receipt tells two such records apart: the same one sent an hour
+    later must not be dropped as a duplicate of the first."""
+    body = logs(record(body="heartbeat", time_unix_nano=0)).SerializeToString()
+    uuid_at = lambda ms: documents(decode(LOGS, body, PROTOBUF, received_ms=ms))[0]["uuid"]  # noqa: E731
+    assert uuid_at(START_MS) == uuid_at(START_MS)
+    assert uuid_at(START_MS) != uuid_at(START_MS + 3_600_000)
+    assert uuid.UUID(uuid_at(START_MS)).int >> 80 == START_MS
+
+
 @pytest.mark.parametrize(
-    ("bad", "reason"),
+    ("context", "kept"),
     [
-        (record(trace_id=b"\x01"), "invalid trace_id"),
-        (record(trace_id=TRACE, span_id=bytes(8)), "invalid span_id"),
-        (record(span_id=SPAN), "span_id but no trace_id"),
+        ({"trace_id": b"\x01"}, {}),
+        ({"trace_id": bytes(16), "span_id": bytes(8)}, {}),
+        ({"span_id": SPAN}, {}),
+        ({"trace_id": TRACE, "span_id": bytes(8)}, {"trace_id": TRACE.hex()}),
+        ({"trace_id": TRACE, "span_id": SPAN}, {"trace_id": TRACE.hex(), "span_id": SPAN.hex()}),
     ],
 )
-def test_a_bad_log_record_is_refused_with_its_reason(bad: object, reason: str) -> None:
-    decoded = decoded_from(LOGS, logs(record(body="kept"), bad))  # type: ignore[arg-type]
-    assert [d["properties"]["log.body"] for d in documents(decoded)] == ["kept"]
-    assert len(decoded.refused) == 1 and reason in decoded.refused[0]
+def test_a_log_records_trace_context_is_kept_when_valid_and_left_out_when_not(
+    context: dict[str, bytes], kept: dict[str, str]
+) -> None:
+    """A log record's trace context is optional, and an invalid id means it has none: the
+    record is kept either way."""
+    event = one_event(LOGS, logs(record(body="kept", **context)))  # type: ignore[arg-type]
+    assert event["properties"]["log.body"] == "kept"
+    assert {key: event[key] for key in ("trace_id", "span_id") if key in event} == kept
+
+
+def test_a_request_with_thousands_of_resources_keeps_each_once() -> None:
+    request = logs(record(body="a"), resource={"service.name": "one"})
+    for number in range(3000):
+        more = logs(record(body="b"), resource={"service.name": "one", "n": number % 1000})
+        request.resource_logs.extend(more.resource_logs)
+    decoded = decoded_from(LOGS, request)
+    assert len(decoded.events) == 3001
+    assert len(decoded.resources) == 1001
 
 
 # --- metrics ---

@@ -180,3 +180,34 @@ def test_at_the_cap_a_group_goes_request_by_request_and_what_came_first_is_kept(
     path = tmp_path / "b.sqlite3"
     assert [r[1][-3:] for r in stored(path)] == ["001", "002", "003", "004"]
     assert counters(path) == {"received": 6, "stored": 4, "dropped.buffer_full": 2}
+
+
+def test_at_the_cap_a_retry_stores_what_is_missing_and_counts_the_rest_as_duplicates(
+    tmp_path: Path,
+) -> None:
+    """A sender retrying a batch the full buffer took in part: the rows stored before are
+    duplicates, so the room left goes to the rows that are missing, in order."""
+
+    async def scenario() -> None:
+        buffer = await open_at(tmp_path, max_events=4)
+        try:
+            first = buffer.writer.submit([row(1), row(2)], {"received": 2}, ack=True)
+            assert first is not None and (await first).refused_rows == ()
+            retry = buffer.writer.submit(
+                [row(1), row(2), row(3), row(2), row(4), row(5)], {"received": 6}, ack=True
+            )
+            assert retry is not None
+            result = await retry
+            assert (result.inserted, result.duplicates, result.refused_rows) == (2, 3, (5,))
+        finally:
+            await buffer.close()
+
+    asyncio.run(scenario())
+    path = tmp_path / "b.sqlite3"
+    assert [r[1][-3:] for r in stored(path)] == ["001", "002", "003", "004"]
+    assert counters(path) == {
+        "received": 8,
+        "stored": 4,
+        "dropped.duplicate": 3,
+        "dropped.buffer_full": 1,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from google.protobuf.message import DecodeError
 
@@ -27,10 +29,11 @@ def decode(
     encoding: str,
     checks: EventChecks | None = None,
     mask: ContentMask | None = None,
+    received_ms: int | None = None,
 ) -> Decoded:
     """Decode a request body in `encoding` (PROTOBUF or JSON) and map its items to events
     checked by `checks` (by default, against the default limits), their content masked
-    by `mask` when given."""
+    by `mask` when given. `received_ms` (default: now) is the time of an item with none."""
     if encoding == PROTOBUF:
         request = signal.request()
         try:
@@ -53,6 +56,10 @@ def decode(
             raise UndecodableError("request body is not OTLP JSON") from None
     else:
         raise ValueError(f"unknown encoding {encoding!r}")
-    decoded = Decoded(checks or EventChecks(Limits()), mask, refused=refused)
+    if received_ms is None:
+        received_ms = time.time_ns() // 1_000_000
+    decoded = Decoded(
+        checks or EventChecks(Limits()), mask, refused=refused, received_ms=received_ms
+    )
     signal.to_events(request, decoded)
     return decoded

@@ -41,6 +41,12 @@ class Decoded:
     events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     resources: list[ResourceInfo] = field(default_factory=list)
+    # When the request came in, Unix ms: the time of an item that carries none.
+    received_ms: int = 0
+    # The same resources by their bytes: one request may carry thousands.
+    _resources_by_identity: dict[bytes, ResourceInfo] = field(
+        default_factory=dict, init=False, repr=False
+    )
     # Attribute pairs read before in this request, by their bytes (`read_attributes`).
     known_pairs: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
 
@@ -55,12 +61,13 @@ class Decoded:
 
     def add_resource(self, resource: Resource) -> ResourceInfo:
         identity = resource.SerializeToString(deterministic=True)
-        for known in self.resources:
-            if known.identity == identity:
-                return known
+        known = self._resources_by_identity.get(identity)
+        if known is not None:
+            return known
         values = attributes(resource.attributes)
         info = ResourceInfo(agent_name(values.get("service.name")), values, identity)
         self.resources.append(info)
+        self._resources_by_identity[identity] = info
         return info
 
     def take(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:

@@ -5,9 +5,16 @@ OpenTelemetry's transformation language gives them), where the content rules fin
 
 Two shapes coding agents use are read for what they mean:
 - Claude Code puts its event's full name in the body (`claude_code.api_request`) and the
-  short one in `event.name` (`api_request`). A text body that is the `event.name` with a
-  prefix (`<prefix>.<event.name>`) names the event and is not kept as a body: the event
-  is named as the agent's documentation names it.
+  short one in `event.name` (`api_request`). A text body that is the `event.name` under a
+  dotted name's prefix (`<prefix>.<event.name>`, the prefix made of identifiers) names
+  the event and is not kept as a body: the event is named as the agent's documentation
+  names it. Any other body is content, however it ends.
+
+The trace context of a record is optional: an id that is absent or invalid (the wrong
+size, all zeros) means the record belongs to no trace or span, as OTLP tells receivers
+to read it, and the record is kept without it. A record with neither time nor observed
+time takes the daemon's receipt time, in its uuid too: the same record sent again later
+is a second occurrence, not a retry.
 - Claude Code sends every attribute as text, numbers too. The amounts the dashboard and
   the upload backends add up (`duration_ms`, `cost_usd`, and token counts `*_tokens`)
   become numbers when their text is a plain decimal number; other text stays text.
@@ -21,7 +28,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from agent_telemetryd.otlp.decoded import Decoded, Refused, scope_properties, wire_event
+from agent_telemetryd.otlp.decoded import Decoded, scope_properties, wire_event
 from agent_telemetryd.otlp.identity import identity_uuid
 from agent_telemetryd.otlp.values import (
     SPAN_ID_BYTES,
@@ -36,14 +43,12 @@ from agent_telemetryd.otlp.values import (
 NUMERIC_NAMES = frozenset({"duration_ms", "cost_usd"})
 NUMERIC_SUFFIX = "_tokens"
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
+# The prefix of an agent's full event name: `claude_code`, `gemini_cli`, `a.b`.
+_NAME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}(?:\.[A-Za-z][A-Za-z0-9_-]{0,63}){0,3}")
 DEFAULT_NAME = "log"
 BODY = "log.body"
 SEVERITY_TEXT = "log.severity_text"
 SEVERITY_NUMBER = "log.severity_number"
-
-BAD_TRACE_ID = "log record has an invalid trace_id (16 bytes, 32 hex digits, not all zero)"
-BAD_SPAN_ID = "log record has an invalid span_id (8 bytes, 16 hex digits, not all zero)"
-SPAN_WITHOUT_TRACE = "log record has a span_id but no trace_id"
 
 
 def map_logs(request: ExportLogsServiceRequest, out: Decoded) -> None:
@@ -54,7 +59,13 @@ def map_logs(request: ExportLogsServiceRequest, out: Decoded) -> None:
             scope_identity = scope_logs.scope.SerializeToString(deterministic=True)
             for record in scope_logs.log_records:
                 out.take(
-                    log_event, record, resource.agent, scope, resource.identity, scope_identity
+                    log_event,
+                    record,
+                    resource.agent,
+                    scope,
+                    resource.identity,
+                    scope_identity,
+                    out.received_ms,
                 )
 
 
@@ -64,17 +75,10 @@ def log_event(
     scope: dict[str, Any],
     resource_identity: bytes,
     scope_identity: bytes,
+    received_ms: int,
 ) -> dict[str, Any]:
-    try:
-        trace_id = hex_id(record.trace_id, TRACE_ID_BYTES)
-    except ValueError:
-        raise Refused(BAD_TRACE_ID) from None
-    try:
-        span_id = hex_id(record.span_id, SPAN_ID_BYTES)
-    except ValueError:
-        raise Refused(BAD_SPAN_ID) from None
-    if span_id is not None and trace_id is None:
-        raise Refused(SPAN_WITHOUT_TRACE)
+    trace_id = _optional_id(record.trace_id, TRACE_ID_BYTES)
+    span_id = _optional_id(record.span_id, SPAN_ID_BYTES) if trace_id is not None else None
     # When it happened, else when the SDK saw it; else the daemon's receipt time.
     at = time_ms(record.time_unix_nano) or time_ms(record.observed_time_unix_nano)
 
@@ -86,7 +90,11 @@ def log_event(
         named = properties.get("event.name")
         if isinstance(named, str) and named:
             name = named
-            if isinstance(body, str) and body.endswith("." + named) and len(body) <= 200:
+            if (
+                isinstance(body, str)
+                and body.endswith("." + named)
+                and _NAME_PREFIX.fullmatch(body[: -len(named) - 1])
+            ):
                 name, body = body, None  # `claude_code.api_request` for `api_request`
         else:
             name = DEFAULT_NAME
@@ -103,7 +111,13 @@ def log_event(
     document = wire_event(
         name,
         properties,
-        identity_uuid(at or 0, b"log", resource_identity, scope_identity, identity),
+        identity_uuid(
+            received_ms if at is None else at,
+            b"log",
+            resource_identity,
+            scope_identity,
+            identity,
+        ),
         agent,
         rfc3339(at) if at is not None else None,
     )
@@ -112,6 +126,14 @@ def log_event(
     if span_id is not None:
         document["span_id"] = span_id
     return document
+
+
+def _optional_id(raw: bytes, size: int) -> str | None:
+    """A record's trace or span id in hex; None when absent or invalid (no trace, then)."""
+    try:
+        return hex_id(raw, size)
+    except ValueError:
+        return None
 
 
 def _numbers_from_text(properties: dict[str, Any]) -> None:

@@ -6,8 +6,9 @@ OpenInference, and OTLP log bodies (`log.body`), wherever they come from: OTLP o
 shims. A value under such a name, at any depth, becomes `"[content: N chars]"` (N counts
 the characters of a string, or of the JSON text of anything else). Coding agents' own
 events name their content in words of their own (`prompt`, `function_args`, `output`):
-those are masked in the events they document them for, and only there, since the same
-words elsewhere may well be a count or a status. Keeping content is the `capture_content`
+those are masked in the events they document them for, named in full
+(`claude_code.user_prompt`) or by the short name (`user_prompt`), and only there, since
+the same words elsewhere may well be a count or a status. Keeping content is the `capture_content`
 setting; what is kept is still scrubbed. No I/O.
 """
 
@@ -55,6 +56,20 @@ AGENT_CONTENT_NAMES: dict[str, frozenset[str]] = {
     "codex.user_prompt": frozenset({"prompt"}),
     "codex.tool_result": frozenset({"arguments", "output"}),
 }
+
+
+def _with_short_names(by_full_name: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """The same events under their short names too (`user_prompt`), as a record whose
+    `event_name` or `event.name` gives only that part is named: for each short name, what
+    any agent documents under it."""
+    found = dict(by_full_name)
+    for full, names in by_full_name.items():
+        short = full.split(".", 1)[1]
+        found[short] = found.get(short, frozenset()) | names
+    return found
+
+
+AGENT_CONTENT_NAMES = _with_short_names(AGENT_CONTENT_NAMES)
 _NONE: frozenset[str] = frozenset()
 _IS_CONTAINER = frozenset({dict, list}).__contains__
 _MARKER = re.compile(r"\[content: \d+ chars\]")

@@ -106,15 +106,29 @@ class GroupCommit:
         totals: dict[str, int],
         over_bytes: bool,
     ) -> WriteResult:
-        """A request's rows as far as the caps let them in, after evicting sent rows."""
+        """A request's rows as far as the caps let them in, after evicting sent rows.
+
+        Only new rows need room: a row whose uuid is stored already (a sender's retry of
+        what went in before the buffer filled) is a duplicate, not a refusal, and must not
+        take the place of a row that is missing."""
         rows = request.rows
-        room = self._make_room(conn, len(rows), totals, over_bytes)
+        repeated = _repeated_rows(conn, rows)
+        room = self._make_room(conn, len(rows) - len(repeated), totals, over_bytes)
         # When full, the tail of a request is refused: what arrived first is kept.
-        refused_rows = tuple(range(room, len(rows)))
+        kept: list[EventRow] = []
+        refused: list[int] = []
+        for position, row in enumerate(rows):
+            if position in repeated:
+                kept.append(row)
+            elif room:
+                kept.append(row)
+                room -= 1
+            else:
+                refused.append(position)
         _add(totals, request.counters)
-        _add(totals, {"dropped.buffer_full": len(refused_rows)})
-        result = self._insert_counted(conn, rows[:room], totals)
-        return WriteResult(result.inserted, result.duplicates, refused_rows)
+        _add(totals, {"dropped.buffer_full": len(refused)})
+        result = self._insert_counted(conn, kept, totals)
+        return WriteResult(result.inserted, result.duplicates, tuple(refused))
 
     def _insert_counted(
         self, conn: sqlite3.Connection, rows: list[EventRow], totals: dict[str, int]
@@ -167,6 +181,28 @@ def rollback(conn: sqlite3.Connection) -> None:
 def counter(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
     return int(row[0]) if row else 0
+
+
+# Uuids looked up a statement at a time: under the 999 parameters older SQLite allows.
+_LOOKUP_CHUNK = 500
+
+
+def _repeated_rows(conn: sqlite3.Connection, rows: list[EventRow]) -> set[int]:
+    """Positions of the rows whose uuid is stored already or came earlier in `rows`."""
+    uuids = [row.uuid for row in rows]
+    known: set[str] = set()
+    for start in range(0, len(uuids), _LOOKUP_CHUNK):
+        chunk = uuids[start : start + _LOOKUP_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found = conn.execute(f"SELECT uuid FROM events WHERE uuid IN ({marks})", chunk)
+        known.update(uuid for (uuid,) in found)
+    repeated: set[int] = set()
+    for position, uuid in enumerate(uuids):
+        if uuid in known:
+            repeated.add(position)
+        else:
+            known.add(uuid)
+    return repeated
 
 
 def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:

@@ -370,22 +370,31 @@ def test_events_spooled_while_local_are_not_uploaded_after_a_later_enable(
     daemon_factory: DaemonFactory,
 ) -> None:
     """The daemon cannot see the mode an agent tracked under: an event spooled before the
-    user chose upload stays local for good; one tracked after the choice is sent."""
+    user chose upload stays local for good, even one whose given time is later than the
+    choice; one tracked after the choice is sent."""
     backend = FakePostHog().start()
     try:
         daemon = daemon_factory(posthog_env(backend.url), start=False)
         run_agents(daemon, 1, 5, AGENT_TELEMETRY_AGENT="before")  # mode local: spooled
+        # Tracked while local too, with a time of its caller's from after any `enable`.
+        future = "import agent_telemetry as t; t.track('e', timestamp='2030-01-01T00:00:00Z')"
+        subprocess.run(
+            [sys.executable, "-c", future],
+            env={**daemon.env, "AGENT_TELEMETRY_AGENT": "future"},
+            check=True,
+            timeout=120,
+        )
         daemon.cli("enable")
         since = json.loads((daemon.home / "consent.json").read_text())["since"]
         enabled_ms = int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()) * 1000
         while time.time() * 1000 < enabled_ms + 1000:  # the record holds whole seconds
             time.sleep(0.05)
         run_agents(daemon, 1, 3, AGENT_TELEMETRY_AGENT="after")
-        assert len(spool_files(daemon)) == 2
+        assert len(spool_files(daemon)) == 3
         daemon.start()
-        wait_until_taken(daemon, 8)
+        wait_until_taken(daemon, 9)
         states = {(row["agent"], row["upload"]) for row in daemon.export()}
-        assert states == {("before", "local"), ("after", "pending")}
+        assert states == {("before", "local"), ("future", "local"), ("after", "pending")}
         assert daemon.cli("flush", "--json").returncode == 0
         assert sorted(e["properties"]["agent"] for e in backend.accepted_events()) == ["after"] * 3
     finally:

@@ -43,6 +43,10 @@ class Source:
     # Events tracked before this time (Unix ms, by their timestamp) are kept local even in
     # mode upload: they may have been tracked under another mode (spool files).
     upload_from_ms: int | None = None
+    # With `upload_from_ms`: the latest an event can have been tracked (a spool file's last
+    # write). A timestamp after it is not when the event was tracked, so it proves nothing
+    # about the mode then, and the event stays local.
+    tracked_by_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ def build_rows(
     new_row = tuple.__new__
     pid, transport, source_agent = source.pid, source.transport, source.agent
     upload_from = source.upload_from_ms
+    tracked_by = source.tracked_by_ms if source.tracked_by_ms is not None else 2**62
     for index, document in enumerate(documents):
         try:
             if type(document) is RowParts:  # a line of a known shape: all done
@@ -102,7 +107,9 @@ def build_rows(
         eligible_ms = None
         if not uploading:
             upload = LOCAL
-        elif upload_from is not None and (ts_ms is None or ts_ms < upload_from):
+        elif upload_from is not None and (
+            ts_ms is None or ts_ms < upload_from or ts_ms > tracked_by
+        ):
             upload = LOCAL  # perhaps tracked before upload was chosen: never sent
         elif gate is None:
             upload = PENDING

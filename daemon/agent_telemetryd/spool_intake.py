@@ -22,13 +22,16 @@ last line may be cut short: it is rejected like any bad line, the rest kept.
 
 Consent: a spooled event may be uploaded only if it was tracked while upload was the mode,
 and when it was tracked the daemon cannot see; the event's timestamp (the shim's clock at
-`track()`) is the best it has. So in mode `upload` an event from a spool file is pending
-only when its timestamp is at or after the moment upload took effect as far as the daemon
-knows (`UploadSince`: the time `enable` was run, recorded in the consent file; for a mode
-set by the environment or the config, the daemon's start or the change to `upload`); an
-event tracked earlier, or without a timestamp, stays local for good. Never more permissive
-than the contract: events tracked while `local` are not uploaded because a later `enable`
-came before the daemon read them.
+`track()`, or a time the caller gave) is the best it has, and the file's last write bounds
+it: an event is tracked before the file holding it is written, so a timestamp later than
+that write is not when it was tracked. So in mode `upload` an event from a spool file is
+pending only when its timestamp is at or after the moment upload took effect as far as the
+daemon knows (`UploadSince`: the time `enable` was run, recorded in the consent file; for a
+mode set by the environment or the config, the daemon's start or the change to `upload`)
+and not after the file's last write; an event tracked earlier, or without a timestamp, or
+with one from after its file was written, stays local for good. Never more permissive than
+the contract: events tracked while `local` are not uploaded because a later `enable` came
+before the daemon read them.
 
 Mode `off`: nothing is kept, and the files are deleted unread — their lines counted as
 received and dropped (`mode_off`), the drop-count lines' counts under their `client_*`
@@ -236,12 +239,14 @@ class SpoolIntake:
             log.error("spool_file_unreadable", path=str(path), reason=error.strerror)
 
     async def _ingest(self, path: Path, pid: int, mark: str) -> None:
-        source = Source("spool", pid=pid, upload_from_ms=self._upload_from())
         in_flight: deque[asyncio.Future[WriteResult]] = deque()
         drop_lines: list[bytes] = []
         lines_taken = 0
         try:
             with open_spool_file(path) as file:
+                # Every event in the file was tracked before its last write.
+                written_ms = os.fstat(file.fileno()).st_mtime_ns // 1_000_000
+                source = self._source(pid, written_ms)
                 oversize = functools.partial(self._reject_oversize, source)
                 for lines in whole_lines(file, self._max_line, oversize):
                     await asyncio.sleep(0)  # a turn for everyone else between chunks
@@ -252,7 +257,7 @@ class SpoolIntake:
                     if not events:
                         continue
                     lines_taken += len(events)
-                    source = Source("spool", pid=pid, upload_from_ms=self._upload_from())
+                    source = self._source(pid, written_ms)
                     outcome = self._ingestor.accept_lines(events, source, ack=True)
                     if outcome.pending is not None:
                         in_flight.append(outcome.pending)
@@ -272,6 +277,11 @@ class SpoolIntake:
         self.stats.files += 1
         self.stats.lines += lines_taken
         log.info("spool_file_taken", file=path.name, pid=pid, lines=lines_taken)
+
+    def _source(self, pid: int, written_ms: int) -> Source:
+        return Source(
+            "spool", pid=pid, upload_from_ms=self._upload_from(), tracked_by_ms=written_ms
+        )
 
     async def _discard(self, path: Path, pid: int) -> None:
         """Mode off: count the lines, read nothing but the drop counts, delete the file."""

@@ -19,6 +19,8 @@ from typing import Any
 
 import asyncpg
 
+from agent_telemetry_server.validation import MAX_DURATION_MS
+
 COST_RULE = (
     "cost_usd is the sum of the cost_usd that events reported; calls without one are"
     " counted in uncosted_calls, and a figure with no reported cost at all is null"
@@ -28,6 +30,17 @@ DURATION_RULE = (
     "percentiles are nearest-rank over histograms kept to two significant digits"
     " (whole ms below 100 ms): within 5% of the exact value"
 )
+
+
+# orjson writes integers up to 64 bits; JSON readers in general go no further than signed.
+_LARGEST_WHOLE = 2**63 - 1
+
+
+def _whole(value: Decimal | int) -> int | float:
+    """A total as an integer, or as a float once it is too large for a 64-bit integer
+    (token totals are summed in numeric and have no upper bound)."""
+    number = int(value)
+    return number if number <= _LARGEST_WHOLE else float(value)
 
 
 def _rate(errors: int, total: int) -> float | None:
@@ -102,7 +115,7 @@ _PERCENTILES = """
 WITH h AS (
     SELECT name, bucket_ms, sum(samples) AS n
     FROM rollup_durations_daily
-    WHERE kind = $3 AND day BETWEEN $1 AND $2
+    WHERE kind = $3 AND day BETWEEN $1 AND $2 AND bucket_ms <= $4
     GROUP BY name, bucket_ms
 ), c AS (
     SELECT name, bucket_ms, n,
@@ -121,7 +134,8 @@ FROM c GROUP BY name
 async def _percentiles(
     conn: asyncpg.Connection, start: date, end: date, kind: str
 ) -> dict[str, dict[str, Any]]:
-    rows = await conn.fetch(_PERCENTILES, start, end, kind)
+    # Buckets above the duration cap can only be from before ingest applied it: left out.
+    rows = await conn.fetch(_PERCENTILES, start, end, kind, MAX_DURATION_MS)
     return {
         r["name"]: {
             "samples": int(r["samples"]),
@@ -181,8 +195,8 @@ async def models(conn: asyncpg.Connection, start: date, end: date) -> dict[str, 
                 "calls": int(r["calls"]),
                 "errors": int(r["errors"]),
                 "error_rate": _rate(int(r["errors"]), int(r["calls"])),
-                "input_tokens": int(r["input_tokens"]),
-                "output_tokens": int(r["output_tokens"]),
+                "input_tokens": _whole(r["input_tokens"]),
+                "output_tokens": _whole(r["output_tokens"]),
                 "cost_usd": _usd(r["cost_usd"], int(r["costed_calls"])),
                 "costed_calls": int(r["costed_calls"]),
                 "uncosted_calls": int(r["calls"]) - int(r["costed_calls"]),
@@ -196,8 +210,8 @@ async def models(conn: asyncpg.Connection, start: date, end: date) -> dict[str, 
                 "day": r["day"].isoformat(),
                 "model": r["model"],
                 "calls": int(r["calls"]),
-                "input_tokens": int(r["input_tokens"]),
-                "output_tokens": int(r["output_tokens"]),
+                "input_tokens": _whole(r["input_tokens"]),
+                "output_tokens": _whole(r["output_tokens"]),
                 "cost_usd": _usd(r["cost_usd"], int(r["costed_calls"])),
                 "costed_calls": int(r["costed_calls"]),
             }
@@ -210,8 +224,8 @@ def _cost_row(r: asyncpg.Record) -> dict[str, Any]:
     calls, costed = int(r["calls"]), int(r["costed_calls"])
     return {
         "calls": calls,
-        "input_tokens": int(r["input_tokens"]),
-        "output_tokens": int(r["output_tokens"]),
+        "input_tokens": _whole(r["input_tokens"]),
+        "output_tokens": _whole(r["output_tokens"]),
         "cost_usd": _usd(r["cost_usd"], costed),
         "costed_calls": costed,
         "uncosted_calls": calls - costed,

@@ -99,6 +99,10 @@ def _run_server(settings: Settings, ready: Callable[[], None] | None = None) -> 
         )
     except MigrationError as exc:
         _startup_failure(str(exc))
+    except asyncpg.ClientConfigurationError as exc:
+        # A database URL asyncpg refuses to use (an unknown sslmode, say): a setting to fix,
+        # not a database that is down. Before InterfaceError, of which it is one.
+        raise click.ClickException(f"database URL: {exc}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         _startup_failure(f"{type(exc).__name__}: {exc}")
     log.info("stopped")
@@ -119,6 +123,8 @@ def migrate_command(config_path: Path | None, database_url: str | None) -> None:
         applied = asyncio.run(apply_migrations(settings))
     except (ConfigError, MigrationError) as exc:
         raise click.ClickException(str(exc)) from None
+    except asyncpg.ClientConfigurationError as exc:
+        raise click.ClickException(f"database URL: {exc}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         _startup_failure(f"{type(exc).__name__}: {exc}")
         return

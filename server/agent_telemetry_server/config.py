@@ -1,21 +1,29 @@
 """Server settings: a frozen dataclass built once from defaults, then TOML, then environment.
 
-Command-line flags are applied last by the CLI with `dataclasses.replace`.
+Command-line flags are applied last by the CLI with `Settings.with_overrides`, and checked
+by the same `validate` as the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 CONFIG_ENV = "AGENT_TELEMETRY_SERVER_CONFIG"
 
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0}
+# Retention deletes whole slices of old rows: every few seconds would keep the database busy
+# for nothing, and less often than daily would let data outlive its window by days.
+MIN_RETENTION_INTERVAL = 60.0
+MAX_RETENTION_INTERVAL = 86_400.0
+_DATABASE_SCHEMES = ("postgresql", "postgres")  # what asyncpg accepts
 
 
 class ConfigError(ValueError):
@@ -81,12 +89,16 @@ class Settings:
     metrics_enabled: bool = True
 
     def with_overrides(self, **changes: Any) -> Settings:
-        """Settings with the non-None `changes` applied (command-line flags)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """Settings with the non-None `changes` applied (command-line flags), checked as a
+        config file's values are: a flag is no excuse for a port that cannot exist."""
+        changed = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        validate(changed)
+        return changed
 
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigError("no database: pass --database-url or set DATABASE_URL")
+        check_database_url(self.database_url)
         return self.database_url
 
 
@@ -185,7 +197,40 @@ def load_settings(
     return settings
 
 
+def check_database_url(url: str) -> None:
+    """Refuse a URL asyncpg could never connect with, so a typo is a configuration mistake
+    (exit 1) rather than a database that could not be reached (exit 3).
+
+    Only the form is checked; whether the database is there is for the connection to say.
+    The message does not repeat the URL, which may hold a password.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"database URL is malformed ({exc})") from None
+    if parts.scheme not in _DATABASE_SCHEMES:
+        raise ConfigError(
+            "database URL must start with postgresql:// (e.g. postgresql://user@host/db)"
+        )
+    # Several hosts are allowed (host1:5432,host2:5433); each port must be a port.
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        # "host:5432" or "[::1]:5432": an IPv6 address keeps its colons inside brackets.
+        port = host.rpartition("]")[2].partition(":")[2]
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"database URL has a port that is not 1 to 65535: {port[:20]!r}")
+
+
 def validate(settings: Settings) -> None:
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError(f"port {settings.port}: must be from 1 to 65535")
+    interval = settings.retention_interval_seconds
+    if not (
+        math.isfinite(interval) and MIN_RETENTION_INTERVAL <= interval <= MAX_RETENTION_INTERVAL
+    ):
+        raise ConfigError(
+            f"retention_interval_seconds {interval:g}: must be from"
+            f" {MIN_RETENTION_INTERVAL:g} to {MAX_RETENTION_INTERVAL:g} (a day)"
+        )
     if settings.storage not in {"auto", "timescaledb", "plain"}:
         raise ConfigError(f"storage {settings.storage!r}: expected auto, timescaledb or plain")
     if settings.retention_days < 1:

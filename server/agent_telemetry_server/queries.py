@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from agent_telemetry_server.validation import MAX_DURATION_MS
+
 
 def window(days: int, today: date | None = None) -> tuple[date, date]:
     """The last `days` UTC days, today included."""
@@ -128,6 +130,8 @@ async def errors(conn: asyncpg.Connection, start: date, end: date) -> list[dict[
 
 async def performance(conn: asyncpg.Connection, start: date, end: date) -> list[dict[str, Any]]:
     # Half-open range on ts so the time index (BRIN or hypertable chunks) bounds the scan.
+    # Durations above the cap are left out, as ingest leaves them out now: rows stored
+    # before it had one could hold 1e308, and two of those overflow a float8 avg().
     rows = await conn.fetch(
         """
         SELECT coalesce(agent, '') AS agent, count(*) AS samples,
@@ -136,11 +140,12 @@ async def performance(conn: asyncpg.Connection, start: date, end: date) -> list[
                avg(duration_ms) AS mean, max(duration_ms) AS max
         FROM events
         WHERE ts >= $1::date::timestamptz AND ts < ($2::date + 1)::timestamptz
-          AND duration_ms IS NOT NULL
+          AND duration_ms <= $3
         GROUP BY 1 ORDER BY 1
         """,
         start,
         end,
+        MAX_DURATION_MS,
     )
     return [
         {

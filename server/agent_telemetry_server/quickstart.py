@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from agent_telemetry_server.config import Settings, load_settings
+from agent_telemetry_server.config import ConfigError, Settings, load_settings
 from agent_telemetry_server.pgcluster import Cluster, find_bindir
 
 SUPERUSER = "postgres"
@@ -98,20 +98,28 @@ def _user_to_suggest(data_dir: Path, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def refuse_root(data_dir: Path, environ: Mapping[str, str] | None = None) -> None:
-    """PostgreSQL will not run as root; say which user should run quickstart instead."""
+def refuse_root(
+    data_dir: Path, environ: Mapping[str, str] | None = None, command: str = "quickstart"
+) -> None:
+    """PostgreSQL will not run as root; say which user should run `command` instead.
+
+    The hint repeats the command that was refused: suggesting `quickstart` to someone who
+    asked to `stop` would start the very thing they meant to end.
+    """
     if os.geteuid() != 0:
         return
     user = _user_to_suggest(data_dir, os.environ if environ is None else environ)
-    command = f"agent-telemetry-server quickstart --data-dir {data_dir}"
+    uses = "runs PostgreSQL" if command == "quickstart" else "uses PostgreSQL's pg_ctl"
+    refused = f"{command} {uses}, which refuses to run as root"
+    retry = f"agent-telemetry-server {command} --data-dir {data_dir}"
     if user:
-        raise QuickstartError(
-            f"quickstart runs PostgreSQL, which refuses to run as root: run it as {user}"
-            f" (e.g. runuser -u {user} -- {command})"
-        )
+        raise QuickstartError(f"{refused}: run it as {user} (e.g. runuser -u {user} -- {retry})")
+    if command != "quickstart":
+        # Only whoever ran quickstart owns the cluster; a new user could not stop it.
+        raise QuickstartError(f"{refused}: run it as the user who ran quickstart")
     raise QuickstartError(
-        "quickstart runs PostgreSQL, which refuses to run as root: run it as an ordinary"
-        f" user (e.g. useradd --create-home telemetry; runuser -u telemetry -- {command})"
+        f"{refused}: run it as an ordinary user"
+        f" (e.g. useradd --create-home telemetry; runuser -u telemetry -- {retry})"
     )
 
 
@@ -228,29 +236,49 @@ class Prepared:
     keys_created: bool
 
 
+def _saved_settings(layout: Layout) -> Settings | None:
+    """The settings an earlier run kept in server.toml, or None on a first run."""
+    if not layout.config.exists():
+        return None
+    try:
+        # The file's keys, but an environment variable must not silently replace them.
+        return load_settings(layout.config, environ={})
+    except ConfigError as exc:
+        # Say which file: the run that wrote it may be long ago.
+        message = str(exc)
+        if str(layout.config) not in message:
+            message = f"{layout.config}: {message}"
+        raise QuickstartError(message) from None
+
+
 def prepare(data_dir: Path, host: str | None, port: int | None) -> Prepared:
-    """Everything but serving: cluster, role, database, keys and files. Idempotent."""
+    """Everything but serving: cluster, role, database, keys and files. Idempotent.
+
+    Settings are checked before anything is made or written, so a mistyped flag leaves
+    no cluster behind and no bad value in server.toml for the next run to trip over.
+    """
     layout = Layout(data_dir.resolve())
     refuse_root(layout.root)
+    Settings().with_overrides(host=host, port=port)  # a bad flag: ConfigError, here
     pid = running_server(layout)
     if pid:
         raise QuickstartError(
             f"a quickstart of {layout.root} is already serving (pid {pid}):"
             f" stop it first (agent-telemetry-server stop --data-dir {layout.root})"
         )
+    saved = _saved_settings(layout)
     cluster, cluster_created = ensure_cluster(layout)
     try:
         asyncio.run(ensure_database(layout))
-        keys_created = not layout.config.exists()
-        if keys_created:
+        keys_created = saved is None
+        if saved is None:
             settings = Settings(
                 database_url=layout.database_url(),
                 api_keys=("at_ingest_" + secrets.token_urlsafe(24),),
                 read_keys=("at_read_" + secrets.token_urlsafe(24),),
             )
         else:
-            # The file's keys, but an environment variable must not silently replace them.
-            settings = load_settings(layout.config, environ={})
+            settings = saved
         changed = settings.with_overrides(host=host, port=port)
         if keys_created or changed != settings:
             write_files(layout, changed)
@@ -357,7 +385,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def stop(data_dir: Path) -> list[str]:
     """Stop a quickstart of this folder: its server (SIGTERM), then its cluster."""
     layout = Layout(data_dir.resolve())
-    refuse_root(layout.root)
+    refuse_root(layout.root, command="stop")
     done: list[str] = []
     pid = running_server(layout)
     if pid:

@@ -9,7 +9,6 @@ means none). The daemon's dashboard applies the same rule (agent_telemetryd.dash
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,14 @@ MAX_FUTURE = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The server passes its configured retention; other callers (bench/) get the default.
 _DEFAULT_RETENTION_DAYS = Settings.retention_days
+# About 31 years: no agent step takes that long, so a larger duration_ms is a wrong value
+# and is left out of the durations, as out-of-range tokens and cost are (the event is
+# kept). Sums and averages of durations this size stay far inside a float8.
+MAX_DURATION_MS = 1e12
+# Levels of nesting in `properties`, the object itself being level 1, as the daemon counts
+# them (its own limit is 10 by default, and configurable). Far below the 254 levels orjson
+# can encode: past that, storing the event would fail its whole batch.
+MAX_PROPERTIES_DEPTH = 64
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -161,12 +168,25 @@ def is_error(event: str, properties: dict[str, Any]) -> bool:
 
 
 def duration_ms(properties: dict[str, Any]) -> float | None:
-    """`properties.duration_ms` when it is a finite, non-negative number."""
+    """`properties.duration_ms` when it is a number from 0 to MAX_DURATION_MS."""
     value = properties.get("duration_ms")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
-    return number if math.isfinite(number) and number >= 0 else None
+    # Compared before float(): NaN fails both tests, and a huge int is refused, not converted.
+    return float(value) if 0 <= value <= MAX_DURATION_MS else None
+
+
+def nested_too_deep(node: dict[str, Any] | list[Any], levels_left: int) -> bool:
+    """Whether objects or arrays inside `node` go more than `levels_left` levels deeper.
+
+    Only containers are descended into, so flat properties cost one pass over their values.
+    """
+    for child in node.values() if isinstance(node, dict) else node:
+        if isinstance(child, dict | list) and (
+            levels_left == 0 or nested_too_deep(child, levels_left - 1)
+        ):
+            return True
+    return False
 
 
 def _has_nul(value: Any) -> bool:
@@ -189,6 +209,21 @@ def _name(value: Any, field: str, required: bool) -> str | None:
     return value
 
 
+def _properties(value: Any) -> tuple[dict[str, Any], bytes]:
+    """`properties` (absent or null: none) and its JSON encoding, or _Reject."""
+    properties = {} if value is None else value
+    if not isinstance(properties, dict):
+        raise _Reject("properties: must be a JSON object")
+    # Checked before encoding: the body decoder accepts deeper nesting than orjson.dumps.
+    if nested_too_deep(properties, MAX_PROPERTIES_DEPTH - 1):
+        raise _Reject(f"properties: nested deeper than {MAX_PROPERTIES_DEPTH} levels")
+    try:
+        return properties, orjson.dumps(properties)
+    except orjson.JSONEncodeError:
+        # Nothing decoded from JSON should fail here; if it does, it is this event's fault.
+        raise _Reject("properties: cannot be stored as JSON") from None
+
+
 def parse_event(
     raw: Any,
     index: int,
@@ -207,12 +242,7 @@ def parse_event(
     for required in ("uuid", "event", "timestamp"):
         if required not in raw:
             raise _Reject(f"{required}: required")
-    properties = raw.get("properties")
-    if properties is None:
-        properties = {}
-    if not isinstance(properties, dict):
-        raise _Reject("properties: must be a JSON object")
-    encoded = orjson.dumps(properties)
+    properties, encoded = _properties(raw.get("properties"))
     size = len(encoded) + len(str(raw.get("event"))) + len(str(raw.get("agent") or ""))
     if size > max_event_bytes:
         raise EventTooLarge(index, size, max_event_bytes)

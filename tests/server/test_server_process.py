@@ -164,6 +164,50 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_command_line_values_are_checked_like_config_values(
+    postgres: TemporaryPostgres, tmp_path: Path
+) -> None:
+    """A port that cannot exist, a URL that is not one, a retention run every second: one
+    line, exit 1 (a configuration mistake), and the database is not even migrated."""
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_database(postgres.dsn(), name))
+    url = postgres.dsn(name)
+    every_second = tmp_path / "every-second.toml"
+    every_second.write_text("retention_interval_seconds = 0\n")
+    cases = [
+        (("serve", "--port", "99999", "--database-url", url), "port 99999: must be from 1 to"),
+        (("serve", "--port", "-5", "--database-url", url), "port -5: must be from 1 to"),
+        (("serve", "--port", "0", "--database-url", url), "port 0: must be from 1 to"),
+        (("serve", "--database-url", "notaurl"), "database URL must start with postgresql://"),
+        (("migrate", "--database-url", "notaurl"), "database URL must start with postgresql://"),
+        (("serve", "--database-url", "postgresql://h:5432x/db"), "database URL has a port"),
+        (("serve", "--database-url", url, "--config", str(every_second)),
+         "retention_interval_seconds 0: must be from 60 to 86400"),
+    ]  # fmt: skip
+    for args, text in cases:
+        result = _cli(*args, TELEMETRY_API_KEYS="k1")
+        assert result.returncode == 1, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: {text}"), (args, lines)
+    assert asyncio.run(_tables(url)) == []
+    # A well-formed URL of a database that is not there is still "could not start".
+    unreachable = f"postgresql://x@127.0.0.1:{free_port()}/x"
+    result = _cli(
+        "serve", "--database-url", unreachable, TELEMETRY_API_KEYS="k1", TELEMETRY_READ_KEYS="r1"
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("Error: ConnectionRefusedError"), result.stderr
+
+
+async def _tables(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return [r["tablename"] for r in rows]
+
+
 def test_config_with_keys_must_not_be_readable_by_others(tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
     config.write_text('api_keys = ["k1"]\ndatabase_url = "postgresql://u:pw@db/x"\n')

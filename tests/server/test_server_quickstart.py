@@ -209,3 +209,72 @@ def test_the_real_command_as_root_says_which_user(tmp_path: Path) -> None:
         f" {tmp_path / 'backend'})"
     ]
     assert not (tmp_path / "backend").exists()
+
+
+def _quickstart(user: pwd.struct_passwd, data_dir: Path, *flags: str) -> list[str]:
+    """Run quickstart as `user` where it must refuse at once; its stderr lines."""
+    result = subprocess.run(
+        as_user(user, SERVER_SCRIPT, "quickstart", "--data-dir", str(data_dir), *flags),
+        capture_output=True, text=True, timeout=120, env=server_env(HOME=str(data_dir.parent)),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    return result.stderr.strip().splitlines()
+
+
+def test_a_port_that_cannot_exist_is_refused_before_anything_is_made(
+    user: pwd.struct_passwd, data_dir: Path
+) -> None:
+    for port in ("99999", "-5", "0"):
+        assert _quickstart(user, data_dir, "--port", port) == [
+            f"Error: port {port}: must be from 1 to 65535"
+        ]
+        # No cluster, and above all no server.toml that would fail every later run.
+        assert not data_dir.exists()
+
+    # A server.toml that already holds such a port (an older version wrote what it was
+    # given): the file is named, and no cluster is made.
+    data_dir.mkdir(mode=0o700)
+    config = data_dir / "server.toml"
+    config.write_text("port = 99999\n")
+    config.chmod(0o600)
+    for path in (data_dir, config):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    assert _quickstart(user, data_dir) == [f"Error: {config}: port 99999: must be from 1 to 65535"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["server.toml"]
+
+
+def test_stop_as_root_says_to_run_stop_not_quickstart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: pwd.struct_passwd
+) -> None:
+    """Suggesting `quickstart` to someone who asked to stop would start it instead."""
+    monkeypatch.setattr(quickstart.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_USER", "alice")
+    with pytest.raises(quickstart.QuickstartError) as named:
+        quickstart.stop(tmp_path / "backend")
+    assert str(named.value) == (
+        "stop uses PostgreSQL's pg_ctl, which refuses to run as root: run it as alice"
+        f" (e.g. runuser -u alice -- agent-telemetry-server stop --data-dir {tmp_path / 'backend'})"
+    )
+    # Nobody to name (no sudo, only root's folders): no command that would start anything.
+    monkeypatch.delenv("SUDO_USER")
+    with pytest.raises(quickstart.QuickstartError) as unnamed:
+        quickstart.stop(Path("/no-such-folder-at-test/backend"))
+    assert str(unnamed.value) == (
+        "stop uses PostgreSQL's pg_ctl, which refuses to run as root: run it as the user"
+        " who ran quickstart"
+    )
+
+
+def test_the_real_stop_as_root_says_which_user(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can show the refusal for real; the unit test above covers it")
+    result = subprocess.run(
+        [SERVER_SCRIPT, "stop", "--data-dir", str(tmp_path / "backend")],
+        capture_output=True, text=True, timeout=60, env=server_env(SUDO_USER="alice"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: stop uses PostgreSQL's pg_ctl, which refuses to run as root: run it as alice"
+        f" (e.g. runuser -u alice -- agent-telemetry-server stop --data-dir"
+        f" {tmp_path / 'backend'})"
+    ]

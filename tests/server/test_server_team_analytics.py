@@ -188,7 +188,10 @@ async def test_upgrade_backfills_what_ingest_would_have_rolled_up(
             await old.copy_records_to_table(
                 table, records=[tuple(r) for r in rows], columns=list(rows[0].keys())
             )
-        assert await migrate.migrate(old) == ["0005_agent_rollups.sql"]
+        assert await migrate.migrate(old) == [
+            "0005_agent_rollups.sql",
+            "0006_token_totals_numeric.sql",
+        ]
         for table in ROLLUP_TABLES[1:]:
             assert await _dump(old, table) == live[table], table
     finally:

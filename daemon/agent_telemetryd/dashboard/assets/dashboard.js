@@ -93,28 +93,44 @@
     if (charts.has(id)) charts.get(id).destroy();
     charts.delete(id);
   };
+  // Each bucket is drawn at its middle: a bar then covers its own bucket (not half of the
+  // one before), and the cursor picks the bucket it is over.
+  D.middles = (startsMs, stepS) => startsMs.map((t) => t / 1000 + stepS / 2);
   // The x axis spans the chosen range (not just the buckets with data), so a quiet
-  // stretch looks quiet; half a bucket of margin keeps the edge bars whole.
-  D.xRange = (filters, xs, stepS, nowMs) => {
-    let lo = xs[0];
-    let hi = xs[xs.length - 1];
+  // stretch looks quiet, and ends where the last bucket ends, so its bar is whole.
+  // `startsMs` are the buckets' starts, in order.
+  D.xRange = (filters, startsMs, stepS, nowMs) => {
+    let lo = startsMs[0] / 1000;
+    let hi = startsMs[startsMs.length - 1] / 1000 + stepS;
     if (filters.since_ms) {
       lo = Math.min(lo, filters.since_ms / 1000);
-      hi = Math.max(hi, (filters.until_ms || nowMs || filters.since_ms) / 1000 - stepS);
+      hi = Math.max(hi, (filters.until_ms || nowMs || filters.since_ms) / 1000);
     }
-    return [lo - stepS / 2, hi + stepS / 2];
+    return [lo, hi];
   };
-  // One uPlot chart in the element `id` (replacing the one drawn there before).
-  D.chart = (id, { series, data, axisLabel, range, height }) => {
+  // uPlot leaves out a line's point markers where the buckets are dense, and a value whose
+  // neighbours are empty has no line either: without its marker it would not be drawn.
+  const lonePoints = (u, seriesIdx, show) => {
+    if (show) return null;
+    const ys = u.data[seriesIdx];
+    const lone = [];
+    for (let i = 0; i < ys.length; i++) if (!none(ys[i]) && none(ys[i - 1]) && none(ys[i + 1])) lone.push(i);
+    return lone.length ? lone : null;
+  };
+  // One uPlot chart in the element `id` (replacing the one drawn there before); `step` is
+  // the buckets' length in seconds, the x values their middles.
+  D.chart = (id, { series, data, axisLabel, range, height, step }) => {
     D.destroyChart(id);
     const target = $(id);
     const text = D.cssVar("--muted");
     const grid = D.cssVar("--grid");
     const axis = { stroke: text, grid: { stroke: grid }, ticks: { stroke: grid } };
+    const lines = series.map((s) => (s.paths ? s : { ...s, points: { filter: lonePoints, ...s.points } }));
     const opts = {
       width: Math.max(320, target.clientWidth || 800),
       height: height || 240,
-      series: [{}, ...series],
+      // The legend names the bucket by its start, as the tables do.
+      series: [{ value: (u, v) => (none(v) ? "–" : D.when((v - step / 2) * 1000)) }, ...lines],
       // Counts, rates, durations and costs all start at zero: a bar from 40 misleads.
       scales: {
         x: { time: true, auto: false, range: () => range },
@@ -126,7 +142,18 @@
     };
     charts.set(id, new uPlot(opts, data, target));
   };
-  D.barsPath = () => uPlot.paths.bars({ size: [0.8, 60] });
+  // The uPlot chart drawn in `id`, if any (the browser tests read its scales).
+  D.chartIn = (id) => charts.get(id);
+  // Bars as wide as 80% of a bucket of `stepS` seconds, placed by time rather than by
+  // the gap between neighbours (a lone bar would otherwise be as wide as the chart).
+  D.barsPath = (stepS) =>
+    uPlot.paths.bars({
+      size: [1, Infinity, 1],
+      disp: {
+        x0: { unit: 1, values: (u) => u.data[0].map((x) => x - 0.4 * stepS) },
+        size: { unit: 1, values: () => [0.8 * stepS] },
+      },
+    });
 
   // --- state in the address -------------------------------------------------------------
   // Everything that decides what is shown is in the fragment (#view=runs&since=6h&...):

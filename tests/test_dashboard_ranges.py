@@ -18,7 +18,7 @@ import pytest
 from agent_telemetryd.store.database import open_buffer
 from tests.chromium_cdp import Page, chromium
 from tests.daemon_process import DaemonProcess, clean_environment, make_home
-from tests.dashboard_page import act, ready, texts
+from tests.dashboard_page import act, href, open_view, ready, rows, state, texts
 
 MINUTE, HOUR = 60_000, 3_600_000
 AGO = (5 * HOUR, 3 * HOUR, 90 * MINUTE)
@@ -170,6 +170,14 @@ async def test_sparse_data_is_drawn_where_it_was_counted(
         ]
         assert clusters(await page.evaluate(f"{INKED_COLUMNS}('chart-errors')")) == 3
 
+        # The range said is the range counted: from the start of the hour six hours back.
+        since = await page.evaluate("window.agentTelemetry.all.filters.since_ms")
+        asked = int(time.time() * 1000) - 6 * HOUR
+        assert since % HOUR == 0 and asked - HOUR < since <= asked
+        scope = (await texts(page, "#scope"))[0]
+        start = await page.evaluate(f"new Date({since}).toLocaleString()")
+        assert f"the last 6 hours, from {start} to now" in scope, scope
+
         # A week in hours: the buckets with errors are drawn, lone or not.
         await goto(page, "#since=7d&bucket=hour")
         hours = sorted({at // HOUR for at in starts})
@@ -180,4 +188,20 @@ async def test_sparse_data_is_drawn_where_it_was_counted(
         await assert_bars_cover_their_buckets(page, "day")
         await page.screenshot(tmp_path / "month.png")
 
+        # grep, called over OTLP by span name only: the Tools view counts its calls, and
+        # its link filters the events to those same calls.
+        await open_view(page, "tools")
+        assert (await rows(page, "#tools tbody tr[data-tool]", "tool"))[GREP[13:]][1:3] == [
+            "4",
+            "1",
+        ]
+        await act(page, "document.querySelector('#tools tr[data-tool=grep] a').click()")
+        assert state(await href(page)) == {"view": "tools", "since": "30d", "tool": "grep"}
+        scope = (await texts(page, "#scope"))[0]
+        assert scope.endswith("The tool filter applies to the Tools and Events views only."), scope
+        await open_view(page, "explore")
+        listed = await page.evaluate(
+            "[...document.querySelectorAll('#explore tr[data-id]')].map((tr) => tr.dataset.event)"
+        )
+        assert listed == [GREP] * 4
         assert page.problems() == []

@@ -53,6 +53,7 @@
     if (D.mode === "report" && Object.keys(changes).some((k) => FILTERS.includes(k))) return D.el("span", text, cls);
     const a = D.el("a", text, cls);
     a.href = D.hrefFor(changes);
+    a.dataset.changes = JSON.stringify(changes); // `showView` points it anew
     return a;
   };
   D.tbody = (id) => {
@@ -315,16 +316,22 @@
 
   function describeScope(state, all) {
     const f = all.filters;
+    // The range as counted: whole hours, so it may start up to an hour before the one
+    // asked for; the start is said, not just the preset's name.
     const preset = D.mode === "live" ? PRESET[state.since] : null;
     const end = f.until_ms || (D.mode === "report" ? all.generated_ms : null);
-    const range = preset || (f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : "all time");
+    const bounds = f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : null;
+    const range = !bounds ? preset || "all time" : preset ? `${preset}, ${bounds}` : bounds;
     const who = [f.agent ? `agent ${f.agent}` : "all agents", f.event ? `event ${f.event}` : "all events"];
     if (f.model) who.push(`model ${f.model}`);
     if (f.tool) who.push(`tool ${f.tool}`);
     const made = D.mode === "report" ? `Report made ${D.when(all.generated_ms)}. ` : "";
     const held = all.span.first_ms === null ? "The buffer holds no events yet."
       : `The buffer holds events from ${D.when(all.span.first_ms)} to ${D.when(all.span.last_ms)}.`;
-    const narrow = f.model || f.tool ? " The model and tool filters narrow the models, tools, runs and events views." : "";
+    // Exactly where each applies: every other number on the page counts all events.
+    let narrow = "";
+    if (f.model) narrow += " The model filter applies to the Models & cost, Runs and Events views and the LLM calls and Cost cards only.";
+    if (f.tool) narrow += " The tool filter applies to the Tools and Events views only.";
     $("scope").textContent = `${made}Showing ${range}, ${who.join(", ")}, in ${D.bucketWord(f.bucket)} buckets. ${held}${narrow}`;
   }
 
@@ -335,6 +342,9 @@
 
   function showView(view) {
     body.dataset.view = view;
+    // A view's links are made when its data loads, perhaps while another view was shown:
+    // from the state of now, a link keeps the reader in the view it is in.
+    for (const a of document.querySelectorAll("a[data-changes]")) a.href = D.hrefFor(JSON.parse(a.dataset.changes));
     for (const section of document.querySelectorAll("section.view")) section.hidden = section.dataset.view !== view;
     for (const a of document.querySelectorAll("#tabs a")) {
       a.href = D.hrefFor({ view: a.dataset.view, run: a.dataset.view === "runs" ? D.state.run : "" });

@@ -18,7 +18,7 @@ import pytest
 from agent_telemetryd.store.database import open_buffer
 from tests.chromium_cdp import Page, chromium
 from tests.daemon_process import DaemonProcess, clean_environment, make_home
-from tests.dashboard_page import act, href, open_view, ready, rows, state, texts
+from tests.dashboard_page import act, choose, href, open_view, ready, rows, state, texts
 
 MINUTE, HOUR = 60_000, 3_600_000
 AGO = (5 * HOUR, 3 * HOUR, 90 * MINUTE)
@@ -187,6 +187,25 @@ async def test_sparse_data_is_drawn_where_it_was_counted(
         await goto(page, "#since=30d")
         await assert_bars_cover_their_buckets(page, "day")
         await page.screenshot(tmp_path / "month.png")
+
+        # The long name is offered, in a menu no wider than the others' room, and no view
+        # scrolls sideways, with that name chosen or not.
+        assert LONG_NAME in await page.evaluate(
+            "[...document.querySelectorAll('#filters [name=event] option')].map((o) => o.value)"
+        )
+        widths = await page.evaluate(
+            "[...document.querySelectorAll('#filters select')].map((s) => s.offsetWidth)"
+        )
+        assert max(widths) <= 260, widths
+        for view in (*VIEWS[1:], VIEWS[0]):
+            await open_view(page, view)
+            assert await no_sideways_scroll(page), view
+        await choose(page, "event", LONG_NAME)
+        assert await texts(page, "#total-events") == ["1"]
+        assert await no_sideways_scroll(page)
+        await open_view(page, "explore")
+        assert await no_sideways_scroll(page)
+        await choose(page, "event", "")
 
         # grep, called over OTLP by span name only: the Tools view counts its calls, and
         # its link filters the events to those same calls.

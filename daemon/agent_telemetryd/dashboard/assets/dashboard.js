@@ -85,6 +85,7 @@
     for (const v of values) select.add(new Option(v, v, false, v === current));
     if (current && !values.includes(current)) select.add(new Option(current, current, false, true));
     select.value = current || "";
+    select.title = current || ""; // the whole name, where the menu is too narrow for it
   };
 
   // --- charts -------------------------------------------------------------------------

@@ -386,12 +386,14 @@
         syncFilters(state, all);
         describeScope(state, all);
         for (const view of Object.values(D.views)) if (view.render) view.render(all, state);
-        $("load-error").hidden = true;
-        $("need-token").hidden = true;
       }
       const view = D.views[state.view];
       if (view.show) await view.show(state, D.all, current);
-      if (current()) body.dataset.ready = "1";
+      if (!current()) return;
+      // Whatever failed before (a bad run id, a filter), what is shown now loaded.
+      $("load-error").hidden = true;
+      $("need-token").hidden = true;
+      body.dataset.ready = "1";
     } catch (error) {
       if (current()) fail(error);
     }

@@ -96,6 +96,7 @@
     $("cost-unpriced").hidden = !unpriced;
     $("cost-unpriced").textContent = unpriced ? `${D.fmt(unpriced)} calls in these buckets have an unknown cost and are not in the bars.` : "";
     for (const id of ["chart-cost", "chart-tokens"]) $(id).hidden = !series.length;
+    for (const id of ["cost-none", "tokens-none"]) $(id).hidden = series.length > 0;
     if (!series.length) return;
     const unit = D.bucketWord(c.bucket);
     $("cost-unit").textContent = `USD per ${unit}`;

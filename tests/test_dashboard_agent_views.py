@@ -268,6 +268,30 @@ async def test_every_view_shows_the_hand_computed_numbers(
         assert state(await href(page))["run"] == fixture.TRACE_A
         assert await page.evaluate("!document.getElementById('waterfall-panel').hidden")
         assert page.problems() == []
+        await a_failed_load_leaves_no_trace(page)
+
+
+async def a_failed_load_leaves_no_trace(page: Page) -> None:
+    """A bad run id in the address, with run A's waterfall open: the error is shown, not
+    run A's spans under it; a valid run chosen next, then another view, and it is gone."""
+    shown = "(id) => !document.getElementById(id).hidden"
+    await page.evaluate(f"location.hash = '{RANGE}&view=runs&run=zzz'")
+    await page.wait_for("document.body.dataset.ready === 'error'")
+    assert await texts(page, "#load-error") == [
+        "Could not load the data: a trace id is 32 lowercase hex digits"
+    ]
+    assert await page.evaluate(f"[({shown})('load-error'), ({shown})('waterfall-panel')]") == [
+        True,
+        False,
+    ]
+    await open_run(page, fixture.TRACE_B)
+    assert await page.evaluate(f"[({shown})('load-error'), ({shown})('waterfall-panel')]") == [
+        False,
+        True,
+    ]
+    await open_view(page, "explore")
+    assert await page.evaluate(f"({shown})('load-error')") is False
+    assert len(await rows(page, "#explore tbody tr[data-event]", "event")) > 5
 
 
 async def test_a_model_filter_narrows_the_agent_views(workload: Workload, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.chromium_cdp import Page, chromium, chromium_path
 from tests.daemon_process import DaemonProcess, clean_environment, make_home
-from tests.dashboard_page import act, choose, href, open_view, state
+from tests.dashboard_page import act, choose, href, open_view, state, texts
 
 AGENTS = ("planner", "coder", "reviewer")
 
@@ -221,6 +221,12 @@ async def test_dashboard_shows_the_counts_export_gives(
         await page.navigate(filtered)
         await page.wait_for("document.body.dataset.ready === 'error'")
         assert await page.evaluate("!document.getElementById('need-token').hidden")
+        # Where the token is kept, as the page tells it: this browser's storage, not a tab.
+        told = " ".join((await texts(page, "#need-token p"))[0].split())
+        assert told.startswith(
+            "The token is kept in this browser's storage for the dashboard's address once"
+            " agent-telemetry dashboard has opened the dashboard here, and this browser has none"
+        ), told
         assert await page.evaluate("document.getElementById('total-events').textContent") == "–"
 
 
@@ -315,6 +321,15 @@ async def test_empty_buffer_shows_how_to_send_an_event(
         assert "No events yet" in shown["text"]
         assert state(await href(page)) == {"since": "24h"}
         assert empty.http_url() + "/v1/events" in shown["text"]
+        # The charts of the models view say there is nothing to chart, as the tables do.
+        await open_view(page, "models")
+        under = await page.evaluate(
+            """['chart-cost', 'chart-tokens'].map((id) => {
+                 let next = document.getElementById(id).closest('.panel').querySelector('h2');
+                 do next = next.nextElementSibling; while (next && !next.innerText.trim());
+                 return next && next.innerText.trim(); })"""
+        )
+        assert under == ["no LLM call in range"] * 2
         assert page.problems() == []
 
 

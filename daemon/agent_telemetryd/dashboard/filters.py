@@ -19,7 +19,8 @@ MINUTES_UP_TO_MS = 6 * HOUR_MS
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """`since_ms`/`until_ms` are widened to whole hours, as the rollups are hourly."""
+    """`since_ms`/`until_ms` as asked; the views count whole hours (`first_hour`,
+    `end_hour`), as the rollups are hourly, and echo the range so (`as_dict`)."""
 
     since_ms: int | None = None
     until_ms: int | None = None
@@ -68,7 +69,12 @@ class Filters:
         return replace(self, bucket="hour" if short else "day")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The filters as the views echo them: the range as counted, widened to whole
+        hours, so a page that states the range states what its numbers cover."""
+        found = asdict(self)
+        found["since_ms"] = None if self.first_hour is None else self.first_hour * HOUR_MS
+        found["until_ms"] = None if self.end_hour is None else self.end_hour * HOUR_MS
+        return found
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now_ms: int) -> Filters:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from agent_telemetryd.store.analytics_facts import event_tool_sql
 from agent_telemetryd.store.analytics_sql import (
     MINUTE_MS,
     TAIL,
@@ -60,7 +61,7 @@ def explore_page(
         )
         params["model"] = f.model
     if f.tool is not None:
-        terms.append("json_extract(e.properties, '$.\"gen_ai.tool.name\"') = :tool")
+        terms.append(f"{event_tool_sql('e')} = :tool")
         params["tool"] = f.tool
     if before is not None:
         terms.append("e.id < :before")

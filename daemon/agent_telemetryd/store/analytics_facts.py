@@ -103,6 +103,30 @@ def text_sql(p: str, name: str) -> str:
     return f"(CASE WHEN json_type({p}, {path}) = 'text' THEN json_extract({p}, {path}) END)"
 
 
+def tool_sql(tool: str, operation: str, event: str) -> str:
+    """The tool an event calls, from its `gen_ai.tool.name` (`tool`, as read), its
+    `gen_ai.operation.name` (`operation`) and its name (`event`); NULL when none. A metric
+    point calls none whatever this says (the caller tests that)."""
+    return (
+        f"CASE WHEN typeof({tool}) = 'text' THEN {tool}"
+        f" WHEN {operation} = 'execute_tool' THEN CASE WHEN substr({event}, 1, 13) ="
+        f" 'execute_tool ' AND length({event}) > 13 THEN substr({event}, 14) ELSE {event} END END"
+    )
+
+
+def event_tool_sql(alias: str) -> str:
+    """`tool_sql` read from the event `alias` itself: the tool filter of the views that
+    list events selects by the same rule the Tools view counts by."""
+    p = f"{alias}.properties"
+    tool = tool_sql(
+        f"json_extract({p}, {json_path('gen_ai.tool.name')})",
+        f"json_extract({p}, {json_path('gen_ai.operation.name')})",
+        f"{alias}.event",
+    )
+    metric = f"json_type({p}, {json_path('metric.type')}) = 'text'"
+    return f"(CASE WHEN {metric} THEN NULL ELSE {tool} END)"
+
+
 def series_attributes_sql(p: str) -> str:
     """A metric point's series: its properties as JSON text without the `metric.*` keys."""
     return f"json_remove({p}, {', '.join(json_path(key) for key in METRIC_KEYS)})"
@@ -145,11 +169,7 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
         "coalesce(CASE WHEN typeof(r.request_model) = 'text' THEN r.request_model END,"
         " CASE WHEN typeof(r.response_model) = 'text' THEN r.response_model END)"
     )
-    tool = (
-        "CASE WHEN typeof(r.tool) = 'text' THEN r.tool"
-        " WHEN r.operation = 'execute_tool' THEN CASE WHEN substr(r.event, 1, 13) ="
-        " 'execute_tool ' AND length(r.event) > 13 THEN substr(r.event, 14) ELSE r.event END END"
-    )
+    tool = tool_sql("r.tool", "r.operation", "r.event")
     histogram = "r.metric_type IN ('histogram', 'exponential_histogram', 'summary')"
     number = "CASE WHEN typeof({0}) IN ('integer', 'real') THEN {0} END"
     # The values with their types checked, once each.

@@ -96,28 +96,32 @@
     $("cost-unpriced").hidden = !unpriced;
     $("cost-unpriced").textContent = unpriced ? `${D.fmt(unpriced)} calls in these buckets have an unknown cost and are not in the bars.` : "";
     for (const id of ["chart-cost", "chart-tokens"]) $(id).hidden = !series.length;
+    for (const id of ["cost-none", "tokens-none"]) $(id).hidden = series.length > 0;
     if (!series.length) return;
     const unit = D.bucketWord(c.bucket);
     $("cost-unit").textContent = `USD per ${unit}`;
     $("tokens-unit").textContent = `tokens per ${unit}`;
     const step = D.bucketMs(c.bucket) / 1000;
-    const xs = series.map((p) => p.t / 1000);
-    const range = D.xRange(c.filters, xs, step, d.generated_ms);
+    const starts = series.map((p) => p.t);
+    const xs = D.middles(starts, step);
+    const range = D.xRange(c.filters, starts, step, d.generated_ms);
     D.chart("chart-cost", {
-      series: [{ label: "Cost (USD)", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(),
+      series: [{ label: "Cost (USD)", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(step),
         points: { show: false }, value: (u, v) => D.money(v) }],
       data: [xs, series.map((p) => p.cost_usd)],
       axisLabel: `USD / ${unit}`,
       range,
+      step,
     });
     D.chart("chart-tokens", {
       series: [
-        { label: "Input tokens", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(), points: { show: false } },
-        { label: "Output tokens", stroke: D.cssVar("--p95"), fill: D.cssVar("--p95"), paths: D.barsPath(), points: { show: false } },
+        { label: "Input tokens", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(step), points: { show: false } },
+        { label: "Output tokens", stroke: D.cssVar("--p95"), fill: D.cssVar("--p95"), paths: D.barsPath(step), points: { show: false } },
       ],
       data: [xs, series.map((p) => p.input_tokens), series.map((p) => p.output_tokens)],
       axisLabel: `tokens / ${unit}`,
       range,
+      step,
     });
   }
 

@@ -53,6 +53,7 @@
     if (D.mode === "report" && Object.keys(changes).some((k) => FILTERS.includes(k))) return D.el("span", text, cls);
     const a = D.el("a", text, cls);
     a.href = D.hrefFor(changes);
+    a.dataset.changes = JSON.stringify(changes); // `showView` points it anew
     return a;
   };
   D.tbody = (id) => {
@@ -84,6 +85,7 @@
     for (const v of values) select.add(new Option(v, v, false, v === current));
     if (current && !values.includes(current)) select.add(new Option(current, current, false, true));
     select.value = current || "";
+    select.title = current || ""; // the whole name, where the menu is too narrow for it
   };
 
   // --- charts -------------------------------------------------------------------------
@@ -93,28 +95,44 @@
     if (charts.has(id)) charts.get(id).destroy();
     charts.delete(id);
   };
+  // Each bucket is drawn at its middle: a bar then covers its own bucket (not half of the
+  // one before), and the cursor picks the bucket it is over.
+  D.middles = (startsMs, stepS) => startsMs.map((t) => t / 1000 + stepS / 2);
   // The x axis spans the chosen range (not just the buckets with data), so a quiet
-  // stretch looks quiet; half a bucket of margin keeps the edge bars whole.
-  D.xRange = (filters, xs, stepS, nowMs) => {
-    let lo = xs[0];
-    let hi = xs[xs.length - 1];
+  // stretch looks quiet, and ends where the last bucket ends, so its bar is whole.
+  // `startsMs` are the buckets' starts, in order.
+  D.xRange = (filters, startsMs, stepS, nowMs) => {
+    let lo = startsMs[0] / 1000;
+    let hi = startsMs[startsMs.length - 1] / 1000 + stepS;
     if (filters.since_ms) {
       lo = Math.min(lo, filters.since_ms / 1000);
-      hi = Math.max(hi, (filters.until_ms || nowMs || filters.since_ms) / 1000 - stepS);
+      hi = Math.max(hi, (filters.until_ms || nowMs || filters.since_ms) / 1000);
     }
-    return [lo - stepS / 2, hi + stepS / 2];
+    return [lo, hi];
   };
-  // One uPlot chart in the element `id` (replacing the one drawn there before).
-  D.chart = (id, { series, data, axisLabel, range, height }) => {
+  // uPlot leaves out a line's point markers where the buckets are dense, and a value whose
+  // neighbours are empty has no line either: without its marker it would not be drawn.
+  const lonePoints = (u, seriesIdx, show) => {
+    if (show) return null;
+    const ys = u.data[seriesIdx];
+    const lone = [];
+    for (let i = 0; i < ys.length; i++) if (!none(ys[i]) && none(ys[i - 1]) && none(ys[i + 1])) lone.push(i);
+    return lone.length ? lone : null;
+  };
+  // One uPlot chart in the element `id` (replacing the one drawn there before); `step` is
+  // the buckets' length in seconds, the x values their middles.
+  D.chart = (id, { series, data, axisLabel, range, height, step }) => {
     D.destroyChart(id);
     const target = $(id);
     const text = D.cssVar("--muted");
     const grid = D.cssVar("--grid");
     const axis = { stroke: text, grid: { stroke: grid }, ticks: { stroke: grid } };
+    const lines = series.map((s) => (s.paths ? s : { ...s, points: { filter: lonePoints, ...s.points } }));
     const opts = {
       width: Math.max(320, target.clientWidth || 800),
       height: height || 240,
-      series: [{}, ...series],
+      // The legend names the bucket by its start, as the tables do.
+      series: [{ value: (u, v) => (none(v) ? "–" : D.when((v - step / 2) * 1000)) }, ...lines],
       // Counts, rates, durations and costs all start at zero: a bar from 40 misleads.
       scales: {
         x: { time: true, auto: false, range: () => range },
@@ -126,7 +144,18 @@
     };
     charts.set(id, new uPlot(opts, data, target));
   };
-  D.barsPath = () => uPlot.paths.bars({ size: [0.8, 60] });
+  // The uPlot chart drawn in `id`, if any (the browser tests read its scales).
+  D.chartIn = (id) => charts.get(id);
+  // Bars as wide as 80% of a bucket of `stepS` seconds, placed by time rather than by
+  // the gap between neighbours (a lone bar would otherwise be as wide as the chart).
+  D.barsPath = (stepS) =>
+    uPlot.paths.bars({
+      size: [1, Infinity, 1],
+      disp: {
+        x0: { unit: 1, values: (u) => u.data[0].map((x) => x - 0.4 * stepS) },
+        size: { unit: 1, values: () => [0.8 * stepS] },
+      },
+    });
 
   // --- state in the address -------------------------------------------------------------
   // Everything that decides what is shown is in the fragment (#view=runs&since=6h&...):
@@ -288,16 +317,22 @@
 
   function describeScope(state, all) {
     const f = all.filters;
+    // The range as counted: whole hours, so it may start up to an hour before the one
+    // asked for; the start is said, not just the preset's name.
     const preset = D.mode === "live" ? PRESET[state.since] : null;
     const end = f.until_ms || (D.mode === "report" ? all.generated_ms : null);
-    const range = preset || (f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : "all time");
+    const bounds = f.since_ms ? `from ${D.when(f.since_ms)} to ${end ? D.when(end) : "now"}` : null;
+    const range = !bounds ? preset || "all time" : preset ? `${preset}, ${bounds}` : bounds;
     const who = [f.agent ? `agent ${f.agent}` : "all agents", f.event ? `event ${f.event}` : "all events"];
     if (f.model) who.push(`model ${f.model}`);
     if (f.tool) who.push(`tool ${f.tool}`);
     const made = D.mode === "report" ? `Report made ${D.when(all.generated_ms)}. ` : "";
     const held = all.span.first_ms === null ? "The buffer holds no events yet."
       : `The buffer holds events from ${D.when(all.span.first_ms)} to ${D.when(all.span.last_ms)}.`;
-    const narrow = f.model || f.tool ? " The model and tool filters narrow the models, tools, runs and events views." : "";
+    // Exactly where each applies: every other number on the page counts all events.
+    let narrow = "";
+    if (f.model) narrow += " The model filter applies to the Models & cost, Runs and Events views and the LLM calls and Cost cards only.";
+    if (f.tool) narrow += " The tool filter applies to the Tools and Events views only.";
     $("scope").textContent = `${made}Showing ${range}, ${who.join(", ")}, in ${D.bucketWord(f.bucket)} buckets. ${held}${narrow}`;
   }
 
@@ -308,6 +343,9 @@
 
   function showView(view) {
     body.dataset.view = view;
+    // A view's links are made when its data loads, perhaps while another view was shown:
+    // from the state of now, a link keeps the reader in the view it is in.
+    for (const a of document.querySelectorAll("a[data-changes]")) a.href = D.hrefFor(JSON.parse(a.dataset.changes));
     for (const section of document.querySelectorAll("section.view")) section.hidden = section.dataset.view !== view;
     for (const a of document.querySelectorAll("#tabs a")) {
       a.href = D.hrefFor({ view: a.dataset.view, run: a.dataset.view === "runs" ? D.state.run : "" });
@@ -348,12 +386,14 @@
         syncFilters(state, all);
         describeScope(state, all);
         for (const view of Object.values(D.views)) if (view.render) view.render(all, state);
-        $("load-error").hidden = true;
-        $("need-token").hidden = true;
       }
       const view = D.views[state.view];
       if (view.show) await view.show(state, D.all, current);
-      if (current()) body.dataset.ready = "1";
+      if (!current()) return;
+      // Whatever failed before (a bad run id, a filter), what is shown now loaded.
+      $("load-error").hidden = true;
+      $("need-token").hidden = true;
+      body.dataset.ready = "1";
     } catch (error) {
       if (current()) fail(error);
     }

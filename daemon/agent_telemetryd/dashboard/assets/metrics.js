@@ -18,8 +18,8 @@
     $("metrics-empty").hidden = series.length > 0;
     if (!series.length) return;
     const step = D.bucketMs(data.bucket) / 1000;
-    const xs = series.flatMap((s) => s.points.map((p) => p[0] / 1000)).sort((a, b) => a - b);
-    const range = D.xRange(data.filters, xs, step, D.all ? D.all.generated_ms : Date.now());
+    const starts = series.flatMap((s) => s.points.map((p) => p[0])).sort((a, b) => a - b);
+    const range = D.xRange(data.filters, starts, step, D.all ? D.all.generated_ms : Date.now());
     const unit = D.bucketWord(data.bucket);
     series.slice(0, SHOWN).forEach((s, i) => {
       const box = holder.appendChild(D.el("div", null, "metric"));
@@ -37,9 +37,10 @@
       drawn = i + 1;
       D.chart(chart.id, {
         series: [{ label: s.name, stroke: D.cssVar("--accent"), width: 2, points: { show: true, size: 5 } }],
-        data: [s.points.map((p) => p[0] / 1000), s.points.map((p) => p[1])],
+        data: [D.middles(s.points.map((p) => p[0]), step), s.points.map((p) => p[1])],
         axisLabel: s.unit || "value",
         range,
+        step,
         height: 180,
       });
     });

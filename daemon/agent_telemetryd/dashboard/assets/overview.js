@@ -126,18 +126,20 @@
     if (!show) return;
     const bucket = d.filters.bucket;
     const step = D.bucketMs(bucket) / 1000;
-    const xs = series.map((p) => p.t_ms / 1000);
-    const range = D.xRange(d.filters, xs, step, d.generated_ms);
+    const starts = series.map((p) => p.t_ms);
+    const xs = D.middles(starts, step);
+    const range = D.xRange(d.filters, starts, step, d.generated_ms);
     const unit = D.bucketWord(bucket);
     $("events-unit").textContent = `events per ${unit}`;
     D.chart("chart-events", {
       series: [
-        { label: "Events", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(), points: { show: false } },
-        { label: "Errors", stroke: D.cssVar("--error"), fill: D.cssVar("--error"), paths: D.barsPath(), points: { show: false } },
+        { label: "Events", stroke: D.cssVar("--accent"), fill: D.cssVar("--bar"), paths: D.barsPath(step), points: { show: false } },
+        { label: "Errors", stroke: D.cssVar("--error"), fill: D.cssVar("--error"), paths: D.barsPath(step), points: { show: false } },
       ],
       data: [xs, series.map((p) => p.events), series.map((p) => p.errors)],
       axisLabel: `events / ${unit}`,
       range,
+      step,
     });
     D.chart("chart-errors", {
       series: [{ label: "Error rate %", stroke: D.cssVar("--error"), width: 2, spanGaps: false,
@@ -145,11 +147,12 @@
       data: [xs, series.map((p) => (p.error_rate === null ? null : p.error_rate * 100))],
       axisLabel: "% errors",
       range,
+      step,
     });
-    drawDurations(d, state, range);
+    drawDurations(d, state, range, step);
   }
 
-  function drawDurations(d, state, range) {
+  function drawDurations(d, state, range, step) {
     const dur = d.durations.over_time;
     const event = d.filters.event;
     const chartable = Boolean(event) && dur.length > 0;
@@ -164,9 +167,10 @@
         { label: "p50", stroke: D.cssVar("--accent"), width: 2, value: (u, v) => D.ms(v) },
         { label: "p95", stroke: D.cssVar("--p95"), width: 2, value: (u, v) => D.ms(v) },
       ],
-      data: [dur.map((p) => p.t_ms / 1000), dur.map((p) => p.p50_ms), dur.map((p) => p.p95_ms)],
+      data: [D.middles(dur.map((p) => p.t_ms), step), dur.map((p) => p.p50_ms), dur.map((p) => p.p95_ms)],
       axisLabel: "ms",
       range,
+      step,
     });
   }
 

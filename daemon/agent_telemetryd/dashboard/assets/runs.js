@@ -133,6 +133,9 @@
         return;
       }
       if (!details.has(state.run)) {
+        // The run shown so far is not the one asked for: hidden, so that an error does
+        // not stand above another run's spans.
+        $("waterfall-panel").hidden = true;
         const data = await D.api(`run/${encodeURIComponent(state.run)}`, "");
         details.set(state.run, data);
       }

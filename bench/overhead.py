@@ -36,6 +36,16 @@ for i in range(int(sys.argv[3])):
     track("agent.step", {"i": i})
 """
 _IDLE_AGENT = "import sys, agent_telemetry"
+# The first track() of a process also starts the writer thread (none is started at import).
+_FIRST_CALL_AGENT = """
+import sys, time
+from agent_telemetry import configure, track
+configure(socket_path=sys.argv[1], agent="bench", spool_dir=sys.argv[2])
+start = time.perf_counter_ns()
+track("agent.step", {"i": 0})
+print((time.perf_counter_ns() - start) / 1000)
+"""
+FIRST_CALL_RUNS = 20
 # What each daemon state may add to the agent's run, as the shim stood before it spooled:
 # none when nobody listens (the events were lost), the 0.5 s a stalled daemon is given
 # (the rest was lost), the ≤ 2 s a reading daemon is given to take the backlog.
@@ -104,6 +114,17 @@ def _case(case: str, calls: int, socket_path: str, spool: str) -> dict[str, floa
 
 def _run_to_exit_ms(code: str, socket_path: str, spool: str, calls: int = EXIT_CALLS) -> float:
     return fixtures.run_ms([sys.executable, "-c", code, socket_path, spool, str(calls)], timeout=60)
+
+
+def _first_call_us(socket_path: str, spool: str) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL_AGENT, socket_path, spool],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def _spooled(spool: Path) -> tuple[int, int]:
@@ -213,6 +234,9 @@ def run(quick: bool) -> list[Row]:
                 os.kill(proc.proc.pid, signal.SIGCONT)
             spool_exits.setdefault("down", []).append(_spool_exit(proc, missing, stop=False))
             spool_exits.setdefault("stopped", []).append(_spool_exit(proc, sock, stop=True))
+        first_calls = [
+            _first_call_us(sock, str(scratch / f"first-{i}")) for i in range(FIRST_CALL_RUNS)
+        ]
     shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         case: {q: median(r[q] for r in runs) for q in runs[0]} for case, runs in results.items()
@@ -288,6 +312,16 @@ def run(quick: bool) -> list[Row]:
             )
         )
     rows += _spool_rows(spool_exits, idle_ms, exit_reps)
+    rows.append(
+        Row(
+            SECTION,
+            "first track() of a process (starts the writer thread), median",
+            median(first_calls),
+            "µs",
+            note=f"a fresh interpreter each run, {FIRST_CALL_RUNS} runs; p90 "
+            f"{percentile(sorted(first_calls), 90):,.0f} µs",
+        )
+    )
     return rows
 
 

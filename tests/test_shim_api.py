@@ -188,3 +188,25 @@ def test_nested_values_are_read_when_the_event_is_encoded() -> None:
 
 def test_public_names() -> None:
     assert set(agent_telemetry.__all__) >= {"track", "flush", "stats", "configure", "uuid7"}
+
+
+def test_properties_that_could_never_fit_are_refused_without_being_encoded(
+    collector: Listener,
+) -> None:
+    """The writer shares the GIL with the agent: encoding millions of items there would
+    hold up the agent's next calls. Such properties are refused from their size alone."""
+    encoded: list[bool] = []
+
+    class Watched(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:  # the encoder reads a dict subclass through items()
+            encoded.append(True)
+            return super().items()
+
+    before = stats()["drops"]["too_large"]
+    track("agent.huge", {"lst": [Watched(a=1), *range(2_000_000)]})
+    track("agent.many", {f"l{i}": list(range(200)) for i in range(100)})  # 20,000 in all
+    track("agent.after", {"ok": True})
+    assert flush(5)
+    assert [e["event"] for e in collector.events(1)] == ["agent.after"]
+    assert stats()["drops"]["too_large"] - before == 2
+    assert encoded == []

@@ -328,7 +328,9 @@ print(json.dumps({"flushed": flush(5)}))
 """
 
 
-def test_disabled_sends_nothing(home: Path, listener: Listener) -> None:
+@pytest.mark.parametrize("value", ["1", "y", "2", "enabled"])
+def test_disabled_sends_nothing(home: Path, listener: Listener, value: str) -> None:
+    """Any value but empty, 0, false, no or off: the rule the daemon reads it by."""
     out = run_agent(
         home,
         """
@@ -338,11 +340,12 @@ def test_disabled_sends_nothing(home: Path, listener: Listener) -> None:
             track("agent.step", {"i": i})
         print(json.dumps({"flushed": flush(1), "stats": stats()}))
         """,
-        AGENT_TELEMETRY_DISABLED="1",
+        AGENT_TELEMETRY_DISABLED=value,
     )
     result = last_json(out)
     assert listener.settled()  # the agent has exited: a connection it made would be here
     assert listener.connections == []
+    assert result["stats"]["disabled"] is True
     assert result["stats"]["drops"]["disabled"] == 100
     assert result["stats"]["sent"] == 0
 
@@ -471,14 +474,16 @@ def test_a_signal_handler_tracking_while_the_writer_starts_never_starts_a_second
 
 
 SIGNAL_AGENT = """
-import json, signal, threading
+import _thread, json, signal
 from agent_telemetry._client import Client
 from agent_telemetry._paths import ingest_socket_path
 
 def writers():
-    return sum(1 for t in threading.enumerate() if t.name == "agent-telemetry-writer")
+    # Threads this process started: the writers are bare threads (not in
+    # threading.enumerate()), and nothing else here starts one.
+    return _thread._count()
 
-extra_writers = handler_calls = 0
+handler_calls = 0
 clients = []
 for k in range(40):  # each Client starts its own writer on its first track()
     client = Client()
@@ -490,17 +495,15 @@ for k in range(40):  # each Client starts its own writer on its first track()
         client.track("from.handler", {"n": handler_calls})
 
     signal.signal(signal.SIGALRM, handler)
-    before = writers()
     signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
     client.track("first", {"k": k})
     signal.setitimer(signal.ITIMER_REAL, 0)
-    extra_writers += writers() - before - 1
     for i in range(200):
         client.track("bulk", {"k": k, "i": i, "pad": "x" * 200})
     clients.append(client)
-flushed = all(c.flush(10) for c in clients)
+flushed = all(c.flush(10) for c in clients)  # so every writer started is running
 print(json.dumps({
-    "extra_writers": extra_writers,
+    "extra_writers": writers() - len(clients),
     "handler_calls": handler_calls,
     "flushed": flushed,
     "tracked": 40 * 201 + handler_calls,
@@ -646,3 +649,67 @@ def test_events_tracked_after_the_exit_flush_are_still_delivered(
         "from.logging.close",
         "from.main",
     ]
+
+
+FINALISER_AGENT = """
+from agent_telemetry import track
+
+class Closing:
+    def __del__(self):
+        track("from.finaliser", {"n": 1})
+        track("bad.finaliser", {"n": float("nan")})  # refused: NaN is not JSON
+
+closing = Closing()  # finalised while the interpreter tears the module down
+track("from.main")
+"""
+
+
+def test_events_tracked_by_finalisers_at_interpreter_shutdown_are_delivered(
+    home: Path, listener: Listener
+) -> None:
+    """Once the interpreter finalises the writer thread cannot run: the caller sends."""
+    run_agent(home, FINALISER_AGENT)
+    assert listener.wait_for(2, timeout=5)
+    assert listener.settled()
+    assert sorted(e["event"] for e in listener.events()) == ["from.finaliser", "from.main"]
+    assert listener.client_drops() == {"invalid": 1}
+    assert listener.torn == []
+
+
+def test_events_tracked_by_finalisers_with_no_daemon_are_spooled_and_counted(
+    home: Path,
+) -> None:
+    run_agent(home, FINALISER_AGENT)
+    spooled = Spooled(home)
+    assert spooled.temporary == []
+    assert sorted(e["event"] for e in spooled.events) == ["from.finaliser", "from.main"]
+    assert [line["client_drops"] for line in spooled.control] == [{"invalid": 1}]
+
+
+def test_forked_children_leaving_inside_the_parents_span_do_not_end_it(
+    home: Path, listener: Listener
+) -> None:
+    out = run_agent(
+        home,
+        """
+        import json, os, sys
+        from agent_telemetry import flush, span
+        children = []
+        with span("agent.run") as run:
+            for _ in range(20):
+                pid = os.fork()
+                if pid == 0:
+                    sys.exit(0)  # a worker that is done, inside the parent's open span
+                children.append(pid)
+            for pid in children:
+                os.waitpid(pid, 0)
+        print(json.dumps({"span_id": run.span_id, "flushed": flush(5)}))
+        """,
+    )
+    result = last_json(out)
+    assert result["flushed"] is True
+    assert listener.wait_for(1)
+    assert listener.settled()  # parent and children have exited: nothing more can come
+    (event,) = listener.events()
+    assert event["span_id"] == result["span_id"]
+    assert "status" not in event["properties"]

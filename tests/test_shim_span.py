@@ -6,7 +6,9 @@ import asyncio
 import json
 import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -204,3 +206,123 @@ def test_current_span_outside_a_span_is_a_harmless_stand_in() -> None:
     detached = current_span()
     assert detached.set("k", "v") is detached
     assert detached.properties == {}
+
+
+def test_one_span_object_entered_by_concurrent_tasks_gives_each_task_its_own_span(
+    agent: Agent,
+) -> None:
+    tool_call = agent.span("tool.call")  # made once, as a module-level constant would be
+
+    async def tool(name: str, delay: float) -> str:
+        async with tool_call as s:
+            s.set("tool", name)
+            await asyncio.sleep(delay)  # the other task enters and leaves meanwhile
+            return s.span_id
+
+    async def run() -> tuple[str, list[str]]:
+        async with agent.span("agent.run") as root:
+            # The fast task enters first and leaves first, while the slow one is inside.
+            ids = await asyncio.gather(tool("fast", 0.01), tool("slow", 0.2))
+        return root.span_id, ids
+
+    root_id, (fast_id, slow_id) = asyncio.run(run())
+    assert agent.client.flush(5)
+    events = agent.listener.events(3)
+    tools = {e["properties"]["tool"]: e for e in events if e["event"] == "tool.call"}
+    assert tools["slow"]["span_id"] == slow_id and tools["fast"]["span_id"] == fast_id
+    assert tools["slow"]["parent_span_id"] == tools["fast"]["parent_span_id"] == root_id
+    # The slow task's span lasted as long as the slow task, not until the fast one left.
+    assert tools["slow"]["properties"]["duration_ms"] >= 200
+
+
+def test_one_span_object_entered_by_two_threads_leaves_each_thread_clean(
+    agent: Agent,
+) -> None:
+    tool_call = agent.span("tool.call")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, tuple[str, str, str | None]] = {}
+
+    def worker(name: str, wait_for: threading.Event | None, done: threading.Event) -> None:
+        if wait_for is not None:
+            wait_for.wait()
+        with tool_call as s:
+            s.set("tool", name)
+            done.set()
+            (b_in if name == "a" else a_out).wait()  # a enters first and leaves first
+        if name == "a":
+            a_out.set()
+        left_open = current_span().span_id
+        with agent.span("after") as later:
+            pass
+        seen[name] = (s.span_id, left_open, later.parent_span_id)
+
+    threads = [
+        threading.Thread(target=worker, args=("a", None, a_in)),
+        threading.Thread(target=worker, args=("b", a_in, b_in)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert agent.client.flush(5)
+    events = agent.listener.events(4)
+    tools = {e["properties"]["tool"]: e for e in events if e["event"] == "tool.call"}
+    for name in ("a", "b"):
+        span_id, left_open, parent = seen[name]
+        assert tools[name]["span_id"] == span_id
+        assert left_open == ""  # nothing is left open in the thread
+        assert parent is None  # so a later span is a root, not the child of an ended one
+    assert [e.get("parent_span_id") for e in events if e["event"] == "after"] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("leave", "status"),
+    [
+        ("sys.exit(0)", None),
+        ("sys.exit()", None),
+        ("sys.exit(False)", None),
+        ("sys.exit(3)", "SystemExit"),
+        ("sys.exit('message')", "SystemExit"),
+    ],
+)
+def test_sys_exit_ends_a_span_as_an_error_only_with_a_failing_code(
+    agent: Agent, leave: str, status: str | None
+) -> None:
+    with pytest.raises(SystemExit), agent.span("agent.run"):
+        exec(leave, {"sys": sys})
+    (event,) = agent.events(1).values()
+    assert event["properties"].get("error_type") == status
+    assert event["properties"].get("status") == ("error" if status else None)
+
+
+def test_leaving_a_loop_over_a_generator_early_is_not_an_error(agent: Agent) -> None:
+    def steps() -> Iterator[int]:
+        for i in range(10):
+            with agent.span("tool.step", {"i": i}):
+                yield i
+
+    for i in steps():
+        if i == 1:
+            break
+    events = agent.events(2)
+    assert events["tool.step"]["properties"]["i"] == 1  # closed inside its span
+    for event in agent.listener.events():
+        assert "status" not in event["properties"] and "error_type" not in event["properties"]
+
+
+def test_an_exception_class_that_will_not_say_its_name_still_gives_the_span_event(
+    agent: Agent,
+) -> None:
+    class Secretive(type):
+        @property
+        def __name__(cls) -> str:  # type: ignore[override]
+            raise RuntimeError("no name for you")
+
+    class Hidden(Exception, metaclass=Secretive):
+        pass
+
+    with pytest.raises(Hidden), agent.span("tool.call"):
+        raise Hidden
+    (event,) = agent.events(1).values()
+    assert event["properties"]["status"] == "error"
+    assert event["properties"]["error_type"] == "Exception"

@@ -7,6 +7,7 @@ thread (`_writer.py`, `_handover.py`).
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import os
@@ -21,10 +22,12 @@ from typing import Any
 
 from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
 from agent_telemetry._handover import REPORTED_DROPS
+from agent_telemetry._late import send_lines, spool_lines
 from agent_telemetry._paths import ingest_socket_path, spool_dir
 from agent_telemetry._settings import clean_agent, default_agent, env_disabled
 from agent_telemetry._socket import Wakeup
 from agent_telemetry._spool import Spool
+from agent_telemetry._wire import encode_client_drops
 from agent_telemetry._writer import BACKOFF_MIN, INVALID, Invalid, Item, Writer
 
 # Events not yet encoded, oldest dropped beyond this. Generous so that a tight loop of tens
@@ -135,7 +138,7 @@ class Client(Flushing, Writer):
         # flush() and stats() never see an event in neither place. No caller code runs
         # under it; reentrant for a signal handler or finalizer calling stats() meanwhile.
         self._state_lock = threading.RLock()
-        self._thread: threading.Thread | None = None
+        self._writer: int | None = None  # the writer thread's ident, once started
         self._sock: socket.socket | None = None
         self._encoding = 0  # events taken from the queue and being encoded
         self._lines: deque[bytes] = deque()
@@ -261,16 +264,68 @@ class Client(Flushing, Writer):
         if reason != "late":
             self._count_caller_drop(reason)  # type: ignore[arg-type]
             return
+        if sys.is_finalizing():
+            self._track_finalizing(event, properties, options, time_ns)
+            return
         # After the exit flush nothing else will send this event: send (or spool) it now,
         # bounded.
         self._enqueue(event, properties, options, time_ns)
         with contextlib.suppress(Exception):
             budget = self._late_budget
-            if budget > 0 and threading.current_thread() is not self._thread:
+            if budget > 0 and not self._on_writer():
                 start = time.monotonic()
                 self._drain(budget, stall=EXIT_STALL, give_up_when_down=True)
                 self._spool_rest(max(budget - (time.monotonic() - start), 0.05))
                 self._late_budget -= time.monotonic() - start
+
+    def _track_finalizing(
+        self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None
+    ) -> None:
+        """Deliver or spool one event from this thread, the writer being gone (_late.py)."""
+        start = time.monotonic()
+        drops = self._writer_drops  # no lock: a frozen writer may hold it
+        if self._late_budget <= 0:
+            drops["exit_timeout"] += 1
+            return
+        try:
+            if properties is not None:
+                properties = (
+                    properties.copy()
+                    if type(properties) is dict
+                    else _coerce_properties(properties)
+                )
+            when = time.time_ns() if time_ns is None else time_ns
+            line = self._encode((event, properties, when, options, self.agent))
+        except Exception:
+            line = "invalid"
+        lines = [line] if type(line) is bytes else []
+        if not lines:
+            drops[line] += 1  # type: ignore[index]
+        try:
+            delta = self._unreported_drops(locked=False)
+            control = encode_client_drops(delta, self.agent) if delta else None
+            path = self.socket_path
+            if not self.socket_path_given:
+                with contextlib.suppress(Exception):  # else the last path worked out
+                    path = str(ingest_socket_path())
+            head = [control] if control is not None else []
+            sent = send_lines(path, head + lines, start + self._late_budget)
+            if control is not None and sent:
+                self._mark_reported(delta)
+                control, sent = None, sent - 1
+            self.sent += sent
+            rest = lines[sent:]
+            if rest or control is not None:
+                written, refused, reported = spool_lines(self.spool_dir, rest, control)
+                self.spooled += written
+                if refused is not None:
+                    drops[refused] += len(rest) - written
+                if reported:
+                    self._mark_reported(delta)
+        except Exception:
+            drops["spool_failed"] += len(lines)  # neither delivered nor spooled
+        finally:
+            self._late_budget -= time.monotonic() - start
 
     def _count_caller_drop(self, reason: str) -> None:
         with self._caller_lock:
@@ -291,19 +346,23 @@ class Client(Flushing, Writer):
 
     def _wake_writer(self) -> None:
         self.idle = False
-        if self._thread is None and self._start_lock.acquire(blocking=False):
+        if self._writer is None and self._start_lock.acquire(blocking=False):
             self._start_writer()
         self._wake.set()
 
     def _start_writer(self) -> None:
-        thread = threading.Thread(target=self._run, name="agent-telemetry-writer", daemon=True)
+        # A bare thread, not a threading.Thread: Thread.start() waits until the new thread
+        # runs, and that thread, once it has the GIL, may keep it for a whole switch
+        # interval (5 ms) or more while it starts on the queue, so the first track() of a
+        # process cost 0.3-25 ms on a loaded machine; this way it costs about what creating
+        # a thread does. Like a daemon thread it never holds up the exit: the exit flush
+        # (atexit) is what waits for it.
         try:
-            thread.start()
-        except RuntimeError:
+            self._writer = _thread.start_new_thread(self._run, ())
+        except Exception:
             self.idle = True  # interpreter shutting down: the next call may try again
             self._start_lock.release()
             return
-        self._thread = thread
         self._register_multiprocessing_exit()
 
     def _register_multiprocessing_exit(self) -> None:

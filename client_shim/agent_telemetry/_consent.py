@@ -15,13 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agent_telemetry._paths import config_file, consent_file
+from agent_telemetry._settings import flag_set
 
 MODES = ("off", "local", "upload")
-
-
-def _flag(value: str) -> bool:
-    # The daemon's reading of a flag: set and not 0/false/no/off.
-    return value.strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _mode(value: object) -> str | None:
@@ -59,7 +55,7 @@ def mode_is_off(environ: Mapping[str, str] | None = None) -> bool:
     """True when the user's choice, as this process can see it, is `off`."""
     env = os.environ if environ is None else environ
     try:
-        if _flag(env.get("AGENT_TELEMETRY_DISABLED", "")):
+        if flag_set(env.get("AGENT_TELEMETRY_DISABLED", "")):
             return True
         from_env = _mode(env.get("AGENT_TELEMETRY_MODE"))
         if from_env is not None:

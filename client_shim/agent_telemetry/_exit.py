@@ -43,7 +43,7 @@ class Flushing:
     queue: deque[Any]
     sent: int
     connect_failures: int
-    _thread: threading.Thread | None
+    _writer: int | None
     _state_lock: threading.RLock
     _wake: Wakeup
     _spool: Spool
@@ -64,7 +64,11 @@ class Flushing:
 
         def _wake_writer(self) -> None: ...
         def _update_refusal(self) -> None: ...
-        def _unreported_drops(self) -> dict[str, int]: ...
+        def _unreported_drops(self, locked: bool = True) -> dict[str, int]: ...
+
+    def _on_writer(self) -> bool:
+        """Whether this is the writer thread (running caller code it is encoding)."""
+        return self._writer is not None and threading.get_ident() == self._writer
 
     def pending(self) -> int:
         """Events taken by track() and not yet written to the socket or the spool, or dropped."""
@@ -85,7 +89,7 @@ class Flushing:
     def _drain(self, timeout: float, stall: float | None, give_up_when_down: bool) -> bool:
         if self.pending() == 0:
             return True
-        if self._thread is not None and threading.current_thread() is self._thread:
+        if self._on_writer():
             # Called by the caller's code while the writer encodes it (a logging handler,
             # a mapping's items()): waiting here would wait for ourselves.
             return False
@@ -95,7 +99,7 @@ class Flushing:
         progress_at, last_sent = start, self.sent
         self._urgent = True
         try:
-            if self._thread is None:
+            if self._writer is None:
                 self._wake_writer()
             self._retry_at = 0.0  # cut a reconnect backoff short
             self._wake.set()
@@ -128,12 +132,12 @@ class Flushing:
         """Have the writer spool what is still here, report drops, seal the spool file."""
         if not (self.pending() or self._spool.is_open or self._unreported_drops()):
             return  # everything was delivered: nothing to write, no file made
-        if self._thread is not None and threading.current_thread() is self._thread:
+        if self._on_writer():
             return  # caller code running on the writer: it cannot wait for itself
         self._handover_done.clear()
         self._handover_deadline = time.monotonic() + timeout
         self._handover_requested = True
-        if self._thread is None:
+        if self._writer is None:
             self._wake_writer()
         self._wake.set()
         # The writer stops encoding at the deadline; then it writes, reports and seals.

@@ -68,11 +68,14 @@ class Handover:
 
     # -- drop counts ------------------------------------------------------------------------
 
-    def _unreported_drops(self) -> dict[str, int]:
-        with self._caller_lock:
-            caller = dict(self._caller_drops)
-        with self._state_lock:
-            writer = dict(self._writer_drops)
+    def _unreported_drops(self, locked: bool = True) -> dict[str, int]:
+        if locked:
+            with self._caller_lock:
+                caller = dict(self._caller_drops)
+            with self._state_lock:
+                writer = dict(self._writer_drops)
+        else:  # the interpreter finalises: a frozen writer may hold the locks (_late.py)
+            caller, writer = self._caller_drops, self._writer_drops
         delta = {}
         for reason in REPORTED_DROPS:
             count = caller.get(reason, 0) + writer.get(reason, 0) - self._reported[reason]

@@ -7,12 +7,22 @@ import sys
 
 from agent_telemetry._wire import MAX_AGENT_NAME
 
-_TRUE = frozenset(("1", "true", "yes", "on"))
+_FLAG_UNSET = frozenset(("", "0", "false", "no", "off"))
+
+
+def flag_set(value: str) -> bool:
+    """The daemon's reading of a flag: set, and not 0/false/no/off.
+
+    One rule for `AGENT_TELEMETRY_DISABLED` everywhere: a value that turned the shim into a
+    no-op in one place and not in another would deliver events from an agent the user
+    meant to silence, or count them as refused while a daemon was taking them.
+    """
+    return value.strip().lower() not in _FLAG_UNSET
 
 
 def env_disabled() -> bool:
-    """True when `AGENT_TELEMETRY_DISABLED` is 1/true/yes/on."""
-    return os.environ.get("AGENT_TELEMETRY_DISABLED", "").strip().lower() in _TRUE
+    """True when `AGENT_TELEMETRY_DISABLED` is set to anything but 0/false/no/off."""
+    return flag_set(os.environ.get("AGENT_TELEMETRY_DISABLED", ""))
 
 
 def clean_agent(name: str) -> str:

@@ -97,9 +97,9 @@ class Wakeup:
             if writable is None:
                 self._event.wait(timeout)
             else:
-                _poll([], [writable], 0.01 if timeout is None else min(timeout, 0.01))
+                wait_ready([], [writable], 0.01 if timeout is None else min(timeout, 0.01))
             return
-        _poll([self._reader], [writable] if writable is not None else [], timeout)
+        wait_ready([self._reader], [writable] if writable is not None else [], timeout)
 
     def close(self) -> None:
         if self._event is None:
@@ -107,9 +107,10 @@ class Wakeup:
             self._writer.close()
 
 
-def _poll(
+def wait_ready(
     readable: list[socket.socket], writable: list[socket.socket], timeout: float | None
 ) -> None:
+    """Sleep until a socket of `readable` has bytes, one of `writable` room, or `timeout`."""
     # poll(), not select(): an agent may well have more than 1024 files open.
     if hasattr(select, "poll"):
         poller = select.poll()

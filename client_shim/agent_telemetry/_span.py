@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,16 +31,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "agent_telemetry_span", default=None
 )
+# Bumped in a forked child. A span is ended only by the process that started it: a child
+# leaving through sys.exit() inside the parent's `with span()` would otherwise send
+# another copy of the parent's span. A counter, not os.getpid(): reading it costs nothing.
+_process_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _process_generation
+    _process_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Span:
     """An open span: its ids, and the properties its event will carry."""
 
-    __slots__ = ("_parent", "_span", "_start_ns", "_start_perf", "_trace", "name", "properties")
+    __slots__ = (
+        "_generation",
+        "_parent",
+        "_scope",
+        "_span",
+        "_start_ns",
+        "_start_perf",
+        "_token",
+        "_trace",
+        "name",
+        "properties",
+    )
 
-    def __init__(self, name: str, properties: Any, parent: Span | None) -> None:
+    def __init__(
+        self, name: str, properties: Any, parent: Span | None, scope: object = None
+    ) -> None:
         self.name = name
         self.properties = properties
+        self._scope = scope  # the span() that opened it
+        self._token: contextvars.Token[Span | None] | None = None
+        self._generation = _process_generation
         # Ids are kept as numbers and written as hex by the writer thread: formatting them
         # here would be a third of what a span costs the caller.
         bits = _wire._random_bits
@@ -88,6 +118,7 @@ class _Detached(Span):
         self.properties = {}
         self._trace = self._span = 0
         self._parent = None
+        self._scope = self._token = None
 
     @property
     def trace_id(self) -> str:
@@ -110,7 +141,13 @@ def current_span() -> Span:
 
 
 class SpanScope:
-    """What span() returns: a context manager (sync and async) and a decorator."""
+    """What span() returns: a context manager (sync and async) and a decorator.
+
+    One object may be entered again before it exits, by nested code, concurrent asyncio
+    tasks or threads (`TOOL = span("tool.call")` at module level): each entry is a span of
+    its own, and an exit ends the span this context entered, found through `contextvars`
+    as nesting is.
+    """
 
     __slots__ = ("_client", "_name", "_open", "_properties")
 
@@ -118,22 +155,28 @@ class SpanScope:
         self._client = client
         self._name = name
         self._properties = properties
-        self._open: list[tuple[Span, contextvars.Token[Span | None]]] = []
+        # Spans entered and not yet exited, in any context: for an exit that comes in
+        # another context than its entry (an async generator closed elsewhere).
+        self._open: list[Span] = []
 
     # -- context manager ------------------------------------------------------------------
 
     def __enter__(self) -> Span:
         return self._start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
-        self._end(exc_type)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, *_: object
+    ) -> bool:
+        self._end(exc_type, exc)
         return False  # the exception, if any, goes on unchanged
 
     async def __aenter__(self) -> Span:
         return self._start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
-        self._end(exc_type)
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, *_: object
+    ) -> bool:
+        self._end(exc_type, exc)
         return False
 
     def _start(self) -> Span:
@@ -147,37 +190,47 @@ class SpanScope:
                 properties = dict(properties)
             else:
                 properties = INVALID  # counted as invalid when it is encoded
-            span = Span(self._name, properties, _current.get())
-            self._open.append((span, _current.set(span)))
+            span = Span(self._name, properties, _current.get(), self)
+            span._token = _current.set(span)
+            self._open.append(span)
             return span
         except Exception:
             return _DETACHED
 
-    def _end(self, exc_type: type[BaseException] | None) -> None:
+    def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
         try:
-            span, token = self._open.pop()
+            span = _current.get()
+            if span is None or span._scope is not self:
+                # Not the innermost span here: exited in another context than it was
+                # entered, or out of order. The latest entry is the best guess.
+                span = self._open[-1]
+            self._open.remove(span)
         except Exception:
             return  # never started (or ended twice)
         try:
             elapsed = time.perf_counter_ns() - span._start_perf
             try:
-                _current.reset(token)
+                _current.reset(span._token)  # type: ignore[arg-type]
             except ValueError:
                 # Ended in another context than it began (e.g. an async generator finalised
                 # elsewhere): leave that context as its own code set it, unless we are on top.
                 if _current.get() is span:
                     _current.set(None)
+            if span._generation != _process_generation:
+                return  # started by the parent of this forked process: the parent ends it
             properties = span.properties
             if type(properties) is dict:
                 properties["duration_ms"] = round(elapsed / 1_000_000, 3)
-                if exc_type is not None:
+                if exc_type is not None and _failed(exc_type, exc):
                     # The type only: an exception's message may hold user data.
                     properties["status"] = "error"
-                    properties["error_type"] = getattr(exc_type, "__name__", "Exception")
+                    properties["error_type"] = _type_name(exc_type)
             options = {SPAN_IDS: (span._trace, span._span, span._parent)}
             self._client.emit(self._name, properties, span._start_ns, options)
         except Exception:
-            pass
+            # The span's event cannot be made: counted, like any event the shim refuses.
+            with contextlib.suppress(Exception):
+                self._client._count_caller_drop("invalid")
 
     # -- decorator ------------------------------------------------------------------------
 
@@ -210,6 +263,30 @@ class SpanScope:
             return run  # type: ignore[return-value]
         except Exception:
             return fn
+
+
+def _failed(exc_type: type[BaseException], exc: BaseException | None) -> bool:
+    """Whether leaving a span with this exception is a failure.
+
+    `sys.exit()`, `sys.exit(0)` and a generator closed early (a `for` loop left by `break`
+    raises GeneratorExit inside it) are how code ends normally, not errors.
+    """
+    if issubclass(exc_type, GeneratorExit):
+        return False
+    if issubclass(exc_type, SystemExit):
+        code = getattr(exc, "code", None)
+        return not (code is None or code == 0)
+    return True
+
+
+def _type_name(exc_type: type[BaseException]) -> str:
+    """The exception's class name; "Exception" when the class will not say (a metaclass
+    whose `__name__` raises, or is not text)."""
+    try:
+        name = exc_type.__name__
+    except Exception:
+        return "Exception"
+    return name if type(name) is str and name else "Exception"
 
 
 def make_span(client: Client) -> Callable[..., Any]:

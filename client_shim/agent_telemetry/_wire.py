@@ -27,6 +27,7 @@ MAX_LINE_BYTES = 64 * 1024
 # refused there, so the shim drops and counts it instead of sending it.
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_DEPTH = 10  # the properties object itself is level 1
+MAX_KEYS = 256  # keys of the properties object and of every object nested in it
 # Timestamps the daemon accepts: 1970-01-01 up to the end of year 9999, in UTC.
 MAX_TIMESTAMP_MS = 253_402_300_800_000
 
@@ -176,27 +177,50 @@ def timestamp_ms(value: datetime | str) -> int:
 
 
 def check_properties(properties: dict[str, Any]) -> None:
-    """Raise TypeError for a property name that is not a string, ValueError past MAX_DEPTH.
+    """Refuse properties the daemon would refuse, before they are encoded.
 
-    JSON would turn `{1: "a", "1": "b"}` into an object with the key "1" twice, which
-    readers resolve differently; such an event is refused instead.
+    TypeError for a property name that is not a string (JSON would turn `{1: "a", "1": "b"}`
+    into an object with the key "1" twice, which readers resolve differently), ValueError
+    past MAX_DEPTH or MAX_KEYS (counted as the daemon counts them: the keys of every
+    object, nested ones included), LineTooLarge when they cannot fit in
+    MAX_PROPERTIES_BYTES whatever their values.
     """
-    _check_node(properties, 1)
+    # The root's opening bracket; each container adds what its items take at the least.
+    _check_node(properties, 1, 0, 1)
 
 
-def _check_node(node: Any, depth: int) -> None:
+def _check_node(node: Any, depth: int, keys: int, least: int) -> tuple[int, int]:
+    """`keys` and `least` (a lower bound of the encoded size) with `node` counted in."""
     if depth > MAX_DEPTH:
         raise ValueError(f"properties are nested deeper than {MAX_DEPTH} levels")
-    if isinstance(node, dict):
+    is_object = isinstance(node, dict)
+    if is_object:
+        keys += len(node)
+        if keys > MAX_KEYS:  # before the size, as the daemon checks them
+            raise ValueError(f"properties have more than {MAX_KEYS} keys")
+    # Each item takes two bytes at the least: one of its own, and a comma or the closing
+    # bracket after it. Counted before any item is looked at, so that a list of millions
+    # is refused at once instead of walked and encoded on the writer thread, which would
+    # hold the GIL from the agent for tens of milliseconds.
+    least += 2 * len(node)
+    if least > MAX_PROPERTIES_BYTES:
+        raise LineTooLarge(f"properties cannot fit in {MAX_PROPERTIES_BYTES} bytes encoded")
+    if is_object:
         for key in node:
             if not isinstance(key, str):
                 raise TypeError("property names must be strings")
+            least += len(key) + 3  # its quotes and the colon
         children = node.values()
     else:
         children = node
     for child in children:
-        if isinstance(child, (dict, list, tuple)):
-            _check_node(child, depth + 1)
+        if type(child) is str:
+            least += len(child) + 1  # its quotes, less the byte counted above
+        elif isinstance(child, (dict, list, tuple)):
+            keys, least = _check_node(child, depth + 1, keys, least)
+    if least > MAX_PROPERTIES_BYTES:
+        raise LineTooLarge(f"properties cannot fit in {MAX_PROPERTIES_BYTES} bytes encoded")
+    return keys, least
 
 
 def check_name(field: str, value: object, limit: int) -> str:

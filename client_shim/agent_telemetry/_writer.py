@@ -74,8 +74,12 @@ class Writer(Handover):
     _reconfigured: bool
     _urgent: bool
     _writer_drops: dict[str, int]
+    _writer: int | None
 
     def _run(self) -> None:
+        # Set here as well as by the starter, which may not have stored it yet when caller
+        # code run by this thread asks whether it runs on the writer.
+        self._writer = threading.get_ident()
         while True:
             try:
                 self._step()
@@ -160,8 +164,9 @@ class Writer(Handover):
         drops = {"invalid": 0, "too_large": 0}
         # In the exit's handover the caller waits for this thread and gains nothing from a
         # yield, which costs ~55 µs of wall time each (Linux's timer slack on sleep(0)):
-        # 0.9 µs an event on the agent's exit. Unless another thread may still be tracking.
-        yielding = not self._handover_requested or threading.active_count() > 2
+        # 0.9 µs an event on the agent's exit. Unless another thread may still be tracking
+        # (this one is not a threading.Thread: any besides the main thread may be).
+        yielding = not self._handover_requested or threading.active_count() > 1
         for index, item in enumerate(batch):
             batch[index] = None  # let it go once encoded
             line = self._encode(item)

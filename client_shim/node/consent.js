@@ -9,6 +9,7 @@ const { configFile, consentFile } = require('./paths.js');
 
 const MODES = new Set(['off', 'local', 'upload']);
 
+/** The daemon's reading of a flag such as AGENT_TELEMETRY_DISABLED: set and not 0/false/no/off. */
 function flag(value) {
   return !['', '0', 'false', 'no', 'off'].includes(String(value || '').trim().toLowerCase());
 }
@@ -64,4 +65,4 @@ function modeIsOff(env = process.env) {
   }
 }
 
-module.exports = { modeIsOff, configuredMode, storedMode };
+module.exports = { flag, modeIsOff, configuredMode, storedMode };

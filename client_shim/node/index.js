@@ -7,11 +7,12 @@ const paths = require('./paths.js');
 const wire = require('./wire.js');
 const { createSender } = require('./sender.js');
 const { makeSpan, currentSpan } = require('./span.js');
+const { flag } = require('./consent.js');
 
 // -- settings ---------------------------------------------------------------------------
 
 function cleanAgent(name) {
-  return String(name).replace(/[\x00-\x1f\x7f]/g, '').slice(0, wire.MAX_AGENT_NAME);
+  return wire.truncate(String(name).replace(/[\x00-\x1f\x7f]/g, ''), wire.MAX_AGENT_NAME);
 }
 
 function defaultAgent(env = process.env) {
@@ -21,8 +22,10 @@ function defaultAgent(env = process.env) {
   return cleanAgent(script.replace(/\.(?:c|m)?js$/, '')) || 'node';
 }
 
+// The daemon's reading, the same here as for the spool's mode check: any value but empty,
+// 0, false, no or off.
 function envDisabled(env = process.env) {
-  return ['1', 'true', 'yes', 'on'].includes(String(env.AGENT_TELEMETRY_DISABLED || '').trim().toLowerCase());
+  return flag(env.AGENT_TELEMETRY_DISABLED);
 }
 
 // The socket path as the environment names it (whether its folder is the user's own is

@@ -110,28 +110,52 @@ test('with no daemon a script exits and leaves its events in a private spool fil
   }
 });
 
-test('AGENT_TELEMETRY_DISABLED=1 sends nothing', async () => {
-  const home = tempHome();
-  const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
-  let connections = 0;
-  server.on('connection', () => (connections += 1));
-  try {
-    const result = await runAgent(
-      home,
-      `const { track, stats } = require(SHIM);
-       for (let i = 0; i < 100; i++) track('agent.step', { i });
-       console.log(JSON.stringify(stats()));`,
-      { AGENT_TELEMETRY_DISABLED: '1' },
-    );
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(JSON.parse(result.stdout).drops.disabled, 100);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(connections, 0);
-    assert.equal(lines.length, 0);
-  } finally {
-    server.close();
-    fs.rmSync(home, { recursive: true, force: true });
+// Any value but empty, 0, false, no or off: the rule the daemon and the Python shim read it by.
+for (const value of ['1', 'y', '2', 'enabled']) {
+  test(`AGENT_TELEMETRY_DISABLED=${value} sends nothing`, async () => {
+    const home = tempHome();
+    const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+    let connections = 0;
+    server.on('connection', () => (connections += 1));
+    try {
+      const result = await runAgent(
+        home,
+        `const { track, stats } = require(SHIM);
+         for (let i = 0; i < 100; i++) track('agent.step', { i });
+         console.log(JSON.stringify(stats()));`,
+        { AGENT_TELEMETRY_DISABLED: value },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const stats = JSON.parse(result.stdout);
+      assert.equal(stats.disabled, true);
+      assert.equal(stats.drops.disabled, 100);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(connections, 0);
+      assert.equal(lines.length, 0);
+    } finally {
+      server.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+}
+
+test('what the daemon would refuse for its keys is counted invalid, and names count characters', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  const keys = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+  const items = (n) => ({ items: Array.from({ length: n }, (_, i) => ({ i })) });
+  // Kept: the daemon takes 256 keys, counted over every nested object, and 150 emoji.
+  for (const [name, properties] of [['a', keys(256)], ['b', items(255)], ['😀'.repeat(150), {}]]) {
+    assert.doesNotThrow(() => shim.encodeEvent(name, properties));
   }
+  const before = shim.stats().drops;
+  shim.track('flat', keys(300));
+  shim.track('nested', items(300)); // 301 keys in all
+  shim.track('😀'.repeat(201), {}); // 201 characters
+  const after = shim.stats().drops;
+  assert.equal(after.invalid - before.invalid, 3);
+  // An array that could never fit is too large before it is walked or encoded.
+  shim.track('big', { list: new Array(2_000_000).fill(0) });
+  assert.equal(shim.stats().drops.too_large - before.too_large, 1);
 });
 
 test('events tracked before the daemon starts are spooled, and the file is completed when it is up', async () => {

@@ -59,8 +59,12 @@ function ownProperties(properties) {
 
 function errorType(error) {
   if (error !== null && typeof error === 'object') {
-    const name = error.constructor && error.constructor.name;
-    return typeof name === 'string' && name ? name : 'Error';
+    try {
+      const name = error.constructor && error.constructor.name;
+      return typeof name === 'string' && name ? name : 'Error';
+    } catch {
+      return 'Error'; // a getter that throws (a Proxy, say): the span's event still goes
+    }
   }
   return typeof error; // a thrown string or number: its type, never its value
 }

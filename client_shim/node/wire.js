@@ -11,6 +11,7 @@ const MAX_LINE_BYTES = 64 * 1024; // the daemon skips longer lines
 // so it is dropped and counted by the shim instead.
 const MAX_PROPERTIES_BYTES = 32 * 1024;
 const MAX_DEPTH = 10; // the properties object itself is level 1
+const MAX_KEYS = 256; // keys of the properties object and of every object nested in it
 const MAX_TIMESTAMP_MS = 253402300800000; // 10000-01-01T00:00:00Z; the daemon takes 1970-9999
 const CONTROL = /[\x00-\x1f\x7f]/;
 const OFFSET = /(?:Z|[+-]\d\d:?\d\d)$/i;
@@ -76,10 +77,25 @@ function uuid7(ms) {
 
 function checkName(field, value, limit) {
   if (typeof value !== 'string') throw new TypeError(`${field} must be a string`);
-  if (value.length < 1 || value.length > limit || CONTROL.test(value) || !wellFormed(value)) {
+  if (value.length < 1 || codePoints(value, limit) > limit || CONTROL.test(value) || !wellFormed(value)) {
     throw new RangeError(`${field} must be 1-${limit} characters without control characters`);
   }
   return value;
+}
+
+// Characters as the daemon (Python) counts them: code points, not UTF-16 units, so an
+// emoji is one. Counted only when the units alone could be over `limit`.
+function codePoints(text, limit) {
+  if (text.length <= limit) return text.length;
+  if (text.length > 2 * limit) return text.length; // over even if every one is a pair
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
+// `name` cut to at most `limit` characters, never between the halves of a pair.
+function truncate(name, limit) {
+  return codePoints(name, limit) <= limit ? name : Array.from(name).slice(0, limit).join('');
 }
 
 function isoTimestamp(value) {
@@ -101,7 +117,9 @@ const wellFormed =
     : (text) => !/[\ud800-\udfff]/.test(text) || !LONE_SURROGATE.test(text);
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function checkValue(value, depth) {
+// `tally` is what the properties hold so far: `keys` counted as the daemon counts them
+// (every object's, nested ones included) and `least`, a lower bound of their encoded size.
+function checkValue(value, depth, tally) {
   switch (typeof value) {
     case 'string':
       if (!wellFormed(value)) throw new TypeError('a string is not valid Unicode');
@@ -113,27 +131,40 @@ function checkValue(value, depth) {
       return;
     case 'object':
       if (value === null) return;
-      checkObject(value, depth);
+      checkObject(value, depth, tally);
       return;
     default: // undefined, function, symbol, bigint
       throw new TypeError(`a ${typeof value} is not JSON`);
   }
 }
 
-function checkObject(value, depth) {
+function checkObject(value, depth, tally) {
   if (depth > MAX_DEPTH) throw new TypeError(`properties are nested deeper than ${MAX_DEPTH} levels`);
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) checkValue(value[i], depth + 1);
+    countItems(value.length, tally);
+    for (let i = 0; i < value.length; i++) checkValue(value[i], depth + 1, tally);
     return;
   }
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
     throw new TypeError('objects in properties must be plain objects');
   }
-  for (const key of Object.keys(value)) {
+  const keys = Object.keys(value);
+  tally.keys += keys.length;
+  if (tally.keys > MAX_KEYS) throw new TypeError(`properties have more than ${MAX_KEYS} keys`);
+  countItems(keys.length, tally);
+  for (const key of keys) {
     if (!wellFormed(key)) throw new TypeError('a property name is not valid Unicode');
-    checkValue(value[key], depth + 1);
+    checkValue(value[key], depth + 1, tally);
   }
+}
+
+// Each item takes two bytes at the least: one of its own, and a comma or the closing
+// bracket after it. A container with more than could ever fit is refused before its items
+// are looked at or encoded, which for an array of millions would take the caller's time.
+function countItems(count, tally) {
+  tally.least += 2 * count;
+  if (tally.least > MAX_PROPERTIES_BYTES) throw new TooLargeError('properties too large');
 }
 
 // `defaultAgent` names the source when options.agent is empty or missing.
@@ -143,7 +174,7 @@ function encodeEvent(event, properties, options = {}, nowMs = Date.now(), defaul
     if (typeof properties !== 'object' || Array.isArray(properties)) {
       throw new TypeError('properties must be an object');
     }
-    checkObject(properties, 1);
+    checkObject(properties, 1, { keys: 0, least: 1 });
     const body = JSON.stringify(properties);
     // Bytes as the daemon counts them: UTF-8, at most 3 bytes a UTF-16 unit.
     if (body.length * 3 > MAX_PROPERTIES_BYTES && Buffer.byteLength(body) > MAX_PROPERTIES_BYTES) {
@@ -213,6 +244,7 @@ class TooLargeError extends RangeError {}
 
 module.exports = {
   MAX_AGENT_NAME,
+  truncate,
   TooLargeError,
   uuid7,
   randomHex,

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -247,13 +248,13 @@ def _receipts(daemon) -> list[dict]:  # type: ignore[no-untyped-def]
     conn = sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            "SELECT status, events, body_sha256, http_status FROM upload_receipts ORDER BY id"
+            "SELECT status, events, body_sha256, http_status, error FROM upload_receipts"
+            " ORDER BY id"
         ).fetchall()
     finally:
         conn.close()
-    ordered = [
-        dict(zip(("status", "events", "body_sha256", "http_status"), r, strict=True)) for r in rows
-    ]
+    names = ("status", "events", "body_sha256", "http_status", "error")
+    ordered = [dict(zip(names, r, strict=True)) for r in rows]
     # Failed tries are written when they happen, the accepted one with its marks.
     return sorted(ordered, key=lambda r: r["status"] != "accepted")
 
@@ -266,3 +267,144 @@ def test_flush_needs_the_daemon(daemon_factory: Factory, posthog: FakePostHog) -
     result = daemon.cli("flush", check=False)
     assert result.returncode == 1 and "needs the daemon" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_body_limit_refusing_every_request_quarantines_nothing(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """A proxy answering 413 to any request, however small: splitting down to single
+    events finds no event to blame. Two batches are tried, nothing is quarantined, the
+    flush fails saying the backend refuses every event and why."""
+    posthog.body_limit = 100  # smaller than any request
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="4")
+    post_events(daemon, 12)
+    result = daemon.cli("flush", "--json", check=False)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert "refused every event it was sent (8 events in 2 batches" in report["error"]
+    assert "too large for the backend: HTTP 413" in report["error"]
+    assert "a limit on the request size" in report["error"]
+    assert (report["quarantined"], report["requests"]) == (0, 2 * (1 + 2 + 4))
+    status = daemon.status()["buffer"]
+    assert (status["pending_upload"], status["quarantined"]) == (12, 0)
+
+
+def test_an_event_too_large_for_the_backend_is_still_quarantined(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """The same body limit, with one event larger than it among small ones the backend
+    takes: that event alone is quarantined as too large; the others are delivered."""
+    posthog.body_limit = 4096
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="10")
+    small = post_events(daemon, 4)
+    large = _post_large_event(daemon)
+    small += post_events(daemon, 5)
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["quarantined"]) == (0, 9, 1)
+    assert sorted(e["uuid"] for e in posthog.accepted_events()) == sorted(small)
+    listed = json.loads(daemon.cli("quarantine", "--json").stdout)
+    assert [e["uuid"] for e in listed["events"]] == [large]
+    assert listed["events"][0]["reason"].startswith("too large for the backend: HTTP 413")
+
+
+def _post_large_event(daemon) -> str:  # type: ignore[no-untyped-def]
+    """One event of ~20 KB that gzip cannot shrink much: letters in random order."""
+    import random
+    import string
+
+    rng = random.Random(7)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=6)) for _ in range(3000)]
+    parts = {f"part{i}": " ".join(words[i * 500 : (i + 1) * 500])[:3500] for i in range(6)}
+    return _post_event(daemon, parts)
+
+
+def test_a_redirect_ends_the_flush_and_names_where_it_points(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """308 to another host: not followed, not retried; the flush fails at once naming the
+    address it points to (without credentials or query) and the setting to change."""
+    posthog.answer_always = Scripted(
+        308,
+        headers={"Location": "https://ops:hunter2@eu.i.posthog.com/batch/?token=abc#x"},
+        body={"error": "nope"},
+    )
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 5)
+    result = daemon.cli("flush", check=False)
+    assert result.returncode == 1
+    assert "a redirect to https://eu.i.posthog.com/batch/;" in result.stdout
+    assert "set posthog.host / POSTHOG_HOST to the final address" in result.stdout
+    assert not any(word in result.stdout for word in ("hunter2", "ops:", "token=", "#x"))
+    assert "unavailable" not in result.stdout
+    assert len(posthog.batch_requests()) == 1
+    assert daemon.status()["buffer"]["pending_upload"] == 5
+
+
+def test_retry_after_is_kept_for_the_next_flush_and_shown_in_status(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """A backend always answering 429 with Retry-After: 3600. The flush ends; a flush
+    asked for right after sends nothing and says until when; `status` shows the wait,
+    and the 10 s schedule's next run is no sooner than it."""
+    posthog.answer_always = Scripted(429, headers={"Retry-After": "3600"})
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_UPLOAD_INTERVAL="10s")
+    post_events(daemon, 5)
+    first = flush_json(daemon, check=False)
+    assert first["exit_code"] == 1 and "asked to wait 3600s" in first["error"]
+    assert first["not_before"] is not None
+    assert len(posthog.batch_requests()) == 1
+
+    again = daemon.cli("flush", check=False)
+    assert again.returncode == 1
+    assert f"not contacted again before {first['not_before']}" in again.stdout
+    assert "it asked to wait 3600s (HTTP 429)" in again.stdout
+    assert len(posthog.batch_requests()) == 1  # nothing sent
+
+    status = daemon.status()
+    wait = status["upload"]["not_before"]
+    assert wait["until"] == first["not_before"]
+    assert wait["reason"] == "it asked to wait 3600s (HTTP 429)"
+    until = datetime.fromisoformat(wait["until"])
+    assert datetime.fromisoformat(status["next_upload"]) >= until - timedelta(seconds=1)
+    assert status["buffer"]["pending_upload"] == 5
+
+
+def test_the_backend_s_error_text_stays_out_of_the_log(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """A backend quoting the refused event in its error text: the log says the status and
+    what kind of failure, never that text; the quarantine and the receipts (the user's
+    own) keep it, scrubbed as stored events are."""
+    daemon = _uploading(daemon_factory, posthog, AGENT_TELEMETRY_BATCH_SIZE="4")
+    post_events(daemon, 8)
+    bad = _post_event(daemon, {"note": "acme merger plan"})
+    posthog.reject_uuids = {bad}
+    posthog.quote_rejected = True
+    posthog.script = [Scripted(503, body={"detail": "overloaded, ask bob@corp.example"})]
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["quarantined"]) == (0, 8, 1)
+    listed = json.loads(daemon.cli("quarantine", "--json").stdout)
+    assert "acme merger plan" in listed["events"][0]["reason"]
+    errors = [r["error"] for r in _receipts(daemon) if r["error"]]
+    assert "HTTP 503: overloaded, ask [email]" in errors
+    log = daemon.log()
+    assert '"problem": "HTTP 503"' in log and '"why": "refused"' in log
+    for text in ("acme merger plan", "overloaded", "corp.example", "invalid event"):
+        assert text not in log, text
+
+
+def _post_event(daemon, properties: dict) -> str:  # type: ignore[no-untyped-def,type-arg]
+    import urllib.request
+    import uuid as uuid_module
+
+    value = str(uuid_module.uuid4())
+    event = {"event": "agent.run.completed", "uuid": value, "agent": "tester"}
+    request = urllib.request.Request(
+        daemon.http_url() + "/v1/events",
+        data=json.dumps({"events": [{**event, "properties": properties}]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["accepted"] == 1
+    return value

@@ -1,5 +1,5 @@
 """The uploader's pure parts with plain values: batching, halving, backoff, Retry-After,
-verdicts, endpoint rules, schedule jitter."""
+verdicts, endpoint rules, schedule jitter, what may be shown of a backend's words."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from agent_telemetryd.config_values import EndpointError, check_endpoint
 from agent_telemetryd.outbound import Outbound, batch_id
-from agent_telemetryd.senders.transport import parse_retry_after
+from agent_telemetryd.senders.transport import backend_text, parse_retry_after, public_url
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.batching import halves
 from agent_telemetryd.upload.scheduler import jitter_for
@@ -84,10 +84,30 @@ def test_retry_after_seconds_and_http_date() -> None:
         (401, Verdict.REFUSED),
         (403, Verdict.REFUSED),
         (404, Verdict.REFUSED),
+        (301, Verdict.REDIRECTED),
+        (307, Verdict.REDIRECTED),
+        (308, Verdict.REDIRECTED),
     ],
 )
 def test_verdicts(status: int | None, verdict: Verdict) -> None:
     assert classify(status) is verdict
+
+
+def test_a_2xx_whose_answer_was_not_read_is_not_success() -> None:
+    assert classify(200, answer_read=False) is Verdict.RETRY
+    assert classify(503, answer_read=False) is Verdict.RETRY
+
+
+def test_a_redirect_target_is_shown_without_credentials_query_or_fragment() -> None:
+    assert public_url("https://ops:pw@eu.example.com:8443/batch/?token=x#y") == (
+        "https://eu.example.com:8443/batch/"
+    )
+    assert public_url("http://[::1]/a") == "http://[::1]/a"
+
+
+def test_the_backend_s_words_are_cut_and_scrubbed_like_stored_data() -> None:
+    said = backend_text("bad event from bob@corp.example at 10.1.2.3 " + "x" * 500)
+    assert said.startswith("bad event from [email] at [ip] ") and len(said) == 200
 
 
 def test_endpoints_https_or_loopback_only() -> None:

@@ -5,11 +5,14 @@ Time is driven, not waited for: a 429 asking for 7 s costs the test nothing."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid as uuid_module
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from agent_telemetry._wire import format_timestamp
@@ -188,3 +191,130 @@ async def test_a_stop_while_the_report_is_written_still_answers_whoever_waits(
 
     assert report.requests == 1 and report.events_sent == 0
     assert report.stopped is not None and "turned off" in report.stopped
+
+
+def _uploader(
+    session: Any, posthog: FakePostHog, buffer: Buffer, clock: Callable[[], float], **settings: Any
+) -> Uploader:
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    return Uploader(
+        PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
+        UploadSettings(**settings),
+        consent=lambda: UPLOADING,
+        buffer=lambda: buffer,
+        clock=clock,
+        sleep=no_sleep,
+        rand=lambda: 0.5,
+    )
+
+
+async def test_a_retry_after_longer_than_a_flush_holds_every_later_flush(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """429 with Retry-After: 3600 ends the flush. Ten seconds on, the scheduled flush
+    skips and a flush asked for says until when; neither sends. An hour on, the next
+    flush sends, and the wait is gone."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "3600"})]
+    uuids = await _pending(buffer, 3)
+    now = [NOW]
+    until = format_timestamp(int((NOW + 3600) * 1000))
+    async with new_session() as session:
+        uploader = _uploader(session, posthog, buffer, lambda: now[0])
+        first = await uploader.flush("schedule")
+        assert first.error is not None and "asked to wait 3600s" in first.error
+        assert first.not_before == until
+
+        now[0] = NOW + 10
+        scheduled = await uploader.flush("schedule")
+        assert (scheduled.ok, scheduled.requests, scheduled.not_before) == (True, 0, until)
+        assert scheduled.skipped is not None and f"before {until} (in 3590s)" in scheduled.skipped
+        asked = await uploader.flush("command")
+        assert asked.error is not None and asked.requests == 0
+        assert f"not contacted again before {until}" in asked.error
+        assert "it asked to wait 3600s (HTTP 429)" in asked.error
+        assert len(posthog.batch_requests()) == 1
+
+        now[0] = NOW + 3600
+        later = await uploader.flush("schedule")
+    assert (later.ok, later.events_sent, later.not_before) == (True, 3, None)
+    assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+    assert await buffer.read(_backend_wait) is None
+
+
+async def test_a_backend_that_stays_down_is_left_alone_for_its_next_backoff_step(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """503 to every try: the flush ends after its tries and keeps the step it would have
+    waited next, so a scheduled flush a moment later sends nothing."""
+    posthog.answer_always = Scripted(503)
+    await _pending(buffer, 2)
+    now = [NOW]
+    async with new_session() as session:
+        uploader = _uploader(
+            session, posthog, buffer, lambda: now[0], max_attempts=3, backoff=Backoff(base=4.0)
+        )
+        first = await uploader.flush("schedule")
+        assert first.error is not None and "unavailable (HTTP 503) after 3 tries" in first.error
+        # The third step of 4 s doubling, equal jitter at rand 0.5: 16 * 0.75 = 12 s.
+        assert first.not_before == format_timestamp(int((NOW + 12) * 1000))
+        now[0] = NOW + 5
+        assert (await uploader.flush("schedule")).requests == 0
+        now[0] = NOW + 12
+        assert (await uploader.flush("schedule")).requests == 3
+    wait = await buffer.read(_backend_wait)
+    assert wait is not None and wait.reason == "it was unavailable (HTTP 503) 3 times in a row"
+
+
+async def test_a_request_cancelled_in_flight_gets_a_receipt_stamped_when_it_left(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """Upload turned off while a request waits for its answer: the request is cancelled,
+    and its receipt says so, with the time it left and the hash of what left."""
+    posthog.hold_after = 0
+    await _pending(buffer, 4)
+    now = [NOW]
+    async with new_session() as session:
+        uploader = _uploader(session, posthog, buffer, lambda: now[0])
+        flushing = asyncio.create_task(uploader.flush("command"))
+        assert await asyncio.to_thread(posthog.arrived.wait, 15)
+        now[0] = NOW + 30
+        await uploader.stop("upload was turned off during the flush; no further request")
+        report = await flushing
+        posthog.release.set()
+    assert report.stopped is not None and report.requests == 0
+    [kept] = await buffer.read(receipts.recent)
+    assert (kept["status"], kept["events"], kept["http_status"]) == ("cancelled", 4, None)
+    assert kept["time"] == format_timestamp(int(NOW * 1000))
+    assert len(kept["body_sha256"]) == 64
+    assert "upload was turned off" in kept["error"] and "the backend may have it" in kept["error"]
+
+
+async def test_a_request_without_answer_is_stamped_when_it_left(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """A request that times out: its receipt says `no answer`, at the time it was sent,
+    not when the client gave up on it."""
+    posthog.delay = 2.0
+    await _pending(buffer, 2)
+    started = time.monotonic()
+
+    def clock() -> float:  # a minute of this clock for every real second
+        return NOW + (time.monotonic() - started) * 60
+
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        uploader = _uploader(session, posthog, buffer, clock, max_attempts=1)
+        report = await uploader.flush("command")
+    assert report.error is not None and "unavailable (timed out)" in report.error
+    [kept] = await buffer.read(receipts.recent)
+    assert (kept["status"], kept["http_status"], kept["error"]) == ("no answer", None, "timed out")
+    sent_at = datetime.fromisoformat(kept["time"]).timestamp()
+    assert sent_at < NOW + 15  # sent within a quarter of a real second; answered 30 s later
+
+
+def _backend_wait(conn: Any) -> Any:
+    from agent_telemetryd.upload import backend_wait
+
+    return backend_wait.read(conn)

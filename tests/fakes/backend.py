@@ -39,6 +39,7 @@ class ThreadedBackend:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.script: list[Scripted] = []  # answers to give first, in order
+        self.answer_always: Scripted | None = None  # then this one, to every request
         self.hold = threading.Event()  # while set, batch requests wait (kill -9 tests)
         self.arrived = threading.Event()  # set when a batch request arrives
         self.release = threading.Event()
@@ -94,7 +95,7 @@ class ThreadedBackend:
 
     def next_scripted(self) -> Scripted | None:
         with self._lock:
-            return self.script.pop(0) if self.script else None
+            return self.script.pop(0) if self.script else self.answer_always
 
     async def pause_if_asked(self) -> None:
         with self._lock:

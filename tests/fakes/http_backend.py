@@ -3,14 +3,18 @@
 `POST /api/v1/telemetry/batch` needs the bearer key, gzip, an `Idempotency-Key` and the
 `{"anonymous_id", "events": [{uuid, event, timestamp, properties, received_at, agent}]}`
 envelope with no other field; events are stored once per uuid. `GET .../health` and
-`DELETE .../users/{anonymous_id}` behave as the reference server's do.
+`DELETE .../users/{anonymous_id}` behave as the reference server's do. Events it is
+told to refuse are named in the 2xx answer's `rejected` list (index and reason), as the
+reference server names the events that fail its validation, and are not stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid as uuid_module
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tests.fakes.backend import Recorded, ThreadedBackend, read_gzip_json
@@ -28,6 +32,10 @@ class FakeHttpBackend(ThreadedBackend):
         self.idempotency_keys: list[str] = []
         # Commit each batch, then drop the connection before answering: the answer is lost.
         self.lose_answers = False
+        self.reject_uuids: dict[str, str] = {}  # uuid → reason in the `rejected` list
+        # Write each answer in two chunks this many seconds apart (a slow network, a
+        # proxy flushing early): the client must read the whole answer.
+        self.answer_in_two_chunks: float | None = None
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(f"{API}/batch", self._batch)
@@ -44,7 +52,22 @@ class FakeHttpBackend(ThreadedBackend):
         self.record(Recorded("POST", request.path, dict(request.headers), body, size, status))
         if self.lose_answers and request.transport is not None:
             request.transport.abort()  # committed above; the client never hears of it
+        if self.answer_in_two_chunks is not None:
+            return await self._answer_in_chunks(request, status, answer)
         return web.json_response(answer, status=status)
+
+    async def _answer_in_chunks(
+        self, request: web.Request, status: int, answer: Any
+    ) -> web.StreamResponse:
+        assert self.answer_in_two_chunks is not None
+        data = orjson.dumps(answer)
+        response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        await asyncio.sleep(self.answer_in_two_chunks)
+        await response.write(data[len(data) // 2 :])
+        await response.write_eof()
+        return response
 
     def _judge(self, request: web.Request, body: Any, error: str | None) -> tuple[int, Any]:
         if not self._authorized(request):
@@ -61,17 +84,20 @@ class FakeHttpBackend(ThreadedBackend):
         if scripted is not None:
             return scripted.status, scripted.body
         accepted = duplicates = 0
+        rejected = []
         for event in body["events"]:
             if set(event) != EVENT_FIELDS:
                 return 400, {"error": f"event fields must be {sorted(EVENT_FIELDS)}"}
-        for event in body["events"]:
-            if event["uuid"] in self.stored:
+        for index, event in enumerate(body["events"]):
+            if event["uuid"] in self.reject_uuids:
+                rejected.append({"index": index, "reason": self.reject_uuids[event["uuid"]]})
+            elif event["uuid"] in self.stored:
                 duplicates += 1
             else:
                 accepted += 1
                 self.stored[event["uuid"]] = {**event, "anonymous_id": body["anonymous_id"]}
         self.idempotency_keys.append(key)
-        return 200, {"accepted": accepted, "duplicates": duplicates, "rejected": []}
+        return 200, {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
 
     async def _health(self, request: web.Request) -> web.Response:
         self.record(Recorded("GET", request.path, dict(request.headers), None, 0, 200))

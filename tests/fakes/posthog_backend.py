@@ -4,8 +4,10 @@ gzip must decode; `api_key` must be present (401 otherwise, as PostHog answers);
 event needs `event` and `distinct_id` (400); the body must be at most 20 MB and each event
 at most 1 MB (413). It can be scripted: answer a list of statuses first (500, 429 with
 Retry-After, ...), refuse any batch over N events with 413, refuse any batch holding a
-given uuid with 400, hold a request open. `POST /api/projects/{id}/persons/bulk_delete/`
-records erasure requests.
+given uuid with 400 (its error text may quote the refused event, as some backends do),
+refuse any request body over N bytes on the wire with 413 (a proxy's body limit in front
+of it), hold a request open. `POST /api/projects/{id}/persons/bulk_delete/` records
+erasure requests.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class FakePostHog(ThreadedBackend):
         self.api_key = api_key
         self.max_events: int | None = None  # 413 above this many events in one batch
         self.reject_uuids: set[str] = set()  # 400 for any batch holding one of these
+        self.quote_rejected = False  # the 400's error text quotes the refused event
+        self.body_limit: int | None = None  # 413 from "a proxy" above this many bytes
         self.personal_api_key = "phx_personal"
         self.erasures: list[dict[str, Any]] = []
 
@@ -36,6 +40,10 @@ class FakePostHog(ThreadedBackend):
 
     async def _batch(self, request: web.Request) -> web.Response:
         body, size, error = await read_gzip_json(request, MAX_BODY_BYTES)
+        if self.body_limit is not None and size > self.body_limit:
+            # A proxy's limit: its own page, before PostHog sees the request.
+            self.record(Recorded("POST", request.path, dict(request.headers), body, size, 413))
+            return web.Response(status=413, text="<html>413 Request Entity Too Large</html>")
         status, answer, headers = self._judge(body, error)
         await self.pause_if_asked()
         self.record(Recorded("POST", request.path, dict(request.headers), body, size, status))
@@ -63,8 +71,10 @@ class FakePostHog(ThreadedBackend):
             return scripted.status, scripted.body, scripted.headers
         if self.max_events is not None and len(batch) > self.max_events:
             return 413, {"error": "batch too large"}, {}
-        if any(event.get("uuid") in self.reject_uuids for event in batch):
-            return 400, {"error": "invalid event"}, {}
+        for event in batch:
+            if event.get("uuid") in self.reject_uuids:
+                quoted = f": {orjson.dumps(event['properties']).decode()}"
+                return 400, {"error": f"invalid event{quoted if self.quote_rejected else ''}"}, {}
         return 200, {"status": "Ok"}, {}
 
     async def _bulk_delete(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,16 @@ from agent_telemetryd.outbound import Outbound, OutboundBatch
 
 REDACTED = "<redacted>"
 
+# Called with the body's sha256 as a request leaves, so a request cancelled before its
+# answer still gets a receipt: the backend may have received it.
+RequestHook = Callable[[str], None]
+
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """The backend's answer to one request. `error` is a short reason, never our body."""
+    """The backend's answer to one request. `error` is a short reason, never our body; it
+    may quote the backend's own error text (scrubbed), so it goes to receipts and to the
+    user, never to the log (`kind` does)."""
 
     status: int | None  # HTTP status; None when no answer came
     error: str | None = None
@@ -26,10 +33,22 @@ class SendResult:
     # Events a 2xx answer still refused, by index in the batch (the custom contract's
     # `rejected` list): quarantined with the backend's reason instead of marked sent.
     rejected: tuple[tuple[int, str], ...] = ()
+    # Where a redirect points, without credentials, query or fragment.
+    location: str | None = None
+    # False when the answer was longer than the transport reads: what it said is unknown.
+    answer_read: bool = True
 
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def kind(self) -> str:
+        """What happened in our own fixed words (`HTTP 503`, `timed out`, `network error
+        (ClientConnectorError)`), without anything the backend wrote: safe for the log."""
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.error or "no answer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +77,9 @@ class Sender(abc.ABC):
     backend = ""  # where events go, for receipts and `status` (no secrets)
 
     @abc.abstractmethod
-    async def send(self, batch: OutboundBatch) -> SendResult:
-        """Deliver one batch; never raises for backend or network trouble."""
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
+        """Deliver one batch; never raises for backend or network trouble. `on_request` is
+        called as the request leaves (not at all if it never does)."""
 
     @abc.abstractmethod
     def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:

@@ -18,7 +18,13 @@ from agent_telemetryd.config import (
     check_endpoint,
 )
 from agent_telemetryd.outbound import OutboundBatch
-from agent_telemetryd.senders.base import ErasureResult, PreparedRequest, Sender, SendResult
+from agent_telemetryd.senders.base import (
+    ErasureResult,
+    PreparedRequest,
+    RequestHook,
+    Sender,
+    SendResult,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -136,8 +142,8 @@ class DeferredSender(Sender):
             self._sender = build_sender(self._config, self._session)
         return self._sender
 
-    async def send(self, batch: OutboundBatch) -> SendResult:
-        return await self._real().send(batch)
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
+        return await self._real().send(batch, on_request)
 
     def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:
         return self._real().prepare(batch, sent_at)

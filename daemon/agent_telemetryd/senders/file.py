@@ -16,6 +16,7 @@ from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import (
     ErasureResult,
     PreparedRequest,
+    RequestHook,
     Sender,
     SendResult,
     contract_event,
@@ -38,7 +39,8 @@ class FileSender(Sender):
         self.path = path
         self.backend = f"file {path}"
 
-    async def send(self, batch: OutboundBatch) -> SendResult:
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
+        # Nothing leaves the machine: the receipt's time is taken before the write.
         data = lines(batch, now_rfc3339())
         try:
             await asyncio.to_thread(self._append, data)

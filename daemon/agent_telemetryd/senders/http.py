@@ -18,6 +18,7 @@ from agent_telemetryd.senders.base import (
     REDACTED,
     ErasureResult,
     PreparedRequest,
+    RequestHook,
     Sender,
     SendResult,
     contract_event,
@@ -42,7 +43,8 @@ def _rejections(answer: Any, size: int) -> tuple[tuple[int, str], ...]:
         if isinstance(item, dict) and isinstance(item.get("index"), int):
             index = item["index"]
             if 0 <= index < size:
-                found.append((index, str(item.get("reason", "rejected by the backend"))[:200]))
+                reason = str(item.get("reason") or "rejected by the backend")
+                found.append((index, transport.backend_text(reason)))
     return tuple(found)
 
 
@@ -68,13 +70,14 @@ class HttpSender(Sender):
             headers["Idempotency-Key"] = batch.batch_id
         return headers
 
-    async def send(self, batch: OutboundBatch) -> SendResult:
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
         result, answer = await transport.request(
             self._session,
             "POST",
             f"{self._endpoint}{API}/batch",
             payload=orjson.dumps(batch_body(batch)),
             headers=self._headers(batch),
+            on_request=on_request,
         )
         if result.ok:
             rejected = _rejections(answer, len(batch))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent_telemetryd.outbound import OutboundBatch
-from agent_telemetryd.senders.base import PreparedRequest, Sender, SendResult
+from agent_telemetryd.senders.base import PreparedRequest, RequestHook, Sender, SendResult
 
 
 class NoneSender(Sender):
@@ -11,7 +11,7 @@ class NoneSender(Sender):
     sends = False
     backend = "none"
 
-    async def send(self, batch: OutboundBatch) -> SendResult:
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
         return SendResult(None, error="sender none sends nothing")
 
     def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:

@@ -22,6 +22,7 @@ from agent_telemetryd.senders.base import (
     REDACTED,
     ErasureResult,
     PreparedRequest,
+    RequestHook,
     Sender,
     SendResult,
     now_rfc3339,
@@ -92,10 +93,10 @@ class PostHogSender(Sender):
     def url(self) -> str:
         return f"{self._host}/batch/"
 
-    async def send(self, batch: OutboundBatch) -> SendResult:
+    async def send(self, batch: OutboundBatch, on_request: RequestHook | None = None) -> SendResult:
         body = batch_body(self._api_key, batch, now_rfc3339())
         result, _ = await transport.request(
-            self._session, "POST", self.url, payload=orjson.dumps(body)
+            self._session, "POST", self.url, payload=orjson.dumps(body), on_request=on_request
         )
         return result
 

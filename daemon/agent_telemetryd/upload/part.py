@@ -19,6 +19,8 @@ from agent_telemetryd.parts import Started
 from agent_telemetryd.reload_plan import SENDER_SETTINGS
 from agent_telemetryd.senders.factory import DeferredSender, SharedSession
 from agent_telemetryd.store import upload_queries
+from agent_telemetryd.upload import backend_wait
+from agent_telemetryd.upload.backend_wait import BackendWait
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.flush import UploadSettings
 from agent_telemetryd.upload.uploader import Uploader
@@ -62,6 +64,10 @@ class Schedule:
     def next_run(self) -> datetime | None:
         return self._schedule.next_run() if self._schedule is not None else None
 
+    def defer(self, until: datetime) -> None:
+        if self._schedule is not None:
+            self._schedule.defer(until)
+
     def shutdown(self) -> None:
         if self._schedule is not None:
             self._schedule.shutdown()
@@ -80,6 +86,24 @@ class UploadPart:
             buffer=lambda: context.buffer,
         )
         self.schedule = Schedule(self.uploader, context.config.upload_interval)
+        self.uploader.on_finish.append(self._after_flush)
+
+    def _after_flush(self) -> None:
+        # A flush the backend asked to wait: the schedule waits as long (a scheduled run
+        # before then would only find it waiting).
+        report = self.uploader.last_report
+        if report is not None and report.not_before:
+            self.schedule.defer(datetime.fromisoformat(report.not_before))
+
+    async def backend_wait(self) -> BackendWait | None:
+        """The time the backend asked not to be contacted before, while it holds."""
+        buffer = self.context.buffer
+        if buffer is None:
+            return None
+        wait = await buffer.read(backend_wait.read)
+        if wait is None or not wait.applies(self.uploader.sender.backend, int(time.time() * 1000)):
+            return None
+        return wait
 
     async def on_config_change(self, before: Config, after: Config) -> None:
         # A reload: the next flush uses the new sender and settings; this one finishes.
@@ -102,6 +126,7 @@ class UploadPart:
         next_run = self.schedule.next_run()
         uploader = self.uploader
         last = uploader.last_report
+        wait = await self.backend_wait()
         return {
             "next_upload": (
                 next_run.astimezone().isoformat(timespec="seconds") if next_run else None
@@ -112,6 +137,9 @@ class UploadPart:
                 "batch_size": uploader.settings.batch_size,
                 "flush_running": uploader.running,
                 "last_flush": last.as_dict() if last is not None else None,
+                # No upload reaches the backend before then (its Retry-After, or the
+                # backoff after it stayed unavailable): why `next_upload` is no sooner.
+                "not_before": wait.as_dict() if wait is not None else None,
             },
         }
 
@@ -165,4 +193,9 @@ async def start(context: DaemonContext) -> Started:
         context.idle.checks.append(part.upload_due)
         uploader.on_finish.append(context.idle.activity)
     part.schedule.set_active(context.consent.uploads)
+    if context.consent.uploads:
+        # A wait the backend asked for before a restart still holds for the schedule.
+        wait = await part.backend_wait()
+        if wait is not None:
+            part.schedule.defer(datetime.fromisoformat(wait.until))
     return Started(close=part.close, add_routes=add_routes)

@@ -1,15 +1,25 @@
-"""A receipt of every upload request: time, backend, event count, body sha256, answer."""
+"""A receipt of every upload request: time, backend, event count, body sha256, answer.
+
+Every request that left gets one, stamped with the time it left: answered (the verdict
+on its answer), unanswered (`no answer`: a timeout or a dropped connection, after which
+the backend may still have stored it) or cancelled in flight (`cancelled`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_telemetry._wire import format_timestamp
 
+if TYPE_CHECKING:  # `status` reads receipts without loading the senders
+    from agent_telemetryd.senders.base import SendResult
+    from agent_telemetryd.upload.verdicts import Verdict
+
 # Receipts are small, but a long-lived install makes many: keep the most recent ones.
 KEEP_RECEIPTS = 10_000
+NO_ANSWER = "no answer"
+CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +28,38 @@ class Receipt:
     backend: str
     events: int
     body_sha256: str
-    status: str  # accepted, retry, split, rejected, refused
+    # accepted, retry, split, rejected, refused, redirected; no answer, cancelled
+    status: str
     http_status: int | None
     error: str | None
+
+
+def answered(
+    backend: str, events: int, result: SendResult, verdict: Verdict, sent_ms: int
+) -> Receipt:
+    """The receipt of a request that was answered, or that got no answer."""
+    return Receipt(
+        sent_ms=sent_ms,
+        backend=backend,
+        events=events,
+        body_sha256=result.body_sha256,
+        status=NO_ANSWER if result.status is None else verdict.value,
+        http_status=result.status,
+        error=result.error,
+    )
+
+
+def cancelled(backend: str, events: int, body_sha256: str, sent_ms: int, why: str) -> Receipt:
+    """The receipt of a request cancelled after it left, before its answer came."""
+    return Receipt(
+        sent_ms=sent_ms,
+        backend=backend,
+        events=events,
+        body_sha256=body_sha256,
+        status=CANCELLED,
+        http_status=None,
+        error=f"cancelled before the answer came ({why}); the backend may have it",
+    )
 
 
 def record(conn: sqlite3.Connection, receipt: Receipt) -> None:

@@ -67,6 +67,15 @@ class UploadSchedule:
         if not active:
             self._job.pause()
 
+    def defer(self, until: datetime) -> None:
+        """Run no sooner than `until` (the backend asked not to be contacted before): the
+        next run moves there, so `next_upload` says when the upload really comes."""
+        job = self._scheduler.get_job(JOB_ID) if self._job is not None else None
+        if job is None or job.next_run_time is None:  # paused: resumed runs check anyway
+            return
+        if job.next_run_time < until:
+            job.modify(next_run_time=until)
+
     def next_run(self) -> datetime | None:
         if self._job is None:
             return None

@@ -130,10 +130,12 @@ class Uploader:
             return
         self._stop_reason = reason
         assert self._sending is not None
-        self._sending.cancel()
+        # The reason goes with the cancellation: a request in flight gets a receipt saying it.
+        self._sending.cancel(reason)
         await asyncio.gather(task, return_exceptions=True)
 
     async def _finish(self, report: FlushReport, sending: asyncio.Task[None]) -> FlushReport:
+        problem: str | None = None  # what the log says of an error: never its text
         try:
             await sending
         except ConsentWithdrawnError:
@@ -143,8 +145,10 @@ class Uploader:
             report.stopped = self._stop_reason
         except FlushEndedError as error:
             report.ok, report.error = False, str(error)
+            problem = error.kind
         except sqlite3.Error as error:
             report.ok, report.error = False, f"buffer error: {error}"
+            problem = "buffer error"
         await self._note_waiting(report)
         report.finished_at = self._now()
         self.last_report = report
@@ -156,7 +160,8 @@ class Uploader:
             batches=report.batches,
             requests=report.requests,
             quarantined=report.quarantined,
-            error=report.error,
+            problem=problem,
+            not_before=report.not_before,
             stopped=report.stopped,
             skipped=report.skipped,
         )

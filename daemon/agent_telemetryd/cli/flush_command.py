@@ -21,6 +21,12 @@ from agent_telemetryd.consent import decide, read_stored
 
 # A flush may wait on backoff and Retry-After; the CLI waits for its whole report.
 FLUSH_TIMEOUT = 900.0
+# The flush was held by a wait: the backend asked not to be contacted yet, or the pause
+# after it stayed down is still running (the flush that found it down exited 1). Try later:
+# sysexits' EX_TEMPFAIL. The upload timer's unit counts it as success, so a Retry-After of
+# an hour does not mark the user's service failed at every tick.
+EXIT_BACKEND_WAITING = 75
+WAIT_ENDINGS = frozenset({"asked to wait", "backend waiting"})
 
 
 @click.command()
@@ -29,6 +35,8 @@ def flush(as_json: bool) -> None:
     """Upload pending events now and wait for the result.
 
     Exits non-zero when the backend failed; the events then stay pending for the next run.
+    Exit 75: the backend asked to be left alone (or is paused after it stayed down) until
+    the time the output gives.
 
     \b
     Example:
@@ -51,7 +59,7 @@ def flush(as_json: bool) -> None:
         raise click.ClickException(str(error)) from None
     _print_flush(report, as_json)
     if report.get("error"):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_BACKEND_WAITING if report.get("ended") in WAIT_ENDINGS else 1)
 
 
 def _print_flush(report: dict[str, Any], as_json: bool) -> None:

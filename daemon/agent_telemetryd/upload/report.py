@@ -17,6 +17,9 @@ class FlushReport:
     requests: int = 0
     quarantined: int = 0
     error: str | None = None  # the backend failed: `flush` exits non-zero
+    # How a flush that failed ended (FlushEndedError.kind): `unavailable`, `asked to wait`,
+    # `backend waiting`, `redirected`, ...; a fixed word, never the backend's text.
+    ended: str | None = None
     stopped: str | None = None  # consent withdrawn or daemon stopping mid-flush
     skipped: str | None = None  # nothing could be sent at all (mode, sender, backend wait)
     # When the backend may be contacted again, when it asked to wait (or stayed down).

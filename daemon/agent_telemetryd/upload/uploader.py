@@ -144,7 +144,7 @@ class Uploader:
             # Swallowed on purpose: whoever waits on this flush gets a report, not an error.
             report.stopped = self._stop_reason
         except FlushEndedError as error:
-            report.ok, report.error = False, str(error)
+            report.ok, report.error, report.ended = False, str(error), error.kind
             problem = error.kind
         except sqlite3.Error as error:
             report.ok, report.error = False, f"buffer error: {error}"

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.api_client import DaemonUnavailableError
-from agent_telemetryd.cli.common import api, daemon_pid, get_config, json_option, print_json
+from agent_telemetryd.cli.common import (
+    api,
+    daemon_pid,
+    get_config,
+    json_option,
+    print_json,
+    unavailable,
+)
 
 
 @click.command()
@@ -36,8 +43,10 @@ def reload(as_json: bool) -> None:
     try:
         response = client.request("POST", "/v1/reload")
         body = response.read()
+    except TimeoutError:
+        raise click.ClickException(unavailable(client.timed_out("POST"))) from None
     except DaemonUnavailableError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(unavailable(error)) from None
     try:
         reply = json.loads(body)
     except ValueError:

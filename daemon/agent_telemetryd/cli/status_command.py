@@ -21,22 +21,31 @@ from agent_telemetryd.config import Config
 def status(as_json: bool) -> None:
     """Show the mode, what decided it, the buffer and every counter.
 
-    Works with the daemon down: it then reads the buffer file.
+    Works with the daemon down: it then reads the buffer file. So it does, and exits 1,
+    when the daemon runs but does not answer.
 
     \b
     Example:
         agent-telemetry status --json
     """
     config = get_config()
-    report = read_status(config)
+    report = read_status(config, from_files_if_silent=True)
     if as_json:
         print_json(report)
     else:
         click.echo(format_status(report, config))
+    if report.get("unanswered"):
+        # Told, but not a success: a script waiting for the daemon keeps waiting.
+        raise SystemExit(1)
 
 
 def format_status(report: dict[str, Any], config: Config) -> str:
-    if report["running"]:
+    if report.get("unanswered"):
+        running = (
+            f"running (pid {report['pid']}) but not answering ({report['unanswered']}); "
+            "the rest is read from the files: check it with agent-telemetry doctor"
+        )
+    elif report["running"]:
         running = f"running (pid {report['pid']})"
     elif _someone_listens(config.paths.api_socket):
         running = "not running; its sockets are open (socket activation): the next event starts it"
@@ -82,14 +91,15 @@ def _someone_listens(path: Path) -> bool:
 
 def _http_line(report: dict[str, Any], config: Config) -> str:
     """The URL the daemon listens on; with the daemon down, the one it is configured for."""
-    if report["running"]:
+    if report["running"] and not report.get("unanswered"):
         return report["paths"]["http"] or "off (http_port = off)"
+    why = "does not answer" if report.get("unanswered") else "is not running"
     if config.http_port is None:
         return "off (http_port = off)"
     if config.http_port == 0:
-        return "a free loopback port picked at start (http_port = 0); the daemon is not running"
+        return f"a free loopback port picked at start (http_port = 0); the daemon {why}"
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
-    return f"http://{host}:{config.http_port} (configured; the daemon is not running)"
+    return f"http://{host}:{config.http_port} (configured; the daemon {why})"
 
 
 def _rate_limited_lines(report: dict[str, Any]) -> list[str]:

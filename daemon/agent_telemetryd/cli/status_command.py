@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.common import get_config, json_option, print_json, read_status
+from agent_telemetryd.cli.consent_hints import shell_warning
 from agent_telemetryd.config import Config
+from agent_telemetryd.consent_env import consent_environment
 
 
 @click.command()
@@ -30,6 +32,11 @@ def status(as_json: bool) -> None:
     """
     config = get_config()
     report = read_status(config, from_files_if_silent=True)
+    if report["running"] and not report.get("unanswered"):
+        mine = consent_environment(config)
+        warning = shell_warning(mine, report.get("consent_environment"), config)
+        if warning is not None:
+            click.echo(warning, err=True)
     if as_json:
         print_json(report)
     else:

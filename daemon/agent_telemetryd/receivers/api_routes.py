@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from agent_telemetryd.config import MODES
+from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
 from agent_telemetryd.mode_change import apply_mode, record_choice
@@ -112,6 +113,7 @@ async def post_mode(request: web.Request) -> web.Response:
             "mode_source": state.source,
             "mode_reason": state.reason,
             "sender": context.config.sender,
+            "consent_environment": consent_environment(context.config),
         }
     )
 

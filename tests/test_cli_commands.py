@@ -47,6 +47,25 @@ def test_status_with_the_daemon_down_says_so_and_shows_the_configured_url(
     )
 
 
+def test_status_with_the_daemon_down_and_a_malformed_buffer_still_tells_the_rest(
+    daemon_factory: DaemonFactory,
+) -> None:
+    stopped = daemon_factory({"AGENT_TELEMETRY_MODE": "local"}, start=False)
+    stopped.database.parent.mkdir(parents=True)
+    stopped.database.write_bytes(b"this is not a database, only text " * 200)
+    result = run_cli(stopped, "status")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert lines["mode"].strip() == "local  (env: AGENT_TELEMETRY_MODE is set)"
+    assert lines["sender"].strip() == "none"
+    assert lines["events"].strip().startswith(f"unknown: cannot read {stopped.database}: ")
+    assert lines["buffer file"].strip() == f"{stopped.database} (cannot be read)"
+    assert lines["ingest"].strip() == str(stopped.ingest_socket)
+    report = json.loads(run_cli(stopped, "status", "--json").stdout)
+    assert report["buffer_error"].startswith(f"cannot read {stopped.database}: ")
+    assert report["paths"]["database"] == str(stopped.database)
+
+
 @pytest.mark.parametrize(
     ("port", "shown"),
     [

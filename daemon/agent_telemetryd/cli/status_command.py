@@ -62,18 +62,24 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         )
     buffer, counters = report["buffer"], report["counters"]
     dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
+    if report.get("buffer_error"):
+        contents = [f"events:       unknown: {report['buffer_error']}"]
+    else:
+        contents = [
+            f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending "
+            f"upload, {buffer['sent']} sent, {buffer['quarantined']} quarantined",
+            f"received:     {counters['received']}  rejected: {counters['rejected']}  "
+            f"dropped: {dropped}",
+        ]
     lines = [
         f"daemon:       {running}",
         f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",
         f"sender:       {report['sender']}",
-        f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending upload, "
-        f"{buffer['sent']} sent, {buffer['quarantined']} quarantined",
-        f"received:     {counters['received']}  rejected: {counters['rejected']}  "
-        f"dropped: {dropped}",
+        *contents,
         f"last upload:  {report.get('last_upload') or 'never'}",
         f"next upload:  {report.get('next_upload') or 'not scheduled'}",
         *_rate_limited_lines(report),
-        f"buffer file:  {report['paths']['database']} ({buffer['bytes']} bytes)",
+        f"buffer file:  {report['paths']['database']}{_size(report)}",
         f"ingest:       {report['paths']['ingest_socket']}",
         f"http:         {_http_line(report, config)}",
     ]
@@ -107,6 +113,12 @@ def _http_line(report: dict[str, Any], config: Config) -> str:
         return f"a free loopback port picked at start (http_port = 0); the daemon {why}"
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
     return f"http://{host}:{config.http_port} (configured; the daemon {why})"
+
+
+def _size(report: dict[str, Any]) -> str:
+    if report.get("buffer_error"):
+        return " (cannot be read)"
+    return f" ({report['buffer']['bytes']} bytes)"
 
 
 def _rate_limited_lines(report: dict[str, Any]) -> list[str]:

@@ -193,6 +193,9 @@ def test_export_filters_by_receipt_time_agent_and_event(daemon: DaemonProcess) -
     assert exported(daemon, "--since", rfc3339(boundary)) == everything[2:]
     assert exported(daemon, "--until", str(boundary)) == everything[:2]
     assert exported(daemon, "--until", "1d") == []  # until a day ago: nothing yet
+    # The durations every setting takes (upload_interval = "15m"), weeks too.
+    assert exported(daemon, "--since", "30m") == exported(daemon, "--since", "1w") == everything
+    assert exported(daemon, "--until", "60s") == []
     assert exported(daemon, "--agent", "late", "--event", "tool.call") == [("late", "tool.call")]
     assert (
         exported(daemon, "--event", "run.done", "--event", "tool.call", "--agent", "early")
@@ -208,6 +211,10 @@ def test_export_filters_by_receipt_time_agent_and_event(daemon: DaemonProcess) -
         (["--since", "yesterday"], "--since must be a time back from now such as 24h or 7d"),
         (["--until", "2024-05-01T09:00:00"], "or an RFC 3339 time such as 2024-05-01T09:00:00Z"),
         (["--since", "1h", "--until", "2h"], "--until must be later than --since"),
+        (["--since", "-5h"], "--since '-5h' is negative; a time back from now is written"),
+        (["--since", "-1d"], "without a sign (1d means that long ago)"),
+        (["--since", "0h"], "--since '0h' is zero; a time back from now must be greater than"),
+        (["--until", "-5"], "--until '-5': epoch milliseconds cannot be negative"),
     ],
 )
 def test_export_bad_times_are_one_line_errors(
@@ -217,6 +224,13 @@ def test_export_bad_times_are_one_line_errors(
     result = run_cli(stopped, "export", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stats_takes_the_same_times_as_export(daemon_factory: DaemonFactory) -> None:
+    stopped = daemon_factory(start=False)
+    assert run_cli(stopped, "stats", "models", "--since", "1w", "--json").returncode == 0
+    refused = run_cli(stopped, "stats", "models", "--since", "-1d")
+    assert refused.returncode == 1 and "--since '-1d' is negative" in refused.stderr
 
 
 # --- completion and version ---

@@ -28,7 +28,7 @@ class RateRule:
     per_seconds: float
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
 _UNIT_SECONDS = {
     None: 1.0,
     "ms": 0.001,
@@ -37,6 +37,7 @@ _UNIT_SECONDS = {
     "min": 60.0,
     "h": 3600.0,
     "d": 86400.0,
+    "w": 604800.0,
 }
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|m|min|h|hour|d|day)\s*$")
 _RATE_UNITS = {

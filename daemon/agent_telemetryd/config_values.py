@@ -181,6 +181,13 @@ def parse_flag(value: Any) -> bool:
     return str(value).strip().lower() not in ("", "0", "false", "no", "off")
 
 
+def parse_ci(value: Any) -> bool:
+    """`CI` as CI services set it: any non-empty value but `0` or `false` (`CI=no` is set)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("", "0", "false")
+
+
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 

@@ -8,14 +8,8 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.api_client import DaemonUnavailableError
-from agent_telemetryd.cli.common import (
-    api,
-    daemon_pid,
-    get_config,
-    json_option,
-    print_json,
-    unavailable,
-)
+from agent_telemetryd.cli.common import api, daemon_pid, json_option, print_json, unavailable
+from agent_telemetryd.config import read_config
 
 
 @click.command()
@@ -34,7 +28,9 @@ def reload(as_json: bool) -> None:
     Example:
         agent-telemetry reload
     """
-    config = get_config()
+    # The running daemon reads the config itself and its reply lists every problem; this
+    # process's reading only finds the daemon, so it says nothing of its own about them.
+    config, _problems = read_config()
     if daemon_pid(config) is None:
         raise click.ClickException(
             "the daemon is not running; it reads the config when it starts: agent-telemetry daemon"

@@ -324,6 +324,26 @@ def test_env_file_others_can_read_or_with_a_bad_line_is_refused(
     assert f"Error: {env_file}, line 2: expected NAME=value" in result.stderr
 
 
+def test_env_file_others_can_read_is_used_when_it_holds_no_secret(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    stopped = daemon_factory(start=False)
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("AGENT_TELEMETRY_MODE=off\n")
+    env_file.chmod(0o644)
+    result = run_cli(stopped, "--env-file", str(env_file), "status")
+    assert result.returncode == 0, result.stderr
+    assert "mode:         off  (env: AGENT_TELEMETRY_MODE is set)" in result.stdout.splitlines()
+
+    env_file.write_text("AGENT_TELEMETRY_MODE=off\nTELEMETRY_API_KEY=secret-value\n")
+    result = run_cli(stopped, "--env-file", str(env_file), "status")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {env_file} holds TELEMETRY_API_KEY but others may read it (mode 644); "
+        f"run: chmod 600 {env_file}\n"
+    )
+
+
 def test_enable_without_a_backend_says_where_the_daemon_reads_keys(
     daemon_factory: DaemonFactory,
 ) -> None:

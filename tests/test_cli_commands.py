@@ -47,6 +47,25 @@ def test_status_with_the_daemon_down_says_so_and_shows_the_configured_url(
     )
 
 
+def test_status_with_the_daemon_down_and_a_malformed_buffer_still_tells_the_rest(
+    daemon_factory: DaemonFactory,
+) -> None:
+    stopped = daemon_factory({"AGENT_TELEMETRY_MODE": "local"}, start=False)
+    stopped.database.parent.mkdir(parents=True)
+    stopped.database.write_bytes(b"this is not a database, only text " * 200)
+    result = run_cli(stopped, "status")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert lines["mode"].strip() == "local  (env: AGENT_TELEMETRY_MODE is set)"
+    assert lines["sender"].strip() == "none"
+    assert lines["events"].strip().startswith(f"unknown: cannot read {stopped.database}: ")
+    assert lines["buffer file"].strip() == f"{stopped.database} (cannot be read)"
+    assert lines["ingest"].strip() == str(stopped.ingest_socket)
+    report = json.loads(run_cli(stopped, "status", "--json").stdout)
+    assert report["buffer_error"].startswith(f"cannot read {stopped.database}: ")
+    assert report["paths"]["database"] == str(stopped.database)
+
+
 @pytest.mark.parametrize(
     ("port", "shown"),
     [
@@ -174,6 +193,9 @@ def test_export_filters_by_receipt_time_agent_and_event(daemon: DaemonProcess) -
     assert exported(daemon, "--since", rfc3339(boundary)) == everything[2:]
     assert exported(daemon, "--until", str(boundary)) == everything[:2]
     assert exported(daemon, "--until", "1d") == []  # until a day ago: nothing yet
+    # The durations every setting takes (upload_interval = "15m"), weeks too.
+    assert exported(daemon, "--since", "30m") == exported(daemon, "--since", "1w") == everything
+    assert exported(daemon, "--until", "60s") == []
     assert exported(daemon, "--agent", "late", "--event", "tool.call") == [("late", "tool.call")]
     assert (
         exported(daemon, "--event", "run.done", "--event", "tool.call", "--agent", "early")
@@ -189,6 +211,10 @@ def test_export_filters_by_receipt_time_agent_and_event(daemon: DaemonProcess) -
         (["--since", "yesterday"], "--since must be a time back from now such as 24h or 7d"),
         (["--until", "2024-05-01T09:00:00"], "or an RFC 3339 time such as 2024-05-01T09:00:00Z"),
         (["--since", "1h", "--until", "2h"], "--until must be later than --since"),
+        (["--since", "-5h"], "--since '-5h' is negative; a time back from now is written"),
+        (["--since", "-1d"], "without a sign (1d means that long ago)"),
+        (["--since", "0h"], "--since '0h' is zero; a time back from now must be greater than"),
+        (["--until", "-5"], "--until '-5': epoch milliseconds cannot be negative"),
     ],
 )
 def test_export_bad_times_are_one_line_errors(
@@ -198,6 +224,13 @@ def test_export_bad_times_are_one_line_errors(
     result = run_cli(stopped, "export", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stats_takes_the_same_times_as_export(daemon_factory: DaemonFactory) -> None:
+    stopped = daemon_factory(start=False)
+    assert run_cli(stopped, "stats", "models", "--since", "1w", "--json").returncode == 0
+    refused = run_cli(stopped, "stats", "models", "--since", "-1d")
+    assert refused.returncode == 1 and "--since '-1d' is negative" in refused.stderr
 
 
 # --- completion and version ---
@@ -289,6 +322,26 @@ def test_env_file_others_can_read_or_with_a_bad_line_is_refused(
     result = run_cli(stopped, "--env-file", str(env_file), "status")
     assert result.returncode == 1
     assert f"Error: {env_file}, line 2: expected NAME=value" in result.stderr
+
+
+def test_env_file_others_can_read_is_used_when_it_holds_no_secret(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    stopped = daemon_factory(start=False)
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("AGENT_TELEMETRY_MODE=off\n")
+    env_file.chmod(0o644)
+    result = run_cli(stopped, "--env-file", str(env_file), "status")
+    assert result.returncode == 0, result.stderr
+    assert "mode:         off  (env: AGENT_TELEMETRY_MODE is set)" in result.stdout.splitlines()
+
+    env_file.write_text("AGENT_TELEMETRY_MODE=off\nTELEMETRY_API_KEY=secret-value\n")
+    result = run_cli(stopped, "--env-file", str(env_file), "status")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {env_file} holds TELEMETRY_API_KEY but others may read it (mode 644); "
+        f"run: chmod 600 {env_file}\n"
+    )
 
 
 def test_enable_without_a_backend_says_where_the_daemon_reads_keys(

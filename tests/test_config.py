@@ -133,6 +133,28 @@ def test_a_readable_config_with_a_key_is_its_own_error(tmp_path: Path) -> None:
     assert [p.exposes_secret for p in both.value.problems] == [False, True]
 
 
+@pytest.mark.parametrize(
+    ("value", "capped"),
+    [
+        ("true", True),
+        ("1", True),
+        ("no", True),
+        ("off", True),
+        ("yes", True),
+        ("0", False),
+        ("false", False),
+        ("FALSE", False),
+        ("", False),
+    ],
+)
+def test_ci_caps_upload_for_any_non_empty_value_but_0_or_false(
+    tmp_path: Path, value: str, capped: bool
+) -> None:
+    stored = write_stored(tmp_path / "consent.json", "upload", via="test")
+    state = decide(load(tmp_path, CI=value), stored)
+    assert (state.mode, state.source) == (("local", "CI") if capped else ("upload", "command"))
+
+
 def test_consent_precedence_and_caps(tmp_path: Path) -> None:
     consent_file = tmp_path / "consent.json"
     assert decide(load(tmp_path), None).source == "default"

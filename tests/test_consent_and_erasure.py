@@ -60,6 +60,16 @@ def test_disable_from_a_ci_shell_with_the_daemon_down_still_revokes_pending(
     assert daemon.status()["buffer"]["local_only"] == 4
 
 
+def test_a_daemon_whose_environment_has_ci_no_stays_local_and_status_says_why(
+    daemon_factory: Factory,
+) -> None:
+    # CI=no is still a CI: only 0 and false say it is not one.
+    daemon = daemon_factory({"CI": "no"})
+    assert daemon.cli("enable").stdout.splitlines()[0] == "Mode: local"
+    status = daemon.status()
+    assert (status["mode"], status["mode_source"]) == ("local", "CI")
+
+
 def test_a_daemon_started_without_upload_consent_keeps_nothing_pending(
     daemon_factory: Factory, posthog: FakePostHog
 ) -> None:

@@ -122,6 +122,26 @@ def test_fish_and_powershell_get_their_own_syntax(daemon_factory: Any) -> None:
     assert all(line.startswith(("$env:", "# ")) for line in powershell)
 
 
+def test_bash_and_zsh_get_the_sh_form(daemon_factory: Any) -> None:
+    stopped = daemon_factory({"AGENT_TELEMETRY_HTTP_PORT": "7999"}, start=False)
+    posix = stopped.cli("otel-env", "--shell", "sh").stdout
+    assert stopped.cli("otel-env", "--shell", "bash").stdout == posix
+    assert stopped.cli("otel-env", "--shell", "zsh").stdout == posix
+
+
+def test_with_the_http_port_off_the_otlp_port_is_the_endpoint(daemon_factory: Any) -> None:
+    ports = {"AGENT_TELEMETRY_HTTP_PORT": "off", "AGENT_TELEMETRY_OTLP_HTTP_PORT": "14318"}
+    stopped = daemon_factory(ports, start=False)
+    configured = stopped.cli("otel-env").stdout
+    assert "export OTEL_EXPORTER_OTLP_ENDPOINT='http://127.0.0.1:14318'" in configured
+    # Running, with a port of its own picked: the OTLP-only one is preferred.
+    running = daemon_factory({"AGENT_TELEMETRY_OTLP_HTTP_PORT": "0"})
+    otlp_url = running.api_status()["otlp"]["http"]
+    assert otlp_url != running.http_url()
+    out = running.cli("otel-env").stdout
+    assert f"export OTEL_EXPORTER_OTLP_ENDPOINT='{otlp_url}'" in out
+
+
 def test_the_sh_form_survives_a_strict_shell(daemon_factory: Any, tmp_path: Path) -> None:
     stopped = daemon_factory({"AGENT_TELEMETRY_HTTP_PORT": "7999"}, start=False)
     script = stopped.cli("otel-env").stdout + '\nprintf %s "$OTEL_EXPORTER_OTLP_ENDPOINT"\n'

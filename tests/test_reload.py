@@ -136,6 +136,7 @@ def test_a_broken_config_keeps_the_running_settings_and_says_why(
         "did you mean upload_interval?",
         f"{daemon.home / 'config.toml'}: batch_size: must be greater than zero",
     ]
+    assert result.stderr == ""  # nothing that contradicts "the running settings are kept"
     status = daemon.status()
     assert status["sender"] == "http" and status["upload"]["batch_size"] == 100
 

@@ -409,6 +409,16 @@ def test_cli_install_dry_run_prints_files_and_commands(cli_home: Path) -> None:
     assert tree(cli_home) == {"keep/notes.txt"}
 
 
+def test_cli_dry_run_says_which_folders_are_there_already(cli_home: Path) -> None:
+    (cli_home / UNIT_DIR).mkdir(parents=True)
+    result = CliRunner().invoke(service, ["install", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"exists: {cli_home / UNIT_DIR}" in lines
+    assert f"would create: {cli_home / UNIT_DIR}" not in lines
+    assert f"would create: {cli_home / '.config' / 'agent-telemetry'}" in lines
+
+
 def test_cli_install_status_uninstall(
     cli_home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

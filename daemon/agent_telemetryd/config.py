@@ -23,6 +23,7 @@ from agent_telemetryd.config_values import (
     RateRule,
     check_endpoint,
     parse_choice,
+    parse_ci,
     parse_duration,
     parse_flag,
     parse_idle_exit,
@@ -173,7 +174,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("prices", "prices", None, parse_price_overrides),
     ("do_not_track", None, "DO_NOT_TRACK", parse_flag),
     ("disabled", None, "AGENT_TELEMETRY_DISABLED", parse_flag),
-    ("ci", None, "CI", parse_flag),
+    ("ci", None, "CI", parse_ci),
     (
         "log_level",
         "log_level",

@@ -28,7 +28,7 @@ class RateRule:
     per_seconds: float
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
 _UNIT_SECONDS = {
     None: 1.0,
     "ms": 0.001,
@@ -37,6 +37,7 @@ _UNIT_SECONDS = {
     "min": 60.0,
     "h": 3600.0,
     "d": 86400.0,
+    "w": 604800.0,
 }
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|m|min|h|hour|d|day)\s*$")
 _RATE_UNITS = {
@@ -178,6 +179,13 @@ def parse_flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def parse_ci(value: Any) -> bool:
+    """`CI` as CI services set it: any non-empty value but `0` or `false` (`CI=no` is set)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("", "0", "false")
 
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

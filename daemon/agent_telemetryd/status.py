@@ -11,6 +11,7 @@ from agent_telemetry._wire import format_timestamp
 from agent_telemetryd import __version__
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.ratelimit import waiting_report
 from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.upload import receipts
@@ -72,6 +73,9 @@ def build_status(
         "mode_source": consent.source,
         "mode_reason": consent.reason,
         "mode_since": consent.since,
+        # The consent variables of the environment that decided (the daemon's, when it
+        # answers): a command compares them with its own shell's.
+        "consent_environment": consent_environment(config),
         "sender": config.sender,
         "anonymous_id": facts.anonymous_id or None,
         "buffer": buffer,

@@ -24,7 +24,7 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.paths import ensure_private_dir
-from agent_telemetryd.status import build_status, read_facts
+from agent_telemetryd.status import BufferFacts, build_status, read_facts
 from agent_telemetryd.store import offline_reads, offline_writes
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.database import BufferOpenError, connect, is_corrupt, is_full
@@ -32,10 +32,16 @@ from agent_telemetryd.store.migrations import MigrationError
 
 
 def offline_status(config: Config) -> dict[str, Any]:
-    """`status` with the daemon down: what the buffer file says."""
-    with read_buffer(config) as conn:
-        facts = read_facts(conn)
-    return build_status(
+    """`status` with the daemon down: what the buffer file says. A file that cannot be
+    read is named in `buffer_error`; the mode, the sender and the paths are still told,
+    since they are what a user needs to decide what to do about it."""
+    problem = None
+    try:
+        with read_buffer(config) as conn:
+            facts = read_facts(conn)
+    except click.ClickException as error:
+        facts, problem = BufferFacts(), error.message
+    status = build_status(
         config=config,
         consent=decide(config, read_stored(config.paths.consent_file)),
         running=False,
@@ -44,6 +50,9 @@ def offline_status(config: Config) -> dict[str, Any]:
         memory_counters={},
         http_url=None,
     )
+    if problem is not None:
+        status["buffer_error"] = problem
+    return status
 
 
 @contextlib.contextmanager

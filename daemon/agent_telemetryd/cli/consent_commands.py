@@ -8,31 +8,32 @@ import click
 
 from agent_telemetryd.cli.buffer_access import offline_file, store_errors_to_stderr
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config
+from agent_telemetryd.cli.consent_hints import THIS_SHELL, daemon_places, next_step, shell_warning
 from agent_telemetryd.config import MODES, Config, Mode
 from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.mode_change import record_choice
 from agent_telemetryd.service.envfile import backend_setup_hint
 from agent_telemetryd.store import offline_writes
 from agent_telemetryd.store.database import is_full
 from agent_telemetryd.store.reserve import SpaceReserve
 
-_NEXT_STEPS = {
-    Mode.OFF: "Nothing is kept or sent. Keep events locally again: agent-telemetry mode local",
-    Mode.LOCAL: "Events are kept for you only and never sent. "
-    "Send them to the configured backend: agent-telemetry enable",
-    Mode.UPLOAD: "Events received from now on are uploaded on schedule. "
-    "Stop: agent-telemetry disable (pending events then stay local for good)",
-}
-
 
 def set_mode(mode: str) -> None:
     config = get_config()
+    shell = consent_environment(config)
     # The backend that matters is the one the daemon was started with, not this shell's.
     sender = config.sender
     if daemon_pid(config) is not None:
         result = call_api(config, "POST", "/v1/mode", {"mode": mode, "via": "cli"})
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
         sender = str(result["sender"])
+        # The daemon's environment decided; what this shell holds is only worth a warning.
+        decided_by = result.get("consent_environment") or {}
+        where = daemon_places(config)
+        warning = shell_warning(shell, decided_by, config)
+        if warning is not None:
+            click.echo(warning, err=True)
     else:
         store_errors_to_stderr()
         after = _record_offline(config, mode)
@@ -43,10 +44,11 @@ def set_mode(mode: str) -> None:
             with offline_file(config) as file:
                 offline_writes.revoke_pending(file)
         effective, source, reason = after.mode, after.source, after.reason
+        decided_by, where = shell, THIS_SHELL
     click.echo(f"Mode: {effective}")
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
-    click.echo(_NEXT_STEPS[effective])
+    click.echo(next_step(effective, mode, decided_by, where))
     if effective == Mode.UPLOAD and sender == "none":
         click.echo(backend_setup_hint(config.paths.config_file, sys.platform))
 

@@ -43,8 +43,8 @@ def daemon() -> None:
 @click.option(
     "--since",
     metavar="TIME",
-    help="Only events received at or after TIME: 24h or 7d back from now, epoch "
-    "milliseconds, or RFC 3339 (2024-05-01T09:00:00Z).",
+    help="Only events received at or after TIME: a time back from now (90s, 30m, 24h, 7d, "
+    "2w), epoch milliseconds, or RFC 3339 (2024-05-01T09:00:00Z).",
 )
 @click.option("--until", metavar="TIME", help="Only events received before TIME (same forms).")
 @click.option("--agent", "agents", multiple=True, help="Only this source; repeat for more.")
@@ -87,7 +87,7 @@ def export(
 def _export_filter(
     since: str | None, until: str | None, agents: tuple[str, ...], events: tuple[str, ...]
 ) -> queries.ExportFilter:
-    from agent_telemetryd.dashboard.filters import parse_time
+    from agent_telemetryd.time_filters import parse_time
 
     now_ms = int(time.time() * 1000)
     try:

@@ -51,8 +51,8 @@ def flush(as_json: bool) -> None:
             _print_flush(_skipped_report(nothing), as_json)
             return
     _require_daemon(config, "flush")
-    client = api(config)
-    client.timeout = FLUSH_TIMEOUT
+    # The report comes at the end of the flush, however long it takes to send.
+    client = api(config, work=FLUSH_TIMEOUT)
     try:
         report = client.json("POST", "/v1/flush")
     except Exception as error:

@@ -7,31 +7,37 @@ import click
 from agent_telemetryd.cli.common import daemon_pid, get_config, read_status
 from agent_telemetryd.config import Config
 
-SHELLS = ("sh", "fish", "powershell")
+SHELLS = ("sh", "bash", "zsh", "fish", "powershell")
 
 
 def endpoint(config: Config) -> str:
-    """The daemon's HTTP base URL: the one it listens on when it runs (a port of 0 is
-    picked at start), else the configured one."""
+    """The base URL OTLP is sent to: the OTLP-only port when `otlp_http_port` is set (what
+    it is for), else the daemon's main port. The port it listens on when it runs (a port of
+    0 is picked at start), else the configured one."""
     if daemon_pid(config) is not None:
-        url = read_status(config)["paths"]["http"]
+        report = read_status(config)
+        url = (report.get("otlp") or {}).get("http") or report["paths"]["http"]
         if not url:
-            raise click.ClickException(_PORT_OFF)
+            raise click.ClickException(_PORTS_OFF)
         return str(url)
-    if config.http_port is None:
-        raise click.ClickException(_PORT_OFF)
-    if config.http_port == 0:
+    port, setting = config.otlp_http_port, "otlp_http_port"
+    if port is None:
+        port, setting = config.http_port, "http_port"
+    if port is None:
+        raise click.ClickException(_PORTS_OFF)
+    if port == 0:
         raise click.ClickException(
-            "http_port is 0, so the daemon picks its port when it starts;"
+            f"{setting} is 0, so the daemon picks its port when it starts;"
             " start it first (agent-telemetry daemon, or agent-telemetry service install)"
         )
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
-    return f"http://{host}:{config.http_port}"
+    return f"http://{host}:{port}"
 
 
-_PORT_OFF = (
-    "the daemon's HTTP port is off (http_port), and OTLP/HTTP is served there;"
-    " set AGENT_TELEMETRY_HTTP_PORT (default 7468)"
+_PORTS_OFF = (
+    "the daemon's HTTP port is off (http_port) and it has no OTLP-only port (otlp_http_port),"
+    " so nothing takes OTLP/HTTP; set AGENT_TELEMETRY_HTTP_PORT (default 7468) or"
+    " AGENT_TELEMETRY_OTLP_HTTP_PORT (e.g. 4318)"
 )
 
 
@@ -83,7 +89,7 @@ def render(pairs: list[tuple[str, str | None]], shell: str) -> str:
         elif shell == "powershell":
             escaped = value.replace("'", "''")
             lines.append(f"$env:{name} = '{escaped}'")
-        else:
+        else:  # POSIX sh, which bash and zsh read too
             escaped = value.replace("'", "'\\''")
             lines.append(f"export {name}='{escaped}'")
     return "\n".join(lines)
@@ -91,14 +97,19 @@ def render(pairs: list[tuple[str, str | None]], shell: str) -> str:
 
 @click.command("otel-env")
 @click.option(
-    "--shell", type=click.Choice(SHELLS), default="sh", show_default=True, help="Syntax to print."
+    "--shell",
+    type=click.Choice(SHELLS),
+    default="sh",
+    show_default=True,
+    help="Syntax to print (bash and zsh get the sh form).",
 )
 def otel_env(shell: str) -> None:
     """Print the environment that sends OpenTelemetry to this daemon.
 
     For any OpenTelemetry SDK (endpoint, protocol, exporters) and for coding agents with
     built-in export (Claude Code, Gemini CLI; Codex as a config comment). The endpoint is
-    the daemon's own port when it runs, else the configured one.
+    the OTLP-only port when otlp_http_port is set, else the daemon's HTTP port: the port
+    it listens on when it runs, else the configured one.
 
     \b
     Example:

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.api_client import DaemonUnavailableError
-from agent_telemetryd.cli.common import api, daemon_pid, get_config, json_option, print_json
+from agent_telemetryd.cli.common import api, daemon_pid, json_option, print_json, unavailable
+from agent_telemetryd.config import read_config
 
 
 @click.command()
@@ -27,7 +28,9 @@ def reload(as_json: bool) -> None:
     Example:
         agent-telemetry reload
     """
-    config = get_config()
+    # The running daemon reads the config itself and its reply lists every problem; this
+    # process's reading only finds the daemon, so it says nothing of its own about them.
+    config, _problems = read_config()
     if daemon_pid(config) is None:
         raise click.ClickException(
             "the daemon is not running; it reads the config when it starts: agent-telemetry daemon"
@@ -36,8 +39,10 @@ def reload(as_json: bool) -> None:
     try:
         response = client.request("POST", "/v1/reload")
         body = response.read()
+    except TimeoutError:
+        raise click.ClickException(unavailable(client.timed_out("POST"))) from None
     except DaemonUnavailableError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(unavailable(error)) from None
     try:
         reply = json.loads(body)
     except ValueError:

@@ -117,6 +117,10 @@ def _echo_plan(plan: Plan, as_json: bool) -> None:
             # A clean-up command that found nothing to clean up (e.g. no earlier copy loaded).
             click.echo(f"skipped: {described} ({plan.tolerated[described]})")
             continue
+        if step.kind == "mkdir" and step.exists:
+            # Kept as it is, mode and all: nothing to create.
+            click.echo(f"exists: {described}")
+            continue
         verb = verbs[step.kind][0 if plan.dry_run else 1]
         click.echo(f"{verb}: {described}")
         if plan.dry_run and step.printable is not None:

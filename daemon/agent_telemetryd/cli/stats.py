@@ -17,7 +17,7 @@ VIEWS = ("models", "tools", "runs", "cost")
 
 @click.command()
 @click.argument("view", type=click.Choice(VIEWS))
-@click.option("--since", help="From this far back: `24h`, `7d`, epoch ms or RFC 3339.")
+@click.option("--since", help="From this far back: `30m`, `24h`, `7d`, `2w`, epoch ms or RFC 3339.")
 @click.option("--until", help="Up to this time (exclusive), as --since.")
 @click.option("--agent", help="Only this agent's events.")
 @click.option("--event", "event_name", help="Only events with this name (runs: this root).")
@@ -62,11 +62,19 @@ def stats(
     from agent_telemetryd.dashboard.agent_views import AgentQuery
     from agent_telemetryd.dashboard.filters import Filters
     from agent_telemetryd.dashboard.views import read_agent_view, without_rollups
+    from agent_telemetryd.time_filters import parse_time
 
     config = get_config()
+    now_ms = int(time.time() * 1000)
+    try:
+        # As `export` reads them; the filters then get epoch milliseconds.
+        since_ms = parse_time(since, now_ms, "--since")
+        until_ms = parse_time(until, now_ms, "--until")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     query = {
-        "since": since or "",
-        "until": until or "",
+        "since": "" if since_ms is None else str(since_ms),
+        "until": "" if until_ms is None else str(until_ms),
         "agent": agent or "",
         "event": event_name or "",
         "model": model or "",
@@ -75,7 +83,7 @@ def stats(
         "tz": str(_local_offset_min()),
     }
     try:
-        filters = Filters.from_query(query, int(time.time() * 1000))
+        filters = Filters.from_query(query, now_ms)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     request = AgentQuery(filters, price_book(config.prices), limit)

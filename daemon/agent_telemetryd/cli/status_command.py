@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from agent_telemetryd.cli.common import get_config, json_option, print_json, read_status
+from agent_telemetryd.cli.consent_hints import shell_warning
 from agent_telemetryd.config import Config
+from agent_telemetryd.consent_env import consent_environment
 
 
 @click.command()
@@ -21,22 +23,36 @@ from agent_telemetryd.config import Config
 def status(as_json: bool) -> None:
     """Show the mode, what decided it, the buffer and every counter.
 
-    Works with the daemon down: it then reads the buffer file.
+    Works with the daemon down: it then reads the buffer file. So it does, and exits 1,
+    when the daemon runs but does not answer.
 
     \b
     Example:
         agent-telemetry status --json
     """
     config = get_config()
-    report = read_status(config)
+    report = read_status(config, from_files_if_silent=True)
+    if report["running"] and not report.get("unanswered"):
+        mine = consent_environment(config)
+        warning = shell_warning(mine, report.get("consent_environment"), config)
+        if warning is not None:
+            click.echo(warning, err=True)
     if as_json:
         print_json(report)
     else:
         click.echo(format_status(report, config))
+    if report.get("unanswered"):
+        # Told, but not a success: a script waiting for the daemon keeps waiting.
+        raise SystemExit(1)
 
 
 def format_status(report: dict[str, Any], config: Config) -> str:
-    if report["running"]:
+    if report.get("unanswered"):
+        running = (
+            f"running (pid {report['pid']}) but not answering ({report['unanswered']}); "
+            "the rest is read from the files: check it with agent-telemetry doctor"
+        )
+    elif report["running"]:
         running = f"running (pid {report['pid']})"
     elif _someone_listens(config.paths.api_socket):
         running = "not running; its sockets are open (socket activation): the next event starts it"
@@ -46,18 +62,24 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         )
     buffer, counters = report["buffer"], report["counters"]
     dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
+    if report.get("buffer_error"):
+        contents = [f"events:       unknown: {report['buffer_error']}"]
+    else:
+        contents = [
+            f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending "
+            f"upload, {buffer['sent']} sent, {buffer['quarantined']} quarantined",
+            f"received:     {counters['received']}  rejected: {counters['rejected']}  "
+            f"dropped: {dropped}",
+        ]
     lines = [
         f"daemon:       {running}",
         f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",
         f"sender:       {report['sender']}",
-        f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending upload, "
-        f"{buffer['sent']} sent, {buffer['quarantined']} quarantined",
-        f"received:     {counters['received']}  rejected: {counters['rejected']}  "
-        f"dropped: {dropped}",
+        *contents,
         f"last upload:  {report.get('last_upload') or 'never'}",
         f"next upload:  {report.get('next_upload') or 'not scheduled'}",
         *_rate_limited_lines(report),
-        f"buffer file:  {report['paths']['database']} ({buffer['bytes']} bytes)",
+        f"buffer file:  {report['paths']['database']}{_size(report)}",
         f"ingest:       {report['paths']['ingest_socket']}",
         f"http:         {_http_line(report, config)}",
     ]
@@ -82,14 +104,21 @@ def _someone_listens(path: Path) -> bool:
 
 def _http_line(report: dict[str, Any], config: Config) -> str:
     """The URL the daemon listens on; with the daemon down, the one it is configured for."""
-    if report["running"]:
+    if report["running"] and not report.get("unanswered"):
         return report["paths"]["http"] or "off (http_port = off)"
+    why = "does not answer" if report.get("unanswered") else "is not running"
     if config.http_port is None:
         return "off (http_port = off)"
     if config.http_port == 0:
-        return "a free loopback port picked at start (http_port = 0); the daemon is not running"
+        return f"a free loopback port picked at start (http_port = 0); the daemon {why}"
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
-    return f"http://{host}:{config.http_port} (configured; the daemon is not running)"
+    return f"http://{host}:{config.http_port} (configured; the daemon {why})"
+
+
+def _size(report: dict[str, Any]) -> str:
+    if report.get("buffer_error"):
+        return " (cannot be read)"
+    return f" ({report['buffer']['bytes']} bytes)"
 
 
 def _rate_limited_lines(report: dict[str, Any]) -> list[str]:

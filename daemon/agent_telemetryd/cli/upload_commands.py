@@ -26,6 +26,10 @@ from agent_telemetryd.upload import erasure
 from agent_telemetryd.upload.part import settings_from
 from agent_telemetryd.upload.preview import build_preview
 
+# forget may wait for an upload under way to stop, then sends the erasure request: each
+# may take the sender's whole request timeout (60 s). The command waits for the answer.
+FORGET_WORK = 150.0
+
 
 @click.command()
 @json_option
@@ -158,7 +162,7 @@ def forget(yes: bool, as_json: bool) -> None:
     config = get_config()
     confirm_deletion(yes, "forget", "Delete every stored event and ask the backend to erase them?")
     if daemon_pid(config) is not None:
-        result = call_api(config, "POST", "/v1/forget")
+        result = call_api(config, "POST", "/v1/forget", work=FORGET_WORK)
     else:
         result = asyncio.run(_offline_forget(config))
     if as_json:

@@ -10,9 +10,11 @@ import orjson
 from aiohttp import web
 
 from agent_telemetryd.config import MODES
+from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
 from agent_telemetryd.mode_change import apply_mode, record_choice
+from agent_telemetryd.receivers.http_guard import late_answer
 from agent_telemetryd.status import build_status, read_facts
 from agent_telemetryd.store import queries
 from agent_telemetryd.web_context import CONTEXT
@@ -82,6 +84,11 @@ async def post_clear(request: web.Request) -> web.Response:
     async with contextlib.AsyncExitStack() as guards:
         for guard in context.clear_guards:
             await guards.enter_async_context(guard())
+        # The guards may have waited for an upload to finish: the command may have given
+        # up meanwhile, and told the user nothing was deleted.
+        late = late_answer(request)
+        if late is not None:
+            return late
         deleted = await context.buffer.clear() if context.buffer is not None else 0
     if context.ingestor is not None:
         context.ingestor.memory.values.clear()
@@ -106,6 +113,7 @@ async def post_mode(request: web.Request) -> web.Response:
             "mode_source": state.source,
             "mode_reason": state.reason,
             "sender": context.config.sender,
+            "consent_environment": consent_environment(context.config),
         }
     )
 

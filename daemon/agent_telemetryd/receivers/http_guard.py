@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from agent_telemetryd import api_deadline
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.receivers.peer import is_same_user
@@ -77,6 +79,41 @@ def same_user_guard() -> web.Middleware:
         return await handler(request)
 
     return guard
+
+
+# Reading routes have nothing to undo: only requests that change something are bounded.
+_READING = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def deadline_guard() -> web.Middleware:
+    """On api.sock: refuse (408), without effect, a command that arrives after the deadline
+    it was sent with (api_deadline.py): its command has told the user it failed."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in _READING:
+            late = late_answer(request)
+            if late is not None:
+                return late
+        return await handler(request)
+
+    return guard
+
+
+def late_answer(request: web.Request) -> web.Response | None:
+    """The refusal of a request whose deadline has passed, or None while there is time.
+    Also asked by a handler that waited (for an upload to finish) before acting."""
+    late = api_deadline.seconds_late(request.headers.get(api_deadline.HEADER), time.time())
+    if late is None:
+        return None
+    log.warning("late_command_refused", path=request.path, seconds_late=round(late, 1))
+    return web.json_response(
+        {
+            "error": "the command reached the daemon after its deadline (the daemon was "
+            "stopped or busy), so it was NOT applied; run it again"
+        },
+        status=408,
+    )
 
 
 def tcp_peer_guard(

@@ -107,10 +107,10 @@ class Sites:
     # The middlewares are asked for when the HTTP side is built, with aiohttp loaded.
 
     def api_middlewares(self) -> list[web.Middleware]:
-        from agent_telemetryd.receivers.http_guard import same_user_guard
+        from agent_telemetryd.receivers.http_guard import deadline_guard, same_user_guard
         from agent_telemetryd.receivers.http_serving import track_connection
 
-        return [track_connection(self.api), same_user_guard()]
+        return [track_connection(self.api), same_user_guard(), deadline_guard()]
 
     def tcp_middlewares(
         self,

@@ -122,8 +122,9 @@ def parse_env_text(text: str, source: str = "environment file") -> dict[str, str
 def load_env_file(path: Path, environ: MutableMapping[str, str]) -> list[str]:
     """Set the file's variables in ``environ`` (they win, as with systemd); return their names.
 
-    A missing file is not an error (``EnvironmentFile=-``); one that others may read is,
-    since it holds keys.
+    A missing file is not an error (``EnvironmentFile=-``); one that others may read is
+    when it holds a key (its secret is out already, and using it would hide that). Settings
+    that are no secret (``AGENT_TELEMETRY_MODE=off``) may be in a file anyone can read.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -132,25 +133,25 @@ def load_env_file(path: Path, environ: MutableMapping[str, str]) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise EnvFileError(f"cannot read {path}: {reason}") from None
-    problem = exposure(path)
+    values = parse_env_text(text, str(path))
+    secrets = [name for name in values if name in SECRET_VARIABLES and values[name]]
+    problem = exposure(path, holds=secrets) if secrets else None
     if problem is not None:
         raise EnvFileError(problem)
-    values = parse_env_text(text, str(path))
     environ.update(values)
     return list(values)
 
 
-def exposure(path: Path) -> str | None:
-    """Why ``path`` is not private enough for keys (with the fix), or None when it is."""
+def exposure(path: Path, holds: list[str] | None = None) -> str | None:
+    """Why ``path`` is not private enough for keys (with the fix), or None when it is.
+    ``holds`` names the keys found in it; without it, the file is the service's own."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         return None
     if mode & 0o077:
-        return (
-            f"{path} holds the service's keys but others may read it (mode {mode:o}); "
-            f"run: chmod 600 {path}"
-        )
+        what = ", ".join(holds) if holds else "the service's keys"
+        return f"{path} holds {what} but others may read it (mode {mode:o}); run: chmod 600 {path}"
     return None
 
 

@@ -34,7 +34,7 @@ from agent_telemetryd.service.manager import (
     check_manager,
     run_command,
 )
-from agent_telemetryd.service.plan import Plan, Step, execute
+from agent_telemetryd.service.plan import Plan, Step, execute, folder
 from agent_telemetryd.service.render import (
     FLUSH_PLIST_NAME,
     FLUSH_SERVICE,
@@ -104,18 +104,18 @@ def plan_install(
     ``shell_environ`` is where keys to copy into a new environment file come from."""
     uid = os.getuid() if uid is None else uid
     target = service_dir(home, platform, environ)
-    steps: list[Step] = [Step("mkdir", path=target)]
+    steps: list[Step] = [folder(target)]
     steps += _env_file_steps(settings.env_file, platform, shell_environ or {})
     notes = [*_env_file_notes(settings.env_file, platform, shell_environ or {})]
     if platform == "darwin":
         domain = f"gui/{uid}"
         assert settings.log_dir is not None
-        steps.append(Step("mkdir", path=settings.log_dir))
+        steps.append(folder(settings.log_dir))
         if settings.runtime_dir is not None:
             # launchd binds the sockets in it at bootstrap (and at each login): it must
             # already be the user's own 0700 folder, or the daemon and the shims would
             # refuse it and look elsewhere.
-            steps.append(Step("mkdir", path=settings.runtime_dir, mode=0o700))
+            steps.append(folder(settings.runtime_dir, 0o700))
         plists = ((PLIST_NAME, render_launchd_plist), (FLUSH_PLIST_NAME, render_flush_plist))
         steps += [Step("write", path=target / name, content=r(settings)) for name, r in plists]
         for label, (name, _) in zip(LAUNCHD_LABELS, plists, strict=True):
@@ -303,7 +303,7 @@ def _env_file_steps(path: Path, platform: Platform, shell: Mapping[str, str]) ->
     text = envfile.render_env_file(platform, envfile.variables_from(shell))
     return [
         # The config folder is private too: it will hold the config and the consent file.
-        Step("mkdir", path=path.parent, mode=0o700),
+        folder(path.parent, 0o700),
         Step("write", path=path, content=text, mode=0o600, shown=envfile.masked(text)),
     ]
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from agent_telemetryd.service.layout import Platform, ServiceError
 from agent_telemetryd.service.manager import Runner, first_line
 
-__all__ = ["Plan", "Step", "execute"]
+__all__ = ["Plan", "Step", "execute", "folder"]
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,10 @@ class Step:
 
     ``kind`` is ``write`` (``path`` gets ``content``, with ``mode``), ``remove`` (``path``
     is deleted), ``mkdir`` (``path`` is created with ``mode`` if missing; an existing
-    folder keeps its mode) or ``run`` (``argv`` is executed; a failure stops the plan
-    unless ``may_fail``, which marks clean-up commands whose failure only means there was
-    nothing to clean up). ``shown`` is what a dry run prints instead of ``content`` when
-    the content holds keys.
+    folder keeps its mode, and ``exists`` says it was there when planned) or ``run``
+    (``argv`` is executed; a failure stops the plan unless ``may_fail``, which marks
+    clean-up commands whose failure only means there was nothing to clean up). ``shown``
+    is what a dry run prints instead of ``content`` when the content holds keys.
     """
 
     kind: Literal["write", "remove", "mkdir", "run"]
@@ -36,6 +36,7 @@ class Step:
     may_fail: bool = False
     mode: int = 0o644
     shown: str | None = None
+    exists: bool = False
 
     def describe(self) -> str:
         if self.kind == "run":
@@ -53,6 +54,8 @@ class Step:
         data: dict[str, Any] = {self.kind: str(self.path)}
         if self.kind in ("write", "mkdir"):
             data["mode"] = f"{self.mode:04o}"
+        if self.kind == "mkdir":
+            data["exists"] = self.exists
         if self.content is not None:
             data["content"] = self.printable
         return data
@@ -93,6 +96,11 @@ class Plan:
             "refusals": list(self.refusals),
             "tolerated_failures": dict(self.tolerated),
         }
+
+
+def folder(path: Path, mode: int = 0o644) -> Step:
+    """A ``mkdir`` step, knowing whether the folder is there already (then it is kept)."""
+    return Step("mkdir", path=path, mode=mode, exists=path.is_dir())
 
 
 def execute(plan: Plan, run: Runner) -> Plan:

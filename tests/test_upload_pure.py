@@ -120,6 +120,16 @@ def test_endpoints_https_or_loopback_only() -> None:
             check_endpoint(bad, "x")
 
 
+def test_a_refused_endpoint_is_named_without_its_secrets() -> None:
+    """The message goes to the log: a password in the URL, or a key pasted into the
+    endpoint setting, must not be in it."""
+    for bad in ("ftp://user:hunter2@host", "https://user:hunter2@host", "phc_hunter2"):
+        with pytest.raises(EndpointError) as refused:
+            check_endpoint(bad, "http.endpoint")
+        assert "hunter2" not in str(refused.value)
+        assert str(refused.value).startswith("http.endpoint: ")
+
+
 def test_jitter_is_a_tenth_capped_at_five_minutes() -> None:
     assert jitter_for(1.0) == 0.1
     assert jitter_for(3600.0) == 300.0

@@ -198,10 +198,13 @@ def check_endpoint(url: str, setting: str) -> str:
     machine, where there is no network to eavesdrop on.
     """
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise EndpointError(f"{setting}: {url!r} is not an http(s) URL")
+    # The value itself is never quoted: messages reach the log, and a URL with a password
+    # in it, or a key pasted into the wrong setting, is a secret.
     if parts.username or parts.password:
         raise EndpointError(f"{setting}: put credentials in the API key setting, not the URL")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        shown = f"a {parts.scheme}: URL" if parts.scheme.isalnum() else "the value"
+        raise EndpointError(f"{setting}: {shown} is not an http(s) URL with a host")
     if parts.query or parts.fragment:
         raise EndpointError(f"{setting}: the URL must not have a query or fragment")
     if parts.scheme == "http" and not _is_loopback_endpoint(parts.hostname):

@@ -14,7 +14,7 @@ from agent_telemetryd.config import (
     load_config,
     read_config,
 )
-from agent_telemetryd.consent import decide, read_stored, write_stored
+from agent_telemetryd.consent import UnreadableConsent, decide, read_stored, write_stored
 
 
 def load(tmp_path: Path, toml: str = "", **env: str):
@@ -137,7 +137,7 @@ def test_consent_precedence_and_caps(tmp_path: Path) -> None:
     consent_file = tmp_path / "consent.json"
     assert decide(load(tmp_path), None).source == "default"
     assert decide(load(tmp_path), None).mode == "local"
-    stored = write_stored(consent_file, "upload", via="test")
+    stored, _ = write_stored(consent_file, "upload", via="test")
     assert read_stored(consent_file) == stored
     assert decide(load(tmp_path), stored).mode == "upload"
     assert decide(load(tmp_path, DO_NOT_TRACK="1"), stored).source == "DO_NOT_TRACK"
@@ -151,11 +151,13 @@ def test_consent_precedence_and_caps(tmp_path: Path) -> None:
 def test_consent_history_keeps_time_and_policy_version(tmp_path: Path) -> None:
     path = tmp_path / "consent.json"
     write_stored(path, "upload", via="cli")
-    stored = write_stored(path, "local", via="cli")
+    stored, _ = write_stored(path, "local", via="cli")
     assert [h["mode"] for h in stored.history] == ["upload", "local"]
     assert all(h["policy_version"] == 1 and h["at"].endswith("Z") for h in stored.history)
     path.write_text("{garbage")
-    assert read_stored(path) is None  # unreadable: the default (local) decides
+    unreadable = read_stored(path)  # unreadable: off decides, not the default (local)
+    assert isinstance(unreadable, UnreadableConsent)
+    assert decide(load(tmp_path), unreadable).mode == "off"
 
 
 def test_paths_follow_the_platform(tmp_path: Path) -> None:

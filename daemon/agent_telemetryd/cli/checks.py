@@ -222,8 +222,22 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
     return Check("service", OK, "installed and enabled")
 
 
-def consent(mode: str, source: str, reason: str, sender: str) -> Check:
+def consent(
+    mode: str, source: str, reason: str, sender: str, unreadable: str | None = None
+) -> Check:
+    """`unreadable`: what is wrong with the stored consent record, when it cannot be read."""
     detail = f"{mode}, decided by {source}: {reason}"
+    if unreadable is not None:
+        if not reason.startswith("consent record unreadable"):
+            # The environment decides, or a running daemon read the record before it broke.
+            detail = f"consent record unreadable: {unreadable}; for now {detail}"
+        return Check(
+            "consent",
+            FAIL,
+            detail,
+            "set your choice again: agent-telemetry mode off|local|upload "
+            "(the unreadable file is kept beside the new record)",
+        )
     if mode == "upload" and sender == "none":
         return Check(
             "consent",

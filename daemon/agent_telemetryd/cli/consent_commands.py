@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -33,9 +34,11 @@ def set_mode(mode: str) -> None:
         result = call_api(config, "POST", "/v1/mode", {"mode": mode, "via": "cli"})
         effective, source, reason = result["mode"], result["mode_source"], result["mode_reason"]
         sender = str(result["sender"])
+        kept = result.get("unreadable_record_kept_as")
+        set_aside = Path(kept) if kept else None
     else:
         store_errors_to_stderr()
-        after = _record_offline(config, mode)
+        after, set_aside = _record_offline(config, mode)
         # Whatever this shell's environment says the mode was before: nothing stays pending.
         # `off` creates no buffer; one that exists is brought in line with the new mode
         # (on a full disk too: store/offline_writes.py).
@@ -43,6 +46,11 @@ def set_mode(mode: str) -> None:
             with offline_file(config) as file:
                 offline_writes.revoke_pending(file)
         effective, source, reason = after.mode, after.source, after.reason
+    if set_aside is not None:
+        click.echo(
+            f"The consent record could not be read; it is kept as {set_aside}, "
+            "and a new one starts with this choice."
+        )
     click.echo(f"Mode: {effective}")
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
@@ -51,7 +59,7 @@ def set_mode(mode: str) -> None:
         click.echo(backend_setup_hint(config.paths.config_file, sys.platform))
 
 
-def _record_offline(config: Config, mode: str) -> ConsentState:
+def _record_offline(config: Config, mode: str) -> tuple[ConsentState, Path | None]:
     """Store the choice. On a full disk the daemon's reserve file gives the room when it is
     on the same disk: leaving upload must stick exactly when the disk is in trouble."""
     try:

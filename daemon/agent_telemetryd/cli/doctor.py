@@ -25,7 +25,7 @@ from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailab
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
 from agent_telemetryd.config import Config, read_config
-from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.consent import UnreadableConsent, decide, read_stored
 from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
@@ -195,12 +195,19 @@ def _port_taken(config: Config) -> str | None:
 
 
 def _consent_check(config: Config, status: dict[str, Any] | None) -> Check:
+    stored = read_stored(config.paths.consent_file)
+    # Failed whoever decides now: the record is what the next start reads.
+    unreadable = str(stored) if isinstance(stored, UnreadableConsent) else None
     if status is not None:  # the running daemon's own view: its environment may differ
         return checks.consent(
-            status["mode"], status["mode_source"], status["mode_reason"], status["sender"]
+            status["mode"],
+            status["mode_source"],
+            status["mode_reason"],
+            status["sender"],
+            unreadable,
         )
-    state = decide(config, read_stored(config.paths.consent_file))
-    return checks.consent(state.mode, state.source, state.reason, config.sender)
+    state = decide(config, stored)
+    return checks.consent(state.mode, state.source, state.reason, config.sender, unreadable)
 
 
 def _sender_check(config: Config, status: dict[str, Any] | None) -> tuple[Check, float | None]:

@@ -104,7 +104,7 @@ def test_every_problem_is_listed_at_once_with_a_suggestion(tmp_path: Path) -> No
 
 def test_a_misplaced_key_is_pointed_at_its_tables(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('api_key = "k"\n')
-    _, problems = read_config({"AGENT_TELEMETRY_HOME": str(tmp_path)}, check_secrets_private=False)
+    _, problems = read_config({"AGENT_TELEMETRY_HOME": str(tmp_path)}, check_permissions=False)
     assert [f"{p.key}: {p.message}" for p in problems] == [
         "api_key: unknown setting; did you mean http.api_key or posthog.api_key?"
     ]
@@ -125,12 +125,14 @@ def test_a_readable_config_with_a_key_is_its_own_error(tmp_path: Path) -> None:
     config_file.chmod(0o644)
     with pytest.raises(SecretsExposedError, match="chmod 600") as caught:
         load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
-    assert caught.value.fallback.sender == "http"
+    # The file is not used: what the commands run with has neither its key nor its sender.
+    fallback = caught.value.fallback
+    assert (fallback.sender, fallback.http_api_key, fallback.http_endpoint) == ("none", None, None)
     config_file.write_text('batch_size = 0\n[http]\napi_key = "k"\n')
     with pytest.raises(ConfigProblems) as both:
         load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
     assert not isinstance(both.value, SecretsExposedError)
-    assert [p.exposes_secret for p in both.value.problems] == [False, True]
+    assert [p.exposes_secret for p in both.value.problems] == [True, False]
 
 
 def test_consent_precedence_and_caps(tmp_path: Path) -> None:

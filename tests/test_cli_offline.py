@@ -120,9 +120,9 @@ def test_forget_with_the_daemon_down_works_on_a_full_disk_and_keeps_ids_until_er
         fill_to_the_last_byte(small_disk)
         assert os.statvfs(small_disk).f_bavail == 0
 
-        # The backend cannot be reached: the buffer is emptied all the same, a new id made,
-        # and the id the backend holds data under is kept for the next forget.
-        daemon.env["TELEMETRY_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+        # The backend does not confirm (it refuses the key): the buffer is emptied all the
+        # same, a new id made, and the id the backend holds data under is kept for later.
+        daemon.env["TELEMETRY_API_KEY"] = "not-the-key"
         first = daemon.cli("forget", "--yes", "--json", check=False)
         assert first.returncode == 1 and first.stderr == ""
         out = json.loads(first.stdout)
@@ -135,13 +135,13 @@ def test_forget_with_the_daemon_down_works_on_a_full_disk_and_keeps_ids_until_er
         # Full again, to the last byte; the backend answers now and receives the erasure.
         fill_to_the_last_byte(small_disk)
         assert os.statvfs(small_disk).f_bavail == 0
-        daemon.env["TELEMETRY_ENDPOINT"] = backend.url
+        daemon.env["TELEMETRY_API_KEY"] = backend.api_key
         second = daemon.cli("forget", "--yes")
         new_id = offline_status(daemon)["anonymous_id"]
         assert second.stdout.splitlines() == [
             "Deleted 0 events.",
             f"New anonymous id: {new_id}",
-            "Remote data: the backend erased the data of 1 id(s).",
+            f"Remote data at http {backend.url}: the backend erased the data of 1 id(s).",
         ]
         assert second.stderr == ""
         assert backend.deleted_ids == [sent_id] and backend.stored == {}

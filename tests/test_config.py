@@ -14,7 +14,7 @@ from agent_telemetryd.config import (
     load_config,
     read_config,
 )
-from agent_telemetryd.consent import decide, read_stored, write_stored
+from agent_telemetryd.consent import UnreadableConsent, decide, read_stored, write_stored
 
 
 def load(tmp_path: Path, toml: str = "", **env: str):
@@ -104,7 +104,7 @@ def test_every_problem_is_listed_at_once_with_a_suggestion(tmp_path: Path) -> No
 
 def test_a_misplaced_key_is_pointed_at_its_tables(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('api_key = "k"\n')
-    _, problems = read_config({"AGENT_TELEMETRY_HOME": str(tmp_path)}, check_secrets_private=False)
+    _, problems = read_config({"AGENT_TELEMETRY_HOME": str(tmp_path)}, check_permissions=False)
     assert [f"{p.key}: {p.message}" for p in problems] == [
         "api_key: unknown setting; did you mean http.api_key or posthog.api_key?"
     ]
@@ -125,12 +125,14 @@ def test_a_readable_config_with_a_key_is_its_own_error(tmp_path: Path) -> None:
     config_file.chmod(0o644)
     with pytest.raises(SecretsExposedError, match="chmod 600") as caught:
         load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
-    assert caught.value.fallback.sender == "http"
+    # The file is not used: what the commands run with has neither its key nor its sender.
+    fallback = caught.value.fallback
+    assert (fallback.sender, fallback.http_api_key, fallback.http_endpoint) == ("none", None, None)
     config_file.write_text('batch_size = 0\n[http]\napi_key = "k"\n')
     with pytest.raises(ConfigProblems) as both:
         load_config({"AGENT_TELEMETRY_HOME": str(tmp_path)})
     assert not isinstance(both.value, SecretsExposedError)
-    assert [p.exposes_secret for p in both.value.problems] == [False, True]
+    assert [p.exposes_secret for p in both.value.problems] == [True, False]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,7 @@ def test_consent_precedence_and_caps(tmp_path: Path) -> None:
     consent_file = tmp_path / "consent.json"
     assert decide(load(tmp_path), None).source == "default"
     assert decide(load(tmp_path), None).mode == "local"
-    stored = write_stored(consent_file, "upload", via="test")
+    stored, _ = write_stored(consent_file, "upload", via="test")
     assert read_stored(consent_file) == stored
     assert decide(load(tmp_path), stored).mode == "upload"
     assert decide(load(tmp_path, DO_NOT_TRACK="1"), stored).source == "DO_NOT_TRACK"
@@ -173,11 +175,13 @@ def test_consent_precedence_and_caps(tmp_path: Path) -> None:
 def test_consent_history_keeps_time_and_policy_version(tmp_path: Path) -> None:
     path = tmp_path / "consent.json"
     write_stored(path, "upload", via="cli")
-    stored = write_stored(path, "local", via="cli")
+    stored, _ = write_stored(path, "local", via="cli")
     assert [h["mode"] for h in stored.history] == ["upload", "local"]
     assert all(h["policy_version"] == 1 and h["at"].endswith("Z") for h in stored.history)
     path.write_text("{garbage")
-    assert read_stored(path) is None  # unreadable: the default (local) decides
+    unreadable = read_stored(path)  # unreadable: off decides, not the default (local)
+    assert isinstance(unreadable, UnreadableConsent)
+    assert decide(load(tmp_path), unreadable).mode == "off"
 
 
 def test_paths_follow_the_platform(tmp_path: Path) -> None:

@@ -64,17 +64,22 @@ def test_a_stopped_daemon_a_readable_key_and_an_unreachable_backend_each_get_a_f
     assert "holds an API key and others can read it (mode 644)" in found["config_private"]["detail"]
     assert found["config_private"]["fix"] == f"chmod 600 {config}"
 
-    assert found["sender"]["verdict"] == "fail"
-    assert "is not reachable: network error (Connection refused)" in found["sender"]["detail"]
-    assert "[http] endpoint" in found["sender"]["fix"]
-
-    assert found["config"]["verdict"] == "ok"  # the readable key is the privacy check's
+    # Such a file is not used, by doctor either: no backend is probed with its key.
+    assert found["config"]["verdict"] == "fail"
+    assert "an API key in a file others can read (mode 644)" in found["config"]["detail"]
+    assert found["config"]["fix"] == f"chmod 600 {config}, then: start the daemon"
+    assert found["sender"]["verdict"] == "warn"
+    assert found["sender"]["fix"] == f"chmod 600 {config}"
     assert found["buffer"]["verdict"] == "ok" and found["spool"]["verdict"] == "ok"
     assert "sk-doctor-secret" not in output
 
     config.chmod(0o600)
-    _, after, _ = doctor(daemon)
-    assert after["config_private"]["verdict"] == "ok"
+    _, after, output = doctor(daemon)
+    assert after["config_private"]["verdict"] == "ok" and after["config"]["verdict"] == "ok"
+    assert after["sender"]["verdict"] == "fail"
+    assert "is not reachable: network error (Connection refused)" in after["sender"]["detail"]
+    assert "[http] endpoint" in after["sender"]["fix"]
+    assert "sk-doctor-secret" not in output
 
 
 def test_a_healthy_daemon_passes_and_the_spool_backlog_is_counted(

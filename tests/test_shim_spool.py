@@ -142,13 +142,17 @@ def test_a_stored_choice_wins_over_the_config_file_and_the_environment_over_both
     (home / "consent.json").write_text(json.dumps({"mode": "off"}))
     assert not mode_is_off({**env, "AGENT_TELEMETRY_MODE": "upload"})
     assert mode_is_off({**env, "AGENT_TELEMETRY_DISABLED": "yes", "AGENT_TELEMETRY_MODE": "local"})
-    # Unreadable or unknown choices count as no choice, as the daemon reads them.
+    # A stored choice that cannot be read counts as off, as the daemon reads it; an
+    # unreadable config file as no choice.
     (home / "consent.json").write_text("{not json")
+    assert mode_is_off(env)
+    (home / "consent.json").write_text(json.dumps({"mode": "sometimes"}))
+    assert mode_is_off(env)
+    (home / "consent.json").unlink()
     (home / "config.toml").write_text("mode = [\n")
     assert not mode_is_off(env)
     config = home / "elsewhere.toml"
     config.write_text('mode = " OFF "\n')
-    (home / "consent.json").unlink()
     assert mode_is_off({**env, "AGENT_TELEMETRY_CONFIG": str(config)})
 
 

@@ -4,7 +4,8 @@ The daemon's precedence, as far as an agent can see it: `AGENT_TELEMETRY_DISABLE
 but empty, 0, false, no, off), then `AGENT_TELEMETRY_MODE`, then the mode stored by
 `agent-telemetry mode|enable|disable` (consent.json next to the config file), then `mode` in
 config.toml, else `local`. The agent's environment may differ from the daemon's; the stored
-choice and the config file are the same files the daemon reads.
+choice and the config file are the same files the daemon reads. A stored choice that is
+there but cannot be read counts as `off`, as the daemon counts it: it may have been off.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ def _mode(value: object) -> str | None:
 
 
 def stored_mode(path: Path) -> str | None:
-    """The mode a command stored, or None when none was (or the file cannot be read)."""
+    """The mode a command stored; None when none was; `off` when the file is there but
+    does not say one (unreadable, not JSON, no mode)."""
     try:
         with open(path, "rb") as handle:
             data = json.load(handle)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError):
+        return "off"
     # The daemon takes the stored mode only as written by it: exactly one of the modes.
     mode = data.get("mode") if isinstance(data, dict) else None
-    return mode if mode in MODES else None
+    return mode if mode in MODES else "off"
 
 
 def configured_mode(path: Path) -> str | None:

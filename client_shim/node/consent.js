@@ -2,7 +2,8 @@
 // Whether the user turned telemetry off: the shim spools nothing then. The daemon's order,
 // as far as an agent can see it: AGENT_TELEMETRY_DISABLED (any value but empty, 0, false,
 // no, off), AGENT_TELEMETRY_MODE, the mode stored by `agent-telemetry mode|enable|disable`
-// (consent.json next to the config file), `mode` in config.toml, else `local`.
+// (consent.json next to the config file), `mode` in config.toml, else `local`. A stored choice
+// that is there but cannot be read counts as `off`, as the daemon counts it: it may have been.
 
 const fs = require('node:fs');
 const { configFile, consentFile } = require('./paths.js');
@@ -20,13 +21,20 @@ function asMode(value) {
   return MODES.has(mode) ? mode : null;
 }
 
-/** The mode a command stored, exactly as the daemon writes it; null when none. */
+/** The mode a command stored, exactly as the daemon writes it; null when none; 'off' when
+ * the file is there but does not say one (unreadable, not JSON, no mode). */
 function storedMode(file) {
+  let text;
   try {
-    const data = JSON.parse(fs.readFileSync(file, 'utf8'));
-    return data && typeof data === 'object' && MODES.has(data.mode) ? data.mode : null;
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    return error && error.code === 'ENOENT' ? null : 'off';
+  }
+  try {
+    const data = JSON.parse(text);
+    return data && typeof data === 'object' && MODES.has(data.mode) ? data.mode : 'off';
   } catch {
-    return null;
+    return 'off';
   }
 }
 

@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { tempHome, listen, runAgent, waitFor, spooled } = require('./test-helpers.js');
-const { configuredMode } = require('./consent.js');
+const { configuredMode, storedMode } = require('./consent.js');
 const paths = require('./paths.js');
 
 function withHome(fn) {
@@ -64,6 +64,26 @@ test('the config file is read as the daemon reads it: top-level mode only', () =
       assert.equal(configuredMode(file), expected, text);
     }
     assert.equal(configuredMode(path.join(dir, 'missing.toml')), null);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a stored choice that cannot be read counts as off, as the daemon reads it', () => {
+  const dir = fs.mkdtempSync('/tmp/atn-consent-');
+  const file = path.join(dir, 'consent.json');
+  const cases = [
+    ['{"mode": "local"}', 'local'],
+    ['{garbage', 'off'],
+    ['{"mode": "sometimes"}', 'off'],
+    ['[]', 'off'],
+  ];
+  try {
+    for (const [text, expected] of cases) {
+      fs.writeFileSync(file, text);
+      assert.equal(storedMode(file), expected, text);
+    }
+    assert.equal(storedMode(path.join(dir, 'missing.json')), null);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -7,7 +7,6 @@ as it does.
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from agent_telemetryd.analytics.price_overrides import PriceOverride, parse_price_overrides
 from agent_telemetryd.config_problems import ConfigProblem, unknown_keys
+from agent_telemetryd.config_safety import unsafe_file_problems, what_an_unsafe_file_may_say
 from agent_telemetryd.config_values import (
     ConfigError,
     EndpointError,
@@ -208,12 +208,12 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
     paths: Paths | None = None,
     *,
-    check_secrets_private: bool = True,
+    check_permissions: bool = True,
 ) -> Config:
     """Defaults, then the config file, then the environment; raises ConfigProblems
     naming every problem (SecretsExposedError when the only one is a config holding a
     key that others can read)."""
-    config, problems = read_config(environ, paths, check_secrets_private=check_secrets_private)
+    config, problems = read_config(environ, paths, check_permissions=check_permissions)
     if problems:
         only_exposed = all(problem.exposes_secret for problem in problems)
         raise (SecretsExposedError if only_exposed else ConfigProblems)(problems, config)
@@ -224,24 +224,36 @@ def read_config(
     environ: Mapping[str, str] = os.environ,
     paths: Paths | None = None,
     *,
-    check_secrets_private: bool = True,
+    check_permissions: bool = True,
 ) -> tuple[Config, list[ConfigProblem]]:
     """The config and every problem found on the way; never raises for a setting.
 
     A value that fails keeps its default, so one typo never hides the other settings,
-    and the problems are listed together instead of one per attempt.
+    and the problems are listed together instead of one per attempt. A file others can
+    change, or that holds a key others can read, is not used at all (config_safety.py):
+    the config returned is then what every command and the daemon's checks agree on.
+    `check_permissions` False reads the file whatever its permissions (the service
+    installer, which only looks up the upload interval).
     """
     paths = paths or resolve_paths(environ)
     where = str(paths.config_file)
     problems: list[ConfigProblem] = []
     document = _read_toml(paths.config_file, problems)
+    unsafe = []
+    if check_permissions:
+        held = [key for key in _SECRET_KEYS if _lookup(document, key)]
+        unsafe = unsafe_file_problems(paths.config_file, held)
+        problems.extend(unsafe)
     known = [key for _, key, _, _ in _SETTINGS if key]
     by_variable = {env: key for _, key, env, _ in _SETTINGS if key and env}
     problems.extend(unknown_keys(document, where, known, _KNOWN_TABLES, by_variable))
+    if unsafe:
+        # Its other problems are still listed, so that one fix does not reveal the next;
+        # the values themselves are dropped.
+        _parse_settings(document, {}, where, problems)
+        document = what_an_unsafe_file_may_say(document)
     values, sources = _parse_settings(document, environ, where, problems)
     _imply_sender(values, sources)
-    if check_secrets_private:
-        problems.extend(_exposed_secrets(document, paths.config_file))
     config = Config(paths=paths, sources=sources, **values)
     sender_problems = _sender_problems(config, where)
     if sender_problems:
@@ -312,23 +324,6 @@ def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def _exposed_secrets(document: Mapping[str, Any], path: Path) -> list[ConfigProblem]:
-    held = [key for key in _SECRET_KEYS if _lookup(document, key)]
-    if not held:
-        return []
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if not mode & 0o077:
-        return []
-    return [
-        ConfigProblem(
-            str(path),
-            held[0],
-            f"an API key in a file others can read (mode {mode:o}); run: chmod 600 {path}",
-            exposes_secret=True,
-        )
-    ]
 
 
 def _sender_problems(config: Config, where: str) -> list[ConfigProblem]:

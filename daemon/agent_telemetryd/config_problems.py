@@ -23,6 +23,13 @@ class ConfigProblem:
     key: str  # empty when the problem is the whole file (unreadable, not TOML)
     message: str
     exposes_secret: bool = False  # the file holds a key and others can read it
+    others_can_write: bool = False  # the file can be changed by someone else
+    fix: str = ""  # the command that mends it, when there is one
+
+    @property
+    def file_not_used(self) -> bool:
+        """The whole config file is set aside, not only this key (config_safety.py)."""
+        return self.exposes_secret or self.others_can_write
 
     def __str__(self) -> str:
         if not self.key:

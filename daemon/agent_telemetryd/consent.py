@@ -3,6 +3,7 @@
 Order of precedence, first match wins:
   AGENT_TELEMETRY_DISABLED=1 → off; AGENT_TELEMETRY_MODE; the mode stored by
   `agent-telemetry mode|enable|disable`; `mode` in the config file; default `local`.
+A stored record that cannot be read counts as `off` (see `UNREADABLE_MODE`).
 Then caps that only ever lower it: DO_NOT_TRACK=1 → at most local; CI set → at most
 local unless AGENT_TELEMETRY_MODE=upload was given explicitly.
 """
@@ -21,6 +22,12 @@ from agent_telemetryd.config import MODES, Config, Mode
 
 POLICY_VERSION = 1
 DEFAULT_MODE = Mode.LOCAL
+# A record that exists but cannot be read held *some* choice, and `off` is the only mode
+# that honours every one of them: read as `local`, a user who chose off would be collected
+# from without a word. Wrongly off costs the user their own analytics until they set the
+# mode again, which `status` and `doctor` tell them to do; wrongly local breaks the promise.
+UNREADABLE_MODE = Mode.OFF
+UNREADABLE_SOURCE = "unreadable"
 _HISTORY_LIMIT = 100
 
 
@@ -49,31 +56,79 @@ class StoredConsent:
     history: tuple[dict[str, Any], ...]
 
 
-def read_stored(path: Path) -> StoredConsent | None:
-    """The mode last set by a command; None when never set or unreadable (then `local`)."""
+@dataclass(frozen=True)
+class UnreadableConsent:
+    """A consent record that is there but cannot be read: what is wrong with it."""
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.problem}"
+
+
+def read_stored(path: Path) -> StoredConsent | UnreadableConsent | None:
+    """The mode last set by a command; None when never set, UnreadableConsent when the
+    file is there but does not say a mode (then `off`: see UNREADABLE_MODE)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        return UnreadableConsent(path, f"cannot be read ({_why(error)})")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        return UnreadableConsent(path, f"is not valid JSON ({_why(error)})")
+    try:
         mode = data["mode"]
         if mode not in MODES:
-            return None
+            return UnreadableConsent(path, f"names no mode off, local or upload ({mode!r})")
+        history = data.get("history", ())
+        if not isinstance(history, list | tuple):
+            raise TypeError("history is not a list")
         return StoredConsent(
             mode=mode,
             since=str(data.get("since", "")),
             policy_version=int(data.get("policy_version", POLICY_VERSION)),
-            history=tuple(data.get("history", ())),
+            history=tuple(history),
         )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (ValueError, KeyError, TypeError) as error:
+        return UnreadableConsent(path, f"is not a consent record ({_why(error)})")
 
 
-def write_stored(path: Path, mode: str, *, via: str, now: datetime | None = None) -> StoredConsent:
-    """Record `mode` with its time and policy version; the file is replaced atomically."""
+def _why(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return (error.strerror or type(error).__name__).lower()
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r}"
+    return str(error) or type(error).__name__
+
+
+def write_stored(
+    path: Path, mode: str, *, via: str, now: datetime | None = None
+) -> tuple[StoredConsent, Path | None]:
+    """Record `mode` with its time and policy version; the file is replaced atomically.
+
+    An unreadable record is not overwritten: it is renamed aside first, kept for the user
+    (it may be the only trace of earlier choices), and its new name is returned with the
+    record; the history starts again from this choice.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    moment = now or datetime.now(UTC)
+    stamp = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
     previous = read_stored(path)
+    set_aside = None
+    if isinstance(previous, UnreadableConsent):
+        set_aside = _set_aside(path, moment)
+        previous = None
     history = list(previous.history if previous else ())
-    history.append({"mode": mode, "at": stamp, "policy_version": POLICY_VERSION, "via": via})
+    entry: dict[str, Any] = {"mode": mode, "at": stamp, "policy_version": POLICY_VERSION}
+    entry["via"] = via
+    if set_aside is not None:
+        entry["unreadable_record_kept_as"] = set_aside.name
+    history.append(entry)
     record = {
         "mode": mode,
         "since": stamp,
@@ -90,15 +145,38 @@ def write_stored(path: Path, mode: str, *, via: str, now: datetime | None = None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return StoredConsent(mode, stamp, POLICY_VERSION, tuple(record["history"]))
+    return StoredConsent(mode, stamp, POLICY_VERSION, tuple(record["history"])), set_aside
 
 
-def decide(config: Config, stored: StoredConsent | None) -> ConsentState:
+def _set_aside(path: Path, moment: datetime) -> Path:
+    """Rename an unreadable record to a name of its own beside it (never over another)."""
+    base = f"{path.name}.unreadable-{moment.strftime('%Y%m%dT%H%M%SZ')}"
+    for attempt in range(100):
+        target = path.with_name(base if attempt == 0 else f"{base}-{attempt}")
+        try:
+            # A hard link fails when the name is taken, where a rename would replace it.
+            os.link(path, target)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: a rename, to a name free just now
+            if target.exists():
+                continue
+            os.rename(path, target)
+            return target
+        path.unlink()
+        return target
+    raise FileExistsError(f"no free name to keep the unreadable {path} under")
+
+
+def decide(config: Config, stored: StoredConsent | UnreadableConsent | None) -> ConsentState:
     """The effective mode and what decided it."""
     if config.disabled:
         return ConsentState(Mode.OFF, "AGENT_TELEMETRY_DISABLED", "AGENT_TELEMETRY_DISABLED is set")
     if config.source_of("mode") == "env" and config.mode:
         state = ConsentState(config.mode, "env", "AGENT_TELEMETRY_MODE is set")
+    elif isinstance(stored, UnreadableConsent):
+        # Not the config's mode either: the record was set to override it.
+        state = ConsentState(UNREADABLE_MODE, UNREADABLE_SOURCE, unreadable_reason(stored))
     elif stored is not None:
         state = ConsentState(
             stored.mode,
@@ -124,3 +202,10 @@ def decide(config: Config, stored: StoredConsent | None) -> ConsentState:
             "CI is set: upload needs AGENT_TELEMETRY_MODE=upload explicitly",
         )
     return state
+
+
+def unreadable_reason(stored: UnreadableConsent) -> str:
+    return (
+        f"consent record unreadable: {stored}; using {UNREADABLE_MODE} until a mode is set "
+        "again (agent-telemetry mode off|local|upload keeps the unreadable file beside it)"
+    )

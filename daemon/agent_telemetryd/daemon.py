@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from agent_telemetryd import __version__
 from agent_telemetryd.analytics.vocabulary import Vocabulary
 from agent_telemetryd.config import Config
-from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.consent import UNREADABLE_SOURCE, decide, read_stored
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.events import Limits
 from agent_telemetryd.idle import Busy, IdleTimer, idle_exit_seconds
@@ -205,6 +205,8 @@ class Daemon:
             http=context.http_url,
             idle_exit_seconds=context.idle.seconds if context.idle is not None else None,
         )
+        if context.consent.source == UNREADABLE_SOURCE:
+            log.warning("consent_unreadable", reason=context.consent.reason)
         watchdog = asyncio.create_task(self._notifier.watchdog_loop(self.should_exit))
         stack.push_async_callback(_cancel, watchdog)
         # Nothing ticks while idle: a signal sets it, or the idle timer (one timer, started

@@ -11,6 +11,7 @@ the buffer, which `off` never creates.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState, decide, write_stored
@@ -21,9 +22,13 @@ from agent_telemetryd.store.upload_queries import revoke_pending
 log = get_logger("agent_telemetryd.consent")
 
 
-def record_choice(config: Config, mode: str, *, via: str) -> ConsentState:
-    """Store the user's choice; returns the effective mode it leads to."""
-    return decide(config, write_stored(config.paths.consent_file, mode, via=via))
+def record_choice(config: Config, mode: str, *, via: str) -> tuple[ConsentState, Path | None]:
+    """Store the user's choice; returns the effective mode it leads to and, when the record
+    it replaces could not be read, where that file is now kept."""
+    stored, set_aside = write_stored(config.paths.consent_file, mode, via=via)
+    if set_aside is not None:
+        log.warning("consent_unreadable_kept", kept_as=str(set_aside), mode=mode)
+    return decide(config, stored), set_aside
 
 
 def withdraw_pending(conn: sqlite3.Connection, state: ConsentState) -> int:

@@ -42,16 +42,31 @@ class PathFacts:
         return stat.S_IMODE(self.mode)
 
 
-def config_valid(path: Path, exists: bool, problems: list[str], daemon_running: bool) -> Check:
+def config_valid(
+    path: Path,
+    exists: bool,
+    problems: list[str],
+    daemon_running: bool,
+    unused_file_fix: str | None = None,
+) -> Check:
+    """`unused_file_fix`: the command that makes the file usable, when it is set aside
+    (others can change it, or read the key in it)."""
     if problems:
         listed = "; ".join(problems)
         then = "agent-telemetry reload" if daemon_running else "start the daemon"
+        if unused_file_fix is not None:
+            effect = "the daemon refuses to start; other commands run without the file"
+            rest = "" if len(problems) == 1 else f", edit {path} as each other problem says"
+            fix = f"{unused_file_fix}{rest}, then: {then}"
+        else:
+            effect = "the daemon refuses to start; other commands use defaults for these"
+            fix = f"edit {path} as each problem says, then: {then}"
         return Check(
             "config",
             FAIL,
             f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}: {listed} "
-            "(the daemon refuses to start; other commands use defaults for these)",
-            f"edit {path} as each problem says, then: {then}",
+            f"({effect})",
+            fix,
         )
     if not exists:
         return Check("config", OK, f"no config file at {path}: defaults and the environment")
@@ -75,14 +90,15 @@ def config_private(facts: PathFacts, holds_key: bool, my_uid: int) -> Check:
             "config_private",
             FAIL,
             f"{path} holds an API key and others can read it (mode {mode:o}); "
-            "the daemon refuses to start",
+            "the daemon refuses to start and other commands run without the file",
             f"chmod 600 {path}",
         )
     if mode & 0o022:
         return Check(
             "config_private",
             FAIL,
-            f"others can change {path} (mode {mode:o}), and with it where your events go",
+            f"others can change {path} (mode {mode:o}), and with it where your events go; "
+            "the daemon refuses to start and other commands run without the file",
             f"chmod 600 {path}",
         )
     held = "holds an API key; " if holds_key else ""
@@ -222,8 +238,22 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
     return Check("service", OK, "installed and enabled")
 
 
-def consent(mode: str, source: str, reason: str, sender: str) -> Check:
+def consent(
+    mode: str, source: str, reason: str, sender: str, unreadable: str | None = None
+) -> Check:
+    """`unreadable`: what is wrong with the stored consent record, when it cannot be read."""
     detail = f"{mode}, decided by {source}: {reason}"
+    if unreadable is not None:
+        if not reason.startswith("consent record unreadable"):
+            # The environment decides, or a running daemon read the record before it broke.
+            detail = f"consent record unreadable: {unreadable}; for now {detail}"
+        return Check(
+            "consent",
+            FAIL,
+            detail,
+            "set your choice again: agent-telemetry mode off|local|upload "
+            "(the unreadable file is kept beside the new record)",
+        )
     if mode == "upload" and sender == "none":
         return Check(
             "consent",
@@ -270,6 +300,17 @@ def sender(name: str, backend: str, mode: str, reachable: bool, detail: str) -> 
         FAIL,
         f"{backend} is not reachable: {detail}; events stay pending until it is",
         f"check {where} and that the backend is up, then: agent-telemetry flush",
+    )
+
+
+def sender_of_unused_file(fix: str) -> Check:
+    """No sender because the config file that may name one is not used (see `config`)."""
+    return Check(
+        "sender",
+        WARN,
+        "none while the config file is not used (see the config check): "
+        "no backend or key in it is used",
+        fix,
     )
 
 

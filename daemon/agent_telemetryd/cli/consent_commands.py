@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -34,9 +35,11 @@ def set_mode(mode: str) -> None:
         warning = shell_warning(shell, decided_by, config)
         if warning is not None:
             click.echo(warning, err=True)
+        kept = result.get("unreadable_record_kept_as")
+        set_aside = Path(kept) if kept else None
     else:
         store_errors_to_stderr()
-        after = _record_offline(config, mode)
+        after, set_aside = _record_offline(config, mode)
         # Whatever this shell's environment says the mode was before: nothing stays pending.
         # `off` creates no buffer; one that exists is brought in line with the new mode
         # (on a full disk too: store/offline_writes.py).
@@ -45,6 +48,11 @@ def set_mode(mode: str) -> None:
                 offline_writes.revoke_pending(file)
         effective, source, reason = after.mode, after.source, after.reason
         decided_by, where = shell, THIS_SHELL
+    if set_aside is not None:
+        click.echo(
+            f"The consent record could not be read; it is kept as {set_aside}, "
+            "and a new one starts with this choice."
+        )
     click.echo(f"Mode: {effective}")
     if effective != mode:
         click.echo(f"Stored {mode}, but {source} decides for now: {reason}.")
@@ -53,7 +61,7 @@ def set_mode(mode: str) -> None:
         click.echo(backend_setup_hint(config.paths.config_file, sys.platform))
 
 
-def _record_offline(config: Config, mode: str) -> ConsentState:
+def _record_offline(config: Config, mode: str) -> tuple[ConsentState, Path | None]:
     """Store the choice. On a full disk the daemon's reserve file gives the room when it is
     on the same disk: leaving upload must stick exactly when the disk is in trouble."""
     try:

@@ -25,7 +25,7 @@ from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailab
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
 from agent_telemetryd.config import Config, read_config
-from agent_telemetryd.consent import decide, read_stored
+from agent_telemetryd.consent import UnreadableConsent, decide, read_stored
 from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
@@ -87,7 +87,11 @@ def run_checks(config: Config) -> list[Check]:
     uid = os.getuid()
     _, problems = read_config(paths=paths)
     config_file = _stat(paths.config_file)
-    holds_key = any(config.source_of(name) == "config" for name in _KEY_SETTINGS)
+    # An unsafe file's keys are not in `config`: the problem says whether it holds one.
+    holds_key = any(p.exposes_secret for p in problems) or any(
+        config.source_of(name) == "config" for name in _KEY_SETTINGS
+    )
+    unused = [p for p in problems if p.file_not_used]
     pid = running_pid(paths.lock_file)
     status, status_error = _daemon_status(config) if pid is not None else (None, None)
     service, service_error = _service_facts()
@@ -99,9 +103,10 @@ def run_checks(config: Config) -> list[Check]:
         checks.config_valid(
             paths.config_file,
             config_file.exists,
-            # A key others can read is the privacy check's, with its own fix.
-            [str(p) for p in problems if not p.exposes_secret],
+            [str(p) for p in problems],
             pid is not None,
+            # Set first: until the file is safe, what else is wrong in it does not matter.
+            unused[0].fix if unused else None,
         ),
         checks.config_private(config_file, holds_key, uid),
         checks.sockets(
@@ -114,7 +119,7 @@ def run_checks(config: Config) -> list[Check]:
         checks.service(service, service_error),
         _consent_check(config, status),
     ]
-    sender_check, backend_skew = _sender_check(config, status)
+    sender_check, backend_skew = _sender_check(config, status, unused[0].fix if unused else None)
     found.append(sender_check)
     found.append(_disk_check(config))
     found.append(_buffer_check(config, pid is not None))
@@ -195,21 +200,32 @@ def _port_taken(config: Config) -> str | None:
 
 
 def _consent_check(config: Config, status: dict[str, Any] | None) -> Check:
+    stored = read_stored(config.paths.consent_file)
+    # Failed whoever decides now: the record is what the next start reads.
+    unreadable = str(stored) if isinstance(stored, UnreadableConsent) else None
     if status is not None:  # the running daemon's own view: its environment may differ
         return checks.consent(
-            status["mode"], status["mode_source"], status["mode_reason"], status["sender"]
+            status["mode"],
+            status["mode_source"],
+            status["mode_reason"],
+            status["sender"],
+            unreadable,
         )
-    state = decide(config, read_stored(config.paths.consent_file))
-    return checks.consent(state.mode, state.source, state.reason, config.sender)
+    state = decide(config, stored)
+    return checks.consent(state.mode, state.source, state.reason, config.sender, unreadable)
 
 
-def _sender_check(config: Config, status: dict[str, Any] | None) -> tuple[Check, float | None]:
+def _sender_check(
+    config: Config, status: dict[str, Any] | None, unused_file_fix: str | None
+) -> tuple[Check, float | None]:
     mode = (
         status["mode"]
         if status is not None
         else decide(config, read_stored(config.paths.consent_file)).mode
     )
     name = config.sender
+    if name == "none" and unused_file_fix is not None:
+        return checks.sender_of_unused_file(unused_file_fix), None
     if name == "none":
         return checks.sender("none", "", mode, False, ""), None
     if name == "file":

@@ -20,7 +20,7 @@ from agent_telemetryd.cli.common import (
 )
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
-from agent_telemetryd.senders.factory import build_sender, new_session
+from agent_telemetryd.senders.factory import build_sender, eraser_for, new_session
 from agent_telemetryd.store import offline_writes, queries, upload_queries
 from agent_telemetryd.upload import erasure
 from agent_telemetryd.upload.part import settings_from
@@ -171,25 +171,36 @@ def forget(yes: bool, as_json: bool) -> None:
         click.echo(f"Deleted {result['deleted']} events.")
         if result.get("anonymous_id"):
             click.echo(f"New anonymous id: {result['anonymous_id']}")
-        click.echo(f"Remote data: {result['erasure']['message']}.")
-    if result["erasure"]["requested"] and not result["erasure"]["ok"]:
+        backends = result["erasure"].get("backends") or []
+        for answer in backends:
+            click.echo(f"Remote data at {answer['backend']}: {answer['message']}.")
+        if not backends:
+            click.echo(f"Remote data: {result['erasure']['message']}.")
+    # Non-zero when a backend was asked and did not confirm (one that could not be asked
+    # is said above; its ids are kept for the next forget).
+    if any(a["requested"] and not a["ok"] for a in result["erasure"].get("backends") or []):
         raise SystemExit(1)
 
 
 async def _offline_forget(config: Config) -> dict[str, Any]:
-    ids: list[str] = []
+    sent: list[erasure.SentTo] = []
     deleted = 0
     new_id = None
     if config.paths.database.exists():
         # As the daemon does: a fresh file (on a full disk too) that keeps every id in
         # uploaded_ids, then a new id in it.
         with offline_file(config) as file:
-            ids = erasure.uploaded_ids(file.conn)
+            sent = erasure.sent_to(file.conn)
             deleted = offline_writes.clear(file)
             new_id = offline_writes.write(file, queries.reset_anonymous_id)
     async with new_session() as session:
-        outcome = await erasure.request_erasure(build_sender(config, session), ids)
-    if outcome["confirmed"]:
+        outcome, erased = await erasure.request_erasure(
+            build_sender(config, session),
+            sent,
+            lambda backend: eraser_for(backend, config, session),
+        )
+    if erased:
         with offline_file(config) as file:
-            offline_writes.write(file, lambda conn: erasure.mark_erased(conn, ids))
+            offline_writes.write(file, lambda conn: erasure.mark_erased(conn, erased))
+    ids = list(dict.fromkeys(item.anonymous_id for item in sent))
     return {"deleted": deleted, "anonymous_id": new_id, "erased_ids": ids, "erasure": outcome}

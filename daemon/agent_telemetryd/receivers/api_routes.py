@@ -105,7 +105,7 @@ async def post_mode(request: web.Request) -> web.Response:
         return web.json_response({"error": _MODE_BODY}, status=400)
     if mode not in MODES:
         return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
-    chosen = record_choice(context.config, mode, via=str(body.get("via", "cli")))
+    chosen, set_aside = record_choice(context.config, mode, via=str(body.get("via", "cli")))
     state = await apply_mode(context, chosen)
     return web.json_response(
         {
@@ -114,6 +114,7 @@ async def post_mode(request: web.Request) -> web.Response:
             "mode_reason": state.reason,
             "sender": context.config.sender,
             "consent_environment": consent_environment(context.config),
+            "unreadable_record_kept_as": str(set_aside) if set_aside else None,
         }
     )
 

@@ -15,6 +15,7 @@ from agent_telemetryd.config import (
     HTTP_ENDPOINT_SETTING,
     POSTHOG_HOST_SETTING,
     Config,
+    EndpointError,
     check_endpoint,
 )
 from agent_telemetryd.outbound import OutboundBatch
@@ -116,6 +117,47 @@ def build_sender(config: Config, session: aiohttp.ClientSession | SharedSession)
     from agent_telemetryd.senders.none import NoneSender
 
     return NoneSender()
+
+
+def eraser_for(
+    backend: str, config: Config, session: aiohttp.ClientSession | SharedSession
+) -> Sender | None:
+    """A sender that can ask `backend` (as recorded when ids were sent there) to erase,
+    from what the config still says of it; None when the config no longer reaches it.
+
+    An http backend is asked when its endpoint is still the configured one (with the
+    configured key); PostHog when its host is (erasing needs the personal key, which its
+    sender asks for); a file is rewritten where it is. Nothing is guessed: a key is never
+    sent to an endpoint other than the one it is configured with.
+    """
+    kind, _, where = backend.partition(" ")
+    try:
+        http_endpoint = check_endpoint(config.http_endpoint or "", HTTP_ENDPOINT_SETTING)
+    except EndpointError:
+        http_endpoint = None  # none, or one refused anyway: it is not that backend
+    try:
+        posthog_host = check_endpoint(config.posthog_host, POSTHOG_HOST_SETTING)
+    except EndpointError:
+        posthog_host = None
+    if kind == "http" and where == http_endpoint:
+        from agent_telemetryd.senders.http import HttpSender
+
+        return HttpSender(_session(session), endpoint=where, api_key=config.http_api_key)
+    if kind == "posthog" and where == posthog_host:
+        from agent_telemetryd.senders.posthog import PostHogSender
+
+        return PostHogSender(
+            _session(session),
+            host=where,
+            api_key=config.posthog_api_key or "",  # erasing does not use it
+            personal_api_key=config.posthog_personal_api_key,
+            project_id=config.posthog_project_id,
+        )
+    if kind == "file" and where:
+        from agent_telemetryd.senders.file import FileSender
+
+        return FileSender(Path(where))
+    return None
 
 
 def _session(session: aiohttp.ClientSession | SharedSession) -> aiohttp.ClientSession:

@@ -81,7 +81,7 @@ def _service_config(
     service_environ = dict(environ)
     try:
         service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
-        config = load_config(service_environ, paths, check_secrets_private=False)
+        config = load_config(service_environ, paths, check_permissions=False)
     except (ConfigError, envfile.EnvFileError) as exc:
         note = f"the flush timer uses the default upload interval, 1h: {exc}"
         return None, [note]

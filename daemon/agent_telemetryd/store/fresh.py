@@ -69,7 +69,7 @@ class Carry:
     """What a fresh buffer takes over from the one it replaces."""
 
     meta: list[tuple[str, str]] = field(default_factory=list)
-    uploaded_ids: list[tuple[str, int]] = field(default_factory=list)
+    uploaded_ids: list[tuple[str, str, int]] = field(default_factory=list)  # id, backend, ms
     receipts: list[tuple[Any, ...]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # tables a corrupt file did not give
 
@@ -80,12 +80,7 @@ def read_carry(conn: sqlite3.Connection, *, salvage: bool = False) -> Carry:
     carry = Carry()
     reads: list[tuple[str, Callable[[], None]]] = [
         ("meta", lambda: carry.meta.extend(conn.execute("SELECT key, value FROM meta"))),
-        (
-            "uploaded_ids",
-            lambda: carry.uploaded_ids.extend(
-                conn.execute("SELECT anonymous_id, first_sent_ms FROM uploaded_ids")
-            ),
-        ),
+        ("uploaded_ids", lambda: carry.uploaded_ids.extend(_uploaded_ids(conn))),
         (
             "upload_receipts",
             lambda: carry.receipts.extend(
@@ -101,6 +96,18 @@ def read_carry(conn: sqlite3.Connection, *, salvage: bool = False) -> Carry:
                 raise
             carry.unreadable.append(table)
     return carry
+
+
+def _uploaded_ids(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    try:
+        return conn.execute(
+            "SELECT anonymous_id, backend, first_sent_ms FROM uploaded_ids"
+        ).fetchall()
+    except sqlite3.OperationalError as error:
+        # A file from before backends were recorded (a corrupt one is read unmigrated).
+        if "no such column" not in str(error):
+            raise
+        return conn.execute("SELECT anonymous_id, '', first_sent_ms FROM uploaded_ids").fetchall()
 
 
 def salvage_carry(path: Path) -> Carry:
@@ -143,7 +150,8 @@ def build(path: Path, carry: Carry) -> Path:
             conn.execute("BEGIN")
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", carry.meta)
             conn.executemany(
-                "INSERT OR IGNORE INTO uploaded_ids (anonymous_id, first_sent_ms) VALUES (?, ?)",
+                "INSERT OR IGNORE INTO uploaded_ids (anonymous_id, backend, first_sent_ms)"
+                " VALUES (?, ?, ?)",
                 carry.uploaded_ids,
             )
             conn.executemany(

@@ -127,6 +127,36 @@ def _upload_check_compared(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA writable_schema = OFF")
 
 
+def _uploaded_ids_by_backend(conn: sqlite3.Connection) -> None:
+    """12: which backend each id was sent to, as the sender names it (`http <endpoint>`,
+    `posthog <host>`, `file <path>`): after the config changes sender, `forget` must still
+    reach the backend that holds an id's data, not the one configured now. One row per id
+    and backend; ids recorded before have '' (not known: the configured backend is asked,
+    as before). The trigger on marking sent goes: an id is recorded with its backend
+    before its first request leaves (upload/erasure.py), and the trigger, knowing no
+    backend, could only add a row saying "not known". A buffer that has the column already
+    (its version set back by hand) keeps its rows as they are."""
+    conn.execute("DROP TRIGGER IF EXISTS uploaded_ids_on_sent")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(uploaded_ids)")}
+    if "backend" in columns:
+        return
+    for statement in _statements(
+        """
+        CREATE TABLE uploaded_ids_by_backend (
+            anonymous_id TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            first_sent_ms INTEGER NOT NULL,
+            PRIMARY KEY (anonymous_id, backend)
+        ) WITHOUT ROWID;
+        INSERT INTO uploaded_ids_by_backend (anonymous_id, backend, first_sent_ms)
+            SELECT anonymous_id, '', first_sent_ms FROM uploaded_ids;
+        DROP TABLE uploaded_ids;
+        ALTER TABLE uploaded_ids_by_backend RENAME TO uploaded_ids;
+        """
+    ):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE events (
@@ -316,6 +346,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         WHERE upload = 'pending' OR upload = 'sent' OR upload = 'rate_limited'
             OR upload = 'quarantined';
     """,
+    _uploaded_ids_by_backend,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

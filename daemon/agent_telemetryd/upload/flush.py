@@ -259,12 +259,14 @@ class Flush:
 
     async def _record_id(self, anonymous_id: str) -> None:
         """`forget` must reach this id even if the answer to this request is lost: it is
-        committed to the buffer before the request leaves (once per id and flush)."""
+        committed to the buffer, with the backend it goes to, before the request leaves
+        (once per id and flush; a flush keeps its sender to the end)."""
         if anonymous_id in self._recorded_ids or not anonymous_id:
             return
         now_ms = self._now_ms()
+        backend = self._in.sender.backend
         await self._writer().run(
-            lambda conn: erasure.record_before_send(conn, anonymous_id, now_ms)
+            lambda conn: erasure.record_before_send(conn, anonymous_id, backend, now_ms)
         )
         self._recorded_ids.add(anonymous_id)
 

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.senders.factory import SharedSession, eraser_for
 from agent_telemetryd.store import upload_queries
 from agent_telemetryd.upload import erasure, receipts
 from agent_telemetryd.upload.preview import build_preview
@@ -87,18 +88,28 @@ async def post_forget(request: web.Request) -> web.Response:
         for guard in context.clear_guards:
             await guards.enter_async_context(guard())
         buffer = context.buffer
-        ids: list[str] = []
+        sent: list[erasure.SentTo] = []
         deleted = 0
         new_id = None
         if buffer is not None:
-            ids = await buffer.read(erasure.uploaded_ids)
+            sent = await buffer.read(erasure.sent_to)
             deleted = await buffer.clear()
             new_id = await buffer.reset_anonymous_id()
         if context.ingestor is not None:
             context.ingestor.memory.values.clear()
-        outcome = await erasure.request_erasure(uploader.sender, ids)
-        if outcome["confirmed"] and buffer is not None:
-            await buffer.writer.run(lambda conn: erasure.mark_erased(conn, ids))
+        # Backends other than the configured one get a session of their own, closed here.
+        session = SharedSession()
+        try:
+            outcome, erased = await erasure.request_erasure(
+                uploader.sender,
+                sent,
+                lambda backend: eraser_for(backend, context.config, session),
+            )
+        finally:
+            await session.close()
+        if erased and buffer is not None:
+            await buffer.writer.run(lambda conn: erasure.mark_erased(conn, erased))
+        ids = list(dict.fromkeys(item.anonymous_id for item in sent))
     log.info(
         "forget_done",
         events_deleted=deleted,

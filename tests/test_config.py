@@ -152,7 +152,7 @@ def test_a_readable_config_with_a_key_is_its_own_error(tmp_path: Path) -> None:
 def test_ci_caps_upload_for_any_non_empty_value_but_0_or_false(
     tmp_path: Path, value: str, capped: bool
 ) -> None:
-    stored = write_stored(tmp_path / "consent.json", "upload", via="test")
+    stored, _ = write_stored(tmp_path / "consent.json", "upload", via="test")
     state = decide(load(tmp_path, CI=value), stored)
     assert (state.mode, state.source) == (("local", "CI") if capped else ("upload", "command"))
 

@@ -5,7 +5,10 @@ The real CLI and daemon, a loopback backend that records every request."""
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,12 +119,29 @@ def test_a_config_others_can_write_is_not_followed(
     assert found["config"]["fix"] == f"chmod 600 {config}, then: start the daemon"
     assert found["config_private"]["verdict"] == "fail"
 
-    # Group-writable too; and an off in it still holds: keeping less is safe whoever wrote it.
+    # Writable by a group others are in too; and an off in it still holds: keeping less is
+    # safe whoever wrote it.
     config.write_text(f'mode = "off"\n[http]\nendpoint = "{backend.url}"\n')
     config.chmod(0o620)
+    os.chown(config, -1, grp.getgrnam("nogroup").gr_gid)
     report = json.loads(daemon.cli("status", "--json").stdout)
     assert (report["sender"], report["mode"], report["mode_source"]) == ("none", "off", "config")
     assert backend.snapshot() == []
+
+
+def test_a_file_only_the_users_own_group_can_change_is_used(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    """umask 002 makes an editor's new file 664 where every user has a group of their own:
+    no one else can change it, and it is used as written."""
+    daemon = daemon_factory(start=False)
+    config = _write_config(daemon, f'sender = "http"\n[http]\nendpoint = "{backend.url}"\n', 0o664)
+    me = pwd.getpwuid(os.getuid())
+    assert grp.getgrgid(me.pw_gid).gr_name == me.pw_name  # this machine's user has such a group
+    os.chown(config, -1, me.pw_gid)
+    result = daemon.cli("status", "--json")
+    assert "others can change" not in result.stderr
+    assert json.loads(result.stdout)["sender"] == "http"
 
 
 def test_a_running_daemon_does_not_reload_a_config_others_can_write(

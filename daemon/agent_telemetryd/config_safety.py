@@ -12,7 +12,9 @@ user's off would collect against their choice.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,7 +51,9 @@ def unsafe_file_problems(
                 fix=fix,
             )
         )
-    elif mode & _OTHERS_WRITE:
+    elif mode & _OTHERS_WRITE and not (
+        mode & stat.S_IWOTH == 0 and _private_group(info.st_gid, uid)
+    ):
         fix = f"chmod 600 {path}"
         problems.append(
             ConfigProblem(
@@ -74,6 +78,21 @@ def unsafe_file_problems(
             )
         )
     return problems
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """True when group `gid` is the user's own: their primary group, named as they are, with
+    no other member. Systems that give every user such a group often set umask 002, so
+    files an editor makes are group-writable (664) without anyone else being able to write
+    them; refusing those would refuse a safe file."""
+    try:
+        user = pwd.getpwuid(uid)
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False  # a group or user the system cannot name: not known to be private
+    return (
+        gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+    )
 
 
 def what_an_unsafe_file_may_say(document: Mapping[str, Any]) -> dict[str, Any]:

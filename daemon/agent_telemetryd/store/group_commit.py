@@ -42,13 +42,13 @@ class GroupCommit:
         *,
         max_events: int,
         max_bytes: int,
-        unsaved: dict[str, int] | None = None,
     ) -> None:
         self._file = file
         # Counts of groups that failed to commit (store/writer.py adds them): written with
         # the next commit that succeeds, so `received = stored + rejected + dropped` holds
-        # in the file, across restarts, and not only in this process's memory.
-        self.unsaved = unsaved if unsaved is not None else {}
+        # in the file, across restarts, and not only in this process's memory. Replaced,
+        # never changed, on this thread: status reads it on the loop's meanwhile.
+        self.unsaved: dict[str, int] = {}
         self._max_events = max_events
         self._max_bytes = max_bytes
         # The running count of stored rows (the `stored` counter), kept here so the caps
@@ -87,7 +87,7 @@ class GroupCommit:
             with contextlib.suppress(sqlite3.Error):
                 self.stored = counter(conn, STORED)
             raise
-        _forget_saved(self.unsaved, carried)
+        self.unsaved = _unsaved_after(self.unsaved, carried)
         self._file.after_write()
         refused = sum(result.refused for result in results if result is not None)
         if refused:
@@ -222,14 +222,12 @@ def _repeated_rows(conn: sqlite3.Connection, rows: list[EventRow]) -> set[int]:
     return repeated
 
 
-def _forget_saved(unsaved: dict[str, int], saved: dict[str, int]) -> None:
-    """Take what a commit wrote out of `unsaved` (status adds what is left to the file's)."""
-    for name, value in saved.items():
-        left = unsaved.get(name, 0) - value
-        if left:
-            unsaved[name] = left
-        else:
-            unsaved.pop(name, None)
+def _unsaved_after(unsaved: dict[str, int], saved: dict[str, int]) -> dict[str, int]:
+    """What is left of `unsaved` once a commit wrote `saved` (usually nothing)."""
+    if unsaved == saved:
+        return {}
+    left = {name: value - saved.get(name, 0) for name, value in unsaved.items()}
+    return {name: value for name, value in left.items() if value}
 
 
 def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:

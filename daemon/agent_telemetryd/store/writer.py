@@ -81,12 +81,7 @@ class Writer:
         before_replace: BeforeReplace | None = None,
     ) -> None:
         self._file = file
-        # Counts that could not be written (the disk failed): status adds them in until
-        # the next group commit that succeeds writes them (store/group_commit.py).
-        self.unsaved: dict[str, int] = {}
-        self._group = GroupCommit(
-            file, max_events=max_events, max_bytes=max_bytes, unsaved=self.unsaved
-        )
+        self._group = GroupCommit(file, max_events=max_events, max_bytes=max_bytes)
         self._before_replace = before_replace
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer-writer")
@@ -125,6 +120,12 @@ class Writer:
             self._company.set_result(None)
         self.queued_events += len(rows)
         return future
+
+    @property
+    def unsaved(self) -> dict[str, int]:
+        """Counts that could not be written (the disk failed): status adds them in until
+        the next group commit that succeeds writes them (store/group_commit.py)."""
+        return self._group.unsaved
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -272,3 +272,39 @@ def test_the_counts_of_a_failed_commit_are_written_with_the_next_one(tmp_path: P
     counts = _file_counters(path)
     assert counts["received"] == 5 and counts["stored"] == 1
     assert counts["rejected"] == 2 and counts["dropped.write_error"] == 4
+
+
+def test_write_errors_on_a_full_disk_are_still_counted_after_clear_and_a_restart(
+    daemon_factory: DaemonFactory, tiny_disk: Path
+) -> None:
+    daemon = daemon_factory(start=False)
+    (daemon.home / "data").symlink_to(tiny_disk)
+    daemon.start()
+    url = daemon.http_url()
+    padding = "x" * 2000
+    for batch in range(40):
+        events = [
+            {"event": "fill", "properties": {"b": batch, "i": i, "p": padding}} for i in range(50)
+        ]
+        if post_events(url, events)[0] == 503:
+            break
+    send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
+    deadline = time.monotonic() + 20
+    while daemon.status()["counters"]["dropped_by_reason"].get("write_error", 0) < 10:
+        assert time.monotonic() < deadline, "the lines were never counted"
+        time.sleep(0.05)
+    lost = daemon.status()["counters"]["dropped_by_reason"]["write_error"]
+    cleared = daemon.cli("clear", "--yes")
+    assert cleared.returncode == 0, cleared.stderr
+    assert (
+        post_events(url, [{"event": "after.clear", "properties": {"i": i}} for i in range(5)])[0]
+        == 202
+    )
+    assert daemon.stop() == 0
+    daemon.start()
+    counters = daemon.status()["counters"]
+    assert counters["stored"] == 5
+    assert counters["dropped_by_reason"].get("write_error") == lost
+    assert counters["received"] == 5 + lost + counters["rejected"]
+    assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
+    assert daemon.stop() == 0

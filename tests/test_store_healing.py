@@ -21,7 +21,7 @@ from typing import Any
 from agent_telemetryd.store.buffer import Buffer
 from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.rows import INSERT_EVENT
-from tests.conftest import DaemonFactory
+from tests.conftest import DaemonFactory, mounted_tmpfs
 from tests.daemon_process import DaemonProcess
 from tests.fakes.upload_helpers import post_events
 from tests.test_daemon_ingest import post_events as post_raw
@@ -110,6 +110,32 @@ def test_the_buffers_own_wal_after_kill_9_is_replayed_not_moved(
     daemon.start()
     assert {row["uuid"] for row in daemon.export()} == uuids
     assert "buffer_wal_not_ours_moved_aside" not in daemon.log()
+
+
+def test_the_buffers_own_wal_is_kept_after_kill_9_while_its_salts_could_not_be_recorded(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The record's temporary file made a folder: the record cannot be written, as on a
+    full disk. On a small file system the WAL would rewind every few commits; every event
+    acknowledged meanwhile is still there after a kill -9 and a start."""
+    # 4 MiB: the WAL is checkpointed past 256 KiB, and room is left for it to grow while
+    # it may not rewind.
+    with mounted_tmpfs("4m") as disk:
+        daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"}, start=False)
+        (daemon.home / "data").symlink_to(disk)
+        daemon.start()
+        blocker = Path(f"{daemon.database}.wal-salts.tmp")
+        blocker.mkdir()
+        uuids: set[str] = set()
+        for _ in range(100):  # far more than 16 rewinds, unless they are held back
+            uuids.update(post_events(daemon, 5))
+        assert "wal_salts_not_recorded" in daemon.log()
+        daemon.kill()
+        blocker.rmdir()
+        daemon.start()
+        assert {row["uuid"] for row in daemon.export()} == uuids
+        assert "buffer_wal_not_ours_moved_aside" not in daemon.log()
+        assert daemon.stop() == 0
 
 
 def _corrupt_page(database: Path, page_number: int) -> None:

@@ -151,7 +151,8 @@ def _open_and_migrate(path: Path, autocheckpoint: bool, exclusive: bool) -> sqli
                 # and the writer tries again after its first write.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                log.warning("wal_salts_not_recorded", path=str(path), reason="disk full")
+                why = error.strerror if isinstance(error, OSError) else "disk full"
+                log.warning("wal_salts_not_recorded", path=str(path), reason=why)
         migrate(conn)
         # Created by the daemon for the user alone.
         path.chmod(0o600)

@@ -36,13 +36,7 @@ STORED = "stored"
 
 
 class GroupCommit:
-    def __init__(
-        self,
-        file: BufferFile,
-        *,
-        max_events: int,
-        max_bytes: int,
-    ) -> None:
+    def __init__(self, file: BufferFile, *, max_events: int, max_bytes: int) -> None:
         self._file = file
         # Counts of groups that failed to commit (store/writer.py adds them): written with
         # the next commit that succeeds, so `received = stored + rejected + dropped` holds

@@ -203,7 +203,11 @@ def test_writer_survives_a_failed_commit_and_writes_again(tmp_path: Path) -> Non
             ok = writer.submit([row], {"received": 1}, ack=True)
             assert ok is not None
             result = await ok
-            lost = writer.unsaved.get("dropped.write_error", 0)
+            lost = await buffer.read(
+                lambda conn: conn.execute(
+                    "SELECT value FROM counters WHERE name = 'dropped.write_error'"
+                ).fetchone()[0]
+            )
             return result.inserted, lost
         finally:
             await buffer.close()
@@ -225,3 +229,82 @@ def test_a_locked_buffer_is_not_taken_for_a_corrupt_one(tmp_path: Path) -> None:
         holder.close()
     assert not list(tmp_path.glob("*.corrupt-*"))
     open_buffer(path).close()  # and once the lock is gone it opens as usual
+
+
+def _file_counters(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return {name: value for name, value in conn.execute("SELECT name, value FROM counters")}
+    finally:
+        conn.close()
+
+
+def test_the_counts_of_a_failed_commit_are_written_with_the_next_one(tmp_path: Path) -> None:
+    """received and dropped.write_error reach the file together, so the accounting holds
+    after a restart; and counts still unsaved at shutdown are written then."""
+    path = tmp_path / "b.sqlite3"
+
+    async def scenario(then_commit: bool) -> dict[str, int]:
+        buffer = await Buffer.open(path, max_events=1000, max_bytes=10**9, retention_days=90)
+        writer: Writer = buffer.writer
+        try:
+            bad = buffer_row(1, 1)[:-1]  # a value short: the whole group fails to commit
+            failed = writer.submit([bad, bad], {"received": 2, "rejected": 1}, ack=True)
+            assert failed is not None
+            with pytest.raises(Exception, match="buffer write failed"):
+                await failed
+            assert writer.unsaved == {"received": 2, "rejected": 1, "dropped.write_error": 2}
+            if then_commit:
+                now_ms = int(time.time() * 1000)  # not one retention purges at the next open
+                ok = writer.submit([buffer_row(2, now_ms)], {"received": 1}, ack=True)
+                assert ok is not None
+                await ok
+                assert writer.unsaved == {}
+            return dict(writer.unsaved)
+        finally:
+            await buffer.close()
+
+    asyncio.run(scenario(then_commit=True))
+    counts = _file_counters(path)
+    assert counts["received"] == 3 and counts["stored"] == 1
+    assert counts["rejected"] == 1 and counts["dropped.write_error"] == 2
+    asyncio.run(scenario(then_commit=False))  # nothing commits after the failure
+    counts = _file_counters(path)
+    assert counts["received"] == 5 and counts["stored"] == 1
+    assert counts["rejected"] == 2 and counts["dropped.write_error"] == 4
+
+
+def test_write_errors_on_a_full_disk_are_still_counted_after_clear_and_a_restart(
+    daemon_factory: DaemonFactory, tiny_disk: Path
+) -> None:
+    daemon = daemon_factory(start=False)
+    (daemon.home / "data").symlink_to(tiny_disk)
+    daemon.start()
+    url = daemon.http_url()
+    padding = "x" * 2000
+    for batch in range(40):
+        events = [
+            {"event": "fill", "properties": {"b": batch, "i": i, "p": padding}} for i in range(50)
+        ]
+        if post_events(url, events)[0] == 503:
+            break
+    send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
+    deadline = time.monotonic() + 20
+    while daemon.status()["counters"]["dropped_by_reason"].get("write_error", 0) < 10:
+        assert time.monotonic() < deadline, "the lines were never counted"
+        time.sleep(0.05)
+    lost = daemon.status()["counters"]["dropped_by_reason"]["write_error"]
+    cleared = daemon.cli("clear", "--yes")
+    assert cleared.returncode == 0, cleared.stderr
+    assert (
+        post_events(url, [{"event": "after.clear", "properties": {"i": i}} for i in range(5)])[0]
+        == 202
+    )
+    assert daemon.stop() == 0
+    daemon.start()
+    counters = daemon.status()["counters"]
+    assert counters["stored"] == 5
+    assert counters["dropped_by_reason"].get("write_error") == lost
+    assert counters["received"] == 5 + lost + counters["rejected"]
+    assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
+    assert daemon.stop() == 0

@@ -8,6 +8,7 @@ new events taken, `clear` and `forget` working, all without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,10 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import DaemonFactory
+from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.rows import INSERT_EVENT
+from tests.conftest import DaemonFactory, mounted_tmpfs
 from tests.daemon_process import DaemonProcess
 from tests.fakes.upload_helpers import post_events
 from tests.test_daemon_ingest import post_events as post_raw
+from tests.test_store_failures import buffer_row
 
 PAGE = 4096
 QUIET_ENV = {"AGENT_TELEMETRY_RATE_LIMIT": "off"}
@@ -107,6 +112,32 @@ def test_the_buffers_own_wal_after_kill_9_is_replayed_not_moved(
     assert "buffer_wal_not_ours_moved_aside" not in daemon.log()
 
 
+def test_the_buffers_own_wal_is_kept_after_kill_9_while_its_salts_could_not_be_recorded(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The record's temporary file made a folder: the record cannot be written, as on a
+    full disk. On a small file system the WAL would rewind every few commits; every event
+    acknowledged meanwhile is still there after a kill -9 and a start."""
+    # 4 MiB: the WAL is checkpointed past 256 KiB, and room is left for it to grow while
+    # it may not rewind.
+    with mounted_tmpfs("4m") as disk:
+        daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"}, start=False)
+        (daemon.home / "data").symlink_to(disk)
+        daemon.start()
+        blocker = Path(f"{daemon.database}.wal-salts.tmp")
+        blocker.mkdir()
+        uuids: set[str] = set()
+        for _ in range(100):  # far more than 16 rewinds, unless they are held back
+            uuids.update(post_events(daemon, 5))
+        assert "wal_salts_not_recorded" in daemon.log()
+        daemon.kill()
+        blocker.rmdir()
+        daemon.start()
+        assert {row["uuid"] for row in daemon.export()} == uuids
+        assert "buffer_wal_not_ours_moved_aside" not in daemon.log()
+        assert daemon.stop() == 0
+
+
 def _corrupt_page(database: Path, page_number: int) -> None:
     with database.open("r+b") as file:
         file.seek((page_number - 1) * PAGE)
@@ -186,6 +217,11 @@ def test_corruption_met_while_running_heals_without_a_restart_and_keeps_the_even
     assert [row["event"] for row in daemon.export()] == ["after.damage"] * 50
     kept = kept_files(daemon, "corrupt")
     assert len(kept) == 1 and str(kept[0]) in log
+    # The counters carried over, the events kept aside counted: the accounting holds.
+    counters = daemon.status()["counters"]
+    assert counters["received"] == 1050 and counters["stored"] == 50
+    assert counters["dropped_by_reason"].get("corrupt_moved_aside") == 1000
+    assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
 
 
 def _fill(url: str) -> int:
@@ -308,3 +344,37 @@ def test_retention_frees_space_on_a_disk_full_to_the_last_byte(small_disk: Path)
     fill_to_the_last_byte(small_disk)
     assert os.statvfs(small_disk).f_bavail == 0
     assert asyncio.run(purge()) == (0, 5)
+
+
+def test_a_corrupt_buffer_found_at_open_keeps_its_counters(tmp_path: Path) -> None:
+    """The events of the file kept aside are counted as dropped, the other counts kept."""
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path)
+    now_ms = int(time.time() * 1000)
+    conn.execute("BEGIN")
+    conn.executemany(INSERT_EVENT, [tuple(buffer_row(n, now_ms)) for n in range(3000)])
+    for name, value in (("received", 3010), ("stored", 3000), ("rejected", 4)):
+        conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+    conn.execute("INSERT INTO counters (name, value) VALUES ('dropped.duplicate', 6)")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    _corrupt_page(path, _root_page(path, "events_uuid"))
+
+    async def reopen() -> dict[str, int]:
+        buffer = await Buffer.open(path, max_events=10**6, max_bytes=10**9, retention_days=90)
+        try:
+            return await buffer.read(
+                lambda c: {n: v for n, v in c.execute("SELECT name, value FROM counters")}
+            )
+        finally:
+            await buffer.close()
+
+    counts = asyncio.run(reopen())
+    assert list(tmp_path.glob("buffer.sqlite3.corrupt-*")), "the file was not moved aside"
+    assert counts == {
+        "received": 3010,
+        "rejected": 4,
+        "dropped.duplicate": 6,
+        "dropped.corrupt_moved_aside": 3000,
+    }

@@ -205,3 +205,75 @@ def test_every_table_is_either_kept_or_emptied_by_a_fresh_start(tmp_path: Path) 
     conn.close()
     assert tables == set(KEPT_TABLES) | set(EMPTIED_TABLES)
     assert not set(KEPT_TABLES) & set(EMPTIED_TABLES)
+
+
+def test_while_the_salts_cannot_be_recorded_the_wal_stays_the_buffers(tmp_path: Path) -> None:
+    """A record that cannot be written (a full disk; here its temporary file is a folder)
+    must not let the WAL rewind past what the next open takes for the buffer's: a crash at
+    any point keeps every committed row. Once it can be written again, checkpoints resume."""
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path, autocheckpoint=False)
+    checkpointer = Checkpointer(path, limit=6 * 4096)
+    file = BufferFile(path, conn, checkpointer=checkpointer)
+    blocker = Path(f"{sidecar_path(path)}.tmp")
+    salts = set()
+    try:
+        for number in range(30):  # recorded as usual first
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+            conn.execute("COMMIT")
+            file.after_write()
+        blocker.mkdir()
+        for number in range(30, 400):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+            conn.execute("COMMIT")
+            file.after_write()
+            image = crash_image(path, tmp_path / "image")
+            assert foreign_wal_reason(image) is None, number
+            time.sleep((number % 7) * 0.0005)
+        image = crash_image(path, tmp_path / "blocked")
+        blocker.rmdir()
+        for number in range(400, 500):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+            conn.execute("COMMIT")
+            file.after_write()
+            header, _ = read_header(wal_path(path))
+            if header is not None:
+                salts.add((header.salt1, header.salt2))
+                assert read_sidecar(path) == (header.salt1, header.salt2), number
+            time.sleep((number % 7) * 0.0005)
+    finally:
+        checkpointer.close()
+        conn.close()
+    assert len(salts) > 2, "checkpoints did not resume once the record could be written"
+    # Opened while its record still cannot be written: it opens, with every row.
+    Path(f"{sidecar_path(image)}.tmp").mkdir()
+    reopened = open_buffer(image)
+    assert reopened.execute("SELECT count(*) FROM events").fetchone()[0] == 400
+    reopened.close()
+
+
+def test_a_record_that_cannot_name_a_new_wal_is_removed_not_left_to_judge_it(
+    tmp_path: Path,
+) -> None:
+    """A fresh start records that no WAL is the buffer's; when the first WAL's salts cannot
+    be recorded, that record would make it foreign after a crash: it is removed instead."""
+    path = tmp_path / "buffer.sqlite3"
+    conn = open_buffer(path, autocheckpoint=False)
+    write_sidecar(path, NO_WAL)  # as if the WAL the open began were not recorded yet
+    Path(f"{sidecar_path(path)}.tmp").mkdir()
+    file = BufferFile(path, conn)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(INSERT_EVENT, tuple(buffer_row(1, 1)))
+        conn.execute("COMMIT")
+        file.after_write()
+        image = crash_image(path, tmp_path / "image")
+    finally:
+        conn.close()
+    assert foreign_wal_reason(image) is None
+    reopened = open_buffer(image)
+    assert reopened.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    reopened.close()

@@ -6,7 +6,8 @@ of this races a commit. What each step is for:
 - `after_write`: after every write transaction, the WAL's salts are recorded when they
   changed (store/wal_identity.py) and its size is handed to the checkpointer
   (store/checkpoint.py), which may ask for the WAL to be truncated: done here, since only
-  this connection may rewind the WAL.
+  this connection may rewind the WAL. While the salts cannot be recorded, no checkpoint
+  starts that could rewind the WAL past its record.
 - `make_room`: SQLITE_FULL met. First the WAL's own space is given back (a TRUNCATE
   checkpoint: its frames go into pages the buffer file already has, mostly); for an
   operation that frees space (clear, forget, retention, eviction) the reserve too
@@ -76,6 +77,12 @@ class BufferFile:
         checkpointer = self.checkpointer
         if checkpointer is None:
             return
+        if not self._recorder.may_rewind():
+            # The salts could not be recorded and the record is as far behind as it may
+            # be: a checkpoint now would let the WAL rewind past what the next open takes
+            # for the buffer's own, and a crash would move committed events aside. The WAL
+            # grows meanwhile; checkpoints resume with the first record written.
+            return
         if checkpointer.truncate_wanted:
             checkpointer.truncate_wanted = False
             self.truncate_wal()
@@ -95,6 +102,10 @@ class BufferFile:
     def truncate_wal(self) -> bool:
         """Copy what is left of the WAL into the file and cut the WAL to zero bytes, without
         waiting for readers (they make it a partial checkpoint instead); True if done."""
+        if not self._recorder.may_rewind():
+            # Truncating rewinds the WAL: not while its salts cannot be recorded and the
+            # record is already as far behind as it may be (see `after_write`).
+            return False
         conn = self.conn
         conn.execute("PRAGMA busy_timeout = 0")
         try:
@@ -104,20 +115,30 @@ class BufferFile:
         finally:
             conn.execute("PRAGMA busy_timeout = 5000")
         self._note_wal()
+        # This checkpoint may have copied every frame without cutting the WAL (a reader in
+        # the way): then the next commit rewinds it, and the note after it must see that.
+        self._read_header_next = True
         return not busy
 
     def _note_wal(self) -> None:
+        was_recorded = self._recorder.recorded_current
         try:
             if self._salts_may_be_new():
                 self._recorder.note()
             else:
                 self._recorder.note_size()
         except OSError as error:
-            # The record could not be written (a full disk): the WAL is still the buffer's;
-            # at the next open it may be taken for a foreign one and moved aside, kept.
-            # Tried again at the next commit.
+            # The record could not be written (a full disk, a quota): the WAL is still the
+            # buffer's, so it must stay acceptable at the next open. The recorder removed a
+            # record that cannot name it, and checkpoints wait while one that can falls
+            # behind (`may_rewind`); the header is read and recording tried again at the
+            # next commit.
             self._read_header_next = True
-            log.warning("wal_salts_not_recorded", reason=error.strerror)
+            if was_recorded:  # once, not at every commit while the disk stays full
+                log.warning("wal_salts_not_recorded", reason=error.strerror)
+            return
+        if not was_recorded and self._recorder.recorded_current:
+            log.info("wal_salts_recorded_again")
 
     def _salts_may_be_new(self) -> bool:
         """Whether the WAL may have been rewound (new salts) since its header was last read.

@@ -143,13 +143,16 @@ def _open_and_migrate(path: Path, autocheckpoint: bool, exclusive: bool) -> sqli
                 conn.execute("COMMIT")
                 WalRecorder(path).note()
             except (OSError, sqlite3.OperationalError) as error:
-                if not is_full(error):
+                if isinstance(error, sqlite3.OperationalError) and not is_full(error):
                     raise
-                # A full disk must not keep the buffer from opening (freeing space is what
-                # the user needs then); the writer records the salts after its first write.
+                # A full disk, or a record that cannot be written for any other reason,
+                # must not keep the buffer from opening (freeing space is what the user
+                # needs then): the recorder removed a record that cannot name this WAL,
+                # and the writer tries again after its first write.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                log.warning("wal_salts_not_recorded", path=str(path), reason="disk full")
+                why = error.strerror if isinstance(error, OSError) else "disk full"
+                log.warning("wal_salts_not_recorded", path=str(path), reason=why)
         migrate(conn)
         # Created by the daemon for the user alone.
         path.chmod(0o600)

@@ -13,8 +13,12 @@ Both replace the file rather than delete rows from it:
 What a fresh buffer keeps of the old one (`Carry`): the anonymous id and the other `meta`
 rows, the ids anything was ever sent under (`forget` must still reach them), and the
 upload receipts. Everything that describes events — the rows, their counts, the
-dashboard's rollups — starts empty. `KEPT_TABLES` and `EMPTIED_TABLES` name every table;
-a test fails when a migration adds one that is in neither.
+dashboard's rollups — starts empty, but for one case: in place of a corrupt file the
+counters are kept when they can be read, and the events left in the file kept aside (the
+`stored` count) are counted as `dropped.corrupt_moved_aside`. Every event the daemon was
+handed stays accounted for; `clear` and `forget` are the user's own fresh start.
+`KEPT_TABLES` and `EMPTIED_TABLES` name every table; a test fails when a migration adds
+one that is in neither.
 
 The steps, in an order where a crash at any point leaves either the old buffer or the fresh
 one, and never one with the other's WAL: build the fresh file under a temporary name
@@ -61,6 +65,9 @@ EMPTIED_TABLES = (
     "agent_metric_hours",
 )
 FRESH_SUFFIX = ".fresh"
+STORED_COUNTER = "stored"
+MOVED_ASIDE = "dropped.corrupt_moved_aside"
+_READ_COUNTERS = "SELECT name, value FROM counters"
 _RECEIPT_COLUMNS = "sent_ms, backend, events, body_sha256, status, http_status, error"
 
 
@@ -71,6 +78,7 @@ class Carry:
     meta: list[tuple[str, str]] = field(default_factory=list)
     uploaded_ids: list[tuple[str, str, int]] = field(default_factory=list)  # id, backend, ms
     receipts: list[tuple[Any, ...]] = field(default_factory=list)
+    counters: list[tuple[str, int]] = field(default_factory=list)  # a corrupt file's only
     unreadable: list[str] = field(default_factory=list)  # tables a corrupt file did not give
 
 
@@ -88,6 +96,8 @@ def read_carry(conn: sqlite3.Connection, *, salvage: bool = False) -> Carry:
             ),
         ),
     ]
+    if salvage:
+        reads.append(("counters", lambda: carry.counters.extend(_moved_aside_counters(conn))))
     for table, read in reads:
         try:
             read()
@@ -110,12 +120,24 @@ def _uploaded_ids(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
         return conn.execute("SELECT anonymous_id, '', first_sent_ms FROM uploaded_ids").fetchall()
 
 
+def _moved_aside_counters(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """A corrupt file's counters as the fresh file starts them: its stored events are not
+    carried over (the file is kept aside instead), so they count as dropped for that
+    reason, and `received = stored + rejected + dropped` still holds. Read whole before
+    any is used: a table that fails halfway gives nothing rather than a part."""
+    counts = {str(name): int(value) for name, value in conn.execute(_READ_COUNTERS).fetchall()}
+    stored = counts.pop(STORED_COUNTER, 0)
+    if stored:
+        counts[MOVED_ASIDE] = counts.get(MOVED_ASIDE, 0) + stored
+    return [(name, value) for name, value in counts.items() if value]
+
+
 def salvage_carry(path: Path) -> Carry:
     """What can still be read from a corrupt buffer file, on a read-only connection."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error:
-        return Carry(unreadable=list(KEPT_TABLES))
+        return Carry(unreadable=[*KEPT_TABLES, "counters"])
     try:
         return read_carry(conn, salvage=True)
     finally:
@@ -158,6 +180,7 @@ def build(path: Path, carry: Carry) -> Path:
                 f"INSERT INTO upload_receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 carry.receipts,
             )
+            conn.executemany("INSERT INTO counters (name, value) VALUES (?, ?)", carry.counters)
             conn.execute("COMMIT")
         finally:
             conn.close()

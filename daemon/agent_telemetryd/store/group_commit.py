@@ -6,6 +6,8 @@ The caps: `max_events` rows and `max_bytes` of the file. A group that fits goes 
 one that does not goes request by request, each first evicting the oldest rows already
 sent, and what still does not fit is refused from the tail of a request (what arrived
 first is kept) and counted as `dropped.buffer_full`.
+
+The counts of a group that failed to commit (`unsaved`) go in with the next one that does.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ STORED = "stored"
 class GroupCommit:
     def __init__(self, file: BufferFile, *, max_events: int, max_bytes: int) -> None:
         self._file = file
+        # Counts of groups that failed to commit (store/writer.py adds them): written with
+        # the next commit that succeeds, so `received = stored + rejected + dropped` holds
+        # in the file, across restarts, and not only in this process's memory. Replaced,
+        # never changed, on this thread: status reads it on the loop's meanwhile.
+        self.unsaved: dict[str, int] = {}
         self._max_events = max_events
         self._max_bytes = max_bytes
         # The running count of stored rows (the `stored` counter), kept here so the caps
@@ -61,16 +68,20 @@ class GroupCommit:
             else:
                 for request in group:
                     results.append(self._insert_fitting(conn, request, totals, over_bytes))
+            carried = dict(self.unsaved)
+            _add(totals, carried)
             conn.executemany(_ADD_COUNTER, [(k, v) for k, v in totals.items() if v])
             marks = [item for request in group for item in request.meta.items()]
             if marks:
                 conn.executemany(_SET_META, marks)
             conn.execute("COMMIT")
         except BaseException:
+            # The unsaved counts stay in memory, for the next commit to carry.
             rollback(conn)
             with contextlib.suppress(sqlite3.Error):
                 self.stored = counter(conn, STORED)
             raise
+        self.unsaved = _unsaved_after(self.unsaved, carried)
         self._file.after_write()
         refused = sum(result.refused for result in results if result is not None)
         if refused:
@@ -203,6 +214,14 @@ def _repeated_rows(conn: sqlite3.Connection, rows: list[EventRow]) -> set[int]:
         else:
             known.add(uuid)
     return repeated
+
+
+def _unsaved_after(unsaved: dict[str, int], saved: dict[str, int]) -> dict[str, int]:
+    """What is left of `unsaved` once a commit wrote `saved` (usually nothing)."""
+    if unsaved == saved:
+        return {}
+    left = {name: value - saved.get(name, 0) for name, value in unsaved.items()}
+    return {name: value for name, value in left.items() if value}
 
 
 def _add(totals: dict[str, int], deltas: dict[str, int] | Iterable[tuple[str, int]]) -> None:

@@ -27,6 +27,18 @@ to `MAX_UNRECORDED_RESTARTS` (restarts between a commit and the check after it; 
 land there). Anything else is not the buffer's: it is moved aside with its `-shm` and a log
 line, never applied. A foreign WAL passes by chance with odds of about 16 in 2^32.
 
+When the record cannot be written (a full disk or quota), the WAL goes on being the
+buffer's, and its committed frames must stay acceptable at the next open:
+- while the record still names the WAL (its salts, or salt-1 a few rewinds behind), the
+  writer lets no checkpoint start that could rewind it (`may_rewind`): a crash then finds
+  salt-1 within `MAX_UNRECORDED_RESTARTS` of the record. A checkpoint already under way
+  may still end in one rewind; `REWINDS_WHILE_UNRECORDED` leaves room for it.
+- a record that cannot name the WAL at all (a new WAL has random salts, and the record
+  holds another WAL's or says there is none) is removed instead: without a record the WAL
+  is trusted, as SQLite would, which keeps the buffer's events; protection comes back with
+  the first record written.
+The salts are read and recording tried again after every write transaction until it works.
+
 Without a sidecar (a buffer from before this rule, or one whose sidecar was removed) there
 is nothing to judge by and the WAL is trusted, as SQLite would. A database file that is
 missing or empty beside a replayable WAL cannot own it: that WAL is moved aside too.
@@ -47,6 +59,9 @@ _FORMAT_VERSION = 3007000
 _HEADER = struct.Struct(">8I")
 _FRAME_HEADER_BYTES = 24
 MAX_UNRECORDED_RESTARTS = 16
+# Rewinds let happen past the record while it cannot be written: half the tolerance, so a
+# checkpoint under way (and the commit that rewinds after it) cannot take salt-1 past it.
+REWINDS_WHILE_UNRECORDED = MAX_UNRECORDED_RESTARTS // 2
 SIDECAR_SUFFIX = ".wal-salts"
 NO_WAL = "none"  # the sidecar's word for "this buffer has no WAL yet: any WAL is foreign"
 
@@ -194,21 +209,66 @@ class WalRecorder:
     def __init__(self, database: Path) -> None:
         self._database = database
         self._wal = wal_path(database)
-        recorded = read_sidecar(database)
-        self._recorded = recorded if isinstance(recorded, tuple) else None
+        # What the record on disk says: salts, NO_WAL, or None when there is none.
+        self._recorded: tuple[int, int] | str | None = read_sidecar(database)
+        self._salts: tuple[int, int] | None = None  # the WAL's at the last read of its header
+        self.recorded_current = True  # the record holds the salts the header had when read
         self.wal_bytes = 0
         self.header_seen = False  # at the last read: until one is seen, read at every note
 
     def note(self) -> None:
-        """Read the header (one small read), record new salts, and keep the WAL's size."""
+        """Read the header (one small read), record new salts, and keep the WAL's size.
+        Raises OSError when the record cannot be written (see `may_rewind`)."""
         header, self.wal_bytes = read_header(self._wal)
         self.header_seen = header is not None
         if header is None:
             return  # empty or truncated: nothing SQLite could replay
-        salts = (header.salt1, header.salt2)
-        if salts != self._recorded:
+        salts = self._salts = (header.salt1, header.salt2)
+        if salts == self._recorded:
+            self.recorded_current = True
+            return
+        try:
             write_sidecar(self._database, salts)
-            self._recorded = salts
+        except OSError:
+            self.recorded_current = False
+            if self._rewinds_past_record() is None:
+                self._forget_record()
+            raise
+        self._recorded = salts
+        self.recorded_current = True
+
+    def may_rewind(self) -> bool:
+        """Whether a checkpoint may start now that could rewind the WAL: always, unless the
+        salts could not be recorded and the record is already `REWINDS_WHILE_UNRECORDED`
+        rewinds behind. Rewinding past `MAX_UNRECORDED_RESTARTS` would make the buffer's
+        own WAL foreign at the next open, and its committed events would be moved aside."""
+        if self.recorded_current:
+            return True
+        behind = self._rewinds_past_record()
+        return behind is None or behind < REWINDS_WHILE_UNRECORDED
+
+    def _rewinds_past_record(self) -> int | None:
+        """How many rewinds the header last read is past the record; None when the record
+        does not name this WAL (or there is no record, which trusts any WAL)."""
+        if not isinstance(self._recorded, tuple) or self._salts is None:
+            return None
+        if self._salts == self._recorded:
+            return 0
+        behind = (self._salts[0] - self._recorded[0]) & 0xFFFFFFFF
+        return behind if 1 <= behind <= MAX_UNRECORDED_RESTARTS else None
+
+    def _forget_record(self) -> None:
+        # A record that would judge the buffer's own WAL foreign is worse than none: with
+        # none, the WAL is trusted at the next open and no committed event is moved aside.
+        # Removing a file needs no free space, unlike writing one.
+        if self._recorded is None:
+            return
+        try:
+            sidecar_path(self._database).unlink(missing_ok=True)
+        except OSError:
+            return
+        _fsync_dir(self._database.parent)
+        self._recorded = None
 
     def note_size(self) -> None:
         """Keep the WAL's size only: for a commit after which its salts cannot be new."""

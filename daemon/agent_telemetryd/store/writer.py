@@ -96,8 +96,6 @@ class Writer:
         # Events submitted and not yet taken into a commit: receivers that cannot make
         # their peers wait otherwise (ingest.sock) stop reading while it is high.
         self.queued_events = 0
-        # Counts that could not be written (the disk failed); status adds them in.
-        self.unsaved: dict[str, int] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -122,6 +120,12 @@ class Writer:
             self._company.set_result(None)
         self.queued_events += len(rows)
         return future
+
+    @property
+    def unsaved(self) -> dict[str, int]:
+        """Counts that could not be written (the disk failed): status adds them in until
+        the next group commit that succeeds writes them (store/group_commit.py)."""
+        return self._group.unsaved
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -186,6 +190,13 @@ class Writer:
                 await self._pace(loop, item)
             stopping = await self._run_items(loop, self._waiting_after(item))
         await self._settle(loop)
+        if self.unsaved:
+            # Counts still unsaved at shutdown (no commit succeeded since they were lost):
+            # one more try, in a commit of their own, so a restart does not forget them.
+            try:
+                await loop.run_in_executor(self._executor, self._group.commit, [])
+            except sqlite3.Error as error:
+                log.error("buffer_counts_not_saved", reason=str(error), counts=self.unsaved)
 
     def _waiting_after(self, item: Any) -> list[Any]:
         """`item` and everything queued after it: what arrived while the last commit ran

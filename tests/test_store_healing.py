@@ -164,6 +164,10 @@ def test_garbage_over_a_page_mid_file_is_found_at_start_and_moved_aside(
     # The id lives on a page the damage did not reach: the fresh buffer keeps it.
     assert daemon.status()["anonymous_id"] == anonymous_id
     assert "Traceback" not in daemon.log()
+    # The copy kept aside holds events too: `clear`, "every stored event gone", takes it.
+    daemon.cli("clear", "--yes")
+    assert kept_files(daemon, "corrupt") == []
+    assert daemon.export() == []
 
 
 def test_a_large_buffer_is_checked_after_start_and_healed_while_running(

@@ -188,6 +188,10 @@ class BufferFile:
         kept = fresh.put_in_place(
             self.path, built, keep_old_as=None if kind == CLEAR else "corrupt"
         )
+        if kind == CLEAR:
+            set_aside = fresh.remove_set_aside(self.path)
+            if set_aside:
+                log.info("set_aside_files_removed", files=set_aside)
         with contextlib.suppress(sqlite3.Error):
             old.close()  # the old inode: its last checkpoint goes there, or nowhere
         self.conn = open_buffer(self.path, autocheckpoint=False, exclusive=self.exclusive)

@@ -227,6 +227,25 @@ def _aside_name(path: Path, label: str) -> Path:
     return target
 
 
+# What `move_aside` names its files: `<buffer>.corrupt-<time>` (a damaged buffer, with its
+# WAL and SHM) and `<buffer>.foreign-<time>-wal` (a WAL that was not the buffer's).
+SET_ASIDE_LABELS = ("corrupt", "foreign")
+
+
+def remove_set_aside(path: Path) -> int:
+    """Delete the files set aside beside the buffer at `path`; how many there were.
+
+    They hold events too (kept for the user to look at, never deleted on their own), so
+    a `clear` that promises every stored event gone deletes them with the rest."""
+    removed = 0
+    for label in SET_ASIDE_LABELS:
+        for aside in path.parent.glob(f"{path.name}.{label}-*"):
+            with contextlib.suppress(FileNotFoundError):
+                aside.unlink()
+                removed += 1
+    return removed
+
+
 def move_aside(path: Path, label: str, suffixes: tuple[str, ...] = ("", "-wal", "-shm")) -> Path:
     """Rename the file (and its WAL/SHM, as SQLite pairs them) out of the way; nothing is
     deleted. Returns the new name of the file itself."""

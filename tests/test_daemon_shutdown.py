@@ -39,7 +39,8 @@ def assert_failed_start_left_nothing(daemon: DaemonProcess) -> dict:
     record = json.loads(lines[0])
     assert (record["event"], record["level"]) == ("startup_failed", "error")
     run = daemon.home / "run"
-    assert running_pid(run / "daemon.lock") is None  # nobody holds the lock
+    assert running_pid(run / "daemon.lock") is None  # nobody holds either lock
+    assert running_pid(daemon.home / "data" / "buffer.lock") is None
     assert not daemon.ingest_socket.exists() and not daemon.api_socket.exists()
     return record
 

@@ -16,8 +16,10 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.idle import IdleTimer
 from agent_telemetryd.ingest import Ingestor
+from agent_telemetryd.lock import DaemonLock
 from agent_telemetryd.receivers.otlp_state import OtlpState
 from agent_telemetryd.store.buffer import Buffer
+from agent_telemetryd.store.database import open_error
 
 if TYPE_CHECKING:
     from agent_telemetryd.receivers.http_start import FirstHttp
@@ -39,6 +41,9 @@ class DaemonContext:
     consent: ConsentState
     ingestor: Ingestor | None = None
     buffer: Buffer | None = None
+    # Taken before the buffer is first opened (at start, or when a mode that keeps events
+    # is turned on later): mode off with no buffer yet makes no file at all.
+    buffer_lock: DaemonLock | None = None
     http_url: str | None = None
     sites: Sites | None = None  # the listeners; a part may add one (OTLP's port)
     dashboard_token: str = ""
@@ -53,6 +58,14 @@ class DaemonContext:
     async def open_buffer(self) -> Buffer:
         """Open the buffer the config names and hold it here."""
         config = self.config
+        if self.buffer_lock is not None:
+            # Before the file is touched: opening it may heal it or move a file aside,
+            # which only the buffer's one writer may do.
+            try:
+                config.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.buffer_lock.acquire()
+            except OSError as error:  # a folder that refuses files refuses the buffer too
+                raise open_error(config.paths.database, error) from error
         self.buffer = await Buffer.open(
             config.paths.database,
             max_events=config.max_events,

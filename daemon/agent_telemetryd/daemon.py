@@ -5,12 +5,12 @@ contexts in one object), so shutdown is a single `aclose()` that undoes it in re
 a startup that fails half-way closes exactly what it had opened. Pushed in this order, so
 closed in the opposite one:
 
-    lock · notifier · buffer · listening sockets · parts (uploader, dashboard)
+    lock · buffer lock · notifier · buffer · listening sockets · parts (uploader, dashboard)
     · the HTTP side's start · api.sock · TCP · ingest.sock · "stop accepting everywhere"
 
 A shutdown therefore stops every listener from accepting at once, lets requests under way
 finish and reads what connected agents wrote (all within one deadline), stops the parts,
-removes the sockets, commits and closes the buffer, and releases the lock last, so a
+removes the sockets, commits and closes the buffer, and releases the locks last, so a
 restart never finds a half-stopped daemon.
 
 The HTTP listeners accept from the start, but aiohttp and the apps behind them are built
@@ -125,6 +125,7 @@ class Daemon:
             config=config, consent=decide(config, read_stored(config.paths.consent_file))
         )
         self._lock = DaemonLock(config.paths.lock_file)
+        self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
         self._notifier = SdNotifier()
         self._drain = Drain()
         self._sites: Sites | None = None
@@ -158,6 +159,9 @@ class Daemon:
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()
         stack.callback(self._lock.release)  # pushed first: released last of all
+        # Taken when the buffer is first opened (DaemonContext.open_buffer); released after
+        # the buffer is closed, and a no-op if it never was taken.
+        stack.callback(self._buffer_lock.release)
         stack.callback(self._notifier.close)
         stack.push_async_callback(self._closing("buffer", self._close_buffer))
         stack.callback(context.otlp.close)  # its decoding thread: idle once listeners drained

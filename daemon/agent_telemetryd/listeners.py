@@ -145,7 +145,7 @@ def _same_file(address: str, path: Path) -> bool:
 
 
 def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:
-    # Only called while holding the daemon lock, so a socket file here is stale: the
+    # Only called while holding the runtime folder's lock, so a socket file here is stale: the
     # daemon that made it is gone (killed, crashed). Remove it and bind afresh.
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

@@ -53,7 +53,13 @@ async def apply_mode(context: DaemonContext, after: ConsentState) -> ConsentStat
     before = context.consent
     context.consent = after
     if after.keeps and context.buffer is None:
-        await context.open_buffer()
+        try:
+            await context.open_buffer()
+        except BaseException:
+            # Still nothing kept: the mode stays what it was (another daemon may hold the
+            # buffer, or the disk refuses it), and the caller says why.
+            context.consent = before
+            raise
     await revoke_unless_uploading(context)
     if before.mode != after.mode:
         log.info("mode_changed", mode=after.mode, previous=before.mode, source=after.source)

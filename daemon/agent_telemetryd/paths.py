@@ -42,7 +42,16 @@ class Paths:
 
     @property
     def lock_file(self) -> Path:
+        """Held by the daemon that serves this runtime folder's sockets: a command asks it
+        whether a daemon answers here, and a socket file found while holding it is stale."""
         return self.runtime_dir / "daemon.lock"
+
+    @property
+    def buffer_lock(self) -> Path:
+        """Held by whoever writes the buffer (the daemon, or a command with it down). Beside
+        the buffer, not among the sockets: two starts that resolve different runtime
+        folders still write the one buffer, and must meet here."""
+        return self.data_dir / "buffer.lock"
 
 
 def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None = None) -> Paths:

@@ -1,5 +1,5 @@
 """The buffer file as the commands reach it: read beside a running daemon or with it down,
-written with it down (holding its lock), and the store's errors as one line each.
+written with it down (holding the buffer's lock), and the store's errors as one line each.
 
 Kept apart from cli/common.py: the store is about a sixth of a command's start, which a
 command that only asks the running daemon (`status` above all) does not need to pay.
@@ -22,8 +22,7 @@ from agent_telemetryd import lazy_log
 from agent_telemetryd.cli.common import daemon_pid
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import decide, read_stored
-from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
-from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.lock import AlreadyRunningError, DaemonLock, running_pid
 from agent_telemetryd.status import BufferFacts, build_status, read_facts
 from agent_telemetryd.store import offline_reads, offline_writes
 from agent_telemetryd.store.buffer_file import BufferFile
@@ -65,7 +64,8 @@ def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
         yield None
         return
     try:
-        if daemon_pid(config) is not None:
+        # A daemon serving another runtime folder may be writing it: not "down" either.
+        if daemon_pid(config) is not None or running_pid(config.paths.buffer_lock) is not None:
             conn = connect(database, readonly=True)
         else:
             reader = offline_reads.open_reader(database)
@@ -105,16 +105,20 @@ def _damaged(database: Path, error: sqlite3.Error, running: bool) -> str:
 @contextlib.contextmanager
 def offline_file(config: Config) -> Iterator[BufferFile]:
     """Write access with the daemon down, as its writer has it (store/offline_writes.py),
-    on a full disk too: hold its lock so it cannot start meanwhile. Whatever fails is one
-    line naming the file and the way out."""
+    on a full disk too: hold the buffer's lock so no daemon opens it meanwhile. Whatever
+    fails is one line naming the file and the way out."""
     store_errors_to_stderr()
     database = config.paths.database
-    ensure_private_dir(config.paths.runtime_dir)
-    lock = DaemonLock(config.paths.lock_file)
+    # The buffer's own lock, the one a daemon takes before it opens the buffer, whatever
+    # runtime folder it uses: it cannot start writing the file while this command does.
+    lock = DaemonLock(config.paths.buffer_lock)
     try:
+        config.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock.acquire()
     except AlreadyRunningError as error:
         raise click.ClickException(f"{error}; try again") from None
+    except OSError as error:
+        raise click.ClickException(_cannot_write(database, error)) from None
     try:
         try:
             file = offline_writes.open_alone(database)

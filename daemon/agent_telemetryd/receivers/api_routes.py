@@ -13,6 +13,7 @@ from agent_telemetryd.config import MODES
 from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.export import FORMATS, Renderer
+from agent_telemetryd.lock import AlreadyRunningError
 from agent_telemetryd.mode_change import apply_mode, record_choice
 from agent_telemetryd.receivers.http_guard import late_answer
 from agent_telemetryd.status import build_status, read_facts
@@ -106,7 +107,10 @@ async def post_mode(request: web.Request) -> web.Response:
     if mode not in MODES:
         return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
     chosen, set_aside = record_choice(context.config, mode, via=str(body.get("via", "cli")))
-    state = await apply_mode(context, chosen)
+    try:
+        state = await apply_mode(context, chosen)
+    except AlreadyRunningError as error:
+        return web.json_response({"error": f"cannot keep events: {error}"}, status=409)
     return web.json_response(
         {
             "mode": state.mode,

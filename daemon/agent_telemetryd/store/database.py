@@ -54,6 +54,7 @@ def connect(
 
 # SQLite's primary result codes for a file that is not a usable database. Anything else
 # (busy, locked, full, read-only, cannot open) says nothing about the file's contents.
+_SQLITE_IOERR = 10
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
@@ -109,7 +110,12 @@ def open_buffer(
     except (OSError, sqlite3.Error) as error:
         if isinstance(error, BufferOpenError):
             raise
-        raise BufferOpenError(f"cannot open the buffer at {path}: {_why(path, error)}") from error
+        raise open_error(path, error) from error
+
+
+def open_error(path: Path, error: OSError | sqlite3.Error) -> BufferOpenError:
+    """The one line for a buffer that cannot be opened (or its lock not taken), saying why."""
+    return BufferOpenError(f"cannot open the buffer at {path}: {_why(path, error)}")
 
 
 def guard_wal(path: Path) -> Path | None:
@@ -177,9 +183,23 @@ def _why(path: Path, error: BaseException) -> str:
         path.exists() and not os.access(path, os.R_OK | os.W_OK)
     ):
         return "permission denied"
-    if is_full(error):
+    if is_full(error) or (_is_io_error(error) and _no_room(folder)):
         return "no space left on device"
     return str(error)
+
+
+def _is_io_error(error: BaseException) -> bool:
+    """SQLITE_IOERR: what SQLite says when it cannot make or grow its `-shm` on a full disk
+    ("disk I/O error"), which names no cause; the disk's free space is asked then."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF == _SQLITE_IOERR
+
+
+def _no_room(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

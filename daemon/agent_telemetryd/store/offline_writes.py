@@ -1,4 +1,4 @@
-"""Writing the buffer with the daemon down: the CLI, holding the daemon's lock, is then its
+"""Writing the buffer with the daemon down: the CLI, holding the buffer's lock, is then its
 one writer, and writes as the daemon's writer does (store/buffer_file.py), so what works
 on a disk full to the last byte there works here too.
 
@@ -37,7 +37,7 @@ REVOKE_STEPS = (2_000, 100, 10)
 
 
 def open_alone(path: Path) -> BufferFile:
-    """The buffer for a writer that holds the daemon's lock (the caller takes it)."""
+    """The buffer for a writer that holds the buffer's lock (the caller takes it)."""
     conn = open_buffer(path, exclusive=True)
     file = BufferFile(path, conn, reserve=SpaceReserve(path.parent), exclusive=True)
     file.truncate_wal()

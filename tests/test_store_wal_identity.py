@@ -42,6 +42,22 @@ def crash_image(path: Path, into: Path) -> Path:
     return copy
 
 
+def commit_row(conn: sqlite3.Connection, file: BufferFile, number: int) -> None:
+    """One event committed as the writer commits it, and the file told of the write."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
+    conn.execute("COMMIT")
+    file.after_write()
+
+
+def note_recorded_salts(path: Path, salts: set[tuple[int, int]], number: int) -> None:
+    """The WAL's salts now, added to `salts`; the record must hold exactly them."""
+    header, _ = read_header(wal_path(path))
+    if header is not None:
+        salts.add((header.salt1, header.salt2))
+        assert read_sidecar(path) == (header.salt1, header.salt2), number
+
+
 def test_the_buffers_own_wal_is_taken_at_every_point_through_many_rewinds(
     tmp_path: Path,
 ) -> None:
@@ -54,14 +70,8 @@ def test_the_buffers_own_wal_is_taken_at_every_point_through_many_rewinds(
     salts = set()
     try:
         for number in range(400):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
-            conn.execute("COMMIT")
-            file.after_write()
-            header, _ = read_header(wal_path(path))
-            if header is not None:
-                salts.add((header.salt1, header.salt2))
-                assert read_sidecar(path) == (header.salt1, header.salt2), number
+            commit_row(conn, file, number)
+            note_recorded_salts(path, salts, number)
             image = crash_image(path, tmp_path / "image")
             assert foreign_wal_reason(image) is None, number
             # Commits at an uneven pace: checkpoints end before, between and during them.
@@ -219,30 +229,18 @@ def test_while_the_salts_cannot_be_recorded_the_wal_stays_the_buffers(tmp_path: 
     salts = set()
     try:
         for number in range(30):  # recorded as usual first
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
-            conn.execute("COMMIT")
-            file.after_write()
+            commit_row(conn, file, number)
         blocker.mkdir()
         for number in range(30, 400):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
-            conn.execute("COMMIT")
-            file.after_write()
+            commit_row(conn, file, number)
             image = crash_image(path, tmp_path / "image")
             assert foreign_wal_reason(image) is None, number
             time.sleep((number % 7) * 0.0005)
         image = crash_image(path, tmp_path / "blocked")
         blocker.rmdir()
         for number in range(400, 500):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(INSERT_EVENT, tuple(buffer_row(number, number)))
-            conn.execute("COMMIT")
-            file.after_write()
-            header, _ = read_header(wal_path(path))
-            if header is not None:
-                salts.add((header.salt1, header.salt2))
-                assert read_sidecar(path) == (header.salt1, header.salt2), number
+            commit_row(conn, file, number)
+            note_recorded_salts(path, salts, number)
             time.sleep((number % 7) * 0.0005)
     finally:
         checkpointer.close()
@@ -266,10 +264,7 @@ def test_a_record_that_cannot_name_a_new_wal_is_removed_not_left_to_judge_it(
     Path(f"{sidecar_path(path)}.tmp").mkdir()
     file = BufferFile(path, conn)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(INSERT_EVENT, tuple(buffer_row(1, 1)))
-        conn.execute("COMMIT")
-        file.after_write()
+        commit_row(conn, file, 1)
         image = crash_image(path, tmp_path / "image")
     finally:
         conn.close()

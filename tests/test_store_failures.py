@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,13 +38,16 @@ def tiny_disk() -> Iterator[Path]:
         yield mount_point
 
 
-def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
-    daemon_factory: DaemonFactory, tiny_disk: Path
-) -> None:
+def _started_on(daemon_factory: DaemonFactory, disk: Path) -> DaemonProcess:
+    """A daemon whose data folder is on `disk`."""
     daemon = daemon_factory(start=False)
-    (daemon.home / "data").symlink_to(tiny_disk)
+    (daemon.home / "data").symlink_to(disk)
     daemon.start()
-    url = daemon.http_url()
+    return daemon
+
+
+def _fill_until_refused(url: str) -> list[int]:
+    """Batches of 50 padded events until one is refused (or 40 went in): each status."""
     padding = "x" * 2000
     codes = []
     for batch in range(40):
@@ -53,9 +57,11 @@ def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
         codes.append(post_events(url, events)[0])
         if codes[-1] == 503:
             break
-    assert codes[-1] == 503, "the disk never filled"
-    assert set(codes[:-1]) == {202}
-    # ingest.sock keeps taking connections; what cannot be written is counted, not hidden.
+    return codes
+
+
+def _send_while_full(daemon: DaemonProcess) -> dict[str, Any]:
+    """Ten lines on ingest.sock to a full buffer; the status once they are counted."""
     send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
     deadline = time.monotonic() + 20
     status = daemon.status()
@@ -63,6 +69,19 @@ def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
         assert time.monotonic() < deadline, "the lines were never counted"
         time.sleep(0.05)
         status = daemon.status()
+    return status
+
+
+def test_a_full_disk_refuses_http_with_503_and_never_stops_ingest(
+    daemon_factory: DaemonFactory, tiny_disk: Path
+) -> None:
+    daemon = _started_on(daemon_factory, tiny_disk)
+    url = daemon.http_url()
+    codes = _fill_until_refused(url)
+    assert codes[-1] == 503, "the disk never filled"
+    assert set(codes[:-1]) == {202}
+    # ingest.sock keeps taking connections; what cannot be written is counted, not hidden.
+    status = _send_while_full(daemon)
     assert status["running"] is True
     dropped = status["counters"]["dropped_by_reason"]
     assert dropped.get("write_error", 0) >= 10
@@ -277,23 +296,10 @@ def test_the_counts_of_a_failed_commit_are_written_with_the_next_one(tmp_path: P
 def test_write_errors_on_a_full_disk_are_still_counted_after_clear_and_a_restart(
     daemon_factory: DaemonFactory, tiny_disk: Path
 ) -> None:
-    daemon = daemon_factory(start=False)
-    (daemon.home / "data").symlink_to(tiny_disk)
-    daemon.start()
+    daemon = _started_on(daemon_factory, tiny_disk)
     url = daemon.http_url()
-    padding = "x" * 2000
-    for batch in range(40):
-        events = [
-            {"event": "fill", "properties": {"b": batch, "i": i, "p": padding}} for i in range(50)
-        ]
-        if post_events(url, events)[0] == 503:
-            break
-    send_lines(daemon.ingest_socket, b'{"event": "while.full"}\n' * 10)
-    deadline = time.monotonic() + 20
-    while daemon.status()["counters"]["dropped_by_reason"].get("write_error", 0) < 10:
-        assert time.monotonic() < deadline, "the lines were never counted"
-        time.sleep(0.05)
-    lost = daemon.status()["counters"]["dropped_by_reason"]["write_error"]
+    _fill_until_refused(url)
+    lost = _send_while_full(daemon)["counters"]["dropped_by_reason"]["write_error"]
     cleared = daemon.cli("clear", "--yes")
     assert cleared.returncode == 0, cleared.stderr
     assert (

@@ -46,6 +46,15 @@ def _coerce_properties(value: object) -> dict[str, Any] | Invalid:
     return INVALID
 
 
+def _own_properties(properties: Any) -> dict[str, Any] | Invalid | None:
+    """The caller's properties as the shim keeps them: one level copied (nested values are
+    read when the writer encodes the event), a mapping made a dict, anything else invalid.
+    `track()` spells this out inline: a call is a third of its cost."""
+    if properties is None:
+        return None
+    return properties.copy() if type(properties) is dict else _coerce_properties(properties)
+
+
 class Client(Flushing, Writer):
     """One per process; `agent_telemetry` exposes its methods as module functions.
 
@@ -244,12 +253,7 @@ class Client(Flushing, Writer):
         self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None
     ) -> None:
         try:
-            if properties is not None:
-                properties = (
-                    properties.copy()
-                    if type(properties) is dict
-                    else _coerce_properties(properties)
-                )
+            properties = _own_properties(properties)
             self._backlog_check()
             when = time.time_ns() if time_ns is None else time_ns
             self.queue.append((event, properties, when, options, self.agent))
@@ -288,12 +292,7 @@ class Client(Flushing, Writer):
             drops["exit_timeout"] += 1
             return
         try:
-            if properties is not None:
-                properties = (
-                    properties.copy()
-                    if type(properties) is dict
-                    else _coerce_properties(properties)
-                )
+            properties = _own_properties(properties)
             when = time.time_ns() if time_ns is None else time_ns
             line = self._encode((event, properties, when, options, self.agent))
         except Exception:

@@ -65,11 +65,11 @@ def test_daemon_flush_lands_once_and_forget_erases(
         assert (again["exit_code"], again["events_sent"]) == (0, 0)
         assert _fetch(database_url, "SELECT count(*) FROM events")[0][0] == 250
 
-        stats = _read(url, "/api/v1/telemetry/stats?days=1")
+        stats = _read(url, "/api/v1/telemetry/stats?days=2")
         assert (stats["events"], stats["unique_anonymous_ids"]) == (250, 1)
-        agents = _read(url, "/api/v1/analytics/agents?days=1")["agents"]
+        agents = _read(url, "/api/v1/analytics/agents?days=2")["agents"]
         assert [(a["agent"], a["events"], a["errors"]) for a in agents] == [("tester", 250, 0)]
-        performance = _read(url, "/api/v1/analytics/performance?days=1")["performance"]
+        performance = _read(url, "/api/v1/analytics/performance?days=2")["performance"]
         assert [(p["agent"], p["samples"], p["p50_ms"]) for p in performance] == [
             ("tester", 250, 5.0)
         ]
@@ -79,4 +79,4 @@ def test_daemon_flush_lands_once_and_forget_erases(
         assert anonymous_id in forget["erased_ids"]
         for table in ("events", "rollup_daily", "idempotency_keys"):
             assert _fetch(database_url, f"SELECT count(*) FROM {table}")[0][0] == 0, table
-        assert _read(url, "/api/v1/telemetry/stats?days=1")["unique_anonymous_ids"] == 0
+        assert _read(url, "/api/v1/telemetry/stats?days=2")["unique_anonymous_ids"] == 0

@@ -143,7 +143,7 @@ def test_quickstart_then_daemon_flush_then_rerun_reuses_it(
     upload_helpers.post_events(daemon, 30, agent="quickstart-test")
     report = upload_helpers.flush_json(daemon)
     assert (report["exit_code"], report["events_sent"]) == (0, 30), (report, first.log())
-    stats = get(f"{first.url}/api/v1/telemetry/stats?days=1", read_key)
+    stats = get(f"{first.url}/api/v1/telemetry/stats?days=2", read_key)
     assert (stats["events"], stats["unique_anonymous_ids"]) == (30, 1)
 
     # Private files, owned by the user who ran it; the cluster is theirs too.
@@ -164,10 +164,10 @@ def test_quickstart_then_daemon_flush_then_rerun_reuses_it(
     assert any("cluster reused" in line for line in again)
     assert any(line.startswith("Keys unchanged") for line in again)
     assert read_key not in "\n".join(again)
-    assert get(f"{second.url}/api/v1/telemetry/stats?days=1", read_key)["events"] == 30
+    assert get(f"{second.url}/api/v1/telemetry/stats?days=2", read_key)["events"] == 30
     upload_helpers.post_events(daemon, 5, agent="quickstart-test")
     assert upload_helpers.flush_json(daemon)["events_sent"] == 5
-    assert get(f"{second.url}/api/v1/telemetry/stats?days=1", read_key)["events"] == 35
+    assert get(f"{second.url}/api/v1/telemetry/stats?days=2", read_key)["events"] == 35
 
     stopped = subprocess.run(
         as_user(user, SERVER_SCRIPT, "stop", "--data-dir", str(data_dir)),

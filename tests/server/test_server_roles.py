@@ -73,7 +73,7 @@ async def test_owner_role_migrates_serves_ingests_and_reads(
             events = [make_event(properties={"duration_ms": 7}) for _ in range(3)]
             status, body, _ = await server.post_batch(make_batch(events), idempotency_key="o1")
             assert (status, body["accepted"]) == (200, 3)
-            status, stats = await server.get("/api/v1/telemetry/stats?days=1", key=READ_KEY)
+            status, stats = await server.get("/api/v1/telemetry/stats?days=2", key=READ_KEY)
             assert (status, stats["events"], stats["unique_anonymous_ids"]) == (200, 3, 1)
             status, health = await server.get("/api/v1/telemetry/health", key=None)
             assert (status, health["storage"]) == (200, "plain")

@@ -308,6 +308,40 @@ test('properties over the daemon limit of 32 KiB are dropped as too_large', () =
   assert.equal(shim.stats().drops.too_large - before, 2);
 });
 
+test('a string of megabytes is refused before it is read or encoded, as in Python', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  const huge = 'x'.repeat(8 * 1024 * 1024);
+  const seen = [];
+  const { stringify } = JSON;
+  const { isWellFormed } = String.prototype;
+  JSON.stringify = (value, ...rest) => {
+    seen.push(typeof value === 'string' ? value.length : Infinity); // properties: encoded
+    return stringify(value, ...rest);
+  };
+  String.prototype.isWellFormed = function () {
+    seen.push(this.length);
+    return isWellFormed.call(this);
+  };
+  const before = shim.stats().drops.too_large;
+  try {
+    shim.track('e', { blob: huge });
+    shim.track('e', { list: ['a', huge] });
+    shim.track('e', { [huge]: 1 });
+    // Past the bound whatever follows: Python counts it too_large before finding the lone
+    // surrogate at the end.
+    shim.track('e', { blob: 'x'.repeat(40000) + '\ud800' });
+  } finally {
+    JSON.stringify = stringify;
+    String.prototype.isWellFormed = isWellFormed;
+  }
+  assert.equal(shim.stats().drops.too_large - before, 4);
+  assert.ok(seen.every((length) => length < 1024), 'nothing big was read or encoded');
+  // Options: text longer than any the option takes is refused unread.
+  for (const options of [{ uuid: huge }, { timestamp: huge + 'Z' }, { trace_id: huge }, { span_id: huge }]) {
+    assert.throws(() => shim.encodeEvent('e', {}, options));
+  }
+});
+
 test('an empty agent option falls back to the default name, as in Python', () => {
   const doc = JSON.parse(shim.encodeEvent('e', {}, { agent: '' }));
   assert.equal(doc.agent, shim.stats().agent);

@@ -1,6 +1,8 @@
 'use strict';
 // The sender at the process's end: one last connect attempt when the event loop empties,
-// and at process.exit() a synchronous write of what is left, the rest to the spool.
+// and at process.exit() a synchronous write of what is left, the rest to the spool; the
+// same for events tracked after that (by later exit listeners), and at a signal that
+// would end the process without an exit event.
 
 const fs = require('node:fs');
 const net = require('node:net');
@@ -13,6 +15,14 @@ const { privateDirProblem } = require('./paths.js');
 const EXIT_SYNC_STALL_MS = 100;
 const EXIT_SYNC_BUDGET_MS = 500;
 const EXIT_SLEEP = new Int32Array(new SharedArrayBuffer(4));
+// Events tracked after the exit write (from exit listeners added after the shim was
+// required) are each written on the spot, all together waiting for the daemon at most this
+// long; past it they go straight to the spool.
+const LATE_BUDGET_MS = 500;
+// Signals whose default action ends the process without an 'exit' event, losing what waits
+// in memory. Handled only while no one else listens: then the shim writes what is left and
+// raises the signal again, so the process ends as it would have, with the same status.
+const FATAL_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 function ownedByUs(stat) {
   return !process.getuid || stat.uid === process.getuid();
@@ -41,13 +51,57 @@ function installExitHandlers(state, settings, pump, handover) {
   // reached the daemon; it keeps each uuid once.
   process.on('exit', () => {
     try {
-      writeAtExit();
+      writeAtExit(EXIT_SYNC_BUDGET_MS);
     } catch {
       // Best effort: never turn an exit into a crash.
     }
+    state.exited = true;
   });
+  installSignalHandlers();
 
-  function writeAtExit() {
+  // After the exit write nothing else will send an event: write what was just queued now.
+  let lateSpentMs = 0;
+  function writeLate() {
+    const start = Date.now();
+    try {
+      writeAtExit(LATE_BUDGET_MS - lateSpentMs);
+    } catch {
+      // as at exit
+    }
+    lateSpentMs += Date.now() - start;
+  }
+
+  function installSignalHandlers() {
+    let isMainThread = true;
+    try {
+      isMainThread = require('node:worker_threads').isMainThread;
+    } catch {
+      // no worker threads in this runtime
+    }
+    if (!isMainThread || process.platform === 'win32') return; // signals are the process's
+    for (const signal of FATAL_SIGNALS) {
+      const onSignal = () => {
+        // Someone else handles it: the process goes on, or ends through process.exit().
+        if (process.listenerCount(signal) !== 1) return;
+        try {
+          writeAtExit(EXIT_SYNC_BUDGET_MS);
+          state.exited = true;
+        } catch {
+          // as at exit
+        }
+        // With no listener left Node restores the default action, which ends the process.
+        process.removeListener(signal, onSignal);
+        process.kill(process.pid, signal);
+      };
+      try {
+        process.on(signal, onSignal);
+      } catch {
+        // a signal this platform does not have
+      }
+    }
+  }
+
+  function writeAtExit(budgetMs) {
     spoolOverflow();
     const chunks = [...state.unacked].map(([chunk]) => chunk);
     state.unacked.clear();
@@ -57,7 +111,7 @@ function installExitHandlers(state, settings, pump, handover) {
     let rest = chunks.join('');
     if (rest) {
       rest = takeDropsLine() + rest;
-      const written = state.hungUp ? 0 : writeSyncToDaemon(Buffer.from(rest));
+      const written = state.hungUp || budgetMs <= 0 ? 0 : writeSyncToDaemon(Buffer.from(rest), budgetMs);
       if (written) {
         const data = Buffer.from(rest);
         // From the first line not written in full: the daemon discards a line cut short.
@@ -69,7 +123,7 @@ function installExitHandlers(state, settings, pump, handover) {
   }
 
   // Bytes of `data` written to the daemon's socket, synchronously and bounded in time.
-  function writeSyncToDaemon(data) {
+  function writeSyncToDaemon(data, budgetMs) {
     const socketPath = settings.socketPath;
     if (socketPath === null) return 0;
     try {
@@ -96,7 +150,7 @@ function installExitHandlers(state, settings, pump, handover) {
           if (error.code !== 'EAGAIN') break; // not connected (daemon down) or gone
           const now = Date.now();
           // A daemon that stopped reading gets nothing more; a reading one, bounded time.
-          if (now - progressAt > EXIT_SYNC_STALL_MS || now - start > EXIT_SYNC_BUDGET_MS) break;
+          if (now - progressAt > EXIT_SYNC_STALL_MS || now - start > budgetMs) break;
           Atomics.wait(EXIT_SLEEP, 0, 0, 1); // sleep 1 ms without spinning
         }
       }
@@ -104,6 +158,8 @@ function installExitHandlers(state, settings, pump, handover) {
     sock.destroy();
     return offset;
   }
+
+  return { writeLate };
 }
 
 module.exports = { installExitHandlers, ownedByUs };

@@ -228,6 +228,87 @@ test('process.exit() right after track() still delivers the events', async () =>
   }
 });
 
+test('an event tracked in an exit listener is delivered, or spooled when the daemon is down', async () => {
+  const home = tempHome();
+  const agent = `const { track } = require(SHIM);
+     track('agent.start');
+     process.on('exit', (code) => track('agent.exit', { code }));`;
+  try {
+    let result = await runAgent(home, agent);
+    assert.equal(result.code, 0, result.stderr);
+    // Two files: the exit's own, then one for the late event (file order is by random name).
+    assert.deepEqual(spooled(home).events.map((e) => e.event).sort(), ['agent.exit', 'agent.start']);
+    fs.rmSync(path.join(home, 'data'), { recursive: true, force: true });
+    const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+    try {
+      result = await runAgent(home, `${agent}\nprocess.exit(3);`);
+      assert.equal(result.code, 3, result.stderr);
+      assert.ok(await waitFor(() => lines.length >= 2), `only ${lines.length} arrived`);
+      const events = lines.map((l) => JSON.parse(l));
+      assert.deepEqual(events.map((e) => [e.event, e.properties]), [
+        ['agent.start', undefined],
+        ['agent.exit', { code: 3 }],
+      ]);
+      assert.equal(spooled(home).sealed.length, 0);
+    } finally {
+      server.close();
+    }
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  test(`${signal} with no handler of the agent's: what waits is spooled, and the signal ends the process`, async () => {
+    const home = tempHome();
+    try {
+      // The daemon is down: the events wait out a reconnect backoff in memory.
+      const result = await runAgent(
+        home,
+        `const { track } = require(SHIM);
+         for (let i = 0; i < 5; i++) track('agent.step', { i });
+         setTimeout(() => {}, 60000);
+         setTimeout(() => {
+           track('agent.late');
+           process.kill(process.pid, '${signal}');
+         }, 20);`,
+      );
+      assert.equal(result.signal, signal, result.stderr);
+      const { events, temporary } = spooled(home);
+      assert.deepEqual(events.map((e) => e.event), [...Array(5).fill('agent.step'), 'agent.late']);
+      assert.equal(temporary.length, 0);
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+}
+
+test("a signal the agent handles is left to it: the process goes on, and ends as it decides", async () => {
+  const home = tempHome();
+  const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+  try {
+    const result = await runAgent(
+      home,
+      `const { track } = require(SHIM);
+       const alive = setTimeout(() => {}, 60000); // signals alone keep no process alive
+       process.on('SIGTERM', () => {
+         track('agent.signalled');
+         setTimeout(() => {
+           track('agent.after');
+           clearTimeout(alive);
+         }, 20);
+       });
+       setTimeout(() => process.kill(process.pid, 'SIGTERM'), 20);`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(await waitFor(() => lines.length >= 2), `only ${lines.length} arrived`);
+    assert.deepEqual(lines.map((l) => JSON.parse(l).event), ['agent.signalled', 'agent.after']);
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
 test('track() does no file system work on the calling path', async () => {
   const home = tempHome();
   const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));

@@ -47,6 +47,7 @@ function createSender(settings) {
     stalled: false,
     hungUp: false, // the last connection was dropped because the daemon stopped reading
     exitFlush: false,
+    exited: false, // the exit write is done: no callback will run again
     sent: 0,
     spooled: 0,
     spool: new Spool(settings.spoolDir),
@@ -70,6 +71,10 @@ function createSender(settings) {
   function enqueue(line) {
     state.backlog.push(line);
     state.backlogBytes += line.length;
+    if (state.exited) {
+      exit.writeLate();
+      return;
+    }
     if (state.backlog.length > MAX_BACKLOG_EVENTS || state.backlogBytes > MAX_BACKLOG_BYTES) overflow();
     pump();
   }
@@ -326,7 +331,7 @@ function createSender(settings) {
     });
   }
 
-  installExitHandlers(state, settings, pump, handover);
+  const exit = installExitHandlers(state, settings, pump, handover);
   return { enqueue, reconfigure, flush, stats, drops: state.drops };
 }
 

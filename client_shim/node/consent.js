@@ -10,14 +10,24 @@ const { configFile, consentFile } = require('./paths.js');
 
 const MODES = new Set(['off', 'local', 'upload']);
 
+// What Python's str.strip() removes, which is not what String.prototype.trim() removes
+// (Python strips \x1c-\x1f and \x85, and keeps U+FEFF): a value must mean the same to
+// this shim as to the daemon and the Python shim.
+const PY_SPACE = String.raw`\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000`;
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+
+function pyStrip(text) {
+  return text.replace(PY_STRIP, '');
+}
+
 /** The daemon's reading of a flag such as AGENT_TELEMETRY_DISABLED: set and not 0/false/no/off. */
 function flag(value) {
-  return !['', '0', 'false', 'no', 'off'].includes(String(value || '').trim().toLowerCase());
+  return !['', '0', 'false', 'no', 'off'].includes(pyStrip(String(value || '')).toLowerCase());
 }
 
 function asMode(value) {
   if (typeof value !== 'string') return null;
-  const mode = value.trim().toLowerCase();
+  const mode = pyStrip(value).toLowerCase();
   return MODES.has(mode) ? mode : null;
 }
 

@@ -309,6 +309,46 @@ test("a signal the agent handles is left to it: the process goes on, and ends as
   }
 });
 
+test('track() on a live connection writes events together, not one system call each', async () => {
+  const home = tempHome();
+  const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
+  try {
+    const result = await runAgent(
+      home,
+      `const net = require('node:net');
+       const { track, flush } = require(SHIM);
+       let writes = 0;
+       const write = net.Socket.prototype.write;
+       net.Socket.prototype.write = function (...args) {
+         writes += 1;
+         return write.apply(this, args);
+       };
+       track('agent.start');
+       flush(5000).then(async (connected) => {
+         writes = 0;
+         for (let i = 0; i < 2000; i++) track('agent.step', { i });
+         const sync = writes;
+         await new Promise((resolve) => setImmediate(resolve));
+         for (let i = 0; i < 10; i++) track('agent.step', { i: 2000 + i });
+         await flush(5000);
+         console.log(JSON.stringify({ connected, sync, writes }));
+       });`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const { connected, sync, writes } = JSON.parse(result.stdout);
+    assert.ok(connected);
+    // 2,000 events of about 130 bytes: a few 64 KiB chunks while the loop runs, the rest
+    // on the next turn; the ten after it, one write.
+    assert.ok(sync <= 5, `${sync} writes during the loop`);
+    assert.ok(writes <= 8, `${writes} writes in all`);
+    assert.ok(await waitFor(() => lines.length >= 2011), `only ${lines.length} arrived`);
+    assert.equal(new Set(lines.map((l) => JSON.parse(l).uuid)).size, 2011);
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
 test('track() does no file system work on the calling path', async () => {
   const home = tempHome();
   const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));

@@ -48,6 +48,7 @@ function createSender(settings) {
     hungUp: false, // the last connection was dropped because the daemon stopped reading
     exitFlush: false,
     exited: false, // the exit write is done: no callback will run again
+    pumpScheduled: false,
     sent: 0,
     spooled: 0,
     spool: new Spool(settings.spoolDir),
@@ -76,6 +77,21 @@ function createSender(settings) {
       return;
     }
     if (state.backlog.length > MAX_BACKLOG_EVENTS || state.backlogBytes > MAX_BACKLOG_BYTES) overflow();
+    // On a live connection lines are written together, once a chunk's worth waits or on the
+    // event loop's next turn: a write per event was a system call, and a write request and
+    // its callback for the collector, in every track() — most of what a call cost.
+    if (state.connected && state.backlogBytes < WRITE_CHUNK_BYTES) {
+      if (!state.pumpScheduled) {
+        state.pumpScheduled = true;
+        setImmediate(scheduledPump);
+      }
+      return;
+    }
+    pump();
+  }
+
+  function scheduledPump() {
+    state.pumpScheduled = false;
     pump();
   }
 

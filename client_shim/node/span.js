@@ -120,6 +120,9 @@ function makeSpan(emit, invalid) {
     try {
       current = new Span(name, ownProperties(properties), storage.getStore());
     } catch {
+      // Properties that throw when copied (a getter, a Proxy): fn still runs, and the span's
+      // event, which cannot be made, is counted.
+      invalid();
       return fn(DETACHED);
     }
     let result;
@@ -133,7 +136,12 @@ function makeSpan(emit, invalid) {
       end(current, undefined, false);
       return result;
     }
-    return result.then(
+    // A Promise (or subclass) keeps its own then(); another thenable is adopted as `await`
+    // adopts it: its then() is called later, and what it gives, or throws, settles the
+    // span. Calling it here would return whatever it returns (nothing, for some), and a
+    // throw from it would escape span() with the span's event lost.
+    const settled = result instanceof Promise ? result : Promise.resolve(result);
+    return settled.then(
       (value) => {
         end(current, undefined, false);
         return value;

@@ -126,3 +126,53 @@ test('span() never throws on its own account and counts what cannot be an event'
   assert.equal(shim.span('x', 'not an object', () => 'still runs'), 'still runs');
   assert.equal(shim.stats().drops.invalid - before, 4);
 });
+
+test('properties that throw when copied still run fn, and the lost event is counted', () => {
+  const before = shim.stats().drops.invalid;
+  const getter = {
+    get secret() {
+      throw new Error('no');
+    },
+  };
+  const proxy = new Proxy(
+    {},
+    {
+      ownKeys() {
+        throw new Error('no');
+      },
+    },
+  );
+  assert.equal(shim.span('getter', getter, () => 'ran'), 'ran');
+  assert.equal(shim.span('proxy', proxy, () => 'ran'), 'ran');
+  assert.equal(shim.stats().drops.invalid - before, 2);
+});
+
+test('a thenable that is not a Promise settles the span with its own value or failure', async () => {
+  const from = daemon.lines.length;
+  // `then` returns nothing, as some query builders' do: awaiting the span gives fn's value.
+  const value = await shim.span('thenable.ok', {}, () => ({
+    then(resolve) {
+      resolve(7);
+    },
+  }));
+  assert.equal(value, 7);
+  // `then` throws: a rejection like `await` makes of it, and the span records the error.
+  let thrown = null;
+  let outcome;
+  try {
+    outcome = shim.span('thenable.bad', {}, () => ({
+      then() {
+        throw new RangeError('from then');
+      },
+    }));
+  } catch (error) {
+    thrown = error;
+  }
+  assert.equal(thrown, null);
+  await assert.rejects(outcome, RangeError);
+  const events = await received(from, 2);
+  const byName = Object.fromEntries(events.map((e) => [e.event, e]));
+  assert.equal(byName['thenable.ok'].properties.status, undefined);
+  assert.equal(byName['thenable.bad'].properties.status, 'error');
+  assert.equal(byName['thenable.bad'].properties.error_type, 'RangeError');
+});

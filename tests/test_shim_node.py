@@ -70,3 +70,71 @@ def test_node_reads_the_disabled_flag_and_the_mode_as_the_python_shim() -> None:
     node = json.loads(proc.stdout)
     differing = [(v, p, n) for v, p, n in zip(FLAG_VALUES, python, node, strict=True) if p != n]
     assert not differing
+
+
+def test_node_finds_every_file_where_the_python_shim_does(tmp_path: Path) -> None:
+    """The same environment gives both shims the same paths, character for character.
+
+    `..` is kept as the Python shim keeps it: after a symlink, `link/..` is the parent of
+    the link's target, not the folder that holds the link.
+    """
+    from agent_telemetry import _paths
+
+    real = tmp_path / "real" / "inner"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    via_link = f"{tmp_path}/link/../h"
+    taken = tmp_path / "taken"
+    taken.mkdir(mode=0o755)
+    taken.chmod(0o755)
+    environments: list[dict[str, str]] = [
+        {"AGENT_TELEMETRY_HOME": via_link},
+        {"AGENT_TELEMETRY_HOME": f"{tmp_path}//h/./x/"},
+        {"AGENT_TELEMETRY_HOME": "relative/h"},
+        {
+            "AGENT_TELEMETRY_HOME": str(tmp_path / "h"),
+            "AGENT_TELEMETRY_CONFIG": via_link + "/c.toml",
+        },
+        {"HOME": str(tmp_path), "XDG_RUNTIME_DIR": f"{tmp_path}/link/../run"},
+        {"HOME": str(tmp_path), "XDG_DATA_HOME": via_link, "XDG_CONFIG_HOME": via_link + "/"},
+        {"HOME": f"{tmp_path}/link/../", "XDG_RUNTIME_DIR": str(taken)},
+        {"HOME": "relative", "XDG_RUNTIME_DIR": str(tmp_path / "taken" / "..")},
+    ]
+    functions = {
+        "dataDir": _paths.data_dir,
+        "spoolDir": _paths.spool_dir,
+        "configFile": _paths.config_file,
+        "consentFile": _paths.consent_file,
+        "preferredRuntimeDir": _paths.preferred_runtime_dir,
+        "runtimeDir": _paths.runtime_dir,
+        "ingestSocketPath": _paths.ingest_socket_path,
+    }
+    script = (
+        "const paths = require(process.argv[1]);\n"
+        "const [names, envs] = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify(envs.map((env) =>"
+        " names.map((name) => paths[name](env, 'linux')))));\n"
+    )
+    proc = subprocess.run(
+        [required_tool("nodejs", "node"), "-e", script, str(NODE_SHIM / "paths.js")],
+        input=json.dumps([list(functions), environments]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # where a relative home is taken from, as for the Node process
+    try:
+        python = [[str(fn(env, "linux")) for fn in functions.values()] for env in environments]
+    finally:
+        os.chdir(cwd)
+    node = json.loads(proc.stdout)
+    differing = [
+        (env, name, p, n)
+        for env, ps, ns in zip(environments, python, node, strict=True)
+        for name, p, n in zip(functions, ps, ns, strict=True)
+        if p != n
+    ]
+    assert not differing

@@ -34,7 +34,7 @@ function envDisabled(env = process.env) {
 // is gone. Events are then dropped and counted as `no_socket_path`; require() never throws.
 function defaultSocketPath() {
   try {
-    return path.join(paths.preferredRuntimeDir(), 'ingest.sock');
+    return paths.pyPath(paths.preferredRuntimeDir(), 'ingest.sock');
   } catch {
     return null;
   }

@@ -6,7 +6,7 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem } = require('./paths.js');
+const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem, pyPath } = require('./paths.js');
 const { Spool } = require('./spool.js');
 const { createHandover, REPORTED } = require('./handover.js');
 const { installExitHandlers, ownedByUs } = require('./exit.js');
@@ -206,7 +206,7 @@ function createSender(settings) {
       } catch {
         // no data dir to fall back to: the preferred folder fails the check below
       }
-      settings.socketPath = path.join(dir, 'ingest.sock');
+      settings.socketPath = pyPath(dir, 'ingest.sock');
       done(settings.socketPath);
     });
   }

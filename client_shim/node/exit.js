@@ -24,6 +24,30 @@ const LATE_BUDGET_MS = 500;
 // raises the signal again, so the process ends as it would have, with the same status.
 const FATAL_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
+// Whether the agent is done but for the shim's writes to `sock`: no timer or immediate of
+// its own, no handle but stdout, stderr and that socket, no request but writes to it.
+// Node would exit now but for those writes, which keep the event loop alive for as long
+// as a slow daemon goes on reading. Node says this only through its underscore functions:
+// where they are missing, the answer is no (and exit waits for the daemon, as before).
+function onlyShimWritesKeepAlive(sock) {
+  try {
+    const handle = sock._handle;
+    if (!handle || typeof process._getActiveHandles !== 'function') return false;
+    for (const kind of process.getActiveResourcesInfo()) {
+      if (kind === 'Timeout' || kind === 'Immediate') return false;
+    }
+    for (const owner of process._getActiveHandles()) {
+      if (owner !== sock && owner !== process.stdout && owner !== process.stderr) return false;
+    }
+    for (const request of process._getActiveRequests()) {
+      if (!request || request.handle !== handle) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function ownedByUs(stat) {
   return !process.getuid || stat.uid === process.getuid();
 }
@@ -162,4 +186,4 @@ function installExitHandlers(state, settings, pump, handover) {
   return { writeLate };
 }
 
-module.exports = { installExitHandlers, ownedByUs };
+module.exports = { installExitHandlers, ownedByUs, onlyShimWritesKeepAlive };

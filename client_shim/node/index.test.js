@@ -208,6 +208,58 @@ test('a daemon that stops reading does not keep a script from exiting', async ()
   }
 });
 
+test('a daemon that reads slowly does not hold a finished script: the rest is spooled', async () => {
+  const home = tempHome();
+  const socketPath = path.join(home, 'run', 'ingest.sock');
+  const received = new Set();
+  const readers = [];
+  const conns = [];
+  // Reads about 64 KiB every 100 ms: a chunk's write completes each time, so the daemon is
+  // never taken for stalled, but what the script tracks (5 MiB) would take it about 8 s.
+  const server = net.createServer((conn) => {
+    conns.push(conn);
+    conn.pause();
+    let rest = '';
+    readers.push(
+      setInterval(() => {
+        let data;
+        let size = 0;
+        while (size < 64 * 1024 && (data = conn.read()) !== null) {
+          size += data.length;
+          const parts = (rest + data.toString()).split('\n');
+          rest = parts.pop();
+          for (const line of parts) if (!line.startsWith('{"client_drops"')) received.add(JSON.parse(line).uuid);
+        }
+      }, 100),
+    );
+  });
+  await new Promise((resolve) => server.listen(socketPath, resolve));
+  try {
+    const result = await runAgent(
+      home,
+      `const { track } = require(SHIM);
+       let i = 0;
+       (function slice() {
+         for (const end = i + 1000; i < end; i++) track('agent.step', { i, pad: 'p'.repeat(200) });
+         if (i < 20000) setImmediate(slice);
+       })();
+`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    // The script did not wait until the daemon had read it all: the rest is in the spool.
+    // What the socket took before the hang-up is read on.
+    const inSpool = spooled(home).events.map((e) => e.uuid);
+    assert.ok(inSpool.length > 0);
+    const all = () => new Set([...received, ...inSpool]).size;
+    assert.ok(await waitFor(() => all() === 20000, 10000), `${all()} of 20000 accounted for`);
+  } finally {
+    for (const reader of readers) clearInterval(reader);
+    for (const conn of conns) conn.destroy();
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
 test('process.exit() right after track() still delivers the events', async () => {
   const home = tempHome();
   const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));

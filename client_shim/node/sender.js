@@ -9,7 +9,7 @@ const path = require('node:path');
 const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem, pyPath } = require('./paths.js');
 const { Spool } = require('./spool.js');
 const { createHandover, REPORTED } = require('./handover.js');
-const { installExitHandlers, ownedByUs } = require('./exit.js');
+const { installExitHandlers, ownedByUs, onlyShimWritesKeepAlive } = require('./exit.js');
 
 // The same caps as the Python shim: at most this many events, and bytes, wait in memory;
 // the oldest beyond them go to the spool.
@@ -25,6 +25,10 @@ const BACKOFF_MAX_MS = 5000;
 // reading would keep the agent from exiting. After this long without progress we hang up,
 // spool what was in flight, and retry later with backoff.
 const STALL_MS = 500;
+// A daemon that reads, but slowly, would keep a finished agent alive until the backlog is
+// written (seconds for megabytes). Once nothing but these writes keeps the process alive,
+// the daemon gets this long, as from the Python shim at exit; then the rest is spooled.
+const EXIT_BUDGET_MS = 2000;
 
 function createSender(settings) {
   const state = {
@@ -49,6 +53,7 @@ function createSender(settings) {
     exitFlush: false,
     exited: false, // the exit write is done: no callback will run again
     pumpScheduled: false,
+    finishedSince: 0, // when the agent was first seen done but for our writes
     sent: 0,
     spooled: 0,
     spool: new Spool(settings.spoolDir),
@@ -176,13 +181,23 @@ function createSender(settings) {
       if (!state.inFlight || !state.sock) {
         clearInterval(state.watchdog);
         state.watchdog = null;
-      } else if (Date.now() - state.lastProgress > STALL_MS) {
+      } else if (Date.now() - state.lastProgress > STALL_MS || finishedFor() > EXIT_BUDGET_MS) {
         state.stalled = true;
         state.hungUp = true;
         state.sock.destroy();
       }
     }, STALL_MS / 5);
     state.watchdog.unref(); // the pending write, not this timer, is what keeps the loop alive
+  }
+
+  // How long the agent has been done but for our writes (0 while it is not).
+  function finishedFor() {
+    if (!onlyShimWritesKeepAlive(state.sock)) {
+      state.finishedSince = 0;
+      return 0;
+    }
+    if (!state.finishedSince) state.finishedSince = Date.now();
+    return Date.now() - state.finishedSince;
   }
 
   // The socket path to try: the configured one, or the default rule's, checked without

@@ -52,7 +52,7 @@ function ownedByUs(stat) {
   return !process.getuid || stat.uid === process.getuid();
 }
 
-function installExitHandlers(state, settings, pump, handover) {
+function installExitHandlers(state, settings, pump, handover, atExit) {
   const { takeDropsLine, spoolText, sealSpool, spoolOverflow } = handover;
 
   // Events waiting out a reconnect backoff get one last connect attempt when the agent is
@@ -73,7 +73,12 @@ function installExitHandlers(state, settings, pump, handover) {
   // left synchronously on a fresh connection, and spool what that does not take. Lines
   // already handed to the old connection are sent again, since some of them may not have
   // reached the daemon; it keeps each uuid once.
-  process.on('exit', () => {
+  process.on('exit', (code) => {
+    try {
+      atExit(code === 0 ? null : 'ProcessExit');
+    } catch {
+      // the events it would have queued are lost; the exit goes on
+    }
     try {
       writeAtExit(EXIT_SYNC_BUDGET_MS);
     } catch {
@@ -108,6 +113,7 @@ function installExitHandlers(state, settings, pump, handover) {
         // Someone else handles it: the process goes on, or ends through process.exit().
         if (process.listenerCount(signal) !== 1) return;
         try {
+          atExit(signal);
           writeAtExit(EXIT_SYNC_BUDGET_MS);
           state.exited = true;
         } catch {

@@ -55,7 +55,9 @@ const settings = {
   socketPathGiven: false,
   spoolDir: defaultSpoolDir(),
 };
-const sender = createSender(settings);
+// Spans still open when the process ends (process.exit(), a fatal signal) end first, so
+// that their events go out with the rest.
+const sender = createSender(settings, (why) => spans.endOpen(why));
 
 /** Re-read the environment, then apply the overrides: {agent, disabled, socketPath, spoolDir}. */
 function configure(options = {}) {
@@ -100,9 +102,10 @@ function track(event, properties, options) {
   emit(event, properties, options, Date.now());
 }
 
-const span = makeSpan(emit, () => {
+const spans = makeSpan(emit, () => {
   sender.drops.invalid += 1;
 });
+const span = spans.span;
 
 module.exports = {
   track,

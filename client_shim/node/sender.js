@@ -30,7 +30,8 @@ const STALL_MS = 500;
 // the daemon gets this long, as from the Python shim at exit; then the rest is spooled.
 const EXIT_BUDGET_MS = 2000;
 
-function createSender(settings) {
+// `atExit(why)` runs first when the process ends (see exit.js).
+function createSender(settings, atExit = () => {}) {
   const state = {
     sock: null,
     connected: false,
@@ -362,7 +363,7 @@ function createSender(settings) {
     });
   }
 
-  const exit = installExitHandlers(state, settings, pump, handover);
+  const exit = installExitHandlers(state, settings, pump, handover, atExit);
   return { enqueue, reconfigure, flush, stats, drops: state.drops };
 }
 

@@ -138,9 +138,10 @@ function installExitHandlers(state, settings, pump, handover, atExit) {
     chunks.push(state.backlog.join(''));
     state.backlog = [];
     state.backlogBytes = 0;
-    let rest = chunks.join('');
+    // The drop counts go even with no event left: on the connection the user's `status`
+    // shows them at once; in a spool file, only when the daemon next reads the spool.
+    let rest = takeDropsLine() + chunks.join('');
     if (rest) {
-      rest = takeDropsLine() + rest;
       const written = state.hungUp || budgetMs <= 0 ? 0 : writeSyncToDaemon(Buffer.from(rest), budgetMs);
       if (written) {
         const data = Buffer.from(rest);

@@ -112,6 +112,23 @@ test(
 );
 
 test(
+  'an agent whose only news is its losses tells the daemon on the connection at exit',
+  withHome(async (home) => {
+    const daemon = await listen(path.join(home, 'run', 'ingest.sock'));
+    try {
+      const result = await runAgent(home, `const { track } = require(SHIM); track(''); track('x', { n: NaN });`);
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(await waitFor(() => daemon.lines.length >= 1));
+      assert.deepEqual(JSON.parse(daemon.lines[0]), { client_drops: { invalid: 2 }, agent: 'node_agent' });
+      // Not in a spool file, which the daemon would read only when it next looks.
+      assert.deepEqual(spooled(home).sealed, []);
+    } finally {
+      daemon.server.close();
+    }
+  }),
+);
+
+test(
   'what a stalled daemon did not take by exit is in the spool, once',
   withHome(async (home) => {
     const conns = [];

@@ -15,10 +15,22 @@ function cleanAgent(name) {
   return wire.truncate(String(name).replace(/[\x00-\x1f\x7f]/g, ''), wire.MAX_AGENT_NAME);
 }
 
+// `node -e code a b` (and -p, and code piped to node) runs no script: process.argv[1] is
+// then the code's first argument, a name that says nothing of the program (and may be user
+// data), so the agent is `node`, as it is `python` for `python -c`.
+function evaluated() {
+  try {
+    if (typeof process._eval === 'string') return true;
+    return process.execArgv.some((arg) => /^(?:-[ep]|--eval|--print)(?:=|$)/.test(arg));
+  } catch {
+    return false;
+  }
+}
+
 function defaultAgent(env = process.env) {
   const fromEnv = cleanAgent(env.AGENT_TELEMETRY_AGENT || '');
   if (fromEnv) return fromEnv;
-  const script = process.argv[1] ? path.basename(process.argv[1]) : '';
+  const script = process.argv[1] && !evaluated() ? path.basename(process.argv[1]) : '';
   return cleanAgent(script.replace(/\.(?:c|m)?js$/, '')) || 'node';
 }
 

@@ -515,6 +515,18 @@ test('a string of megabytes is refused before it is read or encoded, as in Pytho
   }
 });
 
+test('code run by node -e or -p is the agent `node`, not its first argument', async () => {
+  const { spawnSync } = require('node:child_process');
+  const code = `const s = require(${JSON.stringify(SHIM)}); console.log(s.stats().agent)`;
+  for (const flag of ['-e', '--eval']) {
+    const result = spawnSync(process.execPath, [flag, code, '/home/someone/private-notes.js'], {
+      env: { ...process.env, AGENT_TELEMETRY_HOME: OWN_HOME },
+      encoding: 'utf8',
+    });
+    assert.equal(result.stdout.trim(), 'node', result.stderr);
+  }
+});
+
 test('an empty agent option falls back to the default name, as in Python', () => {
   const doc = JSON.parse(shim.encodeEvent('e', {}, { agent: '' }));
   assert.equal(doc.agent, shim.stats().agent);

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from tests.daemon_process import DaemonProcess
 from tests.tools import required_tool
 
 NODE_SHIM = Path(__file__).resolve().parent.parent / "client_shim" / "node"
@@ -138,3 +143,66 @@ def test_node_finds_every_file_where_the_python_shim_does(tmp_path: Path) -> Non
         if p != n
     ]
     assert not differing
+
+
+SPOOLING_AGENTS = {
+    "node": (
+        "const { track, span } = require(process.argv[1]);\n"
+        "track('agent.step', { model: 'gpt-4o', note: 'mail a@b.example' }, {\n"
+        "  uuid: '01935c1e-7b2a-7c3d-8e4f-0123456789ab',\n"
+        "  timestamp: '2026-11-24T21:00:00.123Z',\n"
+        "});\n"
+        "track('agent.bad', { n: NaN });\n"
+        "try { span('tool.call', { tool: 'search' }, () => { throw new TypeError('a secret'); }); }"
+        " catch {}\n"
+    ),
+    "python": (
+        "from agent_telemetry import span, track\n"
+        "track('agent.step', {'model': 'gpt-4o', 'note': 'mail a@b.example'},"
+        " uuid='01935c1e-7b2a-7c3d-8e4f-0123456789ac', timestamp='2026-11-24T21:00:00.123Z')\n"
+        "track('agent.bad', {'n': float('nan')})\n"
+        "try:\n"
+        "    with span('tool.call', {'tool': 'search'}):\n"
+        "        raise TypeError('a secret')\n"
+        "except TypeError:\n"
+        "    pass\n"
+    ),
+}
+
+
+def test_what_the_node_shim_spools_the_daemon_takes_as_it_takes_the_python_shims(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """Both agents run while the daemon is down; it starts, reads both spool files, and
+    stores the same events with the same fields, and counts both agents' losses."""
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"}, start=False)
+    node = required_tool("nodejs", "node")
+    commands = {
+        "node": [node, "-e", SPOOLING_AGENTS["node"], str(NODE_SHIM / "index.js")],
+        "python": [sys.executable, "-c", SPOOLING_AGENTS["python"]],
+    }
+    for command in commands.values():
+        subprocess.run(command, env=daemon.env, check=True, timeout=30)
+    assert len(list((daemon.home / "data" / "spool").glob("*.ndjson"))) == 2
+    daemon.start()
+    deadline = time.monotonic() + 20
+    events: list[dict[str, Any]] = []
+    while len(events) < 4 and time.monotonic() < deadline:
+        events = daemon.export()
+        time.sleep(0.1)
+    by_agent: dict[str, dict[str, dict[str, Any]]] = {"node": {}, "python": {}}
+    for event in events:
+        by_agent[event["agent"]][event["event"]] = event
+    varying = {"agent", "pid", "uuid", "received_at", "timestamp", "trace_id", "span_id"}
+    for name in ("agent.step", "tool.call"):
+        node_event, python_event = by_agent["node"][name], by_agent["python"][name]
+        assert node_event["transport"] == "spool"
+        node_event["properties"].pop("duration_ms", None)
+        python_event["properties"].pop("duration_ms", None)
+        assert {k: v for k, v in node_event.items() if k not in varying} == {
+            k: v for k, v in python_event.items() if k not in varying
+        }
+    assert by_agent["node"]["agent.step"]["timestamp"] == "2026-11-24T21:00:00.123Z"
+    assert by_agent["node"]["tool.call"]["properties"]["error_type"] == "TypeError"
+    assert daemon.status()["counters"]["dropped_by_reason"]["client_invalid"] == 2
+    assert not list((daemon.home / "data" / "spool").iterdir())

@@ -31,12 +31,20 @@ function asMode(value) {
   return MODES.has(mode) ? mode : null;
 }
 
+// A file's text, refused (thrown) when it is not UTF-8, as the daemon and the Python shim
+// refuse it: readFileSync(file, 'utf8') would put U+FFFD in place of the bad bytes and read
+// on, finding a mode where they find none.
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+function readUtf8(file) {
+  return UTF8.decode(fs.readFileSync(file));
+}
+
 /** The mode a command stored, exactly as the daemon writes it; null when none; 'off' when
  * the file is there but does not say one (unreadable, not JSON, no mode). */
 function storedMode(file) {
   let text;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readUtf8(file);
   } catch (error) {
     return error && error.code === 'ENOENT' ? null : 'off';
   }
@@ -57,7 +65,7 @@ const KEY_LINE = /^\s*(?:mode|"mode"|'mode')\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(
 function configuredMode(file) {
   let text;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readUtf8(file);
   } catch {
     return null;
   }

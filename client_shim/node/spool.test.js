@@ -84,6 +84,13 @@ test('a stored choice that cannot be read counts as off, as the daemon reads it'
       assert.equal(storedMode(file), expected, text);
     }
     assert.equal(storedMode(path.join(dir, 'missing.json')), null);
+    // Not UTF-8: unreadable to the daemon, so off, whatever the bytes around it say.
+    fs.writeFileSync(file, Buffer.concat([Buffer.from('{"mode": "local", "note": "'), Buffer.from([0xff]), Buffer.from('"}')]));
+    assert.equal(storedMode(file), 'off');
+    // A config file that is not UTF-8 is rejected whole by the daemon: it says no mode.
+    const config = path.join(dir, 'config.toml');
+    fs.writeFileSync(config, Buffer.concat([Buffer.from('mode = "off"\n# '), Buffer.from([0xc3, 0x28]), Buffer.from('\n')]));
+    assert.equal(configuredMode(config), null);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

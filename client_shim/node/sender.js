@@ -85,7 +85,7 @@ function createSender(settings, atExit = () => {}) {
     if (state.backlog.length > MAX_BACKLOG_EVENTS || state.backlogBytes > MAX_BACKLOG_BYTES) overflow();
     // On a live connection lines are written together, once a chunk's worth waits or on the
     // event loop's next turn: a write per event was a system call, and a write request and
-    // its callback for the collector, in every track() — most of what a call cost.
+    // its callback for the collector, in every track() — about half of what a call cost.
     if (state.connected && state.backlogBytes < WRITE_CHUNK_BYTES) {
       if (!state.pumpScheduled) {
         state.pumpScheduled = true;
@@ -178,6 +178,7 @@ function createSender(settings, atExit = () => {}) {
   function watchForStall() {
     if (state.watchdog) return;
     state.lastProgress = Date.now();
+    state.finishedSince = 0; // a new watch: the agent is judged afresh
     state.watchdog = setInterval(() => {
       if (!state.inFlight || !state.sock) {
         clearInterval(state.watchdog);

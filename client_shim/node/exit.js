@@ -7,7 +7,7 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { privateDirProblem } = require('./paths.js');
+const { ingestSocketPath, privateDirProblem } = require('./paths.js');
 
 // process.exit() leaves no time for the event loop: what is queued then is written
 // synchronously, waiting at most this long for a daemon that is slow to take it; the rest
@@ -155,7 +155,16 @@ function installExitHandlers(state, settings, pump, handover, atExit) {
 
   // Bytes of `data` written to the daemon's socket, synchronously and bounded in time.
   function writeSyncToDaemon(data, budgetMs) {
-    const socketPath = settings.socketPath;
+    let socketPath = settings.socketPath;
+    if (!settings.socketPathGiven) {
+      // Worked out now, as the Python shim does on each connect: a process.exit() right after
+      // the first track() comes before the asynchronous check that finds the fallback folder.
+      try {
+        socketPath = ingestSocketPath();
+      } catch {
+        // keep the last path worked out
+      }
+    }
     if (socketPath === null) return 0;
     try {
       // stat() throws when the daemon is down.

@@ -184,3 +184,21 @@ test("a signal the agent handles is left to it: the process goes on, and ends as
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('process.exit() right after the first track() reaches a daemon in the fallback folder', async () => {
+  const home = tempHome();
+  // The preferred runtime folder is not private: the daemon uses <data dir>/run instead.
+  fs.chmodSync(path.join(home, 'run'), 0o755);
+  fs.mkdirSync(path.join(home, 'data', 'run'), { recursive: true, mode: 0o700 });
+  const { server, lines } = await listen(path.join(home, 'data', 'run', 'ingest.sock'));
+  try {
+    const result = await runAgent(home, `const { track } = require(SHIM); track('agent.quick'); process.exit(0);`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(await waitFor(() => lines.length >= 1), 'nothing arrived');
+    assert.equal(JSON.parse(lines[0]).event, 'agent.quick');
+    assert.deepEqual(spooled(home).events, []);
+  } finally {
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});

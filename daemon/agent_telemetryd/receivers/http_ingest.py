@@ -24,6 +24,9 @@ RETRY_AFTER_SECONDS = "5"
 BUFFER_FULL = "buffer full"
 _READ_PIECE_BYTES = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A header's bytes that are not UTF-8 reach a handler as lone surrogates (aiohttp decodes
+# with surrogateescape): no UTF-8 encoder, SQLite's included, takes them.
+_NOT_UNICODE = re.compile("[\ud800-\udfff]")
 routes = web.RouteTableDef()
 
 
@@ -47,10 +50,11 @@ def agent_from_headers(request: web.Request) -> str | None:
 
 
 def clean_agent_name(name: object) -> str | None:
-    """A source name as a client gave it, made valid: no control characters, 100 at most."""
+    """A source name as a client gave it, made valid: no control characters, what was not
+    UTF-8 as U+FFFD, 100 characters at most."""
     if not isinstance(name, str) or not name:
         return None
-    return _CONTROL.sub("", name)[:100] or None
+    return _NOT_UNICODE.sub("\ufffd", _CONTROL.sub("", name))[:100] or None
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -41,6 +41,8 @@ from agent_telemetryd.receivers.http_ingest import (
 from agent_telemetryd.web_context import CONTEXT
 
 routes = web.RouteTableDef()
+GZIP_MAGIC = b"\x1f\x8b"
+_JSON_OPENERS = (b"{", b"[")
 # What PostHog's own capture puts on an event and the daemon does not keep.
 _DROPPED_KEYS = ("distinct_id", "$ip", "$set", "$set_once", "token")
 FLAG_CALLED = "$feature_flag_called"
@@ -116,21 +118,39 @@ def inflate_gzip(compressed: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def _decode_body(raw: bytes, content_type: str, query: dict[str, list[str]]) -> Any:
-    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the headers claim (posthog-js gzip-js)
+    if raw[:2] == GZIP_MAGIC:  # gzip, whatever the headers claim (posthog-js gzip-js)
         raw = inflate_gzip(raw)
-    if content_type == "application/x-www-form-urlencoded" or raw.startswith(b"data="):
-        form = parse_qs(raw.decode("latin-1"))
-        data = (form.get("data") or [""])[0]
-        try:
-            raw = base64.b64decode(data + "=" * (-len(data) % 4))
-        except (binascii.Error, ValueError):
-            raw = data.encode()
-        if (query.get("compression") or [""])[0] == "gzip-js" or raw[:2] == b"\x1f\x8b":
+    if _is_form(raw, content_type):
+        raw = _form_data(raw)
+        if (query.get("compression") or [""])[0] == "gzip-js" or raw[:2] == GZIP_MAGIC:
             raw = inflate_gzip(raw)
     try:
         return parse_line(raw)
     except EventError as error:
         raise BodyError(f"request body is {error}") from None
+
+
+def _is_form(raw: bytes, content_type: str) -> bool:
+    """A `data=` form, as posthog-js sends with base64. A body that opens as JSON is JSON
+    whatever its Content-Type: `curl -d` labels every body a form."""
+    if raw.lstrip()[:1] in _JSON_OPENERS:
+        return False
+    return content_type == "application/x-www-form-urlencoded" or raw.startswith(b"data=")
+
+
+def _form_data(raw: bytes) -> bytes:
+    """The `data` field of a form: JSON as it is (PostHog takes that too), else base64."""
+    # Latin-1 both ways keeps every byte as sent, percent-encoded or not.
+    form = parse_qs(raw.decode("latin-1"), encoding="latin-1")
+    data = (form.get("data") or [""])[0].encode("latin-1")
+    if data.lstrip()[:1] in _JSON_OPENERS:
+        return data
+    # A `+` the client did not percent-encode arrives as a space; PostHog reads it back.
+    data = data.replace(b" ", b"+")
+    try:
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return data
 
 
 @routes.post("/batch/")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -278,7 +279,13 @@ def test_another_127_address_is_served_not_refused_by_the_host_check(
         ("[::1]:7468", True),
         ("[::1]", True),
         ("::1", True),
+        ("localhost.", True),
+        ("LOCALHOST.:7468", True),
+        ("127.0.0.1.:7468", True),
         ("", False),
+        (".", False),
+        ("localhost..", False),
+        ("localhost.evil.example.", False),
         ("evil.example", False),
         ("127.0.0.1.evil.example:7468", False),
         ("128.0.0.1", False),
@@ -290,6 +297,32 @@ def test_another_127_address_is_served_not_refused_by_the_host_check(
 )
 def test_host_check_accepts_what_config_accepts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_full_host_names_and_an_http10_request_without_host_are_served(
+    daemon: DaemonProcess,
+) -> None:
+    """`curl http://localhost.:PORT` and an HTTP/1.0 client that sends no Host (no browser
+    does either, so neither is a web page's request) post like any local client."""
+    port = int(daemon.http_url().rsplit(":", 1)[1])
+    body = b'{"event": "%s"}'
+    requests = {
+        "full.name": b"POST /v1/events HTTP/1.1\r\nHost: localhost.:%d\r\n" % port,
+        "no.host": b"POST /v1/events HTTP/1.0\r\n",
+    }
+    for event, head in requests.items():
+        payload = body % event.encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(payload))
+            sock.sendall(payload)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.split(b" ", 2)[1] == b"202", answer
+    assert {"full.name", "no.host"} <= {row["event"] for row in daemon.export()}
+    # A Host that is there and is not loopback is refused as before, on HTTP/1.0 too.
+    status, _ = post_events(daemon.http_url(), [{"event": "x"}], headers={"Host": "evil.example."})
+    assert status == 403
 
 
 @pytest.mark.parametrize(

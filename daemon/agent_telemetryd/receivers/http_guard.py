@@ -32,18 +32,21 @@ _LOG_EVERY = 1000
 
 
 def host_name(host_header: str) -> str:
-    """The name part of a Host header, without the port."""
+    """The name part of a Host header, without the port, and without the one trailing dot
+    of a fully qualified name (`localhost.` is `localhost`)."""
     host = host_header.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end != -1 else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.removesuffix(".") if ":" not in name else name
 
 
 def is_loopback_host(host_header: str) -> bool:
     """`localhost`, or an address http_host may be set to: all of 127.0.0.0/8 and ::1
     (bracketed or not, with or without a port). A name that resolves to loopback is not
-    enough: that is what DNS rebinding looks like."""
+    enough: that is what DNS rebinding looks like. (`localhost.` and `127.0.0.1.` are
+    the same names written in full: no one else's DNS answers for them.)"""
     name = host_name(host_header)
     if name == "localhost":
         return True
@@ -57,7 +60,10 @@ def loopback_guard(allowed_origins: Callable[[], Iterable[str]]) -> web.Middlewa
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not is_loopback_host(request.headers.get("Host", "")):
+        host = request.headers.get("Host")
+        # HTTP/1.0 may leave Host out (1.1 may not: aiohttp answers 400). Every browser
+        # sends it, so a request without one is no page's, rebinding or not.
+        if (host is not None or request.version >= (1, 1)) and not is_loopback_host(host or ""):
             return _refuse("Host must be a loopback name (127.0.0.0/8, localhost, [::1])")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in set(allowed_origins()):

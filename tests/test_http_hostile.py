@@ -19,6 +19,7 @@ import pytest
 from agent_telemetryd.config import ConfigError, load_config
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.receivers.http_guard import is_loopback_host
+from agent_telemetryd.receivers.http_ingest import MAX_EVENTS_PER_REQUEST
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import post_events
@@ -233,6 +234,28 @@ def test_bodies_that_are_not_events_count_as_received_and_rejected(
     log = daemon.log()
     assert "request body is not valid gzip (its Content-Encoding)" in log
     assert "Traceback" not in log
+
+
+def test_a_request_of_more_events_than_the_limit_is_413_and_nothing_is_kept(
+    daemon: DaemonProcess,
+) -> None:
+    """Half a million tiny events fit in 8 MiB; taken in one go they held the daemon's loop
+    for seconds and grew it by hundreds of MB for good. Over the limit a request is refused
+    whole, with a message naming the field; at the limit it is taken."""
+    url = daemon.http_url()
+    plain = {"Content-Type": "application/json"}
+    over = [{"event": "too.many"}] * (MAX_EVENTS_PER_REQUEST + 1)
+    for path, field in (("/v1/events", "events"), ("/batch/", "batch")):
+        status, _, answer = post(url + path, json.dumps({field: over}).encode(), plain)
+        assert status == 413, answer
+        assert f"field '{field}' has {len(over)} events" in answer.decode()
+    at_limit = [{"event": "just.enough"}] * MAX_EVENTS_PER_REQUEST
+    status, _, answer = post(url + "/v1/events", json.dumps({"events": at_limit}).encode(), plain)
+    assert status == 202, answer
+    assert json.loads(answer)["accepted"] == MAX_EVENTS_PER_REQUEST
+    counters = wait_for_counters(daemon, MAX_EVENTS_PER_REQUEST + 2)
+    assert counters["stored"] == MAX_EVENTS_PER_REQUEST
+    assert counters["rejected"] == 2  # each refused request counts as one thing not taken
 
 
 # --- loopback addresses other than 127.0.0.1 ----------------------------------------------

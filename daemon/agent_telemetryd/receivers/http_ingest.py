@@ -18,6 +18,10 @@ from agent_telemetryd.web_context import CONTEXT
 # The most one request may carry, counted after any compression is undone (read_body,
 # posthog_capture.inflate_gzip); the apps' client_max_size too.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# The most events one request may carry. 8 MiB of the smallest events is half a million of
+# them: checked and turned into rows in one go, they held the event loop for seconds
+# (every socket and the CLI waited) and grew the daemon by hundreds of MB for good.
+MAX_EVENTS_PER_REQUEST = 10_000
 # Asked of a client whose events the buffer could not take (a failed write, a full
 # buffer): the same short wait for both, as neither says when it will have cleared.
 RETRY_AFTER_SECONDS = "5"
@@ -43,6 +47,17 @@ def too_large(what: str) -> BodyError:
     return BodyError(
         f"{what} more than {MAX_BODY_BYTES} bytes, the limit for a request body", status=413
     )
+
+
+def check_count(field: str, items: list[Any]) -> list[Any]:
+    """`items`, unless there are more than one request may carry (413, nothing kept)."""
+    if len(items) > MAX_EVENTS_PER_REQUEST:
+        raise BodyError(
+            f"field '{field}' has {len(items)} events; the limit is {MAX_EVENTS_PER_REQUEST}"
+            " a request (send them in smaller batches)",
+            status=413,
+        )
+    return items
 
 
 def agent_from_headers(request: web.Request) -> str | None:
@@ -138,7 +153,7 @@ def _events_in(body: bytes) -> list[Any]:
         documents = document["events"]
         if not isinstance(documents, list):
             raise BodyError("field 'events' must be an array")
-        return documents
+        return check_count("events", documents)
     return [document]
 
 

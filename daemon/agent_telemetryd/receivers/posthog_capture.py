@@ -33,6 +33,7 @@ from agent_telemetryd.receivers.http_ingest import (
     BodyError,
     agent_from_headers,
     answer,
+    check_count,
     clean_agent_name,
     read_body,
     refuse_body,
@@ -200,7 +201,7 @@ def _items_in(document: Any) -> list[Any]:
         items = [document]
     if not isinstance(items, list):
         raise BodyError("'batch' must be an array")
-    return items
+    return check_count("batch", items)
 
 
 @routes.route("*", "/flags")

@@ -26,6 +26,10 @@ from agent_telemetryd.receivers.peer import is_same_user
 log = get_logger("agent_telemetryd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Set by tcp_peer_guard on a request to a route whose clients carry the token in the body
+# (a PostHog SDK sends its project key there and can add no header): the token that key
+# must match, for the route to check once it has read the body.
+BODY_TOKEN = web.RequestKey("body_token", str)
 # The first hundred refusals of another user are logged, then every thousandth.
 _LOG_FIRST = 100
 _LOG_EVERY = 1000
@@ -126,10 +130,12 @@ def tcp_peer_guard(
     *,
     uid_of: Callable[[web.Request], Awaitable[int | None]] | None,
     token: Callable[[], str] | None,
+    body_token_paths: frozenset[str] = frozenset(),
 ) -> web.Middleware:
     """On loopback TCP: refuse (403) a connection another user opened, when `uid_of` can
     tell; and when `token` is given, refuse (401/403) a POST without the per-install token
-    (`Authorization: Bearer …` or `?token=`). Reading routes do their own token check."""
+    (`Authorization: Bearer …` or `?token=`), except to `body_token_paths`, which check it
+    in the body themselves (BODY_TOKEN). Reading routes do their own token check."""
     refused = 0
 
     @web.middleware
@@ -146,14 +152,17 @@ def tcp_peer_guard(
                 return _refuse("only the daemon's own user may use this port")
         if token is not None and request.method == "POST":
             given = given_token(request)
-            if not given:
+            if given:
+                if not token_matches(given, token()):
+                    return _refuse("wrong token")
+            elif request.path in body_token_paths:
+                request[BODY_TOKEN] = token()
+            else:
                 return web.json_response(
                     {"error": "posting here needs the per-install token (http_require_token)"},
                     status=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            if not token_matches(given, token()):
-                return _refuse("wrong token")
         return await handler(request)
 
     return guard

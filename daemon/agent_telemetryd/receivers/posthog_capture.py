@@ -28,6 +28,7 @@ from aiohttp import web
 
 from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Source
+from agent_telemetryd.receivers.http_guard import BODY_TOKEN, token_matches
 from agent_telemetryd.receivers.http_ingest import (
     MAX_BODY_BYTES,
     BodyError,
@@ -154,30 +155,27 @@ def _form_data(raw: bytes) -> bytes:
         return data
 
 
-@routes.post("/batch/")
-@routes.post("/batch")
-@routes.post("/capture/")
-@routes.post("/capture")
-@routes.post("/e/")
-@routes.post("/e")
-@routes.post("/i/v0/e/")
-@routes.post("/i/v0/e")
 async def capture(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     assert context.ingestor is not None
     header_agent = agent_from_headers(request)
     source = Source("posthog", agent=header_agent)
+    # With http_require_token, and no token in a header: the SDK's project key must be it.
+    expected_key = request.get(BODY_TOKEN)
     try:
-        items = _items_in(
-            _decode_body(
-                await read_body(request), request.content_type, parse_qs(request.query_string)
-            )
+        document = _decode_body(
+            await read_body(request), request.content_type, parse_qs(request.query_string)
         )
+        items = _items_in(document)
     except BodyError as error:
+        if expected_key is not None:
+            return _wrong_key()  # a body from no one known to the daemon: not counted
         refuse_body(request, error, source)
         return web.json_response(
             {"type": "validation_error", "detail": str(error)}, status=error.status
         )
+    if expected_key is not None and not _keyed_with(expected_key, document, items):
+        return _wrong_key()
     positions = [index for index, item in enumerate(items) if not is_flag_echo(item)]
     documents = [
         to_wire_event(items[index], header_names_source=header_agent is not None)
@@ -190,6 +188,44 @@ async def capture(request: web.Request) -> web.Response:
         # PostHog's SDKs treat exactly this as success.
         return web.json_response({"status": 1})
     return response
+
+
+CAPTURE_PATHS = frozenset(
+    f"{path}{slash}" for path in ("/batch", "/capture", "/e", "/i/v0/e") for slash in ("/", "")
+)
+for _path in sorted(CAPTURE_PATHS):
+    routes.post(_path)(capture)
+
+
+def _keyed_with(expected: str, document: Any, items: list[Any]) -> bool:
+    """Whether the request's project key is `expected`: the body's `api_key` (the server
+    SDKs' batch, a single capture), else each event's `token` property (posthog-js)."""
+    if isinstance(document, dict) and document.get("api_key") is not None:
+        keys = [document["api_key"]]
+    else:
+        keys = [_event_key(item) for item in items]
+    return bool(keys) and all(isinstance(key, str) and token_matches(key, expected) for key in keys)
+
+
+def _event_key(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return None
+    properties = item.get("properties")
+    key = properties.get("token") if isinstance(properties, dict) else None
+    return key if key is not None else item.get("api_key")
+
+
+def _wrong_key() -> web.Response:
+    # PostHog's own answer to a project key it does not know; the SDKs log it and drop.
+    return web.json_response(
+        {
+            "type": "authentication_error",
+            "code": "invalid_api_key",
+            "detail": "this daemon requires its per-install token (http_require_token): give"
+            " it to the SDK as the project API key",
+        },
+        status=401,
+    )
 
 
 def _items_in(document: Any) -> list[Any]:

@@ -101,7 +101,9 @@ def deadline_guard() -> web.Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in _READING:
+        # A path or method no route takes is answered 404/405 as it is: it had no effect
+        # to refuse, and a "not applied, run it again" would send the user round in circles.
+        if request.method not in _READING and request.match_info.http_exception is None:
             late = late_answer(request)
             if late is not None:
                 return late
@@ -116,7 +118,10 @@ def late_answer(request: web.Request) -> web.Response | None:
     late = api_deadline.seconds_late(request.headers.get(api_deadline.HEADER), time.time())
     if late is None:
         return None
-    log.warning("late_command_refused", path=request.path, seconds_late=round(late, 1))
+    # The route's pattern, not the path: a log line holds nothing a client wrote.
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    log.warning("late_command_refused", route=route, seconds_late=round(late, 1))
     return web.json_response(
         {
             "error": "the command reached the daemon after its deadline (the daemon was "

@@ -6,7 +6,9 @@ Capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`): the SDK's `distinct_id` and
 id is often a real person's e-mail or account id; uploads carry the installation's
 anonymous id instead. The source an event is counted and rate-limited under is its
 `agent` property when it has one, else the request's `X-Agent-Name` header, else the SDK's
-`$lib` (`posthog-python`, `posthog-node`, …).
+`$lib` (`posthog-python`, `posthog-node`, …). With `http_require_token`, an SDK (which can
+add no header) gives the per-install token as its project key; any other key is PostHog's
+own 401 `invalid_api_key`, and nothing of the request is kept.
 
 Feature flags (`/flags`, `/decide` in every version the SDKs call, and the definitions a
 server-side SDK polls for local evaluation): the daemon has none, and says so in the shapes
@@ -168,9 +170,9 @@ async def capture(request: web.Request) -> web.Response:
         )
         items = _items_in(document)
     except BodyError as error:
-        if expected_key is not None:
-            return _wrong_key()  # a body from no one known to the daemon: not counted
-        refuse_body(request, error, source)
+        # Counted only when the sender is known: with the key unread, it may be anyone's.
+        if expected_key is None:
+            refuse_body(request, error, source)
         return web.json_response(
             {"type": "validation_error", "detail": str(error)}, status=error.status
         )

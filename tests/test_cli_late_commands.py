@@ -8,8 +8,10 @@ commands wait one second (AGENT_TELEMETRY_API_TIMEOUT) instead of thirty.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -98,3 +100,42 @@ def test_a_command_the_daemon_reaches_after_its_deadline_is_refused_in_so_many_w
         "busy), so it was NOT applied; run it again"
     )
     assert daemon.status()["mode"] == "local"
+
+
+def test_a_late_request_is_logged_by_route_and_an_unknown_path_is_a_404(
+    daemon: DaemonProcess,
+) -> None:
+    """A script's late request to a route is refused and logged by the route's pattern; one
+    to a path no route takes is a plain 404 (nothing was there to apply), and the path a
+    client wrote never reaches the log."""
+    deadline = {"Agent-Telemetry-Deadline": "0"}  # long past
+    assert api_post(daemon, "/v1/clear", deadline)[0] == 408
+    status, body = api_post(daemon, "/v1/mode-CANARY-path", deadline)
+    assert status == 404, body
+    wait_until(lambda: "late_command_refused" in daemon.log())
+    assert daemon.stop() == 0  # every line is written by now
+    log = daemon.log()
+    assert '"route": "/v1/clear"' in log
+    assert "CANARY" not in log
+    assert log.count("late_command_refused") == 1
+
+
+def api_post(daemon: DaemonProcess, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    connection = UnixHTTPConnection(str(daemon.api_socket))
+    try:
+        connection.request("POST", path, body=b"{}", headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self._path)

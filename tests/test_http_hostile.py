@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +19,7 @@ import pytest
 from agent_telemetryd.config import ConfigError, load_config
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.receivers.http_guard import is_loopback_host
+from agent_telemetryd.receivers.http_ingest import MAX_EVENTS_PER_REQUEST
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import post_events
@@ -234,6 +236,28 @@ def test_bodies_that_are_not_events_count_as_received_and_rejected(
     assert "Traceback" not in log
 
 
+def test_a_request_of_more_events_than_the_limit_is_413_and_nothing_is_kept(
+    daemon: DaemonProcess,
+) -> None:
+    """Half a million tiny events fit in 8 MiB; taken in one go they held the daemon's loop
+    for seconds and grew it by hundreds of MB for good. Over the limit a request is refused
+    whole, with a message naming the field; at the limit it is taken."""
+    url = daemon.http_url()
+    plain = {"Content-Type": "application/json"}
+    over = [{"event": "too.many"}] * (MAX_EVENTS_PER_REQUEST + 1)
+    for path, field in (("/v1/events", "events"), ("/batch/", "batch")):
+        status, _, answer = post(url + path, json.dumps({field: over}).encode(), plain)
+        assert status == 413, answer
+        assert f"field '{field}' has {len(over)} events" in answer.decode()
+    at_limit = [{"event": "just.enough"}] * MAX_EVENTS_PER_REQUEST
+    status, _, answer = post(url + "/v1/events", json.dumps({"events": at_limit}).encode(), plain)
+    assert status == 202, answer
+    assert json.loads(answer)["accepted"] == MAX_EVENTS_PER_REQUEST
+    counters = wait_for_counters(daemon, MAX_EVENTS_PER_REQUEST + 2)
+    assert counters["stored"] == MAX_EVENTS_PER_REQUEST
+    assert counters["rejected"] == 2  # each refused request counts as one thing not taken
+
+
 # --- loopback addresses other than 127.0.0.1 ----------------------------------------------
 
 
@@ -278,7 +302,13 @@ def test_another_127_address_is_served_not_refused_by_the_host_check(
         ("[::1]:7468", True),
         ("[::1]", True),
         ("::1", True),
+        ("localhost.", True),
+        ("LOCALHOST.:7468", True),
+        ("127.0.0.1.:7468", True),
         ("", False),
+        (".", False),
+        ("localhost..", False),
+        ("localhost.evil.example.", False),
         ("evil.example", False),
         ("127.0.0.1.evil.example:7468", False),
         ("128.0.0.1", False),
@@ -290,6 +320,32 @@ def test_another_127_address_is_served_not_refused_by_the_host_check(
 )
 def test_host_check_accepts_what_config_accepts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_full_host_names_and_an_http10_request_without_host_are_served(
+    daemon: DaemonProcess,
+) -> None:
+    """`curl http://localhost.:PORT` and an HTTP/1.0 client that sends no Host (no browser
+    does either, so neither is a web page's request) post like any local client."""
+    port = int(daemon.http_url().rsplit(":", 1)[1])
+    body = b'{"event": "%s"}'
+    requests = {
+        "full.name": b"POST /v1/events HTTP/1.1\r\nHost: localhost.:%d\r\n" % port,
+        "no.host": b"POST /v1/events HTTP/1.0\r\n",
+    }
+    for event, head in requests.items():
+        payload = body % event.encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(payload))
+            sock.sendall(payload)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.split(b" ", 2)[1] == b"202", answer
+    assert {"full.name", "no.host"} <= {row["event"] for row in daemon.export()}
+    # A Host that is there and is not loopback is refused as before, on HTTP/1.0 too.
+    status, _ = post_events(daemon.http_url(), [{"event": "x"}], headers={"Host": "evil.example."})
+    assert status == 403
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,18 @@ told apart by the kernel's socket table, or by the per-install token where asked
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import posthog
 import pytest
 
 from agent_telemetryd.receivers import sock_diag, tcp_peer
@@ -83,6 +87,38 @@ def test_the_token_can_be_required_for_posting_over_tcp(daemon_factory: DaemonFa
         sock.sendall(b'{"event": "over.the.socket"}\n')
     wait_for_rows(daemon, 2)
     assert sorted(row["event"] for row in daemon.export()) == ["over.the.socket", "with.token"]
+
+
+def post_json(url: str, document: object) -> int:
+    request = urllib.request.Request(url, data=json.dumps(document).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_posthog_sdk_posts_with_the_token_as_its_project_key(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A PostHog SDK can add no header, but sends its project key in every request: with
+    the token required, the token given as that key lets it in, and any other key does not
+    (posthog-js puts it on each event as `token`, the server SDKs on the batch)."""
+    home = make_home()
+    (home / "config.toml").write_text("http_require_token = true\n")
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"}, home=home)
+    url = daemon.http_url()
+    token = (daemon.home / "data" / "dashboard-token").read_text().strip()
+    for key, event in ((token, "sdk.with.token"), ("phc_some_project_key", "sdk.other.key")):
+        client = posthog.Posthog(key, host=url, sync_mode=True, max_retries=0)
+        client.capture(event, distinct_id="d")
+        client.shutdown()
+    browser_style = [{"event": "js.with.token", "properties": {"token": token}}]
+    assert post_json(url + "/e/", browser_style) == 200
+    foreign = [{"event": "js.other", "properties": {"token": "phc_x"}}, *browser_style]
+    assert post_json(url + "/e/", foreign) == 401
+    assert sorted(row["event"] for row in daemon.export()) == ["js.with.token", "sdk.with.token"]
+    assert daemon.status()["counters"]["received"] == 2  # refused bodies are no one's events
 
 
 # --- the OTLP ports: OTLP/HTTP's own (4318) and gRPC ------------------------------------------

@@ -26,24 +26,31 @@ from agent_telemetryd.receivers.peer import is_same_user
 log = get_logger("agent_telemetryd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Set by tcp_peer_guard on a request to a route whose clients carry the token in the body
+# (a PostHog SDK sends its project key there and can add no header): the token that key
+# must match, for the route to check once it has read the body.
+BODY_TOKEN = web.RequestKey("body_token", str)
 # The first hundred refusals of another user are logged, then every thousandth.
 _LOG_FIRST = 100
 _LOG_EVERY = 1000
 
 
 def host_name(host_header: str) -> str:
-    """The name part of a Host header, without the port."""
+    """The name part of a Host header, without the port, and without the one trailing dot
+    of a fully qualified name (`localhost.` is `localhost`)."""
     host = host_header.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end != -1 else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.removesuffix(".") if ":" not in name else name
 
 
 def is_loopback_host(host_header: str) -> bool:
     """`localhost`, or an address http_host may be set to: all of 127.0.0.0/8 and ::1
     (bracketed or not, with or without a port). A name that resolves to loopback is not
-    enough: that is what DNS rebinding looks like."""
+    enough: that is what DNS rebinding looks like. (`localhost.` and `127.0.0.1.` are
+    the same names written in full: no one else's DNS answers for them.)"""
     name = host_name(host_header)
     if name == "localhost":
         return True
@@ -57,7 +64,10 @@ def loopback_guard(allowed_origins: Callable[[], Iterable[str]]) -> web.Middlewa
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not is_loopback_host(request.headers.get("Host", "")):
+        host = request.headers.get("Host")
+        # HTTP/1.0 may leave Host out (1.1 may not: aiohttp answers 400). Every browser
+        # sends it, so a request without one is no page's, rebinding or not.
+        if (host is not None or request.version >= (1, 1)) and not is_loopback_host(host or ""):
             return _refuse("Host must be a loopback name (127.0.0.0/8, localhost, [::1])")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in set(allowed_origins()):
@@ -91,7 +101,9 @@ def deadline_guard() -> web.Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in _READING:
+        # A path or method no route takes is answered 404/405 as it is: it had no effect
+        # to refuse, and a "not applied, run it again" would send the user round in circles.
+        if request.method not in _READING and request.match_info.http_exception is None:
             late = late_answer(request)
             if late is not None:
                 return late
@@ -106,7 +118,10 @@ def late_answer(request: web.Request) -> web.Response | None:
     late = api_deadline.seconds_late(request.headers.get(api_deadline.HEADER), time.time())
     if late is None:
         return None
-    log.warning("late_command_refused", path=request.path, seconds_late=round(late, 1))
+    # The route's pattern, not the path: a log line holds nothing a client wrote.
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    log.warning("late_command_refused", route=route, seconds_late=round(late, 1))
     return web.json_response(
         {
             "error": "the command reached the daemon after its deadline (the daemon was "
@@ -120,10 +135,12 @@ def tcp_peer_guard(
     *,
     uid_of: Callable[[web.Request], Awaitable[int | None]] | None,
     token: Callable[[], str] | None,
+    body_token_paths: frozenset[str] = frozenset(),
 ) -> web.Middleware:
     """On loopback TCP: refuse (403) a connection another user opened, when `uid_of` can
     tell; and when `token` is given, refuse (401/403) a POST without the per-install token
-    (`Authorization: Bearer …` or `?token=`). Reading routes do their own token check."""
+    (`Authorization: Bearer …` or `?token=`), except to `body_token_paths`, which check it
+    in the body themselves (BODY_TOKEN). Reading routes do their own token check."""
     refused = 0
 
     @web.middleware
@@ -140,14 +157,17 @@ def tcp_peer_guard(
                 return _refuse("only the daemon's own user may use this port")
         if token is not None and request.method == "POST":
             given = given_token(request)
-            if not given:
+            if given:
+                if not token_matches(given, token()):
+                    return _refuse("wrong token")
+            elif request.path in body_token_paths:
+                request[BODY_TOKEN] = token()
+            else:
                 return web.json_response(
                     {"error": "posting here needs the per-install token (http_require_token)"},
                     status=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            if not token_matches(given, token()):
-                return _refuse("wrong token")
         return await handler(request)
 
     return guard

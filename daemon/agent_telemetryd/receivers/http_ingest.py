@@ -18,12 +18,19 @@ from agent_telemetryd.web_context import CONTEXT
 # The most one request may carry, counted after any compression is undone (read_body,
 # posthog_capture.inflate_gzip); the apps' client_max_size too.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# The most events one request may carry. 8 MiB of the smallest events is half a million of
+# them: checked and turned into rows in one go, they held the event loop for seconds
+# (every socket and the CLI waited) and grew the daemon by hundreds of MB for good.
+MAX_EVENTS_PER_REQUEST = 10_000
 # Asked of a client whose events the buffer could not take (a failed write, a full
 # buffer): the same short wait for both, as neither says when it will have cleared.
 RETRY_AFTER_SECONDS = "5"
 BUFFER_FULL = "buffer full"
 _READ_PIECE_BYTES = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A header's bytes that are not UTF-8 reach a handler as lone surrogates (aiohttp decodes
+# with surrogateescape): no UTF-8 encoder, SQLite's included, takes them.
+_NOT_UNICODE = re.compile("[\ud800-\udfff]")
 routes = web.RouteTableDef()
 
 
@@ -42,15 +49,27 @@ def too_large(what: str) -> BodyError:
     )
 
 
+def check_count(field: str, items: list[Any]) -> list[Any]:
+    """`items`, unless there are more than one request may carry (413, nothing kept)."""
+    if len(items) > MAX_EVENTS_PER_REQUEST:
+        raise BodyError(
+            f"field '{field}' has {len(items)} events; the limit is {MAX_EVENTS_PER_REQUEST}"
+            " a request (send them in smaller batches)",
+            status=413,
+        )
+    return items
+
+
 def agent_from_headers(request: web.Request) -> str | None:
     return clean_agent_name(request.headers.get("X-Agent-Name"))
 
 
 def clean_agent_name(name: object) -> str | None:
-    """A source name as a client gave it, made valid: no control characters, 100 at most."""
+    """A source name as a client gave it, made valid: no control characters, what was not
+    UTF-8 as U+FFFD, 100 characters at most."""
     if not isinstance(name, str) or not name:
         return None
-    return _CONTROL.sub("", name)[:100] or None
+    return _NOT_UNICODE.sub("\ufffd", _CONTROL.sub("", name))[:100] or None
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -134,7 +153,7 @@ def _events_in(body: bytes) -> list[Any]:
         documents = document["events"]
         if not isinstance(documents, list):
             raise BodyError("field 'events' must be an array")
-        return documents
+        return check_count("events", documents)
     return [document]
 
 

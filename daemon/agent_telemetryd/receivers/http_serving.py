@@ -6,7 +6,10 @@ Loaded with aiohttp, when the first HTTP connection arrives (http_connection.py 
 The handler is made here, not by aiohttp's site, so that it gets a logger of this
 connection's own: aiohttp logs a malformed request (a bad header value, URL or chunk-size
 line) with an exception whose text quotes the offending bytes, and a traceback, a dozen
-lines each. Here it is one line with the error's type and the route pattern.
+lines each. Here it is one line with the error's type and the route pattern. The answer
+to such a request is aiohttp's too, and its text quotes the same bytes (a header's value,
+a URL with its query, a token in it); here it is a JSON error that says what kind of thing
+was wrong, and nothing the client sent.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from agent_telemetryd.lazy_log import get_logger
@@ -58,7 +61,7 @@ class HttpServing:
     def new_handler(self, connection: HttpConnection) -> web.RequestHandler:
         assert self._runner.server is not None
         limits = self._site.limits
-        return web.RequestHandler(
+        return _RequestHandler(
             self._runner.server,
             loop=asyncio.get_running_loop(),
             # The connection's own timers decide; aiohttp's must never fire first.
@@ -70,6 +73,55 @@ class HttpServing:
 
     async def cleanup(self) -> None:
         await self._runner.cleanup()
+
+
+# What was wrong with a request aiohttp could not parse, by the error's type (the first
+# that matches): what the client reads instead of aiohttp's text, which quotes its bytes.
+_MALFORMED: tuple[tuple[type[BaseException], str], ...] = (
+    (http_exceptions.LineTooLong, "the request line or a header is too long (8190 bytes at most)"),
+    (http_exceptions.InvalidURLError, "the request's URL is malformed"),
+    (http_exceptions.BadStatusLine, "the request line is malformed"),
+    (http_exceptions.InvalidHeader, "a header is malformed"),
+    (http_exceptions.TransferEncodingError, "the chunked body is malformed"),
+    (http_exceptions.ContentLengthError, "the body does not match its Content-Length"),
+    (http_exceptions.PayloadEncodingError, "the body does not decode as its Content-Encoding"),
+)
+UNSUPPORTED_ENCODING = (
+    "this Content-Encoding is not supported: send the body as it is, or with gzip or deflate"
+)
+
+
+def error_answer(status: int, error: BaseException | None) -> web.Response:
+    """The answer to a request that failed outside the routes: what kind of thing was
+    wrong, never a byte of the request; the connection closes after it, as aiohttp's."""
+    if isinstance(error, http_exceptions.ContentEncodingError):
+        # Raised at the headers, for an encoding aiohttp cannot undo here (br, zstd
+        # without their modules): 415 is the status that says "send it otherwise".
+        status, reason = 415, UNSUPPORTED_ENCODING
+    elif status >= 500:
+        reason = "the daemon failed on this request; its log has a line about it"
+    else:
+        reason = next(
+            (text for kind, text in _MALFORMED if isinstance(error, kind)),
+            "the request is not valid HTTP",
+        )
+    response = web.json_response({"error": reason}, status=status)
+    response.force_close()
+    return response
+
+
+class _RequestHandler(web.RequestHandler):
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own logs the error (to _ConnectionLog) and refuses when an answer was
+        # begun; its answer is replaced, since `message` quotes the request.
+        super().handle_error(request, status, exc)
+        return error_answer(status, exc)
 
 
 def track_connection(site: HttpSite) -> web.Middleware:

@@ -6,7 +6,9 @@ Capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`): the SDK's `distinct_id` and
 id is often a real person's e-mail or account id; uploads carry the installation's
 anonymous id instead. The source an event is counted and rate-limited under is its
 `agent` property when it has one, else the request's `X-Agent-Name` header, else the SDK's
-`$lib` (`posthog-python`, `posthog-node`, …).
+`$lib` (`posthog-python`, `posthog-node`, …). With `http_require_token`, an SDK (which can
+add no header) gives the per-install token as its project key; any other key is PostHog's
+own 401 `invalid_api_key`, and nothing of the request is kept.
 
 Feature flags (`/flags`, `/decide` in every version the SDKs call, and the definitions a
 server-side SDK polls for local evaluation): the daemon has none, and says so in the shapes
@@ -28,11 +30,13 @@ from aiohttp import web
 
 from agent_telemetryd.events import EventError, parse_line
 from agent_telemetryd.ingest import Source
+from agent_telemetryd.receivers.http_guard import BODY_TOKEN, token_matches
 from agent_telemetryd.receivers.http_ingest import (
     MAX_BODY_BYTES,
     BodyError,
     agent_from_headers,
     answer,
+    check_count,
     clean_agent_name,
     read_body,
     refuse_body,
@@ -41,6 +45,8 @@ from agent_telemetryd.receivers.http_ingest import (
 from agent_telemetryd.web_context import CONTEXT
 
 routes = web.RouteTableDef()
+GZIP_MAGIC = b"\x1f\x8b"
+_JSON_OPENERS = (b"{", b"[")
 # What PostHog's own capture puts on an event and the daemon does not keep.
 _DROPPED_KEYS = ("distinct_id", "$ip", "$set", "$set_once", "token")
 FLAG_CALLED = "$feature_flag_called"
@@ -116,16 +122,11 @@ def inflate_gzip(compressed: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def _decode_body(raw: bytes, content_type: str, query: dict[str, list[str]]) -> Any:
-    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the headers claim (posthog-js gzip-js)
+    if raw[:2] == GZIP_MAGIC:  # gzip, whatever the headers claim (posthog-js gzip-js)
         raw = inflate_gzip(raw)
-    if content_type == "application/x-www-form-urlencoded" or raw.startswith(b"data="):
-        form = parse_qs(raw.decode("latin-1"))
-        data = (form.get("data") or [""])[0]
-        try:
-            raw = base64.b64decode(data + "=" * (-len(data) % 4))
-        except (binascii.Error, ValueError):
-            raw = data.encode()
-        if (query.get("compression") or [""])[0] == "gzip-js" or raw[:2] == b"\x1f\x8b":
+    if _is_form(raw, content_type):
+        raw = _form_data(raw)
+        if (query.get("compression") or [""])[0] == "gzip-js" or raw[:2] == GZIP_MAGIC:
             raw = inflate_gzip(raw)
     try:
         return parse_line(raw)
@@ -133,30 +134,50 @@ def _decode_body(raw: bytes, content_type: str, query: dict[str, list[str]]) -> 
         raise BodyError(f"request body is {error}") from None
 
 
-@routes.post("/batch/")
-@routes.post("/batch")
-@routes.post("/capture/")
-@routes.post("/capture")
-@routes.post("/e/")
-@routes.post("/e")
-@routes.post("/i/v0/e/")
-@routes.post("/i/v0/e")
+def _is_form(raw: bytes, content_type: str) -> bool:
+    """A `data=` form, as posthog-js sends with base64. A body that opens as JSON is JSON
+    whatever its Content-Type: `curl -d` labels every body a form."""
+    if raw.lstrip()[:1] in _JSON_OPENERS:
+        return False
+    return content_type == "application/x-www-form-urlencoded" or raw.startswith(b"data=")
+
+
+def _form_data(raw: bytes) -> bytes:
+    """The `data` field of a form: JSON as it is (PostHog takes that too), else base64."""
+    # Latin-1 both ways keeps every byte as sent, percent-encoded or not.
+    form = parse_qs(raw.decode("latin-1"), encoding="latin-1")
+    data = (form.get("data") or [""])[0].encode("latin-1")
+    if data.lstrip()[:1] in _JSON_OPENERS:
+        return data
+    # A `+` the client did not percent-encode arrives as a space; PostHog reads it back.
+    data = data.replace(b" ", b"+")
+    try:
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return data
+
+
 async def capture(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     assert context.ingestor is not None
     header_agent = agent_from_headers(request)
     source = Source("posthog", agent=header_agent)
+    # With http_require_token, and no token in a header: the SDK's project key must be it.
+    expected_key = request.get(BODY_TOKEN)
     try:
-        items = _items_in(
-            _decode_body(
-                await read_body(request), request.content_type, parse_qs(request.query_string)
-            )
+        document = _decode_body(
+            await read_body(request), request.content_type, parse_qs(request.query_string)
         )
+        items = _items_in(document)
     except BodyError as error:
-        refuse_body(request, error, source)
+        # Counted only when the sender is known: with the key unread, it may be anyone's.
+        if expected_key is None:
+            refuse_body(request, error, source)
         return web.json_response(
             {"type": "validation_error", "detail": str(error)}, status=error.status
         )
+    if expected_key is not None and not _keyed_with(expected_key, document, items):
+        return _wrong_key()
     positions = [index for index, item in enumerate(items) if not is_flag_echo(item)]
     documents = [
         to_wire_event(items[index], header_names_source=header_agent is not None)
@@ -171,6 +192,44 @@ async def capture(request: web.Request) -> web.Response:
     return response
 
 
+CAPTURE_PATHS = frozenset(
+    f"{path}{slash}" for path in ("/batch", "/capture", "/e", "/i/v0/e") for slash in ("/", "")
+)
+for _path in sorted(CAPTURE_PATHS):
+    routes.post(_path)(capture)
+
+
+def _keyed_with(expected: str, document: Any, items: list[Any]) -> bool:
+    """Whether the request's project key is `expected`: the body's `api_key` (the server
+    SDKs' batch, a single capture), else each event's `token` property (posthog-js)."""
+    if isinstance(document, dict) and document.get("api_key") is not None:
+        keys = [document["api_key"]]
+    else:
+        keys = [_event_key(item) for item in items]
+    return bool(keys) and all(isinstance(key, str) and token_matches(key, expected) for key in keys)
+
+
+def _event_key(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return None
+    properties = item.get("properties")
+    key = properties.get("token") if isinstance(properties, dict) else None
+    return key if key is not None else item.get("api_key")
+
+
+def _wrong_key() -> web.Response:
+    # PostHog's own answer to a project key it does not know; the SDKs log it and drop.
+    return web.json_response(
+        {
+            "type": "authentication_error",
+            "code": "invalid_api_key",
+            "detail": "this daemon requires its per-install token (http_require_token): give"
+            " it to the SDK as the project API key",
+        },
+        status=401,
+    )
+
+
 def _items_in(document: Any) -> list[Any]:
     if isinstance(document, dict) and "batch" in document:
         items = document["batch"]
@@ -180,7 +239,7 @@ def _items_in(document: Any) -> list[Any]:
         items = [document]
     if not isinstance(items, list):
         raise BodyError("'batch' must be an array")
-    return items
+    return check_count("batch", items)
 
 
 @routes.route("*", "/flags")

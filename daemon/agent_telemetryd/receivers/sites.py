@@ -121,6 +121,7 @@ class Sites:
         """The guards of a loopback TCP listener: the main port's, or `site`'s."""
         from agent_telemetryd.receivers.http_guard import loopback_guard, tcp_peer_guard
         from agent_telemetryd.receivers.http_serving import track_connection
+        from agent_telemetryd.receivers.posthog_capture import CAPTURE_PATHS
 
         site = site if site is not None else self.tcp
         guards = [loopback_guard(allowed_origins)]
@@ -132,6 +133,7 @@ class Sites:
             tcp_peer_guard(
                 uid_of=self._uid_of.get(site.listener),
                 token=token if self.token_required else None,
+                body_token_paths=CAPTURE_PATHS,
             ),
         ]
 

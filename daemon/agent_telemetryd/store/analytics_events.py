@@ -20,6 +20,7 @@ from agent_telemetryd.store.analytics_sql import (
     time_key,
 )
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
+from agent_telemetryd.store.metric_cells import CELL_COLUMNS, cells_sql
 
 EXPLORE_COLUMNS = (
     "id",
@@ -76,13 +77,15 @@ def explore_page(
 
 
 # (name, agent, attributes, unit, type, temporality, t, points, total, total_count,
-#  last_ms, last_value, last_count, last_start)
+#  last_ms, last_value, last_count, last_start, first_ms, first_value, first_count,
+#  first_start, grown, grown_count)
 MetricCell = tuple[Any, ...]
 _METRIC_PROPERTIES = (
-    "json_extract(x.properties, '$.\"metric.unit\"'),"
-    " json_extract(x.properties, '$.\"metric.type\"'),"
-    " json_extract(x.properties, '$.\"metric.temporality\"')"
+    "json_extract(x.properties, '$.\"metric.unit\"') AS unit,"
+    " json_extract(x.properties, '$.\"metric.type\"') AS type,"
+    " json_extract(x.properties, '$.\"metric.temporality\"') AS temporality"
 )
+_HOUR_COLUMNS = ", ".join(f"h.{column}" for column in CELL_COLUMNS)
 
 
 def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCell]:
@@ -95,8 +98,7 @@ def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCel
     rollup, params = _metric_where(f)
     cells = conn.execute(
         f"SELECT s.name, s.agent, s.attributes, s.unit, s.type, s.temporality,"
-        f" {time_key(f, 'h.hour')}, h.points, h.total, h.total_count, h.last_ms,"
-        " h.last_value, h.last_count, h.last_start FROM agent_metric_hours AS h"
+        f" {time_key(f, 'h.hour')}, {_HOUR_COLUMNS} FROM agent_metric_hours AS h"
         f" JOIN agent_metric_series AS s ON s.id = h.series WHERE {rollup}",
         params,
     ).fetchall()
@@ -119,16 +121,15 @@ def _metric_where(f: AnalyticsFilter) -> tuple[str, dict[str, Any]]:
 def _raw_cells(
     conn: sqlite3.Connection, facts: str, params: dict[str, Any], key: str
 ) -> list[MetricCell]:
-    """Cells computed from the facts subquery `facts`; the last point's columns are taken
-    from the row max() picks."""
+    """Cells computed from the facts subquery `facts`, bucketed by `key` (SQL on `f`)."""
+    points = (
+        f"SELECT f.event AS name, f.agent AS agent, f.series AS attributes, {_METRIC_PROPERTIES},"
+        f" {key} AS t, f.start_ms AS ms, f.id AS id, f.value AS value, f.count AS count,"
+        " json_extract(x.properties, '$.\"metric.start_time\"') AS st"
+        f" FROM {facts} AS f JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
+    )
     return conn.execute(
-        f"SELECT f.event, f.agent, f.series, {_METRIC_PROPERTIES}, {key} AS t, count(*),"
-        " coalesce(sum(f.value), 0), coalesce(sum(f.count), 0), max(f.start_ms), f.value,"
-        " f.count, json_extract(x.properties, '$.\"metric.start_time\"')"
-        f" FROM {facts} AS f"
-        " JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
-        " GROUP BY f.event, f.agent, f.series, t",
-        params,
+        cells_sql(points, "name, agent, attributes", "unit, type, temporality"), params
     ).fetchall()
 
 

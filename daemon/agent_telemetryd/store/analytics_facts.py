@@ -32,6 +32,7 @@ from __future__ import annotations
 import sqlite3
 
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
+from agent_telemetryd.store.metric_cells import GROWTH_COLUMNS
 from agent_telemetryd.store.migrations import MIGRATIONS, _statements
 
 ANALYTICS_MIGRATION = 9  # the migration that made agent_state and the rollups
@@ -274,11 +275,12 @@ def unfolded(conn: sqlite3.Connection) -> int:
 
 
 def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 9, opened read-only (the daemon has not been
-    restarted since the upgrade): empty TEMP tables of the same shape, with nothing
+    """A buffer from before migration 9 or 13, opened read-only (the daemon has not been
+    restarted since the upgrade): empty TEMP tables of the current shape, with nothing
     folded, so every query reads the events themselves. From before migration 7 (no trace
     columns yet), a TEMP view of the events with those columns empty stands in too."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'agent_state'").fetchone():
+    hours = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_metric_hours)")}
+    if "grown" in hours:
         return
     columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
     if "trace_id" not in columns:
@@ -291,4 +293,6 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
     for statement in _statements(script):
         if statement.startswith("CREATE TABLE"):
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    for column, kind in GROWTH_COLUMNS:
+        conn.execute(f"ALTER TABLE temp.agent_metric_hours ADD COLUMN {column} {kind}")
     conn.execute("INSERT INTO temp.agent_state (one, folded_id) VALUES (1, 0)")

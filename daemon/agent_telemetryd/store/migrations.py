@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from agent_telemetryd.store.analytics_schema import AGENT_ANALYTICS_SCHEMA
+from agent_telemetryd.store.metric_cells import add_growth_columns
 
 
 class MigrationError(RuntimeError):
@@ -347,6 +348,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             OR upload = 'quarantined';
     """,
     _uploaded_ids_by_backend,
+    # 13: each hour of a metric series keeps its first point and how much a running total
+    # rose inside the hour, restarts included (store/metric_cells.py).
+    add_growth_columns,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,149 @@
+"""OTLP metric points summed per series and time bucket, in SQL: what `agent_metric_hours`
+keeps per hour and what the live tail and minute buckets compute the same way.
+
+A cell holds its points' count, sum (of values, or of a histogram's sums) and count of
+observations, its first and last point, and `grown` (`grown_count`): how much a running
+total rose from each point to the next inside the cell, a restart counting all of the
+new value (a new start time, or a value that went down). A cumulative counter that three
+short-lived processes counted within one hour rose by each one's total; its last value
+alone would say only the last one's. `analytics.metric_series` chains cells: a bucket
+adds what its first point rose from the last point before it, plus its `grown`.
+
+Migration 13 added the first point and `grown` to `agent_metric_hours` and recounted
+them from the folded points (`add_growth_columns`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# The columns migration 13 added to agent_metric_hours, with their SQL types.
+GROWTH_COLUMNS = (
+    ("first_ms", "INTEGER"),
+    ("first_value", "REAL"),
+    ("first_count", "REAL"),
+    ("first_start", "TEXT"),
+    ("grown", "REAL NOT NULL DEFAULT 0"),
+    ("grown_count", "REAL NOT NULL DEFAULT 0"),
+)
+# What a cell is, after its key and bucket, in agent_metric_hours' column names.
+CELL_COLUMNS = (
+    "points",
+    "total",
+    "total_count",
+    "last_ms",
+    "last_value",
+    "last_count",
+    "last_start",
+    "first_ms",
+    "first_value",
+    "first_count",
+    "first_start",
+    "grown",
+    "grown_count",
+)
+
+
+def step_sql(previous: str, previous_start: str, value: str, start: str) -> str:
+    """How much a running total rose from one point to the next (`metric_series._added`
+    in SQL): nothing without a value, all of it after a restart or with no number before."""
+    return (
+        f"(CASE WHEN {value} IS NULL THEN 0 WHEN {previous} IS NULL OR {start} IS NOT"
+        f" {previous_start} OR {value} < {previous} THEN {value} ELSE {value} - {previous} END)"
+    )
+
+
+def cells_sql(points: str, key: str, extra: str = "") -> str:
+    """SELECT `key` (comma-separated columns), `extra` (columns summarised with max(): a
+    series' unit, say), t and CELL_COLUMNS, one row per key and t, from `points`: a
+    subquery with the key columns, `extra`'s, t, ms (the point's time), id, value, count
+    and st (its start time)."""
+    window = f"PARTITION BY {key}, t ORDER BY ms, id"
+    more = "".join(f", max({column})" for column in extra.split(", ") if column)
+    grown = step_sql("pv", "pst", "value", "st")
+    grown_count = step_sql("pc", "pst", "count", "st")
+    return (
+        f"WITH p AS ({points}), q AS (SELECT p.*, lag(value) OVER w AS pv,"
+        " lag(count) OVER w AS pc, lag(st) OVER w AS pst, row_number() OVER w AS rn,"
+        f" row_number() OVER (PARTITION BY {key}, t ORDER BY ms DESC, id DESC) AS rl"
+        f" FROM p WINDOW w AS ({window}))"
+        f" SELECT {key}{more}, t, count(*), coalesce(sum(value), 0), coalesce(sum(count), 0),"
+        " max(ms), max(CASE WHEN rl = 1 THEN value END), max(CASE WHEN rl = 1 THEN count END),"
+        " max(CASE WHEN rl = 1 THEN st END), min(ms), max(CASE WHEN rn = 1 THEN value END),"
+        " max(CASE WHEN rn = 1 THEN count END), max(CASE WHEN rn = 1 THEN st END),"
+        f" coalesce(sum(CASE WHEN rn > 1 THEN {grown} END), 0),"
+        f" coalesce(sum(CASE WHEN rn > 1 THEN {grown_count} END), 0)"
+        f" FROM q GROUP BY {key}, t"
+    )
+
+
+def folded_points_sql(where: str) -> str:
+    """The points of agent_facts rows matching `where` (on `f`), as `cells_sql` reads
+    them, keyed by series and hour."""
+    return (
+        "SELECT f.series AS series, f.hour AS t, f.start_ms AS ms, f.id AS id,"
+        " f.value AS value, f.count AS count,"
+        " json_extract(e.properties, '$.\"metric.start_time\"') AS st"
+        f" FROM agent_facts AS f JOIN events AS e ON e.id = f.id"
+        f" WHERE ({where}) AND f.series IS NOT NULL"
+    )
+
+
+_CELL_LIST = ", ".join(CELL_COLUMNS)
+# A chunk's cell of an hour the table already has a cell of: the two are one run of points
+# when one ends before the other starts (the usual case, points arriving in time order),
+# and the step between them is added; interleaved ones (points out of order across
+# chunks) add their own growth only.
+_AFTER = "excluded.first_ms >= last_ms"
+_BEFORE = "excluded.last_ms <= first_ms"
+
+
+def _joined_step(value: str) -> str:
+    """The step between the two cells' runs of points, of `value` ("value" or "count")."""
+    after = step_sql(
+        f"last_{value}", "last_start", f"excluded.first_{value}", "excluded.first_start"
+    )
+    before = step_sql(
+        f"excluded.last_{value}", "excluded.last_start", f"first_{value}", "first_start"
+    )
+    return f"CASE WHEN {_AFTER} THEN {after} WHEN {_BEFORE} THEN {before} ELSE 0 END"
+
+
+_EARLIER = "excluded.first_ms < first_ms"
+_LATER = "excluded.last_ms >= last_ms"
+
+
+def fold_cells_sql(where: str) -> str:
+    """The INSERT that folds the points of agent_facts rows matching `where` into
+    agent_metric_hours, merging with the cells already there."""
+    return (
+        f"INSERT INTO agent_metric_hours (series, hour, {_CELL_LIST})"
+        f" SELECT * FROM ({cells_sql(folded_points_sql(where), 'series')}) WHERE 1"
+        " ON CONFLICT (series, hour) DO UPDATE SET points = points + excluded.points,"
+        " total = total + excluded.total, total_count = total_count + excluded.total_count,"
+        f" grown = grown + excluded.grown + ({_joined_step('value')}),"
+        f" grown_count = grown_count + excluded.grown_count + ({_joined_step('count')}),"
+        + ",".join(
+            f" {column} = CASE WHEN {_EARLIER} THEN excluded.{column} ELSE {column} END"
+            for column in ("first_value", "first_count", "first_start")
+        )
+        + ", first_ms = min(first_ms, excluded.first_ms),"
+        + ",".join(
+            f" {column} = CASE WHEN {_LATER} THEN excluded.{column} ELSE {column} END"
+            for column in ("last_value", "last_count", "last_start")
+        )
+        + ", last_ms = max(last_ms, excluded.last_ms)"
+    )
+
+
+def add_growth_columns(conn: sqlite3.Connection) -> None:
+    """Migration 13: the first point and growth of each hour's cell, recounted from the
+    folded points (their facts and events are all there), so hours folded before count
+    the restarts in them too. A buffer that has the columns already (its version set back
+    by hand) is recounted all the same."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(agent_metric_hours)")}
+    for column, kind in GROWTH_COLUMNS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE agent_metric_hours ADD COLUMN {column} {kind}")
+    conn.execute("DELETE FROM agent_metric_hours")
+    conn.execute(fold_cells_sql("1"))

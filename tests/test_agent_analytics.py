@@ -19,7 +19,7 @@ from agent_telemetryd.store.database import connect, open_buffer
 from tests import analytics_fixture as fixture
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
-from tests.otlp_messages import START_NS, logs, metrics
+from tests.otlp_messages import START_NS, logs, metrics, span, traces
 from tests.test_daemon_ingest import post_events
 from tests.test_dashboard_http import get, token_of
 from tests.test_otlp_coding_agents import CLAUDE_CODE, claude_event, delta_counter
@@ -344,3 +344,29 @@ def test_claude_codes_events_over_otlp_land_in_the_same_views(daemon: DaemonProc
     assert model["cost_usd"] == pytest.approx(0.0123 + 0.0041)  # as reported, not priced
     (tool,) = api(daemon, "/dashboard/api/tools?since=0")["tools"]
     assert (tool["tool"], tool["calls"], tool["errors"], tool["p50_ms"]) == ("Bash", 1, 0, 412)
+
+
+def test_a_span_with_anthropics_input_count_is_priced_for_all_its_input(
+    daemon: DaemonProcess,
+) -> None:
+    """An instrumentation passing on Anthropic's usage (input without the 5,000 cache
+    reads): the models view shows 5,100 input tokens and prices the 100 uncached ones too:
+    100 × 3.00 + 5,000 × 0.30 + 200 × 15.00 per million on claude-sonnet-4-5."""
+    chat = span(
+        "chat claude-sonnet-4-5",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.cache_read.input_tokens": 5000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+    )
+    body = traces(chat).SerializeToString()
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/traces", body, PROTOBUF)
+    assert status == 200
+    (model,) = api(daemon, "/dashboard/api/models?since=0")["models"]
+    assert (model["input_tokens"], model["cache_read_tokens"]) == (5100, 5000)
+    assert model["cost_usd"] == pytest.approx((100 * 3.0 + 5000 * 0.30 + 200 * 15.0) / 1e6)
+    (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
+    assert run["cost_usd"] == pytest.approx(model["cost_usd"])

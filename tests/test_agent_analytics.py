@@ -370,3 +370,36 @@ def test_a_span_with_anthropics_input_count_is_priced_for_all_its_input(
     assert model["cost_usd"] == pytest.approx((100 * 3.0 + 5000 * 0.30 + 200 * 15.0) / 1e6)
     (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
     assert run["cost_usd"] == pytest.approx(model["cost_usd"])
+
+
+def test_an_agents_own_span_is_not_one_more_llm_call(daemon: DaemonProcess) -> None:
+    """An agent framework following the GenAI conventions: its `invoke_agent` span names
+    the model and sums its two `chat` calls' tokens. The models view and the run count
+    the two calls and their tokens once: 2 calls, 1,500 in, 150 out on gpt-4o."""
+    agent_id, first_id, second_id = (bytes([0, 0, 0, 0, 0, 0, 0, n]) for n in (1, 2, 3))
+
+    def usage(model_in: int, model_out: int) -> dict[str, object]:
+        return {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": model_in,
+            "gen_ai.usage.output_tokens": model_out,
+        }
+
+    request = traces(
+        span("invoke_agent planner", span_id=agent_id, parent_span_id=b"",
+             attributes={"gen_ai.operation.name": "invoke_agent", **usage(1500, 150)}),
+        span("chat gpt-4o", span_id=first_id, parent_span_id=agent_id,
+             attributes={"gen_ai.operation.name": "chat", **usage(1000, 100)}),
+        span("chat gpt-4o", span_id=second_id, parent_span_id=agent_id,
+             attributes={"gen_ai.operation.name": "chat", **usage(500, 50)}),
+    )  # fmt: skip
+    body = request.SerializeToString()
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/traces", body, PROTOBUF)
+    assert status == 200
+    cost = (1500 * 2.5 + 150 * 10.0) / 1e6
+    (model,) = api(daemon, "/dashboard/api/models?since=0")["models"]
+    assert (model["calls"], model["input_tokens"], model["output_tokens"]) == (2, 1500, 150)
+    assert (model["cost_usd"], model["unpriced_calls"]) == (pytest.approx(cost), 0)
+    (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
+    assert (run["root"], run["spans"], run["llm_calls"]) == ("invoke_agent planner", 3, 2)
+    assert (run["input_tokens"], run["cost_usd"]) == (1500, pytest.approx(cost))

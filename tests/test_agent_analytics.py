@@ -403,3 +403,13 @@ def test_an_agents_own_span_is_not_one_more_llm_call(daemon: DaemonProcess) -> N
     (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
     assert (run["root"], run["spans"], run["llm_calls"]) == ("invoke_agent planner", 3, 2)
     assert (run["input_tokens"], run["cost_usd"]) == (1500, pytest.approx(cost))
+
+
+def test_stats_shows_a_cheap_calls_cost_as_the_page_does(daemon: DaemonProcess) -> None:
+    """100 input and 10 output tokens on gpt-4o-mini cost $0.000021: `stats models` says
+    so, as the page does, not $0.0000 as if the call were free."""
+    call = {"model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}
+    send(daemon, [{"event": "llm.call", "properties": call}])
+    table = daemon.cli("stats", "models", "--since", "24h").stdout
+    (row,) = [line for line in table.splitlines() if line.startswith("gpt-4o-mini")]
+    assert "$0.000021" in row.split()

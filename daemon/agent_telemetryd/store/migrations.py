@@ -158,6 +158,30 @@ def _uploaded_ids_by_backend(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
+    """14: the agent analytics counted again from the events, by today's rules (an agent's
+    own span, `invoke_agent` and the like, had been folded as one more LLM call). The
+    rollups are emptied and the watermark set back, so the background fold counts every
+    event again; until it has, the views read the unfolded events themselves, exact as
+    ever. agent_facts is dropped and made again from migration 9's text rather than
+    emptied: a DELETE would run its trigger once per row, to take from rollups that are
+    emptied anyway (dropping a table fires no trigger, and drops its own)."""
+    conn.execute("DROP TABLE agent_facts")
+    for statement in _statements(AGENT_ANALYTICS_SCHEMA):
+        if statement.startswith(("CREATE TABLE agent_facts", "CREATE TRIGGER agent_facts_")):
+            conn.execute(statement)
+    for table in (
+        "agent_models",
+        "agent_tools",
+        "agent_durations",
+        "agent_runs",
+        "agent_run_models",
+        "agent_metric_hours",
+    ):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("UPDATE agent_state SET folded_id = 0")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE events (
@@ -351,6 +375,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 13: each hour of a metric series keeps its first point and how much a running total
     # rose inside the hour, restarts included (store/metric_cells.py).
     add_growth_columns,
+    _refold_agent_analytics,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -183,6 +183,28 @@ def test_a_counter_restarting_within_a_bucket_keeps_what_each_run_counted(
     assert sum(value for _, value in minutes["runs.tokens"]) == 82.0
 
 
+# Two processes exporting one series at once, their points interleaved in one hour: A
+# counts 10 then 20, B 5 then 8. Added: 20 + 8 = 28, not each switch taken for a restart.
+CONCURRENT = [
+    point(1, "both.tokens", "sum", "cumulative", value=10, start_time="a"),
+    point(2, "both.tokens", "sum", "cumulative", value=5, start_time="b"),
+    point(3, "both.tokens", "sum", "cumulative", value=20, start_time="a"),
+    point(4, "both.tokens", "sum", "cumulative", value=8, start_time="b"),
+]
+
+
+@pytest.mark.parametrize("fold", [0, None])
+def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: int | None) -> None:
+    conn = buffer(tmp_path / "b.sqlite3", CONCURRENT)
+    if fold is None:
+        analytics_fold.fold_all(conn)
+    elif fold:
+        conn.execute("BEGIN IMMEDIATE")
+        analytics_fold.fold(conn, fold)
+        conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0]]
+
+
 def test_hours_folded_before_the_upgrade_are_recounted_with_their_restarts(
     tmp_path: Path,
 ) -> None:

@@ -57,16 +57,23 @@ def cells_sql(points: str, key: str, extra: str = "") -> str:
     """SELECT `key` (comma-separated columns), `extra` (columns summarised with max(): a
     series' unit, say), t and CELL_COLUMNS, one row per key and t, from `points`: a
     subquery with the key columns, `extra`'s, t, ms (the point's time), id, value, count
-    and st (its start time)."""
-    window = f"PARTITION BY {key}, t ORDER BY ms, id"
+    and st (its start time).
+
+    A point's growth is from the point before it of the same start time: two processes
+    exporting one series at once interleave their points, and each counts from its own
+    earlier point, not from the other's. The first point of a start time in the cell
+    counts whole (a process started), but for the cell's very first point, which the
+    reader steps from the last point before the cell."""
+    chain = f"PARTITION BY {key}, t, st ORDER BY ms, id"
     more = "".join(f", max({column})" for column in extra.split(", ") if column)
-    grown = step_sql("pv", "pst", "value", "st")
-    grown_count = step_sql("pc", "pst", "count", "st")
+    grown = step_sql("pv", "st", "value", "st")
+    grown_count = step_sql("pc", "st", "count", "st")
     return (
-        f"WITH p AS ({points}), q AS (SELECT p.*, lag(value) OVER w AS pv,"
-        " lag(count) OVER w AS pc, lag(st) OVER w AS pst, row_number() OVER w AS rn,"
+        f"WITH p AS ({points}), q AS (SELECT p.*, lag(value) OVER c AS pv,"
+        " lag(count) OVER c AS pc,"
+        f" row_number() OVER (PARTITION BY {key}, t ORDER BY ms, id) AS rn,"
         f" row_number() OVER (PARTITION BY {key}, t ORDER BY ms DESC, id DESC) AS rl"
-        f" FROM p WINDOW w AS ({window}))"
+        f" FROM p WINDOW c AS ({chain}))"
         f" SELECT {key}{more}, t, count(*), coalesce(sum(value), 0), coalesce(sum(count), 0),"
         " max(ms), max(CASE WHEN rl = 1 THEN value END), max(CASE WHEN rl = 1 THEN count END),"
         " max(CASE WHEN rl = 1 THEN st END), min(ms), max(CASE WHEN rn = 1 THEN value END),"
@@ -89,50 +96,29 @@ def folded_points_sql(where: str) -> str:
     )
 
 
+# The points of one series and hour, read to count its cell again (migrations 13 and 14:
+# the second makes agent_facts again).
+METRIC_FACTS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS agent_facts_metric_hours ON agent_facts (series, hour)"
+    " WHERE series IS NOT NULL"
+)
 _CELL_LIST = ", ".join(CELL_COLUMNS)
-# A chunk's cell of an hour the table already has a cell of: the two are one run of points
-# when one ends before the other starts (the usual case, points arriving in time order),
-# and the step between them is added; interleaved ones (points out of order across
-# chunks) add their own growth only.
-_AFTER = "excluded.first_ms >= last_ms"
-_BEFORE = "excluded.last_ms <= first_ms"
 
 
-def _joined_step(value: str) -> str:
-    """The step between the two cells' runs of points, of `value` ("value" or "count")."""
-    after = step_sql(
-        f"last_{value}", "last_start", f"excluded.first_{value}", "excluded.first_start"
+def count_cells_sql(where: str) -> str:
+    """The INSERT that counts again, from all their folded points, the cells of
+    agent_metric_hours that the agent_facts rows matching `where` (on `t`) fall in. A
+    cell is counted whole, not merged with what an earlier fold made of it: its points
+    may come in several folds, and the growth between them depends on all of them."""
+    touched = (
+        "(f.series, f.hour) IN (SELECT t.series, t.hour FROM agent_facts AS t"
+        f" WHERE ({where}) AND t.series IS NOT NULL)"
     )
-    before = step_sql(
-        f"excluded.last_{value}", "excluded.last_start", f"first_{value}", "first_start"
-    )
-    return f"CASE WHEN {_AFTER} THEN {after} WHEN {_BEFORE} THEN {before} ELSE 0 END"
-
-
-_EARLIER = "excluded.first_ms < first_ms"
-_LATER = "excluded.last_ms >= last_ms"
-
-
-def fold_cells_sql(where: str) -> str:
-    """The INSERT that folds the points of agent_facts rows matching `where` into
-    agent_metric_hours, merging with the cells already there."""
+    replaced = ", ".join(f"{column} = excluded.{column}" for column in CELL_COLUMNS)
     return (
         f"INSERT INTO agent_metric_hours (series, hour, {_CELL_LIST})"
-        f" SELECT * FROM ({cells_sql(folded_points_sql(where), 'series')}) WHERE 1"
-        " ON CONFLICT (series, hour) DO UPDATE SET points = points + excluded.points,"
-        " total = total + excluded.total, total_count = total_count + excluded.total_count,"
-        f" grown = grown + excluded.grown + ({_joined_step('value')}),"
-        f" grown_count = grown_count + excluded.grown_count + ({_joined_step('count')}),"
-        + ",".join(
-            f" {column} = CASE WHEN {_EARLIER} THEN excluded.{column} ELSE {column} END"
-            for column in ("first_value", "first_count", "first_start")
-        )
-        + ", first_ms = min(first_ms, excluded.first_ms),"
-        + ",".join(
-            f" {column} = CASE WHEN {_LATER} THEN excluded.{column} ELSE {column} END"
-            for column in ("last_value", "last_count", "last_start")
-        )
-        + ", last_ms = max(last_ms, excluded.last_ms)"
+        f" SELECT * FROM ({cells_sql(folded_points_sql(touched), 'series')}) WHERE 1"
+        f" ON CONFLICT (series, hour) DO UPDATE SET {replaced}"
     )
 
 
@@ -145,5 +131,6 @@ def add_growth_columns(conn: sqlite3.Connection) -> None:
     for column, kind in GROWTH_COLUMNS:
         if column not in present:
             conn.execute(f"ALTER TABLE agent_metric_hours ADD COLUMN {column} {kind}")
+    conn.execute(METRIC_FACTS_INDEX)
     conn.execute("DELETE FROM agent_metric_hours")
-    conn.execute(fold_cells_sql("1"))
+    conn.execute(count_cells_sql("1"))

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from agent_telemetryd.store.analytics_schema import AGENT_ANALYTICS_SCHEMA
-from agent_telemetryd.store.metric_cells import add_growth_columns
+from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_columns
 
 
 class MigrationError(RuntimeError):
@@ -170,6 +170,7 @@ def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
     for statement in _statements(AGENT_ANALYTICS_SCHEMA):
         if statement.startswith(("CREATE TABLE agent_facts", "CREATE TRIGGER agent_facts_")):
             conn.execute(statement)
+    conn.execute(METRIC_FACTS_INDEX)
     for table in (
         "agent_models",
         "agent_tools",

@@ -193,7 +193,14 @@ CONCURRENT = [
 ]
 
 
-@pytest.mark.parametrize("fold", [0, None])
+LATER_CONCURRENT = [
+    point(61, "both.tokens", "sum", "cumulative", value=9, start_time="b"),
+    point(62, "both.tokens", "sum", "cumulative", value=26, start_time="a"),
+    point(63, "both.tokens", "sum", "cumulative", value=4, start_time="c"),
+]
+
+
+@pytest.mark.parametrize("fold", [0, 1, 3, None])
 def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: int | None) -> None:
     conn = buffer(tmp_path / "b.sqlite3", CONCURRENT)
     if fold is None:
@@ -203,6 +210,24 @@ def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: 
         analytics_fold.fold(conn, fold)
         conn.execute("COMMIT")
     assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0]]
+    # Both go on in the next hour (a: 20 -> 26, b: 8 -> 9), and a third process starts
+    # (4): 6 + 1 + 4 = 11 there, each counted from where it ended, not from the start.
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
+        " transport, consent, upload, anonymous_id, daemon_version)"
+        " VALUES (?, ?, ?, ?, ?, 'agent', 1, 'otlp', 'local', 'local', 'anon', 't')",
+        [
+            (f"n{i}", name, ms, ms, json.dumps(props))
+            for i, (ms, name, props) in enumerate(LATER_CONCURRENT)
+        ],
+    )
+    conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0], [H + HOUR, 11.0]]
+    assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["both.tokens"] == [
+        [H + HOUR, 11.0]
+    ]
+    assert metrics(conn, Filters(bucket="day"))["both.tokens"] == [[H, 39.0]]
 
 
 def test_hours_folded_before_the_upgrade_are_recounted_with_their_restarts(

@@ -2,15 +2,24 @@
 keeps per hour and what the live tail and minute buckets compute the same way.
 
 A cell holds its points' count, sum (of values, or of a histogram's sums) and count of
-observations, its first and last point, and `grown` (`grown_count`): how much a running
-total rose from each point to the next inside the cell, a restart counting all of the
-new value (a new start time, or a value that went down). A cumulative counter that three
-short-lived processes counted within one hour rose by each one's total; its last value
-alone would say only the last one's. `analytics.metric_series` chains cells: a bucket
-adds what its first point rose from the last point before it, plus its `grown`.
+observations, its last point, and for a running total (a cumulative series) what it
+needs to say how much was added in it, whatever processes counted it:
 
-Migration 13 added the first point and `grown` to `agent_metric_hours` and recounted
-them from the folded points (`add_growth_columns`).
+- `chains`: per start time (a process counting from zero, as OTLP marks it) the first and
+  last point in the cell, as JSON: `[[start, first_ms, first_value, first_count, last_ms,
+  last_value, last_count], …]`;
+- `grown` (`grown_count`): how much each chain rose from each of its points to the next
+  inside the cell, a value that went down (a reset) counting whole.
+
+A cumulative counter that three short-lived processes counted within one hour, one after
+another or at once, rose by each one's total; its last value alone would say only the
+last one's, and stepping each point from whichever point came before would take every
+switch between two processes for a restart. `analytics.metric_series` chains cells: a
+bucket adds `grown` and what each chain's first point rose from that chain's last point
+before the bucket (all of it for a chain new there).
+
+Migration 13 added `chains` and `grown` to `agent_metric_hours` and counted them from the
+folded points (`add_growth_columns`).
 """
 
 from __future__ import annotations
@@ -19,10 +28,7 @@ import sqlite3
 
 # The columns migration 13 added to agent_metric_hours, with their SQL types.
 GROWTH_COLUMNS = (
-    ("first_ms", "INTEGER"),
-    ("first_value", "REAL"),
-    ("first_count", "REAL"),
-    ("first_start", "TEXT"),
+    ("chains", "TEXT"),
     ("grown", "REAL NOT NULL DEFAULT 0"),
     ("grown_count", "REAL NOT NULL DEFAULT 0"),
 )
@@ -35,21 +41,19 @@ CELL_COLUMNS = (
     "last_value",
     "last_count",
     "last_start",
-    "first_ms",
-    "first_value",
-    "first_count",
-    "first_start",
+    "chains",
     "grown",
     "grown_count",
 )
 
 
-def step_sql(previous: str, previous_start: str, value: str, start: str) -> str:
-    """How much a running total rose from one point to the next (`metric_series._added`
-    in SQL): nothing without a value, all of it after a restart or with no number before."""
+def step_sql(previous: str, value: str) -> str:
+    """How much a running total rose from one point to the next of the same start time
+    (`metric_series._step` in SQL): nothing without a value, all of it after a reset (a
+    value that went down) or with no number before."""
     return (
-        f"(CASE WHEN {value} IS NULL THEN 0 WHEN {previous} IS NULL OR {start} IS NOT"
-        f" {previous_start} OR {value} < {previous} THEN {value} ELSE {value} - {previous} END)"
+        f"(CASE WHEN {value} IS NULL THEN 0 WHEN {previous} IS NULL OR {value} < {previous}"
+        f" THEN {value} ELSE {value} - {previous} END)"
     )
 
 
@@ -57,30 +61,30 @@ def cells_sql(points: str, key: str, extra: str = "") -> str:
     """SELECT `key` (comma-separated columns), `extra` (columns summarised with max(): a
     series' unit, say), t and CELL_COLUMNS, one row per key and t, from `points`: a
     subquery with the key columns, `extra`'s, t, ms (the point's time), id, value, count
-    and st (its start time).
-
-    A point's growth is from the point before it of the same start time: two processes
-    exporting one series at once interleave their points, and each counts from its own
-    earlier point, not from the other's. The first point of a start time in the cell
-    counts whole (a process started), but for the cell's very first point, which the
-    reader steps from the last point before the cell."""
-    chain = f"PARTITION BY {key}, t, st ORDER BY ms, id"
-    more = "".join(f", max({column})" for column in extra.split(", ") if column)
-    grown = step_sql("pv", "st", "value", "st")
-    grown_count = step_sql("pc", "st", "count", "st")
+    and st (its start time)."""
+    extras = [column for column in extra.split(", ") if column]
+    inner = "".join(f", max({column}) AS {column}" for column in extras)
+    outer = "".join(f", max({column})" for column in extras)
+    cell = f"{key}, t"
     return (
         f"WITH p AS ({points}), q AS (SELECT p.*, lag(value) OVER c AS pv,"
-        " lag(count) OVER c AS pc,"
-        f" row_number() OVER (PARTITION BY {key}, t ORDER BY ms, id) AS rn,"
-        f" row_number() OVER (PARTITION BY {key}, t ORDER BY ms DESC, id DESC) AS rl"
-        f" FROM p WINDOW c AS ({chain}))"
-        f" SELECT {key}{more}, t, count(*), coalesce(sum(value), 0), coalesce(sum(count), 0),"
-        " max(ms), max(CASE WHEN rl = 1 THEN value END), max(CASE WHEN rl = 1 THEN count END),"
-        " max(CASE WHEN rl = 1 THEN st END), min(ms), max(CASE WHEN rn = 1 THEN value END),"
-        " max(CASE WHEN rn = 1 THEN count END), max(CASE WHEN rn = 1 THEN st END),"
-        f" coalesce(sum(CASE WHEN rn > 1 THEN {grown} END), 0),"
-        f" coalesce(sum(CASE WHEN rn > 1 THEN {grown_count} END), 0)"
-        f" FROM q GROUP BY {key}, t"
+        " lag(count) OVER c AS pc, row_number() OVER c AS cn,"
+        f" row_number() OVER (PARTITION BY {cell}, st ORDER BY ms DESC, id DESC) AS cl,"
+        f" row_number() OVER (PARTITION BY {cell} ORDER BY ms DESC, id DESC) AS rl"
+        f" FROM p WINDOW c AS (PARTITION BY {cell}, st ORDER BY ms, id)),"
+        # One row per chain (start time) of each cell.
+        f" ch AS (SELECT {cell}, st{inner}, count(*) AS n, coalesce(sum(value), 0) AS sv,"
+        " coalesce(sum(count), 0) AS sc, min(ms) AS fms, max(ms) AS lms,"
+        " max(CASE WHEN cn = 1 THEN value END) AS fv, max(CASE WHEN cn = 1 THEN count END) AS fc,"
+        " max(CASE WHEN cl = 1 THEN value END) AS lv, max(CASE WHEN cl = 1 THEN count END) AS lc,"
+        f" coalesce(sum(CASE WHEN cn > 1 THEN {step_sql('pv', 'value')} END), 0) AS g,"
+        f" coalesce(sum(CASE WHEN cn > 1 THEN {step_sql('pc', 'count')} END), 0) AS gc,"
+        f" max(rl = 1) AS has_last FROM q GROUP BY {cell}, st)"
+        f" SELECT {key}{outer}, t, sum(n), sum(sv), sum(sc), max(lms),"
+        " max(CASE WHEN has_last THEN lv END), max(CASE WHEN has_last THEN lc END),"
+        " max(CASE WHEN has_last THEN st END),"
+        " json_group_array(json_array(st, fms, fv, fc, lms, lv, lc)), sum(g), sum(gc)"
+        f" FROM ch GROUP BY {cell}"
     )
 
 

@@ -127,10 +127,10 @@ def count_cells_sql(where: str) -> str:
 
 
 def add_growth_columns(conn: sqlite3.Connection) -> None:
-    """Migration 13: the first point and growth of each hour's cell, recounted from the
-    folded points (their facts and events are all there), so hours folded before count
-    the restarts in them too. A buffer that has the columns already (its version set back
-    by hand) is recounted all the same."""
+    """Migration 13: the chains and growth of each hour's cell, counted from the folded
+    points (their facts and events are all there), so hours folded before count the
+    restarts in them too; the index that finds an hour's points. A buffer that has the
+    columns already (its version set back by hand) is counted all the same."""
     present = {row[1] for row in conn.execute("PRAGMA table_info(agent_metric_hours)")}
     for column, kind in GROWTH_COLUMNS:
         if column not in present:

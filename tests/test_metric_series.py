@@ -230,6 +230,34 @@ def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: 
     assert metrics(conn, Filters(bucket="day"))["both.tokens"] == [[H, 39.0]]
 
 
+# An up-down counter (a cumulative sum that is not monotonic: sessions open) goes 5, 8, 3
+# in hour 0 and 6 in hour 1: it changed by +3 in hour 0 (from 0 at its start) and +3 in
+# hour 1. Going down is a change, not a reset.
+UP_DOWN = [
+    point(5, "sessions", "sum", "cumulative", value=5, start_time="p1", monotonic=False),
+    point(20, "sessions", "sum", "cumulative", value=8, start_time="p1", monotonic=False),
+    point(40, "sessions", "sum", "cumulative", value=3, start_time="p1", monotonic=False),
+    point(70, "sessions", "sum", "cumulative", value=6, start_time="p1", monotonic=False),
+]
+
+
+@pytest.mark.parametrize("fold", [0, 2, None])
+def test_an_up_down_counter_going_down_is_a_change_not_a_reset(
+    tmp_path: Path, fold: int | None
+) -> None:
+    conn = buffer(tmp_path / "b.sqlite3", UP_DOWN)
+    if fold is None:
+        analytics_fold.fold_all(conn)
+    elif fold:
+        conn.execute("BEGIN IMMEDIATE")
+        analytics_fold.fold(conn, fold)
+        conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["sessions"] == [[H, 3.0], [H + HOUR, 3.0]]
+    assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["sessions"] == [[H + HOUR, 3.0]]
+    minutes = metrics(conn, Filters(since_ms=H, until_ms=H + 2 * HOUR, bucket="minute"))
+    assert [value for _, value in minutes["sessions"]] == [5.0, 3.0, -5.0, 3.0]
+
+
 def test_hours_folded_before_the_upgrade_are_recounted_with_their_restarts(
     tmp_path: Path,
 ) -> None:

@@ -54,6 +54,7 @@ class Cell:
     last_value: Any
     last_count: Any
     last_start: Any
+    falls: int  # 1: a sum that is not monotonic (an up-down counter), its fall no reset
     chains: Any  # the JSON list as read; a {start: Chain} after __post_init__
     grown: float
     grown_count: float
@@ -76,6 +77,7 @@ class Cell:
         tail). A chain in both whose points in one all come before its points in the other
         is one run, and the step between the two counts too."""
         self.points += other.points
+        self.falls = max(self.falls, other.falls)
         self.total += other.total
         self.total_count += other.total_count
         self.grown += other.grown
@@ -92,8 +94,9 @@ class Cell:
             else:  # interleaved (points out of order): each side's own growth only
                 earlier = later = None
             if earlier is not None and later is not None:
-                self.grown += _step(earlier.last_value, later.first_value)
-                self.grown_count += _step(earlier.last_count, later.first_count)
+                falls = bool(self.falls)
+                self.grown += _step(earlier.last_value, later.first_value, falls)
+                self.grown_count += _step(earlier.last_count, later.first_count, falls)
             if theirs.first_ms < ours.first_ms:
                 ours.first_ms, ours.first_value = theirs.first_ms, theirs.first_value
                 ours.first_count = theirs.first_count
@@ -171,8 +174,8 @@ def _values(entry: _Series, previous: dict[tuple[str, str, str], Any]) -> dict[i
                 added, added_count = cell.grown, cell.grown_count
                 for start, chain in cell.chains.items():
                     _, value, count = ended.get(start, (None, None, None))
-                    added += _step(value, chain.first_value)
-                    added_count += _step(count, chain.first_count)
+                    added += _step(value, chain.first_value, bool(cell.falls))
+                    added_count += _step(count, chain.first_count, bool(cell.falls))
                     ended[start] = (chain.last_ms, chain.last_value, chain.last_count)
             if entry.type in SUMS:
                 amounts[t] += added if cumulative else cell.total
@@ -187,12 +190,13 @@ def _values(entry: _Series, previous: dict[tuple[str, str, str], Any]) -> dict[i
     return {t: _round(sums[t] / counts[t]) for t in sums if counts[t]}
 
 
-def _step(previous: Any, value: Any) -> float:
+def _step(previous: Any, value: Any, falls: bool = False) -> float:
     """How much a running total grew from `previous` (its point before, of the same start
-    time) to `value`: all of it with nothing before, or after a reset (it went down)."""
+    time) to `value`: all of it with nothing before, or after a reset (it went down), but
+    for a total that `falls` (an up-down counter), whose going down is a change."""
     if not isinstance(value, int | float):
         return 0.0
-    if not isinstance(previous, int | float) or value < previous:
+    if not isinstance(previous, int | float) or (value < previous and not falls):
         return float(value)
     return float(value - previous)
 

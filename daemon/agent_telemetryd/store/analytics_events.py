@@ -21,7 +21,7 @@ from agent_telemetryd.store.analytics_sql import (
     time_key,
 )
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
-from agent_telemetryd.store.metric_cells import CELL_COLUMNS, cells_sql
+from agent_telemetryd.store.metric_cells import CELL_COLUMNS, cells_sql, falls_sql
 
 EXPLORE_COLUMNS = (
     "id",
@@ -78,7 +78,7 @@ def explore_page(
 
 
 # (name, agent, attributes, unit, type, temporality, t, points, total, total_count,
-#  last_ms, last_value, last_count, last_start, chains, grown, grown_count: see
+#  last_ms, last_value, last_count, last_start, falls, chains, grown, grown_count: see
 #  store.metric_cells)
 MetricCell = tuple[Any, ...]
 _METRIC_PROPERTIES = (
@@ -126,7 +126,7 @@ def _raw_cells(
     points = (
         f"SELECT f.event AS name, f.agent AS agent, f.series AS attributes, {_METRIC_PROPERTIES},"
         f" {key} AS t, f.start_ms AS ms, f.id AS id, f.value AS value, f.count AS count,"
-        " json_extract(x.properties, '$.\"metric.start_time\"') AS st"
+        f" json_extract(x.properties, '$.\"metric.start_time\"') AS st, {falls_sql('x')} AS falls"
         f" FROM {facts} AS f JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
     )
     return conn.execute(

@@ -28,6 +28,7 @@ import sqlite3
 
 # The columns migration 13 added to agent_metric_hours, with their SQL types.
 GROWTH_COLUMNS = (
+    ("falls", "INTEGER NOT NULL DEFAULT 0"),
     ("chains", "TEXT"),
     ("grown", "REAL NOT NULL DEFAULT 0"),
     ("grown_count", "REAL NOT NULL DEFAULT 0"),
@@ -41,6 +42,7 @@ CELL_COLUMNS = (
     "last_value",
     "last_count",
     "last_start",
+    "falls",
     "chains",
     "grown",
     "grown_count",
@@ -49,19 +51,20 @@ CELL_COLUMNS = (
 
 def step_sql(previous: str, value: str) -> str:
     """How much a running total rose from one point to the next of the same start time
-    (`metric_series._step` in SQL): nothing without a value, all of it after a reset (a
-    value that went down) or with no number before."""
+    (`metric_series._step` in SQL): nothing without a value, all of it with no number
+    before or after a reset (a value that went down, but for a series that may: `falls`)."""
     return (
-        f"(CASE WHEN {value} IS NULL THEN 0 WHEN {previous} IS NULL OR {value} < {previous}"
-        f" THEN {value} ELSE {value} - {previous} END)"
+        f"(CASE WHEN {value} IS NULL THEN 0 WHEN {previous} IS NULL"
+        f" OR ({value} < {previous} AND NOT falls) THEN {value} ELSE {value} - {previous} END)"
     )
 
 
 def cells_sql(points: str, key: str, extra: str = "") -> str:
     """SELECT `key` (comma-separated columns), `extra` (columns summarised with max(): a
     series' unit, say), t and CELL_COLUMNS, one row per key and t, from `points`: a
-    subquery with the key columns, `extra`'s, t, ms (the point's time), id, value, count
-    and st (its start time)."""
+    subquery with the key columns, `extra`'s, t, ms (the point's time), id, value, count,
+    st (its start time) and falls (1 for a sum that is not monotonic: an up-down counter,
+    whose going down is a change, not a reset)."""
     extras = [column for column in extra.split(", ") if column]
     inner = "".join(f", max({column}) AS {column}" for column in extras)
     outer = "".join(f", max({column})" for column in extras)
@@ -79,10 +82,10 @@ def cells_sql(points: str, key: str, extra: str = "") -> str:
         " max(CASE WHEN cl = 1 THEN value END) AS lv, max(CASE WHEN cl = 1 THEN count END) AS lc,"
         f" coalesce(sum(CASE WHEN cn > 1 THEN {step_sql('pv', 'value')} END), 0) AS g,"
         f" coalesce(sum(CASE WHEN cn > 1 THEN {step_sql('pc', 'count')} END), 0) AS gc,"
-        f" max(rl = 1) AS has_last FROM q GROUP BY {cell}, st)"
+        f" max(rl = 1) AS has_last, max(falls) AS falls FROM q GROUP BY {cell}, st)"
         f" SELECT {key}{outer}, t, sum(n), sum(sv), sum(sc), max(lms),"
         " max(CASE WHEN has_last THEN lv END), max(CASE WHEN has_last THEN lc END),"
-        " max(CASE WHEN has_last THEN st END),"
+        " max(CASE WHEN has_last THEN st END), max(falls),"
         " json_group_array(json_array(st, fms, fv, fc, lms, lv, lc)), sum(g), sum(gc)"
         f" FROM ch GROUP BY {cell}"
     )
@@ -94,10 +97,15 @@ def folded_points_sql(where: str) -> str:
     return (
         "SELECT f.series AS series, f.hour AS t, f.start_ms AS ms, f.id AS id,"
         " f.value AS value, f.count AS count,"
-        " json_extract(e.properties, '$.\"metric.start_time\"') AS st"
-        f" FROM agent_facts AS f JOIN events AS e ON e.id = f.id"
+        " json_extract(e.properties, '$.\"metric.start_time\"') AS st,"
+        f" {falls_sql('e')} AS falls FROM agent_facts AS f JOIN events AS e ON e.id = f.id"
         f" WHERE ({where}) AND f.series IS NOT NULL"
     )
+
+
+def falls_sql(event: str) -> str:
+    """1 when the point of `event` is of a sum that is not monotonic, else 0."""
+    return f"coalesce(json_extract({event}.properties, '$.\"metric.monotonic\"') = 0, 0)"
 
 
 # The points of one series and hour, read to count its cell again (migrations 13 and 14:

@@ -8,7 +8,8 @@ What a bucket's value is depends on the metric's type:
   from zero): each start time's points contribute how much they rose from one to the
   next, from its last point before the bucket (or before the range) on, all of a value
   that went down (a reset) and all of a start time's first value. So processes counting
-  one after another, or at once, add up;
+  one after another, or at once, add up. An up-down counter (not monotonic) going down
+  is a change, not a reset: its buckets hold net changes;
 - a **gauge** is a level: the bucket holds the mean of its points;
 - a **histogram** (explicit, exponential) or **summary**: the bucket holds the mean of the
   observations made in it (their sum over their count, from deltas or, for cumulative

@@ -18,8 +18,8 @@ switch between two processes for a restart. `analytics.metric_series` chains cel
 bucket adds `grown` and what each chain's first point rose from that chain's last point
 before the bucket (all of it for a chain new there).
 
-Migration 13 added `chains` and `grown` to `agent_metric_hours` and counted them from the
-folded points (`add_growth_columns`).
+Migration 13 added these columns to `agent_metric_hours` (`add_growth_columns`);
+migration 14 has every event folded again, which counts them for the hours folded before.
 """
 
 from __future__ import annotations
@@ -135,14 +135,12 @@ def count_cells_sql(where: str) -> str:
 
 
 def add_growth_columns(conn: sqlite3.Connection) -> None:
-    """Migration 13: the chains and growth of each hour's cell, counted from the folded
-    points (their facts and events are all there), so hours folded before count the
-    restarts in them too; the index that finds an hour's points. A buffer that has the
-    columns already (its version set back by hand) is counted all the same."""
+    """Migration 13: the columns, and the index that finds an hour's points. Cells folded
+    before keep their last point only (read as one chain) until migration 14 has every
+    event folded again. A buffer that has the columns already (its version set back by
+    hand) keeps them."""
     present = {row[1] for row in conn.execute("PRAGMA table_info(agent_metric_hours)")}
     for column, kind in GROWTH_COLUMNS:
         if column not in present:
             conn.execute(f"ALTER TABLE agent_metric_hours ADD COLUMN {column} {kind}")
     conn.execute(METRIC_FACTS_INDEX)
-    conn.execute("DELETE FROM agent_metric_hours")
-    conn.execute(count_cells_sql("1"))

@@ -160,7 +160,8 @@ def _uploaded_ids_by_backend(conn: sqlite3.Connection) -> None:
 
 def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
     """14: the agent analytics counted again from the events, by today's rules (an agent's
-    own span, `invoke_agent` and the like, had been folded as one more LLM call). The
+    own span, `invoke_agent` and the like, had been folded as one more LLM call; metric
+    hours kept only their last point). The
     rollups are emptied and the watermark set back, so the background fold counts every
     event again; until it has, the views read the unfolded events themselves, exact as
     ever. agent_facts is dropped and made again from migration 9's text rather than
@@ -373,9 +374,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             OR upload = 'quarantined';
     """,
     _uploaded_ids_by_backend,
-    # 13: each hour of a metric series keeps its first point and how much a running total
-    # rose inside the hour, restarts included (store/metric_cells.py).
+    # 13: each hour of a metric series keeps, per start time, its first and last point and
+    # how much that running total rose inside the hour (store/metric_cells.py).
     add_growth_columns,
+    # 14: every event folded again (which also counts 13's columns for past hours).
     _refold_agent_analytics,
 )
 

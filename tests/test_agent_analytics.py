@@ -19,7 +19,7 @@ from agent_telemetryd.store.database import connect, open_buffer
 from tests import analytics_fixture as fixture
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
-from tests.otlp_messages import START_NS, logs, metrics
+from tests.otlp_messages import START_NS, logs, metrics, span, traces
 from tests.test_daemon_ingest import post_events
 from tests.test_dashboard_http import get, token_of
 from tests.test_otlp_coding_agents import CLAUDE_CODE, claude_event, delta_counter
@@ -344,3 +344,72 @@ def test_claude_codes_events_over_otlp_land_in_the_same_views(daemon: DaemonProc
     assert model["cost_usd"] == pytest.approx(0.0123 + 0.0041)  # as reported, not priced
     (tool,) = api(daemon, "/dashboard/api/tools?since=0")["tools"]
     assert (tool["tool"], tool["calls"], tool["errors"], tool["p50_ms"]) == ("Bash", 1, 0, 412)
+
+
+def test_a_span_with_anthropics_input_count_is_priced_for_all_its_input(
+    daemon: DaemonProcess,
+) -> None:
+    """An instrumentation passing on Anthropic's usage (input without the 5,000 cache
+    reads): the models view shows 5,100 input tokens and prices the 100 uncached ones too:
+    100 × 3.00 + 5,000 × 0.30 + 200 × 15.00 per million on claude-sonnet-4-5."""
+    chat = span(
+        "chat claude-sonnet-4-5",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.cache_read.input_tokens": 5000,
+            "gen_ai.usage.output_tokens": 200,
+        },
+    )
+    body = traces(chat).SerializeToString()
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/traces", body, PROTOBUF)
+    assert status == 200
+    (model,) = api(daemon, "/dashboard/api/models?since=0")["models"]
+    assert (model["input_tokens"], model["cache_read_tokens"]) == (5100, 5000)
+    assert model["cost_usd"] == pytest.approx((100 * 3.0 + 5000 * 0.30 + 200 * 15.0) / 1e6)
+    (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
+    assert run["cost_usd"] == pytest.approx(model["cost_usd"])
+
+
+def test_an_agents_own_span_is_not_one_more_llm_call(daemon: DaemonProcess) -> None:
+    """An agent framework following the GenAI conventions: its `invoke_agent` span names
+    the model and sums its two `chat` calls' tokens. The models view and the run count
+    the two calls and their tokens once: 2 calls, 1,500 in, 150 out on gpt-4o."""
+    agent_id, first_id, second_id = (bytes([0, 0, 0, 0, 0, 0, 0, n]) for n in (1, 2, 3))
+
+    def usage(model_in: int, model_out: int) -> dict[str, object]:
+        return {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": model_in,
+            "gen_ai.usage.output_tokens": model_out,
+        }
+
+    request = traces(
+        span("invoke_agent planner", span_id=agent_id, parent_span_id=b"",
+             attributes={"gen_ai.operation.name": "invoke_agent", **usage(1500, 150)}),
+        span("chat gpt-4o", span_id=first_id, parent_span_id=agent_id,
+             attributes={"gen_ai.operation.name": "chat", **usage(1000, 100)}),
+        span("chat gpt-4o", span_id=second_id, parent_span_id=agent_id,
+             attributes={"gen_ai.operation.name": "chat", **usage(500, 50)}),
+    )  # fmt: skip
+    body = request.SerializeToString()
+    status, _, _ = otlp_post(f"{daemon.http_url()}/v1/traces", body, PROTOBUF)
+    assert status == 200
+    cost = (1500 * 2.5 + 150 * 10.0) / 1e6
+    (model,) = api(daemon, "/dashboard/api/models?since=0")["models"]
+    assert (model["calls"], model["input_tokens"], model["output_tokens"]) == (2, 1500, 150)
+    assert (model["cost_usd"], model["unpriced_calls"]) == (pytest.approx(cost), 0)
+    (run,) = api(daemon, "/dashboard/api/runs?since=0")["runs"]
+    assert (run["root"], run["spans"], run["llm_calls"]) == ("invoke_agent planner", 3, 2)
+    assert (run["input_tokens"], run["cost_usd"]) == (1500, pytest.approx(cost))
+
+
+def test_stats_shows_a_cheap_calls_cost_as_the_page_does(daemon: DaemonProcess) -> None:
+    """100 input and 10 output tokens on gpt-4o-mini cost $0.000021: `stats models` says
+    so, as the page does, not $0.0000 as if the call were free."""
+    call = {"model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}
+    send(daemon, [{"event": "llm.call", "properties": call}])
+    table = daemon.cli("stats", "models", "--since", "24h").stdout
+    (row,) = [line for line in table.splitlines() if line.startswith("gpt-4o-mini")]
+    assert "$0.000021" in row.split()

@@ -286,3 +286,48 @@ def test_first_load_matches_the_endpoints(tmp_path: Path) -> None:
         len(together["runs"]["runs"]) == agent_views.DEFAULT_LIMIT
         or together["runs"]["next"] is None
     )
+
+
+def test_agent_spans_folded_as_calls_before_the_upgrade_are_counted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffer folded when an agent's own span (`invoke_agent`, naming the model and
+    summing its calls' tokens) counted as one more LLM call: after the upgrade the views
+    count its two calls only, before the background fold catches up and after."""
+    trace, agent_span = "c" * 32, "c" * 16
+    usage = {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 300}
+    rows = [
+        (H, H, "planner", "invoke_agent planner",
+         {"gen_ai.operation.name": "invoke_agent", "duration_ms": 900, **usage},
+         trace, agent_span, None),
+        (H, H + 10, "planner", "chat gpt-4o",
+         {"gen_ai.operation.name": "chat", "duration_ms": 300, **usage,
+          "gen_ai.usage.input_tokens": 100}, trace, "d" * 16, agent_span),
+        (H, H + 400, "planner", "chat gpt-4o",
+         {"gen_ai.operation.name": "chat", "duration_ms": 300, **usage,
+          "gen_ai.usage.input_tokens": 200}, trace, "e" * 16, agent_span),
+    ]  # fmt: skip
+    path = tmp_path / "b.sqlite3"
+    conn = open_buffer(path)
+    insert(conn, rows)
+    with monkeypatch.context() as old_rules:
+        old_rules.setattr(analytics_facts, "AGENT_OPERATIONS", ())
+        analytics_fold.fold_all(conn)
+    assert _calls_and_tokens(conn) == (3, 600)
+    conn.execute("PRAGMA user_version = 13")
+    conn.close()
+    upgraded = open_buffer(path)
+    assert _calls_and_tokens(upgraded) == (2, 300)
+    analytics_fold.fold_all(upgraded)
+    assert analytics_facts.unfolded(upgraded) == 0
+    assert _calls_and_tokens(upgraded) == (2, 300)
+    assert upgraded.execute("SELECT sum(calls) FROM agent_models").fetchone()[0] == 2
+    upgraded.execute("DELETE FROM events")  # the remade facts table keeps its trigger
+    assert upgraded.execute("SELECT count(*) FROM agent_runs").fetchone()[0] == 0
+
+
+def _calls_and_tokens(conn: sqlite3.Connection) -> tuple[int, int]:
+    (model,) = views.read_agent_view("models", conn, AgentQuery(Filters(), price_book()))["models"]
+    (run,) = views.read_agent_view("runs", conn, AgentQuery(Filters(), price_book()))["runs"]
+    assert (run["llm_calls"], run["input_tokens"]) == (model["calls"], model["input_tokens"])
+    return model["calls"], model["input_tokens"]

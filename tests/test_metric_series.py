@@ -19,7 +19,8 @@ from agent_telemetryd.dashboard import views
 from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.store import analytics_fold
-from agent_telemetryd.store.database import open_buffer
+from agent_telemetryd.store.database import connect, open_buffer
+from agent_telemetryd.store.metric_cells import GROWTH_COLUMNS
 from tests.daemon_process import DaemonProcess
 from tests.test_otlp_receiver import http_exporters
 
@@ -61,14 +62,14 @@ EXPECTED = {
 }
 
 
-def buffer(path: Path) -> sqlite3.Connection:
+def buffer(path: Path, points: list[tuple] = POINTS) -> sqlite3.Connection:
     conn = open_buffer(path)
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
         " transport, consent, upload, anonymous_id, daemon_version)"
         " VALUES (?, ?, ?, ?, ?, 'agent', 1, 'otlp', 'local', 'local', 'anon', 't')",
-        [(f"u{i}", name, ms, ms, json.dumps(props)) for i, (ms, name, props) in enumerate(POINTS)],
+        [(f"u{i}", name, ms, ms, json.dumps(props)) for i, (ms, name, props) in enumerate(points)],
     )
     conn.execute("COMMIT")
     return conn
@@ -139,3 +140,165 @@ def test_the_sdks_cumulative_and_delta_counters_through_the_daemon(
     # Counters are not LLM calls, whatever model their attributes name.
     models = ApiClient(daemon.api_socket).json("GET", "/dashboard/api/models?since=24h")
     assert models["models"] == []
+
+
+# Three runs of a command-line agent in one hour, each a process counting from zero (its
+# own start time): 30, then 25 (a new start), then 10 and 18 (a new start), then 4 (the
+# same start but lower: a reset). Added in the hour: 30 + 25 + 18 + 4 = 77. A cumulative
+# histogram restarting likewise: sums 6 over 3, then 2 over 1 and 5 over 2 after its
+# restart: 11 over 5, mean 2.2.
+RESTARTS = [
+    point(3, "runs.tokens", "sum", "cumulative", value=30, start_time="p1"),
+    point(9, "runs.tokens", "sum", "cumulative", value=25, start_time="p2"),
+    point(20, "runs.tokens", "sum", "cumulative", value=10, start_time="p3"),
+    point(21, "runs.tokens", "sum", "cumulative", value=18, start_time="p3"),
+    point(40, "runs.tokens", "sum", "cumulative", value=4, start_time="p3"),
+    point(5, "runs.seconds", "histogram", "cumulative", sum=6.0, count=3, start_time="p1"),
+    point(30, "runs.seconds", "histogram", "cumulative", sum=2.0, count=1, start_time="p2"),
+    point(50, "runs.seconds", "histogram", "cumulative", sum=5.0, count=2, start_time="p2"),
+    # The next hour: one more point of the last run, 4 -> 9.
+    point(65, "runs.tokens", "sum", "cumulative", value=9, start_time="p3"),
+]
+
+
+@pytest.mark.parametrize("fold", [0, 1, 2, 4, None])
+def test_a_counter_restarting_within_a_bucket_keeps_what_each_run_counted(
+    tmp_path: Path, fold: int | None
+) -> None:
+    """Every restart inside an hour is counted, not only the last run's total, folded in
+    chunks or not, by hour, by day and by minute."""
+    conn = buffer(tmp_path / "b.sqlite3", RESTARTS)
+    if fold is None:
+        analytics_fold.fold_all(conn)
+    elif fold:
+        for _ in range(len(RESTARTS)):
+            conn.execute("BEGIN IMMEDIATE")
+            analytics_fold.fold(conn, fold)
+            conn.execute("COMMIT")
+    hours = metrics(conn, Filters(bucket="hour"))
+    assert hours["runs.tokens"] == [[H, 77.0], [H + HOUR, 5.0]]
+    assert hours["runs.seconds"] == [[H, 2.2]]
+    assert metrics(conn, Filters(bucket="day"))["runs.tokens"] == [[H, 82.0]]
+    minutes = metrics(conn, Filters(since_ms=H, until_ms=H + 2 * HOUR, bucket="minute"))
+    assert sum(value for _, value in minutes["runs.tokens"]) == 82.0
+
+
+# Two processes exporting one series at once, their points interleaved in one hour: A
+# counts 10 then 20, B 5 then 8. Added: 20 + 8 = 28, not each switch taken for a restart.
+CONCURRENT = [
+    point(1, "both.tokens", "sum", "cumulative", value=10, start_time="a"),
+    point(2, "both.tokens", "sum", "cumulative", value=5, start_time="b"),
+    point(3, "both.tokens", "sum", "cumulative", value=20, start_time="a"),
+    point(4, "both.tokens", "sum", "cumulative", value=8, start_time="b"),
+]
+
+
+LATER_CONCURRENT = [
+    point(61, "both.tokens", "sum", "cumulative", value=9, start_time="b"),
+    point(62, "both.tokens", "sum", "cumulative", value=26, start_time="a"),
+    point(63, "both.tokens", "sum", "cumulative", value=4, start_time="c"),
+]
+
+
+@pytest.mark.parametrize("fold", [0, 1, 3, None])
+def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: int | None) -> None:
+    conn = buffer(tmp_path / "b.sqlite3", CONCURRENT)
+    if fold is None:
+        analytics_fold.fold_all(conn)
+    elif fold:
+        conn.execute("BEGIN IMMEDIATE")
+        analytics_fold.fold(conn, fold)
+        conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0]]
+    # Both go on in the next hour (a: 20 -> 26, b: 8 -> 9), and a third process starts
+    # (4): 6 + 1 + 4 = 11 there, each counted from where it ended, not from the start.
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
+        " transport, consent, upload, anonymous_id, daemon_version)"
+        " VALUES (?, ?, ?, ?, ?, 'agent', 1, 'otlp', 'local', 'local', 'anon', 't')",
+        [
+            (f"n{i}", name, ms, ms, json.dumps(props))
+            for i, (ms, name, props) in enumerate(LATER_CONCURRENT)
+        ],
+    )
+    conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0], [H + HOUR, 11.0]]
+    assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["both.tokens"] == [
+        [H + HOUR, 11.0]
+    ]
+    assert metrics(conn, Filters(bucket="day"))["both.tokens"] == [[H, 39.0]]
+
+
+# An up-down counter (a cumulative sum that is not monotonic: sessions open) goes 5, 8, 3
+# in hour 0 and 6 in hour 1: it changed by +3 in hour 0 (from 0 at its start) and +3 in
+# hour 1. Going down is a change, not a reset.
+UP_DOWN = [
+    point(5, "sessions", "sum", "cumulative", value=5, start_time="p1", monotonic=False),
+    point(20, "sessions", "sum", "cumulative", value=8, start_time="p1", monotonic=False),
+    point(40, "sessions", "sum", "cumulative", value=3, start_time="p1", monotonic=False),
+    point(70, "sessions", "sum", "cumulative", value=6, start_time="p1", monotonic=False),
+]
+
+
+@pytest.mark.parametrize("fold", [0, 2, None])
+def test_an_up_down_counter_going_down_is_a_change_not_a_reset(
+    tmp_path: Path, fold: int | None
+) -> None:
+    conn = buffer(tmp_path / "b.sqlite3", UP_DOWN)
+    if fold is None:
+        analytics_fold.fold_all(conn)
+    elif fold:
+        conn.execute("BEGIN IMMEDIATE")
+        analytics_fold.fold(conn, fold)
+        conn.execute("COMMIT")
+    assert metrics(conn, Filters(bucket="hour"))["sessions"] == [[H, 3.0], [H + HOUR, 3.0]]
+    assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["sessions"] == [[H + HOUR, 3.0]]
+    minutes = metrics(conn, Filters(since_ms=H, until_ms=H + 2 * HOUR, bucket="minute"))
+    assert [value for _, value in minutes["sessions"]] == [5.0, 3.0, -5.0, 3.0]
+
+
+def test_hours_folded_before_the_upgrade_are_recounted_with_their_restarts(
+    tmp_path: Path,
+) -> None:
+    """A buffer whose hours were folded by a version that kept only each hour's last
+    point: read as it is (`stats` with the old daemon still running), then migrated, both
+    count every restart."""
+    path = tmp_path / "b.sqlite3"
+    conn = buffer(path, RESTARTS)
+    analytics_fold.fold_all(conn)
+    for column, _ in GROWTH_COLUMNS:
+        conn.execute(f"ALTER TABLE agent_metric_hours DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 12")
+    conn.close()
+    reader = connect(path, readonly=True)
+    views.without_rollups(reader)
+    assert metrics(reader, Filters(bucket="hour"))["runs.tokens"] == [[H, 77.0], [H + HOUR, 5.0]]
+    reader.close()
+    upgraded = open_buffer(path)
+    assert metrics(upgraded, Filters(bucket="hour"))["runs.tokens"] == [[H, 77.0], [H + HOUR, 5.0]]
+    assert metrics(upgraded, Filters(bucket="hour"))["runs.seconds"] == [[H, 2.2]]
+
+
+def test_two_runs_of_an_agent_exporting_cumulative_counters_add_up(
+    daemon: DaemonProcess,
+) -> None:
+    """A command-line agent run twice, each run a process of its own whose OpenTelemetry
+    SDK counts from zero and exports once as it exits: 1200 tokens, then 85. The chart
+    says 1285 were counted, not the last run's 85."""
+    exporters = http_exporters(daemon.http_url())
+    resource = Resource.create({"service.name": "cli-agent"})
+    for added in (1200, 85):
+        exporter = exporters.metrics(
+            preferred_temporality={Counter: AggregationTemporality.CUMULATIVE}
+        )
+        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+        meters = MeterProvider([reader], resource=resource, shutdown_on_exit=False)
+        try:
+            counter = meters.get_meter("agent").create_counter("run.tokens", unit="{token}")
+            counter.add(added, {"gen_ai.request.model": "gpt-4o"})
+        finally:
+            meters.shutdown()
+    found = ApiClient(daemon.api_socket).json("GET", "/dashboard/api/metrics?since=24h")
+    (series,) = [s for s in found["series"] if s["name"] == "run.tokens"]
+    assert sum(value for _, value in series["points"]) == 1285

@@ -139,6 +139,29 @@ def test_claude_codes_input_tokens_include_its_cached_ones() -> None:
     )
 
 
+def test_input_tokens_fewer_than_the_cached_ones_get_them_added_in() -> None:
+    """Anthropic's `usage` passed on as it is (input without cache reads and writes): more
+    cached tokens than input tokens cannot be the conventions' count, so they are added
+    in. Where the input could already hold them, it is taken to."""
+    anthropic_usage = {
+        "model": "claude-sonnet-4-5",
+        "input_tokens": 100,
+        "output_tokens": 200,
+        "cache_read_input_tokens": 5000,
+        "cache_creation_input_tokens": 40,
+    }
+    assert renamed(anthropic_usage)["gen_ai.usage.input_tokens"] == 5140
+    convention_names = {
+        "gen_ai.usage.input_tokens": 0,
+        "gen_ai.usage.cache_read.input_tokens": 300,
+    }
+    assert renamed(convention_names)["gen_ai.usage.input_tokens"] == 300
+    assert convention_names["gen_ai.usage.input_tokens"] == 0  # the sender's dict as it was
+    assert translate(convention_names)["gen_ai.usage.input_tokens"] == 300
+    counted_in = {"gen_ai.usage.input_tokens": 300, "gen_ai.usage.cache_read.input_tokens": 300}
+    assert renamed(counted_in) is counted_in
+
+
 def test_coding_agents_own_names_are_read_in_their_events_only() -> None:
     gemini = renamed(
         {"model": "gemini-2.5-pro", "input_token_count": 50, "cached_content_token_count": 20},

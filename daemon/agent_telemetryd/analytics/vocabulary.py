@@ -18,7 +18,9 @@ one of its other spellings, the convention name is read and the other is left as
 Token counts and `cost_usd` sent as decimal text (`"1520"`) become numbers. Claude Code
 (events named `claude_code.*`) counts input tokens without the cached ones, as Anthropic's
 API does; its cache reads and writes are added in, so its input tokens mean what everyone
-else's do.
+else's do. So are any event's whose cached tokens outnumber its input tokens: counted the
+conventions' way that cannot be, so they were counted Anthropic's way (a shim user passing
+on Anthropic's `usage`, an instrumentation passing on its numbers).
 """
 
 from __future__ import annotations
@@ -145,6 +147,12 @@ class Vocabulary:
     def properties(self, name: str, properties: dict[str, Any]) -> dict[str, Any]:
         """The properties of an event called `name` renamed (the same dict when nothing
         changes): what the transform stores, for a caller that has no `Event` to give."""
+        renamed = self._renamed(name, properties)
+        if CACHE_READ_TOKENS in renamed or CACHE_WRITE_TOKENS in renamed:
+            return _cached_input_counted(renamed)
+        return renamed
+
+    def _renamed(self, name: str, properties: dict[str, Any]) -> dict[str, Any]:
         if not properties:
             return properties
         # Most events have no name to rename (a GenAI span uses the conventions' own): one
@@ -245,7 +253,10 @@ def translate(
     changed = _posthog_extras(properties, out) or changed
     if moved_input and event_name.startswith(INPUT_EXCLUDES_CACHE):
         _add_cached_input(out)
-    return out if changed else properties
+    result = out if changed else properties
+    if CACHE_READ_TOKENS in result or CACHE_WRITE_TOKENS in result:
+        return _cached_input_counted(result)
+    return result
 
 
 def _posthog_extras(properties: dict[str, Any], out: dict[str, Any]) -> bool:
@@ -269,6 +280,25 @@ def _add_cached_input(out: dict[str, Any]) -> None:
         if _is_amount(cached):
             total += cached
     out[INPUT_TOKENS] = _storable(total)
+
+
+def _cached_input_counted(properties: dict[str, Any]) -> dict[str, Any]:
+    """`properties` with the cached tokens added to the input tokens when there are more of
+    them than input tokens (a copy; the same dict otherwise): input counted without them,
+    Anthropic's way, which would leave the uncached input unpriced and the input short."""
+    total = properties.get(INPUT_TOKENS)
+    if not _is_amount(total):
+        return properties
+    cached = 0
+    for name in (CACHE_READ_TOKENS, CACHE_WRITE_TOKENS):
+        value = properties.get(name)
+        if _is_amount(value):
+            cached += value
+    if cached <= total:
+        return properties
+    out = dict(properties)
+    out[INPUT_TOKENS] = _storable(total + cached)
+    return out
 
 
 def _agent_synonyms(event_name: str) -> dict[str, str] | None:

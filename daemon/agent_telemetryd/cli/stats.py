@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -117,8 +118,18 @@ def _overridden(prices: dict[str, Any]) -> str:
 def _cost(value: float | None, unpriced: int) -> str:
     if value is None:
         return "unknown"
-    text = f"${value:,.4f}"
+    text = _money(value)
     return f"{text} +{unpriced} unknown" if unpriced else text
+
+
+def _money(value: float) -> str:
+    """A cost as the page shows it: a call of a cheap model costs a few millionths of a
+    dollar, which four decimals would show as $0.0000, as if it were free."""
+    if value == 0:
+        return "$0"
+    if value < 0.0001:
+        return f"${value:.{1 - math.floor(math.log10(value))}f}"  # two significant digits
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _ms(value: float | None) -> str:

@@ -8,6 +8,7 @@ page of a recent range costs the same at any buffer size. Metric cells come from
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -20,6 +21,7 @@ from agent_telemetryd.store.analytics_sql import (
     time_key,
 )
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
+from agent_telemetryd.store.metric_cells import CELL_COLUMNS, cells_sql, falls_sql
 
 EXPLORE_COLUMNS = (
     "id",
@@ -76,13 +78,15 @@ def explore_page(
 
 
 # (name, agent, attributes, unit, type, temporality, t, points, total, total_count,
-#  last_ms, last_value, last_count, last_start)
+#  last_ms, last_value, last_count, last_start, falls, chains, grown, grown_count: see
+#  store.metric_cells)
 MetricCell = tuple[Any, ...]
 _METRIC_PROPERTIES = (
-    "json_extract(x.properties, '$.\"metric.unit\"'),"
-    " json_extract(x.properties, '$.\"metric.type\"'),"
-    " json_extract(x.properties, '$.\"metric.temporality\"')"
+    "json_extract(x.properties, '$.\"metric.unit\"') AS unit,"
+    " json_extract(x.properties, '$.\"metric.type\"') AS type,"
+    " json_extract(x.properties, '$.\"metric.temporality\"') AS temporality"
 )
+_HOUR_COLUMNS = ", ".join(f"h.{column}" for column in CELL_COLUMNS)
 
 
 def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCell]:
@@ -95,8 +99,7 @@ def metric_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> list[MetricCel
     rollup, params = _metric_where(f)
     cells = conn.execute(
         f"SELECT s.name, s.agent, s.attributes, s.unit, s.type, s.temporality,"
-        f" {time_key(f, 'h.hour')}, h.points, h.total, h.total_count, h.last_ms,"
-        " h.last_value, h.last_count, h.last_start FROM agent_metric_hours AS h"
+        f" {time_key(f, 'h.hour')}, {_HOUR_COLUMNS} FROM agent_metric_hours AS h"
         f" JOIN agent_metric_series AS s ON s.id = h.series WHERE {rollup}",
         params,
     ).fetchall()
@@ -119,46 +122,52 @@ def _metric_where(f: AnalyticsFilter) -> tuple[str, dict[str, Any]]:
 def _raw_cells(
     conn: sqlite3.Connection, facts: str, params: dict[str, Any], key: str
 ) -> list[MetricCell]:
-    """Cells computed from the facts subquery `facts`; the last point's columns are taken
-    from the row max() picks."""
+    """Cells computed from the facts subquery `facts`, bucketed by `key` (SQL on `f`)."""
+    points = (
+        f"SELECT f.event AS name, f.agent AS agent, f.series AS attributes, {_METRIC_PROPERTIES},"
+        f" {key} AS t, f.start_ms AS ms, f.id AS id, f.value AS value, f.count AS count,"
+        f" json_extract(x.properties, '$.\"metric.start_time\"') AS st, {falls_sql('x')} AS falls"
+        f" FROM {facts} AS f JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
+    )
     return conn.execute(
-        f"SELECT f.event, f.agent, f.series, {_METRIC_PROPERTIES}, {key} AS t, count(*),"
-        " coalesce(sum(f.value), 0), coalesce(sum(f.count), 0), max(f.start_ms), f.value,"
-        " f.count, json_extract(x.properties, '$.\"metric.start_time\"')"
-        f" FROM {facts} AS f"
-        " JOIN events AS x ON x.id = f.id WHERE f.series IS NOT NULL"
-        " GROUP BY f.event, f.agent, f.series, t",
-        params,
+        cells_sql(points, "name, agent, attributes", "unit, type, temporality"), params
     ).fetchall()
+
+
+# {start time: (last_ms, last value, last count)}: a series' chains, by where they ended.
+Chains = dict[Any, tuple[Any, Any, Any]]
 
 
 def previous_points(
     conn: sqlite3.Connection, f: AnalyticsFilter
-) -> dict[tuple[str, str, str], tuple[Any, Any, Any]]:
-    """For cumulative series: {(name, agent, attributes): (last value, last count, start
-    time)} of the last point before the range, the base of its first amount: from the
-    last folded hour before it, or from an unfolded point when that is later."""
+) -> dict[tuple[str, str, str], Chains]:
+    """For cumulative series: {(name, agent, attributes): chains} of the last points
+    before the range, per start time, the bases of its first amounts: from the last
+    folded hour before it, and the unfolded points before it (later points win)."""
     if f.first_hour is None:
         return {}
-    found: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    found: dict[tuple[str, str, str], Chains] = {}
     folded = conn.execute(
-        "SELECT s.name, s.agent, s.attributes, h.last_ms, h.last_value, h.last_count,"
-        " h.last_start, max(h.hour) FROM agent_metric_hours AS h JOIN agent_metric_series AS s"
-        " ON s.id = h.series WHERE h.hour < :first_hour AND s.temporality = 'cumulative'"
-        " GROUP BY h.series",
+        "SELECT s.name, s.agent, s.attributes, h.chains, max(h.hour) FROM agent_metric_hours"
+        " AS h JOIN agent_metric_series AS s ON s.id = h.series WHERE h.hour < :first_hour"
+        " AND s.temporality = 'cumulative' GROUP BY h.series",
         {"first_hour": f.first_hour},
     ).fetchall()
+    for name, agent, attributes, chains, _ in folded:
+        ended = found.setdefault((name, agent, attributes), {})
+        for start, _, _, _, last_ms, value, count in json.loads(chains or "[]"):
+            ended[start] = (last_ms, value, count)
     unfolded = conn.execute(
-        "SELECT f.event, f.agent, f.series, max(f.start_ms), f.value, f.count,"
-        " json_extract(x.properties, '$.\"metric.start_time\"'), 0"
+        "SELECT f.event, f.agent, f.series, json_extract(x.properties, '$.\"metric.start_time\"')"
+        " AS st, max(f.start_ms), f.value, f.count"
         f" FROM {TAIL} AS f JOIN events AS x"
         " ON x.id = f.id WHERE f.received_ms < :first_ms AND f.series IS NOT NULL"
         " AND json_extract(x.properties, '$.\"metric.temporality\"') = 'cumulative'"
-        " GROUP BY f.event, f.agent, f.series",
+        " GROUP BY f.event, f.agent, f.series, st",
         {"first_ms": f.first_hour * HOUR_MS},
     ).fetchall()
-    for name, agent, attributes, last_ms, value, count, start, _ in [*folded, *unfolded]:
-        key = (name, agent, attributes)
-        if key not in found or last_ms >= found[key][0]:
-            found[key] = (last_ms, value, count, start)
-    return {key: (value, count, start) for key, (_, value, count, start) in found.items()}
+    for name, agent, attributes, start, last_ms, value, count in unfolded:
+        ended = found.setdefault((name, agent, attributes), {})
+        if start not in ended or last_ms >= ended[start][0]:
+            ended[start] = (last_ms, value, count)
+    return found

@@ -4,7 +4,9 @@ Properties are read under the GenAI convention names the ingest vocabulary store
 (`analytics/vocabulary.py`):
 
 - an **LLM call** has a model (`gen_ai.request.model`, else `gen_ai.response.model`) or a
-  token count (`gen_ai.usage.input_tokens` / `output_tokens`);
+  token count (`gen_ai.usage.input_tokens` / `output_tokens`), unless it is an agent's
+  own span (`gen_ai.operation.name` in AGENT_OPERATIONS): the conventions have it name
+  the model its calls use and sum their tokens, and the calls come as spans of their own;
 - a **tool call** has `gen_ai.tool.name`, or is a span whose `gen_ai.operation.name` is
   `execute_tool` (named by the tool in its span name, `execute_tool <tool>`);
 - a metric point (`metric.type`, from OTLP metrics) is neither: its attributes may name a
@@ -32,6 +34,7 @@ from __future__ import annotations
 import sqlite3
 
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
+from agent_telemetryd.store.metric_cells import GROWTH_COLUMNS
 from agent_telemetryd.store.migrations import MIGRATIONS, _statements
 
 ANALYTICS_MIGRATION = 9  # the migration that made agent_state and the rollups
@@ -60,6 +63,9 @@ METRIC_KEYS = (
     "metric.negative.bucket_counts",
     "metric.quantiles",
 )
+# Operations that are an agent's, not a model's: their spans may carry a model and token
+# counts, the sums of the LLM calls inside them, which are counted themselves.
+AGENT_OPERATIONS = ("invoke_agent", "create_agent", "invoke_workflow")
 # The facts stored per event, in agent_facts' column order.
 FACT_COLUMNS = (
     "id",
@@ -170,6 +176,8 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
         " CASE WHEN typeof(r.response_model) = 'text' THEN r.response_model END)"
     )
     tool = tool_sql("r.tool", "r.operation", "r.event")
+    operations = ", ".join(f"'{name}'" for name in AGENT_OPERATIONS)
+    agent_operation = f"(typeof(r.operation) = 'text' AND r.operation IN ({operations}))"
     histogram = "r.metric_type IN ('histogram', 'exponential_histogram', 'summary')"
     number = "CASE WHEN typeof({0}) IN ('integer', 'real') THEN {0} END"
     # The values with their types checked, once each.
@@ -177,7 +185,8 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
         "SELECT r.id, r.received_ms, r.agent, r.event, r.ts_ms, r.trace_id, r.span_id,"
         f" r.parent_span_id, r.error, r.series, {metric} AS metric, {model} AS model,"
         " CASE WHEN typeof(r.provider) = 'text' THEN r.provider END AS provider,"
-        f" {tool} AS tool, {_amount('r.input')} AS input, {_amount('r.output')} AS output,"
+        f" {tool} AS tool, {agent_operation} AS agent_operation,"
+        f" {_amount('r.input')} AS input, {_amount('r.output')} AS output,"
         f" {_amount('r.cache_read')} AS cache_read, {_amount('r.cache_write')} AS cache_write,"
         f" {_amount('r.cost')} AS cost, {_amount('r.duration')} AS duration,"
         f" CASE WHEN {histogram} THEN {number.format('r.metric_sum')}"
@@ -185,7 +194,10 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
         f" CASE WHEN {histogram} THEN {number.format('r.metric_count')} END AS count"
         " FROM r"
     )
-    llm = "(NOT t.metric AND (t.model IS NOT NULL OR t.input IS NOT NULL OR t.output IS NOT NULL))"
+    llm = (
+        "(NOT t.metric AND NOT t.agent_operation"
+        " AND (t.model IS NOT NULL OR t.input IS NOT NULL OR t.output IS NOT NULL))"
+    )
     flagged = f"SELECT t.*, {llm} AS llm FROM t"
     priced = "(u.llm AND u.cost IS NULL AND (u.input IS NOT NULL OR u.output IS NOT NULL))"
     uncached = (
@@ -274,11 +286,12 @@ def unfolded(conn: sqlite3.Connection) -> int:
 
 
 def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 9, opened read-only (the daemon has not been
-    restarted since the upgrade): empty TEMP tables of the same shape, with nothing
+    """A buffer from before migration 9 or 13, opened read-only (the daemon has not been
+    restarted since the upgrade): empty TEMP tables of the current shape, with nothing
     folded, so every query reads the events themselves. From before migration 7 (no trace
     columns yet), a TEMP view of the events with those columns empty stands in too."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'agent_state'").fetchone():
+    hours = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_metric_hours)")}
+    if "grown" in hours:
         return
     columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
     if "trace_id" not in columns:
@@ -291,4 +304,6 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
     for statement in _statements(script):
         if statement.startswith("CREATE TABLE"):
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    for column, kind in GROWTH_COLUMNS:
+        conn.execute(f"ALTER TABLE temp.agent_metric_hours ADD COLUMN {column} {kind}")
     conn.execute("INSERT INTO temp.agent_state (one, folded_id) VALUES (1, 0)")

@@ -10,10 +10,10 @@ from agent_telemetryd.store.analytics_facts import (
     FACT_COLUMNS,
     facts_select,
     folded_id,
-    json_path,
     series_attributes_sql,
     text_sql,
 )
+from agent_telemetryd.store.metric_cells import count_cells_sql
 
 # One fold step, one writer job: about 12 µs an event on a loaded 2-core machine, so a
 # job stays near a tenth of a second and ingest's group commits wait at most that long.
@@ -90,25 +90,10 @@ _ROLLUPS = (
     f" WHERE {_RANGE} AND llm = 1 AND trace_id IS NOT NULL GROUP BY trace_id, model"
     " ON CONFLICT (trace_id, model) DO UPDATE SET hour = min(hour, excluded.hour),"
     f" calls = calls + excluded.calls, {_ADD_PRICED}",
-    # The last point of the chunk per series and hour (SQLite takes the bare columns from
-    # the row max() picked); a later chunk's last point replaces it only when later.
-    "INSERT INTO agent_metric_hours (series, hour, points, total, total_count, last_ms,"
-    " last_value, last_count, last_start)"
-    " SELECT f.series, f.hour, count(*), coalesce(sum(f.value), 0),"
-    " coalesce(sum(f.count), 0), max(f.start_ms), f.value, f.count,"
-    f" json_extract(e.properties, {json_path('metric.start_time')})"
-    " FROM agent_facts AS f JOIN events AS e ON e.id = f.id"
-    " WHERE f.id > :start AND f.id <= :end AND f.series IS NOT NULL"
-    " GROUP BY f.series, f.hour"
-    " ON CONFLICT (series, hour) DO UPDATE SET points = points + excluded.points,"
-    " total = total + excluded.total, total_count = total_count + excluded.total_count,"
-    " last_value = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_value"
-    " ELSE last_value END,"
-    " last_count = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_count"
-    " ELSE last_count END,"
-    " last_start = CASE WHEN excluded.last_ms >= last_ms THEN excluded.last_start"
-    " ELSE last_start END,"
-    " last_ms = max(last_ms, excluded.last_ms)",
+    # Per series and hour: the sums, the first and last point, and the growth of a running
+    # total inside the hour (metric_cells.py), counted again for each hour this chunk has
+    # points in.
+    count_cells_sql("t.id > :start AND t.id <= :end"),
 )
 
 

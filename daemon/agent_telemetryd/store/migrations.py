@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from agent_telemetryd.store.analytics_schema import AGENT_ANALYTICS_SCHEMA
+from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_columns
 
 
 class MigrationError(RuntimeError):
@@ -155,6 +156,32 @@ def _uploaded_ids_by_backend(conn: sqlite3.Connection) -> None:
         """
     ):
         conn.execute(statement)
+
+
+def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
+    """14: the agent analytics counted again from the events, by today's rules (an agent's
+    own span, `invoke_agent` and the like, had been folded as one more LLM call; metric
+    hours kept only their last point). The
+    rollups are emptied and the watermark set back, so the background fold counts every
+    event again; until it has, the views read the unfolded events themselves, exact as
+    ever. agent_facts is dropped and made again from migration 9's text rather than
+    emptied: a DELETE would run its trigger once per row, to take from rollups that are
+    emptied anyway (dropping a table fires no trigger, and drops its own)."""
+    conn.execute("DROP TABLE agent_facts")
+    for statement in _statements(AGENT_ANALYTICS_SCHEMA):
+        if statement.startswith(("CREATE TABLE agent_facts", "CREATE TRIGGER agent_facts_")):
+            conn.execute(statement)
+    conn.execute(METRIC_FACTS_INDEX)
+    for table in (
+        "agent_models",
+        "agent_tools",
+        "agent_durations",
+        "agent_runs",
+        "agent_run_models",
+        "agent_metric_hours",
+    ):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("UPDATE agent_state SET folded_id = 0")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -347,6 +374,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             OR upload = 'quarantined';
     """,
     _uploaded_ids_by_backend,
+    # 13: each hour of a metric series keeps, per start time, its first and last point and
+    # how much that running total rose inside the hour (store/metric_cells.py).
+    add_growth_columns,
+    # 14: every event folded again (which also counts 13's columns for past hours).
+    _refold_agent_analytics,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

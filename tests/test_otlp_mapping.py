@@ -642,3 +642,17 @@ def test_a_duration_is_the_microsecond_rounded_float_at_every_length() -> None:
         durations += [scale * k + rest for k in (3, 99) for rest in (499, 500, 501)]
     for nanos in durations:
         assert duration_ms(nanos) == round(nanos / 1_000_000, 3), nanos
+
+
+def test_the_per_request_cap_counts_data_points_of_every_metric_kind() -> None:
+    gauge = Metric(name="queue.depth")
+    gauge.gauge.data_points.extend(
+        NumberDataPoint(as_int=i, time_unix_nano=1) for i in range(9_999)
+    )
+    counter = Metric(name="tokens")
+    counter.sum.data_points.extend(NumberDataPoint(as_int=i, time_unix_nano=1) for i in range(3))
+    decoded = decode(METRICS, metrics(gauge, counter).SerializeToString(), PROTOBUF)
+    assert len(decoded.events) == 10_000
+    assert (
+        decoded.refused == ["more than 10,000 data points in one request; send smaller batches"] * 2
+    )

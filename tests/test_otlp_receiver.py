@@ -21,6 +21,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
@@ -38,7 +39,7 @@ from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 
 from tests.daemon_process import DaemonProcess
-from tests.otlp_messages import span, traces
+from tests.otlp_messages import logs, record, span, traces
 from tests.test_daemon_ingest import post_events
 
 PROTOBUF = "application/x-protobuf"
@@ -315,6 +316,28 @@ def test_invalid_items_are_refused_in_partial_success_and_the_valid_ones_stored(
     assert row["timestamp"] == "2026-11-24T21:00:00.123Z"
     assert row["properties"]["duration_ms"] == 812.0
     assert assert_balanced(daemon)["rejected"] == 4
+
+
+def test_items_past_the_per_request_cap_are_refused_and_the_first_ones_kept(
+    daemon: DaemonProcess,
+) -> None:
+    """8 MiB holds ~140,000 tiny log records: past 10,000 in one request, the rest are
+    refused, counted and named in the answer, and the first 10,000 are kept."""
+    request = logs(*[record(f"entry {i}", event_name="step") for i in range(6_000)])
+    # A second list, cut in its middle: the cap counts across every list of the request.
+    request.resource_logs[0].scope_logs.add().log_records.extend(
+        record(f"more {i}", event_name="step") for i in range(4_003)
+    )
+    status, _, body = post(f"{daemon.http_url()}/v1/logs", request.SerializeToString(), PROTOBUF)
+    assert status == 200
+    partial = ExportLogsServiceResponse.FromString(body).partial_success
+    assert partial.rejected_log_records == 3
+    assert (
+        "more than 10,000 log records in one request; send smaller batches (3)"
+        in partial.error_message
+    )
+    assert sum(row["event"] == "step" for row in otlp_rows(daemon)) == 10_000
+    assert assert_balanced(daemon)["rejected"] == 3
 
 
 def test_what_is_not_otlp_is_refused_with_a_status_and_counted(daemon: DaemonProcess) -> None:

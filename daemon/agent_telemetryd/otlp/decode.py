@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
@@ -13,6 +14,12 @@ from agent_telemetryd.otlp.event_checks import EventChecks
 from agent_telemetryd.otlp.json_input import JsonShapeError
 from agent_telemetryd.otlp.signals import Signal
 from agent_telemetryd.privacy.content import ContentMask
+
+# Items taken from one request, as on the other HTTP routes: 8 MiB of tiny log records is
+# ~140,000 of them, seconds of mapping and a daemon ~100 MB larger for good. Exporters send
+# batches of 512 by default; past the cap the rest is refused, counted, and named in the
+# answer's partial success.
+MAX_ITEMS_PER_REQUEST = 10_000
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -56,6 +63,10 @@ def decode(
             raise UndecodableError("request body is not OTLP JSON") from None
     else:
         raise ValueError(f"unknown encoding {encoding!r}")
+    cut = _cut_to_cap(signal, request)
+    if cut:
+        too_many = f"more than {MAX_ITEMS_PER_REQUEST:,} {signal.items} in one request"
+        refused = [*refused, *[f"{too_many}; send smaller batches"] * cut]
     if received_ms is None:
         received_ms = time.time_ns() // 1_000_000
     decoded = Decoded(
@@ -63,3 +74,15 @@ def decode(
     )
     signal.to_events(request, decoded)
     return decoded
+
+
+def _cut_to_cap(signal: Signal, request: Any) -> int:
+    """Cut `request` to its first MAX_ITEMS_PER_REQUEST items; returns how many were cut."""
+    room, cut = MAX_ITEMS_PER_REQUEST, 0
+    for items in signal.item_lists(request):
+        count = len(items)
+        if count > room:
+            del items[room:]
+            cut += count - room
+        room -= min(room, count)
+    return cut

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,29 @@ class Signal:
     rejected_field: str  # the count in the answer's partial_success
     from_json: Callable[[Any], tuple[Any, list[str]]]
     to_events: Callable[[Any, Decoded], None]
+    # The request's lists of items, in order: what the per-request cap counts and cuts.
+    item_lists: Callable[[Any], Iterator[Any]]
+
+
+def _spans(request: ExportTraceServiceRequest) -> Iterator[Any]:
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            yield scope_spans.spans
+
+
+def _log_records(request: ExportLogsServiceRequest) -> Iterator[Any]:
+    for resource_logs in request.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            yield scope_logs.log_records
+
+
+def _data_points(request: ExportMetricsServiceRequest) -> Iterator[Any]:
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    yield getattr(metric, kind).data_points
 
 
 TRACES = Signal(
@@ -46,6 +69,7 @@ TRACES = Signal(
     "rejected_spans",
     json_input.traces_from_json,
     map_traces,
+    _spans,
 )
 LOGS = Signal(
     "logs",
@@ -55,6 +79,7 @@ LOGS = Signal(
     "rejected_log_records",
     json_input.logs_from_json,
     map_logs,
+    _log_records,
 )
 METRICS = Signal(
     "metrics",
@@ -64,5 +89,6 @@ METRICS = Signal(
     "rejected_data_points",
     json_input.metrics_from_json,
     map_metrics,
+    _data_points,
 )
 SIGNALS = {signal.name: signal for signal in (TRACES, LOGS, METRICS)}

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
+
+import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events
@@ -26,3 +30,34 @@ def test_csv_cells_never_start_a_spreadsheet_formula(daemon: DaemonProcess) -> N
     as_json = daemon.export()
     assert [row["event"] for row in as_json] == [*FORMULA_NAMES, "plain.name"]
     assert as_json[-1]["agent"] == "=cmd|' /C calc'!A0"
+
+
+def test_an_export_file_is_readable_by_the_user_alone(daemon: DaemonProcess) -> None:
+    """An export holds what the buffer holds: a new file is 0600 whatever the umask, and an
+    existing one others could read is tightened before the events go in."""
+    post_events(daemon.http_url(), [{"event": "private.data"}])
+    new = daemon.home / "new.ndjson"
+    existing = daemon.home / "existing.csv"
+    existing.write_text("old contents\n")
+    existing.chmod(0o644)
+    for out, fmt in ((new, "ndjson"), (existing, "csv")):
+        daemon.cli("export", "--format", fmt, "-o", str(out))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600, out.name
+        assert "private.data" in out.read_text()
+    missing = daemon.home / "no-such-folder" / "events.json"
+    result = daemon.cli("export", "-o", str(missing), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"Error: cannot write {missing}: No such file or directory"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a device node")
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_writing_to_a_device_leaves_its_mode_alone(daemon: DaemonProcess, command: str) -> None:
+    """`-o /dev/null` discards the output; it must not chmod the device (as root, that
+    would lock every other user out of /dev/null). A private null device stands in."""
+    device = daemon.home / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    device.chmod(0o666)
+    result = daemon.cli(command, "-o", str(device))
+    assert result.returncode == 0
+    assert stat.S_IMODE(device.stat().st_mode) == 0o666

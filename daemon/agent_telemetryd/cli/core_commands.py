@@ -10,6 +10,7 @@ import click
 
 from agent_telemetryd.cli.buffer_access import offline_file, read_buffer
 from agent_telemetryd.cli.common import call_api, confirm_deletion, daemon_pid, get_config
+from agent_telemetryd.cli.private_file import open_private
 from agent_telemetryd.export import FORMATS, render_all
 from agent_telemetryd.store import offline_writes, queries
 
@@ -77,7 +78,8 @@ def export(
             out.flush()
             return
         try:
-            with output.open("wb") as handle:
+            # An export is the user's data, like the buffer: readable by them alone.
+            with open_private(output) as handle:
                 for chunk in render_all(rows, fmt):
                     handle.write(chunk)
         except OSError as error:

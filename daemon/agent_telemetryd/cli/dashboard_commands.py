@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
 import time
 import webbrowser
 from datetime import datetime
@@ -13,6 +12,7 @@ import click
 
 from agent_telemetryd.cli.buffer_access import read_buffer
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
+from agent_telemetryd.cli.private_file import open_private
 
 
 @click.command()
@@ -61,10 +61,8 @@ def _redirect_file(runtime_dir: Path, url: str) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Readable by the user alone from the first byte, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+    with open_private(path) as out:
+        out.write(text.encode("utf-8"))
 
 
 @click.command()

@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -61,3 +62,22 @@ def test_writing_to_a_device_leaves_its_mode_alone(daemon: DaemonProcess, comman
     result = daemon.cli(command, "-o", str(device))
     assert result.returncode == 0
     assert stat.S_IMODE(device.stat().st_mode) == 0o666
+
+
+def test_an_export_to_a_full_disk_is_one_line_not_a_traceback(daemon: DaemonProcess) -> None:
+    """`export > file` on a full disk (here /dev/full, which refuses every write) says so
+    in one line and exits 1, as `-o FILE` does."""
+    post_events(daemon.http_url(), [{"event": "fills.the.disk"}] * 200)
+    for args in ((), ("-o", "/dev/full")):
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run(
+                [daemon.program, "export", "--format", "csv", *args],
+                env=daemon.env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        assert result.returncode == 1, args
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr

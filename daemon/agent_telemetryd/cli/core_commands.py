@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -72,10 +74,7 @@ def export(
     with read_buffer(config) as conn:
         rows = queries.iter_export(conn, where=where) if conn is not None else iter(())
         if output is None:
-            out = sys.stdout.buffer
-            for chunk in render_all(rows, fmt):
-                out.write(chunk)
-            out.flush()
+            _to_stdout(render_all(rows, fmt))
             return
         try:
             # An export is the user's data, like the buffer: readable by them alone.
@@ -84,6 +83,23 @@ def export(
                     handle.write(chunk)
         except OSError as error:
             raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+
+
+def _to_stdout(chunks: Iterable[bytes]) -> None:
+    """Write to standard output; a write it refuses (a full disk behind `> file`) is one
+    line. A reader that went away (`| head`) is click's to handle, quietly, as for any
+    command."""
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    except OSError as error:
+        if error.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(
+            f"cannot write to standard output: {error.strerror or error}"
+        ) from None
 
 
 def _export_filter(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from agent_telemetryd.store.analytics_schema import AGENT_ANALYTICS_SCHEMA
+from agent_telemetryd.store.analytics_schema import (
+    AGENT_ANALYTICS_SCHEMA,
+    METRIC_SERIES_FOLLOW_THEIR_POINTS,
+)
 
 
 class MigrationError(RuntimeError):
@@ -347,6 +350,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             OR upload = 'quarantined';
     """,
     _uploaded_ids_by_backend,
+    # 13: a metric series goes with its last point (store/analytics_schema.py).
+    METRIC_SERIES_FOLLOW_THEIR_POINTS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

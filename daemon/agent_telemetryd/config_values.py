@@ -7,6 +7,7 @@ No I/O and nothing of the daemon: the config, the CLI and the service installer 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 15m, 1h)")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        # TOML has inf and nan: neither is a time to wait (nan failed the daemon's start
+        # with a message that named no setting).
+        raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 15m, 1h)")
     if seconds <= 0:
         raise ValueError("must be greater than zero")
     return seconds
@@ -93,11 +98,20 @@ def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
     return tuple(rules)
 
 
+def _whole_number(value: Any) -> int:
+    """`value` as an int. A TOML float must be whole: `retention_days = 7.5` is not 7, and
+    `inf` or `nan` (which TOML allows, and int() refuses with an OverflowError that no
+    caller expects) is no number of anything. Raises ValueError or TypeError."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
 def parse_positive_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
     try:
-        number = int(value)
+        number = _whole_number(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a whole number") from None
     if number <= 0:
@@ -111,7 +125,7 @@ def parse_port(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError("expected a port number or off")
     try:
-        port = int(value)
+        port = _whole_number(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a port number (0-65535, or off)") from None
     if not 0 <= port <= 65535:

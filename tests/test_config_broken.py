@@ -88,3 +88,23 @@ def test_infinity_nan_and_fractions_are_named_not_a_traceback(
     )
     assert result.returncode == 3
     assert result.stderr.splitlines() == [f"Error: {line}" for line in expected]
+
+
+def test_a_buffer_cap_too_small_to_hold_an_event_is_refused(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """`AGENT_TELEMETRY_MAX_BYTES=100000` (100 KB meant as "small") is less than an empty
+    buffer: the daemon started and answered every event "buffer full" with none stored.
+    Now it refuses to start, saying why and what the least is."""
+    process = daemon_factory({"AGENT_TELEMETRY_MAX_BYTES": "100000"}, start=False)
+    result = subprocess.run(
+        [CLI, "daemon"], env=process.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        "Error: environment: AGENT_TELEMETRY_MAX_BYTES: 100000 bytes is too small for a"
+        " buffer: at least 1048576 (1 MiB); an empty buffer takes 132 KiB before any event"
+    ]
+    process.env["AGENT_TELEMETRY_MAX_BYTES"] = str(1024 * 1024)
+    process.start()
+    assert process.status()["running"] is True

@@ -119,6 +119,24 @@ def parse_positive_int(value: Any) -> int:
     return number
 
 
+# The smallest buffer size cap accepted. An empty buffer (its tables, indexes and the
+# dashboard's rollups) is 33 pages, 132 KiB, before any event: a cap below that refused
+# every event as "buffer full" with nothing stored, and a cap barely above it holds a few
+# hundred. 1 MiB holds a few thousand small events.
+MIN_BUFFER_BYTES = 1024 * 1024
+
+
+def parse_buffer_bytes(value: Any) -> int:
+    """`store.max_bytes`: a whole number of bytes, at least MIN_BUFFER_BYTES."""
+    number = parse_positive_int(value)
+    if number < MIN_BUFFER_BYTES:
+        raise ValueError(
+            f"{number} bytes is too small for a buffer: at least {MIN_BUFFER_BYTES} (1 MiB);"
+            " an empty buffer takes 132 KiB before any event"
+        )
+    return number
+
+
 def parse_port(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lower() in ("off", "none", "disabled"):
         return None

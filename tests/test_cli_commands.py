@@ -87,6 +87,20 @@ def test_status_of_a_running_daemon_shows_the_url_it_listens_on(daemon: DaemonPr
     assert any(line.startswith("daemon:       running (pid ") for line in out)
 
 
+def test_status_shows_every_state_the_stored_events_are_in(daemon: DaemonProcess) -> None:
+    """Local-only events (the default mode keeps nothing else) were missing from the
+    events line: "3 stored, 0 pending upload, 0 sent, 0 quarantined". The parts shown now
+    add up to what is stored, running or not."""
+    post_events(daemon, 3)
+    expected = (
+        "events:       3 stored: 0 pending upload, 0 sent, 3 local only, 0 rate limited,"
+        " 0 quarantined"
+    )
+    assert expected in daemon.cli("status").stdout.splitlines()
+    daemon.stop()
+    assert expected in daemon.cli("status").stdout.splitlines()
+
+
 # The store is about a sixth of a command's start, structlog (with the asyncio it loads)
 # about a fifth: `status` and `flush` of a running daemon ask api.sock and need none of
 # it (the upload timer runs `flush` every interval); the commands that read the file need

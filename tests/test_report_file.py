@@ -1,0 +1,48 @@
+"""The static report with names chosen to break out of the data it embeds, opened from
+disk in real headless Chromium with the network off."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.chromium_cdp import chromium
+from tests.daemon_process import DaemonProcess
+from tests.test_dashboard_browser import post_events, read_page
+
+# The report's data is JSON inside a <script> element: a name that ends that element, or
+# opens a comment in it, must stay a name.
+BREAKOUT_AGENT = "</script><script>document.body.dataset.pwned = 1</script>"
+BREAKOUT_EVENT = "<!--<script>document.body.dataset.pwned = 2</script>-->\u2028end"
+
+
+async def test_names_that_close_the_script_element_stay_text(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """Agent and event names holding `</script>`, `<!--` and a line separator are shown
+    as they are; nothing in them runs, and the page reports no problem."""
+    post_events(
+        daemon,
+        [
+            {"event": BREAKOUT_EVENT, "agent": BREAKOUT_AGENT},
+            {"event": "plain.event", "agent": "planner"},
+        ],
+    )
+    daemon.stop()
+    report = tmp_path / "report.html"
+    daemon.cli("report", "-o", str(report))
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert BREAKOUT_AGENT not in report.read_text()  # the raw markup is never in the file
+
+    async with chromium(tmp_path / "profile") as page:
+        await page.send(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        await page.navigate(report.as_uri())
+        shown = await read_page(page)
+        assert shown["agents"] == {BREAKOUT_AGENT: 1, "planner": 1}
+        assert shown["names"] == {BREAKOUT_EVENT: 1, "plain.event": 1}
+        assert await page.evaluate("document.body.dataset.pwned === undefined") is True
+        assert page.requested_urls() == [report.as_uri()]
+        assert page.problems() == []

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.insert_rows import insert_rows
+from agent_telemetryd.store.log_throttle import ThrottledCount
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.write_requests import WriteRequest, WriteResult
 
@@ -50,7 +50,7 @@ class GroupCommit:
         # are checked without a query; re-read after anything else deleted rows.
         self.stored = counter(file.conn, STORED)
         self.evicting = False  # the group being committed evicts sent rows
-        self._refusals = RefusalLog()
+        self._refusals = ThrottledCount()  # logged rarely: store/log_throttle.py
 
     def commit(self, group: list[WriteRequest]) -> list[WriteResult | None]:
         """One transaction for `group`; each request's result, None for one nobody waits for
@@ -86,8 +86,13 @@ class GroupCommit:
         self.unsaved = _unsaved_after(self.unsaved, carried)
         self._file.after_write()
         refused = sum(result.refused for result in results if result is not None)
-        if refused:
-            self._refusals.add(refused)
+        told = self._refusals.add(refused) if refused else None
+        if told:
+            log.warning(
+                "buffer_full_events_refused",
+                refused=told,
+                logged_at_most_every_seconds=self._refusals.seconds,
+            )
         return results
 
     def _insert_all(
@@ -181,33 +186,6 @@ class GroupCommit:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * self._file.page_size
-
-
-# A full buffer refuses a runaway agent at every group commit, every few ms: a warning a
-# commit was ~35 lines a second in the log, on what may be the disk that is full. The
-# counters hold every refusal (`dropped.buffer_full`); the log only has to say that it
-# happens: at once the first time, then a line a minute at most, with the count since.
-REFUSED_LOG_SECONDS = 60.0
-
-
-class RefusalLog:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._logged_at = float("-inf")
-        self._untold = 0
-
-    def add(self, refused: int) -> None:
-        self._untold += refused
-        now = self._clock()
-        if now - self._logged_at < REFUSED_LOG_SECONDS:
-            return
-        log.warning(
-            "buffer_full_events_refused",
-            refused=self._untold,
-            logged_at_most_every_seconds=REFUSED_LOG_SECONDS,
-        )
-        self._logged_at = now
-        self._untold = 0
 
 
 def rollback(conn: sqlite3.Connection) -> None:

@@ -34,6 +34,9 @@ _SET_META = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 STORED = "stored"
+# The most sent rows one step of eviction deletes: the steps double up to it, so a buffer
+# far over its byte cap (a cap lowered) is brought under it in a few statements.
+MAX_EVICT_STEP = 50_000
 
 
 class GroupCommit:
@@ -168,19 +171,35 @@ class GroupCommit:
         if over_rows <= 0 and not over_bytes:
             return incoming
         # Evict at least a small slice when over the byte cap, so one insert can proceed.
-        want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
-        evicted = conn.execute(
-            "DELETE FROM events WHERE id IN"
-            f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}' ORDER BY id LIMIT ?)",
-            (want,),
-        ).rowcount
+        step = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
+        self._evict_sent(conn, step, totals)
+        # Deleted rows give bytes back only as whole pages: a slice whose pages (and whose
+        # index entries' pages) still hold other rows frees none, and new events were then
+        # refused while thousands of sent rows were left to evict. So more goes, in growing
+        # slices, until the file is under its cap or no sent row is left.
+        while self._used_bytes(conn) > self._max_bytes:
+            step = min(max(step, 1) * 2, MAX_EVICT_STEP)
+            if not self._evict_sent(conn, step, totals):
+                return 0
+        return max(0, min(incoming, self._max_events - self.stored))
+
+    def _evict_sent(self, conn: sqlite3.Connection, limit: int, totals: dict[str, int]) -> int:
+        """Delete up to `limit` of the oldest sent rows; how many went."""
+        if limit <= 0:
+            return 0
+        evicted = int(
+            conn.execute(
+                "DELETE FROM events WHERE id IN"
+                f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}'"
+                " ORDER BY id LIMIT ?)",
+                (limit,),
+            ).rowcount
+        )
         if evicted:
             self.evicting = True
             self.stored -= evicted
             _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
-        if self._used_bytes(conn) > self._max_bytes:
-            return 0
-        return max(0, min(incoming, self._max_events - self.stored))
+        return evicted
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]

@@ -81,3 +81,25 @@ def test_an_export_to_a_full_disk_is_one_line_not_a_traceback(daemon: DaemonProc
         assert result.returncode == 1, args
         assert "Traceback" not in result.stderr
         assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_the_buffer_itself_is_never_the_output(daemon: DaemonProcess, command: str) -> None:
+    """`-o` naming the buffer (here through a symlink) truncated it before a row was read:
+    with the daemon down, every event, the anonymous id and the ids `forget` must reach
+    were gone at its next start. Now it is one line, and the buffer is untouched."""
+    post_events(daemon.http_url(), [{"event": "precious"}] * 10)
+    anonymous_id = daemon.status()["anonymous_id"]
+    daemon.stop()
+    size = daemon.database.stat().st_size
+    alias = daemon.home / "events.json"
+    alias.symlink_to(daemon.database)
+    for target in (daemon.database, alias, daemon.database.with_name("buffer.sqlite3-wal")):
+        result = daemon.cli(command, "-o", str(target), check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "one of the buffer's own files" in result.stderr
+    assert daemon.database.stat().st_size == size
+    assert not daemon.database.with_name("buffer.sqlite3-wal").exists()
+    daemon.start()
+    assert daemon.status()["anonymous_id"] == anonymous_id
+    assert [row["event"] for row in daemon.export()] == ["precious"] * 10

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.buffer_access import offline_file, read_buffer
+from agent_telemetryd.cli.buffer_access import (
+    offline_file,
+    read_buffer,
+    refuse_buffer_as_output,
+)
 from agent_telemetryd.cli.common import call_api, confirm_deletion, daemon_pid, get_config
 from agent_telemetryd.cli.private_file import open_private
 from agent_telemetryd.export import FORMATS, render_all
@@ -71,6 +75,8 @@ def export(
     """
     where = _export_filter(since, until, agents, events)
     config = get_config()
+    if output is not None:
+        refuse_buffer_as_output(config, output)
     with read_buffer(config) as conn:
         rows = queries.iter_export(conn, where=where) if conn is not None else iter(())
         if output is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.buffer_access import read_buffer
+from agent_telemetryd.cli.buffer_access import read_buffer, refuse_buffer_as_output
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
 from agent_telemetryd.cli.private_file import open_private
 
@@ -116,6 +116,7 @@ def report(
     from agent_telemetryd.dashboard.views import report_data
 
     config = get_config()
+    refuse_buffer_as_output(config, output)
     now_ms = int(time.time() * 1000)
     offset = datetime.now().astimezone().utcoffset()
     query = {

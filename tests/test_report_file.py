@@ -3,7 +3,9 @@ disk in real headless Chromium with the network off."""
 
 from __future__ import annotations
 
+import signal
 import stat
+import subprocess
 from pathlib import Path
 
 from tests.chromium_cdp import chromium
@@ -46,3 +48,28 @@ async def test_names_that_close_the_script_element_stay_text(
         assert await page.evaluate("document.body.dataset.pwned === undefined") is True
         assert page.requested_urls() == [report.as_uri()]
         assert page.problems() == []
+
+
+def test_a_daemon_that_does_not_answer_still_gets_a_report(daemon: DaemonProcess) -> None:
+    """The report reads the buffer itself; with a daemon that runs but does not answer
+    (stopped here), it failed outright ("the daemon did not answer"), where `status`
+    and `export` go on from the files. Now it is made from the files, with a warning."""
+    post_events(daemon, [{"event": "kept.event", "agent": "planner"}] * 3)
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        out = daemon.home / "report.html"
+        env = {**daemon.env, "AGENT_TELEMETRY_API_TIMEOUT": "1s"}
+        result = subprocess.run(
+            [daemon.program, "report", "-o", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out} (3 events;")
+    assert "did not answer" in result.stderr and "read from the files" in result.stderr
+    assert "kept.event" in out.read_text()

@@ -133,7 +133,12 @@ def report(
         filters = Filters.from_query(query, now_ms)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    status = read_status(config)
+    # A daemon that runs but does not answer (stopped, stuck) is no reason to go without
+    # the report, which reads the buffer itself: its health then comes from the files,
+    # as `status` tells it.
+    status = read_status(config, from_files_if_silent=True)
+    if status.get("unanswered"):
+        click.echo(f"Warning: {status['unanswered']}; the report is read from the files", err=True)
     with read_buffer(config) as conn:
         data = report_data(conn, filters, status, now_ms, price_book(config.prices))
     try:

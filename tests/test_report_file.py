@@ -73,3 +73,26 @@ def test_a_daemon_that_does_not_answer_still_gets_a_report(daemon: DaemonProcess
     assert result.stdout.startswith(f"wrote {out} (3 events;")
     assert "did not answer" in result.stderr and "read from the files" in result.stderr
     assert "kept.event" in out.read_text()
+
+
+async def test_an_infinite_sum_does_not_blank_the_report(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """Two metric points near the largest double sum to infinity in the metrics view. The
+    live dashboard sends that as null; the report embedded `Infinity`, which is not JSON,
+    and opened on nothing but a load error. Now it draws, the sum shown as no value."""
+    point = {"metric.type": "sum", "metric.temporality": "delta", "metric.value": 1.7e308}
+    post_events(
+        daemon,
+        [
+            {"event": "queue.bytes", "agent": "planner", "properties": point},
+            {"event": "queue.bytes", "agent": "planner", "properties": {**point, "n": 1}},
+        ],
+    )
+    report = tmp_path / "report.html"
+    daemon.cli("report", "-o", str(report))
+    async with chromium(tmp_path / "profile") as page:
+        await page.navigate(report.as_uri())
+        shown = await read_page(page)
+        assert shown["agents"] == {"planner": 2}
+        assert page.problems() == []

@@ -18,6 +18,7 @@ from agent_telemetryd import __version__
 from tests.conftest import DaemonFactory
 from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.upload_helpers import post_events
+from tests.test_daemon_ingest import post_events as post_json_events
 
 
 def run_cli(daemon: DaemonProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -267,6 +268,28 @@ def completions(script: str, words: str) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def _strict_json(text: str) -> object:
+    """JSON as jq, JavaScript or Go read it: `Infinity` and `NaN` are not JSON."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_stats_json_stays_json_when_a_sum_overflows(daemon: DaemonProcess) -> None:
+    """Two reported costs near the largest double sum to infinity: `stats --json` printed
+    `Infinity`, which no strict JSON parser reads. It is now null."""
+    calls = [
+        {"event": "chat", "properties": {"model": "gpt-4o", "cost_usd": 1.7e308, "n": n}}
+        for n in range(2)
+    ]
+    post_json_events(daemon.http_url(), calls)
+    for view in ("models", "cost"):
+        out = daemon.cli("stats", view, "--json").stdout
+        assert _strict_json(out), view
+
+
 def test_bash_completion_completes_commands_and_options() -> None:
     script = subprocess.run(
         [CLI, "completion", "bash"], capture_output=True, text=True, check=True

@@ -34,9 +34,9 @@ _SET_META = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 STORED = "stored"
-# The most sent rows one step of eviction deletes: the steps double up to it, so a buffer
-# far over its byte cap (a cap lowered) is brought under it in a few statements.
-MAX_EVICT_STEP = 50_000
+# The most sent rows `_make_room` evicts for one request at the byte cap; its slices
+# double up to it.
+MAX_EVICT_PER_REQUEST = 50_000
 
 
 class GroupCommit:
@@ -172,15 +172,20 @@ class GroupCommit:
             return incoming
         # Evict at least a small slice when over the byte cap, so one insert can proceed.
         step = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
-        self._evict_sent(conn, step, totals)
+        evicted = self._evict_sent(conn, step, totals)
         # Deleted rows give bytes back only as whole pages: a slice whose pages (and whose
         # index entries' pages) still hold other rows frees none, and new events were then
         # refused while thousands of sent rows were left to evict. So more goes, in growing
-        # slices, until the file is under its cap or no sent row is left.
+        # slices, until the file is under its cap or no sent row is left. A file far over
+        # its cap (the cap lowered) is brought under it over several commits instead of
+        # one: every deleted page goes through the WAL first, which a small disk may not
+        # hold; meanwhile what does not fit is refused and counted.
         while self._used_bytes(conn) > self._max_bytes:
-            step = min(max(step, 1) * 2, MAX_EVICT_STEP)
-            if not self._evict_sent(conn, step, totals):
+            step = min(max(step, 1) * 2, MAX_EVICT_PER_REQUEST - evicted)
+            more = self._evict_sent(conn, step, totals)
+            if not more:
                 return 0
+            evicted += more
         return max(0, min(incoming, self._max_events - self.stored))
 
     def _evict_sent(self, conn: sqlite3.Connection, limit: int, totals: dict[str, int]) -> int:

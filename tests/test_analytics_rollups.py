@@ -210,7 +210,7 @@ def test_deleted_events_leave_the_rollups_as_if_they_never_came(tmp_path: Path) 
     )
     conn.execute("DELETE FROM events")
     for table in ("agent_facts", "agent_models", "agent_tools", "agent_durations", "agent_runs",
-                  "agent_run_models", "agent_metric_hours"):  # fmt: skip
+                  "agent_run_models", "agent_metric_hours", "agent_metric_series"):  # fmt: skip
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
 
 

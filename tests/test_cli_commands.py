@@ -18,6 +18,7 @@ from agent_telemetryd import __version__
 from tests.conftest import DaemonFactory
 from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.upload_helpers import post_events
+from tests.test_daemon_ingest import post_events as post_json_events
 
 
 def run_cli(daemon: DaemonProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -85,6 +86,20 @@ def test_status_of_a_running_daemon_shows_the_url_it_listens_on(daemon: DaemonPr
     out = daemon.cli("status").stdout.splitlines()
     assert f"http:         {daemon.http_url()}" in out
     assert any(line.startswith("daemon:       running (pid ") for line in out)
+
+
+def test_status_shows_every_state_the_stored_events_are_in(daemon: DaemonProcess) -> None:
+    """Local-only events (the default mode keeps nothing else) were missing from the
+    events line: "3 stored, 0 pending upload, 0 sent, 0 quarantined". The parts shown now
+    add up to what is stored, running or not."""
+    post_events(daemon, 3)
+    expected = (
+        "events:       3 stored: 0 pending upload, 0 sent, 3 local only, 0 rate limited,"
+        " 0 quarantined"
+    )
+    assert expected in daemon.cli("status").stdout.splitlines()
+    daemon.stop()
+    assert expected in daemon.cli("status").stdout.splitlines()
 
 
 # The store is about a sixth of a command's start, structlog (with the asyncio it loads)
@@ -253,6 +268,28 @@ def completions(script: str, words: str) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def _strict_json(text: str) -> object:
+    """JSON as jq, JavaScript or Go read it: `Infinity` and `NaN` are not JSON."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_stats_json_stays_json_when_a_sum_overflows(daemon: DaemonProcess) -> None:
+    """Two reported costs near the largest double sum to infinity: `stats --json` printed
+    `Infinity`, which no strict JSON parser reads. It is now null."""
+    calls = [
+        {"event": "chat", "properties": {"model": "gpt-4o", "cost_usd": 1.7e308, "n": n}}
+        for n in range(2)
+    ]
+    post_json_events(daemon.http_url(), calls)
+    for view in ("models", "cost"):
+        out = daemon.cli("stats", view, "--json").stdout
+        assert _strict_json(out), view
+
+
 def test_bash_completion_completes_commands_and_options() -> None:
     script = subprocess.run(
         [CLI, "completion", "bash"], capture_output=True, text=True, check=True

@@ -57,3 +57,54 @@ def test_status_mode_and_the_erasing_commands_still_run(daemon_factory: DaemonFa
     assert config_check["verdict"] == "fail"
     assert "did you mean upload_interval?" in config_check["detail"]
     assert "did you mean posthog.api_key?" in config_check["detail"]
+
+
+# What TOML allows that is no count and no time: infinity, NaN, a fraction of a whole.
+NOT_NUMBERS = "upload_interval = nan\nbatch_size = 7.5\n[store]\nretention_days = inf\n"
+
+
+def test_infinity_nan_and_fractions_are_named_not_a_traceback(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """`retention_days = inf` (keep forever, a user may think) crashed every command with
+    an OverflowError; `batch_size = 7.5` became 7 unsaid; `upload_interval = nan` failed the
+    daemon's start without naming the setting. Each is now a problem named with its key:
+    the commands warn and run, the daemon refuses with all three."""
+    process = daemon_factory(start=False)
+    config = process.home / "config.toml"
+    config.write_text(NOT_NUMBERS)
+    config.chmod(0o600)
+    expected = [
+        f"{config}: upload_interval: nan is not a duration (use seconds, or 30s, 15m, 1h)",
+        f"{config}: batch_size: 7.5 is not a whole number",
+        f"{config}: store.retention_days: inf is not a whole number",
+    ]
+    status = process.cli("status", "--json")
+    assert json.loads(status.stdout)["running"] is False
+    assert "Traceback" not in status.stderr
+    assert status.stderr.splitlines()[:3] == [f"Warning: {line}" for line in expected]
+    result = subprocess.run(
+        [CLI, "daemon"], env=process.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [f"Error: {line}" for line in expected]
+
+
+def test_a_buffer_cap_too_small_to_hold_an_event_is_refused(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """`AGENT_TELEMETRY_MAX_BYTES=100000` (100 KB meant as "small") is less than an empty
+    buffer: the daemon started and answered every event "buffer full" with none stored.
+    Now it refuses to start, saying why and what the least is."""
+    process = daemon_factory({"AGENT_TELEMETRY_MAX_BYTES": "100000"}, start=False)
+    result = subprocess.run(
+        [CLI, "daemon"], env=process.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        "Error: environment: AGENT_TELEMETRY_MAX_BYTES: 100000 bytes is too small for a"
+        " buffer: at least 1048576 (1 MiB); an empty buffer takes 132 KiB before any event"
+    ]
+    process.env["AGENT_TELEMETRY_MAX_BYTES"] = str(1024 * 1024)
+    process.start()
+    assert process.status()["running"] is True

@@ -127,6 +127,40 @@ def test_row_cap_evicts_oldest_sent_then_refuses_new(daemon_factory: DaemonFacto
     assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
 
 
+def test_byte_cap_evicts_sent_rows_before_it_refuses_any(daemon_factory: DaemonFactory) -> None:
+    """At the byte cap with every stored event sent, new events take the place of the
+    oldest sent ones. A slice of deleted rows frees no whole page at first, and small
+    requests were then refused ("buffer full", 503) half the time, thousands of sent
+    rows still there to evict."""
+    daemon = daemon_factory(start=False)
+    daemon.env.update(
+        AGENT_TELEMETRY_MAX_BYTES=str(1024 * 1024),
+        AGENT_TELEMETRY_MODE="upload",
+        AGENT_TELEMETRY_SENDER="file",
+        AGENT_TELEMETRY_FILE=str(daemon.home / "sent.ndjson"),
+        AGENT_TELEMETRY_RATE_LIMIT="off",
+    )
+    daemon.start()
+    url = daemon.http_url()
+    for batch in range(200):
+        status, body = post_events(url, [{"event": "fill", "properties": {"b": batch}}] * 100)
+        if status != 202 or body.get("refused_buffer_full"):
+            break
+    else:
+        raise AssertionError("the byte cap was never reached")
+    daemon.cli("flush")
+    before = daemon.status()
+    assert before["buffer"]["sent"] == before["buffer"]["events"] > 1000
+    answers = [post_events(url, [{"event": "after.flush"}] * 5) for _ in range(30)]
+    assert [(status, body["accepted"]) for status, body in answers] == [(202, 5)] * 30
+    after = daemon.status()
+    dropped = after["counters"]["dropped_by_reason"]
+    assert dropped["buffer_full"] == before["counters"]["dropped_by_reason"]["buffer_full"]
+    assert after["buffer"]["pending_upload"] == 150 and after["buffer"]["sent"] > 0
+    counters = after["counters"]
+    assert counters["received"] == counters["stored"] + counters["rejected"] + counters["dropped"]
+
+
 def test_retention_purges_only_events_older_than_the_window(tmp_path: Path) -> None:
     async def scenario() -> tuple[dict[str, int], list[int]]:
         buffer = await Buffer.open(

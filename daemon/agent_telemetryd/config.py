@@ -22,6 +22,7 @@ from agent_telemetryd.config_values import (
     EndpointError,
     RateRule,
     check_endpoint,
+    parse_buffer_bytes,
     parse_choice,
     parse_ci,
     parse_duration,
@@ -161,7 +162,7 @@ _SETTINGS: tuple[tuple[str, str | None, str | None, Callable[[Any], Any]], ...] 
     ("ingest_idle_timeout", "limits.ingest_idle_timeout", None, parse_duration),
     ("idle_exit", "idle_exit", "AGENT_TELEMETRY_IDLE_EXIT", parse_idle_exit),
     ("max_events", "store.max_events", "AGENT_TELEMETRY_MAX_EVENTS", parse_positive_int),
-    ("max_bytes", "store.max_bytes", "AGENT_TELEMETRY_MAX_BYTES", parse_positive_int),
+    ("max_bytes", "store.max_bytes", "AGENT_TELEMETRY_MAX_BYTES", parse_buffer_bytes),
     (
         "retention_days",
         "store.retention_days",

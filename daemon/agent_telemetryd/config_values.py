@@ -7,6 +7,7 @@ No I/O and nothing of the daemon: the config, the CLI and the service installer 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 15m, 1h)")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        # TOML has inf and nan: neither is a time to wait (nan failed the daemon's start
+        # with a message that named no setting).
+        raise ValueError(f"{value!r} is not a duration (use seconds, or 30s, 15m, 1h)")
     if seconds <= 0:
         raise ValueError("must be greater than zero")
     return seconds
@@ -93,15 +98,42 @@ def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
     return tuple(rules)
 
 
+def _whole_number(value: Any) -> int:
+    """`value` as an int. A TOML float must be whole: `retention_days = 7.5` is not 7, and
+    `inf` or `nan` (which TOML allows, and int() refuses with an OverflowError that no
+    caller expects) is no number of anything. Raises ValueError or TypeError."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
 def parse_positive_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
     try:
-        number = int(value)
+        number = _whole_number(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a whole number") from None
     if number <= 0:
         raise ValueError("must be greater than zero")
+    return number
+
+
+# The smallest buffer size cap accepted. An empty buffer (its tables, indexes and the
+# dashboard's rollups) is 33 pages, 132 KiB, before any event: a cap below that refused
+# every event as "buffer full" with nothing stored, and a cap barely above it holds a few
+# hundred. 1 MiB holds a few thousand small events.
+MIN_BUFFER_BYTES = 1024 * 1024
+
+
+def parse_buffer_bytes(value: Any) -> int:
+    """`store.max_bytes`: a whole number of bytes, at least MIN_BUFFER_BYTES."""
+    number = parse_positive_int(value)
+    if number < MIN_BUFFER_BYTES:
+        raise ValueError(
+            f"{number} bytes is too small for a buffer: at least {MIN_BUFFER_BYTES} (1 MiB);"
+            " an empty buffer takes 132 KiB before any event"
+        )
     return number
 
 
@@ -111,7 +143,7 @@ def parse_port(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError("expected a port number or off")
     try:
-        port = int(value)
+        port = _whole_number(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a port number (0-65535, or off)") from None
     if not 0 <= port <= 65535:

@@ -1,4 +1,12 @@
-"""Export formats: JSON (one array), NDJSON, CSV with properties as JSON text."""
+"""Export formats: JSON (one array), NDJSON, CSV with properties as JSON text.
+
+A CSV export is made to be opened in a spreadsheet, and spreadsheets run a cell that
+starts with `=`, `+`, `-` or `@` (or a tab or carriage return before one) as a formula:
+an event or agent name is whatever an agent sent, so `=HYPERLINK(...)` or `=cmd|...` in
+one would run on the user's machine when they open their own data. Such a text cell gets
+a leading `'`, which spreadsheets read as "this is text" and do not show (OWASP's advice
+for CSV injection). JSON and NDJSON hold the values unchanged.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,9 @@ from typing import Any
 import orjson
 
 from agent_telemetryd.store.queries import EXPORT_FIELDS
+
+# What makes a spreadsheet read a cell as a formula, when a text cell starts with it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
 
@@ -46,8 +57,18 @@ class Renderer:
     @staticmethod
     def _csv_line(values: Iterable[Any]) -> bytes:
         out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerow(["" if v is None else v for v in values])
+        csv.writer(out, lineterminator="\n").writerow([_cell(v) for v in values])
         return out.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows and never runs: text that would start a formula
+    gets a leading `'`; None is an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def render_all(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[bytes]:

@@ -123,6 +123,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+def remove_ready(directory: Path, now: float) -> int:
+    """Delete the files the daemon would take in next (`ready_files`); how many there were.
+
+    For `clear` and `forget`: what agents spooled before them holds events tracked before
+    them, which would otherwise come back at the daemon's next intake, after a `forget`
+    under the new anonymous id. A live agent's file still being written is left to it."""
+    files, _ = ready_files(directory, now)
+    removed = 0
+    for path, _ in files:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def waiting_files(directory: Path) -> int:
     """Complete spool files not taken yet (for `status`)."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -82,6 +83,22 @@ def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
         raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
     finally:
         conn.close()
+
+
+def refuse_buffer_as_output(config: Config, output: Path) -> None:
+    """`-o` naming the buffer or a file of its own (its WAL, lock, reserve) would truncate
+    it before a row was read: every event, the anonymous id and the ids `forget` must
+    reach, gone without a word. One line instead, and nothing touched."""
+    database = config.paths.database
+    target = output.resolve()
+    own = target.parent == database.parent.resolve() and target.name.startswith(f"{database.stem}.")
+    with contextlib.suppress(OSError):
+        own = own or os.path.samefile(target, database)  # a hard link to it
+    if own:
+        raise click.ClickException(
+            f"{output} is one of the buffer's own files: writing there would destroy the"
+            " events it holds; name another file"
+        )
 
 
 @functools.cache

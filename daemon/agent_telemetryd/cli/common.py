@@ -7,6 +7,7 @@ cli/buffer_access.py, imported by the commands that read or write the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -97,8 +98,21 @@ def unavailable(error: DaemonUnavailableError) -> str:
 
 
 def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2)
+    """`value` as JSON a script can parse: json.dump writes an infinite float (a sum that
+    overflowed) as `Infinity`, which is not JSON (jq, JavaScript and Go refuse the whole
+    output); it is null, as the dashboard's answers have it."""
+    json.dump(_finite(value), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_status(config: Config, *, from_files_if_silent: bool = False) -> dict[str, Any]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.buffer_access import offline_file, read_buffer
+from agent_telemetryd.cli.buffer_access import (
+    offline_file,
+    read_buffer,
+    refuse_buffer_as_output,
+)
 from agent_telemetryd.cli.common import call_api, confirm_deletion, daemon_pid, get_config
+from agent_telemetryd.cli.private_file import open_private
 from agent_telemetryd.export import FORMATS, render_all
 from agent_telemetryd.store import offline_writes, queries
 
@@ -68,20 +75,37 @@ def export(
     """
     where = _export_filter(since, until, agents, events)
     config = get_config()
+    if output is not None:
+        refuse_buffer_as_output(config, output)
     with read_buffer(config) as conn:
         rows = queries.iter_export(conn, where=where) if conn is not None else iter(())
         if output is None:
-            out = sys.stdout.buffer
-            for chunk in render_all(rows, fmt):
-                out.write(chunk)
-            out.flush()
+            _to_stdout(render_all(rows, fmt))
             return
         try:
-            with output.open("wb") as handle:
+            # An export is the user's data, like the buffer: readable by them alone.
+            with open_private(output) as handle:
                 for chunk in render_all(rows, fmt):
                     handle.write(chunk)
         except OSError as error:
             raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+
+
+def _to_stdout(chunks: Iterable[bytes]) -> None:
+    """Write to standard output; a write it refuses (a full disk behind `> file`) is one
+    line. A reader that went away (`| head`) is click's to handle, quietly, as for any
+    command."""
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    except OSError as error:
+        if error.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(
+            f"cannot write to standard output: {error.strerror or error}"
+        ) from None
 
 
 def _export_filter(

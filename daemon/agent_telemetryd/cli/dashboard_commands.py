@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
 import time
 import webbrowser
 from datetime import datetime
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from agent_telemetryd.cli.buffer_access import read_buffer
+from agent_telemetryd.cli.buffer_access import read_buffer, refuse_buffer_as_output
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
+from agent_telemetryd.cli.private_file import open_private
 
 
 @click.command()
@@ -61,10 +61,8 @@ def _redirect_file(runtime_dir: Path, url: str) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Readable by the user alone from the first byte, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+    with open_private(path) as out:
+        out.write(text.encode("utf-8"))
 
 
 @click.command()
@@ -118,6 +116,7 @@ def report(
     from agent_telemetryd.dashboard.views import report_data
 
     config = get_config()
+    refuse_buffer_as_output(config, output)
     now_ms = int(time.time() * 1000)
     offset = datetime.now().astimezone().utcoffset()
     query = {
@@ -134,7 +133,12 @@ def report(
         filters = Filters.from_query(query, now_ms)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    status = read_status(config)
+    # A daemon that runs but does not answer (stopped, stuck) is no reason to go without
+    # the report, which reads the buffer itself: its health then comes from the files,
+    # as `status` tells it.
+    status = read_status(config, from_files_if_silent=True)
+    if status.get("unanswered"):
+        click.echo(f"Warning: {status['unanswered']}; the report is read from the files", err=True)
     with read_buffer(config) as conn:
         data = report_data(conn, filters, status, now_ms, price_book(config.prices))
     try:

@@ -65,9 +65,12 @@ def format_status(report: dict[str, Any], config: Config) -> str:
     if report.get("buffer_error"):
         contents = [f"events:       unknown: {report['buffer_error']}"]
     else:
+        # Every state the stored events are in, so the parts add up to what is stored
+        # (local-only events, the default mode's, were not shown at all).
         contents = [
-            f"events:       {buffer['events']} stored, {buffer['pending_upload']} pending "
-            f"upload, {buffer['sent']} sent, {buffer['quarantined']} quarantined",
+            f"events:       {buffer['events']} stored: {buffer['pending_upload']} pending "
+            f"upload, {buffer['sent']} sent, {buffer.get('local_only', 0)} local only, "
+            f"{buffer.get('rate_limited', 0)} rate limited, {buffer['quarantined']} quarantined",
             f"received:     {counters['received']}  rejected: {counters['rejected']}  "
             f"dropped: {dropped}",
         ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from functools import cache
 from importlib import resources
 from typing import Any
+
+import orjson
 
 # What the daemon serves under /dashboard/assets/: library code and the page's own
 # scripts and style, no data — so they need no token. dashboard.js is the core (helpers,
@@ -63,8 +64,12 @@ def live_page() -> str:
 
 
 def embed_json(data: Any) -> str:
-    """JSON safe inside a <script> element: no `</script>` or `<!--` can end it early."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """JSON safe inside a <script> element: no `</script>` or `<!--` can end it early.
+
+    Encoded as the live dashboard's answers are (orjson): a sum that overflowed to
+    infinity, or a NaN, is null there; json.dumps wrote `Infinity`, which JSON.parse
+    refuses, and the report opened on nothing but a load error."""
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -1,5 +1,6 @@
 """The agent analytics' tables, indexes and triggers: migration 9 (store/migrations.py),
-kept in a module of its own since it is over half of all the migrations' text.
+kept in a module of its own since it is over half of all the migrations' text, and the
+later migrations of these tables (15).
 
 Like every migration, it is never edited once released; a change is a new migration."""
 
@@ -217,4 +218,20 @@ AGENT_ANALYTICS_SCHEMA = """
         WHERE old.series IS NOT NULL AND series = old.series AND hour = old.hour
             AND points <= 0;
     END;
+"""
+
+# Migration 15. A metric series (its name, agent and attributes: the properties of the
+# points, which may name a customer, a host, a file) was registered by the fold and never
+# removed: retention and eviction took every point of it out of the rollups and left the
+# series itself in the file for good, past the retention that promised it gone. It now
+# goes with its last hour of points, as the other rollups' cells do, and the series that
+# lost theirs before are deleted once.
+METRIC_SERIES_FOLLOW_THEIR_POINTS = """
+    CREATE TRIGGER IF NOT EXISTS agent_metric_hours_deleted AFTER DELETE ON agent_metric_hours
+    WHEN NOT EXISTS (SELECT 1 FROM agent_metric_hours WHERE series = old.series)
+    BEGIN
+        DELETE FROM agent_metric_series WHERE id = old.series;
+    END;
+    DELETE FROM agent_metric_series
+    WHERE id NOT IN (SELECT series FROM agent_metric_hours);
 """

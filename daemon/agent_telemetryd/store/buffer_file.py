@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_telemetry._paths import SPOOL_DIR_NAME
 from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.spool_files import remove_ready
 from agent_telemetryd.store import fresh
 from agent_telemetryd.store.checkpoint import Checkpointer
 from agent_telemetryd.store.database import is_full, open_buffer
@@ -192,6 +195,10 @@ class BufferFile:
             set_aside = fresh.remove_set_aside(self.path)
             if set_aside:
                 log.info("set_aside_files_removed", files=set_aside)
+            # The spool beside the buffer holds events tracked before this clear too.
+            spooled = remove_ready(self.path.parent / SPOOL_DIR_NAME, time.time())
+            if spooled:
+                log.info("spool_files_removed", files=spooled)
         with contextlib.suppress(sqlite3.Error):
             old.close()  # the old inode: its last checkpoint goes there, or nowhere
         self.conn = open_buffer(self.path, autocheckpoint=False, exclusive=self.exclusive)

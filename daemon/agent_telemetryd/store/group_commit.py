@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.insert_rows import insert_rows
+from agent_telemetryd.store.log_throttle import ThrottledCount
 from agent_telemetryd.store.rows import EventRow, UploadState
 from agent_telemetryd.store.write_requests import WriteRequest, WriteResult
 
@@ -33,6 +34,9 @@ _SET_META = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 STORED = "stored"
+# The most sent rows `_make_room` evicts for one request at the byte cap; its slices
+# double up to it.
+MAX_EVICT_PER_REQUEST = 50_000
 
 
 class GroupCommit:
@@ -49,6 +53,7 @@ class GroupCommit:
         # are checked without a query; re-read after anything else deleted rows.
         self.stored = counter(file.conn, STORED)
         self.evicting = False  # the group being committed evicts sent rows
+        self._refusals = ThrottledCount()  # logged rarely: store/log_throttle.py
 
     def commit(self, group: list[WriteRequest]) -> list[WriteResult | None]:
         """One transaction for `group`; each request's result, None for one nobody waits for
@@ -84,8 +89,13 @@ class GroupCommit:
         self.unsaved = _unsaved_after(self.unsaved, carried)
         self._file.after_write()
         refused = sum(result.refused for result in results if result is not None)
-        if refused:
-            log.warning("buffer_full_events_refused", refused=refused)
+        told = self._refusals.add(refused) if refused else None
+        if told:
+            log.warning(
+                "buffer_full_events_refused",
+                refused=told,
+                logged_at_most_every_seconds=self._refusals.seconds,
+            )
         return results
 
     def _insert_all(
@@ -161,19 +171,40 @@ class GroupCommit:
         if over_rows <= 0 and not over_bytes:
             return incoming
         # Evict at least a small slice when over the byte cap, so one insert can proceed.
-        want = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
-        evicted = conn.execute(
-            "DELETE FROM events WHERE id IN"
-            f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}' ORDER BY id LIMIT ?)",
-            (want,),
-        ).rowcount
+        step = max(over_rows, min(1000, max(incoming, 1)) if over_bytes else 0)
+        evicted = self._evict_sent(conn, step, totals)
+        # Deleted rows give bytes back only as whole pages: a slice whose pages (and whose
+        # index entries' pages) still hold other rows frees none, and new events were then
+        # refused while thousands of sent rows were left to evict. So more goes, in growing
+        # slices, until the file is under its cap or no sent row is left. A file far over
+        # its cap (the cap lowered) is brought under it over several commits instead of
+        # one: every deleted page goes through the WAL first, which a small disk may not
+        # hold; meanwhile what does not fit is refused and counted.
+        while self._used_bytes(conn) > self._max_bytes:
+            step = min(max(step, 1) * 2, MAX_EVICT_PER_REQUEST - evicted)
+            more = self._evict_sent(conn, step, totals)
+            if not more:
+                return 0
+            evicted += more
+        return max(0, min(incoming, self._max_events - self.stored))
+
+    def _evict_sent(self, conn: sqlite3.Connection, limit: int, totals: dict[str, int]) -> int:
+        """Delete up to `limit` of the oldest sent rows; how many went."""
+        if limit <= 0:
+            return 0
+        evicted = int(
+            conn.execute(
+                "DELETE FROM events WHERE id IN"
+                f" (SELECT id FROM events WHERE upload = '{UploadState.SENT}'"
+                " ORDER BY id LIMIT ?)",
+                (limit,),
+            ).rowcount
+        )
         if evicted:
             self.evicting = True
             self.stored -= evicted
             _add(totals, {STORED: -evicted, "dropped.evicted_sent": evicted})
-        if self._used_bytes(conn) > self._max_bytes:
-            return 0
-        return max(0, min(incoming, self._max_events - self.stored))
+        return evicted
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]

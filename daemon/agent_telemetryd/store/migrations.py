@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from agent_telemetryd.store.analytics_schema import AGENT_ANALYTICS_SCHEMA
+from agent_telemetryd.store.analytics_schema import (
+    AGENT_ANALYTICS_SCHEMA,
+    METRIC_SERIES_FOLLOW_THEIR_POINTS,
+)
 from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_columns
 
 
@@ -379,6 +382,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     add_growth_columns,
     # 14: every event folded again (which also counts 13's columns for past hours).
     _refold_agent_analytics,
+    # 15: a metric series goes with its last point (store/analytics_schema.py). After 14,
+    # whose emptied hours leave every series to be registered again by the fold.
+    METRIC_SERIES_FOLLOW_THEIR_POINTS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.buffer_file import CLEAR, HEAL, BufferFile, Replaced
 from agent_telemetryd.store.database import is_corrupt, is_full
 from agent_telemetryd.store.group_commit import STORED, GroupCommit, counter, rollback
+from agent_telemetryd.store.log_throttle import ThrottledCount
 
 # INSERT_EVENT stays importable from here: the benches' anchor inserts with it row by row.
 from agent_telemetryd.store.rows import INSERT_EVENT as INSERT_EVENT
@@ -96,6 +97,8 @@ class Writer:
         # Events submitted and not yet taken into a commit: receivers that cannot make
         # their peers wait otherwise (ingest.sock) stop reading while it is high.
         self.queued_events = 0
+        # A full disk fails every group commit: logged rarely (store/log_throttle.py).
+        self._write_failures = ThrottledCount()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -315,7 +318,14 @@ class Writer:
                 for name, value in request.counters.items():
                     self.unsaved[name] = self.unsaved.get(name, 0) + value
             self.unsaved["dropped.write_error"] = self.unsaved.get("dropped.write_error", 0) + lost
-            log.error("buffer_write_failed", reason=str(error), events_lost=lost)
+            told = self._write_failures.add(lost)
+            if told is not None:
+                log.error(
+                    "buffer_write_failed",
+                    reason=str(error),
+                    events_lost=told,
+                    logged_at_most_every_seconds=self._write_failures.seconds,
+                )
             for request in group:
                 if request.ack is not None and not request.ack.done():
                     request.ack.set_exception(StoreFullError(f"buffer write failed: {error}"))

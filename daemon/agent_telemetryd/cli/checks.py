@@ -105,7 +105,26 @@ def config_private(facts: PathFacts, holds_key: bool, my_uid: int) -> Check:
     return Check("config_private", OK, f"{path} {held}mode {mode:o}, yours")
 
 
-def daemon(pid: int | None, answered: bool, error: str | None, service_running: bool) -> Check:
+def daemon(
+    pid: int | None,
+    answered: bool,
+    error: str | None,
+    service_running: bool,
+    buffer_writer: int | None = None,
+    runtime_dir: Path | None = None,
+) -> Check:
+    """`buffer_writer`: the pid holding the buffer's own lock, which a daemon serving another
+    runtime folder (another `XDG_RUNTIME_DIR`) holds too."""
+    if pid is None and buffer_writer is not None:
+        # Starting one here would only be refused: the buffer has its writer.
+        return Check(
+            "daemon",
+            FAIL,
+            f"pid {buffer_writer} holds the buffer, but no daemon serves {runtime_dir}: it "
+            "was started with another runtime folder (XDG_RUNTIME_DIR, AGENT_TELEMETRY_HOME), "
+            "so agents here cannot reach it and spool their events",
+            f"kill {buffer_writer}; then start it where agents look: {START_DAEMON}",
+        )
     if pid is None:
         if service_running:
             return Check("daemon", WARN, "the service runs but holds no daemon lock")

@@ -93,13 +93,23 @@ def run_checks(config: Config) -> list[Check]:
     )
     unused = [p for p in problems if p.file_not_used]
     pid = running_pid(paths.lock_file)
+    # Held by this folder's daemon too; without one, by a daemon elsewhere or a command.
+    buffer_writer = running_pid(paths.buffer_lock)
+    buffer_busy = pid is not None or buffer_writer is not None
     status, status_error = _daemon_status(config) if pid is not None else (None, None)
     service, service_error = _service_facts()
     running = pid is not None and status is not None
     service_running = bool(service and service.get("running"))
 
     found = [
-        checks.daemon(pid, status is not None, status_error, service_running),
+        checks.daemon(
+            pid,
+            status is not None,
+            status_error,
+            service_running,
+            buffer_writer,
+            paths.runtime_dir,
+        ),
         checks.config_valid(
             paths.config_file,
             config_file.exists,
@@ -122,12 +132,10 @@ def run_checks(config: Config) -> list[Check]:
     sender_check, backend_skew = _sender_check(config, status, unused[0].fix if unused else None)
     found.append(sender_check)
     found.append(_disk_check(config))
-    found.append(_buffer_check(config, pid is not None))
+    found.append(_buffer_check(config, buffer_busy))
     found.append(_spool_check(config, running))
     found.append(
-        checks.clock(
-            time.time_ns() // 1_000_000, _newest_event(config, pid is not None), backend_skew
-        )
+        checks.clock(time.time_ns() // 1_000_000, _newest_event(config, buffer_busy), backend_skew)
     )
     if status is not None and "tcp_peer_check" in status:
         found.append(checks.tcp_peers(status["tcp_peer_check"], bool(status["paths"]["http"])))

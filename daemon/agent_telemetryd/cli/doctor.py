@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from agent_telemetryd.cli import checks
+from agent_telemetryd.cli import checks, data_checks
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
@@ -135,7 +135,9 @@ def run_checks(config: Config) -> list[Check]:
     found.append(_buffer_check(config, buffer_busy))
     found.append(_spool_check(config, running))
     found.append(
-        checks.clock(time.time_ns() // 1_000_000, _newest_event(config, buffer_busy), backend_skew)
+        data_checks.clock(
+            time.time_ns() // 1_000_000, _newest_event(config, buffer_busy), backend_skew
+        )
     )
     if status is not None and "tcp_peer_check" in status:
         found.append(checks.tcp_peers(status["tcp_peer_check"], bool(status["paths"]["http"])))
@@ -301,28 +303,28 @@ def _disk_check(config: Config) -> Check:
         for suffix in ("", "-wal")
         if Path(f"{database}{suffix}").exists()
     )
-    return checks.disk(place, usage.free, usage.total, size, config.max_bytes)
+    return data_checks.disk(place, usage.free, usage.total, size, config.max_bytes)
 
 
 def _buffer_check(config: Config, daemon_running: bool) -> Check:
     database = config.paths.database
     if not database.exists():
-        return checks.buffer(database, False, "ok", ())
+        return data_checks.buffer(database, False, "ok", ())
     if daemon_running:
         result = quick_check(database, INTEGRITY_SECONDS)
-        return checks.buffer(database, True, result.state, result.messages)
+        return data_checks.buffer(database, True, result.state, result.messages)
     # The daemon down: the file as it is, without a write-ahead log that is not its own.
     try:
         reader = offline_reads.open_reader(database)
     except sqlite3.Error as error:
-        return checks.buffer(database, True, "unreadable", (str(error),))
+        return data_checks.buffer(database, True, "unreadable", (str(error),))
     try:
         result = check_pages(reader.conn, INTEGRITY_SECONDS)
     finally:
         reader.conn.close()
     if result.state == "ok" and reader.foreign_wal is not None:
-        return checks.foreign_wal(database, reader.foreign_wal)
-    return checks.buffer(database, True, result.state, result.messages)
+        return data_checks.foreign_wal(database, reader.foreign_wal)
+    return data_checks.buffer(database, True, result.state, result.messages)
 
 
 def _spool_check(config: Config, running: bool) -> Check:
@@ -338,7 +340,7 @@ def _spool_check(config: Config, running: bool) -> Check:
                     size += entry.stat(follow_symlinks=False).st_size
     except OSError:
         pass  # no spool folder: nothing waits
-    return checks.spool(folder, files, size, running)
+    return data_checks.spool(folder, files, size, running)
 
 
 def _newest_event(config: Config, daemon_running: bool) -> int | None:

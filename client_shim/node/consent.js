@@ -10,15 +10,33 @@ const { configFile, consentFile } = require('./paths.js');
 
 const MODES = new Set(['off', 'local', 'upload']);
 
+// What Python's str.strip() removes, which is not what String.prototype.trim() removes
+// (Python strips \x1c-\x1f and \x85, and keeps U+FEFF): a value must mean the same to
+// this shim as to the daemon and the Python shim.
+const PY_SPACE = String.raw`\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000`;
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+
+function pyStrip(text) {
+  return text.replace(PY_STRIP, '');
+}
+
 /** The daemon's reading of a flag such as AGENT_TELEMETRY_DISABLED: set and not 0/false/no/off. */
 function flag(value) {
-  return !['', '0', 'false', 'no', 'off'].includes(String(value || '').trim().toLowerCase());
+  return !['', '0', 'false', 'no', 'off'].includes(pyStrip(String(value || '')).toLowerCase());
 }
 
 function asMode(value) {
   if (typeof value !== 'string') return null;
-  const mode = value.trim().toLowerCase();
+  const mode = pyStrip(value).toLowerCase();
   return MODES.has(mode) ? mode : null;
+}
+
+// A file's text, refused (thrown) when it is not UTF-8, as the daemon and the Python shim
+// refuse it: readFileSync(file, 'utf8') would put U+FFFD in place of the bad bytes and read
+// on, finding a mode where they find none.
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+function readUtf8(file) {
+  return UTF8.decode(fs.readFileSync(file));
 }
 
 /** The mode a command stored, exactly as the daemon writes it; null when none; 'off' when
@@ -26,7 +44,7 @@ function asMode(value) {
 function storedMode(file) {
   let text;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readUtf8(file);
   } catch (error) {
     return error && error.code === 'ENOENT' ? null : 'off';
   }
@@ -47,7 +65,7 @@ const KEY_LINE = /^\s*(?:mode|"mode"|'mode')\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(
 function configuredMode(file) {
   let text;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readUtf8(file);
   } catch {
     return null;
   }

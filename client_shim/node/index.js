@@ -15,10 +15,22 @@ function cleanAgent(name) {
   return wire.truncate(String(name).replace(/[\x00-\x1f\x7f]/g, ''), wire.MAX_AGENT_NAME);
 }
 
+// `node -e code a b` (and -p, and code piped to node) runs no script: process.argv[1] is
+// then the code's first argument, a name that says nothing of the program (and may be user
+// data), so the agent is `node`, as it is `python` for `python -c`.
+function evaluated() {
+  try {
+    if (typeof process._eval === 'string') return true;
+    return process.execArgv.some((arg) => /^(?:-[ep]|--eval|--print)(?:=|$)/.test(arg));
+  } catch {
+    return false;
+  }
+}
+
 function defaultAgent(env = process.env) {
   const fromEnv = cleanAgent(env.AGENT_TELEMETRY_AGENT || '');
   if (fromEnv) return fromEnv;
-  const script = process.argv[1] ? path.basename(process.argv[1]) : '';
+  const script = process.argv[1] && !evaluated() ? path.basename(process.argv[1]) : '';
   return cleanAgent(script.replace(/\.(?:c|m)?js$/, '')) || 'node';
 }
 
@@ -34,7 +46,7 @@ function envDisabled(env = process.env) {
 // is gone. Events are then dropped and counted as `no_socket_path`; require() never throws.
 function defaultSocketPath() {
   try {
-    return path.join(paths.preferredRuntimeDir(), 'ingest.sock');
+    return paths.pyPath(paths.preferredRuntimeDir(), 'ingest.sock');
   } catch {
     return null;
   }
@@ -55,7 +67,9 @@ const settings = {
   socketPathGiven: false,
   spoolDir: defaultSpoolDir(),
 };
-const sender = createSender(settings);
+// Spans still open when the process ends (process.exit(), a fatal signal) end first, so
+// that their events go out with the rest.
+const sender = createSender(settings, (why) => spans.endOpen(why));
 
 /** Re-read the environment, then apply the overrides: {agent, disabled, socketPath, spoolDir}. */
 function configure(options = {}) {
@@ -100,9 +114,10 @@ function track(event, properties, options) {
   emit(event, properties, options, Date.now());
 }
 
-const span = makeSpan(emit, () => {
+const spans = makeSpan(emit, () => {
   sender.drops.invalid += 1;
 });
+const span = spans.span;
 
 module.exports = {
   track,

@@ -185,43 +185,40 @@ test('events tracked before the daemon starts are spooled, and the file is compl
   }
 });
 
-test('a daemon that stops reading does not keep a script from exiting', async () => {
-  const home = tempHome();
-  const socketPath = path.join(home, 'run', 'ingest.sock');
-  const conns = [];
-  const server = net.createServer((conn) => {
-    conn.pause(); // accept, never read: the socket fills up
-    conns.push(conn);
-  });
-  await new Promise((resolve) => server.listen(socketPath, resolve));
-  try {
-    const result = await runAgent(
-      home,
-      `const { track } = require(SHIM);
-       for (let i = 0; i < 20000; i++) track('agent.step', { i, pad: 'p'.repeat(200) });`,
-    );
-    assert.equal(result.code, 0, result.stderr);
-  } finally {
-    for (const conn of conns) conn.destroy();
-    server.close();
-    fs.rmSync(home, { recursive: true, force: true });
-  }
-});
-
-test('process.exit() right after track() still delivers the events', async () => {
+test('track() on a live connection writes events together, not one system call each', async () => {
   const home = tempHome();
   const { server, lines } = await listen(path.join(home, 'run', 'ingest.sock'));
   try {
     const result = await runAgent(
       home,
-      `const { track } = require(SHIM);
-       for (let i = 0; i < 2000; i++) track('agent.step', { i });
-       process.exit(0);`,
+      `const net = require('node:net');
+       const { track, flush } = require(SHIM);
+       let writes = 0;
+       const write = net.Socket.prototype.write;
+       net.Socket.prototype.write = function (...args) {
+         writes += 1;
+         return write.apply(this, args);
+       };
+       track('agent.start');
+       flush(5000).then(async (connected) => {
+         writes = 0;
+         for (let i = 0; i < 2000; i++) track('agent.step', { i });
+         const sync = writes;
+         await new Promise((resolve) => setImmediate(resolve));
+         for (let i = 0; i < 10; i++) track('agent.step', { i: 2000 + i });
+         await flush(5000);
+         console.log(JSON.stringify({ connected, sync, writes }));
+       });`,
     );
     assert.equal(result.code, 0, result.stderr);
-    assert.ok(await waitFor(() => lines.length >= 2000, 3000), `only ${lines.length} arrived`);
-    const events = lines.map((l) => JSON.parse(l));
-    assert.equal(new Set(events.map((e) => e.uuid)).size, 2000);
+    const { connected, sync, writes } = JSON.parse(result.stdout);
+    assert.ok(connected);
+    // 2,000 events of about 130 bytes: a few 64 KiB chunks while the loop runs, the rest
+    // on the next turn; the ten after it, one write.
+    assert.ok(sync <= 5, `${sync} writes during the loop`);
+    assert.ok(writes <= 8, `${writes} writes in all`);
+    assert.ok(await waitFor(() => lines.length >= 2011), `only ${lines.length} arrived`);
+    assert.equal(new Set(lines.map((l) => JSON.parse(l).uuid)).size, 2011);
   } finally {
     server.close();
     fs.rmSync(home, { recursive: true, force: true });
@@ -306,6 +303,52 @@ test('properties over the daemon limit of 32 KiB are dropped as too_large', () =
   shim.track('e', { blob: fits.blob + 'x' });
   shim.track('e', { blob: 'é'.repeat(16 * 1024) }); // 32 KiB of UTF-8 in 16 Ki characters
   assert.equal(shim.stats().drops.too_large - before, 2);
+});
+
+test('a string of megabytes is refused before it is read or encoded, as in Python', () => {
+  shim.configure({ socketPath: '/tmp/atn-nobody-here.sock' });
+  const huge = 'x'.repeat(8 * 1024 * 1024);
+  const seen = [];
+  const { stringify } = JSON;
+  const { isWellFormed } = String.prototype;
+  JSON.stringify = (value, ...rest) => {
+    seen.push(typeof value === 'string' ? value.length : Infinity); // properties: encoded
+    return stringify(value, ...rest);
+  };
+  String.prototype.isWellFormed = function () {
+    seen.push(this.length);
+    return isWellFormed.call(this);
+  };
+  const before = shim.stats().drops.too_large;
+  try {
+    shim.track('e', { blob: huge });
+    shim.track('e', { list: ['a', huge] });
+    shim.track('e', { [huge]: 1 });
+    // Past the bound whatever follows: Python counts it too_large before finding the lone
+    // surrogate at the end.
+    shim.track('e', { blob: 'x'.repeat(40000) + '\ud800' });
+  } finally {
+    JSON.stringify = stringify;
+    String.prototype.isWellFormed = isWellFormed;
+  }
+  assert.equal(shim.stats().drops.too_large - before, 4);
+  assert.ok(seen.every((length) => length < 1024), 'nothing big was read or encoded');
+  // Options: text longer than any the option takes is refused unread.
+  for (const options of [{ uuid: huge }, { timestamp: huge + 'Z' }, { trace_id: huge }, { span_id: huge }]) {
+    assert.throws(() => shim.encodeEvent('e', {}, options));
+  }
+});
+
+test('code run by node -e or -p is the agent `node`, not its first argument', async () => {
+  const { spawnSync } = require('node:child_process');
+  const code = `const s = require(${JSON.stringify(SHIM)}); console.log(s.stats().agent)`;
+  for (const flag of ['-e', '--eval']) {
+    const result = spawnSync(process.execPath, [flag, code, '/home/someone/private-notes.js'], {
+      env: { ...process.env, AGENT_TELEMETRY_HOME: OWN_HOME },
+      encoding: 'utf8',
+    });
+    assert.equal(result.stdout.trim(), 'node', result.stderr);
+  }
 });
 
 test('an empty agent option falls back to the default name, as in Python', () => {

@@ -7,6 +7,26 @@ const path = require('node:path');
 
 const APP = 'agent-telemetry';
 
+/**
+ * `parts` joined as Python's pathlib joins them (the daemon is Python): a part that is
+ * absolute starts over; `//` and `.` are collapsed but `..` is kept. path.join() would drop
+ * `link/..` where the kernel goes to the parent of the link's target: a different folder
+ * from the daemon's.
+ */
+function pyPath(...parts) {
+  let full = '';
+  for (const part of parts) full = part.startsWith('/') || !full ? part : `${full}/${part}`;
+  // POSIX leaves the meaning of exactly two leading slashes open, and pathlib keeps them.
+  const root = /^\/\/(?!\/)/.test(full) ? '//' : full.startsWith('/') ? '/' : '';
+  const names = full.split('/').filter((name) => name && name !== '.');
+  return root + names.join('/') || root || '.';
+}
+
+// Path(value).absolute(), as Python has it: the working directory before a relative path.
+function pyAbsolute(value) {
+  return value.startsWith('/') ? pyPath(value) : pyPath(process.cwd(), value);
+}
+
 // `~` and `~/…` as Python's expanduser() reads them (the daemon is Python): $HOME, else the
 // account's home; `~name` only for this process's own user name. Throws when it cannot.
 function expandUser(value) {
@@ -22,7 +42,7 @@ function expandUser(value) {
 }
 
 function homeRoot(env) {
-  return env.AGENT_TELEMETRY_HOME ? path.resolve(expandUser(env.AGENT_TELEMETRY_HOME)) : null;
+  return env.AGENT_TELEMETRY_HOME ? pyAbsolute(expandUser(env.AGENT_TELEMETRY_HOME)) : null;
 }
 
 // `~` as platformdirs reads it: $HOME when absolute, else the account's home.
@@ -35,51 +55,51 @@ function userHome(env) {
 // platformdirs takes an XDG variable only when it is an absolute path.
 function xdg(env, name, fallback) {
   const value = env[name] || '';
-  return path.isAbsolute(value) ? value : path.join(userHome(env), fallback);
+  return path.isAbsolute(value) ? value : pyPath(userHome(env), fallback);
 }
 
 function macosSupport(env) {
-  return path.join(env.HOME || os.homedir(), 'Library', 'Application Support');
+  return pyPath(env.HOME || os.homedir(), 'Library', 'Application Support');
 }
 
 /** The daemon's data dir: `H/data`, else the platform's user data dir. */
 function dataDir(env = process.env, platform = process.platform) {
   const root = homeRoot(env);
-  if (root) return path.join(root, 'data');
-  if (platform === 'darwin') return path.join(macosSupport(env), APP);
-  return path.join(xdg(env, 'XDG_DATA_HOME', '.local/share'), APP);
+  if (root) return pyPath(root, 'data');
+  if (platform === 'darwin') return pyPath(macosSupport(env), APP);
+  return pyPath(xdg(env, 'XDG_DATA_HOME', '.local/share'), APP);
 }
 
 /** The config file: `AGENT_TELEMETRY_CONFIG`, else `H/config.toml`, else the user config dir. */
 function configFile(env = process.env, platform = process.platform) {
-  if (env.AGENT_TELEMETRY_CONFIG) return path.resolve(expandUser(env.AGENT_TELEMETRY_CONFIG));
+  if (env.AGENT_TELEMETRY_CONFIG) return pyAbsolute(expandUser(env.AGENT_TELEMETRY_CONFIG));
   const root = homeRoot(env);
-  if (root) return path.join(root, 'config.toml');
-  if (platform === 'darwin') return path.join(macosSupport(env), APP, 'config.toml');
-  return path.join(xdg(env, 'XDG_CONFIG_HOME', '.config'), APP, 'config.toml');
+  if (root) return pyPath(root, 'config.toml');
+  if (platform === 'darwin') return pyPath(macosSupport(env), APP, 'config.toml');
+  return pyPath(xdg(env, 'XDG_CONFIG_HOME', '.config'), APP, 'config.toml');
 }
 
 /** Where `agent-telemetry mode|enable|disable` stores the choice: next to the config file. */
 function consentFile(env = process.env, platform = process.platform) {
-  return path.join(path.dirname(configFile(env, platform)), 'consent.json');
+  return pyPath(path.dirname(configFile(env, platform)), 'consent.json');
 }
 
 function spoolDir(env = process.env, platform = process.platform) {
-  return path.join(dataDir(env, platform), 'spool');
+  return pyPath(dataDir(env, platform), 'spool');
 }
 
 /** The runtime folder the environment names, before checking who owns it. */
 function preferredRuntimeDir(env = process.env, platform = process.platform) {
   const root = homeRoot(env);
-  if (root) return path.join(root, 'run');
-  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, APP);
-  if (platform === 'darwin') return path.join(env.TMPDIR || '/tmp', APP);
+  if (root) return pyPath(root, 'run');
+  if (env.XDG_RUNTIME_DIR) return pyPath(env.XDG_RUNTIME_DIR, APP);
+  if (platform === 'darwin') return pyPath(env.TMPDIR || '/tmp', APP);
   return `/tmp/${APP}-${process.getuid ? process.getuid() : 0}`;
 }
 
 /** The folder that stands in for a runtime folder someone else has taken. */
 function fallbackRuntimeDir(env = process.env, platform = process.platform) {
-  return path.join(dataDir(env, platform), 'run');
+  return pyPath(dataDir(env, platform), 'run');
 }
 
 // Why a folder (its lstat, or the error) is not this user's own private folder; null when
@@ -112,10 +132,11 @@ function runtimeDir(env = process.env, platform = process.platform) {
 }
 
 function ingestSocketPath(env = process.env, platform = process.platform) {
-  return path.join(runtimeDir(env, platform), 'ingest.sock');
+  return pyPath(runtimeDir(env, platform), 'ingest.sock');
 }
 
 module.exports = {
+  pyPath,
   expandUser,
   dataDir,
   configFile,

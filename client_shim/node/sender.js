@@ -6,10 +6,10 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem } = require('./paths.js');
+const { fallbackRuntimeDir, preferredRuntimeDir, privateDirProblem, pyPath } = require('./paths.js');
 const { Spool } = require('./spool.js');
 const { createHandover, REPORTED } = require('./handover.js');
-const { installExitHandlers, ownedByUs } = require('./exit.js');
+const { installExitHandlers, ownedByUs, onlyShimWritesKeepAlive } = require('./exit.js');
 
 // The same caps as the Python shim: at most this many events, and bytes, wait in memory;
 // the oldest beyond them go to the spool.
@@ -25,8 +25,13 @@ const BACKOFF_MAX_MS = 5000;
 // reading would keep the agent from exiting. After this long without progress we hang up,
 // spool what was in flight, and retry later with backoff.
 const STALL_MS = 500;
+// A daemon that reads, but slowly, would keep a finished agent alive until the backlog is
+// written (seconds for megabytes). Once nothing but these writes keeps the process alive,
+// the daemon gets this long, as from the Python shim at exit; then the rest is spooled.
+const EXIT_BUDGET_MS = 2000;
 
-function createSender(settings) {
+// `atExit(why)` runs first when the process ends (see exit.js).
+function createSender(settings, atExit = () => {}) {
   const state = {
     sock: null,
     connected: false,
@@ -47,6 +52,9 @@ function createSender(settings) {
     stalled: false,
     hungUp: false, // the last connection was dropped because the daemon stopped reading
     exitFlush: false,
+    exited: false, // the exit write is done: no callback will run again
+    pumpScheduled: false,
+    finishedSince: 0, // when the agent was first seen done but for our writes
     sent: 0,
     spooled: 0,
     spool: new Spool(settings.spoolDir),
@@ -70,7 +78,26 @@ function createSender(settings) {
   function enqueue(line) {
     state.backlog.push(line);
     state.backlogBytes += line.length;
+    if (state.exited) {
+      exit.writeLate();
+      return;
+    }
     if (state.backlog.length > MAX_BACKLOG_EVENTS || state.backlogBytes > MAX_BACKLOG_BYTES) overflow();
+    // On a live connection lines are written together, once a chunk's worth waits or on the
+    // event loop's next turn: a write per event was a system call, and a write request and
+    // its callback for the collector, in every track() — about half of what a call cost.
+    if (state.connected && state.backlogBytes < WRITE_CHUNK_BYTES) {
+      if (!state.pumpScheduled) {
+        state.pumpScheduled = true;
+        setImmediate(scheduledPump);
+      }
+      return;
+    }
+    pump();
+  }
+
+  function scheduledPump() {
+    state.pumpScheduled = false;
     pump();
   }
 
@@ -151,17 +178,28 @@ function createSender(settings) {
   function watchForStall() {
     if (state.watchdog) return;
     state.lastProgress = Date.now();
+    state.finishedSince = 0; // a new watch: the agent is judged afresh
     state.watchdog = setInterval(() => {
       if (!state.inFlight || !state.sock) {
         clearInterval(state.watchdog);
         state.watchdog = null;
-      } else if (Date.now() - state.lastProgress > STALL_MS) {
+      } else if (Date.now() - state.lastProgress > STALL_MS || finishedFor() > EXIT_BUDGET_MS) {
         state.stalled = true;
         state.hungUp = true;
         state.sock.destroy();
       }
     }, STALL_MS / 5);
     state.watchdog.unref(); // the pending write, not this timer, is what keeps the loop alive
+  }
+
+  // How long the agent has been done but for our writes (0 while it is not).
+  function finishedFor() {
+    if (!onlyShimWritesKeepAlive(state.sock)) {
+      state.finishedSince = 0;
+      return 0;
+    }
+    if (!state.finishedSince) state.finishedSince = Date.now();
+    return Date.now() - state.finishedSince;
   }
 
   // The socket path to try: the configured one, or the default rule's, checked without
@@ -185,7 +223,7 @@ function createSender(settings) {
       } catch {
         // no data dir to fall back to: the preferred folder fails the check below
       }
-      settings.socketPath = path.join(dir, 'ingest.sock');
+      settings.socketPath = pyPath(dir, 'ingest.sock');
       done(settings.socketPath);
     });
   }
@@ -326,7 +364,7 @@ function createSender(settings) {
     });
   }
 
-  installExitHandlers(state, settings, pump, handover);
+  const exit = installExitHandlers(state, settings, pump, handover, atExit);
   return { enqueue, reconfigure, flush, stats, drops: state.drops };
 }
 

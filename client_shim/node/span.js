@@ -7,6 +7,7 @@ const { performance } = require('node:perf_hooks');
 const { randomHex } = require('./wire.js');
 
 const storage = new AsyncLocalStorage();
+const MAX_OPEN_SPANS = 10000;
 
 class Span {
   constructor(name, properties, parent) {
@@ -17,6 +18,7 @@ class Span {
     this.parentSpanId = parent ? parent.spanId : null;
     this.startMs = Date.now();
     this.startPerf = performance.now();
+    this.ended = false;
   }
 
   /** Add or replace one property of the span's event; never throws. Returns the span. */
@@ -82,7 +84,16 @@ function isThenable(value) {
  * that could not become one.
  */
 function makeSpan(emit, invalid) {
-  function end(span, error, failed) {
+  // Spans begun and not yet ended: process.exit() and a fatal signal end the process
+  // without returning to span(), so they are ended from there (endOpen). Bounded: spans
+  // whose promise never settles must not grow it for the life of a server.
+  const open = new Set();
+
+  // `typeName` names the failure when there is no error object (the process ending).
+  function end(span, error, failed, typeName) {
+    if (span.ended) return; // one event per span
+    span.ended = true;
+    open.delete(span);
     try {
       const properties = span.properties;
       if (properties !== null && typeof properties === 'object' && !Array.isArray(properties)) {
@@ -90,7 +101,7 @@ function makeSpan(emit, invalid) {
         if (failed) {
           // The type only: an error's message may hold user data.
           properties.status = 'error';
-          properties.error_type = errorType(error);
+          properties.error_type = typeName || errorType(error);
         }
       }
       const options = { trace_id: span.traceId, span_id: span.spanId };
@@ -120,8 +131,12 @@ function makeSpan(emit, invalid) {
     try {
       current = new Span(name, ownProperties(properties), storage.getStore());
     } catch {
+      // Properties that throw when copied (a getter, a Proxy): fn still runs, and the span's
+      // event, which cannot be made, is counted.
+      invalid();
       return fn(DETACHED);
     }
+    if (open.size < MAX_OPEN_SPANS) open.add(current);
     let result;
     try {
       result = storage.run(current, fn, current);
@@ -133,7 +148,12 @@ function makeSpan(emit, invalid) {
       end(current, undefined, false);
       return result;
     }
-    return result.then(
+    // A Promise (or subclass) keeps its own then(); another thenable is adopted as `await`
+    // adopts it: its then() is called later, and what it gives, or throws, settles the
+    // span. Calling it here would return whatever it returns (nothing, for some), and a
+    // throw from it would escape span() with the span's event lost.
+    const settled = result instanceof Promise ? result : Promise.resolve(result);
+    return settled.then(
       (value) => {
         end(current, undefined, false);
         return value;
@@ -145,7 +165,16 @@ function makeSpan(emit, invalid) {
     );
   }
 
-  return span;
+  /**
+   * End every open span, innermost first: the process is ending. `why` is null for a normal
+   * end (exit code 0), else what ended it (`ProcessExit` for another code, a signal's name),
+   * recorded as the spans' error type.
+   */
+  function endOpen(why) {
+    for (const span of [...open].reverse()) end(span, undefined, why !== null, why);
+  }
+
+  return { span, endOpen };
 }
 
 module.exports = { makeSpan, currentSpan };

@@ -5,7 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { tempHome, removeAtExit, listen, waitFor } = require('./test-helpers.js');
+const { tempHome, removeAtExit, listen, waitFor, runAgent, spooled } = require('./test-helpers.js');
 
 const OWN_HOME = fs.mkdtempSync('/tmp/atn-span-');
 process.env.AGENT_TELEMETRY_HOME = OWN_HOME;
@@ -125,4 +125,106 @@ test('span() never throws on its own account and counts what cannot be an event'
   assert.doesNotThrow(() => shim.span(42, {}, () => 1));
   assert.equal(shim.span('x', 'not an object', () => 'still runs'), 'still runs');
   assert.equal(shim.stats().drops.invalid - before, 4);
+});
+
+test('properties that throw when copied still run fn, and the lost event is counted', () => {
+  const before = shim.stats().drops.invalid;
+  const getter = {
+    get secret() {
+      throw new Error('no');
+    },
+  };
+  const proxy = new Proxy(
+    {},
+    {
+      ownKeys() {
+        throw new Error('no');
+      },
+    },
+  );
+  assert.equal(shim.span('getter', getter, () => 'ran'), 'ran');
+  assert.equal(shim.span('proxy', proxy, () => 'ran'), 'ran');
+  assert.equal(shim.stats().drops.invalid - before, 2);
+});
+
+test('a thenable that is not a Promise settles the span with its own value or failure', async () => {
+  const from = daemon.lines.length;
+  // `then` returns nothing, as some query builders' do: awaiting the span gives fn's value.
+  const value = await shim.span('thenable.ok', {}, () => ({
+    then(resolve) {
+      resolve(7);
+    },
+  }));
+  assert.equal(value, 7);
+  // `then` throws: a rejection like `await` makes of it, and the span records the error.
+  let thrown = null;
+  let outcome;
+  try {
+    outcome = shim.span('thenable.bad', {}, () => ({
+      then() {
+        throw new RangeError('from then');
+      },
+    }));
+  } catch (error) {
+    thrown = error;
+  }
+  assert.equal(thrown, null);
+  await assert.rejects(outcome, RangeError);
+  const events = await received(from, 2);
+  const byName = Object.fromEntries(events.map((e) => [e.event, e]));
+  assert.equal(byName['thenable.ok'].properties.status, undefined);
+  assert.equal(byName['thenable.bad'].properties.status, 'error');
+  assert.equal(byName['thenable.bad'].properties.error_type, 'RangeError');
+});
+
+for (const code of [0, 2]) {
+  test(`spans open at process.exit(${code}) still send their events`, async () => {
+    const agentHome = tempHome();
+    const agentDaemon = await listen(path.join(agentHome, 'run', 'ingest.sock'));
+    try {
+      const result = await runAgent(
+        agentHome,
+        `const { span } = require(SHIM);
+         span('agent.run', { task: 't' }, async () => {
+           await span('tool.call', async () => {
+             await new Promise((resolve) => setTimeout(resolve, 5));
+             process.exit(${code});
+           });
+         });`,
+      );
+      assert.equal(result.code, code, result.stderr);
+      assert.ok(await waitFor(() => agentDaemon.lines.length >= 2), `got ${agentDaemon.lines.length}`);
+      const byName = Object.fromEntries(agentDaemon.lines.map((l) => JSON.parse(l)).map((e) => [e.event, e]));
+      assert.equal(byName['tool.call'].parent_span_id, byName['agent.run'].span_id);
+      for (const event of Object.values(byName)) {
+        assert.ok(event.properties.duration_ms >= 0);
+        assert.equal(event.properties.status, code === 0 ? undefined : 'error');
+        assert.equal(event.properties.error_type, code === 0 ? undefined : 'ProcessExit');
+      }
+    } finally {
+      agentDaemon.server.close();
+      fs.rmSync(agentHome, { recursive: true, force: true });
+    }
+  });
+}
+
+test('a span open at a fatal signal is spooled, its error type the signal', async () => {
+  const agentHome = tempHome();
+  try {
+    const result = await runAgent(
+      agentHome,
+      `const { span } = require(SHIM);
+       span('agent.run', () => new Promise(() => {
+         setTimeout(() => {}, 60000);
+         setTimeout(() => process.kill(process.pid, 'SIGTERM'), 5);
+       }));`,
+    );
+    assert.equal(result.signal, 'SIGTERM', result.stderr);
+    const { events } = spooled(agentHome);
+    assert.equal(events.length, 1);
+    assert.equal(events[0].event, 'agent.run');
+    assert.equal(events[0].properties.error_type, 'SIGTERM');
+  } finally {
+    fs.rmSync(agentHome, { recursive: true, force: true });
+  }
 });

@@ -10,7 +10,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { privateDirProblemSync } = require('./paths.js');
+const { privateDirProblemSync, pyPath } = require('./paths.js');
 
 const SPOOL_FILE_BYTES = 8 * 1024 * 1024;
 const SPOOL_FOLDER_BYTES = 64 * 1024 * 1024;
@@ -135,7 +135,7 @@ class Spool {
     if (!this.directory) throw new Error('no data dir');
     makeSpoolDir(this.directory);
     const name = `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
-    const temporary = path.join(this.directory, `.${name}.tmp`);
+    const temporary = pyPath(this.directory, `.${name}.tmp`);
     const fd = fs.openSync(temporary, CREATE, 0o600);
     try {
       fs.fchmodSync(fd, 0o600); // whatever the umask
@@ -147,7 +147,7 @@ class Spool {
     this.fd = fd;
     this.size = 0;
     this.temporary = temporary;
-    this.final = path.join(this.directory, `${name}.ndjson`);
+    this.final = pyPath(this.directory, `${name}.ndjson`);
   }
 
   append(text) {
@@ -168,7 +168,7 @@ class Spool {
     for (const entry of fs.readdirSync(this.directory, { withFileTypes: true })) {
       if (!entry.isFile()) continue;
       try {
-        total += fs.lstatSync(path.join(this.directory, entry.name)).size;
+        total += fs.lstatSync(pyPath(this.directory, entry.name)).size;
       } catch {
         // removed by the daemon meanwhile
       }

@@ -84,6 +84,13 @@ test('a stored choice that cannot be read counts as off, as the daemon reads it'
       assert.equal(storedMode(file), expected, text);
     }
     assert.equal(storedMode(path.join(dir, 'missing.json')), null);
+    // Not UTF-8: unreadable to the daemon, so off, whatever the bytes around it say.
+    fs.writeFileSync(file, Buffer.concat([Buffer.from('{"mode": "local", "note": "'), Buffer.from([0xff]), Buffer.from('"}')]));
+    assert.equal(storedMode(file), 'off');
+    // A config file that is not UTF-8 is rejected whole by the daemon: it says no mode.
+    const config = path.join(dir, 'config.toml');
+    fs.writeFileSync(config, Buffer.concat([Buffer.from('mode = "off"\n# '), Buffer.from([0xc3, 0x28]), Buffer.from('\n')]));
+    assert.equal(configuredMode(config), null);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -105,6 +112,23 @@ test(
       const [control, event] = daemon.lines.map((line) => JSON.parse(line));
       assert.deepEqual(control, { client_drops: { invalid: 2, too_large: 1 }, agent: 'node_agent' });
       assert.equal(event.event, 'agent.ok');
+    } finally {
+      daemon.server.close();
+    }
+  }),
+);
+
+test(
+  'an agent whose only news is its losses tells the daemon on the connection at exit',
+  withHome(async (home) => {
+    const daemon = await listen(path.join(home, 'run', 'ingest.sock'));
+    try {
+      const result = await runAgent(home, `const { track } = require(SHIM); track(''); track('x', { n: NaN });`);
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(await waitFor(() => daemon.lines.length >= 1));
+      assert.deepEqual(JSON.parse(daemon.lines[0]), { client_drops: { invalid: 2 }, agent: 'node_agent' });
+      // Not in a spool file, which the daemon would read only when it next looks.
+      assert.deepEqual(spooled(home).sealed, []);
     } finally {
       daemon.server.close();
     }

@@ -13,6 +13,9 @@ const MAX_PROPERTIES_BYTES = 32 * 1024;
 const MAX_DEPTH = 10; // the properties object itself is level 1
 const MAX_KEYS = 256; // keys of the properties object and of every object nested in it
 const MAX_TIMESTAMP_MS = 253402300800000; // 10000-01-01T00:00:00Z; the daemon takes 1970-9999
+// RFC 3339 text is never longer ("9999-12-31T23:59:59.999999999+00:00" is 35): a longer
+// string is refused before it is parsed. Ids likewise, by their fixed length.
+const MAX_TIMESTAMP_TEXT = 64;
 const CONTROL = /[\x00-\x1f\x7f]/;
 const OFFSET = /(?:Z|[+-]\d\d:?\d\d)$/i;
 const OPTIONS = new Set(['timestamp', 'uuid', 'agent', 'trace_id', 'span_id', 'parent_span_id']);
@@ -101,7 +104,9 @@ function truncate(name, limit) {
 function isoTimestamp(value) {
   let ms;
   if (value instanceof Date) ms = value.getTime();
-  else if (typeof value === 'string' && OFFSET.test(value)) ms = Date.parse(value);
+  else if (typeof value === 'string' && value.length <= MAX_TIMESTAMP_TEXT && OFFSET.test(value)) {
+    ms = Date.parse(value);
+  }
   else throw new TypeError('timestamp must be a Date or an RFC 3339 string with an offset');
   if (!Number.isFinite(ms)) throw new RangeError('timestamp is not a valid time');
   if (ms < 0 || ms >= MAX_TIMESTAMP_MS) throw new RangeError('timestamp must be between 1970 and 9999');
@@ -122,6 +127,11 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 function checkValue(value, depth, tally) {
   switch (typeof value) {
     case 'string':
+      // Its quotes, less the byte countItems() gave it; a UTF-16 unit is at least one byte
+      // of UTF-8. Counted before the string is read: a string of megabytes is refused
+      // without being checked or encoded on the caller's time, as the Python shim does.
+      tally.least += value.length + 1;
+      if (tally.least > MAX_PROPERTIES_BYTES) throw new TooLargeError('properties too large');
       if (!wellFormed(value)) throw new TypeError('a string is not valid Unicode');
       return;
     case 'number':
@@ -154,6 +164,8 @@ function checkObject(value, depth, tally) {
   if (tally.keys > MAX_KEYS) throw new TypeError(`properties have more than ${MAX_KEYS} keys`);
   countItems(keys.length, tally);
   for (const key of keys) {
+    tally.least += key.length + 3; // its quotes and the colon, counted before it is read
+    if (tally.least > MAX_PROPERTIES_BYTES) throw new TooLargeError('properties too large');
     if (!wellFormed(key)) throw new TypeError('a property name is not valid Unicode');
     checkValue(value[key], depth + 1, tally);
   }
@@ -188,7 +200,11 @@ function encodeEvent(event, properties, options = {}, nowMs = Date.now(), defaul
   const timestamp = options.timestamp == null ? new Date(nowMs).toISOString() : isoTimestamp(options.timestamp);
   let uuid;
   if (options.uuid == null) uuid = uuid7(nowMs);
-  else if (typeof options.uuid === 'string' && CANONICAL_UUID.test(options.uuid.toLowerCase())) {
+  else if (
+    typeof options.uuid === 'string' &&
+    options.uuid.length === 36 &&
+    CANONICAL_UUID.test(options.uuid.toLowerCase())
+  ) {
     uuid = options.uuid.toLowerCase();
   } else throw new TypeError('uuid must be a UUID string');
   // An empty or missing agent falls back to the process's name, as in the Python shim.
@@ -205,6 +221,7 @@ function encodeEvent(event, properties, options = {}, nowMs = Date.now(), defaul
 // A W3C trace or span id in lower case: `digits` hex digits, not all zero.
 function checkHexId(field, value, digits) {
   if (typeof value !== 'string') throw new TypeError(`${field} must be a string`);
+  if (value.length !== digits) throw new RangeError(`${field} must be ${digits} hex digits`);
   const lowered = value.toLowerCase();
   if (!HEX_ID[digits].test(lowered) || !/[^0]/.test(lowered)) {
     throw new RangeError(`${field} must be ${digits} hex digits, not all zero`);

@@ -18,6 +18,8 @@ from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env, upload_states
 from tests.shim_agents import run_agent
+from tests.test_shim_node import NODE_SHIM
+from tests.tools import required_tool
 
 
 def wait_until_nothing_can_send(daemon: DaemonProcess) -> None:
@@ -179,6 +181,20 @@ def test_an_agent_run_with_do_not_track_keeps_its_events_local(
         """
     run_agent(daemon.home, agent, AGENT_TELEMETRY_AGENT="private", DO_NOT_TRACK="1")
     run_agent(daemon.home, agent, AGENT_TELEMETRY_AGENT="shared", DO_NOT_TRACK="0")
+    # The Node shim reads it the same way.
+    node = required_tool("nodejs", "node")
+    node_agent = (
+        "const t = require(process.argv[1]);"
+        "t.track('node.step', {n: 1});"
+        "t.span('node.run', {}, () => {});"
+        "t.flush(10000);"
+    )
+    subprocess.run(
+        [node, "-e", node_agent, str(NODE_SHIM / "index.js")],
+        env={**daemon.env, "AGENT_TELEMETRY_AGENT": "private-node", "DO_NOT_TRACK": "true"},
+        check=True,
+        timeout=30,
+    )
     # The same request over HTTP, and a value that is not a yes or no: named, not kept.
     url = f"{daemon.http_url()}/v1/events"
     events = [{"event": "http.step", "local_only": True}, {"event": "bad", "local_only": "1"}]
@@ -198,6 +214,8 @@ def test_an_agent_run_with_do_not_track_keeps_its_events_local(
     assert kept == {
         ("step", "local"),
         ("run", "local"),
+        ("node.step", "local"),
+        ("node.run", "local"),
         ("http.step", "local"),
         ("step", "sent"),
         ("run", "sent"),
@@ -210,11 +228,11 @@ def test_an_agent_run_with_do_not_track_keeps_its_events_local(
     assert list((daemon.home / "data" / "spool").iterdir())
     daemon.start()
     deadline = time.monotonic() + 20
-    while len(rows := daemon.export()) < 64:
+    while len(rows := daemon.export()) < 66:
         assert time.monotonic() < deadline, len(rows)
         time.sleep(0.1)
     assert flush_json(daemon)["events_sent"] == 0
-    assert sum(row["upload"] == "local" for row in rows) == 43
+    assert sum(row["upload"] == "local" for row in rows) == 45
 
 
 def post_json(url: str, body: dict[str, object]) -> dict[str, object]:

@@ -130,6 +130,29 @@ def test_a_runtime_folder_passed_over_still_meets_the_running_daemon(
     assert daemon.status()["buffer"]["events"] == 4
 
 
+def test_doctor_names_the_daemon_that_holds_the_buffer_from_another_runtime_folder(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory(QUIET_ENV)
+    post_events(daemon.http_url(), [{"event": "kept"}] * 3)
+    os.chmod(daemon.home / "run", 0o755)  # passed over: later commands resolve data/run
+    assert daemon.proc is not None
+    try:
+        result = daemon.cli("doctor", "--json", check=False)
+    finally:
+        os.chmod(daemon.home / "run", 0o700)
+    found = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    # Not "not running, start it": a start would be refused. Who holds it, and the way out.
+    check = found["daemon"]
+    assert check["verdict"] == "fail"
+    assert f"pid {daemon.proc.pid} holds the buffer" in check["detail"]
+    assert str(daemon.home / "data" / "run") in check["detail"]
+    assert check["fix"].startswith(f"kill {daemon.proc.pid}; then start it")
+    # The buffer is read as a running daemon's, beside its writer: all three events.
+    assert found["buffer"]["verdict"] == "ok", found["buffer"]
+    assert result.returncode != 0
+
+
 def test_the_lock_is_taken_again_and_again_on_a_disk_full_to_the_last_byte() -> None:
     with mounted_tmpfs("1m") as disk:
         path = disk / "buffer.lock"

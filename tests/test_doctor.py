@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent_telemetryd.cli import checks
+from agent_telemetryd.cli import checks, data_checks
 from agent_telemetryd.cli.checks import PathFacts
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
@@ -165,7 +165,7 @@ def test_tcp_peer_protection_is_named() -> None:
 
 def test_a_clock_that_went_back_or_differs_from_the_backend_is_said() -> None:
     now = 1_800_000_000_000
-    assert checks.clock(now, now + 3_600_000, None).verdict == "warn"
-    assert "behind" in checks.clock(now, None, 900.0).detail
-    assert checks.clock(now, now - 1000, 2.0).verdict == "ok"
-    assert checks.clock(1_600_000_000_000, None, None).verdict == "fail"
+    assert data_checks.clock(now, now + 3_600_000, None).verdict == "warn"
+    assert "behind" in data_checks.clock(now, None, 900.0).detail
+    assert data_checks.clock(now, now - 1000, 2.0).verdict == "ok"
+    assert data_checks.clock(1_600_000_000_000, None, None).verdict == "fail"

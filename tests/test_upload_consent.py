@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,9 @@ import pytest
 from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env, upload_states
+from tests.shim_agents import run_agent
+from tests.test_shim_node import NODE_SHIM
+from tests.tools import required_tool
 
 
 def wait_until_nothing_can_send(daemon: DaemonProcess) -> None:
@@ -159,6 +163,85 @@ def test_do_not_track_wins_over_upload_in_config(
     assert status["next_upload"] is None
     wait_until_nothing_can_send(daemon)
     assert posthog.snapshot() == []
+
+
+def test_an_agent_run_with_do_not_track_keeps_its_events_local(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """DO_NOT_TRACK set where an agent runs, though not for the daemon: that agent's events
+    are kept for the user and never sent; another agent's go as usual."""
+    daemon = daemon_factory(posthog_env(posthog.url, AGENT_TELEMETRY_MODE="upload"))
+    agent = """
+        from agent_telemetry import flush, span, track
+        for i in range(20):
+            track("step", {"n": i})
+        with span("run"):
+            pass
+        flush(10)
+        """
+    run_agent(daemon.home, agent, AGENT_TELEMETRY_AGENT="private", DO_NOT_TRACK="1")
+    run_agent(daemon.home, agent, AGENT_TELEMETRY_AGENT="shared", DO_NOT_TRACK="0")
+    # The Node shim reads it the same way.
+    node = required_tool("nodejs", "node")
+    node_agent = (
+        "const t = require(process.argv[1]);"
+        "t.track('node.step', {n: 1});"
+        "t.span('node.run', {}, () => {});"
+        "t.flush(10000);"
+    )
+    subprocess.run(
+        [node, "-e", node_agent, str(NODE_SHIM / "index.js")],
+        env={**daemon.env, "AGENT_TELEMETRY_AGENT": "private-node", "DO_NOT_TRACK": "true"},
+        check=True,
+        timeout=30,
+    )
+    # The same request over HTTP, and a value that is not a yes or no: named, not kept.
+    url = f"{daemon.http_url()}/v1/events"
+    events = [{"event": "http.step", "local_only": True}, {"event": "bad", "local_only": "1"}]
+    answer = post_json(url, {"events": events})
+    assert answer["accepted"] == 1
+    assert answer["rejected"] == [
+        {"index": 1, "reason": "field 'local_only' must be true or false, not a string"}
+    ]
+
+    report = flush_json(daemon)
+    assert report["events_sent"] == 21, report
+    assert {(e["event"], e["properties"]["agent"]) for e in posthog.accepted_events()} == {
+        ("step", "shared"),
+        ("run", "shared"),
+    }
+    kept = {(row["event"], row["upload"]) for row in daemon.export()}
+    assert kept == {
+        ("step", "local"),
+        ("run", "local"),
+        ("node.step", "local"),
+        ("node.run", "local"),
+        ("http.step", "local"),
+        ("step", "sent"),
+        ("run", "sent"),
+    }
+    assert daemon.status()["buffer"]["pending_upload"] == 0
+
+    # Spooled while the daemon is down, taken when it starts: still never sent.
+    assert daemon.stop() == 0
+    run_agent(daemon.home, agent, AGENT_TELEMETRY_AGENT="private", DO_NOT_TRACK="yes")
+    assert list((daemon.home / "data" / "spool").iterdir())
+    daemon.start()
+    deadline = time.monotonic() + 20
+    while len(rows := daemon.export()) < 66:
+        assert time.monotonic() < deadline, len(rows)
+        time.sleep(0.1)
+    assert flush_json(daemon)["events_sent"] == 0
+    assert sum(row["upload"] == "local" for row in rows) == 45
+
+
+def post_json(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, object] = json.loads(response.read())
+    return answer
 
 
 def test_remote_endpoint_must_be_https(daemon_factory: Factory) -> None:

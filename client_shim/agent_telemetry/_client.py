@@ -24,7 +24,7 @@ from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
 from agent_telemetry._handover import REPORTED_DROPS
 from agent_telemetry._late import send_lines, spool_lines
 from agent_telemetry._paths import ingest_socket_path, spool_dir
-from agent_telemetry._settings import clean_agent, default_agent, env_disabled
+from agent_telemetry._settings import clean_agent, default_agent, env_disabled, env_do_not_track
 from agent_telemetry._socket import Wakeup
 from agent_telemetry._spool import Spool
 from agent_telemetry._wire import encode_client_drops
@@ -78,6 +78,7 @@ class Client(Flushing, Writer):
         spool: str | os.PathLike[str] | None = None,
     ) -> None:
         self.disabled = env_disabled()
+        self.local_only = env_do_not_track()
         self.agent = clean_agent(agent) if agent else default_agent()
         self.socket_path_given = bool(socket_path)
         try:

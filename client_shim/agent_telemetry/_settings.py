@@ -25,6 +25,13 @@ def env_disabled() -> bool:
     return flag_set(os.environ.get("AGENT_TELEMETRY_DISABLED", ""))
 
 
+def env_do_not_track() -> bool:
+    """True when `DO_NOT_TRACK` is set (not 0/false/no/off) where the agent runs: its events
+    are then sent as `local_only`, kept for the user and never uploaded, whatever the
+    daemon's own environment says."""
+    return flag_set(os.environ.get("DO_NOT_TRACK", ""))
+
+
 def clean_agent(name: str) -> str:
     """`name` without control characters, cut to what the daemon accepts."""
     name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")

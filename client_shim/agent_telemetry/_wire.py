@@ -2,7 +2,8 @@
 
 One event is one compact JSON object on one line:
 `{"event", "properties", "timestamp", "uuid", "agent"}`, and for a span `trace_id`, `span_id`
-and `parent_span_id` (docs/architecture.md). A shim's drop counts travel as
+and `parent_span_id` (docs/architecture.md); `"local_only": true` when the agent's user set
+`DO_NOT_TRACK`. A shim's drop counts travel as
 `{"client_drops": {...}, "agent"}` lines.
 """
 
@@ -263,12 +264,14 @@ def encode_event(
     trace_id: str | None = None,
     span_id: str | None = None,
     parent_span_id: str | None = None,
+    local_only: bool = False,
 ) -> bytes:
     """One NDJSON line, newline included; raises ValueError or TypeError for a bad event.
 
     `now_ms` is when the event happened (default: now); the uuid is made from it, so a
     line that is sent twice carries one uuid and the daemon keeps it once. The trace fields
     are set by spans: `trace_id` 32 hex digits, `span_id` and `parent_span_id` 16.
+    `local_only` asks the daemon to keep the event for the user and never upload it.
     """
     # Built from parts so that the size of the properties alone is known, as the daemon
     # measures it. UTF-8 strictly: a lone surrogate raises here instead of reaching the
@@ -300,6 +303,8 @@ def encode_event(
             if value is not None:
                 hex_id = check_hex_id(field, value, digits)
                 parts += (b',"', field.encode(), b'":"', hex_id.encode(), b'"')
+    if local_only:
+        parts.append(b',"local_only":true')
     parts.append(b"}\n")
     line = b"".join(parts)
     if len(line) > MAX_LINE_BYTES:

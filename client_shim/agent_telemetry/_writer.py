@@ -56,6 +56,7 @@ class Writer(Handover):
     idle: bool
     socket_path: str | None
     socket_path_given: bool
+    local_only: bool  # DO_NOT_TRACK where the agent runs: every event asks not to be sent
     sent: int
     connect_failures: int
     _wake: Wakeup
@@ -235,6 +236,7 @@ class Writer(Handover):
                 trace_id=trace_id,
                 span_id=span_id,
                 parent_span_id=parent_span_id,
+                local_only=self.local_only,
             )
         except LineTooLarge:
             return "too_large"

@@ -40,6 +40,12 @@ function envDisabled(env = process.env) {
   return flag(env.AGENT_TELEMETRY_DISABLED);
 }
 
+// DO_NOT_TRACK where the agent runs, read by the same rule: its events are sent as
+// `local_only`, kept for the user and never uploaded, whatever the daemon's own environment.
+function envDoNotTrack(env = process.env) {
+  return flag(env.DO_NOT_TRACK);
+}
+
 // The socket path as the environment names it (whether its folder is the user's own is
 // checked, without blocking, when connecting), or null when the environment gives none that
 // can be reached: a home of `~someone-else`, or a relative one while the working directory
@@ -62,6 +68,7 @@ function defaultSpoolDir() {
 
 const settings = {
   disabled: envDisabled(),
+  localOnly: envDoNotTrack(),
   agent: defaultAgent(),
   socketPath: defaultSocketPath(),
   socketPathGiven: false,
@@ -75,6 +82,7 @@ const sender = createSender(settings, (why) => spans.endOpen(why));
 function configure(options = {}) {
   try {
     settings.disabled = options.disabled === undefined ? envDisabled() : Boolean(options.disabled);
+    settings.localOnly = envDoNotTrack();
     settings.agent = options.agent ? cleanAgent(options.agent) : defaultAgent();
     settings.socketPathGiven = Boolean(options.socketPath);
     settings.socketPath = options.socketPath ? String(options.socketPath) : defaultSocketPath();
@@ -88,7 +96,7 @@ function configure(options = {}) {
 // -- events -------------------------------------------------------------------------------
 
 function encodeEvent(event, properties, options = {}, nowMs = Date.now()) {
-  return wire.encodeEvent(event, properties, options, nowMs, settings.agent);
+  return wire.encodeEvent(event, properties, options, nowMs, settings.agent, settings.localOnly);
 }
 
 // One event into the sender, at `nowMs`; never throws.
@@ -102,7 +110,15 @@ function emit(event, properties, options, nowMs) {
       sender.drops.no_socket_path += 1;
       return;
     }
-    sender.enqueue(wire.encodeEvent(event, properties, options || {}, nowMs, settings.agent));
+    const line = wire.encodeEvent(
+      event,
+      properties,
+      options || {},
+      nowMs,
+      settings.agent,
+      settings.localOnly,
+    );
+    sender.enqueue(line);
   } catch (error) {
     if (error instanceof wire.TooLargeError) sender.drops.too_large += 1;
     else sender.drops.invalid += 1;

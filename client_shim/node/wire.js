@@ -179,8 +179,16 @@ function countItems(count, tally) {
   if (tally.least > MAX_PROPERTIES_BYTES) throw new TooLargeError('properties too large');
 }
 
-// `defaultAgent` names the source when options.agent is empty or missing.
-function encodeEvent(event, properties, options = {}, nowMs = Date.now(), defaultAgent = 'node') {
+// `defaultAgent` names the source when options.agent is empty or missing; `localOnly` asks
+// the daemon to keep the event for the user and never upload it (DO_NOT_TRACK).
+function encodeEvent(
+  event,
+  properties,
+  options = {},
+  nowMs = Date.now(),
+  defaultAgent = 'node',
+  localOnly = false,
+) {
   let line = '{"event":' + JSON.stringify(checkName('event', event, MAX_EVENT_NAME));
   if (properties !== undefined && properties !== null) {
     if (typeof properties !== 'object' || Array.isArray(properties)) {
@@ -211,6 +219,7 @@ function encodeEvent(event, properties, options = {}, nowMs = Date.now(), defaul
   const agent = options.agent ? checkName('agent', options.agent, MAX_AGENT_NAME) : defaultAgent;
   line += `,"timestamp":"${timestamp}","uuid":"${uuid}","agent":${JSON.stringify(agent)}`;
   line += traceFields(options);
+  if (localOnly) line += ',"local_only":true';
   line += '}\n';
   if (line.length * 3 > MAX_LINE_BYTES && Buffer.byteLength(line) > MAX_LINE_BYTES) {
     throw new TooLargeError('event too large');

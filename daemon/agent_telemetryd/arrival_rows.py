@@ -3,7 +3,8 @@
 A row carries the receipt time, the source, the consent mode at receipt and, in mode
 `upload`, its upload state: pending at once, pending later when its source is over the
 rate limit (it waits, `eligible_ms`), or `rate_limited` for good when that source already
-has a full backlog waiting. In any other mode a row is local and never sent.
+has a full backlog waiting. In any other mode a row is local and never sent, and so is an
+event its agent sent as `local_only` (its user set DO_NOT_TRACK where the agent runs).
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ def build_rows(
         agent = agent or "unknown"
         eligible_ms = None
         if not uploading:
+            upload = LOCAL
+        elif type(document) is dict and document.get("local_only"):
+            # Its agent's user set DO_NOT_TRACK: kept for them, never sent. (Validation
+            # let only true or false through; the fast paths never take such a line.)
             upload = LOCAL
         elif upload_from is not None and (
             ts_ms is None or ts_ms < upload_from or ts_ms > tracked_by

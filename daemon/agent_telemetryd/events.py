@@ -40,6 +40,7 @@ ALLOWED_FIELDS = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    "local_only",
 )
 _ALLOWED = frozenset(ALLOWED_FIELDS)
 _ALLOWED_LIST = ", ".join(ALLOWED_FIELDS)
@@ -94,7 +95,11 @@ _MAX_REMEMBERED = 4096
 class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """An event line's shape, decoded and type-checked in C (`Validator.check_line`):
     a field of another type or name makes msgspec refuse the line, and the full checks
-    take it. Lengths, names and formats are checked after, as `validate` does."""
+    take it. Lengths, names and formats are checked after, as `validate` does.
+
+    `local_only` is left out on purpose: a line that carries it takes the full path,
+    where its row is kept from upload (arrival_rows.py). Only agents whose user set
+    DO_NOT_TRACK send it, so the fast paths stay as they are."""
 
     event: str
     properties: dict[str, Any] | None = None
@@ -173,6 +178,12 @@ class Validator:
         uuid = get("uuid")
         if uuid is not None and (type(uuid) is not str or not CANONICAL_UUID.match(uuid)):
             uuid = canonical_uuid(uuid)
+        local_only = get("local_only")
+        if local_only is not None and type(local_only) is not bool:
+            # Read from the document itself when its row is made (arrival_rows.py).
+            raise EventError(
+                f"field 'local_only' must be true or false, not {json_type(local_only)}"
+            )
         event = Event(name, properties, ts_ms, uuid, agent)
         if not _TRACE_FIELDS.isdisjoint(document):
             trace_id, span_id, parent_span_id = (

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from agent_telemetryd.cli import checks
+from agent_telemetryd.cli import checks, data_checks
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
@@ -93,13 +93,23 @@ def run_checks(config: Config) -> list[Check]:
     )
     unused = [p for p in problems if p.file_not_used]
     pid = running_pid(paths.lock_file)
+    # Held by this folder's daemon too; without one, by a daemon elsewhere or a command.
+    buffer_writer = running_pid(paths.buffer_lock)
+    buffer_busy = pid is not None or buffer_writer is not None
     status, status_error = _daemon_status(config) if pid is not None else (None, None)
     service, service_error = _service_facts()
     running = pid is not None and status is not None
     service_running = bool(service and service.get("running"))
 
     found = [
-        checks.daemon(pid, status is not None, status_error, service_running),
+        checks.daemon(
+            pid,
+            status is not None,
+            status_error,
+            service_running,
+            buffer_writer,
+            paths.runtime_dir,
+        ),
         checks.config_valid(
             paths.config_file,
             config_file.exists,
@@ -122,11 +132,11 @@ def run_checks(config: Config) -> list[Check]:
     sender_check, backend_skew = _sender_check(config, status, unused[0].fix if unused else None)
     found.append(sender_check)
     found.append(_disk_check(config))
-    found.append(_buffer_check(config, pid is not None))
+    found.append(_buffer_check(config, buffer_busy))
     found.append(_spool_check(config, running))
     found.append(
-        checks.clock(
-            time.time_ns() // 1_000_000, _newest_event(config, pid is not None), backend_skew
+        data_checks.clock(
+            time.time_ns() // 1_000_000, _newest_event(config, buffer_busy), backend_skew
         )
     )
     if status is not None and "tcp_peer_check" in status:
@@ -293,28 +303,28 @@ def _disk_check(config: Config) -> Check:
         for suffix in ("", "-wal")
         if Path(f"{database}{suffix}").exists()
     )
-    return checks.disk(place, usage.free, usage.total, size, config.max_bytes)
+    return data_checks.disk(place, usage.free, usage.total, size, config.max_bytes)
 
 
 def _buffer_check(config: Config, daemon_running: bool) -> Check:
     database = config.paths.database
     if not database.exists():
-        return checks.buffer(database, False, "ok", ())
+        return data_checks.buffer(database, False, "ok", ())
     if daemon_running:
         result = quick_check(database, INTEGRITY_SECONDS)
-        return checks.buffer(database, True, result.state, result.messages)
+        return data_checks.buffer(database, True, result.state, result.messages)
     # The daemon down: the file as it is, without a write-ahead log that is not its own.
     try:
         reader = offline_reads.open_reader(database)
     except sqlite3.Error as error:
-        return checks.buffer(database, True, "unreadable", (str(error),))
+        return data_checks.buffer(database, True, "unreadable", (str(error),))
     try:
         result = check_pages(reader.conn, INTEGRITY_SECONDS)
     finally:
         reader.conn.close()
     if result.state == "ok" and reader.foreign_wal is not None:
-        return checks.foreign_wal(database, reader.foreign_wal)
-    return checks.buffer(database, True, result.state, result.messages)
+        return data_checks.foreign_wal(database, reader.foreign_wal)
+    return data_checks.buffer(database, True, result.state, result.messages)
 
 
 def _spool_check(config: Config, running: bool) -> Check:
@@ -330,7 +340,7 @@ def _spool_check(config: Config, running: bool) -> Check:
                     size += entry.stat(follow_symlinks=False).st_size
     except OSError:
         pass  # no spool folder: nothing waits
-    return checks.spool(folder, files, size, running)
+    return data_checks.spool(folder, files, size, running)
 
 
 def _newest_event(config: Config, daemon_running: bool) -> int | None:

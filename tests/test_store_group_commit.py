@@ -16,7 +16,7 @@ import pytest
 
 from agent_telemetryd.store import writer as writer_module
 from agent_telemetryd.store.buffer import Buffer
-from agent_telemetryd.store.writer import FEW_ROWS, Writer
+from agent_telemetryd.store.writer import FEW_ROWS, StoreFullError, Writer
 from tests.test_ingest_turns import until
 from tests.test_store_failures import buffer_row
 
@@ -135,3 +135,24 @@ def test_a_failed_commit_nobody_waits_for_is_counted_without_another_write(
         return (await ok).inserted, lost
 
     assert with_writer(tmp_path, scenario) == (1, 1)
+
+
+def test_a_commit_failing_in_an_unforeseen_way_loses_its_group_not_the_writer(
+    tmp_path: Path,
+) -> None:
+    # A value SQLite cannot bind (a lone surrogate: text that is not UTF-8) raises no
+    # sqlite3.Error. The group is lost and counted, its sender told; the next one is kept.
+    async def scenario(writer: Writer, commits: list[str]) -> tuple[str, int, int]:
+        bad = buffer_row(1, 1)._replace(agent="M\udcfcller")
+        refused = writer.submit([bad], {"received": 1}, ack=True)
+        assert refused is not None
+        with pytest.raises(StoreFullError) as error:
+            await asyncio.wait_for(refused, 10)
+        lost = writer.unsaved["dropped.write_error"]
+        ok = writer.submit([buffer_row(2, 2)], {"received": 1}, ack=True)
+        assert ok is not None
+        inserted = (await asyncio.wait_for(ok, 10)).inserted
+        return str(error.value), lost, inserted
+
+    reason, lost, inserted = with_writer(tmp_path, scenario)
+    assert (reason, lost, inserted) == ("buffer write failed: UnicodeEncodeError", 1, 1)

@@ -310,29 +310,39 @@ class Writer:
                 results = await loop.run_in_executor(self._executor, self._group.commit, group)
                 if evicting:
                     await loop.run_in_executor(self._executor, self._file.restore_reserve)
-        except (sqlite3.Error, OSError) as error:
+        except Exception as error:
             # Whatever failed, the writer goes on: these events are counted as lost, their
             # senders told, and the next group is tried afresh.
-            lost = sum(len(request.rows) for request in group)
-            for request in group:
-                for name, value in request.counters.items():
-                    self.unsaved[name] = self.unsaved.get(name, 0) + value
-            self.unsaved["dropped.write_error"] = self.unsaved.get("dropped.write_error", 0) + lost
-            told = self._write_failures.add(lost)
-            if told is not None:
-                log.error(
-                    "buffer_write_failed",
-                    reason=str(error),
-                    events_lost=told,
-                    logged_at_most_every_seconds=self._write_failures.seconds,
-                )
-            for request in group:
-                if request.ack is not None and not request.ack.done():
-                    request.ack.set_exception(StoreFullError(f"buffer write failed: {error}"))
+            self._lost(group, error)
             return
         for request, result in zip(group, results, strict=True):
             if request.ack is not None and result is not None and not request.ack.done():
                 request.ack.set_result(result)
+
+    def _lost(self, group: list[WriteRequest], error: Exception) -> None:
+        """Count a group that could not be written, log it (throttled) and tell its senders.
+
+        Not only SQLite's and the disk's errors come here: one the writer's task did not
+        handle would end it without a word, and every later write would wait for good.
+        Such an error's message may quote the value that caused it: only its type is told.
+        """
+        reason = str(error) if isinstance(error, sqlite3.Error | OSError) else type(error).__name__
+        lost = sum(len(request.rows) for request in group)
+        for request in group:
+            for name, value in request.counters.items():
+                self.unsaved[name] = self.unsaved.get(name, 0) + value
+        self.unsaved["dropped.write_error"] = self.unsaved.get("dropped.write_error", 0) + lost
+        told = self._write_failures.add(lost)
+        if told is not None:
+            log.error(
+                "buffer_write_failed",
+                reason=reason,
+                events_lost=told,
+                logged_at_most_every_seconds=self._write_failures.seconds,
+            )
+        for request in group:
+            if request.ack is not None and not request.ack.done():
+                request.ack.set_exception(StoreFullError(f"buffer write failed: {reason}"))
 
     async def _run_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         run = self._in_transaction

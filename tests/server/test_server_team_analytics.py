@@ -4,6 +4,7 @@ erasure, retention and the upgrade backfill of the models/tools/durations rollup
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -128,6 +129,61 @@ async def test_odd_values_are_ignored_not_fatal(server: Running) -> None:
     ]
 
 
+def _run_of_an_agent() -> list[dict[str, Any]]:
+    """An agent's own span around its two chat calls; it names their model and carries
+    their summed tokens and cost, as the GenAI conventions have it."""
+    usage = {"gen_ai.request.model": "gpt-x", "gen_ai.usage.output_tokens": 10}
+    return [
+        make_event("invoke_agent planner", {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 300,
+            "cost_usd": 0.01, "duration_ms": 9000, **usage}),
+        make_event("chat gpt-x", {
+            "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 100,
+            "cost_usd": 0.004, "duration_ms": 300, **usage}),
+        make_event("chat gpt-x", {
+            "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 200,
+            "cost_usd": 0.006, "duration_ms": 400, **usage}),
+    ]  # fmt: skip
+
+
+async def _gpt_x(server: Running) -> tuple[Any, ...]:
+    (model,) = (await read(server, "models"))["models"]
+    duration = model["duration"]
+    return (model["calls"], model["input_tokens"], model["cost_usd"], duration["samples"],
+            duration["max_ms"])  # fmt: skip
+
+
+async def test_an_agents_own_span_is_not_one_more_call(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    assert (await server.post_batch(make_batch(_run_of_an_agent())))[0] == 200
+    assert await _gpt_x(server) == (2, 300, 0.01, 2, 400.0)
+    # The span still counts as an event, with its duration by event name.
+    durations = {d["event"]: d["samples"] for d in (await read(server, "durations"))["durations"]}
+    assert durations["invoke_agent planner"] == 1
+
+
+async def test_the_upgrade_takes_agent_spans_out_of_what_the_old_rule_counted(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    migrations = Path(migrate.__file__).parent / "migrations"
+    old = (migrations / "0005_agent_rollups.sql").read_text()
+    start = old.index("CREATE FUNCTION telemetry_model")
+    old_rule = old[start : old.index("$$;", start) + 3].replace("CREATE", "CREATE OR REPLACE", 1)
+    await db.execute(old_rule)
+    assert (await server.post_batch(make_batch(_run_of_an_agent())))[0] == 200
+    assert await _gpt_x(server) == (3, 600, 0.02, 3, 9000.0)  # the span counted as a call
+
+    async with db.transaction():
+        await db.execute((migrations / "0007_agent_spans_not_calls.sql").read_text())
+    assert await _gpt_x(server) == (2, 300, 0.01, 2, 400.0)
+    # Erasure now takes out exactly what is left: nothing of the installation remains.
+    (anonymous_id,) = {r["anonymous_id"] for r in await db.fetch("SELECT anonymous_id FROM events")}
+    assert (await server.delete_user(str(anonymous_id)))[0] == 200
+    assert not await db.fetchval("SELECT count(*) FROM rollup_models_daily")
+    assert not await db.fetchval("SELECT count(*) FROM rollup_durations_daily")
+
+
 async def test_erasure_and_retention_reach_every_rollup(
     loaded: Running, db: asyncpg.Connection
 ) -> None:
@@ -194,6 +250,7 @@ async def test_upgrade_backfills_what_ingest_would_have_rolled_up(
         assert await migrate.migrate(old) == [
             "0005_agent_rollups.sql",
             "0006_token_totals_numeric.sql",
+            "0007_agent_spans_not_calls.sql",
         ]
         for table in ROLLUP_TABLES[1:]:
             assert await _dump(old, table) == live[table], table

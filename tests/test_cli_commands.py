@@ -102,6 +102,15 @@ def test_status_shows_every_state_the_stored_events_are_in(daemon: DaemonProcess
     assert expected in daemon.cli("status").stdout.splitlines()
 
 
+def test_status_says_a_duplicate_is_no_loss(daemon: DaemonProcess) -> None:
+    """An agent that sends a line again (at a reconnect, or its exit) has the copy counted
+    among the drops; the text says what it is, so it does not read as a lost event."""
+    event = {"event": "once", "uuid": "01935c1e-0000-7000-8000-000000000001"}
+    post_json_events(daemon.http_url(), [event, event])
+    (line,) = [line for line in daemon.cli("status").stdout.splitlines() if "dropped:" in line]
+    assert line.endswith("dropped: duplicate 1 (copies of events already stored)")
+
+
 # The store is about a sixth of a command's start, structlog (with the asyncio it loads)
 # about a fifth: `status` and `flush` of a running daemon ask api.sock and need none of
 # it (the upload timer runs `flush` every interval); the commands that read the file need

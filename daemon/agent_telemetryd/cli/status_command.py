@@ -46,6 +46,11 @@ def status(as_json: bool) -> None:
         raise SystemExit(1)
 
 
+# Reasons counted among the drops that lose nothing: said so, so that a copy an agent sent
+# again (at a reconnect or its exit) does not read as a loss.
+_DROP_NOTES = {"duplicate": " (copies of events already stored)"}
+
+
 def format_status(report: dict[str, Any], config: Config) -> str:
     if report.get("unanswered"):
         running = (
@@ -61,7 +66,13 @@ def format_status(report: dict[str, Any], config: Config) -> str:
             "not running (start it: agent-telemetry daemon, or agent-telemetry service install)"
         )
     buffer, counters = report["buffer"], report["counters"]
-    dropped = ", ".join(f"{k} {v}" for k, v in counters["dropped_by_reason"].items()) or "none"
+    dropped = (
+        ", ".join(
+            f"{reason} {count}{_DROP_NOTES.get(reason, '')}"
+            for reason, count in counters["dropped_by_reason"].items()
+        )
+        or "none"
+    )
     if report.get("buffer_error"):
         contents = [f"events:       unknown: {report['buffer_error']}"]
     else:

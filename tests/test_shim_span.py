@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,17 @@ def test_each_call_of_a_decorated_function_is_its_own_span(agent: Agent) -> None
     assert {e["parent_span_id"] for e in steps} == {run.span_id}
 
 
+class Unreadable(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("cannot be read")
+
+    def __len__(self) -> int:
+        return 1
+
+
 def test_span_with_no_daemon_never_raises_and_odd_input_is_counted(tmp_path: Path) -> None:
     client = Client()
     client.configure(socket_path=tmp_path / "nobody.sock", spool_dir=tmp_path / "spool")
@@ -195,10 +206,12 @@ def test_span_with_no_daemon_never_raises_and_odd_input_is_counted(tmp_path: Pat
         pass
     with span("agent.step", ["not", "a", "mapping"]) as bad:  # type: ignore[arg-type]
         bad.set("k", "v")
+    with span("agent.step", Unreadable()):  # a mapping whose copy raises
+        pass
     assert span("x")(42) == 42  # not a function: returned as is
     assert client.flush(5)
     stats = client.stats()
-    assert stats["drops"]["invalid"] == 2
+    assert stats["drops"]["invalid"] == 3
     assert stats["queued"] == 0
 
 

@@ -187,7 +187,12 @@ class SpanScope:
             elif type(properties) is dict:
                 properties = properties.copy()
             elif isinstance(properties, Mapping):
-                properties = dict(properties)
+                try:
+                    properties = dict(properties)
+                except Exception:
+                    # A mapping that cannot be read (a getter that raises): the span still
+                    # runs, and its event is counted as invalid, as track() counts one.
+                    properties = INVALID
             else:
                 properties = INVALID  # counted as invalid when it is encoded
             span = Span(self._name, properties, _current.get(), self)

@@ -98,6 +98,14 @@ class Page:
         await self.send("Page.navigate", {"url": url})
         await self.wait_event("Page.loadEventFired")
 
+    async def open_offline(self, path: Path) -> None:
+        """Open a file with the network off: a self-contained page must need nothing else."""
+        await self.send(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        await self.navigate(path.as_uri())
+
     async def reload(self) -> None:
         """A fresh load of the current address (a new document, the tab's storage kept)."""
         self.events.clear()

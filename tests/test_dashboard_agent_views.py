@@ -315,11 +315,7 @@ async def test_the_report_shows_every_view_from_file_with_the_network_off(
     report = tmp_path / "report.html"
     workload.daemon.cli("report", "-o", str(report), "--since", "24h")
     async with chromium(tmp_path / "profile") as page:
-        await page.send(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-        )
-        await page.navigate(report.as_uri())
+        await page.open_offline(report)
         await ready(page)
         await walk_every_view(page, workload, tmp_path, "report")
         # Run B's waterfall too: every listed run's spans are in the file.

@@ -292,11 +292,7 @@ async def test_report_renders_from_file_with_the_network_off(
     daemon.cli("report", "-o", str(report))
 
     async with chromium(tmp_path / "profile") as page:
-        await page.send(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-        )
-        await page.navigate(report.as_uri())
+        await page.open_offline(report)
         shown = await read_page(page)
         await page.screenshot(tmp_path / "report.png")
         assert {k: shown[k] for k in expected} == expected

@@ -37,11 +37,7 @@ async def test_names_that_close_the_script_element_stay_text(
     assert BREAKOUT_AGENT not in report.read_text()  # the raw markup is never in the file
 
     async with chromium(tmp_path / "profile") as page:
-        await page.send(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-        )
-        await page.navigate(report.as_uri())
+        await page.open_offline(report)
         shown = await read_page(page)
         assert shown["agents"] == {BREAKOUT_AGENT: 1, "planner": 1}
         assert shown["names"] == {BREAKOUT_EVENT: 1, "plain.event": 1}

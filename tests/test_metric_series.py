@@ -64,15 +64,34 @@ EXPECTED = {
 
 def buffer(path: Path, points: list[tuple] = POINTS) -> sqlite3.Connection:
     conn = open_buffer(path)
+    add_points(conn, points)
+    return conn
+
+
+def add_points(conn: sqlite3.Connection, points: list[tuple], prefix: str = "u") -> None:
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
         " transport, consent, upload, anonymous_id, daemon_version)"
         " VALUES (?, ?, ?, ?, ?, 'agent', 1, 'otlp', 'local', 'local', 'anon', 't')",
-        [(f"u{i}", name, ms, ms, json.dumps(props)) for i, (ms, name, props) in enumerate(points)],
+        [
+            (f"{prefix}{i}", name, ms, ms, json.dumps(props))
+            for i, (ms, name, props) in enumerate(points)
+        ],
     )
     conn.execute("COMMIT")
-    return conn
+
+
+def fold_some(conn: sqlite3.Connection, fold: int | None, times: int = 1) -> None:
+    """Fold every event (None), none (0), or `fold` events `times` times: the views must
+    read the same whatever part of the buffer is folded."""
+    if fold is None:
+        analytics_fold.fold_all(conn)
+        return
+    for _ in range(times if fold else 0):
+        conn.execute("BEGIN IMMEDIATE")
+        analytics_fold.fold(conn, fold)
+        conn.execute("COMMIT")
 
 
 def metrics(conn: sqlite3.Connection, f: Filters) -> dict[str, list[list[float]]]:
@@ -83,12 +102,7 @@ def metrics(conn: sqlite3.Connection, f: Filters) -> dict[str, list[list[float]]
 @pytest.mark.parametrize("fold", [0, 5, None])
 def test_each_kind_of_metric_per_hour(tmp_path: Path, fold: int | None) -> None:
     conn = buffer(tmp_path / "b.sqlite3")
-    if fold is None:
-        analytics_fold.fold_all(conn)
-    elif fold:
-        conn.execute("BEGIN IMMEDIATE")
-        analytics_fold.fold(conn, fold)
-        conn.execute("COMMIT")
+    fold_some(conn, fold)
     assert metrics(conn, Filters(bucket="hour")) == EXPECTED
     # From hour 1 on: the cumulative counter's first amount counts from its last point
     # before the range (25), not from zero.
@@ -168,13 +182,7 @@ def test_a_counter_restarting_within_a_bucket_keeps_what_each_run_counted(
     """Every restart inside an hour is counted, not only the last run's total, folded in
     chunks or not, by hour, by day and by minute."""
     conn = buffer(tmp_path / "b.sqlite3", RESTARTS)
-    if fold is None:
-        analytics_fold.fold_all(conn)
-    elif fold:
-        for _ in range(len(RESTARTS)):
-            conn.execute("BEGIN IMMEDIATE")
-            analytics_fold.fold(conn, fold)
-            conn.execute("COMMIT")
+    fold_some(conn, fold, times=len(RESTARTS))
     hours = metrics(conn, Filters(bucket="hour"))
     assert hours["runs.tokens"] == [[H, 77.0], [H + HOUR, 5.0]]
     assert hours["runs.seconds"] == [[H, 2.2]]
@@ -203,26 +211,11 @@ LATER_CONCURRENT = [
 @pytest.mark.parametrize("fold", [0, 1, 3, None])
 def test_two_processes_counting_one_series_at_once_add_up(tmp_path: Path, fold: int | None) -> None:
     conn = buffer(tmp_path / "b.sqlite3", CONCURRENT)
-    if fold is None:
-        analytics_fold.fold_all(conn)
-    elif fold:
-        conn.execute("BEGIN IMMEDIATE")
-        analytics_fold.fold(conn, fold)
-        conn.execute("COMMIT")
+    fold_some(conn, fold)
     assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0]]
     # Both go on in the next hour (a: 20 -> 26, b: 8 -> 9), and a third process starts
     # (4): 6 + 1 + 4 = 11 there, each counted from where it ended, not from the start.
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO events (uuid, event, ts_ms, received_ms, properties, agent, pid,"
-        " transport, consent, upload, anonymous_id, daemon_version)"
-        " VALUES (?, ?, ?, ?, ?, 'agent', 1, 'otlp', 'local', 'local', 'anon', 't')",
-        [
-            (f"n{i}", name, ms, ms, json.dumps(props))
-            for i, (ms, name, props) in enumerate(LATER_CONCURRENT)
-        ],
-    )
-    conn.execute("COMMIT")
+    add_points(conn, LATER_CONCURRENT, prefix="n")
     assert metrics(conn, Filters(bucket="hour"))["both.tokens"] == [[H, 28.0], [H + HOUR, 11.0]]
     assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["both.tokens"] == [
         [H + HOUR, 11.0]
@@ -246,12 +239,7 @@ def test_an_up_down_counter_going_down_is_a_change_not_a_reset(
     tmp_path: Path, fold: int | None
 ) -> None:
     conn = buffer(tmp_path / "b.sqlite3", UP_DOWN)
-    if fold is None:
-        analytics_fold.fold_all(conn)
-    elif fold:
-        conn.execute("BEGIN IMMEDIATE")
-        analytics_fold.fold(conn, fold)
-        conn.execute("COMMIT")
+    fold_some(conn, fold)
     assert metrics(conn, Filters(bucket="hour"))["sessions"] == [[H, 3.0], [H + HOUR, 3.0]]
     assert metrics(conn, Filters(since_ms=H + HOUR, bucket="hour"))["sessions"] == [[H + HOUR, 3.0]]
     minutes = metrics(conn, Filters(since_ms=H, until_ms=H + 2 * HOUR, bucket="minute"))

@@ -58,7 +58,9 @@ class UserManager:
         self.runtime = root / "run"
         self.home.mkdir()
         self.runtime.mkdir(mode=0o700)
-        keep = ("PATH", "LANG", "TZ")
+        # PYTHONPATH: the commands and the services run the code under test, not whatever
+        # copy of the package the venv has installed.
+        keep = ("PATH", "LANG", "TZ", "PYTHONPATH")
         self.env = {k: os.environ[k] for k in keep if k in os.environ}
         self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime))
         self.process = subprocess.Popen(
@@ -334,5 +336,41 @@ def test_a_quiet_daemon_exits_and_the_next_event_starts_it_again(manager: UserMa
         assert manager.show("Result", unit=flush) == {"Result": "success"}
         assert started_at(manager) == second_start
         assert manager.show("ActiveState")["ActiveState"] == "inactive"
+    finally:
+        cli("service", "uninstall")
+
+
+def test_systemctl_reload_has_the_running_daemon_reread_its_config(manager: UserManager) -> None:
+    """`systemctl --user reload agent-telemetry` is how a service is told to re-read its
+    config: the same daemon (same pid) takes the new settings, as `agent-telemetry reload`
+    and SIGHUP do, instead of systemd answering that the unit cannot reload."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    def batch_size() -> int:
+        return json.loads(cli("status", "--json").stdout)["upload"]["batch_size"]
+
+    socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    config = at_home / "config.toml"
+    config.write_text("batch_size = 100\n")
+    config.chmod(0o600)
+    try:
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        pid = manager.show("MainPID")["MainPID"]
+        assert batch_size() == 100
+
+        config.write_text("batch_size = 7\n")
+        reloaded = manager.systemctl("reload", "agent-telemetry.service")
+        assert reloaded.returncode == 0, reloaded.stderr
+        manager.wait_until(lambda: batch_size() == 7)
+        assert manager.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
     finally:
         cli("service", "uninstall")

@@ -4,6 +4,7 @@ a drain keeps every event it acknowledged, however many signals arrive meanwhile
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import sqlite3
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from agent_telemetryd.lock import running_pid
 from tests.conftest import DaemonFactory
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import post_events
 
 
@@ -75,6 +76,25 @@ def test_a_taken_port_is_one_line_exit_3_with_sockets_removed_and_buffer_closed(
     # the write-ahead log only when its last connection closes cleanly.
     assert daemon.database.exists()
     assert not Path(f"{daemon.database}-wal").exists()
+
+
+def test_a_home_too_deep_for_a_socket_path_is_named_so_in_the_one_line(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A Unix socket's address holds only about a hundred bytes: a deep AGENT_TELEMETRY_HOME
+    is refused with that reason and what to change, not "cannot bind …: None"."""
+    home = make_home() / ("deep-" + "x" * 100)
+    home.mkdir()
+    try:
+        daemon = daemon_factory(start=False, home=home)
+        daemon.start(wait=False)
+        record = assert_failed_start_left_nothing(daemon)
+    finally:
+        shutil.rmtree(home.parent, ignore_errors=True)
+    reason = record["reason"]
+    assert str(daemon.ingest_socket) in reason, record
+    assert "too long for a Unix socket" in reason and "AGENT_TELEMETRY_HOME" in reason, record
+    assert "None" not in reason, record
 
 
 class NdjsonStreamer(threading.Thread):

@@ -374,3 +374,53 @@ def test_systemctl_reload_has_the_running_daemon_reread_its_config(manager: User
         assert manager.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
     finally:
         cli("service", "uninstall")
+
+
+def test_a_daemon_started_by_hand_leaves_the_socket_units_sockets_alone(
+    manager: UserManager,
+) -> None:
+    """With the service installed and its daemon gone quiet, `agent-telemetry daemon` typed
+    in a terminal must not take the socket unit's socket files for its own (it removed them
+    as stale, and again when it stopped): it refuses, says how to run the service, and the
+    next event still starts the service and is stored."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    run_dir = socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    (at_home / "config.toml").write_text(f'idle_exit = "{QUIET}"\n')
+    by_hand = None
+    try:
+        assert cli("service", "install").returncode == 0
+        manager.wait_until(lambda: started_at(manager) != "0")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        first_start = started_at(manager)
+
+        by_hand = subprocess.Popen(
+            [str(AGENT_TELEMETRY), "daemon"],
+            env={**shell, "AGENT_TELEMETRY_HTTP_PORT": "off"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, log = by_hand.communicate(timeout=20)
+        assert by_hand.returncode == 3, log
+        (line,) = log.splitlines()
+        assert "agent-telemetry.socket" in json.loads(line)["reason"], line
+        assert "systemctl --user start agent-telemetry.service" in line
+
+        send_line(run_dir / "ingest.sock", {"event": "um.after_hand_start"})
+        manager.wait_until(lambda: started_at(manager) != first_start)
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(x)["event"] for x in export.splitlines()] == ["um.after_hand_start"]
+    finally:
+        if by_hand is not None and by_hand.poll() is None:
+            by_hand.send_signal(signal.SIGTERM)
+            by_hand.wait(20)
+        cli("service", "uninstall")

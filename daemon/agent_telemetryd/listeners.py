@@ -19,6 +19,7 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
+from agent_telemetryd.socket_table import listening_at
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,18 @@ def _same_file(address: str, path: Path) -> bool:
 
 
 def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:
-    # Only called while holding the runtime folder's lock, so a socket file here is stale: the
-    # daemon that made it is gone (killed, crashed). Remove it and bind afresh.
+    # Only called while holding the runtime folder's lock, so no other daemon made a socket
+    # file here. One nobody listens on is stale: the daemon that made it is gone (killed,
+    # crashed); remove it and bind afresh. One that is listened on belongs to the socket
+    # unit, waiting to start the service's daemon: taking it would leave the unit holding a
+    # socket no agent can reach once this daemon stops.
+    if listening_at(path):
+        raise ListenError(
+            f"{path} is held by the service manager's socket unit (agent-telemetry.socket):"
+            " start the daemon through it (systemctl --user start agent-telemetry.service),"
+            " or stop the socket unit first (systemctl --user stop agent-telemetry.socket)"
+            " to run it by hand"
+        )
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

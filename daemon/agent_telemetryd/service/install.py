@@ -50,7 +50,12 @@ from agent_telemetryd.service.render import (
     render_systemd_service,
     render_systemd_socket,
 )
-from agent_telemetryd.service.settings import CARRIED_VARIABLES, human_interval, unit_settings
+from agent_telemetryd.service.settings import (
+    CARRIED_VARIABLES,
+    config_refusal,
+    human_interval,
+    unit_settings,
+)
 
 __all__ = [
     "CARRIED_VARIABLES",
@@ -287,6 +292,9 @@ def _refusals(
         check_manager(platform, environ=environ, run=run, uid=uid)
     except ServiceError as exc:
         problems.append(str(exc))
+    refused_config = config_refusal(environ, platform)
+    if refused_config is not None:
+        problems.append(refused_config)
     exposed = envfile.exposure(settings.env_file)
     if exposed is not None:
         problems.append(exposed)

@@ -129,6 +129,7 @@ class Daemon:
         self._notifier = SdNotifier()
         self._drain = Drain()
         self._sites: Sites | None = None
+        self._stopping: list[Closer] = []  # the parts' first steps of a shutdown
 
     async def serve(self) -> int:
         with self._exit_signals():
@@ -183,6 +184,8 @@ class Daemon:
             stack.push_async_callback(self._closing(part.__module__, started.close))
             if started.add_routes is not None:
                 part_routes.append(started.add_routes)
+            if started.stopping is not None:
+                self._stopping.append(self._closing(part.__module__, started.stopping))
         http_start = HttpStart(sites.http, lambda: self._build_http(part_routes), self._first_http)
         stack.push_async_callback(http_start.close)  # after the listeners' drain
         for site in sites.http:
@@ -305,6 +308,9 @@ class Daemon:
     async def _stop_accepting(self) -> None:
         for site in self._sites.started if self._sites is not None else ():
             await site.stop_accepting(self._drain)
+        # Then end what requests under way wait for, so they are answered in the drain.
+        for stopping in self._stopping:
+            await stopping()
 
     async def _close_buffer(self) -> None:
         # Whatever buffer is open by now (enabling at runtime opens one): the writer

@@ -1,0 +1,86 @@
+"""The daemon run by hand in a terminal, as `agent-telemetry daemon` or `make run` runs it:
+closing the terminal ends it like Ctrl-C, and a log nobody reads any more stops nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
+from tests.daemon_process import CLI, clean_environment, make_home
+
+
+class HandStarted:
+    """`agent-telemetry daemon` in a fresh home, with the given stdio."""
+
+    def __init__(self, **popen: object) -> None:
+        self.home = make_home()
+        self.env = clean_environment(self.home)
+        self.run = self.home / "run"
+        self.proc = subprocess.Popen([CLI, "daemon"], env=self.env, **popen)  # type: ignore[call-overload]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the daemon exited with {self.proc.returncode}"
+            try:
+                if self.status()["running"]:
+                    return
+            except (ApiError, DaemonUnavailableError, OSError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the daemon did not come up")
+
+    def status(self) -> dict:
+        return dict(ApiClient(self.run / "api.sock", 10).json("GET", "/v1/status"))
+
+    def send(self, name: str) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(self.run / "ingest.sock"))
+            client.sendall(json.dumps({"event": name}).encode() + b"\n")
+
+    def stored(self) -> list[str]:
+        """The names of the stored events, as `export` gives them (daemon up or down)."""
+        out = subprocess.run(
+            [CLI, "export", "--format", "ndjson"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return [json.loads(line)["event"] for line in out.splitlines()]
+
+    def wait_stored(self, name: str) -> None:
+        deadline = time.monotonic() + 20
+        while name not in self.stored():
+            assert time.monotonic() < deadline, f"{name} was not stored"
+            time.sleep(0.05)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def test_a_log_nobody_reads_any_more_stops_nothing() -> None:
+    """The daemon's stderr is a pipe whose reader went away (`agent-telemetry daemon 2>&1 |
+    head`, a log collector restarted): log lines are lost, requests are still answered and
+    events stored, and SIGTERM still ends it cleanly."""
+    daemon = HandStarted(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        daemon.wait_ready()
+        assert daemon.proc.stdout is not None
+        daemon.proc.stdout.close()  # the reader is gone: every write now fails (EPIPE)
+        daemon.send("pipe.after_reader_left")
+        daemon.wait_stored("pipe.after_reader_left")
+        assert daemon.status()["running"] is True
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(30) == 0
+    finally:
+        daemon.cleanup()

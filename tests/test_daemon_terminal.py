@@ -3,14 +3,22 @@ closing the terminal ends it like Ctrl-C, and a log nobody reads any more stops 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import termios
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
+from agent_telemetryd.lock import running_pid
 from tests.daemon_process import CLI, clean_environment, make_home
 
 
@@ -66,6 +74,73 @@ class HandStarted:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def in_a_terminal() -> Iterator[tuple[HandStarted, int]]:
+    """The daemon as the controlling process of a pseudo-terminal (a terminal window's
+    shell runs it so); yields it and the terminal's master side."""
+    master, follower = os.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    daemon = HandStarted(
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+    )
+    os.close(follower)
+    try:
+        yield daemon, master
+    finally:
+        daemon.cleanup()
+        with contextlib.suppress(OSError):  # the test may have closed it
+            os.close(master)
+
+
+def drain_terminal(master: int) -> None:
+    """Read what the daemon wrote, so it never blocks on a full terminal."""
+    os.set_blocking(master, False)
+    with contextlib.suppress(OSError):  # nothing more to read
+        while os.read(master, 65536):
+            pass
+
+
+def test_closing_the_terminal_stops_the_daemon_with_nothing_lost(
+    in_a_terminal: tuple[HandStarted, int],
+) -> None:
+    daemon, master = in_a_terminal
+    daemon.wait_ready()
+    daemon.send("term.before_close")
+    daemon.wait_stored("term.before_close")
+    drain_terminal(master)
+
+    os.close(master)  # the terminal window closes: the kernel hangs the terminal up
+
+    assert daemon.proc.wait(30) == 0
+    assert running_pid(daemon.run / "daemon.lock") is None  # the next start is not refused
+    assert not (daemon.run / "api.sock").exists()
+    assert daemon.stored() == ["term.before_close"]
+
+
+def test_sighup_with_the_terminal_open_reloads_and_keeps_running(
+    in_a_terminal: tuple[HandStarted, int],
+) -> None:
+    daemon, master = in_a_terminal
+    daemon.wait_ready()
+    pid = daemon.status()["pid"]
+    (daemon.home / "config.toml").write_text("batch_size = 7\n")
+    (daemon.home / "config.toml").chmod(0o600)
+    daemon.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while daemon.status()["upload"]["batch_size"] != 7:
+        assert time.monotonic() < deadline, "SIGHUP did not reload the config"
+        drain_terminal(master)
+        time.sleep(0.05)
+    assert daemon.proc.poll() is None and daemon.status()["pid"] == pid
 
 
 def test_a_log_nobody_reads_any_more_stops_nothing() -> None:

@@ -56,6 +56,7 @@ from agent_telemetryd.receivers.http_start import FirstHttp, HttpStart
 from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
+from agent_telemetryd.terminal import terminal_stdio
 
 log = get_logger("agent_telemetryd")
 
@@ -124,6 +125,8 @@ class Daemon:
         self.context = DaemonContext(
             config=config, consent=decide(config, read_stored(config.paths.consent_file))
         )
+        self.context.terminal = terminal_stdio()
+        self.context.request_stop = lambda: self._on_exit_signal(signal.SIGHUP)
         self._lock = DaemonLock(config.paths.lock_file)
         self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
         self._notifier = SdNotifier()

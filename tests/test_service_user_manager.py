@@ -424,3 +424,51 @@ def test_a_daemon_started_by_hand_leaves_the_socket_units_sockets_alone(
             by_hand.send_signal(signal.SIGTERM)
             by_hand.wait(20)
         cli("service", "uninstall")
+
+
+def test_install_refuses_while_a_daemon_started_by_hand_runs(manager: UserManager) -> None:
+    """The service's daemon could not start beside one started by hand (one daemon per
+    user), and the socket unit would take that daemon's socket files: install refuses,
+    naming the daemon, writes nothing, and the daemon by hand keeps taking events."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    run_dir = socket_drop_in(manager, at_home)
+    by_hand = subprocess.Popen(
+        [str(AGENT_TELEMETRY), "daemon"],
+        env={**shell, "AGENT_TELEMETRY_HTTP_PORT": "off"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        manager.wait_until(lambda: json.loads(cli("status", "--json").stdout)["running"])
+        installed = cli("service", "install")
+        assert installed.returncode == 1, installed.stdout
+        assert f"a daemon started by hand is running (pid {by_hand.pid})" in installed.stderr
+        unit_dir = manager.home / ".config/systemd/user"
+        assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
+        dry = cli("service", "install", "--dry-run")
+        assert f"(pid {by_hand.pid})" in dry.stderr and dry.returncode == 1
+
+        send_line(run_dir / "ingest.sock", {"event": "um.by_hand"})
+        by_hand.send_signal(signal.SIGTERM)
+        assert by_hand.wait(30) == 0
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(x)["event"] for x in export.splitlines()] == ["um.by_hand"]
+
+        # With it stopped, install goes ahead; run again while the service's own daemon
+        # runs (an upgrade), it is not refused.
+        assert cli("service", "install").returncode == 0
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        again = cli("service", "install")
+        assert again.returncode == 0, again.stderr
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait()
+        cli("service", "uninstall")

@@ -159,3 +159,25 @@ def test_a_log_nobody_reads_any_more_stops_nothing() -> None:
         assert daemon.proc.wait(30) == 0
     finally:
         daemon.cleanup()
+
+
+def test_a_daemon_in_the_background_of_a_closed_terminal_still_reloads_on_sighup() -> None:
+    """Started in the background (`(agent-telemetry daemon >log 2>&1 &)` from a login
+    script, its stdin still the terminal): the terminal closing is not its end, and a
+    SIGHUP sent afterwards asks for a reload, as ever."""
+    master, follower = os.openpty()
+    daemon = HandStarted(stdin=follower, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(follower)
+    try:
+        daemon.wait_ready()
+        os.close(master)  # the login session's terminal goes away
+        (daemon.home / "config.toml").write_text("batch_size = 7\n")
+        (daemon.home / "config.toml").chmod(0o600)
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while daemon.status()["upload"]["batch_size"] != 7:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the config"
+            time.sleep(0.05)
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.cleanup()

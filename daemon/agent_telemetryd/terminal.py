@@ -16,8 +16,17 @@ _STDIO = (0, 1, 2)
 
 
 def terminal_stdio() -> tuple[int, ...]:
-    """The standard descriptors that are a terminal (none under a service manager)."""
-    return tuple(fd for fd in _STDIO if os.isatty(fd))
+    """The standard descriptors that are the terminal the daemon runs in the foreground of
+    (none under a service manager). A daemon started in the background (`… &` from a login
+    script) is not ended by its terminal: a SIGHUP it gets later is a reload."""
+    return tuple(fd for fd in _STDIO if _foreground_of(fd))
+
+
+def _foreground_of(fd: int) -> bool:
+    try:
+        return os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def hung_up(was_terminal: tuple[int, ...]) -> bool:

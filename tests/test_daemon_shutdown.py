@@ -4,9 +4,11 @@ a drain keeps every event it acknowledged, however many signals arrive meanwhile
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +16,10 @@ from pathlib import Path
 
 from agent_telemetryd.lock import running_pid
 from tests.conftest import DaemonFactory
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import CLI, DaemonProcess, make_home
+from tests.fakes.posthog_backend import FakePostHog
+from tests.fakes.upload_helpers import flush_json, posthog_env
+from tests.fakes.upload_helpers import post_events as upload_post_events
 from tests.test_daemon_ingest import post_events
 
 
@@ -75,6 +80,25 @@ def test_a_taken_port_is_one_line_exit_3_with_sockets_removed_and_buffer_closed(
     # the write-ahead log only when its last connection closes cleanly.
     assert daemon.database.exists()
     assert not Path(f"{daemon.database}-wal").exists()
+
+
+def test_a_home_too_deep_for_a_socket_path_is_named_so_in_the_one_line(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A Unix socket's address holds only about a hundred bytes: a deep AGENT_TELEMETRY_HOME
+    is refused with that reason and what to change, not "cannot bind …: None"."""
+    home = make_home() / ("deep-" + "x" * 100)
+    home.mkdir()
+    try:
+        daemon = daemon_factory(start=False, home=home)
+        daemon.start(wait=False)
+        record = assert_failed_start_left_nothing(daemon)
+    finally:
+        shutil.rmtree(home.parent, ignore_errors=True)
+    reason = record["reason"]
+    assert str(daemon.ingest_socket) in reason, record
+    assert "too long for a Unix socket" in reason and "AGENT_TELEMETRY_HOME" in reason, record
+    assert "None" not in reason, record
 
 
 class NdjsonStreamer(threading.Thread):
@@ -220,3 +244,41 @@ def test_a_second_sigint_forces_the_exit_and_committed_events_are_intact(
     finally:
         conn.close()
     assert not daemon.ingest_socket.exists() and not daemon.api_socket.exists()
+
+
+def test_sigterm_during_a_flush_answers_the_flush_and_loses_nothing(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """`agent-telemetry flush` waiting on a batch the backend holds when the daemon is
+    stopped: the flush is told what was sent and that the daemon is stopping (not "the
+    daemon did not answer"), the daemon exits 0, and the batch abandoned in flight is sent
+    again after a restart, so every event reaches the backend."""
+    posthog = FakePostHog().start()
+    try:
+        daemon = daemon_factory(
+            posthog_env(posthog.url, AGENT_TELEMETRY_MODE="upload", AGENT_TELEMETRY_BATCH_SIZE="25")
+        )
+        uuids = upload_post_events(daemon, 60)
+        posthog.hold_after = 1  # the first batch is answered; the second hangs in flight
+        flushing = subprocess.Popen(
+            [CLI, "flush"], env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert posthog.arrived.wait(15)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        out, err = flushing.communicate(timeout=30)
+        assert daemon.proc.wait(30) == 0
+        assert (flushing.returncode, err) == (0, b""), err
+        assert out.decode().splitlines() == [
+            "Sent 25 events in 1 batches.",
+            "Stopped: the daemon is stopping.",
+        ]
+
+        posthog.hold_after = None
+        posthog.hold.clear()
+        posthog.release.set()
+        daemon.start()
+        assert flush_json(daemon)["events_sent"] == 35
+        assert {e["uuid"] for e in posthog.all_sent_events()} == set(uuids)
+    finally:
+        posthog.stop()

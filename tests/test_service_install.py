@@ -623,19 +623,30 @@ def test_the_timer_uploads_at_the_interval_the_daemon_will_use(
     ]
 
 
-def test_a_broken_config_leaves_the_default_interval_and_says_why(
+def test_a_config_the_daemon_would_refuse_is_refused_by_install_with_every_problem(
     home: Path, manager: FakeManager
 ) -> None:
+    """The daemon does not start on a config with problems, so a service installed on one
+    would fail at once and at every activation: install refuses before writing anything,
+    naming each problem, and a dry run says so too."""
     config = home / ".config" / "agent-telemetry" / "config.toml"
     config.parent.mkdir(parents=True)
-    config.write_text('upload_intervall = "15m"\n')
-    plan = install(home=home, platform="linux", uid=UID)
-    assert timer_interval(home) == "3600s"
-    assert any(
-        n.startswith("the flush timer uses the default upload interval, 1h:")
-        and "upload_intervall" in n
-        for n in plan.notes
-    )
+    config.write_text('upload_intervall = "15m"\nbatch_size = -3\n')
+    with pytest.raises(ServiceError) as refused:
+        install(home=home, platform="linux", uid=UID)
+    message = str(refused.value)
+    assert "the service's daemon would not start with this config" in message
+    assert "did you mean upload_interval?" in message
+    assert "batch_size: must be greater than zero" in message
+    assert not (home / ".config" / "systemd" / "user" / "agent-telemetry.service").exists()
+    assert not any(call[:3] == ["systemctl", "--user", "enable"] for call in manager.calls())
+
+    dry = install(home=home, platform="linux", uid=UID, dry_run=True)
+    assert dry.refusals == (message,)
+
+    config.write_text('upload_interval = "15m"\n')
+    install(home=home, platform="linux", uid=UID)
+    assert timer_interval(home) == "900s"
 
 
 def test_macos_install_makes_the_socket_folder_private_before_launchd_binds_in_it(

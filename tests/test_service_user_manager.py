@@ -58,7 +58,9 @@ class UserManager:
         self.runtime = root / "run"
         self.home.mkdir()
         self.runtime.mkdir(mode=0o700)
-        keep = ("PATH", "LANG", "TZ")
+        # PYTHONPATH: the commands and the services run the code under test, not whatever
+        # copy of the package the venv has installed.
+        keep = ("PATH", "LANG", "TZ", "PYTHONPATH")
         self.env = {k: os.environ[k] for k in keep if k in os.environ}
         self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime))
         self.process = subprocess.Popen(
@@ -335,4 +337,138 @@ def test_a_quiet_daemon_exits_and_the_next_event_starts_it_again(manager: UserMa
         assert started_at(manager) == second_start
         assert manager.show("ActiveState")["ActiveState"] == "inactive"
     finally:
+        cli("service", "uninstall")
+
+
+def test_systemctl_reload_has_the_running_daemon_reread_its_config(manager: UserManager) -> None:
+    """`systemctl --user reload agent-telemetry` is how a service is told to re-read its
+    config: the same daemon (same pid) takes the new settings, as `agent-telemetry reload`
+    and SIGHUP do, instead of systemd answering that the unit cannot reload."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    def batch_size() -> int:
+        return json.loads(cli("status", "--json").stdout)["upload"]["batch_size"]
+
+    socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    config = at_home / "config.toml"
+    config.write_text("batch_size = 100\n")
+    config.chmod(0o600)
+    try:
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        pid = manager.show("MainPID")["MainPID"]
+        assert batch_size() == 100
+
+        config.write_text("batch_size = 7\n")
+        reloaded = manager.systemctl("reload", "agent-telemetry.service")
+        assert reloaded.returncode == 0, reloaded.stderr
+        manager.wait_until(lambda: batch_size() == 7)
+        assert manager.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
+    finally:
+        cli("service", "uninstall")
+
+
+def test_a_daemon_started_by_hand_leaves_the_socket_units_sockets_alone(
+    manager: UserManager,
+) -> None:
+    """With the service installed and its daemon gone quiet, `agent-telemetry daemon` typed
+    in a terminal must not take the socket unit's socket files for its own (it removed them
+    as stale, and again when it stopped): it refuses, says how to run the service, and the
+    next event still starts the service and is stored."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    run_dir = socket_drop_in(manager, at_home)
+    at_home.mkdir()
+    (at_home / "config.toml").write_text(f'idle_exit = "{QUIET}"\n')
+    by_hand = None
+    try:
+        assert cli("service", "install").returncode == 0
+        manager.wait_until(lambda: started_at(manager) != "0")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        first_start = started_at(manager)
+
+        by_hand = subprocess.Popen(
+            [str(AGENT_TELEMETRY), "daemon"],
+            env={**shell, "AGENT_TELEMETRY_HTTP_PORT": "off"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, log = by_hand.communicate(timeout=20)
+        assert by_hand.returncode == 3, log
+        (line,) = log.splitlines()
+        assert "agent-telemetry.socket" in json.loads(line)["reason"], line
+        assert "systemctl --user start agent-telemetry.service" in line
+
+        send_line(run_dir / "ingest.sock", {"event": "um.after_hand_start"})
+        manager.wait_until(lambda: started_at(manager) != first_start)
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(x)["event"] for x in export.splitlines()] == ["um.after_hand_start"]
+    finally:
+        if by_hand is not None and by_hand.poll() is None:
+            by_hand.send_signal(signal.SIGTERM)
+            by_hand.wait(20)
+        cli("service", "uninstall")
+
+
+def test_install_refuses_while_a_daemon_started_by_hand_runs(manager: UserManager) -> None:
+    """The service's daemon could not start beside one started by hand (one daemon per
+    user), and the socket unit would take that daemon's socket files: install refuses,
+    naming the daemon, writes nothing, and the daemon by hand keeps taking events."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    run_dir = socket_drop_in(manager, at_home)
+    by_hand = subprocess.Popen(
+        [str(AGENT_TELEMETRY), "daemon"],
+        env={**shell, "AGENT_TELEMETRY_HTTP_PORT": "off"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        manager.wait_until(lambda: json.loads(cli("status", "--json").stdout)["running"])
+        installed = cli("service", "install")
+        assert installed.returncode == 1, installed.stdout
+        assert f"a daemon started by hand is running (pid {by_hand.pid})" in installed.stderr
+        unit_dir = manager.home / ".config/systemd/user"
+        assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
+        dry = cli("service", "install", "--dry-run")
+        assert f"(pid {by_hand.pid})" in dry.stderr and dry.returncode == 1
+
+        send_line(run_dir / "ingest.sock", {"event": "um.by_hand"})
+        by_hand.send_signal(signal.SIGTERM)
+        assert by_hand.wait(30) == 0
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(x)["event"] for x in export.splitlines()] == ["um.by_hand"]
+
+        # With it stopped, install goes ahead; run again while the service's own daemon
+        # runs (an upgrade), it is not refused.
+        assert cli("service", "install").returncode == 0
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        again = cli("service", "install")
+        assert again.returncode == 0, again.stderr
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait()
         cli("service", "uninstall")

@@ -54,6 +54,10 @@ class DaemonContext:
     mode_listeners: list[ModeListener] = field(default_factory=list)
     config_listeners: list[ConfigListener] = field(default_factory=list)
     clear_guards: list[ClearGuard] = field(default_factory=list)
+    # The standard descriptors that were a terminal at start (terminal.py), and how a
+    # part asks the daemon to stop as SIGTERM would (a SIGHUP that is a terminal's hangup).
+    terminal: tuple[int, ...] = ()
+    request_stop: Callable[[], None] = lambda: None
 
     async def open_buffer(self) -> Buffer:
         """Open the buffer the config names and hold it here."""

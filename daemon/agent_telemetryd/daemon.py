@@ -56,6 +56,7 @@ from agent_telemetryd.receivers.http_start import FirstHttp, HttpStart
 from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
+from agent_telemetryd.terminal import terminal_stdio
 
 log = get_logger("agent_telemetryd")
 
@@ -124,11 +125,14 @@ class Daemon:
         self.context = DaemonContext(
             config=config, consent=decide(config, read_stored(config.paths.consent_file))
         )
+        self.context.terminal = terminal_stdio()
+        self.context.request_stop = lambda: self._on_exit_signal(signal.SIGHUP)
         self._lock = DaemonLock(config.paths.lock_file)
         self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
         self._notifier = SdNotifier()
         self._drain = Drain()
         self._sites: Sites | None = None
+        self._stopping: list[Closer] = []  # the parts' first steps of a shutdown
 
     async def serve(self) -> int:
         with self._exit_signals():
@@ -183,6 +187,8 @@ class Daemon:
             stack.push_async_callback(self._closing(part.__module__, started.close))
             if started.add_routes is not None:
                 part_routes.append(started.add_routes)
+            if started.stopping is not None:
+                self._stopping.append(self._closing(part.__module__, started.stopping))
         http_start = HttpStart(sites.http, lambda: self._build_http(part_routes), self._first_http)
         stack.push_async_callback(http_start.close)  # after the listeners' drain
         for site in sites.http:
@@ -305,6 +311,9 @@ class Daemon:
     async def _stop_accepting(self) -> None:
         for site in self._sites.started if self._sites is not None else ():
             await site.stop_accepting(self._drain)
+        # Then end what requests under way wait for, so they are answered in the drain.
+        for stopping in self._stopping:
+            await stopping()
 
     async def _close_buffer(self) -> None:
         # Whatever buffer is open by now (enabling at runtime opens one): the writer

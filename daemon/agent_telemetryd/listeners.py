@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from agent_telemetryd.config import Config
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.paths import ensure_private_dir
 from agent_telemetryd.service.activation import SOCKET_NAMES, inherited_sockets
+from agent_telemetryd.socket_table import listening_at
 
 log = logging.getLogger(__name__)
+
+# The size of a Unix socket address's path field, its terminating NUL included.
+_SUN_PATH_MAX = 104 if sys.platform == "darwin" else 108
 
 
 class ListenError(RuntimeError):
@@ -145,8 +150,18 @@ def _same_file(address: str, path: Path) -> bool:
 
 
 def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> socket.socket:
-    # Only called while holding the runtime folder's lock, so a socket file here is stale: the
-    # daemon that made it is gone (killed, crashed). Remove it and bind afresh.
+    # Only called while holding the runtime folder's lock, so no other daemon made a socket
+    # file here. One nobody listens on is stale: the daemon that made it is gone (killed,
+    # crashed); remove it and bind afresh. One that is listened on belongs to the socket
+    # unit, waiting to start the service's daemon: taking it would leave the unit holding a
+    # socket no agent can reach once this daemon stops.
+    if listening_at(path):
+        raise ListenError(
+            f"{path} is held by the service manager's socket unit (agent-telemetry.socket):"
+            " start the daemon through it (systemctl --user start agent-telemetry.service),"
+            " or stop the socket unit first (systemctl --user stop agent-telemetry.socket)"
+            " to run it by hand"
+        )
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -156,7 +171,7 @@ def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> soc
         sock.bind(str(path))
     except OSError as error:
         sock.close()
-        raise ListenError(f"cannot bind {path}: {error.strerror}") from None
+        raise ListenError(f"cannot bind {path}: {_bind_reason(error, path)}") from None
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
@@ -164,6 +179,21 @@ def _bind_unix(path: Path, owned: list[Path], undo: contextlib.ExitStack) -> soc
     sock.setblocking(False)
     owned.append(path)
     return sock
+
+
+def _bind_reason(error: OSError, path: Path) -> str:
+    """Why a Unix socket could not be bound, in words a user can act on."""
+    if error.strerror:
+        return error.strerror
+    # Python refuses an address longer than sun_path (108 bytes on Linux, 104 on macOS)
+    # itself, with no errno: say so, and which setting makes the path shorter.
+    size = len(os.fsencode(path))
+    if size >= _SUN_PATH_MAX:
+        return (
+            f"the path is {size} bytes, too long for a Unix socket (at most"
+            f" {_SUN_PATH_MAX - 1}); set AGENT_TELEMETRY_HOME to a shorter folder"
+        )
+    return str(error)
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:

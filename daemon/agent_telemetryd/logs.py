@@ -15,6 +15,7 @@ receivers/http_connection.py.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -56,6 +57,23 @@ class ForeignRecordHandler(logging.Handler):
             self.handleError(record)
 
 
+class LogStream:
+    """stderr for log lines, which never raises.
+
+    Where the lines go can vanish under a running daemon: the terminal it was started in
+    is closed (every write then fails with EIO), the reader of a pipe goes away (EPIPE).
+    A log call is made from everywhere, the shutdown's steps included, so a write that
+    failed there would break what was being logged; the line is lost instead."""
+
+    def write(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # ValueError: stderr closed
+            sys.stderr.write(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+
+
 def configure_logging(level: str = "info") -> None:
     threshold = _LEVELS.get(level, logging.INFO)
     structlog.configure(
@@ -66,7 +84,7 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=LogStream()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

@@ -30,7 +30,13 @@ async def nothing_to_close() -> None:
 
 @dataclass(frozen=True)
 class Started:
-    """A part, started: how to stop it, and the routes it serves once there is HTTP."""
+    """A part, started: how to stop it, and the routes it serves once there is HTTP.
+
+    `stopping` runs as a shutdown begins, while the listeners stop accepting: it ends the
+    work a request under way is waiting for (a flush), so that request gets its answer
+    within the drain's deadline instead of having its connection cut. `close` runs after
+    the listeners have drained."""
 
     close: Closer = nothing_to_close
     add_routes: AddRoutes | None = None
+    stopping: Closer | None = None

@@ -25,6 +25,7 @@ from agent_telemetryd.mode_change import apply_mode
 from agent_telemetryd.parts import Started
 from agent_telemetryd.ratelimit_state import reseed
 from agent_telemetryd.reload_plan import PRIVACY_SETTINGS, RATE_LIMIT_SETTINGS, ReloadPlan, plan
+from agent_telemetryd.terminal import hung_up
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -118,6 +119,11 @@ async def start(context: DaemonContext) -> Started:
     pending: set[asyncio.Task[dict[str, Any]]] = set()
 
     def on_hangup() -> None:
+        if hung_up(context.terminal):
+            # Not a request to reload: the terminal the daemon runs in was closed.
+            log.info("terminal_closed")
+            context.request_stop()
+            return
         task = loop.create_task(reload_config(context, lock, via="SIGHUP"), name="reload")
         pending.add(task)
         task.add_done_callback(pending.discard)

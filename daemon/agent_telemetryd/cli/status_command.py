@@ -7,7 +7,6 @@ store that `export` and `clear` import.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +15,7 @@ from agent_telemetryd.cli.common import get_config, json_option, print_json, rea
 from agent_telemetryd.cli.consent_hints import shell_warning
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent_env import consent_environment
+from agent_telemetryd.socket_table import listening_at
 
 
 @click.command()
@@ -59,7 +59,7 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         )
     elif report["running"]:
         running = f"running (pid {report['pid']})"
-    elif _someone_listens(config.paths.api_socket):
+    elif listening_at(config.paths.api_socket):
         running = "not running; its sockets are open (socket activation): the next event starts it"
     else:
         running = (
@@ -98,22 +98,6 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         f"http:         {_http_line(report, config)}",
     ]
     return "\n".join(lines)
-
-
-def _someone_listens(path: Path) -> bool:
-    """Whether a listening Unix socket is bound at `path` (a socket unit holding it for a
-    stopped daemon), read from /proc/net/unix: connecting to find out would start the
-    daemon. False where there is no /proc (macOS, where launchd does not hold sockets)."""
-    try:
-        table = Path("/proc/net/unix").read_text(errors="replace")
-    except OSError:
-        return False
-    listening = 0x10000  # __SO_ACCEPTCON in the Flags column
-    for line in table.splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & listening:
-            return True
-    return False
 
 
 def _http_line(report: dict[str, Any], config: Config) -> str:

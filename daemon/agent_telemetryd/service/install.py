@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from agent_telemetryd.lock import running_pid
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
 from agent_telemetryd.service.layout import (
@@ -50,7 +51,12 @@ from agent_telemetryd.service.render import (
     render_systemd_service,
     render_systemd_socket,
 )
-from agent_telemetryd.service.settings import CARRIED_VARIABLES, human_interval, unit_settings
+from agent_telemetryd.service.settings import (
+    CARRIED_VARIABLES,
+    config_refusal,
+    human_interval,
+    unit_settings,
+)
 
 __all__ = [
     "CARRIED_VARIABLES",
@@ -287,6 +293,12 @@ def _refusals(
         check_manager(platform, environ=environ, run=run, uid=uid)
     except ServiceError as exc:
         problems.append(str(exc))
+    by_hand = _daemon_by_hand(environ, platform)
+    if by_hand is not None:
+        problems.append(by_hand)
+    refused_config = config_refusal(environ, platform)
+    if refused_config is not None:
+        problems.append(refused_config)
     exposed = envfile.exposure(settings.env_file)
     if exposed is not None:
         problems.append(exposed)
@@ -295,6 +307,28 @@ def _refusals(
     except envfile.EnvFileError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _daemon_by_hand(environ: Mapping[str, str], platform: Platform) -> str | None:
+    """A daemon not run by the service holds the lock: the service's daemon could not start
+    beside it (one per user), and on Linux the socket unit would take its socket files."""
+    pid = running_pid(resolve_paths(environ, platform).lock_file)
+    if pid is None or platform != "linux" or _in_service_unit(pid):
+        return None  # launchd's own jobs are not told apart here: no refusal on a guess
+    return (
+        f"a daemon started by hand is running (pid {pid}); the service's daemon cannot "
+        f"start beside it: stop that one first (Ctrl-C in its terminal, or kill {pid}), "
+        "then install again"
+    )
+
+
+def _in_service_unit(pid: int) -> bool:
+    """Whether `pid` runs in the service's unit (a re-install while the service runs)."""
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return True  # unknown: do not refuse on a guess
+    return f"/{SERVICE_UNIT}" in cgroup
 
 
 def _env_file_steps(path: Path, platform: Platform, shell: Mapping[str, str]) -> list[Step]:

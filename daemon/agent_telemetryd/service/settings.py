@@ -18,7 +18,13 @@ from agent_telemetryd.service.render import UnitSettings
 if TYPE_CHECKING:
     from agent_telemetryd.config import Config
 
-__all__ = ["CARRIED_VARIABLES", "RUNTIME_VARIABLES", "human_interval", "unit_settings"]
+__all__ = [
+    "CARRIED_VARIABLES",
+    "RUNTIME_VARIABLES",
+    "config_refusal",
+    "human_interval",
+    "unit_settings",
+]
 
 # Variables that decide where the daemon keeps its config, buffer and sockets: the
 # service must run with the same ones as the shell, or the CLI and the daemon would each
@@ -82,9 +88,10 @@ def _service_config(
     try:
         service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
         config = load_config(service_environ, paths, check_permissions=False)
-    except (ConfigError, envfile.EnvFileError) as exc:
-        note = f"the flush timer uses the default upload interval, 1h: {exc}"
-        return None, [note]
+    except (ConfigError, envfile.EnvFileError):
+        # Install refuses such a config, or env file, naming each problem (config_refusal,
+        # install._refusals); a dry run still shows the files, with the default interval.
+        return None, []
     return config, []
 
 
@@ -102,6 +109,34 @@ def _idle_exit_note(config: Config | None) -> str:
     return (
         f"idle exit: after {human_interval(seconds)} with nothing to do the daemon exits "
         "(idle_exit); the next connection starts it again"
+    )
+
+
+def config_refusal(environ: Mapping[str, str], platform: Platform) -> str | None:
+    """Why the service's daemon would not start with the config it will read, or None.
+
+    The daemon refuses to start on any problem in its config (a typo, a bad value, a key
+    others can read), so a service installed on one would fail at its first start and at
+    every socket activation after it: install refuses instead, naming every problem."""
+    from agent_telemetryd.config import read_config
+
+    paths = resolve_paths(environ, platform)
+    env_file = envfile.env_file_path(paths.config_file)
+    try:
+        service_environ = {
+            **environ,
+            **envfile.parse_env_text(_read(env_file) or "", str(env_file)),
+        }
+    except envfile.EnvFileError:
+        return None  # refused on its own, naming the line
+    _, problems = read_config(service_environ, paths)
+    if not problems:
+        return None
+    listed = "; ".join(str(problem) for problem in problems)
+    them = "it" if len(problems) == 1 else "them"
+    return (
+        f"the service's daemon would not start with this config ({listed}); fix {them}"
+        " (agent-telemetry doctor shows each with the fix), then install again"
     )
 
 

@@ -23,7 +23,7 @@ from agent_telemetryd.upload import backend_wait
 from agent_telemetryd.upload.backend_wait import BackendWait
 from agent_telemetryd.upload.backoff import Backoff
 from agent_telemetryd.upload.flush import UploadSettings
-from agent_telemetryd.upload.uploader import Uploader
+from agent_telemetryd.upload.uploader import STOPPING, Uploader
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -165,6 +165,12 @@ class UploadPart:
         # Its end starts the quiet period again; asked again just after, should it not run.
         return Busy("an upload is due within the quiet period", max(due - time.time(), 0) + 1)
 
+    async def stopping(self) -> None:
+        """A shutdown's first step: a flush under way ends now, its request in flight
+        abandoned (its events stay pending, sent again later), so a `flush` waiting for
+        it gets its report within the drain; none starts after it."""
+        await self.uploader.wind_down(STOPPING)
+
     async def close(self) -> None:
         self.schedule.shutdown()
         # Abandoning a request is safe: its events stay pending and are re-sent later.
@@ -198,4 +204,4 @@ async def start(context: DaemonContext) -> Started:
         wait = await part.backend_wait()
         if wait is not None:
             part.schedule.defer(datetime.fromisoformat(wait.until))
-    return Started(close=part.close, add_routes=add_routes)
+    return Started(close=part.close, add_routes=add_routes, stopping=part.stopping)

@@ -33,6 +33,8 @@ from agent_telemetryd.upload.flush import (
 
 log = get_logger("agent_telemetryd.upload")
 
+STOPPING = "the daemon is stopping"
+
 
 class Uploader:
     def __init__(
@@ -106,9 +108,16 @@ class Uploader:
             await asyncio.gather(running, return_exceptions=True)
         await sender.close()
 
+    async def wind_down(self, reason: str) -> None:
+        """Stop the running flush and start no other, for good (the daemon is stopping):
+        whoever waits on a flush gets its report now, not when the daemon is gone."""
+        if reason not in self._pauses:
+            self._pauses.append(reason)
+        await self.stop(reason)
+
     async def close(self) -> None:
         """Stop any flush, then close the sender and any being retired."""
-        await self.stop("the daemon is stopping")
+        await self.wind_down(STOPPING)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.sender.close()
 

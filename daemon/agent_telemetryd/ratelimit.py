@@ -49,20 +49,36 @@ class _Rule:
 
 
 class _Schedule:
-    """One source's eligibility times, non-decreasing, from `now - longest window` on."""
+    """One source's eligibility times, non-decreasing, from `now - longest window` on, and
+    the uuid each time was given to (None when the event came without one)."""
 
-    __slots__ = ("start", "times")
+    __slots__ = ("decided", "start", "times", "uuids")
 
     def __init__(self) -> None:
         self.times: list[int] = []
+        self.uuids: list[str | None] = []
         self.start = 0  # times before this index left every window
+        # uuid → its time, for the times still live: an event sent again (a client's
+        # retry, a spool file read twice) is stored once, so it must not take a second
+        # place in the window or the backlog.
+        self.decided: dict[str, int] = {}
+
+    def add(self, at_ms: int, uuid: str | None) -> None:
+        self.times.append(at_ms)
+        self.uuids.append(uuid)
+        if uuid is not None:
+            self.decided[uuid] = at_ms
 
     def forget_before(self, horizon_ms: int) -> None:
-        times, start = self.times, self.start
+        times, uuids, decided, start = self.times, self.uuids, self.decided, self.start
         while start < len(times) and times[start] <= horizon_ms:
+            uuid = uuids[start]
+            if uuid is not None:
+                decided.pop(uuid, None)
             start += 1
         if start > 1024 and start * 2 > len(times):
             del times[:start]  # give the memory back now and then, not per event
+            del uuids[:start]
             start = 0
         self.start = start
 
@@ -133,9 +149,11 @@ class _ClockWindows:
 
 
 class UploadRateLimiter:
-    """`limiter(source, now_ms)` → when the event becomes eligible (ms; `now_ms` when at
-    once), or None when its source already has `backlog` events waiting (or all sources
-    together ten times that): that event is kept local for good."""
+    """`limiter(source, now_ms, uuid)` → when the event becomes eligible (ms; `now_ms` when
+    at once), or None when its source already has `backlog` events waiting (or all sources
+    together ten times that): that event is kept local for good. An event whose uuid was
+    given a time still in the windows gets that time again and takes no new place: the
+    buffer stores it once."""
 
     def __init__(
         self,
@@ -154,15 +172,19 @@ class UploadRateLimiter:
         self._waiting: list[int] = []  # every source's future eligibility times, a heap
         self._pruned_at = 0
 
-    def __call__(self, source: str, now_ms: int) -> int | None:
+    def __call__(self, source: str, now_ms: int, uuid: str | None = None) -> int | None:
         if now_ms - self._pruned_at >= _PRUNE_EVERY_MS:
             self._prune(now_ms)
         schedule = self._schedule(source)
         schedule.forget_before(now_ms - self._longest_ms)
+        if uuid is not None:
+            known = schedule.decided.get(uuid)
+            if known is not None:
+                return known  # the same event again: the buffer keeps the first
         at = self._all.earliest(schedule.earliest(now_ms, self._rules))
         if at > now_ms and self._backlog_full(schedule, now_ms):
             return None  # it would wait behind a full backlog: kept local instead
-        self._record(schedule, at, now_ms)
+        self._record(schedule, at, now_ms, uuid)
         return at
 
     def _backlog_full(self, schedule: _Schedule, now_ms: int) -> bool:
@@ -174,12 +196,20 @@ class UploadRateLimiter:
             or len(waiting) >= self.backlog * ALL_SOURCES_FACTOR
         )
 
-    def seed(self, source: str, times_ms: Iterable[int], now_ms: int) -> None:
+    def seed(
+        self,
+        source: str,
+        times_ms: Iterable[int],
+        now_ms: int,
+        uuids: Iterable[str | None] | None = None,
+    ) -> None:
         """Take what the buffer says was made eligible (or is waiting) for `source`, in
-        order, so a restart or a reload does not hand every source a fresh window."""
+        order, so a restart or a reload does not hand every source a fresh window; with
+        `uuids` (one a time), a retry of one of those events is known for what it is."""
         schedule = self._schedule(source)
-        for at in sorted(times_ms):
-            self._record(schedule, at, now_ms)
+        pairs = zip(times_ms, uuids, strict=True) if uuids is not None else _unnamed(times_ms)
+        for at, uuid in sorted(pairs, key=lambda pair: pair[0]):
+            self._record(schedule, at, now_ms, uuid)
 
     def waiting(self, source: str, now_ms: int) -> int:
         schedule = self._sources.get(source)
@@ -196,8 +226,8 @@ class UploadRateLimiter:
             self._sources.move_to_end(source)
         return schedule
 
-    def _record(self, schedule: _Schedule, at_ms: int, now_ms: int) -> None:
-        schedule.times.append(at_ms)
+    def _record(self, schedule: _Schedule, at_ms: int, now_ms: int, uuid: str | None) -> None:
+        schedule.add(at_ms, uuid)
         self._all.add(at_ms)
         if at_ms > now_ms:
             heapq.heappush(self._waiting, at_ms)
@@ -213,6 +243,10 @@ class UploadRateLimiter:
             del self._sources[source]
         self._all.forget_before(now_ms)
         self._pruned_at = now_ms
+
+
+def _unnamed(times_ms: Iterable[int]) -> Iterable[tuple[int, str | None]]:
+    return ((at, None) for at in times_ms)
 
 
 _UNIT_NAMES = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))

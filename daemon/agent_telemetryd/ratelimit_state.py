@@ -39,8 +39,9 @@ async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLim
     history = await buffer.read(
         lambda conn: upload_queries.eligibility_history(conn, now_ms - longest_ms)
     )
-    for source, rows in groupby(history, key=lambda row: row[0]):
-        limiter.seed(source, (at for _, at in rows), now_ms)
+    for source, group in groupby(history, key=lambda row: row[0]):
+        rows = list(group)
+        limiter.seed(source, [at for _, at, _ in rows], now_ms, [uuid for _, _, uuid in rows])
     if history:
         log.info("rate_limit_restored", events=len(history))
     return limiter

@@ -80,21 +80,22 @@ def waiting(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
     }
 
 
-def eligibility_history(conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, int]]:
-    """(source, eligible time) of every event made eligible after `since_ms` or waiting,
-    by source and time: the rate limit's state, read back at start so a restart does not
-    reset it. Sent events count (they used the window); events made local do not."""
+def eligibility_history(conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, int, str]]:
+    """(source, eligible time, uuid) of every event made eligible after `since_ms` or
+    waiting, by source and time: the rate limit's state, read back at start so a restart
+    does not reset it. Sent events count (they used the window); events made local do not.
+    The uuid tells a client's retry of one of them from a new event."""
     # `+upload`: by the time indexes (a window's worth), never every pending or sent row.
     states = f"+upload IN ('{PENDING}', '{SENT}')"
     rows = conn.execute(
-        "SELECT agent, eligible_ms FROM events"
+        "SELECT agent, eligible_ms, uuid FROM events"
         f" WHERE eligible_ms > ? AND {states}"
-        " UNION ALL SELECT agent, received_ms FROM events"
+        " UNION ALL SELECT agent, received_ms, uuid FROM events"
         f" WHERE received_ms > ? AND eligible_ms IS NULL AND {states}"
         " ORDER BY 1, 2",
         (since_ms, since_ms),
     ).fetchall()
-    return [(agent, int(at)) for agent, at in rows]
+    return [(agent, int(at), uuid) for agent, at, uuid in rows]
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

@@ -2,17 +2,25 @@
 remembers could differ from what the buffer says.
 
 The limiter (ratelimit.py) keeps each source's recent eligibility times in memory. The
-buffer keeps them too (`eligible_ms`, `received_ms`), so at start, after a reload that
-changes the rules, after a mode change (pending events may have become local) and after
-the buffer is cleared, the limiter is read back from it: a restart does not hand every
-source a fresh window, and a backlog that no longer exists does not refuse new events.
+buffer keeps them too (`eligible_ms`, `received_ms`), so at start, after a mode change
+(pending events may have become local) and after the buffer is cleared, the limiter is
+read back from it: a restart does not hand every source a fresh window, and a backlog that
+no longer exists does not refuse new events.
+
+New rules (a reload) place the events still waiting again, oldest first, as if they
+arrived now: a looser rule or `off` lets them go sooner (they kept waiting for a rule no
+longer in force, behind newer events the new rule let through), a tighter one spreads them
+out, and what a source then has waiting beyond its backlog cap is kept local, as any event
+past it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from itertools import groupby
 
 from agent_telemetryd.config import Config
@@ -35,16 +43,86 @@ async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLim
     if buffer is None:
         return limiter
     now_ms = time.time_ns() // 1_000_000
-    longest_ms = int(max(rule.per_seconds for rule in config.rate_limit) * 1000)
-    history = await buffer.read(
-        lambda conn: upload_queries.eligibility_history(conn, now_ms - longest_ms)
-    )
-    for source, group in groupby(history, key=lambda row: row[0]):
-        rows = list(group)
-        limiter.seed(source, [at for _, at, _ in rows], now_ms, [uuid for _, _, uuid in rows])
+    since_ms = now_ms - _longest_ms(config)
+    history = await buffer.read(lambda conn: upload_queries.eligibility_history(conn, since_ms))
+    _seed(limiter, history, now_ms)
     if history:
         log.info("rate_limit_restored", events=len(history))
     return limiter
+
+
+def _longest_ms(config: Config) -> int:
+    return int(max(rule.per_seconds for rule in config.rate_limit) * 1000)
+
+
+def _seed(limiter: UploadRateLimiter, history: list[tuple[str, int, str]], now_ms: int) -> None:
+    for source, group in groupby(history, key=lambda row: row[0]):
+        rows = list(group)
+        limiter.seed(source, [at for _, at, _ in rows], now_ms, [uuid for _, _, uuid in rows])
+
+
+@dataclass(frozen=True)
+class Replanned:
+    """What new rules made of the events that were waiting."""
+
+    waiting: int = 0  # events that waited under the old rules
+    now: int = 0  # of them, eligible at once under the new ones
+    later: int = 0  # still waiting, until a time the new rules give
+    kept_local: int = 0  # beyond their source's backlog now: rate_limited for good
+
+    def note(self) -> str | None:
+        """One line for the reload's reply, or None when nothing waited."""
+        if not self.waiting:
+            return None
+        parts = [f"{self.now} may go now", f"{self.later} still wait"]
+        if self.kept_local:
+            parts.append(f"{self.kept_local} past the backlog cap are kept local for good")
+        return (
+            f"the {self.waiting} events waiting for the rate limit were placed again under"
+            f" the new rules: {', '.join(parts)}"
+        )
+
+
+def _replan(
+    conn: sqlite3.Connection, config: Config, now_ms: int
+) -> tuple[UploadRateLimiter | None, Replanned]:
+    """On the writer thread, in one transaction: the limiter for `config`'s rules, with the
+    waiting events placed again in it and their new times written."""
+    waiting = upload_queries.waiting_rows(conn, now_ms)
+    if not config.rate_limit:
+        upload_queries.reschedule(conn, [(row_id, now_ms) for row_id, _, _ in waiting])
+        return None, Replanned(len(waiting), now=len(waiting))
+    limiter = UploadRateLimiter(config.rate_limit, config.rate_limit_backlog)
+    since_ms = now_ms - _longest_ms(config)
+    _seed(limiter, upload_queries.eligibility_history(conn, since_ms, now_ms), now_ms)
+    times = [(row_id, limiter(source, now_ms, uuid)) for row_id, source, uuid in waiting]
+    upload_queries.reschedule(conn, times)
+    kept_local = sum(1 for _, at in times if at is None)
+    now = sum(1 for _, at in times if at is not None and at <= now_ms)
+    return limiter, Replanned(len(waiting), now, len(waiting) - now - kept_local, kept_local)
+
+
+async def apply_new_rules(context: DaemonContext) -> Replanned:
+    """The running config's rules, for the events still waiting as for those to come."""
+    if context.ingestor is None:
+        return Replanned()
+    buffer = context.buffer
+    if buffer is None:
+        await reseed(context)
+        return Replanned()
+    config, now_ms = context.config, time.time_ns() // 1_000_000
+    # On the writer thread, after every row already handed to it: those are placed too.
+    limiter, replanned = await buffer.writer.run(lambda conn: _replan(conn, config, now_ms))
+    context.ingestor.set_upload_gate(limiter)
+    if replanned.waiting:
+        log.info(
+            "rate_limit_replanned",
+            waiting=replanned.waiting,
+            now=replanned.now,
+            later=replanned.later,
+            kept_local=replanned.kept_local,
+        )
+    return replanned
 
 
 async def reseed(context: DaemonContext) -> None:

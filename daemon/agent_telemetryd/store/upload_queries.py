@@ -80,22 +80,57 @@ def waiting(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
     }
 
 
-def eligibility_history(conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, int, str]]:
+def eligibility_history(
+    conn: sqlite3.Connection, since_ms: int, until_ms: int | None = None
+) -> list[tuple[str, int, str]]:
     """(source, eligible time, uuid) of every event made eligible after `since_ms` or
     waiting, by source and time: the rate limit's state, read back at start so a restart
     does not reset it. Sent events count (they used the window); events made local do not.
-    The uuid tells a client's retry of one of them from a new event."""
+    The uuid tells a client's retry of one of them from a new event. With `until_ms`, only
+    what was eligible by then: not what still waits."""
     # `+upload`: by the time indexes (a window's worth), never every pending or sent row.
     states = f"+upload IN ('{PENDING}', '{SENT}')"
+    until = 2**62 if until_ms is None else until_ms
     rows = conn.execute(
         "SELECT agent, eligible_ms, uuid FROM events"
-        f" WHERE eligible_ms > ? AND {states}"
+        f" WHERE eligible_ms > ? AND eligible_ms <= ? AND {states}"
         " UNION ALL SELECT agent, received_ms, uuid FROM events"
         f" WHERE received_ms > ? AND eligible_ms IS NULL AND {states}"
         " ORDER BY 1, 2",
-        (since_ms, since_ms),
+        (since_ms, until, since_ms),
     ).fetchall()
     return [(agent, int(at), uuid) for agent, at, uuid in rows]
+
+
+def waiting_rows(conn: sqlite3.Connection, now_ms: int) -> list[tuple[int, str, str]]:
+    """(id, source, uuid) of every pending event the rate limit holds back at `now_ms`, in
+    arrival order: what new rules place again."""
+    rows = conn.execute(
+        "SELECT id, agent, uuid FROM events"
+        f" WHERE eligible_ms > ? AND +upload = '{PENDING}' ORDER BY id",
+        (now_ms,),
+    ).fetchall()
+    return [(int(row_id), agent, uuid) for row_id, agent, uuid in rows]
+
+
+def reschedule(conn: sqlite3.Connection, times: list[tuple[int, int | None]]) -> int:
+    """Give each (id, eligible time) its new time; a None time makes the event
+    `rate_limited` for good (beyond its source's backlog). Pending rows only: one sent or
+    made local meanwhile keeps its state. Returns how many rows changed."""
+    changed = 0
+    placed = [(at, row_id) for row_id, at in times if at is not None]
+    refused = [(row_id,) for row_id, at in times if at is None]
+    if placed:
+        changed += conn.executemany(
+            f"UPDATE events SET eligible_ms = ? WHERE id = ? AND upload = '{PENDING}'", placed
+        ).rowcount
+    if refused:
+        changed += conn.executemany(
+            f"UPDATE events SET upload = '{RATE_LIMITED}', eligible_ms = NULL"
+            f" WHERE id = ? AND upload = '{PENDING}'",
+            refused,
+        ).rowcount
+    return changed
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

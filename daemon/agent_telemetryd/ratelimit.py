@@ -278,6 +278,7 @@ def waiting_report(
     `found` is the store's count (`upload_queries.waiting`)."""
     count = int(found.get("events", 0))
     next_ms, last_ms = found.get("next_ms"), found.get("last_ms")
+    everyone = describe_rules(all_sources_rules(rules))
     report: dict[str, Any] = {
         "events": count,
         "by_source": dict(found.get("by_source", {})),
@@ -285,12 +286,21 @@ def waiting_report(
         "all_eligible_by": format_timestamp(last_ms) if count and last_ms else None,
         "rule": describe_rules(rules),
         "backlog_cap": backlog,
+        # Many sources, each well within its own rule, may wait for these alone: a rule
+        # the user never wrote, so it is named wherever the per-source one is.
+        "all_sources_rule": everyone,
+        "all_sources_backlog_cap": backlog * ALL_SOURCES_FACTOR,
         "why": None,
     }
     if count:
         report["why"] = (
             f"{count} {'event waits' if count == 1 else 'events wait'} for the upload rate "
-            f"limit ({describe_rules(rules)} per source); later flushes send them, oldest "
-            f"first, by {report['all_eligible_by']}"
+            f"limit ({describe_rules(rules)} per source, {everyone} for all sources "
+            f"together); later flushes send them, oldest first, by {report['all_eligible_by']}"
         )
     return report
+
+
+def all_sources_rules(rules: Sequence[RateRule]) -> tuple[RateRule, ...]:
+    """What all sources together are held to: each rule times ALL_SOURCES_FACTOR."""
+    return tuple(RateRule(rule.count * ALL_SOURCES_FACTOR, rule.per_seconds) for rule in rules)

@@ -104,3 +104,28 @@ def test_a_tighter_rule_spreads_what_waits_and_a_smaller_backlog_keeps_the_rest_
     assert most_in_any_window(waiting, 60_000) == 2
     # The next flush sends the 10 the old rule had let go, and no waiting event.
     assert flush_json(daemon)["events_sent"] == 10
+
+
+def test_a_restart_with_other_rules_places_what_waits_under_them(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    """The config edited while the daemon was down: the rules it starts with decide."""
+    daemon = uploading(daemon_factory, backend, 'rate_limit = "5/min"\n')
+    post_events(daemon, 20, agent="planner")
+    assert daemon.stop() == 0
+    write_config(daemon, 'rate_limit = "off"\n')
+    daemon.start()
+    assert daemon.status()["rate_limit"]["events"] == 0
+    assert flush_json(daemon)["events_sent"] == 20
+
+    # Started again under the same rules, nothing is placed again: what waits keeps its time.
+    write_config(daemon, 'rate_limit = "5/min"\n')
+    assert daemon.stop() == 0
+    daemon.start()
+    post_events(daemon, 5, agent="planner")  # the window still holds the 20 sent: all wait
+    before = stamps(daemon)
+    assert daemon.status()["rate_limit"]["events"] == 5
+    assert daemon.stop() == 0
+    daemon.start()
+    assert stamps(daemon) == before
+    assert "rate_limit_replanned" not in daemon.log().split("daemon_stopped")[-1]

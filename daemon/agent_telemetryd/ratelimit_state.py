@@ -7,11 +7,13 @@ buffer keeps them too (`eligible_ms`, `received_ms`), so at start, after a mode 
 read back from it: a restart does not hand every source a fresh window, and a backlog that
 no longer exists does not refuse new events.
 
-New rules (a reload) place the events still waiting again, oldest first, as if they
-arrived now: a looser rule or `off` lets them go sooner (they kept waiting for a rule no
-longer in force, behind newer events the new rule let through), a tighter one spreads them
-out, and what a source then has waiting beyond its backlog cap is kept local, as any event
-past it is.
+New rules (a reload, or a restart with another config) place the events still waiting
+again, oldest first, as if they arrived now: a looser rule or `off` lets them go sooner
+(they kept waiting for a rule no longer in force, behind newer events the new rule let
+through), a tighter one spreads them out, and what a source then has waiting beyond its
+backlog cap is kept local, as any event past it is. The buffer records which rules placed
+what waits in it (meta `rate_limit_rules`), so a start under the same rules only reads the
+limiter back.
 """
 
 from __future__ import annotations
@@ -28,11 +30,18 @@ from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.parts import Started
-from agent_telemetryd.ratelimit import UploadRateLimiter
-from agent_telemetryd.store import upload_queries
+from agent_telemetryd.ratelimit import UploadRateLimiter, describe_rules
+from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.store.buffer import Buffer
 
 log = get_logger("agent_telemetryd.ratelimit")
+
+# Meta key: the rules (and backlog cap) the waiting events in the buffer were placed under.
+PLACED_UNDER = "rate_limit_rules"
+
+
+def _rules_key(config: Config) -> str:
+    return f"{describe_rules(config.rate_limit)};backlog={config.rate_limit_backlog}"
 
 
 async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLimiter | None:
@@ -89,6 +98,7 @@ def _replan(
     """On the writer thread, in one transaction: the limiter for `config`'s rules, with the
     waiting events placed again in it and their new times written."""
     waiting = upload_queries.waiting_rows(conn, now_ms)
+    queries.set_meta(conn, PLACED_UNDER, _rules_key(config))
     if not config.rate_limit:
         upload_queries.reschedule(conn, [(row_id, now_ms) for row_id, _, _ in waiting])
         return None, Replanned(len(waiting), now=len(waiting))
@@ -133,8 +143,19 @@ async def reseed(context: DaemonContext) -> None:
 
 
 async def start(context: DaemonContext) -> Started:
-    """Seed the limiter now, and again after each mode change and clear."""
-    await reseed(context)
+    """Seed the limiter now (placing what waits again if the config's rules are not those
+    it was placed under: the config changed while the daemon was down), and again after
+    each mode change and clear."""
+    buffer = context.buffer
+    placed_under = (
+        await buffer.read(lambda conn: queries.get_meta(conn, PLACED_UNDER))
+        if buffer is not None
+        else None
+    )
+    if buffer is not None and placed_under != _rules_key(context.config):
+        await apply_new_rules(context)
+    else:
+        await reseed(context)
 
     async def on_mode_change(before: ConsentState, after: ConsentState) -> None:
         await reseed(context)

@@ -249,6 +249,15 @@ def _unnamed(times_ms: Iterable[int]) -> Iterable[tuple[int, str | None]]:
     return ((at, None) for at in times_ms)
 
 
+# Meta key in the buffer: the rules (and backlog cap) its waiting events were placed under.
+PLACED_UNDER = "rate_limit_rules"
+
+
+def placed_under(rules: Sequence[RateRule], backlog: int) -> str:
+    """The value of PLACED_UNDER for `rules` and `backlog`."""
+    return f"{describe_rules(rules)};backlog={backlog}"
+
+
 _UNIT_NAMES = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
 
 

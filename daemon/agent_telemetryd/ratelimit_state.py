@@ -30,18 +30,15 @@ from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.parts import Started
-from agent_telemetryd.ratelimit import UploadRateLimiter, describe_rules
+from agent_telemetryd.ratelimit import PLACED_UNDER, UploadRateLimiter, placed_under
 from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.store.buffer import Buffer
 
 log = get_logger("agent_telemetryd.ratelimit")
 
-# Meta key: the rules (and backlog cap) the waiting events in the buffer were placed under.
-PLACED_UNDER = "rate_limit_rules"
-
 
 def _rules_key(config: Config) -> str:
-    return f"{describe_rules(config.rate_limit)};backlog={config.rate_limit_backlog}"
+    return placed_under(config.rate_limit, config.rate_limit_backlog)
 
 
 async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLimiter | None:

@@ -20,6 +20,14 @@ eligibility times of different sources interleave, and a window per clock minute
 filled in any order at O(1) a event, where a sliding window over every source's future
 would cost a scan per event. It may let up to twice a rule through across the edge of two
 windows — it is a guard against dodging, not the per-source promise.
+
+Times are the wall clock's. When it is set back (an NTP step, a clock that was ahead
+corrected), every time the limiter holds is moved back as far: the events before the step
+happened as long ago as they did, not in the future, where they held each source's next
+events until the clock caught up (an hour set back: an hour's wait, then the backlog full
+and everything after it kept local, for one event sent before the step). The caller is told
+(`on_clock_back`), so the waiting events' stored times move too. A clock set forward needs
+nothing: the time passed, for all the limiter can tell (a laptop waking from sleep).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +48,9 @@ DEFAULT_BACKLOG = 10_000
 # Dead history (sources idle for a whole window, past clock windows) is dropped at most
 # this often: a pass over every source, not per event.
 _PRUNE_EVERY_MS = 1000
+# A step back smaller than this is not a clock set back: arrivals stamped a moment apart
+# may reach the limiter out of order.
+CLOCK_BACK_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,11 @@ class _Schedule:
 
     def waiting(self, now_ms: int) -> int:
         return len(self.times) - bisect_right(self.times, now_ms, lo=self.start)
+
+    def shift(self, delta_ms: int) -> None:
+        self.times[:] = [at + delta_ms for at in self.times]
+        for uuid, at in self.decided.items():
+            self.decided[uuid] = at + delta_ms
 
     def earliest(self, arrival_ms: int, rules: Sequence[_Rule]) -> int:
         times = self.times
@@ -161,7 +177,10 @@ class UploadRateLimiter:
         backlog: int = DEFAULT_BACKLOG,
         *,
         max_sources: int = MAX_SOURCES,
+        on_clock_back: Callable[[int, int], None] | None = None,
     ) -> None:
+        """`on_clock_back(back_ms, now_ms)`: called when the clock was set back by
+        `back_ms`, after the limiter moved its own times back."""
         self.rules = tuple(rules)
         self.backlog = backlog
         self._rules = tuple(_Rule(r.count, round(r.per_seconds * 1000)) for r in rules)
@@ -171,8 +190,14 @@ class UploadRateLimiter:
         self._all = _ClockWindows(self._rules, ALL_SOURCES_FACTOR)
         self._waiting: list[int] = []  # every source's future eligibility times, a heap
         self._pruned_at = 0
+        self._latest_ms = 0  # the latest `now_ms` seen
+        self._on_clock_back = on_clock_back
 
     def __call__(self, source: str, now_ms: int, uuid: str | None = None) -> int | None:
+        if now_ms > self._latest_ms:
+            self._latest_ms = now_ms
+        elif now_ms < self._latest_ms - CLOCK_BACK_MS:
+            self._clock_went_back(self._latest_ms - now_ms, now_ms)
         if now_ms - self._pruned_at >= _PRUNE_EVERY_MS:
             self._prune(now_ms)
         schedule = self._schedule(source)
@@ -196,6 +221,20 @@ class UploadRateLimiter:
             or len(waiting) >= self.backlog * ALL_SOURCES_FACTOR
         )
 
+    def _clock_went_back(self, back_ms: int, now_ms: int) -> None:
+        """Move every held time back by `back_ms`: see the module's docstring."""
+        self._all = _ClockWindows(self._rules, ALL_SOURCES_FACTOR)
+        for schedule in self._sources.values():
+            schedule.shift(-back_ms)
+            for at in schedule.times[schedule.start :]:
+                self._all.add(at)
+        # A uniform shift keeps the heap a heap.
+        self._waiting = [at - back_ms for at in self._waiting]
+        self._latest_ms = now_ms
+        self._pruned_at = 0  # prune from the new clock on, not after it caught up
+        if self._on_clock_back is not None:
+            self._on_clock_back(back_ms, now_ms)
+
     def seed(
         self,
         source: str,
@@ -206,6 +245,7 @@ class UploadRateLimiter:
         """Take what the buffer says was made eligible (or is waiting) for `source`, in
         order, so a restart or a reload does not hand every source a fresh window; with
         `uuids` (one a time), a retry of one of those events is known for what it is."""
+        self._latest_ms = max(self._latest_ms, now_ms)
         schedule = self._schedule(source)
         pairs = zip(times_ms, uuids, strict=True) if uuids is not None else _unnamed(times_ms)
         for at, uuid in sorted(pairs, key=lambda pair: pair[0]):

@@ -18,10 +18,11 @@ limiter back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -36,21 +37,30 @@ from agent_telemetryd.store.buffer import Buffer
 
 log = get_logger("agent_telemetryd.ratelimit")
 
+# The limiter's `on_clock_back(back_ms, now_ms)`.
+ClockBack = Callable[[int, int], None]
+
 
 def _rules_key(config: Config) -> str:
     return placed_under(config.rate_limit, config.rate_limit_backlog)
 
 
-async def seeded_limiter(config: Config, buffer: Buffer | None) -> UploadRateLimiter | None:
+async def seeded_limiter(
+    config: Config, buffer: Buffer | None, on_clock_back: ClockBack | None = None
+) -> UploadRateLimiter | None:
     """A limiter for `config`'s rules that remembers what the buffer says; None when off."""
     if not config.rate_limit:
         return None
-    limiter = UploadRateLimiter(config.rate_limit, config.rate_limit_backlog)
+    limiter = UploadRateLimiter(
+        config.rate_limit, config.rate_limit_backlog, on_clock_back=on_clock_back
+    )
     if buffer is None:
         return limiter
     now_ms = time.time_ns() // 1_000_000
     since_ms = now_ms - _longest_ms(config)
-    history = await buffer.read(lambda conn: upload_queries.eligibility_history(conn, since_ms))
+    history = await buffer.read(
+        lambda conn: upload_queries.eligibility_history(conn, since_ms, now_ms)
+    )
     _seed(limiter, history, now_ms)
     if history:
         log.info("rate_limit_restored", events=len(history))
@@ -90,7 +100,7 @@ class Replanned:
 
 
 def _replan(
-    conn: sqlite3.Connection, config: Config, now_ms: int
+    conn: sqlite3.Connection, config: Config, now_ms: int, on_clock_back: ClockBack
 ) -> tuple[UploadRateLimiter | None, Replanned]:
     """On the writer thread, in one transaction: the limiter for `config`'s rules, with the
     waiting events placed again in it and their new times written."""
@@ -99,9 +109,12 @@ def _replan(
     if not config.rate_limit:
         upload_queries.reschedule(conn, [(row_id, now_ms) for row_id, _, _ in waiting])
         return None, Replanned(len(waiting), now=len(waiting))
-    limiter = UploadRateLimiter(config.rate_limit, config.rate_limit_backlog)
+    limiter = UploadRateLimiter(
+        config.rate_limit, config.rate_limit_backlog, on_clock_back=on_clock_back
+    )
     since_ms = now_ms - _longest_ms(config)
-    _seed(limiter, upload_queries.eligibility_history(conn, since_ms, now_ms), now_ms)
+    history = upload_queries.eligibility_history(conn, since_ms, now_ms, settled_only=True)
+    _seed(limiter, history, now_ms)
     times = [(row_id, limiter(source, now_ms, uuid)) for row_id, source, uuid in waiting]
     upload_queries.reschedule(conn, times)
     kept_local = sum(1 for _, at in times if at is None)
@@ -119,7 +132,10 @@ async def apply_new_rules(context: DaemonContext) -> Replanned:
         return Replanned()
     config, now_ms = context.config, time.time_ns() // 1_000_000
     # On the writer thread, after every row already handed to it: those are placed too.
-    limiter, replanned = await buffer.writer.run(lambda conn: _replan(conn, config, now_ms))
+    on_clock_back = _moving_waiting_events(context)
+    limiter, replanned = await buffer.writer.run(
+        lambda conn: _replan(conn, config, now_ms, on_clock_back)
+    )
     context.ingestor.set_upload_gate(limiter)
     if replanned.waiting:
         log.info(
@@ -136,7 +152,37 @@ async def reseed(context: DaemonContext) -> None:
     """Read the limiter back from the buffer, with the running config's rules."""
     if context.ingestor is None:
         return
-    context.ingestor.set_upload_gate(await seeded_limiter(context.config, context.buffer))
+    context.ingestor.set_upload_gate(
+        await seeded_limiter(context.config, context.buffer, _moving_waiting_events(context))
+    )
+
+
+def _moving_waiting_events(context: DaemonContext) -> ClockBack:
+    """What the limiter calls when the clock was set back: the waiting events' stored times
+    move back as far, on the writer thread after the rows already handed to it and before
+    those of the arrival under way (placed by the new clock, they must not move)."""
+
+    def clock_went_back(back_ms: int, now_ms: int) -> None:
+        log.warning("clock_set_back", seconds=round(back_ms / 1000, 3))
+        if context.buffer is None:
+            return
+        moved = context.buffer.writer.run_soon(
+            lambda conn: upload_queries.shift_waiting(conn, back_ms, now_ms)
+        )
+        moved.add_done_callback(_log_moved)
+
+    return clock_went_back
+
+
+def _log_moved(moved: asyncio.Future[int]) -> None:
+    if moved.cancelled():
+        return
+    error = moved.exception()
+    if error is not None:
+        # They wait as long again as the clock went back; nothing is lost.
+        log.error("rate_limit_times_not_moved", error=type(error).__name__)
+    elif moved.result():
+        log.info("rate_limit_times_moved", events=moved.result())
 
 
 async def start(context: DaemonContext) -> Started:

@@ -81,23 +81,27 @@ def waiting(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
 
 
 def eligibility_history(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int | None = None
+    conn: sqlite3.Connection, since_ms: int, now_ms: int, *, settled_only: bool = False
 ) -> list[tuple[str, int, str]]:
     """(source, eligible time, uuid) of every event made eligible after `since_ms` or
     waiting, by source and time: the rate limit's state, read back at start so a restart
     does not reset it. Sent events count (they used the window); events made local do not.
-    The uuid tells a client's retry of one of them from a new event. With `until_ms`, only
-    what was eligible by then: not what still waits."""
+    The uuid tells a client's retry of one of them from a new event. `settled_only`: only
+    what was eligible by `now_ms`, not what still waits.
+
+    An event eligible on arrival counts from its receipt, but never later than `now_ms`:
+    one received after `now_ms` was stamped by a clock since set back, and would hold its
+    source's window shut until the clock caught up."""
     # `+upload`: by the time indexes (a window's worth), never every pending or sent row.
     states = f"+upload IN ('{PENDING}', '{SENT}')"
-    until = 2**62 if until_ms is None else until_ms
+    until = now_ms if settled_only else 2**62
     rows = conn.execute(
         "SELECT agent, eligible_ms, uuid FROM events"
         f" WHERE eligible_ms > ? AND eligible_ms <= ? AND {states}"
-        " UNION ALL SELECT agent, received_ms, uuid FROM events"
+        " UNION ALL SELECT agent, min(received_ms, ?), uuid FROM events"
         f" WHERE received_ms > ? AND eligible_ms IS NULL AND {states}"
         " ORDER BY 1, 2",
-        (since_ms, until, since_ms),
+        (since_ms, until, now_ms, since_ms),
     ).fetchall()
     return [(agent, int(at), uuid) for agent, at, uuid in rows]
 
@@ -111,6 +115,19 @@ def waiting_rows(conn: sqlite3.Connection, now_ms: int) -> list[tuple[int, str, 
         (now_ms,),
     ).fetchall()
     return [(int(row_id), agent, uuid) for row_id, agent, uuid in rows]
+
+
+def shift_waiting(conn: sqlite3.Connection, back_ms: int, now_ms: int) -> int:
+    """The wall clock was set back by `back_ms`: every pending event not yet due by `now_ms`
+    becomes due as much earlier, so it waits as long as it was going to, not that much
+    more. Returns how many moved."""
+    return int(
+        conn.execute(
+            "UPDATE events SET eligible_ms = eligible_ms - ?"
+            f" WHERE eligible_ms > ? AND +upload = '{PENDING}'",
+            (back_ms, now_ms),
+        ).rowcount
+    )
 
 
 def reschedule(conn: sqlite3.Connection, times: list[tuple[int, int | None]]) -> int:

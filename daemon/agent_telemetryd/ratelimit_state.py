@@ -127,7 +127,9 @@ async def apply_new_rules(context: DaemonContext) -> Replanned:
     if context.ingestor is None:
         return Replanned()
     buffer = context.buffer
-    if buffer is None:
+    if buffer is None or not context.consent.uploads:
+        # Nothing waits outside mode upload (leaving it made every pending event local),
+        # and in `off` nothing is written, not even which rules placed what.
         await reseed(context)
         return Replanned()
     config, now_ms = context.config, time.time_ns() // 1_000_000
@@ -201,7 +203,8 @@ async def start(context: DaemonContext) -> Started:
         await reseed(context)
 
     async def on_mode_change(before: ConsentState, after: ConsentState) -> None:
-        await reseed(context)
+        # Into upload: the buffer records the rules what will wait is placed under.
+        await (apply_new_rules(context) if after.uploads else reseed(context))
 
     @contextlib.asynccontextmanager
     async def reseed_after_clear() -> AsyncIterator[None]:

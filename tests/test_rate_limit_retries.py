@@ -84,3 +84,30 @@ def test_a_clients_retry_does_not_make_later_events_rate_limited(
     after = daemon.status()
     assert after["buffer"]["rate_limited"] == 0
     assert after["rate_limit"]["events"] == 20
+
+
+def test_clearing_the_buffer_does_not_open_a_fresh_burst(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    """What went to the backend this minute still counts after `clear`; what waited was
+    deleted with the buffer, so its places are free."""
+    daemon = daemon_factory(
+        {
+            "AGENT_TELEMETRY_MODE": "upload",
+            "TELEMETRY_ENDPOINT": backend.url,
+            "TELEMETRY_API_KEY": backend.api_key,
+        },
+        start=False,
+    )
+    write_config(daemon, 'rate_limit = "5/min"\nrate_limit_backlog = 10\n')
+    daemon.start()
+    post_events(daemon, 15, agent="planner")  # 5 go, 10 wait: the backlog is full
+    assert json.loads(daemon.cli("flush", "--json").stdout)["events_sent"] == 5
+    daemon.cli("clear", "--yes")
+
+    post_events(daemon, 12, agent="planner")
+    status = daemon.status()
+    # The minute's five went already: all twelve wait (ten: the backlog, now free again).
+    assert status["rate_limit"]["events"] == 10 and status["buffer"]["rate_limited"] == 2
+    assert json.loads(daemon.cli("flush", "--json").stdout)["events_sent"] == 0
+    assert len(backend.stored) == 5

@@ -99,6 +99,15 @@ class _Schedule:
     def waiting(self, now_ms: int) -> int:
         return len(self.times) - bisect_right(self.times, now_ms, lo=self.start)
 
+    def drop_after(self, now_ms: int) -> None:
+        """Forget the times after `now_ms` (the events waiting for them are gone)."""
+        keep = bisect_right(self.times, now_ms, lo=self.start)
+        for uuid in self.uuids[keep:]:
+            if uuid is not None:
+                self.decided.pop(uuid, None)
+        del self.times[keep:]
+        del self.uuids[keep:]
+
     def shift(self, delta_ms: int) -> None:
         self.times[:] = [at + delta_ms for at in self.times]
         for uuid, at in self.decided.items():
@@ -221,13 +230,25 @@ class UploadRateLimiter:
             or len(waiting) >= self.backlog * ALL_SOURCES_FACTOR
         )
 
-    def _clock_went_back(self, back_ms: int, now_ms: int) -> None:
-        """Move every held time back by `back_ms`: see the module's docstring."""
+    def forget_waiting(self, now_ms: int) -> None:
+        """The waiting events were deleted (`clear`): their places are free again. What
+        became eligible by `now_ms` keeps its place: it may have reached the backend."""
+        for schedule in self._sources.values():
+            schedule.drop_after(now_ms)
+        self._waiting = []
+        self._recount_all()
+
+    def _recount_all(self) -> None:
         self._all = _ClockWindows(self._rules, ALL_SOURCES_FACTOR)
         for schedule in self._sources.values():
-            schedule.shift(-back_ms)
             for at in schedule.times[schedule.start :]:
                 self._all.add(at)
+
+    def _clock_went_back(self, back_ms: int, now_ms: int) -> None:
+        """Move every held time back by `back_ms`: see the module's docstring."""
+        for schedule in self._sources.values():
+            schedule.shift(-back_ms)
+        self._recount_all()
         # A uniform shift keeps the heap a heap.
         self._waiting = [at - back_ms for at in self._waiting]
         self._latest_ms = now_ms

@@ -190,7 +190,7 @@ def _log_moved(moved: asyncio.Future[int]) -> None:
 async def start(context: DaemonContext) -> Started:
     """Seed the limiter now (placing what waits again if the config's rules are not those
     it was placed under: the config changed while the daemon was down), and again after
-    each mode change and clear."""
+    each mode change; after a clear, it forgets what waited and keeps what went."""
     buffer = context.buffer
     placed_under = (
         await buffer.read(lambda conn: queries.get_meta(conn, PLACED_UNDER))
@@ -211,7 +211,14 @@ async def start(context: DaemonContext) -> Started:
         try:
             yield
         finally:
-            await reseed(context)
+            limiter = context.ingestor.upload_gate if context.ingestor is not None else None
+            if isinstance(limiter, UploadRateLimiter):
+                # What waited is gone with the buffer, but what went is still at the
+                # backend: read back from the fresh buffer, the window would be empty, and
+                # every source could send its whole burst again at once.
+                limiter.forget_waiting(time.time_ns() // 1_000_000)
+            else:
+                await reseed(context)
 
     context.mode_listeners.append(on_mode_change)
     context.clear_guards.append(reseed_after_clear)

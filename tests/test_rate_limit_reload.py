@@ -114,6 +114,12 @@ def test_a_restart_with_other_rules_places_what_waits_under_them(
     post_events(daemon, 20, agent="planner")
     assert daemon.stop() == 0
     write_config(daemon, 'rate_limit = "off"\n')
+    # Read from the file meanwhile: they wait for the rules they were placed under.
+    why = daemon.status()["rate_limit"]["why"]
+    assert why.startswith("15 events wait for the upload rate limit")
+    assert why.endswith(
+        "they were placed under 5/min, and the daemon places them again under off when it starts"
+    )
     daemon.start()
     assert daemon.status()["rate_limit"]["events"] == 0
     assert flush_json(daemon)["events_sent"] == 20

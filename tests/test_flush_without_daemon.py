@@ -102,3 +102,35 @@ def test_with_nothing_pending_flush_does_not_start_the_daemon_and_with_events_it
         assert command.wait(timeout=30) != 0
     finally:
         listener.close()
+
+
+def test_events_waiting_for_the_rate_limit_are_said_and_new_rules_let_the_daemon_decide(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    env = posthog_env(posthog.url, AGENT_TELEMETRY_MODE="upload")
+    daemon = daemon_factory({**env, "AGENT_TELEMETRY_RATE_LIMIT": "5/min"})
+    post_events(daemon, 20)
+    assert daemon.cli("flush", "--json").returncode == 0  # the first 5 go
+    daemon.stop()
+    listener = held_api_socket(daemon)
+    try:
+        skipped = str(flush(daemon)["skipped"])
+        assert skipped.startswith(
+            "none of the 15 pending events is due yet (the rate limit holds them; the first"
+            " is due at 20"
+        )
+        assert connections_made(listener) == 0
+
+        # The limit turned off while the daemon was down: at start it lets them all go, so
+        # flush asks the daemon (under systemd, starting it) instead of saying they wait.
+        daemon.env["AGENT_TELEMETRY_RATE_LIMIT"] = "off"
+        command = subprocess.Popen(
+            [CLI, "flush"], env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        readable, _, _ = select.select([listener], [], [], 30)
+        assert readable, "flush did not connect"
+        conn, _ = listener.accept()
+        conn.close()
+        assert command.wait(timeout=30) != 0
+    finally:
+        listener.close()

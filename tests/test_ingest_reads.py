@@ -180,7 +180,7 @@ class _Gate:
     def __init__(self) -> None:
         self.seen: dict[str, int] = {}
 
-    def __call__(self, agent: str, received_ms: int) -> int | None:
+    def __call__(self, agent: str, received_ms: int, uuid: str | None) -> int | None:
         self.seen[agent] = self.seen.get(agent, 0) + 1
         return None if self.seen[agent] > 3 else received_ms + self.seen[agent] - 2
 

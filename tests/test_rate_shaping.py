@@ -104,7 +104,10 @@ def test_a_runaway_source_past_its_backlog_is_kept_local_and_counted(
     assert (limit["rate_limited"], limit["rate_limited_by_source"]) == (25, {"runaway": 25})
     assert status["buffer"]["rate_limited"] == 25
     assert status["upload"]["rate_limited_by_source"] == {"runaway": 25}
-    assert limit["why"].startswith("20 events wait for the upload rate limit (5/min per source)")
+    assert limit["why"].startswith(
+        "20 events wait for the upload rate limit (5/min per source, 50/min for all sources"
+        " together)"
+    )
     text = daemon.cli("status").stdout
     assert "waiting:      runaway 20" in text and "rate limited: runaway 25" in text
 

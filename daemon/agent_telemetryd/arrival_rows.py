@@ -31,9 +31,10 @@ LOCAL, PENDING, RATE_LIMITED = (
     UploadState.PENDING.value,
     UploadState.RATE_LIMITED.value,
 )
-# When one more event from this source (received at ms) becomes eligible for upload, in
-# ms; None when it is refused (its source's backlog is full).
-UploadGate = Callable[[str, int], int | None]
+# When one more event from this source (received at ms, with this uuid if it came with
+# one) becomes eligible for upload, in ms; None when it is refused (its source's backlog is
+# full). The uuid lets a retry of an event already placed get its place back, not another.
+UploadGate = Callable[[str, int, str | None], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ def build_rows(
             upload = LOCAL  # perhaps tracked before upload was chosen: never sent
         elif gate is None:
             upload = PENDING
-        elif (eligible_ms := gate(agent, received_ms)) is not None:
+        elif (eligible_ms := gate(agent, received_ms, uuid)) is not None:
             upload = PENDING
             if eligible_ms <= received_ms:
                 eligible_ms = None  # eligible at once: the common case stays NULL

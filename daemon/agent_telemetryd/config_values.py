@@ -81,7 +81,17 @@ def parse_idle_exit(value: Any) -> float:
     return parse_duration(value)
 
 
+# The longest window a rate rule may have. The limiter reads a window's history back at
+# start, and an event waits at most its backlog's worth of windows: a window of years put
+# eligibility times past what a timestamp (year 9999) or SQLite's integer can hold, and the
+# daemon failed to start.
+MAX_RATE_WINDOW_SECONDS = 7 * 86400
+
+
 def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
+    """`60/min,1000/h` (or a TOML list of rules) → rules; `off` → none."""
+    if isinstance(value, list | tuple):
+        value = ",".join(str(part) for part in value)
     text = str(value).strip().lower()
     if text in ("off", "none", "0", "false"):
         return ()
@@ -93,7 +103,12 @@ def parse_rate_limit(value: Any) -> tuple[RateRule, ...]:
         count, multiple, unit = int(match.group(1)), match.group(2), match.group(3)
         per = (int(multiple) if multiple else 1) * _RATE_UNITS[unit]
         if count <= 0 or per <= 0:
-            raise ValueError(f"{part.strip()!r} must allow at least one event")
+            raise ValueError(
+                f"{part.strip()!r} must allow at least one event"
+                " (to upload nothing, use mode local)"
+            )
+        if per > MAX_RATE_WINDOW_SECONDS:
+            raise ValueError(f"{part.strip()!r}: a rule's window is at most 7d")
         rules.append(RateRule(count, float(per)))
     return tuple(rules)
 

@@ -23,7 +23,7 @@ from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.mode_change import apply_mode
 from agent_telemetryd.parts import Started
-from agent_telemetryd.ratelimit_state import reseed
+from agent_telemetryd.ratelimit_state import apply_new_rules
 from agent_telemetryd.reload_plan import PRIVACY_SETTINGS, RATE_LIMIT_SETTINGS, ReloadPlan, plan
 from agent_telemetryd.terminal import hung_up
 
@@ -50,8 +50,9 @@ async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str)
                 "problems": [str(problem) for problem in problems],
             }
         change = plan(context.config, config)
-        await _apply(context, change)
+        notes = await _apply(context, change)
         reply = _reply(change)
+        reply["notes"] += notes
         log.info(
             "config_reloaded",
             via=via,
@@ -61,7 +62,9 @@ async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str)
         return reply
 
 
-async def _apply(context: DaemonContext, change: ReloadPlan) -> None:
+async def _apply(context: DaemonContext, change: ReloadPlan) -> list[str]:
+    """Apply `change`; returns what the reply should say about what it did."""
+    notes: list[str] = []
     before, after = context.config, change.running
     context.config = after
     applied = change.applied
@@ -70,13 +73,16 @@ async def _apply(context: DaemonContext, change: ReloadPlan) -> None:
 
         context.ingestor.set_transforms(privacy_transforms(after))
     if applied & RATE_LIMIT_SETTINGS:
-        await reseed(context)
+        note = (await apply_new_rules(context)).note()
+        if note is not None:
+            notes.append(note)
     for listener in context.config_listeners:
         await listener(before, after)
     if "mode" in applied:
         state = decide(after, read_stored(after.paths.consent_file))
         if state != context.consent:
             await apply_mode(context, state)
+    return notes
 
 
 def _reply(change: ReloadPlan) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from agent_telemetryd import __version__
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.consent_env import consent_environment
-from agent_telemetryd.ratelimit import waiting_report
+from agent_telemetryd.ratelimit import PLACED_UNDER, placed_under, waiting_report
 from agent_telemetryd.store import queries, upload_queries
 from agent_telemetryd.upload import receipts
 
@@ -27,6 +27,7 @@ class BufferFacts:
     last_upload_ms: int | None = None
     rate_limited_by_source: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, Any] = field(default_factory=dict)  # upload_queries.waiting
+    placed_under: str | None = None  # the rules what waits was placed under (meta)
 
 
 def read_facts(conn: sqlite3.Connection | None, now_ms: int | None = None) -> BufferFacts:
@@ -41,6 +42,7 @@ def read_facts(conn: sqlite3.Connection | None, now_ms: int | None = None) -> Bu
         last_upload_ms=receipts.last_accepted_ms(conn),
         rate_limited_by_source=upload_queries.rate_limited_by_source(conn),
         waiting=upload_queries.waiting(conn, now_ms),
+        placed_under=queries.get_meta(conn, PLACED_UNDER),
     )
 
 
@@ -105,8 +107,25 @@ def build_status(
         "rate_limited": buffer.get("rate_limited", 0),
         "rate_limited_by_source": facts.rate_limited_by_source,
     }
+    _placed_under_other_rules(status["rate_limit"], facts.placed_under, config)
     if extra:
         extra = dict(extra)
         status["upload"].update(extra.pop("upload", {}))
         status.update(extra)
     return status
+
+
+def _placed_under_other_rules(report: dict[str, Any], placed: str | None, config: Config) -> None:
+    """What waits was placed under rules the config no longer has (edited while the daemon
+    was down): the daemon places it again at its start, so the config's rule is not yet
+    what holds it, and `why` says so."""
+    if not report["events"] or placed is None:
+        return
+    if placed == placed_under(config.rate_limit, config.rate_limit_backlog):
+        return
+    rule = placed.split(";", 1)[0]
+    report["placed_under"] = rule
+    report["why"] += (
+        f"; they were placed under {rule}, and the daemon places them again under"
+        f" {report['rule']} when it starts"
+    )

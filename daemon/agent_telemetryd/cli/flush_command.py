@@ -79,7 +79,8 @@ def _nothing_to_flush(config: Config) -> str | None:
         return "sender is none: nothing is sent (set AGENT_TELEMETRY_SENDER)"
     # The store, only now: with the daemon up, flush never reads the file.
     from agent_telemetryd.cli.buffer_access import read_buffer
-    from agent_telemetryd.store import upload_queries
+    from agent_telemetryd.ratelimit import PLACED_UNDER, placed_under
+    from agent_telemetryd.store import queries, upload_queries
 
     with read_buffer(config) as conn:
         if conn is None:
@@ -89,11 +90,19 @@ def _nothing_to_flush(config: Config) -> str | None:
             if upload_queries.pending_page(conn, 0, 1, now_ms):
                 return None
             waiting = upload_queries.pending_count(conn)
+            if not waiting:
+                return "no events are pending upload"
+            rules = placed_under(config.rate_limit, config.rate_limit_backlog)
+            if queries.get_meta(conn, PLACED_UNDER) != rules:
+                # They wait under rules the config no longer has (edited while the daemon
+                # was down): the daemon places them again when it starts, and `off` or a
+                # looser rule makes them due at once.
+                return None
+            next_ms = upload_queries.waiting(conn, now_ms)["next_ms"]
         except sqlite3.OperationalError:
             return None  # a buffer the daemon has yet to migrate: let it answer
-    if waiting:
-        return f"none of the {waiting} pending events is due yet (the rate limit holds them)"
-    return "no events are pending upload"
+    first = f"; the first is due at {format_timestamp(next_ms)}" if next_ms else ""
+    return f"none of the {waiting} pending events is due yet (the rate limit holds them{first})"
 
 
 def _skipped_report(reason: str) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def _rate_limited_lines(report: dict[str, Any]) -> list[str]:
         listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
         lines.append(
             f"rate limited: {listed} (past the backlog of {waiting.get('backlog_cap', '?')} "
-            "waiting events per source: kept locally, never uploaded)"
+            f"waiting events per source, {waiting.get('all_sources_backlog_cap', '?')} for all "
+            "sources together: kept locally, never uploaded)"
         )
     return lines

@@ -80,21 +80,74 @@ def waiting(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
     }
 
 
-def eligibility_history(conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, int]]:
-    """(source, eligible time) of every event made eligible after `since_ms` or waiting,
-    by source and time: the rate limit's state, read back at start so a restart does not
-    reset it. Sent events count (they used the window); events made local do not."""
+def eligibility_history(
+    conn: sqlite3.Connection, since_ms: int, now_ms: int, *, settled_only: bool = False
+) -> list[tuple[str, int, str]]:
+    """(source, eligible time, uuid) of every event made eligible after `since_ms` or
+    waiting, by source and time: the rate limit's state, read back at start so a restart
+    does not reset it. Sent events count (they used the window); events made local do not.
+    The uuid tells a client's retry of one of them from a new event. `settled_only`: only
+    what was eligible by `now_ms`, not what still waits.
+
+    An event eligible on arrival counts from its receipt, but never later than `now_ms`:
+    one received after `now_ms` was stamped by a clock since set back, and would hold its
+    source's window shut until the clock caught up."""
     # `+upload`: by the time indexes (a window's worth), never every pending or sent row.
     states = f"+upload IN ('{PENDING}', '{SENT}')"
+    until = now_ms if settled_only else 2**62
     rows = conn.execute(
-        "SELECT agent, eligible_ms FROM events"
-        f" WHERE eligible_ms > ? AND {states}"
-        " UNION ALL SELECT agent, received_ms FROM events"
+        "SELECT agent, eligible_ms, uuid FROM events"
+        f" WHERE eligible_ms > ? AND eligible_ms <= ? AND {states}"
+        " UNION ALL SELECT agent, min(received_ms, ?), uuid FROM events"
         f" WHERE received_ms > ? AND eligible_ms IS NULL AND {states}"
         " ORDER BY 1, 2",
-        (since_ms, since_ms),
+        (since_ms, until, now_ms, since_ms),
     ).fetchall()
-    return [(agent, int(at)) for agent, at in rows]
+    return [(agent, int(at), uuid) for agent, at, uuid in rows]
+
+
+def waiting_rows(conn: sqlite3.Connection, now_ms: int) -> list[tuple[int, str, str]]:
+    """(id, source, uuid) of every pending event the rate limit holds back at `now_ms`, in
+    arrival order: what new rules place again."""
+    rows = conn.execute(
+        "SELECT id, agent, uuid FROM events"
+        f" WHERE eligible_ms > ? AND +upload = '{PENDING}' ORDER BY id",
+        (now_ms,),
+    ).fetchall()
+    return [(int(row_id), agent, uuid) for row_id, agent, uuid in rows]
+
+
+def shift_waiting(conn: sqlite3.Connection, back_ms: int, now_ms: int) -> int:
+    """The wall clock was set back by `back_ms`: every pending event not yet due by `now_ms`
+    becomes due as much earlier, so it waits as long as it was going to, not that much
+    more. Returns how many moved."""
+    return int(
+        conn.execute(
+            "UPDATE events SET eligible_ms = eligible_ms - ?"
+            f" WHERE eligible_ms > ? AND +upload = '{PENDING}'",
+            (back_ms, now_ms),
+        ).rowcount
+    )
+
+
+def reschedule(conn: sqlite3.Connection, times: list[tuple[int, int | None]]) -> int:
+    """Give each (id, eligible time) its new time; a None time makes the event
+    `rate_limited` for good (beyond its source's backlog). Pending rows only: one sent or
+    made local meanwhile keeps its state. Returns how many rows changed."""
+    changed = 0
+    placed = [(at, row_id) for row_id, at in times if at is not None]
+    refused = [(row_id,) for row_id, at in times if at is None]
+    if placed:
+        changed += conn.executemany(
+            f"UPDATE events SET eligible_ms = ? WHERE id = ? AND upload = '{PENDING}'", placed
+        ).rowcount
+    if refused:
+        changed += conn.executemany(
+            f"UPDATE events SET upload = '{RATE_LIMITED}', eligible_ms = NULL"
+            f" WHERE id = ? AND upload = '{PENDING}'",
+            refused,
+        ).rowcount
+    return changed
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

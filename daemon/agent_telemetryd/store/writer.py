@@ -158,6 +158,13 @@ class Writer:
         self._queue.put_nowait(Job(fn, future, transaction, frees_space))
         return await future
 
+    def run_soon(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """`run`, queued at once: ahead of every write submitted after this returns, for a
+        caller that may not await first (the rate limit, in the middle of an arrival)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Job(fn, future, True, False))
+        return future
+
     async def replace_with_fresh(self, reason: str) -> Replaced:
         """`clear`: a fresh file in place of this one, keeping what store/fresh.py keeps."""
         future: asyncio.Future[Replaced | None] = asyncio.get_running_loop().create_future()

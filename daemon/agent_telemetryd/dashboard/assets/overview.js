@@ -67,7 +67,7 @@
     const b = h.buffer || {};
     add("Stored", `${D.fmt(b.events)} events (${D.fmt(b.pending_upload)} pending upload, ${D.fmt(b.sent)} sent, ${D.fmt(b.local_only)} local only, ${D.fmt(b.rate_limited)} rate-limited, ${D.fmt(b.quarantined)} quarantined)`);
     const limit = h.rate_limit || {};
-    if (limit.events) add("Waiting", `${D.fmt(limit.events)} events wait for the upload rate limit (${limit.rule} per source); later uploads send them, oldest first, by ${D.when(limit.all_eligible_by)}`);
+    if (limit.events) add("Waiting", `${D.fmt(limit.events)} events wait for the upload rate limit (${limit.rule} per source, ${limit.all_sources_rule} for all sources together); later uploads send them, oldest first, by ${D.when(limit.all_eligible_by)}`);
     const lastUpload = h.last_upload;
     add("Last upload", !lastUpload ? "never" : typeof lastUpload === "string" ? D.when(lastUpload) : JSON.stringify(lastUpload));
 

@@ -70,7 +70,10 @@ def test_secret_named_keys_lose_their_strings_and_keep_other_types(key: str) -> 
 def test_names_that_may_hold_a_credential_lose_only_credential_shaped_strings(key: str) -> None:
     assert classify_key(key) == SECRET_IF_CREDENTIAL
     for credential in ("hunter2hunter2", "a1b2c3d4e5f6", "dXNlcjpwYXNzd29yZA==",
-                       "Basic dXNlcjpwYXNzd29yZA==", "abcdefghijABCDEFGHIJ"):  # fmt: skip
+                       "Basic dXNlcjpwYXNzd29yZA==", "abcdefghijABCDEFGHIJ",
+                       # A scheme's credential, however short: `user:pass`, `bob:pw`.
+                       "Basic dXNlcjpwYXNz", "basic Ym9iOnB3", "Bearer hunter2",
+                       "Token abcdefgh"):  # fmt: skip
         assert scrub({key: credential}) == {key: SECRET}, credential
     for plain in ("value", "basic", "oauth2", "Bearer", "user_id", "ctrl+shift+p",
                   "123e4567-e89b-12d3-a456-426614174000"):  # fmt: skip
@@ -361,3 +364,14 @@ def test_a_warm_scrubber_scrubs_as_a_fresh_one(batch: list[dict[str, object]]) -
     for properties in batch + [dict(reversed(p.items())) for p in batch]:
         fresh = default_scrubber(max_string_chars=64, own_home="/home/runner")
         assert warm.properties(properties) == fresh.properties(properties)
+
+
+def test_an_authorization_header_keeps_no_credential_however_short() -> None:
+    # OpenTelemetry's HTTP conventions record headers as arrays of their values.
+    assert scrub({"http.request.header.authorization": ["Basic dXNlcjpwYXNz"]}) == {
+        "http.request.header.authorization": [SECRET]
+    }
+    assert scrub({"headers": {"Authorization": "Bearer hunter2"}}) == {
+        "headers": {"Authorization": SECRET}
+    }
+    assert scrub({"auth": "Basic"}) == {"auth": "Basic"}  # the scheme alone says how

@@ -122,11 +122,21 @@ def _credential_word(word: str) -> bool:
     return len(word) >= 20 and not word.islower() and not word.isupper()
 
 
+# An HTTP `Authorization` value: a scheme, then what it carries. Whatever follows the
+# scheme is the credential, however short or plain (`Basic dXNlcjpwYXNz` is `user:pass`).
+_SCHEME_AND_CREDENTIAL = re.compile(
+    r"\s*(?i:basic|bearer|token|negotiate|ntlm)\s+[A-Za-z0-9_+/=.~-]+\s*"
+)
+
+
 def looks_like_credential(text: str) -> bool:
     """A word in it mixes letters and digits (8+ characters, the alphabet of keys and
-    base64), or is 20+ characters in mixed case; a canonical UUID is an identifier."""
+    base64), or is 20+ characters in mixed case, or it is a scheme and its credential as
+    an `Authorization` header carries them; a canonical UUID is an identifier."""
     if _UUID.fullmatch(text):
         return False
+    if _SCHEME_AND_CREDENTIAL.fullmatch(text):
+        return True
     return any(_credential_word(word) for word in text.split())
 
 

@@ -189,6 +189,17 @@ def test_token_shapes_are_redacted_alone_and_inside_text(token: str) -> None:
         ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [secret]"),
         ("Authorization: Bearer abc", "Authorization: Bearer [secret]"),
         ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: [secret]"),
+        # An `@` left unescaped in a URL's password: none of it is kept.
+        ("redis://:p@ssw0rd@cache.internal:6379", "redis://[secret]@cache.internal:6379"),
+        ("https://a:b@c@x.test/p@q", "https://[secret]@x.test/p@q"),
+        # Framework and cloud keys named `…_KEY` (Django, Rails, Azure).
+        ("SECRET_KEY=django-insecure-abc", "SECRET_KEY=[secret]"),
+        ("export JWT_SECRET_KEY=xyz", "export JWT_SECRET_KEY=[secret]"),
+        ("SECRET_KEY_BASE=0a1b2c", "SECRET_KEY_BASE=[secret]"),
+        ("AccountKey=abc+def==", "AccountKey=[secret]"),
+        ("signing_key: abc", "signing_key: [secret]"),
+        # JSON inside a JSON string: the quotes are escaped.
+        ('{\\"password\\": \\"hunter2\\"}', '{\\"password\\": \\"[secret]\\"}'),
     ],
 )  # fmt: skip
 def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -> None:
@@ -204,6 +215,8 @@ def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -
         "http://localhost:8080/path?q=1&page=2",
         "ask the key question",
         "skip-this-step-entirely-please",
+        "secret_key_name=db-creds public_key=abc cache_key=abc",
+        "https://x.test:8080/users/@alice",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:

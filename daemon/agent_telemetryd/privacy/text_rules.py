@@ -77,8 +77,11 @@ _PRIVATE_KEY_BLOCK = re.compile(
     r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"
 )
 _TOKEN_SHAPES = re.compile(r"\b(?:" + "|".join(_PREFIXED_TOKENS) + ")")
-_URL_PASSWORD = re.compile(r"(?<=://)[^/?#\s:@]*:[^/?#\s@]+(?=@)")  # user optional
-# A secret after its name: `?token=…` in a URL, `PGPASSWORD=…`, `"api_key": "…"`,
+# User optional; the password runs to the authority's last `@`, since one left unescaped
+# in it (`redis://:p@ss@host`) is common and the host never holds one.
+_URL_PASSWORD = re.compile(r"(?<=://)[^/?#\s:@]*:[^/?#\s]+(?=@)")
+# A secret after its name: `?token=…` in a URL, `PGPASSWORD=…`, `SECRET_KEY=…`,
+# `"api_key": "…"` (also as JSON inside a JSON string: `\\"api_key\\": \\"…\\"`),
 # `Authorization: Basic …`, `--password …`. The name stays, so the text still says what was
 # there. Each pattern starts at a fixed word or just after `?`/`&`, so the scan stays
 # linear. Not after a `:` (`arn:aws:secretsmanager:…:secret:db` names a secret, it is not
@@ -87,12 +90,13 @@ _SECRET_ASSIGNMENT = re.compile(
     r"(?P<name>"
     r"(?<=[?&#;])[\w.-]*(?i:key|token|secret|pass(?:word|wd)?|pwd|sig|signature|auth"
     r"|credentials?|session)="
-    r"|(?<!:)(?i:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|credentials?)[\"']?\s*[:=]\s*[\"']?"
+    r"|(?<!:)(?i:password|passwd|passphrase|pwd|secret(?:[_-]?key(?:[_-]?base)?)?|token"
+    r"|(?:api|access|private|secret|signing|encryption|master|account)[_-]?key|credentials?)"
+    r"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?"
     r"|(?i:authorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|digest|negotiate|token)\s+)?)"
     r"|--(?i:password|passwd|token|secret|client-secret|api-key|apikey|access-token"
     r"|auth-token)\s+(?!-)"
-    r")(?P<value>[^\s\"'&#<>]+)"
+    r")(?P<value>(?:[^\s\"'&#<>\\]|\\(?![\"']))+)"
 )
 # What logs and schemas write in place of a secret: `password: required`, `token=null`,
 # and references to where it is kept: `api_key=${OPENAI_API_KEY}`, `secret=%APP_SECRET%`.

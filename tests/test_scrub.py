@@ -158,6 +158,10 @@ TOKENS = [
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9",  # JWT
     "Bearer " + A,
     "bearer abc123def",
+    "gsk_" + A + A[:20],  # Groq
+    "xai-" + A + A + A[:16],  # xAI
+    "r8_" + A + A[:5],  # Replicate
+    "pplx-" + A + A[:16],  # Perplexity
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
     "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
     "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",

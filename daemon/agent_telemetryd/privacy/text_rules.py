@@ -66,7 +66,12 @@ _PREFIXED_TOKENS = (
     r"pypi-AgE[A-Za-z0-9_-]{50,}",  # PyPI upload token (a macaroon)
     r"hf_[A-Za-z]{30,}\b",  # Hugging Face
     r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}",  # SendGrid
+    r"gsk_[A-Za-z0-9]{40,}",  # Groq
+    r"xai-[A-Za-z0-9]{60,}",  # xAI
+    r"r8_[A-Za-z0-9]{37}\b",  # Replicate
+    r"pplx-[A-Za-z0-9]{40,}",  # Perplexity
     r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{16,}",  # webhooks
+    r"discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{20,}",
     r"(?i:bearer\s+)[A-Za-z0-9._~+/=-]{8,}",
 )
 # Three patterns, not one alternation of them: Python's regex engine tries every branch at
@@ -235,7 +240,7 @@ def cut_rule(max_chars: int) -> StringRule:
 # anywhere in the text, not only at a word's start.
 _TOKEN_STARTS = (
     "sk-", "sk_", "rk_", "whsec_", "gh", "github_pat_", "xox", "xapp-", "AKIA", "ASIA",
-    "AIza", "ph", "glpat-", "npm_", "pypi-", "hf_",
+    "AIza", "ph", "glpat-", "npm_", "pypi-", "hf_", "gsk_", "xai-", "r8_", "pplx-",
 )  # fmt: skip
 # The longest text the test passes: a bare AWS secret is 40 characters.
 _UNTOUCHED_MAX = 39

@@ -392,3 +392,18 @@ def test_an_authorization_header_keeps_no_credential_however_short() -> None:
         "headers": {"Authorization": SECRET}
     }
     assert scrub({"auth": "Basic"}) == {"auth": "Basic"}  # the scheme alone says how
+
+
+def test_an_argument_after_an_option_named_like_a_secret_is_redacted() -> None:
+    # A command line as an array: the option in one item, its secret in the next.
+    assert scrub(
+        {
+            "argv": ["mysql", "--password", "hunter2", "-u", "root"],
+            "nested": {"cmd": ["gh", "--token", "ghx0123456789", "--auth", "Basic Ym9iOnB3"]},
+            "flags": ["--max-tokens", "4096", "--password-file", "pw.txt", "--token", "--verbose"],
+        }
+    ) == {
+        "argv": ["mysql", "--password", SECRET, "-u", "root"],
+        "nested": {"cmd": ["gh", "--token", SECRET, "--auth", SECRET]},
+        "flags": ["--max-tokens", "4096", "--password-file", "pw.txt", "--token", "--verbose"],
+    }

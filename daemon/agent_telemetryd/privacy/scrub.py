@@ -41,6 +41,8 @@ from agent_telemetryd.privacy.text_rules import (
 # Only short strings are remembered, and the memory is cleared when full, so it stays small.
 CACHE_ENTRIES = 8192
 CACHE_MAX_CHARS = 256
+# Longer than this, an item that starts with `-` is not a command-line option.
+MAX_OPTION_CHARS = 64
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
 # strings, which may hold what the rules redact.
 _FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
@@ -220,6 +222,8 @@ class Scrubber:
                     if kind is str:
                         if item not in kept and not self._keeps_new(item):
                             return False
+                        if item[:1] == "-" and self._option_kind(item):
+                            return False  # the argument after it is for `_items`
                     elif kind not in _FLAT_TYPES:
                         return False
             elif kind not in _FLAT_TYPES:
@@ -237,8 +241,32 @@ class Scrubber:
         if isinstance(value, dict):
             return self.properties(value)
         if isinstance(value, list):
-            return [self._value(item) for item in value]
+            return self._items(value)
         return value
+
+    def _items(self, items: list[Any]) -> list[Any]:
+        """An array scrubbed item by item. A command line (`["mysql", "--password",
+        "hunter2"]`) names a secret in one item and gives it in the next: the argument
+        after an option named like a secret is read under that name."""
+        clean: list[Any] = []
+        after = ORDINARY
+        for item in items:
+            if after and type(item) is str and item[:1] != "-":
+                clean.append(self._under_name(after, item))
+                after = ORDINARY
+                continue
+            clean.append(self._value(item))
+            after = self._option_kind(item) if type(item) is str and item[:1] == "-" else ORDINARY
+        return clean
+
+    def _option_kind(self, item: str) -> int:
+        """What a command-line option (`--api-key`, `-password`) says of the argument after
+        it: SECRET_NAME or SECRET_IF_CREDENTIAL, else ORDINARY (`--max-tokens`, `-v`, and
+        `--password=…`, one item the text rules read whole)."""
+        if len(item) > MAX_OPTION_CHARS or "=" in item or " " in item:
+            return ORDINARY
+        kind = self.key(item)[1]
+        return kind if kind in (SECRET_NAME, SECRET_IF_CREDENTIAL) else ORDINARY
 
 
 # Inside a secret-named container the stronger word wins: `credentials: {user, password}`.

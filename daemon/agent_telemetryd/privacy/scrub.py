@@ -41,6 +41,7 @@ from agent_telemetryd.privacy.text_rules import (
 # Only short strings are remembered, and the memory is cleared when full, so it stays small.
 CACHE_ENTRIES = 8192
 CACHE_MAX_CHARS = 256
+_ONLY_TEXT = {str}
 # Longer than this, an item that starts with `-` is not a command-line option.
 MAX_OPTION_CHARS = 64
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
@@ -217,13 +218,15 @@ class Scrubber:
                 if value not in kept and not self._keeps_new(value):
                     return False
             elif kind is list:
+                # An option named like a secret (`--password`) is kept, but not the
+                # argument after it (`_items`): an array of two or more may hold one.
+                if len(value) > 1 and not self._holds_no_option(value):
+                    return False
                 for item in value:
                     kind = type(item)
                     if kind is str:
                         if item not in kept and not self._keeps_new(item):
                             return False
-                        if item[:1] == "-" and self._option_kind(item):
-                            return False  # the argument after it is for `_items`
                     elif kind not in _FLAT_TYPES:
                         return False
             elif kind not in _FLAT_TYPES:
@@ -248,16 +251,29 @@ class Scrubber:
         """An array scrubbed item by item. A command line (`["mysql", "--password",
         "hunter2"]`) names a secret in one item and gives it in the next: the argument
         after an option named like a secret is read under that name."""
-        clean: list[Any] = []
+        clean = [self._value(item) for item in items]
+        # Most arrays hold no text starting with `-` (finish reasons, span events): told
+        # in C, with no Python step per item.
+        if str not in map(type, items) or self._holds_no_option(items):
+            return clean
         after = ORDINARY
-        for item in items:
-            if after and type(item) is str and item[:1] != "-":
-                clean.append(self._under_name(after, item))
+        for index, item in enumerate(items):
+            if type(item) is not str:
                 after = ORDINARY
-                continue
-            clean.append(self._value(item))
-            after = self._option_kind(item) if type(item) is str and item[:1] == "-" else ORDINARY
+            elif after and item[:1] != "-":
+                clean[index] = self._under_name(after, item)
+                after = ORDINARY
+            else:
+                after = self._option_kind(item) if item[:1] == "-" else ORDINARY
         return clean
+
+    def _holds_no_option(self, items: list[Any]) -> bool:
+        """True when no text among `items` starts with `-`; told in C for an array of
+        texts alone (the common one), else item by item."""
+        if set(map(type, items)) == _ONLY_TEXT:
+            joined = "\n".join(items)
+            return joined[:1] != "-" and "\n-" not in joined
+        return not any(type(item) is str and item[:1] == "-" for item in items)
 
     def _option_kind(self, item: str) -> int:
         """What a command-line option (`--api-key`, `-password`) says of the argument after

@@ -17,7 +17,8 @@ OPTION = "optcanary42"
 DJANGO = "djangocanary7"
 REDIS_TAIL = "redistail9"
 GROQ = "gsk_" + "Qm7xTz2Lw9Kp4Rv8Ns3Hd6Jf1Gb5Yc0Ue7Ai9OqZc4Vn8Mb2X"
-CORES = (BASIC, OPTION, DJANGO, REDIS_TAIL, GROQ[4:])
+OWNER = "ownercanary5"
+CORES = (BASIC, OPTION, DJANGO, REDIS_TAIL, GROQ[4:], OWNER)
 
 
 def _attributes() -> dict[str, object]:
@@ -47,7 +48,10 @@ def test_secrets_once_missed_reach_no_file_and_no_output(daemon_factory: DaemonF
         },
         home=home,
     )
-    body = traces(span("db query", attributes=_attributes())).SerializeToString()
+    # The resource as the Node SDK's process detector fills it: the OS account's name.
+    resource = {"service.name": "planner", "process.owner": OWNER}
+    body = traces(span("db query", attributes=_attributes()), resource=resource)
+    body = body.SerializeToString()
     assert post(f"{daemon.http_url()}/v1/traces", body, PROTOBUF)[0] == 200
     assert (
         post_events(daemon.http_url(), [{"event": "http.run", "properties": _attributes()}])[0]
@@ -57,6 +61,7 @@ def test_secrets_once_missed_reach_no_file_and_no_output(daemon_factory: DaemonF
     wait_for_rows(daemon, 4)  # three events and the OTLP resource
 
     rows = {row["event"]: row["properties"] for row in daemon.export()}
+    assert rows["otel.resource"]["process.owner"] == "[user]"
     for name in ("db query", "http.run", "sock.run"):
         properties = rows[name]
         assert properties["http.request.header.authorization"] == ["[secret]"], name

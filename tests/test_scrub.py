@@ -407,3 +407,22 @@ def test_an_argument_after_an_option_named_like_a_secret_is_redacted() -> None:
         "nested": {"cmd": ["gh", "--token", SECRET, "--auth", SECRET]},
         "flags": ["--max-tokens", "4096", "--password-file", "pw.txt", "--token", "--verbose"],
     }
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["process.owner", "user.name", "process.real_user.name", "process.user.name", "enduser.id",
+     "user.full_name", "username", "userName", "github_username"],
+)  # fmt: skip
+def test_a_persons_login_or_name_is_replaced_whatever_it_is(key: str) -> None:
+    # OpenTelemetry's process detectors send the OS account as `process.owner`.
+    assert scrub({key: "zed", "n": {key: "Zed Example"}}) == {key: "[user]", "n": {key: "[user]"}}
+    assert scrub({key: 7, "other": None}) == {key: 7, "other": None}
+    assert scrub({key: ""}) == {key: ""}
+
+
+@pytest.mark.parametrize(
+    "key", ["gen_ai.agent.name", "user.id", "user_agent.original", "tool.name", "usernames_count"]
+)
+def test_names_that_are_not_a_persons_login_are_kept(key: str) -> None:
+    assert scrub({key: "planner"}) == {key: "planner"}

@@ -5,7 +5,8 @@ any depth, get the same rules as string values (`text_rules`). A key that is its
 secret or an address becomes its marker, and two keys that become the same are kept apart
 (`[email]`, `[email]#2`), never merged. A property whose name says it holds a secret
 (`secret_names.classify_key`) loses its string values; numbers, booleans and null keep
-their type and value, since only a string can be a secret.
+their type and value, since only a string can be a secret. A property whose name says it
+holds a person's login or name (`process.owner`, `user.name`) keeps `[user]` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agent_telemetryd.privacy.secret_names import (
     ORDINARY,
     SECRET_IF_CREDENTIAL,
     SECRET_NAME,
+    USER_NAME,
     VERSION_NAME,
     classify_key,
     is_version_number,
@@ -26,6 +28,7 @@ from agent_telemetryd.privacy.secret_names import (
 )
 from agent_telemetryd.privacy.text_rules import (
     SECRET,
+    USER,
     StringRule,
     cut_rule,
     home_paths_rule,
@@ -187,6 +190,8 @@ class Scrubber:
                 # so that `_keeps_values` finds the text among those the rules keep.
                 clean = self.text(value)
                 return value if is_version_number(value) else clean
+            if value and key_kind == USER_NAME:
+                return USER
             if value and (
                 key_kind == SECRET_NAME
                 or (key_kind == SECRET_IF_CREDENTIAL and looks_like_credential(value))
@@ -286,7 +291,7 @@ class Scrubber:
 
 
 # Inside a secret-named container the stronger word wins: `credentials: {user, password}`.
-_STRENGTH = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, SECRET_NAME: 3}
+_STRENGTH = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, USER_NAME: 3, SECRET_NAME: 4}
 
 
 def _strength(kind: int) -> int:

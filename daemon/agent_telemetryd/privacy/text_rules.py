@@ -17,6 +17,7 @@ StringRule = Callable[[str], str]
 EMAIL = "[email]"
 IP = "[ip]"
 SECRET = "[secret]"
+USER = "[user]"
 CUT_MARK = "…[cut]"
 
 # Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,

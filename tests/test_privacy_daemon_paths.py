@@ -18,6 +18,7 @@ DJANGO = "djangocanary7"
 REDIS_TAIL = "redistail9"
 GROQ = "gsk_" + "Qm7xTz2Lw9Kp4Rv8Ns3Hd6Jf1Gb5Yc0Ue7Ai9OqZc4Vn8Mb2X"
 OWNER = "ownercanary5"
+NOW = 1_800_000_000_000
 CORES = (BASIC, OPTION, DJANGO, REDIS_TAIL, GROQ[4:], OWNER)
 
 
@@ -81,3 +82,19 @@ def test_secrets_once_missed_reach_no_file_and_no_output(daemon_factory: DaemonF
     daemon.cli("flush")
     assert sent_file.stat().st_size > 0 and not _leaks(sent_file.read_bytes()), "upload"
     assert not _leaks(daemon.log().encode()), "log"
+
+
+def test_a_secret_named_by_its_neighbour_is_redacted_on_every_shim_line(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
+    # The same shape in the same second, line after line: once the first has taught the
+    # daemon both, the others take the known-shapes path.
+    for n in range(3):
+        properties = {"name": "openai_api_key", "value": f"pair{n}canary"}
+        send_lines(daemon.ingest_socket, encode_event("setting.changed", properties, now_ms=NOW))
+        wait_for_rows(daemon, n + 1)
+    assert [row["properties"] for row in daemon.export()] == [
+        {"name": "openai_api_key", "value": "[secret]"}
+    ] * 3
+    assert b"canary" not in buffer_bytes(daemon)

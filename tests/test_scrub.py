@@ -426,3 +426,33 @@ def test_a_persons_login_or_name_is_replaced_whatever_it_is(key: str) -> None:
 )
 def test_names_that_are_not_a_persons_login_are_kept(key: str) -> None:
     assert scrub({key: "planner"}) == {key: "planner"}
+
+
+def test_a_value_named_by_its_neighbour_is_read_under_that_name() -> None:
+    # Kubernetes' env, HAR's headers: the name in one entry, the value in the next.
+    assert scrub(
+        {
+            "env": [
+                {"name": "DB_PASSWORD", "value": "hunter2"},
+                {"name": "LOG_LEVEL", "value": "debug"},
+                {"name": "PASSWORD_LENGTH", "value": 12},
+            ],
+            "headers": [{"name": "Authorization", "value": "Basic Ym9iOnB3"}],
+            "setting": {"key": "api_key", "value": "abc"},
+            "owner": {"name": "process.owner", "value": "zed"},
+        }
+    ) == {
+        "env": [
+            {"name": "DB_PASSWORD", "value": SECRET},
+            {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "PASSWORD_LENGTH", "value": 12},
+        ],
+        "headers": [{"name": "Authorization", "value": SECRET}],
+        "setting": {"key": "api_key", "value": SECRET},
+        "owner": {"name": "process.owner", "value": "[user]"},
+    }
+    assert scrub({"name": "openai_api_key", "value": "x"}) == {
+        "name": "openai_api_key",
+        "value": SECRET,
+    }
+    assert scrub({"name": "auth", "value": "basic"}) == {"name": "auth", "value": "basic"}

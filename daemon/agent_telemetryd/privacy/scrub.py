@@ -45,6 +45,10 @@ from agent_telemetryd.privacy.text_rules import (
 CACHE_ENTRIES = 8192
 CACHE_MAX_CHARS = 256
 _ONLY_TEXT = {str}
+# A name/value pair: the entry holding the value, and those that may name it.
+_PAIR_VALUE = "value"
+_PAIR_NAMES = ("name", "key", "header")
+_VALUE_HIDING_KINDS = frozenset({SECRET_NAME, SECRET_IF_CREDENTIAL, USER_NAME})
 # Longer than this, an item that starts with `-` is not a command-line option.
 MAX_OPTION_CHARS = 64
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
@@ -52,6 +56,12 @@ MAX_OPTION_CHARS = 64
 _FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
 # What a name may say of its value for a text the rules keep to be kept under it.
 _KEEPING_KINDS = frozenset({ORDINARY, VERSION_NAME})
+
+
+def may_pair(keys: Container[str]) -> bool:
+    """True when an object of these keys may be a name/value pair, whose value the
+    scrubber reads under the name the other entry gives (`Scrubber.properties`)."""
+    return _PAIR_VALUE in keys and any(label in keys for label in _PAIR_NAMES)
 
 
 def distinct_name(name: str, *taken: Container[str]) -> str:
@@ -155,8 +165,12 @@ class Scrubber:
         """A mapping with every key and value scrubbed, at any depth (properties, or the
         attributes of anything else that is stored); `node` itself when nothing in it
         changes."""
+        # A name and its value as two entries (`{"name": "DB_PASSWORD", "value": …}`, as
+        # Kubernetes' env, HAR's headers and many tools' arguments write them): the value
+        # is read under the name it is given.
+        paired = self._paired_kind(node) if "value" in node else ORDINARY
         # `issuperset`: each name looked up directly, not through `keys() <=`'s protocol.
-        if self._keeping_keys.issuperset(node) and self._keeps_values(node.values()):
+        if not paired and self._keeping_keys.issuperset(node) and self._keeps_values(node.values()):
             return node
         texts, ordinary_keys = self._texts, self._ordinary_keys
         # The cache lookups are inlined: this loop runs for every property of every event.
@@ -180,7 +194,20 @@ class Scrubber:
                 clean[name] = value  # the common case: nothing in it to redact
             else:
                 clean[name] = self._value(value)
+        if paired:
+            clean[_PAIR_VALUE] = self._under_name(paired, node[_PAIR_VALUE])
         return clean
+
+    def _paired_kind(self, node: dict[str, Any]) -> int:
+        """What the name entry of a name/value pair says of its value: SECRET_NAME,
+        SECRET_IF_CREDENTIAL or USER_NAME, else ORDINARY."""
+        for label in _PAIR_NAMES:
+            given = node.get(label)
+            if type(given) is str and len(given) <= MAX_OPTION_CHARS:
+                kind = self.key(given)[1]
+                if kind in _VALUE_HIDING_KINDS:
+                    return kind
+        return ORDINARY
 
     def _under_name(self, key_kind: int, value: Any) -> Any:
         """A value whose property name says what it is; containers pass the word down."""

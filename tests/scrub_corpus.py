@@ -101,6 +101,12 @@ def _token_shapes(m: _Maker) -> Iterator[tuple[str, str]]:
         yield "pypi", "pypi-AgEIcHlwaS5vcmc" + m.mixed(URLSAFE, 60)
         yield "sendgrid", f"SG.{m.mixed(URLSAFE, 22)}.{m.mixed(URLSAFE, 43)}"
         yield "jwt", m.jwt()
+        yield "groq", "gsk_" + m.mixed(ALNUM, 52)
+        yield "xai", "xai-" + m.mixed(ALNUM, 80)
+        yield "replicate", "r8_" + m.mixed(ALNUM, 37)
+        yield "perplexity", "pplx-" + m.mixed(ALNUM, 48)
+        webhook = f"{m.chars(string.digits, 18)}/{m.mixed(URLSAFE, 68)}"
+        yield "discord_webhook", f"https://discord.com/api/webhooks/{webhook}"
 
 
 _PEM_LABELS = ("RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY",

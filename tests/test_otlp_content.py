@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import posthog
 import pytest
 
 from agent_telemetryd.config import load_config
@@ -12,6 +13,8 @@ from agent_telemetryd.daemon import privacy_transforms
 from agent_telemetryd.events import Event, Limits, validate
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.privacy.content import ContentMask, content_marker, is_content_name
+from tests.conftest import DaemonFactory
+from tests.test_daemon_ingest import post_events, wait_for_rows
 
 PROMPT = "Summarise the contract for bob@example.com"
 
@@ -36,6 +39,26 @@ def masked(properties: dict) -> dict:
         "llm.input_messages.0.message.content",
         "llm.output_messages",
         "log.body",
+        # The same names as agents spell them: case and separators.
+        "GEN_AI_PROMPT",
+        "gen_ai.input_messages",
+        "Gen-AI.System-Instructions",
+        "Input.Value",
+        "input_value",
+        # OpenInference's other content, OpenLLMetry's entity input, the Vercel AI SDK's
+        # and PostHog's LLM analytics names.
+        "llm.prompts",
+        "llm.prompt_template.variables",
+        "retrieval.documents.0.document.content",
+        "embedding.embeddings.0.embedding.text",
+        "message.content",
+        "tool_call.function.arguments",
+        "traceloop.entity.input",
+        "ai.prompt.messages",
+        "ai.toolCall.args",
+        "ai.response.text",
+        "$ai_input",
+        "$ai_output_choices",
     ],
 )
 def test_each_content_name_is_replaced_by_its_length(name: str) -> None:
@@ -47,7 +70,20 @@ def test_each_content_name_is_replaced_by_its_length(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["gen_ai.request.model", "gen_ai.usage.input_tokens", "exception.message", "input", "body"],
+    [
+        "gen_ai.request.model",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "exception.message",
+        "input",
+        "body",
+        "input.mime_type",
+        "llm.prompt_template.version",
+        "$ai_input_tokens",
+        "$ai_model",
+        "ai.usage.promptTokens",
+        "message.role",
+    ],
 )
 def test_other_names_are_not_content(name: str) -> None:
     assert not is_content_name(name)
@@ -106,6 +142,21 @@ def test_content_is_found_at_any_depth() -> None:
             {"name": "gen_ai.content.prompt", "attributes": {"gen_ai.prompt": "[content: 1 chars]"}}
         ],
         "call": {"tool": "search", "gen_ai.tool.call.arguments": "[content: 20 chars]"},
+    }
+
+
+def test_a_content_name_spelt_by_nested_objects_is_content() -> None:
+    # `{"gen_ai": {"prompt": …}}` is `gen_ai.prompt`, wherever the object sits.
+    assert masked(
+        {
+            "gen_ai": {"prompt": PROMPT, "request": {"model": "m"}},
+            "call": {"input": {"value": "xy", "mime_type": "text/plain"}},
+            "llm": {"input_messages": [{"role": "user"}]},
+        }
+    ) == {
+        "gen_ai": {"prompt": f"[content: {len(PROMPT)} chars]", "request": {"model": "m"}},
+        "call": {"input": {"value": "[content: 2 chars]", "mime_type": "text/plain"}},
+        "llm": {"input_messages": "[content: 17 chars]"},
     }
 
 
@@ -185,3 +236,45 @@ def test_capture_content_is_a_setting_of_the_file_and_the_environment(tmp_path: 
     assert (config.capture_content, config.source_of("capture_content")) == (True, "config")
     config = load_config({**environ, "AGENT_TELEMETRY_CAPTURE_CONTENT": "0"}, paths)
     assert (config.capture_content, config.source_of("capture_content")) == (False, "env")
+
+
+def test_no_spelling_of_a_prompt_reaches_the_buffer(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory()
+    canaries = [f"prompt-canary-{n}" for n in range(6)]
+    post_events(
+        daemon.http_url(),
+        [
+            {
+                "event": "llm.call",
+                "properties": {
+                    "GEN_AI_PROMPT": canaries[0],
+                    "gen_ai": {"completion": canaries[1]},
+                    "ai.toolCall.args": canaries[2],
+                    "traceloop.entity.input": canaries[3],
+                    "model": "gpt-4o",
+                },
+            }
+        ],
+    )
+    client = posthog.Posthog(
+        "phc_local_test_key", host=daemon.http_url(), sync_mode=True, max_retries=0
+    )
+    client.capture(
+        "$ai_generation",
+        distinct_id="someone",
+        properties={
+            "$ai_input": [{"role": "user", "content": canaries[4]}],
+            "$ai_output_choices": [{"role": "assistant", "content": canaries[5]}],
+            "$ai_input_tokens": 12,
+        },
+    )
+    client.shutdown()
+    rows = wait_for_rows(daemon, 2) and daemon.export()
+    by_event = {row["event"]: row["properties"] for row in rows}
+    assert by_event["llm.call"]["gen_ai"] == {"completion": "[content: 15 chars]"}
+    assert by_event["$ai_generation"]["gen_ai.usage.input_tokens"] == 12
+    raw = (
+        daemon.database.read_bytes() + daemon.database.with_name("buffer.sqlite3-wal").read_bytes()
+    )
+    for canary in canaries:
+        assert canary.encode() not in raw

@@ -143,3 +143,12 @@ def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None
     assert b"alice@example.com" not in daemon.database.read_bytes()
     assert b"phc_local_test_key" not in daemon.database.read_bytes()
     assert rows[0]["agent"] == "posthog-python"
+
+
+def test_an_allowlist_of_stored_names_keeps_what_a_shim_sends_by_the_short_name() -> None:
+    # The buffer shows `gen_ai.request.model`; a shim sends `model`, renamed after this.
+    allow = Allowlist(None, frozenset({"gen_ai.request.model", "gen_ai.usage.input_tokens"}))
+    sent = {"model": "gpt-4o", "tokens_in": 10, "prompt_text": "x", "gen_ai.request.model": "m"}
+    kept = allow(Event("llm.call", sent, None, None, None))
+    assert kept is not None
+    assert kept.properties == {"model": "gpt-4o", "tokens_in": 10, "gen_ai.request.model": "m"}

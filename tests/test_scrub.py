@@ -70,7 +70,10 @@ def test_secret_named_keys_lose_their_strings_and_keep_other_types(key: str) -> 
 def test_names_that_may_hold_a_credential_lose_only_credential_shaped_strings(key: str) -> None:
     assert classify_key(key) == SECRET_IF_CREDENTIAL
     for credential in ("hunter2hunter2", "a1b2c3d4e5f6", "dXNlcjpwYXNzd29yZA==",
-                       "Basic dXNlcjpwYXNzd29yZA==", "abcdefghijABCDEFGHIJ"):  # fmt: skip
+                       "Basic dXNlcjpwYXNzd29yZA==", "abcdefghijABCDEFGHIJ",
+                       # A scheme's credential, however short: `user:pass`, `bob:pw`.
+                       "Basic dXNlcjpwYXNz", "basic Ym9iOnB3", "Bearer hunter2",
+                       "Token abcdefgh"):  # fmt: skip
         assert scrub({key: credential}) == {key: SECRET}, credential
     for plain in ("value", "basic", "oauth2", "Bearer", "user_id", "ctrl+shift+p",
                   "123e4567-e89b-12d3-a456-426614174000"):  # fmt: skip
@@ -155,6 +158,10 @@ TOKENS = [
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9",  # JWT
     "Bearer " + A,
     "bearer abc123def",
+    "gsk_" + A + A[:20],  # Groq
+    "xai-" + A + A + A[:16],  # xAI
+    "r8_" + A + A[:5],  # Replicate
+    "pplx-" + A + A[:16],  # Perplexity
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
     "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
     "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
@@ -186,6 +193,17 @@ def test_token_shapes_are_redacted_alone_and_inside_text(token: str) -> None:
         ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [secret]"),
         ("Authorization: Bearer abc", "Authorization: Bearer [secret]"),
         ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: [secret]"),
+        # An `@` left unescaped in a URL's password: none of it is kept.
+        ("redis://:p@ssw0rd@cache.internal:6379", "redis://[secret]@cache.internal:6379"),
+        ("https://a:b@c@x.test/p@q", "https://[secret]@x.test/p@q"),
+        # Framework and cloud keys named `…_KEY` (Django, Rails, Azure).
+        ("SECRET_KEY=django-insecure-abc", "SECRET_KEY=[secret]"),
+        ("export JWT_SECRET_KEY=xyz", "export JWT_SECRET_KEY=[secret]"),
+        ("SECRET_KEY_BASE=0a1b2c", "SECRET_KEY_BASE=[secret]"),
+        ("AccountKey=abc+def==", "AccountKey=[secret]"),
+        ("signing_key: abc", "signing_key: [secret]"),
+        # JSON inside a JSON string: the quotes are escaped.
+        ('{\\"password\\": \\"hunter2\\"}', '{\\"password\\": \\"[secret]\\"}'),
     ],
 )  # fmt: skip
 def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -> None:
@@ -201,6 +219,8 @@ def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -
         "http://localhost:8080/path?q=1&page=2",
         "ask the key question",
         "skip-this-step-entirely-please",
+        "secret_key_name=db-creds public_key=abc cache_key=abc",
+        "https://x.test:8080/users/@alice",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
@@ -361,3 +381,78 @@ def test_a_warm_scrubber_scrubs_as_a_fresh_one(batch: list[dict[str, object]]) -
     for properties in batch + [dict(reversed(p.items())) for p in batch]:
         fresh = default_scrubber(max_string_chars=64, own_home="/home/runner")
         assert warm.properties(properties) == fresh.properties(properties)
+
+
+def test_an_authorization_header_keeps_no_credential_however_short() -> None:
+    # OpenTelemetry's HTTP conventions record headers as arrays of their values.
+    assert scrub({"http.request.header.authorization": ["Basic dXNlcjpwYXNz"]}) == {
+        "http.request.header.authorization": [SECRET]
+    }
+    assert scrub({"headers": {"Authorization": "Bearer hunter2"}}) == {
+        "headers": {"Authorization": SECRET}
+    }
+    assert scrub({"auth": "Basic"}) == {"auth": "Basic"}  # the scheme alone says how
+
+
+def test_an_argument_after_an_option_named_like_a_secret_is_redacted() -> None:
+    # A command line as an array: the option in one item, its secret in the next.
+    assert scrub(
+        {
+            "argv": ["mysql", "--password", "hunter2", "-u", "root"],
+            "nested": {"cmd": ["gh", "--token", "ghx0123456789", "--auth", "Basic Ym9iOnB3"]},
+            "flags": ["--max-tokens", "4096", "--password-file", "pw.txt", "--token", "--verbose"],
+        }
+    ) == {
+        "argv": ["mysql", "--password", SECRET, "-u", "root"],
+        "nested": {"cmd": ["gh", "--token", SECRET, "--auth", SECRET]},
+        "flags": ["--max-tokens", "4096", "--password-file", "pw.txt", "--token", "--verbose"],
+    }
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["process.owner", "user.name", "process.real_user.name", "process.user.name", "enduser.id",
+     "user.full_name", "username", "userName", "github_username"],
+)  # fmt: skip
+def test_a_persons_login_or_name_is_replaced_whatever_it_is(key: str) -> None:
+    # OpenTelemetry's process detectors send the OS account as `process.owner`.
+    assert scrub({key: "zed", "n": {key: "Zed Example"}}) == {key: "[user]", "n": {key: "[user]"}}
+    assert scrub({key: 7, "other": None}) == {key: 7, "other": None}
+    assert scrub({key: ""}) == {key: ""}
+
+
+@pytest.mark.parametrize(
+    "key", ["gen_ai.agent.name", "user.id", "user_agent.original", "tool.name", "usernames_count"]
+)
+def test_names_that_are_not_a_persons_login_are_kept(key: str) -> None:
+    assert scrub({key: "planner"}) == {key: "planner"}
+
+
+def test_a_value_named_by_its_neighbour_is_read_under_that_name() -> None:
+    # Kubernetes' env, HAR's headers: the name in one entry, the value in the next.
+    assert scrub(
+        {
+            "env": [
+                {"name": "DB_PASSWORD", "value": "hunter2"},
+                {"name": "LOG_LEVEL", "value": "debug"},
+                {"name": "PASSWORD_LENGTH", "value": 12},
+            ],
+            "headers": [{"name": "Authorization", "value": "Basic Ym9iOnB3"}],
+            "setting": {"key": "api_key", "value": "abc"},
+            "owner": {"name": "process.owner", "value": "zed"},
+        }
+    ) == {
+        "env": [
+            {"name": "DB_PASSWORD", "value": SECRET},
+            {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "PASSWORD_LENGTH", "value": 12},
+        ],
+        "headers": [{"name": "Authorization", "value": SECRET}],
+        "setting": {"key": "api_key", "value": SECRET},
+        "owner": {"name": "process.owner", "value": "[user]"},
+    }
+    assert scrub({"name": "openai_api_key", "value": "x"}) == {
+        "name": "openai_api_key",
+        "value": SECRET,
+    }
+    assert scrub({"name": "auth", "value": "basic"}) == {"name": "auth", "value": "basic"}

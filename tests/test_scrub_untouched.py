@@ -21,7 +21,7 @@ _TOKEN_STARTS = [
     "sk-", "sk-ant-", "sk-proj-", "sk_live_", "rk_test_", "whsec_", "ghp_", "gho_", "ghu_",
     "ghs_", "ghr_", "github_pat_", "xoxb-", "xoxp-", "xapp-", "AKIA", "ASIA", "AIza", "phc_",
     "phx_", "glpat-", "eyJ", "npm_", "pypi-AgE", "hf_", "SG.", "hooks.slack.com/services/",
-    "Bearer ", "bearer\t",
+    "Bearer ", "bearer\t", "gsk_", "xai-", "r8_", "pplx-",
 ]  # fmt: skip
 # Each start with a letter changed, dropped or in the other case: what a prefix test
 # written too narrowly would let through to a rule that still matches.

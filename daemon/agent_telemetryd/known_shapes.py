@@ -33,7 +33,7 @@ from agent_telemetryd.events import (
 )
 from agent_telemetryd.known_reads import ReadParts, Renames, read_parts, rename_tokens
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
-from agent_telemetryd.privacy.scrub import Scrubber
+from agent_telemetryd.privacy.scrub import Scrubber, may_pair
 from agent_telemetryd.privacy.secret_names import ORDINARY
 from agent_telemetryd.shape_plans import remember
 
@@ -187,8 +187,8 @@ class KnownShapes:
             name in AGENT_CONTENT_NAMES or not mask.all_plain(dict.fromkeys(stored).keys())
         ):
             return None
-        if any(scrubber.key(key) != (key, ORDINARY) for key in stored):
-            return None
+        if any(scrubber.key(key) != (key, ORDINARY) for key in stored) or may_pair(stored):
+            return None  # the scrubber reads a value under a name, not as text alone
         growth = sum(
             len(orjson.dumps(new)) - len(orjson.dumps(old))
             for old, new in zip(keys, stored)  # noqa: B905

@@ -33,13 +33,58 @@ CONTENT_NAMES = frozenset(
         "gen_ai.tool.call.result",
         "input.value",  # OpenInference
         "output.value",
+        "llm.prompt_template.template",
+        "llm.prompt_template.variables",
+        "reranker.query",
+        "traceloop.entity.input",  # OpenLLMetry: a workflow's or task's arguments
+        "traceloop.entity.output",
+        "ai.prompt",  # the Vercel AI SDK
+        "ai.prompt.messages",
+        "ai.response.text",
+        "ai.response.object",
+        "ai.response.tool_calls",
+        "ai.response.reasoning",
+        "ai.tool_call.args",
+        "ai.tool_call.result",
+        "$ai_input",  # PostHog's LLM analytics, through its SDKs and capture routes
+        "$ai_input_state",
+        "$ai_output",
+        "$ai_output_choices",
+        "$ai_output_state",
         "log.body",  # an OTLP log record's body
     }
 )
 # Names that begin so: `gen_ai.prompt.0.content` (OpenLLMetry), `llm.input_messages.0.
 # message.content` (OpenInference, flattened), and the bare legacy `gen_ai.prompt`.
 CONTENT_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages",
-                    "llm.output_messages")  # fmt: skip
+                    "llm.output_messages", "llm.prompts", "retrieval.documents",
+                    "reranker.input_documents", "reranker.output_documents",
+                    "embedding.embeddings")  # fmt: skip
+# Names that end so, wherever the object holding them sits: OpenInference's message,
+# document and tool-call parts (`{"message.content": …}` inside a list of messages).
+CONTENT_ENDINGS = ("message.content", "message.contents", "document.content",
+                   "embedding.text", "function.arguments")  # fmt: skip
+# Agents spell these names their own way (`GEN_AI_PROMPT`, `gen_ai.input_messages`,
+# `toolCall.args`), so they are compared folded: lower case, without `.`, `_`, `-` or
+# spaces. No ordinary name of those conventions folds onto one of them.
+_SEPARATORS = str.maketrans("", "", "._- ")
+
+
+def _fold(name: str) -> str:
+    return name.lower().translate(_SEPARATORS)
+
+
+_FOLDED_NAMES = frozenset(map(_fold, CONTENT_NAMES))
+_FOLDED_PREFIXES = tuple(map(_fold, CONTENT_PREFIXES))
+_FOLDED_ENDINGS = tuple(map(_fold, CONTENT_ENDINGS))
+# The dotted beginnings of those names (`gen_ai`, `gen_ai.tool`, `input`), folded: an
+# object under such a key continues the name, so `{"gen_ai": {"prompt": …}}` and
+# `{"input": {"value": …}}` are the names they spell.
+_STEMS = frozenset(
+    _fold(name[:dot])
+    for name in (*CONTENT_NAMES, *CONTENT_PREFIXES, *CONTENT_ENDINGS)
+    for dot in (i for i, c in enumerate(name) if c == ".")
+)
 # Content under the coding agents' own attribute names, by the event that documents it.
 AGENT_CONTENT_NAMES: dict[str, frozenset[str]] = {
     # Claude Code (its events as `claude_code.<event.name>`).
@@ -78,7 +123,19 @@ _MAX_REMEMBERED = 8192
 
 
 def is_content_name(name: str) -> bool:
-    return name in CONTENT_NAMES or name.startswith(CONTENT_PREFIXES)
+    folded = _fold(name)
+    return (
+        folded in _FOLDED_NAMES
+        or folded.startswith(_FOLDED_PREFIXES)
+        or folded.endswith(_FOLDED_ENDINGS)
+    )
+
+
+def _stem(name: str, path: str | None) -> str | None:
+    """The folded name an object under `name` continues (its own keys are read as
+    `name.key`), when it is the beginning of a content name; else None."""
+    folded = (path or "") + _fold(name)
+    return folded if folded in _STEMS else None
 
 
 def content_marker(value: Any) -> str:
@@ -121,22 +178,30 @@ class ContentMask:
         masked = self.properties(properties, event.event)
         return event if masked is properties else replace(event, properties=masked)
 
-    def properties(self, node: dict[str, Any], event: str | None = None) -> dict[str, Any]:
+    def properties(
+        self, node: dict[str, Any], event: str | None = None, path: str | None = None
+    ) -> dict[str, Any]:
         """`node` (an event's properties) with content masked; the same object when there
-        was none. `event`, the event's name, adds the content names its agent documents."""
+        was none. `event`, the event's name, adds the content names its agent documents;
+        `path`, the folded beginning of a content name that `node` sits under (`_stem`),
+        makes its keys the rest of such a name."""
         agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
         keys = node.keys()
-        if self.all_plain(keys) and agent_names.isdisjoint(keys):
+        if path is None and self.all_plain(keys) and agent_names.isdisjoint(keys):
             return self._nested(node)  # no content name here: only nested values may hold some
         changed: dict[str, Any] | None = None
         for key, value in node.items():
             kind = type(value)
-            if key in agent_names or (key not in self._plain and is_content_name(key)):
+            if (
+                key in agent_names
+                or (key not in self._plain and is_content_name(key))
+                or (path is not None and is_content_name(path + key))
+            ):
                 if value is None or value == "" or (kind is str and _MARKER.fullmatch(value)):
                     continue  # nothing there, or already masked
                 new = content_marker(value)
             elif kind is dict:
-                new = self.properties(value)
+                new = self.properties(value, path=_stem(key, path))
             elif kind is list:
                 new = self._items(value)
             else:
@@ -153,7 +218,10 @@ class ContentMask:
         # Only the objects and arrays, picked out without a Python step per value.
         containers = compress(node.items(), map(_IS_CONTAINER, map(type, node.values())))
         for key, value in containers:
-            new = self.properties(value) if type(value) is dict else self._items(value)
+            if type(value) is dict:
+                new = self.properties(value, path=_stem(key, None))
+            else:
+                new = self._items(value)
             if new is not value:
                 if changed is None:
                     changed = dict(node)

@@ -5,7 +5,8 @@ any depth, get the same rules as string values (`text_rules`). A key that is its
 secret or an address becomes its marker, and two keys that become the same are kept apart
 (`[email]`, `[email]#2`), never merged. A property whose name says it holds a secret
 (`secret_names.classify_key`) loses its string values; numbers, booleans and null keep
-their type and value, since only a string can be a secret.
+their type and value, since only a string can be a secret. A property whose name says it
+holds a person's login or name (`process.owner`, `user.name`) keeps `[user]` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agent_telemetryd.privacy.secret_names import (
     ORDINARY,
     SECRET_IF_CREDENTIAL,
     SECRET_NAME,
+    USER_NAME,
     VERSION_NAME,
     classify_key,
     is_version_number,
@@ -26,6 +28,7 @@ from agent_telemetryd.privacy.secret_names import (
 )
 from agent_telemetryd.privacy.text_rules import (
     SECRET,
+    USER,
     StringRule,
     cut_rule,
     home_paths_rule,
@@ -41,11 +44,24 @@ from agent_telemetryd.privacy.text_rules import (
 # Only short strings are remembered, and the memory is cleared when full, so it stays small.
 CACHE_ENTRIES = 8192
 CACHE_MAX_CHARS = 256
+_ONLY_TEXT = {str}
+# A name/value pair: the entry holding the value, and those that may name it.
+_PAIR_VALUE = "value"
+_PAIR_NAMES = ("name", "key", "header")
+_VALUE_HIDING_KINDS = frozenset({SECRET_NAME, SECRET_IF_CREDENTIAL, USER_NAME})
+# Longer than this, an item that starts with `-` is not a command-line option.
+MAX_OPTION_CHARS = 64
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
 # strings, which may hold what the rules redact.
 _FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
 # What a name may say of its value for a text the rules keep to be kept under it.
 _KEEPING_KINDS = frozenset({ORDINARY, VERSION_NAME})
+
+
+def may_pair(keys: Container[str]) -> bool:
+    """True when an object of these keys may be a name/value pair, whose value the
+    scrubber reads under the name the other entry gives (`Scrubber.properties`)."""
+    return _PAIR_VALUE in keys and any(label in keys for label in _PAIR_NAMES)
 
 
 def distinct_name(name: str, *taken: Container[str]) -> str:
@@ -149,8 +165,12 @@ class Scrubber:
         """A mapping with every key and value scrubbed, at any depth (properties, or the
         attributes of anything else that is stored); `node` itself when nothing in it
         changes."""
+        # A name and its value as two entries (`{"name": "DB_PASSWORD", "value": …}`, as
+        # Kubernetes' env, HAR's headers and many tools' arguments write them): the value
+        # is read under the name it is given.
+        paired = self._paired_kind(node) if "value" in node else ORDINARY
         # `issuperset`: each name looked up directly, not through `keys() <=`'s protocol.
-        if self._keeping_keys.issuperset(node) and self._keeps_values(node.values()):
+        if not paired and self._keeping_keys.issuperset(node) and self._keeps_values(node.values()):
             return node
         texts, ordinary_keys = self._texts, self._ordinary_keys
         # The cache lookups are inlined: this loop runs for every property of every event.
@@ -174,7 +194,20 @@ class Scrubber:
                 clean[name] = value  # the common case: nothing in it to redact
             else:
                 clean[name] = self._value(value)
+        if paired:
+            clean[_PAIR_VALUE] = self._under_name(paired, node[_PAIR_VALUE])
         return clean
+
+    def _paired_kind(self, node: dict[str, Any]) -> int:
+        """What the name entry of a name/value pair says of its value: SECRET_NAME,
+        SECRET_IF_CREDENTIAL or USER_NAME, else ORDINARY."""
+        for label in _PAIR_NAMES:
+            given = node.get(label)
+            if type(given) is str and len(given) <= MAX_OPTION_CHARS:
+                kind = self.key(given)[1]
+                if kind in _VALUE_HIDING_KINDS:
+                    return kind
+        return ORDINARY
 
     def _under_name(self, key_kind: int, value: Any) -> Any:
         """A value whose property name says what it is; containers pass the word down."""
@@ -184,6 +217,8 @@ class Scrubber:
                 # so that `_keeps_values` finds the text among those the rules keep.
                 clean = self.text(value)
                 return value if is_version_number(value) else clean
+            if value and key_kind == USER_NAME:
+                return USER
             if value and (
                 key_kind == SECRET_NAME
                 or (key_kind == SECRET_IF_CREDENTIAL and looks_like_credential(value))
@@ -215,6 +250,10 @@ class Scrubber:
                 if value not in kept and not self._keeps_new(value):
                     return False
             elif kind is list:
+                # An option named like a secret (`--password`) is kept, but not the
+                # argument after it (`_items`): an array of two or more may hold one.
+                if len(value) > 1 and not self._holds_no_option(value):
+                    return False
                 for item in value:
                     kind = type(item)
                     if kind is str:
@@ -237,12 +276,49 @@ class Scrubber:
         if isinstance(value, dict):
             return self.properties(value)
         if isinstance(value, list):
-            return [self._value(item) for item in value]
+            return self._items(value)
         return value
+
+    def _items(self, items: list[Any]) -> list[Any]:
+        """An array scrubbed item by item. A command line (`["mysql", "--password",
+        "hunter2"]`) names a secret in one item and gives it in the next: the argument
+        after an option named like a secret is read under that name."""
+        clean = [self._value(item) for item in items]
+        # Most arrays hold no text starting with `-` (finish reasons, span events): told
+        # in C, with no Python step per item.
+        if str not in map(type, items) or self._holds_no_option(items):
+            return clean
+        after = ORDINARY
+        for index, item in enumerate(items):
+            if type(item) is not str:
+                after = ORDINARY
+            elif after and item[:1] != "-":
+                clean[index] = self._under_name(after, item)
+                after = ORDINARY
+            else:
+                after = self._option_kind(item) if item[:1] == "-" else ORDINARY
+        return clean
+
+    def _holds_no_option(self, items: list[Any]) -> bool:
+        """True when no text among `items` starts with `-`; told in C for an array of
+        texts alone (the common one), else item by item."""
+        if set(map(type, items)) == _ONLY_TEXT:
+            joined = "\n".join(items)
+            return joined[:1] != "-" and "\n-" not in joined
+        return not any(type(item) is str and item[:1] == "-" for item in items)
+
+    def _option_kind(self, item: str) -> int:
+        """What a command-line option (`--api-key`, `-password`) says of the argument after
+        it: SECRET_NAME or SECRET_IF_CREDENTIAL, else ORDINARY (`--max-tokens`, `-v`, and
+        `--password=…`, one item the text rules read whole)."""
+        if len(item) > MAX_OPTION_CHARS or "=" in item or " " in item:
+            return ORDINARY
+        kind = self.key(item)[1]
+        return kind if kind in (SECRET_NAME, SECRET_IF_CREDENTIAL) else ORDINARY
 
 
 # Inside a secret-named container the stronger word wins: `credentials: {user, password}`.
-_STRENGTH = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, SECRET_NAME: 3}
+_STRENGTH = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, USER_NAME: 3, SECRET_NAME: 4}
 
 
 def _strength(kind: int) -> int:

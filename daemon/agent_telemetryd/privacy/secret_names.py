@@ -14,6 +14,7 @@ ORDINARY = 0
 SECRET_NAME = 1  # `password`, `client_secret`, `api_key`: every string under it is a secret
 SECRET_IF_CREDENTIAL = 2  # `key`, `auth`, `license_key`: strings shaped like a credential
 VERSION_NAME = 3  # `version`, `sdk_ver`: `1.2.3.4` there is a version, not an address
+USER_NAME = 4  # `process.owner`, `user.name`: a person's login or name, whatever it is
 
 MAX_NAME_CHARS = 200
 _WORD_BREAK = re.compile(
@@ -60,6 +61,12 @@ _ABOUT_WORDS = frozenset(
      "field"}
 )  # fmt: skip
 _VERSION_WORDS = frozenset({"version", "ver", "release", "build"})
+# Names whose value is a person's login or name (OpenTelemetry's `process.owner`, which
+# SDKs' process detectors fill with the OS account, `user.name`, `process.real_user.name`,
+# `enduser.id`, `user.full_name`), read with separators and case dropped. No rule for
+# text can tell a login from any other word, so the name is what finds it.
+_USER_NAME_ENDINGS = ("username", "fullname", "processowner", "enduserid")
+_NOT_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 
 
 def _secret_word(words: list[str], index: int, counts_tokens: bool) -> int:
@@ -94,6 +101,8 @@ def classify_key(key: str) -> int:
             kind = SECRET_NAME if SECRET_NAME in (kind, found) else found
     if kind and not _ABOUT_WORDS.intersection(words[last_secret + 1 :]):
         return kind
+    if _NOT_NAME_CHARS.sub("", key[-MAX_NAME_CHARS:].lower()).endswith(_USER_NAME_ENDINGS):
+        return USER_NAME
     if _VERSION_WORDS.intersection(words):
         return VERSION_NAME
     return ORDINARY
@@ -122,11 +131,21 @@ def _credential_word(word: str) -> bool:
     return len(word) >= 20 and not word.islower() and not word.isupper()
 
 
+# An HTTP `Authorization` value: a scheme, then what it carries. Whatever follows the
+# scheme is the credential, however short or plain (`Basic dXNlcjpwYXNz` is `user:pass`).
+_SCHEME_AND_CREDENTIAL = re.compile(
+    r"\s*(?i:basic|bearer|token|negotiate|ntlm)\s+[A-Za-z0-9_+/=.~-]+\s*"
+)
+
+
 def looks_like_credential(text: str) -> bool:
     """A word in it mixes letters and digits (8+ characters, the alphabet of keys and
-    base64), or is 20+ characters in mixed case; a canonical UUID is an identifier."""
+    base64), or is 20+ characters in mixed case, or it is a scheme and its credential as
+    an `Authorization` header carries them; a canonical UUID is an identifier."""
     if _UUID.fullmatch(text):
         return False
+    if _SCHEME_AND_CREDENTIAL.fullmatch(text):
+        return True
     return any(_credential_word(word) for word in text.split())
 
 

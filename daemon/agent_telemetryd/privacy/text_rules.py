@@ -17,6 +17,7 @@ StringRule = Callable[[str], str]
 EMAIL = "[email]"
 IP = "[ip]"
 SECRET = "[secret]"
+USER = "[user]"
 CUT_MARK = "…[cut]"
 
 # Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,
@@ -66,7 +67,12 @@ _PREFIXED_TOKENS = (
     r"pypi-AgE[A-Za-z0-9_-]{50,}",  # PyPI upload token (a macaroon)
     r"hf_[A-Za-z]{30,}\b",  # Hugging Face
     r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}",  # SendGrid
+    r"gsk_[A-Za-z0-9]{40,}",  # Groq
+    r"xai-[A-Za-z0-9]{60,}",  # xAI
+    r"r8_[A-Za-z0-9]{37}\b",  # Replicate
+    r"pplx-[A-Za-z0-9]{40,}",  # Perplexity
     r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{16,}",  # webhooks
+    r"discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{20,}",
     r"(?i:bearer\s+)[A-Za-z0-9._~+/=-]{8,}",
 )
 # Three patterns, not one alternation of them: Python's regex engine tries every branch at
@@ -77,8 +83,11 @@ _PRIVATE_KEY_BLOCK = re.compile(
     r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"
 )
 _TOKEN_SHAPES = re.compile(r"\b(?:" + "|".join(_PREFIXED_TOKENS) + ")")
-_URL_PASSWORD = re.compile(r"(?<=://)[^/?#\s:@]*:[^/?#\s@]+(?=@)")  # user optional
-# A secret after its name: `?token=…` in a URL, `PGPASSWORD=…`, `"api_key": "…"`,
+# User optional; the password runs to the authority's last `@`, since one left unescaped
+# in it (`redis://:p@ss@host`) is common and the host never holds one.
+_URL_PASSWORD = re.compile(r"(?<=://)[^/?#\s:@]*:[^/?#\s]+(?=@)")
+# A secret after its name: `?token=…` in a URL, `PGPASSWORD=…`, `SECRET_KEY=…`,
+# `"api_key": "…"` (also as JSON inside a JSON string: `\\"api_key\\": \\"…\\"`),
 # `Authorization: Basic …`, `--password …`. The name stays, so the text still says what was
 # there. Each pattern starts at a fixed word or just after `?`/`&`, so the scan stays
 # linear. Not after a `:` (`arn:aws:secretsmanager:…:secret:db` names a secret, it is not
@@ -87,12 +96,13 @@ _SECRET_ASSIGNMENT = re.compile(
     r"(?P<name>"
     r"(?<=[?&#;])[\w.-]*(?i:key|token|secret|pass(?:word|wd)?|pwd|sig|signature|auth"
     r"|credentials?|session)="
-    r"|(?<!:)(?i:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|credentials?)[\"']?\s*[:=]\s*[\"']?"
+    r"|(?<!:)(?i:password|passwd|passphrase|pwd|secret(?:[_-]?key(?:[_-]?base)?)?|token"
+    r"|(?:api|access|private|secret|signing|encryption|master|account)[_-]?key|credentials?)"
+    r"(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?"
     r"|(?i:authorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|digest|negotiate|token)\s+)?)"
     r"|--(?i:password|passwd|token|secret|client-secret|api-key|apikey|access-token"
     r"|auth-token)\s+(?!-)"
-    r")(?P<value>[^\s\"'&#<>]+)"
+    r")(?P<value>(?:[^\s\"'&#<>\\]|\\(?![\"']))+)"
 )
 # What logs and schemas write in place of a secret: `password: required`, `token=null`,
 # and references to where it is kept: `api_key=${OPENAI_API_KEY}`, `secret=%APP_SECRET%`.
@@ -231,7 +241,7 @@ def cut_rule(max_chars: int) -> StringRule:
 # anywhere in the text, not only at a word's start.
 _TOKEN_STARTS = (
     "sk-", "sk_", "rk_", "whsec_", "gh", "github_pat_", "xox", "xapp-", "AKIA", "ASIA",
-    "AIza", "ph", "glpat-", "npm_", "pypi-", "hf_",
+    "AIza", "ph", "glpat-", "npm_", "pypi-", "hf_", "gsk_", "xai-", "r8_", "pplx-",
 )  # fmt: skip
 # The longest text the test passes: a bare AWS secret is 40 characters.
 _UNTOUCHED_MAX = 39

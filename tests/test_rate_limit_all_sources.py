@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import DaemonFactory
 from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.upload_helpers import flush_json
-from tests.test_rate_shaping import write_config
+from tests.test_rate_shaping import uploading_daemon
 
 
 @pytest.fixture
@@ -26,17 +26,10 @@ def backend() -> Iterator[FakeHttpBackend]:
 def test_many_small_sources_are_told_the_all_sources_limit_holds_them(
     daemon_factory: DaemonFactory, backend: FakeHttpBackend
 ) -> None:
-    daemon = daemon_factory(
-        {
-            "AGENT_TELEMETRY_MODE": "upload",
-            "TELEMETRY_ENDPOINT": backend.url,
-            "TELEMETRY_API_KEY": backend.api_key,
-        },
-        start=False,
-    )
     # One event a minute per source: 10 a minute and 20 waiting for all together.
-    write_config(daemon, 'rate_limit = "1/min"\nrate_limit_backlog = 2\n')
-    daemon.start()
+    daemon = uploading_daemon(
+        daemon_factory, backend, 'rate_limit = "1/min"\nrate_limit_backlog = 2\n'
+    )
     # A name per run, one event each, received together (one request: one receipt time).
     events = [{"event": "agent.run.completed", "agent": f"run-{n}"} for n in range(200)]
     request = urllib.request.Request(

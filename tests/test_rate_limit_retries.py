@@ -17,7 +17,7 @@ from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.upload_helpers import post_events
-from tests.test_rate_shaping import write_config
+from tests.test_rate_shaping import uploading_daemon
 
 T0 = 1_800_000_000_000
 
@@ -57,16 +57,9 @@ def test_a_retried_event_keeps_its_place_and_takes_no_other() -> None:
 def test_a_clients_retry_does_not_make_later_events_rate_limited(
     daemon_factory: DaemonFactory, backend: FakeHttpBackend
 ) -> None:
-    daemon = daemon_factory(
-        {
-            "AGENT_TELEMETRY_MODE": "upload",
-            "TELEMETRY_ENDPOINT": backend.url,
-            "TELEMETRY_API_KEY": backend.api_key,
-        },
-        start=False,
+    daemon = uploading_daemon(
+        daemon_factory, backend, 'rate_limit = "5/min"\nrate_limit_backlog = 20\n'
     )
-    write_config(daemon, 'rate_limit = "5/min"\nrate_limit_backlog = 20\n')
-    daemon.start()
     uuids = post_events(daemon, 10, agent="planner")  # 5 go at once, 5 wait
     assert post_again(daemon, uuids, "planner")["duplicates"] == 10
     post_events(daemon, 10, agent="planner")  # 15 wait now: within the backlog of 20
@@ -91,16 +84,9 @@ def test_clearing_the_buffer_does_not_open_a_fresh_burst(
 ) -> None:
     """What went to the backend this minute still counts after `clear`; what waited was
     deleted with the buffer, so its places are free."""
-    daemon = daemon_factory(
-        {
-            "AGENT_TELEMETRY_MODE": "upload",
-            "TELEMETRY_ENDPOINT": backend.url,
-            "TELEMETRY_API_KEY": backend.api_key,
-        },
-        start=False,
+    daemon = uploading_daemon(
+        daemon_factory, backend, 'rate_limit = "5/min"\nrate_limit_backlog = 10\n'
     )
-    write_config(daemon, 'rate_limit = "5/min"\nrate_limit_backlog = 10\n')
-    daemon.start()
     post_events(daemon, 15, agent="planner")  # 5 go, 10 wait: the backlog is full
     assert json.loads(daemon.cli("flush", "--json").stdout)["events_sent"] == 5
     daemon.cli("clear", "--yes")

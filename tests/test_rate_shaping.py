@@ -33,6 +33,23 @@ def write_config(daemon: DaemonProcess, text: str) -> None:
     config.chmod(0o600)
 
 
+def uploading_daemon(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend, config: str
+) -> DaemonProcess:
+    """A daemon in mode upload to `backend`, started with `config` as its config file."""
+    daemon = daemon_factory(
+        {
+            "AGENT_TELEMETRY_MODE": "upload",
+            "TELEMETRY_ENDPOINT": backend.url,
+            "TELEMETRY_API_KEY": backend.api_key,
+        },
+        start=False,
+    )
+    write_config(daemon, config)
+    daemon.start()
+    return daemon
+
+
 def stamps(daemon: DaemonProcess) -> list[tuple[int, int | None]]:
     """(received_ms, eligible_ms) of every stored event, in arrival order."""
     conn = sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True)
@@ -84,16 +101,9 @@ def test_a_busy_minute_reaches_the_backend_over_later_windows(
 def test_a_runaway_source_past_its_backlog_is_kept_local_and_counted(
     daemon_factory: DaemonFactory, backend: FakeHttpBackend
 ) -> None:
-    daemon = daemon_factory(
-        {
-            "AGENT_TELEMETRY_MODE": "upload",
-            "TELEMETRY_ENDPOINT": backend.url,
-            "TELEMETRY_API_KEY": backend.api_key,
-        },
-        start=False,
+    daemon = uploading_daemon(
+        daemon_factory, backend, 'rate_limit = "5/min"\nrate_limit_backlog = 20\n'
     )
-    write_config(daemon, 'rate_limit = "5/min"\nrate_limit_backlog = 20\n')
-    daemon.start()
     post_events(daemon, 50, agent="runaway")
     post_events(daemon, 3, agent="polite")
 

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -150,6 +150,17 @@ def started_at(manager: UserManager) -> str:
     return manager.show("ExecMainStartTimestampMonotonic")["ExecMainStartTimestampMonotonic"]
 
 
+def cli_for(shell: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI as run from a user's shell whose environment is `shell`."""
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    return cli
+
+
 def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None:
     # The documented way to move the HTTP port: a drop-in that resets ListenStream=.
     port = free_port()
@@ -219,10 +230,7 @@ def test_the_timer_flush_starts_a_stopped_daemon_and_reaches_the_backend(
         "AGENT_TELEMETRY_UPLOAD_INTERVAL": "2s",
     }
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
-        )
+    cli = cli_for(shell)
 
     run_dir = socket_drop_in(manager, at_home)
     at_home.mkdir()
@@ -299,10 +307,7 @@ def test_a_quiet_daemon_exits_and_the_next_event_starts_it_again(manager: UserMa
     at_home = manager.home / "at"
     shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
-        )
+    cli = cli_for(shell)
 
     run_dir = socket_drop_in(manager, at_home)
     at_home.mkdir()
@@ -347,10 +352,7 @@ def test_systemctl_reload_has_the_running_daemon_reread_its_config(manager: User
     at_home = manager.home / "at"
     shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
-        )
+    cli = cli_for(shell)
 
     def batch_size() -> int:
         return json.loads(cli("status", "--json").stdout)["upload"]["batch_size"]
@@ -386,10 +388,7 @@ def test_a_daemon_started_by_hand_leaves_the_socket_units_sockets_alone(
     at_home = manager.home / "at"
     shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
-        )
+    cli = cli_for(shell)
 
     run_dir = socket_drop_in(manager, at_home)
     at_home.mkdir()
@@ -433,10 +432,7 @@ def test_install_refuses_while_a_daemon_started_by_hand_runs(manager: UserManage
     at_home = manager.home / "at"
     shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AGENT_TELEMETRY), *argv], env=shell, capture_output=True, text=True, timeout=120
-        )
+    cli = cli_for(shell)
 
     run_dir = socket_drop_in(manager, at_home)
     by_hand = subprocess.Popen(

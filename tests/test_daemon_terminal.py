@@ -13,7 +13,7 @@ import socket
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -126,20 +126,25 @@ def test_closing_the_terminal_stops_the_daemon_with_nothing_lost(
     assert daemon.stored() == ["term.before_close"]
 
 
-def test_sighup_with_the_terminal_open_reloads_and_keeps_running(
-    in_a_terminal: tuple[HandStarted, int],
-) -> None:
-    daemon, master = in_a_terminal
-    daemon.wait_ready()
-    pid = daemon.status()["pid"]
+def reload_by_sighup(daemon: HandStarted, meanwhile: Callable[[], object] = lambda: None) -> None:
+    """A new batch size in the config, then SIGHUP: until the daemon reports it."""
     (daemon.home / "config.toml").write_text("batch_size = 7\n")
     (daemon.home / "config.toml").chmod(0o600)
     daemon.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 20
     while daemon.status()["upload"]["batch_size"] != 7:
         assert time.monotonic() < deadline, "SIGHUP did not reload the config"
-        drain_terminal(master)
+        meanwhile()
         time.sleep(0.05)
+
+
+def test_sighup_with_the_terminal_open_reloads_and_keeps_running(
+    in_a_terminal: tuple[HandStarted, int],
+) -> None:
+    daemon, master = in_a_terminal
+    daemon.wait_ready()
+    pid = daemon.status()["pid"]
+    reload_by_sighup(daemon, lambda: drain_terminal(master))
     assert daemon.proc.poll() is None and daemon.status()["pid"] == pid
 
 
@@ -171,13 +176,7 @@ def test_a_daemon_in_the_background_of_a_closed_terminal_still_reloads_on_sighup
     try:
         daemon.wait_ready()
         os.close(master)  # the login session's terminal goes away
-        (daemon.home / "config.toml").write_text("batch_size = 7\n")
-        (daemon.home / "config.toml").chmod(0o600)
-        daemon.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 20
-        while daemon.status()["upload"]["batch_size"] != 7:
-            assert time.monotonic() < deadline, "SIGHUP did not reload the config"
-            time.sleep(0.05)
+        reload_by_sighup(daemon)
         assert daemon.proc.poll() is None
     finally:
         daemon.cleanup()

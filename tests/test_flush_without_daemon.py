@@ -90,18 +90,22 @@ def test_with_nothing_pending_flush_does_not_start_the_daemon_and_with_events_it
     daemon.stop()
     listener = held_api_socket(daemon)
     try:
-        # Something to send: flush connects (under systemd that starts the daemon; here the
-        # connection is taken and closed unanswered, so the command fails).
-        command = subprocess.Popen(
-            [CLI, "flush"], env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        readable, _, _ = select.select([listener], [], [], 30)
-        assert readable, "flush did not connect"
-        conn, _ = listener.accept()
-        conn.close()
-        assert command.wait(timeout=30) != 0
+        assert_flush_asks_the_daemon(daemon, listener)  # something to send
     finally:
         listener.close()
+
+
+def assert_flush_asks_the_daemon(daemon: DaemonProcess, listener: socket.socket) -> None:
+    """`flush` connects to api.sock (under systemd that starts the daemon); here the
+    connection is taken and closed unanswered, so the command fails."""
+    command = subprocess.Popen(
+        [CLI, "flush"], env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    readable, _, _ = select.select([listener], [], [], 30)
+    assert readable, "flush did not connect"
+    conn, _ = listener.accept()
+    conn.close()
+    assert command.wait(timeout=30) != 0
 
 
 def test_events_waiting_for_the_rate_limit_are_said_and_new_rules_let_the_daemon_decide(
@@ -124,13 +128,6 @@ def test_events_waiting_for_the_rate_limit_are_said_and_new_rules_let_the_daemon
         # The limit turned off while the daemon was down: at start it lets them all go, so
         # flush asks the daemon (under systemd, starting it) instead of saying they wait.
         daemon.env["AGENT_TELEMETRY_RATE_LIMIT"] = "off"
-        command = subprocess.Popen(
-            [CLI, "flush"], env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        readable, _, _ = select.select([listener], [], [], 30)
-        assert readable, "flush did not connect"
-        conn, _ = listener.accept()
-        conn.close()
-        assert command.wait(timeout=30) != 0
+        assert_flush_asks_the_daemon(daemon, listener)
     finally:
         listener.close()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from agent_telemetry._wire import encode_event
 from tests.conftest import DaemonFactory
-from tests.daemon_process import make_home
 from tests.otlp_messages import span, traces
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 from tests.test_otlp_receiver import PROTOBUF, buffer_bytes, post
+from tests.test_privacy_names import uploading_to_a_file
 
 # Each core is what is searched for: no escaping can change it.
 BASIC = "QmVhckNhbmFyeQ"  # base64 of a user:password: short, plain letters, a credential
@@ -38,17 +38,7 @@ def _leaks(blob: bytes) -> list[str]:
 
 
 def test_secrets_once_missed_reach_no_file_and_no_output(daemon_factory: DaemonFactory) -> None:
-    home = make_home()
-    sent_file = home / "sent.ndjson"
-    daemon = daemon_factory(
-        {
-            "AGENT_TELEMETRY_MODE": "upload",
-            "AGENT_TELEMETRY_SENDER": "file",
-            "AGENT_TELEMETRY_FILE": str(sent_file),
-            "AGENT_TELEMETRY_RATE_LIMIT": "off",
-        },
-        home=home,
-    )
+    daemon, sent_file = uploading_to_a_file(daemon_factory)
     # The resource as the Node SDK's process detector fills it: the OS account's name.
     resource = {"service.name": "planner", "process.owner": OWNER}
     body = traces(span("db query", attributes=_attributes()), resource=resource)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent_telemetry._wire import encode_event
 from tests.conftest import DaemonFactory
-from tests.daemon_process import make_home
+from tests.daemon_process import DaemonProcess, make_home
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 
 # The alphanumeric core of each canary is what is searched for: no escaping (JSON, HTML,
@@ -69,7 +69,9 @@ def _leaks(blob: bytes) -> list[str]:
     return [core for core in CANARIES.values() if core.encode() in blob]
 
 
-def test_canaries_in_names_reach_no_file_and_no_output(daemon_factory: DaemonFactory) -> None:
+def uploading_to_a_file(daemon_factory: DaemonFactory) -> tuple[DaemonProcess, Path]:
+    """A daemon in mode upload whose sender appends what it sends to a file: every byte
+    that would leave the machine can be read back."""
     home = make_home()
     sent_file = home / "sent.ndjson"
     daemon = daemon_factory(
@@ -81,6 +83,11 @@ def test_canaries_in_names_reach_no_file_and_no_output(daemon_factory: DaemonFac
         },
         home=home,
     )
+    return daemon, sent_file
+
+
+def test_canaries_in_names_reach_no_file_and_no_output(daemon_factory: DaemonFactory) -> None:
+    daemon, sent_file = uploading_to_a_file(daemon_factory)
     expected = _send_every_route(daemon.http_url(), daemon.ingest_socket)
     assert wait_for_rows(daemon, expected)["buffer"]["events"] == expected
 
@@ -104,7 +111,7 @@ def test_canaries_in_names_reach_no_file_and_no_output(daemon_factory: DaemonFac
     assert not _leaks(daemon.database.read_bytes()), "buffer"
     assert not _leaks(wal.read_bytes()), "buffer -wal"
 
-    report = home / "report.html"
+    report = daemon.home / "report.html"
     daemon.cli("report", "-o", str(report))
     assert "[email]" in report.read_text() and not _leaks(report.read_bytes())
 

@@ -5,7 +5,6 @@ by that limit, which the user never wrote, in `status`, `preview` and `flush`.""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from tests.conftest import DaemonFactory
 from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.upload_helpers import flush_json
+from tests.test_daemon_ingest import post_events
 from tests.test_rate_shaping import uploading_daemon
 
 
@@ -32,14 +32,8 @@ def test_many_small_sources_are_told_the_all_sources_limit_holds_them(
     )
     # A name per run, one event each, received together (one request: one receipt time).
     events = [{"event": "agent.run.completed", "agent": f"run-{n}"} for n in range(200)]
-    request = urllib.request.Request(
-        daemon.http_url() + "/v1/events",
-        data=json.dumps({"events": events}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert json.loads(response.read())["accepted"] == 200
+    status, answer = post_events(daemon.http_url(), events)
+    assert (status, answer["accepted"]) == (202, 200)
 
     status = daemon.status()
     limit = status["rate_limit"]

@@ -6,7 +6,6 @@ would keep a later, real event local for good."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.upload_helpers import post_events
+from tests.test_daemon_ingest import post_events as post_json_events
 from tests.test_rate_shaping import uploading_daemon
 
 T0 = 1_800_000_000_000
@@ -32,14 +32,9 @@ def backend() -> Iterator[FakeHttpBackend]:
 def post_again(daemon: DaemonProcess, uuids: list[str], agent: str) -> dict[str, object]:
     """The same events, uuids and all, as a client's retry sends them."""
     events = [{"event": "agent.run.completed", "uuid": u, "agent": agent} for u in uuids]
-    request = urllib.request.Request(
-        daemon.http_url() + "/v1/events",
-        data=json.dumps({"events": events}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return dict(json.loads(response.read()))
+    status, answer = post_json_events(daemon.http_url(), events)
+    assert status == 202, answer
+    return answer
 
 
 def test_a_retried_event_keeps_its_place_and_takes_no_other() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import Factory, flush_json, post_events, posthog_env, upload_states
 from tests.shim_agents import run_agent
+from tests.test_daemon_ingest import post_events as post_json_events
 from tests.test_shim_node import NODE_SHIM
 from tests.tools import required_tool
 
@@ -196,9 +196,9 @@ def test_an_agent_run_with_do_not_track_keeps_its_events_local(
         timeout=30,
     )
     # The same request over HTTP, and a value that is not a yes or no: named, not kept.
-    url = f"{daemon.http_url()}/v1/events"
     events = [{"event": "http.step", "local_only": True}, {"event": "bad", "local_only": "1"}]
-    answer = post_json(url, {"events": events})
+    status, answer = post_json_events(daemon.http_url(), events)
+    assert status == 202
     assert answer["accepted"] == 1
     assert answer["rejected"] == [
         {"index": 1, "reason": "field 'local_only' must be true or false, not a string"}
@@ -233,15 +233,6 @@ def test_an_agent_run_with_do_not_track_keeps_its_events_local(
         time.sleep(0.1)
     assert flush_json(daemon)["events_sent"] == 0
     assert sum(row["upload"] == "local" for row in rows) == 45
-
-
-def post_json(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer: dict[str, object] = json.loads(response.read())
-    return answer
 
 
 def test_remote_endpoint_must_be_https(daemon_factory: Factory) -> None:

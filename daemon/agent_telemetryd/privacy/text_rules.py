@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from agent_telemetryd.privacy.secret_names import is_count
+
 StringRule = Callable[[str], str]
 
 EMAIL = "[email]"
@@ -118,7 +120,11 @@ def _keep_name(match: re.Match[str]) -> str:
     value = match.group("value")
     if value.lower().strip(",;)") in _PLACEHOLDERS or value.startswith(_REFERENCE_STARTS):
         return match.group()
-    return match.group("name") + SECRET
+    name = match.group("name")
+    # A count after a name that says `token` (`max_token=4096`, `token: 12`) is no secret.
+    if "token" in name.lower() and is_count(value.rstrip(",;)]}")):
+        return match.group()
+    return name + SECRET
 
 
 # Every name above contains one of these, and each pattern a `=`, `:` or `--`: a text

@@ -492,3 +492,29 @@ def test_a_value_named_by_its_neighbour_is_read_under_that_name() -> None:
         "value": SECRET,
     }
     assert scrub({"name": "auth", "value": "basic"}) == {"name": "auth", "value": "basic"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Janes-MacBook-Pro.local", "[host]"),
+        ("janes-macbook-pro", "[host]"),
+        ("JANES-MACBOOK-PRO.example.com", "[host].example.com"),
+        ("jane@janes-macbook-pro:~$ make", "jane@[host]:~$ make"),
+        ("built on Janes-MacBook-Pro, twice", "built on [host], twice"),
+        # Other machines' names that only begin or end like it.
+        ("janes-macbook-pro-2", "janes-macbook-pro-2"),
+        ("old-janes-macbook-pro", "old-janes-macbook-pro"),
+        ("janes-macbook-pro_backup", "janes-macbook-pro_backup"),
+        ("janes-macbook", "janes-macbook"),
+    ],
+)  # fmt: skip
+def test_this_machines_name_becomes_host_as_a_whole_name(raw: str, expected: str) -> None:
+    scrubber = default_scrubber(own_home="/home/runner", own_host="Janes-MacBook-Pro.local")
+    assert scrubber.text(raw) == expected
+    assert scrubber.properties({raw: 1}) == {expected: 1}  # names are scrubbed too
+
+
+def test_a_machine_nobody_named_has_no_name_to_hide() -> None:
+    scrubber = default_scrubber(own_home="/home/runner", own_host="localhost")
+    assert scrubber.text("localhost:8080") == "localhost:8080"

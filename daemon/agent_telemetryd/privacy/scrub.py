@@ -12,6 +12,7 @@ holds a person's login or name (`process.owner`, `user.name`) keeps `[user]` ins
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from agent_telemetryd.privacy.text_rules import (
     StringRule,
     cut_rule,
     home_paths_rule,
+    host_name_rule,
     redact_bare_aws_secrets,
     redact_emails,
     redact_ips,
@@ -338,17 +340,22 @@ def _strength(kind: int) -> int:
     return _STRENGTH[kind]
 
 
-def default_scrubber(max_string_chars: int = 4096, own_home: str | None = None) -> Scrubber:
+def default_scrubber(
+    max_string_chars: int = 4096, own_home: str | None = None, own_host: str | None = None
+) -> Scrubber:
+    """The daemon's rules. `own_home` and `own_host` (this machine's name; `""` for none)
+    default to this user's home and this machine's name."""
     home = own_home if own_home is not None else str(Path.home())
+    host = own_host if own_host is not None else socket.gethostname()
+    host_rule = host_name_rule(host)
     # Secrets first: a token can contain an '@' or digits that other rules would split.
-    return Scrubber(
-        [
-            redact_secrets,
-            redact_bare_aws_secrets,
-            redact_emails,
-            home_paths_rule(home),
-            redact_ips,
-            cut_rule(max_string_chars),
-        ],
-        untouched_test(max_string_chars, home),
-    )
+    rules: list[StringRule] = [
+        redact_secrets,
+        redact_bare_aws_secrets,
+        redact_emails,
+        home_paths_rule(home),
+    ]
+    if host_rule is not None:
+        rules.append(host_rule)
+    rules += [redact_ips, cut_rule(max_string_chars)]
+    return Scrubber(rules, untouched_test(max_string_chars, home, host))

@@ -20,6 +20,7 @@ EMAIL = "[email]"
 IP = "[ip]"
 SECRET = "[secret]"
 USER = "[user]"
+HOST = "[host]"
 CUT_MARK = "…[cut]"
 
 # Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,
@@ -232,6 +233,45 @@ def home_paths_rule(own_home: str | None = None) -> StringRule:
     return rule
 
 
+# Names a machine has without anyone choosing them: they say nothing of whose it is.
+_UNNAMED_HOSTS = frozenset({"", "localhost", "localhost.localdomain", "localhost6"})
+
+
+def host_names(own_host: str) -> tuple[str, ...]:
+    """The spellings of this machine's name a text may hold, longest first: the name as the
+    OS gives it and its first label (`janes-mbp` of `janes-mbp.local`); none for a name
+    nobody chose."""
+    name = own_host.strip().rstrip(".")
+    if name.lower() in _UNNAMED_HOSTS:
+        return ()
+    first = name.split(".", 1)[0]
+    return (name, first) if first and first != name else (name,)
+
+
+def host_name_rule(own_host: str) -> StringRule | None:
+    """This machine's name becomes `[host]`, whatever its case, as a whole name: not
+    inside a longer one (`janes-mbp-2`, `xjanes-mbp`), but before a domain (`.local`) or
+    after a user (`jane@janes-mbp`). Laptops are named after their owners ("Jane's MacBook
+    Pro" is `Janes-MacBook-Pro`), and every OpenTelemetry resource with a host detector and
+    many agents' events carry the name. None when the machine has no chosen name."""
+    names = host_names(own_host)
+    if not names:
+        return None
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9_-])(?i:" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_-])"
+    )
+    # The shortest spelling is in every text the pattern finds: most texts are ruled out
+    # by one search in C.
+    shortest = names[-1].lower()
+
+    def rule(text: str) -> str:
+        if shortest not in text.lower():
+            return text
+        return pattern.sub(HOST, text)
+
+    return rule
+
+
 def cut_rule(max_chars: int) -> StringRule:
     def rule(text: str) -> str:
         if len(text) <= max_chars:
@@ -253,12 +293,14 @@ _TOKEN_STARTS = (
 _UNTOUCHED_MAX = 39
 
 
-def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool] | None:
+def untouched_test(
+    max_chars: int, own_home: str | None, own_host: str = ""
+) -> Callable[[str], bool] | None:
     """A test that is true only of texts `default_scrubber`'s rules all keep as they are,
     so the rules need not run on them: short texts of letters, digits, `_` and `-` with no
-    token's start in them (ids such as `chatcmpl-7-00000001`). None when `own_home`, as
-    `home_paths_rule` reads it, has no path separator in it (a text of that alphabet could
-    then hold it).
+    token's start in them (ids such as `chatcmpl-7-00000001`) and not this machine's name
+    (`own_host`) in any case. None when `own_home`, as `home_paths_rule` reads it, has no
+    path separator in it (a text of that alphabet could then hold it).
 
     Why no rule can change such a text (the rules' own requirements):
     - `redact_secrets`: a key block needs `-----BEGIN ` (a space); a URL's password `://`;
@@ -270,6 +312,8 @@ def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool
     - `home_paths_rule`: the own home has a `/` or `\\` in it; the other homes' pattern
       needs `/` or `\\`.
     - `redact_ips`: an IPv4 address needs `.`, an IPv6 one `:`.
+    - `host_name_rule`: needs the machine's name (its first label), which the test
+      refuses anywhere in the text, whatever its case.
     - `cut_rule`: changes only texts longer than `max_chars`.
     """
     # The own home as `home_paths_rule` reads it.
@@ -280,7 +324,12 @@ def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool
     of_alphabet = re.compile(rf"[A-Za-z0-9_-]{{0,{longest}}}").fullmatch
     # Two searches: one pattern that tests for the starts at each character of the
     # alphabet costs twice as much.
-    token_start = _TOKEN_START.search
+    names = host_names(own_host)
+    token_start = (
+        re.compile(_TOKEN_START.pattern + "|(?i:" + re.escape(names[-1]) + ")").search
+        if names
+        else _TOKEN_START.search
+    )
 
     def untouched(text: str) -> bool:
         return of_alphabet(text) is not None and token_start(text) is None

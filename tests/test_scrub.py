@@ -515,6 +515,10 @@ def test_this_machines_name_becomes_host_as_a_whole_name(raw: str, expected: str
     assert scrubber.properties({raw: 1}) == {expected: 1}  # names are scrubbed too
 
 
-def test_a_machine_nobody_named_has_no_name_to_hide() -> None:
-    scrubber = default_scrubber(own_home="/home/runner", own_host="localhost")
-    assert scrubber.text("localhost:8080") == "localhost:8080"
+@pytest.mark.parametrize(
+    ("host", "text"),
+    [("localhost", "localhost:8080"), ("ubuntu.example.internal", "Ubuntu 24.04 LTS"),
+     ("vm", "the vm.max_map_count of the vm")],
+)  # fmt: skip
+def test_a_name_nobody_chose_or_too_short_to_be_anyones_is_kept(host: str, text: str) -> None:
+    assert default_scrubber(own_home="/home/runner", own_host=host).text(text) == text

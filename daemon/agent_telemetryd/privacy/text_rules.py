@@ -233,19 +233,28 @@ def home_paths_rule(own_home: str | None = None) -> StringRule:
     return rule
 
 
-# Names a machine has without anyone choosing them: they say nothing of whose it is.
-_UNNAMED_HOSTS = frozenset({"", "localhost", "localhost.localdomain", "localhost6"})
+# Names a machine has without anyone choosing them (and systems' defaults): they say
+# nothing of whose it is, and `Ubuntu 24.04` in a text is the system, not the machine.
+_UNNAMED_HOSTS = frozenset(
+    {"localhost", "localhost.localdomain", "localhost6", "ubuntu", "debian", "fedora",
+     "raspberrypi", "archlinux", "alpine", "kali", "centos"}
+)  # fmt: skip
+# Shorter, a name is a word or an abbreviation of many texts (`vm`, `pc`), and masking it
+# everywhere would take those words from every event for no one's privacy.
+MIN_HOST_CHARS = 3
 
 
 def host_names(own_host: str) -> tuple[str, ...]:
     """The spellings of this machine's name a text may hold, longest first: the name as the
     OS gives it and its first label (`janes-mbp` of `janes-mbp.local`); none for a name
-    nobody chose."""
+    nobody chose or one shorter than MIN_HOST_CHARS."""
     name = own_host.strip().rstrip(".")
-    if name.lower() in _UNNAMED_HOSTS:
-        return ()
     first = name.split(".", 1)[0]
-    return (name, first) if first and first != name else (name,)
+    if name.lower() in _UNNAMED_HOSTS or first.lower() in _UNNAMED_HOSTS:
+        return ()
+    if len(first) < MIN_HOST_CHARS:
+        return ()
+    return (name, first) if first != name else (name,)
 
 
 def host_name_rule(own_host: str) -> StringRule | None:

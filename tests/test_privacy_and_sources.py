@@ -126,6 +126,31 @@ def test_scrubbed_values_never_reach_the_buffer(daemon: DaemonProcess) -> None:
         assert secret not in raw
 
 
+def test_counts_under_token_names_are_stored_and_tokens_are_not(daemon: DaemonProcess) -> None:
+    tokens = {
+        "token": "tok-canary-abc123",
+        "access_token": "ya29.canaryAccess",
+        "api_token": "canary-api-0123",
+        "x-auth-token": "CanaryAuth0123456789",
+    }
+    counts = {
+        "max_tokens": 4096,
+        "max_token": "4096",
+        "cached_token": "4096",
+        "reasoning_token": 812,
+        "token_limit": "8192",
+        "error": "max_token=4096 is over the model's limit",
+    }
+    post_events(daemon.http_url(), [{"event": "llm.call", "properties": {**counts, **tokens}}])
+    (row,) = daemon.export()
+    assert row["properties"] == {**counts, **dict.fromkeys(tokens, "[secret]")}
+    raw = (
+        daemon.database.read_bytes() + daemon.database.with_name("buffer.sqlite3-wal").read_bytes()
+    )
+    for token in tokens.values():
+        assert token.encode() not in raw
+
+
 def test_the_posthog_sdk_captures_into_the_buffer(daemon: DaemonProcess) -> None:
     client = posthog.Posthog(
         "phc_local_test_key", host=daemon.http_url(), sync_mode=True, gzip=True, max_retries=0

@@ -147,6 +147,45 @@ def test_a_broken_config_keeps_the_running_settings_and_says_why(
     assert flush_json(daemon)["events_sent"] == 3  # still the running sender
 
 
+def reloads_by_sighup(daemon: DaemonProcess) -> int:
+    """The reloads the daemon's log reports done on a SIGHUP (one JSON object a line)."""
+    lines = [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    return sum(
+        1 for line in lines if (line.get("event"), line.get("via")) == ("config_reloaded", "SIGHUP")
+    )
+
+
+def hangup_pending_at_birth() -> None:
+    """Runs in the daemon's process before it starts: SIGHUP blocked and one sent, so one
+    is waiting when the daemon's first line runs, as one sent at the moment of a start."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
+def test_sighups_sent_as_the_daemon_starts_are_a_reload_not_its_end(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"}, start=False)
+    daemon.preexec_fn = hangup_pending_at_birth
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    # More while it starts, until it answers.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not daemon.api_socket.exists():
+        assert daemon.proc.poll() is None, f"ended by SIGHUP:\n{daemon.log()}"
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        time.sleep(0.005)
+    daemon.wait_ready()
+    os.kill(daemon.proc.pid, signal.SIGHUP)
+
+    assert post_json(daemon.http_url(), [{"event": "after.sighups"}])[0] == 202
+    wait_until(lambda: stored_events(daemon) == ["after.sighups"])
+    # The one waiting at the start was not lost: it was a reload, as each later one.
+    wait_until(lambda: reloads_by_sighup(daemon) >= 1)
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+
 def test_reload_says_what_needs_a_restart_and_applies_the_rest(
     daemon_factory: DaemonFactory,
 ) -> None:

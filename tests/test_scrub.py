@@ -14,6 +14,7 @@ from agent_telemetryd.privacy.secret_names import (
     ORDINARY,
     SECRET_IF_CREDENTIAL,
     SECRET_NAME,
+    TOKEN_NAME,
     classify_key,
 )
 from agent_telemetryd.privacy.text_rules import SECRET
@@ -46,8 +47,7 @@ def test_the_reported_secrets_are_redacted() -> None:
     [
         "password", "DB_PASSWORD", "dbPassword", "user.passwd", "passphrase", "pwd",
         "secret", "client_secret", "clientSecret", "AWS_SECRET_ACCESS_KEY",
-        "awsSecretAccessKey", "token", "access_token", "refreshToken", "id_token",
-        "csrftoken", "X-Auth-Token", "api_key", "apiKey", "API-KEY", "x-api-key", "apikey",
+        "awsSecretAccessKey", "api_key", "apiKey", "API-KEY", "x-api-key", "apikey",
         "access_key", "accessKey", "private_key", "privateKey", "credential",
         "credentials", "cookie", "Set-Cookie", "bearer", "signature", "db_pass", "creds",
     ],
@@ -58,6 +58,24 @@ def test_secret_named_keys_lose_their_strings_and_keep_other_types(key: str) -> 
         assert scrub({key: value}) == {key: SECRET}
     assert scrub({key: ["a", 7, {"nested": "x"}]}) == {key: [SECRET, 7, {"nested": SECRET}]}
     for kept in (1234, 12.5, True, False, None, ""):
+        value = scrub({key: kept})[key]
+        assert value == kept and type(value) is type(kept)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["token", "access_token", "api_token", "refreshToken", "id_token", "csrftoken",
+     "X-Auth-Token", "x-auth-token", "auth_token", "cached_token", "reasoning_token"],
+)  # fmt: skip
+def test_token_named_keys_lose_every_string_but_a_count(key: str) -> None:
+    """No token is a short run of digits: `cached_token: "4096"` is a count, kept."""
+    assert classify_key(key) == TOKEN_NAME
+    for value in ("hunter2", "basic", "x", "ya29.a0AfH6SMB", "1234567890", "-12", "4 096"):
+        assert scrub({key: value}) == {key: SECRET}, value
+    for count in ("4096", "0", "123456789"):
+        assert scrub({key: count}) == {key: count}
+    assert scrub({key: ["a", "12", {"nested": "x"}]}) == {key: [SECRET, "12", {"nested": SECRET}]}
+    for kept in (4096, 12.5, True, None, ""):
         value = scrub({key: kept})[key]
         assert value == kept and type(value) is type(kept)
 
@@ -207,6 +225,24 @@ def test_token_shapes_are_redacted_alone_and_inside_text(token: str) -> None:
     ],
 )  # fmt: skip
 def test_secrets_in_urls_and_assignments_are_redacted(raw: str, expected: str) -> None:
+    assert scrubbed(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("failed: max_token=4096 is over the limit", "failed: max_token=4096 is over the limit"),
+        ("https://x.test/v1?max_token=4096&q=1", "https://x.test/v1?max_token=4096&q=1"),
+        ('{"max_token": 4096, "token": "abc123"}', '{"max_token": 4096, "token": "[secret]"}'),
+        ("cached_token=12, token: 7", "cached_token=12, token: 7"),
+        ("x-auth-token: abcDEF123456789", "x-auth-token: [secret]"),
+        ("https://x.test/?token=12345678901234", "https://x.test/?token=[secret]"),
+        ("password=1234", "password=[secret]"),
+    ],
+)  # fmt: skip
+def test_a_count_after_a_token_name_in_text_is_kept_and_a_token_is_not(
+    raw: str, expected: str
+) -> None:
     assert scrubbed(raw) == expected
 
 
@@ -456,3 +492,33 @@ def test_a_value_named_by_its_neighbour_is_read_under_that_name() -> None:
         "value": SECRET,
     }
     assert scrub({"name": "auth", "value": "basic"}) == {"name": "auth", "value": "basic"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Janes-MacBook-Pro.local", "[host]"),
+        ("janes-macbook-pro", "[host]"),
+        ("JANES-MACBOOK-PRO.example.com", "[host].example.com"),
+        ("jane@janes-macbook-pro:~$ make", "jane@[host]:~$ make"),
+        ("built on Janes-MacBook-Pro, twice", "built on [host], twice"),
+        # Other machines' names that only begin or end like it.
+        ("janes-macbook-pro-2", "janes-macbook-pro-2"),
+        ("old-janes-macbook-pro", "old-janes-macbook-pro"),
+        ("janes-macbook-pro_backup", "janes-macbook-pro_backup"),
+        ("janes-macbook", "janes-macbook"),
+    ],
+)  # fmt: skip
+def test_this_machines_name_becomes_host_as_a_whole_name(raw: str, expected: str) -> None:
+    scrubber = default_scrubber(own_home="/home/runner", own_host="Janes-MacBook-Pro.local")
+    assert scrubber.text(raw) == expected
+    assert scrubber.properties({raw: 1}) == {expected: 1}  # names are scrubbed too
+
+
+@pytest.mark.parametrize(
+    ("host", "text"),
+    [("localhost", "localhost:8080"), ("ubuntu.example.internal", "Ubuntu 24.04 LTS"),
+     ("vm", "the vm.max_map_count of the vm")],
+)  # fmt: skip
+def test_a_name_nobody_chose_or_too_short_to_be_anyones_is_kept(host: str, text: str) -> None:
+    assert default_scrubber(own_home="/home/runner", own_host=host).text(text) == text

@@ -3,7 +3,7 @@ letters, digits, `_` and `-`, such as every span's new response id). That is onl
 if no rule can change such a text: here, for texts made of the rules' own alphabets, the
 starts of every token shape and near misses of them, addresses, paths, assignments and
 lengths around the limits, every text the test passes is kept as it is by every rule of
-the default scrubber, whatever its cut length and home.
+the default scrubber, whatever its cut length, home and machine name.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ _OTHERS = [
     "alice@example.com", "bob%40example.org", "10.1.2.3", "fe80::1:2:3:4", "::1",
     "/home/carol", "/Users/dave", "C:\\Users\\erin", "Users", "~", "://", "u:p@h",
     "password=", "token:", "--password ", "--token x", "api_key", "-----BEGIN ", "=", ":",
-    ".", "@", "%40", " ", "/", "\\", "?", "&", "#",
+    ".", "@", "%40", " ", "/", "\\", "?", "&", "#", "janes-macbook-pro", "JANES-MACBOOK-PRO",
+    "vm", "VM", "build-01",
 ]  # fmt: skip
 # A start (or a near miss of one) and a body long enough for the token it starts.
 _TOKENS = st.builds(
@@ -61,17 +62,23 @@ _PIECES = (
 )
 _TEXTS = _TOKENS | st.lists(_PIECES, max_size=5).map("".join)
 _HOMES = st.sampled_from(["/root", "/home/alice", "/Users/bob", "C:\\Users\\erin", "/"])
+_HOSTS = st.sampled_from(["", "localhost", "vm", "Janes-MacBook-Pro.local", "build-01"])
 
 
 @settings(max_examples=3000, deadline=None)
-@given(text=_TEXTS, max_chars=st.sampled_from([8, 16, 39, 40, 64, 4096]), home=_HOMES)
+@given(
+    text=_TEXTS,
+    max_chars=st.sampled_from([8, 16, 39, 40, 64, 4096]),
+    home=_HOMES,
+    host=_HOSTS,
+)
 def test_a_text_the_untouched_test_passes_is_kept_by_every_rule(
-    text: str, max_chars: int, home: str
+    text: str, max_chars: int, home: str, host: str
 ) -> None:
-    untouched = untouched_test(max_chars, home)
+    untouched = untouched_test(max_chars, home, host)
     assert untouched is not None
     if untouched(text):
-        rules = default_scrubber(max_chars, own_home=home)._rules
+        rules = default_scrubber(max_chars, own_home=home, own_host=host)._rules
         for rule in rules:
             assert rule(text) == text, (rule, text)
 

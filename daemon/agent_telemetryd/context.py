@@ -24,6 +24,7 @@ from agent_telemetryd.store.database import open_error
 if TYPE_CHECKING:
     from agent_telemetryd.receivers.http_start import FirstHttp
     from agent_telemetryd.receivers.sites import Sites
+    from agent_telemetryd.terminal import HeldHangup
 
 # A part of the daemon (the uploader, say) adds its own section to `status`.
 StatusSection = Callable[[], Awaitable[dict[str, Any]]]
@@ -58,6 +59,8 @@ class DaemonContext:
     # part asks the daemon to stop as SIGTERM would (a SIGHUP that is a terminal's hangup).
     terminal: tuple[int, ...] = ()
     request_stop: Callable[[], None] = lambda: None
+    # SIGHUP as held from the process's first moment until reload.py takes it over.
+    held_hangup: HeldHangup | None = None
 
     async def open_buffer(self) -> Buffer:
         """Open the buffer the config names and hold it here."""

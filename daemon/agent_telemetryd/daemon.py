@@ -56,7 +56,7 @@ from agent_telemetryd.receivers.http_start import FirstHttp, HttpStart
 from agent_telemetryd.receivers.sites import Site, Sites, plan_sites
 from agent_telemetryd.service.notify import SdNotifier
 from agent_telemetryd.store.migrations import MigrationError
-from agent_telemetryd.terminal import terminal_stdio
+from agent_telemetryd.terminal import HeldHangup, terminal_stdio
 
 log = get_logger("agent_telemetryd")
 
@@ -119,13 +119,15 @@ def startup_failure_reason(error: Exception) -> dict[str, str]:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, held_hangup: HeldHangup | None = None) -> None:
         self.config = config
         self.should_exit = asyncio.Event()
         self.context = DaemonContext(
             config=config, consent=decide(config, read_stored(config.paths.consent_file))
         )
-        self.context.terminal = terminal_stdio()
+        # The terminal as it was when SIGHUP was first held, the process's first moment.
+        self.context.held_hangup = held_hangup
+        self.context.terminal = held_hangup.terminal if held_hangup else terminal_stdio()
         self.context.request_stop = lambda: self._on_exit_signal(signal.SIGHUP)
         self._lock = DaemonLock(config.paths.lock_file)
         self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
@@ -366,8 +368,13 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, held_hangup: HeldHangup | None = None) -> int:
     # Every file the daemon makes (the buffer and its -wal/-shm, the token, consent) holds
     # the user's data or a secret: private from birth, not chmod-ed after.
     os.umask(0o077)
-    return asyncio.run(Daemon(config).serve())
+    try:
+        return asyncio.run(Daemon(config, held_hangup).serve())
+    finally:
+        # Closing the loop put SIGHUP back to its default: one now would end the process
+        # by a signal in the last steps of a clean exit, and the exit code would be lost.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agent_telemetryd.terminal import HeldHangup
+
 EXIT_USAGE_ERROR = 1  # as click's for a bad --env-file
 
 
 def main() -> None:
     args = sys.argv[1:]
     if args == ["daemon"]:
-        sys.exit(run_daemon_command())
+        sys.exit(run_daemon_command(HeldHangup()))  # before anything else: terminal.py
     # (A folder given as FILE is the CLI's to refuse, with its own message.)
     if (
         len(args) == 3
@@ -28,16 +30,19 @@ def main() -> None:
         and args[2] == "daemon"
         and not Path(args[1]).is_dir()
     ):
+        held = HeldHangup()
         load_env_file(Path(args[1]))
-        sys.exit(run_daemon_command())
+        sys.exit(run_daemon_command(held))
     from agent_telemetryd.cli import main as cli
 
     cli()
 
 
-def run_daemon_command() -> int:
+def run_daemon_command(held: HeldHangup | None = None) -> int:
     """Read the config, refusing to start on any problem in it (every one named, exit 3:
-    no restart loop), and run the daemon until it stops; returns its exit code."""
+    no restart loop), and run the daemon until it stops; returns its exit code. `held`:
+    SIGHUP held since the process began, else from here."""
+    held = held if held is not None else HeldHangup()
     from agent_telemetryd.config import read_config
     from agent_telemetryd.daemon import EXIT_STARTUP_FAILURE, run_daemon
     from agent_telemetryd.logs import configure_logging
@@ -48,7 +53,7 @@ def run_daemon_command() -> int:
             print(f"Error: {problem}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
     configure_logging(config.log_level)
-    return run_daemon(config)
+    return run_daemon(config, held)
 
 
 def load_env_file(path: Path) -> None:

@@ -135,6 +135,9 @@ async def start(context: DaemonContext) -> Started:
         task.add_done_callback(pending.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    held = context.held_hangup
+    if held is not None and held.take():
+        on_hangup()  # one that came while the daemon started: a reload, or the hangup
 
     async def close() -> None:
         # From here a SIGHUP is ignored, not the default (which would end the process

@@ -8,21 +8,27 @@ the characters of a string, or of the JSON text of anything else). Coding agents
 events name their content in words of their own (`prompt`, `function_args`, `output`):
 those are masked in the events they document them for, named in full
 (`claude_code.user_prompt`) or by the short name (`user_prompt`), and only there, since
-the same words elsewhere may well be a count or a status. Keeping content is the `capture_content`
-setting; what is kept is still scrubbed. No I/O.
+the same words elsewhere may well be a count or a status. A chat message (an object with a
+`role` and what was said), wherever it sits, has every text in it masked but those naming
+its shape (`message_shape`). Keeping content is the `capture_content` setting; what is kept
+is still scrubbed. No I/O.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import replace
 from itertools import compress
 from typing import Any
 
-import orjson
-
 from agent_telemetryd.events import Event
+from agent_telemetryd.privacy.message_shape import (
+    MARKER,
+    ROLE,
+    content_marker,
+    is_message,
+    mask_message,
+)
 
 CONTENT_NAMES = frozenset(
     {
@@ -117,7 +123,6 @@ def _with_short_names(by_full_name: dict[str, frozenset[str]]) -> dict[str, froz
 AGENT_CONTENT_NAMES = _with_short_names(AGENT_CONTENT_NAMES)
 _NONE: frozenset[str] = frozenset()
 _IS_CONTAINER = frozenset({dict, list}).__contains__
-_MARKER = re.compile(r"\[content: \d+ chars\]")
 # Names remembered as not content, at most; then forgotten and learnt again.
 _MAX_REMEMBERED = 8192
 
@@ -136,18 +141,6 @@ def _stem(name: str, path: str | None) -> str | None:
     `name.key`), when it is the beginning of a content name; else None."""
     folded = (path or "") + _fold(name)
     return folded if folded in _STEMS else None
-
-
-def content_marker(value: Any) -> str:
-    """What stands in for a value: its size, never a piece of it."""
-    if isinstance(value, str):
-        chars = len(value)
-    else:
-        try:
-            chars = len(orjson.dumps(value).decode())
-        except TypeError:
-            chars = len(str(value))
-    return f"[content: {chars} chars]"
 
 
 class ContentMask:
@@ -185,6 +178,8 @@ class ContentMask:
         was none. `event`, the event's name, adds the content names its agent documents;
         `path`, the folded beginning of a content name that `node` sits under (`_stem`),
         makes its keys the rest of such a name."""
+        if ROLE in node and is_message(node):
+            return mask_message(node)
         agent_names = AGENT_CONTENT_NAMES.get(event, _NONE) if event is not None else _NONE
         keys = node.keys()
         if path is None and self.all_plain(keys) and agent_names.isdisjoint(keys):
@@ -197,7 +192,7 @@ class ContentMask:
                 or (key not in self._plain and is_content_name(key))
                 or (path is not None and is_content_name(path + key))
             ):
-                if value is None or value == "" or (kind is str and _MARKER.fullmatch(value)):
+                if value is None or value == "" or (kind is str and MARKER.fullmatch(value)):
                     continue  # nothing there, or already masked
                 new = content_marker(value)
             elif kind is dict:
@@ -246,7 +241,8 @@ class ContentMask:
 
     def all_plain(self, keys: Iterable[str]) -> bool:
         """True when none of `keys` (names, or a dict of them) is a content name; the names
-        not seen before are learnt, so a shape seen once is decided by one test in C."""
+        not seen before are learnt, so a shape seen once is decided by one test in C.
+        `role` is never learnt: an object with it may be a chat message (`is_message`)."""
         plain = self._plain
         # `issuperset` looks each name up directly; `keys <= plain` on a dict's keys goes
         # through the generic containment protocol, a tenth more for a span's keys.
@@ -256,7 +252,7 @@ class ContentMask:
             plain.clear()
         none_is_content = True
         for name in set(keys).difference(plain):
-            if is_content_name(name):
+            if name == ROLE or is_content_name(name):
                 none_is_content = False
             else:
                 plain.add(name)

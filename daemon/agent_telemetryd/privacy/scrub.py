@@ -5,12 +5,14 @@ any depth, get the same rules as string values (`text_rules`). A key that is its
 secret or an address becomes its marker, and two keys that become the same are kept apart
 (`[email]`, `[email]#2`), never merged. A property whose name says it holds a secret
 (`secret_names.classify_key`) loses its string values; numbers, booleans and null keep
-their type and value, since only a string can be a secret. A property whose name says it
+their type and value, since only a string can be a secret, and so does a count as text
+under a name that says `token` (`cached_token: "4096"`). A property whose name says it
 holds a person's login or name (`process.owner`, `user.name`) keeps `[user]` instead.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ from agent_telemetryd.privacy.secret_names import (
     ORDINARY,
     SECRET_IF_CREDENTIAL,
     SECRET_NAME,
+    TOKEN_NAME,
     USER_NAME,
     VERSION_NAME,
     classify_key,
+    is_count,
     is_version_number,
     looks_like_credential,
 )
@@ -32,6 +36,7 @@ from agent_telemetryd.privacy.text_rules import (
     StringRule,
     cut_rule,
     home_paths_rule,
+    host_name_rule,
     redact_bare_aws_secrets,
     redact_emails,
     redact_ips,
@@ -48,7 +53,9 @@ _ONLY_TEXT = {str}
 # A name/value pair: the entry holding the value, and those that may name it.
 _PAIR_VALUE = "value"
 _PAIR_NAMES = ("name", "key", "header")
-_VALUE_HIDING_KINDS = frozenset({SECRET_NAME, SECRET_IF_CREDENTIAL, USER_NAME})
+_VALUE_HIDING_KINDS = frozenset({SECRET_NAME, TOKEN_NAME, SECRET_IF_CREDENTIAL, USER_NAME})
+# What a command-line option's name may say of the argument after it.
+_SECRET_KINDS = frozenset({SECRET_NAME, TOKEN_NAME, SECRET_IF_CREDENTIAL})
 # Longer than this, an item that starts with `-` is not a command-line option.
 MAX_OPTION_CHARS = 64
 # What JSON makes besides objects and arrays: values that are stored as they are, but for
@@ -199,8 +206,8 @@ class Scrubber:
         return clean
 
     def _paired_kind(self, node: dict[str, Any]) -> int:
-        """What the name entry of a name/value pair says of its value: SECRET_NAME,
-        SECRET_IF_CREDENTIAL or USER_NAME, else ORDINARY."""
+        """What the name entry of a name/value pair says of its value: one of
+        `_VALUE_HIDING_KINDS`, else ORDINARY."""
         for label in _PAIR_NAMES:
             given = node.get(label)
             if type(given) is str and len(given) <= MAX_OPTION_CHARS:
@@ -221,6 +228,7 @@ class Scrubber:
                 return USER
             if value and (
                 key_kind == SECRET_NAME
+                or (key_kind == TOKEN_NAME and not is_count(value))
                 or (key_kind == SECRET_IF_CREDENTIAL and looks_like_credential(value))
             ):
                 return SECRET
@@ -309,33 +317,45 @@ class Scrubber:
 
     def _option_kind(self, item: str) -> int:
         """What a command-line option (`--api-key`, `-password`) says of the argument after
-        it: SECRET_NAME or SECRET_IF_CREDENTIAL, else ORDINARY (`--max-tokens`, `-v`, and
+        it: one of `_SECRET_KINDS`, else ORDINARY (`--max-tokens`, `-v`, and
         `--password=…`, one item the text rules read whole)."""
         if len(item) > MAX_OPTION_CHARS or "=" in item or " " in item:
             return ORDINARY
         kind = self.key(item)[1]
-        return kind if kind in (SECRET_NAME, SECRET_IF_CREDENTIAL) else ORDINARY
+        return kind if kind in _SECRET_KINDS else ORDINARY
 
 
 # Inside a secret-named container the stronger word wins: `credentials: {user, password}`.
-_STRENGTH = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, USER_NAME: 3, SECRET_NAME: 4}
+_STRENGTH = {
+    ORDINARY: 0,
+    VERSION_NAME: 1,
+    SECRET_IF_CREDENTIAL: 2,
+    USER_NAME: 3,
+    TOKEN_NAME: 4,
+    SECRET_NAME: 5,
+}
 
 
 def _strength(kind: int) -> int:
     return _STRENGTH[kind]
 
 
-def default_scrubber(max_string_chars: int = 4096, own_home: str | None = None) -> Scrubber:
+def default_scrubber(
+    max_string_chars: int = 4096, own_home: str | None = None, own_host: str | None = None
+) -> Scrubber:
+    """The daemon's rules. `own_home` and `own_host` (this machine's name; `""` for none)
+    default to this user's home and this machine's name."""
     home = own_home if own_home is not None else str(Path.home())
+    host = own_host if own_host is not None else socket.gethostname()
+    host_rule = host_name_rule(host)
     # Secrets first: a token can contain an '@' or digits that other rules would split.
-    return Scrubber(
-        [
-            redact_secrets,
-            redact_bare_aws_secrets,
-            redact_emails,
-            home_paths_rule(home),
-            redact_ips,
-            cut_rule(max_string_chars),
-        ],
-        untouched_test(max_string_chars, home),
-    )
+    rules: list[StringRule] = [
+        redact_secrets,
+        redact_bare_aws_secrets,
+        redact_emails,
+        home_paths_rule(home),
+    ]
+    if host_rule is not None:
+        rules.append(host_rule)
+    rules += [redact_ips, cut_rule(max_string_chars)]
+    return Scrubber(rules, untouched_test(max_string_chars, home, host))

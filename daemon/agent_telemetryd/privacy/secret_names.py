@@ -3,7 +3,8 @@
 The name is split into words at `_`, `-`, `.`, spaces, camelCase and digits, so
 `awsSecretAccessKey`, `x-api-key` and `DB_PASSWORD` read alike. Only strings can be
 secrets: a number, boolean or null under any of these names keeps its type and value
-(`passwordless: true`, `token_count: 12`).
+(`passwordless: true`, `token_count: 12`), and under a name that says `token` so does a
+count written as text (`cached_token: "4096"`): no token is a short run of digits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ SECRET_NAME = 1  # `password`, `client_secret`, `api_key`: every string under it
 SECRET_IF_CREDENTIAL = 2  # `key`, `auth`, `license_key`: strings shaped like a credential
 VERSION_NAME = 3  # `version`, `sdk_ver`: `1.2.3.4` there is a version, not an address
 USER_NAME = 4  # `process.owner`, `user.name`: a person's login or name, whatever it is
+TOKEN_NAME = 5  # `access_token`, `x-auth-token`: every string but a count (`is_count`)
+# Which kind a name takes when its words say several: the one that hides the most.
+_RANK = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, TOKEN_NAME: 3, SECRET_NAME: 4}
 
 MAX_NAME_CHARS = 200
 _WORD_BREAK = re.compile(
@@ -78,7 +82,7 @@ def _secret_word(words: list[str], index: int, counts_tokens: bool) -> int:
     if word in _SECRET_WORDS or pair in _SECRET_PAIRS or any(p in word for p in _SECRET_PARTS):
         return SECRET_NAME
     if word.endswith("token") and not counts_tokens:
-        return SECRET_NAME
+        return TOKEN_NAME
     if word in _CREDENTIAL_WORDS or pair in _CREDENTIAL_PAIRS:
         return SECRET_IF_CREDENTIAL
     if index == len(words) - 1 and word.endswith("key"):
@@ -98,7 +102,7 @@ def classify_key(key: str) -> int:
         found = _secret_word(words, index, counts_tokens)
         if found:
             last_secret = index
-            kind = SECRET_NAME if SECRET_NAME in (kind, found) else found
+            kind = max(kind, found, key=_RANK.__getitem__)
     if kind and not _ABOUT_WORDS.intersection(words[last_secret + 1 :]):
         return kind
     if _NOT_NAME_CHARS.sub("", key[-MAX_NAME_CHARS:].lower()).endswith(_USER_NAME_ENDINGS):
@@ -147,6 +151,16 @@ def looks_like_credential(text: str) -> bool:
     if _SCHEME_AND_CREDENTIAL.fullmatch(text):
         return True
     return any(_credential_word(word) for word in text.split())
+
+
+# A count as text: digits alone, fewer than ten (under a billion). Tokens issued as
+# credentials are long and mostly letters; a one-time code of six or eight digits, the one
+# credential of this alphabet and length, is spent within minutes of being typed.
+_COUNT = re.compile(r"[0-9]{1,9}")
+
+
+def is_count(text: str) -> bool:
+    return _COUNT.fullmatch(text) is not None
 
 
 _VERSION = re.compile(r"[vV]?\d+(?:\.\d+){1,5}(?:[-+][0-9A-Za-z.-]+)?")

@@ -12,12 +12,15 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from agent_telemetryd.privacy.secret_names import is_count
+
 StringRule = Callable[[str], str]
 
 EMAIL = "[email]"
 IP = "[ip]"
 SECRET = "[secret]"
 USER = "[user]"
+HOST = "[host]"
 CUT_MARK = "…[cut]"
 
 # Anchored at the start of a local-part run and bounded (RFC 5321: 64 for the local part,
@@ -118,7 +121,11 @@ def _keep_name(match: re.Match[str]) -> str:
     value = match.group("value")
     if value.lower().strip(",;)") in _PLACEHOLDERS or value.startswith(_REFERENCE_STARTS):
         return match.group()
-    return match.group("name") + SECRET
+    name = match.group("name")
+    # A count after a name that says `token` (`max_token=4096`, `token: 12`) is no secret.
+    if "token" in name.lower() and is_count(value.rstrip(",;)]}")):
+        return match.group()
+    return name + SECRET
 
 
 # Every name above contains one of these, and each pattern a `=`, `:` or `--`: a text
@@ -226,6 +233,54 @@ def home_paths_rule(own_home: str | None = None) -> StringRule:
     return rule
 
 
+# Names a machine has without anyone choosing them (and systems' defaults): they say
+# nothing of whose it is, and `Ubuntu 24.04` in a text is the system, not the machine.
+_UNNAMED_HOSTS = frozenset(
+    {"localhost", "localhost.localdomain", "localhost6", "ubuntu", "debian", "fedora",
+     "raspberrypi", "archlinux", "alpine", "kali", "centos"}
+)  # fmt: skip
+# Shorter, a name is a word or an abbreviation of many texts (`vm`, `pc`), and masking it
+# everywhere would take those words from every event for no one's privacy.
+MIN_HOST_CHARS = 3
+
+
+def host_names(own_host: str) -> tuple[str, ...]:
+    """The spellings of this machine's name a text may hold, longest first: the name as the
+    OS gives it and its first label (`janes-mbp` of `janes-mbp.local`); none for a name
+    nobody chose or one shorter than MIN_HOST_CHARS."""
+    name = own_host.strip().rstrip(".")
+    first = name.split(".", 1)[0]
+    if name.lower() in _UNNAMED_HOSTS or first.lower() in _UNNAMED_HOSTS:
+        return ()
+    if len(first) < MIN_HOST_CHARS:
+        return ()
+    return (name, first) if first != name else (name,)
+
+
+def host_name_rule(own_host: str) -> StringRule | None:
+    """This machine's name becomes `[host]`, whatever its case, as a whole name: not
+    inside a longer one (`janes-mbp-2`, `xjanes-mbp`), but before a domain (`.local`) or
+    after a user (`jane@janes-mbp`). Laptops are named after their owners ("Jane's MacBook
+    Pro" is `Janes-MacBook-Pro`), and every OpenTelemetry resource with a host detector and
+    many agents' events carry the name. None when the machine has no chosen name."""
+    names = host_names(own_host)
+    if not names:
+        return None
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9_-])(?i:" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_-])"
+    )
+    # The shortest spelling is in every text the pattern finds: most texts are ruled out
+    # by one search in C.
+    shortest = names[-1].lower()
+
+    def rule(text: str) -> str:
+        if shortest not in text.lower():
+            return text
+        return pattern.sub(HOST, text)
+
+    return rule
+
+
 def cut_rule(max_chars: int) -> StringRule:
     def rule(text: str) -> str:
         if len(text) <= max_chars:
@@ -247,12 +302,14 @@ _TOKEN_STARTS = (
 _UNTOUCHED_MAX = 39
 
 
-def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool] | None:
+def untouched_test(
+    max_chars: int, own_home: str | None, own_host: str = ""
+) -> Callable[[str], bool] | None:
     """A test that is true only of texts `default_scrubber`'s rules all keep as they are,
     so the rules need not run on them: short texts of letters, digits, `_` and `-` with no
-    token's start in them (ids such as `chatcmpl-7-00000001`). None when `own_home`, as
-    `home_paths_rule` reads it, has no path separator in it (a text of that alphabet could
-    then hold it).
+    token's start in them (ids such as `chatcmpl-7-00000001`) and not this machine's name
+    (`own_host`) in any case. None when `own_home`, as `home_paths_rule` reads it, has no
+    path separator in it (a text of that alphabet could then hold it).
 
     Why no rule can change such a text (the rules' own requirements):
     - `redact_secrets`: a key block needs `-----BEGIN ` (a space); a URL's password `://`;
@@ -264,6 +321,8 @@ def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool
     - `home_paths_rule`: the own home has a `/` or `\\` in it; the other homes' pattern
       needs `/` or `\\`.
     - `redact_ips`: an IPv4 address needs `.`, an IPv6 one `:`.
+    - `host_name_rule`: needs the machine's name (its first label), which the test
+      refuses anywhere in the text, whatever its case.
     - `cut_rule`: changes only texts longer than `max_chars`.
     """
     # The own home as `home_paths_rule` reads it.
@@ -274,7 +333,12 @@ def untouched_test(max_chars: int, own_home: str | None) -> Callable[[str], bool
     of_alphabet = re.compile(rf"[A-Za-z0-9_-]{{0,{longest}}}").fullmatch
     # Two searches: one pattern that tests for the starts at each character of the
     # alphabet costs twice as much.
-    token_start = _TOKEN_START.search
+    names = host_names(own_host)
+    token_start = (
+        re.compile(_TOKEN_START.pattern + "|(?i:" + re.escape(names[-1]) + ")").search
+        if names
+        else _TOKEN_START.search
+    )
 
     def untouched(text: str) -> bool:
         return of_alphabet(text) is not None and token_start(text) is None

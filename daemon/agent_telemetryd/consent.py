@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.config import MODES, Config, Mode
 
 POLICY_VERSION = 1
@@ -135,7 +136,7 @@ def write_stored(
         "policy_version": POLICY_VERSION,
         "history": history[-_HISTORY_LIMIT:],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".consent-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:

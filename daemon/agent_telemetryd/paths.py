@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from agent_telemetry._paths import runtime_dir_choice
+from agent_telemetry._paths import make_private_dirs, runtime_dir_choice
 
 APP_NAME = "agent-telemetry"
 _said: set[str] = set()
@@ -88,5 +88,5 @@ def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None 
 
 def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and make it 0700: sockets and the buffer are the user's alone."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path)
     os.chmod(path, 0o700)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.outbound import OutboundBatch
 from agent_telemetryd.senders.base import (
     ErasureResult,
@@ -49,7 +50,7 @@ class FileSender(Sender):
         return SendResult(200)
 
     def _append(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, data)

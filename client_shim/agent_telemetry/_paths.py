@@ -139,6 +139,17 @@ def private_dir_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def others_file_problem(info: os.stat_result) -> str | None:
+    """Why a file (its `os.stat` result) may hold what someone else wrote, or None when only
+    this user can have: it belongs to another uid, or its group or others may change it."""
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"has mode {mode:04o}, so others may change it"
+    return None
+
+
 def make_private_dirs(path: str | os.PathLike[str]) -> list[Path]:
     """Make `path` and every missing folder above it 0700, whatever the umask; return those
     made, outermost first. Folders that are already there are left as they are.

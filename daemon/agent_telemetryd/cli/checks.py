@@ -260,10 +260,27 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
 
 
 def consent(
-    mode: str, source: str, reason: str, sender: str, unreadable: str | None = None
+    mode: str,
+    source: str,
+    reason: str,
+    sender: str,
+    unreadable: str | None = None,
+    untrusted: str | None = None,
 ) -> Check:
-    """`unreadable`: what is wrong with the stored consent record, when it cannot be read."""
+    """`unreadable`: what is wrong with the stored consent record, when it cannot be read;
+    `untrusted`: whose it may be, when someone else may have written it (it is not used)."""
     detail = f"{mode}, decided by {source}: {reason}"
+    if untrusted is not None:
+        if "so it is not used" not in reason:
+            detail = f"{detail}; {untrusted}, so it is not used"
+        return Check(
+            "consent",
+            WARN,
+            detail,
+            "set your choice again, which writes a record of your own: agent-telemetry mode "
+            "off|local|upload (if the folder is shared with others, first point "
+            "AGENT_TELEMETRY_CONFIG at a folder of your own)",
+        )
     if unreadable is not None:
         if not reason.startswith("consent record unreadable"):
             # The environment decides, or a running daemon read the record before it broke.

@@ -5,14 +5,9 @@ next `mode` keeps the broken file instead of writing over it. The real CLI and d
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import DaemonFactory
 from tests.test_daemon_ingest import post_events
@@ -84,15 +79,6 @@ import json, sys
 with open(sys.argv[1], "w") as out:
     json.dump({"mode": sys.argv[2], "since": "2026-01-01T00:00:00Z", "history": []}, out)
 """
-
-
-@pytest.fixture
-def shared_folder() -> Iterator[Path]:
-    """A folder every user may write in, as /tmp is (sticky, 1777)."""
-    folder = Path(tempfile.mkdtemp(prefix="at-shared-", dir="/tmp"))
-    folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def plant_record(folder: Path, mode: str) -> Path:

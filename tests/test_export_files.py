@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events
 from tests.test_tcp_peers import OTHER_UID, as_other_user
@@ -147,3 +148,33 @@ def test_writing_into_a_shared_folder_never_uses_a_name_another_user_put_there(
     daemon.cli(command, "-o", str(fresh))
     assert "private.data" in fresh.read_text()
     assert (fresh.stat().st_uid, stat.S_IMODE(fresh.stat().st_mode)) == (os.geteuid(), 0o600)
+
+
+@pytest.mark.parametrize("trap", ["linked.out", "theirs.out"])
+def test_the_file_sender_never_writes_into_a_name_another_user_put_in_a_shared_folder(
+    daemon_factory: DaemonFactory, shared_folder: Path, trap: str
+) -> None:
+    """AGENT_TELEMETRY_FILE=/tmp/…: a flush neither appends the events to a file another
+    user made there first (they would read every event) nor follows their link."""
+    profile = shared_folder.parent / f"{shared_folder.name}-profile"
+    profile.write_text("the user's own file\n")
+    try:
+        planted = as_other_user(sys.executable, "-c", PLANT_TRAPS, str(shared_folder), str(profile))
+        assert planted.returncode == 0, planted.stderr
+        daemon = daemon_factory(
+            {
+                "AGENT_TELEMETRY_MODE": "upload",
+                "AGENT_TELEMETRY_SENDER": "file",
+                "AGENT_TELEMETRY_FILE": str(shared_folder / trap),
+                "AGENT_TELEMETRY_RATE_LIMIT": "off",
+            }
+        )
+        post_events(daemon.http_url(), [{"event": "private.data"}])
+        flushed = daemon.cli("flush", check=False)
+        assert flushed.returncode != 0
+        assert f"uid {OTHER_UID}" in flushed.stdout + flushed.stderr
+        assert daemon.status()["buffer"]["pending_upload"] == 1
+        assert (shared_folder / "theirs.out").read_text() == "theirs"
+        assert profile.read_text() == "the user's own file\n"
+    finally:
+        profile.unlink()

@@ -1,5 +1,5 @@
-"""Files a command writes with the user's data in them (an export, the report): readable by
-the user alone, as the buffer is.
+"""Files written with the user's data in them at a path the user named (an export, the
+report, the file sender's output): readable by the user alone, as the buffer is.
 
 The mode is 0600 from the first byte whatever the umask, and an existing file is tightened
 before anything is written into it: an export of the buffer into a file others can read
@@ -25,11 +25,12 @@ from typing import BinaryIO
 PRIVATE_MODE = 0o600
 
 
-def open_private(path: Path) -> BinaryIO:
-    """`path` opened for writing, truncated, readable by the user alone if it is a file.
+def open_private(path: Path, *, append: bool = False) -> BinaryIO:
+    """`path` opened for writing, truncated (or, with `append`, at its end), readable by
+    the user alone if it is a file.
 
     An OSError names what is wrong (see the module's docstring for shared folders)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     try:
         folder = os.stat(path.parent)
     except OSError:
@@ -49,7 +50,7 @@ def open_private(path: Path) -> BinaryIO:
                 # Root may chmod it, but its owner could still read what goes in.
                 raise OSError(errno.EPERM, f"belongs to uid {info.st_uid}", str(path))
             os.fchmod(fd, PRIVATE_MODE)
-        return os.fdopen(fd, "wb")
+        return os.fdopen(fd, "ab" if append else "wb")
     except BaseException:
         os.close(fd)
         raise

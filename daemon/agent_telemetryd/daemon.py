@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import os
 import secrets
@@ -45,7 +46,7 @@ from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.parts import Closer
-from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.paths import ensure_private_dir, others_can_replace
 from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
@@ -160,6 +161,13 @@ class Daemon:
     async def startup(self, stack: contextlib.AsyncExitStack) -> None:
         config, context = self.config, self.context
         paths = config.paths
+        unsafe = others_can_replace(paths.data_dir)
+        if unsafe is not None:
+            raise PermissionError(
+                errno.EPERM,
+                f"another user could replace the buffer in {paths.data_dir} ({unsafe}); "
+                "keep the data in a folder of your own (AGENT_TELEMETRY_HOME, XDG_DATA_HOME)",
+            )
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()
         stack.callback(self._lock.release)  # pushed first: released last of all

@@ -129,6 +129,7 @@ class Daemon:
         self.context.terminal = terminal_stdio()
         self.context.request_stop = lambda: self._on_exit_signal(signal.SIGHUP)
         self._lock = DaemonLock(config.paths.lock_file)
+        self._http_unavailable: str | None = None
         self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
         self._notifier = SdNotifier()
         self._drain = Drain()
@@ -185,6 +186,7 @@ class Daemon:
         listeners = open_listeners(config)
         stack.callback(listeners.close)  # sockets closed, socket files removed
         context.http_url = listeners.http_url
+        self._http_unavailable = listeners.http_unavailable
         self._make_idle_timer(stack, listeners.socket_activated)
         self._sites = sites = plan_sites(config, listeners, ingestor)
         context.sites = sites  # a part may add a TCP listener (OTLP's port)
@@ -312,7 +314,11 @@ class Daemon:
     async def _status_section(self) -> dict[str, Any]:
         section = self._sites.status() if self._sites is not None else {}
         idle = self.context.idle
-        return {**section, "idle_exit_seconds": idle.seconds if idle is not None else None}
+        return {
+            **section,
+            "idle_exit_seconds": idle.seconds if idle is not None else None,
+            "http_unavailable": self._http_unavailable,
+        }
 
     # --- shutdown pieces ---------------------------------------------------------------
 

@@ -181,7 +181,7 @@ def _port_check(
         url = status["paths"]["http"]
         configured = config.http_port if url is None else int(url.rsplit(":", 1)[1])
         probe = _tcp_answer(url) if url else None
-        return checks.port(configured, url, True, probe, False)
+        return checks.port(configured, url, True, probe, False, status.get("http_unavailable"))
     if config.http_port in (None, 0):
         return checks.port(config.http_port, None, False, None, False)
     held = any(

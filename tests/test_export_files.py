@@ -144,6 +144,12 @@ def test_writing_into_a_shared_folder_never_uses_a_name_another_user_put_there(
     assert theirs.returncode == 1
     assert f"belongs to uid {OTHER_UID}, in a shared folder" in theirs.stderr
     assert (shared_folder / "theirs.out").read_text() == "theirs"
+    # A second name of the user's file (what anyone can make where fs.protected_hardlinks
+    # is off; made by the test here, as it is on).
+    os.link(profile, shared_folder / "hardlinked.out")
+    hardlinked = daemon.cli(command, "-o", str(shared_folder / "hardlinked.out"), check=False)
+    assert hardlinked.returncode == 1 and "is one more name (a hard link)" in hardlinked.stderr
+    assert profile.read_text() == "the user's own file\n"
     fresh = shared_folder / "fresh.out"
     daemon.cli(command, "-o", str(fresh))
     assert "private.data" in fresh.read_text()

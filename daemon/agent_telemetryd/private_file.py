@@ -10,8 +10,9 @@ chmod there would change it for everyone (as root, /dev/null itself).
 In a folder every user may write in (sticky and world-writable, as /tmp), another user may
 have put the name there first: a symbolic link to one of the user's files (`-o
 /tmp/events.json` would then overwrite ~/.profile with the export), or a file of their own
-(which they could read afterwards). Those are refused, by the rules Linux applies itself
-with fs.protected_symlinks and fs.protected_regular, which many machines leave off.
+(which they could read afterwards), or a hard link to a file of the user's. Those are
+refused, by the rules Linux applies itself with fs.protected_symlinks, protected_regular
+and protected_hardlinks, which many machines leave off.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def _someone_elses(path: Path, folder: os.stat_result) -> str | None:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
-    mine = os.geteuid()
-    if info.st_uid in (mine, folder.st_uid):
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        # Where fs.protected_hardlinks is off, anyone may link a file of the user's here.
+        return "is one more name (a hard link) of a file kept elsewhere; choose another name"
+    if info.st_uid in (os.geteuid(), folder.st_uid):
         return None
     if stat.S_ISLNK(info.st_mode):
         return f"is a symbolic link that uid {info.st_uid} made in a shared folder; not followed"

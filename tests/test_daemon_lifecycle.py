@@ -47,10 +47,29 @@ def test_a_home_another_user_made_in_a_shared_folder_is_refused_at_start(
     daemon.start(wait=False)
     assert daemon.proc is not None and daemon.proc.wait(30) == 3
     assert (
-        f"another user could replace the buffer in {home / 'data'} ({home} belongs to uid "
-        f"{OTHER_UID}); keep the data in a folder of your own" in daemon.log()
+        f"another user could replace the buffer in {home / 'data'}: {home} belongs to uid "
+        f"{OTHER_UID}; keep the data in a folder of your own" in daemon.log()
     )
     assert list(home.iterdir()) == []
+
+
+def test_a_home_anyone_may_write_in_is_refused_with_the_chmod_that_fixes_it(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The user's own folder, but open to everyone (0777, as umask 000 leaves them): anyone
+    could rename the data folder away and put theirs in its place. The start says which
+    folder and the chmod; after it, the daemon starts."""
+    daemon = daemon_factory(start=False)
+    daemon.home.chmod(0o777)
+    daemon.start(wait=False)
+    assert daemon.proc is not None and daemon.proc.wait(30) == 3
+    assert (
+        f"anyone may write in {daemon.home} (mode 0777); run: chmod o-w {daemon.home}"
+        in daemon.log()
+    )
+    daemon.home.chmod(0o775)
+    daemon.start()
+    assert daemon.status()["running"] is True
 
 
 def test_a_second_daemon_refuses_to_start_and_names_the_first(

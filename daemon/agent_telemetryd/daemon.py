@@ -166,8 +166,7 @@ class Daemon:
         if unsafe is not None:
             raise PermissionError(
                 errno.EPERM,
-                f"another user could replace the buffer in {paths.data_dir} ({unsafe}); "
-                "keep the data in a folder of your own (AGENT_TELEMETRY_HOME, XDG_DATA_HOME)",
+                f"another user could replace the buffer in {paths.data_dir}: {unsafe}",
             )
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()

@@ -95,7 +95,7 @@ def ensure_private_dir(path: Path) -> None:
 
 def others_can_replace(path: Path) -> str | None:
     """Why a user other than this one (and root) could rename or replace `path`, or a
-    folder above it, or None when no one can.
+    folder above it, with the way out; None when no one can.
 
     They can when a folder on the way is theirs, or when anyone may write in it and it is
     not sticky (in a sticky folder such as /tmp only a name's owner may remove it). The
@@ -112,7 +112,11 @@ def others_can_replace(path: Path) -> str | None:
         except OSError as error:
             return f"{folder} cannot be examined ({error.strerror})"
         if info.st_uid not in (me, 0):
-            return f"{folder} belongs to uid {info.st_uid}"
+            return (
+                f"{folder} belongs to uid {info.st_uid}; keep the data in a folder of your "
+                "own (AGENT_TELEMETRY_HOME, XDG_DATA_HOME)"
+            )
         if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
-            return f"anyone may write in {folder} (mode {stat.S_IMODE(info.st_mode):04o})"
+            mode = stat.S_IMODE(info.st_mode)
+            return f"anyone may write in {folder} (mode {mode:04o}); run: chmod o-w {folder}"
     return None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,15 @@ def daemon_factory() -> Iterator[DaemonFactory]:
     yield factory
     for process in made:
         process.cleanup()
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder every user may write in, as /tmp is (sticky, 1777), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="at-shared-", dir="/tmp"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.conftest import DaemonFactory
 from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.upload_helpers import post_events
 from tests.test_daemon_ingest import post_events as post_json_events
+from tests.test_tcp_peers import OTHER_UID
 
 
 def run_cli(daemon: DaemonProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -388,6 +389,28 @@ def test_env_file_others_can_read_is_used_when_it_holds_no_secret(
         f"Error: {env_file} holds TELEMETRY_API_KEY but others may read it (mode 644); "
         f"run: chmod 600 {env_file}\n"
     )
+
+
+def test_env_file_another_user_could_change_is_not_used_by_commands_or_the_daemon(
+    daemon_factory: DaemonFactory, shared_folder: Path
+) -> None:
+    """A service.env beside a config in a shared folder, written by another user: upload
+    on, content kept. Neither a command nor the daemon takes its settings."""
+    stopped = daemon_factory(start=False)
+    env_file = shared_folder / "service.env"
+    env_file.write_text("AGENT_TELEMETRY_MODE=upload\nAGENT_TELEMETRY_CAPTURE_CONTENT=1\n")
+    env_file.chmod(0o644)
+    os.chown(env_file, OTHER_UID, OTHER_UID)
+    expected = (
+        f"{env_file} belongs to uid {OTHER_UID}, so its settings (where events go, whether "
+        "they are sent) are not yours alone"
+    )
+    status = run_cli(stopped, "--env-file", str(env_file), "status")
+    assert status.returncode == 1 and "mode:" not in status.stdout
+    assert expected in status.stderr
+    daemon = run_cli(stopped, "--env-file", str(env_file), "daemon")
+    assert daemon.returncode == 1 and expected in daemon.stderr
+    assert not stopped.api_socket.exists()
 
 
 def test_enable_without_a_backend_says_where_the_daemon_reads_keys(

@@ -5,9 +5,13 @@ next `mode` keeps the broken file instead of writing over it. The real CLI and d
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
+from pathlib import Path
 
 from tests.conftest import DaemonFactory
+from tests.test_daemon_ingest import post_events
+from tests.test_tcp_peers import OTHER_UID, as_other_user
 
 
 def test_an_unreadable_record_is_off_named_by_status_and_failed_by_doctor(
@@ -67,3 +71,50 @@ def test_a_daemon_started_on_an_unreadable_record_keeps_nothing(
     (kept,) = daemon.home.glob("consent.json.unreadable-*")
     assert f"it is kept as {kept}" in out and kept.read_text() == '{"mode": "of"}'
     assert daemon.status()["mode"] == "local"
+
+
+# Another user's record, written where a config in a shared folder puts it.
+PLANT_RECORD = """
+import json, sys
+with open(sys.argv[1], "w") as out:
+    json.dump({"mode": sys.argv[2], "since": "2026-01-01T00:00:00Z", "history": []}, out)
+"""
+
+
+def plant_record(folder: Path, mode: str) -> Path:
+    record = folder / "consent.json"
+    result = as_other_user(sys.executable, "-c", PLANT_RECORD, str(record), mode)
+    assert result.returncode == 0, result.stderr
+    assert record.stat().st_uid == OTHER_UID
+    return record
+
+
+def test_another_users_record_beside_a_shared_config_does_not_turn_upload_on(
+    daemon_factory: DaemonFactory, shared_folder: Path
+) -> None:
+    """With AGENT_TELEMETRY_CONFIG in a shared folder the record is read from there too:
+    another user's consent.json saying upload is not the user's choice, and is not used."""
+    record = plant_record(shared_folder, "upload")
+    config = {"AGENT_TELEMETRY_CONFIG": str(shared_folder / "team.toml")}
+    daemon = daemon_factory({**config, "AGENT_TELEMETRY_RATE_LIMIT": "off"})
+    status = daemon.status()
+    assert (status["mode"], status["mode_source"]) == ("local", "default")
+    assert f"{record} belongs to uid {OTHER_UID}, so it is not used" in status["mode_reason"]
+    assert post_events(daemon.http_url(), [{"event": "stays.here"}])[0] == 202
+    assert [row["upload"] for row in daemon.export()] == ["local"]
+    doctor = json.loads(daemon.cli("doctor", "--json", check=False).stdout)
+    (consent,) = [c for c in doctor["checks"] if c["name"] == "consent"]
+    assert consent["verdict"] == "warn"
+    assert "agent-telemetry mode off|local|upload" in consent["fix"]
+
+
+def test_another_users_record_is_honoured_when_it_keeps_less(
+    daemon_factory: DaemonFactory, shared_folder: Path
+) -> None:
+    """`off` is safe whoever asks for it, as in a config file that is not the user's."""
+    plant_record(shared_folder, "off")
+    daemon = daemon_factory(
+        {"AGENT_TELEMETRY_CONFIG": str(shared_folder / "team.toml")}, start=False
+    )
+    status = daemon.status()
+    assert (status["mode"], status["mode_source"]) == ("off", "command")

@@ -10,11 +10,13 @@ import socket
 import sqlite3
 import stat
 import urllib.request
+from pathlib import Path
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 from tests.test_http_hostile import wait_for_counters
+from tests.test_tcp_peers import OTHER_UID, as_other_user
 
 
 def mode_bits(path) -> int:
@@ -29,6 +31,45 @@ def test_sockets_and_buffer_files_are_private_to_the_user(daemon: DaemonProcess)
     # The WAL holds event contents too, and SQLite creates it with the process umask.
     for path in (daemon.database, *daemon.database.parent.glob("buffer.sqlite3-*")):
         assert mode_bits(path) == 0o600, path
+
+
+def test_a_home_another_user_made_in_a_shared_folder_is_refused_at_start(
+    daemon_factory: DaemonFactory, shared_folder: Path
+) -> None:
+    """AGENT_TELEMETRY_HOME=/tmp/…, which another user made first (theirs, 0777): they
+    could swap or remove the buffer and the spool in it. The daemon does not start there
+    (exit 3, the reason in one line) and writes nothing into it."""
+    home = shared_folder / "home"
+    made = as_other_user("mkdir", "-m", "777", str(home))
+    assert made.returncode == 0, made.stderr
+    daemon = daemon_factory(start=False, home=home)
+    daemon.log_path = shared_folder / "daemon.log"
+    daemon.start(wait=False)
+    assert daemon.proc is not None and daemon.proc.wait(30) == 3
+    assert (
+        f"another user could replace the buffer in {home / 'data'}: {home} belongs to uid "
+        f"{OTHER_UID}; keep the data in a folder of your own" in daemon.log()
+    )
+    assert list(home.iterdir()) == []
+
+
+def test_a_home_anyone_may_write_in_is_refused_with_the_chmod_that_fixes_it(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The user's own folder, but open to everyone (0777, as umask 000 leaves them): anyone
+    could rename the data folder away and put theirs in its place. The start says which
+    folder and the chmod; after it, the daemon starts."""
+    daemon = daemon_factory(start=False)
+    daemon.home.chmod(0o777)
+    daemon.start(wait=False)
+    assert daemon.proc is not None and daemon.proc.wait(30) == 3
+    assert (
+        f"anyone may write in {daemon.home} (mode 0777); run: chmod o-w {daemon.home}"
+        in daemon.log()
+    )
+    daemon.home.chmod(0o775)
+    daemon.start()
+    assert daemon.status()["running"] is True
 
 
 def test_a_second_daemon_refuses_to_start_and_names_the_first(

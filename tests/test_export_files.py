@@ -8,11 +8,15 @@ import io
 import os
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess
 from tests.test_daemon_ingest import post_events
+from tests.test_tcp_peers import OTHER_UID, as_other_user
 
 # Names a spreadsheet would run as formulas if a cell started with them.
 FORMULA_NAMES = ['=HYPERLINK("https://example.invalid","open")', "+1+2", "-3+4", "@SUM(1,2)"]
@@ -103,3 +107,80 @@ def test_the_buffer_itself_is_never_the_output(daemon: DaemonProcess, command: s
     daemon.start()
     assert daemon.status()["anonymous_id"] == anonymous_id
     assert [row["event"] for row in daemon.export()] == ["precious"] * 10
+
+
+# Another user's traps in a shared folder: a link to one of the user's files, and a file
+# of their own they could read back.
+PLANT_TRAPS = """
+import os, sys
+folder, target = sys.argv[1], sys.argv[2]
+os.symlink(target, os.path.join(folder, "linked.out"))
+with open(os.path.join(folder, "theirs.out"), "w") as out:
+    out.write("theirs")
+os.chmod(os.path.join(folder, "theirs.out"), 0o666)
+"""
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_writing_into_a_shared_folder_never_uses_a_name_another_user_put_there(
+    daemon: DaemonProcess, shared_folder: Path, command: str
+) -> None:
+    """`-o /tmp/…`: a link another user made there is not followed (it would overwrite
+    the user's ~/.profile with their events), nor is a file of theirs filled (they could
+    read it); a new name there is written, the user's alone."""
+    post_events(daemon.http_url(), [{"event": "private.data"}])
+    profile = daemon.home / "profile"
+    profile.write_text("the user's own file\n")
+    planted = as_other_user(sys.executable, "-c", PLANT_TRAPS, str(shared_folder), str(profile))
+    assert planted.returncode == 0, planted.stderr
+    linked = daemon.cli(command, "-o", str(shared_folder / "linked.out"), check=False)
+    assert linked.returncode == 1 and "Traceback" not in linked.stderr
+    assert linked.stderr.strip() == (
+        f"Error: cannot write {shared_folder / 'linked.out'}: is a symbolic link that uid "
+        f"{OTHER_UID} made in a shared folder; not followed"
+    )
+    assert profile.read_text() == "the user's own file\n"
+    theirs = daemon.cli(command, "-o", str(shared_folder / "theirs.out"), check=False)
+    assert theirs.returncode == 1
+    assert f"belongs to uid {OTHER_UID}, in a shared folder" in theirs.stderr
+    assert (shared_folder / "theirs.out").read_text() == "theirs"
+    # A second name of the user's file (what anyone can make where fs.protected_hardlinks
+    # is off; made by the test here, as it is on).
+    os.link(profile, shared_folder / "hardlinked.out")
+    hardlinked = daemon.cli(command, "-o", str(shared_folder / "hardlinked.out"), check=False)
+    assert hardlinked.returncode == 1 and "is one more name (a hard link)" in hardlinked.stderr
+    assert profile.read_text() == "the user's own file\n"
+    fresh = shared_folder / "fresh.out"
+    daemon.cli(command, "-o", str(fresh))
+    assert "private.data" in fresh.read_text()
+    assert (fresh.stat().st_uid, stat.S_IMODE(fresh.stat().st_mode)) == (os.geteuid(), 0o600)
+
+
+@pytest.mark.parametrize("trap", ["linked.out", "theirs.out"])
+def test_the_file_sender_never_writes_into_a_name_another_user_put_in_a_shared_folder(
+    daemon_factory: DaemonFactory, shared_folder: Path, trap: str
+) -> None:
+    """AGENT_TELEMETRY_FILE=/tmp/…: a flush neither appends the events to a file another
+    user made there first (they would read every event) nor follows their link."""
+    profile = shared_folder.parent / f"{shared_folder.name}-profile"
+    profile.write_text("the user's own file\n")
+    try:
+        planted = as_other_user(sys.executable, "-c", PLANT_TRAPS, str(shared_folder), str(profile))
+        assert planted.returncode == 0, planted.stderr
+        daemon = daemon_factory(
+            {
+                "AGENT_TELEMETRY_MODE": "upload",
+                "AGENT_TELEMETRY_SENDER": "file",
+                "AGENT_TELEMETRY_FILE": str(shared_folder / trap),
+                "AGENT_TELEMETRY_RATE_LIMIT": "off",
+            }
+        )
+        post_events(daemon.http_url(), [{"event": "private.data"}])
+        flushed = daemon.cli("flush", check=False)
+        assert flushed.returncode != 0
+        assert f"uid {OTHER_UID}" in flushed.stdout + flushed.stderr
+        assert daemon.status()["buffer"]["pending_upload"] == 1
+        assert (shared_folder / "theirs.out").read_text() == "theirs"
+        assert profile.read_text() == "the user's own file\n"
+    finally:
+        profile.unlink()

@@ -77,6 +77,65 @@ def test_node_reads_the_disabled_flag_and_the_mode_as_the_python_shim() -> None:
     assert not differing
 
 
+# Consent records as (owner, mode bits, text): the user's own, another user's, and the
+# user's own that others may change.
+OTHER_UID = 65534
+RECORDS = [
+    ("own", 0o600, '{"mode": "upload"}'),
+    ("own", 0o600, "{garbage"),
+    ("other", 0o644, '{"mode": "upload"}'),
+    ("other", 0o644, '{"mode": "local"}'),
+    ("other", 0o644, "{garbage"),
+    ("other", 0o600, '{"mode": "upload"}'),
+    ("other", 0o644, '{"mode": "off"}'),
+    ("own", 0o666, '{"mode": "upload"}'),
+    ("own", 0o620, '{"mode": "off"}'),
+]
+
+
+def test_both_shims_take_a_record_someone_else_may_have_written_as_the_daemon_does(
+    tmp_path: Path,
+) -> None:
+    """Another user's consent.json (beside a config in a shared folder) says nothing
+    unless it says off: the daemon does not use it, and neither shim lets it decide
+    whether an agent spools, whatever it holds or whether it can be read."""
+    from agent_telemetry._consent import stored_mode
+    from agent_telemetryd.consent import StoredConsent, UnreadableConsent, read_stored
+
+    paths = []
+    for number, (owner, mode, text) in enumerate(RECORDS):
+        path = tmp_path / f"consent-{number}.json"
+        path.write_text(text)
+        path.chmod(mode)
+        if owner == "other":
+            os.chown(path, OTHER_UID, OTHER_UID)
+        paths.append(path)
+
+    def daemon_reading(path: Path) -> str | None:
+        record = read_stored(path)
+        if isinstance(record, StoredConsent):
+            return record.mode
+        return "off" if isinstance(record, UnreadableConsent) else None
+
+    script = (
+        "const { storedMode } = require(process.argv[1]);\n"
+        "const files = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify(files.map(storedMode)));\n"
+    )
+    proc = subprocess.run(
+        [required_tool("nodejs", "node"), "-e", script, str(NODE_SHIM / "consent.js")],
+        input=json.dumps([str(path) for path in paths]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = ["upload", "off", None, None, None, None, "off", None, "off"]
+    assert [daemon_reading(path) for path in paths] == expected
+    assert [stored_mode(path) for path in paths] == expected
+    assert json.loads(proc.stdout) == expected
+
+
 def test_node_finds_every_file_where_the_python_shim_does(tmp_path: Path) -> None:
     """The same environment gives both shims the same paths, character for character.
 

@@ -20,7 +20,7 @@ import pytest
 from agent_telemetryd.receivers import sock_diag, tcp_peer
 from tests.conftest import DaemonFactory
 from tests.daemon_process import DaemonProcess, make_home
-from tests.test_daemon_ingest import post_events, wait_for_rows
+from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 
 OTHER_UID = 65534  # nobody
 
@@ -67,6 +67,50 @@ def test_another_user_posting_to_the_loopback_port_is_refused_and_nothing_stored
     assert [row["event"] for row in daemon.export()] == ["from.owner"]
     assert daemon.status()["counters"]["received"] == 1
     assert '"socket": "tcp"' in daemon.log() and "foreign_peer_refused" in daemon.log()
+
+
+# Another user's program holding a loopback port until its standard input closes.
+HOLD_PORT = """
+import socket, sys
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    print(sock.getsockname()[1], flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_port_another_user_holds_leaves_the_daemon_running_on_its_sockets(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """On a shared machine another user (their own daemon, or anyone) may hold the port
+    first. The daemon used to exit 3 for it, and the shims' events waited in the spool:
+    now it serves its sockets, and status and doctor say what is missing and why."""
+    holder = subprocess.Popen(
+        [*AS_OTHER_USER, sys.executable, "-c", HOLD_PORT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        daemon = daemon_factory({"AGENT_TELEMETRY_HTTP_PORT": str(port)})
+        send_lines(daemon.ingest_socket, b'{"event": "over.the.socket"}\n')
+        status = wait_for_rows(daemon, 1)
+        assert status["paths"]["http"] is None
+        assert (
+            f"cannot listen on 127.0.0.1:{port}: Address already in use"
+            in (status["http_unavailable"])
+        )
+        assert "the daemon runs on its sockets only" in daemon.cli("status").stdout
+        checks = json.loads(daemon.cli("doctor", "--json", check=False).stdout)["checks"]
+        (port_check,) = [check for check in checks if check["name"] == "port"]
+        assert port_check["verdict"] == "fail"
+        assert "reach the program that holds it, not the daemon" in port_check["detail"]
+        assert f"http_port = {port + 1}" in port_check["fix"]
+    finally:
+        holder.communicate(timeout=30)
 
 
 def test_the_token_can_be_required_for_posting_over_tcp(daemon_factory: DaemonFactory) -> None:

@@ -10,12 +10,13 @@ there but cannot be read counts as `off`, as the daemon counts it: it may have b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent_telemetry._paths import config_file, consent_file
+from agent_telemetry._paths import config_file, consent_file, others_file_problem
 from agent_telemetry._settings import flag_set
 
 MODES = ("off", "local", "upload")
@@ -30,16 +31,24 @@ def _mode(value: object) -> str | None:
 
 def stored_mode(path: Path) -> str | None:
     """The mode a command stored; None when none was; `off` when the file is there but
-    does not say one (unreadable, not JSON, no mode)."""
+    does not say one (unreadable, not JSON, no mode). A record someone else may have
+    written counts only when it says `off`, as the daemon counts it."""
+    others = None
     try:
         with open(path, "rb") as handle:
+            others = others_file_problem(os.fstat(handle.fileno()))
             data = json.load(handle)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return "off"
+        if others is None:  # not opened: still, whose is it?
+            with contextlib.suppress(OSError):
+                others = others_file_problem(os.stat(path))
+        return None if others is not None else "off"
     # The daemon takes the stored mode only as written by it: exactly one of the modes.
     mode = data.get("mode") if isinstance(data, dict) else None
+    if others is not None:
+        return "off" if mode == "off" else None
     return mode if mode in MODES else "off"
 
 

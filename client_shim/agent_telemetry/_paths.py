@@ -8,6 +8,7 @@ equal.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -136,6 +137,46 @@ def private_dir_problem(path: str | os.PathLike[str]) -> str | None:
     if info.st_mode & 0o077:
         return f"has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
     return None
+
+
+def others_file_problem(info: os.stat_result) -> str | None:
+    """Why a file (its `os.stat` result) may hold what someone else wrote, or None when only
+    this user can have: it belongs to another uid, or its group or others may change it."""
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"has mode {mode:04o}, so others may change it"
+    return None
+
+
+def make_private_dirs(path: str | os.PathLike[str]) -> list[Path]:
+    """Make `path` and every missing folder above it 0700, whatever the umask; return those
+    made, outermost first. Folders that are already there are left as they are.
+
+    pathlib's mkdir(parents=True) gives the parents it makes the umask's mode: under umask
+    000 a first run would leave ~/.local, ~/.local/share and ~/.config open to every user,
+    who could then swap what is inside (the consent record, the buffer, the spool, and
+    other programs' files too, ~/.local/bin among them). The XDG base directory spec asks
+    for 0700 for the folders a program makes there.
+    """
+    target = Path(path)
+    missing: list[Path] = []
+    folder = target
+    while not os.path.lexists(folder) and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile, by another process of this user or by someone else
+        os.chmod(folder, 0o700)  # a umask may take the user's own bits away too
+        made.append(folder)
+    if not target.is_dir():
+        raise FileExistsError(errno.EEXIST, "exists and is not a directory", str(target))
+    return made
 
 
 def runtime_dir_choice(

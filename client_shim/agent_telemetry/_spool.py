@@ -16,7 +16,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from agent_telemetry._paths import private_dir_problem
+from agent_telemetry._paths import make_private_dirs, private_dir_problem
 
 SPOOL_FILE_BYTES = 8 * 1024 * 1024
 SPOOL_FOLDER_BYTES = 64 * 1024 * 1024
@@ -208,8 +208,7 @@ def _make_spool_dir(path: Path) -> None:
     which may be anything a caller named (even /tmp). A spool folder that exists but is
     not private is not used. Only a folder made here is set to 0700 (whatever the umask).
     """
-    with contextlib.suppress(FileExistsError):
-        path.parent.mkdir(mode=0o700, parents=True)  # the data dir, as the daemon makes it
+    make_private_dirs(path.parent)  # the data dir, as the daemon makes it
     made = False
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)

@@ -6,7 +6,7 @@
 // that is there but cannot be read counts as `off`, as the daemon counts it: it may have been.
 
 const fs = require('node:fs');
-const { configFile, consentFile } = require('./paths.js');
+const { configFile, consentFile, othersFileProblem } = require('./paths.js');
 
 const MODES = new Set(['off', 'local', 'upload']);
 
@@ -39,21 +39,43 @@ function readUtf8(file) {
   return UTF8.decode(fs.readFileSync(file));
 }
 
-/** The mode a command stored, exactly as the daemon writes it; null when none; 'off' when
- * the file is there but does not say one (unreadable, not JSON, no mode). */
-function storedMode(file) {
-  let text;
-  try {
-    text = readUtf8(file);
-  } catch (error) {
-    return error && error.code === 'ENOENT' ? null : 'off';
-  }
+// The mode a record's text names, or null when it names none.
+function parsedMode(text) {
   try {
     const data = JSON.parse(text);
-    return data && typeof data === 'object' && MODES.has(data.mode) ? data.mode : 'off';
+    return data && typeof data === 'object' && MODES.has(data.mode) ? data.mode : null;
   } catch {
-    return 'off';
+    return null;
   }
+}
+
+/** The mode a command stored, exactly as the daemon writes it; null when none; 'off' when
+ * the file is there but does not say one (unreadable, not JSON, no mode). A record someone
+ * else may have written counts only when it says `off`, as the daemon counts it. */
+function storedMode(file) {
+  let others = null;
+  let text;
+  let fd = null;
+  try {
+    fd = fs.openSync(file, 'r');
+    others = othersFileProblem(fs.fstatSync(fd));
+    text = UTF8.decode(fs.readFileSync(fd));
+  } catch (error) {
+    if (error && error.code === 'ENOENT') return null;
+    if (others === null) {
+      try {
+        others = othersFileProblem(fs.statSync(file)); // not opened: still, whose is it?
+      } catch {
+        // nothing more to learn
+      }
+    }
+    return others === null ? 'off' : null;
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+  const mode = parsedMode(text);
+  if (others !== null) return mode === 'off' ? 'off' : null;
+  return mode || 'off';
 }
 
 // A minimal reading of TOML, enough for one top-level string key: comments, blank lines and

@@ -113,6 +113,13 @@ function privateDirProblem(error, stat) {
   return null;
 }
 
+// Why a file (its stat) may hold what someone else wrote; null when only this user can have.
+function othersFileProblem(stat) {
+  if (process.geteuid && stat.uid !== process.geteuid()) return `belongs to uid ${stat.uid}`;
+  if (stat.mode & 0o022) return `has mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}, so others may change it`;
+  return null;
+}
+
 function privateDirProblemSync(dir) {
   try {
     return privateDirProblem(null, fs.lstatSync(dir));
@@ -146,6 +153,7 @@ module.exports = {
   fallbackRuntimeDir,
   privateDirProblem,
   privateDirProblemSync,
+  othersFileProblem,
   runtimeDir,
   ingestSocketPath,
 };

@@ -51,9 +51,7 @@ def unsafe_file_problems(
                 fix=fix,
             )
         )
-    elif mode & _OTHERS_WRITE and not (
-        mode & stat.S_IWOTH == 0 and _private_group(info.st_gid, uid)
-    ):
+    elif others_can_change(info, uid) is not None:
         fix = f"chmod 600 {path}"
         problems.append(
             ConfigProblem(
@@ -78,6 +76,18 @@ def unsafe_file_problems(
             )
         )
     return problems
+
+
+def others_can_change(info: os.stat_result, uid: int) -> str | None:
+    """Who besides `uid` could change a file (its `os.stat`): its owner, when that is
+    someone else, or group and others by its mode (the user's own group aside); None when
+    no one could."""
+    if info.st_uid != uid:
+        return f"belongs to uid {info.st_uid}"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & _OTHERS_WRITE and not (mode & stat.S_IWOTH == 0 and _private_group(info.st_gid, uid)):
+        return f"others can change it (mode {mode:o})"
+    return None
 
 
 def _private_group(gid: int, uid: int) -> bool:

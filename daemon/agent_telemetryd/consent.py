@@ -10,14 +10,16 @@ local unless AGENT_TELEMETRY_MODE=upload was given explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent_telemetry._paths import make_private_dirs, others_file_problem
 from agent_telemetryd.config import MODES, Config, Mode
 
 POLICY_VERSION = 1
@@ -67,15 +69,50 @@ class UnreadableConsent:
         return f"{self.path} {self.problem}"
 
 
-def read_stored(path: Path) -> StoredConsent | UnreadableConsent | None:
+@dataclass(frozen=True)
+class UntrustedConsent:
+    """A consent record someone else may have written (see read_stored): not used."""
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.problem}"
+
+
+StoredRecord = StoredConsent | UnreadableConsent | UntrustedConsent | None
+
+
+def read_stored(path: Path) -> StoredRecord:
     """The mode last set by a command; None when never set, UnreadableConsent when the
-    file is there but does not say a mode (then `off`: see UNREADABLE_MODE)."""
+    file is there but does not say a mode (then `off`: see UNREADABLE_MODE).
+
+    A record another user owns, or may change, is UntrustedConsent unless it says `off`:
+    with the config in a shared folder (AGENT_TELEMETRY_CONFIG=/tmp/team.toml puts the
+    record at /tmp/consent.json) anyone could otherwise turn upload on for this user, as
+    a config file of theirs could (config_safety.py). Keeping less is safe whoever asks.
+    """
+    others = None
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            others = others_file_problem(os.fstat(handle.fileno()))
+            text = handle.read()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as error:
+        if others is None:  # not opened: still, whose is it?
+            with contextlib.suppress(OSError):
+                others = others_file_problem(path.stat())
+        if others is not None:
+            return UntrustedConsent(path, others)
         return UnreadableConsent(path, f"cannot be read ({_why(error)})")
+    record = _parse_record(path, text)
+    if others is not None and not (isinstance(record, StoredConsent) and record.mode == Mode.OFF):
+        return UntrustedConsent(path, others)
+    return record
+
+
+def _parse_record(path: Path, text: str) -> StoredConsent | UnreadableConsent:
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -123,6 +160,8 @@ def write_stored(
     if isinstance(previous, UnreadableConsent):
         set_aside = _set_aside(path, moment)
         previous = None
+    elif isinstance(previous, UntrustedConsent):
+        previous = None  # its history is not the user's
     history = list(previous.history if previous else ())
     entry: dict[str, Any] = {"mode": mode, "at": stamp, "policy_version": POLICY_VERSION}
     entry["via"] = via
@@ -135,7 +174,7 @@ def write_stored(
         "policy_version": POLICY_VERSION,
         "history": history[-_HISTORY_LIMIT:],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".consent-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -168,8 +207,11 @@ def _set_aside(path: Path, moment: datetime) -> Path:
     raise FileExistsError(f"no free name to keep the unreadable {path} under")
 
 
-def decide(config: Config, stored: StoredConsent | UnreadableConsent | None) -> ConsentState:
+def decide(config: Config, stored: StoredRecord) -> ConsentState:
     """The effective mode and what decided it."""
+    untrusted = stored if isinstance(stored, UntrustedConsent) else None
+    if untrusted is not None:
+        stored = None
     if config.disabled:
         return ConsentState(Mode.OFF, "AGENT_TELEMETRY_DISABLED", "AGENT_TELEMETRY_DISABLED is set")
     if config.source_of("mode") == "env" and config.mode:
@@ -191,6 +233,8 @@ def decide(config: Config, stored: StoredConsent | UnreadableConsent | None) -> 
         state = ConsentState(
             DEFAULT_MODE, "default", "no choice made yet: kept locally, never sent"
         )
+    if untrusted is not None and state.source in ("config", "default"):
+        state = replace(state, reason=f"{state.reason}; {untrusted}, so it is not used")
     if state.mode != Mode.UPLOAD:
         return state
     if config.do_not_track:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.config import Config
 from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.idle import IdleTimer
@@ -69,7 +70,7 @@ class DaemonContext:
             # Before the file is touched: opening it may heal it or move a file aside,
             # which only the buffer's one writer may do.
             try:
-                config.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                make_private_dirs(config.paths.data_dir)
                 self.buffer_lock.acquire()
             except OSError as error:  # a folder that refuses files refuses the buffer too
                 raise open_error(config.paths.database, error) from error

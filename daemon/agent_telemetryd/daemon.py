@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import os
 import secrets
@@ -45,7 +46,7 @@ from agent_telemetryd.listeners import ListenError, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.parts import Closer
-from agent_telemetryd.paths import ensure_private_dir
+from agent_telemetryd.paths import ensure_private_dir, others_can_replace
 from agent_telemetryd.privacy.allowlist import Allowlist
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.privacy.scrub import default_scrubber
@@ -130,6 +131,7 @@ class Daemon:
         self.context.terminal = held_hangup.terminal if held_hangup else terminal_stdio()
         self.context.request_stop = lambda: self._on_exit_signal(signal.SIGHUP)
         self._lock = DaemonLock(config.paths.lock_file)
+        self._http_unavailable: str | None = None
         self._buffer_lock = self.context.buffer_lock = DaemonLock(config.paths.buffer_lock)
         self._notifier = SdNotifier()
         self._drain = Drain()
@@ -162,6 +164,12 @@ class Daemon:
     async def startup(self, stack: contextlib.AsyncExitStack) -> None:
         config, context = self.config, self.context
         paths = config.paths
+        unsafe = others_can_replace(paths.data_dir)
+        if unsafe is not None:
+            raise PermissionError(
+                errno.EPERM,
+                f"another user could replace the buffer in {paths.data_dir}: {unsafe}",
+            )
         ensure_private_dir(paths.runtime_dir)
         self._lock.acquire()
         stack.callback(self._lock.release)  # pushed first: released last of all
@@ -179,6 +187,7 @@ class Daemon:
         listeners = open_listeners(config)
         stack.callback(listeners.close)  # sockets closed, socket files removed
         context.http_url = listeners.http_url
+        self._http_unavailable = listeners.http_unavailable
         self._make_idle_timer(stack, listeners.socket_activated)
         self._sites = sites = plan_sites(config, listeners, ingestor)
         context.sites = sites  # a part may add a TCP listener (OTLP's port)
@@ -306,7 +315,11 @@ class Daemon:
     async def _status_section(self) -> dict[str, Any]:
         section = self._sites.status() if self._sites is not None else {}
         idle = self.context.idle
-        return {**section, "idle_exit_seconds": idle.seconds if idle is not None else None}
+        return {
+            **section,
+            "idle_exit_seconds": idle.seconds if idle is not None else None,
+            "http_unavailable": self._http_unavailable,
+        }
 
     # --- shutdown pieces ---------------------------------------------------------------
 

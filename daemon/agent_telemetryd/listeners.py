@@ -8,6 +8,7 @@ a self-started daemon share one code path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -31,6 +32,10 @@ class ListenError(RuntimeError):
     """A socket could not be bound; the message says which and why."""
 
 
+class PortTakenError(ListenError):
+    """The loopback HTTP port is held by another program."""
+
+
 @dataclass
 class Listeners:
     ingest: socket.socket
@@ -39,6 +44,8 @@ class Listeners:
     owned_paths: list[Path] = field(default_factory=list)  # files to remove at shutdown
     # The service manager passed ingest.sock: it holds the socket while the daemon is not running.
     socket_activated: bool = False
+    # Why there is no HTTP listener although a port is configured (it was taken).
+    http_unavailable: str | None = None
 
     @property
     def http_url(self) -> str | None:
@@ -78,10 +85,25 @@ def open_listeners(config: Config) -> Listeners:
         ingest = inherited.get("ingest") or _bind_unix(paths.ingest_socket, owned, undo)
         api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
         http = inherited.get("http")
+        unavailable = None
         if http is None and config.http_port is not None:
-            http = _bind_tcp(config.http_host, config.http_port)
+            try:
+                http = _bind_tcp(config.http_host, config.http_port)
+            except PortTakenError as error:
+                # Any local user can take a loopback port first (on a shared machine, another
+                # user's daemon holds 7468): that must not also stop the sockets, which the
+                # shims use. status and doctor name what is missing.
+                unavailable = str(error)
+                log.warning("no HTTP listener: %s", unavailable)
         undo.pop_all()
-    return Listeners(ingest, api, http, owned, socket_activated="ingest" in inherited)
+    return Listeners(
+        ingest,
+        api,
+        http,
+        owned,
+        socket_activated="ingest" in inherited,
+        http_unavailable=unavailable,
+    )
 
 
 def _remove_files(paths: list[Path]) -> None:
@@ -204,7 +226,8 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         hint = " (set AGENT_TELEMETRY_HTTP_PORT to another port, 0, or off)"
-        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
+        kind = PortTakenError if error.errno == errno.EADDRINUSE else ListenError
+        raise kind(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
     sock.listen(512)
     sock.setblocking(False)
     return sock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from agent_telemetry._paths import runtime_dir_choice
+from agent_telemetry._paths import make_private_dirs, runtime_dir_choice
 
 APP_NAME = "agent-telemetry"
 _said: set[str] = set()
@@ -88,5 +89,34 @@ def resolve_paths(environ: Mapping[str, str] = os.environ, platform: str | None 
 
 def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and make it 0700: sockets and the buffer are the user's alone."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path)
     os.chmod(path, 0o700)
+
+
+def others_can_replace(path: Path) -> str | None:
+    """Why a user other than this one (and root) could rename or replace `path`, or a
+    folder above it, with the way out; None when no one can.
+
+    They can when a folder on the way is theirs, or when anyone may write in it and it is
+    not sticky (in a sticky folder such as /tmp only a name's owner may remove it). The
+    buffer and the spool in such a place could be swapped for files of theirs, or removed.
+    Group write is not counted: many users have a group of their own (umask 002).
+    """
+    me = os.geteuid()
+    real = Path(os.path.realpath(path))
+    for folder in (real, *real.parents):
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            continue  # made later by the daemon, 0700
+        except OSError as error:
+            return f"{folder} cannot be examined ({error.strerror})"
+        if info.st_uid not in (me, 0):
+            return (
+                f"{folder} belongs to uid {info.st_uid}; keep the data in a folder of your "
+                "own (AGENT_TELEMETRY_HOME, XDG_DATA_HOME)"
+            )
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            mode = stat.S_IMODE(info.st_mode)
+            return f"anyone may write in {folder} (mode {mode:04o}); run: chmod o-w {folder}"
+    return None

@@ -33,11 +33,19 @@ class ApiError(Exception):
         return json_response({"error": self.message, **self.extra}, self.status, self.headers)
 
 
+# Answers hold the team's figures, read with a key: no cache (a browser's on a shared
+# computer, a proxy's) keeps them, and no browser reads them as anything but JSON.
+_API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={**_API_HEADERS, **(headers or {})},
     )
 
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import asyncpg
 import pytest
-from server_helpers import INGEST_KEYS, Running, make_batch, make_event
+from server_helpers import INGEST_KEYS, READ_KEY, Running, make_batch, make_event
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -66,6 +66,17 @@ async def test_stats_match_the_fixture(loaded: Running) -> None:
     }
     status, body = await loaded.get("/api/v1/telemetry/stats?days=1")
     assert (body["events"], body["from"]) == (5, D1)
+
+
+async def test_read_answers_are_never_kept_by_a_cache(loaded: Running) -> None:
+    """The team's figures, read with a key, stay out of a browser's cache on a shared
+    computer and out of any proxy's."""
+    headers = {"Authorization": f"Bearer {READ_KEY}"}
+    for path in ("/api/v1/telemetry/stats", "/api/v1/analytics/overview"):
+        async with loaded.session.get(f"{loaded.url}{path}", headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.headers["Cache-Control"] == "no-store"
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_stats_come_from_rollups_not_raw_rows(

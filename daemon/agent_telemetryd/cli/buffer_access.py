@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd import lazy_log
 from agent_telemetryd.cli.common import daemon_pid
 from agent_telemetryd.config import Config
@@ -130,7 +131,7 @@ def offline_file(config: Config) -> Iterator[BufferFile]:
     # runtime folder it uses: it cannot start writing the file while this command does.
     lock = DaemonLock(config.paths.buffer_lock)
     try:
-        config.paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(config.paths.data_dir)
         lock.acquire()
     except AlreadyRunningError as error:
         raise click.ClickException(f"{error}; try again") from None

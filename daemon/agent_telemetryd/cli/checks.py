@@ -198,11 +198,24 @@ def port(
     daemon_running: bool,
     probe: str | None,
     held_by_socket_unit: bool,
+    unavailable: str | None = None,
 ) -> Check:
-    """`probe`: None when the port answered (running) or is free (stopped), else why not."""
+    """`probe`: None when the port answered (running) or is free (stopped), else why not;
+    `unavailable`: why the running daemon has no HTTP listener, as it says."""
     if configured is None:
         return Check("port", OK, "loopback HTTP is off (http_port = off): agents use the sockets")
     if daemon_running:
+        if running_url is None and unavailable is not None:
+            return Check(
+                "port",
+                FAIL,
+                f"the daemon runs on its sockets only: {unavailable}; agents that post to "
+                f"127.0.0.1:{configured} (OpenTelemetry exporters, PostHog SDKs) reach the "
+                "program that holds it, not the daemon",
+                f"set another port: http_port = {configured + 1} in the config (or "
+                f"AGENT_TELEMETRY_HTTP_PORT={configured + 1}), restart the daemon, and point "
+                "those agents at it (agent-telemetry otel-env)",
+            )
         if running_url is None:
             return Check(
                 "port",
@@ -227,7 +240,8 @@ def port(
     return Check(
         "port",
         FAIL,
-        f"127.0.0.1:{configured} is taken by another program ({probe}): the daemon cannot start",
+        f"127.0.0.1:{configured} is taken by another program ({probe}): the daemon would "
+        "start on its sockets only",
         "set another port: http_port = 7469 in the config (or AGENT_TELEMETRY_HTTP_PORT=7469)",
     )
 
@@ -260,10 +274,27 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
 
 
 def consent(
-    mode: str, source: str, reason: str, sender: str, unreadable: str | None = None
+    mode: str,
+    source: str,
+    reason: str,
+    sender: str,
+    unreadable: str | None = None,
+    untrusted: str | None = None,
 ) -> Check:
-    """`unreadable`: what is wrong with the stored consent record, when it cannot be read."""
+    """`unreadable`: what is wrong with the stored consent record, when it cannot be read;
+    `untrusted`: whose it may be, when someone else may have written it (it is not used)."""
     detail = f"{mode}, decided by {source}: {reason}"
+    if untrusted is not None:
+        if "so it is not used" not in reason:
+            detail = f"{detail}; {untrusted}, so it is not used"
+        return Check(
+            "consent",
+            WARN,
+            detail,
+            "set your choice again, which writes a record of your own: agent-telemetry mode "
+            "off|local|upload (if the folder is shared with others, first point "
+            "AGENT_TELEMETRY_CONFIG at a folder of your own)",
+        )
     if unreadable is not None:
         if not reason.startswith("consent record unreadable"):
             # The environment decides, or a running daemon read the record before it broke.

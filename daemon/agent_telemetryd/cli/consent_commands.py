@@ -11,7 +11,7 @@ from agent_telemetryd.cli.buffer_access import offline_file, store_errors_to_std
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config
 from agent_telemetryd.cli.consent_hints import THIS_SHELL, daemon_places, next_step, shell_warning
 from agent_telemetryd.config import MODES, Config, Mode
-from agent_telemetryd.consent import ConsentState
+from agent_telemetryd.consent import ConsentState, UntrustedConsent, read_stored
 from agent_telemetryd.consent_env import consent_environment
 from agent_telemetryd.mode_change import record_choice
 from agent_telemetryd.service.envfile import backend_setup_hint
@@ -87,6 +87,13 @@ def _release_reserve_beside(config: Config) -> bool:
 def _not_recorded(config: Config, error: OSError) -> str:
     reason = (error.strerror or str(error)).lower()
     fix = "; free some space on that disk, then run the command again" if is_full(error) else ""
+    stored = read_stored(config.paths.consent_file)
+    if isinstance(stored, UntrustedConsent):
+        # Its owner's file in a folder shared with them (sticky /tmp): only they may replace it.
+        fix = (
+            f"; it {stored.problem} and is not used; keep the config in a folder of your own "
+            "(AGENT_TELEMETRY_CONFIG) to record a choice"
+        )
     return f"cannot record the mode in {config.paths.consent_file}: {reason}{fix}"
 
 

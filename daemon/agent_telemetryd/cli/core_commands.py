@@ -16,8 +16,8 @@ from agent_telemetryd.cli.buffer_access import (
     refuse_buffer_as_output,
 )
 from agent_telemetryd.cli.common import call_api, confirm_deletion, daemon_pid, get_config
-from agent_telemetryd.cli.private_file import open_private
 from agent_telemetryd.export import FORMATS, render_all
+from agent_telemetryd.private_file import open_private
 from agent_telemetryd.store import offline_writes, queries
 
 

@@ -12,7 +12,7 @@ import click
 
 from agent_telemetryd.cli.buffer_access import read_buffer, refuse_buffer_as_output
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
-from agent_telemetryd.cli.private_file import open_private
+from agent_telemetryd.private_file import open_private
 
 
 @click.command()

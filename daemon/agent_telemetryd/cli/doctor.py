@@ -25,7 +25,7 @@ from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailab
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
 from agent_telemetryd.config import Config, read_config
-from agent_telemetryd.consent import UnreadableConsent, decide, read_stored
+from agent_telemetryd.consent import UnreadableConsent, UntrustedConsent, decide, read_stored
 from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
@@ -181,7 +181,7 @@ def _port_check(
         url = status["paths"]["http"]
         configured = config.http_port if url is None else int(url.rsplit(":", 1)[1])
         probe = _tcp_answer(url) if url else None
-        return checks.port(configured, url, True, probe, False)
+        return checks.port(configured, url, True, probe, False, status.get("http_unavailable"))
     if config.http_port in (None, 0):
         return checks.port(config.http_port, None, False, None, False)
     held = any(
@@ -213,6 +213,7 @@ def _consent_check(config: Config, status: dict[str, Any] | None) -> Check:
     stored = read_stored(config.paths.consent_file)
     # Failed whoever decides now: the record is what the next start reads.
     unreadable = str(stored) if isinstance(stored, UnreadableConsent) else None
+    untrusted = str(stored) if isinstance(stored, UntrustedConsent) else None
     if status is not None:  # the running daemon's own view: its environment may differ
         return checks.consent(
             status["mode"],
@@ -220,9 +221,12 @@ def _consent_check(config: Config, status: dict[str, Any] | None) -> Check:
             status["mode_reason"],
             status["sender"],
             unreadable,
+            untrusted,
         )
     state = decide(config, stored)
-    return checks.consent(state.mode, state.source, state.reason, config.sender, unreadable)
+    return checks.consent(
+        state.mode, state.source, state.reason, config.sender, unreadable, untrusted
+    )
 
 
 def _sender_check(

@@ -103,6 +103,8 @@ def format_status(report: dict[str, Any], config: Config) -> str:
 def _http_line(report: dict[str, Any], config: Config) -> str:
     """The URL the daemon listens on; with the daemon down, the one it is configured for."""
     if report["running"] and not report.get("unanswered"):
+        if report.get("http_unavailable"):
+            return f"none, the daemon runs on its sockets only: {report['http_unavailable']}"
         return report["paths"]["http"] or "off (http_port = off)"
     why = "does not answer" if report.get("unanswered") else "is not running"
     if config.http_port is None:

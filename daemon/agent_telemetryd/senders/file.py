@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import orjson
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.outbound import OutboundBatch
+from agent_telemetryd.private_file import open_private
 from agent_telemetryd.senders.base import (
     ErasureResult,
     PreparedRequest,
@@ -49,12 +52,10 @@ class FileSender(Sender):
         return SendResult(200)
 
     def _append(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        make_private_dirs(self.path.parent)
+        # Not a plain open: in /tmp another user may have put a file or a link there first.
+        with open_private(self.path, append=True) as out:
+            out.write(data)
 
     def prepare(self, batch: OutboundBatch, sent_at: str) -> PreparedRequest:
         body = [orjson.loads(line) for line in lines(batch, sent_at).splitlines()]
@@ -77,10 +78,16 @@ class FileSender(Sender):
                         removed += 1
                     else:
                         kept.append(line)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            temporary.write_bytes(b"".join(kept))
-            temporary.chmod(0o600)
-            temporary.replace(self.path)
+            # A name of its own (mkstemp: 0600, O_EXCL): a fixed one could be a link
+            # another user put there, in a shared folder.
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(b"".join(kept))
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
             return removed
 
         removed = await asyncio.to_thread(rewrite)

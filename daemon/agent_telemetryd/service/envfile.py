@@ -11,11 +11,14 @@ Only the standard library here: the config module imports :func:`key_places` for
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Literal
+
+from agent_telemetryd.config_safety import others_can_change
 
 __all__ = [
     "ENV_FILE_NAME",
@@ -124,15 +127,26 @@ def load_env_file(path: Path, environ: MutableMapping[str, str]) -> list[str]:
 
     A missing file is not an error (``EnvironmentFile=-``); one that others may read is
     when it holds a key (its secret is out already, and using it would hide that). Settings
-    that are no secret (``AGENT_TELEMETRY_MODE=off``) may be in a file anyone can read.
+    that are no secret (``AGENT_TELEMETRY_MODE=off``) may be in a file anyone can read. One
+    that someone else could change is not used at all: ``AGENT_TELEMETRY_MODE=upload``, an
+    endpoint of theirs on this machine's loopback and ``AGENT_TELEMETRY_CAPTURE_CONTENT=1``
+    in it would send them the user's prompts (as with the config file: config_safety.py).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            others = others_can_change(os.fstat(handle.fileno()), os.getuid())
+            text = handle.read()
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise EnvFileError(f"cannot read {path}: {reason}") from None
+    if others is not None:
+        raise EnvFileError(
+            f"{path} {others}, so its settings (where events go, whether they are sent) "
+            f"are not yours alone; make it a file of your own that only you can change "
+            f"(chmod 600 {path})"
+        )
     values = parse_env_text(text, str(path))
     secrets = [name for name in values if name in SECRET_VARIABLES and values[name]]
     problem = exposure(path, holds=secrets) if secrets else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.service.layout import Platform, ServiceError
 from agent_telemetryd.service.manager import Runner, first_line
 
@@ -98,8 +99,12 @@ class Plan:
         }
 
 
-def folder(path: Path, mode: int = 0o644) -> Step:
-    """A ``mkdir`` step, knowing whether the folder is there already (then it is kept)."""
+def folder(path: Path, mode: int = 0o700) -> Step:
+    """A ``mkdir`` step, knowing whether the folder is there already (then it is kept).
+
+    0700 by default, as the XDG base directory spec asks of folders a program makes: a
+    folder needs its owner's x bit to be entered (0644 would refuse the unit file written
+    into it next), and no one else needs into the user's unit or log folders."""
     return Step("mkdir", path=path, mode=mode, exists=path.is_dir())
 
 
@@ -108,7 +113,8 @@ def execute(plan: Plan, run: Runner) -> Plan:
     for step in plan.steps:
         try:
             if step.kind == "mkdir" and step.path:
-                step.path.mkdir(parents=True, exist_ok=True, mode=step.mode)
+                if step.path in make_private_dirs(step.path):
+                    os.chmod(step.path, step.mode)
             elif step.kind == "write" and step.path and step.content is not None:
                 _write_atomically(step.path, step.content, step.mode)
             elif step.kind == "remove" and step.path:

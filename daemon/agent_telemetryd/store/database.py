@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.fresh import move_aside, remove_leftover
 from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, migrate
@@ -89,7 +90,7 @@ def open_buffer(
     replayed into it.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path.parent)
         remove_leftover(path)
         guard_wal(path)
         try:

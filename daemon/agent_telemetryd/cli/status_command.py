@@ -85,6 +85,11 @@ def format_status(report: dict[str, Any], config: Config) -> str:
             f"received:     {counters['received']}  rejected: {counters['rejected']}  "
             f"dropped: {dropped}",
         ]
+        if counters.get("kept_local_unknown_fields"):
+            contents.append(
+                f"newer shims:  {counters['kept_local_unknown_fields']} events carried fields "
+                "this daemon does not know: kept local, never uploaded; upgrade agent-telemetry"
+            )
     lines = [
         f"daemon:       {running}",
         f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",

@@ -6,15 +6,31 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from agent_telemetry._wire import encode_event
+from agent_telemetryd.store import analytics_fold, dashboard_sql
+from agent_telemetryd.store.database import open_buffer
 from agent_telemetryd.store.migrations import SCHEMA_VERSION
 from tests.conftest import DaemonFactory
-from tests.fakes.upload_helpers import flush_json
+from tests.fakes.posthog_backend import FakePostHog
+from tests.fakes.upload_helpers import flush_json, posthog_env
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 from tests.test_privacy_names import uploading_to_a_file
 from tests.test_spool_intake import wait_until_taken
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STATES = ("events", "sent", "pending_upload", "local_only", "rate_limited", "quarantined")
+
+
+@pytest.fixture
+def posthog() -> Iterator[FakePostHog]:
+    backend = FakePostHog().start()
+    yield backend
+    backend.stop()
 
 
 def newer_shim_line(event: str, **fields: object) -> bytes:
@@ -114,3 +130,78 @@ def test_a_newer_shims_lines_are_kept_local_not_refused(daemon_factory: DaemonFa
         assert b"sample_rate" not in path.read_bytes(), path
     assert "event_kept_local_unknown_fields" in daemon.log()
     assert "sample_rate" not in daemon.log()
+
+
+def test_a_buffer_an_older_release_wrote_is_upgraded_with_nothing_lost_or_sent_twice(
+    daemon_factory: DaemonFactory, posthog: FakePostHog
+) -> None:
+    """buffer_v12.sql is what the release at 7422412 wrote (schema 12; made by
+    fixtures/make_old_buffer.py): events sent, one quarantined, local, pending, waiting on
+    the rate limit and rate_limited past its backlog, metric points, rollups folded up to
+    a point. This version migrates it (13 to 15 refold the analytics) and must keep every
+    count the old status gave, every exported row (the waiting ones pending still), the
+    anonymous id, the same analytics as the events themselves say, and upload only what
+    was still to go."""
+    old_status = json.loads((FIXTURES / "buffer_v12.status.json").read_text())
+    old_rows = [
+        json.loads(line)
+        for line in (FIXTURES / "buffer_v12.export.ndjson").read_text().splitlines()
+    ]
+    daemon = daemon_factory(
+        posthog_env(
+            posthog.url,
+            AGENT_TELEMETRY_MODE="upload",
+            AGENT_TELEMETRY_RATE_LIMIT="3/min",
+            AGENT_TELEMETRY_RATE_LIMIT_BACKLOG="4",
+            # The fixture's events keep the dates they were made on.
+            AGENT_TELEMETRY_RETENTION_DAYS="36500",
+        ),
+        start=False,
+    )
+    daemon.database.parent.mkdir(parents=True, mode=0o700)
+    conn = sqlite3.connect(daemon.database)
+    conn.executescript((FIXTURES / "buffer_v12.sql").read_text())
+    conn.close()
+    since = ["--since", str(min(row_ms(row) for row in old_rows) - 3_600_000)]
+    # Read before the daemon ever opened it: straight from the events, by today's rules.
+    from_events = {
+        view: json.loads(daemon.cli("stats", view, *since, "--json").stdout)
+        for view in ("models", "tools", "runs")
+    }
+
+    daemon.start()
+    status = daemon.status()
+    assert {s: status["buffer"][s] for s in STATES} == {s: old_status["buffer"][s] for s in STATES}
+    assert status["anonymous_id"] == old_status["anonymous_id"]
+    for counter in ("received", "rejected", "dropped_by_reason"):
+        assert status["counters"][counter] == old_status["counters"][counter]
+    rows = daemon.export()
+    assert len(rows) == len(old_rows)
+    assert [{key: row[key] for key in old} for row, old in zip(rows, old_rows, strict=True)] == (
+        old_rows
+    )
+
+    report = flush_json(daemon)
+    sent = {event["uuid"] for event in posthog.accepted_events()}
+    still_to_go = {row["uuid"] for row in old_rows if row["upload"] == "pending"}
+    assert report["events_sent"] == len(sent) > 0 and sent <= still_to_go
+    quarantined = [row["uuid"] for row in old_rows if row["upload"] == "quarantined"]
+    listed = json.loads(daemon.cli("quarantine", "--json").stdout)
+    assert [event["uuid"] for event in listed["events"]] == quarantined
+
+    # Migration 14 emptied the rollups for a refold; folded all the way (as the daemon does
+    # once enough events wait), they say what the events said.
+    daemon.stop()
+    conn = open_buffer(daemon.database)
+    assert dashboard_sql.fold_all(conn) + analytics_fold.fold_all(conn) > 0
+    conn.close()
+    assert from_events["models"]["models"][0]["calls"] == 7, from_events["models"]
+    for view, expected in from_events.items():
+        assert json.loads(daemon.cli("stats", view, *since, "--json").stdout) == expected, view
+
+
+def row_ms(row: dict[str, object]) -> int:
+    from datetime import datetime
+
+    stamp = str(row["received_at"]).replace("Z", "+00:00")
+    return int(datetime.fromisoformat(stamp).timestamp() * 1000)

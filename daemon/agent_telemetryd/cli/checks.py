@@ -242,6 +242,16 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
             f"no user service manager: {facts.get('manager_detail')}",
             "start it yourself at login: agent-telemetry daemon (e.g. from ~/.profile)",
         )
+    if facts.get("outdated"):
+        # Before "not installed": an older install may lack files this version adds.
+        names = ", ".join(Path(path).name for path in facts["outdated"])
+        return Check(
+            "service",
+            WARN,
+            f"installed, but {names} not as this version writes them (written by an older "
+            "version, or settings changed since); the service manager runs them as they are",
+            "agent-telemetry service install (it updates them and restarts what changed)",
+        )
     if not facts.get("installed"):
         return Check(
             "service",

@@ -205,3 +205,38 @@ def row_ms(row: dict[str, object]) -> int:
 
     stamp = str(row["received_at"]).replace("Z", "+00:00")
     return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+
+
+def test_a_setting_from_a_newer_version_keeps_the_daemon_running_with_uploads_held(
+    daemon_factory: DaemonFactory, posthog: FakePostHog
+) -> None:
+    """After a downgrade the config may hold keys only the newer version knows. The daemon
+    refused to start on them, so the service stayed down and agents' events piled up in
+    the spool until it was full. It now runs and keeps events, but uploads nothing while
+    they are there (such a key may limit what is sent); status of the flush and doctor
+    name them. Removed, a reload lets the events go."""
+    daemon = daemon_factory(
+        posthog_env(posthog.url, AGENT_TELEMETRY_MODE="upload", AGENT_TELEMETRY_RATE_LIMIT="off"),
+        start=False,
+    )
+    config = daemon.home / "config.toml"
+    config.write_text('upload_interval = "1h"\nsample_rate = 0.5\n[privacy]\nredact_paths = true\n')
+    daemon.start()
+    post_events(daemon.http_url(), [{"event": "kept"}, {"event": "also kept"}])
+    assert "Warning:" in daemon.log() and "sample_rate: unknown setting" in daemon.log()
+
+    report = flush_json(daemon)
+    assert report["events_sent"] == 0 and posthog.accepted_events() == []
+    assert "sample_rate, privacy.redact_paths" in report["skipped"]
+    assert "sample_rate, privacy.redact_paths" in daemon.cli("preview").stdout
+    assert daemon.status()["buffer"]["pending_upload"] == 2
+    assert "uploads held: the config has settings" in daemon.cli("status").stdout
+    doctor = json.loads(daemon.cli("doctor", "--json", check=False).stdout)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "config"]
+    assert check["verdict"] == "warn" and "privacy.redact_paths" in check["detail"]
+    assert "upgrade agent-telemetry" in check["fix"]
+
+    config.write_text('upload_interval = "1h"\n')
+    assert daemon.cli("reload").returncode == 0
+    assert flush_json(daemon)["events_sent"] == 2
+    assert sorted(e["event"] for e in posthog.accepted_events()) == ["also kept", "kept"]

@@ -101,7 +101,10 @@ def build_status(
             "config": str(paths.config_file),
         },
     }
-    status["upload"] = {"rate_limited_by_source": facts.rate_limited_by_source}
+    status["upload"] = {
+        "rate_limited_by_source": facts.rate_limited_by_source,
+        "held": config.uploads_held,
+    }
     # Pending events the limit holds back (they go later) and those beyond the backlog
     # cap (kept local for good), side by side: nothing is held back out of sight.
     status["rate_limit"] = {

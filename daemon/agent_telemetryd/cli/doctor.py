@@ -118,6 +118,7 @@ def run_checks(config: Config) -> list[Check]:
             pid is not None,
             # Set first: until the file is safe, what else is wrong in it does not matter.
             unused[0].fix if unused else None,
+            only_unknown=all(p.unknown_to_this_version for p in problems),
         ),
         checks.config_private(config_file, holds_key, uid),
         checks.sockets(

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +22,13 @@ from agent_telemetryd.store.migrations import SCHEMA_VERSION
 from tests.conftest import DaemonFactory
 from tests.fakes.posthog_backend import FakePostHog
 from tests.fakes.upload_helpers import flush_json, posthog_env
+from tests.shim_agents import agent_env, make_home
+from tests.shim_listener import Listener
 from tests.test_daemon_ingest import post_events, send_lines, wait_for_rows
 from tests.test_privacy_names import uploading_to_a_file
+from tests.test_shim_node import NODE_SHIM
 from tests.test_spool_intake import wait_until_taken
+from tests.tools import required_tool
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STATES = ("events", "sent", "pending_upload", "local_only", "rate_limited", "quarantined")
@@ -240,3 +248,53 @@ def test_a_setting_from_a_newer_version_keeps_the_daemon_running_with_uploads_he
     assert daemon.cli("reload").returncode == 0
     assert flush_json(daemon)["events_sent"] == 2
     assert sorted(e["event"] for e in posthog.accepted_events()) == ["also kept", "kept"]
+
+
+# The fields the daemon released before `local_only` took (any other it refused).
+FIELDS_OLDER_DAEMONS_TAKE = {
+    "event",
+    "properties",
+    "timestamp",
+    "uuid",
+    "agent",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+}
+PYTHON_AGENT = """
+from agent_telemetry import flush, span, track
+track("step", {"n": 1}, timestamp="2026-11-24T21:00:00.123Z", uuid="{uuid}", agent="py")
+with span("run", {"model": "m"}):
+    track("inner")
+flush(10)
+"""
+NODE_AGENT = """
+const t = require(process.argv[1]);
+t.track('step', {n: 1}, {timestamp: '2026-11-24T21:00:00.123Z', agent: 'node'});
+t.span('run', {model: 'm'}, () => t.track('inner'));
+t.flush(10000);
+"""
+
+
+@pytest.mark.parametrize("do_not_track", ["", "1"])
+def test_upgraded_shims_send_a_newer_field_only_when_it_says_something(do_not_track: str) -> None:
+    """A shim upgraded in an agent's project beside an older daemon: every line it writes
+    with each option of track() and span() holds only fields older daemons take, unless
+    DO_NOT_TRACK asks for `local_only` (which they refuse rather than upload)."""
+    home = make_home()
+    listener = Listener(home / "run" / "ingest.sock")
+    try:
+        env = agent_env(home, DO_NOT_TRACK=do_not_track)
+        agent = PYTHON_AGENT.replace("{uuid}", str(uuid.uuid4()))
+        subprocess.run([sys.executable, "-c", agent], env=env, check=True, timeout=30)
+        node = required_tool("nodejs", "node")
+        script = str(NODE_SHIM / "index.js")
+        subprocess.run([node, "-e", NODE_AGENT, script], env=env, check=True, timeout=30)
+        events = listener.events(6)
+    finally:
+        listener.close()
+        shutil.rmtree(home, ignore_errors=True)
+    assert len(events) == 6
+    extra = {"local_only"} if do_not_track else set()
+    for event in events:
+        assert set(event) - FIELDS_OLDER_DAEMONS_TAKE == extra, event

@@ -155,7 +155,8 @@ class Ingestor:
             except EventError as error:
                 bad.append(str(error))
                 continue
-            if type(document) is dict and (kept := kept_local_without_unknown(document)):
+            kept = kept_local_without_unknown(document) if type(document) is dict else None
+            if kept is not None:
                 document = kept
                 unknown += 1
             documents.append(document)

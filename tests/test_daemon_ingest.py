@@ -159,7 +159,9 @@ def test_hostile_lines_are_counted_and_skipped_and_valid_neighbours_kept(
         b'{"event": "' + b"x" * (1024 * 1024) + b'"}',  # 1 MiB line
         b'{"event": 42}',
         b'{"event": "ok", "properties": []}',
-        b'{"event": "ok", "surprise": 1}',
+        # A field a newer shim might send: kept local, not refused (test_version_upgrades.py),
+        # unless a known field is wrong.
+        b'{"event": 7, "surprise": 1}',
         b"[1, 2, 3]",
         b'{"event": "bad\\u0000name"}',
         b'{"event": "ok", "timestamp": "yesterday"}',
@@ -168,6 +170,7 @@ def test_hostile_lines_are_counted_and_skipped_and_valid_neighbours_kept(
     for i, line in enumerate(hostile):
         payload += valid[i % 5] if i < 5 else b""
         payload += b"\n" + line + b"\n"
+    payload += b'{"event": "newer", "surprise": 1}\n'
     send_lines(daemon.ingest_socket, payload)
 
     deadline = time.monotonic() + 10
@@ -176,13 +179,15 @@ def test_hostile_lines_are_counted_and_skipped_and_valid_neighbours_kept(
         time.sleep(0.05)
     status = daemon.status()
     assert status["running"] is True
-    assert status["buffer"]["events"] == 5
+    assert status["buffer"]["events"] == 6
     assert status["counters"]["rejected"] == len(hostile)
-    assert status["counters"]["received"] == 5 + len(hostile)
-    assert sorted(r["properties"]["n"] for r in daemon.export()) == [0, 1, 2, 3, 4]
+    assert status["counters"]["received"] == 6 + len(hostile)
+    rows = daemon.export()
+    assert sorted(r["properties"]["n"] for r in rows if r["event"] == "ok") == [0, 1, 2, 3, 4]
+    assert [r["upload"] for r in rows if r["event"] == "newer"] == ["local"]
     # The reason is logged, the content never is.
     log = daemon.log()
-    assert "not valid JSON" in log and "unknown field (name not logged" in log
+    assert "not valid JSON" in log and "event_kept_local_unknown_fields" in log
     assert "surprise" not in log  # a field name is the client's text too
     assert "xxxxxxxx" not in log and "bad\\u0000name" not in log
 

@@ -269,10 +269,11 @@ def test_a_buffer_from_a_newer_version_is_one_clear_line_and_no_restart_loop(
     assert daemon.proc is not None
     # 3 is the unit's RestartPreventExitStatus: systemd does not restart into a loop.
     assert daemon.proc.wait(15) == 3
-    assert "newer than this daemon" in daemon.log() and "Traceback" not in daemon.log()
+    assert "written by a newer agent-telemetry (buffer schema 99" in daemon.log()
+    assert "Traceback" not in daemon.log()
     cleared = daemon.cli("clear", "--yes", check=False)
     assert cleared.returncode == 1 and "Traceback" not in cleared.stderr
-    assert "newer than this daemon" in cleared.stderr
+    assert "written by a newer agent-telemetry (buffer schema 99" in cleared.stderr
     assert not list(daemon.database.parent.glob("*.corrupt-*"))  # the user's data stays
 
 

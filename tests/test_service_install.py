@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent_telemetryd.cli import main as cli
 from agent_telemetryd.cli.service import service
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
@@ -693,3 +694,40 @@ def test_install_notes_say_when_idle_exit_is_off(
     monkeypatch.setenv("AGENT_TELEMETRY_IDLE_EXIT", "off")
     plan = install(home=home, platform="darwin", uid=UID, dry_run=True)
     assert any(note.startswith("idle exit: off") for note in plan.notes)
+
+
+def test_units_an_older_version_installed_are_named_with_the_command_that_updates_them(
+    cli_home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units from an install before the upload timer existed and before the unit could
+    reload: the manager keeps running them after the package is upgraded. `service status`
+    and `doctor` said "not installed" (a file missing) instead of naming them; they now
+    say which are out of date and that `service install` updates them."""
+    runner = CliRunner()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    units = cli_home / UNIT_DIR
+    for name in ("agent-telemetry-flush.service", "agent-telemetry-flush.timer"):
+        (units / name).unlink()
+    unit = units / "agent-telemetry.service"
+    lines = unit.read_text().splitlines(keepends=True)
+    unit.write_text("".join(line for line in lines if not line.startswith("ExecReload=")))
+    monkeypatch.setenv("FAKE_SYSTEMCTL_SHOW", SHOW_RUNNING)
+
+    shown = runner.invoke(service, ["status"]).output
+    assert "update with: agent-telemetry service install" in shown
+    assert "install with" not in shown
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert sorted(Path(path).name for path in data["outdated"]) == [
+        "agent-telemetry-flush.service",
+        "agent-telemetry-flush.timer",
+        "agent-telemetry.service",
+    ]
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+    assert check["verdict"] == "warn" and "agent-telemetry.service" in check["detail"]
+    assert "not installed" not in check["detail"]
+    assert check["fix"].startswith("agent-telemetry service install")
+
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
+    assert "ExecReload=" in unit.read_text()

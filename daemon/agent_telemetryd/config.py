@@ -108,10 +108,24 @@ class Config:
     disabled: bool = False
     ci: bool = False
     log_level: str = "info"
+    # Keys of the file this version does not know (config_problems.NOT_THIS_VERSIONS):
+    # uploads wait while there are any.
+    unknown_settings: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
+
+    @property
+    def uploads_held(self) -> str | None:
+        """Why nothing may be uploaded under this config whatever the mode, or None."""
+        if not self.unknown_settings:
+            return None
+        return (
+            f"the config has settings this version does not know "
+            f"({', '.join(self.unknown_settings)}), which may limit what is sent: nothing is "
+            "uploaded until they are removed or agent-telemetry is upgraded"
+        )
 
 
 # (field, TOML key path, environment variable, parser)
@@ -255,6 +269,7 @@ def read_config(
         document = what_an_unsafe_file_may_say(document)
     values, sources = _parse_settings(document, environ, where, problems)
     _imply_sender(values, sources)
+    values["unknown_settings"] = tuple(p.key for p in problems if p.unknown_to_this_version)
     config = Config(paths=paths, sources=sources, **values)
     sender_problems = _sender_problems(config, where)
     if sender_problems:

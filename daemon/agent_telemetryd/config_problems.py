@@ -25,6 +25,10 @@ class ConfigProblem:
     exposes_secret: bool = False  # the file holds a key and others can read it
     others_can_write: bool = False  # the file can be changed by someone else
     fix: str = ""  # the command that mends it, when there is one
+    # A key like none of this version's (no "did you mean"): likely written for a newer
+    # version, which may have made it limit what is sent. The daemon runs on such a
+    # config, a downgrade must not stop it, but uploads nothing while the key is there.
+    unknown_to_this_version: bool = False
 
     @property
     def file_not_used(self) -> bool:
@@ -64,9 +68,26 @@ def unknown_keys(
             names = [] if key in known else [key]
         for name in names:
             hint = variables.get(name.lower()) or closest(name, known)
-            suggestion = f"; did you mean {hint}?" if hint else ""
-            problems.append(ConfigProblem(where, name, f"unknown setting{suggestion}"))
+            if hint:
+                problems.append(
+                    ConfigProblem(where, name, f"unknown setting; did you mean {hint}?")
+                )
+            else:
+                problems.append(ConfigProblem(where, name, NOT_THIS_VERSIONS, **_UNKNOWN))
     return problems
+
+
+NOT_THIS_VERSIONS = (
+    "unknown setting, not one of this version's (written for a newer agent-telemetry?): "
+    "the daemon runs, but uploads nothing until it is removed or agent-telemetry upgraded"
+)
+_UNKNOWN = {"unknown_to_this_version": True}
+
+
+def refused_by_the_daemon(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """The problems the daemon will not start (or reload) on: all but keys this version
+    does not know, under which it runs with uploads held."""
+    return [problem for problem in problems if not problem.unknown_to_this_version]
 
 
 def closest(name: str, known: Collection[str]) -> str | None:

@@ -40,17 +40,20 @@ def main() -> None:
 
 def run_daemon_command(held: HeldHangup | None = None) -> int:
     """Read the config, refusing to start on any problem in it (every one named, exit 3:
-    no restart loop), and run the daemon until it stops; returns its exit code. `held`:
-    SIGHUP held since the process began, else from here."""
+    no restart loop) but keys this version does not know (warned of; uploads wait), and
+    run the daemon until it stops; returns its exit code. `held`: SIGHUP held since the
+    process began, else from here."""
     held = held if held is not None else HeldHangup()
     from agent_telemetryd.config import read_config
+    from agent_telemetryd.config_problems import refused_by_the_daemon
     from agent_telemetryd.daemon import EXIT_STARTUP_FAILURE, run_daemon
     from agent_telemetryd.logs import configure_logging
 
     config, problems = read_config()
-    if problems:
-        for problem in problems:
-            print(f"Error: {problem}", file=sys.stderr)
+    refused = refused_by_the_daemon(problems)
+    for problem in problems:
+        print(f"{'Error' if refused else 'Warning'}: {problem}", file=sys.stderr)
+    if refused:
         return EXIT_STARTUP_FAILURE
     configure_logging(config.log_level)
     return run_daemon(config, held)

@@ -51,6 +51,24 @@ UNKNOWN_FIELD = "unknown field"
 _UNKNOWN_FIELD_FOR_LOGS = f"{UNKNOWN_FIELD} (name not logged; allowed: {_ALLOWED_LIST})"
 
 
+def kept_local_without_unknown(document: dict[str, Any]) -> dict[str, Any] | None:
+    """A shim's line that carries fields this daemon does not know, as this daemon can keep
+    it: those fields left out and the event `local_only`; None when it has no such field.
+
+    Lines on ingest.sock and in spool files get no answer, so refusing them loses the
+    event with nobody told: a shim newer than the daemon (its user upgraded the agent's
+    package, not the daemon) sends fields added since. Such a field may limit where the
+    event may go, as `local_only` does, so the event is kept on the machine and never
+    uploaded. The known fields are checked as ever; a `local_only` that is not true or
+    false is left for validation to refuse."""
+    if _ALLOWED.issuperset(document):
+        return None
+    kept = {key: value for key, value in document.items() if key in _ALLOWED}
+    if type(kept.get("local_only", False)) is bool:
+        kept["local_only"] = True
+    return kept
+
+
 def log_reason(reason: str) -> str:
     """A rejection reason as logs may hold it: the same words without client-chosen text.
 

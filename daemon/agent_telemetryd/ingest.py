@@ -28,6 +28,7 @@ from agent_telemetryd.events import (
     EventError,
     Limits,
     Validator,
+    kept_local_without_unknown,
     log_reason,
     parse_line,
 )
@@ -40,6 +41,9 @@ from agent_telemetryd.store.writer import Writer
 from agent_telemetryd.transform_chain import TransformChain
 
 log = get_logger("agent_telemetryd.ingest")
+
+# The counter of lines kept local because they carried fields this daemon does not know.
+UNKNOWN_FIELDS = "kept_local.unknown_fields"
 
 
 class Ingestor:
@@ -65,6 +69,7 @@ class Ingestor:
         self._clock = clock
         self.memory = Counters()
         self._logged_rejections = 0
+        self._unknown_field_lines = 0
         self._connection_listeners: list[Callable[[int | None], None]] = []
 
     # A reload swaps these between arrivals: each arrival binds them once, so no arrival
@@ -126,6 +131,7 @@ class Ingestor:
         documents: list[Any] = []
         bad: list[str] = []
         drops: dict[str, int] = {}
+        unknown = 0
         check_line = self._check_line
         row_parts = shapes.row_parts if shapes is not None else None
         for line in lines:
@@ -149,7 +155,13 @@ class Ingestor:
             except EventError as error:
                 bad.append(str(error))
                 continue
+            kept = kept_local_without_unknown(document) if type(document) is dict else None
+            if kept is not None:
+                document = kept
+                unknown += 1
             documents.append(document)
+        if unknown:
+            self._note_unknown_fields(unknown, source)
         return self._submit(
             documents,
             source,
@@ -158,7 +170,22 @@ class Ingestor:
             dropped=drops,
             marks=marks,
             gathered=gathered,
+            noted={UNKNOWN_FIELDS: unknown} if unknown else None,
         )
+
+    def _note_unknown_fields(self, lines: int, source: Source) -> None:
+        # The first such line, then every thousandth: a newer shim sends them all.
+        before = self._unknown_field_lines
+        self._unknown_field_lines += lines
+        if before == 0 or before // 1000 != self._unknown_field_lines // 1000:
+            log.warning(
+                "event_kept_local_unknown_fields",
+                reason="fields this daemon does not know (names not logged): from an agent "
+                "shim newer than the daemon? kept, never uploaded; upgrade agent-telemetry",
+                transport=source.transport,
+                pid=source.pid,
+                lines_so_far=self._unknown_field_lines,
+            )
 
     def accept_turn(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome]:
         """`accept_lines` of each of `reads` (a read's lines and its source: ingest.sock's
@@ -291,6 +318,7 @@ class Ingestor:
         content_masked: bool = False,
         validate: Callable[[Any], Event] | None = None,
         gathered: bool = False,
+        noted: dict[str, int] | None = None,
     ) -> Outcome:
         mode, received_ms, anonymous_id = self._arrival_stamp()
         transforms = self._transforms_after_mask if content_masked else self._transforms
@@ -315,6 +343,7 @@ class Ingestor:
             dropped,
             marks,
             gathered=gathered,
+            noted=noted,
         )
 
     def _submit_read(
@@ -360,9 +389,12 @@ class Ingestor:
         marks: dict[str, str] | None,
         *,
         gathered: bool = False,
+        noted: dict[str, int] | None = None,
     ) -> Outcome:
-        """Count `arrival` (of `documents` documents) and hand its rows to the writer."""
+        """Count `arrival` (of `documents` documents) and hand its rows to the writer;
+        `noted` are further counters to add in the same transaction."""
         counters = self._count(arrival, documents, extra_rejections, source)
+        counters.update(noted or {})
         for reason, count in (dropped or {}).items():
             if count:
                 counters["received"] += count

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agent_telemetryd.config import read_config
+from agent_telemetryd.config_problems import refused_by_the_daemon
 from agent_telemetryd.consent import decide, read_stored
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.lazy_log import get_logger
@@ -37,6 +38,7 @@ async def reload_config(context: DaemonContext, lock: asyncio.Lock, *, via: str)
     """Re-read the config and apply what can be applied; the reply for the CLI."""
     async with lock:  # one reload at a time: a second SIGHUP waits for the first
         config, problems = read_config(paths=context.config.paths)
+        problems = refused_by_the_daemon(problems)
         if problems:
             for problem in problems:
                 log.error("reload_refused", problem=str(problem), via=via)

@@ -38,6 +38,7 @@ APPLIED: dict[str, str] = {
     "max_string_chars": "events received from now on",
     "mode": "now (unless a command or the environment decides the mode)",
     "prices": "costs read from now on, past events' included",
+    "unknown_settings": "the next flush (uploads wait while there are any)",
 }
 # Why the others wait for a restart, where there is more to say than "read at start".
 _RESTART_BECAUSE: dict[str, str] = {

@@ -88,6 +88,8 @@ def build_status(
             "dropped": sum(dropped.values()),
             "dropped_by_reason": dropped,
             "stored": buffer["events"],
+            # Lines with fields this daemon does not know (a newer shim's): kept local.
+            "kept_local_unknown_fields": totals.get("kept_local.unknown_fields", 0),
         },
         "last_upload": format_timestamp(facts.last_upload_ms) if facts.last_upload_ms else None,
         "next_upload": None,
@@ -99,7 +101,10 @@ def build_status(
             "config": str(paths.config_file),
         },
     }
-    status["upload"] = {"rate_limited_by_source": facts.rate_limited_by_source}
+    status["upload"] = {
+        "rate_limited_by_source": facts.rate_limited_by_source,
+        "held": config.uploads_held,
+    }
     # Pending events the limit holds back (they go later) and those beyond the backlog
     # cap (kept local for good), side by side: nothing is held back out of sight.
     status["rate_limit"] = {

@@ -29,7 +29,7 @@ from agent_telemetryd.status import BufferFacts, build_status, read_facts
 from agent_telemetryd.store import offline_reads, offline_writes
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.database import BufferOpenError, connect, is_corrupt, is_full
-from agent_telemetryd.store.migrations import MigrationError
+from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, NewerSchemaError
 
 
 def offline_status(config: Config) -> dict[str, Any]:
@@ -78,12 +78,27 @@ def read_buffer(config: Config) -> Iterator[sqlite3.Connection | None]:
         raise click.ClickException(str(error)) from None
     except sqlite3.Error as error:
         raise click.ClickException(f"cannot read {database}: {error}") from None
+    refuse_newer_schema(conn, database)
     try:
         yield conn
     except sqlite3.DatabaseError as error:
         raise click.ClickException(f"cannot read {config.paths.database}: {error}") from None
     finally:
         conn.close()
+
+
+def refuse_newer_schema(conn: sqlite3.Connection, database: Path) -> None:
+    """A buffer a newer agent-telemetry wrote (a downgrade) is not read as this version's:
+    its tables may mean other things now, and status, export and the rest would say what
+    is not so. One line naming both schema versions and the way out; the connection is
+    read-only, so the file stays as it is."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error:
+        return  # what cannot be read is worded where it is read
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise click.ClickException(str(NewerSchemaError(version, database)))
 
 
 def refuse_buffer_as_output(config: Config, output: Path) -> None:
@@ -141,6 +156,8 @@ def offline_file(config: Config) -> Iterator[BufferFile]:
         try:
             file = offline_writes.open_alone(database)
         except BufferOpenError as error:
+            raise click.ClickException(str(error)) from None
+        except NewerSchemaError as error:
             raise click.ClickException(str(error)) from None
         except (MigrationError, sqlite3.Error) as error:
             raise click.ClickException(f"cannot open {database}: {error}") from None

@@ -50,9 +50,22 @@ def config_valid(
     problems: list[str],
     daemon_running: bool,
     unused_file_fix: str | None = None,
+    only_unknown: bool = False,
 ) -> Check:
     """`unused_file_fix`: the command that makes the file usable, when it is set aside
-    (others can change it, or read the key in it)."""
+    (others can change it, or read the key in it). `only_unknown`: every problem is a key
+    this version does not know (a newer version's), on which the daemon runs and holds
+    uploads: a warning, since events are still kept."""
+    if problems and only_unknown:
+        then = "agent-telemetry reload" if daemon_running else "start the daemon"
+        return Check(
+            "config",
+            WARN,
+            f"{'; '.join(problems)} (the daemon runs and keeps events; nothing is uploaded "
+            "while these are there)",
+            f"upgrade agent-telemetry to the version that knows them, or remove them from "
+            f"{path}, then: {then}",
+        )
     if problems:
         listed = "; ".join(problems)
         then = "agent-telemetry reload" if daemon_running else "start the daemon"
@@ -255,6 +268,16 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
             WARN,
             f"no user service manager: {facts.get('manager_detail')}",
             "start it yourself at login: agent-telemetry daemon (e.g. from ~/.profile)",
+        )
+    if facts.get("outdated"):
+        # Before "not installed": an older install may lack files this version adds.
+        names = ", ".join(Path(path).name for path in facts["outdated"])
+        return Check(
+            "service",
+            WARN,
+            f"installed, but {names} not as this version writes them (written by an older "
+            "version, or settings changed since); the service manager runs them as they are",
+            "agent-telemetry service install (it updates them and restarts what changed)",
         )
     if not facts.get("installed"):
         return Check(

@@ -57,6 +57,17 @@ def buffer(path: Path, exists: bool, state: str, messages: tuple[str, ...]) -> C
     )
 
 
+def newer_buffer(error: Exception) -> Check:
+    """A buffer a newer agent-telemetry wrote: every page may read, but the daemon of this
+    version refuses to start with it, and with it every event stays in the agents' spool."""
+    return Check(
+        "buffer",
+        FAIL,
+        f"{error}; the daemon of this version will not start with it",
+        "install the newer agent-telemetry again, or move the buffer aside",
+    )
+
+
 def foreign_wal(path: Path, reason: str) -> Check:
     return Check(
         "buffer",

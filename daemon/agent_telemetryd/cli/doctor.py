@@ -30,6 +30,7 @@ from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
 from agent_telemetryd.store.database import check_pages, connect, quick_check
+from agent_telemetryd.store.migrations import SCHEMA_VERSION, NewerSchemaError
 
 PROBE_SECONDS = 5.0
 INTEGRITY_SECONDS = 10.0
@@ -117,6 +118,7 @@ def run_checks(config: Config) -> list[Check]:
             pid is not None,
             # Set first: until the file is safe, what else is wrong in it does not matter.
             unused[0].fix if unused else None,
+            only_unknown=all(p.unknown_to_this_version for p in problems),
         ),
         checks.config_private(config_file, holds_key, uid),
         checks.sockets(
@@ -324,8 +326,13 @@ def _buffer_check(config: Config, daemon_running: bool) -> Check:
         return data_checks.buffer(database, True, "unreadable", (str(error),))
     try:
         result = check_pages(reader.conn, INTEGRITY_SECONDS)
+        version = reader.conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error:
+        version = 0  # check_pages has worded what does not read
     finally:
         reader.conn.close()
+    if result.state == "ok" and version > SCHEMA_VERSION:
+        return data_checks.newer_buffer(NewerSchemaError(version, database))
     if result.state == "ok" and reader.foreign_wal is not None:
         return data_checks.foreign_wal(database, reader.foreign_wal)
     return data_checks.buffer(database, True, result.state, result.messages)

@@ -147,8 +147,16 @@ def _echo_status(status: ServiceStatus) -> None:
         enabled = "enabled" if unit.enabled else "disabled"
         click.echo(f"           {unit.name}: {enabled}, {unit.state}{pid}")
     click.echo(f"logs:      {status.logs}")
-    if not status.installed:
+    if status.outdated:
+        click.echo(f"outdated:  {_OUTDATED}")
+        for path in status.outdated:
+            click.echo(f"           {path}")
+        click.echo("update with: agent-telemetry service install")
+    elif not status.installed:
         click.echo("install with: agent-telemetry service install")
+
+
+_OUTDATED = "not as this version writes them (an older version's, or settings changed since):"
 
 
 def _yes(value: bool) -> str:

@@ -85,6 +85,11 @@ def format_status(report: dict[str, Any], config: Config) -> str:
             f"received:     {counters['received']}  rejected: {counters['rejected']}  "
             f"dropped: {dropped}",
         ]
+        if counters.get("kept_local_unknown_fields"):
+            contents.append(
+                f"newer shims:  {counters['kept_local_unknown_fields']} events carried fields "
+                "this daemon does not know: kept local, never uploaded; upgrade agent-telemetry"
+            )
     lines = [
         f"daemon:       {running}",
         f"mode:         {report['mode']}  ({report['mode_source']}: {report['mode_reason']})",
@@ -92,12 +97,18 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         *contents,
         f"last upload:  {report.get('last_upload') or 'never'}",
         f"next upload:  {report.get('next_upload') or 'not scheduled'}",
+        *_held_lines(report),
         *_rate_limited_lines(report),
         f"buffer file:  {report['paths']['database']}{_size(report)}",
         f"ingest:       {report['paths']['ingest_socket']}",
         f"http:         {_http_line(report, config)}",
     ]
     return "\n".join(lines)
+
+
+def _held_lines(report: dict[str, Any]) -> list[str]:
+    held = (report.get("upload") or {}).get("held")
+    return [f"uploads held: {held}"] if held else []
 
 
 def _http_line(report: dict[str, Any], config: Config) -> str:

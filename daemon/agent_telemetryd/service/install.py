@@ -64,6 +64,7 @@ __all__ = [
     "Step",
     "find_executable",
     "install",
+    "outdated_files",
     "plan_install",
     "plan_uninstall",
     "uninstall",
@@ -255,6 +256,39 @@ def install(
     if refusals:
         raise ServiceError("; ".join(refusals))
     return execute(plan, run)
+
+
+def outdated_files(
+    *,
+    home: Path | None = None,
+    platform: Platform | None = None,
+    environ: Mapping[str, str] = os.environ,
+    run: Runner = run_command,
+    uid: int | None = None,
+) -> list[str]:
+    """The service definitions that are installed but not as ``service install`` writes them
+    now, and those missing beside them; empty when none is installed.
+
+    After an upgrade the manager keeps running what an older install wrote: a unit without
+    a reload command, a flush timer that counts a held upload as a failure, or no timer at
+    all; an executable path, upload interval or port changed since counts too. Install
+    writes them again (and restarts what changed)."""
+    platform = current_platform() if platform is None else platform
+    real_home, env_for_paths = _home(home, environ)
+    managed = managed_files(real_home, platform, env_for_paths)
+    if not any(path.exists() for path in managed):
+        return []
+    try:
+        plan = install(
+            home=home, platform=platform, dry_run=True, environ=environ, run=run, uid=uid
+        )
+    except ServiceError:
+        return []  # no executable to write into them: nothing to compare with
+    return [
+        str(step.path)
+        for step in plan.steps
+        if step.kind == "write" and step.path in managed and _read(step.path) != step.content
+    ]
 
 
 def uninstall(

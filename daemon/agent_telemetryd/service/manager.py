@@ -132,6 +132,9 @@ class ServiceStatus:
     files: dict[str, bool]
     units: list[UnitState] = field(default_factory=list)
     logs: str = ""
+    # Installed definitions that differ from what `service install` writes now (an older
+    # version's), or are missing beside the others: install updates them.
+    outdated: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +169,10 @@ def service_status(
         logs = "journalctl --user -u agent-telemetry"
         units = _systemd_units(run) if manager else []
 
+    # Imported here: install imports this module.
+    from agent_telemetryd.service.install import outdated_files
+
+    outdated = outdated_files(home=home, platform=platform, environ=environ, run=run, uid=uid)
     service = next((u for u in units if u.name in (SERVICE_UNIT, LAUNCHD_LABEL)), None)
     running = service is not None and service.pid is not None
     enabled = bool(units) and all(u.enabled for u in units)
@@ -180,6 +187,7 @@ def service_status(
         files=files,
         units=units,
         logs=logs,
+        outdated=outdated,
     )
 
 

@@ -129,7 +129,10 @@ def config_refusal(environ: Mapping[str, str], platform: Platform) -> str | None
         }
     except envfile.EnvFileError:
         return None  # refused on its own, naming the line
+    from agent_telemetryd.config_problems import refused_by_the_daemon
+
     _, problems = read_config(service_environ, paths)
+    problems = refused_by_the_daemon(problems)
     if not problems:
         return None
     listed = "; ".join(str(problem) for problem in problems)

@@ -13,7 +13,12 @@ from pathlib import Path
 from agent_telemetry._paths import make_private_dirs
 from agent_telemetryd.lazy_log import get_logger
 from agent_telemetryd.store.fresh import move_aside, remove_leftover
-from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, migrate
+from agent_telemetryd.store.migrations import (
+    SCHEMA_VERSION,
+    MigrationError,
+    NewerSchemaError,
+    migrate,
+)
 from agent_telemetryd.store.wal_identity import WalRecorder, foreign_wal_reason
 
 log = get_logger("agent_telemetryd.store")
@@ -160,7 +165,10 @@ def _open_and_migrate(path: Path, autocheckpoint: bool, exclusive: bool) -> sqli
                     conn.execute("ROLLBACK")
                 why = error.strerror if isinstance(error, OSError) else "disk full"
                 log.warning("wal_salts_not_recorded", path=str(path), reason=why)
-        migrate(conn)
+        try:
+            migrate(conn)
+        except NewerSchemaError as error:
+            raise NewerSchemaError(error.version, path) from None
         # Created by the daemon for the user alone.
         path.chmod(0o600)
         return conn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 from agent_telemetryd.store.analytics_schema import (
     AGENT_ANALYTICS_SCHEMA,
@@ -14,6 +15,23 @@ from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_c
 
 class MigrationError(RuntimeError):
     """The buffer was written by a newer version, or a migration failed."""
+
+
+class NewerSchemaError(MigrationError):
+    """The buffer's schema is newer than this version knows: a newer agent-telemetry wrote
+    it, and this one (a downgrade, or an older copy on the PATH) must neither read it as
+    its own nor change it. The message names both schema versions and the two ways out."""
+
+    def __init__(self, version: int, path: Path | None = None) -> None:
+        self.version = version
+        self.path = path
+        written = f"{path} was written" if path is not None else "the buffer was written"
+        super().__init__(
+            f"{written} by a newer agent-telemetry (buffer schema {version}; this version "
+            f"reads up to {SCHEMA_VERSION}) and is left as it is: install the newer "
+            "agent-telemetry again (e.g. pipx upgrade agent-telemetry), or move the file "
+            "aside to start a fresh buffer with this version (its events stay in it)"
+        )
 
 
 # A migration is a SQL script, or a step that needs values only the file can give.
@@ -394,10 +412,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration the file has not seen; returns the resulting version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise MigrationError(
-            f"buffer schema version {version} is newer than this daemon's {SCHEMA_VERSION}; "
-            "upgrade agent-telemetry"
-        )
+        raise NewerSchemaError(version)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

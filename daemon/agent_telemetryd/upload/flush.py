@@ -73,6 +73,9 @@ class Flush:
         if not self._in.sender.sends:
             self.report.skipped = "sender is none: nothing is sent (set AGENT_TELEMETRY_SENDER)"
             return
+        if self._in.settings.held is not None:
+            self.report.skipped = self._in.settings.held
+            return
         buffer = self._in.buffer()
         if buffer is None:
             return

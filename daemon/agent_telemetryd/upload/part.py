@@ -36,6 +36,7 @@ def settings_from(config: Config) -> UploadSettings:
         backoff=Backoff(base=base, cap=max(base, 60.0)),
         rate_limit=config.rate_limit,
         rate_limit_backlog=config.rate_limit_backlog,
+        held=config.uploads_held,
     )
 
 

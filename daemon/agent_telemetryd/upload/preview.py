@@ -40,6 +40,8 @@ def build_preview(
     if not sender.sends:
         reason = "sender is none: the next flush sends nothing"
         return {**base, **nothing, "reason": reason}
+    if settings.held is not None:
+        return {**base, **nothing, "reason": settings.held}
     total = upload_queries.pending_count(conn) if conn is not None else 0
     found = upload_queries.waiting(conn, now_ms) if conn is not None and total else {}
     waiting = waiting_report(found, settings.rate_limit, settings.rate_limit_backlog)

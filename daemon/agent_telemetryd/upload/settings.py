@@ -30,6 +30,9 @@ class UploadSettings:
     # The upload rate limit, to say why events wait (the ingestor applies it).
     rate_limit: tuple[RateRule, ...] = ()
     rate_limit_backlog: int = 10_000
+    # Why nothing may be uploaded whatever the mode, when something says so: the config
+    # has keys this version does not know, which may limit what is sent.
+    held: str | None = None
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,44 @@ def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_aroun
     assert "hunter2" not in daemon.log() and "Weird" not in daemon.log()
 
 
+def _word(number: int) -> str:
+    """`number` in lowercase letters: `lost_aaab`, a short word as a reason may be."""
+    letters = ""
+    for _ in range(4):
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+    return f"lost_{letters}"
+
+
+def test_drop_counts_under_words_no_shim_reports_add_no_counter_per_word(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A client naming each loss anew (a counter in its reason, a message) would leave a
+    counter per word in the buffer for good, and in every `status`."""
+    daemon = daemon_factory(QUIET)
+    payload = b"".join(
+        json.dumps(
+            {"client_drops": {_word(line * 20 + n): 1 for n in range(20)}, "agent": "a"}
+        ).encode()
+        + b"\n"
+        for line in range(500)
+    )
+    send_lines(daemon.ingest_socket, payload + b'{"client_drops": {"spool_full": 3}}\n')
+    deadline = time.monotonic() + 20
+    while daemon.status()["counters"]["received"] < 10_003:
+        assert time.monotonic() < deadline, daemon.status()["counters"]["received"]
+        time.sleep(0.05)
+    status = daemon.status()
+    assert client_drops(status) == {"client_other": 10_000, "client_spool_full": 3}
+    assert_balanced(status)
+    # Restarted, the buffer's counters say the same: nothing per word was kept.
+    assert daemon.stop() == 0
+    assert client_drops(json.loads(daemon.cli("status", "--json").stdout)) == {
+        "client_other": 10_000,
+        "client_spool_full": 3,
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -287,6 +288,36 @@ def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_aroun
     assert status["buffer"]["events"] == 2 and status["counters"]["rejected"] == 2
     assert_balanced(status)
     assert "hunter2" not in daemon.log() and "Weird" not in daemon.log()
+
+
+def test_a_spool_folder_that_stays_wrong_is_not_logged_at_every_connection(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Every agent's connection scans the spool folder again; one restored with another
+    mode stays refused, and said so within the log's budget, not once a connection."""
+    daemon = daemon_factory(QUIET)
+    folder = daemon.home / "data" / "spool"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o755)
+    started = time.monotonic()
+    connections = 120
+    for n in range(connections):
+        send_lines(
+            daemon.ingest_socket,
+            json.dumps({"event": "connected", "properties": {"n": n}}).encode() + b"\n",
+        )
+        time.sleep(0.1)  # the scan it started is over: the next connection starts another
+    deadline = time.monotonic() + 30
+    while daemon.status()["buffer"]["events"] < connections:
+        assert time.monotonic() < deadline, daemon.status()["counters"]
+        time.sleep(0.1)
+    assert daemon.stop() == 0
+    minutes = math.ceil((time.monotonic() - started) / 60)
+    refused = [
+        json.loads(line) for line in daemon.log().splitlines() if '"spool_folder_refused"' in line
+    ]
+    assert 100 <= len(refused) <= 100 + minutes
+    assert refused[0]["reason"] == "has mode 0755, not 0700"
 
 
 def _word(number: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -85,6 +86,20 @@ def test_an_export_to_a_full_disk_is_one_line_not_a_traceback(daemon: DaemonProc
         assert result.returncode == 1, args
         assert "Traceback" not in result.stderr
         assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr
+
+
+def test_an_export_the_disk_cannot_hold_leaves_no_half_file_filling_it(
+    daemon: DaemonProcess, small_disk: Path
+) -> None:
+    """3 MB of events exported to a 2 MiB file system: the command says it failed, and the
+    disk is as free as before, not full of a file nobody can use."""
+    post_events(daemon.http_url(), [{"event": "big", "properties": {"note": "n" * 1000}}] * 3000)
+    free_before = shutil.disk_usage(small_disk).free
+    output = small_disk / "events.ndjson"
+    result = daemon.cli("export", "--format", "ndjson", "-o", str(output), check=False)
+    assert result.returncode == 1 and "No space left on device" in result.stderr
+    assert list(small_disk.iterdir()) == []
+    assert shutil.disk_usage(small_disk).free == free_before
 
 
 @pytest.mark.parametrize("command", ["export", "report"])

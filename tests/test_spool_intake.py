@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -287,6 +288,74 @@ def test_drop_count_lines_are_counted_under_client_reasons_with_the_events_aroun
     assert status["buffer"]["events"] == 2 and status["counters"]["rejected"] == 2
     assert_balanced(status)
     assert "hunter2" not in daemon.log() and "Weird" not in daemon.log()
+
+
+def test_a_spool_folder_that_stays_wrong_is_not_logged_at_every_connection(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Every agent's connection scans the spool folder again; one restored with another
+    mode stays refused, and said so within the log's budget, not once a connection."""
+    daemon = daemon_factory(QUIET)
+    folder = daemon.home / "data" / "spool"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o755)
+    started = time.monotonic()
+    connections = 120
+    for n in range(connections):
+        send_lines(
+            daemon.ingest_socket,
+            json.dumps({"event": "connected", "properties": {"n": n}}).encode() + b"\n",
+        )
+        time.sleep(0.1)  # the scan it started is over: the next connection starts another
+    deadline = time.monotonic() + 30
+    while daemon.status()["buffer"]["events"] < connections:
+        assert time.monotonic() < deadline, daemon.status()["counters"]
+        time.sleep(0.1)
+    assert daemon.stop() == 0
+    minutes = math.ceil((time.monotonic() - started) / 60)
+    refused = [
+        json.loads(line) for line in daemon.log().splitlines() if '"spool_folder_refused"' in line
+    ]
+    assert 100 <= len(refused) <= 100 + minutes
+    assert refused[0]["reason"] == "has mode 0755, not 0700"
+
+
+def _word(number: int) -> str:
+    """`number` in lowercase letters: `lost_aaab`, a short word as a reason may be."""
+    letters = ""
+    for _ in range(4):
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+    return f"lost_{letters}"
+
+
+def test_drop_counts_under_words_no_shim_reports_add_no_counter_per_word(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A client naming each loss anew (a counter in its reason, a message) would leave a
+    counter per word in the buffer for good, and in every `status`."""
+    daemon = daemon_factory(QUIET)
+    payload = b"".join(
+        json.dumps(
+            {"client_drops": {_word(line * 20 + n): 1 for n in range(20)}, "agent": "a"}
+        ).encode()
+        + b"\n"
+        for line in range(500)
+    )
+    send_lines(daemon.ingest_socket, payload + b'{"client_drops": {"spool_full": 3}}\n')
+    deadline = time.monotonic() + 20
+    while daemon.status()["counters"]["received"] < 10_003:
+        assert time.monotonic() < deadline, daemon.status()["counters"]["received"]
+        time.sleep(0.05)
+    status = daemon.status()
+    assert client_drops(status) == {"client_other": 10_000, "client_spool_full": 3}
+    assert_balanced(status)
+    # Restarted, the buffer's counters say the same: nothing per word was kept.
+    assert daemon.stop() == 0
+    assert client_drops(json.loads(daemon.cli("status", "--json").stdout)) == {
+        "client_other": 10_000,
+        "client_spool_full": 3,
+    }
 
 
 def _free_port() -> int:

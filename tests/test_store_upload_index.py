@@ -100,7 +100,7 @@ def test_reads_by_state_do_not_grow_with_the_local_rows(tmp_path: Path) -> None:
         "a flush's page": lambda c: upload_queries.pending_page(c, 0, 20, now_ms=10**13),
         "pending count": upload_queries.pending_count,
         "quarantined": upload_queries.quarantined,
-        "rate limited by source": upload_queries.rate_limited_by_source,
+        "rate limited by source": upload_queries.rate_limited_sources,
         "revoking consent": lambda c: upload_queries.revoke_pending(c, limit=10),
         "evicting the oldest sent": lambda c: c.execute(
             "DELETE FROM events WHERE id IN"

@@ -6,7 +6,6 @@ Not an event: a line of its own shape, whose counts the daemon adds to `received
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from agent_telemetryd.event_fields import EventError
@@ -17,7 +16,23 @@ from agent_telemetryd.event_fields import EventError
 # dropped under `client_<reason>`, so the user sees the agent's losses in `status` too.
 CLIENT_DROPS = "client_drops"
 _DROP_LINE_FIELDS = frozenset((CLIENT_DROPS, "agent"))
-_DROP_REASON = re.compile(r"[a-z_]{1,40}")
+# The reasons the shims report (client_shim/agent_telemetry/_client.py, node/sender.js);
+# any other word is `client_other`. Each kept reason is a counter the buffer holds for
+# good and `status` lists: a client sending new words per line (2,000 lines of 30 words
+# made 60,000 counters, and a 1.9 MB `status --json`) must not grow them.
+SHIM_DROP_REASONS = frozenset(
+    (
+        "backlog_full",
+        "invalid",
+        "too_large",
+        "spool_full",
+        "spool_failed",
+        "mode_off",
+        "exit_timeout",
+        "disabled",
+        "no_socket_path",
+    )
+)
 MAX_DROP_REASONS = 32
 MAX_DROP_COUNT = 2**40  # far beyond what one process could track between two reports
 
@@ -25,9 +40,9 @@ MAX_DROP_COUNT = 2**40  # far beyond what one process could track between two re
 def client_drop_counts(document: dict[str, Any]) -> dict[str, int]:
     """The counts of a drop-count line as drop reasons (`client_<reason>`); raises EventError.
 
-    The reasons are text a client chose: a short lowercase word is kept, anything else is
-    counted as `client_other`, so a reason can neither hold content nor grow the counters
-    without bound.
+    The reasons are text a client chose: a reason the shims report is kept, anything else
+    is counted as `client_other`, so a reason can neither hold content nor grow the
+    counters without bound.
     """
     if not _DROP_LINE_FIELDS.issuperset(document):
         raise EventError("drop-count line: unknown field (allowed: client_drops, agent)")
@@ -46,7 +61,7 @@ def client_drop_counts(document: dict[str, Any]) -> dict[str, int]:
             raise EventError(
                 f"drop-count line: each count must be a whole number from 0 to {MAX_DROP_COUNT}"
             )
-        name = f"client_{reason}" if _DROP_REASON.fullmatch(reason) else "client_other"
+        name = f"client_{reason}" if reason in SHIM_DROP_REASONS else "client_other"
         if count:
             drops[name] = drops.get(name, 0) + count
     return drops

@@ -35,6 +35,7 @@ from agent_telemetryd.events import (
 from agent_telemetryd.known_reads import ReadParts
 from agent_telemetryd.known_shapes import KnownShapes
 from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.log_budget import LogBudget
 from agent_telemetryd.outcomes import Counters, Outcome
 from agent_telemetryd.privacy.content import ContentMask
 from agent_telemetryd.store.writer import Writer
@@ -68,8 +69,9 @@ class Ingestor:
         self._upload_gate = upload_gate
         self._clock = clock
         self.memory = Counters()
-        self._logged_rejections = 0
         self._unknown_field_lines = 0
+        self._rejections = 0
+        self._rejection_lines = LogBudget()
         self._connection_listeners: list[Callable[[int | None], None]] = []
 
     # A reload swaps these between arrivals: each arrival binds them once, so no arrival
@@ -428,16 +430,15 @@ class Ingestor:
         return counters
 
     def _log_rejections(self, reasons: list[str], source: Source) -> None:
-        # Hostile input must not flood the journal: log the first hundred, then every
-        # thousandth. The reason names the problem; the content is never logged.
+        # Hostile input must not flood the journal (log_budget.py). The reason names the
+        # problem; the content is never logged.
         for reason in reasons:
-            self._logged_rejections += 1
-            n = self._logged_rejections
-            if n <= 100 or n % 1000 == 0:
+            self._rejections += 1
+            if self._rejection_lines.allows():
                 log.warning(
                     "event_rejected",
                     reason=log_reason(reason),
                     transport=source.transport,
                     pid=source.pid,
-                    rejected_so_far=n,
+                    rejected_so_far=self._rejections,
                 )

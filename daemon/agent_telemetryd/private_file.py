@@ -17,9 +17,11 @@ and protected_hardlinks, which many machines leave off.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,6 +56,24 @@ def open_private(path: Path, *, append: bool = False) -> BinaryIO:
         return os.fdopen(fd, "ab" if append else "wb")
     except BaseException:
         os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def written_privately(path: Path) -> Iterator[BinaryIO]:
+    """`open_private(path)` as a context; when writing it fails (a full disk), the half
+    written file is removed. Left there it kept the disk full (an export of 3 MB to a
+    2 MiB file system left 2 MiB of it, and no byte free) after the command had said the
+    write failed, so the file is of no use to anyone. A device is left alone."""
+    handle = open_private(path)
+    regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        if regular:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         raise
 
 

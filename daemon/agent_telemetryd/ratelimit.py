@@ -351,7 +351,9 @@ def waiting_report(
     everyone = describe_rules(all_sources_rules(rules))
     report: dict[str, Any] = {
         "events": count,
+        # The sources with the most events waiting (at most 20), and how many there are.
         "by_source": dict(found.get("by_source", {})),
+        "sources": int(found.get("sources", len(found.get("by_source", {})))),
         "next_eligible": format_timestamp(next_ms) if count and next_ms else None,
         "all_eligible_by": format_timestamp(last_ms) if count and last_ms else None,
         "rule": describe_rules(rules),

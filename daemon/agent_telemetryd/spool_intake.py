@@ -58,6 +58,7 @@ from agent_telemetryd.consent import ConsentState
 from agent_telemetryd.context import DaemonContext
 from agent_telemetryd.ingest import Ingestor, Source
 from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.log_budget import LogBudget
 from agent_telemetryd.parts import Started
 from agent_telemetryd.spool_files import (
     DROP_LINE_PREFIX,
@@ -76,6 +77,8 @@ IN_FLIGHT = 4  # chunks handed to the writer and not yet committed
 # After an agent connects, the shim renames its spool file: give it that moment, and let a
 # burst of connections make one scan.
 SETTLE_SECONDS = 0.05
+# What a scan may find wrong, each a log line within its own budget.
+_PROBLEMS = ("spool_folder_refused", "spool_file_kept", "spool_file_unreadable")
 # A live agent that connected while its file was still being written: look once more.
 RESCAN_SECONDS = 1.0
 MARK_PREFIX = "spool_taken:"
@@ -156,6 +159,11 @@ class SpoolIntake:
         self._rescan: asyncio.TimerHandle | None = None
         self._closed = False
         self.stats = IntakeStats()
+        # Every agent's connection scans again, and finds the same folder or file again:
+        # a problem that stays (a folder restored with other modes) is logged within a
+        # budget (log_budget.py), not once a connection for as long as it lasts.
+        self._problem_lines = {name: LogBudget() for name in _PROBLEMS}
+        self._problems_seen = dict.fromkeys(_PROBLEMS, 0)
 
     # -- when -------------------------------------------------------------------------
 
@@ -208,7 +216,7 @@ class SpoolIntake:
         pids of live agents whose files are still being written."""
         problem = private_dir_problem(self.directory)
         if problem is not None:
-            log.error("spool_folder_refused", path=str(self.directory), reason=problem)
+            self._problem("spool_folder_refused", path=str(self.directory), reason=problem)
             return set()
         files, still_writing = ready_files(self.directory, self._clock())
         for path, pid in files:
@@ -233,10 +241,16 @@ class SpoolIntake:
         except StoreFullError as error:
             # Nothing of it is lost: the file stays and is taken at the next connection.
             self.stats.last_error = str(error)
-            log.warning("spool_file_kept", path=str(path), reason=str(error))
+            self._problem("spool_file_kept", path=str(path), reason=str(error))
         except OSError as error:
             self.stats.last_error = f"{path.name}: {error.strerror}"
-            log.error("spool_file_unreadable", path=str(path), reason=error.strerror)
+            self._problem("spool_file_unreadable", path=str(path), reason=error.strerror)
+
+    def _problem(self, name: str, **fields: str | None) -> None:
+        self._problems_seen[name] += 1
+        if self._problem_lines[name].allows():
+            level = log.warning if name == "spool_file_kept" else log.error
+            level(name, seen_so_far=self._problems_seen[name], **fields)
 
     async def _ingest(self, path: Path, pid: int, mark: str) -> None:
         in_flight: deque[asyncio.Future[WriteResult]] = deque()

@@ -25,7 +25,8 @@ class BufferFacts:
     stored_counters: dict[str, int] = field(default_factory=dict)
     anonymous_id: str = ""
     last_upload_ms: int | None = None
-    rate_limited_by_source: dict[str, int] = field(default_factory=dict)
+    rate_limited_by_source: dict[str, int] = field(default_factory=dict)  # the most, at most 20
+    rate_limited_sources: int = 0  # every source with events kept local past the cap
     waiting: dict[str, Any] = field(default_factory=dict)  # upload_queries.waiting
     placed_under: str | None = None  # the rules what waits was placed under (meta)
 
@@ -35,12 +36,14 @@ def read_facts(conn: sqlite3.Connection | None, now_ms: int | None = None) -> Bu
         return BufferFacts()
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     summary = queries.buffer_summary(conn)
+    rate_limited_by_source, rate_limited_sources = upload_queries.rate_limited_sources(conn)
     return BufferFacts(
         buffer=summary["buffer"],
         stored_counters=summary["stored_counters"],
         anonymous_id=queries.get_meta(conn, "anonymous_id") or "",
         last_upload_ms=receipts.last_accepted_ms(conn),
-        rate_limited_by_source=upload_queries.rate_limited_by_source(conn),
+        rate_limited_by_source=rate_limited_by_source,
+        rate_limited_sources=rate_limited_sources,
         waiting=upload_queries.waiting(conn, now_ms),
         placed_under=queries.get_meta(conn, PLACED_UNDER),
     )
@@ -111,6 +114,7 @@ def build_status(
         **waiting_report(facts.waiting, config.rate_limit, config.rate_limit_backlog),
         "rate_limited": buffer.get("rate_limited", 0),
         "rate_limited_by_source": facts.rate_limited_by_source,
+        "rate_limited_sources": facts.rate_limited_sources,
     }
     _placed_under_other_rules(status["rate_limit"], facts.placed_under, config)
     if extra:

@@ -17,7 +17,7 @@ from agent_telemetryd.cli.buffer_access import (
 )
 from agent_telemetryd.cli.common import call_api, confirm_deletion, daemon_pid, get_config
 from agent_telemetryd.export import FORMATS, render_all
-from agent_telemetryd.private_file import open_private
+from agent_telemetryd.private_file import written_privately
 from agent_telemetryd.store import offline_writes, queries
 
 
@@ -84,7 +84,7 @@ def export(
             return
         try:
             # An export is the user's data, like the buffer: readable by them alone.
-            with open_private(output) as handle:
+            with written_privately(output) as handle:
                 for chunk in render_all(rows, fmt):
                     handle.write(chunk)
         except OSError as error:

@@ -12,7 +12,7 @@ import click
 
 from agent_telemetryd.cli.buffer_access import read_buffer, refuse_buffer_as_output
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
-from agent_telemetryd.private_file import open_private
+from agent_telemetryd.private_file import open_private, written_privately
 
 
 @click.command()
@@ -143,7 +143,8 @@ def report(
         data = report_data(conn, filters, status, now_ms, price_book(config.prices))
     try:
         # The report holds event and agent names and counts: the user's data, like the buffer.
-        _write_private(output, report_page(data))
+        with written_privately(output) as out:
+            out.write(report_page(data).encode("utf-8"))
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
     events = data["totals"]["events"]

@@ -136,14 +136,23 @@ def _rate_limited_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     waiting = report.get("rate_limit") or {}
     if waiting.get("events"):
-        listed = ", ".join(f"{agent} {count}" for agent, count in waiting["by_source"].items())
+        listed = _listed(waiting["by_source"], waiting.get("sources"))
         lines.append(f"waiting:      {listed} ({waiting['why']})")
     by_source = (report.get("upload") or {}).get("rate_limited_by_source") or {}
     if by_source:
-        listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
+        listed = _listed(by_source, waiting.get("rate_limited_sources"))
         lines.append(
             f"rate limited: {listed} (past the backlog of {waiting.get('backlog_cap', '?')} "
             f"waiting events per source, {waiting.get('all_sources_backlog_cap', '?')} for all "
             "sources together: kept locally, never uploaded)"
         )
     return lines
+
+
+def _listed(by_source: dict[str, int], sources: int | None) -> str:
+    """`planner 20, coder 3`, and how many other sources the status left out."""
+    listed = ", ".join(f"{agent} {count}" for agent, count in by_source.items())
+    others = (sources or 0) - len(by_source)
+    if others > 0:
+        listed += f" and {others} more {'source' if others == 1 else 'sources'}"
+    return listed

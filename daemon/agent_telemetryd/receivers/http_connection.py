@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_telemetryd.log_budget import LogBudget
 from agent_telemetryd.receivers.connections import (
     ACCEPT_BURST,
     ConnectionLimits,
@@ -248,6 +249,7 @@ class HttpSite:
         self.by_transport: dict[asyncio.BaseTransport, HttpConnection] = {}
         self.serving: HttpServing | None = None
         self.request_errors = 0
+        self.error_lines = LogBudget()  # which request errors get a log line
         # Told, with this listener's name, when a connection waits for aiohttp.
         self.wants_serving: Callable[[str], None] = lambda listener: None
         self._waiting: dict[HttpConnection, None] = {}  # in order of arrival

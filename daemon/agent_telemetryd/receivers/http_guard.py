@@ -21,6 +21,7 @@ from aiohttp import web
 from agent_telemetryd import api_deadline
 from agent_telemetryd.config_values import is_loopback_ip
 from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.log_budget import LogBudget
 from agent_telemetryd.receivers.peer import is_same_user
 
 log = get_logger("agent_telemetryd.http")
@@ -30,9 +31,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (a PostHog SDK sends its project key there and can add no header): the token that key
 # must match, for the route to check once it has read the body.
 BODY_TOKEN = web.RequestKey("body_token", str)
-# The first hundred refusals of another user are logged, then every thousandth.
-_LOG_FIRST = 100
-_LOG_EVERY = 1000
 
 
 def host_name(host_header: str) -> str:
@@ -142,6 +140,7 @@ def tcp_peer_guard(
     (`Authorization: Bearer …` or `?token=`), except to `body_token_paths`, which check it
     in the body themselves (BODY_TOKEN). Reading routes do their own token check."""
     refused = 0
+    refusal_lines = LogBudget()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -150,7 +149,7 @@ def tcp_peer_guard(
             uid = await uid_of(request)
             if uid != os.geteuid():
                 refused += 1
-                if refused <= _LOG_FIRST or refused % _LOG_EVERY == 0:
+                if refusal_lines.allows():
                     log.warning(
                         "foreign_peer_refused", peer_uid=uid, socket="tcp", refused_so_far=refused
                     )

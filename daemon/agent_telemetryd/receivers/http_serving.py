@@ -31,10 +31,6 @@ log = get_logger("agent_telemetryd.http")
 CLEANUP_SECONDS = 1.0
 # Reading the rest of a refused body (413) so the client sees the answer, not a reset.
 LINGER_SECONDS = 2.0
-# The first hundred request errors are logged, then every thousandth: one bad client in a
-# loop must not fill the journal. `status` has the counts.
-_LOG_FIRST = 100
-_LOG_EVERY = 1000
 
 
 class HttpServing:
@@ -156,14 +152,14 @@ def track_connection(site: HttpSite) -> web.Middleware:
 
 
 def report_error(connection: HttpConnection, error: BaseException | None) -> None:
-    """One line per failed request, for the first hundred and then every thousandth:
+    """One line per failed request, as far as the site's log budget goes (log_budget.py):
     the error's type and the route, never the request's bytes, headers or URL."""
     if connection.lost_in_request or connection.ended_by_daemon:
         return  # counted already; the client is gone
     site = connection.site
     site.request_errors += 1
     n = site.request_errors
-    if n > _LOG_FIRST and n % _LOG_EVERY:
+    if not site.error_lines.allows():
         return
     client_fault = isinstance(error, HttpProcessingError | web.RequestPayloadError)
     fields: dict[str, Any] = {

@@ -1,0 +1,49 @@
+"""An agent repeating a mistake as fast as it can does not fill the log: a line for each of
+the first hundred, then one a minute at most, whatever the rate; the counts are all kept."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from agent_telemetryd.log_budget import LogBudget
+from tests.conftest import DaemonFactory
+from tests.test_daemon_ingest import send_lines
+
+
+def test_the_first_hundred_each_get_a_line_then_one_a_minute() -> None:
+    now = [0.0]
+    budget = LogBudget(clock=lambda: now[0])
+    assert all(budget.allows() for _ in range(100))
+    allowed = []
+    for second in range(180):  # three minutes at 1,000 a second
+        now[0] = float(second)
+        allowed.append(sum(budget.allows() for _ in range(1000)))
+    # One line as the minute opens, none in between: 3 lines for 180,000 occurrences.
+    assert [s for s, count in enumerate(allowed) if count] == [0, 60, 120]
+    assert max(allowed) == 1
+
+
+def test_a_flood_of_bad_lines_leaves_a_bounded_log(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
+    started = time.monotonic()
+    bad = b'{"event": ""}\n' * 300_000
+    send_lines(daemon.ingest_socket, bad + b'{"event": "still.taken"}\n')
+    deadline = time.monotonic() + 120
+    while daemon.api_status()["counters"]["received"] < 300_001:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    status = daemon.api_status()
+    assert (status["counters"]["rejected"], status["buffer"]["events"]) == (300_000, 1)
+    assert daemon.stop() == 0
+    minutes = math.ceil((time.monotonic() - started) / 60)
+
+    lines = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
+    rejected = [line for line in lines if line["event"] == "event_rejected"]
+    # The first hundred, then a line a minute: before, a line every thousandth (400 here).
+    assert 100 < len(rejected) <= 100 + minutes
+    assert rejected[-1]["rejected_so_far"] > 100
+    assert {line["reason"] for line in rejected} == {
+        "field 'event' must be 1-200 characters, got 0"
+    }

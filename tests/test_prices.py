@@ -73,7 +73,7 @@ def test_a_models_name_as_providers_and_sdks_spell_it_finds_its_price(name: str)
 
 def test_an_unknown_model_has_no_price() -> None:
     book = price_book()
-    assert book.lookup("house-model") is None and book.rows(["house-model"]) == []
+    assert book.lookup("house-model") is None and book.rows([("house-model", "")]) == []
     assert book.lookup("") is None and book.lookup(None) is None
 
 
@@ -84,7 +84,7 @@ def test_an_override_replaces_or_adds_a_models_price() -> None:
             PriceOverride("house-model", 0.5, 1.5, cache_read=0.05, provider="ollama"),
         ]
     )
-    assert book.rows(["gpt-4o"])[0][3:] == (1.0, 2.0, None, None)
+    assert book.rows([("gpt-4o", "")])[0][4:] == (1.0, 2.0, None, None)
     assert book.provider_of("house-model") == "ollama"
     assert book.provider_of("gpt-4o") == "openai"  # the table's, the override said none
     assert book.describe()["overridden"] == ["gpt-4o", "house-model"]
@@ -239,4 +239,4 @@ def test_the_refresh_script_converts_litellms_list_and_keeps_history(tmp_path: P
     assert out.read_text() == before
     # What it writes, the daemon reads.
     book = price_book(table=second)
-    assert [row[1:4] for row in book.rows(["gpt-x"])][-1][2] == 1.0
+    assert [row[2:5] for row in book.rows([("gpt-x", "")])][-1][2] == 1.0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from agent_telemetryd.store.analytics_schema import (
     AGENT_ANALYTICS_SCHEMA,
+    KEEP_ASKED_MODELS,
     METRIC_SERIES_FOLLOW_THEIR_POINTS,
 )
 from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_columns
@@ -185,6 +186,14 @@ def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
     ):
         conn.execute(f"DELETE FROM {table}")
     conn.execute("UPDATE agent_state SET folded_id = 0")
+
+
+def _keep_asked_models(conn: sqlite3.Connection) -> None:
+    """16: the rollups that name a model keep the name asked for too, and every event is
+    folded again (store/analytics_schema.py says why)."""
+    for statement in _statements(KEEP_ASKED_MODELS):
+        conn.execute(statement)
+    conn.execute(METRIC_FACTS_INDEX)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -385,6 +394,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 15: a metric series goes with its last point (store/analytics_schema.py). After 14,
     # whose emptied hours leave every series to be registered again by the fold.
     METRIC_SERIES_FOLLOW_THEIR_POINTS,
+    # 16: a call counted under the model that answered and priced by either name.
+    _keep_asked_models,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -73,6 +73,7 @@ AGENT_OPERATIONS = ("invoke_agent", "create_agent", "invoke_workflow")
 FACT_COLUMNS = (
     "id",
     "hour",
+    "called_hour",
     "agent",
     "event",
     "llm",
@@ -210,7 +211,8 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
     )
     span = "(u.span_id IS NOT NULL AND u.duration IS NOT NULL)"
     facts = (
-        f"SELECT u.id, u.received_ms / {HOUR_MS} AS hour, u.agent, u.event, u.llm,"
+        f"SELECT u.id, u.received_ms / {HOUR_MS} AS hour,"
+        f" min(u.ts_ms, u.received_ms) / {HOUR_MS} AS called_hour, u.agent, u.event, u.llm,"
         " CASE WHEN u.llm THEN coalesce(u.answered, u.asked, '') ELSE '' END AS model,"
         " CASE WHEN u.llm AND u.asked != u.answered THEN u.asked ELSE '' END AS requested,"
         " u.provider,"

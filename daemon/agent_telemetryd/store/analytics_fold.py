@@ -39,13 +39,15 @@ _ADD_PRICED = (
 )
 _RANGE = "id > :start AND id <= :end"
 _ROLLUPS = (
-    "INSERT INTO agent_models (hour, agent, event, model, requested, provider, calls, errors,"
+    "INSERT INTO agent_models (hour, agent, event, model, requested, called_hour, provider,"
+    " calls, errors,"
     " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_calls,"
     " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
     " priced_cache_write, priced_output)"
-    f" SELECT hour, agent, event, model, requested, max(provider), {_SUMS} FROM agent_facts"
-    f" WHERE {_RANGE} AND llm = 1 GROUP BY hour, agent, event, model, requested"
-    " ON CONFLICT (hour, agent, event, model, requested) DO UPDATE SET"
+    " SELECT hour, agent, event, model, requested, called_hour, max(provider),"
+    f" {_SUMS} FROM agent_facts WHERE {_RANGE} AND llm = 1"
+    " GROUP BY hour, agent, event, model, requested, called_hour"
+    " ON CONFLICT (hour, agent, event, model, requested, called_hour) DO UPDATE SET"
     " provider = coalesce(excluded.provider, provider), calls = calls + excluded.calls,"
     " errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens,"
@@ -82,15 +84,17 @@ _ROLLUPS = (
     " input_tokens = input_tokens + excluded.input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens,"
     " errors = errors + excluded.errors",
-    "INSERT INTO agent_run_models (trace_id, model, requested, hour, calls, reported_calls,"
+    "INSERT INTO agent_run_models (trace_id, model, requested, called_hour, calls,"
+    " reported_calls,"
     " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
     " priced_cache_write, priced_output)"
-    " SELECT trace_id, model, requested, min(hour), count(*), sum(cost IS NOT NULL),"
+    " SELECT trace_id, model, requested, min(called_hour), count(*), sum(cost IS NOT NULL),"
     " coalesce(sum(cost), 0), sum(cost IS NULL), sum(cost IS NULL AND priced_input IS NULL),"
     " sum(coalesce(priced_input, 0)), sum(coalesce(priced_cache_read, 0)),"
     " sum(coalesce(priced_cache_write, 0)), sum(coalesce(priced_output, 0)) FROM agent_facts"
     f" WHERE {_RANGE} AND llm = 1 AND trace_id IS NOT NULL GROUP BY trace_id, model, requested"
-    " ON CONFLICT (trace_id, model, requested) DO UPDATE SET hour = min(hour, excluded.hour),"
+    " ON CONFLICT (trace_id, model, requested) DO UPDATE"
+    " SET called_hour = min(called_hour, excluded.called_hour),"
     f" calls = calls + excluded.calls, {_ADD_PRICED}",
     # Per series and hour: the sums, the first and last point, and the growth of a running
     # total inside the hour (metric_cells.py), counted again for each hour this chunk has

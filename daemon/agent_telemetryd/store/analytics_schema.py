@@ -241,13 +241,17 @@ METRIC_SERIES_FOLLOW_THEIR_POINTS = """
 # `analytics.prices.PriceBook.price_for`): behind Azure OpenAI, LiteLLM or OpenRouter the
 # name asked for is a deployment or alias no price table knows. The rollups that name a
 # model keep the name asked for too (`requested`, '' when it is the same or absent), so a
-# call is priced by its pair of names and a filter by either name finds it. Tables made
-# again, since their keys change, and every event folded again by the new rule (as 14
-# did): until then the views read the unfolded events themselves.
+# call is priced by its pair of names and a filter by either name finds it. They also
+# keep the hour the call was made (`called_hour`: its own timestamp, never later than its
+# receipt), whose prices it is charged at: a call an agent spooled while the daemon was
+# down and delivered after a price change was made at the old price. Tables made again,
+# since their keys change, and every event folded again by the new rule (as 14 did):
+# until then the views read the unfolded events themselves.
 ASKED_MODEL_TABLES = """
     CREATE TABLE agent_facts (
         id INTEGER PRIMARY KEY,
         hour INTEGER NOT NULL,
+        called_hour INTEGER NOT NULL,
         agent TEXT NOT NULL,
         event TEXT NOT NULL,
         llm INTEGER NOT NULL,
@@ -275,6 +279,7 @@ ASKED_MODEL_TABLES = """
         event TEXT NOT NULL,
         model TEXT NOT NULL,
         requested TEXT NOT NULL,
+        called_hour INTEGER NOT NULL,
         provider TEXT,
         calls INTEGER NOT NULL,
         errors INTEGER NOT NULL,
@@ -290,7 +295,7 @@ ASKED_MODEL_TABLES = """
         priced_cache_read NOT NULL,
         priced_cache_write NOT NULL,
         priced_output NOT NULL,
-        PRIMARY KEY (hour, agent, event, model, requested)
+        PRIMARY KEY (hour, agent, event, model, requested, called_hour)
     ) WITHOUT ROWID;
     -- `requested` after the bucket: the per-name percentiles still read cells in order.
     -- A tool's is ''.
@@ -309,7 +314,7 @@ ASKED_MODEL_TABLES = """
         trace_id TEXT NOT NULL,
         model TEXT NOT NULL,
         requested TEXT NOT NULL,
-        hour INTEGER NOT NULL,
+        called_hour INTEGER NOT NULL,  -- of the run's first call of the pair
         calls INTEGER NOT NULL,
         reported_calls INTEGER NOT NULL,
         reported_cost REAL NOT NULL,
@@ -340,10 +345,12 @@ ASKED_MODEL_TRIGGER = """
             priced_cache_write = priced_cache_write - coalesce(old.priced_cache_write, 0),
             priced_output = priced_output - coalesce(old.priced_output, 0)
         WHERE old.llm = 1 AND hour = old.hour AND agent = old.agent AND event = old.event
-            AND model = old.model AND requested = old.requested;
+            AND model = old.model AND requested = old.requested
+            AND called_hour = old.called_hour;
         DELETE FROM agent_models
         WHERE old.llm = 1 AND hour = old.hour AND agent = old.agent AND event = old.event
-            AND model = old.model AND requested = old.requested AND calls <= 0;
+            AND model = old.model AND requested = old.requested
+            AND called_hour = old.called_hour AND calls <= 0;
         UPDATE agent_tools SET calls = calls - 1, errors = errors - old.error
         WHERE old.tool IS NOT NULL AND hour = old.hour AND agent = old.agent
             AND event = old.event AND tool = old.tool;

@@ -5,8 +5,10 @@ Each function returns a few rows per model, tool, time bucket or series, whateve
 buffer holds. Costs are computed here, when read: the rollups keep reported costs and the
 tokens of calls that reported none, and those tokens are priced by joining a per-request
 table of price periods (`load_prices`: the rows `analytics.prices.PriceBook.rows` gives),
-so a price override applies to past events too. Minute buckets (ranges of a few hours)
-read the events themselves; hours and days read the rollups.
+so a price override applies to past events too. A call is priced at the prices of the
+hour it was made (`called_hour`), and counted in the time bucket it was received in, as
+every view counts events. Minute buckets (ranges of a few hours) read the events
+themselves; hours and days read the rollups.
 """
 
 from __future__ import annotations
@@ -140,15 +142,15 @@ _FACT_SUMS = ", ".join(
 
 
 def materialise_model_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> None:
-    """The filtered LLM calls as `MODEL_CELLS(t, hour, model, requested, provider, <sums>)`,
-    one row per time bucket, hour and pair of names: what the models view and the cost
-    series read."""
+    """The filtered LLM calls as `MODEL_CELLS(t, called_hour, model, requested, provider,
+    <sums>)`, one row per time bucket, hour made in and pair of names: what the models
+    view and the cost series read."""
     conn.execute(f"DROP TABLE IF EXISTS {MODEL_CELLS}")
     sums = ", ".join(f"sum({column}) AS {column}" for column in _MODEL_SUMS.split(", "))
     if f.bucket == "minute":
         facts, params = facts_from(f, tail=False)
         source = (
-            f"SELECT received_ms / {MINUTE_MS} AS t, hour, model, requested,"
+            f"SELECT received_ms / {MINUTE_MS} AS t, called_hour, model, requested,"
             f" max(provider) AS provider, {_FACT_SUMS} FROM {facts}"
             f" WHERE llm{_and_model(f)} GROUP BY 1, 2, 3, 4"
         )
@@ -157,17 +159,18 @@ def materialise_model_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> Non
         facts, tail_params = facts_from(f, tail=True)
         params.update(tail_params)
         source = (
-            f"SELECT {time_key(f)} AS t, hour, model, requested, max(provider) AS provider,"
-            f" {sums} FROM agent_models WHERE {rollup} GROUP BY 1, 2, 3, 4"
-            " UNION ALL"
-            f" SELECT {time_key(f)}, hour, model, requested, max(provider), {_FACT_SUMS}"
+            f"SELECT {time_key(f)} AS t, called_hour, model, requested,"
+            f" max(provider) AS provider, {sums} FROM agent_models WHERE {rollup}"
+            " GROUP BY 1, 2, 3, 4 UNION ALL"
+            f" SELECT {time_key(f)}, called_hour, model, requested, max(provider), {_FACT_SUMS}"
             f" FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3, 4"
         )
     if f.model is not None:
         params["model"] = f.model
     conn.execute(
-        f"CREATE TABLE {MODEL_CELLS} AS SELECT t, hour, model, requested,"
-        f" max(provider) AS provider, {sums} FROM ({source}) GROUP BY t, hour, model, requested",
+        f"CREATE TABLE {MODEL_CELLS} AS SELECT t, called_hour, model, requested,"
+        f" max(provider) AS provider, {sums} FROM ({source})"
+        " GROUP BY t, called_hour, model, requested",
         params,
     )
 
@@ -195,14 +198,14 @@ def cell_models(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def _priced_cells(source: str) -> str:
     """`source`'s rows (with the priced_* and call counts) with `cost` (reported plus what
-    their tokens cost at the prices of their hour) and `unpriced` (calls whose cost is
-    unknown: no price for the pair of names then, or nothing to price)."""
+    their tokens cost at the prices of the hour they were made in) and `unpriced` (calls
+    whose cost is unknown: no price for the pair of names then, or nothing to price)."""
     return (
         f"SELECT c.*, c.reported_cost + CASE WHEN p.model IS NULL THEN 0 ELSE {_COST} END"
         " AS cost, CASE WHEN p.model IS NULL THEN c.unreported_calls ELSE c.no_usage_calls END"
         f" AS unpriced FROM {source} AS c LEFT JOIN {PRICES} AS p ON p.model = c.model"
         " AND p.requested = c.requested"
-        " AND c.hour >= p.from_hour AND c.hour < p.until_hour"
+        " AND c.called_hour >= p.from_hour AND c.called_hour < p.until_hour"
     )
 
 
@@ -303,8 +306,8 @@ RUN_CELLS = "temp.agent_request_run_models"
 
 
 def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> None:
-    """The LLM calls of these runs per (trace, model, requested, first hour), folded and
-    not."""
+    """The LLM calls of these runs per (trace, model, requested), with the hour the first
+    was made in, folded and not."""
     conn.execute(f"DROP TABLE IF EXISTS {RUN_CELLS}")
     ids = {"ids": _json_list(trace_ids)}
     sums = (
@@ -315,13 +318,13 @@ def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> Non
         " sum(priced_cache_write) AS priced_cache_write, sum(priced_output) AS priced_output"
     )
     conn.execute(
-        f"CREATE TABLE {RUN_CELLS} AS SELECT trace_id, model, requested, min(hour) AS hour,"
-        f" {sums} FROM ("
-        " SELECT trace_id, model, requested, hour, calls, reported_calls, reported_cost,"
+        f"CREATE TABLE {RUN_CELLS} AS SELECT trace_id, model, requested,"
+        f" min(called_hour) AS called_hour, {sums} FROM ("
+        " SELECT trace_id, model, requested, called_hour, calls, reported_calls, reported_cost,"
         " unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
         " priced_cache_write, priced_output FROM agent_run_models"
         " WHERE trace_id IN (SELECT value FROM json_each(:ids))"
-        " UNION ALL SELECT trace_id, model, requested, hour, 1, cost IS NOT NULL,"
+        " UNION ALL SELECT trace_id, model, requested, called_hour, 1, cost IS NOT NULL,"
         " coalesce(cost, 0),"
         " cost IS NULL, cost IS NULL AND priced_input IS NULL, coalesce(priced_input, 0),"
         " coalesce(priced_cache_read, 0), coalesce(priced_cache_write, 0),"

@@ -300,7 +300,8 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
     folded, so every query reads the events themselves. From before migration 7 (no trace
     columns yet), a TEMP view of the events with those columns empty stands in too."""
     models = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_models)")}
-    if "requested" in models:
+    hours = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_metric_hours)")}
+    if "called_hour" in models and "grown" in hours:
         return
     columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
     if "trace_id" not in columns:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_telemetryd.analytics.prices import PriceBook, price_book
+from agent_telemetryd.analytics.prices import ModelPrice, PriceBook, price_book
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.dashboard.run_views import explore, metrics, run_spans
 from agent_telemetryd.store import analytics_sql as sql
@@ -94,7 +94,7 @@ def models_in(conn: sqlite3.Connection, q: AgentQuery, f: Filters) -> dict[str, 
     pairs = sql.cell_models(conn)
     sql.load_prices(conn, q.prices.rows(pairs))
     # A model's price and provider: those of the first of its pairs of names with a price.
-    priced = {}
+    priced: dict[str, ModelPrice] = {}
     for model, requested in pairs:
         price = q.prices.price_for(model, requested)
         if price is not None:
@@ -118,7 +118,7 @@ def models_in(conn: sqlite3.Connection, q: AgentQuery, f: Filters) -> dict[str, 
         rows.append(
             {
                 "model": model or None,
-                "provider": provider or (model in priced and priced[model].provider) or None,
+                "provider": provider or (priced[model].provider if model in priced else None),
                 "calls": calls,
                 "input_tokens": tin,
                 "output_tokens": tout,

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from agent_telemetryd.store.analytics_schema import ASKED_MODEL_TABLES
+from agent_telemetryd.store.analytics_model_names import ASKED_MODEL_TABLES
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
 from agent_telemetryd.store.metric_cells import GROWTH_COLUMNS
 from agent_telemetryd.store.migrations import MIGRATIONS, _statements

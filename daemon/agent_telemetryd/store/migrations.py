@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from agent_telemetryd.store.analytics_model_names import KEEP_ASKED_MODELS
 from agent_telemetryd.store.analytics_schema import (
     AGENT_ANALYTICS_SCHEMA,
-    KEEP_ASKED_MODELS,
     METRIC_SERIES_FOLLOW_THEIR_POINTS,
 )
 from agent_telemetryd.store.metric_cells import METRIC_FACTS_INDEX, add_growth_columns
@@ -190,7 +190,7 @@ def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
 
 def _keep_asked_models(conn: sqlite3.Connection) -> None:
     """16: the rollups that name a model keep the name asked for too, and every event is
-    folded again (store/analytics_schema.py says why)."""
+    folded again (store/analytics_model_names.py says why)."""
     for statement in _statements(KEEP_ASKED_MODELS):
         conn.execute(statement)
     conn.execute(METRIC_FACTS_INDEX)

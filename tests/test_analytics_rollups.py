@@ -24,6 +24,7 @@ from agent_telemetryd.store.migrations import MIGRATIONS
 H = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "house-model", None)
+DEPLOYMENT = "my-gpt4o-prod"
 TOOLS = ("search", "fetch", "bash")
 # (metric, type, temporality): a metric's points all have the one type it was made with.
 METRICS = (
@@ -58,6 +59,10 @@ def workload(seed: int = 3, n: int = 600) -> list[tuple[Any, ...]]:
             model = rng.choice(MODELS)
             if model:
                 props["gen_ai.request.model"] = model
+            if model == "gpt-4o" and i % 2:
+                # Half of them through a deployment, answered by the model.
+                props["gen_ai.request.model"] = DEPLOYMENT
+                props["gen_ai.response.model"] = model
             if rng.random() < 0.8 or model is None:
                 props["gen_ai.usage.input_tokens"] = rng.randint(0, 5000)
                 props["gen_ai.usage.output_tokens"] = rng.randint(0, 500)
@@ -122,6 +127,7 @@ FILTERS = (
     Filters(since_ms=H + 2 * HOUR, until_ms=H + 4 * HOUR, bucket="hour"),
     Filters(agent="coder", bucket="hour"),
     Filters(event="llm.call", model="gpt-4o", bucket="hour"),
+    Filters(model=DEPLOYMENT, bucket="minute"),
     Filters(tool="search", bucket="day"),
     Filters(bucket="minute"),
 )

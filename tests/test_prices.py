@@ -18,7 +18,9 @@ from agent_telemetryd.dashboard import views
 from agent_telemetryd.dashboard.agent_views import AgentQuery
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.paths import resolve_paths
+from agent_telemetryd.store import analytics_fold
 from agent_telemetryd.store.database import open_buffer
+from tests.test_analytics_rollups import HOUR, insert
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "refresh_prices.py"
 _spec = importlib.util.spec_from_file_location("refresh_prices", SCRIPT)
@@ -73,7 +75,7 @@ def test_a_models_name_as_providers_and_sdks_spell_it_finds_its_price(name: str)
 
 def test_an_unknown_model_has_no_price() -> None:
     book = price_book()
-    assert book.lookup("house-model") is None and book.rows(["house-model"]) == []
+    assert book.lookup("house-model") is None and book.rows([("house-model", "")]) == []
     assert book.lookup("") is None and book.lookup(None) is None
 
 
@@ -84,7 +86,7 @@ def test_an_override_replaces_or_adds_a_models_price() -> None:
             PriceOverride("house-model", 0.5, 1.5, cache_read=0.05, provider="ollama"),
         ]
     )
-    assert book.rows(["gpt-4o"])[0][3:] == (1.0, 2.0, None, None)
+    assert book.rows([("gpt-4o", "")])[0][4:] == (1.0, 2.0, None, None)
     assert book.provider_of("house-model") == "ollama"
     assert book.provider_of("gpt-4o") == "openai"  # the table's, the override said none
     assert book.describe()["overridden"] == ["gpt-4o", "house-model"]
@@ -131,21 +133,25 @@ def _buffer_with_calls(path: Path, calls: list[tuple[int, dict[str, Any]]]) -> s
     return conn
 
 
+# Model m's input price falls from 2.00 to 1.00 on 2026-01-02.
+PRICE_CHANGE = {
+    "version": "v-test",
+    "source": "test",
+    "providers": {
+        "openai": {
+            "m": [
+                {"from": None, "until": "2026-01-02", "input": 2.0, "output": 0.0},
+                {"from": "2026-01-02", "until": None, "input": 1.0, "output": 0.0},
+            ]
+        }
+    },
+}
+
+
 def test_each_call_is_priced_at_the_prices_of_its_day(tmp_path: Path) -> None:
     """A price change (a closed period and a new one) prices calls before it at the old
     price and after it at the new: 1M input tokens at 2.00 then at 1.00."""
-    table = {
-        "version": "v-test",
-        "source": "test",
-        "providers": {
-            "openai": {
-                "m": [
-                    {"from": None, "until": "2026-01-02", "input": 2.0, "output": 0.0},
-                    {"from": "2026-01-02", "until": None, "input": 1.0, "output": 0.0},
-                ]
-            }
-        },
-    }
+    table = PRICE_CHANGE
     day = 1_767_225_600_000  # 2026-01-01T00:00Z
     tokens = {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1_000_000}
     conn = _buffer_with_calls(
@@ -156,6 +162,35 @@ def test_each_call_is_priced_at_the_prices_of_its_day(tmp_path: Path) -> None:
     assert [point["cost_usd"] for point in cost["series"]] == [2.0, 1.0]
     models = views.read_agent_view("models", conn, query)
     assert models["models"][0]["cost_usd"] == 3.0 and models["prices"]["version"] == "v-test"
+
+
+def test_a_call_is_priced_at_the_prices_of_when_it_was_made_not_delivered(
+    tmp_path: Path,
+) -> None:
+    """1M input tokens each, all received on 2026-01-02 after m's price fell: a call made
+    the evening before and delivered late (spooled while the daemon was down) costs the
+    old 2.00; one made that day costs 1.00, and so does one whose agent's clock runs a
+    day ahead (a call is never priced later than it arrived). The models view, the cost
+    series (by the day received) and the late call's run agree."""
+    day = 1_767_225_600_000  # 2026-01-01T00:00Z
+    tokens = {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1_000_000}
+    received = day + DAY_MS + HOUR
+    conn = open_buffer(tmp_path / "b.sqlite3")
+    insert(conn, [
+        (received, day + DAY_MS - HOUR, "a", "chat", tokens, "f" * 32, "1" * 16, None),
+        (received, received - 60_000, "a", "chat", tokens, None, None, None),
+        (received, received + DAY_MS, "a", "chat", tokens, None, None, None),
+    ])  # fmt: skip
+    for folded in (False, True):
+        if folded:
+            analytics_fold.fold_all(conn)
+        query = AgentQuery(Filters(bucket="day"), price_book(table=PRICE_CHANGE))
+        (model,) = views.read_agent_view("models", conn, query)["models"]
+        assert model["cost_usd"] == pytest.approx(4.0), folded
+        series = views.read_agent_view("cost", conn, query)["series"]
+        assert [point["cost_usd"] for point in series] == [pytest.approx(4.0)], folded
+        (run,) = views.read_agent_view("runs", conn, query)["runs"]
+        assert run["cost_usd"] == pytest.approx(2.0), folded
 
 
 def test_cached_input_is_priced_at_its_own_rate_and_missing_rates_at_the_input_rate(
@@ -239,4 +274,4 @@ def test_the_refresh_script_converts_litellms_list_and_keeps_history(tmp_path: P
     assert out.read_text() == before
     # What it writes, the daemon reads.
     book = price_book(table=second)
-    assert [row[1:4] for row in book.rows(["gpt-x"])][-1][2] == 1.0
+    assert [row[2:5] for row in book.rows([("gpt-x", "")])][-1][2] == 1.0

@@ -8,10 +8,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent_telemetryd.store import analytics_fold, dashboard_sql
+import pytest
+
+from agent_telemetryd.store import analytics_fold, dashboard_sql, migrations
 from agent_telemetryd.store.analytics_schema import METRIC_SERIES_FOLLOW_THEIR_POINTS
 from agent_telemetryd.store.buffer import Buffer
-from agent_telemetryd.store.migrations import MIGRATIONS, _statements, migrate
+from agent_telemetryd.store.migrations import MIGRATIONS, _statements
 from agent_telemetryd.store.rows import EventRow
 
 DAY_MS = 86_400_000
@@ -94,9 +96,12 @@ def test_retention_leaves_nothing_of_the_metric_points_it_purges(tmp_path: Path)
     assert secret == [] and agent == []
 
 
-def test_an_older_buffer_loses_the_series_it_kept_after_their_points(tmp_path: Path) -> None:
+def test_an_older_buffer_loses_the_series_it_kept_after_their_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A buffer from before series followed their points keeps a series whose points are
-    gone; the upgrade deletes it and keeps the series that still have points."""
+    gone; the upgrade deletes it and keeps the series that still have points. (Up to that
+    migration: a later one folds every series again from the events.)"""
     conn = sqlite3.connect(tmp_path / "buffer.sqlite3", isolation_level=None)
     before = MIGRATIONS.index(METRIC_SERIES_FOLLOW_THEIR_POINTS)
     for step in MIGRATIONS[:before]:
@@ -115,6 +120,9 @@ def test_an_older_buffer_loses_the_series_it_kept_after_their_points(tmp_path: P
         "INSERT INTO agent_metric_hours (series, hour, points, total, total_count, last_ms)"
         " VALUES (2, 1, 1, 3.0, 0, 0)"
     )
-    migrate(conn)
+    with monkeypatch.context() as upto:
+        upto.setattr(migrations, "MIGRATIONS", MIGRATIONS[: before + 1])
+        upto.setattr(migrations, "SCHEMA_VERSION", before + 1)
+        migrations.migrate(conn)
     assert conn.execute("SELECT id FROM agent_metric_series").fetchall() == [(2,)]
     assert _cells_holding(conn, SECRET) == []

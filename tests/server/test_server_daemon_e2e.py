@@ -14,6 +14,8 @@ from server_helpers import INGEST_KEYS, READ_KEY, serve
 
 from agent_telemetry_server.testing import free_port
 from tests.fakes import upload_helpers
+from tests.test_agent_analytics import api
+from tests.test_answered_models import ANSWERED, send_azure_calls
 
 
 def _fetch(database_url: str, sql: str) -> list[asyncpg.Record]:
@@ -80,3 +82,38 @@ def test_daemon_flush_lands_once_and_forget_erases(
         for table in ("events", "rollup_daily", "idempotency_keys"):
             assert _fetch(database_url, f"SELECT count(*) FROM {table}")[0][0] == 0, table
         assert _read(url, "/api/v1/telemetry/stats?days=2")["unique_anonymous_ids"] == 0
+
+
+def test_the_team_dashboard_names_the_model_and_cost_the_daemon_shows(
+    daemon_factory: Any, database_url: str, tmp_path: Path
+) -> None:
+    """Azure OpenAI calls (a deployment asked for, gpt-4o-2024-08-06 answered) that report
+    their cost, one over OTLP and one from a shim: the server's models answer and the
+    daemon's models view name the same model with the same calls, tokens and cost. (The
+    server does not price tokens, so a reported cost is what both can show.)"""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(database_url, tmp_path / "server.log", port):
+        daemon = daemon_factory(
+            {
+                **upload_helpers.FAST,
+                "AGENT_TELEMETRY_SENDER": "http",
+                "TELEMETRY_ENDPOINT": url,
+                "TELEMETRY_API_KEY": INGEST_KEYS[1],
+                "AGENT_TELEMETRY_RATE_LIMIT": "off",
+            }
+        )
+        daemon.cli("enable")
+        send_azure_calls(daemon, cost_usd=0.004)
+        report = upload_helpers.flush_json(daemon)
+        assert report["exit_code"] == 0, report
+
+        def models(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+            keys = ("model", "calls", "input_tokens", "output_tokens")
+            return [(*(row[key] for key in keys), round(row["cost_usd"], 6)) for row in rows]
+
+        expected = [(ANSWERED, 2, 2000, 400, 0.008)]
+        team = _read(url, "/api/v1/analytics/models?days=30")["models"]
+        assert models(team) == expected
+        local = api(daemon, "/dashboard/api/models?since=24h")["models"]
+        assert models(local) == expected

@@ -8,8 +8,9 @@
     provider = "openai"   # optional: shown beside the model
 
 An override replaces the shipped table's prices for that model for every event, past ones
-included (costs are computed when they are read), and prices a model the table lacks.
-"""
+included (costs are computed when they are read), and prices a model the table lacks. Its
+name may be a deployment or alias calls ask for: it then wins over the table's price of
+whatever model answered (`prices.PriceBook.price_for`)."""
 
 from __future__ import annotations
 

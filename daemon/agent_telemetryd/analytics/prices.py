@@ -13,7 +13,18 @@ Input tokens count cached ones (the GenAI conventions' way, see `vocabulary.py`)
 cache price is the input price (what those tokens cost without a cache). A model found in
 neither the table nor the config has no price: its calls' cost is unknown, never 0.
 
-An event's model name is looked up as sent, then lower-cased, without a provider prefix
+A call names up to two models: the one asked for (`gen_ai.request.model`) and the one that
+answered (`gen_ai.response.model`). Behind Azure OpenAI, LiteLLM, OpenRouter or a Bedrock
+inference profile the first is a deployment or alias name no table knows, and the second
+is what was run and billed. So a call is priced (`PriceBook.price_for`) by the first of:
+
+1. the config's price for the name asked for (a deployment's own negotiated rate),
+2. the config's price for the name that answered,
+3. the table's price for the name that answered (what the provider bills: a router
+   answering with another model, a dated snapshot priced apart from its alias),
+4. the table's price for the name asked for (an answer naming a model the table lacks).
+
+A model name is looked up as sent, then lower-cased, without a provider prefix
 (`openai/gpt-4o`, `models/gemini-2.5-pro`), with Vertex's `@` as `-`, and without a date
 suffix (`-2024-08-06`, `-20250929`).
 """
@@ -75,18 +86,34 @@ class PriceBook:
             )
         return self._found[model]
 
-    def rows(self, models: Iterable[str]) -> list[tuple[str, int, int, float, float, Any, Any]]:
-        """(model as its events name it, from_hour, until_hour, input, output, cache_read,
-        cache_write) for each priced model of `models`: the rows the SQL joins costs on."""
-        found = []
-        for model in models:
-            price = self.lookup(model)
+    def price_for(self, model: str | None, requested: str | None = None) -> ModelPrice | None:
+        """The price of a call counted under `model` (the name that answered, else the one
+        asked for) and asked for as `requested` when that differs: the module's rule."""
+        answered, asked = self.lookup(model), self.lookup(requested)
+        for price in (
+            asked if asked is not None and asked.overridden else None,
+            answered if answered is not None and answered.overridden else None,
+            answered,
+            asked,
+        ):
             if price is not None:
-                found.extend((model, *period) for period in price.periods)
+                return price
+        return None
+
+    def rows(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, str, int, int, float, float, Any, Any]]:
+        """(model, requested, from_hour, until_hour, input, output, cache_read, cache_write)
+        for each priced pair of names the calls carry: the rows the SQL joins costs on."""
+        found = []
+        for model, requested in pairs:
+            price = self.price_for(model, requested)
+            if price is not None:
+                found.extend((model, requested, *period) for period in price.periods)
         return found
 
-    def provider_of(self, model: str | None) -> str | None:
-        price = self.lookup(model)
+    def provider_of(self, model: str | None, requested: str | None = None) -> str | None:
+        price = self.price_for(model, requested)
         return price.provider if price is not None else None
 
     def describe(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def _write_private(path: Path, text: str) -> None:
 @click.option("--until", help="Only events before this time (exclusive), as --since.")
 @click.option("--agent", help="Only this agent's events.")
 @click.option("--event", "event_name", help="Only events with this name.")
-@click.option("--model", help="Models, runs and events: only calls to this model.")
+@click.option("--model", help="Models, runs and events: only calls naming this model.")
 @click.option("--tool", help="Tools and events: only calls of this tool.")
 @click.option(
     "--bucket",

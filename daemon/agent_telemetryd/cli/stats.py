@@ -22,7 +22,10 @@ VIEWS = ("models", "tools", "runs", "cost")
 @click.option("--until", help="Up to this time (exclusive), as --since.")
 @click.option("--agent", help="Only this agent's events.")
 @click.option("--event", "event_name", help="Only events with this name (runs: this root).")
-@click.option("--model", help="Only calls to this model (runs: runs that called it).")
+@click.option(
+    "--model",
+    help="Only calls naming this model, answered or asked for (runs: runs that called it).",
+)
 @click.option("--tool", help="Only calls of this tool.")
 @click.option(
     "--bucket",

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_telemetryd.analytics.prices import PriceBook, price_book
+from agent_telemetryd.analytics.prices import ModelPrice, PriceBook, price_book
 from agent_telemetryd.dashboard.filters import Filters
 from agent_telemetryd.dashboard.run_views import explore, metrics, run_spans
 from agent_telemetryd.store import analytics_sql as sql
@@ -91,7 +91,14 @@ def models_in(conn: sqlite3.Connection, q: AgentQuery, f: Filters) -> dict[str, 
     """The models view inside a snapshot, filters resolved: the model cells are left in
     place for `cost_in` to read."""
     sql.materialise_model_cells(conn, f)
-    sql.load_prices(conn, q.prices.rows(sql.cell_models(conn)))
+    pairs = sql.cell_models(conn)
+    sql.load_prices(conn, q.prices.rows(pairs))
+    # A model's price and provider: those of the first of its pairs of names with a price.
+    priced: dict[str, ModelPrice] = {}
+    for model, requested in pairs:
+        price = q.prices.price_for(model, requested)
+        if price is not None:
+            priced.setdefault(model, price)
     timing = sql.percentiles_by_name(conn, f, "model")
     rows = []
     totals = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0.0, "unpriced": 0}
@@ -111,7 +118,7 @@ def models_in(conn: sqlite3.Connection, q: AgentQuery, f: Filters) -> dict[str, 
         rows.append(
             {
                 "model": model or None,
-                "provider": provider or q.prices.provider_of(model),
+                "provider": provider or (priced[model].provider if model in priced else None),
                 "calls": calls,
                 "input_tokens": tin,
                 "output_tokens": tout,
@@ -119,7 +126,7 @@ def models_in(conn: sqlite3.Connection, q: AgentQuery, f: Filters) -> dict[str, 
                 "cache_write_tokens": cwrite,
                 "cost_usd": _cost(cost, calls, unpriced),
                 "unpriced_calls": unpriced,
-                "priced": q.prices.lookup(model) is not None,
+                "priced": model in priced,
                 "errors": errors,
                 "error_rate": _rate(errors, calls),
                 "p50_ms": p50,

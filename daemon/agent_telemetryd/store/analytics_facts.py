@@ -3,7 +3,9 @@
 Properties are read under the GenAI convention names the ingest vocabulary stores
 (`analytics/vocabulary.py`):
 
-- an **LLM call** has a model (`gen_ai.request.model`, else `gen_ai.response.model`) or a
+- an **LLM call** has a model (`gen_ai.response.model`, the one that answered, else
+  `gen_ai.request.model`, the one asked for, which behind a gateway may be a deployment
+  name; `requested` keeps the one asked for when it differs, to be priced and found by) or a
   token count (`gen_ai.usage.input_tokens` / `output_tokens`), unless it is an agent's
   own span (`gen_ai.operation.name` in AGENT_OPERATIONS): the conventions have it name
   the model its calls use and sum their tokens, and the calls come as spans of their own;
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent_telemetryd.store.analytics_model_names import ASKED_MODEL_TABLES
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
 from agent_telemetryd.store.metric_cells import GROWTH_COLUMNS
 from agent_telemetryd.store.migrations import MIGRATIONS, _statements
@@ -70,10 +73,12 @@ AGENT_OPERATIONS = ("invoke_agent", "create_agent", "invoke_workflow")
 FACT_COLUMNS = (
     "id",
     "hour",
+    "called_hour",
     "agent",
     "event",
     "llm",
     "model",
+    "requested",
     "provider",
     "tool",
     "error",
@@ -171,10 +176,8 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
         f" FROM events AS e WHERE ({where}) AND {might_matter_sql('e')}"
     )
     metric = "typeof(r.metric_type) = 'text'"
-    model = (
-        "coalesce(CASE WHEN typeof(r.request_model) = 'text' THEN r.request_model END,"
-        " CASE WHEN typeof(r.response_model) = 'text' THEN r.response_model END)"
-    )
+    # A blank name is none, as on the reference server.
+    named = "CASE WHEN typeof({0}) = 'text' AND trim({0}) != '' THEN {0} END"
     tool = tool_sql("r.tool", "r.operation", "r.event")
     operations = ", ".join(f"'{name}'" for name in AGENT_OPERATIONS)
     agent_operation = f"(typeof(r.operation) = 'text' AND r.operation IN ({operations}))"
@@ -183,7 +186,9 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
     # The values with their types checked, once each.
     typed = (
         "SELECT r.id, r.received_ms, r.agent, r.event, r.ts_ms, r.trace_id, r.span_id,"
-        f" r.parent_span_id, r.error, r.series, {metric} AS metric, {model} AS model,"
+        f" r.parent_span_id, r.error, r.series, {metric} AS metric,"
+        f" {named.format('r.response_model')} AS answered,"
+        f" {named.format('r.request_model')} AS asked,"
         " CASE WHEN typeof(r.provider) = 'text' THEN r.provider END AS provider,"
         f" {tool} AS tool, {agent_operation} AS agent_operation,"
         f" {_amount('r.input')} AS input, {_amount('r.output')} AS output,"
@@ -196,7 +201,8 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
     )
     llm = (
         "(NOT t.metric AND NOT t.agent_operation"
-        " AND (t.model IS NOT NULL OR t.input IS NOT NULL OR t.output IS NOT NULL))"
+        " AND (t.answered IS NOT NULL OR t.asked IS NOT NULL OR t.input IS NOT NULL"
+        " OR t.output IS NOT NULL))"
     )
     flagged = f"SELECT t.*, {llm} AS llm FROM t"
     priced = "(u.llm AND u.cost IS NULL AND (u.input IS NOT NULL OR u.output IS NOT NULL))"
@@ -205,8 +211,11 @@ def facts_select(where: str, *, series: str = "lookup") -> str:
     )
     span = "(u.span_id IS NOT NULL AND u.duration IS NOT NULL)"
     facts = (
-        f"SELECT u.id, u.received_ms / {HOUR_MS} AS hour, u.agent, u.event, u.llm,"
-        " CASE WHEN u.llm THEN coalesce(u.model, '') ELSE '' END AS model, u.provider,"
+        f"SELECT u.id, u.received_ms / {HOUR_MS} AS hour,"
+        f" min(u.ts_ms, u.received_ms) / {HOUR_MS} AS called_hour, u.agent, u.event, u.llm,"
+        " CASE WHEN u.llm THEN coalesce(u.answered, u.asked, '') ELSE '' END AS model,"
+        " CASE WHEN u.llm AND u.asked != u.answered THEN u.asked ELSE '' END AS requested,"
+        " u.provider,"
         " CASE WHEN u.metric THEN NULL ELSE u.tool END AS tool, u.error,"
         f" CASE WHEN u.duration IS NOT NULL THEN {duration_bucket_sql('u.duration')} END"
         " AS bucket,"
@@ -286,12 +295,13 @@ def unfolded(conn: sqlite3.Connection) -> int:
 
 
 def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 9 or 13, opened read-only (the daemon has not been
-    restarted since the upgrade): empty TEMP tables of the current shape, with nothing
+    """A buffer from before migration 9, 13 or 16, opened read-only (the daemon has not
+    been restarted since the upgrade): empty TEMP tables of the current shape, with nothing
     folded, so every query reads the events themselves. From before migration 7 (no trace
     columns yet), a TEMP view of the events with those columns empty stands in too."""
+    models = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_models)")}
     hours = {row[1] for row in conn.execute("PRAGMA main.table_info(agent_metric_hours)")}
-    if "grown" in hours:
+    if "called_hour" in models and "grown" in hours:
         return
     columns = {row[1] for row in conn.execute("PRAGMA main.table_info(events)")}
     if "trace_id" not in columns:
@@ -301,8 +311,11 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
         )
     script = MIGRATIONS[ANALYTICS_MIGRATION - 1]
     assert isinstance(script, str)  # a plain SQL migration, read for its CREATE TABLEs
+    # The tables migration 16 made again, in their new shape.
+    remade = {statement.split()[2]: statement for statement in _statements(ASKED_MODEL_TABLES)}
     for statement in _statements(script):
         if statement.startswith("CREATE TABLE"):
+            statement = remade.get(statement.split()[2], statement)
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
     for column, kind in GROWTH_COLUMNS:
         conn.execute(f"ALTER TABLE temp.agent_metric_hours ADD COLUMN {column} {kind}")

@@ -39,13 +39,15 @@ _ADD_PRICED = (
 )
 _RANGE = "id > :start AND id <= :end"
 _ROLLUPS = (
-    "INSERT INTO agent_models (hour, agent, event, model, provider, calls, errors,"
+    "INSERT INTO agent_models (hour, agent, event, model, requested, called_hour, provider,"
+    " calls, errors,"
     " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_calls,"
     " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
     " priced_cache_write, priced_output)"
-    f" SELECT hour, agent, event, model, max(provider), {_SUMS} FROM agent_facts"
-    f" WHERE {_RANGE} AND llm = 1 GROUP BY hour, agent, event, model"
-    " ON CONFLICT (hour, agent, event, model) DO UPDATE SET"
+    " SELECT hour, agent, event, model, requested, called_hour, max(provider),"
+    f" {_SUMS} FROM agent_facts WHERE {_RANGE} AND llm = 1"
+    " GROUP BY hour, agent, event, model, requested, called_hour"
+    " ON CONFLICT (hour, agent, event, model, requested, called_hour) DO UPDATE SET"
     " provider = coalesce(excluded.provider, provider), calls = calls + excluded.calls,"
     " errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens,"
@@ -56,14 +58,16 @@ _ROLLUPS = (
     f" WHERE {_RANGE} AND tool IS NOT NULL GROUP BY hour, agent, event, tool"
     " ON CONFLICT (hour, agent, event, tool) DO UPDATE SET"
     " calls = calls + excluded.calls, errors = errors + excluded.errors",
-    "INSERT INTO agent_durations (kind, name, bucket, hour, agent, event, n)"
-    " SELECT 'model', model, bucket, hour, agent, event, count(*) FROM agent_facts"
-    f" WHERE {_RANGE} AND llm = 1 AND bucket IS NOT NULL GROUP BY 2, 3, 4, 5, 6"
-    " ON CONFLICT (kind, name, bucket, hour, agent, event) DO UPDATE SET n = n + excluded.n",
-    "INSERT INTO agent_durations (kind, name, bucket, hour, agent, event, n)"
-    " SELECT 'tool', tool, bucket, hour, agent, event, count(*) FROM agent_facts"
-    f" WHERE {_RANGE} AND tool IS NOT NULL AND bucket IS NOT NULL GROUP BY 2, 3, 4, 5, 6"
-    " ON CONFLICT (kind, name, bucket, hour, agent, event) DO UPDATE SET n = n + excluded.n",
+    "INSERT INTO agent_durations (kind, name, bucket, requested, hour, agent, event, n)"
+    " SELECT 'model', model, bucket, requested, hour, agent, event, count(*) FROM agent_facts"
+    f" WHERE {_RANGE} AND llm = 1 AND bucket IS NOT NULL GROUP BY 2, 3, 4, 5, 6, 7"
+    " ON CONFLICT (kind, name, bucket, requested, hour, agent, event)"
+    " DO UPDATE SET n = n + excluded.n",
+    "INSERT INTO agent_durations (kind, name, bucket, requested, hour, agent, event, n)"
+    " SELECT 'tool', tool, bucket, '', hour, agent, event, count(*) FROM agent_facts"
+    f" WHERE {_RANGE} AND tool IS NOT NULL AND bucket IS NOT NULL GROUP BY 2, 3, 5, 6, 7"
+    " ON CONFLICT (kind, name, bucket, requested, hour, agent, event)"
+    " DO UPDATE SET n = n + excluded.n",
     # A run's agent is its root's once the root is seen, else the first one seen.
     "INSERT INTO agent_runs (trace_id, root, agent, rooted, start_ms, end_ms, events, spans,"
     " llm_calls, input_tokens, output_tokens, errors)"
@@ -80,15 +84,17 @@ _ROLLUPS = (
     " input_tokens = input_tokens + excluded.input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens,"
     " errors = errors + excluded.errors",
-    "INSERT INTO agent_run_models (trace_id, model, hour, calls, reported_calls,"
+    "INSERT INTO agent_run_models (trace_id, model, requested, called_hour, calls,"
+    " reported_calls,"
     " reported_cost, unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
     " priced_cache_write, priced_output)"
-    " SELECT trace_id, model, min(hour), count(*), sum(cost IS NOT NULL),"
+    " SELECT trace_id, model, requested, min(called_hour), count(*), sum(cost IS NOT NULL),"
     " coalesce(sum(cost), 0), sum(cost IS NULL), sum(cost IS NULL AND priced_input IS NULL),"
     " sum(coalesce(priced_input, 0)), sum(coalesce(priced_cache_read, 0)),"
     " sum(coalesce(priced_cache_write, 0)), sum(coalesce(priced_output, 0)) FROM agent_facts"
-    f" WHERE {_RANGE} AND llm = 1 AND trace_id IS NOT NULL GROUP BY trace_id, model"
-    " ON CONFLICT (trace_id, model) DO UPDATE SET hour = min(hour, excluded.hour),"
+    f" WHERE {_RANGE} AND llm = 1 AND trace_id IS NOT NULL GROUP BY trace_id, model, requested"
+    " ON CONFLICT (trace_id, model, requested) DO UPDATE"
+    " SET called_hour = min(called_hour, excluded.called_hour),"
     f" calls = calls + excluded.calls, {_ADD_PRICED}",
     # Per series and hour: the sums, the first and last point, and the growth of a running
     # total inside the hour (metric_cells.py), counted again for each hour this chunk has

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent_telemetryd.store.analytics_sql import TAIL, AnalyticsFilter
+from agent_telemetryd.store.analytics_sql import MODEL_MATCH, TAIL, AnalyticsFilter
 from agent_telemetryd.store.dashboard_sql import HOUR_MS, error_sql
 
 MAX_SPANS = 5_000  # a run's waterfall lists at most this many of its events
@@ -100,7 +100,7 @@ def _model_flag(f: AnalyticsFilter, trace: str) -> tuple[str, dict[str, Any]]:
         return "1", {}
     return (
         "EXISTS (SELECT 1 FROM agent_run_models AS m"
-        f" WHERE m.trace_id = {trace} AND m.model = :model)",
+        f" WHERE m.trace_id = {trace} AND (m.model = :model OR m.requested = :model))",
         {"model": f.model},
     )
 
@@ -163,7 +163,7 @@ def _tail_runs(conn: sqlite3.Connection, f: AnalyticsFilter) -> dict[str, Run]:
     params: dict[str, Any] = {}
     flag = "1"
     if f.model is not None:
-        flag = "max(llm AND model = :model)"
+        flag = f"max(llm AND {MODEL_MATCH})"
         params["model"] = f.model
     rows = conn.execute(
         "SELECT trace_id, max(CASE WHEN root THEN event END),"

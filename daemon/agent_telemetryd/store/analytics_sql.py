@@ -5,8 +5,10 @@ Each function returns a few rows per model, tool, time bucket or series, whateve
 buffer holds. Costs are computed here, when read: the rollups keep reported costs and the
 tokens of calls that reported none, and those tokens are priced by joining a per-request
 table of price periods (`load_prices`: the rows `analytics.prices.PriceBook.rows` gives),
-so a price override applies to past events too. Minute buckets (ranges of a few hours)
-read the events themselves; hours and days read the rollups.
+so a price override applies to past events too. A call is priced at the prices of the
+hour it was made (`called_hour`), and counted in the time bucket it was received in, as
+every view counts events. Minute buckets (ranges of a few hours) read the events
+themselves; hours and days read the rollups.
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ def rollup_where(f: AnalyticsFilter, *, name: str | None = None) -> tuple[str, P
     if name is not None:
         value = f.model if name == "model" else f.tool
         if value is not None:
-            terms.append(f"{name} = :{name}")
+            terms.append(MODEL_MATCH if name == "model" else "tool = :tool")
             params[name] = value
     return " AND ".join(terms) or "1", params
 
 
 TAIL = "temp.agent_request_tail"
+# The model filter finds a call by either of its names: the one it is counted under, or
+# the one it asked for (a deployment or alias name) when that differs.
+MODEL_MATCH = "(model = :model OR requested = :model)"
 
 
 def prepare_tail(conn: sqlite3.Connection) -> None:
@@ -137,65 +142,70 @@ _FACT_SUMS = ", ".join(
 
 
 def materialise_model_cells(conn: sqlite3.Connection, f: AnalyticsFilter) -> None:
-    """The filtered LLM calls as `MODEL_CELLS(t, hour, model, provider, <sums>)`, one row
-    per time bucket, hour and model: what the models view and the cost series read."""
+    """The filtered LLM calls as `MODEL_CELLS(t, called_hour, model, requested, provider,
+    <sums>)`, one row per time bucket, hour made in and pair of names: what the models
+    view and the cost series read."""
     conn.execute(f"DROP TABLE IF EXISTS {MODEL_CELLS}")
     sums = ", ".join(f"sum({column}) AS {column}" for column in _MODEL_SUMS.split(", "))
     if f.bucket == "minute":
         facts, params = facts_from(f, tail=False)
         source = (
-            f"SELECT received_ms / {MINUTE_MS} AS t, hour, model, max(provider) AS provider,"
-            f" {_FACT_SUMS} FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3"
+            f"SELECT received_ms / {MINUTE_MS} AS t, called_hour, model, requested,"
+            f" max(provider) AS provider, {_FACT_SUMS} FROM {facts}"
+            f" WHERE llm{_and_model(f)} GROUP BY 1, 2, 3, 4"
         )
     else:
         rollup, params = rollup_where(f, name="model")
         facts, tail_params = facts_from(f, tail=True)
         params.update(tail_params)
         source = (
-            f"SELECT {time_key(f)} AS t, hour, model, max(provider) AS provider, {sums}"
-            f" FROM agent_models WHERE {rollup} GROUP BY 1, 2, 3"
-            " UNION ALL"
-            f" SELECT {time_key(f)}, hour, model, max(provider), {_FACT_SUMS}"
-            f" FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3"
+            f"SELECT {time_key(f)} AS t, called_hour, model, requested,"
+            f" max(provider) AS provider, {sums} FROM agent_models WHERE {rollup}"
+            " GROUP BY 1, 2, 3, 4 UNION ALL"
+            f" SELECT {time_key(f)}, called_hour, model, requested, max(provider), {_FACT_SUMS}"
+            f" FROM {facts} WHERE llm{_and_model(f)} GROUP BY 1, 2, 3, 4"
         )
     if f.model is not None:
         params["model"] = f.model
     conn.execute(
-        f"CREATE TABLE {MODEL_CELLS} AS SELECT t, hour, model, max(provider) AS provider,"
-        f" {sums} FROM ({source}) GROUP BY t, hour, model",
+        f"CREATE TABLE {MODEL_CELLS} AS SELECT t, called_hour, model, requested,"
+        f" max(provider) AS provider, {sums} FROM ({source})"
+        " GROUP BY t, called_hour, model, requested",
         params,
     )
 
 
 def _and_model(f: AnalyticsFilter) -> str:
-    return " AND model = :model" if f.model is not None else ""
+    return f" AND {MODEL_MATCH}" if f.model is not None else ""
 
 
 def load_prices(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """This request's price periods (model as its events name it, from_hour, until_hour,
-    USD per million input, output, cache_read, cache_write)."""
+    """This request's price periods (model and requested as the cells name them,
+    from_hour, until_hour, USD per million input, output, cache_read, cache_write)."""
     conn.execute(f"DROP TABLE IF EXISTS {PRICES}")
     conn.execute(
-        f"CREATE TABLE {PRICES} (model TEXT NOT NULL, from_hour INTEGER NOT NULL,"
-        " until_hour INTEGER NOT NULL, input REAL NOT NULL, output REAL NOT NULL,"
-        " cache_read REAL, cache_write REAL)"
+        f"CREATE TABLE {PRICES} (model TEXT NOT NULL, requested TEXT NOT NULL,"
+        " from_hour INTEGER NOT NULL, until_hour INTEGER NOT NULL, input REAL NOT NULL,"
+        " output REAL NOT NULL, cache_read REAL, cache_write REAL)"
     )
-    conn.executemany(f"INSERT INTO {PRICES} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"INSERT INTO {PRICES} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def cell_models(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute(f"SELECT DISTINCT model FROM {MODEL_CELLS}")]
+def cell_models(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The (model, requested) pairs of the model cells: what is looked up in the prices."""
+    return conn.execute(f"SELECT DISTINCT model, requested FROM {MODEL_CELLS}").fetchall()
 
 
 def _priced_cells(source: str) -> str:
     """`source`'s rows (with the priced_* and call counts) with `cost` (reported plus what
-    their tokens cost at the prices of their hour) and `unpriced` (calls whose cost is
-    unknown: no price for the model then, or nothing to price)."""
+    their tokens cost at the prices of the hour they were made in) and `unpriced` (calls
+    whose cost is unknown: no price for the pair of names then, or nothing to price)."""
     return (
         f"SELECT c.*, c.reported_cost + CASE WHEN p.model IS NULL THEN 0 ELSE {_COST} END"
         " AS cost, CASE WHEN p.model IS NULL THEN c.unreported_calls ELSE c.no_usage_calls END"
         f" AS unpriced FROM {source} AS c LEFT JOIN {PRICES} AS p ON p.model = c.model"
-        " AND c.hour >= p.from_hour AND c.hour < p.until_hour"
+        " AND p.requested = c.requested"
+        " AND c.called_hour >= p.from_hour AND c.called_hour < p.until_hour"
     )
 
 
@@ -260,8 +270,9 @@ def percentiles_by_name(
     name_filter = ""
     value = f.model if kind == "model" else f.tool
     if value is not None:
-        rollup += " AND name = :name"
-        name_filter = f" AND {column} = :name"
+        asked = " OR requested = :name" if kind == "model" else ""
+        rollup += f" AND (name = :name{asked})"
+        name_filter = f" AND ({column} = :name{asked})"
         params["name"] = value
     minutes = f.bucket == "minute"
     facts, more = facts_from(f, tail=not minutes)
@@ -295,7 +306,8 @@ RUN_CELLS = "temp.agent_request_run_models"
 
 
 def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> None:
-    """The LLM calls of these runs per (trace, model, first hour), folded and not."""
+    """The LLM calls of these runs per (trace, model, requested), with the hour the first
+    was made in, folded and not."""
     conn.execute(f"DROP TABLE IF EXISTS {RUN_CELLS}")
     ids = {"ids": _json_list(trace_ids)}
     sums = (
@@ -306,23 +318,25 @@ def materialise_run_cells(conn: sqlite3.Connection, trace_ids: list[str]) -> Non
         " sum(priced_cache_write) AS priced_cache_write, sum(priced_output) AS priced_output"
     )
     conn.execute(
-        f"CREATE TABLE {RUN_CELLS} AS SELECT trace_id, model, min(hour) AS hour, {sums} FROM ("
-        " SELECT trace_id, model, hour, calls, reported_calls, reported_cost,"
+        f"CREATE TABLE {RUN_CELLS} AS SELECT trace_id, model, requested,"
+        f" min(called_hour) AS called_hour, {sums} FROM ("
+        " SELECT trace_id, model, requested, called_hour, calls, reported_calls, reported_cost,"
         " unreported_calls, no_usage_calls, priced_input, priced_cache_read,"
         " priced_cache_write, priced_output FROM agent_run_models"
         " WHERE trace_id IN (SELECT value FROM json_each(:ids))"
-        " UNION ALL SELECT trace_id, model, hour, 1, cost IS NOT NULL, coalesce(cost, 0),"
+        " UNION ALL SELECT trace_id, model, requested, called_hour, 1, cost IS NOT NULL,"
+        " coalesce(cost, 0),"
         " cost IS NULL, cost IS NULL AND priced_input IS NULL, coalesce(priced_input, 0),"
         " coalesce(priced_cache_read, 0), coalesce(priced_cache_write, 0),"
         f" coalesce(priced_output, 0) FROM {TAIL}"
         " WHERE llm AND trace_id IN (SELECT value FROM json_each(:ids)))"
-        " GROUP BY trace_id, model",
+        " GROUP BY trace_id, model, requested",
         ids,
     )
 
 
-def run_cell_models(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute(f"SELECT DISTINCT model FROM {RUN_CELLS}")]
+def run_cell_models(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return conn.execute(f"SELECT DISTINCT model, requested FROM {RUN_CELLS}").fetchall()
 
 
 def run_costs(conn: sqlite3.Connection) -> dict[str, tuple[float, int]]:

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from agent_telemetryd.store.analytics_model_names import KEEP_ASKED_MODELS
 from agent_telemetryd.store.analytics_schema import (
     AGENT_ANALYTICS_SCHEMA,
     METRIC_SERIES_FOLLOW_THEIR_POINTS,
@@ -203,6 +204,14 @@ def _refold_agent_analytics(conn: sqlite3.Connection) -> None:
     ):
         conn.execute(f"DELETE FROM {table}")
     conn.execute("UPDATE agent_state SET folded_id = 0")
+
+
+def _keep_asked_models(conn: sqlite3.Connection) -> None:
+    """17: the rollups that name a model keep the name asked for too, and every event is
+    folded again (store/analytics_model_names.py says why)."""
+    for statement in _statements(KEEP_ASKED_MODELS):
+        conn.execute(statement)
+    conn.execute(METRIC_FACTS_INDEX)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -411,6 +420,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX IF NOT EXISTS events_rate_limited ON events (agent)
         WHERE upload = 'rate_limited';
     """,
+    # 17: a call counted under the model that answered and priced by either name.
+    _keep_asked_models,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

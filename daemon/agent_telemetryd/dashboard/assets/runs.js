@@ -59,9 +59,10 @@
     const toggle = name.appendChild(D.el("button", s.name, "toggle"));
     toggle.type = "button";
     toggle.setAttribute("aria-expanded", "false");
-    // What the span called, when it says: the model or the tool.
+    // What the span called, when it says: the model (the one that answered, as the models
+    // view names it) or the tool.
     const p = s.properties || {};
-    const called = p["gen_ai.request.model"] || p["gen_ai.response.model"] || p["gen_ai.tool.name"];
+    const called = p["gen_ai.response.model"] || p["gen_ai.request.model"] || p["gen_ai.tool.name"];
     if (typeof called === "string") name.appendChild(D.el("span", called, "tag"));
     if (s.span_id === null) name.appendChild(D.el("span", "event", "tag"));
     if (s.error) name.appendChild(D.el("span", s.error_type || "error", "tag bad"));

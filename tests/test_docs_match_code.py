@@ -3,15 +3,20 @@ and environment variable, every command-line option, and every HTTP route of the
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 
+import agent_telemetry
 from agent_telemetryd import config as config_module
 from agent_telemetryd import dashboard, reload
 from agent_telemetryd.analytics.price_overrides import PRICE_KEYS
@@ -27,12 +32,14 @@ from agent_telemetryd.receivers import (
 )
 from agent_telemetryd.upload import routes as upload_routes
 from tests.daemon_process import DaemonProcess
+from tests.tools import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = {path.name: path.read_text(encoding="utf-8") for path in (ROOT / "docs").glob("*.md")}
 # Where a user looks for a command's options: the README, docs/ and the Node shim's README.
 EVERYTHING = "\n\n".join([README, *DOCS.values()])
+NODE_SHIM = ROOT / "client_shim" / "node"
 # Set by the service definitions `service install` writes, never by a user.
 SERVICE_ONLY_VARIABLES = {"AGENT_TELEMETRY_LAUNCHD_SOCKETS"}
 VARIABLE = re.compile(r"\bAGENT_TELEMETRY_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
@@ -280,3 +287,39 @@ def test_the_running_daemon_serves_the_documented_routes_where_documented(
         assert (on_api.status != 404) == ("api.sock" in listeners), (path, on_api.status)
         assert (on_port != 404) == ("port" in listeners), (path, on_port)
     assert api.request("PATCH", "/v1/no-such-route").status == 404
+
+
+# -- the shims' API -------------------------------------------------------------------------
+
+
+def _plain_signature(function: Any) -> str:
+    """`(*, agent=None, disabled=None)`: as the README writes it, without annotations."""
+    signature = inspect.signature(function)
+    parameters = [
+        p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()
+    ]
+    return str(signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
+
+
+def test_the_python_shim_table_names_each_export_with_its_signature() -> None:
+    section = README[README.index("### The Python shim") : README.index("#### Spans")]
+    documented = dict(re.findall(r"^\| `([a-z_]+)(\([^`]*\))", section, re.M))
+    named = set(re.findall(r"`([A-Za-z_0-9]+)(?:\(|`)", section))
+    for name in agent_telemetry.__all__:
+        assert name in named, f"agent_telemetry.{name} is not in the README's table"
+    for name in ("span", "current_span", "flush", "stats", "configure"):
+        assert documented[name] == _plain_signature(getattr(agent_telemetry, name)), name
+
+
+def test_the_node_shim_readme_names_each_export() -> None:
+    node = required_tool("nodejs", "node")
+    script = "console.log(JSON.stringify(Object.keys(require(process.argv[1]))))"
+    result = subprocess.run(
+        [node, "-e", script, str(NODE_SHIM)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    exports = json.loads(result.stdout)
+    text = (NODE_SHIM / "README.md").read_text(encoding="utf-8")
+    assert "track" in exports
+    for name in exports:
+        assert re.search(rf"`{name}\(", text), f"{name} is not in client_shim/node/README.md"

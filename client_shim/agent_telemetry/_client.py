@@ -379,8 +379,9 @@ class Client(Flushing, Writer):
             pass
 
     def stats(self) -> dict[str, Any]:
-        """Counters for this process: `queued`, `sent`, `spooled`, `dropped` and `drops` by
-        reason."""
+        """Counters for this process (`queued`, `sent`, `spooled`, `spool_files`, `dropped`,
+        `drops` by reason, `connected`, `connect_failures`) and the settings in force
+        (`disabled`, `agent`, `socket_path`, `spool_dir`)."""
         with self._caller_lock:
             caller = dict(self._caller_drops)
         with self._state_lock:

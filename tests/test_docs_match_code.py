@@ -3,6 +3,7 @@ and environment variable, every command-line option, and every HTTP route of the
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -23,6 +24,7 @@ from agent_telemetryd.analytics.price_overrides import PRICE_KEYS
 from agent_telemetryd.cli import main
 from agent_telemetryd.cli.api_client import ApiClient
 from agent_telemetryd.dashboard import views
+from agent_telemetryd.ratelimit import describe_rules
 from agent_telemetryd.receivers import (
     api_routes,
     debug_routes,
@@ -125,6 +127,49 @@ def test_each_row_pairs_a_variable_with_the_key_it_sets() -> None:
         )
     }
     assert pairs <= table
+
+
+def _renderings(value: Any) -> set[str]:
+    """How the table may write a default: `100`, `10,000`, `2 GiB`, `1h`, `30s`, `off`."""
+    if isinstance(value, bool):
+        return {"on"} if value else {"off"}
+    if isinstance(value, tuple):
+        return {describe_rules(value)}
+    if isinstance(value, int):
+        found = {str(value), f"{value:,}"}
+        for unit, size in (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3)):
+            if value % size == 0:
+                found.add(f"{value // size} {unit}")
+        return found
+    if isinstance(value, float):
+        found = {f"{value:g}"}
+        for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+            if value % size == 0:
+                found.add(f"{value / size:g}{unit}")
+        return found
+    return {str(value)}
+
+
+def test_each_default_in_the_configuration_table_is_the_code_default() -> None:
+    defaults = {field.name: field.default for field in dataclasses.fields(config_module.Config)}
+    by_key = {key: field for field, key, _, _ in config_module._SETTINGS if key}
+    checked = []
+    for row in _configuration_table():
+        keys = [key for key in re.findall(r"`([a-z][a-z_.]+)`", row[1]) if key in by_key]
+        cell = row[3].replace("`", "")
+        parts = cell.split(", ") if len(cell.split(", ")) == len(keys) else [cell] * len(keys)
+        for key, part in zip(keys, parts, strict=True):
+            value = defaults[by_key[key]]
+            if value is None or value == () or by_key[key] in ("sender", "prices"):
+                continue  # no default to state (a key, an endpoint), or stated in words
+            shown = [
+                r
+                for r in _renderings(value)
+                if re.search(rf"(?<![\w.,]){re.escape(r)}(?![\w.,])", part)
+            ]
+            assert shown, f"{key}: the table says {part!r}, the code's default is {value!r}"
+            checked.append(key)
+    assert {"upload_interval", "store.max_bytes", "limits.ingest_idle_timeout"} <= set(checked)
 
 
 # -- command-line options -------------------------------------------------------------------

@@ -18,6 +18,7 @@ import click
 import pytest
 
 import agent_telemetry
+from agent_telemetry_server.cli import main as server_main
 from agent_telemetryd import config as config_module
 from agent_telemetryd import dashboard, reload
 from agent_telemetryd.analytics.price_overrides import PRICE_KEYS
@@ -199,7 +200,7 @@ def _long_options(command: click.Command) -> list[str]:
 
 OPTIONS = [
     pytest.param(" ".join(path), param.opts, id=f"{' '.join(path)} {param.opts[-1]}")
-    for path, command in [((), main), *_commands(main)]
+    for path, command in [((), main), *_commands(main), *_commands(server_main)]
     for param in command.params
     if isinstance(param, click.Option) and "--help" not in param.opts
 ]
@@ -208,7 +209,8 @@ OPTIONS = [
 @pytest.mark.parametrize(("command", "spellings"), OPTIONS)
 def test_every_option_is_documented_with_its_command(command: str, spellings: list[str]) -> None:
     """The option follows its command in one code span or line (`report --bucket day`),
-    as a user would type it; either spelling (`-o` or `--output`) will do."""
+    as a user would type it; either spelling (`-o` or `--output`) will do. The reference
+    server's commands (`agent-telemetry-server serve`) too."""
     word = re.escape(command.split()[-1] if command else "agent-telemetry")
     typed = [
         re.compile(rf"(?<![\w-]){word}(?![\w-])[^`\n]*(?<![\w-]){re.escape(option)}(?![\w-])")

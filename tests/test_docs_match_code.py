@@ -19,6 +19,8 @@ import pytest
 
 import agent_telemetry
 from agent_telemetry_server.cli import main as server_main
+from agent_telemetry_server.config import CONFIG_ENV
+from agent_telemetry_server.config import Settings as ServerSettings
 from agent_telemetryd import config as config_module
 from agent_telemetryd import dashboard, reload
 from agent_telemetryd.analytics.price_overrides import PRICE_KEYS
@@ -171,6 +173,17 @@ def test_each_default_in_the_configuration_table_is_the_code_default() -> None:
             assert shown, f"{key}: the table says {part!r}, the code's default is {value!r}"
             checked.append(key)
     assert {"upload_interval", "store.max_bytes", "limits.ingest_idle_timeout"} <= set(checked)
+
+
+def test_the_server_configuration_table_lists_every_setting_and_only_those() -> None:
+    section = _section(DOCS["server.md"], "Configuration")
+    documented = {key for row in _rows(section) for key in re.findall(r"`([a-z_]+)`", row[0])}
+    code = {field.name for field in dataclasses.fields(ServerSettings)}
+    assert "retention_days" in code
+    assert code - documented == set(), "the server reads these but docs/server.md omits them"
+    assert documented - code == set(), "docs/server.md lists settings the server does not read"
+    for name in ("DATABASE_URL", "TELEMETRY_API_KEYS", "TELEMETRY_READ_KEYS", CONFIG_ENV):
+        assert name in section
 
 
 # -- command-line options -------------------------------------------------------------------

@@ -21,6 +21,9 @@ import agent_telemetry
 from agent_telemetry_server.cli import main as server_main
 from agent_telemetry_server.config import CONFIG_ENV
 from agent_telemetry_server.config import Settings as ServerSettings
+from agent_telemetry_server.routes_ingest import routes as server_ingest_routes
+from agent_telemetry_server.routes_read import routes as server_read_routes
+from agent_telemetry_server.team.routes import routes as team_routes
 from agent_telemetryd import config as config_module
 from agent_telemetryd import dashboard, reload
 from agent_telemetryd.analytics.price_overrides import PRICE_KEYS
@@ -184,6 +187,29 @@ def test_the_server_configuration_table_lists_every_setting_and_only_those() -> 
     assert documented - code == set(), "docs/server.md lists settings the server does not read"
     for name in ("DATABASE_URL", "TELEMETRY_API_KEYS", "TELEMETRY_READ_KEYS", CONFIG_ENV):
         assert name in section
+
+
+def test_the_server_api_section_names_every_route_and_only_those() -> None:
+    """Every route of the reference server has its heading under "## API" (`GET
+    /api/v1/analytics/agents|errors|performance` names three), and the team page is
+    described where it is served."""
+    code = {
+        (route.method, _path(route.path))
+        for table in (server_ingest_routes, server_read_routes, team_routes)
+        for route in table
+    }
+    text = DOCS["server.md"]
+    headings = re.findall(r"^### `([A-Z]+) ([^`? ]+)", _section(text, "API"), re.M)
+    documented = set()
+    for method, path in headings:
+        stem, _, names = path.rpartition("/")
+        for name in names.split("|"):
+            documented.add((method, _path(f"{stem}/{name}")))
+    api = {(method, path) for method, path in code if not path.startswith("/team")}
+    assert len(api) >= 12
+    assert api - documented == set(), "served but without a heading in docs/server.md"
+    assert documented - api == set(), "a heading in docs/server.md for a route not served"
+    assert "`http://HOST:PORT/team`" in text and "team/assets/" in text
 
 
 # -- command-line options -------------------------------------------------------------------

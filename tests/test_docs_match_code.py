@@ -1,5 +1,6 @@
 """The README and docs/ name what the program has, and nothing it does not: every setting
-and environment variable, every command-line option, and every HTTP route of the daemon."""
+and environment variable, every command-line option, every HTTP route of the daemon and of
+the reference server, and the shims' functions, each against the code that has them."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from tests.tools import required_tool
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = {path.name: path.read_text(encoding="utf-8") for path in (ROOT / "docs").glob("*.md")}
-# Where a user looks for a command's options: the README, docs/ and the Node shim's README.
+# Where a user looks for a command's options.
 EVERYTHING = "\n\n".join([README, *DOCS.values()])
 NODE_SHIM = ROOT / "client_shim" / "node"
 # Set by the service definitions `service install` writes, never by a user.
@@ -62,14 +63,18 @@ def _section(text: str, heading: str) -> str:
 
 def _rows(text: str) -> list[list[str]]:
     """The body rows of the Markdown tables in `text`, each a list of cells (`\\|` inside a
-    cell is not a separator)."""
+    cell is not a separator); a table's header row, the one above its `|---|` line, is not
+    one of them."""
+    lines = text.splitlines()
     rows = []
-    for line in text.splitlines():
+    for number, line in enumerate(lines):
+        following = lines[number + 1] if number + 1 < len(lines) else ""
         if not line.startswith("|") or set(line) <= set("|-: "):
             continue
-        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-        rows.append(cells)
-    return rows[1:] if rows else rows  # the header row
+        if following.startswith("|") and set(following) <= set("|-: "):
+            continue  # a header
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
 
 
 # -- settings and variables -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import DaemonFactory
 from tests.daemon_process import CLI, DaemonProcess, clean_environment, make_home
+from tests.test_dashboard_browser import post_events
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,26 @@ def test_bad_filters_are_a_400(shared: DaemonProcess) -> None:
     daemon = shared
     token = token_of(daemon)
     status, body = get(daemon, f"/dashboard/api/all?token={token}&since=yesterday")
+    assert status == 400 and "since" in body["error"]
+
+
+def test_report_and_the_views_read_a_time_as_stats_and_export_do(daemon: DaemonProcess) -> None:
+    """`--since 30m` worked for `stats` and `export` but not for `report` or the views'
+    `since=`, which knew only hours and days, and those took `-1h` (a range in the
+    future, so an empty report) for a time. One rule now: any duration a setting takes."""
+    post_events(daemon, [{"event": "recent.event", "agent": "planner"}] * 2)
+    out = daemon.home / "report.html"
+    for since in ("30m", "90s", "1.5h", "2w"):
+        result = daemon.cli("report", "-o", str(out), "--since", since, check=False)
+        assert result.returncode == 0, (since, result.stderr)
+        assert result.stdout.startswith(f"wrote {out} (2 events;"), since
+    refused = daemon.cli("report", "-o", str(out), "--since", "-1h", check=False)
+    assert refused.returncode != 0 and "negative" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    token = token_of(daemon)
+    status, body = get(daemon, f"/dashboard/api/summary?token={token}&since=30m")
+    assert status == 200 and body["totals"]["events"] == 2
+    status, body = get(daemon, f"/dashboard/api/summary?token={token}&since=-1h")
     assert status == 400 and "since" in body["error"]
 
 

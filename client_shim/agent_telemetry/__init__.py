@@ -6,9 +6,10 @@
         s.set("results", 3)
 
 `track()` never raises and never blocks: events go to a background thread that writes them
-to the daemon's `ingest.sock`, and are dropped (and counted in `stats()`) when the daemon is
-down or not reading for long. `AGENT_TELEMETRY_DISABLED=1` turns every call into a no-op.
-Standard library only.
+to the daemon's `ingest.sock`. While the daemon is down or not reading they are spooled to
+a private folder it takes them from later; only what the spool cannot hold, or bad input,
+is dropped (and counted in `stats()`). `AGENT_TELEMETRY_DISABLED=1` turns every call into a
+no-op. Standard library only.
 """
 
 from __future__ import annotations

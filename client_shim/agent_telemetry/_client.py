@@ -208,7 +208,9 @@ class Client(Flushing, Writer):
     def track(self, event: str, properties: dict[str, Any] | None = None, **options: Any) -> None:
         """Queue one event for the daemon; never raises, never blocks.
 
-        Options: `timestamp` (datetime or RFC 3339 text), `uuid`, `agent`.
+        Options: `timestamp` (datetime or RFC 3339 text), `uuid`, `agent`, and the trace
+        fields spans set (`trace_id`, `span_id`, `parent_span_id`); any other option drops
+        the event as `invalid`.
         """
         if self._refuse:
             self._track_refused(event, properties, options)
@@ -379,8 +381,9 @@ class Client(Flushing, Writer):
             pass
 
     def stats(self) -> dict[str, Any]:
-        """Counters for this process: `queued`, `sent`, `spooled`, `dropped` and `drops` by
-        reason."""
+        """Counters for this process (`queued`, `sent`, `spooled`, `spool_files`, `dropped`,
+        `drops` by reason, `connected`, `connect_failures`) and the settings in force
+        (`disabled`, `agent`, `socket_path`, `spool_dir`)."""
         with self._caller_lock:
             caller = dict(self._caller_drops)
         with self._state_lock:

@@ -107,6 +107,10 @@ def _reply(change: ReloadPlan) -> dict[str, Any]:
     }
 
 
+# The one route this part adds, on api.sock only.
+ROUTE = "/v1/reload"
+
+
 async def start(context: DaemonContext) -> Started:
     """SIGHUP reloads the config (what `systemctl reload` sends); so does the route
     `POST /v1/reload` on api.sock, once there is HTTP."""
@@ -121,7 +125,7 @@ async def start(context: DaemonContext) -> Started:
         )
 
     def add_routes(api_app: web.Application, tcp_app: web.Application) -> None:
-        api_app.router.add_post("/v1/reload", post_reload)
+        api_app.router.add_post(ROUTE, post_reload)
 
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[dict[str, Any]]] = set()

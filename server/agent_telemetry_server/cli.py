@@ -197,7 +197,12 @@ def quickstart_command(data_dir: Path, host: str | None, port: int | None) -> No
 
 
 @main.command("stop")
-@data_dir_option
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder `quickstart --data-dir` was given.",
+)
 def stop_command(data_dir: Path) -> None:
     """Stop what `quickstart --data-dir DIR` started: its server, then its cluster.
 

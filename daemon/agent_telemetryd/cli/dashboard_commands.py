@@ -74,7 +74,10 @@ def _write_private(path: Path, text: str) -> None:
     show_default=True,
     help="Where to write the HTML file.",
 )
-@click.option("--since", help="Only events from this far back: `24h`, `7d`, epoch ms or RFC 3339.")
+@click.option(
+    "--since",
+    help="Only events from this far back: `30m`, `24h`, `7d`, `2w`, epoch ms or RFC 3339.",
+)
 @click.option("--until", help="Only events before this time (exclusive), as --since.")
 @click.option("--agent", help="Only this agent's events.")
 @click.option("--event", "event_name", help="Only events with this name.")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from typing import Any
 
 from agent_telemetryd.store.dashboard_sql import HOUR_MS
+from agent_telemetryd.time_filters import parse_time
 
 BUCKETS = ("minute", "hour", "day", "auto")
 # Past this span an hourly chart has more bars than a screen has pixels for them.
@@ -78,8 +78,9 @@ class Filters:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now_ms: int) -> Filters:
-        """From URL parameters: since/until (see `parse_time`), agent, event, model, tool,
-        bucket (minute|hour|day|auto), tz (minutes east of UTC)."""
+        """From URL parameters: since/until (`time_filters.parse_time`, as `stats` and
+        `export` read them), agent, event, model, tool, bucket (minute|hour|day|auto), tz
+        (minutes east of UTC)."""
         since = parse_time(query.get("since"), now_ms, "since")
         until = parse_time(query.get("until"), now_ms, "until")
         return cls(
@@ -92,44 +93,6 @@ class Filters:
             model=query.get("model") or None,
             tool=query.get("tool") or None,
         )
-
-
-_UNITS_MS = {"h": HOUR_MS, "d": 24 * HOUR_MS}
-_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-def parse_time(value: str | None, now_ms: int, name: str) -> int | None:
-    """Epoch ms from `24h`/`7d` (back from now), epoch milliseconds, or an RFC 3339 time
-    with its offset (`2024-05-01T09:00:00Z`, `…+02:00`); None for an empty value.
-    The dashboard's filters and `export --since/--until` both read times with this."""
-    if not value:
-        return None
-    try:
-        unit = _UNITS_MS.get(value[-1])
-        if unit is not None:
-            moment = now_ms - int(value[:-1]) * unit
-        elif value.lstrip("-").isdigit():
-            moment = int(value)
-        else:
-            moment = _rfc3339_ms(value)
-        # SQLite integers are 64-bit: "99999999999999d" back is simply "since 1970".
-        return min(max(moment, 0), _LATEST_MS)
-    except ValueError:
-        raise ValueError(
-            f"{name} must be a time back from now such as 24h or 7d, epoch milliseconds,"
-            f" or an RFC 3339 time such as 2024-05-01T09:00:00Z; not {value!r}"
-        ) from None
-
-
-def _rfc3339_ms(value: str) -> int:
-    # fromisoformat (3.11) reads RFC 3339, "Z" included; a time without an offset would
-    # mean a different moment on every machine, so it is refused.
-    if "T" not in value.upper():
-        raise ValueError("not a date and time")
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError("no UTC offset")
-    return int(moment.timestamp() * 1000)
 
 
 def _int(value: str, name: str) -> int:

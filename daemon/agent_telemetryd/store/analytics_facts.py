@@ -295,7 +295,7 @@ def unfolded(conn: sqlite3.Connection) -> int:
 
 
 def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
-    """A buffer from before migration 9, 13 or 16, opened read-only (the daemon has not
+    """A buffer from before migration 9, 13 or 17, opened read-only (the daemon has not
     been restarted since the upgrade): empty TEMP tables of the current shape, with nothing
     folded, so every query reads the events themselves. From before migration 7 (no trace
     columns yet), a TEMP view of the events with those columns empty stands in too."""
@@ -311,7 +311,7 @@ def stand_ins_for_rollups(conn: sqlite3.Connection) -> None:
         )
     script = MIGRATIONS[ANALYTICS_MIGRATION - 1]
     assert isinstance(script, str)  # a plain SQL migration, read for its CREATE TABLEs
-    # The tables migration 16 made again, in their new shape.
+    # The tables migration 17 made again, in their new shape.
     remade = {statement.split()[2]: statement for statement in _statements(ASKED_MODEL_TABLES)}
     for statement in _statements(script):
         if statement.startswith("CREATE TABLE"):

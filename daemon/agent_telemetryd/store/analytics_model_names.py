@@ -1,11 +1,11 @@
-"""Migration 16 of the agent analytics' tables (store/migrations.py): the rollups that
+"""Migration 17 of the agent analytics' tables (store/migrations.py): the rollups that
 name a model keep both of a call's names and the hour it was made.
 
 Like every migration, it is never edited once released; a change is a new migration."""
 
 from agent_telemetryd.store.analytics_schema import METRIC_SERIES_FOLLOW_THEIR_POINTS
 
-# Migration 16. An LLM call is counted under the model that answered
+# Migration 17. An LLM call is counted under the model that answered
 # (`gen_ai.response.model`), else the one asked for, and priced by either name (see
 # `analytics.prices.PriceBook.price_for`): behind Azure OpenAI, LiteLLM or OpenRouter the
 # name asked for is a deployment or alias no price table knows. The rollups that name a

@@ -1,6 +1,6 @@
 """The agent analytics' tables, indexes and triggers: migration 9 (store/migrations.py),
 kept in a module of its own since it is over half of all the migrations' text, and the
-later migrations of these tables (15; 16 is in `analytics_model_names`).
+later migrations of these tables (15; 17 is in `analytics_model_names`).
 
 Like every migration, it is never edited once released; a change is a new migration."""
 

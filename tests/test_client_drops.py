@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_telemetryd.client_drops import MAX_DROP_REASONS, client_drop_counts
+from agent_telemetry._handover import REPORTED_DROPS
+from agent_telemetryd.client_drops import MAX_DROP_REASONS, SHIM_DROP_REASONS, client_drop_counts
 from agent_telemetryd.events import EventError
 
 
@@ -18,6 +21,17 @@ def test_reasons_become_client_reasons_and_zero_counts_vanish() -> None:
 def test_a_reason_that_is_not_a_short_lowercase_word_is_counted_as_other() -> None:
     line = {"client_drops": {"Secret: sk-123": 2, "x" * 41: 1, "spool_full": 1}}
     assert client_drop_counts(line) == {"client_other": 3, "client_spool_full": 1}
+
+
+def test_every_reason_a_shim_reports_is_kept_as_itself() -> None:
+    """The daemon's list is written apart from the shims': a reason a shim adds and the list
+    lacks would be counted as `client_other`, the loss no longer named."""
+    handover = Path(__file__).resolve().parents[1] / "client_shim" / "node" / "handover.js"
+    listed = re.search(r"const REPORTED = \[([^\]]*)\]", handover.read_text(encoding="utf-8"))
+    assert listed is not None
+    node = set(re.findall(r"'([a-z_]+)'", listed.group(1)))
+    assert "spool_full" in node
+    assert set(REPORTED_DROPS) | node <= SHIM_DROP_REASONS
 
 
 @pytest.mark.parametrize(

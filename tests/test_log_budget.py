@@ -23,6 +23,7 @@ def test_the_first_hundred_each_get_a_line_then_one_a_minute() -> None:
     # One line as the minute opens, none in between: 3 lines for 180,000 occurrences.
     assert [s for s, count in enumerate(allowed) if count] == [0, 60, 120]
     assert max(allowed) == 1
+    assert budget.seen == 100 + 180 * 1000  # every occurrence counted, logged or not
 
 
 def test_a_flood_of_bad_lines_leaves_a_bounded_log(daemon_factory: DaemonFactory) -> None:

@@ -70,7 +70,6 @@ class Ingestor:
         self._clock = clock
         self.memory = Counters()
         self._unknown_field_lines = 0
-        self._rejections = 0
         self._rejection_lines = LogBudget()
         self._connection_listeners: list[Callable[[int | None], None]] = []
 
@@ -433,12 +432,11 @@ class Ingestor:
         # Hostile input must not flood the journal (log_budget.py). The reason names the
         # problem; the content is never logged.
         for reason in reasons:
-            self._rejections += 1
             if self._rejection_lines.allows():
                 log.warning(
                     "event_rejected",
                     reason=log_reason(reason),
                     transport=source.transport,
                     pid=source.pid,
-                    rejected_so_far=self._rejections,
+                    rejected_so_far=self._rejection_lines.seen,
                 )

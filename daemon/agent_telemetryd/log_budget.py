@@ -18,7 +18,8 @@ LOG_EVERY_SECONDS = 60.0
 
 
 class LogBudget:
-    """`allows()`: whether this occurrence gets a log line."""
+    """`allows()`: whether this occurrence gets a log line; `seen`: how many there were,
+    the `*_so_far` count its lines carry."""
 
     def __init__(
         self,
@@ -31,6 +32,10 @@ class LogBudget:
         self._clock = clock
         self._seen = 0
         self._logged_at = float("-inf")
+
+    @property
+    def seen(self) -> int:
+        return self._seen
 
     def allows(self) -> bool:
         self._seen += 1

@@ -163,7 +163,6 @@ class SpoolIntake:
         # a problem that stays (a folder restored with other modes) is logged within a
         # budget (log_budget.py), not once a connection for as long as it lasts.
         self._problem_lines = {name: LogBudget() for name in _PROBLEMS}
-        self._problems_seen = dict.fromkeys(_PROBLEMS, 0)
 
     # -- when -------------------------------------------------------------------------
 
@@ -247,10 +246,10 @@ class SpoolIntake:
             self._problem("spool_file_unreadable", path=str(path), reason=error.strerror)
 
     def _problem(self, name: str, **fields: str | None) -> None:
-        self._problems_seen[name] += 1
-        if self._problem_lines[name].allows():
+        lines = self._problem_lines[name]
+        if lines.allows():
             level = log.warning if name == "spool_file_kept" else log.error
-            level(name, seen_so_far=self._problems_seen[name], **fields)
+            level(name, seen_so_far=lines.seen, **fields)
 
     async def _ingest(self, path: Path, pid: int, mark: str) -> None:
         in_flight: deque[asyncio.Future[WriteResult]] = deque()

@@ -13,6 +13,8 @@ import asyncpg
 from server_helpers import INGEST_KEYS, READ_KEY, serve
 
 from agent_telemetry_server.testing import free_port
+from tests.conftest import DaemonFactory
+from tests.daemon_process import DaemonProcess
 from tests.fakes import upload_helpers
 from tests.test_agent_analytics import api
 from tests.test_answered_models import ANSWERED, send_azure_calls
@@ -35,22 +37,28 @@ def _read(url: str, path: str) -> Any:
         return json.loads(response.read())
 
 
+def _uploading_daemon(daemon_factory: DaemonFactory, url: str, **env: str) -> DaemonProcess:
+    """A daemon that sends to the server at `url` with an ingest key, upload enabled."""
+    daemon = daemon_factory(
+        {
+            **upload_helpers.FAST,
+            "AGENT_TELEMETRY_SENDER": "http",
+            "TELEMETRY_ENDPOINT": url,
+            "TELEMETRY_API_KEY": INGEST_KEYS[1],
+            **env,
+        }
+    )
+    daemon.cli("enable")
+    return daemon
+
+
 def test_daemon_flush_lands_once_and_forget_erases(
     daemon_factory: Any, database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(database_url, tmp_path / "server.log", port):
-        daemon = daemon_factory(
-            {
-                **upload_helpers.FAST,
-                "AGENT_TELEMETRY_SENDER": "http",
-                "TELEMETRY_ENDPOINT": url,
-                "TELEMETRY_API_KEY": INGEST_KEYS[1],
-                "AGENT_TELEMETRY_BATCH_SIZE": "100",
-            }
-        )
-        daemon.cli("enable")
+        daemon = _uploading_daemon(daemon_factory, url, AGENT_TELEMETRY_BATCH_SIZE="100")
         sent = upload_helpers.post_events(daemon, 250, agent="tester")
         report = upload_helpers.flush_json(daemon)
         assert (report["exit_code"], report["events_sent"], report["batches"]) == (0, 250, 3), (
@@ -94,16 +102,7 @@ def test_the_team_dashboard_names_the_model_and_cost_the_daemon_shows(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(database_url, tmp_path / "server.log", port):
-        daemon = daemon_factory(
-            {
-                **upload_helpers.FAST,
-                "AGENT_TELEMETRY_SENDER": "http",
-                "TELEMETRY_ENDPOINT": url,
-                "TELEMETRY_API_KEY": INGEST_KEYS[1],
-                "AGENT_TELEMETRY_RATE_LIMIT": "off",
-            }
-        )
-        daemon.cli("enable")
+        daemon = _uploading_daemon(daemon_factory, url, AGENT_TELEMETRY_RATE_LIMIT="off")
         send_azure_calls(daemon, cost_usd=0.004)
         report = upload_helpers.flush_json(daemon)
         assert report["exit_code"] == 0, report

@@ -12,7 +12,7 @@ import click
 
 from agent_telemetryd.cli.buffer_access import read_buffer, refuse_buffer_as_output
 from agent_telemetryd.cli.common import call_api, daemon_pid, get_config, read_status
-from agent_telemetryd.private_file import open_private, written_privately
+from agent_telemetryd.private_file import written_privately
 
 
 @click.command()
@@ -60,8 +60,9 @@ def _redirect_file(runtime_dir: Path, url: str) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Readable by the user alone from the first byte, whatever the umask."""
-    with open_private(path) as out:
+    """Readable by the user alone from the first byte, whatever the umask; removed again
+    when it cannot be written whole."""
+    with written_privately(path) as out:
         out.write(text.encode("utf-8"))
 
 
@@ -146,8 +147,7 @@ def report(
         data = report_data(conn, filters, status, now_ms, price_book(config.prices))
     try:
         # The report holds event and agent names and counts: the user's data, like the buffer.
-        with written_privately(output) as out:
-            out.write(report_page(data).encode("utf-8"))
+        _write_private(output, report_page(data))
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
     events = data["totals"]["events"]

@@ -248,8 +248,7 @@ class HttpSite:
         self.connections = ListenerConnections(listener, limits.max_connections)
         self.by_transport: dict[asyncio.BaseTransport, HttpConnection] = {}
         self.serving: HttpServing | None = None
-        self.request_errors = 0
-        self.error_lines = LogBudget()  # which request errors get a log line
+        self.error_lines = LogBudget()  # counts the request errors, and logs some
         # Told, with this listener's name, when a connection waits for aiohttp.
         self.wants_serving: Callable[[str], None] = lambda listener: None
         self._waiting: dict[HttpConnection, None] = {}  # in order of arrival
@@ -333,6 +332,10 @@ class HttpSite:
             return None
         path = parts[1].split(b"?", 1)[0].decode("ascii", "replace")
         return path if path in self.serving.plain_routes else None
+
+    @property
+    def request_errors(self) -> int:
+        return self.error_lines.seen
 
     def stats(self) -> dict[str, Any]:
         return {**self.connections.stats(), "request_errors": self.request_errors}

@@ -139,19 +139,19 @@ def tcp_peer_guard(
     tell; and when `token` is given, refuse (401/403) a POST without the per-install token
     (`Authorization: Bearer …` or `?token=`), except to `body_token_paths`, which check it
     in the body themselves (BODY_TOKEN). Reading routes do their own token check."""
-    refused = 0
     refusal_lines = LogBudget()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal refused
         if uid_of is not None:
             uid = await uid_of(request)
             if uid != os.geteuid():
-                refused += 1
                 if refusal_lines.allows():
                     log.warning(
-                        "foreign_peer_refused", peer_uid=uid, socket="tcp", refused_so_far=refused
+                        "foreign_peer_refused",
+                        peer_uid=uid,
+                        socket="tcp",
+                        refused_so_far=refusal_lines.seen,
                     )
                 return _refuse("only the daemon's own user may use this port")
         if token is not None and request.method == "POST":

@@ -157,8 +157,6 @@ def report_error(connection: HttpConnection, error: BaseException | None) -> Non
     if connection.lost_in_request or connection.ended_by_daemon:
         return  # counted already; the client is gone
     site = connection.site
-    site.request_errors += 1
-    n = site.request_errors
     if not site.error_lines.allows():
         return
     client_fault = isinstance(error, HttpProcessingError | web.RequestPayloadError)
@@ -166,7 +164,7 @@ def report_error(connection: HttpConnection, error: BaseException | None) -> Non
         "listener": site.listener,
         "route": connection.route,
         "error_type": type(error).__name__ if error is not None else None,
-        "failed_so_far": n,
+        "failed_so_far": site.request_errors,
     }
     if client_fault:
         log.warning("http_request_malformed", **fields)

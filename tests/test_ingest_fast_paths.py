@@ -34,7 +34,8 @@ _NAMES = [
     "duration_ms", "password", "api_key", "token", "token_count", "auth", "session_id",
     "version", "prompt", "gen_ai.prompt.0.content", "input.value", "log.body",
     "gen_ai.tool.call.arguments", "alice@example.com", "/home/bob/notes", "10.0.0.7",
-    "$ai_latency", "$ai_is_error", "error", "tool_parameters",
+    "$ai_latency", "$ai_is_error", "error", "tool_parameters", "role", "content", "text",
+    "parts",
 ]  # fmt: skip
 _TEXTS = [
     "ok", "search", "model-1", "alice@example.com", "bob%40example.org", "/home/carol/src",
@@ -158,7 +159,8 @@ _FLAT_EVENTS = st.fixed_dictionaries(
         "event": st.sampled_from(["tool.call", "llm.call", "alice@example.com", "codex.x"]),
         "properties": st.dictionaries(
             st.sampled_from(["status", "tool", "model", "tokens_in", "cost_usd", "sent_ns",
-                             "input_tokens", "token", "password", "gen_ai.prompt", "path"]),
+                             "input_tokens", "token", "password", "gen_ai.prompt", "path",
+                             "role", "text"]),
             st.sampled_from(["ok", "search", "model-1", "1520", "alice@example.com", "", "y" * 60])
             | st.integers(-(2**70), 2**70)
             | st.floats(allow_nan=False, allow_infinity=False)
@@ -191,6 +193,28 @@ def test_the_planned_paths_store_what_the_transforms_one_by_one_store(
     _stored(plain, plain_rows, lines)
     again = lines[::-1] + [_line(_other_values(d), e) for d, e in events]
     assert _stored(planned, planned_rows, again) == _stored(plain, plain_rows, again)
+
+
+def test_a_role_beside_what_was_said_is_masked_on_every_path() -> None:
+    """A `role` alone (an agent's, a user's) takes the planned paths; beside a text it is a
+    chat message's, masked whatever shapes with those names were seen before."""
+    shapes = [{"role": "planner", "step": 3}, {"text": "hi", "step": 3}, {"role": 7, "text": "hi"}]
+    message = {"role": "user", "text": "hi", "step": 3}
+    lines = [
+        _line({"event": "agent.step", "properties": properties, "uuid": f"{n:032x}"}, False)
+        for n, properties in enumerate([*shapes, message])
+    ]
+    planned_rows, plain_rows = RecordingWriter(), RecordingWriter()
+    planned = _ingestor(planned_rows, capture_content=False)
+    plain = _ingestor(plain_rows, capture_content=False, one_by_one=True)
+    _stored(planned, planned_rows, lines)
+    _stored(plain, plain_rows, lines)
+    stored = _stored(planned, planned_rows, lines)
+    assert stored == _stored(plain, plain_rows, lines)
+    assert [orjson.loads(row.properties) for row in stored[0]] == [
+        *shapes,
+        {**message, "text": "[content: 2 chars]"},
+    ]
 
 
 _JSON_VALUES = st.recursive(

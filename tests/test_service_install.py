@@ -731,3 +731,15 @@ def test_units_an_older_version_installed_are_named_with_the_command_that_update
     assert runner.invoke(service, ["install"]).exit_code == 0
     assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
     assert "ExecReload=" in unit.read_text()
+
+
+def test_a_newer_versions_setting_in_the_config_leaves_the_others_in_the_units(
+    home: Path, manager: FakeManager
+) -> None:
+    """A key this version does not know (a newer version's) does not stop the daemon, so
+    install goes on; the units still carry what the rest of the config says."""
+    config = home / ".config" / "agent-telemetry" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('upload_interval = "15m"\nzqx_from_a_newer_version = true\n')
+    install(home=home, platform="linux", uid=UID)
+    assert timer_interval(home) == "900s"

@@ -29,7 +29,7 @@ from agent_telemetryd.status import BufferFacts, build_status, read_facts
 from agent_telemetryd.store import offline_reads, offline_writes
 from agent_telemetryd.store.buffer_file import BufferFile
 from agent_telemetryd.store.database import BufferOpenError, connect, is_corrupt, is_full
-from agent_telemetryd.store.migrations import SCHEMA_VERSION, MigrationError, NewerSchemaError
+from agent_telemetryd.store.migrations import MigrationError, NewerSchemaError, newer_schema
 
 
 def offline_status(config: Config) -> dict[str, Any]:
@@ -92,13 +92,10 @@ def refuse_newer_schema(conn: sqlite3.Connection, database: Path) -> None:
     its tables may mean other things now, and status, export and the rest would say what
     is not so. One line naming both schema versions and the way out; the connection is
     read-only, so the file stays as it is."""
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error:
-        return  # what cannot be read is worded where it is read
-    if version > SCHEMA_VERSION:
+    newer = newer_schema(conn, database)
+    if newer is not None:
         conn.close()
-        raise click.ClickException(str(NewerSchemaError(version, database)))
+        raise click.ClickException(str(newer))
 
 
 def refuse_buffer_as_output(config: Config, output: Path) -> None:

@@ -30,7 +30,7 @@ from agent_telemetryd.lock import running_pid
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
 from agent_telemetryd.store.database import check_pages, connect, quick_check
-from agent_telemetryd.store.migrations import SCHEMA_VERSION, NewerSchemaError
+from agent_telemetryd.store.migrations import newer_schema
 
 PROBE_SECONDS = 5.0
 INTEGRITY_SECONDS = 10.0
@@ -326,13 +326,11 @@ def _buffer_check(config: Config, daemon_running: bool) -> Check:
         return data_checks.buffer(database, True, "unreadable", (str(error),))
     try:
         result = check_pages(reader.conn, INTEGRITY_SECONDS)
-        version = reader.conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error:
-        version = 0  # check_pages has worded what does not read
+        newer = newer_schema(reader.conn, database) if result.state == "ok" else None
     finally:
         reader.conn.close()
-    if result.state == "ok" and version > SCHEMA_VERSION:
-        return data_checks.newer_buffer(NewerSchemaError(version, database))
+    if newer is not None:
+        return data_checks.newer_buffer(newer)
     if result.state == "ok" and reader.foreign_wal is not None:
         return data_checks.foreign_wal(database, reader.foreign_wal)
     return data_checks.buffer(database, True, result.state, result.messages)

@@ -28,6 +28,7 @@ from agent_telemetryd.privacy.message_shape import (
     content_marker,
     is_message,
     mask_message,
+    may_be_message,
 )
 
 CONTENT_NAMES = frozenset(
@@ -243,9 +244,10 @@ class ContentMask:
         return items if changed is None else changed
 
     def all_plain(self, keys: Iterable[str]) -> bool:
-        """True when none of `keys` (names, or a dict of them) is a content name; the names
-        not seen before are learnt, so a shape seen once is decided by one test in C.
-        `role` is never learnt: an object with it may be a chat message (`is_message`)."""
+        """True when none of `keys` (names, or a dict of them) is a content name and they
+        are not a chat message's (`may_be_message`); the names not seen before are learnt,
+        so a shape seen once is decided by one test in C. `role` is never learnt, so that
+        an object with it is always looked at: it is a message's beside what was said."""
         plain = self._plain
         # `issuperset` looks each name up directly; `keys <= plain` on a dict's keys goes
         # through the generic containment protocol, a tenth more for a span's keys.
@@ -254,8 +256,13 @@ class ContentMask:
         if len(plain) >= _MAX_REMEMBERED:
             plain.clear()
         none_is_content = True
-        for name in set(keys).difference(plain):
-            if name == ROLE or is_content_name(name):
+        names = set(keys)
+        for name in names.difference(plain):
+            if name == ROLE:
+                # Alone, the role of a user or an agent: such shapes keep the short paths.
+                if may_be_message(names):
+                    none_is_content = False
+            elif is_content_name(name):
                 none_is_content = False
             elif len(name) <= _MAX_REMEMBERED_CHARS:
                 plain.add(name)

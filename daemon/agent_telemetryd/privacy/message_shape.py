@@ -16,6 +16,7 @@ tool's own argument names), so the rule lists what is kept, not what is masked.
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
@@ -43,6 +44,11 @@ def content_marker(value: Any) -> str:
         except TypeError:
             chars = len(str(value))
     return f"[content: {chars} chars]"
+
+
+def may_be_message(names: AbstractSet[str]) -> bool:
+    """Whether an object with these names is a chat message when its `role` is a text."""
+    return ROLE in names and not _BODIES.isdisjoint(names)
 
 
 def is_message(node: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from agent_telemetryd.privacy.secret_names import (
     is_count,
     is_version_number,
     looks_like_credential,
+    stronger,
 )
 from agent_telemetryd.privacy.text_rules import (
     SECRET,
@@ -240,7 +241,7 @@ class Scrubber:
             for key, item in value.items():
                 name, inner_kind = self.key(key)
                 name = distinct_name(name, value, clean) if name != key else name
-                clean[name] = self._under_name(max(key_kind, inner_kind, key=_strength), item)
+                clean[name] = self._under_name(stronger(key_kind, inner_kind), item)
             return clean
         return value  # numbers, booleans, null: only a string can be a secret
 
@@ -323,21 +324,6 @@ class Scrubber:
             return ORDINARY
         kind = self.key(item)[1]
         return kind if kind in _SECRET_KINDS else ORDINARY
-
-
-# Inside a secret-named container the stronger word wins: `credentials: {user, password}`.
-_STRENGTH = {
-    ORDINARY: 0,
-    VERSION_NAME: 1,
-    SECRET_IF_CREDENTIAL: 2,
-    USER_NAME: 3,
-    TOKEN_NAME: 4,
-    SECRET_NAME: 5,
-}
-
-
-def _strength(kind: int) -> int:
-    return _STRENGTH[kind]
 
 
 def default_scrubber(

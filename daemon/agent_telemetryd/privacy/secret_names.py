@@ -17,8 +17,22 @@ SECRET_IF_CREDENTIAL = 2  # `key`, `auth`, `license_key`: strings shaped like a 
 VERSION_NAME = 3  # `version`, `sdk_ver`: `1.2.3.4` there is a version, not an address
 USER_NAME = 4  # `process.owner`, `user.name`: a person's login or name, whatever it is
 TOKEN_NAME = 5  # `access_token`, `x-auth-token`: every string but a count (`is_count`)
-# Which kind a name takes when its words say several: the one that hides the most.
-_RANK = {ORDINARY: 0, VERSION_NAME: 1, SECRET_IF_CREDENTIAL: 2, TOKEN_NAME: 3, SECRET_NAME: 4}
+# How much each kind hides. When a name's words say several kinds, or a container's name
+# and a key's inside it (`credentials: {user, password}`), the one that hides most wins.
+_STRENGTH = {
+    ORDINARY: 0,
+    VERSION_NAME: 1,
+    SECRET_IF_CREDENTIAL: 2,
+    USER_NAME: 3,
+    TOKEN_NAME: 4,
+    SECRET_NAME: 5,
+}
+
+
+def stronger(kind: int, other: int) -> int:
+    """Of two kinds, the one that hides more."""
+    return max(kind, other, key=_STRENGTH.__getitem__)
+
 
 MAX_NAME_CHARS = 200
 _WORD_BREAK = re.compile(
@@ -102,7 +116,7 @@ def classify_key(key: str) -> int:
         found = _secret_word(words, index, counts_tokens)
         if found:
             last_secret = index
-            kind = max(kind, found, key=_RANK.__getitem__)
+            kind = stronger(kind, found)
     if kind and not _ABOUT_WORDS.intersection(words[last_secret + 1 :]):
         return kind
     if _NOT_NAME_CHARS.sub("", key[-MAX_NAME_CHARS:].lower()).endswith(_USER_NAME_ENDINGS):

@@ -243,13 +243,7 @@ def install(
     :class:`ServiceError` with every reason, a dry run returns them in ``Plan.refusals``.
     """
     platform = current_platform() if platform is None else platform
-    executable = find_executable() if executable is None else _existing_executable(executable)
-    real_home, env_for_paths = _home(home, environ)
-    settings, notes = unit_settings(executable, platform, real_home, environ)
-    plan = plan_install(
-        real_home, platform, settings, uid=uid, environ=env_for_paths, shell_environ=environ
-    )
-    plan = Plan(plan.action, plan.platform, plan.steps, (*notes, *plan.notes))
+    plan, settings = _planned(home, platform, executable, environ, uid)
     refusals = tuple(_refusals(platform, settings, environ, run, uid))
     if dry_run:
         return Plan(plan.action, plan.platform, plan.steps, plan.notes, True, refusals)
@@ -258,12 +252,28 @@ def install(
     return execute(plan, run)
 
 
+def _planned(
+    home: Path | None,
+    platform: Platform,
+    executable: Path | None,
+    environ: Mapping[str, str],
+    uid: int | None,
+) -> tuple[Plan, UnitSettings]:
+    """What install would do (its notes first), and the settings it writes."""
+    executable = find_executable() if executable is None else _existing_executable(executable)
+    real_home, env_for_paths = _home(home, environ)
+    settings, notes = unit_settings(executable, platform, real_home, environ)
+    plan = plan_install(
+        real_home, platform, settings, uid=uid, environ=env_for_paths, shell_environ=environ
+    )
+    return Plan(plan.action, plan.platform, plan.steps, (*notes, *plan.notes)), settings
+
+
 def outdated_files(
     *,
     home: Path | None = None,
     platform: Platform | None = None,
     environ: Mapping[str, str] = os.environ,
-    run: Runner = run_command,
     uid: int | None = None,
 ) -> list[str]:
     """The service definitions that are installed but not as ``service install`` writes them
@@ -279,9 +289,9 @@ def outdated_files(
     if not any(path.exists() for path in managed):
         return []
     try:
-        plan = install(
-            home=home, platform=platform, dry_run=True, environ=environ, run=run, uid=uid
-        )
+        # Not a dry run of install: its refusals (the manager asked again, the config
+        # read again) say nothing of the files.
+        plan, _ = _planned(home, platform, None, environ, uid)
     except ServiceError:
         return []  # no executable to write into them: nothing to compare with
     return [

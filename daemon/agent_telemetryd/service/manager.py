@@ -172,7 +172,7 @@ def service_status(
     # Imported here: install imports this module.
     from agent_telemetryd.service.install import outdated_files
 
-    outdated = outdated_files(home=home, platform=platform, environ=environ, run=run, uid=uid)
+    outdated = outdated_files(home=home, platform=platform, environ=environ, uid=uid)
     service = next((u for u in units if u.name in (SERVICE_UNIT, LAUNCHD_LABEL)), None)
     running = service is not None and service.pid is not None
     enabled = bool(units) and all(u.enabled for u in units)

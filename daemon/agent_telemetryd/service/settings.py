@@ -82,15 +82,19 @@ def _service_config(
     """The config the service will run with: its file with the service's environment."""
     # Imported here: the config module pulls in the sender checks, which the other
     # service commands (status, uninstall) do not need.
-    from agent_telemetryd.config import ConfigError, load_config
+    from agent_telemetryd.config import read_config
+    from agent_telemetryd.config_problems import refused_by_the_daemon
 
     service_environ = dict(environ)
     try:
         service_environ.update(envfile.parse_env_text(_read(env_file) or "", str(env_file)))
-        config = load_config(service_environ, paths, check_permissions=False)
-    except (ConfigError, envfile.EnvFileError):
-        # Install refuses such a config, or env file, naming each problem (config_refusal,
-        # install._refusals); a dry run still shows the files, with the default interval.
+    except envfile.EnvFileError:
+        return None, []  # refused by install, naming the line (install._refusals)
+    config, problems = read_config(service_environ, paths, check_permissions=False)
+    if refused_by_the_daemon(problems):
+        # Install refuses such a config, naming each problem (config_refusal); a dry run
+        # still shows the files, with the default interval. Keys only a newer version
+        # knows are no refusal: the daemon runs on the rest, and so do the units.
         return None, []
     return config, []
 

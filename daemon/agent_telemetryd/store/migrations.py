@@ -427,6 +427,17 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def newer_schema(conn: sqlite3.Connection, path: Path | None = None) -> NewerSchemaError | None:
+    """The refusal of a buffer a newer version wrote, for a reader that only looks; None
+    when it is this version's or older, or its version does not read (what does not read
+    is worded where it is read)."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    return NewerSchemaError(version, path) if version > SCHEMA_VERSION else None
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration the file has not seen; returns the resulting version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -10,6 +10,7 @@ import time
 from agent_telemetryd.log_budget import LogBudget
 from tests.conftest import DaemonFactory
 from tests.test_daemon_ingest import send_lines
+from tests.test_version_upgrades import newer_shim_line
 
 
 def test_the_first_hundred_each_get_a_line_then_one_a_minute() -> None:
@@ -24,6 +25,17 @@ def test_the_first_hundred_each_get_a_line_then_one_a_minute() -> None:
     assert [s for s, count in enumerate(allowed) if count] == [0, 60, 120]
     assert max(allowed) == 1
     assert budget.seen == 100 + 180 * 1000  # every occurrence counted, logged or not
+
+
+def test_occurrences_met_at_once_count_each_and_share_a_line() -> None:
+    now = [0.0]
+    budget = LogBudget(first=1, clock=lambda: now[0])
+    assert budget.allows(500)  # the first of them: a line
+    assert budget.allows(500)  # past the first: the minute's line
+    assert not budget.allows(500)
+    now[0] = 61.0
+    assert budget.allows(10) and not budget.allows(1)
+    assert budget.seen == 1511
 
 
 def test_a_flood_of_bad_lines_leaves_a_bounded_log(daemon_factory: DaemonFactory) -> None:
@@ -48,3 +60,24 @@ def test_a_flood_of_bad_lines_leaves_a_bounded_log(daemon_factory: DaemonFactory
     assert {line["reason"] for line in rejected} == {
         "field 'event' must be 1-200 characters, got 0"
     }
+
+
+def test_a_newer_shim_sending_every_line_leaves_a_bounded_log(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Every line of a shim newer than the daemon carries a field it does not know: all are
+    kept (local), and the log says why once, then once a minute, not every thousandth."""
+    daemon = daemon_factory({"AGENT_TELEMETRY_RATE_LIMIT": "off"})
+    started = time.monotonic()
+    lines = b"".join(newer_shim_line("newer.step", sample_rate=1) for _ in range(20_000))
+    send_lines(daemon.ingest_socket, lines)
+    deadline = time.monotonic() + 120
+    while daemon.api_status()["counters"]["kept_local_unknown_fields"] < 20_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert daemon.stop() == 0
+    minutes = math.ceil((time.monotonic() - started) / 60)
+
+    logged = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
+    noted = [line for line in logged if line["event"] == "event_kept_local_unknown_fields"]
+    assert 1 <= len(noted) <= 1 + minutes  # every thousandth: 20 lines

@@ -69,7 +69,8 @@ class Ingestor:
         self._upload_gate = upload_gate
         self._clock = clock
         self.memory = Counters()
-        self._unknown_field_lines = 0
+        # A newer shim sends every line so: the first says why, then one a minute.
+        self._unknown_field_lines = LogBudget(first=1)
         self._rejection_lines = LogBudget()
         self._connection_listeners: list[Callable[[int | None], None]] = []
 
@@ -175,17 +176,14 @@ class Ingestor:
         )
 
     def _note_unknown_fields(self, lines: int, source: Source) -> None:
-        # The first such line, then every thousandth: a newer shim sends them all.
-        before = self._unknown_field_lines
-        self._unknown_field_lines += lines
-        if before == 0 or before // 1000 != self._unknown_field_lines // 1000:
+        if self._unknown_field_lines.allows(lines):
             log.warning(
                 "event_kept_local_unknown_fields",
                 reason="fields this daemon does not know (names not logged): from an agent "
                 "shim newer than the daemon? kept, never uploaded; upgrade agent-telemetry",
                 transport=source.transport,
                 pid=source.pid,
-                lines_so_far=self._unknown_field_lines,
+                lines_so_far=self._unknown_field_lines.seen,
             )
 
     def accept_turn(self, reads: list[tuple[list[bytes], Source]]) -> list[Outcome]:

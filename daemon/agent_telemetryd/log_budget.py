@@ -37,9 +37,10 @@ class LogBudget:
     def seen(self) -> int:
         return self._seen
 
-    def allows(self) -> bool:
-        self._seen += 1
-        if self._seen <= self.first:
+    def allows(self, occurrences: int = 1) -> bool:
+        """Whether `occurrences` more, met at once (a read's lines), get a log line."""
+        self._seen += occurrences
+        if self._seen - occurrences < self.first:
             return True
         now = self._clock()
         if now - self._logged_at < self.seconds:

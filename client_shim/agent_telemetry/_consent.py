@@ -6,6 +6,8 @@ but empty, 0, false, no, off), then `AGENT_TELEMETRY_MODE`, then the mode stored
 config.toml, else `local`. The agent's environment may differ from the daemon's; the stored
 choice and the config file are the same files the daemon reads. A stored choice that is
 there but cannot be read counts as `off`, as the daemon counts it: it may have been off.
+Neither file is read unless it is a regular file (open_regular): a named pipe in its place
+would hold the agent in open() for good, and the shim must never hold an agent up.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent_telemetry._paths import config_file, consent_file, others_file_problem
+from agent_telemetry._paths import config_file, consent_file, open_regular, others_file_problem
 from agent_telemetry._settings import flag_set
 
 MODES = ("off", "local", "upload")
@@ -35,7 +37,7 @@ def stored_mode(path: Path) -> str | None:
     written counts only when it says `off`, as the daemon counts it."""
     others = None
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             others = others_file_problem(os.fstat(handle.fileno()))
             data = json.load(handle)
     except FileNotFoundError:
@@ -57,7 +59,7 @@ def configured_mode(path: Path) -> str | None:
     import tomllib  # only when spooling: most agents never need it
 
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             document = tomllib.load(handle)
     except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
         return None

@@ -14,6 +14,7 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO, Any
 
 APP_NAME = "agent-telemetry"
 INGEST_SOCKET_NAME = "ingest.sock"
@@ -148,6 +149,47 @@ def others_file_problem(info: os.stat_result) -> str | None:
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"has mode {mode:04o}, so others may change it"
     return None
+
+
+# Opened without waiting: a named pipe at a file's path would otherwise hold open() until
+# someone writes into it, which may be never, and another user can make one in a shared
+# folder (AGENT_TELEMETRY_CONFIG=/tmp/team.toml reads /tmp/consent.json). A regular file
+# opens at once either way. Links are followed, as before.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+class NotRegularFileError(OSError):
+    """The path names something other than a regular file; `info` is its `os.fstat`."""
+
+    def __init__(self, path: str | os.PathLike[str], info: os.stat_result) -> None:
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+        super().__init__(errno.EINVAL, f"is not a regular file ({kind})", os.fspath(path))
+        self.info = info
+
+    def __str__(self) -> str:
+        return f"{self.filename} {self.strerror}"
+
+
+def open_regular(path: str | os.PathLike[str], mode: str = "rb", **options: Any) -> IO[Any]:
+    """`path` opened for reading (`mode` and `options` as for `open`), or
+    NotRegularFileError when it is not a regular file: reading a pipe, a device or a
+    socket could wait forever, and none of them is a file anyone wrote settings into."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError(path, info)
+        return os.fdopen(fd, mode, **options)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def make_private_dirs(path: str | os.PathLike[str]) -> list[Path]:

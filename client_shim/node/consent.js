@@ -4,9 +4,17 @@
 // no, off), AGENT_TELEMETRY_MODE, the mode stored by `agent-telemetry mode|enable|disable`
 // (consent.json next to the config file), `mode` in config.toml, else `local`. A stored choice
 // that is there but cannot be read counts as `off`, as the daemon counts it: it may have been.
+// Neither file is read unless it is a regular file (openRegularSync): a named pipe in its
+// place would hold the agent in open() for good, and the shim must never hold an agent up.
 
 const fs = require('node:fs');
-const { configFile, consentFile, othersFileProblem } = require('./paths.js');
+const {
+  configFile,
+  consentFile,
+  openRegularSync,
+  othersFileProblem,
+  readRegularSync,
+} = require('./paths.js');
 
 const MODES = new Set(['off', 'local', 'upload']);
 
@@ -36,7 +44,7 @@ function asMode(value) {
 // on, finding a mode where they find none.
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 function readUtf8(file) {
-  return UTF8.decode(fs.readFileSync(file));
+  return UTF8.decode(readRegularSync(file));
 }
 
 // The mode a record's text names, or null when it names none.
@@ -57,7 +65,7 @@ function storedMode(file) {
   let text;
   let fd = null;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openRegularSync(file);
     others = othersFileProblem(fs.fstatSync(fd));
     text = UTF8.decode(fs.readFileSync(fd));
   } catch (error) {

@@ -120,6 +120,51 @@ function othersFileProblem(stat) {
   return null;
 }
 
+// Opened without waiting: a named pipe at a file's path would hold openSync(), and the
+// agent's thread with it, until someone writes into it, which may be never; another user can
+// make one in a shared folder (AGENT_TELEMETRY_CONFIG=/tmp/team.toml reads /tmp/consent.json).
+// A regular file opens at once either way. Links are followed, as the daemon follows them.
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK || 0);
+
+function fileKind(stat) {
+  if (stat.isFIFO()) return 'a named pipe';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isCharacterDevice()) return 'a character device';
+  if (stat.isBlockDevice()) return 'a block device';
+  if (stat.isDirectory()) return 'a directory';
+  return 'not a file';
+}
+
+/** A descriptor of the regular file at `file`, opened for reading; for anything else an
+ * error with code ENOTREG (and the fstat as `stat`): reading a pipe or a device could wait
+ * for good, and neither is a file anyone wrote settings into. */
+function openRegularSync(file) {
+  const fd = fs.openSync(file, READ_FLAGS);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) {
+      const error = new Error(`${file} is not a regular file (${fileKind(stat)})`);
+      error.code = 'ENOTREG';
+      error.stat = stat;
+      throw error;
+    }
+    return fd;
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+}
+
+/** The bytes of the regular file at `file` (see openRegularSync). */
+function readRegularSync(file) {
+  const fd = openRegularSync(file);
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function privateDirProblemSync(dir) {
   try {
     return privateDirProblem(null, fs.lstatSync(dir));
@@ -154,6 +199,8 @@ module.exports = {
   privateDirProblem,
   privateDirProblemSync,
   othersFileProblem,
+  openRegularSync,
+  readRegularSync,
   runtimeDir,
   ingestSocketPath,
 };

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agent_telemetry._paths import NotRegularFileError, open_regular
 from agent_telemetryd.analytics.price_overrides import PriceOverride, parse_price_overrides
 from agent_telemetryd.config_problems import ConfigProblem, unknown_keys
 from agent_telemetryd.config_safety import unsafe_file_problems, what_an_unsafe_file_may_say
@@ -321,11 +322,15 @@ def _imply_sender(values: dict[str, Any], sources: dict[str, str]) -> None:
 
 
 def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
+    # Only a regular file is read: a named pipe there (anyone can make one in a shared
+    # folder) would hold the daemon and every command in open() for good.
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
+    except NotRegularFileError as error:
+        problems.append(ConfigProblem(str(path), "", f"{error.strerror}, so it is not read"))
     except tomllib.TOMLDecodeError as error:
         problems.append(ConfigProblem(str(path), "", f"not valid TOML: {error}"))
     except OSError as error:

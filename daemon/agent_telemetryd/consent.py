@@ -19,7 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent_telemetry._paths import make_private_dirs, others_file_problem
+from agent_telemetry._paths import (
+    NotRegularFileError,
+    make_private_dirs,
+    open_regular,
+    others_file_problem,
+)
 from agent_telemetryd.config import MODES, Config, Mode
 
 POLICY_VERSION = 1
@@ -91,10 +96,13 @@ def read_stored(path: Path) -> StoredRecord:
     with the config in a shared folder (AGENT_TELEMETRY_CONFIG=/tmp/team.toml puts the
     record at /tmp/consent.json) anyone could otherwise turn upload on for this user, as
     a config file of theirs could (config_safety.py). Keeping less is safe whoever asks.
+    Only a regular file is read (open_regular): a named pipe put there would hold every
+    reader in open() for good. One of the user's own is unreadable (`off`), another
+    user's untrusted, by the same rules as any record.
     """
     others = None
     try:
-        with path.open(encoding="utf-8") as handle:
+        with open_regular(path, "r", encoding="utf-8") as handle:
             others = others_file_problem(os.fstat(handle.fileno()))
             text = handle.read()
     except FileNotFoundError:
@@ -103,8 +111,11 @@ def read_stored(path: Path) -> StoredRecord:
         if others is None:  # not opened: still, whose is it?
             with contextlib.suppress(OSError):
                 others = others_file_problem(path.stat())
+        odd = error.strerror if isinstance(error, NotRegularFileError) else None
         if others is not None:
-            return UntrustedConsent(path, others)
+            return UntrustedConsent(path, f"{odd} and {others}" if odd else others)
+        if odd is not None:
+            return UnreadableConsent(path, odd)
         return UnreadableConsent(path, f"cannot be read ({_why(error)})")
     record = _parse_record(path, text)
     if others is not None and not (isinstance(record, StoredConsent) and record.mode == Mode.OFF):

@@ -28,11 +28,13 @@ import os
 import secrets
 import signal
 import sqlite3
+import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_telemetry._paths import open_regular
 from agent_telemetryd import __version__
 from agent_telemetryd.analytics.vocabulary import Vocabulary
 from agent_telemetryd.config import Config
@@ -117,6 +119,19 @@ def startup_failure_reason(error: Exception) -> dict[str, str]:
     if frames:
         fields["where"] = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
     return fields
+
+
+def _replace_privately(path: Path, text: str) -> None:
+    """Put `text` at `path` under a new name first (mkstemp makes it 0600), then rename it
+    over whatever is there: written in place, a named pipe at `path` would never open."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class Daemon:
@@ -299,7 +314,9 @@ class Daemon:
     def _dashboard_token(self) -> str:
         path = self.config.paths.dashboard_token
         try:
-            token = path.read_text().strip()
+            # A named pipe in its place would hold the start in open() for good.
+            with open_regular(path, "r") as handle:
+                token = handle.read().strip()
             if token:
                 return token
         except OSError:
@@ -308,8 +325,7 @@ class Daemon:
             return secrets.token_urlsafe(32)  # off writes no files; a per-run token
         ensure_private_dir(path.parent)
         token = secrets.token_urlsafe(32)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
+        _replace_privately(path, token + "\n")
         return token
 
     async def _status_section(self) -> dict[str, Any]:

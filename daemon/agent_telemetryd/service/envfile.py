@@ -18,6 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Literal
 
+from agent_telemetry._paths import open_regular
 from agent_telemetryd.config_safety import others_can_change
 
 __all__ = [
@@ -131,9 +132,11 @@ def load_env_file(path: Path, environ: MutableMapping[str, str]) -> list[str]:
     that someone else could change is not used at all: ``AGENT_TELEMETRY_MODE=upload``, an
     endpoint of theirs on this machine's loopback and ``AGENT_TELEMETRY_CAPTURE_CONTENT=1``
     in it would send them the user's prompts (as with the config file: config_safety.py).
+    A named pipe or a device is refused before it is read (open_regular), since reading
+    one could wait for good.
     """
     try:
-        with path.open(encoding="utf-8") as handle:
+        with open_regular(path, "r", encoding="utf-8") as handle:
             others = others_can_change(os.fstat(handle.fileno()), os.getuid())
             text = handle.read()
     except FileNotFoundError:

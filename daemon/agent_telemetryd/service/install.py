@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from agent_telemetry._paths import open_regular
 from agent_telemetryd.lock import running_pid
 from agent_telemetryd.paths import resolve_paths
 from agent_telemetryd.service import envfile
@@ -428,7 +429,9 @@ def _differs(path: Path, text: str) -> bool:
 
 
 def _read(path: Path) -> str | None:
+    # open_regular: a named pipe beside the config would hold install in open() for good.
     try:
-        return path.read_text(encoding="utf-8")
+        with open_regular(path, "r", encoding="utf-8") as handle:
+            return handle.read()
     except (OSError, UnicodeDecodeError):
         return None

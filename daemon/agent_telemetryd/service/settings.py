@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent_telemetry._paths import open_regular
 from agent_telemetryd.paths import Paths, resolve_paths
 from agent_telemetryd.service import envfile
 from agent_telemetryd.service.layout import Platform, log_dir
@@ -155,7 +156,9 @@ def human_interval(seconds: float) -> str:
 
 
 def _read(path: Path) -> str | None:
+    # open_regular: a named pipe beside the config would hold install in open() for good.
     try:
-        return path.read_text(encoding="utf-8")
+        with open_regular(path, "r", encoding="utf-8") as handle:
+            return handle.read()
     except (OSError, UnicodeDecodeError):
         return None

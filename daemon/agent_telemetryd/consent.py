@@ -64,25 +64,20 @@ class StoredConsent:
 
 
 @dataclass(frozen=True)
-class UnreadableConsent:
+class _ConsentProblem:
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.problem}"
+
+
+class UnreadableConsent(_ConsentProblem):
     """A consent record that is there but cannot be read: what is wrong with it."""
 
-    path: Path
-    problem: str
 
-    def __str__(self) -> str:
-        return f"{self.path} {self.problem}"
-
-
-@dataclass(frozen=True)
-class UntrustedConsent:
+class UntrustedConsent(_ConsentProblem):
     """A consent record someone else may have written (see read_stored): not used."""
-
-    path: Path
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.path} {self.problem}"
 
 
 StoredRecord = StoredConsent | UnreadableConsent | UntrustedConsent | None

@@ -43,6 +43,9 @@ MAX_DURATION_MS = 1e12
 MAX_PROPERTIES_DEPTH = 64
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Halves of a UTF-16 pair on their own: valid JSON escapes (jsonbody.py), but no text
+# PostgreSQL or UTF-8 can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -206,6 +209,8 @@ def _name(value: Any, field: str, required: bool) -> str | None:
         raise _Reject(f"{field}: must be a string of 1 to {MAX_NAME_LENGTH} characters")
     if _CONTROL.search(value):
         raise _Reject(f"{field}: contains control characters")
+    if _SURROGATE.search(value):
+        raise _Reject(f"{field}: contains a lone surrogate, which is not text")
     return value
 
 
@@ -220,8 +225,11 @@ def _properties(value: Any) -> tuple[dict[str, Any], bytes]:
     try:
         return properties, orjson.dumps(properties)
     except orjson.JSONEncodeError:
-        # Nothing decoded from JSON should fail here; if it does, it is this event's fault.
-        raise _Reject("properties: cannot be stored as JSON") from None
+        # What the body's second reading lets through (jsonbody.py): a number beyond a
+        # double's range, or a lone surrogate. Either way it is this event's fault only.
+        raise _Reject(
+            "properties: cannot be stored as JSON (a number out of range, or a lone surrogate)"
+        ) from None
 
 
 def parse_event(

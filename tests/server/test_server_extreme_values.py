@@ -162,3 +162,54 @@ async def test_deeply_nested_properties_reject_that_event_only(
     stored = await db.fetch("SELECT uuid::text FROM events")
     assert {r["uuid"] for r in stored} == {events[0]["uuid"], events[1]["uuid"]}
     await every_view(server)
+
+
+async def test_a_number_beyond_a_double_or_a_lone_surrogate_rejects_that_event_only(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    """Valid JSON that orjson refuses (1e400, an unpaired "\\ud800") used to make the whole
+    body "not valid JSON", a 400 that lost every good event of the batch with it."""
+    good = [make_event(), make_event(properties={"count": 1}), make_event()]
+    texts = [orjson.dumps(event).decode() for event in good]
+    # Past 64 bits, which the test's own encoder (orjson) refuses to write.
+    texts[1] = texts[1].replace('"count":1', f'"count":{2**70}')
+    bad = [
+        texts[0].replace('"properties":{}', '"properties":{"x":1e400}'),
+        texts[0].replace('"properties":{}', '"properties":{"x":-2e999}'),
+        texts[0].replace('"agent.run.completed"', '"run\\ud800"'),
+        texts[0].replace('"properties":{}', '"properties":{"\\udfff":1}'),
+        texts[0].replace('"planner"', '"plan\\udc80ner"'),
+    ]
+    # A fresh uuid each, so no bad event is a duplicate of the first good one.
+    bad = [text.replace(good[0]["uuid"], str(uuid.uuid4())) for text in bad]
+    body = f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{", ".join([*texts, *bad])}]}}'
+    status, answer, _ = await server.post_batch(None, raw=body.encode())
+    unstorable = "properties: cannot be stored as JSON (a number out of range, or a lone surrogate)"
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 0, "rejected": [
+        {"index": 3, "reason": unstorable},
+        {"index": 4, "reason": unstorable},
+        {"index": 5, "reason": "event: contains a lone surrogate, which is not text"},
+        {"index": 6, "reason": unstorable},
+        {"index": 7, "reason": "agent: contains a lone surrogate, which is not text"},
+    ]})  # fmt: skip
+    stored = await db.fetch("SELECT uuid::text, properties FROM events")
+    assert {r["uuid"] for r in stored} == {event["uuid"] for event in good}
+    # A whole number past 64 bits is kept as orjson reads it: a double.
+    assert {"count": float(2**70)} in [orjson.loads(r["properties"]) for r in stored]
+    await every_view(server)
+
+
+async def test_bodies_the_second_reading_refuses_are_still_400(server: Running) -> None:
+    """The lenient reading (jsonbody.py) takes no more than JSON: NaN and Infinity, bad
+    UTF-8 and nesting too deep to read still answer a clean 400, never a 500."""
+    event = orjson.dumps(make_event()).decode()
+    cases = [
+        event.replace('"properties":{}', '"properties":{"x":NaN}'),
+        event.replace('"properties":{}', '"properties":{"x":Infinity}'),
+        event.replace('"properties":{}', '"properties":{"x":"\\ud800","y":1e400,}'),
+    ]
+    raws = [f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{c}]}}'.encode() for c in cases]
+    raws += [b'{"x": "\\ud800", "y": "\xff"}', b"[" * 200_000 + b"]" * 200_000]
+    for raw in raws:
+        status, answer, _ = await server.post_batch(None, raw=raw)
+        assert (status, answer) == (400, {"error": "body is not valid JSON"}), raw[:80]

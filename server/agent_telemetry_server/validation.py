@@ -176,7 +176,9 @@ def duration_ms(properties: dict[str, Any]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     # Compared before float(): NaN fails both tests, and a huge int is refused, not converted.
-    return float(value) if 0 <= value <= MAX_DURATION_MS else None
+    # `+ 0.0` turns -0.0 (valid JSON, and inside the range) into 0.0: stored as it came,
+    # it was answered back as a duration of "-0.0" ms in every view that shows one.
+    return float(value) + 0.0 if 0 <= value <= MAX_DURATION_MS else None
 
 
 def nested_too_deep(node: dict[str, Any] | list[Any], levels_left: int) -> bool:

@@ -3,6 +3,7 @@ they never fail a batch, and nothing stored can make a view answer 500."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -213,3 +214,25 @@ async def test_bodies_the_second_reading_refuses_are_still_400(server: Running) 
     for raw in raws:
         status, answer, _ = await server.post_batch(None, raw=raw)
         assert (status, answer) == (400, {"error": "body is not valid JSON"}), raw[:80]
+
+
+async def test_a_duration_of_minus_zero_is_answered_as_zero(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    """-0.0 is in range, so it was kept, and every view answered a duration of -0.0 ms."""
+    event = orjson.dumps(make_event(properties={"duration_ms": 0, "tool": "grep"})).decode()
+    event = event.replace('"duration_ms":0', '"duration_ms":-0.0')
+    body = f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{event}]}}'
+    status, answer, _ = await server.post_batch(None, raw=body.encode())
+    assert (status, answer["accepted"]) == (200, 1)
+    stored = await db.fetchval("SELECT duration_ms FROM events")
+    assert (stored, math.copysign(1.0, stored)) == (0.0, 1.0)
+    views = await every_view(server)
+    figures = [
+        *views["performance"]["performance"][0].values(),
+        *views["durations"]["durations"][0].values(),
+        *views["tools"]["tools"][0]["duration"].values(),
+    ]
+    numbers = [f for f in figures if isinstance(f, float)]
+    assert numbers
+    assert all(math.copysign(1.0, n) == 1.0 for n in numbers), figures

@@ -54,6 +54,14 @@ class MigrationState:
     def up_to_date(self) -> bool:
         return self.current == self.latest
 
+    @property
+    def summary(self) -> str:
+        """One phrase for /health: which way the database and this server disagree."""
+        if self.current > self.latest:
+            # A newer server migrated it (a rolling upgrade): nothing here to apply.
+            return "database is newer than this server: upgrade the server"
+        return "ok" if self.up_to_date else "migrations pending"
+
 
 def discover() -> list[Migration]:
     folder = resources.files("agent_telemetry_server") / "migrations"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import orjson
 import structlog
 from aiohttp import web
 
+from agent_telemetry_server import jsonbody
 from agent_telemetry_server.body import read_body
 from agent_telemetry_server.db import connection
 from agent_telemetry_server.ingest import IdempotencyConflict, erase, write_batch
@@ -45,8 +45,8 @@ async def post_batch(request: web.Request) -> web.Response:
         raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
     raw = await read_body(request, settings.max_body_bytes)
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        body = jsonbody.loads(raw)
+    except ValueError:
         raise ApiError(400, "body is not valid JSON") from None
     try:
         anonymous_id, events = parse_envelope(body, settings.max_events_per_batch)

@@ -96,7 +96,7 @@ async def health(request: web.Request) -> web.Response:
     async with connection(app[POOL], app[SETTINGS].pool_acquire_timeout) as conn:
         current = await migrate.state(conn)
     body = {
-        "status": "ok" if current.up_to_date else "migrations pending",
+        "status": current.summary,
         "database": "ok",
         "migrations": {"current": current.current, "latest": current.latest},
         "storage": current.storage,

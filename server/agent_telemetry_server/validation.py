@@ -43,6 +43,9 @@ MAX_DURATION_MS = 1e12
 MAX_PROPERTIES_DEPTH = 64
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Halves of a UTF-16 pair on their own: valid JSON escapes (jsonbody.py), but no text
+# PostgreSQL or UTF-8 can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -173,7 +176,9 @@ def duration_ms(properties: dict[str, Any]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     # Compared before float(): NaN fails both tests, and a huge int is refused, not converted.
-    return float(value) if 0 <= value <= MAX_DURATION_MS else None
+    # `+ 0.0` turns -0.0 (valid JSON, and inside the range) into 0.0: stored as it came,
+    # it was answered back as a duration of "-0.0" ms in every view that shows one.
+    return float(value) + 0.0 if 0 <= value <= MAX_DURATION_MS else None
 
 
 def nested_too_deep(node: dict[str, Any] | list[Any], levels_left: int) -> bool:
@@ -206,6 +211,8 @@ def _name(value: Any, field: str, required: bool) -> str | None:
         raise _Reject(f"{field}: must be a string of 1 to {MAX_NAME_LENGTH} characters")
     if _CONTROL.search(value):
         raise _Reject(f"{field}: contains control characters")
+    if _SURROGATE.search(value):
+        raise _Reject(f"{field}: contains a lone surrogate, which is not text")
     return value
 
 
@@ -220,8 +227,11 @@ def _properties(value: Any) -> tuple[dict[str, Any], bytes]:
     try:
         return properties, orjson.dumps(properties)
     except orjson.JSONEncodeError:
-        # Nothing decoded from JSON should fail here; if it does, it is this event's fault.
-        raise _Reject("properties: cannot be stored as JSON") from None
+        # What the body's second reading lets through (jsonbody.py): a number beyond a
+        # double's range, or a lone surrogate. Either way it is this event's fault only.
+        raise _Reject(
+            "properties: cannot be stored as JSON (a number out of range, or a lone surrogate)"
+        ) from None
 
 
 def parse_event(

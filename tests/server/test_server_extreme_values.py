@@ -3,6 +3,7 @@ they never fail a batch, and nothing stored can make a view answer 500."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,3 +163,76 @@ async def test_deeply_nested_properties_reject_that_event_only(
     stored = await db.fetch("SELECT uuid::text FROM events")
     assert {r["uuid"] for r in stored} == {events[0]["uuid"], events[1]["uuid"]}
     await every_view(server)
+
+
+async def test_a_number_beyond_a_double_or_a_lone_surrogate_rejects_that_event_only(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    """Valid JSON that orjson refuses (1e400, an unpaired "\\ud800") used to make the whole
+    body "not valid JSON", a 400 that lost every good event of the batch with it."""
+    good = [make_event(), make_event(properties={"count": 1}), make_event()]
+    texts = [orjson.dumps(event).decode() for event in good]
+    # Past 64 bits, which the test's own encoder (orjson) refuses to write.
+    texts[1] = texts[1].replace('"count":1', f'"count":{2**70}')
+    bad = [
+        texts[0].replace('"properties":{}', '"properties":{"x":1e400}'),
+        texts[0].replace('"properties":{}', '"properties":{"x":-2e999}'),
+        texts[0].replace('"agent.run.completed"', '"run\\ud800"'),
+        texts[0].replace('"properties":{}', '"properties":{"\\udfff":1}'),
+        texts[0].replace('"planner"', '"plan\\udc80ner"'),
+    ]
+    # A fresh uuid each, so no bad event is a duplicate of the first good one.
+    bad = [text.replace(good[0]["uuid"], str(uuid.uuid4())) for text in bad]
+    body = f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{", ".join([*texts, *bad])}]}}'
+    status, answer, _ = await server.post_batch(None, raw=body.encode())
+    unstorable = "properties: cannot be stored as JSON (a number out of range, or a lone surrogate)"
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 0, "rejected": [
+        {"index": 3, "reason": unstorable},
+        {"index": 4, "reason": unstorable},
+        {"index": 5, "reason": "event: contains a lone surrogate, which is not text"},
+        {"index": 6, "reason": unstorable},
+        {"index": 7, "reason": "agent: contains a lone surrogate, which is not text"},
+    ]})  # fmt: skip
+    stored = await db.fetch("SELECT uuid::text, properties FROM events")
+    assert {r["uuid"] for r in stored} == {event["uuid"] for event in good}
+    # A whole number past 64 bits is kept as orjson reads it: a double.
+    assert {"count": float(2**70)} in [orjson.loads(r["properties"]) for r in stored]
+    await every_view(server)
+
+
+async def test_bodies_the_second_reading_refuses_are_still_400(server: Running) -> None:
+    """The lenient reading (jsonbody.py) takes no more than JSON: NaN and Infinity, bad
+    UTF-8 and nesting too deep to read still answer a clean 400, never a 500."""
+    event = orjson.dumps(make_event()).decode()
+    cases = [
+        event.replace('"properties":{}', '"properties":{"x":NaN}'),
+        event.replace('"properties":{}', '"properties":{"x":Infinity}'),
+        event.replace('"properties":{}', '"properties":{"x":"\\ud800","y":1e400,}'),
+    ]
+    raws = [f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{c}]}}'.encode() for c in cases]
+    raws += [b'{"x": "\\ud800", "y": "\xff"}', b"[" * 200_000 + b"]" * 200_000]
+    for raw in raws:
+        status, answer, _ = await server.post_batch(None, raw=raw)
+        assert (status, answer) == (400, {"error": "body is not valid JSON"}), raw[:80]
+
+
+async def test_a_duration_of_minus_zero_is_answered_as_zero(
+    server: Running, db: asyncpg.Connection
+) -> None:
+    """-0.0 is in range, so it was kept, and every view answered a duration of -0.0 ms."""
+    event = orjson.dumps(make_event(properties={"duration_ms": 0, "tool": "grep"})).decode()
+    event = event.replace('"duration_ms":0', '"duration_ms":-0.0')
+    body = f'{{"anonymous_id": "{uuid.uuid4()}", "events": [{event}]}}'
+    status, answer, _ = await server.post_batch(None, raw=body.encode())
+    assert (status, answer["accepted"]) == (200, 1)
+    stored = await db.fetchval("SELECT duration_ms FROM events")
+    assert (stored, math.copysign(1.0, stored)) == (0.0, 1.0)
+    views = await every_view(server)
+    figures = [
+        *views["performance"]["performance"][0].values(),
+        *views["durations"]["durations"][0].values(),
+        *views["tools"]["tools"][0]["duration"].values(),
+    ]
+    numbers = [f for f in figures if isinstance(f, float)]
+    assert numbers
+    assert all(math.copysign(1.0, n) == 1.0 for n in numbers), figures

@@ -162,3 +162,18 @@ async def test_health_needs_no_key_and_reports_migrations(server: Running) -> No
     assert body["database"] == "ok"
     assert body["migrations"]["current"] == body["migrations"]["latest"] >= 4
     assert body["storage"] == "plain"
+
+
+async def test_health_on_a_newer_database_says_so(server: Running, db: asyncpg.Connection) -> None:
+    """A database a newer server migrated used to be reported as "migrations pending",
+    sending the operator to migrate a database this server cannot migrate."""
+    await db.execute("INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 'x')")
+    status, body = await server.get("/api/v1/telemetry/health", key=None)
+    assert status == 503
+    assert body["status"] == "database is newer than this server: upgrade the server"
+    assert body["migrations"]["current"] == 999 > body["migrations"]["latest"]
+    # One version behind instead: that is what "migrations pending" means.
+    latest = body["migrations"]["latest"]
+    await db.execute("DELETE FROM schema_migrations WHERE version >= $1", latest)
+    status, body = await server.get("/api/v1/telemetry/health", key=None)
+    assert (status, body["status"]) == (503, "migrations pending")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -368,6 +369,40 @@ def test_retry_after_is_kept_for_the_next_flush_and_shown_in_status(
     until = datetime.fromisoformat(wait["until"])
     assert datetime.fromisoformat(status["next_upload"]) >= until - timedelta(seconds=1)
     assert status["buffer"]["pending_upload"] == 5
+
+
+def test_a_retry_after_of_centuries_is_held_a_day_and_the_daemon_still_starts(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with `Retry-After: 300000000000` (9,500 years, past the year 9999): the flush
+    ends asking to wait a day, `status` shows that day, and the daemon starts again with
+    the wait kept; a stored wait too far to be a date is dropped rather than read."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "300000000000"})]
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 3)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 75 and "asked to wait 86400s" in report["error"]
+    until = datetime.fromisoformat(report["not_before"])
+    started = datetime.fromisoformat(report["started_at"])
+    assert timedelta(hours=23) < until - started <= timedelta(days=1, seconds=1)
+
+    daemon.stop()
+    daemon.start()
+    assert daemon.status()["upload"]["not_before"]["until"] == report["not_before"]
+
+    daemon.stop()
+    conn = sqlite3.connect(daemon.database)
+    query = "SELECT value FROM meta WHERE key = 'upload_not_before'"
+    stored = json.loads(conn.execute(query).fetchone()[0])
+    stored["until_ms"] = 300_000_000_000_000  # as kept before the wait was bounded
+    with conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'upload_not_before'", (json.dumps(stored),)
+        )
+    conn.close()
+    daemon.start()
+    assert daemon.status()["upload"]["not_before"] is None
+    assert flush_json(daemon)["events_sent"] == 3
 
 
 def test_the_backend_s_error_text_stays_out_of_the_log(

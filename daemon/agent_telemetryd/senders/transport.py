@@ -28,6 +28,11 @@ from agent_telemetryd.senders.base import RequestHook, SendResult
 MAX_ANSWER_BYTES = 1024 * 1024
 # The backend's own error text kept in receipts and quarantine reasons.
 MAX_BACKEND_TEXT = 200
+# The longest wait a Retry-After is taken for. The backend's number is kept as a date
+# (`backend_wait`), across restarts: an unbounded one (`Retry-After: 300000000000`) is
+# a year past 9999, which no date parser reads back, and would hold every upload for
+# good. A backend that still wants quiet after a day says so again.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 # gzip of a large body takes milliseconds; off the event loop so ingest never waits on it.
 _COMPRESS_IN_THREAD_BYTES = 256 * 1024
 
@@ -123,21 +128,22 @@ def public_url(url: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), at most
+    MAX_RETRY_AFTER_SECONDS, else None."""
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
     if text.isdigit():
-        return float(text)
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
         return None
-    return max(0.0, moment.timestamp() - now)
+    return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER_SECONDS)
 
 
 def _decode(answer: bytes) -> Any:

@@ -405,6 +405,20 @@ def test_a_retry_after_of_centuries_is_held_a_day_and_the_daemon_still_starts(
     assert flush_json(daemon)["events_sent"] == 3
 
 
+def test_a_retry_after_of_a_non_ascii_digit_is_a_retry_not_a_failed_flush(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with `Retry-After: ²` (a digit to Python, not to HTTP), then 200: the header is
+    ignored, the batch retried after the backoff step, and every event is sent."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "\u00b2"})]
+    daemon = _uploading(daemon_factory, posthog)
+    uuids = post_events(daemon, 3)
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["requests"]) == (0, 3, 2)
+    assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+    assert "http_request_failed" not in daemon.log()
+
+
 def test_the_backend_s_error_text_stays_out_of_the_log(
     daemon_factory: Factory, posthog: FakePostHog
 ) -> None:

@@ -77,6 +77,12 @@ def test_retry_after_is_taken_for_a_day_at_most() -> None:
     assert parse_retry_after("86399", now=0) == 86399.0
 
 
+def test_retry_after_seconds_are_ascii_digits_only() -> None:
+    """`²` is a digit to str.isdigit() but not to float(); `١٢` is twelve to both."""
+    assert parse_retry_after("\u00b2", now=0) is None
+    assert parse_retry_after("\u0661\u0662", now=0) is None
+
+
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [

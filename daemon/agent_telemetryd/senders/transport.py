@@ -135,7 +135,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
+    # HTTP's delay-seconds is ASCII digits: str.isdigit() alone also takes `²`, which
+    # float() refuses (an exception out of a request), and `١٢`, which it reads as 12.
+    if text.isascii() and text.isdigit():
         return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         moment = parsedate_to_datetime(text)

@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -417,6 +417,25 @@ def test_a_retry_after_of_a_non_ascii_digit_is_a_retry_not_a_failed_flush(
     assert (report["exit_code"], report["events_sent"], report["requests"]) == (0, 3, 2)
     assert [e["uuid"] for e in posthog.accepted_events()] == uuids
     assert "http_request_failed" not in daemon.log()
+
+
+def test_a_retry_after_in_asctime_form_is_honoured(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with a Retry-After an hour ahead in HTTP's asctime form (no zone: GMT): the
+    flush ends asking to wait that hour, as it does for the other date forms; nothing
+    is sent again meanwhile."""
+    moment = datetime.now(UTC) + timedelta(hours=1)
+    posthog.answer_always = Scripted(
+        429, headers={"Retry-After": moment.strftime("%a %b %d %H:%M:%S %Y")}
+    )
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 3)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 75 and "the backend asked to wait" in report["error"]
+    until = datetime.fromisoformat(report["not_before"])
+    assert abs(until - moment) < timedelta(seconds=2)
+    assert len(posthog.batch_requests()) == 1
 
 
 def test_the_backend_s_error_text_stays_out_of_the_log(

@@ -66,6 +66,9 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(None, now=0) is None
     assert parse_retry_after("soon", now=0) is None
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0) == 6.0
+    # HTTP's two older date forms: RFC 850 and asctime (which names no zone: GMT).
+    assert parse_retry_after("Thursday, 01-Jan-70 00:00:10 GMT", now=4.0) == 6.0
+    assert parse_retry_after("Thu Jan  1 00:00:10 1970", now=4.0) == 6.0
 
 
 def test_retry_after_is_taken_for_a_day_at_most() -> None:

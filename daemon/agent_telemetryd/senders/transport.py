@@ -14,6 +14,7 @@ import functools
 import gzip
 import hashlib
 import time
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -144,7 +145,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
-        return None
+        # An HTTP-date is always GMT; the asctime form HTTP still accepts
+        # (`Sun Nov  6 08:49:37 1994`) just does not say so.
+        moment = moment.replace(tzinfo=UTC)
     return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER_SECONDS)
 
 

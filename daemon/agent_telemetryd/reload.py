@@ -4,7 +4,8 @@ and apply it to the running daemon without dropping a connection or an event.
 Nothing that holds a connection is touched: listeners, sockets and the buffer stay as they
 are. What changes is swapped between units of work — the ingestor's transforms and rate
 limit between one arrival and the next, the uploader's sender between one flush and the
-next (a flush under way finishes with the sender it started with). A config that does not
+next (a flush under way stops before its next request when the sender changes: it must not
+go on sending to a backend taken out of the config). A config that does not
 load keeps every running setting, and the reply (or the log, for SIGHUP) names each
 problem. `reload_plan` says what is applied and what waits for a restart.
 """

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -436,6 +438,39 @@ def test_a_retry_after_in_asctime_form_is_honoured(
     until = datetime.fromisoformat(report["not_before"])
     assert abs(until - moment) < timedelta(seconds=2)
     assert len(posthog.batch_requests()) == 1
+
+
+def test_proxy_variables_in_the_daemon_s_environment_are_not_used(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (either case) name a listener that counts
+    the connections it gets and closes them: the events go straight to the configured
+    host, and the listener is never connected to. Where events go is the config's, not
+    an inherited variable's."""
+    proxy = socket.create_server(("127.0.0.1", 0))
+    connections: list[str] = []
+
+    def count() -> None:
+        while True:
+            try:
+                accepted, _ = proxy.accept()
+            except OSError:
+                return  # closed by the test
+            connections.append("connected")
+            accepted.close()
+
+    threading.Thread(target=count, daemon=True).start()
+    address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    variables = {name: address for name in names} | {name.lower(): address for name in names}
+    try:
+        daemon = _uploading(daemon_factory, posthog, **variables)
+        uuids = post_events(daemon, 5)
+        assert flush_json(daemon)["events_sent"] == 5
+        assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+        assert connections == []
+    finally:
+        proxy.close()
 
 
 def test_the_backend_s_error_text_stays_out_of_the_log(

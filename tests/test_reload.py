@@ -162,6 +162,32 @@ def test_a_reload_that_takes_the_backend_out_or_holds_uploads_stops_the_flush_un
     assert daemon.status()["buffer"]["pending_upload"] == 30
 
 
+def test_a_reload_reads_a_consent_record_edited_by_hand(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    """`enable`, then consent.json edited by hand to `local` (the config unchanged) and
+    `reload`: the daemon's mode is `local` at once, its pending events become local-only,
+    and `flush` sends nothing."""
+    daemon = daemon_factory(
+        {"AGENT_TELEMETRY_RATE_LIMIT": "off", "AGENT_TELEMETRY_RETRY_BASE": "0.05"}
+    )
+    write_config(daemon, backend_config(backend))
+    daemon.cli("reload")
+    daemon.cli("enable")
+    post_events(daemon, 5)
+    consent = daemon.home / "consent.json"
+    record = json.loads(consent.read_text())
+    consent.write_text(json.dumps({**record, "mode": "local"}))
+
+    reply = json.loads(daemon.cli("reload", "--json").stdout)
+    assert reply["ok"]
+    assert daemon.status()["mode"] == "local"
+    report = flush_json(daemon)
+    assert report["events_sent"] == 0 and report["skipped"].startswith("mode is local")
+    assert backend.snapshot() == [] and backend.stored == {}
+    assert {row["upload"] for row in daemon.export()} == {"local"}
+
+
 def test_a_broken_config_keeps_the_running_settings_and_says_why(
     daemon_factory: DaemonFactory, backend: FakeHttpBackend
 ) -> None:

@@ -81,10 +81,12 @@ async def _apply(context: DaemonContext, change: ReloadPlan) -> list[str]:
             notes.append(note)
     for listener in context.config_listeners:
         await listener(before, after)
-    if "mode" in applied:
-        state = decide(after, read_stored(after.paths.consent_file))
-        if state != context.consent:
-            await apply_mode(context, state)
+    # Read whatever changed: the config's `mode`, or the consent record beside it edited
+    # by hand since the daemon read it (a user who wrote `local` there and reloaded must
+    # not have the daemon go on uploading under the choice it read at start).
+    state = decide(after, read_stored(after.paths.consent_file))
+    if state != context.consent:
+        await apply_mode(context, state)
     return notes
 
 

@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import DaemonFactory
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import CLI, DaemonProcess
 from tests.fakes.http_backend import FakeHttpBackend
 from tests.fakes.upload_helpers import flush_json, post_events
 from tests.test_daemon_ingest import post_events as post_json
@@ -119,6 +120,72 @@ def test_reload_switches_the_sender_and_the_next_flush_reaches_it(
         connection.close()
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert backend.api_key not in daemon.log()
+
+
+@pytest.mark.parametrize("change", ["backend removed", "unknown setting"])
+def test_a_reload_that_takes_the_backend_out_or_holds_uploads_stops_the_flush_under_way(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend, change: str
+) -> None:
+    """A flush of 40 events in batches of 10; while its second request is in flight the
+    config is reloaded without the backend, or with a setting this version does not know
+    (uploads held). The flush stops there: the backend gets no third request, the other
+    events stay pending, and the next flush sends nothing."""
+    daemon = uploading_daemon(daemon_factory)
+    write_config(daemon, "batch_size = 10\n" + backend_config(backend))
+    daemon.cli("reload")
+    post_events(daemon, 40)
+    backend.hold_after = 1  # the first batch is answered; the second waits in flight
+    flushing = subprocess.Popen(
+        [CLI, "flush", "--json"], env=daemon.env, stdout=subprocess.PIPE, text=True
+    )
+    assert backend.arrived.wait(15)
+    if change == "backend removed":
+        write_config(daemon, "batch_size = 10\n")
+        why, skipped = "changed the backend", "sender is none"
+    else:
+        write_config(daemon, "batch_size = 10\nsome_future_setting = 1\n" + backend_config(backend))
+        why = skipped = "the config has settings this version does not know"
+    reply = json.loads(daemon.cli("reload", "--json").stdout)
+    assert reply["ok"]
+    backend.release.set()
+    out, _ = flushing.communicate(timeout=30)
+    report = json.loads(out)
+    assert report["stopped"] is not None and why in report["stopped"]
+    assert report["events_sent"] == 10
+    # The second request was cut short in flight; the backend had read it (20 stored).
+    backend.wait_for(lambda: len(backend.snapshot()) == 2)
+    assert len(backend.stored) == 20
+
+    again = flush_json(daemon)
+    assert again["skipped"].startswith(skipped)
+    assert len(backend.snapshot()) == 2
+    assert daemon.status()["buffer"]["pending_upload"] == 30
+
+
+def test_a_reload_reads_a_consent_record_edited_by_hand(
+    daemon_factory: DaemonFactory, backend: FakeHttpBackend
+) -> None:
+    """`enable`, then consent.json edited by hand to `local` (the config unchanged) and
+    `reload`: the daemon's mode is `local` at once, its pending events become local-only,
+    and `flush` sends nothing."""
+    daemon = daemon_factory(
+        {"AGENT_TELEMETRY_RATE_LIMIT": "off", "AGENT_TELEMETRY_RETRY_BASE": "0.05"}
+    )
+    write_config(daemon, backend_config(backend))
+    daemon.cli("reload")
+    daemon.cli("enable")
+    post_events(daemon, 5)
+    consent = daemon.home / "consent.json"
+    record = json.loads(consent.read_text())
+    consent.write_text(json.dumps({**record, "mode": "local"}))
+
+    reply = json.loads(daemon.cli("reload", "--json").stdout)
+    assert reply["ok"]
+    assert daemon.status()["mode"] == "local"
+    report = flush_json(daemon)
+    assert report["events_sent"] == 0 and report["skipped"].startswith("mode is local")
+    assert backend.snapshot() == [] and backend.stored == {}
+    assert {row["upload"] for row in daemon.export()} == {"local"}
 
 
 def test_a_broken_config_keeps_the_running_settings_and_says_why(

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -368,6 +371,106 @@ def test_retry_after_is_kept_for_the_next_flush_and_shown_in_status(
     until = datetime.fromisoformat(wait["until"])
     assert datetime.fromisoformat(status["next_upload"]) >= until - timedelta(seconds=1)
     assert status["buffer"]["pending_upload"] == 5
+
+
+def test_a_retry_after_of_centuries_is_held_a_day_and_the_daemon_still_starts(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with `Retry-After: 300000000000` (9,500 years, past the year 9999): the flush
+    ends asking to wait a day, `status` shows that day, and the daemon starts again with
+    the wait kept; a stored wait too far to be a date is dropped rather than read."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "300000000000"})]
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 3)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 75 and "asked to wait 86400s" in report["error"]
+    until = datetime.fromisoformat(report["not_before"])
+    started = datetime.fromisoformat(report["started_at"])
+    assert timedelta(hours=23) < until - started <= timedelta(days=1, seconds=1)
+
+    daemon.stop()
+    daemon.start()
+    assert daemon.status()["upload"]["not_before"]["until"] == report["not_before"]
+
+    daemon.stop()
+    conn = sqlite3.connect(daemon.database)
+    query = "SELECT value FROM meta WHERE key = 'upload_not_before'"
+    stored = json.loads(conn.execute(query).fetchone()[0])
+    stored["until_ms"] = 300_000_000_000_000  # as kept before the wait was bounded
+    with conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'upload_not_before'", (json.dumps(stored),)
+        )
+    conn.close()
+    daemon.start()
+    assert daemon.status()["upload"]["not_before"] is None
+    assert flush_json(daemon)["events_sent"] == 3
+
+
+def test_a_retry_after_of_a_non_ascii_digit_is_a_retry_not_a_failed_flush(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with `Retry-After: ²` (a digit to Python, not to HTTP), then 200: the header is
+    ignored, the batch retried after the backoff step, and every event is sent."""
+    posthog.script = [Scripted(429, headers={"Retry-After": "\u00b2"})]
+    daemon = _uploading(daemon_factory, posthog)
+    uuids = post_events(daemon, 3)
+    report = flush_json(daemon)
+    assert (report["exit_code"], report["events_sent"], report["requests"]) == (0, 3, 2)
+    assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+    assert "http_request_failed" not in daemon.log()
+
+
+def test_a_retry_after_in_asctime_form_is_honoured(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """429 with a Retry-After an hour ahead in HTTP's asctime form (no zone: GMT): the
+    flush ends asking to wait that hour, as it does for the other date forms; nothing
+    is sent again meanwhile."""
+    moment = datetime.now(UTC) + timedelta(hours=1)
+    posthog.answer_always = Scripted(
+        429, headers={"Retry-After": moment.strftime("%a %b %d %H:%M:%S %Y")}
+    )
+    daemon = _uploading(daemon_factory, posthog)
+    post_events(daemon, 3)
+    report = flush_json(daemon, check=False)
+    assert report["exit_code"] == 75 and "the backend asked to wait" in report["error"]
+    until = datetime.fromisoformat(report["not_before"])
+    assert abs(until - moment) < timedelta(seconds=2)
+    assert len(posthog.batch_requests()) == 1
+
+
+def test_proxy_variables_in_the_daemon_s_environment_are_not_used(
+    daemon_factory: Factory, posthog: FakePostHog
+) -> None:
+    """HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (either case) name a listener that counts
+    the connections it gets and closes them: the events go straight to the configured
+    host, and the listener is never connected to. Where events go is the config's, not
+    an inherited variable's."""
+    proxy = socket.create_server(("127.0.0.1", 0))
+    connections: list[str] = []
+
+    def count() -> None:
+        while True:
+            try:
+                accepted, _ = proxy.accept()
+            except OSError:
+                return  # closed by the test
+            connections.append("connected")
+            accepted.close()
+
+    threading.Thread(target=count, daemon=True).start()
+    address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    variables = {name: address for name in names} | {name.lower(): address for name in names}
+    try:
+        daemon = _uploading(daemon_factory, posthog, **variables)
+        uuids = post_events(daemon, 5)
+        assert flush_json(daemon)["events_sent"] == 5
+        assert [e["uuid"] for e in posthog.accepted_events()] == uuids
+        assert connections == []
+    finally:
+        proxy.close()
 
 
 def test_the_backend_s_error_text_stays_out_of_the_log(

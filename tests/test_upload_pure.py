@@ -66,6 +66,24 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(None, now=0) is None
     assert parse_retry_after("soon", now=0) is None
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0) == 6.0
+    # HTTP's two older date forms: RFC 850 and asctime (which names no zone: GMT).
+    assert parse_retry_after("Thursday, 01-Jan-70 00:00:10 GMT", now=4.0) == 6.0
+    assert parse_retry_after("Thu Jan  1 00:00:10 1970", now=4.0) == 6.0
+
+
+def test_retry_after_is_taken_for_a_day_at_most() -> None:
+    """A wait past the year 9999 has no date to be kept as; `9` * 400 is infinity."""
+    day = 86400.0
+    assert parse_retry_after("300000000000", now=0) == day
+    assert parse_retry_after("9" * 400, now=0) == day
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=0) == day
+    assert parse_retry_after("86399", now=0) == 86399.0
+
+
+def test_retry_after_seconds_are_ascii_digits_only() -> None:
+    """`²` is a digit to str.isdigit() but not to float(); `١٢` is twelve to both."""
+    assert parse_retry_after("\u00b2", now=0) is None
+    assert parse_retry_after("\u0661\u0662", now=0) is None
 
 
 @pytest.mark.parametrize(

@@ -145,6 +145,45 @@ async def test_consent_read_before_each_request_stops_the_flush(
     assert counts == [("pending", 3)]
 
 
+async def test_upload_turned_off_while_the_id_is_recorded_sends_nothing(
+    posthog: FakePostHog, buffer: Buffer
+) -> None:
+    """`disable` lands while the flush commits the anonymous id it is about to send under
+    (the last write before the request): the consent was read before that write, yet
+    the request must not leave. Nothing reaches the backend; the flush says why."""
+    await _pending(buffer, 3)
+    consent = [UPLOADING]
+
+    class Writer:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(buffer.writer, name)
+
+        async def run(self, work: Callable[..., Any]) -> Any:
+            consent[0] = LOCAL  # the user ran `disable` while this write waited
+            return await buffer.writer.run(work)
+
+    class Buffered:
+        writer = Writer()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(buffer, name)
+
+    held = Buffered()
+    async with new_session() as session:
+        uploader = Uploader(
+            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
+            UploadSettings(),
+            consent=lambda: consent[0],
+            buffer=lambda: held,  # type: ignore[arg-type,return-value]
+            clock=lambda: NOW,
+        )
+        report = await uploader.flush("command")
+
+    assert report.stopped is not None and "turned off" in report.stopped
+    assert (report.requests, report.events_sent) == (0, 0)
+    assert posthog.batch_requests() == []
+
+
 async def test_a_stop_while_the_report_is_written_still_answers_whoever_waits(
     posthog: FakePostHog, buffer: Buffer
 ) -> None:

@@ -4,7 +4,8 @@ and apply it to the running daemon without dropping a connection or an event.
 Nothing that holds a connection is touched: listeners, sockets and the buffer stay as they
 are. What changes is swapped between units of work — the ingestor's transforms and rate
 limit between one arrival and the next, the uploader's sender between one flush and the
-next (a flush under way finishes with the sender it started with). A config that does not
+next (a flush under way stops before its next request when the sender changes: it must not
+go on sending to a backend taken out of the config). A config that does not
 load keeps every running setting, and the reply (or the log, for SIGHUP) names each
 problem. `reload_plan` says what is applied and what waits for a restart.
 """
@@ -80,10 +81,12 @@ async def _apply(context: DaemonContext, change: ReloadPlan) -> list[str]:
             notes.append(note)
     for listener in context.config_listeners:
         await listener(before, after)
-    if "mode" in applied:
-        state = decide(after, read_stored(after.paths.consent_file))
-        if state != context.consent:
-            await apply_mode(context, state)
+    # Read whatever changed: the config's `mode`, or the consent record beside it edited
+    # by hand since the daemon read it (a user who wrote `local` there and reloaded must
+    # not have the daemon go on uploading under the choice it read at start).
+    state = decide(after, read_stored(after.paths.consent_file))
+    if state != context.consent:
+        await apply_mode(context, state)
     return notes
 
 

@@ -16,7 +16,8 @@ from agent_telemetryd.outbound import Outbound, OutboundBatch
 REDACTED = "<redacted>"
 
 # Called with the body's sha256 as a request leaves, so a request cancelled before its
-# answer still gets a receipt: the backend may have received it.
+# answer still gets a receipt: the backend may have received it. What it raises ends the
+# send there, before anything is written to the network (upload turned off meanwhile).
 RequestHook = Callable[[str], None]
 
 

@@ -14,6 +14,7 @@ import functools
 import gzip
 import hashlib
 import time
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -28,6 +29,11 @@ from agent_telemetryd.senders.base import RequestHook, SendResult
 MAX_ANSWER_BYTES = 1024 * 1024
 # The backend's own error text kept in receipts and quarantine reasons.
 MAX_BACKEND_TEXT = 200
+# The longest wait a Retry-After is taken for. The backend's number is kept as a date
+# (`backend_wait`), across restarts: an unbounded one (`Retry-After: 300000000000`) is
+# a year past 9999, which no date parser reads back, and would hold every upload for
+# good. A backend that still wants quiet after a day says so again.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 # gzip of a large body takes milliseconds; off the event loop so ingest never waits on it.
 _COMPRESS_IN_THREAD_BYTES = 256 * 1024
 
@@ -123,21 +129,26 @@ def public_url(url: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), at most
+    MAX_RETRY_AFTER_SECONDS, else None."""
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(text)
+    # HTTP's delay-seconds is ASCII digits: str.isdigit() alone also takes `²`, which
+    # float() refuses (an exception out of a request), and `١٢`, which it reads as 12.
+    if text.isascii() and text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now)
+        # An HTTP-date is always GMT; the asctime form HTTP still accepts
+        # (`Sun Nov  6 08:49:37 1994`) just does not say so.
+        moment = moment.replace(tzinfo=UTC)
+    return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER_SECONDS)
 
 
 def _decode(answer: bytes) -> Any:

@@ -20,6 +20,9 @@ from agent_telemetry._wire import format_timestamp
 from agent_telemetryd.store import queries
 
 META_KEY = "upload_not_before"
+# 9999-12-31T23:59:59.999Z: a later time has no RFC 3339 date, so nothing could show it or
+# read it back (a wait kept before Retry-After was bounded may be that far).
+_LAST_DATE_MS = 253_402_300_799_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +55,10 @@ def read(conn: sqlite3.Connection) -> BackendWait | None:
         return None
     try:
         found = orjson.loads(raw)
-        return BackendWait(int(found["until_ms"]), str(found["backend"]), str(found["reason"]))
+        wait = BackendWait(int(found["until_ms"]), str(found["backend"]), str(found["reason"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # unreadable: as if none was recorded; the next one replaces it
+    return wait if wait.until_ms <= _LAST_DATE_MS else None
 
 
 def record(conn: sqlite3.Connection, wait: BackendWait) -> None:

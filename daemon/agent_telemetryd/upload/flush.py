@@ -240,6 +240,10 @@ class Flush:
         left: list[tuple[str, int]] = []  # (body sha256, when), once it left
 
         def leaving(body_sha256: str) -> None:
+            # Asked again as the request leaves: `disable` may have landed during this
+            # attempt's awaits since the last check (the id's record, the gzip), and the
+            # listener that cancels the flush runs only after the mode change's own write.
+            self._check_consent()
             left.append((body_sha256, self._now_ms()))
 
         before_ms = self._now_ms()

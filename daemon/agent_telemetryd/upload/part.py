@@ -28,6 +28,8 @@ from agent_telemetryd.upload.uploader import STOPPING, Uploader
 if TYPE_CHECKING:
     from aiohttp import web
 
+NEW_BACKEND_STOP = "the reloaded config changed the backend or its keys; no further request"
+
 
 def settings_from(config: Config) -> UploadSettings:
     base = config.upload_retry_base
@@ -107,12 +109,21 @@ class UploadPart:
         return wait
 
     async def on_config_change(self, before: Config, after: Config) -> None:
-        # A reload: the next flush uses the new sender and settings; this one finishes.
+        # A reload: the next flush uses the new sender and settings.
         uploader = self.uploader
-        if any(getattr(before, name) != getattr(after, name) for name in SENDER_SETTINGS):
+        new_sender = any(getattr(before, name) != getattr(after, name) for name in SENDER_SETTINGS)
+        if new_sender:
             uploader.reconfigure(DeferredSender(after, self.session), settings_from(after))
         elif settings_from(before) != settings_from(after):
             uploader.reconfigure(uploader.sender, settings_from(after))
+        # Where events go, and whether they may go, take effect at once, as `disable`
+        # does: a flush under way would otherwise send the rest of a backlog to a backend
+        # (or with a key) the user has just taken out of the config. Its events stay
+        # pending for the next flush.
+        if new_sender:
+            await uploader.stop(NEW_BACKEND_STOP)
+        elif after.uploads_held is not None:
+            await uploader.stop(after.uploads_held)
         if before.upload_interval != after.upload_interval:
             self.schedule.set_interval(after.upload_interval, active=self.context.consent.uploads)
 

@@ -94,7 +94,8 @@ class Uploader:
 
     def reconfigure(self, sender: Sender, settings: UploadSettings) -> None:
         """Use `sender` and `settings` from the next flush on (a reload). A flush under way
-        finishes with the sender it started with, which is closed once it has."""
+        keeps the sender it started with until it ends (the part stops it when the sender
+        changed), and that sender is closed once it has."""
         old, running = self.sender, self._current if self.running else None
         self.sender, self.settings = sender, settings
         self._inputs = dataclasses.replace(self._inputs, sender=sender, settings=settings)

@@ -713,3 +713,46 @@ def test_forked_children_leaving_inside_the_parents_span_do_not_end_it(
     (event,) = listener.events()
     assert event["span_id"] == result["span_id"]
     assert "status" not in event["properties"]
+
+
+def test_events_tracked_after_the_late_budget_with_no_daemon_are_counted_not_left_queued(
+    home: Path,
+) -> None:
+    """Past the 0.5 s of late flushing a queued event would wait for a flush that never
+    comes, and go with the process uncounted: it is counted as `exit_timeout` instead."""
+    out = run_agent(
+        home,
+        """
+        import atexit, json, time
+
+        def late():  # runs after the shim's exit flush: registered before the import
+            tracked = 0
+            deadline = time.monotonic() + 10
+            while stats()["drops"]["exit_timeout"] < 50 and time.monotonic() < deadline:
+                track("late.step", {"i": tracked})
+                tracked += 1
+            print(json.dumps({"tracked": tracked, "stats": stats()}))
+
+        atexit.register(late)
+
+        from agent_telemetry import stats, track
+        track("from.main")
+        """,
+    )
+    result = last_json(out)
+    stats = result["stats"]
+    assert stats["drops"]["exit_timeout"] >= 50
+    assert stats["queued"] == 0
+    # Each event is in a spool file (the daemon takes a left .tmp too) or counted.
+    folder = home / "data" / "spool"
+    events = [
+        json.loads(line)
+        for path in folder.iterdir()
+        for line in path.read_bytes().splitlines()
+        if not line.startswith(b'{"client_drops"')
+    ]
+    late = sorted(e["properties"]["i"] for e in events if e["event"] == "late.step")
+    assert late == list(range(len(late)))
+    assert len(late) + stats["dropped"] == result["tracked"]
+    assert stats["dropped"] == stats["drops"]["exit_timeout"]
+    assert [e["event"] for e in events].count("from.main") == 1

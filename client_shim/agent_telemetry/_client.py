@@ -275,7 +275,11 @@ class Client(Flushing, Writer):
             self._track_finalizing(event, properties, options, time_ns)
             return
         # After the exit flush nothing else will send this event: send (or spool) it now,
-        # bounded.
+        # bounded. Past the budget it is counted instead: queued, it would wait for a flush
+        # that never comes and go with the process uncounted.
+        if self._late_budget <= 0 and not self._on_writer():
+            self._count_writer_drop("exit_timeout")
+            return
         self._enqueue(event, properties, options, time_ns)
         with contextlib.suppress(Exception):
             budget = self._late_budget
@@ -332,6 +336,11 @@ class Client(Flushing, Writer):
     def _count_caller_drop(self, reason: str) -> None:
         with self._caller_lock:
             self._caller_drops[reason] += 1
+
+    def _count_writer_drop(self, reason: str) -> None:
+        # A reason only the writer's table has (exit_timeout), counted from a caller.
+        with self._state_lock:
+            self._writer_drops[reason] += 1
 
     def _backlog_check(self) -> None:
         # Every NUDGE_EVERY events: let the writer encode what waits even in a backoff, and

@@ -800,3 +800,34 @@ def test_events_tracked_after_the_late_budget_with_no_daemon_are_counted_not_lef
     assert len(late) + stats["dropped"] == result["tracked"]
     assert stats["dropped"] == stats["drops"]["exit_timeout"]
     assert [e["event"] for e in events].count("from.main") == 1
+
+
+def test_an_event_another_thread_queues_as_the_exit_flush_ends_is_spooled_not_left(
+    home: Path,
+) -> None:
+    """Between the exit's hand-over to the spool and the switch to flushing each late call
+    on the spot, another thread's track() only queues: the exit must not leave it there."""
+    run_agent(
+        home,
+        """
+        import threading
+        import agent_telemetry
+        from agent_telemetry import track
+
+        client = agent_telemetry._client
+        spool_rest = client._spool_rest
+
+        def spool_rest_then_another_thread_tracks(timeout):
+            spool_rest(timeout)
+            if not client._exited:  # the exit's own hand-over, not a late call's
+                other = threading.Thread(target=track, args=("from.other.thread",))
+                other.start()
+                other.join()
+
+        client._spool_rest = spool_rest_then_another_thread_tracks
+        track("from.main")
+        """,
+    )
+    spooled = Spooled(home)  # sealed files only: a .tmp would mean nobody completed it
+    assert sorted(e["event"] for e in spooled.events) == ["from.main", "from.other.thread"]
+    assert spooled.control == []

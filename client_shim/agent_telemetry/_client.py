@@ -281,13 +281,7 @@ class Client(Flushing, Writer):
             self._count_writer_drop("exit_timeout")
             return
         self._enqueue(event, properties, options, time_ns)
-        with contextlib.suppress(Exception):
-            budget = self._late_budget
-            if budget > 0 and not self._on_writer():
-                start = time.monotonic()
-                self._drain(budget, stall=EXIT_STALL, give_up_when_down=True)
-                self._spool_rest(max(budget - (time.monotonic() - start), 0.05))
-                self._late_budget -= time.monotonic() - start
+        self._flush_late()
 
     def _track_finalizing(
         self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None

@@ -831,3 +831,60 @@ def test_an_event_another_thread_queues_as_the_exit_flush_ends_is_spooled_not_le
     spooled = Spooled(home)  # sealed files only: a .tmp would mean nobody completed it
     assert sorted(e["event"] for e in spooled.events) == ["from.main", "from.other.thread"]
     assert spooled.control == []
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_ctrl_c_while_the_writer_starts_leaves_the_next_call_to_start_it(
+    home: Path, listener: Listener, started: bool
+) -> None:
+    """KeyboardInterrupt is raised wherever the main thread is when Ctrl-C comes, also
+    between taking the right to start the writer and the thread existing, or just after."""
+    out = run_agent(
+        home,
+        f"""
+        import _thread, json, sys, threading
+        from agent_telemetry import flush, track
+
+        client_module = sys.modules["agent_telemetry._client"]  # the package's _client is
+        # the Client
+
+        release = threading.Event()
+
+        def held_back(function, args):  # runs once the next start has run its own thread
+            release.wait()
+            function(*args)
+
+        class CtrlCOnFirstStart:
+            # What _client calls to start the writer: the first start is interrupted
+            # before its thread exists, or just after, as a Ctrl-C there would interrupt it.
+            interrupted = False
+
+            def __getattr__(self, name):
+                return getattr(_thread, name)
+
+            def start_new_thread(self, function, args):
+                if not CtrlCOnFirstStart.interrupted:
+                    CtrlCOnFirstStart.interrupted = True
+                    if {started}:
+                        _thread.start_new_thread(held_back, (function, args))
+                    raise KeyboardInterrupt
+                ident = _thread.start_new_thread(function, args)
+                release.set()
+                return ident
+
+        client_module._thread = CtrlCOnFirstStart()
+        try:
+            track("first")
+        except KeyboardInterrupt:
+            pass  # an agent that takes Ctrl-C as "stop this step" and goes on
+        for i in range(100):
+            track("after", {{"i": i}})
+        print(json.dumps({{"flushed": flush(5)}}))
+        """,
+    )
+    assert last_json(out) == {"flushed": True}
+    assert listener.wait_for(101, timeout=5)
+    assert listener.settled()
+    assert len(listener.connections) == 1  # one writer ran, whichever call started it
+    names = [e["event"] for e in listener.events()]
+    assert names.count("first") == 1 and names.count("after") == 100

@@ -888,3 +888,26 @@ def test_a_ctrl_c_while_the_writer_starts_leaves_the_next_call_to_start_it(
     assert len(listener.connections) == 1  # one writer ran, whichever call started it
     names = [e["event"] for e in listener.events()]
     assert names.count("first") == 1 and names.count("after") == 100
+
+
+def test_flush_with_a_nan_or_negative_timeout_returns_at_once_while_the_daemon_stalls(
+    home: Path,
+) -> None:
+    """A NaN deadline is never reached: such a flush() would wait for a stalled daemon
+    forever (a timeout worked out from a clock or a setting that went wrong)."""
+    stalled = Listener(home / "run" / "ingest.sock", reading=False)
+    try:
+        out = run_agent(
+            home,
+            """
+            import json
+            from agent_telemetry import flush, track
+            for i in range(20_000):  # more than the socket's buffers hold
+                track("agent.step", {"i": i, "pad": "x" * 500})
+            results = [flush(float("nan")), flush(-1.0), flush(float("-inf"))]
+            print(json.dumps(results))
+            """,
+        )
+    finally:
+        stalled.close()
+    assert json.loads(out.strip().splitlines()[-1]) == [False, False, False]

@@ -81,8 +81,11 @@ class Flushing:
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait up to `timeout` seconds until every queued event is written to the daemon's
-        socket or, while the daemon cannot be reached, to the spool; True if so."""
+        socket or, while the daemon cannot be reached, to the spool; True if so. NaN or a
+        negative timeout waits for nothing."""
         try:
+            if not timeout >= 0:
+                timeout = 0.0  # NaN too: a deadline never reached would wait forever
             return self._drain(timeout, stall=None, give_up_when_down=False)
         except Exception:
             return False

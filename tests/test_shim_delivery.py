@@ -159,50 +159,6 @@ def test_multiprocessing_fork_child_is_flushed_at_its_exit(home: Path, listener:
     assert len({e["properties"]["pid"] for e in events}) == 3
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pool_workers_ended_by_terminate_send_what_they_tracked_and_still_die_of_it(
-    home: Path, listener: Listener, method: str
-) -> None:
-    """`with Pool() as pool:` ends its workers with SIGTERM as soon as the results are in."""
-    out = run_agent(
-        home,
-        f"""
-        import json, multiprocessing, os, threading
-        from agent_telemetry import track
-
-        def work(i):
-            track("task.done", {{"i": i, "pid": os.getpid()}})
-            return i
-
-        def wait_for_sigterm(tracked):
-            track("child.waiting")
-            tracked.set()
-            threading.Event().wait()  # no multiprocessing resource to leak when killed
-
-        if __name__ == "__main__":
-            ctx = multiprocessing.get_context("{method}")
-            with ctx.Pool(2) as pool:
-                assert pool.map(work, range(2_000)) == list(range(2_000))
-            tracked = ctx.Event()
-            child = ctx.Process(target=wait_for_sigterm, args=(tracked,))
-            child.start()
-            tracked.wait()
-            child.terminate()
-            child.join()
-            print(json.dumps({{"exitcode": child.exitcode}}))
-        """,
-    )
-    assert last_json(out)["exitcode"] == -15  # it still dies of the signal
-    assert listener.wait_for(2_001, timeout=10)
-    assert listener.settled()
-    events = listener.events()
-    assert sorted(e["properties"]["i"] for e in events if e["event"] == "task.done") == list(
-        range(2_000)
-    )
-    assert [e["event"] for e in events].count("child.waiting") == 1
-    assert listener.torn == []
-
-
 def test_stalled_daemon_never_blocks_track_counts_drops_and_never_tears_a_line(
     home: Path,
 ) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
+from agent_telemetry._exit import LATE_BUDGET, Flushing
 from agent_telemetry._handover import REPORTED_DROPS
 from agent_telemetry._late import send_lines, spool_lines
 from agent_telemetry._paths import ingest_socket_path, spool_dir
@@ -392,32 +392,8 @@ class Client(Flushing, Writer):
         try:
             if mp.parent_process() is not None:
                 mp_util.Finalize(None, self._at_exit, exitpriority=100)
-                self._flush_on_sigterm()
         except Exception:
             pass
-
-    def _flush_on_sigterm(self) -> None:
-        # multiprocessing ends children with SIGTERM as a matter of course: `with Pool()`
-        # terminates its workers as soon as the last result is in, while what they tracked
-        # for it is still in memory. A child the program left at the default (die at once)
-        # flushes first, then dies of the signal all the same. Not from another thread
-        # (signal.signal refuses there), never over the program's own handler.
-        import signal
-
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-
-    def _on_sigterm(self, signum: int, frame: object) -> None:
-        import signal
-
-        with contextlib.suppress(Exception):
-            # As bounded as the exit: a stalled or missing daemon costs EXIT_STALL.
-            self._drain(EXIT_STALL, stall=EXIT_STALL, give_up_when_down=True)
-            self._spool_rest(EXIT_STALL)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
     def stats(self) -> dict[str, Any]:
         """Counters for this process (`queued`, `sent`, `spooled`, `spool_files`, `dropped`,

@@ -772,13 +772,20 @@ def test_an_event_another_thread_queues_as_the_exit_flush_ends_is_spooled_not_le
 
         client = agent_telemetry._client
         spool_rest = client._spool_rest
+        go, done = threading.Event(), threading.Event()
+
+        def other_thread():  # started now: Python 3.12 starts no thread at shutdown
+            go.wait()
+            track("from.other.thread")
+            done.set()
+
+        threading.Thread(target=other_thread, daemon=True).start()
 
         def spool_rest_then_another_thread_tracks(timeout):
             spool_rest(timeout)
             if not client._exited:  # the exit's own hand-over, not a late call's
-                other = threading.Thread(target=track, args=("from.other.thread",))
-                other.start()
-                other.join()
+                go.set()
+                done.wait()
 
         client._spool_rest = spool_rest_then_another_thread_tracks
         track("from.main")

@@ -713,3 +713,164 @@ def test_forked_children_leaving_inside_the_parents_span_do_not_end_it(
     (event,) = listener.events()
     assert event["span_id"] == result["span_id"]
     assert "status" not in event["properties"]
+
+
+def test_events_tracked_after_the_late_budget_with_no_daemon_are_counted_not_left_queued(
+    home: Path,
+) -> None:
+    """Past the 0.5 s of late flushing a queued event would wait for a flush that never
+    comes, and go with the process uncounted: it is counted as `exit_timeout` instead."""
+    out = run_agent(
+        home,
+        """
+        import atexit, json, time
+
+        def late():  # runs after the shim's exit flush: registered before the import
+            tracked = 0
+            deadline = time.monotonic() + 10
+            while stats()["drops"]["exit_timeout"] < 50 and time.monotonic() < deadline:
+                track("late.step", {"i": tracked})
+                tracked += 1
+            print(json.dumps({"tracked": tracked, "stats": stats()}))
+
+        atexit.register(late)
+
+        from agent_telemetry import stats, track
+        track("from.main")
+        """,
+    )
+    result = last_json(out)
+    stats = result["stats"]
+    assert stats["drops"]["exit_timeout"] >= 50
+    assert stats["queued"] == 0
+    # Each event is in a spool file (the daemon takes a left .tmp too) or counted.
+    folder = home / "data" / "spool"
+    events = [
+        json.loads(line)
+        for path in folder.iterdir()
+        for line in path.read_bytes().splitlines()
+        if not line.startswith(b'{"client_drops"')
+    ]
+    late = sorted(e["properties"]["i"] for e in events if e["event"] == "late.step")
+    assert late == list(range(len(late)))
+    assert len(late) + stats["dropped"] == result["tracked"]
+    assert stats["dropped"] == stats["drops"]["exit_timeout"]
+    assert [e["event"] for e in events].count("from.main") == 1
+
+
+def test_an_event_another_thread_queues_as_the_exit_flush_ends_is_spooled_not_left(
+    home: Path,
+) -> None:
+    """Between the exit's hand-over to the spool and the switch to flushing each late call
+    on the spot, another thread's track() only queues: the exit must not leave it there."""
+    run_agent(
+        home,
+        """
+        import threading
+        import agent_telemetry
+        from agent_telemetry import track
+
+        client = agent_telemetry._client
+        spool_rest = client._spool_rest
+        go, done = threading.Event(), threading.Event()
+
+        def other_thread():  # started now: Python 3.12 starts no thread at shutdown
+            go.wait()
+            track("from.other.thread")
+            done.set()
+
+        threading.Thread(target=other_thread, daemon=True).start()
+
+        def spool_rest_then_another_thread_tracks(timeout):
+            spool_rest(timeout)
+            if not client._exited:  # the exit's own hand-over, not a late call's
+                go.set()
+                done.wait()
+
+        client._spool_rest = spool_rest_then_another_thread_tracks
+        track("from.main")
+        """,
+    )
+    spooled = Spooled(home)  # sealed files only: a .tmp would mean nobody completed it
+    assert sorted(e["event"] for e in spooled.events) == ["from.main", "from.other.thread"]
+    assert spooled.control == []
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_ctrl_c_while_the_writer_starts_leaves_the_next_call_to_start_it(
+    home: Path, listener: Listener, started: bool
+) -> None:
+    """KeyboardInterrupt is raised wherever the main thread is when Ctrl-C comes, also
+    between taking the right to start the writer and the thread existing, or just after."""
+    out = run_agent(
+        home,
+        f"""
+        import _thread, json, sys, threading
+        from agent_telemetry import flush, track
+
+        client_module = sys.modules["agent_telemetry._client"]  # the package's _client is
+        # the Client
+
+        release = threading.Event()
+
+        def held_back(function, args):  # runs once the next start has run its own thread
+            release.wait()
+            function(*args)
+
+        class CtrlCOnFirstStart:
+            # What _client calls to start the writer: the first start is interrupted
+            # before its thread exists, or just after, as a Ctrl-C there would interrupt it.
+            interrupted = False
+
+            def __getattr__(self, name):
+                return getattr(_thread, name)
+
+            def start_new_thread(self, function, args):
+                if not CtrlCOnFirstStart.interrupted:
+                    CtrlCOnFirstStart.interrupted = True
+                    if {started}:
+                        _thread.start_new_thread(held_back, (function, args))
+                    raise KeyboardInterrupt
+                ident = _thread.start_new_thread(function, args)
+                release.set()
+                return ident
+
+        client_module._thread = CtrlCOnFirstStart()
+        try:
+            track("first")
+        except KeyboardInterrupt:
+            pass  # an agent that takes Ctrl-C as "stop this step" and goes on
+        for i in range(100):
+            track("after", {{"i": i}})
+        print(json.dumps({{"flushed": flush(5)}}))
+        """,
+    )
+    assert last_json(out) == {"flushed": True}
+    assert listener.wait_for(101, timeout=5)
+    assert listener.settled()
+    assert len(listener.connections) == 1  # one writer ran, whichever call started it
+    names = [e["event"] for e in listener.events()]
+    assert names.count("first") == 1 and names.count("after") == 100
+
+
+def test_flush_with_a_nan_or_negative_timeout_returns_at_once_while_the_daemon_stalls(
+    home: Path,
+) -> None:
+    """A NaN deadline is never reached: such a flush() would wait for a stalled daemon
+    forever (a timeout worked out from a clock or a setting that went wrong)."""
+    stalled = Listener(home / "run" / "ingest.sock", reading=False)
+    try:
+        out = run_agent(
+            home,
+            """
+            import json
+            from agent_telemetry import flush, track
+            for i in range(20_000):  # more than the socket's buffers hold
+                track("agent.step", {"i": i, "pad": "x" * 500})
+            results = [flush(float("nan")), flush(-1.0), flush(float("-inf"))]
+            print(json.dumps(results))
+            """,
+        )
+    finally:
+        stalled.close()
+    assert json.loads(out.strip().splitlines()[-1]) == [False, False, False]

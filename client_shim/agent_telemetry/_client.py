@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_telemetry._exit import EXIT_STALL, LATE_BUDGET, Flushing
+from agent_telemetry._exit import LATE_BUDGET, Flushing
 from agent_telemetry._handover import REPORTED_DROPS
 from agent_telemetry._late import send_lines, spool_lines
 from agent_telemetry._paths import ingest_socket_path, spool_dir
@@ -140,10 +140,12 @@ class Client(Flushing, Writer):
         self._wake = Wakeup()
         # Reentrant: track() from a signal handler must not deadlock on its own thread.
         self._caller_lock = threading.RLock()
-        # Taken without blocking by whoever starts the writer, and kept: a second caller, or
-        # a signal handler that interrupts the first while thread.start() waits, cannot
-        # start a second writer.
-        self._start_lock = threading.Lock()
+        # The token of the call that starts the writer, put in by dict.setdefault (atomic)
+        # and kept: a second caller, or a signal handler that interrupts the first while
+        # the thread starts, finds it and starts none (_start_writer). The writer thread
+        # itself claims `writer` with its ident: only the first to claim it runs (_run).
+        self._starter: dict[str, object] = {}
+        self._claims: dict[str, int] = {}
         # Held by the writer while events move between queue, lines and chunk, so that
         # flush() and stats() never see an event in neither place. No caller code runs
         # under it; reentrant for a signal handler or finalizer calling stats() meanwhile.
@@ -275,15 +277,13 @@ class Client(Flushing, Writer):
             self._track_finalizing(event, properties, options, time_ns)
             return
         # After the exit flush nothing else will send this event: send (or spool) it now,
-        # bounded.
+        # bounded. Past the budget it is counted instead: queued, it would wait for a flush
+        # that never comes and go with the process uncounted.
+        if self._late_budget <= 0 and not self._on_writer():
+            self._count_writer_drop("exit_timeout")
+            return
         self._enqueue(event, properties, options, time_ns)
-        with contextlib.suppress(Exception):
-            budget = self._late_budget
-            if budget > 0 and not self._on_writer():
-                start = time.monotonic()
-                self._drain(budget, stall=EXIT_STALL, give_up_when_down=True)
-                self._spool_rest(max(budget - (time.monotonic() - start), 0.05))
-                self._late_budget -= time.monotonic() - start
+        self._flush_late()
 
     def _track_finalizing(
         self, event: Any, properties: Any, options: dict[str, Any], time_ns: int | None
@@ -333,6 +333,11 @@ class Client(Flushing, Writer):
         with self._caller_lock:
             self._caller_drops[reason] += 1
 
+    def _count_writer_drop(self, reason: str) -> None:
+        # A reason only the writer's table has (exit_timeout), counted from a caller.
+        with self._state_lock:
+            self._writer_drops[reason] += 1
+
     def _backlog_check(self) -> None:
         # Every NUDGE_EVERY events: let the writer encode what waits even in a backoff, and
         # keep room for the next NUDGE_EVERY calls under MAX_QUEUE by dropping the oldest.
@@ -348,7 +353,7 @@ class Client(Flushing, Writer):
 
     def _wake_writer(self) -> None:
         self.idle = False
-        if self._writer is None and self._start_lock.acquire(blocking=False):
+        if self._writer is None:
             self._start_writer()
         self._wake.set()
 
@@ -358,12 +363,22 @@ class Client(Flushing, Writer):
         # interval (5 ms) or more while it starts on the queue, so the first track() of a
         # process cost 0.3-25 ms on a loaded machine; this way it costs about what creating
         # a thread does. Like a daemon thread it never holds up the exit: the exit flush
-        # (atexit) is what waits for it.
+        # (atexit) is what waits for it. The thread stores its own ident in `_writer`.
+        token = object()
         try:
-            self._writer = _thread.start_new_thread(self._run, ())
-        except Exception:
-            self.idle = True  # interpreter shutting down: the next call may try again
-            self._start_lock.release()
+            if self._starter.setdefault("token", token) is not token:
+                return  # another call starts it, or has started it
+            _thread.start_new_thread(self._run, ())
+        except BaseException as error:
+            # No thread to be had (the interpreter shuts down), or an exception from a signal
+            # handler, Ctrl-C's KeyboardInterrupt, between the token and the thread: a lock
+            # kept here would leave this process without a writer for good. Let the next
+            # call try again; should the thread have started after all, _run lets one run.
+            if self._starter.get("token") is token:
+                del self._starter["token"]
+            self.idle = True
+            if not isinstance(error, Exception):
+                raise  # the caller's Ctrl-C is still the caller's
             return
         self._register_multiprocessing_exit()
 

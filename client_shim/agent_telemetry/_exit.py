@@ -59,6 +59,7 @@ class Flushing:
     _handover_requested: bool
     _handover_done: threading.Event
     _handover_deadline: float
+    _late_budget: float
 
     if TYPE_CHECKING:  # provided by Client and Handover; stubs here would shadow them
 
@@ -80,8 +81,11 @@ class Flushing:
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait up to `timeout` seconds until every queued event is written to the daemon's
-        socket or, while the daemon cannot be reached, to the spool; True if so."""
+        socket or, while the daemon cannot be reached, to the spool; True if so. NaN or a
+        negative timeout waits for nothing."""
         try:
+            if not timeout >= 0:
+                timeout = 0.0  # NaN too: a deadline never reached would wait forever
             return self._drain(timeout, stall=None, give_up_when_down=False)
         except Exception:
             return False
@@ -127,6 +131,20 @@ class Flushing:
             self._spool_rest(EXIT_SPOOL_BUDGET)
         self._exited = True
         self._update_refusal()
+        # From here on each track() flushes its own event. Those other threads queued while
+        # the writer spooled the rest have no call after them to do it.
+        if self.pending():
+            self._flush_late()
+
+    def _flush_late(self) -> None:
+        """Deliver or spool what is queued now, from the late budget (after the exit flush)."""
+        with contextlib.suppress(Exception):
+            budget = self._late_budget
+            if budget > 0 and not self._on_writer():
+                start = time.monotonic()
+                self._drain(budget, stall=EXIT_STALL, give_up_when_down=True)
+                self._spool_rest(max(budget - (time.monotonic() - start), 0.05))
+                self._late_budget -= time.monotonic() - start
 
     def _spool_rest(self, timeout: float) -> None:
         """Have the writer spool what is still here, report drops, seal the spool file."""

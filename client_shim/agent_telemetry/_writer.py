@@ -76,11 +76,13 @@ class Writer(Handover):
     _urgent: bool
     _writer_drops: dict[str, int]
     _writer: int | None
+    _claims: dict[str, int]
 
     def _run(self) -> None:
-        # Set here as well as by the starter, which may not have stored it yet when caller
-        # code run by this thread asks whether it runs on the writer.
-        self._writer = threading.get_ident()
+        me = threading.get_ident()
+        if self._claims.setdefault("writer", me) != me:
+            return  # a start interrupted as its thread began was tried again: one runs
+        self._writer = me
         while True:
             try:
                 self._step()

@@ -32,6 +32,38 @@ test('a daemon that stops reading does not keep a script from exiting', async ()
   }
 });
 
+test('flush() with a timeout that is not a number of 0 or more answers false at once, never rejects', async () => {
+  // Date.now() + 10n throws, and so does a Symbol: the promise rejected, and an agent that
+  // awaited it unguarded died of the unhandled rejection. NaN, like the Python shim's, now
+  // waits for nothing rather than being a deadline never reached.
+  const home = tempHome();
+  const socketPath = path.join(home, 'run', 'ingest.sock');
+  const conns = [];
+  const server = net.createServer((conn) => {
+    conn.pause(); // accept, never read: the socket fills up
+    conns.push(conn);
+  });
+  await new Promise((resolve) => server.listen(socketPath, resolve));
+  try {
+    const result = await runAgent(
+      home,
+      `const { track, flush } = require(SHIM);
+       for (let i = 0; i < 20000; i++) track('agent.step', { i, pad: 'p'.repeat(500) });
+       (async () => {
+         const answers = [];
+         for (const timeout of [NaN, -1, 'soon', 10n, Symbol('t')]) answers.push(await flush(timeout));
+         console.log(JSON.stringify(answers));
+       })();`,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout.trim().split('\n').pop()), [false, false, false, false, false]);
+  } finally {
+    for (const conn of conns) conn.destroy();
+    server.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
 test('a daemon that reads slowly does not hold a finished script: the rest is spooled', async () => {
   const home = tempHome();
   const socketPath = path.join(home, 'run', 'ingest.sock');

@@ -344,8 +344,11 @@ function createSender(settings, atExit = () => {}) {
 
   /** Resolve true once every queued event is written to the socket or the spool. */
   function flush(timeoutMs = 1000) {
+    // Anything but a number of 0 or more waits for nothing: NaN would be a deadline never
+    // reached, and Date.now() plus a BigInt or a Symbol throws, rejecting the promise.
+    const waitMs = typeof timeoutMs === 'number' && timeoutMs >= 0 ? timeoutMs : 0;
     return new Promise((resolve) => {
-      const deadline = Date.now() + timeoutMs;
+      const deadline = Date.now() + waitMs;
       if (state.timer) {
         clearTimeout(state.timer); // cut a reconnect backoff short
         state.timer = null;

@@ -7,17 +7,11 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { tempHome, listen, runAgent, waitFor, spooled } = require('./test-helpers.js');
+const { tempHome, listen, runAgent, stalledDaemon, waitFor, spooled } = require('./test-helpers.js');
 
 test('a daemon that stops reading does not keep a script from exiting', async () => {
   const home = tempHome();
-  const socketPath = path.join(home, 'run', 'ingest.sock');
-  const conns = [];
-  const server = net.createServer((conn) => {
-    conn.pause(); // accept, never read: the socket fills up
-    conns.push(conn);
-  });
-  await new Promise((resolve) => server.listen(socketPath, resolve));
+  const daemon = await stalledDaemon(path.join(home, 'run', 'ingest.sock'));
   try {
     const result = await runAgent(
       home,
@@ -26,8 +20,7 @@ test('a daemon that stops reading does not keep a script from exiting', async ()
     );
     assert.equal(result.code, 0, result.stderr);
   } finally {
-    for (const conn of conns) conn.destroy();
-    server.close();
+    daemon.close();
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
@@ -37,13 +30,7 @@ test('flush() with a timeout that is not a number of 0 or more answers false at 
   // awaited it unguarded died of the unhandled rejection. NaN, like the Python shim's, now
   // waits for nothing rather than being a deadline never reached.
   const home = tempHome();
-  const socketPath = path.join(home, 'run', 'ingest.sock');
-  const conns = [];
-  const server = net.createServer((conn) => {
-    conn.pause(); // accept, never read: the socket fills up
-    conns.push(conn);
-  });
-  await new Promise((resolve) => server.listen(socketPath, resolve));
+  const daemon = await stalledDaemon(path.join(home, 'run', 'ingest.sock'));
   try {
     const result = await runAgent(
       home,
@@ -58,8 +45,7 @@ test('flush() with a timeout that is not a number of 0 or more answers false at 
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout.trim().split('\n').pop()), [false, false, false, false, false]);
   } finally {
-    for (const conn of conns) conn.destroy();
-    server.close();
+    daemon.close();
     fs.rmSync(home, { recursive: true, force: true });
   }
 });

@@ -5,9 +5,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const net = require('node:net');
 const path = require('node:path');
-const { tempHome, listen, runAgent, waitFor, spooled } = require('./test-helpers.js');
+const { tempHome, listen, runAgent, stalledDaemon, waitFor, spooled } = require('./test-helpers.js');
 const { configuredMode, storedMode } = require('./consent.js');
 const paths = require('./paths.js');
 
@@ -138,12 +137,7 @@ test(
 test(
   'what a stalled daemon did not take by exit is in the spool, once',
   withHome(async (home) => {
-    const conns = [];
-    const server = net.createServer((conn) => {
-      conn.pause(); // accept, never read: the socket fills up
-      conns.push(conn);
-    });
-    await new Promise((resolve) => server.listen(path.join(home, 'run', 'ingest.sock'), resolve));
+    const daemon = await stalledDaemon(path.join(home, 'run', 'ingest.sock'));
     try {
       const result = await runAgent(
         home,
@@ -156,7 +150,7 @@ test(
       // Read what the daemon was handed, now that the agent is gone.
       const socketLines = [];
       await Promise.all(
-        conns.map(
+        daemon.conns.map(
           (conn) =>
             new Promise((resolve) => {
               let text = '';
@@ -175,8 +169,7 @@ test(
       // Every event is on the socket or in the spool; a line sent again is kept once.
       assert.equal(new Set(seen).size, 20000);
     } finally {
-      for (const conn of conns) conn.destroy();
-      server.close();
+      daemon.close();
     }
   }),
 );

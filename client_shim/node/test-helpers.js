@@ -42,6 +42,21 @@ function listen(socketPath) {
   return new Promise((resolve) => server.listen(socketPath, () => resolve({ server, lines, torn })));
 }
 
+// A daemon that accepts and never reads, so the socket fills up: `conns` are its ends of
+// the agents' connections; `close()` ends them and the listener.
+function stalledDaemon(socketPath) {
+  const conns = [];
+  const server = net.createServer((conn) => {
+    conn.pause();
+    conns.push(conn);
+  });
+  const close = () => {
+    for (const conn of conns) conn.destroy();
+    server.close();
+  };
+  return new Promise((resolve) => server.listen(socketPath, () => resolve({ server, conns, close })));
+}
+
 // The hang guard: an agent that does not exit within 20 s is killed, and its exit code
 // (null) fails the test. How long an exit takes is measured in bench/, not here.
 function runAgent(home, code, env = {}, timeoutMs = 20000) {
@@ -92,6 +107,7 @@ function spooled(home) {
 }
 
 module.exports = {
+  stalledDaemon,
   SHIM,
   CONTROL_PREFIX,
   tempHome,

@@ -65,20 +65,24 @@ def test_an_unusable_store_path_is_one_line_exit_3_and_nothing_left_open(
     assert daemon.status()["running"] is True
 
 
-def test_a_taken_otlp_port_is_one_line_exit_3_with_sockets_removed_and_buffer_closed(
+def test_a_start_failing_after_the_buffer_and_a_socket_is_one_line_exit_3_leaving_nothing(
     daemon_factory: DaemonFactory,
 ) -> None:
-    """The OTLP port is asked for by name (off by default): taken, the start fails. (A
-    taken main HTTP port leaves the daemon on its sockets: test_tcp_peers.)"""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
+    """api.sock held by another listener (as a socket unit holds it) fails the start after
+    the buffer is open and ingest.sock bound: both are let go. (A taken HTTP or OTLP port
+    no longer fails it: test_tcp_peers, test_otlp_http_port, test_otlp_grpc.)"""
+    daemon = daemon_factory(start=False)
+    daemon.api_socket.parent.mkdir(mode=0o700, parents=True)
+    with socket.socket(socket.AF_UNIX) as holder:
+        holder.bind(str(daemon.api_socket))
         holder.listen()
-        port = holder.getsockname()[1]
-        daemon = daemon_factory({"AGENT_TELEMETRY_OTLP_HTTP_PORT": str(port)}, start=False)
         daemon.start(wait=False)
-        record = assert_failed_start_left_nothing(daemon)
-    assert f"127.0.0.1:{port}" in record["reason"], record
-    # The buffer was opened before the port was tried, and closed after: SQLite removes
+        assert daemon.proc is not None
+        assert daemon.proc.wait(20) == 3
+    daemon.api_socket.unlink()  # the holder's file, not the daemon's
+    record = assert_failed_start_left_nothing(daemon)
+    assert str(daemon.api_socket) in record["reason"], record
+    # The buffer was opened before the sockets were bound, and closed after: SQLite removes
     # the write-ahead log only when its last connection closes cleanly.
     assert daemon.database.exists()
     assert not Path(f"{daemon.database}-wal").exists()

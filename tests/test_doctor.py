@@ -138,6 +138,24 @@ def test_a_port_taken_by_another_program_is_named(daemon_factory: DaemonFactory)
     assert "http_port" in found["port"]["fix"]
 
 
+def test_with_the_daemon_stopped_a_taken_otlp_port_is_named(daemon_factory: DaemonFactory) -> None:
+    with socket.socket() as collector:
+        collector.bind(("127.0.0.1", 0))
+        collector.listen()
+        port = collector.getsockname()[1]
+        env = {"AGENT_TELEMETRY_OTLP_HTTP_PORT": str(port), "AGENT_TELEMETRY_OTLP_GRPC_PORT": "0"}
+        daemon = daemon_factory(env, start=False)
+        _, found, _ = doctor(daemon)
+    check = found["otlp_http_port"]
+    assert check["verdict"] == "fail"
+    assert f"127.0.0.1:{port} is taken by another program" in check["detail"]
+    assert "the daemon would start without its OTLP/HTTP listener" in check["detail"]
+    assert f"otlp_http_port = {port + 1}" in check["fix"]
+    assert "then start the daemon" in check["fix"]
+    assert found["otlp_grpc_port"]["verdict"] == "ok"  # 0: any free port, the extra installed
+    assert found["port"]["verdict"] == "ok"  # the main port is another matter
+
+
 # --- the verdicts alone ------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ and a daemon that is not asked for gRPC never loads it."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
 from agent_telemetryd.cli.api_client import ApiClient
+from agent_telemetryd.otlp.grpc_extra import GRPC_MISSING
 from agent_telemetryd.receivers.otlp_grpc import is_loopback_peer
 from tests.daemon_process import DaemonProcess
 from tests.otlp_messages import logs, record, span, traces
+from tests.test_daemon_ingest import send_lines, wait_for_rows
 from tests.test_otlp_receiver import (
     Exporters,
     assert_balanced,
@@ -129,31 +133,65 @@ def test_a_daemon_without_grpc_configured_never_loads_it(daemon: DaemonProcess) 
     assert daemon.status().get("otlp") == {}
 
 
-def test_grpc_configured_without_the_extra_stops_the_daemon_with_how_to_install_it(
+def test_grpc_configured_without_the_extra_leaves_the_daemon_running_and_says_how_to_install_it(
     daemon_factory: Any, tmp_path: Path
 ) -> None:
+    """A missing optional extra used to stop the start (exit 3), taking ingest.sock with it:
+    a reinstall without the extra would leave every shim's events in the spool."""
     # grpcio is a dev dependency here; a package of the same name that cannot be
     # imported stands in for a machine without the extra.
     hidden = tmp_path / "hide-grpc" / "grpc"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('grpcio is not installed here')\n")
     path = os.pathsep.join(filter(None, [str(hidden.parent), os.environ.get("PYTHONPATH")]))
-    env = {**GRPC_ON, "PYTHONPATH": path}
-    daemon = daemon_factory(env, start=False)
-    daemon.start(wait=False)
-    assert daemon.proc is not None
-    assert daemon.proc.wait(timeout=30) == 3
+    daemon = daemon_factory({**GRPC_ON, "PYTHONPATH": path})
+    send_lines(daemon.ingest_socket, b'{"event": "over.the.socket"}\n')
+    wait_for_rows(daemon, 1)
+    assert [row["event"] for row in daemon.export()] == ["over.the.socket"]
+    assert daemon.status()["otlp"] == {"grpc_unavailable": GRPC_MISSING}
+    assert f"otlp:         no OTLP/gRPC listener: {GRPC_MISSING}" in daemon.cli("status").stdout
+    check = doctor_check(daemon, "otlp_grpc_port")
+    assert check["verdict"] == "fail" and GRPC_MISSING in check["detail"]
+    assert check["fix"].startswith("pip install 'agent-telemetry[otlp-grpc]' and restart")
     assert "pip install 'agent-telemetry[otlp-grpc]'" in daemon.log()
+    assert daemon.proc is not None and daemon.proc.poll() is None
 
 
-def test_a_taken_grpc_port_stops_the_daemon_naming_the_setting(daemon_factory: Any) -> None:
-    first = daemon_factory(GRPC_ON)
-    port = grpc_address(first).rsplit(":", 1)[1]
-    second = daemon_factory({**GRPC_ON, "AGENT_TELEMETRY_OTLP_GRPC_PORT": port}, start=False)
-    second.start(wait=False)
-    assert second.proc is not None
-    assert second.proc.wait(timeout=30) == 3
-    assert "AGENT_TELEMETRY_OTLP_GRPC_PORT" in second.log()
+def test_a_taken_grpc_port_leaves_the_daemon_and_the_otlp_http_port_running(
+    daemon_factory: Any,
+) -> None:
+    with socket.socket() as collector:  # a real listening socket, as a collector holds 4317
+        collector.bind(("127.0.0.1", 0))
+        collector.listen()
+        port = collector.getsockname()[1]
+        env = {**GRPC_ON, "AGENT_TELEMETRY_OTLP_GRPC_PORT": str(port)}
+        daemon = daemon_factory({**env, "AGENT_TELEMETRY_OTLP_HTTP_PORT": "0"})
+        send_lines(daemon.ingest_socket, b'{"event": "over.the.socket"}\n')
+        wait_for_rows(daemon, 1)
+        assert [row["event"] for row in daemon.export()] == ["over.the.socket"]
+        otlp = daemon.status()["otlp"]
+        assert sorted(otlp) == ["grpc_unavailable", "http"]  # the other OTLP port is there
+        reason = f"cannot listen for OTLP/gRPC on 127.0.0.1:{port}"
+        assert otlp["grpc_unavailable"].startswith(reason)
+        assert (
+            "AGENT_TELEMETRY_OTLP_GRPC_PORT to another port, 0, or off" in otlp["grpc_unavailable"]
+        )
+        human = daemon.cli("status").stdout
+        assert f"otlp:         OTLP/HTTP {otlp['http']}; no OTLP/gRPC listener: {reason}" in human
+        check = doctor_check(daemon, "otlp_grpc_port")
+        assert check["verdict"] == "fail" and reason in check["detail"]
+        assert f"otlp_grpc_port = {port + 1}" in check["fix"]
+        assert f"AGENT_TELEMETRY_OTLP_GRPC_PORT={port + 1}" in check["fix"]
+        assert doctor_check(daemon, "otlp_http_port")["verdict"] == "ok"
+    warnings = [line for line in daemon.log().splitlines() if "otlp_listener_unavailable" in line]
+    assert len(warnings) == 1 and f'"port": {port}' in warnings[0], warnings
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def doctor_check(daemon: DaemonProcess, name: str) -> dict[str, Any]:
+    result = daemon.cli("doctor", "--json", check=False)
+    (check,) = [check for check in json.loads(result.stdout)["checks"] if check["name"] == name]
+    return dict(check)
 
 
 @pytest.mark.parametrize(

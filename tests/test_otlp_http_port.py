@@ -18,6 +18,7 @@ from agent_telemetryd.config import ConfigError, load_config
 from agent_telemetryd.paths import resolve_paths
 from tests.daemon_process import DaemonProcess
 from tests.otlp_messages import span, traces
+from tests.test_daemon_ingest import send_lines, wait_for_rows
 from tests.test_otlp_receiver import (
     PROTOBUF,
     assert_balanced,
@@ -84,20 +85,66 @@ def test_the_otlp_port_refuses_a_foreign_origin_or_host(daemon_factory: Any) -> 
     assert len(otlp_rows(daemon)) == 2  # the span and its resource, once
 
 
-def test_it_is_off_by_default_and_a_taken_port_is_a_clear_startup_failure(
-    daemon: DaemonProcess, daemon_factory: Any
-) -> None:
+def test_it_is_off_by_default(daemon: DaemonProcess) -> None:
     assert daemon.status()["otlp"] == {}
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        blocked = daemon_factory({"AGENT_TELEMETRY_OTLP_HTTP_PORT": port}, start=False)
-        blocked.start(wait=False)
-        assert blocked.proc is not None
-        assert blocked.proc.wait(timeout=30) == 3
-    assert f"cannot listen for OTLP/HTTP on 127.0.0.1:{port}" in blocked.log()
-    assert "AGENT_TELEMETRY_OTLP_HTTP_PORT" in blocked.log()
+
+
+def log_records(daemon: DaemonProcess, event: str) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
+    return [record for record in records if record["event"] == event]
+
+
+def test_a_taken_otlp_port_leaves_the_daemon_running_without_that_listener(
+    daemon_factory: Any,
+) -> None:
+    """A collector already on the port used to stop the start (exit 3), and with it
+    ingest.sock, api.sock and the main port: the shims' events waited in the spool. Now
+    only the OTLP listener is missing, and the log, status and doctor say why."""
+    with socket.socket() as collector:  # a real listening socket, as a collector holds 4318
+        collector.bind(("127.0.0.1", 0))
+        collector.listen()
+        port = collector.getsockname()[1]
+        daemon = daemon_factory({**OTLP_PORT_ON, "AGENT_TELEMETRY_OTLP_HTTP_PORT": str(port)})
+        send_lines(daemon.ingest_socket, b'{"event": "over.the.socket"}\n')
+        wait_for_rows(daemon, 1)
+        assert [row["event"] for row in daemon.export()] == ["over.the.socket"]
+        reason = f"cannot listen for OTLP/HTTP on 127.0.0.1:{port}: Address already in use"
+        otlp = daemon.status()["otlp"]
+        assert list(otlp) == ["http_unavailable"]
+        assert otlp["http_unavailable"].startswith(reason)
+        assert "set AGENT_TELEMETRY_OTLP_HTTP_PORT to another port, 0, or off" in str(otlp)
+        assert get(f"{daemon.http_url()}/healthz") == 200  # the main port, OTLP's routes too
+        assert f"otlp:         no OTLP/HTTP listener: {reason}" in daemon.cli("status").stdout
+
+        doctor = daemon.cli("doctor", "--json", check=False)
+        assert doctor.returncode == 1
+        checks = json.loads(doctor.stdout)["checks"]
+        (check,) = [check for check in checks if check["name"] == "otlp_http_port"]
+        assert check["verdict"] == "fail"
+        assert (
+            reason in check["detail"] and "runs without its OTLP/HTTP listener" in check["detail"]
+        )
+        assert f"otlp_http_port = {port + 1}" in check["fix"]
+        assert f"AGENT_TELEMETRY_OTLP_HTTP_PORT={port + 1}" in check["fix"]
+        assert "0 picks a free one, off turns it off" in check["fix"]
+
+        # otel-env points exporters at the main port meanwhile, which takes OTLP too.
+        env = daemon.cli("otel-env")
+        assert f"OTEL_EXPORTER_OTLP_ENDPOINT='{daemon.http_url()}'" in env.stdout
+        assert f"no OTLP-only port ({reason}" in env.stderr
+
+        # A reload keeps what it found: the listeners are opened at start only.
+        assert daemon.cli("reload", "--json").returncode == 0
+        assert daemon.status()["otlp"] == otlp
+    (warning,) = log_records(daemon, "otlp_listener_unavailable")
+    assert (warning["level"], warning["port"], warning["listener"]) == (
+        "warning",
+        port,
+        "otlp_http",
+    )
+    assert warning["reason"] == otlp["http_unavailable"]
+    assert "over.the.socket" not in daemon.log()  # a port's trouble, no event in it
+    assert daemon.proc is not None and daemon.proc.poll() is None
 
 
 def test_the_otlp_ports_are_settings_off_by_default(tmp_path: Path) -> None:

@@ -20,13 +20,14 @@ from typing import Any
 
 import click
 
-from agent_telemetryd.cli import checks, data_checks
+from agent_telemetryd.cli import checks, data_checks, otlp_checks
 from agent_telemetryd.cli.api_client import ApiClient, ApiError, DaemonUnavailableError
 from agent_telemetryd.cli.checks import Check, PathFacts
 from agent_telemetryd.cli.common import get_config, json_option, print_json
 from agent_telemetryd.config import Config, read_config
 from agent_telemetryd.consent import UnreadableConsent, UntrustedConsent, decide, read_stored
 from agent_telemetryd.lock import running_pid
+from agent_telemetryd.otlp.grpc_extra import GRPC_MISSING, grpc_installed
 from agent_telemetryd.senders.factory import default_file_path
 from agent_telemetryd.store import offline_reads, queries
 from agent_telemetryd.store.database import check_pages, connect, quick_check
@@ -128,6 +129,7 @@ def run_checks(config: Config) -> list[Check]:
             pid is not None,
         ),
         _port_check(config, status, pid is not None, service),
+        *_otlp_checks(config, status, pid is not None),
         checks.service(service, service_error),
         _consent_check(config, status),
     ]
@@ -190,7 +192,38 @@ def _port_check(
         unit.get("name", "").endswith(".socket") and str(unit.get("state", "")).startswith("active")
         for unit in (service or {}).get("units", [])
     )
-    return checks.port(config.http_port, None, pid_found, _port_taken(config), held)
+    probe = _port_taken(config.http_host, config.http_port)
+    return checks.port(config.http_port, None, pid_found, probe, held)
+
+
+def _otlp_checks(config: Config, status: dict[str, Any] | None, pid_found: bool) -> list[Check]:
+    """One check for each OTLP listener configured here or present in the running daemon:
+    its status says where it listens or why it could not. With no daemon, whether it could:
+    the port probed, and for gRPC whether the extra is there."""
+    if status is None and pid_found:
+        return []  # a daemon that does not answer holds its ports: the daemon check says why
+    section = (status or {}).get("otlp") or {}
+    found = []
+    for transport, configured in (("http", config.otlp_http_port), ("grpc", config.otlp_grpc_port)):
+        listening, problem = section.get(transport), section.get(f"{transport}_unavailable")
+        if status is None and configured is not None:
+            problem = _otlp_obstacle(config, transport, configured)
+        elif configured is None and listening is None and problem is None:
+            continue  # not asked for here, and the running daemon has none either
+        running = status is not None
+        found.append(otlp_checks.otlp_port(transport, configured, running, listening, problem))
+    return found
+
+
+def _otlp_obstacle(config: Config, transport: str, port: int) -> str | None:
+    """What would keep a daemon started now from this OTLP listener, if anything."""
+    if transport == "grpc" and not grpc_installed():
+        return GRPC_MISSING
+    taken = _port_taken(config.http_host, port) if port != 0 else None
+    if taken is None:
+        return None
+    host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
+    return f"{host}:{port} is taken by another program ({taken})"
 
 
 def _tcp_answer(url: str) -> str | None:
@@ -200,10 +233,10 @@ def _tcp_answer(url: str) -> str | None:
     return error or f"HTTP {status}"
 
 
-def _port_taken(config: Config) -> str | None:
-    probe = socket.socket(socket.AF_INET6 if ":" in config.http_host else socket.AF_INET)
+def _port_taken(host: str, port: int | None) -> str | None:
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        probe.bind((config.http_host, config.http_port or 0))
+        probe.bind((host, port or 0))
     except OSError as error:
         return error.strerror or str(error)
     finally:

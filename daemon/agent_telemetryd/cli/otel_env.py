@@ -16,9 +16,16 @@ def endpoint(config: Config) -> str:
     0 is picked at start), else the configured one."""
     if daemon_pid(config) is not None:
         report = read_status(config)
-        url = (report.get("otlp") or {}).get("http") or report["paths"]["http"]
+        otlp = report.get("otlp") or {}
+        url = otlp.get("http") or report["paths"]["http"]
+        missing = otlp.get("http_unavailable")
+        if missing and not url:
+            raise click.ClickException(f"the daemon has no OTLP/HTTP listener: {missing}")
         if not url:
             raise click.ClickException(_PORTS_OFF)
+        if missing:
+            # The main port takes OTLP too: exporters reach the daemon there meanwhile.
+            click.echo(f"# no OTLP-only port ({missing}); using the daemon's HTTP port", err=True)
         return str(url)
     port, setting = config.otlp_http_port, "otlp_http_port"
     if port is None:

@@ -102,6 +102,7 @@ def format_status(report: dict[str, Any], config: Config) -> str:
         f"buffer file:  {report['paths']['database']}{_size(report)}",
         f"ingest:       {report['paths']['ingest_socket']}",
         f"http:         {_http_line(report, config)}",
+        *_otlp_lines(report),
     ]
     return "\n".join(lines)
 
@@ -124,6 +125,19 @@ def _http_line(report: dict[str, Any], config: Config) -> str:
         return f"a free loopback port picked at start (http_port = 0); the daemon {why}"
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
     return f"http://{host}:{config.http_port} (configured; the daemon {why})"
+
+
+def _otlp_lines(report: dict[str, Any]) -> list[str]:
+    """The optional OTLP listeners the running daemon has, or why one it was asked for is
+    missing (it runs without it: status must say so, as for the main port)."""
+    otlp = report.get("otlp") or {}
+    shown = []
+    for transport, name in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
+        if otlp.get(f"{transport}_unavailable"):
+            shown.append(f"no {name} listener: {otlp[f'{transport}_unavailable']}")
+        elif otlp.get(transport):
+            shown.append(f"{name} {otlp[transport]}")
+    return [f"otlp:         {'; '.join(shown)}"] if shown else []
 
 
 def _size(report: dict[str, Any]) -> str:

@@ -12,6 +12,12 @@
 
 Both share the main port's OTLP state, and `status --json` shows where they listen under
 `otlp`.
+
+Neither is needed for anything else: a port that cannot be listened on (a collector already
+holds 4318) or gRPC configured without its extra leaves that listener out, with one warning
+line, and the daemon runs the rest: ingest.sock, api.sock and the main port. `status` says
+why under `otlp` (`http_unavailable`, `grpc_unavailable`), as it does for the main port, and
+`doctor` fails its `otlp` check with the fix.
 """
 
 from __future__ import annotations
@@ -20,28 +26,29 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from agent_telemetryd.context import DaemonContext
-from agent_telemetryd.listeners import ListenError
+from agent_telemetryd.lazy_log import get_logger
+from agent_telemetryd.otlp.grpc_extra import GRPC_MISSING
 from agent_telemetryd.parts import Closer, Started
 from agent_telemetryd.receivers.sites import Sites
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-GRPC_MISSING = (
-    "otlp_grpc_port is set but gRPC support is not installed;"
-    " install it with: pip install 'agent-telemetry[otlp-grpc]'"
-)
+    from agent_telemetryd.receivers.otlp_grpc import GrpcReceiver
+
+log = get_logger("agent_telemetryd.otlp")
 
 
 async def start(context: DaemonContext) -> Started:
     """Start the OTLP listeners the config asks for (OTLP/HTTP's is served by the daemon
-    with its own listeners, its app built with theirs)."""
+    with its own listeners, its app built with theirs); leave out, and say why, one that
+    cannot be."""
     config = context.config
-    state = context.otlp
     sites = context.sites
     assert sites is not None
     closers: list[Closer] = []
-    where: dict[str, str] = {}
+    where: dict[str, str] = {}  # "http": its URL, "grpc": host:port, as listened on
+    unavailable: dict[str, str] = {}  # "http_unavailable"/"grpc_unavailable": why not
 
     async def close() -> None:
         for closer in reversed(closers):
@@ -49,31 +56,57 @@ async def start(context: DaemonContext) -> Started:
 
     try:
         if config.otlp_http_port is not None:
-            sock = _bind(config.http_host, config.otlp_http_port)
-            closers.append(_closing(sock))
-            where["http"] = _serve_http(context, sites, sock)
+            try:
+                sock = _bind(config.http_host, config.otlp_http_port)
+            except Unavailable as error:
+                _left_out(unavailable, "http", config.otlp_http_port, error)
+            else:
+                closers.append(_closing(sock))
+                where["http"] = _serve_http(context, sites, sock)
         if config.otlp_grpc_port is not None:
             try:
-                from agent_telemetryd.receivers import otlp_grpc
-            except ImportError:
-                raise ListenError(GRPC_MISSING) from None
-            try:
-                receiver = await otlp_grpc.start(
-                    context, state, sites, config.http_host, config.otlp_grpc_port
-                )
-            except otlp_grpc.BindError as error:
-                raise ListenError(str(error)) from None
-            closers.append(receiver.stop)
-            where["grpc"] = receiver.address
+                receiver = await _start_grpc(context, sites, config.otlp_grpc_port)
+            except Unavailable as error:
+                _left_out(unavailable, "grpc", config.otlp_grpc_port, error)
+            else:
+                closers.append(receiver.stop)
+                where["grpc"] = receiver.address
     except BaseException:
         await close()
         raise
 
     async def status_section() -> dict[str, Any]:
-        return {"otlp": dict(where)}
+        return {"otlp": {**where, **unavailable}}
 
     context.status_sections.append(status_section)
     return Started(close=close)
+
+
+class Unavailable(RuntimeError):
+    """An OTLP listener cannot be had; the message says which, why and the fix."""
+
+
+def _left_out(unavailable: dict[str, str], transport: str, port: int, error: Unavailable) -> None:
+    """Note why the `transport` listener is missing, for `status`, in one warning line (the
+    port and the reason, nothing of any event): the rest of the daemon goes on."""
+    unavailable[f"{transport}_unavailable"] = str(error)
+    log.warning(
+        "otlp_listener_unavailable", listener=f"otlp_{transport}", port=port, reason=str(error)
+    )
+
+
+async def _start_grpc(context: DaemonContext, sites: Sites, port: int) -> GrpcReceiver:
+    """The gRPC receiver on `port`. Unavailable without the extra (imported only here, so
+    a daemon not asked for gRPC never loads it) or when the port cannot be listened on."""
+    try:
+        from agent_telemetryd.receivers import otlp_grpc
+    except ImportError:
+        raise Unavailable(GRPC_MISSING) from None
+    host = context.config.http_host
+    try:
+        return await otlp_grpc.start(context, context.otlp, sites, host, port)
+    except otlp_grpc.BindError as error:
+        raise Unavailable(str(error)) from None
 
 
 def _serve_http(context: DaemonContext, sites: Sites, sock: socket.socket) -> str:
@@ -123,7 +156,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise ListenError(
+        raise Unavailable(
             f"cannot listen for OTLP/HTTP on {host}:{port}: {error.strerror} (a collector"
             " may hold it; set AGENT_TELEMETRY_OTLP_HTTP_PORT to another port, 0, or off)"
         ) from None

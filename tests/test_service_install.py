@@ -110,11 +110,24 @@ def tree(root: Path) -> set[str]:
 UNIT_DIR = ".config/systemd/user"
 UNITS = (
     "agent-telemetry.socket",
+    "agent-telemetry-http.socket",
     "agent-telemetry.service",
     "agent-telemetry-flush.service",
     "agent-telemetry-flush.timer",
 )
-ENABLED = ("agent-telemetry.socket", "agent-telemetry.service", "agent-telemetry-flush.timer")
+STARTED = ("agent-telemetry.socket", "agent-telemetry.service", "agent-telemetry-flush.timer")
+# The HTTP port's unit is enabled without --now: the service's start starts it, and a
+# taken port must not make the install fail.
+ENABLE_COMMANDS = [
+    ("systemctl", "--user", "enable", "--now", *STARTED),
+    ("systemctl", "--user", "enable", "agent-telemetry-http.socket"),
+]
+ENABLED = (
+    "agent-telemetry.socket",
+    "agent-telemetry-http.socket",
+    "agent-telemetry.service",
+    "agent-telemetry-flush.timer",
+)
 LINUX_FILES = {f"{UNIT_DIR}/{name}" for name in UNITS}
 ENV_FILE = ".config/agent-telemetry/service.env"
 PLIST = "Library/LaunchAgents/dev.agent-telemetry.daemon.plist"
@@ -134,7 +147,7 @@ def test_dry_run_lists_files_and_commands_and_changes_nothing(
     assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES | {ENV_FILE}
     assert plan.commands == [
         ("systemctl", "--user", "daemon-reload"),
-        ("systemctl", "--user", "enable", "--now", *ENABLED),
+        *ENABLE_COMMANDS,
     ]
     written = {s.path.name: s.content for s in plan.steps if s.kind == "write" and s.path}
     assert f"ExecStart={find_executable()} daemon" in written["agent-telemetry.service"]
@@ -156,7 +169,7 @@ def test_install_then_uninstall_on_linux_leaves_the_home_as_it_was(
     assert manager.calls() == [
         ["systemctl", "--user", "is-system-running"],
         ["systemctl", "--user", "daemon-reload"],
-        ["systemctl", "--user", "enable", "--now", *ENABLED],
+        *(list(command) for command in ENABLE_COMMANDS),
     ]
 
     manager.clear()
@@ -340,6 +353,12 @@ ActiveState=active
 SubState=listening
 UnitFileState=enabled
 
+Id=agent-telemetry-http.socket
+LoadState=loaded
+ActiveState=active
+SubState=running
+UnitFileState=enabled
+
 MainPID=4242
 Id=agent-telemetry.service
 LoadState=loaded
@@ -365,7 +384,7 @@ def test_status_linux(home: Path, manager: FakeManager, monkeypatch: pytest.Monk
     assert status.installed and status.enabled and status.running
     assert status.pid == 4242
     assert [u.name for u in status.units] == list(ENABLED)
-    assert status.units[2].state == "active/waiting"
+    assert status.units[3].state == "active/waiting"
 
 
 def test_status_without_manager_reports_instead_of_failing(

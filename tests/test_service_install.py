@@ -762,3 +762,37 @@ def test_a_newer_versions_setting_in_the_config_leaves_the_others_in_the_units(
     config.write_text('upload_interval = "15m"\nzqx_from_a_newer_version = true\n')
     install(home=home, platform="linux", uid=UID)
     assert timer_interval(home) == "900s"
+
+
+def test_units_with_the_port_in_the_socket_unit_are_out_of_date(
+    cli_home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older version listed 127.0.0.1:7468 in agent-telemetry.socket itself (a taken port
+    then failed the Unix sockets too) and had no agent-telemetry-http.socket: status and
+    doctor name those units, and `service install` writes the split ones."""
+    runner = CliRunner()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    units = cli_home / UNIT_DIR
+    (units / "agent-telemetry-http.socket").unlink()
+    socket_unit = units / "agent-telemetry.socket"
+    api_line = "ListenStream=%t/agent-telemetry/api.sock\n"
+    socket_unit.write_text(
+        socket_unit.read_text().replace(api_line, f"{api_line}ListenStream=127.0.0.1:7468\n")
+    )
+    monkeypatch.setenv("FAKE_SYSTEMCTL_SHOW", SHOW_RUNNING)
+
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert sorted(Path(path).name for path in data["outdated"]) == [
+        "agent-telemetry-http.socket",
+        "agent-telemetry.socket",
+    ]
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+    assert check["verdict"] == "warn" and "agent-telemetry-http.socket" in check["detail"]
+    assert check["fix"].startswith("agent-telemetry service install")
+
+    manager.clear()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    assert ["systemctl", "--user", "enable", "agent-telemetry-http.socket"] in manager.calls()
+    assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
+    assert "127.0.0.1" not in socket_unit.read_text()

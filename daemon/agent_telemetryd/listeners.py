@@ -46,6 +46,9 @@ class Listeners:
     socket_activated: bool = False
     # Why there is no HTTP listener although a port is configured (it was taken).
     http_unavailable: str | None = None
+    # The configured (fixed) HTTP port was bound here, not passed by the service manager
+    # (under systemd: its socket unit for the port failed, or was turned off).
+    http_bound_here: bool = False
 
     @property
     def http_url(self) -> str | None:
@@ -86,9 +89,13 @@ def open_listeners(config: Config) -> Listeners:
         api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
         http = inherited.get("http")
         unavailable = None
+        bound_here = False
         if http is None and config.http_port is not None:
+            # Started by hand, or by a service manager that holds no TCP socket for us
+            # (systemd's agent-telemetry-http.socket could not bind, or was turned off).
             try:
                 http = _bind_tcp(config.http_host, config.http_port)
+                bound_here = config.http_port != 0
             except PortTakenError as error:
                 # Any local user can take a loopback port first (on a shared machine, another
                 # user's daemon holds 7468): that must not also stop the sockets, which the
@@ -103,6 +110,7 @@ def open_listeners(config: Config) -> Listeners:
         owned,
         socket_activated="ingest" in inherited,
         http_unavailable=unavailable,
+        http_bound_here=bound_here,
     )
 
 

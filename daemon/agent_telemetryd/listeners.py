@@ -123,9 +123,10 @@ def _remove_files(paths: list[Path]) -> None:
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
     """A TCP socket from the service manager must be bound to loopback, as one bound here is.
 
-    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in with
-    `ListenStream=7468` (or a `Sockets` entry without `SockNodeName`) listens on every
-    interface, and serving it would take events and serve the dashboard to the network.
+    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in for
+    agent-telemetry-http.socket with `ListenStream=7468` (or a `Sockets` entry without
+    `SockNodeName`) listens on every interface, and serving it would take events and serve
+    the dashboard to the network.
     Then the daemon does not start, and says which address to change.
     """
     for name, sock in inherited.items():
@@ -137,8 +138,9 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ListenError(
             f"the {name} socket passed by the service manager listens on {shown}, not on"
-            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in the"
-            " socket unit, or SockNodeName 127.0.0.1 in the LaunchAgent's Sockets)"
+            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in"
+            " agent-telemetry-http.socket, or SockNodeName 127.0.0.1 in the LaunchAgent's"
+            " Sockets)"
         )
 
 

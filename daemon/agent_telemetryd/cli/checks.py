@@ -249,7 +249,11 @@ def port(
     if probe is None:
         return Check("port", OK, f"127.0.0.1:{configured} is free for the daemon")
     if held_by_socket_unit:
-        return Check("port", OK, f"127.0.0.1:{configured} is held by the service's socket unit")
+        return Check(
+            "port",
+            OK,
+            f"127.0.0.1:{configured} is held by the service's agent-telemetry-http.socket",
+        )
     return Check(
         "port",
         FAIL,

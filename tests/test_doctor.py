@@ -187,3 +187,23 @@ def test_a_clock_that_went_back_or_differs_from_the_backend_is_said() -> None:
     assert "behind" in data_checks.clock(now, None, 900.0).detail
     assert data_checks.clock(now, now - 1000, 2.0).verdict == "ok"
     assert data_checks.clock(1_600_000_000_000, None, None).verdict == "fail"
+
+
+def test_a_failed_http_socket_unit_is_named_with_the_drop_in_that_moves_the_port() -> None:
+    """The port's own unit failing (its port taken) leaves the service installed and
+    enabled; doctor says which unit and that agents on ingest.sock are not affected."""
+    units = [
+        {"name": "agent-telemetry.socket", "enabled": True, "state": "active/listening"},
+        {"name": "agent-telemetry-http.socket", "enabled": True, "state": "failed/failed"},
+        {"name": "agent-telemetry.service", "enabled": True, "state": "active/running"},
+        {"name": "agent-telemetry-flush.timer", "enabled": True, "state": "active/waiting"},
+    ]
+    facts = {"manager": True, "installed": True, "enabled": True, "outdated": [], "units": units}
+    check = checks.service(facts)
+    assert check.verdict == "warn"
+    assert "agent-telemetry-http.socket failed" in check.detail
+    assert "ingest.sock are not affected" in check.detail
+    assert "systemctl --user edit agent-telemetry-http.socket" in (check.fix or "")
+
+    units[1]["state"] = "active/listening"
+    assert checks.service(facts).verdict == "ok"

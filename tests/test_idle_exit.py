@@ -43,22 +43,33 @@ def test_when_a_quiet_daemon_exits(
 ) -> None:
     config = load_config({**env, "AGENT_TELEMETRY_HOME": str(tmp_path)})
     assert idle_exit_seconds(config, socket_activated=activated) == expected
+    # Activated without its HTTP port (systemd's unit for it could not listen), the daemon
+    # that bound the port itself must stay: stopped, nobody would hold the port.
+    if config.idle_exit is None:
+        assert idle_exit_seconds(config, socket_activated=activated, binds_http_port=True) is None
+
+
+# What the two socket units pass: ingest.sock and api.sock from agent-telemetry.socket,
+# the TCP port from agent-telemetry-http.socket.
+UNIT_NAMES = ["agent-telemetry.socket", "agent-telemetry.socket", "agent-telemetry-http.socket"]
 
 
 class Activated:
     """A daemon started the way a socket unit starts it, with its log in a file."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], tcp: bool = True) -> None:
         self.home = make_home()
         run = self.home / "run"
         run.mkdir(mode=0o700)
         self.sockets = listening_sockets(run)
+        if not tcp:  # the HTTP port's unit failed: only the Unix sockets are passed
+            self.sockets.pop().close()
         self.process = DaemonProcess(self.home, clean_environment(self.home, env))
         self.log_file = (self.home / "daemon.log").open("w")
         self.proc = spawn_activated(
             [CLI, "daemon"],
             self.sockets,
-            ["agent-telemetry.socket"] * 3,
+            UNIT_NAMES[: len(self.sockets)],
             env=self.process.env,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
@@ -82,11 +93,11 @@ class Activated:
 
 
 @pytest.fixture
-def activate() -> Iterator[Callable[[dict[str, str]], Activated]]:
+def activate() -> Iterator[Callable[..., Activated]]:
     made: list[Activated] = []
 
-    def start(env: dict[str, str]) -> Activated:
-        made.append(Activated(env))
+    def start(env: dict[str, str], tcp: bool = True) -> Activated:
+        made.append(Activated(env, tcp))
         return made[-1]
 
     yield start
@@ -137,7 +148,7 @@ def test_the_next_event_after_an_idle_exit_waits_in_the_socket_and_is_stored(
     restarted = spawn_activated(
         [CLI, "daemon"],
         daemon.sockets,
-        ["agent-telemetry.socket"] * 3,
+        UNIT_NAMES,
         env=daemon.process.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -191,3 +202,32 @@ def _status(process: DaemonProcess) -> dict[str, Any] | None:
         return None
     status = json.loads(result.stdout)
     return status if status.get("running") else None
+
+
+def test_activated_without_its_http_port_the_daemon_binds_it_or_says_why(
+    activate: Callable[..., Activated],
+) -> None:
+    """What systemd does when agent-telemetry-http.socket could not listen: the service
+    starts with the Unix sockets only. The daemon binds the configured port itself, as by
+    hand, and then does not idle out (it would leave the port unheld); when the port is
+    taken it runs on its sockets, says why, and idles out as usual."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    bound = activate({"AGENT_TELEMETRY_HTTP_PORT": str(free)}, tcp=False)
+    status = eventually(lambda: _status(bound.process))
+    assert status["paths"]["http"] == f"http://127.0.0.1:{free}"
+    assert status["http_unavailable"] is None
+    assert status["idle_exit_seconds"] is None
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        without = activate({"AGENT_TELEMETRY_HTTP_PORT": str(taken)}, tcp=False)
+        status = eventually(lambda: _status(without.process))
+    assert status["paths"]["http"] is None
+    assert f"cannot listen on 127.0.0.1:{taken}" in status["http_unavailable"]
+    assert status["idle_exit_seconds"] == DEFAULT_IDLE_EXIT_SECONDS
+    send_line(without.home / "run" / "ingest.sock", {"event": "idle.no_http"})
+    eventually(lambda: [e["event"] for e in without.process.export()] == ["idle.no_http"])

@@ -110,11 +110,24 @@ def tree(root: Path) -> set[str]:
 UNIT_DIR = ".config/systemd/user"
 UNITS = (
     "agent-telemetry.socket",
+    "agent-telemetry-http.socket",
     "agent-telemetry.service",
     "agent-telemetry-flush.service",
     "agent-telemetry-flush.timer",
 )
-ENABLED = ("agent-telemetry.socket", "agent-telemetry.service", "agent-telemetry-flush.timer")
+STARTED = ("agent-telemetry.socket", "agent-telemetry.service", "agent-telemetry-flush.timer")
+# The HTTP port's unit is enabled without --now: the service's start starts it, and a
+# taken port must not make the install fail.
+ENABLE_COMMANDS = [
+    ("systemctl", "--user", "enable", "--now", *STARTED),
+    ("systemctl", "--user", "enable", "agent-telemetry-http.socket"),
+]
+ENABLED = (
+    "agent-telemetry.socket",
+    "agent-telemetry-http.socket",
+    "agent-telemetry.service",
+    "agent-telemetry-flush.timer",
+)
 LINUX_FILES = {f"{UNIT_DIR}/{name}" for name in UNITS}
 ENV_FILE = ".config/agent-telemetry/service.env"
 PLIST = "Library/LaunchAgents/dev.agent-telemetry.daemon.plist"
@@ -134,7 +147,7 @@ def test_dry_run_lists_files_and_commands_and_changes_nothing(
     assert {str(p.relative_to(home)) for p in plan.files} == LINUX_FILES | {ENV_FILE}
     assert plan.commands == [
         ("systemctl", "--user", "daemon-reload"),
-        ("systemctl", "--user", "enable", "--now", *ENABLED),
+        *ENABLE_COMMANDS,
     ]
     written = {s.path.name: s.content for s in plan.steps if s.kind == "write" and s.path}
     assert f"ExecStart={find_executable()} daemon" in written["agent-telemetry.service"]
@@ -156,7 +169,7 @@ def test_install_then_uninstall_on_linux_leaves_the_home_as_it_was(
     assert manager.calls() == [
         ["systemctl", "--user", "is-system-running"],
         ["systemctl", "--user", "daemon-reload"],
-        ["systemctl", "--user", "enable", "--now", *ENABLED],
+        *(list(command) for command in ENABLE_COMMANDS),
     ]
 
     manager.clear()
@@ -340,6 +353,12 @@ ActiveState=active
 SubState=listening
 UnitFileState=enabled
 
+Id=agent-telemetry-http.socket
+LoadState=loaded
+ActiveState=active
+SubState=running
+UnitFileState=enabled
+
 MainPID=4242
 Id=agent-telemetry.service
 LoadState=loaded
@@ -365,7 +384,7 @@ def test_status_linux(home: Path, manager: FakeManager, monkeypatch: pytest.Monk
     assert status.installed and status.enabled and status.running
     assert status.pid == 4242
     assert [u.name for u in status.units] == list(ENABLED)
-    assert status.units[2].state == "active/waiting"
+    assert status.units[3].state == "active/waiting"
 
 
 def test_status_without_manager_reports_instead_of_failing(
@@ -743,3 +762,37 @@ def test_a_newer_versions_setting_in_the_config_leaves_the_others_in_the_units(
     config.write_text('upload_interval = "15m"\nzqx_from_a_newer_version = true\n')
     install(home=home, platform="linux", uid=UID)
     assert timer_interval(home) == "900s"
+
+
+def test_units_with_the_port_in_the_socket_unit_are_out_of_date(
+    cli_home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older version listed 127.0.0.1:7468 in agent-telemetry.socket itself (a taken port
+    then failed the Unix sockets too) and had no agent-telemetry-http.socket: status and
+    doctor name those units, and `service install` writes the split ones."""
+    runner = CliRunner()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    units = cli_home / UNIT_DIR
+    (units / "agent-telemetry-http.socket").unlink()
+    socket_unit = units / "agent-telemetry.socket"
+    api_line = "ListenStream=%t/agent-telemetry/api.sock\n"
+    socket_unit.write_text(
+        socket_unit.read_text().replace(api_line, f"{api_line}ListenStream=127.0.0.1:7468\n")
+    )
+    monkeypatch.setenv("FAKE_SYSTEMCTL_SHOW", SHOW_RUNNING)
+
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert sorted(Path(path).name for path in data["outdated"]) == [
+        "agent-telemetry-http.socket",
+        "agent-telemetry.socket",
+    ]
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+    assert check["verdict"] == "warn" and "agent-telemetry-http.socket" in check["detail"]
+    assert check["fix"].startswith("agent-telemetry service install")
+
+    manager.clear()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    assert ["systemctl", "--user", "enable", "agent-telemetry-http.socket"] in manager.calls()
+    assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
+    assert "127.0.0.1" not in socket_unit.read_text()

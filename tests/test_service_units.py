@@ -24,6 +24,7 @@ from agent_telemetryd.service.render import (
     FLUSH_PLIST_NAME,
     FLUSH_SERVICE,
     FLUSH_TIMER,
+    HTTP_SOCKET_UNIT,
     LAUNCHD_TEMPLATES,
     PLIST_NAME,
     SERVICE_UNIT,
@@ -33,6 +34,7 @@ from agent_telemetryd.service.render import (
     render_flush_plist,
     render_flush_service,
     render_flush_timer,
+    render_http_socket,
     render_launchd_plist,
     render_systemd_service,
     render_systemd_socket,
@@ -91,6 +93,7 @@ def write_units(directory: Path, settings: UnitSettings) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     rendered = {
         SOCKET_UNIT: render_systemd_socket(settings),
+        HTTP_SOCKET_UNIT: render_http_socket(settings),
         SERVICE_UNIT: render_systemd_service(settings),
         FLUSH_SERVICE: render_flush_service(settings),
         FLUSH_TIMER: render_flush_timer(settings),
@@ -204,6 +207,11 @@ def test_service_unit_contract(tmp_path: Path) -> None:
         '"AGENT_TELEMETRY_CONFIG=/c/x.toml"',
     ]
     assert "agent-telemetry.socket" in unit["Unit"]["Requires"]
+    # Both socket units' fds; the HTTP port's only wanted (Sockets= implies Wants=), never
+    # required: a taken port must not keep the daemon from starting on its Unix sockets.
+    assert service["Sockets"] == ["agent-telemetry.socket agent-telemetry-http.socket"]
+    assert not any(HTTP_SOCKET_UNIT in line for line in unit["Unit"].get("Requires", []))
+    assert not any(HTTP_SOCKET_UNIT in line for line in unit["Unit"].get("BindsTo", []))
     assert unit["Install"]["WantedBy"] == ["default.target"]
     # No watchdog by default: petting it would wake an idle daemon.
     assert "WatchdogSec" not in service
@@ -252,7 +260,8 @@ def test_shipped_timer_is_the_default_interval() -> None:
 
 def test_socket_unit_matches_the_daemon_paths_and_port(tmp_path: Path) -> None:
     """The sockets systemd binds are the ones the shims connect to and the daemon's default
-    port, and api.sock is among them: a flush connecting there starts a stopped daemon."""
+    port, and api.sock is among them: a flush connecting there starts a stopped daemon. The
+    port is in a unit of its own, so a taken port cannot stop the Unix sockets."""
     from agent_telemetry._paths import runtime_dir
     from agent_telemetryd.config import Config
 
@@ -261,14 +270,19 @@ def test_socket_unit_matches_the_daemon_paths_and_port(tmp_path: Path) -> None:
     sock = read_unit(rendered)["Socket"]
     default_port = next(f.default for f in dataclasses.fields(Config) if f.name == "http_port")
     run = runtime_dir({"XDG_RUNTIME_DIR": "%t"})
-    assert sock["ListenStream"] == [
-        f"{run}/ingest.sock",
-        f"{run}/api.sock",
-        f"127.0.0.1:{default_port}",
-    ]
+    assert sock["ListenStream"] == [f"{run}/ingest.sock", f"{run}/api.sock"]
     assert sock["SocketMode"] == ["0600"]
     assert sock["DirectoryMode"] == ["0700"]
     assert read_unit(rendered)["Install"]["WantedBy"] == ["sockets.target"]
+
+    # The port is a unit of its own, which activates the daemon's service and is stopped
+    # with the Unix sockets; install writes it as shipped.
+    http = read_unit(render_http_socket(settings_for(tmp_path)))
+    assert render_http_socket(settings_for(tmp_path)) == template_text(HTTP_SOCKET_UNIT)
+    assert http["Socket"]["ListenStream"] == [f"127.0.0.1:{default_port}"]
+    assert http["Socket"]["Service"] == [SERVICE_UNIT]
+    assert http["Unit"]["PartOf"] == [SOCKET_UNIT]
+    assert http["Install"]["WantedBy"] == ["sockets.target"]
 
 
 def test_socket_unit_follows_a_moved_runtime_dir(tmp_path: Path) -> None:

@@ -132,17 +132,22 @@ def free_port() -> int:
 QUIET = "2s"
 
 
-def socket_drop_in(manager: UserManager, at_home: Path) -> Path:
-    """Sockets in AGENT_TELEMETRY_HOME's run dir and a free port; returns the run dir."""
-    port = free_port()
-    run_dir = at_home / "run"
-    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
+HTTP_SOCKET = "agent-telemetry-http.socket"
+
+
+def port_drop_in(manager: UserManager, port: int) -> None:
+    """The documented way to move the HTTP port: a drop-in for its socket unit that resets
+    ListenStream=. Each test uses a port of its own, never the machine's 7468."""
+    drop_in = manager.home / f".config/systemd/user/{HTTP_SOCKET}.d/port.conf"
     drop_in.parent.mkdir(parents=True)
-    drop_in.write_text(
-        f"[Socket]\nListenStream=\nListenStream={run_dir}/ingest.sock\n"
-        f"ListenStream={run_dir}/api.sock\nListenStream=127.0.0.1:{port}\n"
-    )
-    return run_dir
+    drop_in.write_text(f"[Socket]\nListenStream=\nListenStream=127.0.0.1:{port}\n")
+
+
+def socket_drop_in(manager: UserManager, at_home: Path) -> Path:
+    """A free port for the HTTP socket unit; returns AGENT_TELEMETRY_HOME's run dir, where
+    install puts the Unix sockets."""
+    port_drop_in(manager, free_port())
+    return at_home / "run"
 
 
 def started_at(manager: UserManager) -> str:
@@ -162,14 +167,8 @@ def cli_for(shell: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
 
 
 def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None:
-    # The documented way to move the HTTP port: a drop-in that resets ListenStream=.
     port = free_port()
-    drop_in = manager.home / ".config/systemd/user/agent-telemetry.socket.d/port.conf"
-    drop_in.parent.mkdir(parents=True)
-    drop_in.write_text(
-        "[Socket]\nListenStream=\nListenStream=%t/agent-telemetry/ingest.sock\n"
-        f"ListenStream=%t/agent-telemetry/api.sock\nListenStream=127.0.0.1:{port}\n"
-    )
+    port_drop_in(manager, port)
 
     installed = manager.run(str(AGENT_TELEMETRY), "service", "install")
     assert "ran: systemctl --user enable --now" in installed.stdout
@@ -206,7 +205,7 @@ def test_install_events_restart_on_crash_uninstall(manager: UserManager) -> None
 
     manager.run(str(AGENT_TELEMETRY), "service", "uninstall")
     unit_dir = manager.home / ".config/systemd/user"
-    assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
+    assert sorted(p.name for p in unit_dir.iterdir()) == [f"{HTTP_SOCKET}.d"]
     assert manager.show("LoadState")["LoadState"] == "not-found"
     assert not ingest.exists()  # RemoveOnStop=yes
 
@@ -447,7 +446,7 @@ def test_install_refuses_while_a_daemon_started_by_hand_runs(manager: UserManage
         assert installed.returncode == 1, installed.stdout
         assert f"a daemon started by hand is running (pid {by_hand.pid})" in installed.stderr
         unit_dir = manager.home / ".config/systemd/user"
-        assert sorted(p.name for p in unit_dir.iterdir()) == ["agent-telemetry.socket.d"]
+        assert sorted(p.name for p in unit_dir.iterdir()) == [f"{HTTP_SOCKET}.d"]
         dry = cli("service", "install", "--dry-run")
         assert f"(pid {by_hand.pid})" in dry.stderr and dry.returncode == 1
 
@@ -467,4 +466,162 @@ def test_install_refuses_while_a_daemon_started_by_hand_runs(manager: UserManage
         if by_hand.poll() is None:
             by_hand.kill()
             by_hand.wait()
+        cli("service", "uninstall")
+
+
+def test_a_taken_port_fails_only_the_http_socket_and_ingest_still_starts_the_daemon(
+    manager: UserManager,
+) -> None:
+    """On a machine with several users the first one's daemon holds the loopback port. For
+    the next user only the HTTP port's socket unit may fail: ingest.sock and api.sock are
+    still held by their own unit, the install succeeds, an event sent to ingest.sock starts
+    the daemon and is stored, and the daemon, started without a TCP socket, tries the port
+    itself and runs on its sockets, saying why in `status` and `doctor`."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+    cli = cli_for(shell)
+    run_dir = at_home / "run"
+
+    # Taken before any unit starts, by a program that is not the daemon (here the test).
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        port_drop_in(manager, port)
+        at_home.mkdir()
+        # The same port in the config: the one the daemon tries itself when systemd passes
+        # it none.
+        (at_home / "config.toml").write_text(f"http_port = {port}\n")
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        assert manager.show("ActiveState", "Result", unit=HTTP_SOCKET) == {
+            "ActiveState": "failed",
+            "Result": "resources",
+        }
+        assert manager.show("ActiveState", unit="agent-telemetry.socket") == {
+            "ActiveState": "active"
+        }
+
+        # Stopped, the daemon is started again by an event on ingest.sock, which it stores.
+        manager.systemctl("stop", "agent-telemetry.service")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        first_start = started_at(manager)
+        send_line(run_dir / "ingest.sock", {"event": "um.port_taken.ingest"})
+        manager.wait_until(lambda: started_at(manager) != first_start)
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        manager.wait_until(
+            lambda: cli("export", "--format", "ndjson").stdout.strip() != "", timeout=30
+        )
+        export = cli("export", "--format", "ndjson").stdout
+        assert [json.loads(x)["event"] for x in export.splitlines()] == ["um.port_taken.ingest"]
+
+        status = json.loads(cli("status", "--json").stdout)
+        assert status["running"] and status["paths"]["http"] is None, status
+        assert f"cannot listen on 127.0.0.1:{port}" in status["http_unavailable"]
+
+        doctor = json.loads(cli("doctor", "--json").stdout)
+        found = {check["name"]: check for check in doctor["checks"]}
+        assert found["port"]["verdict"] == "fail"
+        assert "the daemon runs on its sockets only" in found["port"]["detail"]
+        assert found["service"]["verdict"] == "warn"
+        assert f"{HTTP_SOCKET} failed" in found["service"]["detail"]
+
+        service = json.loads(cli("service", "status", "--json").stdout)
+        states = {unit["name"]: unit["state"] for unit in service["units"]}
+        assert states[HTTP_SOCKET].startswith("failed"), states
+        assert states["agent-telemetry.socket"].startswith("active"), states
+        assert service["installed"] and service["running"] and service["outdated"] == []
+
+        # Once the port is free, the next start of the service brings its unit up again and
+        # the daemon serves the port systemd passes it.
+        holder.close()
+        assert manager.systemctl("restart", "agent-telemetry.service").returncode == 0
+        assert manager.show("ActiveState", unit=HTTP_SOCKET) == {"ActiveState": "active"}
+        assert post_event(port, {"event": "um.port_taken.http"}) == 202
+        assert json.loads(cli("status", "--json").stdout)["http_unavailable"] is None
+    finally:
+        holder.close()
+        cli("service", "uninstall")
+
+
+# What agent-telemetry.socket was before the HTTP port moved to a unit of its own: one unit
+# for both Unix sockets and the port.
+OLD_SOCKET_UNIT = """[Unit]
+Description=agent-telemetry sockets (ingest, API, localhost HTTP)
+
+[Socket]
+ListenStream={run_dir}/ingest.sock
+ListenStream={run_dir}/api.sock
+ListenStream=127.0.0.1:{port}
+SocketMode=0600
+DirectoryMode=0700
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+"""
+
+
+def test_install_over_units_with_the_port_in_the_socket_unit_moves_it_to_its_own(
+    manager: UserManager,
+) -> None:
+    """Units from a version that listed the port in agent-telemetry.socket, running: status
+    and doctor call them out of date, and `service install` replaces them while the daemon
+    runs: the port moves to its own unit and the restarted daemon serves it from there."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+    cli = cli_for(shell)
+    run_dir = at_home / "run"
+    port = free_port()
+    port_drop_in(manager, port)
+    at_home.mkdir()
+    # The daemon's own choice matches the unit's: were it passed no port, it would not
+    # reach for the machine's 7468.
+    (at_home / "config.toml").write_text(f"http_port = {port}\n")
+    try:
+        assert cli("service", "install").returncode == 0
+        units = manager.home / ".config/systemd/user"
+        # Make them what the older version wrote, and run the daemon on them. The port's
+        # unit goes first: loaded, a unit outlives its file.
+        manager.systemctl("stop", "agent-telemetry.service")
+        assert manager.systemctl("disable", "--now", HTTP_SOCKET).returncode == 0
+        (units / HTTP_SOCKET).unlink()
+        (units / "agent-telemetry.socket").write_text(
+            OLD_SOCKET_UNIT.format(run_dir=run_dir, port=port)
+        )
+        service_unit = units / "agent-telemetry.service"
+        lines = service_unit.read_text().splitlines(keepends=True)
+        service_unit.write_text("".join(x for x in lines if not x.startswith("Sockets=")))
+        manager.systemctl("daemon-reload")
+        manager.systemctl("restart", "agent-telemetry.socket", "agent-telemetry.service")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        assert manager.show("LoadState", unit=HTTP_SOCKET) == {"LoadState": "not-found"}
+        assert post_event(port, {"event": "um.old_units"}) == 202
+
+        outdated = json.loads(cli("service", "status", "--json").stdout)["outdated"]
+        assert sorted(Path(path).name for path in outdated) == [
+            HTTP_SOCKET,
+            "agent-telemetry.service",
+            "agent-telemetry.socket",
+        ]
+        doctor = json.loads(cli("doctor", "--json").stdout)
+        (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+        assert check["verdict"] == "warn" and "agent-telemetry.socket" in check["detail"]
+        assert check["fix"].startswith("agent-telemetry service install")
+
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        assert manager.show("ActiveState", unit=HTTP_SOCKET) == {"ActiveState": "active"}
+        listening = manager.systemctl("show", "agent-telemetry.socket", "--property=Listen")
+        assert f"127.0.0.1:{port}" not in listening.stdout
+        assert listening.stdout.count("(Stream)") == 2, listening.stdout
+        assert post_event(port, {"event": "um.new_units"}) == 202
+        status = json.loads(cli("status", "--json").stdout)
+        assert status["paths"]["http"] == f"http://127.0.0.1:{port}"
+        assert status["http_unavailable"] is None
+        assert json.loads(cli("service", "status", "--json").stdout)["outdated"] == []
+    finally:
         cli("service", "uninstall")

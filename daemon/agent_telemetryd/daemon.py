@@ -44,7 +44,7 @@ from agent_telemetryd.events import Limits
 from agent_telemetryd.idle import Busy, IdleTimer, idle_exit_seconds
 from agent_telemetryd.ingest import Ingestor, Transform
 from agent_telemetryd.lazy_log import get_logger
-from agent_telemetryd.listeners import ListenError, open_listeners
+from agent_telemetryd.listeners import ListenError, Listeners, open_listeners
 from agent_telemetryd.lock import AlreadyRunningError, DaemonLock
 from agent_telemetryd.mode_change import revoke_unless_uploading
 from agent_telemetryd.parts import Closer
@@ -203,7 +203,7 @@ class Daemon:
         stack.callback(listeners.close)  # sockets closed, socket files removed
         context.http_url = listeners.http_url
         self._http_unavailable = listeners.http_unavailable
-        self._make_idle_timer(stack, listeners.socket_activated)
+        self._make_idle_timer(stack, listeners)
         self._sites = sites = plan_sites(config, listeners, ingestor)
         context.sites = sites  # a part may add a TCP listener (OTLP's port)
         stack.callback(sites.close)
@@ -255,9 +255,13 @@ class Daemon:
 
     # --- startup pieces ----------------------------------------------------------------
 
-    def _make_idle_timer(self, stack: contextlib.AsyncExitStack, socket_activated: bool) -> None:
+    def _make_idle_timer(self, stack: contextlib.AsyncExitStack, listeners: Listeners) -> None:
         """A quiet daemon ends itself as SIGTERM would end it (idle.py says when)."""
-        seconds = idle_exit_seconds(self.config, socket_activated=socket_activated)
+        seconds = idle_exit_seconds(
+            self.config,
+            socket_activated=listeners.socket_activated,
+            binds_http_port=listeners.http_bound_here,
+        )
         if seconds is None:
             return
         timer = IdleTimer(seconds, self.should_exit.set)

@@ -15,9 +15,11 @@ When `idle_exit` applies:
 - set explicitly (config `idle_exit`, or `AGENT_TELEMETRY_IDLE_EXIT`): always, a duration,
   or `off`;
 - not set: 15 minutes when the service manager (systemd's socket unit, or launchd through
-  the LaunchAgent's Sockets) passed the daemon its ingest socket, and none of the extra
-  OTLP ports (which the daemon binds itself) is configured; otherwise never. A daemon
-  started by hand has nobody to start it again, so it never idles out unless asked.
+  the LaunchAgent's Sockets) passed the daemon its ingest socket, none of the extra OTLP
+  ports (which the daemon binds itself) is configured, and the daemon did not have to bind
+  its HTTP port itself (the manager's socket for it could not listen, say); otherwise
+  never. A daemon started by hand has nobody to start it again, so it never idles out
+  unless asked.
 """
 
 from __future__ import annotations
@@ -49,14 +51,21 @@ class Busy:
 BusyCheck = Callable[[float], Awaitable[Busy | None]]
 
 
-def idle_exit_seconds(config: Config, *, socket_activated: bool) -> float | None:
-    """How long a quiet daemon waits before it exits, or None for never."""
+def idle_exit_seconds(
+    config: Config, *, socket_activated: bool, binds_http_port: bool = False
+) -> float | None:
+    """How long a quiet daemon waits before it exits, or None for never.
+
+    ``binds_http_port``: the daemon bound its fixed HTTP port itself although activated.
+    """
     if config.idle_exit is not None:
         return config.idle_exit or None  # 0: `off`, set explicitly
     if not socket_activated:
         return None
     if config.otlp_http_port is not None or config.otlp_grpc_port is not None:
         return None  # the daemon binds those itself: exporters would find nothing there
+    if binds_http_port:
+        return None  # likewise: stopped, it would leave nobody holding the port
     return DEFAULT_IDLE_EXIT_SECONDS
 
 

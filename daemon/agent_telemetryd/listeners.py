@@ -46,6 +46,9 @@ class Listeners:
     socket_activated: bool = False
     # Why there is no HTTP listener although a port is configured (it was taken).
     http_unavailable: str | None = None
+    # The configured (fixed) HTTP port was bound here, not passed by the service manager
+    # (under systemd: its socket unit for the port failed, or was turned off).
+    http_bound_here: bool = False
 
     @property
     def http_url(self) -> str | None:
@@ -86,9 +89,13 @@ def open_listeners(config: Config) -> Listeners:
         api = inherited.get("api") or _bind_unix(paths.api_socket, owned, undo)
         http = inherited.get("http")
         unavailable = None
+        bound_here = False
         if http is None and config.http_port is not None:
+            # Started by hand, or by a service manager that holds no TCP socket for us
+            # (systemd's agent-telemetry-http.socket could not bind, or was turned off).
             try:
                 http = _bind_tcp(config.http_host, config.http_port)
+                bound_here = config.http_port != 0
             except PortTakenError as error:
                 # Any local user can take a loopback port first (on a shared machine, another
                 # user's daemon holds 7468): that must not also stop the sockets, which the
@@ -103,6 +110,7 @@ def open_listeners(config: Config) -> Listeners:
         owned,
         socket_activated="ingest" in inherited,
         http_unavailable=unavailable,
+        http_bound_here=bound_here,
     )
 
 
@@ -115,9 +123,10 @@ def _remove_files(paths: list[Path]) -> None:
 def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
     """A TCP socket from the service manager must be bound to loopback, as one bound here is.
 
-    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in with
-    `ListenStream=7468` (or a `Sockets` entry without `SockNodeName`) listens on every
-    interface, and serving it would take events and serve the dashboard to the network.
+    The .socket unit or the LaunchAgent, not the daemon, chose its address: a drop-in for
+    agent-telemetry-http.socket with `ListenStream=7468` (or a `Sockets` entry without
+    `SockNodeName`) listens on every interface, and serving it would take events and serve
+    the dashboard to the network.
     Then the daemon does not start, and says which address to change.
     """
     for name, sock in inherited.items():
@@ -129,8 +138,9 @@ def _refuse_non_loopback(inherited: dict[str, socket.socket]) -> None:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ListenError(
             f"the {name} socket passed by the service manager listens on {shown}, not on"
-            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in the"
-            " socket unit, or SockNodeName 127.0.0.1 in the LaunchAgent's Sockets)"
+            f" loopback; refusing to serve it (set ListenStream=127.0.0.1:{port} in"
+            " agent-telemetry-http.socket, or SockNodeName 127.0.0.1 in the LaunchAgent's"
+            " Sockets)"
         )
 
 

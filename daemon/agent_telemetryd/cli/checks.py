@@ -249,7 +249,11 @@ def port(
     if probe is None:
         return Check("port", OK, f"127.0.0.1:{configured} is free for the daemon")
     if held_by_socket_unit:
-        return Check("port", OK, f"127.0.0.1:{configured} is held by the service's socket unit")
+        return Check(
+            "port",
+            OK,
+            f"127.0.0.1:{configured} is held by the service's agent-telemetry-http.socket",
+        )
     return Check(
         "port",
         FAIL,
@@ -292,6 +296,22 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
             WARN,
             "installed but not enabled: it will not start at login",
             "agent-telemetry service install (it enables what it installs)",
+        )
+    # Imported here: the unit renderers are not needed by the other checks.
+    from agent_telemetryd.service.render import HTTP_SOCKET_UNIT
+
+    states = {unit.get("name"): str(unit.get("state", "")) for unit in facts.get("units", [])}
+    if states.get(HTTP_SOCKET_UNIT, "").startswith("failed"):
+        # Its own unit: the Unix sockets, and so the shims, are not affected.
+        return Check(
+            "service",
+            WARN,
+            f"installed and enabled, but {HTTP_SOCKET_UNIT} failed (most often its port is "
+            "taken by another program): agents using ingest.sock are not affected; the "
+            "daemon binds http_port itself when it starts, if that port is free",
+            f"see why: systemctl --user status {HTTP_SOCKET_UNIT}; move the port with a "
+            f"drop-in (systemctl --user edit {HTTP_SOCKET_UNIT}, docs/service.md), then "
+            "systemctl --user restart agent-telemetry.service",
         )
     return Check("service", OK, "installed and enabled")
 

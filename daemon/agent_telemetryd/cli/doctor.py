@@ -188,8 +188,11 @@ def _port_check(
         return checks.port(configured, url, True, probe, False, status.get("http_unavailable"))
     if config.http_port in (None, 0):
         return checks.port(config.http_port, None, False, None, False)
+    from agent_telemetryd.service.render import HTTP_SOCKET_UNIT
+
+    # The port's own unit: agent-telemetry.socket listening says nothing of the port.
     held = any(
-        unit.get("name", "").endswith(".socket") and str(unit.get("state", "")).startswith("active")
+        unit.get("name") == HTTP_SOCKET_UNIT and str(unit.get("state", "")).startswith("active")
         for unit in (service or {}).get("units", [])
     )
     probe = _port_taken(config.http_host, config.http_port)

@@ -31,7 +31,7 @@ from agent_telemetryd.service.layout import (
 from agent_telemetryd.service.manager import (
     ALL_SYSTEMD_UNITS,
     LAUNCHD_LABELS,
-    SYSTEMD_UNITS,
+    STARTED_UNITS,
     Runner,
     check_manager,
     run_command,
@@ -41,6 +41,7 @@ from agent_telemetryd.service.render import (
     FLUSH_PLIST_NAME,
     FLUSH_SERVICE,
     FLUSH_TIMER,
+    HTTP_SOCKET_UNIT,
     PLIST_NAME,
     SERVICE_UNIT,
     SOCKET_UNIT,
@@ -48,6 +49,7 @@ from agent_telemetryd.service.render import (
     render_flush_plist,
     render_flush_service,
     render_flush_timer,
+    render_http_socket,
     render_launchd_plist,
     render_systemd_service,
     render_systemd_socket,
@@ -153,6 +155,7 @@ def plan_install(
 
     units = {
         SOCKET_UNIT: render_systemd_socket(settings),
+        HTTP_SOCKET_UNIT: render_http_socket(settings),
         SERVICE_UNIT: render_systemd_service(settings),
         FLUSH_SERVICE: render_flush_service(settings),
         FLUSH_TIMER: render_flush_timer(settings),
@@ -160,7 +163,10 @@ def plan_install(
     steps += [Step("write", path=target / name, content=text) for name, text in units.items()]
     steps += [
         Step("run", argv=("systemctl", "--user", "daemon-reload")),
-        Step("run", argv=("systemctl", "--user", "enable", "--now", *SYSTEMD_UNITS)),
+        Step("run", argv=("systemctl", "--user", "enable", "--now", *STARTED_UNITS)),
+        # Enabled only: it listens from the next login on; today the service's start
+        # (above, or the try-restart below) starts it first, and a taken port fails it alone.
+        Step("run", argv=("systemctl", "--user", "enable", HTTP_SOCKET_UNIT)),
     ]
     # `enable --now` leaves a running daemon on the old definition (say, an executable path
     # from before an upgrade) and a running timer on the old interval; restart what changed,

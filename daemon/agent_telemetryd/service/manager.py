@@ -25,6 +25,7 @@ from agent_telemetryd.service.layout import (
 from agent_telemetryd.service.render import (
     FLUSH_LABEL,
     FLUSH_TIMER,
+    HTTP_SOCKET_UNIT,
     LAUNCHD_LABEL,
     SERVICE_UNIT,
     SOCKET_UNIT,
@@ -32,6 +33,8 @@ from agent_telemetryd.service.render import (
 )
 
 __all__ = [
+    "STARTED_UNITS",
+    "SYSTEMD_UNITS",
     "Runner",
     "ServiceStatus",
     "UnitState",
@@ -44,7 +47,11 @@ __all__ = [
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
 # The units that start at login; the flush service is started by its timer.
-SYSTEMD_UNITS = (SOCKET_UNIT, SERVICE_UNIT, FLUSH_TIMER)
+SYSTEMD_UNITS = (SOCKET_UNIT, HTTP_SOCKET_UNIT, SERVICE_UNIT, FLUSH_TIMER)
+# The ones install starts itself (`enable --now`). Not the HTTP port's: on a taken port it
+# fails, and systemctl would report the whole command failed although ingest works. The
+# service's Sockets= starts it anyway, before the daemon, and a failure there is no error.
+STARTED_UNITS = tuple(unit for unit in SYSTEMD_UNITS if unit != HTTP_SOCKET_UNIT)
 # Everything stop and reset-failed cover: a flush may be running, or have failed.
 ALL_SYSTEMD_UNITS = SYSTEMD_TEMPLATES
 LAUNCHD_LABELS = (LAUNCHD_LABEL, FLUSH_LABEL)

@@ -28,6 +28,7 @@ __all__ = [
     "FLUSH_PLIST_NAME",
     "FLUSH_SERVICE",
     "FLUSH_TIMER",
+    "HTTP_SOCKET_UNIT",
     "LAUNCHD_LABEL",
     "PLIST_NAME",
     "SERVICE_UNIT",
@@ -38,6 +39,7 @@ __all__ = [
     "render_flush_plist",
     "render_flush_service",
     "render_flush_timer",
+    "render_http_socket",
     "render_launchd_plist",
     "render_systemd_service",
     "render_systemd_socket",
@@ -46,13 +48,15 @@ __all__ = [
 
 SERVICE_UNIT = "agent-telemetry.service"
 SOCKET_UNIT = "agent-telemetry.socket"
+# The loopback HTTP port, in a unit of its own: a taken port fails that unit alone.
+HTTP_SOCKET_UNIT = "agent-telemetry-http.socket"
 FLUSH_SERVICE = "agent-telemetry-flush.service"
 FLUSH_TIMER = "agent-telemetry-flush.timer"
 LAUNCHD_LABEL = "dev.agent-telemetry.daemon"
 PLIST_NAME = f"{LAUNCHD_LABEL}.plist"
 FLUSH_LABEL = "dev.agent-telemetry.flush"
 FLUSH_PLIST_NAME = f"{FLUSH_LABEL}.plist"
-SYSTEMD_TEMPLATES = (SOCKET_UNIT, SERVICE_UNIT, FLUSH_SERVICE, FLUSH_TIMER)
+SYSTEMD_TEMPLATES = (SOCKET_UNIT, HTTP_SOCKET_UNIT, SERVICE_UNIT, FLUSH_SERVICE, FLUSH_TIMER)
 LAUNCHD_TEMPLATES = (PLIST_NAME, FLUSH_PLIST_NAME)
 TEMPLATE_NAMES = SYSTEMD_TEMPLATES + LAUNCHD_TEMPLATES
 
@@ -88,7 +92,8 @@ class UnitSettings:
     ``%t/agent-telemetry``, the daemon's default. launchd expands nothing, so the
     LaunchAgent holds the sockets only when it is given (None: the daemon binds its own).
     ``http_listen`` is the loopback address launchd listens on for the daemon (None: no
-    TCP socket in the LaunchAgent); the systemd socket unit keeps its own line.
+    TCP socket in the LaunchAgent); the systemd HTTP socket unit keeps its own line (a
+    drop-in moves it, docs/service.md).
     """
 
     executable: Path
@@ -141,6 +146,16 @@ def render_systemd_socket(settings: UnitSettings) -> str:
     if moved == lines:
         raise ValueError(f"{SOCKET_UNIT} template has no {_SHIPPED_RUNTIME} line")
     return "".join(moved)
+
+
+def render_http_socket(settings: UnitSettings) -> str:
+    """The loopback HTTP port's socket unit: as shipped, whatever the settings.
+
+    Its port is the unit's own (a drop-in moves it): the daemon serves the port systemd
+    passes it, and binds ``http_port`` itself only when this unit could not listen.
+    """
+    del settings  # one signature for every unit install writes
+    return template_text(HTTP_SOCKET_UNIT)
 
 
 def render_flush_timer(settings: UnitSettings) -> str:

@@ -189,9 +189,10 @@ def test_a_clock_that_went_back_or_differs_from_the_backend_is_said() -> None:
     assert data_checks.clock(1_600_000_000_000, None, None).verdict == "fail"
 
 
-def test_a_failed_http_socket_unit_is_named_with_the_drop_in_that_moves_the_port() -> None:
+def test_a_failed_http_socket_unit_is_named_with_the_setting_that_moves_the_port() -> None:
     """The port's own unit failing (its port taken) leaves the service installed and
-    enabled; doctor says which unit and that agents on ingest.sock are not affected."""
+    enabled; doctor says which unit, that agents on ingest.sock are not affected, and that
+    the port moves with http_port and `service install` (which writes it into the unit)."""
     units = [
         {"name": "agent-telemetry.socket", "enabled": True, "state": "active/listening"},
         {"name": "agent-telemetry-http.socket", "enabled": True, "state": "failed/failed"},
@@ -203,7 +204,8 @@ def test_a_failed_http_socket_unit_is_named_with_the_drop_in_that_moves_the_port
     assert check.verdict == "warn"
     assert "agent-telemetry-http.socket failed" in check.detail
     assert "ingest.sock are not affected" in check.detail
-    assert "systemctl --user edit agent-telemetry-http.socket" in (check.fix or "")
+    assert "set http_port in the config" in (check.fix or "")
+    assert "agent-telemetry service install" in (check.fix or "")
 
     units[1]["state"] = "active/listening"
     assert checks.service(facts).verdict == "ok"

@@ -796,3 +796,148 @@ def test_units_with_the_port_in_the_socket_unit_are_out_of_date(
     assert ["systemctl", "--user", "enable", "agent-telemetry-http.socket"] in manager.calls()
     assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
     assert "127.0.0.1" not in socket_unit.read_text()
+
+
+def http_listen_stream(home: Path) -> list[str]:
+    text = (home / UNIT_DIR / "agent-telemetry-http.socket").read_text()
+    return [line for line in text.splitlines() if line.startswith("ListenStream=")]
+
+
+def service_sockets(home: Path) -> list[str]:
+    text = (home / UNIT_DIR / "agent-telemetry.service").read_text()
+    return [line for line in text.splitlines() if line.startswith("Sockets=")]
+
+
+def write_config(home: Path, text: str) -> None:
+    config = home / ".config" / "agent-telemetry" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(text)
+
+
+def test_the_http_socket_unit_listens_on_the_configured_port(
+    home: Path, manager: FakeManager
+) -> None:
+    """The port otel-env points exporters at (http_port, from the config, overridden by
+    the service's env file) is the one systemd listens on; it was 7468 whatever they said.
+    A port that moved since the last install is stopped (its unit keeps the old fds across
+    daemon-reload) and the service restarted, which starts it again on the new port."""
+    write_config(home, "http_port = 8123\n")
+    install(home=home, platform="linux", uid=UID)
+    assert http_listen_stream(home) == ["ListenStream=127.0.0.1:8123"]
+    assert service_sockets(home) == ["Sockets=agent-telemetry.socket agent-telemetry-http.socket"]
+    assert manager.calls()[1:] == [
+        ["systemctl", "--user", "daemon-reload"],
+        *(list(command) for command in ENABLE_COMMANDS),
+    ]
+
+    (home / ENV_FILE).write_text("AGENT_TELEMETRY_HTTP_PORT=8124\n")
+    write_config(home, 'http_host = "::1"\nhttp_port = 8123\n')
+    manager.clear()
+    install(home=home, platform="linux", uid=UID)
+    assert http_listen_stream(home) == ["ListenStream=[::1]:8124"]
+    assert manager.calls()[1:] == [
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "stop", "agent-telemetry-http.socket"],
+        *(list(command) for command in ENABLE_COMMANDS),
+        ["systemctl", "--user", "try-restart", "agent-telemetry.service"],
+    ]
+
+    # Installed as the config says: nothing to stop or restart on a second run.
+    manager.clear()
+    install(home=home, platform="linux", uid=UID)
+    assert ["systemctl", "--user", "stop", "agent-telemetry-http.socket"] not in manager.calls()
+    assert not any("try-restart" in call for call in manager.calls())
+
+
+@pytest.mark.parametrize("port", ["off", "0"])
+def test_without_a_port_install_removes_the_http_socket_unit_and_uninstall_the_rest(
+    home: Path, manager: FakeManager, port: str
+) -> None:
+    """http_port = off, or 0 (any free port, which only the daemon can pick): systemd must
+    not listen on 7468 and start the daemon for it. An earlier install's HTTP unit is
+    stopped, disabled and removed, the service no longer names it, and the daemon running
+    with its fd is restarted without it."""
+    before = tree(home)
+    install(home=home, platform="linux", uid=UID)
+    http_unit = home / UNIT_DIR / "agent-telemetry-http.socket"
+    assert http_unit.exists()
+
+    write_config(home, f'http_port = "{port}"\n' if port == "off" else f"http_port = {port}\n")
+    manager.clear()
+    plan = install(home=home, platform="linux", uid=UID)
+    assert not http_unit.exists()
+    assert http_unit in plan.files  # as a removal: the CLI prints "removed: …"
+    assert service_sockets(home) == ["Sockets=agent-telemetry.socket"]
+    assert manager.calls()[1:] == [
+        ["systemctl", "--user", "disable", "--now", "agent-telemetry-http.socket"],
+        ["systemctl", "--user", "reset-failed", "agent-telemetry-http.socket"],
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "enable", "--now", *STARTED],
+        ["systemctl", "--user", "try-restart", "agent-telemetry.service"],
+    ]
+    assert service_status(home=home, platform="linux", uid=UID).outdated == []
+
+    # A fresh install without a port never writes the unit; uninstall removes the rest.
+    manager.clear()
+    uninstall(home=home, platform="linux", uid=UID)
+    assert tree(home) == before | {".config/agent-telemetry/config.toml"}
+    manager.clear()
+    plan = install(home=home, platform="linux", uid=UID)
+    assert tree(home) == before | (LINUX_FILES - {f"{UNIT_DIR}/agent-telemetry-http.socket"}) | {
+        ENV_FILE,
+        ".config/agent-telemetry/config.toml",
+    }
+    assert not any("agent-telemetry-http.socket" in " ".join(c) for c in manager.calls())
+    manager.clear()
+    uninstall(home=home, platform="linux", uid=UID)
+    remaining = [u for u in UNITS if u != "agent-telemetry-http.socket"]
+    assert manager.calls()[0] == ["systemctl", "--user", "disable", "--now", *remaining]
+    assert tree(home) == before | {".config/agent-telemetry/config.toml"}
+
+
+SHOW_WITHOUT_HTTP = "\n\n".join(
+    block for block in SHOW_RUNNING.split("\n\n") if "agent-telemetry-http.socket" not in block
+)
+
+
+def test_status_and_doctor_call_units_for_another_port_out_of_date(
+    cli_home: Path, manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config says one port, the installed unit another: status and doctor say which
+    units are out of date and that `service install` updates them; turned off, the HTTP
+    unit still installed is out of date, and once removed the rest is installed and
+    enabled, with nothing missing."""
+    runner = CliRunner()
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    monkeypatch.setenv("FAKE_SYSTEMCTL_SHOW", SHOW_RUNNING)
+    assert json.loads(runner.invoke(service, ["status", "--json"]).output)["outdated"] == []
+
+    write_config(cli_home, "http_port = 8123\n")
+    shown = runner.invoke(service, ["status"]).output
+    assert "update with: agent-telemetry service install" in shown
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert [Path(path).name for path in data["outdated"]] == ["agent-telemetry-http.socket"]
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+    assert check["verdict"] == "warn" and "agent-telemetry-http.socket" in check["detail"]
+    assert check["fix"].startswith("agent-telemetry service install")
+
+    write_config(cli_home, 'http_port = "off"\n')
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert sorted(Path(path).name for path in data["outdated"]) == [
+        "agent-telemetry-http.socket",
+        "agent-telemetry.service",
+    ]
+
+    assert runner.invoke(service, ["install"]).exit_code == 0
+    monkeypatch.setenv("FAKE_SYSTEMCTL_SHOW", SHOW_WITHOUT_HTTP)
+    data = json.loads(runner.invoke(service, ["status", "--json"]).output)
+    assert data["outdated"] == []
+    assert data["installed"] and data["enabled"] and data["running"], data
+    assert not any("agent-telemetry-http.socket" in path for path in data["files"])
+    assert [u["name"] for u in data["units"]] == [
+        n for n in ENABLED if n != "agent-telemetry-http.socket"
+    ]
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "service"]
+    assert check["verdict"] == "ok", check

@@ -38,6 +38,7 @@ from agent_telemetryd.service.render import (
     render_launchd_plist,
     render_systemd_service,
     render_systemd_socket,
+    systemd_units,
     template_text,
 )
 from tests.tools import required_tool
@@ -90,14 +91,9 @@ def settings_for(tmp_path: Path, executable: Path | None = None, **changes: obje
 
 
 def write_units(directory: Path, settings: UnitSettings) -> list[Path]:
+    """The units install writes for `settings` (what systemd_units gives), in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    rendered = {
-        SOCKET_UNIT: render_systemd_socket(settings),
-        HTTP_SOCKET_UNIT: render_http_socket(settings),
-        SERVICE_UNIT: render_systemd_service(settings),
-        FLUSH_SERVICE: render_flush_service(settings),
-        FLUSH_TIMER: render_flush_timer(settings),
-    }
+    rendered = systemd_units(settings)
     for name, text in rendered.items():
         (directory / name).write_text(text)
     return [directory / name for name in rendered]
@@ -283,6 +279,68 @@ def test_socket_unit_matches_the_daemon_paths_and_port(tmp_path: Path) -> None:
     assert http["Socket"]["Service"] == [SERVICE_UNIT]
     assert http["Unit"]["PartOf"] == [SOCKET_UNIT]
     assert http["Install"]["WantedBy"] == ["sockets.target"]
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        (("127.0.0.1", 8123), "127.0.0.1:8123"),
+        (("127.0.0.2", 7468), "127.0.0.2:7468"),
+        # systemd reads an IPv6 address with a port only in brackets.
+        (("::1", 9000), "[::1]:9000"),
+    ],
+)
+def test_http_socket_unit_listens_where_the_config_says(
+    tmp_path: Path, runtime_dir: Path, listen: tuple[str, int], address: str
+) -> None:
+    """The port `otel-env` and the docs point exporters at (the config's http_host and
+    http_port) is the one systemd listens on for the daemon; it was 7468 whatever the
+    config said. systemd accepts the unit and reads back that address."""
+    settings = settings_for(tmp_path, http_listen=listen)
+    units = systemd_units(settings)
+    http = read_unit(units[HTTP_SOCKET_UNIT])
+    assert http["Socket"]["ListenStream"] == [address]
+    assert http["Socket"]["Service"] == [SERVICE_UNIT]
+    assert http["Unit"]["PartOf"] == [SOCKET_UNIT]
+    assert read_unit(units[SERVICE_UNIT])["Service"]["Sockets"] == [
+        f"{SOCKET_UNIT} {HTTP_SOCKET_UNIT}"
+    ]
+    # Only the one line differs from what is shipped.
+    shipped = template_text(HTTP_SOCKET_UNIT).splitlines()
+    changed = [
+        b for a, b in zip(shipped, units[HTTP_SOCKET_UNIT].splitlines(), strict=True) if a != b
+    ]
+    assert changed == [f"ListenStream={address}"]
+
+    result = verify(*write_units(tmp_path / "units", settings), runtime_dir=runtime_dir)
+    assert result.returncode == 0, result.stderr
+    assert our_warnings(result) == []
+
+
+def test_without_a_loopback_port_there_is_no_http_socket_unit(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    """http_port = off, or 0 (a port only the daemon can pick; settings make both None):
+    no HTTP socket unit to listen and start the daemon, and the service takes its fds from
+    agent-telemetry.socket alone, which systemd accepts without the other unit there."""
+    settings = settings_for(tmp_path, http_listen=None)
+    units = systemd_units(settings)
+    assert list(units) == [SOCKET_UNIT, SERVICE_UNIT, FLUSH_SERVICE, FLUSH_TIMER]
+    service = read_unit(units[SERVICE_UNIT])
+    assert service["Service"]["Sockets"] == [SOCKET_UNIT]
+    assert service["Unit"]["Requires"] == [SOCKET_UNIT]
+    with pytest.raises(ValueError, match=r"no agent-telemetry-http\.socket"):
+        render_http_socket(settings)
+
+    result = verify(*write_units(tmp_path / "units", settings), runtime_dir=runtime_dir)
+    assert result.returncode == 0, result.stderr
+    assert our_warnings(result) == []
+
+
+def test_a_port_the_manager_would_pick_is_refused(tmp_path: Path) -> None:
+    """Port 0 in a unit would have systemd or launchd pick a port nobody could be told."""
+    with pytest.raises(ValueError, match="1-65535"):
+        settings_for(tmp_path, http_listen=("127.0.0.1", 0))
 
 
 def test_socket_unit_follows_a_moved_runtime_dir(tmp_path: Path) -> None:

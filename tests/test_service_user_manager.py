@@ -625,3 +625,86 @@ def test_install_over_units_with_the_port_in_the_socket_unit_moves_it_to_its_own
         assert json.loads(cli("service", "status", "--json").stdout)["outdated"] == []
     finally:
         cli("service", "uninstall")
+
+
+def tcp_listens(manager: UserManager) -> list[str]:
+    """The TCP addresses this user's socket units listen on (`list-sockets` also lists
+    the Unix ones, whose paths start with /)."""
+    listed = manager.systemctl("list-sockets", "--all", "--no-legend", "--no-pager").stdout
+    return [line.split()[0] for line in listed.splitlines() if line and line[0] not in "/@"]
+
+
+def test_the_configured_port_is_the_one_systemd_listens_on(manager: UserManager) -> None:
+    """`http_port` in the config is what otel-env points exporters at; installed, it is
+    also what systemd listens on, and a POST there starts a stopped daemon and is stored.
+    Moved in the config and installed again, the running daemon is moved with it; turned
+    off, systemd listens on no TCP port at all, and ingest.sock still starts the daemon.
+    At no point does this user's manager listen on 7468 (before, it always did)."""
+    at_home = manager.home / "at"
+    shell = {**manager.env, "AGENT_TELEMETRY_HOME": str(at_home)}
+    cli = cli_for(shell)
+    run_dir = at_home / "run"
+    port = free_port()
+    at_home.mkdir()
+    config = at_home / "config.toml"
+    config.write_text(f"http_port = {port}\n")
+    try:
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        assert tcp_listens(manager) == [f"127.0.0.1:{port}"]
+        assert f"http://127.0.0.1:{port}" in cli("otel-env").stdout
+
+        # Stopped, the daemon is started by a POST to the configured port, which it stores.
+        manager.systemctl("stop", "agent-telemetry.service")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        first_start = started_at(manager)
+        assert post_event(port, {"event": "um.config_port"}) == 202
+        assert started_at(manager) != first_start
+        assert json.loads(cli("status", "--json").stdout)["paths"]["http"] == (
+            f"http://127.0.0.1:{port}"
+        )
+
+        # Moved while the daemon runs: install restarts it on the new port only.
+        moved = free_port()
+        config.write_text(f"http_port = {moved}\n")
+        outdated = json.loads(cli("service", "status", "--json").stdout)["outdated"]
+        assert [Path(path).name for path in outdated] == [HTTP_SOCKET]
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        assert tcp_listens(manager) == [f"127.0.0.1:{moved}"]
+        assert post_event(moved, {"event": "um.moved_port"}) == 202
+        with pytest.raises(ConnectionRefusedError):
+            post_event(port, {"event": "um.old_port"})
+        assert json.loads(cli("service", "status", "--json").stdout)["outdated"] == []
+
+        # Off: no TCP listener anywhere, the unit gone, ingest.sock still starts the daemon.
+        config.write_text('http_port = "off"\n')
+        installed = cli("service", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert not (manager.home / ".config/systemd/user" / HTTP_SOCKET).exists()
+        assert manager.show("LoadState", unit=HTTP_SOCKET) == {"LoadState": "not-found"}
+        assert tcp_listens(manager) == []
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        with pytest.raises(ConnectionRefusedError):
+            post_event(moved, {"event": "um.off"})
+        manager.systemctl("stop", "agent-telemetry.service")
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+        second_start = started_at(manager)
+        send_line(run_dir / "ingest.sock", {"event": "um.port_off.ingest"})
+        manager.wait_until(lambda: started_at(manager) != second_start)
+        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        status = json.loads(cli("status", "--json").stdout)
+        assert status["paths"]["http"] is None and status["http_unavailable"] is None, status
+        service = json.loads(cli("service", "status", "--json").stdout)
+        assert service["installed"] and service["enabled"] and service["outdated"] == []
+        manager.wait_until(lambda: "um.port_off.ingest" in cli("export").stdout, timeout=30)
+        export = cli("export", "--format", "ndjson").stdout
+        assert sorted(json.loads(x)["event"] for x in export.splitlines()) == [
+            "um.config_port",
+            "um.moved_port",
+            "um.port_off.ingest",
+        ]
+    finally:
+        cli("service", "uninstall")

@@ -226,8 +226,9 @@ def port(
                 f"127.0.0.1:{configured} (OpenTelemetry exporters, PostHog SDKs) reach the "
                 "program that holds it, not the daemon",
                 f"set another port: http_port = {configured + 1} in the config (or "
-                f"AGENT_TELEMETRY_HTTP_PORT={configured + 1}), restart the daemon, and point "
-                "those agents at it (agent-telemetry otel-env)",
+                f"AGENT_TELEMETRY_HTTP_PORT={configured + 1}), restart the daemon (run as a "
+                "service: agent-telemetry service install, which moves its socket unit too), "
+                "and point those agents at it (agent-telemetry otel-env)",
             )
         if running_url is None:
             return Check(
@@ -309,9 +310,10 @@ def service(facts: Mapping[str, Any] | None, error: str | None = None) -> Check:
             f"installed and enabled, but {HTTP_SOCKET_UNIT} failed (most often its port is "
             "taken by another program): agents using ingest.sock are not affected; the "
             "daemon binds http_port itself when it starts, if that port is free",
-            f"see why: systemctl --user status {HTTP_SOCKET_UNIT}; move the port with a "
-            f"drop-in (systemctl --user edit {HTTP_SOCKET_UNIT}, docs/service.md), then "
-            "systemctl --user restart agent-telemetry.service",
+            f"see why: systemctl --user status {HTTP_SOCKET_UNIT}; to move the port, set "
+            "http_port in the config (or AGENT_TELEMETRY_HTTP_PORT in the service's env "
+            "file), then run agent-telemetry service install (it moves the unit and restarts "
+            "the daemon on it)",
         )
     return Check("service", OK, "installed and enabled")
 

@@ -39,20 +39,14 @@ from agent_telemetryd.service.manager import (
 from agent_telemetryd.service.plan import Plan, Step, execute, folder
 from agent_telemetryd.service.render import (
     FLUSH_PLIST_NAME,
-    FLUSH_SERVICE,
     FLUSH_TIMER,
     HTTP_SOCKET_UNIT,
     PLIST_NAME,
     SERVICE_UNIT,
-    SOCKET_UNIT,
     UnitSettings,
     render_flush_plist,
-    render_flush_service,
-    render_flush_timer,
-    render_http_socket,
     render_launchd_plist,
-    render_systemd_service,
-    render_systemd_socket,
+    systemd_units,
 )
 from agent_telemetryd.service.settings import (
     CARRIED_VARIABLES,
@@ -153,25 +147,42 @@ def plan_install(
         notes += ["undo with: agent-telemetry service uninstall"]
         return Plan("install", platform, tuple(steps), tuple(notes))
 
-    units = {
-        SOCKET_UNIT: render_systemd_socket(settings),
-        HTTP_SOCKET_UNIT: render_http_socket(settings),
-        SERVICE_UNIT: render_systemd_service(settings),
-        FLUSH_SERVICE: render_flush_service(settings),
-        FLUSH_TIMER: render_flush_timer(settings),
-    }
+    units = systemd_units(settings)
+    http_file = target / HTTP_SOCKET_UNIT
     steps += [Step("write", path=target / name, content=text) for name, text in units.items()]
-    steps += [
-        Step("run", argv=("systemctl", "--user", "daemon-reload")),
-        Step("run", argv=("systemctl", "--user", "enable", "--now", *STARTED_UNITS)),
+    if HTTP_SOCKET_UNIT not in units and http_file.exists():
+        # TCP off now: an earlier install's port unit would go on listening, and starting
+        # the daemon for any connection to a port the config says nothing about. Stopped
+        # and disabled while its file is there (disable reads its [Install] section), and
+        # cleared of a failed state (a taken port), so that after the reload below it is
+        # gone from the manager too, not listed as "not-found failed".
+        steps += [
+            Step("run", argv=("systemctl", "--user", *args, HTTP_SOCKET_UNIT), may_fail=True)
+            for args in (("disable", "--now"), ("reset-failed",))
+        ]
+        steps.append(Step("remove", path=http_file))
+    steps.append(Step("run", argv=("systemctl", "--user", "daemon-reload")))
+    # A socket unit keeps the fds it has bound across daemon-reload: one whose address
+    # changed listens on the old port until stopped. Stopped here (it refuses to start
+    # while the service runs); the service's start or restart below starts it again on the
+    # new port and hands the daemon that one. Allowed to fail: it may not be loaded.
+    http_moved = HTTP_SOCKET_UNIT in units and _differs(http_file, units[HTTP_SOCKET_UNIT])
+    if http_moved:
+        steps.append(
+            Step("run", argv=("systemctl", "--user", "stop", HTTP_SOCKET_UNIT), may_fail=True)
+        )
+    steps.append(Step("run", argv=("systemctl", "--user", "enable", "--now", *STARTED_UNITS)))
+    if HTTP_SOCKET_UNIT in units:
         # Enabled only: it listens from the next login on; today the service's start
         # (above, or the try-restart below) starts it first, and a taken port fails it alone.
-        Step("run", argv=("systemctl", "--user", "enable", HTTP_SOCKET_UNIT)),
-    ]
+        steps.append(Step("run", argv=("systemctl", "--user", "enable", HTTP_SOCKET_UNIT)))
     # `enable --now` leaves a running daemon on the old definition (say, an executable path
-    # from before an upgrade) and a running timer on the old interval; restart what changed,
-    # or do nothing if it is stopped.
+    # from before an upgrade, or the fd of a port that moved or was turned off) and a
+    # running timer on the old interval; restart what changed, or do nothing if it is
+    # stopped.
     changed = [n for n in (SERVICE_UNIT, FLUSH_TIMER) if _differs(target / n, units[n])]
+    if http_moved and SERVICE_UNIT not in changed:
+        changed.insert(0, SERVICE_UNIT)
     if changed:
         steps.append(Step("run", argv=("systemctl", "--user", "try-restart", *changed)))
     notes += [
@@ -288,8 +299,9 @@ def outdated_files(
 
     After an upgrade the manager keeps running what an older install wrote: a unit without
     a reload command, a flush timer that counts a held upload as a failure, or no timer at
-    all; an executable path, upload interval or port changed since counts too. Install
-    writes them again (and restarts what changed)."""
+    all; an executable path, upload interval or loopback address changed since counts too,
+    and so does a unit install would now remove. Install writes them again (and restarts
+    what changed)."""
     platform = current_platform() if platform is None else platform
     real_home, env_for_paths = _home(home, environ)
     managed = managed_files(real_home, platform, env_for_paths)
@@ -301,10 +313,13 @@ def outdated_files(
         plan, _ = _planned(home, platform, None, environ, uid)
     except ServiceError:
         return []  # no executable to write into them: nothing to compare with
+    written = {step.path: step.content for step in plan.steps if step.kind == "write"}
+    # A unit install no longer writes (the HTTP port's, with the port turned off) is out
+    # of date too: install removes it.
     return [
-        str(step.path)
-        for step in plan.steps
-        if step.kind == "write" and step.path in managed and _read(step.path) != step.content
+        str(path)
+        for path in managed
+        if (_read(path) != written[path] if path in written else path.exists())
     ]
 
 

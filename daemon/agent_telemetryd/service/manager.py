@@ -31,6 +31,7 @@ from agent_telemetryd.service.render import (
     SOCKET_UNIT,
     SYSTEMD_TEMPLATES,
 )
+from agent_telemetryd.service.settings import service_http_listen
 
 __all__ = [
     "STARTED_UNITS",
@@ -160,6 +161,10 @@ def service_status(
     uid = os.getuid() if uid is None else uid
     real_home = Path.home() if home is None else home
     paths = managed_files(real_home, platform, _paths_env(home, environ))
+    if platform == "linux" and service_http_listen(environ, platform) is None:
+        # TCP off: install writes no HTTP socket unit, so none is missing; one still there
+        # is listed (and called out of date below: install removes it).
+        paths = [p for p in paths if p.name != HTTP_SOCKET_UNIT or p.exists()]
     files = {str(p): p.is_file() for p in paths}
     installed = all(files.values())
     try:
@@ -174,7 +179,9 @@ def service_status(
         units = units if manager else []
     else:
         logs = "journalctl --user -u agent-telemetry"
-        units = _systemd_units(run) if manager else []
+        listed = {Path(path).name for path in files}
+        names = [u for u in SYSTEMD_UNITS if u != HTTP_SOCKET_UNIT or u in listed]
+        units = _systemd_units(run, names) if manager else []
 
     # Imported here: install imports this module.
     from agent_telemetryd.service.install import outdated_files
@@ -203,19 +210,19 @@ def _paths_env(home: Path | None, environ: Mapping[str, str]) -> Mapping[str, st
     return environ if home is None else None
 
 
-def _systemd_units(run: Runner) -> list[UnitState]:
+def _systemd_units(run: Runner, names: Sequence[str]) -> list[UnitState]:
     result = run(
         (
             "systemctl",
             "--user",
             "show",
-            *SYSTEMD_UNITS,
+            *names,
             "--property=Id,LoadState,ActiveState,SubState,UnitFileState,MainPID",
         )
     )
     blocks = [b for b in result.stdout.split("\n\n") if b.strip()]
     units: list[UnitState] = []
-    for name, block in zip(SYSTEMD_UNITS, blocks, strict=False):
+    for name, block in zip(names, blocks, strict=False):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         main_pid = int(props.get("MainPID", "0") or 0)
         units.append(

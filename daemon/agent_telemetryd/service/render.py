@@ -6,8 +6,9 @@ and both work as shipped for the common install: the executable that pipx or
 ``pip install --user`` puts in ``~/.local/bin``. ``service install`` starts from the same
 text and swaps in what it knows: the executable actually installed, the private
 environment file, variables that move the daemon's files, the socket folder and the
-upload interval. Every line it replaces must be present exactly once, so a template edit
-that loses one fails loudly instead of shipping a unit that ignores the setting.
+upload interval, the loopback HTTP address. Every line it replaces must be present exactly
+once, so a template edit that loses one fails loudly instead of shipping a unit that
+ignores the setting.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "render_launchd_plist",
     "render_systemd_service",
     "render_systemd_socket",
+    "systemd_units",
     "template_text",
 ]
 
@@ -68,6 +70,8 @@ _SHIPPED_EXEC = "ExecStart=%h/.local/bin/agent-telemetry"
 _SHIPPED_ENV_FILE = "EnvironmentFile=-%E/agent-telemetry/service.env"
 _ENVIRONMENT_ANCHOR = "Environment=PYTHONUNBUFFERED=1"
 _SHIPPED_RUNTIME = "ListenStream=%t/agent-telemetry/"
+_SHIPPED_HTTP_LISTEN = "ListenStream=127.0.0.1:7468"
+_SHIPPED_SOCKETS = f"Sockets={SOCKET_UNIT} {HTTP_SOCKET_UNIT}"
 _TIMER_LINES = (
     "OnActiveSec=1h",
     "OnUnitActiveSec=1h",
@@ -91,9 +95,11 @@ class UnitSettings:
     ``runtime_dir`` is where the socket unit puts the sockets; None keeps systemd's own
     ``%t/agent-telemetry``, the daemon's default. launchd expands nothing, so the
     LaunchAgent holds the sockets only when it is given (None: the daemon binds its own).
-    ``http_listen`` is the loopback address launchd listens on for the daemon (None: no
-    TCP socket in the LaunchAgent); the systemd HTTP socket unit keeps its own line (a
-    drop-in moves it, docs/service.md).
+    ``http_listen`` is the loopback address the service manager listens on for the daemon:
+    the config's ``http_host``/``http_port``, so the port the CLI and the docs point
+    exporters at is the one that is listened on. None (``http_port`` off, or 0, which only
+    the daemon can pick) means no TCP socket: no HTTP entry in the LaunchAgent's
+    ``Sockets``, no ``agent-telemetry-http.socket`` and no mention of it in the service.
     """
 
     executable: Path
@@ -111,6 +117,9 @@ class UnitSettings:
                 raise ValueError(f"service files need an absolute path, got {str(value)!r}")
         if self.upload_interval <= 0:
             raise ValueError("the upload interval must be greater than zero")
+        if self.http_listen is not None and not 0 < self.http_listen[1] < 65536:
+            # Port 0 would have the manager pick a port no config or CLI could name.
+            raise ValueError(f"a listened-on port must be 1-65535, got {self.http_listen[1]}")
 
 
 def template_text(name: str) -> str:
@@ -120,9 +129,30 @@ def template_text(name: str) -> str:
     return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
 
 
+def systemd_units(settings: UnitSettings) -> dict[str, str]:
+    """Every unit ``service install`` writes on Linux, by file name, in writing order.
+
+    Without a loopback port (``http_listen`` None) there is no HTTP socket unit: one
+    listening anyway would start the daemon for a port nobody is told about.
+    """
+    units = {SOCKET_UNIT: render_systemd_socket(settings)}
+    if settings.http_listen is not None:
+        units[HTTP_SOCKET_UNIT] = render_http_socket(settings)
+    units[SERVICE_UNIT] = render_systemd_service(settings)
+    units[FLUSH_SERVICE] = render_flush_service(settings)
+    units[FLUSH_TIMER] = render_flush_timer(settings)
+    return units
+
+
 def render_systemd_service(settings: UnitSettings) -> str:
-    """The daemon's unit: the real executable, environment file and carried variables."""
-    return _fill_command_unit(template_text(SERVICE_UNIT), settings, "daemon")
+    """The daemon's unit: the real executable, environment file and carried variables, and
+    the socket units it takes fds from (not the HTTP port's when there is none)."""
+    text = _fill_command_unit(template_text(SERVICE_UNIT), settings, "daemon")
+    if settings.http_listen is None:
+        # A Sockets= entry for a unit that is not installed would make every start of the
+        # service look for it (Wants=) and log it as not found.
+        text = _swap_line(text, _SHIPPED_SOCKETS, [f"Sockets={SOCKET_UNIT}"], SERVICE_UNIT)
+    return text
 
 
 def render_flush_service(settings: UnitSettings) -> str:
@@ -149,13 +179,24 @@ def render_systemd_socket(settings: UnitSettings) -> str:
 
 
 def render_http_socket(settings: UnitSettings) -> str:
-    """The loopback HTTP port's socket unit: as shipped, whatever the settings.
+    """The loopback HTTP port's socket unit, listening on ``http_listen``.
 
-    Its port is the unit's own (a drop-in moves it): the daemon serves the port systemd
-    passes it, and binds ``http_port`` itself only when this unit could not listen.
+    The daemon serves whatever port systemd passes it, while ``otel-env``, ``doctor`` and
+    the docs read ``http_port`` from the config: the unit must say the same port, or
+    exporters would be pointed where nothing listens. Raises ValueError without a port
+    (such a unit is not installed: :func:`systemd_units`).
     """
-    del settings  # one signature for every unit install writes
-    return template_text(HTTP_SOCKET_UNIT)
+    if settings.http_listen is None:
+        raise ValueError(f"no {HTTP_SOCKET_UNIT} without a loopback port to listen on")
+    host, port = settings.http_listen
+    # systemd reads "[::1]:PORT" as IPv6; a bare "::1:PORT" would not parse as an address.
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return _swap_line(
+        template_text(HTTP_SOCKET_UNIT),
+        _SHIPPED_HTTP_LISTEN,
+        [f"ListenStream={address}"],
+        HTTP_SOCKET_UNIT,
+    )
 
 
 def render_flush_timer(settings: UnitSettings) -> str:

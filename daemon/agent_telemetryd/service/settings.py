@@ -24,6 +24,7 @@ __all__ = [
     "RUNTIME_VARIABLES",
     "config_refusal",
     "human_interval",
+    "service_http_listen",
     "unit_settings",
 ]
 
@@ -61,10 +62,6 @@ def unit_settings(
         carried.update({name: environ[name] for name in RUNTIME_VARIABLES if environ.get(name)})
     config, notes = _service_config(environ, env_file, paths)
     interval = DEFAULT_UPLOAD_INTERVAL if config is None else config.upload_interval
-    http: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
-    if config is not None:
-        # Port 0 (any free port) is the daemon's to pick: then it binds TCP itself.
-        http = (config.http_host, config.http_port) if config.http_port else None
     settings = UnitSettings(
         executable=executable,
         env_file=env_file,
@@ -72,9 +69,28 @@ def unit_settings(
         runtime_dir=runtime,
         upload_interval=interval,
         log_dir=log_dir(home) if platform == "darwin" else None,
-        http_listen=http,
+        http_listen=_http_listen(config),
     )
     return settings, [*notes, _idle_exit_note(config)]
+
+
+def service_http_listen(environ: Mapping[str, str], platform: Platform) -> tuple[str, int] | None:
+    """The loopback address ``service install`` has the service manager listen on now
+    (None: no TCP socket), as :func:`unit_settings` works it out, without an executable."""
+    paths = resolve_paths(environ, platform)
+    config, _ = _service_config(environ, envfile.env_file_path(paths.config_file), paths)
+    return _http_listen(config)
+
+
+def _http_listen(config: Config | None) -> tuple[str, int] | None:
+    """The config's loopback address for the service manager to listen on, or None.
+
+    Without a usable config (install refuses it, or a dry run shows the files anyway) the
+    daemon's default. ``off`` has nothing listen; port 0 (any free port) is the daemon's
+    to pick, so it binds TCP itself and the manager holds none."""
+    if config is None:
+        return DEFAULT_HTTP_LISTEN
+    return (config.http_host, config.http_port) if config.http_port else None
 
 
 def _service_config(

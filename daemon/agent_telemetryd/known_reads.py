@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from agent_telemetryd.read_columns import all_canonical_uuids, known_seconds_ms
+from agent_telemetryd.read_columns import KnownStamps, all_canonical_uuids
 
 # Pairs of (`"name":`, `"stored name":`) as orjson writes a key, for a shape's renamed names.
 Renames = tuple[tuple[bytes, bytes], ...]
@@ -84,11 +84,11 @@ def read_parts(
     lines: list[bytes],
     plans: dict[tuple[Any, ...], Any],  # by (event, agent, property names)
     kept_texts: set[str],
-    second_starts: dict[str, int],
+    stamps: KnownStamps,
     max_event_bytes: int,
 ) -> ReadParts | None:
     """What `KnownShapes.row_parts` makes of each of `lines`, by column, when it takes
-    every one of them and what `plans`, `kept_texts` and `second_starts` hold now says
+    every one of them and what `plans`, `kept_texts` and `stamps` hold now says
     so (none of them is changed); else None."""
     if not lines:
         return None
@@ -110,7 +110,7 @@ def read_parts(
         return None
     if not all_canonical_uuids(uuids):
         return None
-    ts_ms = known_seconds_ms(timestamps, second_starts)
+    ts_ms = stamps.ms(timestamps)
     if ts_ms is None:
         return None
     stored = _stored_json(properties, shape_plans, max_event_bytes)

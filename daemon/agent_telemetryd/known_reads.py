@@ -14,6 +14,7 @@ tests/test_ingest_reads.py holds both side by side.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain, compress
 from operator import itemgetter, sub
 from typing import Any, NamedTuple
@@ -56,6 +57,11 @@ _astuple = msgspec.structs.astuple
 _STRINGS, _GROWTH, _NAME, _STORED, _ROW_AGENT, _TOKENS = map(itemgetter, (1, 2, 3, 5, 6, 7))
 
 
+# One object for every plan that renames alike (the same names, and agents of one kind
+# each with plans of their own): a read's check that its lines are all renamed alike is
+# then an identity test a line, not a comparison of the renamings (~1k instructions a
+# line with four agents' plans).
+@functools.lru_cache(maxsize=1024)
 def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | None:
     """The renaming of `keys` to `stored` as replacements in their JSON, or None when the
     JSON cannot be renamed that way.

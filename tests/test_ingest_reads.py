@@ -58,15 +58,15 @@ _ODD_STAMPS = st.sampled_from(
     ]
 )
 # Names and texts the read path takes, among them what its renaming of the JSON looks
-# for (`"model":`, `},{`), and what it leaves to the lines one by one (scrubbed, masked).
+# for (`"model":`, `},{`, `],[`), and what it leaves to the lines one by one (scrubbed, masked).
 _KEYS = st.sampled_from(
     ["model", "tokens_in", "input_tokens", "tool", "gen_ai.request.model", "status", "sent_ns",
-     "tool_name", 'a"model', "a\\", "},{", "é", '"model":', "x\u0001"]
+     "tool_name", 'a"model', "a\\", "},{", "],[", "é", '"model":', "x\u0001"]
 )  # fmt: skip
 _ODD_KEYS = st.sampled_from(["password", "prompt", "alice@example.com", "$ai_model"])
 _TEXTS = st.sampled_from(
-    ["ok", "search", "model-1", "", '"model":', '},{"model":', "}\n{", "a\\", "é ü 日本",
-     "1520", "0.25", "y" * 60]
+    ["ok", "search", "model-1", "", '"model":', '},{"model":', '}],[{"model":', "}\n{", "a\\",
+     "é ü 日本", "1520", "0.25", "y" * 60]
 )  # fmt: skip
 _ODD_TEXTS = st.sampled_from(["alice@example.com", "sk-ant-abcdefghijklmnopqrstuvwx", "y" * 70])
 _VALUES = (

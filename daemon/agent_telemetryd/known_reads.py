@@ -55,6 +55,8 @@ _decode_line = msgspec.json.Decoder(_ShimLine).decode
 _astuple = msgspec.structs.astuple
 # A plan's fields a read takes (known_shapes._Plan), by position: its own getters run Python.
 _STRINGS, _GROWTH, _NAME, _STORED, _ROW_AGENT, _TOKENS = map(itemgetter, (1, 2, 3, 5, 6, 7))
+# What a renamed name may not hold (see rename_tokens).
+_PLAIN_NAME = frozenset(",:[]{}")
 
 
 # One object for every plan that renames alike (the same names, and agents of one kind
@@ -70,7 +72,12 @@ def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | N
     bare `"` (it is `\\"`), so `"name":` closes a key wherever it is. It is that key's
     alone when no name needs escaping (no other key can end in `\\"name`); the result is
     what renaming the dict gives when no two names end up the same (the dict would keep
-    one) and no stored name is a name renamed after it (it would be renamed twice)."""
+    one) and no stored name is a name renamed after it (it would be renamed twice).
+    A renamed name holds none of what JSON writes between two texts (`,` `:`) or what a
+    read's JSON has between two lines (`_stored_json`): so its `"name":` cannot begin at
+    the end of one text and end at the start of the next, and a renaming never makes
+    or takes away a place where the read's JSON is cut. (The vocabulary's names are
+    words and dotted words.)"""
     if len(set(stored)) != len(stored):
         return None
     pairs = []
@@ -79,6 +86,8 @@ def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | N
         if old_token[1:-1] != old.encode() or new_token[1:-1] != new.encode():
             return None  # escaped in JSON, or holding a quote
         if old != new:
+            if not _PLAIN_NAME.isdisjoint(old + new):
+                return None
             pairs.append((old_token + b":", new_token + b":"))
     renamed = {old for old, _ in pairs}
     if any(new in renamed for _, new in pairs):
@@ -139,20 +148,21 @@ def _stored_json(
     tokens = plans[0][7]
     try:
         if tokens is not None and list(map(_TOKENS, plans)).count(tokens) == len(plans):
-            # Every line renamed alike: the read's JSON in one call, renamed by one split
-            # and join a name (two passes, as a replace takes, and quicker in CPython),
-            # and cut into lines where one object ends and the next begins: flat
-            # objects, so `},{` is there between each two, and only there when the cut
-            # gives as many lines as there are (no text or name holds it; orjson
-            # writes no raw line break).
-            joined = orjson.dumps(properties)
+            # Every line renamed alike: the read's JSON in one call, each line's object
+            # wrapped in a list of its own, renamed by one split and join a name (the two
+            # passes a replace takes, in less), and cut where one line's list ends and
+            # the next begins: `],[` is there between each two lines' objects, and only
+            # there when the cut gives as many lines as there are (no text or name holds
+            # it). Splitting on three characters skips through the text where cutting
+            # `},{` (a replace, then a split on one character) visited every character.
+            joined = orjson.dumps(list(zip(properties)))
             for old, new in tokens:
                 joined = new.join(joined.split(old))
             if joined.isascii():  # as many characters as bytes
-                texts = joined.decode()[1:-1].replace("},{", "}\n{").split("\n")
+                texts = joined.decode()[2:-2].split("],[")
                 sizes = map(len, texts)
             else:
-                encoded = joined[1:-1].replace(b"},{", b"}\n{").split(b"\n")
+                encoded = joined[2:-2].split(b"],[")
                 sizes = map(len, encoded)
                 texts = list(map(bytes.decode, encoded))
             if len(texts) == len(plans):

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import patch
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_telemetryd import read_columns
 from agent_telemetryd.events import Limits
 from agent_telemetryd.ingest import Ingestor, Source
 from tests.fakes.ingest_parts import RecordingWriter, daemon_transforms
@@ -56,15 +58,15 @@ _ODD_STAMPS = st.sampled_from(
     ]
 )
 # Names and texts the read path takes, among them what its renaming of the JSON looks
-# for (`"model":`, `},{`), and what it leaves to the lines one by one (scrubbed, masked).
+# for (`"model":`, `},{`, `],[`), and what it leaves to the lines one by one (scrubbed, masked).
 _KEYS = st.sampled_from(
     ["model", "tokens_in", "input_tokens", "tool", "gen_ai.request.model", "status", "sent_ns",
-     "tool_name", 'a"model', "a\\", "},{", "é", '"model":', "x\u0001"]
+     "tool_name", 'a"model', "a\\", "},{", "],[", "é", '"model":', "x\u0001"]
 )  # fmt: skip
 _ODD_KEYS = st.sampled_from(["password", "prompt", "alice@example.com", "$ai_model"])
 _TEXTS = st.sampled_from(
-    ["ok", "search", "model-1", "", '"model":', '},{"model":', "}\n{", "a\\", "é ü 日本",
-     "1520", "0.25", "y" * 60]
+    ["ok", "search", "model-1", "", '"model":', '},{"model":', '}],[{"model":', "}\n{", "a\\",
+     "é ü 日本", "1520", "0.25", "y" * 60]
 )  # fmt: skip
 _ODD_TEXTS = st.sampled_from(["alice@example.com", "sk-ant-abcdefghijklmnopqrstuvwx", "y" * 70])
 _VALUES = (
@@ -215,6 +217,7 @@ def _take(ingestor: Ingestor, writer: RecordingWriter, lines: list[bytes], sourc
 _MODES = [("local", False), ("upload", False), ("upload", True), ("off", False)]
 
 
+@pytest.mark.parametrize("hold_after", [read_columns._HOLD_AFTER, 1])
 @pytest.mark.parametrize(("mode", "gated"), _MODES)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -231,15 +234,51 @@ _MODES = [("local", False), ("upload", False), ("upload", True), ("off", False)]
     agent=st.sampled_from([None, "named-by-the-connection"]),
 )
 def test_a_read_is_stored_as_its_lines_one_by_one(
-    mode: str, gated: bool, reads: list[list[bytes]], agent: str | None
+    mode: str, gated: bool, reads: list[list[bytes]], agent: str | None, hold_after: int
 ) -> None:
+    # hold_after 1: the stamps of a second are looked up whole (KnownStamps) from the
+    # first read that has them all known, as at a busy daemon.
     fast, fast_writer = _ingestor(mode, gated, plain=False)
     plain, plain_writer = _ingestor(mode, gated, plain=True)
     source = Source("unix", agent=agent, pid=7)
     # Each read twice: the second time its shapes, texts and seconds are known.
-    for lines in [read for read in reads for _ in range(2)]:
-        got = _take(fast, fast_writer, lines, source)
-        assert got == _take(plain, plain_writer, lines, source)
+    with patch.object(read_columns, "_HOLD_AFTER", hold_after):
+        for lines in [read for read in reads for _ in range(2)]:
+            got = _take(fast, fast_writer, lines, source)
+            assert got == _take(plain, plain_writer, lines, source)
+
+
+_SECONDS = ["2026-12-02T12:00:00", "2026-12-02T12:00:01", "2026-12-02T11:59:59"]
+_STAMPS = (
+    st.builds("{}.{:03d}Z".format, st.sampled_from(_SECONDS), st.integers(0, 999))
+    | _ODD_STAMPS
+    | st.sampled_from(["2026-12-02T12:00:02.000Z", "2026-12-02T12:00:00.000z"])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.lists(_STAMPS, min_size=1, max_size=6), st.sampled_from(["", "clear", "add"])),
+        max_size=20,
+    ),
+    hold_after=st.sampled_from([1, 3, read_columns._HOLD_AFTER]),
+)
+def test_known_stamps_give_what_the_column_check_gives(
+    steps: list[tuple[list[str], str]], hold_after: int
+) -> None:
+    """Whatever seconds are held, and whatever the validator forgets meanwhile (it clears
+    its seconds when full), a read's stamps come out as `known_seconds_ms` gives them."""
+    starts = {second: 1_796_212_800_000 + 1000 * i for i, second in enumerate(_SECONDS[:2])}
+    stamps = read_columns.KnownStamps(starts)
+    with patch.object(read_columns, "_HOLD_AFTER", hold_after):
+        for timestamps, change in steps:
+            assert stamps.ms(timestamps) == read_columns.known_seconds_ms(timestamps, starts)
+            if change == "clear":
+                starts.clear()
+            elif change == "add":
+                starts[_SECONDS[2]] = 1_796_212_799_000
+                starts[_SECONDS[0]] = 1_796_212_800_000
 
 
 def test_a_read_of_known_shim_lines_is_taken_at_once() -> None:

@@ -14,6 +14,7 @@ tests/test_ingest_reads.py holds both side by side.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain, compress
 from operator import itemgetter, sub
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from agent_telemetryd.read_columns import all_canonical_uuids, known_seconds_ms
+from agent_telemetryd.read_columns import KnownStamps, all_canonical_uuids
 
 # Pairs of (`"name":`, `"stored name":`) as orjson writes a key, for a shape's renamed names.
 Renames = tuple[tuple[bytes, bytes], ...]
@@ -54,8 +55,15 @@ _decode_line = msgspec.json.Decoder(_ShimLine).decode
 _astuple = msgspec.structs.astuple
 # A plan's fields a read takes (known_shapes._Plan), by position: its own getters run Python.
 _STRINGS, _GROWTH, _NAME, _STORED, _ROW_AGENT, _TOKENS = map(itemgetter, (1, 2, 3, 5, 6, 7))
+# What a renamed name may not hold (see rename_tokens).
+_PLAIN_NAME = frozenset(",:[]{}")
 
 
+# One object for every plan that renames alike (the same names, and agents of one kind
+# each with plans of their own): a read's check that its lines are all renamed alike is
+# then an identity test a line, not a comparison of the renamings (~1k instructions a
+# line with four agents' plans).
+@functools.lru_cache(maxsize=1024)
 def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | None:
     """The renaming of `keys` to `stored` as replacements in their JSON, or None when the
     JSON cannot be renamed that way.
@@ -64,7 +72,12 @@ def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | N
     bare `"` (it is `\\"`), so `"name":` closes a key wherever it is. It is that key's
     alone when no name needs escaping (no other key can end in `\\"name`); the result is
     what renaming the dict gives when no two names end up the same (the dict would keep
-    one) and no stored name is a name renamed after it (it would be renamed twice)."""
+    one) and no stored name is a name renamed after it (it would be renamed twice).
+    A renamed name holds none of what JSON writes between two texts (`,` `:`) or what a
+    read's JSON has between two lines (`_stored_json`): so its `"name":` cannot begin at
+    the end of one text and end at the start of the next, and a renaming never makes
+    or takes away a place where the read's JSON is cut. (The vocabulary's names are
+    words and dotted words.)"""
     if len(set(stored)) != len(stored):
         return None
     pairs = []
@@ -73,6 +86,8 @@ def rename_tokens(keys: tuple[str, ...], stored: tuple[str, ...]) -> Renames | N
         if old_token[1:-1] != old.encode() or new_token[1:-1] != new.encode():
             return None  # escaped in JSON, or holding a quote
         if old != new:
+            if not _PLAIN_NAME.isdisjoint(old + new):
+                return None
             pairs.append((old_token + b":", new_token + b":"))
     renamed = {old for old, _ in pairs}
     if any(new in renamed for _, new in pairs):
@@ -84,11 +99,11 @@ def read_parts(
     lines: list[bytes],
     plans: dict[tuple[Any, ...], Any],  # by (event, agent, property names)
     kept_texts: set[str],
-    second_starts: dict[str, int],
+    stamps: KnownStamps,
     max_event_bytes: int,
 ) -> ReadParts | None:
     """What `KnownShapes.row_parts` makes of each of `lines`, by column, when it takes
-    every one of them and what `plans`, `kept_texts` and `second_starts` hold now says
+    every one of them and what `plans`, `kept_texts` and `stamps` hold now says
     so (none of them is changed); else None."""
     if not lines:
         return None
@@ -110,7 +125,7 @@ def read_parts(
         return None
     if not all_canonical_uuids(uuids):
         return None
-    ts_ms = known_seconds_ms(timestamps, second_starts)
+    ts_ms = stamps.ms(timestamps)
     if ts_ms is None:
         return None
     stored = _stored_json(properties, shape_plans, max_event_bytes)
@@ -133,21 +148,24 @@ def _stored_json(
     tokens = plans[0][7]
     try:
         if tokens is not None and list(map(_TOKENS, plans)).count(tokens) == len(plans):
-            # Every line renamed alike: the read's JSON in one call, renamed in one
-            # replacement a name, and cut into lines where one object ends and the
-            # next begins: flat objects, so `},{` is there between each two, and only
-            # there when it is there no more often (no text or name holds it).
-            joined = orjson.dumps(properties)
+            # Every line renamed alike: the read's JSON in one call, each line's object
+            # wrapped in a list of its own, renamed by one split and join a name (the two
+            # passes a replace takes, in less), and cut where one line's list ends and
+            # the next begins: `],[` is there between each two lines' objects, and only
+            # there when the cut gives as many lines as there are (no text or name holds
+            # it). Splitting on three characters skips through the text where cutting
+            # `},{` (a replace, then a split on one character) visited every character.
+            joined = orjson.dumps(list(zip(properties)))
             for old, new in tokens:
-                joined = joined.replace(old, new)
-            if joined.count(b"},{") == len(plans) - 1:
-                if joined.isascii():  # as many characters as bytes
-                    texts = joined.decode()[1:-1].replace("},{", "}\n{").split("\n")
-                    sizes = map(len, texts)
-                else:
-                    encoded = joined[1:-1].replace(b"},{", b"}\n{").split(b"\n")
-                    sizes = map(len, encoded)
-                    texts = list(map(bytes.decode, encoded))
+                joined = new.join(joined.split(old))
+            if joined.isascii():  # as many characters as bytes
+                texts = joined.decode()[2:-2].split("],[")
+                sizes = map(len, texts)
+            else:
+                encoded = joined[2:-2].split(b"],[")
+                sizes = map(len, encoded)
+                texts = list(map(bytes.decode, encoded))
+            if len(texts) == len(plans):
                 # The limit is on the properties as sent (see row_parts).
                 return texts if max(sizes) - plans[0][2] <= max_event_bytes else None
         renamed = map(dict, map(zip, map(_STORED, plans), map(dict.values, properties)))

@@ -35,6 +35,7 @@ from agent_telemetryd.known_reads import ReadParts, Renames, read_parts, rename_
 from agent_telemetryd.privacy.content import AGENT_CONTENT_NAMES, ContentMask
 from agent_telemetryd.privacy.scrub import Scrubber, may_pair
 from agent_telemetryd.privacy.secret_names import ORDINARY
+from agent_telemetryd.read_columns import KnownStamps
 from agent_telemetryd.shape_plans import remember
 
 # Texts remembered as kept by the scrubber (short ones only, as the scrubber remembers).
@@ -85,6 +86,8 @@ class KnownShapes:
         # line.
         self._read_plans: dict[tuple[Any, ...], _Plan] = {}
         self._kept_texts: set[str] = set()
+        # The stamps of the latest seconds the validator has parsed, for reads.
+        self._stamps = KnownStamps(validator.second_starts)
 
     def row_parts(self, line: bytes) -> RowParts | None:
         """The stored parts of `line` (its agent named in it, or none at all), or None
@@ -139,7 +142,7 @@ class KnownShapes:
             lines,
             self._read_plans,
             self._kept_texts,
-            self._validator.second_starts,
+            self._stamps,
             self._validator.limits.max_event_bytes,
         )
 

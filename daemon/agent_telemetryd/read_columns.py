@@ -85,3 +85,60 @@ def known_seconds_ms(timestamps: Sequence[str], second_starts: dict[str, int]) -
         return list(map(add, seconds, map(_MILLIS_OF, map(_MILLIS_TEXT, timestamps))))
     except KeyError:  # not three ASCII digits
         return None
+
+
+# The 1,000 stamps of a second, as its text's endings: "YYYY-MM-DDTHH:MM:SS" + ".mmmZ".
+_ENDINGS = tuple(f".{ms:03d}Z" for ms in range(1000))
+# Stamps of one second checked the long way before `KnownStamps` holds that second. Its
+# 1,000 stamps take ~0.11 ms to make (and ~170 KB); a lookup saves ~0.1 us a stamp, so
+# it pays from ~2,000 events a second on (at 10,000 a second, from the second's first
+# tenth on), and a slower sender's seconds are never made at all.
+_HOLD_AFTER = 1000
+
+
+class KnownStamps:
+    """`known_seconds_ms` by one lookup a stamp, for reads whose stamps are all of the
+    latest busy second. No I/O.
+
+    Checked column by column, a read's stamps cost a slice, a lookup and an addition each
+    and the checks of their joined text. Here each stamp in the shims' form of the second
+    held is a key, with its Unix ms as the value, so a stamp that is a key is one
+    `known_seconds_ms` takes, and its value is what it gives. The second is held only
+    while `second_starts` holds it with the same start (it only ever adds, and clears
+    itself when full): the keys are stamps of a second it knows now. A read with any
+    other stamp is checked as before, and counted against its last stamp's second; a
+    second later than the one held with _HOLD_AFTER stamps so counted is held next. So
+    the table follows the clock and is made at most once a second; a backlog's older
+    seconds never take its place."""
+
+    def __init__(self, second_starts: dict[str, int]) -> None:
+        self._second_starts = second_starts
+        self._second = ""  # the second held ("" none), its start, and its stamps' ms
+        self._start = 0
+        self._ms: dict[str, int] = {}
+        self._counting = ""  # the second whose stamps are being counted, and how many
+        self._counted = 0
+
+    def ms(self, timestamps: Sequence[str]) -> list[int] | None:
+        """What `known_seconds_ms(timestamps, second_starts)` gives."""
+        starts = self._second_starts
+        if self._second:
+            if starts.get(self._second) == self._start:
+                found = list(map(self._ms.get, timestamps))
+                if None not in found:
+                    return found
+            else:  # forgotten since: nothing held
+                self._second, self._ms = "", {}
+        ms = known_seconds_ms(timestamps, starts)
+        if ms is not None:
+            second = timestamps[-1][:19]
+            if second == self._counting:
+                self._counted += len(timestamps)
+            else:
+                self._counting, self._counted = second, len(timestamps)
+            if self._counted >= _HOLD_AFTER and second > self._second:
+                start = self._start = starts[second]
+                self._second = second
+                stamps = map(second.__add__, _ENDINGS)
+                self._ms = dict(zip(stamps, range(start, start + 1000), strict=True))
+        return ms

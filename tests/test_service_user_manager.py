@@ -155,6 +155,16 @@ def started_at(manager: UserManager) -> str:
     return manager.show("ExecMainStartTimestampMonotonic")["ExecMainStartTimestampMonotonic"]
 
 
+def stop_then_wake_by_ingest(manager: UserManager, run_dir: Path, event: str) -> None:
+    """Stop the daemon, send `event` to ingest.sock, and wait until that started it again."""
+    manager.systemctl("stop", "agent-telemetry.service")
+    manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
+    before = started_at(manager)
+    send_line(run_dir / "ingest.sock", {"event": event})
+    manager.wait_until(lambda: started_at(manager) != before)
+    manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+
+
 def cli_for(shell: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     """The CLI as run from a user's shell whose environment is `shell`."""
 
@@ -505,12 +515,7 @@ def test_a_taken_port_fails_only_the_http_socket_and_ingest_still_starts_the_dae
         }
 
         # Stopped, the daemon is started again by an event on ingest.sock, which it stores.
-        manager.systemctl("stop", "agent-telemetry.service")
-        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
-        first_start = started_at(manager)
-        send_line(run_dir / "ingest.sock", {"event": "um.port_taken.ingest"})
-        manager.wait_until(lambda: started_at(manager) != first_start)
-        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        stop_then_wake_by_ingest(manager, run_dir, "um.port_taken.ingest")
         manager.wait_until(
             lambda: cli("export", "--format", "ndjson").stdout.strip() != "", timeout=30
         )
@@ -689,12 +694,7 @@ def test_the_configured_port_is_the_one_systemd_listens_on(manager: UserManager)
         manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
         with pytest.raises(ConnectionRefusedError):
             post_event(moved, {"event": "um.off"})
-        manager.systemctl("stop", "agent-telemetry.service")
-        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "inactive")
-        second_start = started_at(manager)
-        send_line(run_dir / "ingest.sock", {"event": "um.port_off.ingest"})
-        manager.wait_until(lambda: started_at(manager) != second_start)
-        manager.wait_until(lambda: manager.show("ActiveState")["ActiveState"] == "active")
+        stop_then_wake_by_ingest(manager, run_dir, "um.port_off.ingest")
         status = json.loads(cli("status", "--json").stdout)
         assert status["paths"]["http"] is None and status["http_unavailable"] is None, status
         service = json.loads(cli("service", "status", "--json").stdout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuid_module
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,8 @@ async def test_backoff_and_retry_after_are_slept_on_the_injected_clock(
         slept.append(seconds)
 
     async with new_session() as session:
-        uploader = Uploader(
-            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
-            UploadSettings(batch_size=100, backoff=Backoff(base=1.0)),
-            consent=lambda: UPLOADING,
-            buffer=lambda: buffer,
-            clock=lambda: NOW,
-            sleep=sleep,
-            rand=lambda: 0.5,
+        uploader = _uploader(
+            session, posthog, buffer, sleep=sleep, batch_size=100, backoff=Backoff(base=1.0)
         )
         report = await uploader.flush("test")
 
@@ -125,14 +119,8 @@ async def test_consent_read_before_each_request_stops_the_flush(
         consent[0] = LOCAL  # the user ran `disable` during the backoff
 
     async with new_session() as session:
-        uploader = Uploader(
-            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
-            UploadSettings(),
-            consent=lambda: consent[0],
-            buffer=lambda: buffer,
-            clock=lambda: NOW,
-            sleep=sleep,
-            rand=lambda: 0.0,
+        uploader = _uploader(
+            session, posthog, buffer, consent=lambda: consent[0], sleep=sleep, rand=0.0
         )
         report = await uploader.flush("test")
 
@@ -170,13 +158,7 @@ async def test_upload_turned_off_while_the_id_is_recorded_sends_nothing(
 
     held = Buffered()
     async with new_session() as session:
-        uploader = Uploader(
-            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
-            UploadSettings(),
-            consent=lambda: consent[0],
-            buffer=lambda: held,  # type: ignore[arg-type,return-value]
-            clock=lambda: NOW,
-        )
+        uploader = _uploader(session, posthog, held, consent=lambda: consent[0])
         report = await uploader.flush("command")
 
     assert report.stopped is not None and "turned off" in report.stopped
@@ -211,14 +193,8 @@ async def test_a_stop_while_the_report_is_written_still_answers_whoever_waits(
 
     held_back = ReportHeldBack()
     async with new_session() as session:
-        uploader = Uploader(
-            PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
-            UploadSettings(),
-            consent=lambda: consent[0],
-            buffer=lambda: held_back,  # type: ignore[arg-type,return-value]
-            clock=lambda: NOW,
-            sleep=sleep,
-            rand=lambda: 0.0,
+        uploader = _uploader(
+            session, posthog, held_back, consent=lambda: consent[0], sleep=sleep, rand=0.0
         )
         waiting = asyncio.create_task(uploader.flush("command"))
         await reporting.wait()
@@ -232,20 +208,30 @@ async def test_a_stop_while_the_report_is_written_still_answers_whoever_waits(
     assert report.stopped is not None and "turned off" in report.stopped
 
 
-def _uploader(
-    session: Any, posthog: FakePostHog, buffer: Buffer, clock: Callable[[], float], **settings: Any
-) -> Uploader:
-    async def no_sleep(seconds: float) -> None:
-        pass
+async def _no_sleep(seconds: float) -> None:
+    pass
 
+
+def _uploader(
+    session: Any,
+    posthog: FakePostHog,
+    buffer: Any,
+    clock: Callable[[], float] = lambda: NOW,
+    *,
+    consent: Callable[[], Any] = lambda: UPLOADING,
+    sleep: Callable[[float], Awaitable[None]] = _no_sleep,
+    rand: float = 0.5,
+    **settings: Any,
+) -> Uploader:
+    """An uploader to the fake PostHog over `buffer` (the real one, or one that wraps it)."""
     return Uploader(
         PostHogSender(session, host=posthog.url, api_key=posthog.api_key),
         UploadSettings(**settings),
-        consent=lambda: UPLOADING,
+        consent=consent,
         buffer=lambda: buffer,
         clock=clock,
-        sleep=no_sleep,
-        rand=lambda: 0.5,
+        sleep=sleep,
+        rand=lambda: rand,
     )
 
 
